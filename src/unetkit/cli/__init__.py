@@ -1,0 +1,1 @@
+"""The `unetkit` command line."""

@@ -1,0 +1,183 @@
+"""Command line: each subcommand parses its flags into a config and calls one API function.
+
+Only `UserError` is caught, and reduced to one line on stderr with exit code 2; any
+other exception is a bug and keeps its traceback (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from unetkit.config import (
+    LOSSES,
+    MONITORS,
+    SIZE_POLICIES,
+    DataConfig,
+    EvaluateConfig,
+    PredictConfig,
+    TrainConfig,
+    from_dict,
+    load_yaml,
+    merge,
+)
+from unetkit.errors import UserError
+
+
+def build_train_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults <- YAML file <- preset <- flags, in that order of precedence (flags win)."""
+    from unetkit.models.registry import preset_config
+
+    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    model_values = dict(values.pop("model", {}) or {})
+    data_values = dict(values.pop("data", {}) or {})
+    preset = args.preset or values.pop("preset", "seed")
+    values.pop("preset", None)
+    base = from_dict(TrainConfig, values)
+    model_flags = {"in_channels": args.in_channels, "num_classes": args.num_classes}
+    model_values.update({k: v for k, v in model_flags.items() if v is not None})
+    try:
+        model = preset_config(preset, **model_values)
+    except TypeError as exc:
+        raise UserError(f"config section 'model': {exc}") from None
+    data = merge(from_dict(DataConfig, data_values, where="data"), data_dir=args.data,
+                 val_fraction=args.val_fraction, size_policy=args.size_policy)
+    return merge(base, out_dir=args.out, preset=preset, model=model, data=data, epochs=args.epochs,
+                 batch_size=args.batch_size, lr=args.lr, loss=args.loss, monitor=args.monitor,
+                 time_budget_min=args.time_budget, seed=args.seed, device=args.device)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from unetkit.api import train
+
+    result = train(build_train_config(args), resume=args.resume)
+    metrics = result.val_metrics
+    print(f"model: {result.model_path}  (threshold {result.threshold:.2f}, best epoch {result.best_epoch} "
+          f"of {result.epochs_done}, {result.stop_reason})")
+    print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f} TGS mAP {metrics['tgs_map']:.4f}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from unetkit.api import predict
+
+    predict(PredictConfig(model_path=args.model, input_path=args.input, out_dir=args.out,
+                          probabilities=args.probabilities, overlay=args.overlay, threshold=args.threshold,
+                          batch_size=args.batch_size, device=args.device))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from unetkit.api import evaluate
+
+    result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data, csv_path=args.csv or "",
+                                     threshold=args.threshold, batch_size=args.batch_size, device=args.device))
+    m = result.metrics
+    if args.json:
+        print(json.dumps({k: m[k] for k in ("iou", "dice", "pixel_accuracy", "tgs_map", "n_images")}
+                         | {k: v for k, v in m.items() if k not in ("iou", "dice", "pixel_accuracy", "tgs_map",
+                                                                     "n_images")}))
+    else:
+        print(f"{m['n_images']} images  IoU {m['iou']:.4f}  Dice {m['dice']:.4f}  pixel accuracy "
+              f"{m['pixel_accuracy']:.4f}  TGS mAP {m['tgs_map']:.4f}  (threshold {m['threshold']:.2f})")
+    logging.getLogger("unetkit").info("per-image scores: %s", result.csv_path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from unetkit.api import demo
+
+    result = demo(args.out, time_budget_min=args.time_budget, seed=args.seed)
+    print(f"held-out IoU {result.metrics['iou']:.4f} Dice {result.metrics['dice']:.4f}")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from unetkit.data.synthetic import generate_synthetic
+
+    generate_synthetic(args.out, args.n, size=args.size, seed=args.seed)
+    print(f"{args.n} synthetic image/mask pairs written to {args.out}")
+    return 0
+
+
+def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model file (model.safetensors)")
+    parser.add_argument("--threshold", type=float, help="probability threshold (default: the one stored in the model)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The `unetkit` argument parser with all subcommands."""
+    parser = argparse.ArgumentParser(prog="unetkit", description="U-Net semantic segmentation: train, evaluate, predict.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a U-Net on DIR/images + DIR/masks",
+                                description="Train a U-Net. Precedence: flags > --config YAML > preset > defaults.")
+    train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem)")
+    train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
+    train.add_argument("--config", help="YAML file of TrainConfig fields (sections model: and data: nest)")
+    train.add_argument("--preset", help="model preset: seed (default), seed-bn, small")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default 200; early stopping usually ends sooner)")
+    train.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly after this much training time")
+    train.add_argument("--seed", type=int, help="seed for the split, initialisation, order and flips (default 0)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--batch-size", type=int, help="default 32")
+    train.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    train.add_argument("--loss", choices=LOSSES, help="default bce")
+    train.add_argument("--monitor", choices=MONITORS, help="value for early stopping and the best checkpoint")
+    train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB); default from the preset")
+    train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")
+    train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
+    train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default) or resize to data.resize_to")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    train.set_defaults(run=_train)
+
+    predict = commands.add_parser("predict", help="write masks for an image or a folder of images")
+    _common_inference_flags(predict)
+    predict.add_argument("--input", required=True, help="an image file or a folder of images")
+    predict.add_argument("--out", required=True, help="output folder: <stem>.png masks")
+    predict.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.tif (float32)")
+    predict.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
+    predict.set_defaults(run=_predict)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on a labelled folder")
+    _common_inference_flags(evaluate)
+    evaluate.add_argument("--data", required=True, help="folder with images/ and masks/")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--csv", help="per-image CSV (default: beside the model, evaluation-<data>.csv)")
+    evaluate.set_defaults(run=_evaluate)
+
+    demo = commands.add_parser("demo", help="synthetic data -> train the seed -> held-out scores (make demo)")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--time-budget", type=float, default=3.0, metavar="MINUTES")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+
+    synth = commands.add_parser("synth", help="write the embedded synthetic data set (images/ + masks/)")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--n", type=int, default=600)
+    synth.add_argument("--size", type=int, default=101)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit code (0 ok, 2 user error)."""
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr, force=True)
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"unetkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("unetkit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,214 @@
+"""Frozen, JSON-able configuration objects, validated on construction.
+
+The same objects are written into the run folder (`config.yaml`) and into the model
+file's metadata, so a run can always be rebuilt from what it wrote. Every invalid value
+raises `UserError` naming the field, because configs come from users (YAML, CLI flags).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from unetkit.errors import UserError
+
+T = TypeVar("T")
+
+LOSSES = ("bce", "dice", "bce_dice")
+MONITORS = ("val_loss", "val_iou", "val_dice", "val_map")
+SIZE_POLICIES = ("pad", "resize")
+UPSAMPLINGS = ("transpose", "bilinear")
+THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
+DEVICES = ("auto", "cpu", "cuda")
+AUGMENTATIONS = ("none", "seed")
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise UserError(f"config field '{name}': {message}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, name, f"'{value}' is not one of {', '.join(choices)}")
+
+
+def _check_fraction(name: str, value: float, *, closed: bool = False) -> None:
+    ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
+    _require(ok, name, f"{value} must lie in [0, 1{']' if closed else ')'}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the U-Net; defaults are the seed (Keras TGS kernel, start_neurons=16)."""
+
+    in_channels: int = 1  # 1 = grayscale (TGS), 3 = RGB
+    num_classes: int = 1  # 1 = binary with sigmoid; >1 = softmax over class indices
+    start_neurons: int = 16  # filters at the first level; doubled at every level down
+    depth: int = 4  # pooling steps; inputs are padded to a multiple of 2**depth
+    dropout_first: float = 0.25  # after the first pooling (the kernel's 0.25)
+    dropout: float = 0.5  # after every later pooling and every decoder concatenation
+    batch_norm: bool = False  # the seed has none
+    upsampling: str = "transpose"  # "transpose" (3x3 stride-2, the seed) or "bilinear"
+
+    def __post_init__(self) -> None:
+        _require(self.in_channels >= 1, "model.in_channels", f"{self.in_channels} must be >= 1")
+        _require(self.num_classes >= 1, "model.num_classes", f"{self.num_classes} must be >= 1")
+        _require(self.start_neurons >= 1, "model.start_neurons", f"{self.start_neurons} must be >= 1")
+        _require(1 <= self.depth <= 7, "model.depth", f"{self.depth} must lie in 1..7")
+        _check_fraction("model.dropout_first", self.dropout_first)
+        _check_fraction("model.dropout", self.dropout)
+        _check_choice("model.upsampling", self.upsampling, UPSAMPLINGS)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are brought to the network."""
+
+    data_dir: str = ""  # folder with images/ and masks/
+    val_fraction: float = 0.2  # held out for validation, stratified by mask coverage
+    size_policy: str = "pad"  # "pad": reflect-pad to a multiple of 2**depth inside the model;
+    #                           "resize": resize to resize_to x resize_to (the kernel's 101 -> 128)
+    resize_to: int = 128
+    normalize: bool = True  # standardise with the training set's per-channel mean and std
+    augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "none"
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"{self.val_fraction} must lie in (0, 1)")
+        _check_choice("data.size_policy", self.size_policy, SIZE_POLICIES)
+        _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
+        _check_choice("data.augment", self.augment, AUGMENTATIONS)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults are the seed kernel's recipe."""
+
+    out_dir: str = ""
+    preset: str = "seed"  # model preset the `model` section was resolved from
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    epochs: int = 200  # the kernel's; early stopping usually ends sooner
+    batch_size: int = 32
+    lr: float = 1e-3  # Adam's Keras default
+    weight_decay: float = 0.0
+    loss: str = "bce"  # "bce" (the seed), "dice", "bce_dice"
+    monitor: str = "val_loss"  # what early stopping, plateau and the best checkpoint watch
+    early_stopping_patience: int = 10  # epochs without improvement; 0 disables
+    plateau_patience: int = 5  # reduce-on-plateau patience
+    plateau_factor: float = 0.1
+    min_lr: float = 1e-5
+    time_budget_min: float | None = None  # stop cleanly once this much training time is spent
+    threshold_metric: str = "tgs_map"  # what the final threshold sweep maximises
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
+        _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+        _require(self.lr > 0, "lr", f"{self.lr} must be > 0")
+        _require(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("monitor", self.monitor, MONITORS)
+        _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0")
+        _require(self.plateau_patience >= 0, "plateau_patience", "must be >= 0")
+        _require(0 < self.plateau_factor < 1, "plateau_factor", f"{self.plateau_factor} must lie in (0, 1)")
+        _require(self.min_lr >= 0, "min_lr", f"{self.min_lr} must be >= 0")
+        _require(
+            self.time_budget_min is None or self.time_budget_min > 0,
+            "time_budget_min",
+            f"{self.time_budget_min} must be > 0",
+        )
+        _check_choice("threshold_metric", self.threshold_metric, THRESHOLD_METRICS)
+        _check_choice("device", self.device, DEVICES)
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """One prediction job: a model file applied to an image or a folder of images."""
+
+    model_path: str
+    input_path: str
+    out_dir: str
+    probabilities: bool = False  # also write float32 probability TIFFs
+    overlay: bool = False  # also write image/mask overlay PNGs
+    threshold: float | None = None  # override the threshold stored in the model
+    batch_size: int = 16
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "must lie in [0, 1]")
+        _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+        _check_choice("device", self.device, DEVICES)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Scoring a model file on a labelled folder (images/ + masks/)."""
+
+    model_path: str
+    data_dir: str
+    csv_path: str = ""  # per-image scores; empty = <model folder>/evaluation-<data folder>.csv
+    threshold: float | None = None
+    batch_size: int = 16
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "must lie in [0, 1]")
+        _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+        _check_choice("device", self.device, DEVICES)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as plain JSON/YAML-able data."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
+    """Build `cls` from plain data, recursing into nested configs; unknown keys are errors."""
+    if not isinstance(values, dict):
+        raise UserError(f"config section '{where or cls.__name__}' must be a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{where}.{key}" if where else key
+        if key not in known:
+            raise UserError(f"config field '{name}' is unknown (known: {', '.join(known)})")
+        nested = {"model": ModelConfig, "data": DataConfig}.get(key) if cls is TrainConfig else None
+        kwargs[key] = from_dict(nested, value, where=name) if nested else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a value of the wrong type reaching a comparison
+        raise UserError(f"config '{where or cls.__name__}': {exc}") from None
+
+
+def merge(config: T, **overrides: Any) -> T:
+    """`config` with the non-None `overrides` replaced (CLI flags over YAML over defaults)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(config, **given) if given else config  # type: ignore[type-var]
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file into plain data, with one-line errors for unreadable files."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{file}: config file not found")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{file}: not valid YAML ({first})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{file}: a config file must hold a mapping of field: value")
+    return data
+
+
+def dump_yaml(config: Any) -> str:
+    """YAML text of a config, in field order."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Writing and reading models: the pickle-free model file."""

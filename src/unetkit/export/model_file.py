@@ -1,0 +1,117 @@
+"""The unetkit model file: one safetensors file, weights plus JSON metadata, no pickle.
+
+Metadata keys (all strings, as safetensors requires):
+- "format": "unetkit", "format_version": "1"
+- "model": ModelConfig as JSON; the network is rebuilt from it, nothing else
+- "preprocess": Preprocess as JSON (scaling, mean/std, size policy)
+- "threshold": the probability threshold chosen on validation (binary models)
+- "training": JSON record of how the model was made (resolved config, validation figures)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from unetkit.config import ModelConfig, from_dict
+from unetkit.data.preprocess import Preprocess
+from unetkit.errors import UserError
+from unetkit.fileio import atomic_path
+from unetkit.models.unet import UNet
+
+FORMAT = "unetkit"
+CHECKPOINT_FORMAT = "unetkit-checkpoint"
+FORMAT_VERSION = "1"
+
+
+@dataclass
+class SavedModel:
+    """A network with everything needed to apply it: preprocessing and decision threshold."""
+
+    net: UNet
+    preprocess: Preprocess
+    threshold: float = 0.5
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.net.config
+
+
+def write_safetensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write tensors and string metadata to `path` atomically."""
+    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(contiguous, str(tmp), metadata=metadata)
+
+
+def read_safetensors(path: str | os.PathLike[str], expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file written by unetkit, refusing anything else with one line."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{file}: model file not found")
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != expected_format:
+                raise UserError(f"{file}: not a {expected_format} file (safetensors without unetkit metadata)")
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{file}: not a safetensors file ({str(exc).splitlines()[0] if str(exc) else 'unreadable'}); "
+                        "unetkit reads only its own safetensors model files, never pickles") from None
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{file}: format version {metadata.get('format_version')} is not supported "
+                        f"(this unetkit reads {FORMAT_VERSION})")
+    return tensors, metadata
+
+
+def model_metadata(net: UNet, preprocess: Preprocess, threshold: float, training: dict[str, Any]) -> dict[str, str]:
+    """The metadata strings describing `net` (shared by model files and checkpoints)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": json.dumps(dataclasses.asdict(net.config)),
+        "preprocess": json.dumps(dataclasses.asdict(preprocess)),
+        "threshold": repr(float(threshold)),
+        "training": json.dumps(training),
+    }
+
+
+def save_model(path: str | os.PathLike[str], net: UNet, preprocess: Preprocess, *, threshold: float = 0.5,
+               training: dict[str, Any] | None = None) -> None:
+    """Write `net` and what is needed to apply it as one pickle-free model file."""
+    write_safetensors(path, net.state_dict(), model_metadata(net, preprocess, threshold, training or {}))
+
+
+def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> SavedModel:
+    """Rebuild a SavedModel from weights and metadata, with one-line errors for inconsistent files."""
+    try:
+        config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
+        pre = json.loads(metadata["preprocess"])
+        preprocess = Preprocess(tuple(pre["mean"]), tuple(pre["std"]), pre["size_policy"], int(pre["resize_to"]))
+        threshold = float(metadata.get("threshold", "0.5"))
+        training = json.loads(metadata.get("training", "{}"))
+    except (KeyError, TypeError, ValueError, UserError) as exc:
+        raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
+    net = UNet(config)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not match the architecture in its metadata "
+                        f"({str(exc).splitlines()[0]})") from None
+    net.eval()
+    return SavedModel(net, preprocess, threshold, training)
+
+
+def load_model(path: str | os.PathLike[str]) -> SavedModel:
+    """Load a unetkit model file (safetensors + metadata) into a SavedModel on the CPU, in eval mode."""
+    tensors, metadata = read_safetensors(path, FORMAT)
+    return model_from_parts(Path(path), tensors, metadata)

@@ -1,0 +1,67 @@
+"""Pickle-free storage of nested state (optimizer, scheduler, RNG) in one safetensors file.
+
+`torch.save` pickles, and a pickle can run code when loaded. A checkpoint needs nested
+dicts and lists mixing tensors with numbers and strings, which safetensors alone cannot
+hold, so tensors go into the safetensors payload under path-like keys and the rest into
+a JSON string in its metadata, with a placeholder where each tensor was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import torch
+
+_TENSOR = "__tensor__"
+_FLOAT = "__float__"
+
+
+def flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Move every tensor of `tree` into `tensors` (keys start with `prefix`); return the JSON-able rest."""
+    if isinstance(tree, torch.Tensor):
+        key = f"{prefix}"
+        tensors[key] = tree.detach().cpu().contiguous()
+        return {_TENSOR: key}
+    if isinstance(tree, dict):
+        return {"__dict__": [[_key(k), flatten(v, f"{prefix}.{i}", tensors)] for i, (k, v) in enumerate(tree.items())]}
+    if isinstance(tree, list | tuple):
+        items = [flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(tree)]
+        return {"__tuple__": items} if isinstance(tree, tuple) else items
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return {_FLOAT: repr(tree)}
+    if tree is None or isinstance(tree, bool | int | float | str):
+        return tree
+    raise TypeError(f"cannot store {type(tree).__name__} at {prefix}")
+
+
+def _key(key: Any) -> Any:
+    if isinstance(key, bool | int | str) or key is None:
+        return key
+    raise TypeError(f"cannot store dict key of type {type(key).__name__}")
+
+
+def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of `flatten`."""
+    if isinstance(tree, list):
+        return [unflatten(v, tensors) for v in tree]
+    if isinstance(tree, dict):
+        if _TENSOR in tree:
+            return tensors[tree[_TENSOR]]
+        if _FLOAT in tree:
+            return float(tree[_FLOAT])
+        if "__tuple__" in tree:
+            return tuple(unflatten(v, tensors) for v in tree["__tuple__"])
+        return {k: unflatten(v, tensors) for k, v in tree["__dict__"]}
+    return tree
+
+
+def dumps(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> str:
+    """JSON text of `tree` with its tensors moved into `tensors`."""
+    return json.dumps(flatten(tree, prefix, tensors))
+
+
+def loads(text: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of `dumps`."""
+    return unflatten(json.loads(text), tensors)

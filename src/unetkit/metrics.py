@@ -1,0 +1,124 @@
+"""Segmentation metrics as pure functions of predicted and true class-index maps.
+
+Conventions (shared by training, `evaluate` and the tests):
+- per image, IoU and Dice of the foreground; an image where truth and prediction are
+  both empty scores 1 (nothing to find, nothing found), as in the TGS challenge;
+- data-set IoU and Dice are pooled: totals of TP, FP, FN over all pixels, so big and
+  small images weigh by their pixels (for several classes: the mean over classes);
+- TGS mAP is the challenge's metric (../shared/data/tgs-salt/README.md): per image the
+  mean over t in 0.50, 0.55, ..., 0.95 of [IoU > t], averaged over images. For several
+  classes it is computed on "any foreground" vs background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+TGS_THRESHOLDS = torch.arange(0.5, 1.0, 0.05, dtype=torch.float64)[:10]
+
+
+def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+    if pred.dim() != 3:
+        raise ValueError(f"expected (B, H, W) label maps, got {pred.dim()} dimensions")
+
+
+def binary_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image (TP, FP, FN, TN) of foreground (non-zero) pixels: (B, H, W) -> (B, 4) int64."""
+    _check(pred, target)
+    p, t = pred.bool().flatten(1), target.bool().flatten(1)
+    tp = (p & t).sum(1)
+    fp = (p & ~t).sum(1)
+    fn = (~p & t).sum(1)
+    tn = p.shape[1] - tp - fp - fn
+    return torch.stack([tp, fp, fn, tn], dim=1)
+
+
+def iou_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    """IoU = TP / (TP + FP + FN) per row of (..., 4) counts; 1.0 where both masks are empty."""
+    tp, fp, fn = counts[..., 0].double(), counts[..., 1].double(), counts[..., 2].double()
+    union = tp + fp + fn
+    return torch.where(union > 0, tp / union.clamp(min=1), torch.ones_like(union))
+
+
+def dice_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    """Dice = 2TP / (2TP + FP + FN) per row of (..., 4) counts; 1.0 where both masks are empty."""
+    tp, fp, fn = counts[..., 0].double(), counts[..., 1].double(), counts[..., 2].double()
+    denominator = 2 * tp + fp + fn
+    return torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.ones_like(denominator))
+
+
+def iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Foreground IoU per image, (B, H, W) -> (B,) float64."""
+    return iou_from_counts(binary_counts(pred, target))
+
+
+def dice(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Foreground Dice per image, (B, H, W) -> (B,) float64."""
+    return dice_from_counts(binary_counts(pred, target))
+
+
+def tgs_score_from_iou(image_iou: torch.Tensor) -> torch.Tensor:
+    """TGS score per image from its IoU: mean over t in 0.50..0.95 of [IoU > t]."""
+    return (image_iou.double()[:, None] > TGS_THRESHOLDS[None, :]).double().mean(1)
+
+
+def tgs_score(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """TGS challenge score per image, (B, H, W) -> (B,) float64 in {0, 0.1, ..., 1}."""
+    return tgs_score_from_iou(iou(pred, target))
+
+
+def class_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per class (TP, FP, FN, TN) summed over the batch: (B, H, W) class indices -> (K, 4) int64."""
+    _check(pred, target)
+    p, t = pred.flatten().long(), target.flatten().long()
+    confusion = torch.bincount(t * num_classes + p, minlength=num_classes * num_classes).view(num_classes, num_classes)
+    tp = confusion.diagonal()
+    fp = confusion.sum(0) - tp
+    fn = confusion.sum(1) - tp
+    tn = confusion.sum() - tp - fp - fn
+    return torch.stack([tp, fp, fn, tn], dim=1)
+
+
+@dataclass
+class MetricAccumulator:
+    """Sums counts over batches; `summary()` gives the data-set figures, `per_image` the rows."""
+
+    num_classes: int = 1
+    totals: torch.Tensor = field(init=False)
+    image_iou: list[float] = field(default_factory=list)
+    image_dice: list[float] = field(default_factory=list)
+    image_score: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.totals = torch.zeros(max(self.num_classes, 2), 4, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of (B, H, W) predicted and true class indices."""
+        pred, target = pred.cpu(), target.cpu()
+        image_iou = iou(pred, target)
+        self.image_iou += image_iou.tolist()
+        self.image_dice += dice(pred, target).tolist()
+        self.image_score += tgs_score_from_iou(image_iou).tolist()
+        self.totals += class_counts(pred, target, len(self.totals))
+
+    def summary(self) -> dict[str, float | int | list[float]]:
+        """iou, dice (pooled; mean over classes present for several), pixel_accuracy, tgs_map, ..."""
+        n = len(self.image_iou)
+        # Binary: the foreground class alone. Several: every class that occurs in truth or prediction.
+        classes = self.totals[1:] if self.num_classes == 1 else self.totals
+        scored = classes[classes[:, :3].sum(1) > 0]
+        out: dict[str, float | int | list[float]] = {
+            "iou": float(iou_from_counts(scored).mean()) if len(scored) else 1.0,
+            "dice": float(dice_from_counts(scored).mean()) if len(scored) else 1.0,
+            "pixel_accuracy": float(self.totals[:, 0].sum()) / max(float(self.totals[0].sum()), 1.0),
+            "tgs_map": sum(self.image_score) / n if n else 0.0,
+            "mean_image_iou": sum(self.image_iou) / n if n else 0.0,
+            "n_images": n,
+        }
+        if self.num_classes > 1:
+            out["class_iou"] = iou_from_counts(self.totals).tolist()
+        return out

@@ -1,0 +1,1 @@
+"""Fitting a U-Net: the loop, losses, checkpoints and the threshold sweep."""

@@ -1,0 +1,89 @@
+"""Resumable checkpoints: weights, optimizer, scheduler, loop state and RNG, pickle-free.
+
+Resume must restore everything that shapes the next epoch, not only the weights (the
+peers' most common resume complaint): Adam's moments and step counts, the plateau
+scheduler's counters, early-stopping state, elapsed time for the budget, the metrics
+history and the torch RNG that drives dropout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unetkit.config import TrainConfig, from_dict, to_dict
+from unetkit.data.preprocess import Preprocess
+from unetkit.errors import UserError
+from unetkit.export import tensor_tree
+from unetkit.export.model_file import (
+    CHECKPOINT_FORMAT,
+    FORMAT_VERSION,
+    model_from_parts,
+    model_metadata,
+    read_safetensors,
+    write_safetensors,
+)
+from unetkit.models.unet import UNet
+
+
+@dataclass
+class TrainState:
+    """Loop state that survives a restart."""
+
+    epoch: int = 0  # epochs completed
+    best_value: float | None = None  # best value of config.monitor so far
+    best_epoch: int = 0  # 1-based epoch of best_value
+    stale_epochs: int = 0  # epochs since the monitor last improved
+    elapsed_s: float = 0.0  # training time spent, counted against the time budget
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (metrics.csv)
+
+
+@dataclass
+class Checkpoint:
+    """Everything `fit` needs to continue a run."""
+
+    config: TrainConfig
+    net: UNet
+    preprocess: Preprocess
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    state: TrainState
+    rng: torch.Tensor
+
+
+def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: UNet, preprocess: Preprocess,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState) -> None:
+    """Write a checkpoint atomically (the previous one stays valid until the rename)."""
+    tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
+    metadata = model_metadata(net, preprocess, 0.5, {})
+    metadata.update({
+        "format": CHECKPOINT_FORMAT,
+        "config": json.dumps(to_dict(config)),
+        "optimizer": tensor_tree.dumps(optimizer.state_dict(), "optimizer", tensors),
+        "scheduler": tensor_tree.dumps(scheduler.state_dict(), "scheduler", tensors),
+        "state": json.dumps(dataclasses.asdict(state)),
+    })
+    tensors["rng"] = torch.get_rng_state()
+    write_safetensors(path, tensors, metadata)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`."""
+    file = Path(path)
+    tensors, metadata = read_safetensors(file, CHECKPOINT_FORMAT)
+    try:
+        config = from_dict(TrainConfig, json.loads(metadata["config"]))
+        model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        saved = model_from_parts(file, model_state, metadata)
+        state = TrainState(**json.loads(metadata["state"]))
+        optimizer = tensor_tree.loads(metadata["optimizer"], tensors)
+        scheduler = tensor_tree.loads(metadata["scheduler"], tensors)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{file}: checkpoint is incomplete ({exc}); format {FORMAT_VERSION}") from None
+    return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, tensors["rng"])

@@ -1,0 +1,82 @@
+"""Pictures a person looks at: training curves, image/truth/prediction sheets, overlays.
+
+matplotlib with the Agg backend (no display needed); every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from unetkit.data.io import dtype_range  # noqa: E402
+from unetkit.fileio import atomic_path  # noqa: E402
+
+# Class colours for overlays: class 1 red, then distinct hues.
+PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]], dtype=np.uint8)
+
+
+def display_gray(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) image of any dtype -> (H, W, 3) uint8 for display (first three channels or gray)."""
+    scaled = image.astype(np.float32) / dtype_range(image.dtype)
+    if image.dtype.kind == "f":  # floats carry their own range
+        low, high = float(scaled.min()), float(scaled.max())
+        scaled = (scaled - low) / (high - low or 1.0)
+    rgb = scaled[:, :, :3] if scaled.shape[2] >= 3 else np.repeat(scaled[:, :, :1], 3, axis=2)
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Colour the classes of `mask` (H, W) over `image` (H, W, C): (H, W, 3) uint8."""
+    rgb = display_gray(image).astype(np.float32)
+    colours = PALETTE[np.minimum(mask, len(PALETTE) - 1)].astype(np.float32)
+    painted = mask > 0
+    rgb[painted] = (1 - alpha) * rgb[painted] + alpha * colours[painted]
+    return rgb.astype(np.uint8)
+
+
+def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str]) -> None:
+    """Loss (train/val) and validation metrics per epoch, two panels side by side."""
+    epochs = [row["epoch"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
+    left.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss")
+    left.legend()
+    for key, label in (("val_iou", "IoU"), ("val_dice", "Dice"), ("val_map", "TGS mAP")):
+        right.plot(epochs, [r[key] for r in history], "o-", label=f"validation {label}")
+    right.set_xlabel("epoch")
+    right.set_ylim(0, 1)
+    right.legend(loc="lower right")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
+                  titles: Sequence[str], path: str | os.PathLike[str]) -> None:
+    """One row per example: image, truth overlay, prediction overlay."""
+    rows = len(images)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    for row, (image, truth, pred, title) in enumerate(zip(images, truths, predictions, titles)):
+        panels = (display_gray(image), blend_overlay(image, truth), blend_overlay(image, pred))
+        for col, (panel, name) in enumerate(zip(panels, ("image", "truth", "prediction"))):
+            axes[row, col].imshow(panel, interpolation="nearest")
+            axes[row, col].set_title(f"{title}: {name}" if col == 0 else name, fontsize=8)
+            axes[row, col].axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny synthetic folders and a tiny trained-or-random model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unetkit.data.preprocess import identity_preprocess
+from unetkit.data.synthetic import generate_synthetic
+from unetkit.export.model_file import save_model
+from unetkit.models import UNet
+
+TGS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def synthetic_dir(tmp_path: Path) -> Path:
+    """A labelled folder of 12 synthetic 40x40 examples."""
+    return generate_synthetic(tmp_path / "syn", 12, size=40, seed=3)
+
+
+@pytest.fixture
+def tiny_model_file(tmp_path: Path) -> Path:
+    """A random small binary model saved as a unetkit model file."""
+    net = UNet(start_neurons=4, depth=2)
+    path = tmp_path / "tiny.safetensors"
+    save_model(path, net, identity_preprocess(1), threshold=0.5)
+    return path
+
+
+def write_gray_png(path: Path, array: np.ndarray) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
