@@ -1,0 +1,1 @@
+"""Reading labelled folders, turning masks into classes, splitting, batching, synthetic data."""

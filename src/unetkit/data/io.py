@@ -1,0 +1,148 @@
+"""Reading images and masks from disk, and writing masks back, with one-line errors.
+
+Pillow reads PNG/JPEG (8- and 16-bit, palette, RGB/RGBA); tifffile reads TIFF, which
+Pillow handles poorly beyond 8-bit (float32, multi-channel stacks). What is ours is the
+policy around them: arrays always come back as (H, W, C) in the file's own dtype, and
+every failure names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from unetkit.errors import UserError
+from unetkit.fileio import atomic_path
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+# JPEG turns a gray image saved as RGB into channels that differ by a few levels.
+_EQUAL_CHANNEL_TOLERANCE = 0.02
+
+
+def is_image_file(path: Path) -> bool:
+    """True when unetkit can read `path` as an image (by extension, case-insensitively)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_array(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...)."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        raise UserError(f"{file}: unknown image extension '{file.suffix}' (readable: {', '.join(IMAGE_EXTENSIONS)})")
+    if not file.is_file():
+        raise UserError(f"{file}: file not found")
+    try:
+        array = _read_tiff(file) if suffix in TIFF_EXTENSIONS else _read_pillow(file)
+    except UserError:
+        raise
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, tifffile.TiffFileError) as exc:
+        raise UserError(f"{file}: cannot read image ({_first_line(exc)})") from None
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
+    return array
+
+
+def _read_pillow(file: Path) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(file) as image:
+            image.load()  # decodes now, so truncated files fail here
+            if image.mode == "P":  # palette: keep the indices (class-index masks)
+                return np.asarray(image)
+            if image.mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(image).astype(np.uint16)
+            if image.mode == "I":
+                return np.asarray(image).astype(np.int64)
+            if image.mode == "1":
+                return np.asarray(image).astype(np.uint8)
+            if image.mode not in ("L", "RGB", "RGBA", "LA", "F"):
+                image = image.convert("RGBA" if "A" in image.mode else "RGB")
+            return np.asarray(image)
+
+
+def _read_tiff(file: Path) -> np.ndarray:
+    array = tifffile.imread(file)
+    # Channel-first stacks (C, H, W) with few channels are the common TIFF layout.
+    if array.ndim == 3 and array.shape[0] <= 8 and array.shape[2] > 8:
+        array = np.moveaxis(array, 0, -1)
+    return np.ascontiguousarray(array)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    file = Path(path)
+    try:
+        if file.suffix.lower() in TIFF_EXTENSIONS:
+            with tifffile.TiffFile(file) as tif:
+                shape = tif.series[0].shape
+            return (shape[1], shape[2]) if len(shape) == 3 and shape[0] <= 8 and shape[2] > 8 else shape[:2]
+        with Image.open(file) as image:
+            return image.height, image.width
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, tifffile.TiffFileError) as exc:
+        raise UserError(f"{file}: cannot read image ({_first_line(exc)})") from None
+
+
+def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) -> np.ndarray:
+    """Bring an (H, W, C) image to `channels` channels, refusing conversions that lose information.
+
+    Gray -> RGB repeats the channel; RGB whose channels are equal (a gray image stored as
+    RGB, like the TGS PNGs) -> gray keeps one; a fully opaque alpha channel is dropped.
+    A colour image for a grayscale model is an error, not a silent conversion.
+    """
+    have = array.shape[2]
+    if have in (2, 4) and channels != have:  # LA / RGBA
+        alpha = array[:, :, -1]
+        if alpha.min() != alpha.max():
+            raise UserError(f"{path}: image has a transparency channel that is not uniform; the model expects "
+                            f"{channels} channel(s)")
+        array, have = array[:, :, :-1], have - 1
+    if have == channels:
+        return array
+    if have == 1:
+        return np.repeat(array, channels, axis=2)
+    if channels == 1 and channels_equal(array):
+        return array[:, :, :1]
+    hint = " (train with model.in_channels: 3 for colour images)" if channels == 1 else ""
+    raise UserError(f"{path}: image has {have} distinct channels but the model expects {channels}{hint}")
+
+
+def channels_equal(array: np.ndarray) -> bool:
+    """True when all channels of (H, W, C) carry the same picture (up to JPEG noise)."""
+    if array.shape[2] == 1:
+        return True
+    first = array[:, :, :1].astype(np.float32)
+    spread = float(np.abs(array.astype(np.float32) - first).max())
+    return spread <= _EQUAL_CHANNEL_TOLERANCE * dtype_range(array.dtype)
+
+
+def dtype_range(dtype: np.dtype) -> float:
+    """The value that means "full intensity" for images of `dtype` (255, 65535, or 1.0 for floats)."""
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max) if np.iinfo(dtype).max <= 65535 else 65535.0
+    return 1.0
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write a (H, W) or (H, W, 3) uint8 array as PNG, atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+
+
+def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write an array (e.g. float32 probabilities, (C, H, W)) as a compressed TIFF, atomically."""
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, array, compression="zlib")

@@ -1,0 +1,85 @@
+"""What happens to pixels between the file and the network, identically in training and inference.
+
+A `Preprocess` is stored in every model file, so prediction scales, standardises and
+resizes exactly as training did, without the user repeating any setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unetkit.data.io import dtype_range
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Scaling to [0, 1] by bit depth, per-channel standardisation, and the size policy.
+
+    size_policy "pad": images go to the network at their own size (the network pads to a
+    multiple of 2**depth and crops back). "resize": images are resized to
+    resize_to x resize_to and the probabilities resized back to the input's size.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    size_policy: str = "pad"
+    resize_to: int = 128
+
+    def to_tensor(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, C) array of any dtype -> standardised float32 tensor (N, C, H, W)."""
+        scale = dtype_range(images.dtype)
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        x = x.to(torch.float32) / scale if x.dtype != torch.float32 or scale != 1.0 else x
+        if self.size_policy == "resize" and x.shape[-2:] != (self.resize_to, self.resize_to):
+            x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", antialias=True,
+                              align_corners=False)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+def identity_preprocess(channels: int, size_policy: str = "pad", resize_to: int = 128) -> Preprocess:
+    """Scaling to [0, 1] only (mean 0, std 1)."""
+    return Preprocess((0.0,) * channels, (1.0,) * channels, size_policy, resize_to)
+
+
+def fit_preprocess(images: np.ndarray, *, normalize: bool, size_policy: str, resize_to: int) -> Preprocess:
+    """Per-channel mean and std of training images (N, H, W, C) after scaling to [0, 1]."""
+    channels = images.shape[-1]
+    if not normalize:
+        return identity_preprocess(channels, size_policy, resize_to)
+    scale = dtype_range(images.dtype)
+    mean, sq = np.zeros(channels), np.zeros(channels)
+    for start in range(0, len(images), 256):  # chunks: no float copy of the whole set
+        chunk = images[start : start + 256].astype(np.float64) / scale
+        mean += chunk.sum(axis=(0, 1, 2))
+        sq += (chunk**2).sum(axis=(0, 1, 2))
+    count = images.shape[0] * images.shape[1] * images.shape[2]
+    mean /= count
+    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)  # a constant channel: centre it, don't blow it up
+    return Preprocess(tuple(float(m) for m in mean), tuple(float(s) for s in std), size_policy, resize_to)
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, C) of any dtype -> float32 (height, width, C) in [0, 1] (bilinear, antialiased)."""
+    x = torch.from_numpy(image.astype(np.float32) / dtype_range(image.dtype)).permute(2, 0, 1)[None]
+    x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return x[0].permute(1, 2, 0).numpy()
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W) class indices -> (height, width), nearest neighbour so no new class values appear."""
+    x = torch.from_numpy(mask)[None, None]
+    return F.interpolate(x, size=(height, width), mode="nearest-exact")[0, 0].numpy()
+
+
+def resize_logits(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, K, h, w) network output back to the input's (height, width)."""
+    if logits.shape[-2:] == (height, width):
+        return logits
+    return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)

@@ -1,0 +1,44 @@
+"""Train/validation split, reproducible by seed and stratified by mask coverage.
+
+Hand-written rather than scikit-learn's `train_test_split(stratify=...)`: that one
+refuses strata with a single member, which real data has (a coverage bin seen once),
+and would bring scikit-learn and SciPy into every install for twenty lines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unetkit.errors import UserError
+
+
+def coverage_classes(coverage: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Stratum per image as in the TGS kernel: ceil(coverage * bins), so 0 = empty mask."""
+    return np.ceil(np.asarray(coverage, dtype=np.float64) * bins).astype(np.int64)
+
+
+def stratified_split(strata: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices 0..N-1 into (train, val), each stratum in proportion.
+
+    The validation size is round(N * val_fraction) (at least 1, leaving at least one
+    training image); strata get their quota by largest remainder, so rare strata are
+    represented whenever the numbers allow.
+    """
+    strata = np.asarray(strata)
+    n = len(strata)
+    if n < 2:
+        raise UserError(f"need at least 2 images to split into training and validation, found {n}")
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    rng = np.random.default_rng(seed)
+    labels, counts = np.unique(strata, return_counts=True)
+    exact = counts * n_val / n
+    quota = np.floor(exact).astype(np.int64)
+    remainder_order = np.argsort(-(exact - quota), kind="stable")
+    quota[remainder_order[: n_val - quota.sum()]] += 1
+    val_parts = []
+    for label, take in zip(labels, quota):
+        members = np.flatnonzero(strata == label)
+        val_parts.append(rng.permutation(members)[:take])
+    val = np.sort(np.concatenate(val_parts))
+    train = np.setdiff1d(np.arange(n), val)
+    return train, val

@@ -1,0 +1,172 @@
+"""The CLI end to end, and every bad input the foundation issue names: one line, exit 2, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+
+from tests.conftest import write_gray_png
+from unetkit.cli.main import main
+
+SMALL = ["--preset", "small", "--batch-size", "8", "--epochs", "2"]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("unetkit: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.slow
+def test_train_predict_evaluate(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "-q", "train", "--data", str(synthetic_dir), "--out", str(run), *SMALL)
+    assert code == 0 and "validation IoU" in out
+    model = run / "model.safetensors"
+
+    code, _, _ = run_cli(capsys, "-q", "predict", "--model", str(model), "--input", str(synthetic_dir / "images"),
+                         "--out", str(tmp_path / "pred"), "--probabilities", "--overlay")
+    assert code == 0
+    mask = np.asarray(Image.open(tmp_path / "pred" / "syn_00000.png"))
+    assert mask.shape == (40, 40) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+    assert len(list((tmp_path / "pred").glob("*_prob.tif"))) == 12
+    assert np.asarray(Image.open(tmp_path / "pred" / "syn_00000_overlay.png")).shape == (40, 40, 3)
+    assert json.loads((tmp_path / "pred" / "predict_args.json").read_text())["n_images"] == 12
+
+    code, out, _ = run_cli(capsys, "-q", "evaluate", "--model", str(model), "--data", str(synthetic_dir), "--json",
+                           "--csv", str(tmp_path / "eval.csv"))
+    figures = json.loads(out)
+    assert code == 0 and figures["n_images"] == 12
+    assert {"iou", "dice", "pixel_accuracy", "tgs_map"} <= set(figures)
+    assert all(0.0 <= figures[k] <= 1.0 for k in ("iou", "dice", "pixel_accuracy", "tgs_map"))
+    assert len((tmp_path / "eval.csv").read_text().splitlines()) == 13  # header + 12 images
+
+
+def test_missing_data_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "nope", "data folder not found")
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_data_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "masks").mkdir()
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "images", "no images found")
+    assert not (tmp_path / "run").exists()
+
+
+def test_image_without_mask(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    (synthetic_dir / "masks" / "syn_00007.png").unlink()
+    code, _, err = run_cli(capsys, "train", "--data", str(synthetic_dir), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "syn_00007.png", "has no mask")
+
+
+def test_mismatched_sizes(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    write_gray_png(synthetic_dir / "masks" / "syn_00001.png", np.zeros((39, 40), np.uint8))
+    code, _, err = run_cli(capsys, "train", "--data", str(synthetic_dir), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "syn_00001.png", "mask is 40x39")
+    assert not (tmp_path / "run").exists()
+
+
+def test_truncated_image(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    path = synthetic_dir / "images" / "syn_00004.png"
+    path.write_bytes(path.read_bytes()[:300])
+    code, _, err = run_cli(capsys, "train", "--data", str(synthetic_dir), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "syn_00004.png", "cannot read image")
+
+
+def test_uninterpretable_mask_values(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    write_gray_png(synthetic_dir / "masks" / "syn_00009.png", np.array([[0, 7, 255] * 13 + [0]] * 40, np.uint8))
+    code, _, err = run_cli(capsys, "train", "--data", str(synthetic_dir), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "syn_00009.png", "mask values [0, 7, 255]")
+
+
+def test_unknown_extension(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    (synthetic_dir / "images" / "notes.txt").write_text("hello")
+    code, _, err = run_cli(capsys, "train", "--data", str(synthetic_dir), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "notes.txt", "unknown image extension")
+
+
+def test_model_file_that_is_not_ours(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weight": __import__("torch").zeros(3)}, str(foreign))
+    code, _, err = run_cli(capsys, "predict", "--model", str(foreign), "--input", str(synthetic_dir / "images"),
+                           "--out", str(tmp_path / "pred"))
+    assert_one_line_error(code, err, "foreign.safetensors", "not a unetkit file")
+    assert not (tmp_path / "pred").exists()
+
+
+def test_pickle_renamed_safetensors(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    evil = tmp_path / "model.safetensors"
+    evil.write_bytes(pickle.dumps({"state_dict": {}}))
+    code, _, err = run_cli(capsys, "evaluate", "--model", str(evil), "--data", str(synthetic_dir))
+    assert_one_line_error(code, err, "model.safetensors", "not a safetensors file")
+
+
+def test_colour_image_for_a_gray_model(capsys: pytest.CaptureFixture[str], tiny_model_file: Path, tmp_path: Path) -> None:
+    colour = np.zeros((20, 20, 3), np.uint8)
+    colour[..., 0] = 200
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_model_file), "--input", str(tmp_path / "colour.png"),
+                           "--out", str(tmp_path / "pred"))
+    assert_one_line_error(code, err, "colour.png", "3 distinct channels but the model expects 1")
+
+
+def test_bad_config_value_names_the_field(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("model:\n  upsampling: nearest\n")
+    code, _, err = run_cli(capsys, "train", "--data", str(synthetic_dir), "--out", str(tmp_path / "run"),
+                           "--config", str(tmp_path / "c.yaml"))
+    assert_one_line_error(code, err, "model.upsampling", "nearest")
+
+
+def _subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def test_real_entry_point_exits_2_without_traceback(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "unetkit", "evaluate", "--model", str(tmp_path / "none.safetensors"),
+                           "--data", str(tmp_path)], capture_output=True, text=True, env=_subprocess_env(), timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"unetkit: error: {tmp_path / 'none.safetensors'}: model file not found"
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_last_checkpoint(synthetic_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "unetkit", "-q", "train", "--data", str(synthetic_dir), "--out", str(run),
+               "--preset", "small", "--batch-size", "4", "--epochs", "6"]
+    process = subprocess.Popen(command, env=_subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = run / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists()
+    assert not list(run.rglob("*.tmp*")) or all(p.stat().st_size >= 0 for p in run.rglob("*.tmp*"))
+    done = subprocess.run(command + ["--resume"], env=_subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 1 + 6
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4", "5", "6"]

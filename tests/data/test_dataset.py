@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import TGS_DIR, write_gray_png
+from unetkit.data.dataset import find_pairs, load_labelled
+from unetkit.data.synthetic import generate_synthetic, synthetic_example
+from unetkit.errors import UserError
+
+
+def test_synthetic_set_is_deterministic_and_in_the_user_layout(tmp_path: Path) -> None:
+    root = generate_synthetic(tmp_path / "s", 30, size=101, seed=5)
+    data = load_labelled(root, in_channels=1, num_classes=1, show_progress=False)
+    assert data.images.shape == (30, 101, 101, 1) and data.masks.shape == (30, 101, 101)
+    assert set(np.unique(data.masks)) <= {0, 1}
+    empty = (data.coverage() == 0).sum()
+    assert 3 <= empty <= 18  # about 30% empty
+    assert data.coverage().max() > 0.3
+    image, mask = synthetic_example(4, size=101, seed=5)
+    assert np.array_equal(image, data.images[4, :, :, 0]) and np.array_equal(mask > 0, data.masks[4] > 0)
+
+
+def test_pairs_are_matched_by_stem(synthetic_dir: Path) -> None:
+    pairs = find_pairs(synthetic_dir)
+    assert len(pairs) == 12 and all(p.image.stem == p.mask.stem for p in pairs)
+
+
+def test_missing_and_empty_folders(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="data folder not found"):
+        find_pairs(tmp_path / "nope")
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "masks").mkdir()
+    with pytest.raises(UserError, match="no images found"):
+        find_pairs(tmp_path / "d")
+
+
+def test_image_without_mask_is_named(synthetic_dir: Path) -> None:
+    (synthetic_dir / "masks" / "syn_00003.png").unlink()
+    with pytest.raises(UserError, match=r"syn_00003\.png: image has no mask"):
+        find_pairs(synthetic_dir)
+
+
+def test_mask_of_another_size_is_named(synthetic_dir: Path) -> None:
+    write_gray_png(synthetic_dir / "masks" / "syn_00002.png", np.zeros((40, 41), np.uint8))
+    with pytest.raises(UserError, match=r"syn_00002\.png: mask is 41x40 but its image is 40x40"):
+        load_labelled(synthetic_dir, 1, 1, show_progress=False)
+
+
+def test_mixed_sizes_need_the_resize_policy(synthetic_dir: Path) -> None:
+    write_gray_png(synthetic_dir / "images" / "syn_00005.png", np.zeros((50, 60), np.uint8))
+    write_gray_png(synthetic_dir / "masks" / "syn_00005.png", np.zeros((50, 60), np.uint8))
+    with pytest.raises(UserError, match="size_policy: resize"):
+        load_labelled(synthetic_dir, 1, 1, show_progress=False)
+    data = load_labelled(synthetic_dir, 1, 1, resize_to=32, show_progress=False)
+    assert data.images.shape == (12, 32, 32, 1) and data.images.dtype == np.float32
+    assert data.masks.shape == (12, 32, 32)
+
+
+@pytest.mark.skipif(not TGS_DIR.is_dir(), reason="TGS data absent (the checks above cover the loader)")
+def test_real_tgs_masks_16_bit_and_8_bit_empty() -> None:
+    pairs = find_pairs(TGS_DIR)
+    assert len(pairs) == 3001
+    from unetkit.data.dataset import load_pair
+    from unetkit.data.io import read_array
+
+    depths = {read_array(p.mask).dtype for p in pairs[:40]}
+    assert depths == {np.dtype(np.uint8), np.dtype(np.uint16)}
+    loaded = [load_pair(p, 1, 1) for p in pairs[:40]]
+    assert all(image.shape == (101, 101, 1) and mask.max() <= 1 for image, mask in loaded)

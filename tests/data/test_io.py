@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unetkit.data.io import read_array, to_channels, write_png, write_tiff
+from unetkit.errors import UserError
+
+
+def test_png_8_and_16_bit_keep_their_dtype(tmp_path: Path) -> None:
+    eight = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    sixteen = (np.arange(12, dtype=np.uint16) * 5000).reshape(3, 4)
+    write_png(tmp_path / "a.png", eight)
+    Image.fromarray(sixteen).save(tmp_path / "b.png")
+    a, b = read_array(tmp_path / "a.png"), read_array(tmp_path / "b.png")
+    assert a.shape == (3, 4, 1) and a.dtype == np.uint8 and a[2, 3, 0] == 11
+    assert b.dtype == np.uint16 and b[2, 3, 0] == 55000
+
+
+def test_float_tiff_and_channel_first_stack(tmp_path: Path) -> None:
+    values = np.linspace(-1, 1, 20, dtype=np.float32).reshape(4, 5)
+    write_tiff(tmp_path / "f.tif", values)
+    assert np.array_equal(read_array(tmp_path / "f.tif")[:, :, 0], values)
+    stack = np.zeros((3, 16, 20), np.uint16)
+    tifffile.imwrite(tmp_path / "s.tiff", stack, photometric="minisblack")
+    assert read_array(tmp_path / "s.tiff").shape == (16, 20, 3)
+
+
+def test_jpeg_reads_as_rgb(tmp_path: Path) -> None:
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(tmp_path / "j.jpg")
+    image = read_array(tmp_path / "j.jpg")
+    assert image.shape == (8, 8, 3)
+    assert to_channels(image, 1, "j.jpg").shape == (8, 8, 1)
+
+
+def test_rgb_with_equal_channels_loads_as_gray_and_colour_is_refused() -> None:
+    gray_rgb = np.repeat(np.arange(16, dtype=np.uint8).reshape(4, 4, 1), 3, axis=2)
+    assert to_channels(gray_rgb, 1, "g.png").shape == (4, 4, 1)
+    colour = gray_rgb.copy()
+    colour[0, 0] = (255, 0, 0)
+    with pytest.raises(UserError, match=r"c\.png: image has 3 distinct channels but the model expects 1"):
+        to_channels(colour, 1, "c.png")
+    assert to_channels(gray_rgb[:, :, :1], 3, "g.png").shape == (4, 4, 3)
+
+
+def test_opaque_alpha_is_dropped() -> None:
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = 255
+    assert to_channels(rgba, 3, "a.png").shape == (2, 2, 3)
+
+
+def test_truncated_png_names_the_file(tmp_path: Path) -> None:
+    write_png(tmp_path / "t.png", np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    data = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match=r"t\.png: cannot read image"):
+        read_array(tmp_path / "t.png")
+
+
+def test_unknown_extension_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x.gif").write_bytes(b"GIF89a")
+    with pytest.raises(UserError, match="unknown image extension '.gif'"):
+        read_array(tmp_path / "x.gif")
+
+
+def test_write_png_leaves_no_temporary_files(tmp_path: Path) -> None:
+    write_png(tmp_path / "out" / "m.png", np.zeros((5, 7), np.uint8))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["m.png"]
+    assert (tmp_path / "out" / "m.png").stat().st_size > 50
