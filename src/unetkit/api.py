@@ -190,7 +190,7 @@ def _torch_pair(pred: np.ndarray, truth: np.ndarray) -> tuple[Any, Any]:
 
 
 def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n_test: int = 200,
-         time_budget_min: float = 3.0, epochs: int = 40, batch_size: int = 8, seed: int = 0) -> EvaluateResult:
+         time_budget_min: float = 2.5, epochs: int = 40, batch_size: int = 8, seed: int = 0) -> EvaluateResult:
     """The main job on the embedded default: synthetic data -> seed U-Net -> held-out scores and masks.
 
     Writes under `out_dir`: data/{train,test}, the run (model.safetensors, metrics.csv, curves.png,

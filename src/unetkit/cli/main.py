@@ -155,7 +155,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="synthetic data -> train the seed -> held-out scores (make demo)")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--time-budget", type=float, default=3.0, metavar="MINUTES")
+    demo.add_argument("--time-budget", type=float, default=2.5, metavar="MINUTES")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
 

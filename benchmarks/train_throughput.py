@@ -1,0 +1,88 @@
+"""Training throughput: the full pipeline against the bare network step, in one run.
+
+pipeline: what `unetkit train` does for its first epoch, decoding of every file included:
+load_labelled (decode + validate all images and masks) -> split -> preprocessing ->
+BatchIterator (index, standardise, random flips) -> fwd + bwd + Adam step, through the
+same `train_one_epoch` the trainer uses.
+ceiling: the same model's fwd + bwd + Adam step on tensors already in memory, same batch
+size, same threads, same number of steps.
+
+Target (issue 3): pipeline >= 0.9 x ceiling on 2 CPU cores, i.e. data loading is never
+the bottleneck. Uses ../shared/data/tgs-salt when present, else the synthetic set at the
+TGS size (101 x 101). Last line: train_throughput: pipeline=X ceiling=Y ratio=Z (images/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from unetkit.config import TrainConfig
+from unetkit.data.dataset import load_labelled
+from unetkit.data.loader import BatchIterator
+from unetkit.data.preprocess import fit_preprocess
+from unetkit.data.split import coverage_classes, stratified_split
+from unetkit.data.synthetic import generate_synthetic
+from unetkit.models import UNet
+from unetkit.training.loop import train_one_epoch
+from unetkit.training.losses import cross_entropy
+
+TGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
+
+
+def pipeline_epoch(data_dir: Path, net: UNet, optimizer: torch.optim.Optimizer, batch_size: int,
+                   max_images: int | None) -> tuple[int, float]:
+    """(images trained, seconds) for decode-everything + one training epoch."""
+    config = TrainConfig()
+    started = time.perf_counter()
+    data = load_labelled(data_dir, 1, 1, show_progress=False)
+    train_idx, _ = stratified_split(coverage_classes(data.coverage()), config.data.val_fraction, config.seed)
+    if max_images:
+        train_idx = train_idx[:max_images]
+    train_set = data.subset(train_idx)
+    preprocess = fit_preprocess(train_set.images, normalize=True, size_policy="pad", resize_to=128)
+    batches = BatchIterator(train_set, preprocess, batch_size, shuffle=True, augment="seed", seed=0)
+    _, seen, _ = train_one_epoch(net, batches.epoch(0), len(batches), cross_entropy, optimizer,
+                                 torch.device("cpu"), deadline=None)
+    return seen, time.perf_counter() - started
+
+
+def ceiling(net: UNet, optimizer: torch.optim.Optimizer, batch_size: int, size: int, steps: int) -> tuple[int, float]:
+    """(images trained, seconds) for `steps` bare steps on in-memory tensors."""
+    images = torch.randn(batch_size, 1, size, size).contiguous(memory_format=torch.channels_last)
+    masks = (torch.rand(batch_size, size, size) > 0.5).long()
+    net.train()
+    started = time.perf_counter()
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        cross_entropy(net(images), masks).backward()
+        optimizer.step()
+    return steps * batch_size, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="labelled folder (default: TGS if present, else synthetic)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-images", type=int, default=None, help="cap the epoch (default: the whole training split)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        data_dir = args.data or (TGS if TGS.is_dir() else generate_synthetic(Path(scratch) / "syn", 1000, size=101))
+        net = UNet().to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+        ceiling(net, optimizer, args.batch_size, 101, steps=3)  # warm-up: allocator, kernels
+        seen, pipeline_s = pipeline_epoch(data_dir, net, optimizer, args.batch_size, args.max_images)
+        steps = -(-seen // args.batch_size)
+        bare, ceiling_s = ceiling(net, optimizer, args.batch_size, 101, steps)
+    pipeline_rate, ceiling_rate = seen / pipeline_s, bare / ceiling_s
+    print(f"data: {data_dir}  threads: {torch.get_num_threads()}  batch: {args.batch_size}  images: {seen}")
+    print(f"train_throughput: pipeline={pipeline_rate:.2f} ceiling={ceiling_rate:.2f} "
+          f"ratio={pipeline_rate / ceiling_rate:.3f}")
+
+
+if __name__ == "__main__":
+    main()
