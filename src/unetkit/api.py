@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig, dump_yaml, merge, to_dict
+from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig, dump_yaml, to_dict
 from unetkit.data.dataset import Pair, find_pairs, list_images, load_labelled, load_pair
 from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
 from unetkit.data.preprocess import fit_preprocess
@@ -29,17 +30,18 @@ from unetkit.data.split import coverage_classes, stratified_split
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
-from unetkit.fileio import write_text
+from unetkit.fileio import make_dir, write_text
 from unetkit.inference.predictor import Predictor
-from unetkit.metrics import MetricAccumulator, dice, iou, tgs_score
-from unetkit.runtime import log
-from unetkit.training.checkpoint import load_checkpoint
+from unetkit.metrics import MetricAccumulator
+from unetkit.runtime import log, resolve_device
+from unetkit.training.checkpoint import Checkpoint, load_checkpoint
 from unetkit.training.loop import FitResult, fit, write_table_csv
 from unetkit.visualize import blend_overlay, overlay_sheet
 
 __all__ = ["evaluate", "load_model", "predict", "train", "demo"]
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
+DEMO_MARKER = ".unetkit-demo"
 
 
 @dataclass
@@ -68,24 +70,33 @@ class EvaluateResult:
     csv_path: Path
 
 
+def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config a run in `run_dir` was trained with, as plain data (the base for --resume)."""
+    return to_dict(_last_checkpoint(Path(run_dir)).config)
+
+
+def _last_checkpoint(run_dir: Path) -> Checkpoint:
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        raise UserError(f"{run_dir / LAST_CHECKPOINT}: no checkpoint to resume from")
+    return load_checkpoint(run_dir / LAST_CHECKPOINT)
+
+
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train a U-Net on config.data.data_dir into config.out_dir; with `resume`, continue that run.
 
-    On resume the run's stored config is used, with `epochs` and `time_budget_min` taken from
-    `config` when they differ from the defaults (so a finished run can be extended).
+    On resume, `config` is the run's stored config with whatever should change (more epochs,
+    a new time budget; see `stored_config`); the architecture must stay the same.
     """
     if not config.out_dir:
         raise UserError("no output folder given (--out RUN_DIR)")
     run_dir = Path(config.out_dir)
+    resolve_device(config.device)  # fail before anything is written
     checkpoint = None
     if resume:
-        if not (run_dir / LAST_CHECKPOINT).is_file():
-            raise UserError(f"{run_dir / LAST_CHECKPOINT}: no checkpoint to resume from")
-        checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
-        defaults = TrainConfig()
-        config = merge(checkpoint.config,
-                       epochs=config.epochs if config.epochs != defaults.epochs else None,
-                       time_budget_min=config.time_budget_min)
+        checkpoint = _last_checkpoint(run_dir)
+        if config.model != checkpoint.config.model:
+            raise UserError(f"{run_dir}: the model architecture cannot change on --resume "
+                            f"(stored: {checkpoint.config.model}, asked: {config.model})")
     elif (run_dir / LAST_CHECKPOINT).exists():
         raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
     if not config.data.data_dir:
@@ -101,24 +112,30 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     log.info("%d images: %d for training, %d for validation (stratified by coverage, seed %d)",
              len(data), len(train_set), len(val_set), config.seed)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir)
     write_text(run_dir / "config.yaml", dump_yaml(config))
     write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
     result = fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint)
     return TrainResult(**dataclasses.asdict(result), run_dir=run_dir, n_train=len(train_set), n_val=len(val_set))
 
 
-def _input_files(input_path: Path) -> list[Path]:
+def _input_files(input_path: Path, out_dir: Path) -> list[Path]:
+    """The images to predict, refusing any whose mask would land on an input file."""
     if input_path.is_dir():
         files = list(list_images(input_path).values())
         if not files:
             raise UserError(f"{input_path}: no images found")
-        return files
-    if not input_path.exists():
+    elif not input_path.exists():
         raise UserError(f"{input_path}: input not found")
-    if not is_image_file(input_path):
+    elif not is_image_file(input_path):
         raise UserError(f"{input_path}: unknown image extension '{input_path.suffix}'")
-    return [input_path]
+    else:
+        files = [input_path]
+    inputs = {path.resolve() for path in files}
+    for path in files:
+        if (out_dir / f"{path.stem}.png").resolve() in inputs:
+            raise UserError(f"{path}: its mask would overwrite an input image; choose another --out")
+    return files
 
 
 def predict(config: PredictConfig) -> PredictResult:
@@ -128,15 +145,13 @@ def predict(config: PredictConfig) -> PredictResult:
     The folder records the arguments that made it in predict_args.json.
     """
     saved = load_model(config.model_path)
-    input_path, out_dir = Path(config.input_path), Path(config.out_dir)
-    files = _input_files(input_path)
-    if input_path.is_dir() and out_dir.resolve() == input_path.resolve():
-        raise UserError(f"{out_dir}: the output folder must differ from the input folder (masks would overwrite images)")
+    out_dir = Path(config.out_dir)
+    files = _input_files(Path(config.input_path), out_dir)
     predictor = Predictor(saved, device=config.device, threshold=config.threshold, batch_size=config.batch_size)
     channels = saved.config.in_channels
     items = ((path, to_channels(read_array(path), channels, path)) for path in files)
     started = time.monotonic()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     progress = tqdm(total=len(files), desc="predict", unit="img", disable=None)
     for path, image, prob in predictor.run(items):
         mask = predictor.to_mask(prob)
@@ -171,22 +186,16 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     for (pair, truth), _, prob in tqdm(predictor.run(items), total=len(pairs), desc="evaluate", unit="img",
                                       disable=None, leave=False):
         pred = predictor.to_mask(prob)
-        p, t = _torch_pair(pred, truth)
+        p, t = torch.from_numpy(pred)[None], torch.from_numpy(truth)[None]
         accumulator.update(p, t)
-        rows.append({"stem": pair.stem, "iou": float(iou(p, t)[0]), "dice": float(dice(p, t)[0]),
-                     "tgs_score": float(tgs_score(p, t)[0]), "true_coverage": float((truth > 0).mean()),
-                     "predicted_coverage": float((pred > 0).mean())})
+        image_iou, image_dice = accumulator.image_iou[-1], accumulator.image_dice[-1]
+        rows.append({"stem": pair.stem, "iou": image_iou, "dice": image_dice, "tgs_score": accumulator.image_score[-1],
+                     "true_coverage": float((truth > 0).mean()), "predicted_coverage": float((pred > 0).mean())})
     csv_path = Path(config.csv_path) if config.csv_path else (
         Path(config.model_path).parent / f"evaluation-{Path(config.data_dir).resolve().name}.csv")
     write_table_csv(rows, csv_path)
     metrics = accumulator.summary() | {"threshold": predictor.threshold}
     return EvaluateResult(metrics, csv_path)
-
-
-def _torch_pair(pred: np.ndarray, truth: np.ndarray) -> tuple[Any, Any]:
-    import torch
-
-    return torch.from_numpy(pred)[None], torch.from_numpy(truth)[None]
 
 
 def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n_test: int = 200,
@@ -198,9 +207,13 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     predictions/ (one mask per held-out image).
     """
     root = Path(out_dir)
-    if root.exists():
+    if (root / DEMO_MARKER).is_file():
         log.info("replacing the previous demo in %s", root)
         shutil.rmtree(root)
+    elif root.exists() and any(root.iterdir()):
+        raise UserError(f"{root}: folder exists and is not an earlier demo; choose another --out")
+    make_dir(root)
+    write_text(root / DEMO_MARKER, "written by unetkit demo; the next demo replaces this folder\n")
     log.info("generating the synthetic data set (%d training, %d held-out images)", n_train, n_test)
     train_dir = generate_synthetic(root / "data" / "train", n_train, seed=seed)
     test_dir = generate_synthetic(root / "data" / "test", n_test, seed=seed + 1000)

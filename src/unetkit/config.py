@@ -57,7 +57,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _require(self.in_channels >= 1, "model.in_channels", f"{self.in_channels} must be >= 1")
-        _require(self.num_classes >= 1, "model.num_classes", f"{self.num_classes} must be >= 1")
+        # Masks and predicted class maps are 8-bit PNGs.
+        _require(1 <= self.num_classes <= 255, "model.num_classes", f"{self.num_classes} must lie in 1..255")
         _require(self.start_neurons >= 1, "model.start_neurons", f"{self.start_neurons} must be >= 1")
         _require(1 <= self.depth <= 7, "model.depth", f"{self.depth} must lie in 1..7")
         _check_fraction("model.dropout_first", self.dropout_first)
@@ -179,11 +180,24 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
         if key not in known:
             raise UserError(f"config field '{name}' is unknown (known: {', '.join(known)})")
         nested = {"model": ModelConfig, "data": DataConfig}.get(key) if cls is TrainConfig else None
-        kwargs[key] = from_dict(nested, value, where=name) if nested else value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a value of the wrong type reaching a comparison
-        raise UserError(f"config '{where or cls.__name__}': {exc}") from None
+        kwargs[key] = from_dict(nested, value, where=name) if nested else _typed(name, known[key].type, value)
+    return cls(**kwargs)
+
+
+_SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def _typed(name: str, annotation: Any, value: Any) -> Any:
+    """`value` checked against a scalar field annotation ("int", "float | None", ...)."""
+    text = str(annotation)
+    if value is None and "None" in text:
+        return None
+    expected = _SCALARS.get(text.replace(" | None", ""))
+    if expected is None:
+        return value
+    if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
+        raise UserError(f"config field '{name}': {value!r} is not of type {text}")
+    return float(value) if text.startswith("float") else value
 
 
 def merge(config: T, **overrides: Any) -> T:

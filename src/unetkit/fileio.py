@@ -2,7 +2,8 @@
 
 A killed process must never leave a half-written model, mask or CSV under its final
 name, so writers produce a temporary file in the destination folder (same filesystem,
-so the final `os.replace` is atomic) and rename it.
+so the final `os.replace` is atomic) and rename it. Failures to write (read-only folder,
+a file where a folder should be, a full disk) are the user's to fix and become one line.
 """
 
 from __future__ import annotations
@@ -13,18 +14,41 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from unetkit.errors import UserError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def make_dir(path: str | os.PathLike[str]) -> Path:
+    """Create `path` (and parents) or fail with one line naming it."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot create output folder ({exc.strerror or exc})") from None
+    return folder
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    make_dir(final.parent)
+    if final.is_dir():
+        raise UserError(f"{final}: is a folder, cannot write a file there")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    except OSError as exc:
+        raise UserError(f"{final}: cannot write ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, final)
+    except OSError as exc:
+        raise UserError(f"{final}: cannot write ({exc.strerror or exc})") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -139,6 +139,49 @@ def test_bad_config_value_names_the_field(capsys: pytest.CaptureFixture[str], sy
     assert_one_line_error(code, err, "model.upsampling", "nearest")
 
 
+def test_output_folder_that_is_a_file(capsys: pytest.CaptureFixture[str], tiny_model_file: Path,
+                                      synthetic_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_model_file), "--input", str(synthetic_dir / "images"),
+                           "--out", str(tmp_path / "taken"))
+    assert_one_line_error(code, err, "taken", "cannot create output folder")
+
+
+def test_predict_never_overwrites_its_input(capsys: pytest.CaptureFixture[str], tiny_model_file: Path,
+                                            synthetic_dir: Path) -> None:
+    image = synthetic_dir / "images" / "syn_00000.png"
+    before = image.read_bytes()
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_model_file), "--input", str(image),
+                           "--out", str(image.parent))
+    assert_one_line_error(code, err, "syn_00000.png", "would overwrite an input image")
+    assert image.read_bytes() == before
+
+
+def test_checkpoint_given_as_model_says_so(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    from unetkit.config import TrainConfig
+    from unetkit.data.preprocess import identity_preprocess
+    from unetkit.models import UNet
+    from unetkit.training.checkpoint import TrainState, save_checkpoint
+
+    net = UNet(start_neurons=2, depth=2)
+    optimizer = torch.optim.Adam(net.parameters())
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    save_checkpoint(tmp_path / "last.safetensors", TrainConfig(), net, identity_preprocess(1), optimizer, scheduler,
+                    TrainState())
+    code, _, err = run_cli(capsys, "evaluate", "--model", str(tmp_path / "last.safetensors"), "--data", str(synthetic_dir))
+    assert_one_line_error(code, err, "last.safetensors", "is a training checkpoint")
+
+
+def test_demo_refuses_a_folder_it_did_not_make(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("years of work")
+    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "precious"))
+    assert_one_line_error(code, err, "precious", "not an earlier demo")
+    assert (tmp_path / "precious" / "thesis.tex").read_text() == "years of work"
+
+
 def _subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -170,3 +213,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(synthetic_dir: Path, t
     lines = (run / "metrics.csv").read_text().splitlines()
     assert len(lines) == 1 + 6
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4", "5", "6"]
+    # A finished run is extended by asking for more epochs; nothing else needs repeating.
+    done = subprocess.run(command[:-2] + ["--epochs", "7", "--resume"], env=_subprocess_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 7

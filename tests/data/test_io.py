@@ -71,3 +71,39 @@ def test_write_png_leaves_no_temporary_files(tmp_path: Path) -> None:
     write_png(tmp_path / "out" / "m.png", np.zeros((5, 7), np.uint8))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["m.png"]
     assert (tmp_path / "out" / "m.png").stat().st_size > 50
+
+
+def test_palette_png_is_colour_for_images_and_indices_for_masks(tmp_path: Path) -> None:
+    indices = np.array([[0, 1], [2, 1]], np.uint8)
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    image.save(tmp_path / "p.png")
+    assert read_array(tmp_path / "p.png", palette_indices=True)[:, :, 0].tolist() == [[0, 1], [2, 1]]
+    colours = read_array(tmp_path / "p.png")
+    assert colours.shape == (2, 2, 3) and colours[0, 1].tolist() == [255, 0, 0]
+
+
+def test_16_bit_colour_png_is_refused_not_truncated(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x12\x34" * 3 * 2 for _ in range(2))  # 2x2 RGB, 16 bits per sample
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    (tmp_path / "rgb16.png").write_bytes(png)
+    with pytest.raises(UserError, match=r"rgb16\.png: 16-bit colour PNG is not supported"):
+        read_array(tmp_path / "rgb16.png")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_png(tmp_path / "perm.png", np.zeros((2, 2), np.uint8))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "perm.png").stat().st_mode & 0o777 == 0o644

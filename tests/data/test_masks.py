@@ -48,3 +48,10 @@ def test_colour_mask_is_refused() -> None:
     raw[0, 0] = (255, 0, 0)
     with pytest.raises(UserError, match="different channels"):
         decode_mask(raw, 1, "m.png")
+
+
+def test_gray_alpha_mask_with_uniform_alpha_is_read() -> None:
+    raw = np.zeros((2, 2, 2), np.uint8)
+    raw[..., 1] = 255
+    raw[1, 1, 0] = 255
+    assert decode_mask(raw, 1, "la.png").tolist() == [[0, 0], [0, 1]]

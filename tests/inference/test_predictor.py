@@ -43,3 +43,11 @@ def test_run_batches_same_sizes_and_keeps_order(tiny_model_file: Path) -> None:
     out = list(predictor.run(items))
     assert [key for key, _, _ in out] == [0, 1, 2, 3, 4]
     assert [prob.shape[1:] for _, _, prob in out] == sizes
+
+
+def test_threshold_override_is_refused_for_multiclass_models() -> None:
+    from unetkit.errors import UserError
+
+    saved = SavedModel(UNet(num_classes=3, start_neurons=2, depth=2).eval(), Preprocess((0.0,), (1.0,)))
+    with pytest.raises(UserError, match="threshold applies to binary models only"):
+        Predictor(saved, device="cpu", threshold=0.3)

@@ -7,6 +7,7 @@ other exception is a bug and keeps its traceback (exit 1).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -19,6 +20,7 @@ from unetkit.config import (
     SIZE_POLICIES,
     DataConfig,
     EvaluateConfig,
+    ModelConfig,
     PredictConfig,
     TrainConfig,
     from_dict,
@@ -28,36 +30,43 @@ from unetkit.config import (
 from unetkit.errors import UserError
 
 
-def build_train_config(args: argparse.Namespace) -> TrainConfig:
-    """Defaults <- YAML file <- preset <- flags, in that order of precedence (flags win)."""
+def build_train_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """Flags over the --config YAML over the preset over the defaults (flags win).
+
+    `base` (a stored run's config, for --resume) takes the place of the defaults.
+    """
     from unetkit.models.registry import preset_config
 
-    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
-    model_values = dict(values.pop("model", {}) or {})
-    data_values = dict(values.pop("data", {}) or {})
+    values: dict[str, Any] = dict(base or {})
+    for key, value in (load_yaml(args.config) if args.config else {}).items():
+        values[key] = {**values.get(key, {}), **value} if key in ("model", "data") and isinstance(value, dict) else value
+    model_values = values.pop("model", None) or {}
+    data_values = values.pop("data", None) or {}
     preset = args.preset or values.pop("preset", "seed")
     values.pop("preset", None)
-    base = from_dict(TrainConfig, values)
+    if not isinstance(model_values, dict):
+        raise UserError("config section 'model' must be a mapping of field: value")
+    model_values = {**dataclasses.asdict(preset_config(preset)), **model_values}
     model_flags = {"in_channels": args.in_channels, "num_classes": args.num_classes}
-    model_values.update({k: v for k, v in model_flags.items() if v is not None})
-    try:
-        model = preset_config(preset, **model_values)
-    except TypeError as exc:
-        raise UserError(f"config section 'model': {exc}") from None
+    model = from_dict(ModelConfig, model_values | {k: v for k, v in model_flags.items() if v is not None},
+                      where="model")
     data = merge(from_dict(DataConfig, data_values, where="data"), data_dir=args.data,
                  val_fraction=args.val_fraction, size_policy=args.size_policy)
-    return merge(base, out_dir=args.out, preset=preset, model=model, data=data, epochs=args.epochs,
+    base_config = from_dict(TrainConfig, values)
+    return merge(base_config, out_dir=args.out, preset=preset, model=model, data=data, epochs=args.epochs,
                  batch_size=args.batch_size, lr=args.lr, loss=args.loss, monitor=args.monitor,
                  time_budget_min=args.time_budget, seed=args.seed, device=args.device)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from unetkit.api import train
+    from unetkit.api import stored_config, train
 
-    result = train(build_train_config(args), resume=args.resume)
+    base = stored_config(args.out) if args.resume else None
+    result = train(build_train_config(args, base), resume=args.resume)
     metrics = result.val_metrics
-    print(f"model: {result.model_path}  (threshold {result.threshold:.2f}, best epoch {result.best_epoch} "
-          f"of {result.epochs_done}, {result.stop_reason})")
+    threshold = f"threshold {result.threshold:.2f}, " if result.threshold is not None else ""
+    print(f"model: {result.model_path}  ({threshold}best epoch {result.best_epoch} of {result.epochs_done}, "
+          f"{result.stop_reason})")
     print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f} TGS mAP {metrics['tgs_map']:.4f}")
     return 0
 
@@ -83,7 +92,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                                                                      "n_images")}))
     else:
         print(f"{m['n_images']} images  IoU {m['iou']:.4f}  Dice {m['dice']:.4f}  pixel accuracy "
-              f"{m['pixel_accuracy']:.4f}  TGS mAP {m['tgs_map']:.4f}  (threshold {m['threshold']:.2f})")
+              f"{m['pixel_accuracy']:.4f}  TGS mAP {m['tgs_map']:.4f}"
+              + (f"  (threshold {m['threshold']:.2f})" if m.get("threshold") is not None else ""))
     logging.getLogger("unetkit").info("per-image scores: %s", result.csv_path)
     return 0
 
@@ -106,7 +116,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model file (model.safetensors)")
-    parser.add_argument("--threshold", type=float, help="probability threshold (default: the one stored in the model)")
+    parser.add_argument("--threshold", type=float, help="binary models: probability threshold (default: stored in the model)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 

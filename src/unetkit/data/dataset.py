@@ -89,7 +89,7 @@ def find_pairs(data_dir: str | os.PathLike[str]) -> list[Pair]:
 def load_pair(pair: Pair, in_channels: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode one pair: image (H, W, in_channels) in its dtype, mask (H, W) uint8 indices."""
     image = to_channels(read_array(pair.image), in_channels, pair.image)
-    mask = decode_mask(read_array(pair.mask), num_classes, pair.mask)
+    mask = decode_mask(read_array(pair.mask, palette_indices=True), num_classes, pair.mask)
     if image.shape[:2] != mask.shape:
         raise UserError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                         f"{image.shape[1]}x{image.shape[0]} (width x height)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from unetkit.errors import UserError
 from unetkit.fileio import atomic_path
@@ -30,8 +30,12 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_array(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...)."""
+def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -> np.ndarray:
+    """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...).
+
+    Palette PNGs come back as their colours, or as their indices with `palette_indices`
+    (masks store class indices that way).
+    """
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
@@ -39,10 +43,10 @@ def read_array(path: str | os.PathLike[str]) -> np.ndarray:
     if not file.is_file():
         raise UserError(f"{file}: file not found")
     try:
-        array = _read_tiff(file) if suffix in TIFF_EXTENSIONS else _read_pillow(file)
+        array = _read_tiff(file) if suffix in TIFF_EXTENSIONS else _read_pillow(file, palette_indices)
     except UserError:
         raise
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, tifffile.TiffFileError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on a user's file is that file's problem
         raise UserError(f"{file}: cannot read image ({_first_line(exc)})") from None
     if array.ndim == 2:
         array = array[:, :, None]
@@ -51,13 +55,17 @@ def read_array(path: str | os.PathLike[str]) -> np.ndarray:
     return array
 
 
-def _read_pillow(file: Path) -> np.ndarray:
+def _read_pillow(file: Path, palette_indices: bool) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(file) as image:
+            if _is_16_bit_colour_png(file, image):
+                raise UserError(f"{file}: 16-bit colour PNG is not supported (Pillow would drop to 8 bits); "
+                                "save it as 16-bit TIFF")
             image.load()  # decodes now, so truncated files fail here
-            if image.mode == "P":  # palette: keep the indices (class-index masks)
-                return np.asarray(image)
+            if image.mode == "P":
+                return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info
+                                                                                 else "RGB"))
             if image.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(image).astype(np.uint16)
             if image.mode == "I":
@@ -69,10 +77,22 @@ def _read_pillow(file: Path) -> np.ndarray:
             return np.asarray(image)
 
 
+def _is_16_bit_colour_png(file: Path, image: Image.Image) -> bool:
+    """Pillow decodes 16-bit RGB/RGBA/LA PNGs to 8 bits; the IHDR chunk tells the truth."""
+    if image.format != "PNG":
+        return False
+    with file.open("rb") as handle:
+        header = handle.read(26)
+    return len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
+
+
 def _read_tiff(file: Path) -> np.ndarray:
-    array = tifffile.imread(file)
-    # Channel-first stacks (C, H, W) with few channels are the common TIFF layout.
-    if array.ndim == 3 and array.shape[0] <= 8 and array.shape[2] > 8:
+    """TIFF as (H, W, C): interleaved samples stay last; planar samples and page stacks become channels."""
+    with tifffile.TiffFile(file) as tif:
+        series = tif.series[0]
+        axes = series.axes
+        array = series.asarray()
+    if array.ndim == 3 and axes[-1] not in "SC" and axes[-2:] == "YX":  # (C/S/Q/Z/I, Y, X): channels first
         array = np.moveaxis(array, 0, -1)
     return np.ascontiguousarray(array)
 
@@ -80,20 +100,6 @@ def _read_tiff(file: Path) -> np.ndarray:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding the pixels."""
-    file = Path(path)
-    try:
-        if file.suffix.lower() in TIFF_EXTENSIONS:
-            with tifffile.TiffFile(file) as tif:
-                shape = tif.series[0].shape
-            return (shape[1], shape[2]) if len(shape) == 3 and shape[0] <= 8 and shape[2] > 8 else shape[:2]
-        with Image.open(file) as image:
-            return image.height, image.width
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, tifffile.TiffFileError) as exc:
-        raise UserError(f"{file}: cannot read image ({_first_line(exc)})") from None
 
 
 def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) -> np.ndarray:

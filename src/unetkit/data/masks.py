@@ -15,7 +15,7 @@ import numpy as np
 from unetkit.errors import UserError
 
 # Value pairs that mean background/foreground in binary masks.
-BINARY_ENCODINGS = ((0, 1), (0, 255), (0, 65535), (0.0, 1.0))
+BINARY_ENCODINGS = ((0, 1), (0, 255), (0, 65535))
 
 
 def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str]) -> np.ndarray:
@@ -25,6 +25,8 @@ def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str])
     0/1. num_classes > 1: values must already be indices below num_classes, except that
     a two-class model also reads 0/255 and 0/65535 as binary.
     """
+    if raw.ndim == 3 and raw.shape[2] in (2, 4) and raw[:, :, -1].min() == raw[:, :, -1].max():
+        raw = raw[:, :, :-1]  # a uniform alpha channel carries nothing
     if raw.ndim == 3:
         if np.any(raw != raw[:, :, :1]):
             raise UserError(f"{path}: mask has {raw.shape[2]} different channels; masks must be single-channel "

@@ -38,7 +38,7 @@ class SavedModel:
 
     net: UNet
     preprocess: Preprocess
-    threshold: float = 0.5
+    threshold: float = 0.5  # binary models only; multi-class masks are the argmax
     training: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -61,7 +61,11 @@ def read_safetensors(path: str | os.PathLike[str], expected_format: str) -> tupl
     try:
         with safe_open(str(file), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            if metadata.get("format") != expected_format:
+            found = metadata.get("format")
+            if found == CHECKPOINT_FORMAT and expected_format == FORMAT:
+                raise UserError(f"{file}: is a training checkpoint; use the run's model.safetensors "
+                                "(or checkpoints/best.safetensors)")
+            if found != expected_format:
                 raise UserError(f"{file}: not a {expected_format} file (safetensors without unetkit metadata)")
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from unetkit.data.preprocess import resize_logits
+from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
 from unetkit.runtime import resolve_device
 
@@ -27,7 +28,10 @@ class Predictor:
         self.saved = saved
         self.device = resolve_device(device)
         self.net = saved.net.to(self.device, memory_format=torch.channels_last).eval()
-        self.threshold = saved.threshold if threshold is None else threshold
+        if threshold is not None and saved.config.num_classes > 1:
+            raise UserError("a threshold applies to binary models only; this model has "
+                            f"{saved.config.num_classes} classes and predicts the most probable one")
+        self.threshold = saved.threshold if saved.config.num_classes == 1 and threshold is None else threshold
         self.batch_size = batch_size
 
     @property

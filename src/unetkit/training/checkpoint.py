@@ -55,6 +55,13 @@ class Checkpoint:
     scheduler: dict[str, Any]
     state: TrainState
     rng: torch.Tensor
+    cuda_rng: list[torch.Tensor]
+
+    def restore_rng(self) -> None:
+        """Put the random generators back where they were when the checkpoint was written."""
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng and torch.cuda.is_available() and len(self.cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(self.cuda_rng)
 
 
 def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: UNet, preprocess: Preprocess,
@@ -70,6 +77,8 @@ def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: UNet
         "state": json.dumps(dataclasses.asdict(state)),
     })
     tensors["rng"] = torch.get_rng_state()
+    if torch.cuda.is_available():  # dropout on the GPU draws from the CUDA generators
+        tensors.update({f"cuda_rng.{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
     write_safetensors(path, tensors, metadata)
 
 
@@ -84,6 +93,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         state = TrainState(**json.loads(metadata["state"]))
         optimizer = tensor_tree.loads(metadata["optimizer"], tensors)
         scheduler = tensor_tree.loads(metadata["scheduler"], tensors)
+        rng = tensors["rng"]
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{file}: checkpoint is incomplete ({exc}); format {FORMAT_VERSION}") from None
-    return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, tensors["rng"])
+    except UserError as exc:
+        raise UserError(f"{file}: stored {exc}") from None
+    cuda_rng = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_rng.")),
+                                           key=lambda k: int(k.split(".")[1]))]
+    return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, rng, cuda_rng)

@@ -42,7 +42,7 @@ class FitResult:
     """What a finished run produced."""
 
     model_path: Path
-    threshold: float
+    threshold: float | None  # chosen on validation; None for multi-class models
     val_metrics: dict[str, Any]  # at the chosen threshold, best weights
     epochs_done: int
     best_epoch: int
@@ -66,7 +66,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
         optimizer.load_state_dict(resume.optimizer)
         scheduler.load_state_dict(resume.scheduler)
         state = resume.state
-        torch.set_rng_state(resume.rng)
+        resume.restore_rng()
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
     loss_fn = get_loss(config.loss)
     train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True,
@@ -75,6 +75,9 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
     checkpoints = run_dir / "checkpoints"
     stop_reason = "epochs"
     while state.epoch < config.epochs:
+        if config.early_stopping_patience and state.stale_epochs >= config.early_stopping_patience:
+            stop_reason = f"early stopping (no {config.monitor} improvement in {state.stale_epochs} epochs)"
+            break
         deadline = _deadline(config, state)
         if deadline is not None and deadline <= time.monotonic():
             stop_reason = "time budget"
@@ -87,15 +90,14 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
             save_model(checkpoints / "best.safetensors", net, preprocess, training=_record(config, row))
         else:
             state.stale_epochs += 1
-        save_checkpoint(checkpoints / "last.safetensors", config, net, preprocess, optimizer, scheduler, state)
+        saving_started = time.monotonic()
         write_metrics_csv(state.history, run_dir / "metrics.csv")
         plot_curves(state.history, run_dir / "curves.png")
+        state.elapsed_s += time.monotonic() - saving_started  # the budget counts writing too
+        save_checkpoint(checkpoints / "last.safetensors", config, net, preprocess, optimizer, scheduler, state)
         _log_epoch(config, row)
         if hit_deadline:
             stop_reason = "time budget"
-            break
-        if config.early_stopping_patience and state.stale_epochs >= config.early_stopping_patience:
-            stop_reason = f"early stopping (no {config.monitor} improvement in {state.stale_epochs} epochs)"
             break
     return _finish(config, run_dir, net, val_batches, val_set, preprocess, state, device, stop_reason)
 
@@ -172,9 +174,10 @@ def _finish(config: TrainConfig, run_dir: Path, net: UNet, val_batches: BatchIte
     """Reload the best weights, sweep the threshold on validation, write model.safetensors."""
     best = load_model(run_dir / "checkpoints" / "best.safetensors").net.to(device, memory_format=torch.channels_last)
     loss_fn = get_loss(config.loss)
-    threshold = 0.5
-    val, probabilities = validate(best, val_batches, loss_fn, device, keep_probabilities=True)
-    if config.model.num_classes == 1 and probabilities is not None:
+    binary = config.model.num_classes == 1
+    threshold: float | None = None
+    val, probabilities = validate(best, val_batches, loss_fn, device, keep_probabilities=binary)
+    if binary and probabilities is not None:
         threshold, table = sweep_threshold(probabilities, torch.from_numpy(val_set.masks), config.threshold_metric)
         write_table_csv(table, run_dir / "threshold_sweep.csv")
         val, _ = validate(best, val_batches, loss_fn, device, threshold=threshold)
@@ -182,10 +185,10 @@ def _finish(config: TrainConfig, run_dir: Path, net: UNet, val_batches: BatchIte
     model_path = run_dir / "model.safetensors"
     record = _record(config, best_row) | {"threshold_metric": config.threshold_metric, "val_at_threshold": val,
                                           "epochs_done": state.epoch, "stop_reason": stop_reason}
-    save_model(model_path, best.cpu(), preprocess, threshold=threshold, training=record)
+    save_model(model_path, best.cpu(), preprocess, threshold=0.5 if threshold is None else threshold, training=record)
     speeds = [row["images_per_s"] for row in state.history]
-    log.info("stopped after epoch %d: %s; best epoch %d; threshold %.2f", state.epoch, stop_reason,
-             state.best_epoch, threshold)
+    log.info("stopped after epoch %d: %s; best epoch %d%s", state.epoch, stop_reason, state.best_epoch,
+             f"; threshold {threshold:.2f}" if threshold is not None else "")
     return FitResult(model_path, threshold, val, state.epoch, state.best_epoch,
                      sum(speeds) / len(speeds) if speeds else 0.0, stop_reason)
 
