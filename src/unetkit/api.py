@@ -23,11 +23,13 @@ import torch
 from tqdm import tqdm
 
 from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig, dump_yaml, to_dict
+from unetkit.data.augment import augment_config
 from unetkit.data.dataset import Pair, find_pairs, list_images, load_labelled, load_pair
 from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
 from unetkit.data.preprocess import fit_preprocess
 from unetkit.data.split import coverage_classes, stratified_split
 from unetkit.data.synthetic import generate_synthetic
+from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir, write_text
@@ -111,11 +113,18 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         resize_to=config.data.resize_to)
     log.info("%d images: %d for training, %d for validation (stratified by coverage, seed %d)",
              len(data), len(train_set), len(val_set), config.seed)
+    class_weights = config.class_weights
+    if config.balance_classes and class_weights is None:
+        class_weights = balanced_class_weights(train_set.masks, config.model.num_classes)
+        log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in class_weights))
+    if config.loss == "weighted_ce":
+        train_set.weights = np.stack([border_weights(m, config.border_w0, config.border_sigma) for m in train_set.masks])
 
     make_dir(run_dir)
     write_text(run_dir / "config.yaml", dump_yaml(config))
     write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
-    result = fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint)
+    result = fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
+                 augment=augment_config(config.data.augment, config.data.augment_params))
     return TrainResult(**dataclasses.asdict(result), run_dir=run_dir, n_train=len(train_set), n_val=len(val_set))
 
 

@@ -19,13 +19,16 @@ from unetkit.errors import UserError
 
 T = TypeVar("T")
 
-LOSSES = ("bce", "dice", "bce_dice")
+LOSSES = ("bce", "weighted_ce", "dice", "bce_dice", "focal", "tversky", "lovasz", "bce_lovasz", "focal_dice")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("plateau", "cosine", "onecycle", "poly", "constant")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
 MONITORS = ("val_loss", "val_iou", "val_dice", "val_map")
 SIZE_POLICIES = ("pad", "resize")
 UPSAMPLINGS = ("transpose", "bilinear")
 THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
 DEVICES = ("auto", "cpu", "cuda")
-AUGMENTATIONS = ("none", "seed")
+AUGMENTATIONS = ("none", "seed", "strong")
 
 
 def _require(ok: bool, name: str, message: str) -> None:
@@ -76,13 +79,17 @@ class DataConfig:
     #                           "resize": resize to resize_to x resize_to (the kernel's 101 -> 128)
     resize_to: int = 128
     normalize: bool = True  # standardise with the training set's per-channel mean and std
-    augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "none"
+    augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "strong" (data/augment.py), "none"
+    augment_params: dict[str, float] = field(default_factory=dict)  # AugmentConfig fields over the preset
 
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"{self.val_fraction} must lie in (0, 1)")
         _check_choice("data.size_policy", self.size_policy, SIZE_POLICIES)
         _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
         _check_choice("data.augment", self.augment, AUGMENTATIONS)
+        from unetkit.data.augment import augment_config
+
+        augment_config(self.augment, self.augment_params)  # validates the keys and values
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,25 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3  # Adam's Keras default
     weight_decay: float = 0.0
-    loss: str = "bce"  # "bce" (the seed), "dice", "bce_dice"
+    loss: str = "bce"  # the seed's; see LOSSES and training/losses.py
+    class_weights: tuple[float, ...] | None = None  # per class (K=1: background, foreground)
+    balance_classes: bool = False  # class weights = inverse training-set frequency (the paper's w_c)
+    ignore_index: int | None = None  # mask value excluded from loss and metrics
+    focal_gamma: float = 2.0
+    tversky_alpha: float = 0.3  # false-positive weight
+    tversky_beta: float = 0.7  # false-negative weight
+    border_w0: float = 10.0  # weighted_ce: the paper's w0 ...
+    border_sigma: float = 5.0  # ... and sigma (pixels)
+    optimizer: str = "adam"  # "adam" (the seed), "adamw", "sgd" (Nesterov, momentum 0.9)
+    schedule: str = "plateau"  # "plateau" (the seed), "cosine", "onecycle", "poly" (nnU-Net), "constant"
+    warmup_epochs: float = 0.0  # linear warm-up for cosine/poly/constant
+    grad_clip: float | None = None  # max gradient norm
+    ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); validated and saved
+    amp: str = "auto"  # mixed precision on CUDA: auto = bf16 where supported, else fp16 with a grad scaler
+    compile: bool = False  # torch.compile the network
+    deterministic: bool = False  # deterministic kernels (slower on GPU)
+    tune_postprocess: bool = True  # choose min component area and the empty-mask rule on validation
+    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
     monitor: str = "val_loss"  # what early stopping, plateau and the best checkpoint watch
     early_stopping_patience: int = 10  # epochs without improvement; 0 disables
     plateau_patience: int = 5  # reduce-on-plateau patience
@@ -114,6 +139,17 @@ class TrainConfig:
         _require(self.lr > 0, "lr", f"{self.lr} must be > 0")
         _require(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
         _check_choice("loss", self.loss, LOSSES)
+        if self.class_weights is not None:
+            object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+            _require(len(self.class_weights) == max(self.model.num_classes, 2) and min(self.class_weights) >= 0,
+                     "class_weights", f"needs {max(self.model.num_classes, 2)} non-negative numbers")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("amp", self.amp, AMP_MODES)
+        _require(self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
+        _require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0")
+        _require(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay", "must lie in (0, 1)")
+        _require(self.border_sigma > 0 and self.border_w0 >= 0, "border_sigma", "sigma must be > 0 and w0 >= 0")
         _check_choice("monitor", self.monitor, MONITORS)
         _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0")
         _require(self.plateau_patience >= 0, "plateau_patience", "must be >= 0")
@@ -184,7 +220,8 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
     return cls(**kwargs)
 
 
-_SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
+_SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str,
+                                                "tuple[float, ...]": (list, tuple), "dict[str, float]": dict}
 
 
 def _typed(name: str, annotation: Any, value: Any) -> Any:
@@ -197,7 +234,7 @@ def _typed(name: str, annotation: Any, value: Any) -> Any:
         return value
     if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
         raise UserError(f"config field '{name}': {value!r} is not of type {text}")
-    return float(value) if text.startswith("float") else value
+    return float(value) if text.startswith("float") else tuple(value) if text.startswith("tuple") else value
 
 
 def merge(config: T, **overrides: Any) -> T:

@@ -5,31 +5,67 @@ import math
 import pytest
 import torch
 
-from unetkit.training.losses import bce_dice, cross_entropy, soft_dice_loss
+from unetkit.training.losses import LOSSES, LossOptions, cross_entropy, focal, get_loss, lovasz, soft_dice_loss, tversky
+
+LOGITS = torch.tensor([[[[0.0, 2.0]]]])
+TARGET = torch.tensor([[[0, 1]]])
+LN2, SOFT2 = math.log(2), math.log(1 + math.exp(-2))
 
 
 def test_bce_matches_the_formula() -> None:
-    logits = torch.tensor([[[[0.0, 2.0]]]])
-    target = torch.tensor([[[0, 1]]])
-    expected = (math.log(2) + math.log(1 + math.exp(-2))) / 2
-    assert cross_entropy(logits, target).item() == pytest.approx(expected)
+    assert cross_entropy(LOGITS, TARGET).item() == pytest.approx((LN2 + SOFT2) / 2)
 
 
-def test_soft_dice_by_hand() -> None:
-    logits = torch.tensor([[[[0.0, 0.0]]]])  # probabilities 0.5, 0.5
-    target = torch.tensor([[[0, 1]]])
-    # 1 - (2*0.5 + 1) / (1.0 + 1 + 1) = 1/3
-    assert soft_dice_loss(logits, target).item() == pytest.approx(1 / 3)
-    assert bce_dice(logits, target).item() == pytest.approx(math.log(2) + 1 / 3)
+def test_class_weights_and_border_map_weight_each_pixel() -> None:
+    weighted = cross_entropy(LOGITS, TARGET, options=LossOptions(class_weights=(1.0, 3.0)))
+    assert weighted.item() == pytest.approx((LN2 + 3 * SOFT2) / 4)
+    border = cross_entropy(LOGITS, TARGET, weight_map=torch.tensor([[[1.0, 0.0]]]))  # w = 1 + border
+    assert border.item() == pytest.approx((2 * LN2 + SOFT2) / 3)
 
 
-def test_multiclass_cross_entropy_and_gradient_sign() -> None:
-    logits = torch.zeros(1, 3, 1, 1, requires_grad=True)
-    target = torch.tensor([[[2]]])
-    loss = cross_entropy(logits, target)
-    assert loss.item() == pytest.approx(math.log(3))
+def test_ignore_index_excludes_pixels() -> None:
+    loss = cross_entropy(torch.zeros(1, 1, 1, 2), torch.tensor([[[0, 255]]]), options=LossOptions(ignore_index=255))
+    assert loss.item() == pytest.approx(LN2)
+
+
+def test_focal_by_hand() -> None:
+    p = 1 / (1 + math.exp(-2))
+    expected = (0.25 * LN2 + (1 - p) ** 2 * SOFT2) / 2
+    assert focal(LOGITS, TARGET).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_dice_and_tversky_by_hand() -> None:
+    half = torch.zeros(1, 1, 1, 2)  # probabilities 0.5, 0.5: TP 0.5, FP 0.5, FN 0.5
+    assert soft_dice_loss(half, TARGET).item() == pytest.approx(1 / 3)
+    # 1 - (0.5 + 1) / (0.5 + 0.3 * 0.5 + 0.7 * 0.5 + 1) = 0.25
+    assert tversky(half, TARGET).item() == pytest.approx(0.25)
+
+
+def test_lovasz_hinge_by_hand() -> None:
+    assert lovasz(torch.tensor([[[[2.0, -1.0]]]]), torch.tensor([[[1, 0]]])).item() == pytest.approx(0.0)
+    assert lovasz(torch.zeros(1, 1, 1, 2), torch.tensor([[[1, 0]]])).item() == pytest.approx(1.0)
+
+
+def test_multiclass_cross_entropy_by_hand() -> None:
+    assert cross_entropy(torch.zeros(1, 3, 1, 1), torch.tensor([[[2]]])).item() == pytest.approx(math.log(3))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("classes", [1, 3])
+def test_every_loss_pushes_the_true_class_up(name: str, classes: int) -> None:
+    torch.manual_seed(0)
+    logits = (0.1 * torch.randn(2, classes, 4, 4)).requires_grad_()  # off the ties Lovász sorts on
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    target[:, :2] = 1
+    loss = get_loss(name)(logits, target, torch.ones(2, 4, 4) if name == "weighted_ce" else None)
+    assert loss.item() > 0
     loss.backward()
-    assert logits.grad[0, 2, 0, 0] < 0 < logits.grad[0, 0, 0, 0]  # raise the true class
+    grad = logits.grad
+    # Descent raises the true class's logits on average, where the truth is 1 and where it is 0.
+    if classes == 1:
+        assert grad[:, 0, :2].mean() < 0 < grad[:, 0, 2:].mean()
+    else:
+        assert grad[:, 1, :2].mean() < 0 and grad[:, 0, 2:].mean() < 0
 
 
 def test_shape_mismatch_is_a_value_error() -> None:

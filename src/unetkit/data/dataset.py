@@ -32,12 +32,14 @@ class Pair:
 
 @dataclass
 class LabelledSet:
-    """Decoded images (N, H, W, C) in their stored dtype, masks (N, H, W) uint8 class indices."""
+    """Decoded images (N, H, W, C) in their stored dtype, masks (N, H, W) uint8 class indices,
+    optional per-pixel loss weights (N, H, W) float32 (the border term of data/weights.py)."""
 
     stems: list[str]
     images: np.ndarray
     masks: np.ndarray
     pairs: list[Pair]
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -45,7 +47,7 @@ class LabelledSet:
     def subset(self, indices: np.ndarray) -> LabelledSet:
         """The examples at `indices`, in that order."""
         return LabelledSet([self.stems[i] for i in indices], self.images[indices], self.masks[indices],
-                           [self.pairs[i] for i in indices])
+                           [self.pairs[i] for i in indices], None if self.weights is None else self.weights[indices])
 
     def coverage(self) -> np.ndarray:
         """Fraction of foreground (non-zero) pixels per mask, (N,)."""

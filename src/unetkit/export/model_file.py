@@ -5,6 +5,7 @@ Metadata keys (all strings, as safetensors requires):
 - "model": ModelConfig as JSON; the network is rebuilt from it, nothing else
 - "preprocess": Preprocess as JSON (scaling, mean/std, size policy)
 - "threshold": the probability threshold chosen on validation (binary models)
+- "postprocess": {"min_area", "empty_below"} in pixels, chosen on validation (binary models)
 - "training": JSON record of how the model was made (resolved config, validation figures)
 """
 
@@ -40,6 +41,7 @@ class SavedModel:
     preprocess: Preprocess
     threshold: float = 0.5  # binary models only; multi-class masks are the argmax
     training: dict[str, Any] = field(default_factory=dict)
+    postprocess: dict[str, int] = field(default_factory=dict)  # binary: min_area, empty_below (pixels)
 
     @property
     def config(self) -> ModelConfig:
@@ -77,9 +79,11 @@ def read_safetensors(path: str | os.PathLike[str], expected_format: str) -> tupl
     return tensors, metadata
 
 
-def model_metadata(net: UNet, preprocess: Preprocess, threshold: float, training: dict[str, Any]) -> dict[str, str]:
+def model_metadata(net: UNet, preprocess: Preprocess, threshold: float, training: dict[str, Any],
+                   postprocess: dict[str, int] | None = None) -> dict[str, str]:
     """The metadata strings describing `net` (shared by model files and checkpoints)."""
     return {
+        "postprocess": json.dumps(postprocess or {}),
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": json.dumps(dataclasses.asdict(net.config)),
@@ -90,9 +94,9 @@ def model_metadata(net: UNet, preprocess: Preprocess, threshold: float, training
 
 
 def save_model(path: str | os.PathLike[str], net: UNet, preprocess: Preprocess, *, threshold: float = 0.5,
-               training: dict[str, Any] | None = None) -> None:
+               postprocess: dict[str, int] | None = None, training: dict[str, Any] | None = None) -> None:
     """Write `net` and what is needed to apply it as one pickle-free model file."""
-    write_safetensors(path, net.state_dict(), model_metadata(net, preprocess, threshold, training or {}))
+    write_safetensors(path, net.state_dict(), model_metadata(net, preprocess, threshold, training or {}, postprocess))
 
 
 def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> SavedModel:
@@ -103,6 +107,7 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         preprocess = Preprocess(tuple(pre["mean"]), tuple(pre["std"]), pre["size_policy"], int(pre["resize_to"]))
         threshold = float(metadata.get("threshold", "0.5"))
         training = json.loads(metadata.get("training", "{}"))
+        postprocess = {k: int(v) for k, v in json.loads(metadata.get("postprocess", "{}")).items()}
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
     net = UNet(config)
@@ -112,7 +117,7 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         raise UserError(f"{path}: weights do not match the architecture in its metadata "
                         f"({str(exc).splitlines()[0]})") from None
     net.eval()
-    return SavedModel(net, preprocess, threshold, training)
+    return SavedModel(net, preprocess, threshold, training, postprocess)
 
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:

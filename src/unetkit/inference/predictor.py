@@ -15,6 +15,7 @@ import torch
 from unetkit.data.preprocess import resize_logits
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
+from unetkit.inference.postprocess import binary_decision
 from unetkit.runtime import resolve_device
 
 Key = TypeVar("Key")
@@ -50,7 +51,7 @@ class Predictor:
     def to_mask(self, probabilities: np.ndarray) -> np.ndarray:
         """(K, H, W) probabilities -> (H, W) uint8: 0/1 by threshold (binary) or argmax class index."""
         if self.num_classes == 1:
-            return (probabilities[0] > self.threshold).astype(np.uint8)
+            return binary_decision(probabilities[0], self.threshold, **self.saved.postprocess)
         return probabilities.argmax(0).astype(np.uint8)
 
     def run(self, items: Iterable[tuple[Key, np.ndarray]]) -> Iterator[tuple[Key, np.ndarray, np.ndarray]]:

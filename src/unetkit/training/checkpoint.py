@@ -37,6 +37,7 @@ class TrainState:
     """Loop state that survives a restart."""
 
     epoch: int = 0  # epochs completed
+    steps: int = 0  # optimizer steps taken
     best_value: float | None = None  # best value of config.monitor so far
     best_epoch: int = 0  # 1-based epoch of best_value
     stale_epochs: int = 0  # epochs since the monitor last improved
@@ -56,6 +57,7 @@ class Checkpoint:
     state: TrainState
     rng: torch.Tensor
     cuda_rng: list[torch.Tensor]
+    extras: dict[str, Any]  # state dicts of optional parts: "ema", "scaler"
 
     def restore_rng(self) -> None:
         """Put the random generators back where they were when the checkpoint was written."""
@@ -65,7 +67,8 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: UNet, preprocess: Preprocess,
-                    optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState) -> None:
+                    optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState,
+                    extras: dict[str, Any] | None = None) -> None:
     """Write a checkpoint atomically (the previous one stays valid until the rename)."""
     tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
     metadata = model_metadata(net, preprocess, 0.5, {})
@@ -75,6 +78,7 @@ def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: UNet
         "optimizer": tensor_tree.dumps(optimizer.state_dict(), "optimizer", tensors),
         "scheduler": tensor_tree.dumps(scheduler.state_dict(), "scheduler", tensors),
         "state": json.dumps(dataclasses.asdict(state)),
+        "extras": tensor_tree.dumps(extras or {}, "extras", tensors),
     })
     tensors["rng"] = torch.get_rng_state()
     if torch.cuda.is_available():  # dropout on the GPU draws from the CUDA generators
@@ -94,10 +98,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         optimizer = tensor_tree.loads(metadata["optimizer"], tensors)
         scheduler = tensor_tree.loads(metadata["scheduler"], tensors)
         rng = tensors["rng"]
+        extras = tensor_tree.loads(metadata.get("extras", '{"__dict__": []}'), tensors)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{file}: checkpoint is incomplete ({exc}); format {FORMAT_VERSION}") from None
     except UserError as exc:
         raise UserError(f"{file}: stored {exc}") from None
     cuda_rng = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_rng.")),
                                            key=lambda k: int(k.split(".")[1]))]
-    return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, rng, cuda_rng)
+    return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, rng, cuda_rng, extras)

@@ -2,27 +2,31 @@
 
 Adam, cross-entropy, random horizontal flips, validation every epoch, reduce-on-plateau
 (factor 0.1, patience 5, min lr 1e-5) and early stopping (patience 10) on the monitored
-value, best and last checkpoints, then a threshold sweep on validation whose winner goes
-into the model file. A time budget ends training cleanly, mid-epoch if need be.
+value, best and last checkpoints, then the decision rule (threshold, small-component
+removal, empty-mask rule) tuned on validation and stored in the model file. A time budget
+ends training cleanly, mid-epoch if need be. Options (losses, optimisers, schedules, EMA,
+mixed precision, compile) are assembled once by `build_parts`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from unetkit.config import TrainConfig, to_dict
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.loader import BatchIterator
+from unetkit.data.loader import Batch, BatchIterator
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
 from unetkit.fileio import write_text
@@ -30,9 +34,10 @@ from unetkit.metrics import MetricAccumulator
 from unetkit.models.unet import UNet
 from unetkit.runtime import log, resolve_device
 from unetkit.training.checkpoint import Checkpoint, TrainState, save_checkpoint
-from unetkit.training.losses import LossFn, get_loss
-from unetkit.training.threshold import sweep_threshold
-from unetkit.visualize import plot_curves
+from unetkit.training.losses import LossFn, LossOptions, get_loss
+from unetkit.training.observe import EpochObserver
+from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
+from unetkit.training.threshold import tune_decision
 
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "val_map", "lr", "seconds", "images_per_s")
 
@@ -43,36 +48,98 @@ class FitResult:
 
     model_path: Path
     threshold: float | None  # chosen on validation; None for multi-class models
-    val_metrics: dict[str, Any]  # at the chosen threshold, best weights
+    val_metrics: dict[str, Any]  # at the chosen decision rule, best weights
     epochs_done: int
     best_epoch: int
     images_per_s: float
     stop_reason: str
+    postprocess: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Parts:
+    """Everything a training step touches, built once from the config."""
+
+    net: UNet  # the weights being trained (never compiled: its state_dict keys stay clean)
+    forward: torch.nn.Module  # net, or torch.compile(net)
+    ema: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau
+    schedule: StepSchedule
+    loss_fn: LossFn
+    device: torch.device
+    autocast: Any  # a context-manager factory
+    scaler: torch.amp.GradScaler | None
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.net
+
+    def extras(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.ema is not None:
+            out["ema"] = self.ema.state_dict()
+        if self.scaler is not None:
+            out["scaler"] = self.scaler.state_dict()
+        return out
+
+
+def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
+                class_weights: tuple[float, ...] | None) -> Parts:
+    """Network, optimiser, schedules, loss, EMA and precision settings for `config`."""
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    # channels_last: 10-25% faster convolutions on CPU (measured, 2 cores) and the layout tensor cores want.
+    net = (resume.net if resume else UNet(config.model)).to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(net.parameters(), config)
+    plateau = make_plateau(optimizer, config)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
+        if config.ema_decay else None
+    amp_dtype = _amp_dtype(config.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    if resume:
+        optimizer.load_state_dict(resume.optimizer)
+        plateau.load_state_dict(resume.scheduler)
+        if ema is not None and "ema" in resume.extras:
+            ema.load_state_dict(resume.extras["ema"])
+        if scaler is not None and "scaler" in resume.extras:
+            scaler.load_state_dict(resume.extras["scaler"])
+        resume.restore_rng()
+    options = LossOptions(class_weights=class_weights, ignore_index=config.ignore_index, focal_gamma=config.focal_gamma,
+                          tversky_alpha=config.tversky_alpha, tversky_beta=config.tversky_beta)
+    autocast = partial(torch.autocast, device_type=device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
+    return Parts(net, torch.compile(net) if config.compile else net, ema, optimizer, plateau,
+                 StepSchedule(config, steps_per_epoch), partial(get_loss(config.loss), options=options), device,
+                 autocast, scaler)
+
+
+def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU has it, else fp16 (with a grad scaler); CPUs train in fp32."""
+    if mode == "off" or device.type != "cuda":
+        return None
+    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
 
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: LabelledSet, preprocess: Preprocess,
-        resume: Checkpoint | None = None) -> FitResult:
+        resume: Checkpoint | None = None, class_weights: tuple[float, ...] | None = None,
+        augment: Any = None) -> FitResult:
     """Train per `config`, writing checkpoints, metrics.csv and curves.png into `run_dir`."""
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    # channels_last: 10-25% faster convolutions on CPU (measured, 2 cores) and the layout tensor cores want.
-    net = (resume.net if resume else UNet(config.model)).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode=_mode(config.monitor), factor=config.plateau_factor, patience=config.plateau_patience,
-        min_lr=config.min_lr)
-    state = TrainState()
-    if resume:
-        optimizer.load_state_dict(resume.optimizer)
-        scheduler.load_state_dict(resume.scheduler)
-        state = resume.state
-        resume.restore_rng()
-        log.info("resuming %s after epoch %d", run_dir, state.epoch)
-    loss_fn = get_loss(config.loss)
-    train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True,
-                                  augment=config.data.augment, seed=config.seed)
+    train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
+                                  seed=config.seed)
     val_batches = BatchIterator(val_set, preprocess, config.batch_size, shuffle=False)
-    checkpoints = run_dir / "checkpoints"
+    parts = build_parts(config, len(train_batches), resume, class_weights)
+    state = resume.state if resume else TrainState()
+    if resume:
+        log.info("resuming %s after epoch %d", run_dir, state.epoch)
+    observer = EpochObserver(run_dir, config, val_set, preprocess)
     stop_reason = "epochs"
     while state.epoch < config.epochs:
         if config.early_stopping_patience and state.stale_epochs >= config.early_stopping_patience:
@@ -82,59 +149,71 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
         if deadline is not None and deadline <= time.monotonic():
             stop_reason = "time budget"
             break
-        row, hit_deadline = _run_epoch(net, config, state, train_batches, val_batches, loss_fn, optimizer,
-                                       device, deadline)
-        scheduler.step(row[config.monitor])
-        if _improved(config.monitor, row[config.monitor], state.best_value):
-            state.best_value, state.best_epoch, state.stale_epochs = row[config.monitor], state.epoch, 0
-            save_model(checkpoints / "best.safetensors", net, preprocess, training=_record(config, row))
-        else:
-            state.stale_epochs += 1
-        saving_started = time.monotonic()
-        write_metrics_csv(state.history, run_dir / "metrics.csv")
-        plot_curves(state.history, run_dir / "curves.png")
-        state.elapsed_s += time.monotonic() - saving_started  # the budget counts writing too
-        save_checkpoint(checkpoints / "last.safetensors", config, net, preprocess, optimizer, scheduler, state)
-        _log_epoch(config, row)
+        row, hit_deadline = _run_epoch(parts, state, train_batches, val_batches, deadline)
+        _after_epoch(config, run_dir, parts, preprocess, state, row, observer)
         if hit_deadline:
             stop_reason = "time budget"
             break
-    return _finish(config, run_dir, net, val_batches, val_set, preprocess, state, device, stop_reason)
+    observer.close()
+    return _finish(config, run_dir, parts, val_batches, val_set, preprocess, state, stop_reason)
 
 
-def train_one_epoch(net: UNet, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], total: int, loss_fn: LossFn,
-                    optimizer: torch.optim.Optimizer, device: torch.device,
+def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: TrainState,
                     deadline: float | None) -> tuple[float, int, bool]:
-    """One pass over `batches`: (mean loss, images seen, whether the deadline cut it short)."""
-    net.train()
-    loss_sum, seen = 0.0, 0
-    progress = tqdm(batches, total=total, desc="train", unit="batch", leave=False, disable=None)
-    for images, masks in progress:
-        images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-        masks = masks.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(net(images), masks)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.item() * len(images)
-        seen += len(images)
-        progress.set_postfix(loss=f"{loss_sum / seen:.4f}")
+    """One pass over the training batches: (mean loss, images seen, whether the deadline cut it short)."""
+    parts.net.train()
+    loss_sum, seen, started = 0.0, 0, time.monotonic()
+    progress = tqdm(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+                    disable=None)
+    for batch in progress:
+        parts.schedule.apply(parts.optimizer, state.steps, state.elapsed_s + time.monotonic() - started)
+        loss = train_step(parts, batch)
+        state.steps += 1
+        loss_sum += loss * len(batch.images)
+        seen += len(batch.images)
+        progress.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{parts.optimizer.param_groups[0]['lr']:.1e}")
         if deadline is not None and time.monotonic() >= deadline:
-            progress.close()
-            return loss_sum / seen, seen, True
-    return loss_sum / max(seen, 1), seen, False
+            break
+    progress.close()
+    return loss_sum / max(seen, 1), seen, deadline is not None and time.monotonic() >= deadline
+
+
+def train_step(parts: Parts, batch: Batch) -> float:
+    """Forward, backward, (clip), optimiser step, EMA update; returns the batch loss."""
+    images = batch.images.to(parts.device, non_blocking=True, memory_format=torch.channels_last)
+    masks = batch.masks.to(parts.device, non_blocking=True)
+    weights = batch.weights.to(parts.device, non_blocking=True) if batch.weights is not None else None
+    parts.optimizer.zero_grad(set_to_none=True)
+    with parts.autocast():
+        logits = parts.forward(images)
+    loss = parts.loss_fn(logits.float(), masks, weights)
+    if parts.scaler is not None:
+        parts.scaler.scale(loss).backward()
+        parts.scaler.unscale_(parts.optimizer)
+    else:
+        loss.backward()
+    if parts.schedule.config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(parts.net.parameters(), parts.schedule.config.grad_clip)
+    if parts.scaler is not None:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        parts.optimizer.step()
+    if parts.ema is not None:
+        parts.ema.update_parameters(parts.net)
+    return loss.item()
 
 
 @torch.no_grad()
-def validate(net: UNet, batches: BatchIterator, loss_fn: LossFn, device: torch.device, threshold: float = 0.5,
-             keep_probabilities: bool = False) -> tuple[dict[str, Any], torch.Tensor | None]:
+def validate(net: torch.nn.Module, batches: BatchIterator, loss_fn: LossFn, device: torch.device,
+             threshold: float = 0.5, keep_probabilities: bool = False) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Loss and metrics on `batches`; optionally the foreground probabilities as uint8 (N, H, W)."""
     net.eval()
     num_classes = net.config.num_classes
     accumulator = MetricAccumulator(num_classes)
     loss_sum, seen, kept = 0.0, 0, []
-    for images, masks in batches.epoch(0):
-        images, masks = images.to(device, memory_format=torch.channels_last), masks.to(device)
+    for batch in batches.epoch(0):
+        images, masks = batch.images.to(device, memory_format=torch.channels_last), batch.masks.to(device)
         logits = net(images)
         loss_sum += loss_fn(logits, masks).item() * len(images)
         seen += len(images)
@@ -151,46 +230,68 @@ def validate(net: UNet, batches: BatchIterator, loss_fn: LossFn, device: torch.d
     return summary, (torch.cat(kept) if keep_probabilities else None)
 
 
-def _run_epoch(net: UNet, config: TrainConfig, state: TrainState, train_batches: BatchIterator,
-               val_batches: BatchIterator, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-               device: torch.device, deadline: float | None) -> tuple[dict[str, float], bool]:
+def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, val_batches: BatchIterator,
+               deadline: float | None) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
-    train_loss, seen, hit_deadline = train_one_epoch(net, train_batches.epoch(state.epoch), len(train_batches),
-                                                     loss_fn, optimizer, device, deadline)
+    train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s = time.monotonic() - started
-    val, _ = validate(net, val_batches, loss_fn, device)
+    val, _ = validate(parts.evaluated, val_batches, parts.loss_fn, parts.device)
     seconds = time.monotonic() - started
     state.elapsed_s += seconds
     state.epoch += 1
     row = {"epoch": state.epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_iou": val["iou"],
-           "val_dice": val["dice"], "val_map": val["tgs_map"], "lr": optimizer.param_groups[0]["lr"],
+           "val_dice": val["dice"], "val_map": val["tgs_map"], "lr": parts.optimizer.param_groups[0]["lr"],
            "seconds": seconds, "images_per_s": seen / max(train_s, 1e-9), "val_seconds": seconds - train_s}
     state.history.append(row)
     return row, hit_deadline
 
 
-def _finish(config: TrainConfig, run_dir: Path, net: UNet, val_batches: BatchIterator, val_set: LabelledSet,
-            preprocess: Preprocess, state: TrainState, device: torch.device, stop_reason: str) -> FitResult:
-    """Reload the best weights, sweep the threshold on validation, write model.safetensors."""
+def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: Preprocess, state: TrainState,
+                 row: dict[str, float], observer: EpochObserver) -> None:
+    """Plateau step, best/last checkpoints, metrics.csv, curves and samples; the budget counts this too."""
+    started = time.monotonic()
+    if not parts.schedule.active:
+        parts.plateau.step(row[config.monitor])
+    checkpoints = run_dir / "checkpoints"
+    if _improved(config.monitor, row[config.monitor], state.best_value):
+        state.best_value, state.best_epoch, state.stale_epochs = row[config.monitor], state.epoch, 0
+        save_model(checkpoints / "best.safetensors", parts.evaluated, preprocess, training=_record(config, row))
+    else:
+        state.stale_epochs += 1
+    write_metrics_csv(state.history, run_dir / "metrics.csv")
+    observer.epoch_done(state.history, parts.evaluated, parts.device)
+    state.elapsed_s += time.monotonic() - started
+    save_checkpoint(checkpoints / "last.safetensors", config, parts.net, preprocess, parts.optimizer, parts.plateau,
+                    state, parts.extras())
+    _log_epoch(config, row)
+
+
+def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_batches: BatchIterator, val_set: LabelledSet,
+            preprocess: Preprocess, state: TrainState, stop_reason: str) -> FitResult:
+    """Reload the best weights, tune the decision rule on validation, write model.safetensors."""
+    device = parts.device
     best = load_model(run_dir / "checkpoints" / "best.safetensors").net.to(device, memory_format=torch.channels_last)
-    loss_fn = get_loss(config.loss)
     binary = config.model.num_classes == 1
     threshold: float | None = None
-    val, probabilities = validate(best, val_batches, loss_fn, device, keep_probabilities=binary)
+    postprocess: dict[str, float] = {}
+    val, probabilities = validate(best, val_batches, parts.loss_fn, device, keep_probabilities=binary)
     if binary and probabilities is not None:
-        threshold, table = sweep_threshold(probabilities, torch.from_numpy(val_set.masks), config.threshold_metric)
+        decision, table = tune_decision(probabilities, torch.from_numpy(val_set.masks), config.threshold_metric,
+                                        tune_postprocess=config.tune_postprocess)
+        threshold, postprocess = decision.threshold, decision.postprocess
         write_table_csv(table, run_dir / "threshold_sweep.csv")
-        val, _ = validate(best, val_batches, loss_fn, device, threshold=threshold)
+        val = decision.metrics
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     model_path = run_dir / "model.safetensors"
     record = _record(config, best_row) | {"threshold_metric": config.threshold_metric, "val_at_threshold": val,
                                           "epochs_done": state.epoch, "stop_reason": stop_reason}
-    save_model(model_path, best.cpu(), preprocess, threshold=0.5 if threshold is None else threshold, training=record)
+    save_model(model_path, best.cpu(), preprocess, threshold=0.5 if threshold is None else threshold,
+               postprocess=postprocess, training=record)
     speeds = [row["images_per_s"] for row in state.history]
     log.info("stopped after epoch %d: %s; best epoch %d%s", state.epoch, stop_reason, state.best_epoch,
-             f"; threshold {threshold:.2f}" if threshold is not None else "")
+             f"; threshold {threshold:.2f}, {postprocess}" if threshold is not None else "")
     return FitResult(model_path, threshold, val, state.epoch, state.best_epoch,
-                     sum(speeds) / len(speeds) if speeds else 0.0, stop_reason)
+                     sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess)
 
 
 def _deadline(config: TrainConfig, state: TrainState) -> float | None:
@@ -203,14 +304,10 @@ def _deadline(config: TrainConfig, state: TrainState) -> float | None:
     return time.monotonic() + remaining
 
 
-def _mode(monitor: str) -> str:
-    return "min" if monitor == "val_loss" else "max"
-
-
 def _improved(monitor: str, value: float, best: float | None) -> bool:
     if best is None or math.isnan(best):  # the first epoch always becomes the best so far
         return True
-    return value < best if _mode(monitor) == "min" else value > best
+    return value < best if monitor == "val_loss" else value > best
 
 
 def _record(config: TrainConfig, row: dict[str, float]) -> dict[str, Any]:

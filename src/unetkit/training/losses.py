@@ -1,16 +1,34 @@
 """Losses on logits, for binary (K=1, sigmoid) and multi-class (K>1, softmax) outputs.
 
-All take logits (B, K, H, W) and class-index targets (B, H, W) and return a scalar.
+All take logits (B, K, H, W) and class-index targets (B, H, W) and return a scalar; an
+optional per-pixel weight map (B, H, W) scales each pixel's term where the loss is a sum
+over pixels (cross-entropy, focal). Pixels equal to `ignore_index` count nowhere.
+
+Written here rather than taken from segmentation_models.pytorch: these few functions
+are all unetkit needs from it, and the same definitions must hold for weight maps,
+ignore_index and the binary/multi-class switch across every loss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """Knobs shared by the losses (all in TrainConfig)."""
+
+    class_weights: tuple[float, ...] | None = None  # per class; for K=1: (background, foreground)
+    ignore_index: int | None = None  # mask value that counts nowhere (e.g. 255 for "unlabelled")
+    focal_gamma: float = 2.0
+    tversky_alpha: float = 0.3  # weight of false positives
+    tversky_beta: float = 0.7  # weight of false negatives
 
 
 def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
@@ -19,35 +37,155 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
                          f"and {tuple(target.shape)}")
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy with logits for K=1 (the seed's loss), softmax cross-entropy for K>1."""
+def _valid(target: torch.Tensor, options: LossOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target with ignored pixels set to 0, float mask of pixels that count)."""
+    if options.ignore_index is None:
+        return target.long(), torch.ones_like(target, dtype=torch.float32)
+    keep = target != options.ignore_index
+    return torch.where(keep, target, 0).long(), keep.float()
+
+
+def _pixel_weights(target: torch.Tensor, valid: torch.Tensor, weight_map: torch.Tensor | None,
+                   options: LossOptions) -> torch.Tensor:
+    """w(x) = w_c(x) + border(x): class weight of the true class plus the additive border term."""
+    weights = torch.ones_like(valid)
+    if options.class_weights is not None:
+        table = torch.tensor(options.class_weights, dtype=valid.dtype, device=valid.device)
+        weights = table[target]
+    if weight_map is not None:
+        weights = weights + weight_map
+    return weights * valid
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (values * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
+                  options: LossOptions = LossOptions()) -> torch.Tensor:
+    """Binary cross-entropy with logits for K=1 (the seed's loss), softmax cross-entropy for K>1.
+
+    With `weight_map` this is the U-Net paper's weighted cross-entropy (see data/weights.py).
+    """
     _check(logits, target)
+    target, valid = _valid(target, options)
     if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype))
-    return F.cross_entropy(logits, target.long())
+        per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
+    else:
+        per_pixel = F.cross_entropy(logits, target, reduction="none")
+    return _weighted_mean(per_pixel, _pixel_weights(target, valid, weight_map, options))
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice, computed over the whole batch per class (so empty images do not dominate)."""
+def focal(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
+          options: LossOptions = LossOptions()) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_true)^gamma, easy pixels fade."""
     _check(logits, target)
+    target, valid = _valid(target, options)
     if logits.shape[1] == 1:
-        prob = torch.sigmoid(logits[:, 0])
-        truth = target.to(prob.dtype)
-        intersection = (prob * truth).sum()
-        return 1 - (2 * intersection + smooth) / (prob.sum() + truth.sum() + smooth)
-    prob = torch.softmax(logits, dim=1)
-    truth = F.one_hot(target.long(), logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
-    intersection = (prob * truth).sum((0, 2, 3))
-    per_class = (2 * intersection + smooth) / (prob.sum((0, 2, 3)) + truth.sum((0, 2, 3)) + smooth)
-    return 1 - per_class.mean()
+        log_p_true = -F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
+    else:
+        log_p_true = torch.log_softmax(logits, dim=1).gather(1, target[:, None])[:, 0]
+    per_pixel = -((1 - log_p_true.exp()) ** options.focal_gamma) * log_p_true
+    return _weighted_mean(per_pixel, _pixel_weights(target, valid, weight_map, options))
 
 
-def bce_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy plus soft Dice, equally weighted."""
-    return cross_entropy(logits, target) + soft_dice_loss(logits, target)
+def _soft_counts(logits: torch.Tensor, target: torch.Tensor, options: LossOptions
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft (TP, FP, FN) per class over the batch: (K,) each, foreground only for K=1."""
+    target, valid = _valid(target, options)
+    if logits.shape[1] == 1:
+        prob = torch.sigmoid(logits[:, 0])[:, None]
+        truth = target[:, None].to(prob.dtype)
+    else:
+        prob = torch.softmax(logits, dim=1)
+        truth = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+    prob, truth = prob * valid[:, None], truth * valid[:, None]
+    tp = (prob * truth).sum((0, 2, 3))
+    return tp, (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
 
 
-LOSSES: dict[str, LossFn] = {"bce": cross_entropy, "dice": soft_dice_loss, "bce_dice": bce_dice}
+def _class_mean(per_class: torch.Tensor, options: LossOptions) -> torch.Tensor:
+    if options.class_weights is None or len(per_class) == 1:
+        return per_class.mean()
+    weights = torch.tensor(options.class_weights, dtype=per_class.dtype, device=per_class.device)
+    return (per_class * weights).sum() / weights.sum()
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
+                   options: LossOptions = LossOptions(), smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice over the whole batch per class (so empty images do not dominate)."""
+    _check(logits, target)
+    tp, fp, fn = _soft_counts(logits, target, options)
+    return _class_mean(1 - (2 * tp + smooth) / (2 * tp + fp + fn + smooth), options)
+
+
+def tversky(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
+            options: LossOptions = LossOptions(), smooth: float = 1.0) -> torch.Tensor:
+    """1 - Tversky index TP / (TP + alpha FP + beta FN): beta > alpha favours recall (small objects)."""
+    _check(logits, target)
+    tp, fp, fn = _soft_counts(logits, target, options)
+    index = (tp + smooth) / (tp + options.tversky_alpha * fp + options.tversky_beta * fn + smooth)
+    return _class_mean(1 - index, options)
+
+
+def _lovasz_gradient(truth_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss at sorted errors (Berman et al. 2018, alg. 1)."""
+    total = truth_sorted.sum()
+    intersection = total - truth_sorted.cumsum(0)
+    union = total + (1 - truth_sorted).cumsum(0)
+    jaccard = 1 - intersection / union
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+
+
+def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
+           options: LossOptions = LossOptions()) -> torch.Tensor:
+    """Lovász hinge per image (K=1, as the TGS winners used it) or Lovász-softmax (K>1).
+
+    A convex surrogate that optimises IoU directly; best used to fine-tune after BCE.
+    """
+    _check(logits, target)
+    target, valid = _valid(target, options)
+    losses = []
+    for image in range(logits.shape[0]):
+        keep = valid[image].flatten() > 0
+        if logits.shape[1] == 1:
+            truth = target[image].flatten()[keep].to(logits.dtype)
+            errors = 1 - logits[image, 0].flatten()[keep] * (2 * truth - 1)
+            errors_sorted, order = torch.sort(errors, descending=True)
+            losses.append(torch.dot(F.relu(errors_sorted), _lovasz_gradient(truth[order])))
+        else:
+            prob = torch.softmax(logits[image], dim=0).flatten(1)[:, keep]
+            labels = target[image].flatten()[keep]
+            per_class = []
+            for cls in range(logits.shape[1]):
+                truth = (labels == cls).to(prob.dtype)
+                if truth.sum() == 0:
+                    continue  # Lovász-softmax "present" classes only
+                errors_sorted, order = torch.sort((truth - prob[cls]).abs(), descending=True)
+                per_class.append(torch.dot(errors_sorted, _lovasz_gradient(truth[order])))
+            losses.append(torch.stack(per_class).mean() if per_class else logits.sum() * 0)
+    return torch.stack(losses).mean()
+
+
+def _sum_of(*parts: LossFn) -> LossFn:
+    def combined(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
+                 options: LossOptions = LossOptions()) -> torch.Tensor:
+        return sum(part(logits, target, weight_map, options) for part in parts)  # type: ignore[return-value]
+
+    return combined
+
+
+LOSSES: dict[str, LossFn] = {
+    "bce": cross_entropy,  # binary or softmax cross-entropy, by the number of classes
+    "weighted_ce": cross_entropy,  # the same, with the paper's border weight map (data/weights.py)
+    "dice": soft_dice_loss,
+    "bce_dice": _sum_of(cross_entropy, soft_dice_loss),
+    "focal": focal,
+    "tversky": tversky,
+    "lovasz": lovasz,
+    "bce_lovasz": _sum_of(cross_entropy, lovasz),
+    "focal_dice": _sum_of(focal, soft_dice_loss),
+}
 
 
 def get_loss(name: str) -> LossFn:

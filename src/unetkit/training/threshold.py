@@ -1,12 +1,36 @@
-"""Choosing the probability threshold on validation, as the TGS kernel did after training."""
+"""Choosing the decision rule on validation: the threshold (as the TGS kernel did), then the
+minimum component area and the empty-mask rule (as the TGS winners did)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 import torch
 
+from unetkit.inference.postprocess import binary_decision
 from unetkit.metrics import MetricAccumulator
 
 THRESHOLDS = tuple(round(0.02 * i, 2) for i in range(1, 50))  # 0.02 .. 0.98
+# Candidate areas in pixels for a 101 x 101 image; scaled with the image area.
+AREAS = (0, 5, 10, 20, 40, 80, 160)
+
+
+@dataclass
+class Decision:
+    """The tuned rule and the validation figures it gives."""
+
+    threshold: float
+    postprocess: dict[str, int] = field(default_factory=dict)  # min_area, empty_below
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _score(masks: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+    accumulator = MetricAccumulator(num_classes=1)
+    for start in range(0, len(masks), 256):
+        accumulator.update(masks[start : start + 256], targets[start : start + 256])
+    return accumulator.summary()
 
 
 def sweep_threshold(probabilities: torch.Tensor, targets: torch.Tensor, metric: str,
@@ -19,11 +43,28 @@ def sweep_threshold(probabilities: torch.Tensor, targets: torch.Tensor, metric: 
     scale = 255.0 if probabilities.dtype == torch.uint8 else 1.0
     table = []
     for t in thresholds:
-        accumulator = MetricAccumulator(num_classes=1)
-        for start in range(0, len(probabilities), 256):
-            chunk = probabilities[start : start + 256]
-            accumulator.update((chunk.float() / scale > t).to(torch.uint8), targets[start : start + 256])
-        summary = accumulator.summary()
+        summary = _score((probabilities.float() / scale > t).to(torch.uint8), targets)
         table.append({"threshold": t, "iou": summary["iou"], "dice": summary["dice"], "tgs_map": summary["tgs_map"]})
     best = max(table, key=lambda row: (row[metric], -abs(row["threshold"] - 0.5)))
     return float(best["threshold"]), table
+
+
+def tune_decision(probabilities: torch.Tensor, targets: torch.Tensor, metric: str, *,
+                  tune_postprocess: bool = True) -> tuple[Decision, list[dict[str, float]]]:
+    """Threshold by sweep, then (min_area, empty_below) by grid at that threshold; only strict gains count."""
+    threshold, table = sweep_threshold(probabilities, targets, metric)
+    scale = 255.0 if probabilities.dtype == torch.uint8 else 1.0
+    probs = (probabilities.float() / scale).numpy()
+    base = _score((torch.from_numpy(probs) > threshold).to(torch.uint8), targets)
+    decision = Decision(threshold, {"min_area": 0, "empty_below": 0}, base)
+    if not tune_postprocess:
+        return decision, table
+    factor = probs.shape[1] * probs.shape[2] / (101 * 101)
+    areas = sorted({int(round(a * factor)) for a in AREAS})
+    for min_area in areas:
+        for empty_below in areas:
+            masks = np.stack([binary_decision(p, threshold, min_area, empty_below) for p in probs])
+            summary = _score(torch.from_numpy(masks), targets)
+            if summary[metric] > decision.metrics[metric] + 1e-12:
+                decision = Decision(threshold, {"min_area": min_area, "empty_below": empty_below}, summary)
+    return decision, table
