@@ -28,8 +28,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
+# Benchmarks: throughput (~4 min), then quality at equal time (2 x 10 min on TGS).
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_throughput.py
+	rm -rf runs/quality
+	$(BIN)/python benchmarks/quality.py --out runs/quality
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks

@@ -22,37 +22,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig, dump_yaml, to_dict
-from unetkit.data.augment import augment_config
-from unetkit.data.dataset import Pair, find_pairs, list_images, load_labelled, load_pair
+from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig, load_yaml, to_dict
+from unetkit.data.dataset import Pair, find_pairs, list_images, load_pair
 from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
-from unetkit.data.preprocess import fit_preprocess
-from unetkit.data.split import coverage_classes, stratified_split
+from unetkit.data.masks import ClassPalette, read_class_palette
 from unetkit.data.synthetic import generate_synthetic
-from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir, write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
-from unetkit.runtime import log, resolve_device
-from unetkit.training.checkpoint import Checkpoint, load_checkpoint
-from unetkit.training.loop import FitResult, fit, write_table_csv
+from unetkit.runtime import log
+from unetkit.training.loop import write_table_csv
+from unetkit.training.runner import TrainResult, run_training
 from unetkit.visualize import blend_overlay, overlay_sheet
 
 __all__ = ["evaluate", "load_model", "predict", "train", "demo"]
 
-LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
 DEMO_MARKER = ".unetkit-demo"
-
-
-@dataclass
-class TrainResult(FitResult):
-    """A finished training run."""
-
-    run_dir: Path = Path()
-    n_train: int = 0
-    n_val: int = 0
 
 
 @dataclass
@@ -74,58 +61,20 @@ class EvaluateResult:
 
 def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The config a run in `run_dir` was trained with, as plain data (the base for --resume)."""
-    return to_dict(_last_checkpoint(Path(run_dir)).config)
-
-
-def _last_checkpoint(run_dir: Path) -> Checkpoint:
-    if not (run_dir / LAST_CHECKPOINT).is_file():
-        raise UserError(f"{run_dir / LAST_CHECKPOINT}: no checkpoint to resume from")
-    return load_checkpoint(run_dir / LAST_CHECKPOINT)
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{path}: no training run to resume here")
+    return load_yaml(path)
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train a U-Net on config.data.data_dir into config.out_dir; with `resume`, continue that run.
 
     On resume, `config` is the run's stored config with whatever should change (more epochs,
-    a new time budget; see `stored_config`); the architecture must stay the same.
+    a new time budget; see `stored_config`); the architecture must stay the same. With
+    config.folds = K, trains K folds and writes one ensemble model file (see training/runner.py).
     """
-    if not config.out_dir:
-        raise UserError("no output folder given (--out RUN_DIR)")
-    run_dir = Path(config.out_dir)
-    resolve_device(config.device)  # fail before anything is written
-    checkpoint = None
-    if resume:
-        checkpoint = _last_checkpoint(run_dir)
-        if config.model != checkpoint.config.model:
-            raise UserError(f"{run_dir}: the model architecture cannot change on --resume "
-                            f"(stored: {checkpoint.config.model}, asked: {config.model})")
-    elif (run_dir / LAST_CHECKPOINT).exists():
-        raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
-    if not config.data.data_dir:
-        raise UserError("no data folder given (--data DIR with images/ and masks/)")
-
-    data = load_labelled(config.data.data_dir, config.model.in_channels, config.model.num_classes,
-                         resize_to=config.data.resize_to if config.data.size_policy == "resize" else None)
-    train_idx, val_idx = stratified_split(coverage_classes(data.coverage()), config.data.val_fraction, config.seed)
-    train_set, val_set = data.subset(train_idx), data.subset(val_idx)
-    preprocess = checkpoint.preprocess if checkpoint else fit_preprocess(
-        train_set.images, normalize=config.data.normalize, size_policy=config.data.size_policy,
-        resize_to=config.data.resize_to)
-    log.info("%d images: %d for training, %d for validation (stratified by coverage, seed %d)",
-             len(data), len(train_set), len(val_set), config.seed)
-    class_weights = config.class_weights
-    if config.balance_classes and class_weights is None:
-        class_weights = balanced_class_weights(train_set.masks, config.model.num_classes)
-        log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in class_weights))
-    if config.loss == "weighted_ce":
-        train_set.weights = np.stack([border_weights(m, config.border_w0, config.border_sigma) for m in train_set.masks])
-
-    make_dir(run_dir)
-    write_text(run_dir / "config.yaml", dump_yaml(config))
-    write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
-    result = fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
-                 augment=augment_config(config.data.augment, config.data.augment_params))
-    return TrainResult(**dataclasses.asdict(result), run_dir=run_dir, n_train=len(train_set), n_val=len(val_set))
+    return run_training(config, resume=resume)
 
 
 def _input_files(input_path: Path, out_dir: Path) -> list[Path]:
@@ -178,9 +127,10 @@ def predict(config: PredictConfig) -> PredictResult:
     return PredictResult(out_dir, len(files), seconds)
 
 
-def _labelled_items(pairs: list[Pair], channels: int, num_classes: int) -> Iterator[tuple[tuple[Pair, np.ndarray], np.ndarray]]:
+def _labelled_items(pairs: list[Pair], channels: int, num_classes: int, ignore_index: int | None,
+                    palette: ClassPalette | None) -> Iterator[tuple[tuple[Pair, np.ndarray], np.ndarray]]:
     for pair in pairs:
-        image, mask = load_pair(pair, channels, num_classes)
+        image, mask = load_pair(pair, channels, num_classes, ignore_index, palette)
         yield (pair, mask), image
 
 
@@ -189,9 +139,12 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     saved = load_model(config.model_path)
     pairs = find_pairs(config.data_dir)
     predictor = Predictor(saved, device=config.device, threshold=config.threshold, batch_size=config.batch_size)
-    accumulator = MetricAccumulator(saved.config.num_classes)
+    num_classes = saved.config.num_classes
+    ignore_index = saved.training.get("config", {}).get("ignore_index")  # the training data's convention
+    accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index)
     rows = []
-    items = _labelled_items(pairs, saved.config.in_channels, saved.config.num_classes)
+    palette = read_class_palette(config.data_dir, num_classes)
+    items = _labelled_items(pairs, saved.config.in_channels, num_classes, ignore_index, palette)
     for (pair, truth), _, prob in tqdm(predictor.run(items), total=len(pairs), desc="evaluate", unit="img",
                                       disable=None, leave=False):
         pred = predictor.to_mask(prob)

@@ -13,6 +13,7 @@ Conventions (shared by training, `evaluate` and the tests):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -71,11 +72,18 @@ def tgs_score(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return tgs_score_from_iou(iou(pred, target))
 
 
-def class_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per class (TP, FP, FN, TN) summed over the batch: (B, H, W) class indices -> (K, 4) int64."""
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int | None = None) -> torch.Tensor:
+    """(K, K) int64 pixel counts, rows = true class, columns = predicted class; ignored pixels excluded."""
     _check(pred, target)
     p, t = pred.flatten().long(), target.flatten().long()
-    confusion = torch.bincount(t * num_classes + p, minlength=num_classes * num_classes).view(num_classes, num_classes)
+    keep = (t < num_classes) & (p < num_classes) if ignore_index is None else (t != ignore_index) & (p < num_classes)
+    return torch.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).view(
+        num_classes, num_classes)
+
+
+def counts_from_confusion(confusion: torch.Tensor) -> torch.Tensor:
+    """Per class (TP, FP, FN, TN) from a (K, K) confusion matrix: (K, 4)."""
     tp = confusion.diagonal()
     fp = confusion.sum(0) - tp
     fn = confusion.sum(1) - tp
@@ -83,42 +91,62 @@ def class_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> 
     return torch.stack([tp, fp, fn, tn], dim=1)
 
 
+def class_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per class (TP, FP, FN, TN) summed over the batch: (B, H, W) class indices -> (K, 4) int64."""
+    return counts_from_confusion(confusion_matrix(pred, target, num_classes))
+
+
 @dataclass
 class MetricAccumulator:
-    """Sums counts over batches; `summary()` gives the data-set figures, `per_image` the rows."""
+    """Sums a confusion matrix over batches and keeps per-image scores; `summary()` gives the figures."""
 
     num_classes: int = 1
-    totals: torch.Tensor = field(init=False)
+    ignore_index: int | None = None
+    confusion: torch.Tensor = field(init=False)
     image_iou: list[float] = field(default_factory=list)
     image_dice: list[float] = field(default_factory=list)
     image_score: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.totals = torch.zeros(max(self.num_classes, 2), 4, dtype=torch.int64)
+        size = max(self.num_classes, 2)
+        self.confusion = torch.zeros(size, size, dtype=torch.int64)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch of (B, H, W) predicted and true class indices."""
         pred, target = pred.cpu(), target.cpu()
+        self.confusion += confusion_matrix(pred, target, len(self.confusion), self.ignore_index)
+        if self.ignore_index is not None:  # per-image scores: ignored pixels count as background
+            target = torch.where(target == self.ignore_index, torch.zeros_like(target), target)
         image_iou = iou(pred, target)
         self.image_iou += image_iou.tolist()
         self.image_dice += dice(pred, target).tolist()
         self.image_score += tgs_score_from_iou(image_iou).tolist()
-        self.totals += class_counts(pred, target, len(self.totals))
 
-    def summary(self) -> dict[str, float | int | list[float]]:
-        """iou, dice (pooled; mean over classes present for several), pixel_accuracy, tgs_map, ..."""
+    def summary(self) -> dict[str, Any]:
+        """iou, dice (pooled; mean over classes present for several), pixel_accuracy, tgs_map, ...
+
+        For several classes also class_iou, class_dice (per class, NaN-free: 1.0 for a class
+        absent from truth and prediction), foreground_iou (mean over classes 1..K-1 present)
+        and confusion_matrix (rows true, columns predicted).
+        """
         n = len(self.image_iou)
+        totals = counts_from_confusion(self.confusion)
         # Binary: the foreground class alone. Several: every class that occurs in truth or prediction.
-        classes = self.totals[1:] if self.num_classes == 1 else self.totals
-        scored = classes[classes[:, :3].sum(1) > 0]
-        out: dict[str, float | int | list[float]] = {
+        classes = totals[1:] if self.num_classes == 1 else totals
+        present = classes[:, :3].sum(1) > 0
+        scored = classes[present]
+        out: dict[str, Any] = {
             "iou": float(iou_from_counts(scored).mean()) if len(scored) else 1.0,
             "dice": float(dice_from_counts(scored).mean()) if len(scored) else 1.0,
-            "pixel_accuracy": float(self.totals[:, 0].sum()) / max(float(self.totals[0].sum()), 1.0),
+            "pixel_accuracy": float(self.confusion.diagonal().sum()) / max(float(self.confusion.sum()), 1.0),
             "tgs_map": sum(self.image_score) / n if n else 0.0,
             "mean_image_iou": sum(self.image_iou) / n if n else 0.0,
             "n_images": n,
         }
         if self.num_classes > 1:
-            out["class_iou"] = iou_from_counts(self.totals).tolist()
+            foreground = totals[1:][present[1:]]
+            out["class_iou"] = iou_from_counts(totals).tolist()
+            out["class_dice"] = dice_from_counts(totals).tolist()
+            out["foreground_iou"] = float(iou_from_counts(foreground).mean()) if len(foreground) else 1.0
+            out["confusion_matrix"] = self.confusion.tolist()
         return out

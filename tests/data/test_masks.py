@@ -55,3 +55,43 @@ def test_gray_alpha_mask_with_uniform_alpha_is_read() -> None:
     raw[..., 1] = 255
     raw[1, 1, 0] = 255
     assert decode_mask(raw, 1, "la.png").tolist() == [[0, 0], [0, 1]]
+
+
+def test_binary_model_given_class_indices_gets_a_hint() -> None:
+    with pytest.raises(UserError, match="set model.num_classes: 3"):
+        decode_mask(np.array([[0, 1, 2]], np.uint8), 1, "m.png")
+
+
+def test_ignore_index_is_kept_and_not_counted_as_a_class() -> None:
+    decoded = decode_mask(np.array([[0, 2, 255]], np.uint8), 3, "m.png", ignore_index=255)
+    assert decoded.tolist() == [[0, 2, 255]]
+
+
+def test_classes_yaml_maps_colours_and_names_unknown_ones(tmp_path) -> None:
+    from unetkit.data.masks import read_class_palette
+
+    (tmp_path / "classes.yaml").write_text(
+        "classes:\n  - {name: background, color: [0, 0, 0]}\n  - {name: road, color: [128, 64, 128]}\n"
+        "  - {name: car, color: [0, 0, 142]}\n")
+    palette = read_class_palette(tmp_path, 3)
+    assert palette.names == ("background", "road", "car")
+    raw = np.zeros((2, 2, 3), np.uint8)
+    raw[0, 1] = (128, 64, 128)
+    raw[1, 1] = (0, 0, 142)
+    assert palette.indices(raw, "m.png").tolist() == [[0, 1], [0, 2]]
+    raw[1, 0] = (1, 2, 3)
+    with pytest.raises(UserError, match=r"m\.png: mask colours \(1, 2, 3\) are not named in classes.yaml"):
+        palette.indices(raw, "m.png")
+    with pytest.raises(UserError, match="names 3 classes but model.num_classes is 1"):
+        read_class_palette(tmp_path, 1)
+
+
+def test_class_never_present_is_refused_before_training() -> None:
+    from unetkit.data.masks import check_class_coverage
+
+    masks = np.zeros((2, 4, 4), np.uint8)
+    masks[0, 0, 0] = 1
+    with pytest.raises(UserError, match=r"classes \[2\] never occur"):
+        check_class_coverage(masks, 3, None, "DIR")
+    with pytest.raises(UserError, match="every mask is empty"):
+        check_class_coverage(np.zeros((2, 4, 4), np.uint8), 1, None, "DIR")

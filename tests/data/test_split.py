@@ -28,3 +28,16 @@ def test_each_stratum_keeps_its_share() -> None:
 def test_two_images_split_one_and_one() -> None:
     train, val = stratified_split(np.array([0, 0]), 0.2, seed=0)
     assert len(train) == 1 and len(val) == 1
+
+
+def test_folds_partition_the_data_and_keep_strata_balanced() -> None:
+    from unetkit.data.split import stratified_folds
+
+    strata = np.repeat(np.arange(4), [50, 30, 15, 6])
+    folds = stratified_folds(strata, 5, seed=1)
+    together = np.concatenate(folds)
+    assert len(together) == 101 and len(set(together.tolist())) == 101  # disjoint and complete
+    assert sorted(len(f) for f in folds) == [20, 20, 20, 20, 21]
+    for fold in folds:
+        assert np.bincount(strata[fold], minlength=4)[0] == 10  # 50 of stratum 0 spread 10 per fold
+        assert np.bincount(strata[fold], minlength=4)[3] >= 1

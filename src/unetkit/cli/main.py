@@ -7,55 +7,81 @@ other exception is a bug and keeps its traceback (exit 1).
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import inspect
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from unetkit.config import (
+    AUGMENTATIONS,
     LOSSES,
     MONITORS,
+    RECIPES,
     SIZE_POLICIES,
     DataConfig,
     EvaluateConfig,
     ModelConfig,
     PredictConfig,
     TrainConfig,
-    from_dict,
     load_yaml,
-    merge,
+    resolve_train_config,
 )
 from unetkit.errors import UserError
 
 
+def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
+    """The train flags that were given, as a config layer (None = not given)."""
+    model = {"in_channels": args.in_channels, "num_classes": args.num_classes}
+    data = {"data_dir": args.data, "val_fraction": args.val_fraction, "size_policy": args.size_policy,
+            "augment": args.augment}
+    top = {"out_dir": args.out, "recipe": args.recipe, "preset": args.preset, "epochs": args.epochs,
+           "batch_size": args.batch_size, "lr": args.lr, "loss": args.loss, "monitor": args.monitor,
+           "time_budget_min": args.time_budget, "seed": args.seed, "device": args.device, "folds": args.folds,
+           "fold": args.fold,
+           "model": {k: v for k, v in model.items() if v is not None},
+           "data": {k: v for k, v in data.items() if v is not None}}
+    layer = {k: v for k, v in top.items() if v is not None}
+    for assignment in args.set or []:
+        key, _, text = assignment.partition("=")
+        if not key or not _:
+            raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
+        section, _, name = key.rpartition(".")
+        value = yaml.safe_load(text) if text else ""
+        if section:
+            layer.setdefault(section, {})[name] = value
+        else:
+            layer[name] = value
+    return layer
+
+
 def build_train_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
-    """Flags over the --config YAML over the preset over the defaults (flags win).
+    """Flags (and --set) over the --config YAML over the recipe and preset over the defaults.
 
-    `base` (a stored run's config, for --resume) takes the place of the defaults.
+    `base` (a stored run's config, for --resume) lies under the YAML and the flags.
     """
-    from unetkit.models.registry import preset_config
+    return resolve_train_config(base or {}, load_yaml(args.config) if args.config else {}, _flag_layer(args))
 
-    values: dict[str, Any] = dict(base or {})
-    for key, value in (load_yaml(args.config) if args.config else {}).items():
-        values[key] = {**values.get(key, {}), **value} if key in ("model", "data") and isinstance(value, dict) else value
-    model_values = values.pop("model", None) or {}
-    data_values = values.pop("data", None) or {}
-    preset = args.preset or values.pop("preset", "seed")
-    values.pop("preset", None)
-    if not isinstance(model_values, dict):
-        raise UserError("config section 'model' must be a mapping of field: value")
-    model_values = {**dataclasses.asdict(preset_config(preset)), **model_values}
-    model_flags = {"in_channels": args.in_channels, "num_classes": args.num_classes}
-    model = from_dict(ModelConfig, model_values | {k: v for k, v in model_flags.items() if v is not None},
-                      where="model")
-    data = merge(from_dict(DataConfig, data_values, where="data"), data_dir=args.data,
-                 val_fraction=args.val_fraction, size_policy=args.size_policy)
-    base_config = from_dict(TrainConfig, values)
-    return merge(base_config, out_dir=args.out, preset=preset, model=model, data=data, epochs=args.epochs,
-                 batch_size=args.batch_size, lr=args.lr, loss=args.loss, monitor=args.monitor,
-                 time_budget_min=args.time_budget, seed=args.seed, device=args.device)
+
+def _config_fields_help() -> str:
+    """Every TrainConfig/ModelConfig/DataConfig field with its default and the comment beside it."""
+    lines = ["config fields (YAML keys; --set FIELD=VALUE; model.* and data.* nest):"]
+    for prefix, cls in (("", TrainConfig), ("model.", ModelConfig), ("data.", DataConfig)):
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            source = ""
+        for match in re.finditer(r"^    (\w+): [^=\n]+= ([^#\n]+?)\s*(?:#\s*(.*))?$", source, flags=re.M):
+            name, default, comment = match.groups()
+            if name not in ("model", "data"):
+                default = default.strip().replace("field(default_factory=dict)", "{}")
+                lines.append(f"  {prefix}{name} = {default}" + (f"  ({comment})" if comment else ""))
+    lines.append(f"recipes: {', '.join(RECIPES)}")
+    return "\n".join(lines)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -127,16 +153,25 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a U-Net on DIR/images + DIR/masks",
-                                description="Train a U-Net. Precedence: flags > --config YAML > preset > defaults.")
+    train = commands.add_parser(
+        "train", help="train a U-Net on DIR/images + DIR/masks", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a U-Net. Precedence: flags and --set > --config YAML > recipe and preset > defaults.",
+        epilog=_config_fields_help())
     train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem)")
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of TrainConfig fields (sections model: and data: nest)")
+    train.add_argument("--recipe", choices=tuple(RECIPES), help="training recipe: seed (default, the kernel's) or fast")
     train.add_argument("--preset", help="model preset: seed (default), seed-bn, small")
+    train.add_argument("--augment", choices=AUGMENTATIONS, help="augmentation preset (default seed = flips)")
+    train.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                       help="any config field below, e.g. --set schedule=cosine --set model.batch_norm=true")
     train.add_argument("--epochs", type=int, help="maximum epochs (default 200; early stopping usually ends sooner)")
     train.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly after this much training time")
     train.add_argument("--seed", type=int, help="seed for the split, initialisation, order and flips (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: out-of-fold score and one "
+                       "ensemble model file (the time budget is shared by the folds)")
+    train.add_argument("--fold", type=int, metavar="I", help="with --folds: train only fold I (0-based)")
     train.add_argument("--batch-size", type=int, help="default 32")
     train.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     train.add_argument("--loss", choices=LOSSES, help="default bce")

@@ -9,8 +9,11 @@ values to indices 0..num_classes-1 or stops with one line naming the file and va
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from unetkit.errors import UserError
 
@@ -18,12 +21,14 @@ from unetkit.errors import UserError
 BINARY_ENCODINGS = ((0, 1), (0, 255), (0, 65535))
 
 
-def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str]) -> np.ndarray:
+def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str],
+                ignore_index: int | None = None) -> np.ndarray:
     """Map a stored mask (H, W) or (H, W, C) to uint8 class indices (H, W).
 
     num_classes == 1 (binary): 0/1, 0/255 and 0/65535 (the TGS salt masks) all map to
     0/1. num_classes > 1: values must already be indices below num_classes, except that
-    a two-class model also reads 0/255 and 0/65535 as binary.
+    a two-class model also reads 0/255 and 0/65535 as binary. Pixels equal to `ignore_index`
+    keep that value (the loss and the metrics skip them).
     """
     if raw.ndim == 3 and raw.shape[2] in (2, 4) and raw[:, :, -1].min() == raw[:, :, -1].max():
         raw = raw[:, :, :-1]  # a uniform alpha channel carries nothing
@@ -33,20 +38,97 @@ def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str])
                             "class indices or binary")
         raw = raw[:, :, 0]
     values = np.unique(raw)
+    ignored = raw == ignore_index if ignore_index is not None else None
+    if ignored is not None:
+        values = values[values != ignore_index]
+    decoded = _decode_values(raw, values, num_classes, path)
+    if ignored is not None:
+        decoded[ignored] = ignore_index
+    return decoded
+
+
+def _decode_values(raw: np.ndarray, values: np.ndarray, num_classes: int, path: str | os.PathLike[str]) -> np.ndarray:
     if num_classes <= 2:
         for background, foreground in BINARY_ENCODINGS:
             if np.isin(values, (background, foreground)).all():
                 return (raw == foreground).astype(np.uint8)
-        if num_classes == 1:
-            raise UserError(f"{path}: mask values {_show(values)} are not a binary mask "
-                            "(expected 0/1, 0/255 or 0/65535)")
     integral = np.issubdtype(values.dtype, np.integer) or bool(np.all(values == np.round(values)))
-    if not integral or values.min() < 0 or values.max() >= num_classes:
+    if num_classes == 1:
+        hint = ""
+        if integral and len(values) and values.min() >= 0 and values.max() < 256:
+            hint = f"; they look like class indices: set model.num_classes: {int(values.max()) + 1}"
+        raise UserError(f"{path}: mask values {_show(values)} are not a binary mask "
+                        f"(expected 0/1, 0/255 or 0/65535){hint}")
+    if not integral or (len(values) and (values.min() < 0 or values.max() >= num_classes)):
         raise UserError(f"{path}: mask values {_show(values)} do not fit num_classes={num_classes} "
-                        f"(expected class indices 0..{num_classes - 1})")
+                        f"(expected class indices 0..{num_classes - 1}, or a classes.yaml naming colours)")
     return raw.astype(np.uint8)
 
 
 def _show(values: np.ndarray, limit: int = 8) -> str:
     shown = ", ".join(f"{v:g}" if isinstance(v, float | np.floating) else str(v) for v in values[:limit].tolist())
     return f"[{shown}{', ...' if len(values) > limit else ''}] ({len(values)} distinct)"
+
+
+@dataclass(frozen=True)
+class ClassPalette:
+    """Classes named in DIR/classes.yaml: a colour (RGB masks) or a stored value (index masks) each."""
+
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int] | None, ...]
+    values: tuple[int | None, ...]
+
+    def indices(self, raw: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+        """Stored mask (H, W, C) -> uint8 class indices (H, W); unknown colours or values name the file."""
+        if raw.shape[2] >= 3 and all(c is not None for c in self.colors):
+            rgb = raw[:, :, :3].astype(np.int64)
+            codes = rgb[:, :, 0] << 16 | rgb[:, :, 1] << 8 | rgb[:, :, 2]
+            table = {r << 16 | g << 8 | b: i for i, (r, g, b) in enumerate(self.colors)}  # type: ignore[misc]
+            shown = "colours"
+        else:
+            codes = raw[:, :, 0].astype(np.int64)
+            table = {int(v if v is not None else i): i for i, v in enumerate(self.values)}
+            shown = "values"
+        found, inverse = np.unique(codes, return_inverse=True)
+        unknown = [int(code) for code in found if int(code) not in table]
+        if unknown:
+            described = [f"({c >> 16}, {c >> 8 & 255}, {c & 255})" if shown == "colours" else str(c) for c in unknown[:3]]
+            raise UserError(f"{path}: mask {shown} {', '.join(described)}{' ...' if len(unknown) > 3 else ''} "
+                            "are not named in classes.yaml")
+        lookup = np.array([table[int(code)] for code in found], dtype=np.uint8)
+        return lookup[inverse].reshape(codes.shape)
+
+
+def read_class_palette(data_dir: str | os.PathLike[str], num_classes: int) -> ClassPalette | None:
+    """DIR/classes.yaml if present: `classes: [{name: ..., color: [r, g, b]} | {name: ..., value: v}, ...]`."""
+    path = Path(data_dir) / "classes.yaml"
+    if not path.is_file():
+        return None
+    try:
+        entries = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("classes")
+        names = tuple(str(entry["name"]) for entry in entries)
+        colors = tuple(tuple(int(c) for c in entry["color"]) if "color" in entry else None for entry in entries)
+        values = tuple(int(entry["value"]) if "value" in entry else None for entry in entries)
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: expected 'classes:' with a name and a color [r, g, b] or a value each ({exc})") from None
+    if any(c is not None and len(c) != 3 for c in colors):
+        raise UserError(f"{path}: every color must be [r, g, b]")
+    expected = max(num_classes, 2)
+    if len(names) != expected:
+        raise UserError(f"{path}: names {len(names)} classes but model.num_classes is {num_classes} "
+                        f"(set --num-classes {len(names) if len(names) > 2 else 1})")
+    return ClassPalette(names, colors, values)  # type: ignore[arg-type]
+
+
+def check_class_coverage(masks: np.ndarray, num_classes: int, ignore_index: int | None, where: str) -> None:
+    """Before training: every class must occur somewhere, or the run could never learn it."""
+    counts = np.bincount(masks.reshape(-1), minlength=256)
+    if ignore_index is not None:
+        counts[ignore_index] = 0
+    expected = max(num_classes, 2)
+    missing = [c for c in range(expected) if counts[c] == 0]
+    if 1 in missing and num_classes == 1:
+        raise UserError(f"{where}: every mask is empty (no foreground pixel in any mask); nothing to learn")
+    if missing:
+        raise UserError(f"{where}: classes {missing} never occur in any mask, but model.num_classes is {num_classes} "
+                        f"(classes found: {[c for c in range(expected) if counts[c]]})")

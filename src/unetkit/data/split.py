@@ -42,3 +42,17 @@ def stratified_split(strata: np.ndarray, val_fraction: float, seed: int) -> tupl
     val = np.sort(np.concatenate(val_parts))
     train = np.setdiff1d(np.arange(n), val)
     return train, val
+
+
+def stratified_folds(strata: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """K disjoint folds covering 0..N-1 (sorted index arrays), each stratum dealt evenly across them.
+
+    Strata are shuffled, then concatenated and dealt round-robin, so fold sizes differ by at
+    most one and every stratum with at least K members appears in every fold.
+    """
+    strata = np.asarray(strata)
+    if not 2 <= k <= len(strata):
+        raise UserError(f"folds: need 2 <= K <= number of images ({len(strata)}), got {k}")
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(np.flatnonzero(strata == label)) for label in np.unique(strata)])
+    return [np.sort(order[i::k]) for i in range(k)]

@@ -7,6 +7,7 @@ Metadata keys (all strings, as safetensors requires):
 - "threshold": the probability threshold chosen on validation (binary models)
 - "postprocess": {"min_area", "empty_below"} in pixels, chosen on validation (binary models)
 - "training": JSON record of how the model was made (resolved config, validation figures)
+- "members": K for a k-fold ensemble (tensors member0.* .. member{K-1}.*), absent for one network
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from unetkit.config import ModelConfig, from_dict
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.fileio import atomic_path
+from unetkit.models.ensemble import Ensemble
 from unetkit.models.unet import UNet
 
 FORMAT = "unetkit"
@@ -37,7 +39,7 @@ FORMAT_VERSION = "1"
 class SavedModel:
     """A network with everything needed to apply it: preprocessing and decision threshold."""
 
-    net: UNet
+    net: UNet | Ensemble
     preprocess: Preprocess
     threshold: float = 0.5  # binary models only; multi-class masks are the argmax
     training: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +101,15 @@ def save_model(path: str | os.PathLike[str], net: UNet, preprocess: Preprocess, 
     write_safetensors(path, net.state_dict(), model_metadata(net, preprocess, threshold, training or {}, postprocess))
 
 
+def save_ensemble(path: str | os.PathLike[str], nets: list[UNet], preprocess: Preprocess, *, threshold: float = 0.5,
+                  postprocess: dict[str, int] | None = None, training: dict[str, Any] | None = None) -> None:
+    """One model file holding K members (tensors member{i}.*), averaged at prediction time."""
+    tensors = {f"member{i}.{k}": v for i, net in enumerate(nets) for k, v in net.state_dict().items()}
+    metadata = model_metadata(nets[0], preprocess, threshold, training or {}, postprocess)
+    metadata["members"] = str(len(nets))
+    write_safetensors(path, tensors, metadata)
+
+
 def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> SavedModel:
     """Rebuild a SavedModel from weights and metadata, with one-line errors for inconsistent files."""
     try:
@@ -110,9 +121,17 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         postprocess = {k: int(v) for k, v in json.loads(metadata.get("postprocess", "{}")).items()}
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
-    net = UNet(config)
+    members = int(metadata.get("members", "0"))
     try:
-        net.load_state_dict(state)
+        if members:
+            nets = [UNet(config) for _ in range(members)]
+            for i, member in enumerate(nets):
+                member.load_state_dict({k.removeprefix(f"member{i}."): v for k, v in state.items()
+                                        if k.startswith(f"member{i}.")})
+            net: UNet | Ensemble = Ensemble(nets)
+        else:
+            net = UNet(config)
+            net.load_state_dict(state)
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not match the architecture in its metadata "
                         f"({str(exc).splitlines()[0]})") from None

@@ -206,11 +206,12 @@ def train_step(parts: Parts, batch: Batch) -> float:
 
 @torch.no_grad()
 def validate(net: torch.nn.Module, batches: BatchIterator, loss_fn: LossFn, device: torch.device,
-             threshold: float = 0.5, keep_probabilities: bool = False) -> tuple[dict[str, Any], torch.Tensor | None]:
+             threshold: float = 0.5, keep_probabilities: bool = False,
+             ignore_index: int | None = None) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Loss and metrics on `batches`; optionally the foreground probabilities as uint8 (N, H, W)."""
     net.eval()
     num_classes = net.config.num_classes
-    accumulator = MetricAccumulator(num_classes)
+    accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index)
     loss_sum, seen, kept = 0.0, 0, []
     for batch in batches.epoch(0):
         images, masks = batch.images.to(device, memory_format=torch.channels_last), batch.masks.to(device)
@@ -235,7 +236,8 @@ def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, va
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s = time.monotonic() - started
-    val, _ = validate(parts.evaluated, val_batches, parts.loss_fn, parts.device)
+    val, _ = validate(parts.evaluated, val_batches, parts.loss_fn, parts.device,
+                      ignore_index=parts.schedule.config.ignore_index)
     seconds = time.monotonic() - started
     state.elapsed_s += seconds
     state.epoch += 1
@@ -274,7 +276,8 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_batches: Batch
     binary = config.model.num_classes == 1
     threshold: float | None = None
     postprocess: dict[str, float] = {}
-    val, probabilities = validate(best, val_batches, parts.loss_fn, device, keep_probabilities=binary)
+    val, probabilities = validate(best, val_batches, parts.loss_fn, device, keep_probabilities=binary,
+                                  ignore_index=config.ignore_index)
     if binary and probabilities is not None:
         decision, table = tune_decision(probabilities, torch.from_numpy(val_set.masks), config.threshold_metric,
                                         tune_postprocess=config.tune_postprocess)

@@ -1,0 +1,190 @@
+"""A training run from a config: load and check the data, split it (or fold it), fit, and for
+K folds assemble the out-of-fold score and one ensemble model file.
+
+Kept apart from the loop so `fit` stays about epochs, and apart from the API so the API
+stays a list of entry points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unetkit.config import TrainConfig, dump_yaml
+from unetkit.data.augment import augment_config
+from unetkit.data.dataset import LabelledSet, load_labelled
+from unetkit.data.loader import BatchIterator
+from unetkit.data.masks import check_class_coverage
+from unetkit.data.preprocess import Preprocess, fit_preprocess
+from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
+from unetkit.data.weights import balanced_class_weights, border_weights
+from unetkit.errors import UserError
+from unetkit.export.model_file import load_model, save_ensemble
+from unetkit.fileio import make_dir, write_text
+from unetkit.metrics import MetricAccumulator
+from unetkit.runtime import log, resolve_device
+from unetkit.training.checkpoint import load_checkpoint
+from unetkit.training.loop import FitResult, fit, write_table_csv
+from unetkit.training.threshold import Decision, tune_decision
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
+
+
+@dataclass
+class TrainResult:
+    """A finished training run (for K folds: the ensemble and its out-of-fold figures)."""
+
+    run_dir: Path
+    model_path: Path
+    threshold: float | None
+    val_metrics: dict  # validation (or out-of-fold) figures at the chosen decision rule
+    epochs_done: int
+    best_epoch: int
+    images_per_s: float
+    stop_reason: str
+    n_train: int
+    n_val: int
+    postprocess: dict
+
+
+def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train per `config` into config.out_dir (see `unetkit.train`)."""
+    if not config.out_dir:
+        raise UserError("no output folder given (--out RUN_DIR)")
+    run_dir = Path(config.out_dir)
+    resolve_device(config.device)  # fail before anything is written
+    if not resume and (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
+    if resume and not (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir / 'config.yaml'}: no training run to resume here")
+    if not config.data.data_dir:
+        raise UserError("no data folder given (--data DIR with images/ and masks/)")
+    data = load_labelled(config.data.data_dir, config.model.in_channels, config.model.num_classes,
+                         resize_to=config.data.resize_to if config.data.size_policy == "resize" else None,
+                         ignore_index=config.ignore_index)
+    check_class_coverage(data.masks, config.model.num_classes, config.ignore_index, config.data.data_dir)
+    strata = coverage_classes(data.coverage())
+    make_dir(run_dir)
+    write_text(run_dir / "config.yaml", dump_yaml(config))
+    if config.folds >= 2:
+        return _train_folds(config, run_dir, data, strata, resume)
+    train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
+    result = _train_split(config, run_dir, data, train_idx, val_idx, resume)
+    return _result(run_dir, result, len(train_idx), len(val_idx))
+
+
+def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_idx: np.ndarray, val_idx: np.ndarray,
+                 resume: bool, preprocess: Preprocess | None = None) -> FitResult:
+    """Fit one model on data[train_idx], validated on data[val_idx]."""
+    checkpoint = None
+    if resume and (run_dir / LAST_CHECKPOINT).is_file():
+        checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
+        if config.model != checkpoint.config.model:
+            raise UserError(f"{run_dir}: the model architecture cannot change on --resume "
+                            f"(stored: {checkpoint.config.model}, asked: {config.model})")
+    train_set, val_set = data.subset(train_idx), data.subset(val_idx)
+    if checkpoint:
+        preprocess = checkpoint.preprocess
+    elif preprocess is None:
+        preprocess = fit_preprocess(train_set.images, normalize=config.data.normalize,
+                                    size_policy=config.data.size_policy, resize_to=config.data.resize_to)
+    log.info("%s: %d images for training, %d for validation (stratified by coverage, seed %d)",
+             run_dir, len(train_set), len(val_set), config.seed)
+    class_weights = config.class_weights
+    if config.balance_classes and class_weights is None:
+        class_weights = balanced_class_weights(train_set.masks, config.model.num_classes)
+        log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in class_weights))
+    if config.loss == "weighted_ce":
+        train_set.weights = np.stack([border_weights(m, config.border_w0, config.border_sigma) for m in train_set.masks])
+    make_dir(run_dir)
+    write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
+    return fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
+               augment=augment_config(config.data.augment, config.data.augment_params))
+
+
+def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: np.ndarray,
+                 resume: bool) -> TrainResult:
+    """K folds into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
+    folds = stratified_folds(strata, config.folds, config.seed)
+    preprocess = fit_preprocess(data.images, normalize=config.data.normalize, size_policy=config.data.size_policy,
+                                resize_to=config.data.resize_to)
+    selected = range(config.folds) if config.fold is None else [config.fold]
+    per_fold = dataclasses.replace(config, folds=0, fold=None, time_budget_min=(
+        config.time_budget_min / len(selected) if config.time_budget_min else None))
+    results = []
+    for index in selected:
+        fold_dir = run_dir / f"fold_{index}"
+        train_idx = np.setdiff1d(np.arange(len(data)), folds[index])
+        if resume and (fold_dir / "model.safetensors").is_file():
+            log.info("%s: already trained", fold_dir)
+            results.append(_finished_fold(fold_dir))
+            continue
+        fold_config = dataclasses.replace(per_fold, out_dir=str(fold_dir))
+        make_dir(fold_dir)
+        write_text(fold_dir / "config.yaml", dump_yaml(fold_config))
+        results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, preprocess))
+    if config.fold is not None:
+        result = results[0]
+        return _result(run_dir / f"fold_{config.fold}", result, len(data) - len(folds[config.fold]),
+                       len(folds[config.fold]))
+    return _ensemble(config, run_dir, data, folds, results, preprocess)
+
+
+def _finished_fold(fold_dir: Path) -> FitResult:
+    saved = load_model(fold_dir / "model.safetensors")
+    record = saved.training
+    return FitResult(fold_dir / "model.safetensors", saved.threshold, record.get("val_at_threshold", {}),
+                     record.get("epochs_done", 0), 0, 0.0, record.get("stop_reason", ""), saved.postprocess)
+
+
+def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list[np.ndarray],
+              results: list[FitResult], preprocess: Preprocess) -> TrainResult:
+    """Out-of-fold predictions -> decision rule and score; members -> one ensemble model file."""
+    members = [load_model(result.model_path) for result in results]
+    binary = config.model.num_classes == 1
+    device = resolve_device(config.device)
+    oof = torch.zeros(len(data), *data.masks.shape[1:], dtype=torch.uint8)  # probabilities x 255, or classes
+    for fold, saved in zip(folds, members):
+        oof[fold] = _predict_set(saved.net.to(device), data.subset(fold), preprocess, config.batch_size, device, binary)
+    if binary:
+        decision, table = tune_decision(oof, torch.from_numpy(data.masks), config.threshold_metric,
+                                        tune_postprocess=config.tune_postprocess)
+        write_table_csv(table, run_dir / "threshold_sweep.csv")
+    else:
+        accumulator = MetricAccumulator(config.model.num_classes, ignore_index=config.ignore_index)
+        accumulator.update(oof, torch.from_numpy(data.masks))
+        decision = Decision(0.5, {}, accumulator.summary())
+    model_path = run_dir / "model.safetensors"
+    record = {"config": dataclasses.asdict(config), "out_of_fold": decision.metrics, "folds": len(folds),
+              "fold_metrics": [r.val_metrics for r in results]}
+    save_ensemble(model_path, [m.net for m in members], preprocess, threshold=decision.threshold if binary else 0.5,
+                  postprocess=decision.postprocess if binary else {}, training=record)
+    log.info("out-of-fold (%d folds): IoU %.4f  Dice %.4f  TGS mAP %.4f", len(folds), decision.metrics["iou"],
+             decision.metrics["dice"], decision.metrics["tgs_map"])
+    return TrainResult(run_dir, model_path, decision.threshold if binary else None, decision.metrics,
+                       sum(r.epochs_done for r in results), 0,
+                       sum(r.images_per_s for r in results) / len(results), "folds", len(data), len(data),
+                       decision.postprocess if binary else {})
+
+
+@torch.no_grad()
+def _predict_set(net: torch.nn.Module, subset: LabelledSet, preprocess: Preprocess, batch_size: int,
+                 device: torch.device, binary: bool) -> torch.Tensor:
+    """(N, H, W) uint8: foreground probability x 255 (binary) or the predicted class."""
+    net.eval()
+    out = []
+    for batch in BatchIterator(subset, preprocess, batch_size, shuffle=False).epoch(0):
+        logits = net(batch.images.to(device, memory_format=torch.channels_last))
+        out.append((torch.sigmoid(logits[:, 0]) * 255).round().to(torch.uint8).cpu() if binary
+                   else logits.argmax(1).to(torch.uint8).cpu())
+    return torch.cat(out)
+
+
+def _result(run_dir: Path, result: FitResult, n_train: int, n_val: int) -> TrainResult:
+    return TrainResult(run_dir, result.model_path, result.threshold, result.val_metrics, result.epochs_done,
+                       result.best_epoch, result.images_per_s, result.stop_reason, n_train, n_val, result.postprocess)

@@ -1,0 +1,53 @@
+"""Runs beyond one split: k-fold ensembles and multi-class training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unetkit.api import evaluate, train
+from unetkit.config import DataConfig, EvaluateConfig, ModelConfig, TrainConfig
+from unetkit.data.synthetic import generate_synthetic, synthetic_classes, write_examples
+from unetkit.export.model_file import load_model
+from unetkit.models.ensemble import Ensemble
+
+pytestmark = pytest.mark.slow
+SMALL = ModelConfig(start_neurons=8, batch_norm=True, dropout_first=0.1, dropout=0.1)
+
+
+def test_two_folds_make_one_ensemble_with_an_out_of_fold_score(tmp_path: Path) -> None:
+    data = generate_synthetic(tmp_path / "d", 24, size=32, seed=2)
+    result = train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(data)), model=SMALL,
+                               epochs=2, batch_size=8, folds=2))
+    saved = load_model(result.model_path)
+    assert isinstance(saved.net, Ensemble) and len(saved.net.members) == 2
+    assert result.n_val == 24 and result.val_metrics["n_images"] == 24  # every image scored out of fold
+    for fold in (0, 1):
+        assert (tmp_path / "run" / f"fold_{fold}" / "model.safetensors").is_file()
+    scores = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(data),
+                                     csv_path=str(tmp_path / "e.csv")))
+    assert scores.metrics["n_images"] == 24
+
+
+def test_one_fold_alone(tmp_path: Path) -> None:
+    data = generate_synthetic(tmp_path / "d", 12, size=32, seed=2)
+    result = train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(data)), model=SMALL,
+                               epochs=1, batch_size=8, folds=3, fold=1))
+    assert result.model_path == tmp_path / "run" / "fold_1" / "model.safetensors"
+    assert not (tmp_path / "run" / "fold_0").exists()
+    assert result.n_val == 4
+
+
+def test_three_class_training_reaches_a_useful_mean_iou(tmp_path: Path) -> None:
+    data = write_examples(tmp_path / "three", [synthetic_classes(i, seed=4) for i in range(80)], mask_scale=1)
+    result = train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(data)), epochs=12,
+                               batch_size=8, lr=3e-3, loss="bce_dice", monitor="val_iou",
+                               model=ModelConfig(num_classes=3, start_neurons=8, batch_norm=True, dropout_first=0.0,
+                                                 dropout=0.0)))
+    assert result.threshold is None
+    scores = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(data),
+                                     csv_path=str(tmp_path / "e.csv")))
+    assert len(scores.metrics["class_iou"]) == 3 and len(scores.metrics["confusion_matrix"]) == 3
+    assert sum(map(sum, scores.metrics["confusion_matrix"])) == 80 * 48 * 48
+    assert scores.metrics["iou"] >= 0.75  # mean IoU over the three classes
