@@ -171,6 +171,12 @@ class TrainConfig:
         _check_choice("device", self.device, DEVICES)
 
 
+def _check_inference_fields(config: PredictConfig | EvaluateConfig) -> None:
+    _require(config.threshold is None or 0.0 <= config.threshold <= 1.0, "threshold", "must lie in [0, 1]")
+    _require(config.batch_size >= 1, "batch_size", f"{config.batch_size} must be >= 1")
+    _check_choice("device", config.device, DEVICES)
+
+
 @dataclass(frozen=True)
 class PredictConfig:
     """One prediction job: a model file applied to an image or a folder of images."""
@@ -185,9 +191,7 @@ class PredictConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "must lie in [0, 1]")
-        _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
-        _check_choice("device", self.device, DEVICES)
+        _check_inference_fields(self)
 
 
 @dataclass(frozen=True)
@@ -202,9 +206,7 @@ class EvaluateConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "must lie in [0, 1]")
-        _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
-        _check_choice("device", self.device, DEVICES)
+        _check_inference_fields(self)
 
 
 # Training recipes: named layers of TrainConfig fields under the YAML file and the flags.

@@ -1,4 +1,4 @@
-"""Runs beyond one split: k-fold ensembles and multi-class training."""
+"""Runs beyond one split: k-fold ensembles, multi-class training, the few-image regime of the paper."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from unetkit.api import evaluate, train
 from unetkit.config import DataConfig, EvaluateConfig, ModelConfig, TrainConfig
-from unetkit.data.synthetic import generate_synthetic, synthetic_classes, write_examples
+from unetkit.data.synthetic import generate_synthetic, synthetic_cells, synthetic_classes, write_examples
 from unetkit.export.model_file import load_model
 from unetkit.models.ensemble import Ensemble
 
@@ -51,3 +51,28 @@ def test_three_class_training_reaches_a_useful_mean_iou(tmp_path: Path) -> None:
     assert len(scores.metrics["class_iou"]) == 3 and len(scores.metrics["confusion_matrix"]) == 3
     assert sum(map(sum, scores.metrics["confusion_matrix"])) == 80 * 48 * 48
     assert scores.metrics["iou"] >= 0.75  # mean IoU over the three classes
+
+
+def _cells(root: Path, count: int, seed: int) -> Path:
+    return write_examples(root, [synthetic_cells(i, seed=seed) for i in range(count)], prefix="cell")
+
+
+def test_few_images_strong_augmentation_and_border_weights_beat_no_augmentation(tmp_path: Path) -> None:
+    """The paper's regime: 20 images of touching cells (16 to train), scored on 40 held-out images.
+
+    Measured here: held-out IoU 0.862 without augmentation, 0.887 with strong augmentation plus
+    the border-weighted, class-balanced cross-entropy (sigma scaled to these ~7-px cells).
+    """
+    train_dir, test_dir = _cells(tmp_path / "train", 20, seed=1), _cells(tmp_path / "test", 40, seed=2)
+    common = dict(epochs=40, batch_size=4, lr=3e-3, model=SMALL, monitor="val_iou", early_stopping_patience=0,
+                  schedule="cosine")
+    plain = train(TrainConfig(out_dir=str(tmp_path / "plain"), **common,
+                              data=DataConfig(data_dir=str(train_dir), augment="none")))
+    paper = train(TrainConfig(out_dir=str(tmp_path / "paper"), **common, loss="weighted_ce", border_sigma=2.0,
+                              balance_classes=True,
+                              data=DataConfig(data_dir=str(train_dir), augment="strong",
+                                              augment_params={"p_vflip": 0.5, "p_rotate90": 0.5})))
+    held_out = [evaluate(EvaluateConfig(model_path=str(r.model_path), data_dir=str(test_dir),
+                                        csv_path=str(tmp_path / f"{name}.csv"))).metrics["iou"]
+                for name, r in (("plain", plain), ("paper", paper))]
+    assert held_out[1] - held_out[0] >= 0.015, held_out

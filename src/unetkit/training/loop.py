@@ -60,6 +60,7 @@ class FitResult:
 class Parts:
     """Everything a training step touches, built once from the config."""
 
+    config: TrainConfig
     net: UNet  # the weights being trained (never compiled: its state_dict keys stay clean)
     forward: torch.nn.Module  # net, or torch.compile(net)
     ema: AveragedModel | None
@@ -114,7 +115,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     options = LossOptions(class_weights=class_weights, ignore_index=config.ignore_index, focal_gamma=config.focal_gamma,
                           tversky_alpha=config.tversky_alpha, tversky_beta=config.tversky_beta)
     autocast = partial(torch.autocast, device_type=device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
-    return Parts(net, torch.compile(net) if config.compile else net, ema, optimizer, plateau,
+    return Parts(config, net, torch.compile(net) if config.compile else net, ema, optimizer, plateau,
                  StepSchedule(config, steps_per_epoch), partial(get_loss(config.loss), options=options), device,
                  autocast, scaler)
 
@@ -180,6 +181,8 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
 
 def train_step(parts: Parts, batch: Batch) -> float:
     """Forward, backward, (clip), optimiser step, EMA update; returns the batch loss."""
+    if parts.device.type == "cuda":  # page-locked host memory makes the copies below asynchronous
+        batch = Batch(*(t.pin_memory() if t is not None else None for t in batch))
     images = batch.images.to(parts.device, non_blocking=True, memory_format=torch.channels_last)
     masks = batch.masks.to(parts.device, non_blocking=True)
     weights = batch.weights.to(parts.device, non_blocking=True) if batch.weights is not None else None
@@ -192,8 +195,8 @@ def train_step(parts: Parts, batch: Batch) -> float:
         parts.scaler.unscale_(parts.optimizer)
     else:
         loss.backward()
-    if parts.schedule.config.grad_clip:
-        torch.nn.utils.clip_grad_norm_(parts.net.parameters(), parts.schedule.config.grad_clip)
+    if parts.config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(parts.net.parameters(), parts.config.grad_clip)
     if parts.scaler is not None:
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
@@ -237,7 +240,7 @@ def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, va
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s = time.monotonic() - started
     val, _ = validate(parts.evaluated, val_batches, parts.loss_fn, parts.device,
-                      ignore_index=parts.schedule.config.ignore_index)
+                      ignore_index=parts.config.ignore_index)
     seconds = time.monotonic() - started
     state.elapsed_s += seconds
     state.epoch += 1
