@@ -22,21 +22,20 @@ from pathlib import Path
 import torch
 
 from unetkit.config import TrainConfig
-from unetkit.data.dataset import load_labelled
-from unetkit.data.loader import BatchIterator
+from unetkit.data.augment import augment_config
+from unetkit.data.dataset import find_pairs, load_labelled
+from unetkit.data.loader import Batch, BatchIterator
 from unetkit.data.preprocess import fit_preprocess
 from unetkit.data.split import coverage_classes, stratified_split
 from unetkit.data.synthetic import generate_synthetic
-from unetkit.models import UNet
-from unetkit.training.loop import train_one_epoch
-from unetkit.training.losses import cross_entropy
+from unetkit.training.checkpoint import TrainState
+from unetkit.training.loop import Parts, build_parts, train_one_epoch, train_step
 
 TGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
 
 
-def pipeline_epoch(data_dir: Path, net: UNet, optimizer: torch.optim.Optimizer, batch_size: int,
-                   max_images: int | None) -> tuple[int, float]:
-    """(images trained, seconds) for decode-everything + one training epoch."""
+def pipeline_epoch(data_dir: Path, parts: Parts, batch_size: int, max_images: int | None) -> tuple[int, float]:
+    """(images trained, seconds) for decode-everything + one training epoch of the seed recipe."""
     config = TrainConfig()
     started = time.perf_counter()
     data = load_labelled(data_dir, 1, 1, show_progress=False)
@@ -45,23 +44,33 @@ def pipeline_epoch(data_dir: Path, net: UNet, optimizer: torch.optim.Optimizer, 
         train_idx = train_idx[:max_images]
     train_set = data.subset(train_idx)
     preprocess = fit_preprocess(train_set.images, normalize=True, size_policy="pad", resize_to=128)
-    batches = BatchIterator(train_set, preprocess, batch_size, shuffle=True, augment="seed", seed=0)
-    _, seen, _ = train_one_epoch(net, batches.epoch(0), len(batches), cross_entropy, optimizer,
-                                 torch.device("cpu"), deadline=None)
+    batches = BatchIterator(train_set, preprocess, batch_size, shuffle=True, augment=augment_config("seed"), seed=0)
+    _, seen, _ = train_one_epoch(parts, batches, 0, TrainState(), deadline=None)
     return seen, time.perf_counter() - started
 
 
-def ceiling(net: UNet, optimizer: torch.optim.Optimizer, batch_size: int, size: int, steps: int) -> tuple[int, float]:
-    """(images trained, seconds) for `steps` bare steps on in-memory tensors."""
-    images = torch.randn(batch_size, 1, size, size).contiguous(memory_format=torch.channels_last)
-    masks = (torch.rand(batch_size, size, size) > 0.5).long()
-    net.train()
+def ceiling(parts: Parts, batch_size: int, size: int, steps: int) -> tuple[int, float]:
+    """(images trained, seconds) for `steps` bare steps (the same train_step) on in-memory tensors."""
+    batch = Batch(torch.randn(batch_size, 1, size, size), (torch.rand(batch_size, size, size) > 0.5).long(), None)
+    parts.net.train()
     started = time.perf_counter()
     for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        cross_entropy(net(images), masks).backward()
-        optimizer.step()
+        train_step(parts, batch)
     return steps * batch_size, time.perf_counter() - started
+
+
+def measure(data_dir: Path, batch_size: int, max_images: int | None) -> tuple[int, float, float]:
+    """(images, pipeline images/s, ceiling images/s) for the seed model and recipe."""
+    parts = build_parts(TrainConfig(batch_size=batch_size), steps_per_epoch=1, resume=None, class_weights=None)
+    ceiling(parts, batch_size, 101, steps=3)  # warm-up: allocator, kernels
+    images = max_images or round(len(find_pairs(data_dir)) * (1 - TrainConfig().data.val_fraction))
+    steps = -(-images // batch_size)
+    # The ceiling is measured half before and half after the pipeline, so drift in the machine's
+    # speed during the run (other load, clocks) falls on both sides alike.
+    before, before_s = ceiling(parts, batch_size, 101, steps=steps // 2)
+    seen, pipeline_s = pipeline_epoch(data_dir, parts, batch_size, max_images)
+    after, after_s = ceiling(parts, batch_size, 101, steps=steps - steps // 2)
+    return seen, seen / pipeline_s, (before + after) / (before_s + after_s)
 
 
 def main() -> None:
@@ -72,13 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = args.data or (TGS if TGS.is_dir() else generate_synthetic(Path(scratch) / "syn", 1000, size=101))
-        net = UNet().to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-        ceiling(net, optimizer, args.batch_size, 101, steps=3)  # warm-up: allocator, kernels
-        seen, pipeline_s = pipeline_epoch(data_dir, net, optimizer, args.batch_size, args.max_images)
-        steps = -(-seen // args.batch_size)
-        bare, ceiling_s = ceiling(net, optimizer, args.batch_size, 101, steps)
-    pipeline_rate, ceiling_rate = seen / pipeline_s, bare / ceiling_s
+        seen, pipeline_rate, ceiling_rate = measure(data_dir, args.batch_size, args.max_images)
     print(f"data: {data_dir}  threads: {torch.get_num_threads()}  batch: {args.batch_size}  images: {seen}")
     print(f"train_throughput: pipeline={pipeline_rate:.2f} ceiling={ceiling_rate:.2f} "
           f"ratio={pipeline_rate / ceiling_rate:.3f}")
