@@ -294,8 +294,9 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_batches: Batch
     save_model(model_path, best.cpu(), preprocess, threshold=0.5 if threshold is None else threshold,
                postprocess=postprocess, training=record)
     speeds = [row["images_per_s"] for row in state.history]
-    log.info("stopped after epoch %d: %s; best epoch %d%s", state.epoch, stop_reason, state.best_epoch,
-             f"; threshold {threshold:.2f}, {postprocess}" if threshold is not None else "")
+    rule = f"; threshold {threshold:.2f}" if threshold is not None else ""
+    rule += "".join(f", {k} {v} px" for k, v in postprocess.items() if v)
+    log.info("stopped after epoch %d: %s; best epoch %d%s", state.epoch, stop_reason, state.best_epoch, rule)
     return FitResult(model_path, threshold, val, state.epoch, state.best_epoch,
                      sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess)
 
