@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig, load_yaml, to_dict
+from unetkit.config import EvaluateConfig, ModelConfig, PredictConfig, TrainConfig, load_yaml, to_dict
 from unetkit.data.dataset import Pair, find_pairs, list_images, load_pair
 from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
 from unetkit.data.masks import ClassPalette, read_class_palette
@@ -35,7 +35,7 @@ from unetkit.metrics import MetricAccumulator
 from unetkit.runtime import log
 from unetkit.training.loop import write_table_csv
 from unetkit.training.runner import TrainResult, run_training
-from unetkit.visualize import blend_overlay, overlay_sheet
+from unetkit.visualize import blend_overlay, label_map, overlay_sheet
 
 __all__ = ["evaluate", "load_model", "predict", "train", "demo"]
 
@@ -99,6 +99,7 @@ def _input_files(input_path: Path, out_dir: Path) -> list[Path]:
 def predict(config: PredictConfig) -> PredictResult:
     """Write one mask PNG per input image (0/255 binary, or class indices) at the image's size.
 
+    Multi-label models write <stem>.tif instead: (K, H, W) uint8, one 0/255 page per label.
     Optionally also <stem>_prob.tif (float32 probabilities, (K, H, W)) and <stem>_overlay.png.
     The folder records the arguments that made it in predict_args.json.
     """
@@ -113,7 +114,11 @@ def predict(config: PredictConfig) -> PredictResult:
     progress = tqdm(total=len(files), desc="predict", unit="img", disable=None)
     for path, image, prob in predictor.run(items):
         mask = predictor.to_mask(prob)
-        write_png(out_dir / f"{path.stem}.png", mask * 255 if predictor.num_classes == 1 else mask)
+        if saved.config.multilabel:  # (K, H, W): one 0/255 page per label
+            write_tiff(out_dir / f"{path.stem}.tif", mask * 255)
+            mask = label_map(mask)
+        else:
+            write_png(out_dir / f"{path.stem}.png", mask * 255 if predictor.num_classes == 1 else mask)
         if config.probabilities:
             write_tiff(out_dir / f"{path.stem}_prob.tif", prob)
         if config.overlay:
@@ -127,10 +132,10 @@ def predict(config: PredictConfig) -> PredictResult:
     return PredictResult(out_dir, len(files), seconds)
 
 
-def _labelled_items(pairs: list[Pair], channels: int, num_classes: int, ignore_index: int | None,
+def _labelled_items(pairs: list[Pair], config: ModelConfig, ignore_index: int | None,
                     palette: ClassPalette | None) -> Iterator[tuple[tuple[Pair, np.ndarray], np.ndarray]]:
     for pair in pairs:
-        image, mask = load_pair(pair, channels, num_classes, ignore_index, palette)
+        image, mask = load_pair(pair, config.in_channels, config.num_classes, ignore_index, palette, config.multilabel)
         yield (pair, mask), image
 
 
@@ -141,14 +146,17 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     predictor = Predictor(saved, device=config.device, threshold=config.threshold, batch_size=config.batch_size)
     num_classes = saved.config.num_classes
     ignore_index = saved.training.get("config", {}).get("ignore_index")  # the training data's convention
-    accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index)
+    multilabel = saved.config.multilabel
+    accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index, multilabel=multilabel)
     rows = []
-    palette = read_class_palette(config.data_dir, num_classes)
-    items = _labelled_items(pairs, saved.config.in_channels, num_classes, ignore_index, palette)
+    palette = None if multilabel else read_class_palette(config.data_dir, num_classes)
+    items = _labelled_items(pairs, saved.config, ignore_index, palette)
     for (pair, truth), _, prob in tqdm(predictor.run(items), total=len(pairs), desc="evaluate", unit="img",
                                       disable=None, leave=False):
         pred = predictor.to_mask(prob)
         p, t = torch.from_numpy(pred)[None], torch.from_numpy(truth)[None]
+        if multilabel:  # truth (H, W, K) -> (1, K, H, W), like the prediction
+            t = t.permute(0, 3, 1, 2)
         accumulator.update(p, t)
         image_iou, image_dice = accumulator.image_iou[-1], accumulator.image_dice[-1]
         rows.append({"stem": pair.stem, "iou": image_iou, "dice": image_dice, "tgs_score": accumulator.image_score[-1],

@@ -50,7 +50,8 @@ class ModelConfig:
     """Architecture of the U-Net; defaults are the seed (Keras TGS kernel, start_neurons=16)."""
 
     in_channels: int = 1  # 1 = grayscale (TGS), 3 = RGB
-    num_classes: int = 1  # 1 = binary with sigmoid; >1 = softmax over class indices
+    num_classes: int = 1  # 1 = binary with sigmoid; >1 = softmax over class indices (or labels, below)
+    multilabel: bool = False  # num_classes independent sigmoid labels; masks carry one channel per label
     start_neurons: int = 16  # filters at the first level; doubled at every level down
     depth: int = 4  # pooling steps; inputs are padded to a multiple of 2**depth
     dropout_first: float = 0.25  # after the first pooling (the kernel's 0.25)
@@ -67,6 +68,11 @@ class ModelConfig:
         _check_fraction("model.dropout_first", self.dropout_first)
         _check_fraction("model.dropout", self.dropout)
         _check_choice("model.upsampling", self.upsampling, UPSAMPLINGS)
+
+    @property
+    def sigmoid(self) -> bool:
+        """True when each output channel is an independent probability (binary or multi-label)."""
+        return self.num_classes == 1 or self.multilabel
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,11 @@ class TrainConfig:
             _require(len(self.class_weights) == max(self.model.num_classes, 2) and min(self.class_weights) >= 0,
                      "class_weights", f"needs {max(self.model.num_classes, 2)} non-negative numbers")
         _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "ignore_index", "must lie in 0..255")
+        if self.model.multilabel:
+            for name, unsupported in (("loss", self.loss == "weighted_ce"), ("ignore_index", self.ignore_index is not None),
+                                      ("class_weights", self.class_weights is not None or self.balance_classes),
+                                      ("folds", self.folds >= 2)):
+                _require(not unsupported, name, "is not available with model.multilabel yet")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("amp", self.amp, AMP_MODES)

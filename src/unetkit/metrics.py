@@ -23,12 +23,12 @@ TGS_THRESHOLDS = torch.arange(0.5, 1.0, 0.05, dtype=torch.float64)[:10]
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
-    if pred.dim() != 3:
-        raise ValueError(f"expected (B, H, W) label maps, got {pred.dim()} dimensions")
+    if pred.dim() not in (3, 4):
+        raise ValueError(f"expected (B, H, W) label maps (or (B, K, H, W) multi-label), got {pred.dim()} dimensions")
 
 
 def binary_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per image (TP, FP, FN, TN) of foreground (non-zero) pixels: (B, H, W) -> (B, 4) int64."""
+    """Per image (TP, FP, FN, TN) of foreground (non-zero) pixels: (B, H, W) or (B, K, H, W) -> (B, 4) int64."""
     _check(pred, target)
     p, t = pred.bool().flatten(1), target.bool().flatten(1)
     tp = (p & t).sum(1)
@@ -102,7 +102,9 @@ class MetricAccumulator:
 
     num_classes: int = 1
     ignore_index: int | None = None
+    multilabel: bool = False  # (B, K, H, W) 0/1 maps: per-label counts instead of a confusion matrix
     confusion: torch.Tensor = field(init=False)
+    label_counts: torch.Tensor = field(init=False)
     image_iou: list[float] = field(default_factory=list)
     image_dice: list[float] = field(default_factory=list)
     image_score: list[float] = field(default_factory=list)
@@ -110,13 +112,22 @@ class MetricAccumulator:
     def __post_init__(self) -> None:
         size = max(self.num_classes, 2)
         self.confusion = torch.zeros(size, size, dtype=torch.int64)
+        self.label_counts = torch.zeros(self.num_classes, 4, dtype=torch.int64)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch of (B, H, W) predicted and true class indices."""
+        """Add a batch of (B, H, W) predicted and true class indices, or (B, K, H, W) 0/1 label maps."""
         pred, target = pred.cpu(), target.cpu()
+        if self.multilabel:
+            self.label_counts += torch.stack([binary_counts(pred[:, k], target[:, k]).sum(0)
+                                              for k in range(self.num_classes)])
+            self._add_images(pred, target)
+            return
         self.confusion += confusion_matrix(pred, target, len(self.confusion), self.ignore_index)
         if self.ignore_index is not None:  # per-image scores: ignored pixels count as background
             target = torch.where(target == self.ignore_index, torch.zeros_like(target), target)
+        self._add_images(pred, target)
+
+    def _add_images(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         image_iou = iou(pred, target)
         self.image_iou += image_iou.tolist()
         self.image_dice += dice(pred, target).tolist()
@@ -130,6 +141,8 @@ class MetricAccumulator:
         and confusion_matrix (rows true, columns predicted).
         """
         n = len(self.image_iou)
+        if self.multilabel:
+            return self._multilabel_summary(n)
         totals = counts_from_confusion(self.confusion)
         # Binary: the foreground class alone. Several: every class that occurs in truth or prediction.
         classes = totals[1:] if self.num_classes == 1 else totals
@@ -150,3 +163,17 @@ class MetricAccumulator:
             out["foreground_iou"] = float(iou_from_counts(foreground).mean()) if len(foreground) else 1.0
             out["confusion_matrix"] = self.confusion.tolist()
         return out
+
+    def _multilabel_summary(self, n: int) -> dict[str, Any]:
+        counts = self.label_counts
+        scored = counts[counts[:, :3].sum(1) > 0]
+        return {
+            "iou": float(iou_from_counts(scored).mean()) if len(scored) else 1.0,
+            "dice": float(dice_from_counts(scored).mean()) if len(scored) else 1.0,
+            "pixel_accuracy": float((counts[:, 0] + counts[:, 3]).sum()) / max(float(counts.sum()), 1.0),
+            "tgs_map": sum(self.image_score) / n if n else 0.0,
+            "mean_image_iou": sum(self.image_iou) / n if n else 0.0,
+            "n_images": n,
+            "class_iou": iou_from_counts(counts).tolist(),
+            "class_dice": dice_from_counts(counts).tolist(),
+        }

@@ -32,6 +32,15 @@ def display_gray(image: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
+def label_map(mask: np.ndarray, channel_axis: int = 0) -> np.ndarray:
+    """A multi-label mask ((K, H, W) by default) as one (H, W) map for display: the highest label set, 1-based."""
+    if mask.ndim == 2:
+        return mask
+    labels = np.moveaxis(mask, channel_axis, 0) > 0
+    weights = np.arange(1, len(labels) + 1, dtype=np.uint8)[:, None, None]
+    return (labels * weights).max(0).astype(np.uint8)
+
+
 def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """Colour the classes of `mask` (H, W) over `image` (H, W, C): (H, W, 3) uint8."""
     rgb = display_gray(image).astype(np.float32)

@@ -49,5 +49,5 @@ def test_threshold_override_is_refused_for_multiclass_models() -> None:
     from unetkit.errors import UserError
 
     saved = SavedModel(UNet(num_classes=3, start_neurons=2, depth=2).eval(), Preprocess((0.0,), (1.0,)))
-    with pytest.raises(UserError, match="threshold applies to binary models only"):
+    with pytest.raises(UserError, match="threshold applies to binary and multi-label models only"):
         Predictor(saved, device="cpu", threshold=0.3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from unetkit.api import evaluate, train
@@ -76,3 +77,42 @@ def test_few_images_strong_augmentation_and_border_weights_beat_no_augmentation(
                                         csv_path=str(tmp_path / f"{name}.csv"))).metrics["iou"]
                 for name, r in (("plain", plain), ("paper", paper))]
     assert held_out[1] - held_out[0] >= 0.015, held_out
+
+
+def test_multilabel_training_predict_and_evaluate(tmp_path: Path) -> None:
+    """Two overlapping labels: 'calm body' and 'any body' (a superset), stored as 2-page TIFF masks."""
+    import tifffile
+
+    from unetkit.api import predict
+    from unetkit.config import PredictConfig
+    from unetkit.data.io import write_png
+
+    root = tmp_path / "labels"
+    for i in range(60):
+        image, classes = synthetic_classes(i, seed=5)
+        write_png(root / "images" / f"m_{i:03d}.png", image)
+        labels = np.stack([classes == 1, classes > 0]).astype(np.uint8) * 255  # (2, H, W)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(root / "masks" / f"m_{i:03d}.tif", labels, photometric="minisblack")
+    model = ModelConfig(num_classes=2, multilabel=True, start_neurons=8, batch_norm=True, dropout_first=0.0,
+                        dropout=0.0)
+    result = train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(root)), model=model,
+                               epochs=10, batch_size=8, lr=3e-3, loss="bce_dice", monitor="val_iou"))
+    assert result.threshold is not None
+    scores = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(root),
+                                     csv_path=str(tmp_path / "e.csv"))).metrics
+    assert len(scores["class_iou"]) == 2 and scores["iou"] >= 0.7
+    predict(PredictConfig(model_path=str(result.model_path), input_path=str(root / "images" / "m_000.png"),
+                          out_dir=str(tmp_path / "pred")))
+    written = tifffile.imread(tmp_path / "pred" / "m_000.tif")
+    assert written.shape == (2, 48, 48) and set(np.unique(written)) <= {0, 255}
+    assert (written[0] <= written[1]).mean() > 0.95  # the learned labels keep calm body inside any body
+
+
+def test_multilabel_mask_with_wrong_channel_count_is_named(tmp_path: Path) -> None:
+    from unetkit.errors import UserError
+
+    data = generate_synthetic(tmp_path / "d", 4, size=16, seed=1)  # single-channel masks
+    with pytest.raises(UserError, match="mask has 1 channels but the model has 2 labels"):
+        train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(data)),
+                          model=ModelConfig(num_classes=2, multilabel=True, start_neurons=4), epochs=1))

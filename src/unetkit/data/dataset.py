@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unetkit.data.io import is_image_file, read_array, to_channels
-from unetkit.data.masks import ClassPalette, decode_mask, read_class_palette
+from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, read_class_palette
 from unetkit.data.preprocess import resize_image, resize_mask
 from unetkit.errors import UserError
 
@@ -89,19 +89,22 @@ def find_pairs(data_dir: str | os.PathLike[str]) -> list[Pair]:
 
 
 def load_pair(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None = None,
-              palette: ClassPalette | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one pair: image (H, W, in_channels) in its dtype, mask (H, W) uint8 indices."""
+              palette: ClassPalette | None = None, multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pair: image (H, W, in_channels) in its dtype, mask (H, W) uint8 indices ((H, W, K) 0/1 labels)."""
     image = to_channels(read_array(pair.image), in_channels, pair.image)
     raw = read_array(pair.mask, palette_indices=True)
-    mask = palette.indices(raw, pair.mask) if palette else decode_mask(raw, num_classes, pair.mask, ignore_index)
-    if image.shape[:2] != mask.shape:
+    if multilabel:
+        mask = decode_multilabel(raw, num_classes, pair.mask)
+    else:
+        mask = palette.indices(raw, pair.mask) if palette else decode_mask(raw, num_classes, pair.mask, ignore_index)
+    if image.shape[:2] != mask.shape[:2]:
         raise UserError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                         f"{image.shape[1]}x{image.shape[0]} (width x height)")
     return image, mask
 
 
 def load_labelled(data_dir: str | os.PathLike[str], in_channels: int, num_classes: int,
-                  *, resize_to: int | None = None, ignore_index: int | None = None,
+                  *, resize_to: int | None = None, ignore_index: int | None = None, multilabel: bool = False,
                   show_progress: bool = True) -> LabelledSet:
     """Decode and validate the whole folder.
 
@@ -109,10 +112,10 @@ def load_labelled(data_dir: str | os.PathLike[str], in_channels: int, num_classe
     neighbour), so sizes and bit depths may be mixed; otherwise all must match.
     """
     pairs = find_pairs(data_dir)
-    palette = read_class_palette(data_dir, num_classes)
+    palette = None if multilabel else read_class_palette(data_dir, num_classes)
     images, masks = [], []
     for pair in tqdm(pairs, desc="loading", unit="img", disable=None if show_progress else True, leave=False):
-        image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette)
+        image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel)
         if resize_to is not None:
             image, mask = resize_image(image, resize_to, resize_to), resize_mask(mask, resize_to, resize_to)
         if images and (image.shape != images[0].shape or image.dtype != images[0].dtype):

@@ -22,7 +22,7 @@ from unetkit.data.preprocess import Preprocess
 
 
 class Batch(NamedTuple):
-    """images (B, C, H, W) float32, masks (B, H, W) int64, weights (B, H, W) float32 or None."""
+    """images (B, C, H, W) float32, masks (B, H, W) int64 (multi-label: (B, K, H, W)), weights or None."""
 
     images: torch.Tensor
     masks: torch.Tensor
@@ -57,5 +57,8 @@ class BatchIterator:
             if self.augmenter is not None:
                 images = images.astype(np.float32) / dtype_range(images.dtype)
                 images, masks, weights = self.augmenter(images, masks, weights)
-            yield Batch(self.preprocess.to_tensor(images), torch.from_numpy(np.ascontiguousarray(masks)).long(),
+            target = torch.from_numpy(np.ascontiguousarray(masks)).long()
+            if target.dim() == 4:  # multi-label (B, H, W, K) -> (B, K, H, W)
+                target = target.permute(0, 3, 1, 2).contiguous()
+            yield Batch(self.preprocess.to_tensor(images), target,
                         torch.from_numpy(weights) if weights is not None else None)

@@ -47,6 +47,14 @@ def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str],
     return decoded
 
 
+def decode_multilabel(raw: np.ndarray, labels: int, path: str | os.PathLike[str]) -> np.ndarray:
+    """A mask with one channel per label (multi-page TIFF, or PNG for up to 4) -> (H, W, labels) uint8 0/1."""
+    if raw.shape[2] != labels:
+        raise UserError(f"{path}: mask has {raw.shape[2]} channels but the model has {labels} labels "
+                        "(multi-label masks carry one binary channel per label)")
+    return np.stack([_decode_values(raw[:, :, i], np.unique(raw[:, :, i]), 1, path) for i in range(labels)], axis=2)
+
+
 def _decode_values(raw: np.ndarray, values: np.ndarray, num_classes: int, path: str | os.PathLike[str]) -> np.ndarray:
     if num_classes <= 2:
         for background, foreground in BINARY_ENCODINGS:
@@ -122,6 +130,11 @@ def read_class_palette(data_dir: str | os.PathLike[str], num_classes: int) -> Cl
 
 def check_class_coverage(masks: np.ndarray, num_classes: int, ignore_index: int | None, where: str) -> None:
     """Before training: every class must occur somewhere, or the run could never learn it."""
+    if masks.ndim == 4:  # multi-label: (N, H, W, labels)
+        missing = [label for label in range(masks.shape[3]) if not masks[..., label].any()]
+        if missing:
+            raise UserError(f"{where}: labels {missing} are never set in any mask; nothing to learn for them")
+        return
     counts = np.bincount(masks.reshape(-1), minlength=256)
     if ignore_index is not None:
         counts[ignore_index] = 0

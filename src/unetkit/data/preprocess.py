@@ -73,9 +73,11 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W) class indices -> (height, width), nearest neighbour so no new class values appear."""
-    x = torch.from_numpy(mask)[None, None]
-    return F.interpolate(x, size=(height, width), mode="nearest-exact")[0, 0].numpy()
+    """(H, W) class indices or (H, W, K) labels -> (height, width[, K]), nearest neighbour: no new values."""
+    x = torch.from_numpy(mask)
+    x = x.permute(2, 0, 1)[None] if x.dim() == 3 else x[None, None]
+    resized = F.interpolate(x, size=(height, width), mode="nearest-exact")[0]
+    return (resized.permute(1, 2, 0) if mask.ndim == 3 else resized[0]).numpy()
 
 
 def resize_logits(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -29,10 +29,10 @@ class Predictor:
         self.saved = saved
         self.device = resolve_device(device)
         self.net = saved.net.to(self.device, memory_format=torch.channels_last).eval()
-        if threshold is not None and saved.config.num_classes > 1:
-            raise UserError("a threshold applies to binary models only; this model has "
+        if threshold is not None and not saved.config.sigmoid:
+            raise UserError("a threshold applies to binary and multi-label models only; this model has "
                             f"{saved.config.num_classes} classes and predicts the most probable one")
-        self.threshold = saved.threshold if saved.config.num_classes == 1 and threshold is None else threshold
+        self.threshold = saved.threshold if saved.config.sigmoid and threshold is None else threshold
         self.batch_size = batch_size
 
     @property
@@ -45,11 +45,14 @@ class Predictor:
         height, width = images.shape[1:3]
         x = self.saved.preprocess.to_tensor(images).to(self.device, memory_format=torch.channels_last)
         logits = resize_logits(self.net(x), height, width)
-        prob = torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)
+        prob = torch.sigmoid(logits) if self.saved.config.sigmoid else torch.softmax(logits, dim=1)
         return prob.float().cpu().numpy()
 
     def to_mask(self, probabilities: np.ndarray) -> np.ndarray:
-        """(K, H, W) probabilities -> (H, W) uint8: 0/1 by threshold (binary) or argmax class index."""
+        """(K, H, W) probabilities -> (H, W) uint8: 0/1 by threshold (binary) or argmax class index;
+        multi-label: (K, H, W) uint8 0/1, one map per label."""
+        if self.saved.config.multilabel:
+            return (probabilities > self.threshold).astype(np.uint8)
         if self.num_classes == 1:
             return binary_decision(probabilities[0], self.threshold, **self.saved.postprocess)
         return probabilities.argmax(0).astype(np.uint8)

@@ -28,7 +28,7 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = [member(x) for member in self.members]
-        if self.config.num_classes == 1:
+        if self.config.sigmoid:
             mean = torch.stack([torch.sigmoid(z) for z in logits]).mean(0)
             return torch.logit(mean, eps=1e-6)
         mean = torch.stack([torch.softmax(z, dim=1) for z in logits]).mean(0)

@@ -211,17 +211,24 @@ def train_step(parts: Parts, batch: Batch) -> float:
 def validate(net: torch.nn.Module, batches: BatchIterator, loss_fn: LossFn, device: torch.device,
              threshold: float = 0.5, keep_probabilities: bool = False,
              ignore_index: int | None = None) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """Loss and metrics on `batches`; optionally the foreground probabilities as uint8 (N, H, W)."""
+    """Loss and metrics on `batches`; optionally the foreground probabilities as uint8 (N, H, W).
+
+    Multi-label models keep one probability map per (image, label): (N * K, H, W).
+    """
     net.eval()
-    num_classes = net.config.num_classes
-    accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index)
+    num_classes, multilabel = net.config.num_classes, net.config.multilabel
+    accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index, multilabel=multilabel)
     loss_sum, seen, kept = 0.0, 0, []
     for batch in batches.epoch(0):
         images, masks = batch.images.to(device, memory_format=torch.channels_last), batch.masks.to(device)
         logits = net(images)
         loss_sum += loss_fn(logits, masks).item() * len(images)
         seen += len(images)
-        if num_classes == 1:
+        if multilabel:
+            prob = torch.sigmoid(logits)
+            pred = prob > threshold
+            prob = prob.flatten(0, 1)
+        elif num_classes == 1:
             prob = torch.sigmoid(logits[:, 0])
             pred = prob > threshold
         else:
@@ -276,14 +283,17 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_batches: Batch
     """Reload the best weights, tune the decision rule on validation, write model.safetensors."""
     device = parts.device
     best = load_model(run_dir / "checkpoints" / "best.safetensors").net.to(device, memory_format=torch.channels_last)
-    binary = config.model.num_classes == 1
+    binary = config.model.sigmoid
     threshold: float | None = None
     postprocess: dict[str, float] = {}
     val, probabilities = validate(best, val_batches, parts.loss_fn, device, keep_probabilities=binary,
                                   ignore_index=config.ignore_index)
     if binary and probabilities is not None:
-        decision, table = tune_decision(probabilities, torch.from_numpy(val_set.masks), config.threshold_metric,
-                                        tune_postprocess=config.tune_postprocess)
+        targets = torch.from_numpy(val_set.masks)
+        if targets.dim() == 4:  # multi-label: one map per (image, label), like the probabilities
+            targets = targets.permute(0, 3, 1, 2).flatten(0, 1)
+        decision, table = tune_decision(probabilities, targets, config.threshold_metric,
+                                        tune_postprocess=config.tune_postprocess and not config.model.multilabel)
         threshold, postprocess = decision.threshold, decision.postprocess
         write_table_csv(table, run_dir / "threshold_sweep.csv")
         val = decision.metrics

@@ -1,6 +1,7 @@
 """Losses on logits, for binary (K=1, sigmoid) and multi-class (K>1, softmax) outputs.
 
-All take logits (B, K, H, W) and class-index targets (B, H, W) and return a scalar; an
+All take logits (B, K, H, W) and class-index targets (B, H, W) (or, multi-label, 0/1 targets
+(B, K, H, W) with an independent sigmoid per channel) and return a scalar; an
 optional per-pixel weight map (B, H, W) scales each pixel's term where the loss is a sum
 over pixels (cross-entropy, focal). Pixels equal to `ignore_index` count nowhere.
 
@@ -32,6 +33,8 @@ class LossOptions:
 
 
 def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
+    if target.dim() == 4 and target.shape == logits.shape:  # multi-label
+        return
     if logits.dim() != 4 or target.dim() != 3 or logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
         raise ValueError(f"expected logits (B, K, H, W) and target (B, H, W), got {tuple(logits.shape)} "
                          f"and {tuple(target.shape)}")
@@ -68,6 +71,8 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.
     With `weight_map` this is the U-Net paper's weighted cross-entropy (see data/weights.py).
     """
     _check(logits, target)
+    if target.dim() == 4:  # multi-label: one binary cross-entropy per channel
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
     target, valid = _valid(target, options)
     if logits.shape[1] == 1:
         per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
@@ -80,6 +85,9 @@ def focal(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor |
           options: LossOptions = LossOptions()) -> torch.Tensor:
     """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_true)^gamma, easy pixels fade."""
     _check(logits, target)
+    if target.dim() == 4:  # multi-label
+        log_p_true = -F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
+        return (-((1 - log_p_true.exp()) ** options.focal_gamma) * log_p_true).mean()
     target, valid = _valid(target, options)
     if logits.shape[1] == 1:
         log_p_true = -F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
@@ -92,6 +100,10 @@ def focal(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor |
 def _soft_counts(logits: torch.Tensor, target: torch.Tensor, options: LossOptions
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft (TP, FP, FN) per class over the batch: (K,) each, foreground only for K=1."""
+    if target.dim() == 4:  # multi-label: every channel is its own foreground
+        prob, truth = torch.sigmoid(logits), target.to(logits.dtype)
+        tp = (prob * truth).sum((0, 2, 3))
+        return tp, (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
     target, valid = _valid(target, options)
     if logits.shape[1] == 1:
         prob = torch.sigmoid(logits[:, 0])[:, None]
@@ -144,6 +156,9 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor 
     A convex surrogate that optimises IoU directly; best used to fine-tune after BCE.
     """
     _check(logits, target)
+    if target.dim() == 4:  # multi-label: the hinge per (image, label) map
+        flat = target.shape[0] * target.shape[1]
+        return lovasz(logits.reshape(flat, 1, *logits.shape[2:]), target.reshape(flat, *target.shape[2:]))
     target, valid = _valid(target, options)
     losses = []
     for image in range(logits.shape[0]):

@@ -13,7 +13,7 @@ from unetkit.config import TrainConfig
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
-from unetkit.visualize import overlay_sheet, plot_curves
+from unetkit.visualize import label_map, overlay_sheet, plot_curves
 
 SAMPLES = 4
 
@@ -46,9 +46,14 @@ class EpochObserver:
         net.eval()
         images = self.val_set.images[self.indices]
         logits = net(self.preprocess.to_tensor(images).to(device, memory_format=torch.channels_last))
-        preds = (logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(1)).to(torch.uint8).cpu().numpy()
+        if net.config.multilabel:
+            preds = [label_map(p) for p in (logits > 0).to(torch.uint8).cpu().numpy()]
+            truths = [label_map(t, channel_axis=2) for t in self.val_set.masks[self.indices]]
+        else:
+            preds = list((logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(1)).to(torch.uint8).cpu().numpy())
+            truths = list(self.val_set.masks[self.indices])
         path = self.run_dir / "samples" / f"epoch_{epoch:04d}.png"
-        overlay_sheet(list(images), list(self.val_set.masks[self.indices]), list(preds),
+        overlay_sheet(list(images), truths, preds,
                       [f"{self.val_set.stems[i]} (epoch {epoch})" for i in self.indices], path)
         if self.writer is not None:
             from PIL import Image

@@ -66,7 +66,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         raise UserError("no data folder given (--data DIR with images/ and masks/)")
     data = load_labelled(config.data.data_dir, config.model.in_channels, config.model.num_classes,
                          resize_to=config.data.resize_to if config.data.size_policy == "resize" else None,
-                         ignore_index=config.ignore_index)
+                         ignore_index=config.ignore_index, multilabel=config.model.multilabel)
     check_class_coverage(data.masks, config.model.num_classes, config.ignore_index, config.data.data_dir)
     strata = coverage_classes(data.coverage())
     make_dir(run_dir)
