@@ -116,3 +116,25 @@ def test_multilabel_mask_with_wrong_channel_count_is_named(tmp_path: Path) -> No
     with pytest.raises(UserError, match="mask has 1 channels but the model has 2 labels"):
         train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(data)),
                           model=ModelConfig(num_classes=2, multilabel=True, start_neurons=4), epochs=1))
+
+
+def test_four_channel_tiff_stacks_train_and_predict(tmp_path: Path) -> None:
+    import tifffile
+
+    from unetkit.api import predict
+    from unetkit.config import PredictConfig
+    from unetkit.data.io import write_png
+
+    root = tmp_path / "stacks"
+    (root / "images").mkdir(parents=True)
+    for i in range(12):
+        image, mask = synthetic_classes(i, seed=6, size=32)
+        stack = np.stack([image, 255 - image, image // 2, np.full_like(image, 7)])  # (4, H, W) channel-first
+        tifffile.imwrite(root / "images" / f"s_{i:02d}.tif", stack, photometric="minisblack")
+        write_png(root / "masks" / f"s_{i:02d}.png", (mask > 0).astype(np.uint8) * 255)
+    result = train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(root)), epochs=1,
+                               batch_size=4, model=ModelConfig(in_channels=4, start_neurons=4)))
+    assert load_model(result.model_path).config.in_channels == 4
+    predict(PredictConfig(model_path=str(result.model_path), input_path=str(root / "images"),
+                          out_dir=str(tmp_path / "pred")))
+    assert len(list((tmp_path / "pred").glob("s_*.png"))) == 12
