@@ -48,3 +48,16 @@ def test_unreadable_yaml_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("epochs: [1,\n")
     with pytest.raises(UserError, match=r"bad\.yaml: not valid YAML"):
         load_yaml(tmp_path / "bad.yaml")
+
+
+def test_out_of_range_values_are_one_line_errors() -> None:
+    from unetkit.data.augment import augment_config
+
+    with pytest.raises(UserError, match="p_elastic.*at most 1.0"):
+        augment_config("strong", {"p_elastic": 2})
+    with pytest.raises(UserError, match="'fold'.*needs folds >= 2"):
+        TrainConfig(fold=0)
+    with pytest.raises(UserError, match="class_weights"):
+        from_dict(TrainConfig, {"class_weights": [1, "a"]})
+    with pytest.raises(UserError, match="not valid YAML"):
+        build_train_config(parse("--set", "lr=[1,"))

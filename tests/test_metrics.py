@@ -74,3 +74,12 @@ def test_multiclass_counts_and_mean_iou() -> None:
 def test_shape_mismatch_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="differs"):
         iou(masks(HALF), torch.zeros(1, 3, 3, dtype=torch.uint8))
+
+
+def test_ignored_pixels_count_nowhere() -> None:
+    truth = masks([[1, 255], [0, 0]])
+    pred = masks([[1, 1], [0, 0]])  # foreground predicted on the ignored pixel
+    acc = MetricAccumulator(num_classes=1, ignore_index=255)
+    acc.update(pred, truth)
+    assert acc.image_iou == [1.0]
+    assert acc.summary()["iou"] == 1.0 and acc.summary()["pixel_accuracy"] == 1.0

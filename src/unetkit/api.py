@@ -158,9 +158,10 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         if multilabel:  # truth (H, W, K) -> (1, K, H, W), like the prediction
             t = t.permute(0, 3, 1, 2)
         accumulator.update(p, t)
-        image_iou, image_dice = accumulator.image_iou[-1], accumulator.image_dice[-1]
-        rows.append({"stem": pair.stem, "iou": image_iou, "dice": image_dice, "tgs_score": accumulator.image_score[-1],
-                     "true_coverage": float((truth > 0).mean()), "predicted_coverage": float((pred > 0).mean())})
+        labelled = truth > 0 if ignore_index is None else (truth > 0) & (truth != ignore_index)
+        rows.append({"stem": pair.stem, "iou": accumulator.image_iou[-1], "dice": accumulator.image_dice[-1],
+                     "tgs_score": accumulator.image_score[-1], "true_coverage": float(labelled.mean()),
+                     "predicted_coverage": float((pred > 0).mean())})
     csv_path = Path(config.csv_path) if config.csv_path else (
         Path(config.model_path).parent / f"evaluation-{Path(config.data_dir).resolve().name}.csv")
     write_table_csv(rows, csv_path)

@@ -144,15 +144,20 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _require(self.folds == 0 or self.folds >= 2, "folds", f"{self.folds} must be 0 (one split) or >= 2")
-        _require(self.fold is None or 0 <= self.fold < max(self.folds, 1), "fold",
-                 f"{self.fold} must lie in 0..folds-1 (and needs folds >= 2)")
+        _require(self.fold is None or (self.folds >= 2 and 0 <= self.fold < self.folds), "fold",
+                 f"{self.fold} must lie in 0..folds-1 and needs folds >= 2")
+        _require(min(self.focal_gamma, self.tversky_alpha, self.tversky_beta) >= 0, "focal_gamma",
+                 "focal_gamma, tversky_alpha and tversky_beta must be >= 0")
         _require(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
         _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
         _require(self.lr > 0, "lr", f"{self.lr} must be > 0")
         _require(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
         _check_choice("loss", self.loss, LOSSES)
         if self.class_weights is not None:
-            object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+            try:
+                object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+            except (TypeError, ValueError):
+                raise UserError(f"config field 'class_weights': {self.class_weights!r} must be a list of numbers") from None
             _require(len(self.class_weights) == max(self.model.num_classes, 2) and min(self.class_weights) >= 0,
                      "class_weights", f"needs {max(self.model.num_classes, 2)} non-negative numbers")
         _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "ignore_index", "must lie in 0..255")
@@ -253,12 +258,14 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     for layer in layers:
         _merge_into(merged, layer)
     recipe = merged.get("recipe", "seed")
-    if recipe not in RECIPES:
+    if not isinstance(recipe, str) or recipe not in RECIPES:
         raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")
     values: dict[str, Any] = {}
     _merge_into(values, RECIPES[recipe])
     _merge_into(values, merged)
     preset = values.get("preset", "seed")
+    if not isinstance(preset, str):
+        raise UserError(f"config field 'preset': {preset!r} must be a preset name")
     model_values = values.pop("model", None) or {}
     if not isinstance(model_values, dict):
         raise UserError("config section 'model' must be a mapping of field: value")

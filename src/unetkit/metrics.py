@@ -123,8 +123,10 @@ class MetricAccumulator:
             self._add_images(pred, target)
             return
         self.confusion += confusion_matrix(pred, target, len(self.confusion), self.ignore_index)
-        if self.ignore_index is not None:  # per-image scores: ignored pixels count as background
-            target = torch.where(target == self.ignore_index, torch.zeros_like(target), target)
+        if self.ignore_index is not None:  # per-image scores: ignored pixels count nowhere
+            ignored = target == self.ignore_index
+            target = torch.where(ignored, torch.zeros_like(target), target)
+            pred = torch.where(ignored, torch.zeros_like(pred), pred)
         self._add_images(pred, target)
 
     def _add_images(self, pred: torch.Tensor, target: torch.Tensor) -> None:

@@ -38,3 +38,11 @@ def test_balanced_class_weights_are_inverse_frequency_with_mean_one() -> None:
     weights = balanced_class_weights(masks, 1)
     assert weights[1] / weights[0] == pytest.approx(15.0)
     assert sum(weights) / 2 == pytest.approx(1.0)
+
+
+def test_ignored_pixels_and_other_classes_are_not_one_object() -> None:
+    mask = two_squares()
+    mask[3:6, 6:9] = 2  # the second square is another class: still two objects
+    assert border_weights(mask)[4, 4] == pytest.approx(10 * math.exp(-9 / 50), rel=1e-5)
+    mask[3:6, 6:9] = 255  # ignored: only one object is left, so no border term
+    assert border_weights(mask, ignore_index=255).max() == 0.0

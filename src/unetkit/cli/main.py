@@ -51,7 +51,10 @@ def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
         if not key or not _:
             raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
         section, _, name = key.rpartition(".")
-        value = yaml.safe_load(text) if text else ""
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            raise UserError(f"--set {assignment}: the value is not valid YAML") from None
         if section:
             layer.setdefault(section, {})[name] = value
         else:

@@ -6,10 +6,11 @@ batches of 32 TGS-sized (101 x 101) images ran at 1475 images/s with albumentati
 each), while the seed U-Net trains at ~28 images/s there; masks and weight maps are warped
 with nearest-neighbour interpolation, images with bilinear, all with the same parameters.
 
-Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `strong` = flips,
-90-degree rotations, affine (scale/rotate/shift), elastic deformation as in the U-Net
-paper, brightness/contrast/gamma, Gaussian noise and blur. Every magnitude and probability
-can be changed from the config (`data.augment_params`).
+Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `strong` = horizontal
+flips, affine (scale/rotate/shift), elastic deformation as in the U-Net paper,
+brightness/contrast/gamma, Gaussian noise and blur. Vertical flips and 90-degree rotations
+are off by default (seismic images have an up and a down) and switched on, like every other
+magnitude and probability, from the config (`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def augment_config(preset: str, params: dict[str, Any] | None = None) -> Augment
             raise UserError(f"config field 'data.augment_params.{key}' is unknown (known: {', '.join(sorted(known))})")
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
             raise UserError(f"config field 'data.augment_params.{key}': {value!r} must be a number >= 0")
+        upper = 1.0 if key.startswith("p_") or key in ("noise_std", "brightness", "contrast") else None
+        if key in ("scale", "shift"):
+            upper = 0.99
+        if (upper is not None and value > upper) or (key in ("elastic_sigma", "elastic_alpha") and value == 0):
+            raise UserError(f"config field 'data.augment_params.{key}': {value!r} is out of range"
+                            + (f" (at most {upper})" if upper is not None else " (must be > 0)"))
     return dataclasses.replace(base or AugmentConfig(p_hflip=0.0), **{k: float(v) for k, v in params.items()})
 
 

@@ -49,9 +49,10 @@ class LabelledSet:
         return LabelledSet([self.stems[i] for i in indices], self.images[indices], self.masks[indices],
                            [self.pairs[i] for i in indices], None if self.weights is None else self.weights[indices])
 
-    def coverage(self) -> np.ndarray:
-        """Fraction of foreground (non-zero) pixels per mask, (N,)."""
-        return (self.masks > 0).reshape(len(self), -1).mean(axis=1)
+    def coverage(self, ignore_index: int | None = None) -> np.ndarray:
+        """Fraction of foreground (non-zero, not ignored) pixels per mask, (N,)."""
+        foreground = self.masks > 0 if ignore_index is None else (self.masks > 0) & (self.masks != ignore_index)
+        return foreground.reshape(len(self), -1).mean(axis=1)
 
 
 def list_images(folder: Path) -> dict[str, Path]:
@@ -92,7 +93,9 @@ def load_pair(pair: Pair, in_channels: int, num_classes: int, ignore_index: int 
               palette: ClassPalette | None = None, multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Decode one pair: image (H, W, in_channels) in its dtype, mask (H, W) uint8 indices ((H, W, K) 0/1 labels)."""
     image = to_channels(read_array(pair.image), in_channels, pair.image)
-    raw = read_array(pair.mask, palette_indices=True)
+    # Palette PNGs are class indices, unless classes.yaml names colours: then their colours count.
+    by_colour = palette is not None and all(c is not None for c in palette.colors)
+    raw = read_array(pair.mask, palette_indices=not by_colour)
     if multilabel:
         mask = decode_multilabel(raw, num_classes, pair.mask)
     else:

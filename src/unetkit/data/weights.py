@@ -16,10 +16,20 @@ import numpy as np
 from scipy import ndimage
 
 
-def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
-    """Border term (H, W) float32 of a class-index mask (H, W); objects are connected foreground regions."""
-    foreground = mask > 0
-    labels, count = ndimage.label(foreground)
+def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
+                   ignore_index: int | None = None) -> np.ndarray:
+    """Border term (H, W) float32 of a class-index mask (H, W).
+
+    Objects are connected regions of one foreground class (touching objects of different
+    classes stay apart); pixels equal to `ignore_index` belong to no object.
+    """
+    foreground = (mask > 0) if ignore_index is None else (mask > 0) & (mask != ignore_index)
+    labels = np.zeros(mask.shape, dtype=np.int64)
+    count = 0
+    for cls in np.unique(mask[foreground]):
+        components, found = ndimage.label(mask == cls)
+        labels[components > 0] = components[components > 0] + count
+        count += found
     result = np.zeros(mask.shape, dtype=np.float32)
     if count < 2:
         return result

@@ -54,7 +54,12 @@ class Predictor:
         if self.saved.config.multilabel:
             return (probabilities > self.threshold).astype(np.uint8)
         if self.num_classes == 1:
-            return binary_decision(probabilities[0], self.threshold, **self.saved.postprocess)
+            rule = self.saved.postprocess
+            pre = self.saved.preprocess
+            if pre.size_policy == "resize" and rule:  # areas were tuned on resize_to x resize_to maps
+                factor = probabilities.shape[1] * probabilities.shape[2] / pre.resize_to**2
+                rule = {name: int(round(area * factor)) for name, area in rule.items()}
+            return binary_decision(probabilities[0], self.threshold, **rule)
         return probabilities.argmax(0).astype(np.uint8)
 
     def run(self, items: Iterable[tuple[Key, np.ndarray]]) -> Iterator[tuple[Key, np.ndarray, np.ndarray]]:

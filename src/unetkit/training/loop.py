@@ -293,10 +293,13 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_batches: Batch
         if targets.dim() == 4:  # multi-label: one map per (image, label), like the probabilities
             targets = targets.permute(0, 3, 1, 2).flatten(0, 1)
         decision, table = tune_decision(probabilities, targets, config.threshold_metric,
-                                        tune_postprocess=config.tune_postprocess and not config.model.multilabel)
+                                        tune_postprocess=config.tune_postprocess and not config.model.multilabel,
+                                        ignore_index=config.ignore_index)
         threshold, postprocess = decision.threshold, decision.postprocess
         write_table_csv(table, run_dir / "threshold_sweep.csv")
         val = decision.metrics
+        if config.model.multilabel:  # per-label figures, as during training
+            val, _ = validate(best, val_batches, parts.loss_fn, device, threshold=threshold)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     model_path = run_dir / "model.safetensors"
     record = _record(config, best_row) | {"threshold_metric": config.threshold_metric, "val_at_threshold": val,

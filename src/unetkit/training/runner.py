@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.config import TrainConfig, dump_yaml
+from unetkit.config import TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, load_labelled
 from unetkit.data.loader import BatchIterator
@@ -62,13 +62,18 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
     if resume and not (run_dir / "config.yaml").exists():
         raise UserError(f"{run_dir / 'config.yaml'}: no training run to resume here")
+    if resume:
+        stored = from_dict(TrainConfig, load_yaml(run_dir / "config.yaml"))
+        if stored.model != config.model:
+            raise UserError(f"{run_dir}: the model architecture cannot change on --resume "
+                            f"(stored: {stored.model}, asked: {config.model})")
     if not config.data.data_dir:
         raise UserError("no data folder given (--data DIR with images/ and masks/)")
     data = load_labelled(config.data.data_dir, config.model.in_channels, config.model.num_classes,
                          resize_to=config.data.resize_to if config.data.size_policy == "resize" else None,
                          ignore_index=config.ignore_index, multilabel=config.model.multilabel)
     check_class_coverage(data.masks, config.model.num_classes, config.ignore_index, config.data.data_dir)
-    strata = coverage_classes(data.coverage())
+    strata = coverage_classes(data.coverage(config.ignore_index))
     make_dir(run_dir)
     write_text(run_dir / "config.yaml", dump_yaml(config))
     if config.folds >= 2:
@@ -100,7 +105,8 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_id
         class_weights = balanced_class_weights(train_set.masks, config.model.num_classes)
         log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in class_weights))
     if config.loss == "weighted_ce":
-        train_set.weights = np.stack([border_weights(m, config.border_w0, config.border_sigma) for m in train_set.masks])
+        train_set.weights = np.stack([border_weights(m, config.border_w0, config.border_sigma, config.ignore_index)
+                                      for m in train_set.masks])
     make_dir(run_dir)
     write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
     return fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
@@ -153,7 +159,7 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list
         oof[fold] = _predict_set(saved.net.to(device), data.subset(fold), preprocess, config.batch_size, device, binary)
     if binary:
         decision, table = tune_decision(oof, torch.from_numpy(data.masks), config.threshold_metric,
-                                        tune_postprocess=config.tune_postprocess)
+                                        tune_postprocess=config.tune_postprocess, ignore_index=config.ignore_index)
         write_table_csv(table, run_dir / "threshold_sweep.csv")
     else:
         accumulator = MetricAccumulator(config.model.num_classes, ignore_index=config.ignore_index)

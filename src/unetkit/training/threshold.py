@@ -26,15 +26,16 @@ class Decision:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _score(masks: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
-    accumulator = MetricAccumulator(num_classes=1)
+def _score(masks: torch.Tensor, targets: torch.Tensor, ignore_index: int | None = None) -> dict[str, Any]:
+    accumulator = MetricAccumulator(num_classes=1, ignore_index=ignore_index)
     for start in range(0, len(masks), 256):
         accumulator.update(masks[start : start + 256], targets[start : start + 256])
     return accumulator.summary()
 
 
 def sweep_threshold(probabilities: torch.Tensor, targets: torch.Tensor, metric: str,
-                    thresholds: tuple[float, ...] = THRESHOLDS) -> tuple[float, list[dict[str, float]]]:
+                    thresholds: tuple[float, ...] = THRESHOLDS,
+                    ignore_index: int | None = None) -> tuple[float, list[dict[str, float]]]:
     """Best threshold for `metric` ("tgs_map", "iou", "dice") and the whole sweep table.
 
     probabilities (N, H, W) foreground probability (float, or uint8 in 0..255); targets
@@ -43,19 +44,19 @@ def sweep_threshold(probabilities: torch.Tensor, targets: torch.Tensor, metric: 
     scale = 255.0 if probabilities.dtype == torch.uint8 else 1.0
     table = []
     for t in thresholds:
-        summary = _score((probabilities.float() / scale > t).to(torch.uint8), targets)
+        summary = _score((probabilities.float() / scale > t).to(torch.uint8), targets, ignore_index)
         table.append({"threshold": t, "iou": summary["iou"], "dice": summary["dice"], "tgs_map": summary["tgs_map"]})
     best = max(table, key=lambda row: (row[metric], -abs(row["threshold"] - 0.5)))
     return float(best["threshold"]), table
 
 
-def tune_decision(probabilities: torch.Tensor, targets: torch.Tensor, metric: str, *,
-                  tune_postprocess: bool = True) -> tuple[Decision, list[dict[str, float]]]:
+def tune_decision(probabilities: torch.Tensor, targets: torch.Tensor, metric: str, *, tune_postprocess: bool = True,
+                  ignore_index: int | None = None) -> tuple[Decision, list[dict[str, float]]]:
     """Threshold by sweep, then (min_area, empty_below) by grid at that threshold; only strict gains count."""
-    threshold, table = sweep_threshold(probabilities, targets, metric)
+    threshold, table = sweep_threshold(probabilities, targets, metric, ignore_index=ignore_index)
     scale = 255.0 if probabilities.dtype == torch.uint8 else 1.0
     probs = (probabilities.float() / scale).numpy()
-    base = _score((torch.from_numpy(probs) > threshold).to(torch.uint8), targets)
+    base = _score((torch.from_numpy(probs) > threshold).to(torch.uint8), targets, ignore_index)
     decision = Decision(threshold, {"min_area": 0, "empty_below": 0}, base)
     if not tune_postprocess:
         return decision, table
@@ -64,7 +65,7 @@ def tune_decision(probabilities: torch.Tensor, targets: torch.Tensor, metric: st
     for min_area in areas:
         for empty_below in areas:
             masks = np.stack([binary_decision(p, threshold, min_area, empty_below) for p in probs])
-            summary = _score(torch.from_numpy(masks), targets)
+            summary = _score(torch.from_numpy(masks), targets, ignore_index)
             if summary[metric] > decision.metrics[metric] + 1e-12:
                 decision = Decision(threshold, {"min_area": min_area, "empty_below": empty_below}, summary)
     return decision, table
