@@ -87,11 +87,8 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_id
                  resume: bool, preprocess: Preprocess | None = None) -> FitResult:
     """Fit one model on data[train_idx], validated on data[val_idx]."""
     checkpoint = None
-    if resume and (run_dir / LAST_CHECKPOINT).is_file():
+    if resume and (run_dir / LAST_CHECKPOINT).is_file():  # the architecture was checked in run_training
         checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
-        if config.model != checkpoint.config.model:
-            raise UserError(f"{run_dir}: the model architecture cannot change on --resume "
-                            f"(stored: {checkpoint.config.model}, asked: {config.model})")
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
     if checkpoint:
         preprocess = checkpoint.preprocess
