@@ -107,6 +107,8 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     if resume:
         optimizer.load_state_dict(resume.optimizer)
         plateau.load_state_dict(resume.scheduler)
+        fresh = make_plateau(optimizer, config)  # settings come from the (possibly changed) config, counters stay
+        plateau.patience, plateau.factor, plateau.min_lrs = fresh.patience, fresh.factor, fresh.min_lrs
         if ema is not None and "ema" in resume.extras:
             ema.load_state_dict(resume.extras["ema"])
         if scaler is not None and "scaler" in resume.extras:
