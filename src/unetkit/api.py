@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from unetkit.config import EvaluateConfig, ModelConfig, PredictConfig, TrainConfig, load_yaml, to_dict
+from unetkit.config import EvaluateConfig, ModelConfig, PredictConfig, TrainConfig, to_dict
 from unetkit.data.dataset import Pair, find_pairs, list_images, load_pair
 from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
 from unetkit.data.masks import ClassPalette, read_class_palette
@@ -34,10 +34,10 @@ from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
 from unetkit.runtime import log
 from unetkit.training.loop import write_table_csv
-from unetkit.training.runner import TrainResult, run_training
+from unetkit.training.runner import TrainResult, run_training, stored_config
 from unetkit.visualize import blend_overlay, label_map, overlay_sheet
 
-__all__ = ["evaluate", "load_model", "predict", "train", "demo"]
+__all__ = ["evaluate", "load_model", "predict", "stored_config", "train", "demo"]
 
 DEMO_MARKER = ".unetkit-demo"
 
@@ -57,14 +57,6 @@ class EvaluateResult:
 
     metrics: dict[str, Any]
     csv_path: Path
-
-
-def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The config a run in `run_dir` was trained with, as plain data (the base for --resume)."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{path}: no training run to resume here")
-    return load_yaml(path)
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:

@@ -316,12 +316,6 @@ def _typed(name: str, annotation: Any, value: Any) -> Any:
     return float(value) if text.startswith("float") else tuple(value) if text.startswith("tuple") else value
 
 
-def merge(config: T, **overrides: Any) -> T:
-    """`config` with the non-None `overrides` replaced (CLI flags over YAML over defaults)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(config, **given) if given else config  # type: ignore[type-var]
-
-
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML config file into plain data, with one-line errors for unreadable files."""
     file = Path(path)

@@ -235,9 +235,11 @@ def validate(net: torch.nn.Module, batches: BatchIterator, loss_fn: LossFn, devi
             pred = prob > threshold
         else:
             pred = logits.argmax(1)
-            prob = 1 - torch.softmax(logits, 1)[:, 0]  # probability of any foreground
+            prob = None
         accumulator.update(pred.to(torch.uint8), masks)
         if keep_probabilities:
+            if prob is None:  # multi-class: the probability of any foreground
+                prob = 1 - torch.softmax(logits, 1)[:, 0]
             kept.append((prob * 255).round().to(torch.uint8).cpu())
     summary = accumulator.summary() | {"loss": loss_sum / max(seen, 1)}
     return summary, (torch.cat(kept) if keep_probabilities else None)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +54,14 @@ class TrainResult:
     postprocess: dict
 
 
+def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config a run in `run_dir` was trained with, as plain data (the base for --resume)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{path}: no training run to resume here")
+    return load_yaml(path)
+
+
 def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train per `config` into config.out_dir (see `unetkit.train`)."""
     if not config.out_dir:
@@ -60,10 +70,8 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     resolve_device(config.device)  # fail before anything is written
     if not resume and (run_dir / "config.yaml").exists():
         raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
-    if resume and not (run_dir / "config.yaml").exists():
-        raise UserError(f"{run_dir / 'config.yaml'}: no training run to resume here")
     if resume:
-        stored = from_dict(TrainConfig, load_yaml(run_dir / "config.yaml"))
+        stored = from_dict(TrainConfig, stored_config(run_dir))
         if stored.model != config.model:
             raise UserError(f"{run_dir}: the model architecture cannot change on --resume "
                             f"(stored: {stored.model}, asked: {config.model})")

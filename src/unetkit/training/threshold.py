@@ -63,8 +63,11 @@ def tune_decision(probabilities: torch.Tensor, targets: torch.Tensor, metric: st
     factor = probs.shape[1] * probs.shape[2] / (101 * 101)
     areas = sorted({int(round(a * factor)) for a in AREAS})
     for min_area in areas:
+        # Components are labelled once per min_area; the empty rule then only compares areas.
+        kept = np.stack([binary_decision(p, threshold, min_area) for p in probs])
+        predicted_area = kept.reshape(len(kept), -1).sum(1)
         for empty_below in areas:
-            masks = np.stack([binary_decision(p, threshold, min_area, empty_below) for p in probs])
+            masks = kept * (predicted_area >= empty_below)[:, None, None].astype(np.uint8)
             summary = _score(torch.from_numpy(masks), targets, ignore_index)
             if summary[metric] > decision.metrics[metric] + 1e-12:
                 decision = Decision(threshold, {"min_area": min_area, "empty_below": empty_below}, summary)
