@@ -9,10 +9,8 @@ and every file is written atomically.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,33 +20,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from unetkit.config import EvaluateConfig, ModelConfig, PredictConfig, TrainConfig, to_dict
-from unetkit.data.dataset import Pair, find_pairs, list_images, load_pair
-from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
+from unetkit.config import EvaluateConfig, ModelConfig, PredictConfig, TrainConfig
+from unetkit.data.dataset import Pair, find_pairs, load_pair
+from unetkit.data.io import read_array
 from unetkit.data.masks import ClassPalette, read_class_palette
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir, write_text
+from unetkit.inference.job import PredictionJob, PredictResult
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
 from unetkit.runtime import log
 from unetkit.training.loop import write_table_csv
 from unetkit.training.runner import TrainResult, run_training, stored_config
-from unetkit.visualize import blend_overlay, label_map, overlay_sheet
+from unetkit.visualize import overlay_sheet
 
 __all__ = ["evaluate", "load_model", "predict", "stored_config", "train", "demo"]
 
 DEMO_MARKER = ".unetkit-demo"
-
-
-@dataclass
-class PredictResult:
-    """A finished prediction job."""
-
-    out_dir: Path
-    n_images: int
-    seconds: float
 
 
 @dataclass
@@ -69,59 +59,16 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     return run_training(config, resume=resume)
 
 
-def _input_files(input_path: Path, out_dir: Path) -> list[Path]:
-    """The images to predict, refusing any whose mask would land on an input file."""
-    if input_path.is_dir():
-        files = list(list_images(input_path).values())
-        if not files:
-            raise UserError(f"{input_path}: no images found")
-    elif not input_path.exists():
-        raise UserError(f"{input_path}: input not found")
-    elif not is_image_file(input_path):
-        raise UserError(f"{input_path}: unknown image extension '{input_path.suffix}'")
-    else:
-        files = [input_path]
-    inputs = {path.resolve() for path in files}
-    for path in files:
-        if (out_dir / f"{path.stem}.png").resolve() in inputs:
-            raise UserError(f"{path}: its mask would overwrite an input image; choose another --out")
-    return files
-
-
 def predict(config: PredictConfig) -> PredictResult:
-    """Write one mask PNG per input image (0/255 binary, or class indices) at the image's size.
+    """Write one mask per input image at the image's size: PNG (0/255 binary, or a palette PNG of
+    class indices), or for multi-label models and streamed images, a TIFF.
 
-    Multi-label models write <stem>.tif instead: (K, H, W) uint8, one 0/255 page per label.
-    Optionally also <stem>_prob.tif (float32 probabilities, (K, H, W)) and <stem>_overlay.png.
-    The folder records the arguments that made it in predict_args.json.
+    Images larger than config.tile are predicted in overlapping, blended tiles; TIFF and .npy
+    inputs above config.stream_pixels are streamed by rows into tiled TIFFs (inference/job.py).
+    Optionally also <stem>_prob.tif (float32 probabilities), <stem>_overlay.png and a run-length
+    CSV. The folder records the job in predict_args.json; re-running it finishes what was left.
     """
-    saved = load_model(config.model_path)
-    out_dir = Path(config.out_dir)
-    files = _input_files(Path(config.input_path), out_dir)
-    predictor = Predictor(saved, device=config.device, threshold=config.threshold, batch_size=config.batch_size)
-    channels = saved.config.in_channels
-    items = ((path, to_channels(read_array(path), channels, path)) for path in files)
-    started = time.monotonic()
-    make_dir(out_dir)
-    progress = tqdm(total=len(files), desc="predict", unit="img", disable=None)
-    for path, image, prob in predictor.run(items):
-        mask = predictor.to_mask(prob)
-        if saved.config.multilabel:  # (K, H, W): one 0/255 page per label
-            write_tiff(out_dir / f"{path.stem}.tif", mask * 255)
-            mask = label_map(mask)
-        else:
-            write_png(out_dir / f"{path.stem}.png", mask * 255 if predictor.num_classes == 1 else mask)
-        if config.probabilities:
-            write_tiff(out_dir / f"{path.stem}_prob.tif", prob)
-        if config.overlay:
-            write_png(out_dir / f"{path.stem}_overlay.png", blend_overlay(image, mask))
-        progress.update()
-    progress.close()
-    seconds = time.monotonic() - started
-    record = to_dict(config) | {"threshold_used": predictor.threshold, "n_images": len(files), "seconds": seconds}
-    write_text(out_dir / "predict_args.json", json.dumps(record, indent=1))
-    log.info("%d masks written to %s (%.1f img/s)", len(files), out_dir, len(files) / max(seconds, 1e-9))
-    return PredictResult(out_dir, len(files), seconds)
+    return PredictionJob(config).run()
 
 
 def _labelled_items(pairs: list[Pair], config: ModelConfig, ignore_index: int | None,
@@ -135,7 +82,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     """Score a model on a labelled folder: data-set figures plus a per-image CSV."""
     saved = load_model(config.model_path)
     pairs = find_pairs(config.data_dir)
-    predictor = Predictor(saved, device=config.device, threshold=config.threshold, batch_size=config.batch_size)
+    predictor = Predictor(saved, config)
     num_classes = saved.config.num_classes
     ignore_index = saved.training.get("config", {}).get("ignore_index")  # the training data's convention
     multilabel = saved.config.multilabel

@@ -29,6 +29,9 @@ UPSAMPLINGS = ("transpose", "bilinear")
 THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
 DEVICES = ("auto", "cpu", "cuda")
 AUGMENTATIONS = ("none", "seed", "strong")
+BLENDS = ("gaussian", "constant")
+TTA_MODES = ("none", "flips", "d4")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _require(ok: bool, name: str, message: str) -> None:
@@ -187,14 +190,32 @@ class TrainConfig:
         _check_choice("device", self.device, DEVICES)
 
 
-def _check_inference_fields(config: PredictConfig | EvaluateConfig) -> None:
-    _require(config.threshold is None or 0.0 <= config.threshold <= 1.0, "threshold", "must lie in [0, 1]")
-    _require(config.batch_size >= 1, "batch_size", f"{config.batch_size} must be >= 1")
-    _check_choice("device", config.device, DEVICES)
+@dataclass(frozen=True, kw_only=True)
+class InferenceOptions:
+    """How a model is applied, shared by predict and evaluate so both see images the same way."""
+
+    threshold: float | None = None  # override the threshold stored in the model (binary, multi-label)
+    batch_size: int = 16  # images or tiles per forward pass
+    device: str = "auto"
+    tile: int = 256  # images larger than tile x tile are predicted in overlapping tiles
+    overlap: float = 0.25  # share of a tile that overlaps its neighbour
+    blend: str = "gaussian"  # weights of overlapping tiles: gaussian (sigma = tile/8) or constant
+    tta: str = "none"  # test-time augmentation: none, flips (4) or d4 (8 symmetries)
+    precision: str = "auto"  # auto = bf16 on CUDA GPUs that have it, else fp32
+
+    def __post_init__(self) -> None:
+        _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "must lie in [0, 1]")
+        _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+        _check_choice("device", self.device, DEVICES)
+        _require(self.tile >= 16, "tile", f"{self.tile} must be >= 16")
+        _check_fraction("overlap", self.overlap)
+        _check_choice("blend", self.blend, BLENDS)
+        _check_choice("tta", self.tta, TTA_MODES)
+        _check_choice("precision", self.precision, PRECISIONS)
 
 
-@dataclass(frozen=True)
-class PredictConfig:
+@dataclass(frozen=True, kw_only=True)
+class PredictConfig(InferenceOptions):
     """One prediction job: a model file applied to an image or a folder of images."""
 
     model_path: str
@@ -202,27 +223,21 @@ class PredictConfig:
     out_dir: str
     probabilities: bool = False  # also write float32 probability TIFFs
     overlay: bool = False  # also write image/mask overlay PNGs
-    threshold: float | None = None  # override the threshold stored in the model
-    batch_size: int = 16
-    device: str = "auto"
+    rle: str = ""  # also write a run-length-encoded CSV (Kaggle TGS/Carvana format) to this path
+    stream_pixels: int = 2**26  # TIFF/.npy inputs above this many pixels are streamed by rows
 
     def __post_init__(self) -> None:
-        _check_inference_fields(self)
+        super().__post_init__()
+        _require(self.stream_pixels >= 1, "stream_pixels", f"{self.stream_pixels} must be >= 1")
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig(InferenceOptions):
     """Scoring a model file on a labelled folder (images/ + masks/)."""
 
     model_path: str
     data_dir: str
     csv_path: str = ""  # per-image scores; empty = <model folder>/evaluation-<data folder>.csv
-    threshold: float | None = None
-    batch_size: int = 16
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        _check_inference_fields(self)
 
 
 # Training recipes: named layers of TrainConfig fields under the YAML file and the flags.

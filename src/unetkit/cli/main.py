@@ -19,10 +19,14 @@ import yaml
 
 from unetkit.config import (
     AUGMENTATIONS,
+    BLENDS,
+    DEVICES,
     LOSSES,
     MONITORS,
+    PRECISIONS,
     RECIPES,
     SIZE_POLICIES,
+    TTA_MODES,
     DataConfig,
     EvaluateConfig,
     ModelConfig,
@@ -103,17 +107,24 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from unetkit.api import predict
 
-    predict(PredictConfig(model_path=args.model, input_path=args.input, out_dir=args.out,
-                          probabilities=args.probabilities, overlay=args.overlay, threshold=args.threshold,
-                          batch_size=args.batch_size, device=args.device))
+    result = predict(PredictConfig(model_path=args.model, input_path=args.input, out_dir=args.out,
+                                   probabilities=args.probabilities, overlay=args.overlay, rle=args.rle or "",
+                                   stream_pixels=max(1, int(args.stream_above * 1e6)), **_inference_options(args)))
+    if result.rle_path:
+        logging.getLogger("unetkit").info("run-length CSV: %s", result.rle_path)
     return 0
+
+
+def _inference_options(args: argparse.Namespace) -> dict[str, object]:
+    return {"threshold": args.threshold, "batch_size": args.batch_size, "device": args.device, "tile": args.tile,
+            "overlap": args.overlap, "blend": args.blend, "tta": args.tta, "precision": args.precision}
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from unetkit.api import evaluate
 
     result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data, csv_path=args.csv or "",
-                                     threshold=args.threshold, batch_size=args.batch_size, device=args.device))
+                                     **_inference_options(args)))
     m = result.metrics
     if args.json:
         print(json.dumps({k: m[k] for k in ("iou", "dice", "pixel_accuracy", "tgs_map", "n_images")}
@@ -146,8 +157,17 @@ def _synth(args: argparse.Namespace) -> int:
 def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model file (model.safetensors)")
     parser.add_argument("--threshold", type=float, help="binary models: probability threshold (default: stored in the model)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--batch-size", type=int, default=16, help="images or tiles per forward pass (default 16)")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--tile", type=int, default=256, help="images larger than this (pixels, either side) are "
+                        "predicted in overlapping tiles of this size (default 256)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="share of a tile overlapping the next (default 0.25)")
+    parser.add_argument("--blend", choices=BLENDS, default="gaussian",
+                        help="weights of overlapping tiles: gaussian (sigma = tile/8, default) or constant")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none",
+                        help="test-time augmentation: average over 4 flips or the 8 symmetries of the square (d4)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -183,15 +203,21 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
     train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default) or resize to data.resize_to")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    train.add_argument("--device", choices=DEVICES)
     train.set_defaults(run=_train)
 
     predict = commands.add_parser("predict", help="write masks for an image or a folder of images")
     _common_inference_flags(predict)
     predict.add_argument("--input", required=True, help="an image file or a folder of images")
-    predict.add_argument("--out", required=True, help="output folder: <stem>.png masks")
+    predict.add_argument("--out", required=True, help="output folder: <stem>.png masks (<stem>.tif for multi-label "
+                         "models and streamed images); re-running the same job finishes an interrupted one")
     predict.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.tif (float32)")
     predict.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
+    predict.add_argument("--rle", metavar="CSV", help="also write run-length-encoded masks (Kaggle TGS/Carvana: "
+                         "id,rle_mask; 1-indexed, column-major)")
+    predict.add_argument("--stream-above", type=float, default=2**26 / 1e6, metavar="MEGAPIXELS",
+                         help="TIFF and .npy inputs larger than this are streamed by rows into tiled TIFF masks, "
+                         "with memory bounded by the tile (default 67.1)")
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser("evaluate", help="score a model on a labelled folder")

@@ -1,7 +1,8 @@
 """Reading images and masks from disk, and writing masks back, with one-line errors.
 
 Pillow reads PNG/JPEG (8- and 16-bit, palette, RGB/RGBA); tifffile reads TIFF, which
-Pillow handles poorly beyond 8-bit (float32, multi-channel stacks). What is ours is the
+Pillow handles poorly beyond 8-bit (float32, multi-channel stacks); NumPy reads .npy arrays
+((H, W) or (H, W, C), never pickles). What is ours is the
 policy around them: arrays always come back as (H, W, C) in the file's own dtype, and
 every failure names the file.
 """
@@ -19,7 +20,7 @@ from PIL import Image
 from unetkit.errors import UserError
 from unetkit.fileio import atomic_path
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # JPEG turns a gray image saved as RGB into channels that differ by a few levels.
 _EQUAL_CHANNEL_TOLERANCE = 0.02
@@ -43,11 +44,16 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -
     if not file.is_file():
         raise UserError(f"{file}: file not found")
     try:
-        array = _read_tiff(file) if suffix in TIFF_EXTENSIONS else _read_pillow(file, palette_indices)
+        if suffix in TIFF_EXTENSIONS:
+            array = _read_tiff(file)
+        elif suffix == ".npy":
+            array = np.load(file, allow_pickle=False)
+        else:
+            array = _read_pillow(file, palette_indices)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure on a user's file is that file's problem
-        raise UserError(f"{file}: cannot read image ({_first_line(exc)})") from None
+        raise UserError(f"{file}: cannot read image ({first_line(exc)})") from None
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -97,7 +103,7 @@ def _read_tiff(file: Path) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -142,10 +148,18 @@ def dtype_range(dtype: np.dtype) -> float:
     return 1.0
 
 
-def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """Write a (H, W) or (H, W, 3) uint8 array as PNG, atomically."""
+def write_png(path: str | os.PathLike[str], array: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write a (H, W) or (H, W, 3) uint8 array as PNG, atomically.
+
+    With `palette` ((n, 3) uint8 colours), a (H, W) array of class indices becomes a palette
+    PNG: viewers show the colours, and readers asking for indices get the classes back.
+    """
+    image = Image.fromarray(np.ascontiguousarray(array))
+    if palette is not None:
+        image = image.convert("P") if image.mode != "P" else image
+        image.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        image.save(tmp, format="PNG")
 
 
 def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:

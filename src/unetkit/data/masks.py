@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -126,6 +127,14 @@ def read_class_palette(data_dir: str | os.PathLike[str], num_classes: int) -> Cl
         raise UserError(f"{path}: names {len(names)} classes but model.num_classes is {num_classes} "
                         f"(set --num-classes {len(names) if len(names) > 2 else 1})")
     return ClassPalette(names, colors, values)  # type: ignore[arg-type]
+
+
+def class_table(data_dir: str | os.PathLike[str], num_classes: int, multilabel: bool = False) -> list[dict[str, Any]]:
+    """The classes of DIR/classes.yaml as stored in model files: [{"name": ..., "color": [r, g, b] | None}]."""
+    palette = None if multilabel or num_classes == 1 else read_class_palette(data_dir, num_classes)
+    if palette is None:
+        return []
+    return [{"name": name, "color": list(color) if color else None} for name, color in zip(palette.names, palette.colors)]
 
 
 def check_class_coverage(masks: np.ndarray, num_classes: int, ignore_index: int | None, where: str) -> None:

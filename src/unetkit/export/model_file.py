@@ -49,6 +49,11 @@ class SavedModel:
     def config(self) -> ModelConfig:
         return self.net.config
 
+    @property
+    def classes(self) -> list[dict[str, Any]]:
+        """[{"name", "color"}] from the training data's classes.yaml; empty when it had none."""
+        return list(self.training.get("classes", []))
+
 
 def write_safetensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write tensors and string metadata to `path` atomically."""

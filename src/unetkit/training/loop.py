@@ -27,6 +27,7 @@ from tqdm import tqdm
 from unetkit.config import TrainConfig, to_dict
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.loader import Batch, BatchIterator
+from unetkit.data.masks import class_table
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
 from unetkit.fileio import write_text
@@ -335,7 +336,8 @@ def _improved(monitor: str, value: float, best: float | None) -> bool:
 
 
 def _record(config: TrainConfig, row: dict[str, float]) -> dict[str, Any]:
-    return {"config": to_dict(config), "best_epoch_metrics": row}
+    return {"config": to_dict(config), "best_epoch_metrics": row,
+            "classes": class_table(config.data.data_dir, config.model.num_classes, config.model.multilabel)}
 
 
 def _log_epoch(config: TrainConfig, row: dict[str, float]) -> None:

@@ -21,7 +21,7 @@ from unetkit.config import TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, load_labelled
 from unetkit.data.loader import BatchIterator
-from unetkit.data.masks import check_class_coverage
+from unetkit.data.masks import check_class_coverage, class_table
 from unetkit.data.preprocess import Preprocess, fit_preprocess
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.weights import balanced_class_weights, border_weights
@@ -172,7 +172,8 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list
         decision = Decision(0.5, {}, accumulator.summary())
     model_path = run_dir / "model.safetensors"
     record = {"config": dataclasses.asdict(config), "out_of_fold": decision.metrics, "folds": len(folds),
-              "fold_metrics": [r.val_metrics for r in results]}
+              "fold_metrics": [r.val_metrics for r in results],
+              "classes": class_table(config.data.data_dir, config.model.num_classes, config.model.multilabel)}
     save_ensemble(model_path, [m.net for m in members], preprocess, threshold=decision.threshold if binary else 0.5,
                   postprocess=decision.postprocess if binary else {}, training=record)
     log.info("out-of-fold (%d folds): IoU %.4f  Dice %.4f  TGS mAP %.4f", len(folds), decision.metrics["iou"],

@@ -1,0 +1,118 @@
+"""Images too large for memory, read one band of rows at a time.
+
+TIFFs are opened through tifffile's zarr view, so a band reads and decodes only the tiles
+or strips it overlaps, compressed or not, TIFF or BigTIFF; .npy arrays are memory-mapped.
+Other formats (PNG, JPEG) cannot be read partially and are decoded whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from unetkit.data.io import TIFF_EXTENSIONS, first_line, read_array, to_channels
+from unetkit.errors import UserError
+
+STREAMABLE_EXTENSIONS = (*TIFF_EXTENSIONS, ".npy")
+
+
+@dataclass
+class RowReader:
+    """Rows of one image as (rows, W, channels) arrays in the file's dtype."""
+
+    path: Path
+    height: int
+    width: int
+    dtype: np.dtype
+    channels: int
+    _array: Any  # anything sliced as [y0:y1] -> (rows, W[, C]) or, planar, [:, y0:y1] -> (C, rows, W)
+    _planar: bool = False
+
+    def __call__(self, y0: int, y1: int) -> np.ndarray:
+        try:
+            rows = np.asarray(self._array[:, y0:y1] if self._planar else self._array[y0:y1])
+        except Exception as exc:  # noqa: BLE001 - a corrupt tile of a user's file is that file's problem
+            raise UserError(f"{self.path}: cannot read rows {y0}-{y1} ({first_line(exc)})") from None
+        rows = np.moveaxis(rows, 0, -1) if self._planar else rows
+        return to_channels(rows if rows.ndim == 3 else rows[:, :, None], self.channels, self.path)
+
+
+def can_stream(path: Path) -> bool:
+    """True when `path` can be read by row bands without decoding it whole."""
+    return path.suffix.lower() in STREAMABLE_EXTENSIONS
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file's header, without decoding pixels."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_EXTENSIONS:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                height, width = _tiff_layout(series.shape, series.axes)[:2]
+                return height, width
+        if suffix == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            return int(shape[0]), int(shape[1] if len(shape) > 1 else 0)
+        with Image.open(path) as image:
+            return image.height, image.width
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path}: cannot read image ({first_line(exc)})") from None
+
+
+def _tiff_layout(shape: tuple[int, ...], axes: str) -> tuple[int, int, bool]:
+    """(height, width, planar) of a TIFF series; planar = samples stored before the rows."""
+    if len(shape) == 2:
+        return shape[0], shape[1], False
+    if len(shape) == 3 and axes[-2:] == "YX":
+        return shape[1], shape[2], True
+    if len(shape) == 3:
+        return shape[0], shape[1], False
+    raise ValueError(f"expected a 2-D image, got axes {axes} of shape {shape}")
+
+
+@contextlib.contextmanager
+def open_rows(path: str | os.PathLike[str], channels: int) -> Iterator[RowReader]:
+    """A RowReader for `path`, converting to `channels` like `to_channels` (one line on failure)."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix in TIFF_EXTENSIONS:
+        import zarr  # imported here: only streamed TIFFs need it
+
+        try:
+            store = tifffile.imread(file, aszarr=True, series=0, level=0)
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{file}: cannot read image ({first_line(exc)})") from None
+        try:
+            array = zarr.open(store, mode="r")
+            height, width, planar = _tiff_layout(tuple(array.shape), _series_axes(file))
+            yield RowReader(file, height, width, np.dtype(array.dtype), channels, array, planar)
+        except ValueError as exc:
+            raise UserError(f"{file}: {exc}") from None
+        finally:
+            store.close()
+    elif suffix == ".npy":
+        try:
+            array = np.load(file, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{file}: cannot read array ({first_line(exc)})") from None
+        if array.ndim not in (2, 3):
+            raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
+        yield RowReader(file, array.shape[0], array.shape[1], array.dtype, channels, array)
+        del array
+    else:
+        image = read_array(file)
+        yield RowReader(file, image.shape[0], image.shape[1], image.dtype, channels, image)
+
+
+def _series_axes(path: Path) -> str:
+    with tifffile.TiffFile(path) as tif:
+        return tif.series[0].axes

@@ -1,0 +1,263 @@
+"""A prediction job over a file or folder: which path each image takes, what is written, and
+how a killed job is finished by running it again.
+
+Images no larger than the model's tile are batched whole; larger ones are tiled in memory and
+get the same outputs (PNG mask with the stored post-processing, overlay, run-length CSV). TIFF
+and .npy inputs above `stream_pixels` are streamed: rows are read, predicted and written as
+tiled TIFF band by band, so memory follows the tile and the image width, not the image.
+
+Every output is written under a temporary name and renamed when complete. predict_args.json
+records the job (options and the model's SHA-256) before the first image; a re-run of the same
+job skips images whose outputs all exist, so an interrupted folder is finished, not redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from unetkit.config import PredictConfig, to_dict
+from unetkit.data.dataset import list_images
+from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
+from unetkit.data.regions import can_stream, image_size, open_rows
+from unetkit.data.rle import rle_encode, write_rle_csv
+from unetkit.data.tiled_writer import TiledTiffWriter
+from unetkit.errors import UserError
+from unetkit.export.model_file import SavedModel, load_model
+from unetkit.fileio import make_dir, write_text
+from unetkit.inference.predictor import Predictor
+from unetkit.runtime import log
+from unetkit.visualize import PALETTE, blend_overlay, label_map
+
+RECORD_NAME = "predict_args.json"
+
+
+@dataclass
+class PredictResult:
+    """A finished prediction job."""
+
+    out_dir: Path
+    n_images: int
+    seconds: float
+    n_skipped: int = 0  # already complete from an interrupted run of the same job
+    n_streamed: int = 0
+    rle_path: Path | None = None
+
+
+@dataclass
+class _Item:
+    path: Path
+    height: int
+    width: int
+    streamed: bool
+    outputs: list[Path] = field(default_factory=list)
+
+
+def input_files(input_path: Path) -> list[Path]:
+    """The images to predict: one file, or every image in a folder (sorted by name)."""
+    if input_path.is_dir():
+        files = list(list_images(input_path).values())
+        if not files:
+            raise UserError(f"{input_path}: no images found")
+        return files
+    if not input_path.exists():
+        raise UserError(f"{input_path}: input not found")
+    if not is_image_file(input_path):
+        raise UserError(f"{input_path}: unknown image extension '{input_path.suffix}'")
+    return [input_path]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class PredictionJob:
+    """One `predict` run: plan, then whole/tiled images through `Predictor.run`, then streamed ones."""
+
+    def __init__(self, config: PredictConfig) -> None:
+        self.config = config
+        self.saved: SavedModel = load_model(config.model_path)
+        self.out_dir = Path(config.out_dir)
+        self.predictor = Predictor(self.saved, config)
+        model = self.saved.config
+        self.binary = model.num_classes == 1 and not model.multilabel
+        self.items = [self._plan(path) for path in input_files(Path(config.input_path))]
+        self._check()
+        colours = [c.get("color") for c in self.saved.classes]
+        self.palette = np.array(colours, np.uint8) if colours and all(colours) else PALETTE[: max(model.num_classes, 2)]
+
+    def _plan(self, path: Path) -> _Item:
+        height, width = image_size(path)
+        streamed = can_stream(path) and height * width > self.config.stream_pixels
+        item = _Item(path, height, width, streamed)
+        mask_suffix = ".tif" if streamed or self.saved.config.multilabel else ".png"
+        item.outputs.append(self.out_dir / f"{path.stem}{mask_suffix}")
+        if self.config.probabilities:
+            item.outputs.append(self.out_dir / f"{path.stem}_prob.tif")
+        if self.config.overlay and not streamed:
+            item.outputs.append(self.out_dir / f"{path.stem}_overlay.png")
+        return item
+
+    def _check(self) -> None:
+        inputs = {item.path.resolve() for item in self.items}
+        for item in self.items:
+            if any(out.resolve() in inputs for out in item.outputs):
+                raise UserError(f"{item.path}: its mask would overwrite an input image; choose another --out")
+            if item.streamed and not self.predictor.tiles_images:
+                raise UserError(f"{item.path}: {item.height}x{item.width} is too large for this model, which resizes "
+                                f"every image to {self.saved.preprocess.resize_to}x{self.saved.preprocess.resize_to} "
+                                "(train with data.size_policy: pad to predict large images in tiles)")
+            if item.streamed and self.config.rle:
+                raise UserError(f"{item.path}: {item.height}x{item.width} is streamed, too large for --rle "
+                                f"(raise --stream-above above {item.height * item.width / 1e6:.0f} megapixels)")
+
+    def run(self) -> PredictResult:
+        started = time.monotonic()
+        make_dir(self.out_dir)
+        record = to_dict(self.config) | {"model_sha256": file_sha256(Path(self.config.model_path)),
+                                         "threshold_used": self.predictor.threshold}
+        done = self._completed(record)
+        write_text(self.out_dir / RECORD_NAME, json.dumps(record | {"status": "running"}, indent=1))
+        rle_rows: dict[Path, list[tuple[str, str]]] = {}
+        for item in self.items:
+            if item.path in done and self.config.rle:
+                rle_rows[item.path] = self._rle_rows(item.path.stem, self._read_back(item))
+        progress = tqdm(total=len(self.items), initial=len(done), desc="predict", unit="img", disable=None)
+        tiles = _TileProgress(self.predictor)
+        try:
+            todo = [item for item in self.items if item.path not in done]
+            in_memory = [item for item in todo if not item.streamed]
+            for item, image, prob in self.predictor.run(self._read(in_memory, tiles), on_tiles=tiles.update):
+                mask = self._write_whole(item, image, prob)
+                if self.config.rle:
+                    rle_rows[item.path] = self._rle_rows(item.path.stem, mask)
+                progress.update()
+            for item in todo:
+                if item.streamed:
+                    self._write_streamed(item, tiles)
+                    progress.update()
+        finally:
+            progress.close()
+            tiles.close()
+        rle_path = None
+        if self.config.rle:
+            rle_path = Path(self.config.rle)
+            write_rle_csv(rle_path, [row for item in self.items for row in rle_rows[item.path]])
+        seconds = time.monotonic() - started
+        n_new = len(self.items) - len(done)
+        write_text(self.out_dir / RECORD_NAME, json.dumps(record | {
+            "status": "complete", "n_images": len(self.items), "n_skipped": len(done), "seconds": seconds}, indent=1))
+        log.info("%d masks written to %s (%.2f img/s)%s", n_new, self.out_dir, n_new / max(seconds, 1e-9),
+                 f"; {len(done)} already complete from an earlier run" if done else "")
+        return PredictResult(self.out_dir, len(self.items), seconds, len(done),
+                             sum(item.streamed for item in self.items), rle_path)
+
+    def _completed(self, record: dict[str, Any]) -> set[Path]:
+        """Images finished by an earlier, interrupted run of this same job (same options and model)."""
+        try:
+            earlier = json.loads((self.out_dir / RECORD_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return set()
+        if {k: earlier.get(k) for k in record} != record:
+            return set()
+        return {item.path for item in self.items if all(out.is_file() for out in item.outputs)}
+
+    def _read(self, items: list[_Item], tiles: _TileProgress) -> Iterator[tuple[_Item, np.ndarray]]:
+        channels = self.saved.config.in_channels
+        for item in items:
+            tiles.start(item)
+            yield item, to_channels(read_array(item.path), channels, item.path)
+
+    def _write_whole(self, item: _Item, image: np.ndarray, prob: np.ndarray) -> np.ndarray:
+        """Mask (+ probabilities, overlay) of an image predicted in memory; returns the mask."""
+        mask = self.predictor.to_mask(prob)
+        stem = item.path.stem
+        if self.saved.config.multilabel:  # (K, H, W): one 0/255 page per label
+            write_tiff(self.out_dir / f"{stem}.tif", mask * 255)
+        elif self.binary:
+            write_png(self.out_dir / f"{stem}.png", mask * 255)
+        else:
+            write_png(self.out_dir / f"{stem}.png", mask, palette=self.palette)
+        if self.config.probabilities:
+            write_tiff(self.out_dir / f"{stem}_prob.tif", prob)
+        if self.config.overlay:
+            write_png(self.out_dir / f"{stem}_overlay.png", blend_overlay(image, label_map(mask)))
+        return mask
+
+    def _write_streamed(self, item: _Item, tiles: _TileProgress) -> None:
+        """Rows in, rows out: tiled TIFF mask (and probabilities), never the whole image in memory."""
+        model = self.saved.config
+        k = model.num_classes
+        tiles.start(item)
+        if self.saved.postprocess and self.binary:
+            log.info("%s: streamed by rows; the whole-image rules %s are not applied", item.path,
+                     ", ".join(f"{name} {value} px" for name, value in self.saved.postprocess.items()))
+        if self.config.overlay:
+            log.info("%s: streamed by rows; no overlay is written for it", item.path)
+        with contextlib.ExitStack() as stack:
+            reader = stack.enter_context(open_rows(item.path, model.in_channels))
+            samples = k if model.multilabel else 1
+            mask_out = stack.enter_context(TiledTiffWriter(item.outputs[0], item.height, item.width, np.uint8, samples))
+            prob_out = stack.enter_context(TiledTiffWriter(item.outputs[1], item.height, item.width, np.float32, k)) \
+                if self.config.probabilities else None
+            for _, band in self.predictor.stream(reader, item.height, item.width, on_tiles=tiles.update):
+                prob = band.numpy()
+                mask = self.predictor.to_mask(prob, postprocess=False)
+                if model.multilabel:
+                    mask_out.write(np.moveaxis(mask, 0, -1) * 255)
+                else:
+                    mask_out.write(mask * 255 if self.binary else mask)
+                if prob_out is not None:
+                    prob_out.write(np.moveaxis(prob, 0, -1))
+
+    def _read_back(self, item: _Item) -> np.ndarray:
+        """The mask an earlier run wrote, for the run-length CSV."""
+        raw = read_array(item.outputs[0], palette_indices=True)
+        if self.saved.config.multilabel:
+            return (raw > 0).astype(np.uint8).transpose(2, 0, 1)
+        return (raw[:, :, 0] > 0).astype(np.uint8) if self.binary else raw[:, :, 0]
+
+    def _rle_rows(self, stem: str, mask: np.ndarray) -> list[tuple[str, str]]:
+        """Binary: one row per image; classes and labels: one row <stem>_<name> per foreground class."""
+        if self.binary:
+            return [(stem, rle_encode(mask))]
+        names = [c["name"] for c in self.saved.classes] or [str(i) for i in range(self.saved.config.num_classes)]
+        if self.saved.config.multilabel:
+            return [(f"{stem}_{names[i]}", rle_encode(mask[i])) for i in range(len(mask))]
+        return [(f"{stem}_{names[i]}", rle_encode(mask == i)) for i in range(1, self.saved.config.num_classes)]
+
+
+class _TileProgress:
+    """A second bar, over tiles, for images cut into many of them."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.bar: tqdm | None = None
+
+    def start(self, item: _Item) -> None:
+        self.close()
+        count = self.predictor.tile_count(item.height, item.width)
+        if count > 1:
+            self.bar = tqdm(total=count, desc=item.path.name, unit="tile", leave=False, disable=None)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

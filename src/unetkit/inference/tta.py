@@ -1,0 +1,64 @@
+"""Test-time augmentation: run the network on flipped/rotated copies and average the
+probabilities after undoing each transform.
+
+"flips" is the identity and the three mirrorings (nnU-Net's 2-D mirroring); "d4" adds the
+four transposed variants, all eight symmetries of the square. Each inverse is exact (flips
+and 90-degree rotations only move pixels), which the tests check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from unetkit.config import TTA_MODES
+
+
+@dataclass(frozen=True)
+class Symmetry:
+    """A pixel permutation of (N, C, H, W) tensors: optional transpose of H and W, then flips."""
+
+    transpose: bool = False
+    flip_h: bool = False
+    flip_w: bool = False
+
+    def _dims(self) -> list[int]:
+        return [d for d, on in ((-2, self.flip_h), (-1, self.flip_w)) if on]
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transpose:
+            x = x.transpose(-2, -1)
+        dims = self._dims()
+        return x.flip(dims) if dims else x
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        dims = self._dims()
+        x = x.flip(dims) if dims else x
+        return x.transpose(-2, -1) if self.transpose else x
+
+
+def symmetries(mode: str) -> tuple[Symmetry, ...]:
+    """The transforms of a TTA mode, identity first."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, not {mode!r}")
+    flips = tuple(Symmetry(False, h, w) for h in (False, True) for w in (False, True))
+    if mode == "none":
+        return flips[:1]
+    if mode == "flips":
+        return flips
+    return flips + tuple(Symmetry(True, h, w) for h in (False, True) for w in (False, True))
+
+
+def averaged(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: str,
+             finish: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Mean over the symmetries of `mode` of finish(forward(.)), each result mapped back to x's frame.
+
+    `finish` (activation, resizing) runs after the inverse, so what is averaged is probabilities.
+    """
+    transforms = symmetries(mode)
+    total = finish(forward(x))
+    for symmetry in transforms[1:]:
+        total = total + finish(symmetry.invert(forward(symmetry.apply(x))))
+    return total / len(transforms) if len(transforms) > 1 else total
