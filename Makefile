@@ -28,11 +28,17 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
-# Benchmarks: throughput (~4 min), then quality at equal time (2 x 10 min on TGS).
+# Benchmarks: throughput (~4 min), quality at equal time (2 x 10 min on TGS), then large-image
+# inference against MONAI and peak memory on a 20000 x 20000 TIFF (~15 min). MONAI is installed
+# for the comparison only, pinned; with torch already installed pip adds nothing else.
+MONAI_SPEC ?= monai==1.6.1
+
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_throughput.py
 	rm -rf runs/quality
 	$(BIN)/python benchmarks/quality.py --out runs/quality
+	$(BIN)/pip install --quiet $(MONAI_SPEC)
+	$(BIN)/python benchmarks/inference.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks

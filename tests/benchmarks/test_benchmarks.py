@@ -30,3 +30,14 @@ def test_quality_links_a_labelled_subset(tmp_path: Path) -> None:
     pairs = find_pairs(data)
     subset = load("quality").link_subset(pairs, [1, 4], tmp_path / "subset")
     assert [p.stem for p in find_pairs(subset)] == ["syn_00001", "syn_00004"]
+
+
+def test_inference_benchmark_streams_a_large_tiff_through_the_cli(tiny_model_file: Path, tmp_path: Path) -> None:
+    bench = load("inference")
+    assert bench.mosaic(250).shape == (250, 250, 1)
+    peak_mb, seconds = bench.huge_peak_rss(tiny_model_file, 700, tmp_path)  # checks the tiled (700, 700) output
+    assert peak_mb > 0 and seconds > 0
+    from unetkit.export.model_file import load_model
+
+    seconds, prob = bench.time_unetkit(load_model(tiny_model_file), bench.mosaic(300))
+    assert prob.shape == (300, 300) and seconds > 0

@@ -157,6 +157,25 @@ def test_predict_never_overwrites_its_input(capsys: pytest.CaptureFixture[str], 
     assert image.read_bytes() == before
 
 
+def test_predict_large_images_with_tiles_tta_and_rle(capsys: pytest.CaptureFixture[str], tiny_model_file: Path,
+                                                     tmp_path: Path) -> None:
+    write_gray_png(tmp_path / "in" / "wide.png", np.random.default_rng(0).integers(0, 255, (90, 333), dtype=np.uint8))
+    np.save(tmp_path / "in" / "big.npy", np.zeros((120, 80), np.uint8))
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_model_file), "--input", str(tmp_path / "in"),
+                           "--out", str(tmp_path / "out"), "--tile", "64", "--overlap", "0.5", "--blend", "constant",
+                           "--tta", "d4", "--device", "cpu", "--rle", str(tmp_path / "sub.csv"))
+    assert code == 0, err
+    assert (tmp_path / "sub.csv").read_text().splitlines()[0] == "id,rle_mask"
+    assert len((tmp_path / "sub.csv").read_text().splitlines()) == 3
+    assert Image.open(tmp_path / "out" / "wide.png").size == (333, 90)
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_model_file), "--input", str(tmp_path / "in"),
+                           "--out", str(tmp_path / "out2"), "--stream-above", "0.001", "--rle", "x.csv")
+    assert_one_line_error(code, err, "big.npy", "too large for --rle")
+    code, _, err = run_cli(capsys, "predict", "--model", str(tiny_model_file), "--input", str(tmp_path / "in"),
+                           "--out", str(tmp_path / "out3"), "--overlap", "1.0")
+    assert_one_line_error(code, err, "overlap")
+
+
 def test_checkpoint_given_as_model_says_so(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
     import torch
 

@@ -51,7 +51,8 @@ class TiledTiffWriter:
         try:
             with atomic_path(self.path) as tmp:
                 tifffile.imwrite(tmp, self._tiles(), shape=shape, dtype=self.dtype, tile=(TIFF_TILE, TIFF_TILE),
-                                 compression="zlib", bigtiff=big, photometric="minisblack")
+                                 compression="zlib", bigtiff=big, photometric="minisblack",
+                                 planarconfig="contig" if self.samples > 1 else None)
         except BaseException as exc:  # noqa: BLE001 - handed to the producing thread in close()
             self._error = exc
             while True:  # unblock a producer waiting on a full queue

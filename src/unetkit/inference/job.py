@@ -8,7 +8,8 @@ tiled TIFF band by band, so memory follows the tile and the image width, not the
 
 Every output is written under a temporary name and renamed when complete. predict_args.json
 records the job (options and the model's SHA-256) before the first image; a re-run of the same
-job skips images whose outputs all exist, so an interrupted folder is finished, not redone.
+job skips images whose outputs all exist and are newer than the image, so an interrupted folder
+is finished, not redone.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class PredictionJob:
             return set()
         if {k: earlier.get(k) for k in record} != record:
             return set()
-        return {item.path for item in self.items if all(out.is_file() for out in item.outputs)}
+        return {item.path for item in self.items if _newer_than(item.outputs, item.path)}
 
     def _read(self, items: list[_Item], tiles: _TileProgress) -> Iterator[tuple[_Item, np.ndarray]]:
         channels = self.saved.config.in_channels
@@ -238,6 +239,15 @@ class PredictionJob:
         if self.saved.config.multilabel:
             return [(f"{stem}_{names[i]}", rle_encode(mask[i])) for i in range(len(mask))]
         return [(f"{stem}_{names[i]}", rle_encode(mask == i)) for i in range(1, self.saved.config.num_classes)]
+
+
+def _newer_than(outputs: list[Path], source: Path) -> bool:
+    """All outputs exist and were written after the input last changed (make's rule)."""
+    try:
+        since = source.stat().st_mtime
+        return all(out.stat().st_mtime >= since for out in outputs)
+    except OSError:
+        return False
 
 
 class _TileProgress:
