@@ -10,11 +10,10 @@ import torch
 from PIL import Image
 
 from tests.conftest import write_gray_png
-from unetkit import evaluate, predict
+from unetkit import evaluate, predict, read_rle_csv, rle_decode
 from unetkit.config import EvaluateConfig, PredictConfig
 from unetkit.data.io import read_array
 from unetkit.data.preprocess import Preprocess, identity_preprocess
-from unetkit.data.rle import read_rle_csv, rle_decode
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.export.model_file import save_model
