@@ -12,7 +12,7 @@ on a 20000 x 20000 image, in one run.
      quantity.
    Each is timed twice, alternately, and the faster run counts. Standardisation is included in
    both. A third timing gives MONAI the channels-last module unetkit uses, to show where the
-   difference comes from.
+   difference comes from, and a fourth unetkit's opt-in bf16 on the CPU.
    Target (issue 5): speedup >= 1.5 and max_abs_diff <= 1e-4.
 2. A 20000 x 20000 8-bit tiled TIFF goes through `unetkit predict` in a child process (the CLI,
    as a user runs it); its peak RSS is read from getrusage. Target: < 1500 MB.
@@ -63,8 +63,9 @@ def mosaic(side: int, seed: int = 7) -> np.ndarray:
     return np.concatenate(rows, axis=0)[:side, :side, None]
 
 
-def time_unetkit(saved: SavedModel, image: np.ndarray) -> tuple[float, np.ndarray]:
-    predictor = Predictor(saved, device="cpu", tile=TILE, overlap=OVERLAP, blend="gaussian", batch_size=BATCH)
+def time_unetkit(saved: SavedModel, image: np.ndarray, precision: str = "fp32") -> tuple[float, np.ndarray]:
+    predictor = Predictor(saved, device="cpu", tile=TILE, overlap=OVERLAP, blend="gaussian", batch_size=BATCH,
+                          precision=precision)
     started = time.perf_counter()
     prob = predictor.tiled(image)
     return time.perf_counter() - started, prob[0]
@@ -95,7 +96,9 @@ def compare(model_path: Path, side: int) -> dict[str, float]:
         seconds, prob_theirs = time_monai(plain, saved, image)
         theirs.append(seconds)
     theirs_cl.append(time_monai(channels_last, saved, image)[0])
-    return {"unetkit_s": min(ours), "monai_s": min(theirs), "monai_channels_last_s": min(theirs_cl),
+    bf16_seconds, prob_bf16 = time_unetkit(saved, image, "bf16")
+    return {"unetkit_bf16_s": bf16_seconds, "bf16_max_abs_diff": float(np.abs(prob_bf16 - prob_ours).max()),
+            "unetkit_s": min(ours), "monai_s": min(theirs), "monai_channels_last_s": min(theirs_cl),
             "max_abs_diff": float(np.abs(prob_ours - prob_theirs).max()),
             "mean_probability": float(prob_ours.mean())}
 
@@ -139,7 +142,8 @@ def main() -> None:
             print(f"huge: {args.huge_side}x{args.huge_side} predicted in {seconds:.0f} s", flush=True)
         r = compare(model_path, args.side)
         print(f"tiler: {args.side}x{args.side}, mean probability {r['mean_probability']:.3f}; MONAI given the "
-              f"channels-last module: {r['monai_channels_last_s']:.2f} s", flush=True)
+              f"channels-last module: {r['monai_channels_last_s']:.2f} s; unetkit --precision bf16: "
+              f"{r['unetkit_bf16_s']:.2f} s, max_abs_diff to fp32 {r['bf16_max_abs_diff']:.1e}", flush=True)
         print(f"inference: unetkit_s={r['unetkit_s']:.2f} monai_s={r['monai_s']:.2f} "
               f"speedup={r['monai_s'] / r['unetkit_s']:.2f} max_abs_diff={r['max_abs_diff']:.2e}")
         if args.huge_side:

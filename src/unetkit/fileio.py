@@ -54,6 +54,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> int:
+    """Delete temporary files that a killed writer of `path` left beside it; return how many."""
+    final = Path(path)
+    stale = list(final.parent.glob(f".{glob_escape(final.name)}.*.tmp{glob_escape(final.suffix)}"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:

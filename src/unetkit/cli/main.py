@@ -167,7 +167,8 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: average over 4 flips or the 8 symmetries of the square (d4)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise")
+                        help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise; bf16 on a CPU with "
+                        "AVX512-BF16/AMX is ~1.9x faster, probabilities within ~1e-3")
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from unetkit.data.rle import rle_encode, write_rle_csv
 from unetkit.data.tiled_writer import TiledTiffWriter
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
-from unetkit.fileio import make_dir, write_text
+from unetkit.fileio import make_dir, remove_stale_temporaries, write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.runtime import log
 from unetkit.visualize import PALETTE, blend_overlay, label_map
@@ -140,7 +140,11 @@ class PredictionJob:
         tiles = _TileProgress(self.predictor)
         try:
             todo = [item for item in self.items if item.path not in done]
-            in_memory = [item for item in todo if not item.streamed]
+            for item in todo:  # what a killed run was writing when it died
+                for out in item.outputs:
+                    remove_stale_temporaries(out)
+            # same sizes next to each other, so they share batches
+            in_memory = sorted((item for item in todo if not item.streamed), key=lambda item: (item.height, item.width))
             for item, image, prob in self.predictor.run(self._read(in_memory, tiles), on_tiles=tiles.update):
                 mask = self._write_whole(item, image, prob)
                 if self.config.rle:

@@ -112,7 +112,7 @@ def blended_rows(read_rows: ReadRows, grid: TileGrid, predict: PredictTiles, num
             weight_sum = torch.cat([weight_sum, weight_sum.new_zeros(grow, width)], dim=0)
         for (ty, tx), prob in zip(tiles[first : index + 1], probabilities):
             top = ty - base
-            total[:, top : top + th, tx : tx + tw] += prob * weights
+            total[:, top : top + th, tx : tx + tw].addcmul_(prob, weights)
             weight_sum[top : top + th, tx : tx + tw] += weights
         if on_tiles is not None:
             on_tiles(index + 1 - first)
