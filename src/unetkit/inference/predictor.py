@@ -48,7 +48,7 @@ class Predictor:
     def _autocast_dtype(self, precision: str) -> torch.dtype | None:
         """auto: bf16 on CUDA GPUs that have it (Ampere and later), fp32 elsewhere. bf16 is opt-in on
         the CPU: about 1.9x faster where the CPU has AVX512-BF16 or AMX, but probabilities move by
-        up to ~1e-3 (benchmarks/inference.py measures both)."""
+        up to a few hundredths (benchmarks/inference.py measures both)."""
         if precision == "fp32":
             return None
         if self.device.type == "cuda":
