@@ -87,18 +87,22 @@ def open_rows(path: str | os.PathLike[str], channels: int) -> Iterator[RowReader
     if suffix in TIFF_EXTENSIONS:
         import zarr  # imported here: only streamed TIFFs need it
 
-        try:
-            store = tifffile.imread(file, aszarr=True, series=0, level=0)
-        except Exception as exc:  # noqa: BLE001
-            raise UserError(f"{file}: cannot read image ({first_line(exc)})") from None
+        with contextlib.ExitStack() as opened:
+            try:
+                tif = opened.enter_context(tifffile.TiffFile(file))
+                axes, store = tif.series[0].axes, tif.aszarr(series=0, level=0)
+            except Exception as exc:  # noqa: BLE001
+                raise UserError(f"{file}: cannot read image ({first_line(exc)})") from None
+            opened.pop_all()
         try:
             array = zarr.open(store, mode="r")
-            height, width, planar = _tiff_layout(tuple(array.shape), _series_axes(file))
+            height, width, planar = _tiff_layout(tuple(array.shape), axes)
             yield RowReader(file, height, width, np.dtype(array.dtype), channels, array, planar)
         except ValueError as exc:
             raise UserError(f"{file}: {exc}") from None
         finally:
             store.close()
+            tif.close()
     elif suffix == ".npy":
         try:
             array = np.load(file, mmap_mode="r", allow_pickle=False)
@@ -112,7 +116,3 @@ def open_rows(path: str | os.PathLike[str], channels: int) -> Iterator[RowReader
         image = read_array(file)
         yield RowReader(file, image.shape[0], image.shape[1], image.dtype, channels, image)
 
-
-def _series_axes(path: Path) -> str:
-    with tifffile.TiffFile(path) as tif:
-        return tif.series[0].axes
