@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-browser bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# Not part of `make test`: renders a run report in headless Chromium (Debian's, installed if missing).
+test-browser: $(VENV)/.installed
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	$(BIN)/python tools/report_in_browser.py
 
 # Benchmarks: throughput (~4 min), quality at equal time (2 x 10 min on TGS), then large-image
 # inference against MONAI and peak memory on a 20000 x 20000 TIFF (~15 min). MONAI is installed

@@ -11,25 +11,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from unetkit.config import EvaluateConfig, ModelConfig, PredictConfig, TrainConfig
-from unetkit.data.dataset import Pair, find_pairs, load_pair
+from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig
+from unetkit.data.dataset import find_pairs, load_pair
 from unetkit.data.io import read_array
-from unetkit.data.masks import ClassPalette, read_class_palette
+from unetkit.data.masks import read_class_palette
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir, write_text
 from unetkit.inference.job import PredictionJob, PredictResult
 from unetkit.inference.predictor import Predictor
+from unetkit.inference.scoring import scored_pairs
 from unetkit.metrics import MetricAccumulator
 from unetkit.runtime import log
 from unetkit.training.loop import write_table_csv
@@ -71,13 +70,6 @@ def predict(config: PredictConfig) -> PredictResult:
     return PredictionJob(config).run()
 
 
-def _labelled_items(pairs: list[Pair], config: ModelConfig, ignore_index: int | None,
-                    palette: ClassPalette | None) -> Iterator[tuple[tuple[Pair, np.ndarray], np.ndarray]]:
-    for pair in pairs:
-        image, mask = load_pair(pair, config.in_channels, config.num_classes, ignore_index, palette, config.multilabel)
-        yield (pair, mask), image
-
-
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
     """Score a model on a labelled folder: data-set figures plus a per-image CSV."""
     saved = load_model(config.model_path)
@@ -87,20 +79,9 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     ignore_index = saved.training.get("config", {}).get("ignore_index")  # the training data's convention
     multilabel = saved.config.multilabel
     accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index, multilabel=multilabel)
-    rows = []
     palette = None if multilabel else read_class_palette(config.data_dir, num_classes)
-    items = _labelled_items(pairs, saved.config, ignore_index, palette)
-    for (pair, truth), _, prob in tqdm(predictor.run(items), total=len(pairs), desc="evaluate", unit="img",
-                                      disable=None, leave=False):
-        pred = predictor.to_mask(prob)
-        p, t = torch.from_numpy(pred)[None], torch.from_numpy(truth)[None]
-        if multilabel:  # truth (H, W, K) -> (1, K, H, W), like the prediction
-            t = t.permute(0, 3, 1, 2)
-        accumulator.update(p, t)
-        labelled = truth > 0 if ignore_index is None else (truth > 0) & (truth != ignore_index)
-        rows.append({"stem": pair.stem, "iou": accumulator.image_iou[-1], "dice": accumulator.image_dice[-1],
-                     "tgs_score": accumulator.image_score[-1], "true_coverage": float(labelled.mean()),
-                     "predicted_coverage": float((pred > 0).mean())})
+    scored = scored_pairs(predictor, pairs, accumulator, palette)
+    rows = [item.row for item in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=None, leave=False)]
     csv_path = Path(config.csv_path) if config.csv_path else (
         Path(config.model_path).parent / f"evaluation-{Path(config.data_dir).resolve().name}.csv")
     write_table_csv(rows, csv_path)

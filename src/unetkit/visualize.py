@@ -51,6 +51,11 @@ def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> n
 
 
 def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str]) -> None:
+    """curves_figure written to `path` as PNG."""
+    _save(curves_figure(history), path)
+
+
+def curves_figure(history: Sequence[dict[str, float]]) -> plt.Figure:
     """Loss (train/val) and validation metrics per epoch, two panels side by side."""
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -67,11 +72,17 @@ def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str
     for axis in (left, right):
         axis.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
                   titles: Sequence[str], path: str | os.PathLike[str]) -> None:
+    """overlay_figure written to `path` as PNG."""
+    _save(overlay_figure(images, truths, predictions, titles), path)
+
+
+def overlay_figure(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
+                   titles: Sequence[str]) -> plt.Figure:
     """One row per example: image, truth overlay, prediction overlay."""
     rows = len(images)
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
@@ -82,7 +93,7 @@ def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], pr
             axes[row, col].set_title(f"{title}: {name}" if col == 0 else name, fontsize=8)
             axes[row, col].axis("off")
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:

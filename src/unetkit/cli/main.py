@@ -138,6 +138,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from unetkit.report import write_report
+
+    print(write_report(args.run_dir, device=args.device))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from unetkit.api import demo
 
@@ -227,6 +234,12 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--csv", help="per-image CSV (default: beside the model, evaluation-<data>.csv)")
     evaluate.set_defaults(run=_evaluate)
+
+    report = commands.add_parser("report", help="write RUN_DIR/report.html: curves, figures, config, sweep, "
+                                 "best and worst validation images (training writes it too)")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--device", choices=DEVICES, default="auto")
+    report.set_defaults(run=_report)
 
     demo = commands.add_parser("demo", help="synthetic data -> train the seed -> held-out scores (make demo)")
     demo.add_argument("--out", default="runs/demo")

@@ -29,6 +29,7 @@ from unetkit.errors import UserError
 from unetkit.export.model_file import load_model, save_ensemble
 from unetkit.fileio import make_dir, write_text
 from unetkit.metrics import MetricAccumulator
+from unetkit.report import write_report
 from unetkit.runtime import log, resolve_device
 from unetkit.training.checkpoint import load_checkpoint
 from unetkit.training.loop import FitResult, fit, write_table_csv
@@ -88,6 +89,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         return _train_folds(config, run_dir, data, strata, resume)
     train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
     result = _train_split(config, run_dir, data, train_idx, val_idx, resume)
+    log.info("run report: %s", write_report(run_dir, device=config.device))
     return _result(run_dir, result, len(train_idx), len(val_idx))
 
 

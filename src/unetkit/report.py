@@ -1,0 +1,167 @@
+"""The run report: one self-contained HTML page (images embedded) that shows how a training run went.
+
+Curves, the best epoch's figures, the decision rule and its threshold sweep, the resolved
+config, and the best and worst validation images by IoU, side by side with their truth.
+Written with the standard library (`html`, `base64`): one static page does not justify a
+template engine, and a page with no external resource opens anywhere, offline, forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from unetkit.config import EvaluateConfig  # noqa: E402
+from unetkit.data.dataset import find_pairs  # noqa: E402
+from unetkit.data.masks import read_class_palette  # noqa: E402
+from unetkit.errors import UserError  # noqa: E402
+from unetkit.export.model_file import load_model  # noqa: E402
+from unetkit.fileio import write_text  # noqa: E402
+from unetkit.inference.predictor import Predictor  # noqa: E402
+from unetkit.inference.scoring import Scored, scored_pairs  # noqa: E402
+from unetkit.metrics import MetricAccumulator  # noqa: E402
+from unetkit.visualize import curves_figure, label_map, overlay_figure  # noqa: E402
+
+REPORT_NAME = "report.html"
+# Marks the page when every picture decoded (body data-images="ok"), or puts a red line on top when
+# one did not: the reader sees it, and `make test-browser` reads it from the rendered page.
+_IMAGE_CHECK = """Promise.allSettled([...document.images].map(i => i.decode())).then(results => {
+  const broken = results.filter(r => r.status === "rejected").length;
+  document.body.dataset.images = broken ? "broken" : "ok";
+  if (broken) document.body.insertAdjacentHTML("afterbegin",
+    `<p style="color:#b00">${broken} image(s) of this report could not be shown</p>`);
+});"""
+EXAMPLES = 4  # best and worst validation images shown
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
+    """Write RUN_DIR/report.html from what the run left on disk; return its path."""
+    run = Path(run_dir)
+    metrics_path, model_path = run / "metrics.csv", run / "model.safetensors"
+    if not metrics_path.is_file() or not model_path.is_file():
+        raise UserError(f"{run}: not a finished training run (needs metrics.csv and model.safetensors)")
+    history = [{k: float(v) for k, v in row.items()} for row in read_csv_rows(metrics_path)]
+    saved = load_model(model_path)
+    record = saved.training
+    sections = [_summary(run, saved.training, saved.threshold, saved.postprocess, history)]
+    sections.append(_figure_section("Training curves", curves_figure(history)))
+    sections.append("<h2>Every epoch (metrics.csv)</h2>\n" + _table(read_csv_rows(metrics_path), raw=True))
+    sweep_path = run / "threshold_sweep.csv"
+    if sweep_path.is_file():
+        sections.append(_sweep_section(read_csv_rows(sweep_path), saved.threshold))
+    sections.append(_examples_section(run, record, device))
+    config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
+    sections.append(f"<h2>Resolved config</h2>\n<pre>{html.escape(config_text)}</pre>")
+    page = _page(f"unetkit run {run.name}", sections)
+    write_text(run / REPORT_NAME, page)
+    return run / REPORT_NAME
+
+
+def _page(title: str, sections: list[str]) -> str:
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}")
+    body = "\n".join(sections)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
+            f"<script>{_IMAGE_CHECK}</script>\n</body></html>\n")
+
+
+def _table(rows: list[dict[str, Any]], *, raw: bool = False) -> str:
+    """An HTML table; `raw` keeps values exactly as given (metrics.csv's own digits)."""
+    if not rows:
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v) if raw else _fmt(v))}</td>" for v in row.values())
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: dict[str, int],
+             history: list[dict[str, float]]) -> str:
+    best = record.get("best_epoch_metrics") or {}
+    at_threshold = record.get("val_at_threshold") or record.get("out_of_fold") or {}
+    lines = [f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
+             f"{html.escape(str(record.get('stop_reason', 'n/a')))}.</p>",
+             "<h2>Best epoch</h2>", _table([best] if best else [])]
+    if at_threshold:
+        scalars = {k: v for k, v in at_threshold.items() if isinstance(v, int | float)}
+        rule = {"threshold": threshold} | {k: v for k, v in postprocess.items()}
+        lines += ["<h2>Validation at the tuned decision rule</h2>", _table([rule | scalars])]
+    return "\n".join(lines)
+
+
+def _figure_section(title: str, figure: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"<h2>{html.escape(title)}</h2>\n<img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">"
+
+
+def _sweep_section(rows: list[dict[str, str]], threshold: float) -> str:
+    table = [{k: float(v) for k, v in row.items()} for row in rows]
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    for name in [k for k in table[0] if k != "threshold"]:
+        axis.plot([r["threshold"] for r in table], [r[name] for r in table], label=name)
+    axis.axvline(threshold, color="k", linestyle=":", label=f"chosen {threshold:.2f}")
+    axis.set_xlabel("threshold")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _figure_section("Threshold sweep (validation)", figure)
+
+
+def _examples_section(run: Path, record: dict[str, Any], device: str) -> str:
+    """Best and worst validation images by IoU, predicted now by the run's model."""
+    split_path = run / "split.json"
+    data_dir = (record.get("config") or {}).get("data", {}).get("data_dir", "")
+    if not split_path.is_file() or not data_dir or not Path(data_dir).is_dir():
+        return ("<h2>Best and worst validation images by IoU</h2>\n"
+                f"<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>")
+    val_stems = set(json.loads(split_path.read_text(encoding="utf-8"))["val"])
+    pairs = [pair for pair in find_pairs(data_dir) if pair.stem in val_stems]
+    saved = load_model(run / "model.safetensors")
+    config = saved.config
+    predictor = Predictor(saved, EvaluateConfig(model_path="", data_dir=data_dir, device=device))
+    accumulator = MetricAccumulator(config.num_classes, ignore_index=record.get("config", {}).get("ignore_index"),
+                                    multilabel=config.multilabel)
+    palette = None if config.multilabel else read_class_palette(data_dir, config.num_classes)
+    # (iou, has an object, stem): among equal IoUs, "best" prefers images with something to find
+    scores = sorted((float(item.row["iou"]), float(item.row["true_coverage"]) > 0, item.pair.stem)
+                    for item in scored_pairs(predictor, pairs, accumulator, palette))
+    worst = [stem for _, _, stem in scores[:EXAMPLES]]
+    best = [stem for _, _, stem in scores[::-1][:EXAMPLES] if stem not in worst]
+    chosen = [pair for stem in best + worst for pair in pairs if pair.stem == stem]
+    shown: list[Scored] = list(scored_pairs(predictor, chosen, MetricAccumulator(
+        config.num_classes, ignore_index=accumulator.ignore_index, multilabel=config.multilabel), palette))
+    iou = {stem: value for value, _, stem in scores}
+    titles = [f"{'best' if item.pair.stem in best else 'worst'} {item.pair.stem} IoU {iou[item.pair.stem]:.3f}"
+              for item in shown]
+    truths = [label_map(item.truth, channel_axis=-1) for item in shown]
+    preds = [label_map(item.prediction) for item in shown]
+    figure = overlay_figure([item.image for item in shown], truths, preds, titles)
+    caption = "; ".join(html.escape(t) for t in titles)
+    return (_figure_section("Best and worst validation images by IoU", figure)
+            + f"\n<p>{caption} (of {len(pairs)} validation images)</p>")
