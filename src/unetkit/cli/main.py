@@ -138,6 +138,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from unetkit.export.onnx import export_onnx
+
+    difference = export_onnx(args.model, args.out, opset=args.opset)
+    print(f"{args.out}: written; onnxruntime vs PyTorch, max abs difference of probabilities {difference:.2e}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from unetkit.report import write_report
 
@@ -234,6 +242,13 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--csv", help="per-image CSV (default: beside the model, evaluation-<data>.csv)")
     evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser("export", help="write the model as ONNX (dynamic batch, height, width; metadata)")
+    export.add_argument("--model", required=True, help="model file (model.safetensors)")
+    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--opset", type=int, default=17)
+    export.set_defaults(run=_export)
 
     report = commands.add_parser("report", help="write RUN_DIR/report.html: curves, figures, config, sweep, "
                                  "best and worst validation images (training writes it too)")

@@ -1,0 +1,85 @@
+"""ONNX export: the network with its activation, dynamic batch/height/width, and everything needed
+to apply it (normalisation, threshold, post-processing rules, classes) in the ONNX metadata.
+
+The graph takes standardised float32 images (N, C, H, W) and returns probabilities (N, K, H, W):
+sigmoid for binary and multi-label models, softmax over classes otherwise. Any H and W work,
+because the reflect padding to a multiple of 2**depth is traced with the input's shape.
+PyTorch's TorchScript-based exporter is used (`dynamo=False`): the dynamo exporter cannot trace
+the data-dependent padding mode. onnx and onnxruntime are an optional extra (`unetkit[onnx]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from unetkit.errors import UserError
+from unetkit.export.model_file import SavedModel, load_model
+from unetkit.fileio import atomic_path
+
+OPSET = 17
+PARITY_SHAPES = ((1, 101, 101), (2, 300, 517))  # (batch, height, width): the seed's size and an odd one
+
+
+class _WithActivation(nn.Module):
+    def __init__(self, net: nn.Module, sigmoid: bool) -> None:
+        super().__init__()
+        self.net, self.sigmoid = net, sigmoid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
+
+
+def onnx_metadata(saved: SavedModel) -> dict[str, str]:
+    """What a consumer needs besides the graph, as strings (ONNX metadata_props)."""
+    return {
+        "format": "unetkit-onnx",
+        "model": json.dumps(dataclasses.asdict(saved.config)),
+        "preprocess": json.dumps(dataclasses.asdict(saved.preprocess)),
+        "threshold": repr(float(saved.threshold)),
+        "postprocess": json.dumps(saved.postprocess),
+        "classes": json.dumps(saved.classes),
+        "input": "image: float32 (N, C, H, W), pixels scaled to [0, 1] by bit depth, then (x - mean) / std",
+        "output": "probabilities: float32 (N, K, H, W)",
+    }
+
+
+def export_onnx(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *, opset: int = OPSET) -> float:
+    """Write `out_path` (atomically) and return the largest |onnxruntime - PyTorch| probability difference
+    over PARITY_SHAPES."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise UserError("ONNX export needs the onnx extra: pip install 'unetkit[onnx]'") from None
+    saved = load_model(model_path)
+    module = _WithActivation(saved.net.eval(), saved.config.sigmoid).eval()
+    channels = saved.config.in_channels
+    example = torch.zeros(1, channels, 101, 101)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with atomic_path(out_path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on traced shape arithmetic
+        torch.onnx.export(module, (example,), str(tmp), input_names=["image"], output_names=["probabilities"],
+                          dynamic_axes={"image": axes, "probabilities": axes}, opset_version=opset, dynamo=False)
+        graph = onnx.load(str(tmp))
+        for key, value in onnx_metadata(saved).items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.save(graph, str(tmp))
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        worst = 0.0
+        generator = torch.Generator().manual_seed(0)
+        for batch, height, width in PARITY_SHAPES:
+            x = torch.randn(batch, channels, height, width, generator=generator)
+            with torch.inference_mode():
+                expected = module(x).numpy()
+            got = session.run(None, {"image": x.numpy()})[0]
+            worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
