@@ -17,21 +17,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt  # the Agg backend is chosen by unetkit.visualize, imported below
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from unetkit.config import EvaluateConfig  # noqa: E402
-from unetkit.data.dataset import find_pairs  # noqa: E402
-from unetkit.data.masks import read_class_palette  # noqa: E402
-from unetkit.errors import UserError  # noqa: E402
-from unetkit.export.model_file import load_model  # noqa: E402
-from unetkit.fileio import write_text  # noqa: E402
-from unetkit.inference.predictor import Predictor  # noqa: E402
-from unetkit.inference.scoring import Scored, scored_pairs  # noqa: E402
-from unetkit.metrics import MetricAccumulator  # noqa: E402
-from unetkit.visualize import curves_figure, label_map, overlay_figure  # noqa: E402
+from unetkit.config import EvaluateConfig
+from unetkit.data.dataset import find_pairs
+from unetkit.data.masks import read_class_palette
+from unetkit.errors import UserError
+from unetkit.export.model_file import load_model
+from unetkit.fileio import write_text
+from unetkit.inference.predictor import Predictor
+from unetkit.inference.scoring import Scored, scored_pairs
+from unetkit.metrics import MetricAccumulator
+from unetkit.visualize import curves_figure, label_map, overlay_figure
 
 REPORT_NAME = "report.html"
 # Marks the page when every picture decoded (body data-images="ok"), or puts a red line on top when
