@@ -21,15 +21,13 @@ from tqdm import tqdm
 from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig
 from unetkit.data.dataset import find_pairs, load_pair
 from unetkit.data.io import read_array
-from unetkit.data.masks import read_class_palette
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir, write_text
 from unetkit.inference.job import PredictionJob, PredictResult
 from unetkit.inference.predictor import Predictor
-from unetkit.inference.scoring import scored_pairs
-from unetkit.metrics import MetricAccumulator
+from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
 from unetkit.runtime import log
 from unetkit.training.loop import write_table_csv
 from unetkit.training.runner import TrainResult, run_training, stored_config
@@ -75,12 +73,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     saved = load_model(config.model_path)
     pairs = find_pairs(config.data_dir)
     predictor = Predictor(saved, config)
-    num_classes = saved.config.num_classes
-    ignore_index = saved.training.get("config", {}).get("ignore_index")  # the training data's convention
-    multilabel = saved.config.multilabel
-    accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index, multilabel=multilabel)
-    palette = None if multilabel else read_class_palette(config.data_dir, num_classes)
-    scored = scored_pairs(predictor, pairs, accumulator, palette)
+    accumulator = accumulator_for(saved)
+    scored = scored_pairs(predictor, pairs, accumulator, palette_for(saved, config.data_dir))
     rows = [item.row for item in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=None, leave=False)]
     csv_path = Path(config.csv_path) if config.csv_path else (
         Path(config.model_path).parent / f"evaluation-{Path(config.data_dir).resolve().name}.csv")

@@ -19,15 +19,12 @@ from typing import Any
 
 import matplotlib.pyplot as plt  # the Agg backend is chosen by unetkit.visualize, imported below
 
-from unetkit.config import EvaluateConfig
 from unetkit.data.dataset import find_pairs
-from unetkit.data.masks import read_class_palette
 from unetkit.errors import UserError
-from unetkit.export.model_file import load_model
+from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import write_text
 from unetkit.inference.predictor import Predictor
-from unetkit.inference.scoring import Scored, scored_pairs
-from unetkit.metrics import MetricAccumulator
+from unetkit.inference.scoring import Scored, accumulator_for, palette_for, scored_pairs
 from unetkit.visualize import curves_figure, label_map, overlay_figure
 
 REPORT_NAME = "report.html"
@@ -53,16 +50,16 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
     metrics_path, model_path = run / "metrics.csv", run / "model.safetensors"
     if not metrics_path.is_file() or not model_path.is_file():
         raise UserError(f"{run}: not a finished training run (needs metrics.csv and model.safetensors)")
-    history = [{k: float(v) for k, v in row.items()} for row in read_csv_rows(metrics_path)]
+    rows = read_csv_rows(metrics_path)
+    history = [{k: float(v) for k, v in row.items()} for row in rows]
     saved = load_model(model_path)
-    record = saved.training
     sections = [_summary(run, saved.training, saved.threshold, saved.postprocess, history)]
     sections.append(_figure_section("Training curves", curves_figure(history)))
-    sections.append("<h2>Every epoch (metrics.csv)</h2>\n" + _table(read_csv_rows(metrics_path), raw=True))
+    sections.append("<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True))
     sweep_path = run / "threshold_sweep.csv"
     if sweep_path.is_file():
         sections.append(_sweep_section(read_csv_rows(sweep_path), saved.threshold))
-    sections.append(_examples_section(run, record, device))
+    sections.append(_examples_section(run, saved, device))
     config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
     sections.append(f"<h2>Resolved config</h2>\n<pre>{html.escape(config_text)}</pre>")
     page = _page(f"unetkit run {run.name}", sections)
@@ -130,29 +127,25 @@ def _sweep_section(rows: list[dict[str, str]], threshold: float) -> str:
     return _figure_section("Threshold sweep (validation)", figure)
 
 
-def _examples_section(run: Path, record: dict[str, Any], device: str) -> str:
+def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     """Best and worst validation images by IoU, predicted now by the run's model."""
     split_path = run / "split.json"
-    data_dir = (record.get("config") or {}).get("data", {}).get("data_dir", "")
+    data_dir = (saved.training.get("config") or {}).get("data", {}).get("data_dir", "")
     if not split_path.is_file() or not data_dir or not Path(data_dir).is_dir():
         return ("<h2>Best and worst validation images by IoU</h2>\n"
                 f"<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>")
     val_stems = set(json.loads(split_path.read_text(encoding="utf-8"))["val"])
     pairs = [pair for pair in find_pairs(data_dir) if pair.stem in val_stems]
-    saved = load_model(run / "model.safetensors")
-    config = saved.config
-    predictor = Predictor(saved, EvaluateConfig(model_path="", data_dir=data_dir, device=device))
-    accumulator = MetricAccumulator(config.num_classes, ignore_index=record.get("config", {}).get("ignore_index"),
-                                    multilabel=config.multilabel)
-    palette = None if config.multilabel else read_class_palette(data_dir, config.num_classes)
+    predictor = Predictor(saved, device=device)
+    palette = palette_for(saved, data_dir)
     # (iou, has an object, stem): among equal IoUs, "best" prefers images with something to find
     scores = sorted((float(item.row["iou"]), float(item.row["true_coverage"]) > 0, item.pair.stem)
-                    for item in scored_pairs(predictor, pairs, accumulator, palette))
+                    for item in scored_pairs(predictor, pairs, accumulator_for(saved), palette))
     worst = [stem for _, _, stem in scores[:EXAMPLES]]
     best = [stem for _, _, stem in scores[::-1][:EXAMPLES] if stem not in worst]
     chosen = [pair for stem in best + worst for pair in pairs if pair.stem == stem]
-    shown: list[Scored] = list(scored_pairs(predictor, chosen, MetricAccumulator(
-        config.num_classes, ignore_index=accumulator.ignore_index, multilabel=config.multilabel), palette))
+    # the chosen few are predicted again rather than every validation image kept in memory
+    shown: list[Scored] = list(scored_pairs(predictor, chosen, accumulator_for(saved), palette))
     iou = {stem: value for value, _, stem in scores}
     titles = [f"{'best' if item.pair.stem in best else 'worst'} {item.pair.stem} IoU {iou[item.pair.stem]:.3f}"
               for item in shown]

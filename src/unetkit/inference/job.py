@@ -19,7 +19,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,19 @@ class PredictResult:
 
 @dataclass
 class _Item:
+    """One input and the files it gets; `None` where an output was not asked for."""
+
     path: Path
     height: int
     width: int
     streamed: bool
-    outputs: list[Path] = field(default_factory=list)
+    mask: Path
+    probabilities: Path | None
+    overlay: Path | None
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [out for out in (self.mask, self.probabilities, self.overlay) if out is not None]
 
 
 def input_files(input_path: Path) -> list[Path]:
@@ -103,14 +111,10 @@ class PredictionJob:
     def _plan(self, path: Path) -> _Item:
         height, width = image_size(path)
         streamed = can_stream(path) and height * width > self.config.stream_pixels
-        item = _Item(path, height, width, streamed)
         mask_suffix = ".tif" if streamed or self.saved.config.multilabel else ".png"
-        item.outputs.append(self.out_dir / f"{path.stem}{mask_suffix}")
-        if self.config.probabilities:
-            item.outputs.append(self.out_dir / f"{path.stem}_prob.tif")
-        if self.config.overlay and not streamed:
-            item.outputs.append(self.out_dir / f"{path.stem}_overlay.png")
-        return item
+        return _Item(path, height, width, streamed, mask=self.out_dir / f"{path.stem}{mask_suffix}",
+                     probabilities=self.out_dir / f"{path.stem}_prob.tif" if self.config.probabilities else None,
+                     overlay=self.out_dir / f"{path.stem}_overlay.png" if self.config.overlay and not streamed else None)
 
     def _check(self) -> None:
         inputs = {item.path.resolve() for item in self.items}
@@ -189,17 +193,16 @@ class PredictionJob:
     def _write_whole(self, item: _Item, image: np.ndarray, prob: np.ndarray) -> np.ndarray:
         """Mask (+ probabilities, overlay) of an image predicted in memory; returns the mask."""
         mask = self.predictor.to_mask(prob)
-        stem = item.path.stem
         if self.saved.config.multilabel:  # (K, H, W): one 0/255 page per label
-            write_tiff(self.out_dir / f"{stem}.tif", mask * 255)
+            write_tiff(item.mask, mask * 255)
         elif self.binary:
-            write_png(self.out_dir / f"{stem}.png", mask * 255)
+            write_png(item.mask, mask * 255)
         else:
-            write_png(self.out_dir / f"{stem}.png", mask, palette=self.palette)
-        if self.config.probabilities:
-            write_tiff(self.out_dir / f"{stem}_prob.tif", prob)
-        if self.config.overlay:
-            write_png(self.out_dir / f"{stem}_overlay.png", blend_overlay(image, label_map(mask)))
+            write_png(item.mask, mask, palette=self.palette)
+        if item.probabilities:
+            write_tiff(item.probabilities, prob)
+        if item.overlay:
+            write_png(item.overlay, blend_overlay(image, label_map(mask)))
         return mask
 
     def _write_streamed(self, item: _Item, tiles: _TileProgress) -> None:
@@ -215,9 +218,9 @@ class PredictionJob:
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(open_rows(item.path, model.in_channels))
             samples = k if model.multilabel else 1
-            mask_out = stack.enter_context(TiledTiffWriter(item.outputs[0], item.height, item.width, np.uint8, samples))
-            prob_out = stack.enter_context(TiledTiffWriter(item.outputs[1], item.height, item.width, np.float32, k)) \
-                if self.config.probabilities else None
+            mask_out = stack.enter_context(TiledTiffWriter(item.mask, item.height, item.width, np.uint8, samples))
+            prob_out = stack.enter_context(TiledTiffWriter(item.probabilities, item.height, item.width, np.float32, k)) \
+                if item.probabilities else None
             for _, band in self.predictor.stream(reader, item.height, item.width, on_tiles=tiles.update):
                 prob = band.numpy()
                 mask = self.predictor.to_mask(prob, postprocess=False)
@@ -230,7 +233,7 @@ class PredictionJob:
 
     def _read_back(self, item: _Item) -> np.ndarray:
         """The mask an earlier run wrote, for the run-length CSV."""
-        raw = read_array(item.outputs[0], palette_indices=True)
+        raw = read_array(item.mask, palette_indices=True)
         if self.saved.config.multilabel:
             return (raw > 0).astype(np.uint8).transpose(2, 0, 1)
         return (raw[:, :, 0] > 0).astype(np.uint8) if self.binary else raw[:, :, 0]

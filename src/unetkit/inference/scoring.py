@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 
 from unetkit.data.dataset import Pair, load_pair
-from unetkit.data.masks import ClassPalette
+from unetkit.data.masks import ClassPalette, read_class_palette
+from unetkit.export.model_file import SavedModel
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
 
@@ -23,6 +25,17 @@ class Scored:
     truth: np.ndarray  # (H, W) indices, or (H, W, K) labels
     prediction: np.ndarray  # (H, W) indices, or (K, H, W) labels
     row: dict[str, float | str]  # stem, iou, dice, tgs_score, true_coverage, predicted_coverage
+
+
+def accumulator_for(saved: SavedModel) -> MetricAccumulator:
+    """Metrics as the model's training data counted them (its ignore_index, labels or classes)."""
+    ignore_index = saved.training.get("config", {}).get("ignore_index")
+    return MetricAccumulator(saved.config.num_classes, ignore_index=ignore_index, multilabel=saved.config.multilabel)
+
+
+def palette_for(saved: SavedModel, data_dir: str | os.PathLike[str]) -> ClassPalette | None:
+    """DATA_DIR/classes.yaml, which says how its masks store classes (none for multi-label models)."""
+    return None if saved.config.multilabel else read_class_palette(data_dir, saved.config.num_classes)
 
 
 def scored_pairs(predictor: Predictor, pairs: list[Pair], accumulator: MetricAccumulator,
