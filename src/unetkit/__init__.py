@@ -3,11 +3,34 @@
 The public API: `UNet` (the network, preset "seed" by default), `train`, `predict`,
 `evaluate` and `load_model`; the CLI (`unetkit ...`) wraps exactly these. `rle_encode`,
 `rle_decode` and `read_rle_csv` read and write the run-length CSV that `predict --rle` writes.
+
+The names are resolved on first use (PEP 562), so `import unetkit` and `unetkit predict
+--model model.onnx` do not import PyTorch until something needs it.
 """
 
-from unetkit.api import evaluate, load_model, predict, train
-from unetkit.data.rle import read_rle_csv, rle_decode, rle_encode
-from unetkit.models.unet import UNet
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unetkit.api import evaluate, load_model, predict, train
+    from unetkit.data.rle import read_rle_csv, rle_decode, rle_encode
+    from unetkit.models.unet import UNet
+
+_HOMES = {"UNet": "unetkit.models.unet", "evaluate": "unetkit.api", "load_model": "unetkit.api",
+          "predict": "unetkit.api", "train": "unetkit.api", "read_rle_csv": "unetkit.data.rle",
+          "rle_decode": "unetkit.data.rle", "rle_encode": "unetkit.data.rle"}
 
 __all__ = ["UNet", "evaluate", "load_model", "predict", "read_rle_csv", "rle_decode", "rle_encode", "train"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'unetkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

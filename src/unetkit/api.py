@@ -4,6 +4,9 @@ train(TrainConfig) -> TrainResult, predict(PredictConfig) -> PredictResult,
 evaluate(EvaluateConfig) -> EvaluateResult, load_model(path) -> SavedModel, demo(...).
 Every user mistake surfaces as `UserError` before anything is written where possible,
 and every file is written atomically.
+
+Each entry point imports the machinery it needs when called: `predict` with an ONNX model
+must run where PyTorch is not installed, so nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -13,27 +16,19 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig
-from unetkit.data.dataset import find_pairs, load_pair
-from unetkit.data.io import read_array
-from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
-from unetkit.export.model_file import SavedModel, load_model
-from unetkit.fileio import make_dir, write_text
+from unetkit.fileio import make_dir, write_csv, write_text
 from unetkit.inference.job import PredictionJob, PredictResult
-from unetkit.inference.predictor import Predictor
-from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
 from unetkit.runtime import log
-from unetkit.training.loop import write_table_csv
-from unetkit.training.runner import TrainResult, run_training, stored_config
-from unetkit.visualize import overlay_sheet
 
-__all__ = ["evaluate", "load_model", "predict", "stored_config", "train", "demo"]
+if TYPE_CHECKING:
+    from unetkit.export.model_file import SavedModel
+    from unetkit.training.runner import TrainResult
+
+__all__ = ["evaluate", "load_model", "predict", "stored_config", "train", "demo", "EvaluateResult", "PredictResult"]
 
 DEMO_MARKER = ".unetkit-demo"
 
@@ -53,7 +48,24 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     a new time budget; see `stored_config`); the architecture must stay the same. With
     config.folds = K, trains K folds and writes one ensemble model file (see training/runner.py).
     """
+    from unetkit.training.runner import run_training
+
     return run_training(config, resume=resume)
+
+
+def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config a run in `run_dir` was trained with, as plain data (the base for --resume)."""
+    from unetkit.training.runner import stored_config as read_stored
+
+    return read_stored(run_dir)
+
+
+def load_model(path: str | os.PathLike[str]) -> SavedModel:
+    """A unetkit model file (safetensors + metadata) as a SavedModel on the CPU, in eval mode:
+    .net, .preprocess, .threshold, .postprocess, .classes."""
+    from unetkit.export.model_file import load_model as load
+
+    return load(path)
 
 
 def predict(config: PredictConfig) -> PredictResult:
@@ -69,16 +81,22 @@ def predict(config: PredictConfig) -> PredictResult:
 
 
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
-    """Score a model on a labelled folder: data-set figures plus a per-image CSV."""
-    saved = load_model(config.model_path)
+    """Score a model (.safetensors, or an ONNX export) on a labelled folder: data-set figures plus a
+    per-image CSV."""
+    from tqdm import tqdm
+
+    from unetkit.data.dataset import find_pairs
+    from unetkit.inference.engine import open_predictor
+    from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
+
+    predictor = open_predictor(config.model_path, config)
     pairs = find_pairs(config.data_dir)
-    predictor = Predictor(saved, config)
-    accumulator = accumulator_for(saved)
-    scored = scored_pairs(predictor, pairs, accumulator, palette_for(saved, config.data_dir))
+    accumulator = accumulator_for(predictor.saved)
+    scored = scored_pairs(predictor, pairs, accumulator, palette_for(predictor.saved, config.data_dir))
     rows = [item.row for item in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=None, leave=False)]
     csv_path = Path(config.csv_path) if config.csv_path else (
         Path(config.model_path).parent / f"evaluation-{Path(config.data_dir).resolve().name}.csv")
-    write_table_csv(rows, csv_path)
+    write_csv(rows, csv_path)
     metrics = accumulator.summary() | {"threshold": predictor.threshold}
     return EvaluateResult(metrics, csv_path)
 
@@ -91,6 +109,8 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     checkpoints/), evaluation.csv, overlays.png (held-out image / truth / prediction) and
     predictions/ (one mask per held-out image).
     """
+    from unetkit.data.synthetic import generate_synthetic
+
     root = Path(out_dir)
     if (root / DEMO_MARKER).is_file():
         log.info("replacing the previous demo in %s", root)
@@ -117,6 +137,12 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
 
 
 def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
+    import numpy as np
+
+    from unetkit.data.dataset import find_pairs, load_pair
+    from unetkit.data.io import read_array
+    from unetkit.visualize import overlay_sheet
+
     pairs = find_pairs(test_dir)[:count]
     images, truths, preds = [], [], []
     for pair in pairs:
@@ -125,6 +151,3 @@ def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
         truths.append(truth)
         preds.append((read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8))
     overlay_sheet(images, truths, preds, [p.stem for p in pairs], root / "overlays.png")
-
-
-__all__ += ["SavedModel", "TrainResult", "PredictResult", "EvaluateResult"]

@@ -130,6 +130,7 @@ class TrainConfig:
     ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); validated and saved
     amp: str = "auto"  # mixed precision on CUDA: auto = bf16 where supported, else fp16 with a grad scaler
     compile: bool = False  # torch.compile the network
+    sync_batchnorm: bool = False  # under torchrun on GPUs: batch-norm statistics over every rank's images
     deterministic: bool = False  # deterministic kernels (slower on GPU)
     tune_postprocess: bool = False  # also choose min component area and the empty-mask rule on validation
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)

@@ -9,10 +9,13 @@ a file where a folder should be, a full disk) are the user's to fix and become o
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from unetkit.errors import UserError
 
@@ -71,3 +74,12 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Same-keyed dicts as CSV (a header, then one line per dict), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())

@@ -129,6 +129,14 @@ class MetricAccumulator:
             pred = torch.where(ignored, torch.zeros_like(pred), pred)
         self._add_images(pred, target)
 
+    def merge(self, other: MetricAccumulator) -> None:
+        """Add what `other` accumulated (another rank's share of the images)."""
+        self.confusion += other.confusion
+        self.label_counts += other.label_counts
+        self.image_iou += other.image_iou
+        self.image_dice += other.image_dice
+        self.image_score += other.image_score
+
     def _add_images(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         image_iou = iou(pred, target)
         self.image_iou += image_iou.tolist()

@@ -32,36 +32,45 @@ def test_axis_starts_match_the_common_grid() -> None:
 
 def test_importance_map_is_a_centred_gaussian_clamped_above_zero() -> None:
     weights = importance_map(256, 200, "gaussian")
-    assert weights.shape == (256, 200)
-    assert torch.equal(weights, weights.flip(0)) and torch.equal(weights, weights.flip(1))
+    assert weights.shape == (256, 200) and weights.dtype == np.float32
+    assert np.array_equal(weights, weights[::-1]) and np.array_equal(weights, weights[:, ::-1])
     assert abs(float(weights.max()) - np.exp(-(0.5**2) / (2 * 32**2)) * np.exp(-(0.5**2) / (2 * 25**2))) < 1e-6
     assert float(weights.min()) == pytest.approx(1e-3)  # exp(-8) x exp(-8) at the corner, clamped
-    assert torch.equal(importance_map(7, 9, "constant"), torch.ones(7, 9))
+    assert np.array_equal(importance_map(7, 9, "constant"), np.ones((7, 9)))
 
 
-def _blend(image: np.ndarray, tile: int, predict, blend: str = "gaussian", batch_size: int = 5) -> np.ndarray:
+def _blend(image: np.ndarray, tile: int, predict, blend: str = "gaussian", batch_size: int = 5,
+           backend: str = "torch") -> np.ndarray:
+    """Tiles through `predict` (NumPy (N, K, h, w) out), blended on torch tensors or on NumPy arrays."""
     grid = TileGrid.plan(image.shape[0], image.shape[1], tile, 0.25)
-    bands = blended_rows(lambda y0, y1: image[y0:y1], grid, predict, 1, batch_size=batch_size, blend=blend,
-                         device=torch.device("cpu"))
+    weights = importance_map(grid.tile_h, grid.tile_w, blend)
+    if backend == "torch":
+        bands = blended_rows(lambda y0, y1: image[y0:y1], grid, lambda t: torch.from_numpy(predict(t)), 1,
+                             batch_size=batch_size, weights=torch.from_numpy(weights))
+    else:
+        bands = blended_rows(lambda y0, y1: image[y0:y1], grid, predict, 1, batch_size=batch_size, weights=weights)
     return assemble(bands, 1, image.shape[0], image.shape[1])
 
 
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
 @pytest.mark.parametrize("blend", ["gaussian", "constant"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_weights_sum_correctly_at_borders_and_corners(shape: tuple[int, int], blend: str) -> None:
+def test_weights_sum_correctly_at_borders_and_corners(shape: tuple[int, int], blend: str, backend: str) -> None:
     # every tile predicts 1 everywhere: the blend is exactly 1 only if each pixel's weights are normalised
     image = np.zeros((*shape, 1), np.uint8)
-    out = _blend(image, 64, lambda tiles: torch.ones(len(tiles), 1, *tiles.shape[1:3]), blend)
+    out = _blend(image, 64, lambda tiles: np.ones((len(tiles), 1, *tiles.shape[1:3]), np.float32), blend,
+                 backend=backend)
     assert np.abs(out - 1.0).max() < 1e-6
 
 
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_pointwise_model_tiled_equals_the_image(shape: tuple[int, int], batch_size: int) -> None:
+def test_pointwise_model_tiled_equals_the_image(shape: tuple[int, int], batch_size: int, backend: str) -> None:
     # a per-pixel "model" (value / 255): any misplaced tile or row shows up as a difference
     image = np.random.default_rng(1).integers(0, 255, (*shape, 1), dtype=np.uint8)
-    out = _blend(image, 64, lambda t: torch.from_numpy(t.astype(np.float32) / 255).permute(0, 3, 1, 2),
-                 batch_size=batch_size)
+    out = _blend(image, 64, lambda t: np.ascontiguousarray((t.astype(np.float32) / 255).transpose(0, 3, 1, 2)),
+                 batch_size=batch_size, backend=backend)
     assert np.abs(out[0] - image[:, :, 0] / 255).max() < 1e-6
 
 
@@ -77,7 +86,7 @@ def test_open_rows_stay_within_two_tiles() -> None:
         return image[y0:y1]
 
     for y0, band in blended_rows(read, grid, lambda t: torch.zeros(len(t), 1, 64, 64), 1, batch_size=4,
-                                 blend="gaussian", device=torch.device("cpu")):
+                                 weights=torch.from_numpy(importance_map(64, 64, "gaussian"))):
         assert y0 == emitted[0]  # consecutive, in order
         emitted[0] += band.shape[1]
     assert emitted[0] == 2000

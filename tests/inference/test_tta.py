@@ -59,3 +59,12 @@ def test_tta_works_with_tiling_and_the_resize_policy() -> None:
     assert tiled.shape == (1, 1, 150, 211) and np.abs(tiled - whole).max() < 0.01
     resized = SavedModel(saved.net, Preprocess((0.5,), (0.25,), "resize", 32))
     assert Predictor(resized, device="cpu", tta="d4").probabilities(image).shape == (1, 1, 150, 211)
+
+
+@pytest.mark.parametrize("mode", ["flips", "d4"])
+def test_numpy_arrays_move_exactly_as_tensors(mode: str) -> None:
+    # ONNX prediction runs TTA on NumPy arrays; every transform must move pixels as on tensors
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    for symmetry in symmetries(mode):
+        assert np.array_equal(symmetry.apply(x.numpy()), symmetry.apply(x).numpy())
+        assert np.array_equal(symmetry.invert(x.numpy()), symmetry.invert(x).numpy())

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from unetkit import distributed
 from unetkit.config import (
     AUGMENTATIONS,
     BLENDS,
@@ -96,6 +97,8 @@ def _train(args: argparse.Namespace) -> int:
 
     base = stored_config(args.out) if args.resume else None
     result = train(build_train_config(args, base), resume=args.resume)
+    if not distributed.is_main():
+        return 0
     metrics = result.val_metrics
     threshold = f"threshold {result.threshold:.2f}, " if result.threshold is not None else ""
     print(f"model: {result.model_path}  ({threshold}best epoch {result.best_epoch} of {result.epochs_done}, "
@@ -274,10 +277,13 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 2 user error)."""
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
+    quiet = args.quiet or not distributed.is_main()  # under torchrun rank 0 alone logs progress
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr, force=True)
     try:
-        return args.run(args)
+        code = args.run(args)
+        distributed.leave()
+        return code
     except UserError as exc:
         print(f"unetkit: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,18 +1,22 @@
 """What happens to pixels between the file and the network, identically in training and inference.
 
 A `Preprocess` is stored in every model file, so prediction scales, standardises and
-resizes exactly as training did, without the user repeating any setting.
+resizes exactly as training did, without the user repeating any setting. torch is imported
+only by the functions that resize or build tensors: ONNX prediction standardises with
+`to_array` and never imports torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from unetkit.data.io import dtype_range
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class Preprocess:
 
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, C) array of any dtype -> standardised float32 tensor (N, C, H, W)."""
+        import torch
+        import torch.nn.functional as F
+
         scale = dtype_range(images.dtype)
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         x = x.to(torch.float32) / scale if x.dtype != torch.float32 or scale != 1.0 else x
@@ -40,6 +47,18 @@ class Preprocess:
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def to_array(self, images: np.ndarray) -> np.ndarray:
+        """`to_tensor` in NumPy, float32 (N, C, H, W), for the pad policy (what ONNX prediction uses)."""
+        if self.size_policy != "pad":
+            raise ValueError("to_array standardises only; resizing needs to_tensor")
+        x = np.moveaxis(images, -1, 1).astype(np.float32, copy=False)
+        scale = dtype_range(images.dtype)
+        if images.dtype != np.float32 or scale != 1.0:
+            x = x / np.float32(scale)
+        mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
+        return np.ascontiguousarray((x - mean) / std)
 
 
 def identity_preprocess(channels: int, size_policy: str = "pad", resize_to: int = 128) -> Preprocess:
@@ -67,6 +86,9 @@ def fit_preprocess(images: np.ndarray, *, normalize: bool, size_policy: str, res
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W, C) of any dtype -> float32 (height, width, C) in [0, 1] (bilinear, antialiased)."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(image.astype(np.float32) / dtype_range(image.dtype)).permute(2, 0, 1)[None]
     x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return x[0].permute(1, 2, 0).numpy()
@@ -74,6 +96,9 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W) class indices or (H, W, K) labels -> (height, width[, K]), nearest neighbour: no new values."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(mask)
     x = x.permute(2, 0, 1)[None] if x.dim() == 3 else x[None, None]
     resized = F.interpolate(x, size=(height, width), mode="nearest-exact")[0]
@@ -82,6 +107,8 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def resize_logits(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(N, K, h, w) network output back to the input's (height, width)."""
+    import torch.nn.functional as F
+
     if logits.shape[-2:] == (height, width):
         return logits
     return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)

@@ -46,6 +46,7 @@ def onnx_metadata(saved: SavedModel) -> dict[str, str]:
         "threshold": repr(float(saved.threshold)),
         "postprocess": json.dumps(saved.postprocess),
         "classes": json.dumps(saved.classes),
+        "training": json.dumps(saved.training),
         "input": "image: float32 (N, C, H, W), pixels scaled to [0, 1] by bit depth, then (x - mean) / std",
         "output": "probabilities: float32 (N, K, H, W)",
     }

@@ -10,6 +10,9 @@ Every output is written under a temporary name and renamed when complete. predic
 records the job (options and the model's SHA-256) before the first image; a re-run of the same
 job skips images whose outputs all exist and are newer than the image, so an interrupted folder
 is finished, not redone.
+
+Under torchrun each rank predicts its share of the images (balanced by pixel count) and
+writes their files; rank 0 writes the record and the run-length CSV for all of them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from unetkit import distributed
 from unetkit.config import PredictConfig, to_dict
 from unetkit.data.dataset import list_images
 from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
@@ -33,10 +37,9 @@ from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.data.rle import rle_encode, write_rle_csv
 from unetkit.data.tiled_writer import TiledTiffWriter
 from unetkit.errors import UserError
-from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir, remove_stale_temporaries, write_text
-from unetkit.inference.predictor import Predictor
-from unetkit.runtime import log
+from unetkit.inference.engine import AppliedModel, PredictionEngine, open_predictor
+from unetkit.runtime import log, progress_hidden
 from unetkit.visualize import PALETTE, blend_overlay, label_map
 
 RECORD_NAME = "predict_args.json"
@@ -98,9 +101,9 @@ class PredictionJob:
 
     def __init__(self, config: PredictConfig) -> None:
         self.config = config
-        self.saved: SavedModel = load_model(config.model_path)
+        self.predictor = open_predictor(config.model_path, config)
+        self.saved: AppliedModel = self.predictor.saved
         self.out_dir = Path(config.out_dir)
-        self.predictor = Predictor(self.saved, config)
         model = self.saved.config
         self.binary = model.num_classes == 1 and not model.multilabel
         self.items = [self._plan(path) for path in input_files(Path(config.input_path))]
@@ -131,19 +134,22 @@ class PredictionJob:
 
     def run(self) -> PredictResult:
         started = time.monotonic()
+        distributed.join(self.predictor.device.type)
         make_dir(self.out_dir)
         record = to_dict(self.config) | {"model_sha256": file_sha256(Path(self.config.model_path)),
                                          "threshold_used": self.predictor.threshold}
         done = self._completed(record)
-        write_text(self.out_dir / RECORD_NAME, json.dumps(record | {"status": "running"}, indent=1))
+        distributed.barrier()  # every rank has read the earlier record before rank 0 replaces it
+        if distributed.is_main():
+            write_text(self.out_dir / RECORD_NAME, json.dumps(record | {"status": "running"}, indent=1))
         rle_rows: dict[Path, list[tuple[str, str]]] = {}
         for item in self.items:
-            if item.path in done and self.config.rle:
+            if item.path in done and self.config.rle and distributed.is_main():
                 rle_rows[item.path] = self._rle_rows(item.path.stem, self._read_back(item))
-        progress = tqdm(total=len(self.items), initial=len(done), desc="predict", unit="img", disable=None)
+        todo = _share([item for item in self.items if item.path not in done])
+        progress = tqdm(total=len(todo), desc="predict", unit="img", disable=progress_hidden())
         tiles = _TileProgress(self.predictor)
         try:
-            todo = [item for item in self.items if item.path not in done]
             for item in todo:  # what a killed run was writing when it died
                 for out in item.outputs:
                     remove_stale_temporaries(out)
@@ -161,14 +167,17 @@ class PredictionJob:
         finally:
             progress.close()
             tiles.close()
-        rle_path = None
-        if self.config.rle:
-            rle_path = Path(self.config.rle)
-            write_rle_csv(rle_path, [row for item in self.items for row in rle_rows[item.path]])
+        for share in distributed.all_gather(rle_rows)[1:]:
+            rle_rows.update(share)
+        rle_path = Path(self.config.rle) if self.config.rle else None
         seconds = time.monotonic() - started
         n_new = len(self.items) - len(done)
-        write_text(self.out_dir / RECORD_NAME, json.dumps(record | {
-            "status": "complete", "n_images": len(self.items), "n_skipped": len(done), "seconds": seconds}, indent=1))
+        if distributed.is_main():
+            if rle_path is not None:
+                write_rle_csv(rle_path, [row for item in self.items for row in rle_rows[item.path]])
+            write_text(self.out_dir / RECORD_NAME, json.dumps(record | {
+                "status": "complete", "n_images": len(self.items), "n_skipped": len(done), "seconds": seconds},
+                indent=1))
         log.info("%d masks written to %s (%.2f img/s)%s", n_new, self.out_dir, n_new / max(seconds, 1e-9),
                  f"; {len(done)} already complete from an earlier run" if done else "")
         return PredictResult(self.out_dir, len(self.items), seconds, len(done),
@@ -221,8 +230,7 @@ class PredictionJob:
             mask_out = stack.enter_context(TiledTiffWriter(item.mask, item.height, item.width, np.uint8, samples))
             prob_out = stack.enter_context(TiledTiffWriter(item.probabilities, item.height, item.width, np.float32, k)) \
                 if item.probabilities else None
-            for _, band in self.predictor.stream(reader, item.height, item.width, on_tiles=tiles.update):
-                prob = band.numpy()
+            for _, prob in self.predictor.stream(reader, item.height, item.width, on_tiles=tiles.update):
                 mask = self.predictor.to_mask(prob, postprocess=False)
                 if model.multilabel:
                     mask_out.write(np.moveaxis(mask, 0, -1) * 255)
@@ -248,6 +256,20 @@ class PredictionJob:
         return [(f"{stem}_{names[i]}", rle_encode(mask == i)) for i in range(1, self.saved.config.num_classes)]
 
 
+def _share(items: list[_Item]) -> list[_Item]:
+    """This torchrun rank's images: largest first to the least-loaded rank (the same plan on every rank)."""
+    if distributed.world_size() == 1:
+        return items
+    loads = [0] * distributed.world_size()
+    mine = set()
+    for item in sorted(items, key=lambda item: (-item.height * item.width, str(item.path))):
+        rank = loads.index(min(loads))
+        loads[rank] += item.height * item.width
+        if rank == distributed.rank():
+            mine.add(item.path)
+    return [item for item in items if item.path in mine]
+
+
 def _newer_than(outputs: list[Path], source: Path) -> bool:
     """All outputs exist and were written after the input last changed (make's rule)."""
     try:
@@ -260,7 +282,7 @@ def _newer_than(outputs: list[Path], source: Path) -> bool:
 class _TileProgress:
     """A second bar, over tiles, for images cut into many of them."""
 
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: PredictionEngine) -> None:
         self.predictor = predictor
         self.bar: tqdm | None = None
 
@@ -268,7 +290,7 @@ class _TileProgress:
         self.close()
         count = self.predictor.tile_count(item.height, item.width)
         if count > 1:
-            self.bar = tqdm(total=count, desc=item.path.name, unit="tile", leave=False, disable=None)
+            self.bar = tqdm(total=count, desc=item.path.name, unit="tile", leave=False, disable=progress_hidden())
 
     def update(self, n: int) -> None:
         if self.bar is not None:

@@ -11,8 +11,7 @@ import torch
 
 from unetkit.data.dataset import Pair, load_pair
 from unetkit.data.masks import ClassPalette, read_class_palette
-from unetkit.export.model_file import SavedModel
-from unetkit.inference.predictor import Predictor
+from unetkit.inference.engine import AppliedModel, PredictionEngine
 from unetkit.metrics import MetricAccumulator
 
 
@@ -27,18 +26,18 @@ class Scored:
     row: dict[str, float | str]  # stem, iou, dice, tgs_score, true_coverage, predicted_coverage
 
 
-def accumulator_for(saved: SavedModel) -> MetricAccumulator:
+def accumulator_for(saved: AppliedModel) -> MetricAccumulator:
     """Metrics as the model's training data counted them (its ignore_index, labels or classes)."""
     ignore_index = saved.training.get("config", {}).get("ignore_index")
     return MetricAccumulator(saved.config.num_classes, ignore_index=ignore_index, multilabel=saved.config.multilabel)
 
 
-def palette_for(saved: SavedModel, data_dir: str | os.PathLike[str]) -> ClassPalette | None:
+def palette_for(saved: AppliedModel, data_dir: str | os.PathLike[str]) -> ClassPalette | None:
     """DATA_DIR/classes.yaml, which says how its masks store classes (none for multi-label models)."""
     return None if saved.config.multilabel else read_class_palette(data_dir, saved.config.num_classes)
 
 
-def scored_pairs(predictor: Predictor, pairs: list[Pair], accumulator: MetricAccumulator,
+def scored_pairs(predictor: PredictionEngine, pairs: list[Pair], accumulator: MetricAccumulator,
                  palette: ClassPalette | None = None) -> Iterator[Scored]:
     """Predict every pair as `predict` would, add it to `accumulator`, and yield it with its scores."""
     config = predictor.saved.config

@@ -10,6 +10,10 @@ and the same engine serves in-memory images, memory-mapped arrays and tiled TIFF
 The grid and the weights follow the convention MONAI and nnU-Net share, so results agree with
 theirs: step int(tile * (1 - overlap)), the last tile flush with the border, Gaussian weights
 with sigma = tile / 8 clamped below at 1e-3 of the peak (no pixel gets zero weight).
+
+The engine works on whatever arrays the network returns: torch tensors (blended on the
+network's device) or NumPy arrays (ONNX prediction, which never imports torch). The few
+operations that differ between the two are the small helpers at the end.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
 
 from unetkit.config import BLENDS
 
@@ -27,7 +31,7 @@ SIGMA_SCALE = 0.125
 MIN_WEIGHT = 1e-3
 
 ReadRows = Callable[[int, int], np.ndarray]  # (y0, y1) -> (y1 - y0, W, C) raw pixels
-PredictTiles = Callable[[np.ndarray], torch.Tensor]  # (N, h, w, C) raw pixels -> (N, K, h, w) probabilities
+PredictTiles = Callable[[np.ndarray], Any]  # (N, h, w, C) raw pixels -> (N, K, h, w) probabilities (tensor or array)
 
 
 def axis_starts(size: int, tile: int, overlap: float) -> list[int]:
@@ -39,19 +43,19 @@ def axis_starts(size: int, tile: int, overlap: float) -> list[int]:
     return sorted({min(i * step, size - tile) for i in range(count)})
 
 
-def importance_map(height: int, width: int, blend: str) -> torch.Tensor:
+def importance_map(height: int, width: int, blend: str) -> np.ndarray:
     """(height, width) float32 weights of one tile's pixels: a centred Gaussian, or ones."""
     if blend == "constant":
-        return torch.ones(height, width)
+        return np.ones((height, width), np.float32)
     if blend != "gaussian":
         raise ValueError(f"blend must be one of {BLENDS}, not {blend!r}")
 
-    def bell(n: int) -> torch.Tensor:
-        x = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
-        return torch.exp(-(x**2) / (2 * (SIGMA_SCALE * n) ** 2))
+    def bell(n: int) -> np.ndarray:
+        x = np.arange(n, dtype=np.float32) - np.float32((n - 1) / 2)
+        return np.exp(-(x**2) / np.float32(2 * (SIGMA_SCALE * n) ** 2))
 
     weights = bell(height)[:, None] * bell(width)[None, :]
-    return weights.clamp_(min=max(float(weights.min()), MIN_WEIGHT))
+    return np.maximum(weights, max(float(weights.min()), MIN_WEIGHT)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -80,20 +84,20 @@ class TileGrid:
 
 
 def blended_rows(read_rows: ReadRows, grid: TileGrid, predict: PredictTiles, num_outputs: int, *,
-                 batch_size: int, blend: str, device: torch.device,
-                 on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (y0, probabilities (K, rows, W) float32 on the CPU) for consecutive finished bands.
+                 batch_size: int, weights: Any,
+                 on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (y0, probabilities (K, rows, W) float32 NumPy) for consecutive finished bands.
 
-    Tiles run in row-major batches (a batch may span tile rows). After each batch, the rows
-    above the first tile not yet run are final: they are divided by their weight sum, yielded
-    and dropped. Input rows are read once per tile row.
+    `weights`: the tile's importance map (`importance_map`), as the same kind of array
+    `predict` returns, on the same device. Tiles run in row-major batches (a batch may span
+    tile rows). After each batch, the rows above the first tile not yet run are final: they
+    are divided by their weight sum, yielded and dropped. Input rows are read once per tile row.
     """
-    weights = importance_map(grid.tile_h, grid.tile_w, blend).to(device)
     th, tw, width = grid.tile_h, grid.tile_w, grid.width
     tiles = [(y, x) for y in grid.ys for x in grid.xs]
     base = 0  # first row not yet yielded; the buffers hold rows base .. base + len
-    total = torch.zeros(num_outputs, 0, width, device=device)
-    weight_sum = torch.zeros(0, width, device=device)
+    total = _zeros_like(weights, (num_outputs, 0, width))
+    weight_sum = _zeros_like(weights, (0, width))
     pending: list[np.ndarray] = []
     band_y, band = -1, np.empty(0)
     for index, (y, x) in enumerate(tiles):
@@ -107,26 +111,56 @@ def blended_rows(read_rows: ReadRows, grid: TileGrid, predict: PredictTiles, num
         pending = []
         rows_needed = tiles[index][0] + th - base
         if rows_needed > weight_sum.shape[0]:
-            grow = rows_needed - weight_sum.shape[0]
-            total = torch.cat([total, total.new_zeros(num_outputs, grow, width)], dim=1)
-            weight_sum = torch.cat([weight_sum, weight_sum.new_zeros(grow, width)], dim=0)
+            total = _grown(total, rows_needed, axis=1)
+            weight_sum = _grown(weight_sum, rows_needed, axis=0)
         for (ty, tx), prob in zip(tiles[first : index + 1], probabilities):
             top = ty - base
-            total[:, top : top + th, tx : tx + tw].addcmul_(prob, weights)
+            _add_weighted(total[:, top : top + th, tx : tx + tw], prob, weights)
             weight_sum[top : top + th, tx : tx + tw] += weights
         if on_tiles is not None:
             on_tiles(index + 1 - first)
         final = tiles[index + 1][0] if index + 1 < len(tiles) else grid.height
         if final > base:
             done = final - base
-            yield base, (total[:, :done] / weight_sum[:done]).cpu()
-            total, weight_sum = total[:, done:].clone(), weight_sum[done:].clone()
+            yield base, host_array(total[:, :done] / weight_sum[:done])
+            total, weight_sum = _copy(total[:, done:]), _copy(weight_sum[done:])
             base = final
 
 
-def assemble(bands: Iterator[tuple[int, torch.Tensor]], num_outputs: int, height: int, width: int) -> np.ndarray:
+def assemble(bands: Iterator[tuple[int, np.ndarray]], num_outputs: int, height: int, width: int) -> np.ndarray:
     """Collect finished bands into one (K, H, W) float32 array."""
     out = np.empty((num_outputs, height, width), dtype=np.float32)
     for y0, band in bands:
-        out[:, y0 : y0 + band.shape[1]] = band.numpy()
+        out[:, y0 : y0 + band.shape[1]] = band
     return out
+
+
+# What differs between torch tensors and NumPy arrays, told apart by their methods.
+
+def _zeros_like(like: Any, shape: tuple[int, ...]) -> Any:
+    return like.new_zeros(shape) if hasattr(like, "new_zeros") else np.zeros(shape, like.dtype)
+
+
+def _grown(buffer: Any, rows: int, axis: int) -> Any:
+    """`buffer` with zero rows appended along `axis` up to `rows`."""
+    shape = list(buffer.shape)
+    shape[axis] = rows
+    grown = _zeros_like(buffer, tuple(shape))
+    grown[(slice(None),) * axis + (slice(0, buffer.shape[axis]),)] = buffer
+    return grown
+
+
+def _add_weighted(target: Any, values: Any, weights: Any) -> None:
+    if hasattr(target, "addcmul_"):
+        target.addcmul_(values, weights)  # in place, no temporary tile
+    else:
+        target += values * weights
+
+
+def _copy(view: Any) -> Any:
+    return view.clone() if hasattr(view, "clone") else view.copy()
+
+
+def host_array(array: Any) -> np.ndarray:
+    """A NumPy array on the host, from a tensor on any device or an array."""
+    return array.cpu().numpy() if hasattr(array, "cpu") else array

@@ -3,17 +3,21 @@ probabilities after undoing each transform.
 
 "flips" is the identity and the three mirrorings (nnU-Net's 2-D mirroring); "d4" adds the
 four transposed variants, all eight symmetries of the square. Each inverse is exact (flips
-and 90-degree rotations only move pixels), which the tests check.
+and 90-degree rotations only move pixels), which the tests check. The transforms take torch
+tensors or NumPy arrays (ONNX prediction), so this module does not import torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import torch
+import numpy as np
 
 from unetkit.config import TTA_MODES
+
+Array = TypeVar("Array")  # torch.Tensor or np.ndarray, (N, C, H, W)
 
 
 @dataclass(frozen=True)
@@ -27,16 +31,20 @@ class Symmetry:
     def _dims(self) -> list[int]:
         return [d for d, on in ((-2, self.flip_h), (-1, self.flip_w)) if on]
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
+    def apply(self, x: Array) -> Array:
         if self.transpose:
-            x = x.transpose(-2, -1)
-        dims = self._dims()
-        return x.flip(dims) if dims else x
+            x = x.swapaxes(-2, -1)
+        return _flip(x, self._dims())
 
-    def invert(self, x: torch.Tensor) -> torch.Tensor:
-        dims = self._dims()
-        x = x.flip(dims) if dims else x
-        return x.transpose(-2, -1) if self.transpose else x
+    def invert(self, x: Array) -> Array:
+        x = _flip(x, self._dims())
+        return x.swapaxes(-2, -1) if self.transpose else x
+
+
+def _flip(x: Any, dims: list[int]) -> Any:
+    if not dims:
+        return x
+    return x.flip(dims) if hasattr(x, "flip") else np.flip(x, dims)
 
 
 def symmetries(mode: str) -> tuple[Symmetry, ...]:
@@ -51,8 +59,7 @@ def symmetries(mode: str) -> tuple[Symmetry, ...]:
     return flips + tuple(Symmetry(True, h, w) for h in (False, True) for w in (False, True))
 
 
-def averaged(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: str,
-             finish: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def averaged(forward: Callable[[Array], Array], x: Array, mode: str, finish: Callable[[Array], Array]) -> Array:
     """Mean over the symmetries of `mode` of finish(forward(.)), each result mapped back to x's frame.
 
     `finish` (activation, resizing) runs after the inverse, so what is averaged is probabilities.

@@ -3,7 +3,7 @@
 Resume must restore everything that shapes the next epoch, not only the weights (the
 peers' most common resume complaint): Adam's moments and step counts, the plateau
 scheduler's counters, early-stopping state, elapsed time for the budget, the metrics
-history and the torch RNG that drives dropout.
+history and the torch RNG that drives dropout (every torchrun rank's own).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from unetkit.export.model_file import (
     write_safetensors,
 )
 from unetkit.models.unet import UNet
+
+RngState = tuple[torch.Tensor, torch.Tensor | None]  # (CPU generator, this process's CUDA generator)
 
 
 @dataclass
@@ -58,18 +61,35 @@ class Checkpoint:
     rng: torch.Tensor
     cuda_rng: list[torch.Tensor]
     extras: dict[str, Any]  # state dicts of optional parts: "ema", "scaler"
+    rank_rng: dict[int, RngState] = field(default_factory=dict)  # torchrun ranks 1.. of the run that wrote it
 
-    def restore_rng(self) -> None:
-        """Put the random generators back where they were when the checkpoint was written."""
-        torch.set_rng_state(self.rng)
-        if self.cuda_rng and torch.cuda.is_available() and len(self.cuda_rng) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(self.cuda_rng)
+    def restore_rng(self, rank: int = 0, seed: int = 0) -> None:
+        """Put the random generators of this process (torchrun rank) back where they were."""
+        if rank == 0:
+            torch.set_rng_state(self.rng)
+            if self.cuda_rng and torch.cuda.is_available() and len(self.cuda_rng) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(self.cuda_rng)
+        elif rank in self.rank_rng:
+            cpu, cuda = self.rank_rng[rank]
+            torch.set_rng_state(cpu)
+            if cuda is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state(cuda)
+        else:  # resumed with more ranks than the run had: a fresh, reproducible stream
+            torch.manual_seed(seed + rank + 1000 * self.state.epoch)
+
+
+def rng_state(device: torch.device) -> RngState:
+    """This process's generator states, gathered from every rank before rank 0 checkpoints."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
 def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: UNet, preprocess: Preprocess,
                     optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState,
-                    extras: dict[str, Any] | None = None) -> None:
-    """Write a checkpoint atomically (the previous one stays valid until the rename)."""
+                    extras: dict[str, Any] | None = None, rank_rngs: Sequence[RngState] = ()) -> None:
+    """Write a checkpoint atomically (the previous one stays valid until the rename).
+
+    `rank_rngs`: the generator states of torchrun ranks 1, 2, ... (rank 0 is this process).
+    """
     tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
     metadata = model_metadata(net, preprocess, 0.5, {})
     metadata.update({
@@ -83,6 +103,10 @@ def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: UNet
     tensors["rng"] = torch.get_rng_state()
     if torch.cuda.is_available():  # dropout on the GPU draws from the CUDA generators
         tensors.update({f"cuda_rng.{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
+    for rank, (cpu, cuda) in enumerate(rank_rngs, start=1):
+        tensors[f"rank_rng.{rank}"] = cpu
+        if cuda is not None:
+            tensors[f"rank_cuda_rng.{rank}"] = cuda
     write_safetensors(path, tensors, metadata)
 
 
@@ -105,4 +129,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise UserError(f"{file}: stored {exc}") from None
     cuda_rng = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_rng.")),
                                            key=lambda k: int(k.split(".")[1]))]
-    return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, rng, cuda_rng, extras)
+    rank_rng = {int(k.split(".")[1]): (v, tensors.get(f"rank_cuda_rng.{k.split('.')[1]}"))
+                for k, v in tensors.items() if k.startswith("rank_rng.")}
+    return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, rng, cuda_rng, extras,
+                      rank_rng)

@@ -2,7 +2,8 @@
 K folds assemble the out-of-fold score and one ensemble model file.
 
 Kept apart from the loop so `fit` stays about epochs, and apart from the API so the API
-stays a list of entry points.
+stays a list of entry points. Under torchrun every rank runs all of this on the same data
+and split; only rank 0 writes into the run folder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unetkit import distributed
 from unetkit.config import TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, load_labelled
@@ -27,12 +29,12 @@ from unetkit.data.split import coverage_classes, stratified_folds, stratified_sp
 from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import load_model, save_ensemble
-from unetkit.fileio import make_dir, write_text
+from unetkit.fileio import make_dir, write_csv, write_text
 from unetkit.metrics import MetricAccumulator
 from unetkit.report import write_report
 from unetkit.runtime import log, resolve_device
 from unetkit.training.checkpoint import load_checkpoint
-from unetkit.training.loop import FitResult, fit, write_table_csv
+from unetkit.training.loop import FitResult, fit
 from unetkit.training.threshold import Decision, tune_decision
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -68,7 +70,11 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     if not config.out_dir:
         raise UserError("no output folder given (--out RUN_DIR)")
     run_dir = Path(config.out_dir)
-    resolve_device(config.device)  # fail before anything is written
+    device = resolve_device(config.device)  # fail before anything is written
+    if config.sync_batchnorm and distributed.launched() and device.type != "cuda":
+        raise UserError("sync_batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernel); "
+                        "leave it off for CPU training")
+    distributed.join(device.type)
     if not resume and (run_dir / "config.yaml").exists():
         raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
     if resume:
@@ -83,13 +89,14 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                          ignore_index=config.ignore_index, multilabel=config.model.multilabel)
     check_class_coverage(data.masks, config.model.num_classes, config.ignore_index, config.data.data_dir)
     strata = coverage_classes(data.coverage(config.ignore_index))
-    make_dir(run_dir)
-    write_text(run_dir / "config.yaml", dump_yaml(config))
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
+    if distributed.is_main():
+        make_dir(run_dir)
+        write_text(run_dir / "config.yaml", dump_yaml(config))
     if config.folds >= 2:
         return _train_folds(config, run_dir, data, strata, resume)
     train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
     result = _train_split(config, run_dir, data, train_idx, val_idx, resume)
-    log.info("run report: %s", write_report(run_dir, device=config.device))
     return _result(run_dir, result, len(train_idx), len(val_idx))
 
 
@@ -114,10 +121,14 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_id
     if config.loss == "weighted_ce":
         train_set.weights = np.stack([border_weights(m, config.border_w0, config.border_sigma, config.ignore_index)
                                       for m in train_set.masks])
-    make_dir(run_dir)
-    write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
-    return fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
-               augment=augment_config(config.data.augment, config.data.augment_params))
+    if distributed.is_main():
+        make_dir(run_dir)
+        write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
+    result = fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
+                 augment=augment_config(config.data.augment, config.data.augment_params))
+    if distributed.is_main():
+        log.info("run report: %s", write_report(run_dir, device=config.device))
+    return result
 
 
 def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: np.ndarray,
@@ -138,14 +149,16 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: 
             results.append(_finished_fold(fold_dir))
             continue
         fold_config = dataclasses.replace(per_fold, out_dir=str(fold_dir))
-        make_dir(fold_dir)
-        write_text(fold_dir / "config.yaml", dump_yaml(fold_config))
+        if distributed.is_main():
+            make_dir(fold_dir)
+            write_text(fold_dir / "config.yaml", dump_yaml(fold_config))
         results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, preprocess))
     if config.fold is not None:
         result = results[0]
         return _result(run_dir / f"fold_{config.fold}", result, len(data) - len(folds[config.fold]),
                        len(folds[config.fold]))
-    return _ensemble(config, run_dir, data, folds, results, preprocess)
+    ensemble = _ensemble(config, run_dir, data, folds, results, preprocess) if distributed.is_main() else None
+    return distributed.from_main(ensemble)
 
 
 def _finished_fold(fold_dir: Path) -> FitResult:
@@ -167,7 +180,7 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list
     if binary:
         decision, table = tune_decision(oof, torch.from_numpy(data.masks), config.threshold_metric,
                                         tune_postprocess=config.tune_postprocess, ignore_index=config.ignore_index)
-        write_table_csv(table, run_dir / "threshold_sweep.csv")
+        write_csv(table, run_dir / "threshold_sweep.csv")
     else:
         accumulator = MetricAccumulator(config.model.num_classes, ignore_index=config.ignore_index)
         accumulator.update(oof, torch.from_numpy(data.masks))

@@ -1,0 +1,160 @@
+"""What every way of running a model shares: batching images of one size, tiling large ones,
+streaming rows, thresholds and masks. Subclasses only say how a batch goes through the network:
+`Predictor` (PyTorch) and `OnnxPredictor` (onnxruntime).
+
+An image no larger than the tile goes through the network whole, batched with neighbours of
+the same size. A larger one is cut into overlapping tiles that are blended back
+(inference/tiling.py); `stream` hands its rows on as they are finished, so the caller can
+write them without ever holding the image's probabilities. Test-time augmentation wraps the
+network in every path, so tiles and whole images are treated alike. This module imports no
+torch, so ONNX prediction runs where PyTorch is not installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from unetkit import distributed
+from unetkit.config import InferenceOptions, ModelConfig
+from unetkit.data.preprocess import Preprocess
+from unetkit.errors import UserError
+from unetkit.inference.postprocess import binary_decision
+from unetkit.inference.tiling import TileGrid, assemble, blended_rows, host_array, importance_map
+
+Key = TypeVar("Key")
+
+
+class AppliedModel(Protocol):
+    """What prediction needs to know of a model file (a SavedModel, or an exported ONNX model)."""
+
+    @property
+    def config(self) -> ModelConfig: ...
+
+    preprocess: Preprocess
+    threshold: float
+    postprocess: dict[str, int]
+    training: dict[str, Any]
+
+    @property
+    def classes(self) -> list[dict[str, Any]]: ...
+
+
+class PredictionEngine:
+    """Turns (H, W, C) images into probabilities (K, H, W) float32 and masks (H, W) uint8."""
+
+    def __init__(self, saved: AppliedModel, options: InferenceOptions | None = None, **fields: Any) -> None:
+        """`options` (or its fields as keywords: device="cpu", tile=512, tta="flips", ...) say how."""
+        options = dataclasses.replace(options, **fields) if options else InferenceOptions(**fields)
+        self.saved = saved
+        self.options = options
+        if options.threshold is not None and not saved.config.sigmoid:
+            raise UserError("a threshold applies to binary and multi-label models only; this model has "
+                            f"{saved.config.num_classes} classes and predicts the most probable one")
+        self.threshold = saved.threshold if saved.config.sigmoid and options.threshold is None else options.threshold
+        self.batch_size = options.batch_size
+        self.tile, self.overlap, self.blend, self.tta = options.tile, options.overlap, options.blend, options.tta
+
+    def forward(self, images: np.ndarray) -> Any:
+        """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 probabilities, as the network's
+        array type (a tensor on the device, or a NumPy array)."""
+        raise NotImplementedError
+
+    def tile_weights(self, height: int, width: int) -> Any:
+        """The blending weights of one tile, as the same kind of array `forward` returns."""
+        return importance_map(height, width, self.blend)
+
+    @property
+    def num_classes(self) -> int:
+        return self.saved.config.num_classes
+
+    @property
+    def tiles_images(self) -> bool:
+        """False for resize-policy models: they see every image whole, resized to their training size."""
+        return self.saved.preprocess.size_policy == "pad"
+
+    def needs_tiles(self, height: int, width: int) -> bool:
+        return self.tiles_images and (height > self.tile or width > self.tile)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) images of one size -> (N, K, H, W) float32 probabilities, tiled if large."""
+        height, width = images.shape[1:3]
+        if self.needs_tiles(height, width):
+            return np.stack([self.tiled(image) for image in images])
+        return host_array(self.forward(images))
+
+    def stream(self, read_rows: Callable[[int, int], np.ndarray], height: int, width: int,
+               on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Blended tiles of an image read by rows: yields (y0, (K, rows, W) probabilities) top to bottom."""
+        grid = TileGrid.plan(height, width, self.tile, self.overlap)
+        return blended_rows(read_rows, grid, self.forward, self.num_classes, batch_size=self.batch_size,
+                            weights=self.tile_weights(grid.tile_h, grid.tile_w), on_tiles=on_tiles)
+
+    def tiled(self, image: np.ndarray, on_tiles: Callable[[int], None] | None = None) -> np.ndarray:
+        """(H, W, C) image of any size -> (K, H, W) probabilities through overlapping tiles."""
+        height, width = image.shape[:2]
+        bands = self.stream(lambda y0, y1: image[y0:y1], height, width, on_tiles)
+        return assemble(bands, self.num_classes, height, width)
+
+    def tile_count(self, height: int, width: int) -> int:
+        return TileGrid.plan(height, width, self.tile, self.overlap).n_tiles if self.needs_tiles(height, width) else 1
+
+    def to_mask(self, probabilities: np.ndarray, *, postprocess: bool = True) -> np.ndarray:
+        """(K, H, W) probabilities -> (H, W) uint8: 0/1 by threshold (binary) or argmax class index;
+        multi-label: (K, H, W) uint8 0/1, one map per label. `postprocess` applies the stored
+        min-area and empty-mask rules (binary); bands of a streamed image go without them."""
+        if self.saved.config.multilabel:
+            return (probabilities > self.threshold).astype(np.uint8)
+        if self.num_classes == 1:
+            rule = self.saved.postprocess if postprocess else {}
+            pre = self.saved.preprocess
+            if pre.size_policy == "resize" and rule:  # areas were tuned on resize_to x resize_to maps
+                factor = probabilities.shape[1] * probabilities.shape[2] / pre.resize_to**2
+                rule = {name: int(round(area * factor)) for name, area in rule.items()}
+            return binary_decision(probabilities[0], self.threshold, **rule)
+        return probabilities.argmax(0).astype(np.uint8)
+
+    def run(self, items: Iterable[tuple[Key, np.ndarray]],
+            on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[Key, np.ndarray, np.ndarray]]:
+        """(key, image) in order -> (key, image, probabilities) in the same order.
+
+        Consecutive images of one size no larger than the tile share batches; larger ones are tiled.
+        """
+        pending: list[tuple[Key, np.ndarray]] = []
+        for key, image in items:
+            if pending and (len(pending) == self.batch_size or image.shape != pending[0][1].shape
+                            or image.dtype != pending[0][1].dtype):
+                yield from self._flush(pending)
+                pending = []
+            if self.needs_tiles(*image.shape[:2]):
+                yield key, image, self.tiled(image, on_tiles)
+                continue
+            pending.append((key, image))
+        if pending:
+            yield from self._flush(pending)
+
+    def _flush(self, pending: list[tuple[Key, np.ndarray]]) -> Iterator[tuple[Key, np.ndarray, np.ndarray]]:
+        probabilities = host_array(self.forward(np.stack([image for _, image in pending])))
+        for (key, image), prob in zip(pending, probabilities):
+            yield key, image, prob
+
+
+def open_predictor(model_path: str | os.PathLike[str], options: InferenceOptions) -> PredictionEngine:
+    """A model file -> its predictor: `.onnx` through onnxruntime (no torch), else PyTorch."""
+    if Path(model_path).suffix.lower() == ".onnx":
+        from unetkit.inference.onnx_predictor import OnnxPredictor, load_onnx
+
+        if distributed.launched():
+            raise UserError(f"{model_path}: ONNX models are predicted by one process (torchrun coordinates "
+                            "PyTorch processes); run without torchrun, or give the .safetensors model")
+
+        return OnnxPredictor(load_onnx(model_path, options.device), options)
+    from unetkit.export.model_file import load_model
+    from unetkit.inference.predictor import Predictor
+
+    return Predictor(load_model(model_path), options)

@@ -1,0 +1,101 @@
+"""Prediction through onnxruntime from a file written by `unetkit export --format onnx`, with no torch.
+
+The exported graph holds the network and its activation; the ONNX metadata holds the
+architecture, normalisation, threshold, post-processing rules and classes. Tiling, blending,
+TTA and masks come from the same engine as PyTorch prediction (inference/engine.py), on
+NumPy arrays, so a deployment needs numpy, onnxruntime and unetkit, not PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetkit.config import InferenceOptions, ModelConfig, from_dict
+from unetkit.data.preprocess import Preprocess
+from unetkit.errors import UserError
+from unetkit.inference.engine import PredictionEngine
+from unetkit.inference.tta import averaged
+
+ONNX_FORMAT = "unetkit-onnx"
+
+
+@dataclass
+class OnnxModel:
+    """An exported model: an onnxruntime session and what its metadata says about applying it."""
+
+    session: Any  # onnxruntime.InferenceSession
+    config: ModelConfig
+    preprocess: Preprocess
+    threshold: float = 0.5
+    postprocess: dict[str, int] = field(default_factory=dict)
+    classes: list[dict[str, Any]] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)  # the training record (config, figures)
+
+
+def load_onnx(path: str | os.PathLike[str], device: str = "auto") -> OnnxModel:
+    """Open a unetkit ONNX export on the CPU, or on CUDA where onnxruntime has that provider."""
+    file = Path(path)
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError(f"{file}: ONNX prediction needs onnxruntime (pip install 'unetkit[onnx]')") from None
+    if not file.is_file():
+        raise UserError(f"{file}: model file not found")
+    available = onnxruntime.get_available_providers()
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise UserError(f"{file}: --device cuda needs onnxruntime-gpu (this onnxruntime has {', '.join(available)})")
+    providers = ["CUDAExecutionProvider"] if device != "cpu" and "CUDAExecutionProvider" in available else []
+    try:
+        session = onnxruntime.InferenceSession(str(file), providers=[*providers, "CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+        raise UserError(f"{file}: not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+    metadata = session.get_modelmeta().custom_metadata_map
+    if metadata.get("format") != ONNX_FORMAT:
+        raise UserError(f"{file}: an ONNX model without unetkit's metadata (export it with unetkit export)")
+    try:
+        config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
+        pre = json.loads(metadata["preprocess"])
+        preprocess = Preprocess(tuple(pre["mean"]), tuple(pre["std"]), pre["size_policy"], int(pre["resize_to"]))
+        postprocess = {k: int(v) for k, v in json.loads(metadata.get("postprocess", "{}")).items()}
+        model = OnnxModel(session, config, preprocess, float(metadata.get("threshold", "0.5")), postprocess,
+                          list(json.loads(metadata.get("classes", "[]"))),
+                          dict(json.loads(metadata.get("training", "{}"))))
+    except (KeyError, TypeError, ValueError, UserError) as exc:
+        raise UserError(f"{file}: unetkit metadata is incomplete or invalid ({exc})") from None
+    if preprocess.size_policy != "pad":
+        raise UserError(f"{file}: the model resizes images to {preprocess.resize_to}x{preprocess.resize_to} "
+                        "(size_policy resize), which ONNX prediction does not reproduce; predict with the "
+                        ".safetensors model")
+    return model
+
+
+class OnnxPredictor(PredictionEngine):
+    """The engine with onnxruntime as the network: NumPy in, NumPy out."""
+
+    def __init__(self, model: OnnxModel, options: InferenceOptions | None = None, **fields: Any) -> None:
+        super().__init__(model, options, **fields)
+        if self.options.precision == "bf16":
+            raise UserError("--precision bf16 applies to PyTorch models; an ONNX model runs as exported (fp32)")
+        self.session = model.session
+        self.device = _Device("cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu")
+
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 probabilities (activation in the graph)."""
+        x = self.saved.preprocess.to_array(images)
+        return averaged(self._run, x, self.tta, lambda probabilities: probabilities)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"image": np.ascontiguousarray(x)})[0]
+
+
+@dataclass(frozen=True)
+class _Device:
+    """Where the session runs, named like torch.device so the prediction job can ask `.type`."""
+
+    type: str

@@ -1,0 +1,49 @@
+"""The batch sampler: global batches split between torchrun ranks, every image once per epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unetkit.data.dataset import LabelledSet
+from unetkit.data.loader import BatchIterator
+from unetkit.data.preprocess import identity_preprocess
+
+
+def numbered_set(n: int) -> LabelledSet:
+    """n 2x2 float images whose pixels hold their own index, so a batch tells which images it holds."""
+    images = np.repeat(np.arange(n, dtype=np.float32), 4).reshape(n, 2, 2, 1)
+    return LabelledSet([str(i) for i in range(n)], images, np.zeros((n, 2, 2), np.uint8), [])
+
+
+def indices(batch) -> list[int]:
+    return [int(v) for v in batch.images[:, 0, 0, 0]]
+
+
+@pytest.mark.parametrize(("n", "batch_size", "world_size"), [(11, 4, 2), (9, 4, 2), (10, 4, 3), (7, 8, 3), (5, 2, 4)])
+def test_ranks_cover_every_image_once_and_rebuild_the_single_process_batches(n: int, batch_size: int,
+                                                                                 world_size: int) -> None:
+    data = numbered_set(n)
+    single = [indices(b) for b in BatchIterator(data, identity_preprocess(1), batch_size, shuffle=True,
+                                                seed=5).epoch(2)]
+    ranks = [list(BatchIterator(data, identity_preprocess(1), batch_size, shuffle=True, seed=5, rank=r,
+                                world_size=world_size).epoch(2)) for r in range(world_size)]
+    assert {len(batches) for batches in ranks} == {len(single)}  # every rank takes the same number of steps
+    seen: list[int] = []
+    for step, global_batch in enumerate(single):
+        parts = [batches[step] for batches in ranks]
+        counted = [indices(p) for p in parts if p.loss_scale > 0]
+        assert sorted(i for part in counted for i in part) == sorted(global_batch)
+        # DDP averages the ranks' gradients: each counted image must weigh 1/len(global batch), as in one process
+        for part in parts:
+            if part.loss_scale:
+                assert part.loss_scale / (world_size * len(part.images)) == pytest.approx(1 / len(global_batch))
+        seen += global_batch
+    assert sorted(seen) == list(range(n))
+
+
+def test_one_process_batches_are_unchanged_by_the_sampler() -> None:
+    data = numbered_set(10)
+    batches = list(BatchIterator(data, identity_preprocess(1), 4, shuffle=False).epoch(0))
+    assert [indices(b) for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert {b.loss_scale for b in batches} == {1.0}
