@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-browser bench lint clean
+.PHONY: demo test test-browser bench bench-gpu lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +44,15 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/quality.py --out runs/quality
 	$(BIN)/pip install --quiet $(MONAI_SPEC)
 	$(BIN)/python benchmarks/inference.py
+	@if $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then $(MAKE) bench-gpu; \
+	else echo "gpu_throughput: skipped (no CUDA GPU; make bench-gpu runs it on the CPU too)"; fi
+
+# The GPU fast path against fp32 eager (training 256x256 batch 32, and inference); meant for a CUDA GPU.
+bench-gpu: $(VENV)/.installed
+	$(BIN)/python benchmarks/gpu_throughput.py
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 clean:
 	rm -rf runs .pytest_cache

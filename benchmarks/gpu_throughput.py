@@ -51,6 +51,13 @@ def endless(batches: BatchIterator) -> Iterator[Batch]:
         epoch += 1
 
 
+def default_layout(x: torch.Tensor) -> torch.Tensor:
+    """x with PyTorch's default (N, C, H, W) strides. Batches arrive as a permuted view of (N, H, W, C)
+    pixels, and with one channel such a view counts as contiguous and channels-last at once, so
+    convolutions would take the channels-last path; the reference must not."""
+    return torch.empty(x.shape, dtype=x.dtype).copy_(x)
+
+
 def rate(step: Callable[[], None], images_per_step: int, steps: int, warmup: int, device: torch.device) -> float:
     """Images per second over `steps` calls of `step`, after `warmup` untimed ones."""
     for _ in range(warmup):
@@ -72,7 +79,7 @@ def eager_train_rate(batches: Iterator[Batch], device: torch.device, batch_size:
 
     def step() -> None:
         batch = next(batches)
-        images, masks = batch.images.to(device), batch.masks.to(device)
+        images, masks = default_layout(batch.images).to(device), batch.masks.to(device)
         optimizer.zero_grad(set_to_none=True)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(net(images)[:, 0], masks.float())
         loss.backward()
@@ -97,7 +104,7 @@ def infer_rates(device_name: str, batch_size: int, size: int, steps: int, warmup
 
     @torch.inference_mode()
     def eager_step() -> None:
-        torch.sigmoid(eager(saved.preprocess.to_tensor(tiles).to(device)))
+        torch.sigmoid(eager(default_layout(saved.preprocess.to_tensor(tiles)).to(device)))
 
     fp32 = rate(eager_step, batch_size, steps, warmup, device)
     predictor = Predictor(saved, InferenceOptions(device=device_name, batch_size=batch_size, tile=size))

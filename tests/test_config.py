@@ -27,6 +27,12 @@ def test_defaults_are_the_seed_recipe() -> None:
     assert config.model.start_neurons == 16 and config.model.dropout == 0.5 and not config.model.batch_norm
     assert (config.batch_size, config.lr, config.loss, config.monitor) == (32, 1e-3, "bce", "val_loss")
     assert (config.early_stopping_patience, config.plateau_patience, config.plateau_factor) == (10, 5, 0.1)
+    assert (config.amp, config.compile, config.sync_batchnorm) == ("auto", False, False)
+
+
+def test_compile_flag_and_sync_batchnorm_setting() -> None:
+    config = build_train_config(parse("--compile", "--set", "sync_batchnorm=true"))
+    assert config.compile and config.sync_batchnorm
 
 
 def test_yaml_round_trip_of_the_resolved_config(tmp_path: Path) -> None:

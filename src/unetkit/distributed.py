@@ -11,6 +11,7 @@ on "distributed or not". torch is imported inside the functions: the ONNX predic
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 
@@ -53,11 +54,13 @@ def join(device_type: str) -> None:
 
     if dist.is_initialized():
         return
+    # Generous: the other ranks wait while rank 0 alone tunes the decision rule and writes the report.
+    timeout = timedelta(minutes=60)
     if device_type == "cuda":
         torch.cuda.set_device(local_rank())
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()))
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()), timeout=timeout)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=timeout)
 
 
 def leave() -> None:

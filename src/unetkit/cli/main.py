@@ -47,7 +47,7 @@ def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
     top = {"out_dir": args.out, "recipe": args.recipe, "preset": args.preset, "epochs": args.epochs,
            "batch_size": args.batch_size, "lr": args.lr, "loss": args.loss, "monitor": args.monitor,
            "time_budget_min": args.time_budget, "seed": args.seed, "device": args.device, "folds": args.folds,
-           "fold": args.fold,
+           "fold": args.fold, "compile": args.compile,
            "model": {k: v for k, v in model.items() if v is not None},
            "data": {k: v for k, v in data.items() if v is not None}}
     layer = {k: v for k, v in top.items() if v is not None}
@@ -223,6 +223,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
     train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default) or resize to data.resize_to")
     train.add_argument("--device", choices=DEVICES)
+    train.add_argument("--compile", action="store_const", const=True, help="torch.compile the network (GPUs; "
+                       "a slower first epoch)")
     train.set_defaults(run=_train)
 
     predict = commands.add_parser("predict", help="write masks for an image or a folder of images")

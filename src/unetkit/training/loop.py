@@ -47,6 +47,7 @@ from unetkit.training.observe import EpochObserver
 from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
 from unetkit.training.threshold import tune_decision
 
+PROGRESS_EVERY = 10  # steps between progress-bar loss updates and torchrun's deadline checks (each waits for the GPU)
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "val_map", "lr", "seconds", "images_per_s")
 
 
@@ -192,27 +193,34 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
     Under torchrun the loss and the count are over all ranks, and the ranks stop together.
     """
     parts.net.train()
-    loss_sum, seen, started, stopped = 0.0, 0, time.monotonic(), False
+    # The loss stays on the device: reading it every step would make the CPU wait for the GPU,
+    # and the next batch is prepared while the GPU still works on this one.
+    loss_sum, seen, started, stopped = torch.zeros((), dtype=torch.float64, device=parts.device), 0, time.monotonic(), False
     progress = tqdm(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch + 1}", unit="batch", leave=False,
                     disable=progress_hidden())
-    for batch in progress:
+    for index, batch in enumerate(progress):
         parts.schedule.apply(parts.optimizer, state.steps, state.elapsed_s + time.monotonic() - started)
         loss = train_step(parts, batch)
         state.steps += 1
         counted = len(batch.images) if batch.loss_scale else 0
         loss_sum += loss * counted
         seen += counted
-        progress.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", lr=f"{parts.optimizer.param_groups[0]['lr']:.1e}")
-        if deadline is not None and distributed.any_rank(time.monotonic() >= deadline, parts.device):
+        if index % PROGRESS_EVERY == 0 and not progress.disable:
+            progress.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.4f}",
+                                 lr=f"{parts.optimizer.param_groups[0]['lr']:.1e}")
+        # Under torchrun the ranks agree every few steps (agreeing is a collective that waits for the GPU).
+        if deadline is not None and (not distributed.launched() or index % PROGRESS_EVERY == 0) \
+                and distributed.any_rank(time.monotonic() >= deadline, parts.device):
             stopped = True
             break
     progress.close()
-    loss_sum, seen = distributed.sum_across([loss_sum, float(seen)], parts.device)
-    return loss_sum / max(seen, 1), int(seen), stopped
+    loss_total, seen = distributed.sum_across([float(loss_sum), float(seen)], parts.device)
+    return loss_total / max(seen, 1), int(seen), stopped
 
 
-def train_step(parts: Parts, batch: Batch) -> float:
-    """Forward, backward, (clip), optimiser step, EMA update; returns the batch loss."""
+def train_step(parts: Parts, batch: Batch) -> torch.Tensor:
+    """Forward, backward, (clip), optimiser step, EMA update; returns the batch loss (a 0-d tensor on
+    the device, not read back, so the step does not wait for the GPU)."""
     if parts.device.type == "cuda":  # page-locked host memory makes the copies below asynchronous
         batch = batch._replace(images=batch.images.pin_memory(), masks=batch.masks.pin_memory(),
                                weights=batch.weights.pin_memory() if batch.weights is not None else None)
@@ -238,7 +246,7 @@ def train_step(parts: Parts, batch: Batch) -> float:
         parts.optimizer.step()
     if parts.ema is not None:
         parts.ema.update_parameters(parts.net)
-    return loss.item()
+    return loss.detach()
 
 
 @torch.no_grad()
