@@ -1,15 +1,17 @@
 """The GPU fast path against fp32 eager PyTorch, training and inference, in one run.
 
 fp32 eager: the seed U-Net in PyTorch's default memory layout, fp32, a plain training step
-(forward, BCE, backward, Adam) on batches copied to the device as a user's loop would.
-fast: unetkit's own `train_step` with the parts `unetkit train` builds on this device (bf16
-autocast where the GPU has it, else fp16 with a grad scaler; channels_last; pinned memory and
-non-blocking copies; `--compile` adds torch.compile). Both train on the same 256 x 256 crops,
-batch 32 (issue 6), fed by unetkit's BatchIterator (standardisation and flips on the CPU), so a
-CPU that cannot keep up shows as a ceiling: `loader` is the iterator alone, in images/s.
-Inference: a batch of 256 x 256 tiles through the network in fp32 eager against `Predictor`
-(precision auto). Runs on the CPU too (where the fast path is channels_last alone); the target
-(fast >= 3 x fp32 eager for training) is for CUDA GPUs.
+(forward, BCE, backward, Adam) on batches copied to the device as a user's loop would. fast:
+unetkit's own `train_step` with the parts `unetkit train` builds on this device (bf16 autocast
+where the GPU has it, else fp16 with a grad scaler; channels_last; pinned memory and non-
+blocking copies; `--compile` adds torch.compile). Both train on the same 256 x 256 crops, batch
+32 (issue 6), fed by unetkit's BatchIterator (standardisation and flips on the CPU), so a CPU
+that cannot keep up shows as a ceiling: `loader` is the iterator alone, in images/s. The
+reference keeps PyTorch's defaults, TF32 convolutions on Ampere and later included, so the
+speed-up is not flattered by a slow fp32. Inference: a batch of 256 x 256 tiles through the
+network in fp32 eager against `Predictor` (precision auto). Runs on the CPU too (where the fast
+path is channels_last alone); the target (fast >= 3 x fp32 eager for training) is for CUDA
+GPUs.
 
 Last line: gpu_throughput: device=NAME fp32_train=X fast_train=Y train_speedup=Z fp32_infer=U
 fast_infer=V (images/s).
@@ -106,6 +108,7 @@ def infer_rates(device_name: str, batch_size: int, size: int, steps: int, warmup
     def eager_step() -> None:
         torch.sigmoid(eager(default_layout(saved.preprocess.to_tensor(tiles)).to(device)))
 
+    torch.backends.cudnn.benchmark = False  # PyTorch's default for the reference (build_parts turned it on)
     fp32 = rate(eager_step, batch_size, steps, warmup, device)
     predictor = Predictor(saved, InferenceOptions(device=device_name, batch_size=batch_size, tile=size))
     fast = rate(lambda: predictor.forward(tiles), batch_size, steps, warmup, device)

@@ -33,3 +33,14 @@ def resolve_device(name: str) -> torch.device:
 def progress_hidden() -> bool | None:
     """tqdm's `disable`: bars only on rank 0 of a torchrun job, and only on a terminal (None)."""
     return None if distributed.is_main() else True
+
+
+def has_bf16(device: torch.device) -> bool:
+    """True for CUDA GPUs with native bf16 (compute capability 8.0, Ampere, and later).
+
+    Not `torch.cuda.is_bf16_supported()`: by default it also says yes where bf16 is only
+    emulated (V100, T4), which is slower than fp16, and it asks the current device.
+    """
+    import torch
+
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8

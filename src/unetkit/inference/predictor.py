@@ -17,7 +17,7 @@ from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
-from unetkit.runtime import resolve_device
+from unetkit.runtime import has_bf16, resolve_device
 
 
 class Predictor(PredictionEngine):
@@ -38,7 +38,7 @@ class Predictor(PredictionEngine):
         if precision == "fp32":
             return None
         if self.device.type == "cuda":
-            if torch.cuda.is_bf16_supported():
+            if has_bf16(self.device):
                 return torch.bfloat16
             if precision == "bf16":
                 raise UserError(f"precision bf16: this GPU ({torch.cuda.get_device_name(self.device)}) has no bf16")

@@ -63,8 +63,8 @@ class Checkpoint:
     extras: dict[str, Any]  # state dicts of optional parts: "ema", "scaler"
     rank_rng: dict[int, RngState] = field(default_factory=dict)  # torchrun ranks 1.. of the run that wrote it
 
-    def restore_rng(self, rank: int = 0, seed: int = 0) -> None:
-        """Put the random generators of this process (torchrun rank) back where they were."""
+    def restore_rng(self, rank: int = 0, seed: int = 0, device: torch.device | None = None) -> None:
+        """Put the random generators of this process (torchrun rank, on `device`) back where they were."""
         if rank == 0:
             torch.set_rng_state(self.rng)
             if self.cuda_rng and torch.cuda.is_available() and len(self.cuda_rng) == torch.cuda.device_count():
@@ -72,8 +72,8 @@ class Checkpoint:
         elif rank in self.rank_rng:
             cpu, cuda = self.rank_rng[rank]
             torch.set_rng_state(cpu)
-            if cuda is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state(cuda)
+            if cuda is not None and device is not None and device.type == "cuda":
+                torch.cuda.set_rng_state(cuda, device)
         else:  # resumed with more ranks than the run had: a fresh, reproducible stream
             torch.manual_seed(seed + rank + 1000 * self.state.epoch)
 

@@ -40,7 +40,7 @@ from unetkit.export.model_file import load_model, save_model
 from unetkit.fileio import write_csv
 from unetkit.metrics import MetricAccumulator
 from unetkit.models.unet import UNet
-from unetkit.runtime import log, progress_hidden, resolve_device
+from unetkit.runtime import has_bf16, log, progress_hidden, resolve_device
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
 from unetkit.training.losses import LossFn, LossOptions, get_loss
 from unetkit.training.observe import EpochObserver
@@ -126,7 +126,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
             ema.load_state_dict(resume.extras["ema"])
         if scaler is not None and "scaler" in resume.extras:
             scaler.load_state_dict(resume.extras["scaler"])
-        resume.restore_rng(distributed.rank(), config.seed)
+        resume.restore_rng(distributed.rank(), config.seed, device)
     options = LossOptions(class_weights=class_weights, ignore_index=config.ignore_index, focal_gamma=config.focal_gamma,
                           tversky_alpha=config.tversky_alpha, tversky_beta=config.tversky_beta)
     autocast = partial(torch.autocast, device_type=device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
@@ -142,7 +142,7 @@ def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """bf16 where the GPU has it, else fp16 (with a grad scaler); CPUs train in fp32."""
     if mode == "off" or device.type != "cuda":
         return None
-    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
+    if mode == "fp16" or (mode == "auto" and not has_bf16(device)):
         return torch.float16
     return torch.bfloat16
 
@@ -179,7 +179,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
             stop_reason = "time budget"
             break
     result = None
-    if observer is not None:
+    if observer is not None:  # rank 0
         observer.close()
         val_all = BatchIterator(val_set, preprocess, config.batch_size, shuffle=False)
         result = _finish(config, run_dir, parts, val_all, val_set, preprocess, state, stop_reason)
@@ -196,10 +196,11 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
     # The loss stays on the device: reading it every step would make the CPU wait for the GPU,
     # and the next batch is prepared while the GPU still works on this one.
     loss_sum, seen, started, stopped = torch.zeros((), dtype=torch.float64, device=parts.device), 0, time.monotonic(), False
+    clock = state.elapsed_s  # training time as the schedule sees it (the same on every rank)
     progress = tqdm(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch + 1}", unit="batch", leave=False,
                     disable=progress_hidden())
     for index, batch in enumerate(progress):
-        parts.schedule.apply(parts.optimizer, state.steps, state.elapsed_s + time.monotonic() - started)
+        parts.schedule.apply(parts.optimizer, state.steps, clock)
         loss = train_step(parts, batch)
         state.steps += 1
         counted = len(batch.images) if batch.loss_scale else 0
@@ -208,14 +209,31 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
         if index % PROGRESS_EVERY == 0 and not progress.disable:
             progress.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.4f}",
                                  lr=f"{parts.optimizer.param_groups[0]['lr']:.1e}")
-        # Under torchrun the ranks agree every few steps (agreeing is a collective that waits for the GPU).
-        if deadline is not None and (not distributed.launched() or index % PROGRESS_EVERY == 0) \
-                and distributed.any_rank(time.monotonic() >= deadline, parts.device):
-            stopped = True
+        clock, stopped = _agreed_clock(clock, state.elapsed_s + time.monotonic() - started, deadline, index,
+                                       parts.device)
+        if stopped:
             break
     progress.close()
     loss_total, seen = distributed.sum_across([float(loss_sum), float(seen)], parts.device)
     return loss_total / max(seen, 1), int(seen), stopped
+
+
+def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index: int,
+                  device: torch.device) -> tuple[float, bool]:
+    """(training time for the schedule, whether to stop for the time budget) after a step.
+
+    One process: its own clock. Under torchrun the ranks' clocks differ by milliseconds, and a
+    time-driven learning rate must not (their weights would drift apart), so every few steps
+    they agree on the mean of their clocks and on stopping; between agreements nothing changes.
+    Agreeing is a collective that waits for the GPU, hence not every step.
+    """
+    if not distributed.launched():
+        return elapsed_s, deadline is not None and time.monotonic() >= deadline
+    if index % PROGRESS_EVERY:
+        return clock, False
+    total, late = distributed.sum_across([elapsed_s, float(deadline is not None and time.monotonic() >= deadline)],
+                                         device)
+    return total / distributed.world_size(), late > 0
 
 
 def train_step(parts: Parts, batch: Batch) -> torch.Tensor:
@@ -313,7 +331,7 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
                  row: dict[str, float], observer: EpochObserver | None) -> None:
     """Plateau step, best/last checkpoints, metrics.csv, curves and samples; the budget counts this too.
 
-    Every rank steps the schedules; rank 0 (the one with an observer) writes the files.
+    Every rank steps the schedules; rank 0, the one with an observer, writes the files.
     """
     started = time.monotonic()
     if not parts.schedule.active:
@@ -335,7 +353,9 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
         save_checkpoint(checkpoints / "last.safetensors", config, parts.net, preprocess, parts.optimizer,
                         parts.plateau, state, parts.extras(), rank_rngs[1:])
         _log_epoch(config, row)
-    distributed.barrier()  # no rank runs ahead of the checkpoint it would resume from
+    # Rank 0's time (it also wrote the files) for every rank: budget and schedule stay in step, and
+    # no rank runs ahead of the checkpoint it would resume from.
+    state.elapsed_s = distributed.from_main(state.elapsed_s)
 
 
 def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_batches: BatchIterator, val_set: LabelledSet,
