@@ -128,6 +128,7 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_id
                  augment=augment_config(config.data.augment, config.data.augment_params))
     if distributed.is_main():
         log.info("run report: %s", write_report(run_dir, device=config.device))
+    distributed.barrier()  # the ranks return together, after rank 0 has written the report
     return result
 
 
