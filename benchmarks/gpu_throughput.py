@@ -5,8 +5,10 @@ fp32 eager: the seed U-Net in PyTorch's default memory layout, fp32, a plain tra
 unetkit's own `train_step` with the parts `unetkit train` builds on this device (bf16 autocast
 where the GPU has it, else fp16 with a grad scaler; channels_last; pinned memory and non-
 blocking copies; `--compile` adds torch.compile). Both train on the same 256 x 256 crops, batch
-32 (issue 6), fed by unetkit's BatchIterator (standardisation and flips on the CPU), so a CPU
-that cannot keep up shows as a ceiling: `loader` is the iterator alone, in images/s. The
+32 (issue 6), fed by unetkit's BatchIterator (standardisation and flips, or --augment strong,
+on the CPU): in the caller's thread for the reference, in the threads `unetkit train` uses on
+this device for the fast path. A CPU that cannot keep up shows as a ceiling: `loader` is the
+iterator alone, in images/s. The
 reference keeps PyTorch's defaults, TF32 convolutions on Ampere and later included, so the
 speed-up is not flattered by a slow fp32. Inference: a batch of 256 x 256 tiles through the
 network in fp32 eager against `Predictor` (precision auto). Runs on the CPU too (where the fast
@@ -29,7 +31,7 @@ import torch
 from unetkit.config import DataConfig, InferenceOptions, ModelConfig, TrainConfig
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.loader import Batch, BatchIterator
+from unetkit.data.loader import Batch, BatchIterator, default_workers
 from unetkit.data.preprocess import identity_preprocess
 from unetkit.export.model_file import SavedModel
 from unetkit.inference.predictor import Predictor
@@ -123,23 +125,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="fast path with torch.compile (longer warm-up)")
+    parser.add_argument("--augment", default="seed", choices=("seed", "strong"),
+                        help="the pipeline feeding both (strong: elastic, affine, ...; shows when the CPU limits)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device).replace(" ", "_") if device.type == "cuda" else "cpu"
     data = crops(4 * args.batch_size, args.size)
     config = TrainConfig(batch_size=args.batch_size, device=args.device, compile=args.compile,
-                         model=ModelConfig(), data=DataConfig(augment="seed"))
+                         model=ModelConfig(), data=DataConfig(augment=args.augment))
 
-    def feed() -> Iterator[Batch]:
+    def feed(workers: int = 0) -> Iterator[Batch]:
         return endless(BatchIterator(data, identity_preprocess(1), args.batch_size, shuffle=True,
-                                     augment=augment_config("seed"), seed=0))
+                                     augment=augment_config(args.augment), seed=0, workers=workers))
 
-    batches = feed()
+    workers = default_workers(device.type)  # what `unetkit train` uses on this device
+    batches = feed(workers)
     loader = rate(lambda: next(batches), args.batch_size, args.steps, 1, torch.device("cpu"))
     fp32_train = eager_train_rate(feed(), device, args.batch_size, args.steps, args.warmup)
-    fast_train = fast_train_rate(feed(), config, args.steps, args.warmup + (20 if args.compile else 0))
+    fast_train = fast_train_rate(feed(workers), config, args.steps, args.warmup + (20 if args.compile else 0))
     fp32_infer, fast_infer = infer_rates(args.device, args.batch_size, args.size, args.steps, args.warmup)
-    print(f"loader (BatchIterator alone, CPU): {loader:.1f} images/s")
+    print(f"loader (BatchIterator alone, {args.augment} augmentation, {workers} threads): {loader:.1f} images/s")
     print(f"training, {args.size}x{args.size} batch {args.batch_size}: fp32 eager {fp32_train:.1f} images/s, "
           f"fast path {fast_train:.1f} images/s (amp {config.amp}, channels_last, compile {args.compile})")
     print(f"inference, {args.size}x{args.size} batch {args.batch_size}: fp32 eager {fp32_infer:.1f} images/s, "

@@ -131,6 +131,7 @@ class TrainConfig:
     amp: str = "auto"  # mixed precision on CUDA: auto = bf16 where supported, else fp16 with a grad scaler
     compile: bool = False  # torch.compile the network
     sync_batchnorm: bool = False  # under torchrun on GPUs: batch-norm statistics over every rank's images
+    loader_workers: int | None = None  # threads preparing batches; None: 0 on the CPU, up to 8 on a GPU
     deterministic: bool = False  # deterministic kernels (slower on GPU)
     tune_postprocess: bool = False  # also choose min component area and the empty-mask rule on validation
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
@@ -174,6 +175,7 @@ class TrainConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("amp", self.amp, AMP_MODES)
         _require(self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
+        _require(self.loader_workers is None or self.loader_workers >= 0, "loader_workers", "must be >= 0")
         _require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0")
         _require(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay", "must lie in (0, 1)")
         _require(self.border_sigma > 0 and self.border_w0 >= 0, "border_sigma", "sigma must be > 0 and w0 >= 0")

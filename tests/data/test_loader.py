@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.loader import BatchIterator
@@ -47,3 +48,31 @@ def test_one_process_batches_are_unchanged_by_the_sampler() -> None:
     batches = list(BatchIterator(data, identity_preprocess(1), 4, shuffle=False).epoch(0))
     assert [indices(b) for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert {b.loss_scale for b in batches} == {1.0}
+
+
+def test_threads_prepare_exactly_the_batches_of_the_callers_thread() -> None:
+    from unetkit.data.augment import augment_config
+
+    rng = np.random.default_rng(0)
+    data = LabelledSet([str(i) for i in range(21)], rng.integers(0, 255, (21, 24, 24, 1), dtype=np.uint8),
+                       (rng.random((21, 24, 24)) > 0.5).astype(np.uint8), [])
+    strong = augment_config("strong")  # elastic, affine, noise...: random draws on every image
+    serial = list(BatchIterator(data, identity_preprocess(1), 4, shuffle=True, augment=strong, seed=2).epoch(1))
+    threaded = list(BatchIterator(data, identity_preprocess(1), 4, shuffle=True, augment=strong, seed=2,
+                                  workers=3).epoch(1))
+    assert len(serial) == len(threaded) == 6
+    for a, b in zip(serial, threaded):
+        assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+    other_epoch = next(iter(BatchIterator(data, identity_preprocess(1), 4, shuffle=True, augment=strong,
+                                          seed=2).epoch(2)))
+    assert not torch.equal(other_epoch.images, serial[0].images)
+
+
+def test_threads_only_where_a_gpu_waits_for_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unetkit.data.loader import default_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert default_workers("cpu") == 0
+    assert default_workers("cuda") == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: four ranks share the machine's cores
+    assert default_workers("cuda") == 3

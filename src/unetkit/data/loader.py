@@ -1,10 +1,14 @@
 """Batches for training and validation, from a `LabelledSet` held in memory.
 
-No DataLoader workers: with decoded arrays in memory a batch is an index, a copy and an
-augmentation draw, which costs far less than the network step (benchmarks/
-train_throughput.py), so worker processes would only take CPU cores from the
-convolutions. Each epoch's order and augmentation draws come from (seed, epoch), so a
-resumed run sees the same batches as an uninterrupted one.
+No DataLoader worker processes: with decoded arrays in memory a batch is an index, a copy
+and an augmentation draw. On the CPU that costs far less than the network step
+(benchmarks/train_throughput.py), and extra workers would only take cores from the
+convolutions. A GPU consumes batches faster than one CPU thread augments them (the
+`strong` pipeline makes about 750 256 x 256 images/s on one core here), so on CUDA the
+batches are prepared by a pool of threads (albumentations and OpenCV release the GIL), a
+few batches ahead. Each batch's order and augmentation draws come from (seed, epoch,
+batch), so the batches are the same whatever the number of threads, and a resumed run sees
+the same batches as an uninterrupted one.
 
 Under torchrun the sampler is written here rather than taken from torch's
 DistributedSampler, which pads the last round with repeated images so every rank gets as
@@ -15,7 +19,11 @@ global batch, so N processes take the same optimiser steps as one process would.
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -44,15 +52,19 @@ class BatchIterator:
     """Iterates a LabelledSet in batches, shuffled and augmented for training."""
 
     def __init__(self, data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
-                 augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
-        """`batch_size` is the global batch: with `world_size` ranks this one takes its share of each."""
+                 augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 workers: int = 0) -> None:
+        """`batch_size` is the global batch: with `world_size` ranks this one takes its share of each.
+        `workers` threads prepare batches ahead (0: in the caller's thread)."""
         self.data = data
         self.preprocess = preprocess
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.augmenter = Augmenter(augment) if augment is not None else None
+        self.augment = augment
         self.seed = seed
         self.rank, self.world_size = rank, world_size
+        self.workers = workers
+        self._local = threading.local()  # one augmenter per thread: a pipeline's random state is its own
 
     def __len__(self) -> int:
         return -(-len(self.data) // self.batch_size)
@@ -61,20 +73,37 @@ class BatchIterator:
         """The batches of epoch `epoch` (0-based)."""
         rng = np.random.default_rng((self.seed, epoch))
         order = rng.permutation(len(self.data)) if self.shuffle else np.arange(len(self.data))
-        if self.augmenter is not None:  # every rank draws its own augmentations
-            self.augmenter.reseed(int(rng.integers(2**31)) + self.rank)
-        for start in range(0, len(order), self.batch_size):
-            index, loss_scale = self._share(order[start : start + self.batch_size])
-            images, masks = self.data.images[index], self.data.masks[index]
-            weights = self.data.weights[index] if self.data.weights is not None else None
-            if self.augmenter is not None:
-                images = images.astype(np.float32) / dtype_range(images.dtype)
-                images, masks, weights = self.augmenter(images, masks, weights)
-            target = torch.from_numpy(np.ascontiguousarray(masks)).long()
-            if target.dim() == 4:  # multi-label (B, H, W, K) -> (B, K, H, W)
-                target = target.permute(0, 3, 1, 2).contiguous()
-            yield Batch(self.preprocess.to_tensor(images), target,
-                        torch.from_numpy(weights) if weights is not None else None, loss_scale)
+        plan = [(epoch, number, *self._share(order[start : start + self.batch_size]))
+                for number, start in enumerate(range(0, len(order), self.batch_size))]
+        if self.workers < 1:
+            for step in plan:
+                yield self._batch(*step)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="unetkit-batches") as pool:
+            ahead: deque[Future[Batch]] = deque()
+            for step in plan:
+                ahead.append(pool.submit(self._batch, *step))
+                if len(ahead) > 2 * self.workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+
+    def _batch(self, epoch: int, number: int, index: np.ndarray, loss_scale: float) -> Batch:
+        images, masks = self.data.images[index], self.data.masks[index]
+        weights = self.data.weights[index] if self.data.weights is not None else None
+        if self.augment is not None:
+            augmenter = getattr(self._local, "augmenter", None)
+            if augmenter is None:
+                augmenter = self._local.augmenter = Augmenter(self.augment)
+            # every batch (and every rank) its own draws, whichever thread makes it
+            augmenter.reseed(int(np.random.SeedSequence((self.seed, epoch, number, self.rank)).generate_state(1)[0]))
+            images = images.astype(np.float32) / dtype_range(images.dtype)
+            images, masks, weights = augmenter(images, masks, weights)
+        target = torch.from_numpy(np.ascontiguousarray(masks)).long()
+        if target.dim() == 4:  # multi-label (B, H, W, K) -> (B, K, H, W)
+            target = target.permute(0, 3, 1, 2).contiguous()
+        return Batch(self.preprocess.to_tensor(images), target,
+                     torch.from_numpy(weights) if weights is not None else None, loss_scale)
 
     def _share(self, members: np.ndarray) -> tuple[np.ndarray, float]:
         """This rank's part of one global batch, and the scale that makes its loss count by size."""
@@ -84,3 +113,12 @@ class BatchIterator:
         if not len(index):  # every rank must step together: run one image whose loss counts zero
             return members[:1], 0.0
         return index, len(index) * self.world_size / len(members)
+
+
+def default_workers(device_type: str) -> int:
+    """Batch-preparing threads: none on the CPU (its cores run the network); on a GPU the cores
+    this process has (torchrun's ranks on one machine share them) less one, at most 8."""
+    if device_type != "cuda":
+        return 0
+    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, min(8, per_process - 1))

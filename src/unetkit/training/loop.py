@@ -33,7 +33,7 @@ from tqdm import tqdm
 from unetkit import distributed
 from unetkit.config import TrainConfig, to_dict
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.loader import Batch, BatchIterator
+from unetkit.data.loader import Batch, BatchIterator, default_workers
 from unetkit.data.masks import class_table
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
@@ -155,8 +155,11 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
     Under torchrun every rank calls this and gets rank 0's result.
     """
     rank, world_size = distributed.rank(), distributed.world_size()
+    workers = config.loader_workers
+    if workers is None:
+        workers = default_workers(resolve_device(config.device).type)
     train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
-                                  seed=config.seed, rank=rank, world_size=world_size)
+                                  seed=config.seed, rank=rank, world_size=world_size, workers=workers)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     val_batches = BatchIterator(val_share, preprocess, config.batch_size, shuffle=False)
     parts = build_parts(config, len(train_batches), resume, class_weights)
