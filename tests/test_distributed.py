@@ -128,3 +128,17 @@ def test_sync_batchnorm_on_cpu_ranks_is_refused_before_anything_is_written(work:
     with pytest.raises(UserError, match="sync_batchnorm needs CUDA GPUs"):
         train(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_distributed_evaluate_prints_and_writes_the_single_process_figures(ddp_and_single: tuple[Path, Path],
+                                                                           work: Path) -> None:
+    model = str(ddp_and_single[0] / "model.safetensors")
+    printed = []
+    for csv_name, ranks in (("eval_ddp.csv", 2), ("eval_single.csv", 0)):
+        done = unetkit("evaluate", "--model", model, "--data", "syn", "--json", "--csv", csv_name, "--device", "cpu",
+                       ranks=ranks, cwd=work)
+        printed.append([line for line in done.stdout.splitlines() if line.startswith("{")])
+    assert len(printed[0]) == 1 and printed[0] == printed[1]  # rank 0 alone prints, the same figures
+    assert '"n_images": 24' in printed[0][0]
+    assert (work / "eval_ddp.csv").read_text() == (work / "eval_single.csv").read_text()
+

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unetkit import distributed
 from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig
 from unetkit.errors import UserError
 from unetkit.fileio import make_dir, write_csv, write_text
@@ -82,21 +83,33 @@ def predict(config: PredictConfig) -> PredictResult:
 
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
     """Score a model (.safetensors, or an ONNX export) on a labelled folder: data-set figures plus a
-    per-image CSV."""
+    per-image CSV. Under torchrun each rank scores its share and every rank gets the figures of all."""
     from tqdm import tqdm
 
     from unetkit.data.dataset import find_pairs
     from unetkit.inference.engine import open_predictor
     from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
+    from unetkit.runtime import progress_hidden
 
     predictor = open_predictor(config.model_path, config)
+    distributed.join(predictor.device.type)
     pairs = find_pairs(config.data_dir)
     accumulator = accumulator_for(predictor.saved)
-    scored = scored_pairs(predictor, pairs, accumulator, palette_for(predictor.saved, config.data_dir))
-    rows = [item.row for item in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=None, leave=False)]
+    mine = pairs[distributed.rank() :: distributed.world_size()]
+    scored = scored_pairs(predictor, mine, accumulator, palette_for(predictor.saved, config.data_dir))
+    rows = [item.row for item in tqdm(scored, total=len(mine), desc="evaluate", unit="img", disable=progress_hidden(),
+                                      leave=False)]
+    if distributed.launched():
+        shares = distributed.all_gather((rows, accumulator))
+        accumulator = shares[0][1]
+        for _, other in shares[1:]:
+            accumulator.merge(other)
+        place = {pair.stem: i for i, pair in enumerate(pairs)}
+        rows = sorted((row for share, _ in shares for row in share), key=lambda row: place[row["stem"]])
     csv_path = Path(config.csv_path) if config.csv_path else (
         Path(config.model_path).parent / f"evaluation-{Path(config.data_dir).resolve().name}.csv")
-    write_csv(rows, csv_path)
+    if distributed.is_main():
+        write_csv(rows, csv_path)
     metrics = accumulator.summary() | {"threshold": predictor.threshold}
     return EvaluateResult(metrics, csv_path)
 

@@ -128,6 +128,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data, csv_path=args.csv or "",
                                      **_inference_options(args)))
+    if not distributed.is_main():
+        return 0
     m = result.metrics
     if args.json:
         print(json.dumps({k: m[k] for k in ("iou", "dice", "pixel_accuracy", "tgs_map", "n_images")}
