@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -45,7 +46,7 @@ class AppliedModel(Protocol):
     def classes(self) -> list[dict[str, Any]]: ...
 
 
-class PredictionEngine:
+class PredictionEngine(ABC):
     """Turns (H, W, C) images into probabilities (K, H, W) float32 and masks (H, W) uint8."""
 
     def __init__(self, saved: AppliedModel, options: InferenceOptions | None = None, **fields: Any) -> None:
@@ -60,10 +61,10 @@ class PredictionEngine:
         self.batch_size = options.batch_size
         self.tile, self.overlap, self.blend, self.tta = options.tile, options.overlap, options.blend, options.tta
 
+    @abstractmethod
     def forward(self, images: np.ndarray) -> Any:
         """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 probabilities, as the network's
         array type (a tensor on the device, or a NumPy array)."""
-        raise NotImplementedError
 
     def tile_weights(self, height: int, width: int) -> Any:
         """The blending weights of one tile, as the same kind of array `forward` returns."""
