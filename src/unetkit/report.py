@@ -1,7 +1,8 @@
 """The run report: one self-contained HTML page (images embedded) that shows how a training run went.
 
 Curves, the best epoch's figures, the decision rule and its threshold sweep, the resolved
-config, and the best and worst validation images by IoU, side by side with their truth.
+config, and the best and worst validation images by IoU, side by side with their truth. A
+K-fold run's own page shows the out-of-fold figures and every fold side by side.
 Written with the standard library (`html`, `base64`): one static page does not justify a
 template engine, and a page with no external resource opens anywhere, offline, forever.
 """
@@ -47,9 +48,13 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
-    """Write RUN_DIR/report.html from what the run left on disk; return its path."""
+    """Write RUN_DIR/report.html from what the run left on disk; return its path.
+
+    A --folds run gets the out-of-fold page (`write_folds_report`); each fold has its own report."""
     run = Path(run_dir)
     metrics_path, model_path = run / "metrics.csv", run / "model.safetensors"
+    if not metrics_path.is_file() and model_path.is_file() and sorted(run.glob("fold_*/metrics.csv")):
+        return write_folds_report(run)
     if not metrics_path.is_file() or not model_path.is_file():
         raise UserError(f"{run}: not a finished training run (needs metrics.csv and model.safetensors)")
     rows = read_csv_rows(metrics_path)
@@ -67,6 +72,57 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
     page = _page(f"unetkit run {run.name}", sections)
     write_text(run / REPORT_NAME, page)
     return run / REPORT_NAME
+
+
+def write_folds_report(run: Path) -> Path:
+    """RUN_DIR/report.html of a K-fold run: out-of-fold figures and decision rule, every fold's best
+    epoch and curves side by side, the out-of-fold threshold sweep, links to the folds' own reports."""
+    saved = load_model(run / "model.safetensors")
+    record = saved.training
+    oof = {k: v for k, v in (record.get("out_of_fold") or {}).items() if isinstance(v, int | float)}
+    rule = {"threshold": saved.threshold} | dict(saved.postprocess)
+    sections = [f"<p>Run folder <code>{html.escape(str(run))}</code>: {record.get('folds', '?')} folds, one "
+                "ensemble model (the members' probabilities averaged).</p>",
+                "<h2>Out of fold, at the tuned decision rule</h2>", _table([rule | oof] if oof else [])]
+    monitor = (record.get("config") or {}).get("monitor", "val_loss")
+    folds, histories = [], {}
+    for fold_dir in sorted(run.glob("fold_*"), key=lambda path: int(path.name.split("_")[1])):
+        if not (fold_dir / "metrics.csv").is_file():
+            continue
+        history = [{k: float(v) for k, v in row.items()} for row in read_csv_rows(fold_dir / "metrics.csv")]
+        histories[fold_dir.name] = history
+        chosen = min if monitor == "val_loss" else max  # the epoch the fold kept (its best checkpoint)
+        best = chosen(history, key=lambda row: row[monitor]) if history else {}
+        link = (f'<a href="{fold_dir.name}/report.html">report</a>' if (fold_dir / "report.html").is_file()
+                else "no report")
+        best = best | ({"epoch": int(best["epoch"])} if best else {})
+        folds.append({"fold": fold_dir.name, "epochs": len(history)} | best | {"page": link})
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in (folds[0] if folds else {}))
+    body = "".join("<tr>" + "".join(f"<td>{v if k == 'page' else html.escape(_fmt(v))}</td>" for k, v in row.items())
+                   + "</tr>" for row in folds)
+    sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n<table><tr>{head}</tr>{body}</table>")
+    if histories:
+        sections.append(_figure_section("Validation curves of every fold", _folds_figure(histories)))
+    if (run / "threshold_sweep.csv").is_file():
+        sections.append(_sweep_section(read_csv_rows(run / "threshold_sweep.csv"), saved.threshold, "out of fold"))
+    config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
+    sections.append(f"<h2>Resolved config</h2>\n<pre>{html.escape(config_text)}</pre>")
+    write_text(run / REPORT_NAME, _page(f"unetkit cross-validation {run.name}", sections))
+    return run / REPORT_NAME
+
+
+def _folds_figure(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, history in histories.items():
+        epochs = [row["epoch"] for row in history]
+        axes[0].plot(epochs, [row["val_loss"] for row in history], label=name)
+        axes[1].plot(epochs, [row["val_iou"] for row in history], label=name)
+    for axis, label in zip(axes, ("validation loss", "validation IoU")):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
 
 
 def _page(title: str, sections: list[str]) -> str:
@@ -117,7 +173,7 @@ def _figure_section(title: str, figure: plt.Figure) -> str:
     return f"<h2>{html.escape(title)}</h2>\n<img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">"
 
 
-def _sweep_section(rows: list[dict[str, str]], threshold: float) -> str:
+def _sweep_section(rows: list[dict[str, str]], threshold: float, scored_on: str = "validation") -> str:
     table = [{k: float(v) for k, v in row.items()} for row in rows]
     figure, axis = plt.subplots(figsize=(6, 3.2))
     for name in [k for k in table[0] if k != "threshold"]:
@@ -126,7 +182,7 @@ def _sweep_section(rows: list[dict[str, str]], threshold: float) -> str:
     axis.set_xlabel("threshold")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    return _figure_section("Threshold sweep (validation)", figure)
+    return _figure_section(f"Threshold sweep ({scored_on})", figure)
 
 
 def _examples_section(run: Path, saved: SavedModel, device: str) -> str:

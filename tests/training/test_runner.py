@@ -26,6 +26,10 @@ def test_two_folds_make_one_ensemble_with_an_out_of_fold_score(tmp_path: Path) -
     assert result.n_val == 24 and result.val_metrics["n_images"] == 24  # every image scored out of fold
     for fold in (0, 1):
         assert (tmp_path / "run" / f"fold_{fold}" / "model.safetensors").is_file()
+        assert (tmp_path / "run" / f"fold_{fold}" / "report.html").stat().st_size > 10_000
+    page = (tmp_path / "run" / "report.html").read_text()  # the out-of-fold page links the folds' own
+    assert '<a href="fold_0/report.html">' in page and '<a href="fold_1/report.html">' in page
+    assert f"{result.val_metrics['iou']:.4f}" in page and page.count("data:image/png;base64,") == 2
     scores = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(data),
                                      csv_path=str(tmp_path / "e.csv")))
     assert scores.metrics["n_images"] == 24

@@ -158,7 +158,10 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: 
         result = results[0]
         return _result(run_dir / f"fold_{config.fold}", result, len(data) - len(folds[config.fold]),
                        len(folds[config.fold]))
-    ensemble = _ensemble(config, run_dir, data, folds, results, preprocess) if distributed.is_main() else None
+    ensemble = None
+    if distributed.is_main():
+        ensemble = _ensemble(config, run_dir, data, folds, results, preprocess)
+        log.info("run report: %s", write_report(run_dir, device=config.device))
     return distributed.from_main(ensemble)
 
 
