@@ -89,6 +89,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     from unetkit.data.dataset import find_pairs
     from unetkit.inference.engine import open_predictor
     from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
+    from unetkit.metrics import MetricAccumulator
     from unetkit.runtime import progress_hidden
 
     predictor = open_predictor(config.model_path, config)
@@ -101,9 +102,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
                                       leave=False)]
     if distributed.launched():
         shares = distributed.all_gather((rows, accumulator))
-        accumulator = shares[0][1]
-        for _, other in shares[1:]:
-            accumulator.merge(other)
+        accumulator = MetricAccumulator.merged([share for _, share in shares])
         place = {pair.stem: i for i, pair in enumerate(pairs)}
         rows = sorted((row for share, _ in shares for row in share), key=lambda row: place[row["stem"]])
     csv_path = Path(config.csv_path) if config.csv_path else (

@@ -137,6 +137,14 @@ class MetricAccumulator:
         self.image_dice += other.image_dice
         self.image_score += other.image_score
 
+    @staticmethod
+    def merged(shares: list[MetricAccumulator]) -> MetricAccumulator:
+        """One accumulator from the ranks' shares, merged in rank order (the same figures on every rank)."""
+        combined = shares[0]
+        for other in shares[1:]:
+            combined.merge(other)
+        return combined
+
     def _add_images(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         image_iou = iou(pred, target)
         self.image_iou += image_iou.tolist()

@@ -97,10 +97,7 @@ def write_folds_report(run: Path) -> Path:
                 else "no report")
         best = best | ({"epoch": int(best["epoch"])} if best else {})
         folds.append({"fold": fold_dir.name, "epochs": len(history)} | best | {"page": link})
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in (folds[0] if folds else {}))
-    body = "".join("<tr>" + "".join(f"<td>{v if k == 'page' else html.escape(_fmt(v))}</td>" for k, v in row.items())
-                   + "</tr>" for row in folds)
-    sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n<table><tr>{head}</tr>{body}</table>")
+    sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n" + _table(folds, markup=("page",)))
     if histories:
         sections.append(_figure_section("Validation curves of every fold", _folds_figure(histories)))
     if (run / "threshold_sweep.csv").is_file():
@@ -135,13 +132,17 @@ def _page(title: str, sections: list[str]) -> str:
             f"<script>{_IMAGE_CHECK}</script>\n</body></html>\n")
 
 
-def _table(rows: list[dict[str, Any]], *, raw: bool = False) -> str:
-    """An HTML table; `raw` keeps values exactly as given (metrics.csv's own digits)."""
+def _table(rows: list[dict[str, Any]], *, raw: bool = False, markup: tuple[str, ...] = ()) -> str:
+    """An HTML table; `raw` keeps values exactly as given (metrics.csv's own digits); the columns in
+    `markup` hold HTML written here (links) and are not escaped."""
     if not rows:
         return "<p>(none)</p>"
+
+    def cell(key: str, value: Any) -> str:
+        return str(value) if key in markup else html.escape(str(value) if raw else _fmt(value))
+
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v) if raw else _fmt(v))}</td>" for v in row.values())
-                   + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{cell(k, v)}</td>" for k, v in row.items()) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 

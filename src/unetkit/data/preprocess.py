@@ -33,6 +33,11 @@ class Preprocess:
     size_policy: str = "pad"
     resize_to: int = 128
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocess:
+        """The inverse of dataclasses.asdict, as stored in model files and ONNX metadata."""
+        return cls(tuple(data["mean"]), tuple(data["std"]), data["size_policy"], int(data["resize_to"]))
+
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, C) array of any dtype -> standardised float32 tensor (N, C, H, W)."""
         import torch

@@ -119,8 +119,7 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
     """Rebuild a SavedModel from weights and metadata, with one-line errors for inconsistent files."""
     try:
         config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
-        pre = json.loads(metadata["preprocess"])
-        preprocess = Preprocess(tuple(pre["mean"]), tuple(pre["std"]), pre["size_policy"], int(pre["resize_to"]))
+        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]))
         threshold = float(metadata.get("threshold", "0.5"))
         training = json.loads(metadata.get("training", "{}"))
         postprocess = {k: int(v) for k, v in json.loads(metadata.get("postprocess", "{}")).items()}

@@ -3,7 +3,7 @@
 The exported graph holds the network and its activation; the ONNX metadata holds the
 architecture, normalisation, threshold, post-processing rules and classes. Tiling, blending,
 TTA and masks come from the same engine as PyTorch prediction (inference/engine.py), on
-NumPy arrays, so a deployment needs numpy, onnxruntime and unetkit, not PyTorch.
+NumPy arrays, and nothing on this path imports torch (a test blocks it).
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ def load_onnx(path: str | os.PathLike[str], device: str = "auto") -> OnnxModel:
         raise UserError(f"{file}: an ONNX model without unetkit's metadata (export it with unetkit export)")
     try:
         config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
-        pre = json.loads(metadata["preprocess"])
-        preprocess = Preprocess(tuple(pre["mean"]), tuple(pre["std"]), pre["size_policy"], int(pre["resize_to"]))
+        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]))
         postprocess = {k: int(v) for k, v in json.loads(metadata.get("postprocess", "{}")).items()}
         model = OnnxModel(session, config, preprocess, float(metadata.get("threshold", "0.5")), postprocess,
                           list(json.loads(metadata.get("classes", "[]"))),

@@ -304,10 +304,7 @@ def validate(net: torch.nn.Module, batches: BatchIterator, loss_fn: LossFn, devi
                 prob = 1 - torch.softmax(logits, 1)[:, 0]
             kept.append((prob * 255).round().to(torch.uint8).cpu())
     if across_ranks and distributed.launched():
-        shares = distributed.all_gather(accumulator)
-        accumulator = shares[0]
-        for other in shares[1:]:  # in rank order on every rank: the same figures everywhere, bit for bit
-            accumulator.merge(other)
+        accumulator = MetricAccumulator.merged(distributed.all_gather(accumulator))
         loss_sum, seen = distributed.sum_across([loss_sum, float(seen)], device)
     summary = accumulator.summary() | {"loss": loss_sum / max(seen, 1)}
     return summary, (torch.cat(kept) if keep_probabilities else None)
