@@ -50,8 +50,14 @@ def _check_fraction(name: str, value: float, *, closed: bool = False) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the U-Net; defaults are the seed (Keras TGS kernel, start_neurons=16)."""
+    """The architecture as data; defaults are the seed (Keras TGS kernel, start_neurons=16).
 
+    `arch` names an entry of models/registry.py; the fields below it are read by the
+    architectures that use them (the seed U-Net: start_neurons .. upsampling; the encoder
+    U-Net "unet": encoder .. classification_head).
+    """
+
+    arch: str = "seed_unet"  # "seed_unet" (the kernel's U-Net) or another registered architecture
     in_channels: int = 1  # 1 = grayscale (TGS), 3 = RGB
     num_classes: int = 1  # 1 = binary with sigmoid; >1 = softmax over class indices (or labels, below)
     multilabel: bool = False  # num_classes independent sigmoid labels; masks carry one channel per label
@@ -61,6 +67,12 @@ class ModelConfig:
     dropout: float = 0.5  # after every later pooling and every decoder concatenation
     batch_norm: bool = False  # the seed has none
     upsampling: str = "transpose"  # "transpose" (3x3 stride-2, the seed) or "bilinear"
+    encoder: str = "resnet34"  # arch "unet": any timm model with features_only (resnet34, efficientnet_b0, ...)
+    pretrained: str = "none"  # arch "unet": "none", "imagenet" (timm's weights, downloaded) or PATH.safetensors
+    attention: str = "none"  # arch "unet": decoder attention, "none" or "scse"
+    hypercolumn: bool = False  # arch "unet": every decoder level upsampled and concatenated before the head
+    deep_supervision: bool = False  # arch "unet": auxiliary logits at every decoder level while training
+    classification_head: bool = False  # arch "unet": an image-level "anything there?" logit from the encoder
 
     def __post_init__(self) -> None:
         _require(self.in_channels >= 1, "model.in_channels", f"{self.in_channels} must be >= 1")

@@ -1,6 +1,8 @@
-"""Network definitions: blocks, the U-Net assembly and its named presets."""
+"""Network definitions: the SegmentationNet base, architectures, their registry and named presets."""
 
-from unetkit.models.registry import PRESETS, create_model, preset_config
-from unetkit.models.unet import UNet, count_parameters
+from unetkit.models.base import SegmentationNet, count_parameters
+from unetkit.models.registry import ARCHITECTURES, PRESETS, build_model, create_model, preset_config
+from unetkit.models.unet import UNet
 
-__all__ = ["PRESETS", "UNet", "count_parameters", "create_model", "preset_config"]
+__all__ = ["ARCHITECTURES", "PRESETS", "SegmentationNet", "UNet", "build_model", "count_parameters", "create_model",
+           "preset_config"]

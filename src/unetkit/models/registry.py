@@ -1,13 +1,24 @@
-"""Named model presets, created by name (after timm's registry, without import side effects)."""
+"""Architectures and model presets, created by name (after timm's registry, without import side effects).
+
+`ARCHITECTURES` maps `model.arch` to the class that builds it from a ModelConfig; a new
+architecture is one new file in models/ and one line here. `PRESETS` are named ModelConfigs
+(the `--preset` flag). `build_model` is the one constructor every caller uses.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from unetkit.config import ModelConfig
 from unetkit.errors import UserError
+from unetkit.models.base import SegmentationNet
 from unetkit.models.unet import UNet
+
+ARCHITECTURES: dict[str, Callable[[ModelConfig], SegmentationNet]] = {
+    "seed_unet": UNet,  # the Keras TGS kernel's U-Net, layer for layer (models/unet.py)
+}
 
 PRESETS: dict[str, ModelConfig] = {
     # The Keras TGS kernel's build_model(input_layer, 16): 2,158,417 parameters.
@@ -19,6 +30,19 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def check_arch(config: ModelConfig) -> None:
+    """Refuse an unknown `model.arch` with one line listing the known ones."""
+    if config.arch not in ARCHITECTURES:
+        raise UserError(f"config field 'model.arch': unknown architecture '{config.arch}' "
+                        f"(known: {', '.join(ARCHITECTURES)})")
+
+
+def build_model(config: ModelConfig) -> SegmentationNet:
+    """A fresh, randomly initialised network of the architecture `config` describes."""
+    check_arch(config)
+    return ARCHITECTURES[config.arch](config)
+
+
 def preset_config(name: str, **overrides: Any) -> ModelConfig:
     """The ModelConfig of preset `name`, with fields replaced by `overrides`."""
     if name not in PRESETS:
@@ -26,6 +50,6 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-def create_model(name: str = "seed", **overrides: Any) -> UNet:
-    """A fresh, randomly initialised UNet of preset `name`."""
-    return UNet(preset_config(name, **overrides))
+def create_model(name: str = "seed", **overrides: Any) -> SegmentationNet:
+    """A fresh network of preset `name`, with ModelConfig fields replaced by `overrides`."""
+    return build_model(preset_config(name, **overrides))

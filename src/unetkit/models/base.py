@@ -1,0 +1,63 @@
+"""What every architecture is to the rest of unetkit: a `SegmentationNet`.
+
+A net maps (B, in_channels, H, W) images of any H, W to logits (B, num_classes, H, W). Each
+architecture only writes `logits` for inputs whose sides are multiples of its `multiple`
+(the product of its down-sampling strides); the padding to that multiple, and the crop of the
+logits back to the input's size, is written once here, so every architecture, the ensemble,
+the tiler and the ONNX export treat sizes alike. The configuration is the architecture as
+data: a model file stores it and `build_model` rebuilds the net from it.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unetkit.config import ModelConfig
+
+
+class SegmentationNet(nn.Module):
+    """Base of every architecture: (B, C, H, W) of any H, W -> logits (B, K, H, W).
+
+    Subclasses set `self.config` and implement `multiple` and `logits`.
+    """
+
+    config: ModelConfig
+
+    @property
+    @abstractmethod
+    def multiple(self) -> int:
+        """Height and width are padded to a multiple of this before `logits`."""
+
+    @abstractmethod
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) with H, W multiples of `multiple` -> logits (B, K, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        x, (top, left) = pad_to_multiple(x, self.multiple)
+        return self.logits(x)[..., top : top + height, left : left + width]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (B, C, H, W) symmetrically to multiples of `multiple`; return it and the (top, left) offsets.
+
+    Reflection keeps image statistics at the border (zeros would look like an edge); an
+    image too small to reflect (e.g. 1xN) falls back to replicating its border.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x, (0, 0)
+    top, left = pad_h // 2, pad_w // 2
+    pads = (left, pad_w - left, top, pad_h - top)
+    mode = "reflect" if max(top, pad_h - top) < height and max(left, pad_w - left) < width else "replicate"
+    return F.pad(x, pads, mode=mode), (top, left)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
