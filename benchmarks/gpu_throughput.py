@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from unetkit.config import DataConfig, InferenceOptions, ModelConfig, TrainConfig
+from unetkit.config import DataConfig, InferenceOptions, ModelConfig, RuntimeConfig, TrainConfig
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.loader import Batch, BatchIterator, default_workers
@@ -131,7 +131,7 @@ def main() -> None:
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device).replace(" ", "_") if device.type == "cuda" else "cpu"
     data = crops(4 * args.batch_size, args.size)
-    config = TrainConfig(batch_size=args.batch_size, device=args.device, compile=args.compile,
+    config = TrainConfig(batch_size=args.batch_size, runtime=RuntimeConfig(device=args.device, compile=args.compile),
                          model=ModelConfig(), data=DataConfig(augment=args.augment))
 
     def feed(workers: int = 0) -> Iterator[Batch]:
@@ -146,7 +146,7 @@ def main() -> None:
     fp32_infer, fast_infer = infer_rates(args.device, args.batch_size, args.size, args.steps, args.warmup)
     print(f"loader (BatchIterator alone, {args.augment} augmentation, {workers} threads): {loader:.1f} images/s")
     print(f"training, {args.size}x{args.size} batch {args.batch_size}: fp32 eager {fp32_train:.1f} images/s, "
-          f"fast path {fast_train:.1f} images/s (amp {config.amp}, channels_last, compile {args.compile})")
+          f"fast path {fast_train:.1f} images/s (amp {config.runtime.amp}, channels_last, compile {args.compile})")
     print(f"inference, {args.size}x{args.size} batch {args.batch_size}: fp32 eager {fp32_infer:.1f} images/s, "
           f"Predictor {fast_infer:.1f} images/s")
     print(f"gpu_throughput: device={name} fp32_train={fp32_train:.1f} fast_train={fast_train:.1f} "

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 
 from unetkit.api import evaluate, train
-from unetkit.config import EvaluateConfig, resolve_train_config
+from unetkit.config import EvaluateConfig
 from unetkit.data.dataset import find_pairs, load_labelled
 from unetkit.data.split import coverage_classes, stratified_folds
+from unetkit.training.recipes import resolve_train_config
 
 TGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from unetkit.cli.main import build_train_config, make_parser
 from unetkit.config import DataConfig, TrainConfig, dump_yaml, from_dict, load_yaml
@@ -14,25 +15,79 @@ def parse(*argv: str):
 
 
 def test_flags_override_yaml_which_overrides_the_preset(tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("preset: small\nepochs: 7\nloss: bce_dice\nmodel: {batch_norm: true}\n"
+    (tmp_path / "c.yaml").write_text("preset: small\nepochs: 7\nloss: {name: bce_dice}\nmodel: {batch_norm: true}\n"
                                      "data: {val_fraction: 0.3}\n")
     config = build_train_config(parse("--config", str(tmp_path / "c.yaml"), "--epochs", "9", "--data", "D"))
     assert config.preset == "small" and config.model.start_neurons == 8 and config.model.batch_norm
-    assert config.epochs == 9 and config.loss == "bce_dice"
+    assert config.epochs == 9 and config.loss.name == "bce_dice"
     assert config.data.val_fraction == 0.3 and config.data.data_dir == "D"
 
 
 def test_defaults_are_the_seed_recipe() -> None:
     config = build_train_config(parse())
-    assert config.model.start_neurons == 16 and config.model.dropout == 0.5 and not config.model.batch_norm
-    assert (config.batch_size, config.lr, config.loss, config.monitor) == (32, 1e-3, "bce", "val_loss")
-    assert (config.early_stopping_patience, config.plateau_patience, config.plateau_factor) == (10, 5, 0.1)
-    assert (config.amp, config.compile, config.sync_batchnorm) == ("auto", False, False)
+    assert config.model.arch == "seed_unet" and config.model.start_neurons == 16 and config.model.dropout == 0.5
+    assert not config.model.batch_norm
+    assert (config.batch_size, config.optim.lr, config.loss.name, config.monitor) == (32, 1e-3, "bce", "val_loss")
+    assert (config.early_stopping_patience, config.schedule.plateau_patience, config.schedule.plateau_factor) == (10, 5, 0.1)
+    assert (config.runtime.amp, config.runtime.compile, config.runtime.sync_batchnorm) == ("auto", False, False)
 
 
 def test_compile_flag_and_sync_batchnorm_setting() -> None:
-    config = build_train_config(parse("--compile", "--set", "sync_batchnorm=true"))
-    assert config.compile and config.sync_batchnorm
+    config = build_train_config(parse("--compile", "--set", "runtime.sync_batchnorm=true"))
+    assert config.runtime.compile and config.runtime.sync_batchnorm
+
+
+# Every flat name of the config before it had sections, with a value and where it lives now.
+OLD_NAMES = {"lr": (0.01, "optim.lr"), "weight_decay": (0.1, "optim.weight_decay"), "optimizer": ("sgd", "optim.name"),
+             "grad_clip": (1.0, "optim.grad_clip"), "ema_decay": (0.99, "optim.ema_decay"),
+             "loss": ("dice", "loss.name"), "class_weights": ([1, 2], "loss.class_weights"),
+             "balance_classes": (True, "loss.balance_classes"), "focal_gamma": (1.0, "loss.focal_gamma"),
+             "tversky_alpha": (0.5, "loss.tversky_alpha"), "tversky_beta": (0.5, "loss.tversky_beta"),
+             "border_w0": (5.0, "loss.border_w0"), "border_sigma": (3.0, "loss.border_sigma"),
+             "ignore_index": (255, "data.ignore_index"), "schedule": ("cosine", "schedule.name"),
+             "warmup_epochs": (2.0, "schedule.warmup_epochs"), "plateau_patience": (3, "schedule.plateau_patience"),
+             "plateau_factor": (0.5, "schedule.plateau_factor"), "min_lr": (1e-6, "schedule.min_lr"),
+             "threshold_metric": ("iou", "decision.threshold_metric"),
+             "tune_postprocess": (True, "decision.tune_postprocess"), "amp": ("off", "runtime.amp"),
+             "compile": (True, "runtime.compile"), "sync_batchnorm": (True, "runtime.sync_batchnorm"),
+             "loader_workers": (2, "runtime.loader_workers"), "deterministic": (True, "runtime.deterministic"),
+             "tensorboard": (True, "runtime.tensorboard"), "device": ("cpu", "runtime.device")}
+
+
+def _at(config: object, path: str) -> object:
+    for part in path.split("."):
+        config = getattr(config, part)
+    return config
+
+
+@pytest.mark.parametrize("old", sorted(OLD_NAMES))
+def test_every_old_flat_name_keeps_working_from_yaml_and_set(old: str, tmp_path: Path) -> None:
+    value, path = OLD_NAMES[old]
+    expected = tuple(float(v) for v in value) if isinstance(value, list) else value
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump({old: value}))
+    assert _at(build_train_config(parse("--config", str(tmp_path / "old.yaml"))), path) == expected
+    assert _at(build_train_config(parse("--set", f"{old}={yaml.safe_dump(value, default_flow_style=True).strip()}")),
+               path) == expected
+    assert _at(from_dict(TrainConfig, {old: value}), path) == expected  # stored runs and model-file records
+
+
+def test_new_section_paths_and_old_names_mix_and_the_section_wins() -> None:
+    config = build_train_config(parse("--set", "lr=0.5", "--set", "optim.lr=0.25", "--set", "optim.name=adamw",
+                                      "--set", "data.augment_params.p_vflip=0.5"))
+    assert (config.optim.lr, config.optim.name, config.data.augment_params) == (0.25, "adamw", {"p_vflip": 0.5})
+
+
+@pytest.mark.parametrize(("assignment", "message"), [
+    ("loss.name=dicey", "'loss.name': 'dicey' is not one of bce"),
+    ("optim.name=lion", "'optim.name': 'lion' is not one of adam"),
+    ("schedule.name=warm", "'schedule.name': 'warm' is not one of plateau"),
+    ("data.augment=wild", "'data.augment': 'wild' is not one of none"),
+    ("model.arch=vit", "'model.arch': unknown architecture 'vit'"),
+    ("preset=huge", "unknown model preset 'huge'"),
+])
+def test_names_are_checked_by_the_registry_that_owns_them(assignment: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        build_train_config(parse("--set", assignment))
 
 
 def test_yaml_round_trip_of_the_resolved_config(tmp_path: Path) -> None:
@@ -46,8 +101,6 @@ def test_unknown_field_and_wrong_type_name_the_field(tmp_path: Path) -> None:
         from_dict(TrainConfig, {"data": {"val_fractoin": 0.1}})
     with pytest.raises(UserError, match="epochs"):
         from_dict(TrainConfig, {"epochs": "many"})
-    with pytest.raises(UserError, match="unknown model preset 'huge'"):
-        build_train_config(parse("--preset", "huge"))
 
 
 def test_unreadable_yaml_is_one_line(tmp_path: Path) -> None:
@@ -63,7 +116,7 @@ def test_out_of_range_values_are_one_line_errors() -> None:
         augment_config("strong", {"p_elastic": 2})
     with pytest.raises(UserError, match="'fold'.*needs folds >= 2"):
         TrainConfig(fold=0)
-    with pytest.raises(UserError, match="class_weights"):
+    with pytest.raises(UserError, match="loss.class_weights"):
         from_dict(TrainConfig, {"class_weights": [1, "a"]})
     with pytest.raises(UserError, match="not valid YAML"):
         build_train_config(parse("--set", "lr=[1,"))

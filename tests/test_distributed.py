@@ -118,13 +118,12 @@ def test_distributed_predict_writes_what_one_process_writes(ddp_and_single: tupl
 def test_sync_batchnorm_on_cpu_ranks_is_refused_before_anything_is_written(work: Path, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from unetkit.api import train
-    from unetkit.config import DataConfig, TrainConfig
+    from unetkit.config import DataConfig, RuntimeConfig, TrainConfig
     from unetkit.errors import UserError
 
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the refusal comes before joining a group
     monkeypatch.setenv("RANK", "0")
-    config = TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(work / "syn")), device="cpu",
-                         sync_batchnorm=True)
+    config = TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(work / "syn")), runtime=RuntimeConfig(device="cpu", sync_batchnorm=True))
     with pytest.raises(UserError, match="sync_batchnorm needs CUDA GPUs"):
         train(config)
     assert not (tmp_path / "run").exists()

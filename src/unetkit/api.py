@@ -1,7 +1,8 @@
-"""The operations unetkit offers; the CLI only parses arguments into configs and calls these.
+"""The operations unetkit offers; the CLI only parses arguments into configs and calls one of these.
 
-train(TrainConfig) -> TrainResult, predict(PredictConfig) -> PredictResult,
-evaluate(EvaluateConfig) -> EvaluateResult, load_model(path) -> SavedModel, demo(...).
+train(TrainConfig) -> TrainResult, resume(run_dir, *layers) -> TrainResult, predict(PredictConfig)
+-> PredictResult, evaluate(EvaluateConfig) -> EvaluateResult, export(ExportConfig) -> ExportResult,
+report(run_dir) -> Path, synth(out_dir, ...) -> Path, load_model(path) -> SavedModel, demo(...).
 Every user mistake surfaces as `UserError` before anything is written where possible,
 and every file is written atomically.
 
@@ -14,51 +15,57 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unetkit import distributed
-from unetkit.config import EvaluateConfig, PredictConfig, TrainConfig
+from unetkit.config import EvaluateConfig, ExportConfig, PredictConfig, TrainConfig
 from unetkit.errors import UserError
-from unetkit.fileio import make_dir, write_csv, write_text
+from unetkit.fileio import make_dir, write_text
 from unetkit.inference.job import PredictionJob, PredictResult
 from unetkit.runtime import log
 
 if TYPE_CHECKING:
     from unetkit.export.model_file import SavedModel
-    from unetkit.training.runner import TrainResult
+    from unetkit.export.onnx import ExportResult
+    from unetkit.inference.evaluation import EvaluateResult
+    from unetkit.training.loop import TrainResult
 
-__all__ = ["evaluate", "load_model", "predict", "stored_config", "train", "demo", "EvaluateResult", "PredictResult"]
+__all__ = ["demo", "evaluate", "export", "load_model", "predict", "report", "resume", "synth", "train",
+           "PredictResult"]
 
 DEMO_MARKER = ".unetkit-demo"
 
 
-@dataclass
-class EvaluateResult:
-    """Data-set figures (iou, dice, pixel_accuracy, tgs_map, n_images, ...) and the per-image CSV."""
-
-    metrics: dict[str, Any]
-    csv_path: Path
-
-
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Train a U-Net on config.data.data_dir into config.out_dir; with `resume`, continue that run.
+    """Train a network on config.data.data_dir into config.out_dir, then write the run report.
 
-    On resume, `config` is the run's stored config with whatever should change (more epochs,
-    a new time budget; see `stored_config`); the architecture must stay the same. With
-    config.folds = K, trains K folds and writes one ensemble model file (see training/runner.py).
+    With `resume`, continue the run in config.out_dir (`resume()` builds that config from the
+    stored one); the architecture must stay the same. With config.folds = K, trains K folds and
+    writes one ensemble model file (see training/runner.py).
     """
+    from unetkit.report import write_reports
     from unetkit.training.runner import run_training
 
-    return run_training(config, resume=resume)
+    result = run_training(config, resume=resume)
+    if distributed.is_main():
+        log.info("run report: %s", write_reports(result.run_dir, device=config.runtime.device))
+    distributed.barrier()  # the ranks return together, after rank 0 has written the report
+    return result
 
 
-def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The config a run in `run_dir` was trained with, as plain data (the base for --resume)."""
-    from unetkit.training.runner import stored_config as read_stored
+def resume(run_dir: str | os.PathLike[str], *layers: dict[str, Any]) -> TrainResult:
+    """Continue the killed or finished run in `run_dir` from its last checkpoint.
 
-    return read_stored(run_dir)
+    `layers` (plain data: a YAML file's fields, then the flags') change what may change (more
+    epochs, a longer time budget); they lie over the run's stored config.yaml.
+    """
+    from unetkit.training.runner import resumed_config
+
+    config = resumed_config(run_dir, *layers)
+    if Path(config.out_dir) != Path(run_dir):
+        config = dataclasses.replace(config, out_dir=str(run_dir))
+    return train(config, resume=True)
 
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:
@@ -83,34 +90,31 @@ def predict(config: PredictConfig) -> PredictResult:
 
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
     """Score a model (.safetensors, or an ONNX export) on a labelled folder: data-set figures plus a
-    per-image CSV. Under torchrun each rank scores its share and every rank gets the figures of all."""
-    from tqdm import tqdm
+    per-image CSV (inference/evaluation.py). Under torchrun every rank gets the figures of all."""
+    from unetkit.inference.evaluation import run_evaluation
 
-    from unetkit.data.dataset import find_pairs
-    from unetkit.inference.engine import open_predictor
-    from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
-    from unetkit.metrics import MetricAccumulator
-    from unetkit.runtime import progress_hidden
+    return run_evaluation(config)
 
-    predictor = open_predictor(config.model_path, config)
-    distributed.join(predictor.device.type)
-    pairs = find_pairs(config.data_dir)
-    accumulator = accumulator_for(predictor.saved)
-    mine = pairs[distributed.rank() :: distributed.world_size()]
-    scored = scored_pairs(predictor, mine, accumulator, palette_for(predictor.saved, config.data_dir))
-    rows = [item.row for item in tqdm(scored, total=len(mine), desc="evaluate", unit="img", disable=progress_hidden(),
-                                      leave=False)]
-    if distributed.launched():
-        shares = distributed.all_gather((rows, accumulator))
-        accumulator = MetricAccumulator.merged([share for _, share in shares])
-        place = {pair.stem: i for i, pair in enumerate(pairs)}
-        rows = sorted((row for share, _ in shares for row in share), key=lambda row: place[row["stem"]])
-    csv_path = Path(config.csv_path) if config.csv_path else (
-        Path(config.model_path).parent / f"evaluation-{Path(config.data_dir).resolve().name}.csv")
-    if distributed.is_main():
-        write_csv(rows, csv_path)
-    metrics = accumulator.summary() | {"threshold": predictor.threshold}
-    return EvaluateResult(metrics, csv_path)
+
+def export(config: ExportConfig) -> ExportResult:
+    """Write the model as ONNX (export/onnx.py) and measure onnxruntime against PyTorch on it."""
+    from unetkit.export.onnx import export_model
+
+    return export_model(config)
+
+
+def report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
+    """(Re)write RUN_DIR/report.html (and each fold's page of a --folds run) from the run folder."""
+    from unetkit.report import write_reports
+
+    return write_reports(run_dir, device=device)
+
+
+def synth(out_dir: str | os.PathLike[str], n: int = 600, *, size: int = 101, seed: int = 0) -> Path:
+    """Write the embedded synthetic data set (out_dir/images, out_dir/masks); return out_dir."""
+    from unetkit.data.synthetic import generate_synthetic
+
+    return generate_synthetic(out_dir, n, size=size, seed=seed)
 
 
 def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n_test: int = 200,
@@ -121,8 +125,6 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     checkpoints/), evaluation.csv, overlays.png (held-out image / truth / prediction) and
     predictions/ (one mask per held-out image).
     """
-    from unetkit.data.synthetic import generate_synthetic
-
     root = Path(out_dir)
     if (root / DEMO_MARKER).is_file():
         log.info("replacing the previous demo in %s", root)
@@ -132,13 +134,12 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     make_dir(root)
     write_text(root / DEMO_MARKER, "written by unetkit demo; the next demo replaces this folder\n")
     log.info("generating the synthetic data set (%d training, %d held-out images)", n_train, n_test)
-    train_dir = generate_synthetic(root / "data" / "train", n_train, seed=seed)
-    test_dir = generate_synthetic(root / "data" / "test", n_test, seed=seed + 1000)
+    train_dir = synth(root / "data" / "train", n_train, seed=seed)
+    test_dir = synth(root / "data" / "test", n_test, seed=seed + 1000)
     # Batch 8 instead of the seed's 32: on 2 CPU cores it is faster per image and takes 4x more steps
     # in the demo's few minutes; the network is the seed's, unchanged.
     config = TrainConfig(out_dir=str(root), epochs=epochs, time_budget_min=time_budget_min, seed=seed,
-                         batch_size=batch_size,
-                         data=dataclasses.replace(TrainConfig().data, data_dir=str(train_dir)))
+                         batch_size=batch_size, data=dataclasses.replace(TrainConfig().data, data_dir=str(train_dir)))
     result = train(config)
     evaluation = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(test_dir),
                                          csv_path=str(root / "evaluation.csv")))

@@ -19,18 +19,14 @@ from unetkit.errors import UserError
 
 T = TypeVar("T")
 
-LOSSES = ("bce", "weighted_ce", "dice", "bce_dice", "focal", "tversky", "lovasz", "bce_lovasz", "focal_dice")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("plateau", "cosine", "onecycle", "poly", "constant")
+# Small closed enumerations of the schema. Names with an implementation behind them (losses,
+# optimisers, schedules, augmentation presets, blends, TTA modes, architectures) are owned by
+# their registries and checked there (training/recipes.py checks a whole TrainConfig at once).
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 MONITORS = ("val_loss", "val_iou", "val_dice", "val_map")
 SIZE_POLICIES = ("pad", "resize")
-UPSAMPLINGS = ("transpose", "bilinear")
 THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
 DEVICES = ("auto", "cpu", "cuda")
-AUGMENTATIONS = ("none", "seed", "strong")
-BLENDS = ("gaussian", "constant")
-TTA_MODES = ("none", "flips", "d4")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -82,17 +78,12 @@ class ModelConfig:
         _require(1 <= self.depth <= 7, "model.depth", f"{self.depth} must lie in 1..7")
         _check_fraction("model.dropout_first", self.dropout_first)
         _check_fraction("model.dropout", self.dropout)
-        _check_choice("model.upsampling", self.upsampling, UPSAMPLINGS)
-
-    @property
-    def sigmoid(self) -> bool:
-        """True when each output channel is an independent probability (binary or multi-label)."""
-        return self.num_classes == 1 or self.multilabel
+        _require(self.pretrained != "", "model.pretrained", "must be none, imagenet or a .safetensors path")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how they are brought to the network."""
+    """Where the images come from, what their masks hold and how they are brought to the network."""
 
     data_dir: str = ""  # folder with images/ and masks/
     val_fraction: float = 0.2  # held out for validation, stratified by mask coverage
@@ -100,6 +91,7 @@ class DataConfig:
     #                           "resize": resize to resize_to x resize_to (the kernel's 101 -> 128)
     resize_to: int = 128
     normalize: bool = True  # standardise with the training set's per-channel mean and std
+    ignore_index: int | None = None  # mask value excluded from loss and metrics (e.g. 255 = unlabelled)
     augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "strong" (data/augment.py), "none"
     augment_params: dict[str, float] = field(default_factory=dict)  # AugmentConfig fields over the preset
 
@@ -107,55 +99,118 @@ class DataConfig:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"{self.val_fraction} must lie in (0, 1)")
         _check_choice("data.size_policy", self.size_policy, SIZE_POLICIES)
         _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
-        _check_choice("data.augment", self.augment, AUGMENTATIONS)
-        from unetkit.data.augment import augment_config
-
-        augment_config(self.augment, self.augment_params)  # validates the keys and values
+        _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "data.ignore_index", "must lie in 0..255")
+        _require(isinstance(self.augment_params, dict), "data.augment_params", "must be a mapping of field: value")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """One training run. Defaults are the seed kernel's recipe."""
+class LossConfig:
+    """The training loss (training/losses.py) and its knobs."""
 
-    out_dir: str = ""
-    recipe: str = "seed"  # named set of defaults below (RECIPES) the YAML and flags were applied over
-    preset: str = "seed"  # model preset the `model` section was resolved from
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 200  # the kernel's; early stopping usually ends sooner
-    batch_size: int = 32
-    lr: float = 1e-3  # Adam's Keras default
-    weight_decay: float = 0.0
-    loss: str = "bce"  # the seed's; see LOSSES and training/losses.py
+    name: str = "bce"  # the seed's; bce, bce_dice, dice, focal, tversky, lovasz, weighted_ce, ... (training/losses.py)
     class_weights: tuple[float, ...] | None = None  # per class (K=1: background, foreground)
     balance_classes: bool = False  # class weights = inverse training-set frequency (the paper's w_c)
-    ignore_index: int | None = None  # mask value excluded from loss and metrics
     focal_gamma: float = 2.0
     tversky_alpha: float = 0.3  # false-positive weight
     tversky_beta: float = 0.7  # false-negative weight
     border_w0: float = 10.0  # weighted_ce: the paper's w0 ...
     border_sigma: float = 5.0  # ... and sigma (pixels)
-    optimizer: str = "adam"  # "adam" (the seed), "adamw", "sgd" (Nesterov, momentum 0.9)
-    schedule: str = "plateau"  # "plateau" (the seed), "cosine", "onecycle", "poly" (nnU-Net), "constant"
-    warmup_epochs: float = 0.0  # linear warm-up for cosine/poly/constant
+
+    def __post_init__(self) -> None:
+        _require(min(self.focal_gamma, self.tversky_alpha, self.tversky_beta) >= 0, "loss.focal_gamma",
+                 "focal_gamma, tversky_alpha and tversky_beta must be >= 0")
+        if self.class_weights is not None:
+            try:
+                object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+            except (TypeError, ValueError):
+                raise UserError(f"config field 'loss.class_weights': {self.class_weights!r} must be a list of numbers") from None
+            _require(min(self.class_weights) >= 0, "loss.class_weights", "must be non-negative numbers")
+        _require(self.border_sigma > 0 and self.border_w0 >= 0, "loss.border_sigma", "sigma must be > 0 and w0 >= 0")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimiser (training/schedule.py) and what acts on its steps."""
+
+    name: str = "adam"  # "adam" (the seed), "adamw", "sgd" (Nesterov, momentum 0.9)
+    lr: float = 1e-3  # Adam's Keras default
+    weight_decay: float = 0.0
     grad_clip: float | None = None  # max gradient norm
     ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); validated and saved
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "optim.lr", f"{self.lr} must be > 0")
+        _require(self.weight_decay >= 0, "optim.weight_decay", f"{self.weight_decay} must be >= 0")
+        _require(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "must be > 0")
+        _require(self.ema_decay is None or 0 < self.ema_decay < 1, "optim.ema_decay", "must lie in (0, 1)")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How the learning rate moves (training/schedule.py)."""
+
+    name: str = "plateau"  # "plateau" (the seed), "cosine", "onecycle", "poly" (nnU-Net), "constant"
+    warmup_epochs: float = 0.0  # linear warm-up for cosine/poly/constant
+    plateau_patience: int = 5  # reduce-on-plateau patience
+    plateau_factor: float = 0.1
+    min_lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _require(self.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0")
+        _require(self.plateau_patience >= 0, "schedule.plateau_patience", "must be >= 0")
+        _require(0 < self.plateau_factor < 1, "schedule.plateau_factor", f"{self.plateau_factor} must lie in (0, 1)")
+        _require(self.min_lr >= 0, "schedule.min_lr", f"{self.min_lr} must be >= 0")
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """How the stored decision rule is chosen on validation after training (training/threshold.py)."""
+
+    threshold_metric: str = "tgs_map"  # what the final threshold sweep maximises
+    tune_postprocess: bool = False  # also choose min component area and the empty-mask rule on validation
+
+    def __post_init__(self) -> None:
+        _check_choice("decision.threshold_metric", self.threshold_metric, THRESHOLD_METRICS)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how fast training runs; none of it changes what is learnt (deterministic aside)."""
+
+    device: str = "auto"
     amp: str = "auto"  # mixed precision on CUDA: auto = bf16 where supported, else fp16 with a grad scaler
     compile: bool = False  # torch.compile the network
     sync_batchnorm: bool = False  # under torchrun on GPUs: batch-norm statistics over every rank's images
     loader_workers: int | None = None  # threads preparing batches; None: 0 on the CPU, up to 8 on a GPU
     deterministic: bool = False  # deterministic kernels (slower on GPU)
-    tune_postprocess: bool = False  # also choose min component area and the empty-mask rule on validation
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
+
+    def __post_init__(self) -> None:
+        _check_choice("runtime.device", self.device, DEVICES)
+        _check_choice("runtime.amp", self.amp, AMP_MODES)
+        _require(self.loader_workers is None or self.loader_workers >= 0, "runtime.loader_workers", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run, in sections. Defaults are the seed kernel's recipe."""
+
+    out_dir: str = ""
+    recipe: str = "seed"  # named set of defaults (training/recipes.py) the YAML and flags were applied over
+    preset: str = "seed"  # model preset the `model` section was resolved from
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    epochs: int = 200  # the kernel's; early stopping usually ends sooner
+    batch_size: int = 32
     monitor: str = "val_loss"  # what early stopping, plateau and the best checkpoint watch
     early_stopping_patience: int = 10  # epochs without improvement; 0 disables
-    plateau_patience: int = 5  # reduce-on-plateau patience
-    plateau_factor: float = 0.1
-    min_lr: float = 1e-5
     time_budget_min: float | None = None  # stop cleanly once this much training time is spent
-    threshold_metric: str = "tgs_map"  # what the final threshold sweep maximises
     seed: int = 0
-    device: str = "auto"
     folds: int = 0  # K >= 2: K-fold cross-validation, out-of-fold score, one ensemble model file
     fold: int | None = None  # with folds: train only this fold (0-based)
 
@@ -163,46 +218,20 @@ class TrainConfig:
         _require(self.folds == 0 or self.folds >= 2, "folds", f"{self.folds} must be 0 (one split) or >= 2")
         _require(self.fold is None or (self.folds >= 2 and 0 <= self.fold < self.folds), "fold",
                  f"{self.fold} must lie in 0..folds-1 and needs folds >= 2")
-        _require(min(self.focal_gamma, self.tversky_alpha, self.tversky_beta) >= 0, "focal_gamma",
-                 "focal_gamma, tversky_alpha and tversky_beta must be >= 0")
         _require(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
         _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
-        _require(self.lr > 0, "lr", f"{self.lr} must be > 0")
-        _require(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
-        _check_choice("loss", self.loss, LOSSES)
-        if self.class_weights is not None:
-            try:
-                object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
-            except (TypeError, ValueError):
-                raise UserError(f"config field 'class_weights': {self.class_weights!r} must be a list of numbers") from None
-            _require(len(self.class_weights) == max(self.model.num_classes, 2) and min(self.class_weights) >= 0,
-                     "class_weights", f"needs {max(self.model.num_classes, 2)} non-negative numbers")
-        _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "ignore_index", "must lie in 0..255")
+        weights = self.loss.class_weights
+        _require(weights is None or len(weights) == max(self.model.num_classes, 2), "loss.class_weights",
+                 f"needs {max(self.model.num_classes, 2)} non-negative numbers")
         if self.model.multilabel:
-            for name, unsupported in (("loss", self.loss == "weighted_ce"), ("ignore_index", self.ignore_index is not None),
-                                      ("class_weights", self.class_weights is not None or self.balance_classes),
+            for name, unsupported in (("data.ignore_index", self.data.ignore_index is not None),
+                                      ("loss.class_weights", weights is not None or self.loss.balance_classes),
                                       ("folds", self.folds >= 2)):
                 _require(not unsupported, name, "is not available with model.multilabel yet")
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("amp", self.amp, AMP_MODES)
-        _require(self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
-        _require(self.loader_workers is None or self.loader_workers >= 0, "loader_workers", "must be >= 0")
-        _require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0")
-        _require(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay", "must lie in (0, 1)")
-        _require(self.border_sigma > 0 and self.border_w0 >= 0, "border_sigma", "sigma must be > 0 and w0 >= 0")
         _check_choice("monitor", self.monitor, MONITORS)
         _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0")
-        _require(self.plateau_patience >= 0, "plateau_patience", "must be >= 0")
-        _require(0 < self.plateau_factor < 1, "plateau_factor", f"{self.plateau_factor} must lie in (0, 1)")
-        _require(self.min_lr >= 0, "min_lr", f"{self.min_lr} must be >= 0")
-        _require(
-            self.time_budget_min is None or self.time_budget_min > 0,
-            "time_budget_min",
-            f"{self.time_budget_min} must be > 0",
-        )
-        _check_choice("threshold_metric", self.threshold_metric, THRESHOLD_METRICS)
-        _check_choice("device", self.device, DEVICES)
+        _require(self.time_budget_min is None or self.time_budget_min > 0, "time_budget_min",
+                 f"{self.time_budget_min} must be > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,8 +253,6 @@ class InferenceOptions:
         _check_choice("device", self.device, DEVICES)
         _require(self.tile >= 16, "tile", f"{self.tile} must be >= 16")
         _check_fraction("overlap", self.overlap)
-        _check_choice("blend", self.blend, BLENDS)
-        _check_choice("tta", self.tta, TTA_MODES)
         _check_choice("precision", self.precision, PRECISIONS)
 
 
@@ -255,77 +282,86 @@ class EvaluateConfig(InferenceOptions):
     csv_path: str = ""  # per-image scores; empty = <model folder>/evaluation-<data folder>.csv
 
 
-# Training recipes: named layers of TrainConfig fields under the YAML file and the flags.
-RECIPES: dict[str, dict[str, Any]] = {
-    # The TGS kernel's recipe, faithfully: the TrainConfig defaults.
-    "seed": {},
-    # unetkit's best default for a time budget (benchmarks/quality.py): the seed's layers with batch
-    # norm and light dropout, AdamW with a cosine schedule laid over the budget, BCE + Dice, batch 16,
-    # the model chosen by TGS mAP, small components and the empty-mask rule tuned on validation.
-    "fast": {"preset": "seed-bn", "model": {"dropout_first": 0.1, "dropout": 0.1}, "batch_size": 16,
-             "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine", "warmup_epochs": 0.5,
-             "loss": "bce_dice", "monitor": "val_map", "early_stopping_patience": 0, "tune_postprocess": True},
-}
-
-
-def _merge_into(target: dict[str, Any], layer: dict[str, Any]) -> None:
-    for key, value in layer.items():
-        if key in ("model", "data") and isinstance(value, dict) and isinstance(target.get(key), dict):
-            target[key] = {**target[key], **value}
-        else:
-            target[key] = dict(value) if isinstance(value, dict) else value
-
-
-def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
-    """One TrainConfig from layers of plain data, later layers winning field by field.
-
-    Under all layers lie the recipe they name (default "seed") and, for the `model`
-    section, the model preset they name (default "seed").
-    """
-    from unetkit.models.registry import preset_config  # models import this module
-
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        _merge_into(merged, layer)
-    recipe = merged.get("recipe", "seed")
-    if not isinstance(recipe, str) or recipe not in RECIPES:
-        raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")
-    values: dict[str, Any] = {}
-    _merge_into(values, RECIPES[recipe])
-    _merge_into(values, merged)
-    preset = values.get("preset", "seed")
-    if not isinstance(preset, str):
-        raise UserError(f"config field 'preset': {preset!r} must be a preset name")
-    model_values = values.pop("model", None) or {}
-    if not isinstance(model_values, dict):
-        raise UserError("config section 'model' must be a mapping of field: value")
-    values["model"] = {**dataclasses.asdict(preset_config(preset)), **model_values}
-    values["recipe"] = recipe
-    return from_dict(TrainConfig, values)
-
-
 def to_dict(config: Any) -> dict[str, Any]:
     """A config as plain JSON/YAML-able data."""
     return dataclasses.asdict(config)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """Writing a model file in another format (ONNX)."""
+
+    model_path: str
+    out_path: str
+    format: str = "onnx"
+    opset: int = 17  # ONNX operator set
+
+    def __post_init__(self) -> None:
+        _check_choice("format", self.format, ("onnx",))
+        _require(7 <= self.opset <= 23, "opset", f"{self.opset} must lie in 7..23 (17 is the tested default)")
+
+
+# Where the flat fields of TrainConfig (before it had sections) live now. Old YAML files, `--set`
+# names, stored runs and model-file records keep working: `upgrade_train_layer` moves them.
+MOVED_FIELDS: dict[str, str] = {
+    **{name: f"loss.{name}" for name in ("class_weights", "balance_classes", "focal_gamma", "tversky_alpha",
+                                         "tversky_beta", "border_w0", "border_sigma")},
+    "loss": "loss.name", "optimizer": "optim.name",
+    **{name: f"optim.{name}" for name in ("lr", "weight_decay", "grad_clip", "ema_decay")},
+    "schedule": "schedule.name",
+    **{name: f"schedule.{name}" for name in ("warmup_epochs", "plateau_patience", "plateau_factor", "min_lr")},
+    **{name: f"decision.{name}" for name in ("threshold_metric", "tune_postprocess")},
+    **{name: f"runtime.{name}" for name in ("device", "amp", "compile", "sync_batchnorm", "loader_workers",
+                                            "deterministic", "tensorboard")},
+    "ignore_index": "data.ignore_index",
+}
+
+
+def upgrade_train_layer(layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer of TrainConfig data with every old flat field moved into its section.
+
+    `loss: bce_dice` (a name, not a mapping) is the old form of `loss: {name: bce_dice}`; the same
+    holds for `schedule`. A field given both ways takes the section's value.
+    """
+    if not isinstance(layer, dict):
+        return layer
+    out: dict[str, Any] = {}
+    moved: dict[str, dict[str, Any]] = {}
+    for key, value in layer.items():
+        if key in MOVED_FIELDS and not (key in ("loss", "schedule") and isinstance(value, dict)):
+            section, name = MOVED_FIELDS[key].split(".")
+            moved.setdefault(section, {})[name] = value
+        else:
+            out[key] = value
+    for section, values in moved.items():
+        given = out.get(section)
+        out[section] = {**values, **given} if isinstance(given, dict) else values
+    return out
+
+
 def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
-    """Build `cls` from plain data, recursing into nested configs; unknown keys are errors."""
+    """Build `cls` from plain data, recursing into nested configs; unknown keys are errors naming
+    the known ones. Old flat TrainConfig fields are moved into their sections first."""
     if not isinstance(values, dict):
         raise UserError(f"config section '{where or cls.__name__}' must be a mapping, got {type(values).__name__}")
+    if cls is TrainConfig:
+        values = upgrade_train_layer(values)
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         name = f"{where}.{key}" if where else key
         if key not in known:
             raise UserError(f"config field '{name}' is unknown (known: {', '.join(known)})")
-        nested = {"model": ModelConfig, "data": DataConfig}.get(key) if cls is TrainConfig else None
+        nested = _SECTIONS.get(str(known[key].type))
         kwargs[key] = from_dict(nested, value, where=name) if nested else _typed(name, known[key].type, value)
     return cls(**kwargs)
 
 
+_SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (ModelConfig, DataConfig, LossConfig, OptimConfig,
+                                                          ScheduleConfig, DecisionConfig, RuntimeConfig)}
 _SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str,
-                                                "tuple[float, ...]": (list, tuple), "dict[str, float]": dict}
+                                                "tuple[float, ...]": (list, tuple), "tuple[int, ...]": (list, tuple),
+                                                "dict[str, float]": dict}
 
 
 def _typed(name: str, annotation: Any, value: Any) -> Any:

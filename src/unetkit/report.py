@@ -15,6 +15,8 @@ import html
 import io
 import json
 import os
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,17 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
     page = _page(f"unetkit run {run.name}", sections)
     write_text(run / REPORT_NAME, page)
     return run / REPORT_NAME
+
+
+def write_reports(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
+    """RUN_DIR/report.html; for a --folds run, every fold's page first, then the out-of-fold page
+    that links to them. Returns the top page's path."""
+    run = Path(run_dir)
+    if not (run / "metrics.csv").is_file():
+        for fold_dir in sorted(run.glob("fold_*/")):
+            if (fold_dir / "metrics.csv").is_file() and (fold_dir / "model.safetensors").is_file():
+                write_report(fold_dir, device=device)
+    return write_report(run, device=device)
 
 
 def write_folds_report(run: Path) -> Path:
@@ -214,3 +227,14 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     caption = "; ".join(html.escape(t) for t in titles)
     return (_figure_section("Best and worst validation images by IoU", figure)
             + f"\n<p>{caption} (of {len(pairs)} validation images)</p>")
+
+
+class _CallableModule(types.ModuleType):
+    """`unetkit.report(run_dir)` is a public API function; once this module is imported, Python
+    binds the name `unetkit.report` to the module, so the module answers that call too."""
+
+    def __call__(self, run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
+        return write_reports(run_dir, device=device)
+
+
+sys.modules[__name__].__class__ = _CallableModule

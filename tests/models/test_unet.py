@@ -5,6 +5,7 @@ import torch
 
 from unetkit.config import ModelConfig
 from unetkit.models import PRESETS, UNet, count_parameters, create_model
+from unetkit.models.registry import check_arch
 
 
 def test_seed_has_exactly_the_keras_parameter_count() -> None:
@@ -52,4 +53,6 @@ def test_invalid_config_names_the_field() -> None:
     from unetkit.errors import UserError
 
     with pytest.raises(UserError, match="model.upsampling"):
-        ModelConfig(upsampling="nearest")
+        check_arch(ModelConfig(upsampling="nearest"))
+    with pytest.raises(UserError, match="model.upsampling"):
+        UNet(upsampling="nearest")

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from unetkit.training.losses import LOSSES, LossOptions, cross_entropy, focal, get_loss, lovasz, soft_dice_loss, tversky
+from unetkit.config import LossConfig
+from unetkit.training.losses import LOSSES, cross_entropy, focal, get_loss, lovasz, soft_dice_loss, tversky
 
 LOGITS = torch.tensor([[[[0.0, 2.0]]]])
 TARGET = torch.tensor([[[0, 1]]])
@@ -17,14 +18,14 @@ def test_bce_matches_the_formula() -> None:
 
 
 def test_class_weights_and_border_map_weight_each_pixel() -> None:
-    weighted = cross_entropy(LOGITS, TARGET, options=LossOptions(class_weights=(1.0, 3.0)))
+    weighted = cross_entropy(LOGITS, TARGET, options=LossConfig(class_weights=(1.0, 3.0)))
     assert weighted.item() == pytest.approx((LN2 + 3 * SOFT2) / 4)
     border = cross_entropy(LOGITS, TARGET, weight_map=torch.tensor([[[1.0, 0.0]]]))  # w = 1 + border
     assert border.item() == pytest.approx((2 * LN2 + SOFT2) / 3)
 
 
 def test_ignore_index_excludes_pixels() -> None:
-    loss = cross_entropy(torch.zeros(1, 1, 1, 2), torch.tensor([[[0, 255]]]), options=LossOptions(ignore_index=255))
+    loss = cross_entropy(torch.zeros(1, 1, 1, 2), torch.tensor([[[0, 255]]]), ignore_index=255)
     assert loss.item() == pytest.approx(LN2)
 
 

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from unetkit.api import evaluate, train
-from unetkit.config import DataConfig, EvaluateConfig, ModelConfig, TrainConfig
+from unetkit.config import (
+    DataConfig,
+    EvaluateConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
 from unetkit.data.synthetic import generate_synthetic, synthetic_cells, synthetic_classes, write_examples
 from unetkit.export.model_file import load_model
 from unetkit.models.ensemble import Ensemble
@@ -47,7 +55,7 @@ def test_one_fold_alone(tmp_path: Path) -> None:
 def test_three_class_training_reaches_a_useful_mean_iou(tmp_path: Path) -> None:
     data = write_examples(tmp_path / "three", [synthetic_classes(i, seed=4) for i in range(80)], mask_scale=1)
     result = train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(data)), epochs=12,
-                               batch_size=8, lr=3e-3, loss="bce_dice", monitor="val_iou",
+                               batch_size=8, optim=OptimConfig(lr=3e-3), loss=LossConfig(name="bce_dice"), monitor="val_iou",
                                model=ModelConfig(num_classes=3, start_neurons=8, batch_norm=True, dropout_first=0.0,
                                                  dropout=0.0)))
     assert result.threshold is None
@@ -69,12 +77,12 @@ def test_few_images_strong_augmentation_and_border_weights_beat_no_augmentation(
     the border-weighted, class-balanced cross-entropy (sigma scaled to these ~7-px cells).
     """
     train_dir, test_dir = _cells(tmp_path / "train", 20, seed=1), _cells(tmp_path / "test", 40, seed=2)
-    common = dict(epochs=40, batch_size=4, lr=3e-3, model=SMALL, monitor="val_iou", early_stopping_patience=0,
-                  schedule="cosine")
+    common = dict(epochs=40, batch_size=4, optim=OptimConfig(lr=3e-3), model=SMALL, monitor="val_iou",
+                  early_stopping_patience=0, schedule=ScheduleConfig(name="cosine"))
     plain = train(TrainConfig(out_dir=str(tmp_path / "plain"), **common,
                               data=DataConfig(data_dir=str(train_dir), augment="none")))
-    paper = train(TrainConfig(out_dir=str(tmp_path / "paper"), **common, loss="weighted_ce", border_sigma=2.0,
-                              balance_classes=True,
+    paper = train(TrainConfig(out_dir=str(tmp_path / "paper"), **common,
+                              loss=LossConfig(name="weighted_ce", border_sigma=2.0, balance_classes=True),
                               data=DataConfig(data_dir=str(train_dir), augment="strong",
                                               augment_params={"p_vflip": 0.5, "p_rotate90": 0.5})))
     held_out = [evaluate(EvaluateConfig(model_path=str(r.model_path), data_dir=str(test_dir),
@@ -101,7 +109,8 @@ def test_multilabel_training_predict_and_evaluate(tmp_path: Path) -> None:
     model = ModelConfig(num_classes=2, multilabel=True, start_neurons=8, batch_norm=True, dropout_first=0.0,
                         dropout=0.0)
     result = train(TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(root)), model=model,
-                               epochs=10, batch_size=8, lr=3e-3, loss="bce_dice", monitor="val_iou"))
+                               epochs=10, batch_size=8, optim=OptimConfig(lr=3e-3), loss=LossConfig(name="bce_dice"),
+                               monitor="val_iou"))
     assert result.threshold is not None
     scores = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(root),
                                      csv_path=str(tmp_path / "e.csv"))).metrics

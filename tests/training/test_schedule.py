@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from unetkit.config import TrainConfig
+from unetkit.config import OptimConfig, ScheduleConfig, TrainConfig
 from unetkit.training.schedule import StepSchedule, lr_at
 
 
 def test_cosine_runs_from_lr_to_min_lr_after_warmup() -> None:
-    config = TrainConfig(schedule="cosine", lr=1e-2, min_lr=1e-5, epochs=10, warmup_epochs=1)
+    config = TrainConfig(schedule=ScheduleConfig(name="cosine", min_lr=1e-5, warmup_epochs=1), optim=OptimConfig(lr=1e-2),
+                         epochs=10)
     assert lr_at(0.05, config, warmup=0.1) == pytest.approx(5e-3)
     assert lr_at(0.1, config, warmup=0.1) == pytest.approx(1e-2)
     assert lr_at(0.55, config, warmup=0.1) == pytest.approx(1e-5 + (1e-2 - 1e-5) * 0.5)
@@ -15,16 +16,16 @@ def test_cosine_runs_from_lr_to_min_lr_after_warmup() -> None:
 
 
 def test_poly_and_onecycle_shapes() -> None:
-    poly = TrainConfig(schedule="poly", lr=1.0)
+    poly = TrainConfig(schedule=ScheduleConfig(name="poly"), optim=OptimConfig(lr=1.0))
     assert lr_at(0.5, poly, 0.0) == pytest.approx(0.5**0.9)
-    cycle = TrainConfig(schedule="onecycle", lr=1.0)
+    cycle = TrainConfig(schedule=ScheduleConfig(name="onecycle"), optim=OptimConfig(lr=1.0))
     assert lr_at(0.0, cycle, 0.0) == pytest.approx(1 / 25)
     assert lr_at(0.3, cycle, 0.0) == pytest.approx(1.0)
     assert lr_at(1.0, cycle, 0.0) == pytest.approx(1e-4)
 
 
 def test_time_budget_lays_out_the_schedule() -> None:
-    config = TrainConfig(schedule="cosine", epochs=1000, time_budget_min=10)
+    config = TrainConfig(schedule=ScheduleConfig(name="cosine"), epochs=1000, time_budget_min=10)
     schedule = StepSchedule(config, steps_per_epoch=10)
     assert schedule.progress(steps_done=10, elapsed_s=300) == pytest.approx(0.5)  # half the budget spent
     assert StepSchedule(TrainConfig(epochs=4), 10).progress(20, 1e6) == pytest.approx(0.5)  # no budget: steps

@@ -7,96 +7,143 @@ other exception is a bug and keeps its traceback (exit 1).
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import json
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import yaml
 
 from unetkit import distributed
 from unetkit.config import (
-    AUGMENTATIONS,
-    BLENDS,
     DEVICES,
-    LOSSES,
     MONITORS,
     PRECISIONS,
-    RECIPES,
     SIZE_POLICIES,
-    TTA_MODES,
     DataConfig,
+    DecisionConfig,
     EvaluateConfig,
+    ExportConfig,
+    LossConfig,
     ModelConfig,
+    OptimConfig,
     PredictConfig,
+    RuntimeConfig,
+    ScheduleConfig,
     TrainConfig,
     load_yaml,
-    resolve_train_config,
 )
 from unetkit.errors import UserError
+from unetkit.inference.tiling import BLENDS
+from unetkit.inference.tta import TTA_MODES
+
+SECTIONS = (("", TrainConfig), ("model.", ModelConfig), ("data.", DataConfig), ("loss.", LossConfig),
+            ("optim.", OptimConfig), ("schedule.", ScheduleConfig), ("decision.", DecisionConfig),
+            ("runtime.", RuntimeConfig))
+
+
+class LazyChoices:
+    """argparse choices read from a registry when a value is checked: the registries of training
+    options import torch, which `unetkit predict --model model.onnx` must never do (so the flags
+    using these also name a metavar: argparse would otherwise list the choices while building)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def _names(self) -> list[str]:
+        return list(getattr(importlib.import_module(self.module), self.name))
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
-    """The train flags that were given, as a config layer (None = not given)."""
-    model = {"in_channels": args.in_channels, "num_classes": args.num_classes}
-    data = {"data_dir": args.data, "val_fraction": args.val_fraction, "size_policy": args.size_policy,
-            "augment": args.augment}
-    top = {"out_dir": args.out, "recipe": args.recipe, "preset": args.preset, "epochs": args.epochs,
-           "batch_size": args.batch_size, "lr": args.lr, "loss": args.loss, "monitor": args.monitor,
-           "time_budget_min": args.time_budget, "seed": args.seed, "device": args.device, "folds": args.folds,
-           "fold": args.fold, "compile": args.compile,
-           "model": {k: v for k, v in model.items() if v is not None},
-           "data": {k: v for k, v in data.items() if v is not None}}
-    layer = {k: v for k, v in top.items() if v is not None}
+    """The train flags that were given, as a config layer (None = not given), then every --set."""
+    given = {
+        "out_dir": args.out, "recipe": args.recipe, "preset": args.preset, "epochs": args.epochs,
+        "batch_size": args.batch_size, "monitor": args.monitor, "time_budget_min": args.time_budget, "seed": args.seed,
+        "folds": args.folds, "fold": args.fold,
+        "model": {"in_channels": args.in_channels, "num_classes": args.num_classes},
+        "data": {"data_dir": args.data, "val_fraction": args.val_fraction, "size_policy": args.size_policy,
+                 "augment": args.augment},
+        "loss": {"name": args.loss}, "optim": {"lr": args.lr},
+        "runtime": {"device": args.device, "compile": args.compile},
+    }
+    layer: dict[str, Any] = {}
+    for key, value in given.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+            if value:
+                layer[key] = value
+        elif value is not None:
+            layer[key] = value
     for assignment in args.set or []:
-        key, _, text = assignment.partition("=")
-        if not key or not _:
-            raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
-        section, _, name = key.rpartition(".")
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            raise UserError(f"--set {assignment}: the value is not valid YAML") from None
-        if section:
-            layer.setdefault(section, {})[name] = value
-        else:
-            layer[name] = value
+        _set_path(layer, assignment)
     return layer
 
 
-def build_train_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
-    """Flags (and --set) over the --config YAML over the recipe and preset over the defaults.
+def _set_path(layer: dict[str, Any], assignment: str) -> None:
+    """--set a.b.c=VALUE (VALUE read as YAML) into `layer`; old flat names (lr=...) are moved later."""
+    key, equals, text = assignment.partition("=")
+    if not key or not equals:
+        raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        raise UserError(f"--set {assignment}: the value is not valid YAML") from None
+    *sections, name = key.split(".")
+    target = layer
+    for section in sections:
+        if not isinstance(target.get(section), dict):
+            target[section] = {} if section not in target else {"name": target[section]}
+        target = target[section]
+    target[name] = value
 
-    `base` (a stored run's config, for --resume) lies under the YAML and the flags.
-    """
-    return resolve_train_config(base or {}, load_yaml(args.config) if args.config else {}, _flag_layer(args))
+
+def train_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The --config YAML, then the flags and --set (which win)."""
+    return [load_yaml(args.config) if args.config else {}, _flag_layer(args)]
+
+
+def build_train_config(args: argparse.Namespace) -> TrainConfig:
+    """Flags (and --set) over the --config YAML over the recipe and preset over the defaults."""
+    from unetkit.training.recipes import resolve_train_config
+
+    return resolve_train_config(*train_layers(args))
 
 
 def _config_fields_help() -> str:
-    """Every TrainConfig/ModelConfig/DataConfig field with its default and the comment beside it."""
-    lines = ["config fields (YAML keys; --set FIELD=VALUE; model.* and data.* nest):"]
-    for prefix, cls in (("", TrainConfig), ("model.", ModelConfig), ("data.", DataConfig)):
+    """Every config field with its default and the comment beside it, by section."""
+    lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
+    for prefix, cls in SECTIONS:
         try:
             source = inspect.getsource(cls)
         except (OSError, TypeError):
             source = ""
         for match in re.finditer(r"^    (\w+): [^=\n]+= ([^#\n]+?)\s*(?:#\s*(.*))?$", source, flags=re.M):
             name, default, comment = match.groups()
-            if name not in ("model", "data"):
-                default = default.strip().replace("field(default_factory=dict)", "{}")
-                lines.append(f"  {prefix}{name} = {default}" + (f"  ({comment})" if comment else ""))
-    lines.append(f"recipes: {', '.join(RECIPES)}")
+            if "default_factory=" in default and name in {p.rstrip(".") for p, _ in SECTIONS}:
+                continue
+            default = default.strip().replace("field(default_factory=dict)", "{}")
+            lines.append(f"  {prefix}{name} = {default}" + (f"  ({comment})" if comment else ""))
+    lines.append("older flat names (lr, loss, schedule, device, ...) still work and move into their sections")
     return "\n".join(lines)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from unetkit.api import stored_config, train
+    from unetkit.api import resume, train
 
-    base = stored_config(args.out) if args.resume else None
-    result = train(build_train_config(args, base), resume=args.resume)
+    if args.resume:
+        result = resume(args.out, *train_layers(args))
+    else:
+        result = train(build_train_config(args))
     if not distributed.is_main():
         return 0
     metrics = result.val_metrics
@@ -144,17 +191,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from unetkit.export.onnx import export_onnx
+    from unetkit.api import export
 
-    difference = export_onnx(args.model, args.out, opset=args.opset)
-    print(f"{args.out}: written; onnxruntime vs PyTorch, max abs difference of probabilities {difference:.2e}")
+    result = export(ExportConfig(model_path=args.model, out_path=args.out, format=args.format, opset=args.opset))
+    print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities "
+          f"{result.max_difference:.2e}")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from unetkit.report import write_report
+    from unetkit.api import report
 
-    print(write_report(args.run_dir, device=args.device))
+    print(report(args.run_dir, device=args.device))
     return 0
 
 
@@ -167,9 +215,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from unetkit.data.synthetic import generate_synthetic
+    from unetkit.api import synth
 
-    generate_synthetic(args.out, args.n, size=args.size, seed=args.seed)
+    synth(args.out, args.n, size=args.size, seed=args.seed)
     print(f"{args.n} synthetic image/mask pairs written to {args.out}")
     return 0
 
@@ -203,12 +251,15 @@ def make_parser() -> argparse.ArgumentParser:
         epilog=_config_fields_help())
     train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem)")
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
-    train.add_argument("--config", help="YAML file of TrainConfig fields (sections model: and data: nest)")
-    train.add_argument("--recipe", choices=tuple(RECIPES), help="training recipe: seed (default, the kernel's) or fast")
-    train.add_argument("--preset", help="model preset: seed (default), seed-bn, small")
-    train.add_argument("--augment", choices=AUGMENTATIONS, help="augmentation preset (default seed = flips)")
+    train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
+    train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
+                       help="training recipe: seed (default, the kernel's) or fast")
+    train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",
+                       help="model preset: seed (default), seed-bn, small")
+    train.add_argument("--augment", choices=LazyChoices("unetkit.data.augment", "PRESETS"), metavar="AUGMENT",
+                       help="augmentation preset: none, seed (default: flips), strong")
     train.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                       help="any config field below, e.g. --set schedule=cosine --set model.batch_norm=true")
+                       help="any config field below, e.g. --set schedule.name=cosine --set model.batch_norm=true")
     train.add_argument("--epochs", type=int, help="maximum epochs (default 200; early stopping usually ends sooner)")
     train.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly after this much training time")
     train.add_argument("--seed", type=int, help="seed for the split, initialisation, order and flips (default 0)")
@@ -218,7 +269,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--fold", type=int, metavar="I", help="with --folds: train only fold I (0-based)")
     train.add_argument("--batch-size", type=int, help="default 32")
     train.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
-    train.add_argument("--loss", choices=LOSSES, help="default bce")
+    train.add_argument("--loss", choices=LazyChoices("unetkit.training.losses", "LOSSES"), metavar="LOSS",
+                       help="bce (default), bce_dice, dice, focal, tversky, lovasz, bce_lovasz, focal_dice, weighted_ce")
     train.add_argument("--monitor", choices=MONITORS, help="value for early stopping and the best checkpoint")
     train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB); default from the preset")
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")

@@ -56,7 +56,9 @@ PRESETS: dict[str, AugmentConfig | None] = {
 
 
 def augment_config(preset: str, params: dict[str, Any] | None = None) -> AugmentConfig | None:
-    """The preset's settings with `params` replaced; unknown keys name themselves."""
+    """The preset's settings with `params` replaced; unknown presets and keys name themselves."""
+    if preset not in PRESETS:
+        raise UserError(f"config field 'data.augment': '{preset}' is not one of {', '.join(PRESETS)}")
     base = PRESETS[preset]
     if not params:
         return base

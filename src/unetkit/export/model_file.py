@@ -27,8 +27,9 @@ from unetkit.config import ModelConfig, from_dict
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.fileio import atomic_path
+from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
-from unetkit.models.unet import UNet
+from unetkit.models.registry import build_model
 
 FORMAT = "unetkit"
 CHECKPOINT_FORMAT = "unetkit-checkpoint"
@@ -39,7 +40,7 @@ FORMAT_VERSION = "1"
 class SavedModel:
     """A network with everything needed to apply it: preprocessing and decision threshold."""
 
-    net: UNet | Ensemble
+    net: SegmentationNet | Ensemble
     preprocess: Preprocess
     threshold: float = 0.5  # binary models only; multi-class masks are the argmax
     training: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +87,7 @@ def read_safetensors(path: str | os.PathLike[str], expected_format: str) -> tupl
     return tensors, metadata
 
 
-def model_metadata(net: UNet, preprocess: Preprocess, threshold: float, training: dict[str, Any],
+def model_metadata(net: SegmentationNet | Ensemble, preprocess: Preprocess, threshold: float, training: dict[str, Any],
                    postprocess: dict[str, int] | None = None) -> dict[str, str]:
     """The metadata strings describing `net` (shared by model files and checkpoints)."""
     return {
@@ -100,13 +101,13 @@ def model_metadata(net: UNet, preprocess: Preprocess, threshold: float, training
     }
 
 
-def save_model(path: str | os.PathLike[str], net: UNet, preprocess: Preprocess, *, threshold: float = 0.5,
+def save_model(path: str | os.PathLike[str], net: SegmentationNet | Ensemble, preprocess: Preprocess, *, threshold: float = 0.5,
                postprocess: dict[str, int] | None = None, training: dict[str, Any] | None = None) -> None:
     """Write `net` and what is needed to apply it as one pickle-free model file."""
     write_safetensors(path, net.state_dict(), model_metadata(net, preprocess, threshold, training or {}, postprocess))
 
 
-def save_ensemble(path: str | os.PathLike[str], nets: list[UNet], preprocess: Preprocess, *, threshold: float = 0.5,
+def save_ensemble(path: str | os.PathLike[str], nets: list[SegmentationNet], preprocess: Preprocess, *, threshold: float = 0.5,
                   postprocess: dict[str, int] | None = None, training: dict[str, Any] | None = None) -> None:
     """One model file holding K members (tensors member{i}.*), averaged at prediction time."""
     tensors = {f"member{i}.{k}": v for i, net in enumerate(nets) for k, v in net.state_dict().items()}
@@ -128,13 +129,13 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
     members = int(metadata.get("members", "0"))
     try:
         if members:
-            nets = [UNet(config) for _ in range(members)]
+            nets = [build_model(config) for _ in range(members)]
             for i, member in enumerate(nets):
                 member.load_state_dict({k.removeprefix(f"member{i}."): v for k, v in state.items()
                                         if k.startswith(f"member{i}.")})
-            net: UNet | Ensemble = Ensemble(nets)
+            net: SegmentationNet | Ensemble = Ensemble(nets)
         else:
-            net = UNet(config)
+            net = build_model(config)
             net.load_state_dict(state)
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not match the architecture in its metadata "

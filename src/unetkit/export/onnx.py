@@ -14,27 +14,30 @@ import dataclasses
 import json
 import os
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from unetkit.config import ExportConfig
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import atomic_path
+from unetkit.outputs import probabilities
 
 OPSET = 17
 PARITY_SHAPES = ((1, 101, 101), (2, 300, 517))  # (batch, height, width): the seed's size and an odd one
 
 
 class _WithActivation(nn.Module):
-    def __init__(self, net: nn.Module, sigmoid: bool) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.net, self.sigmoid = net, sigmoid
+        self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.net(x)
-        return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
+        return probabilities(self.net(x), self.net.config)
 
 
 def onnx_metadata(saved: SavedModel) -> dict[str, str]:
@@ -52,6 +55,19 @@ def onnx_metadata(saved: SavedModel) -> dict[str, str]:
     }
 
 
+@dataclass
+class ExportResult:
+    """An exported model file and the largest |exported - PyTorch| probability difference measured on it."""
+
+    path: Path
+    max_difference: float
+
+
+def export_model(config: ExportConfig) -> ExportResult:
+    """Write config.model_path in config.format (ONNX) to config.out_path (see `unetkit.export`)."""
+    return ExportResult(Path(config.out_path), export_onnx(config.model_path, config.out_path, opset=config.opset))
+
+
 def export_onnx(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *, opset: int = OPSET) -> float:
     """Write `out_path` (atomically) and return the largest |onnxruntime - PyTorch| probability difference
     over PARITY_SHAPES."""
@@ -61,7 +77,7 @@ def export_onnx(model_path: str | os.PathLike[str], out_path: str | os.PathLike[
     except ImportError:
         raise UserError("ONNX export needs the onnx extra: pip install 'unetkit[onnx]'") from None
     saved = load_model(model_path)
-    module = _WithActivation(saved.net.eval(), saved.config.sigmoid).eval()
+    module = _WithActivation(saved.net.eval()).eval()
     channels = saved.config.in_channels
     example = torch.zeros(1, channels, 101, 101)
     axes = {0: "batch", 2: "height", 3: "width"}

@@ -13,20 +13,19 @@ torch, so ONNX prediction runs where PyTorch is not installed.
 from __future__ import annotations
 
 import dataclasses
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from unetkit import distributed
 from unetkit.config import InferenceOptions, ModelConfig
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.inference.postprocess import binary_decision
 from unetkit.inference.tiling import TileGrid, assemble, blended_rows, host_array, importance_map
+from unetkit.inference.tta import symmetries
+from unetkit.outputs import hard_mask, is_binary, uses_sigmoid
 
 Key = TypeVar("Key")
 
@@ -54,12 +53,14 @@ class PredictionEngine(ABC):
         options = dataclasses.replace(options, **fields) if options else InferenceOptions(**fields)
         self.saved = saved
         self.options = options
-        if options.threshold is not None and not saved.config.sigmoid:
+        if options.threshold is not None and not uses_sigmoid(saved.config):
             raise UserError("a threshold applies to binary and multi-label models only; this model has "
                             f"{saved.config.num_classes} classes and predicts the most probable one")
-        self.threshold = saved.threshold if saved.config.sigmoid and options.threshold is None else options.threshold
+        self.threshold = saved.threshold if uses_sigmoid(saved.config) and options.threshold is None else options.threshold
         self.batch_size = options.batch_size
         self.tile, self.overlap, self.blend, self.tta = options.tile, options.overlap, options.blend, options.tta
+        importance_map(1, 1, self.blend)  # unknown blend or TTA names: one line now, not at the first tile
+        symmetries(self.tta)
 
     @abstractmethod
     def forward(self, images: np.ndarray) -> Any:
@@ -109,16 +110,14 @@ class PredictionEngine(ABC):
         """(K, H, W) probabilities -> (H, W) uint8: 0/1 by threshold (binary) or argmax class index;
         multi-label: (K, H, W) uint8 0/1, one map per label. `postprocess` applies the stored
         min-area and empty-mask rules (binary); bands of a streamed image go without them."""
-        if self.saved.config.multilabel:
-            return (probabilities > self.threshold).astype(np.uint8)
-        if self.num_classes == 1:
+        if is_binary(self.saved.config):
             rule = self.saved.postprocess if postprocess else {}
             pre = self.saved.preprocess
             if pre.size_policy == "resize" and rule:  # areas were tuned on resize_to x resize_to maps
                 factor = probabilities.shape[1] * probabilities.shape[2] / pre.resize_to**2
                 rule = {name: int(round(area * factor)) for name, area in rule.items()}
             return binary_decision(probabilities[0], self.threshold, **rule)
-        return probabilities.argmax(0).astype(np.uint8)
+        return hard_mask(probabilities[None], self.saved.config, self.threshold or 0.5)[0]
 
     def run(self, items: Iterable[tuple[Key, np.ndarray]],
             on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[Key, np.ndarray, np.ndarray]]:
@@ -143,19 +142,3 @@ class PredictionEngine(ABC):
         probabilities = host_array(self.forward(np.stack([image for _, image in pending])))
         for (key, image), prob in zip(pending, probabilities):
             yield key, image, prob
-
-
-def open_predictor(model_path: str | os.PathLike[str], options: InferenceOptions) -> PredictionEngine:
-    """A model file -> its predictor: `.onnx` through onnxruntime (no torch), else PyTorch."""
-    if Path(model_path).suffix.lower() == ".onnx":
-        from unetkit.inference.onnx_predictor import OnnxPredictor, load_onnx
-
-        if distributed.launched():
-            raise UserError(f"{model_path}: ONNX models are predicted by one process (torchrun coordinates "
-                            "PyTorch processes); run without torchrun, or give the .safetensors model")
-
-        return OnnxPredictor(load_onnx(model_path, options.device), options)
-    from unetkit.export.model_file import load_model
-    from unetkit.inference.predictor import Predictor
-
-    return Predictor(load_model(model_path), options)

@@ -38,7 +38,9 @@ from unetkit.data.rle import rle_encode, write_rle_csv
 from unetkit.data.tiled_writer import TiledTiffWriter
 from unetkit.errors import UserError
 from unetkit.fileio import make_dir, remove_stale_temporaries, write_text
-from unetkit.inference.engine import AppliedModel, PredictionEngine, open_predictor
+from unetkit.inference.backends import open_predictor
+from unetkit.inference.engine import AppliedModel, PredictionEngine
+from unetkit.outputs import is_binary
 from unetkit.runtime import log, progress_hidden
 from unetkit.visualize import PALETTE, blend_overlay, label_map
 
@@ -105,7 +107,7 @@ class PredictionJob:
         self.saved: AppliedModel = self.predictor.saved
         self.out_dir = Path(config.out_dir)
         model = self.saved.config
-        self.binary = model.num_classes == 1 and not model.multilabel
+        self.binary = is_binary(model)
         self.items = [self._plan(path) for path in input_files(Path(config.input_path))]
         self._check()
         colours = [c.get("color") for c in self.saved.classes]

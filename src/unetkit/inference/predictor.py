@@ -17,17 +17,20 @@ from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
+from unetkit.outputs import probabilities
 from unetkit.runtime import has_bf16, resolve_device
 
 
 class Predictor(PredictionEngine):
     """Turns (H, W, C) images into probabilities (K, H, W) float32 and masks (H, W) uint8 with PyTorch."""
 
-    def __init__(self, saved: SavedModel, options: InferenceOptions | None = None, **fields: Any) -> None:
-        """`options` (or its fields as keywords: device="cpu", tile=512, tta="flips", ...) say how."""
+    def __init__(self, saved: SavedModel, options: InferenceOptions | None = None, *,
+                 torch_device: torch.device | None = None, **fields: Any) -> None:
+        """`options` (or its fields as keywords: device="cpu", tile=512, tta="flips", ...) say how;
+        `torch_device` places the network on that exact device (training validates on its own)."""
         super().__init__(saved, options, **fields)
         self.saved: SavedModel = saved
-        self.device = resolve_device(self.options.device)
+        self.device = torch_device or resolve_device(self.options.device)
         self.net = saved.net.to(self.device, memory_format=torch.channels_last).eval()
         self.autocast_dtype = self._autocast_dtype(self.options.precision)
 
@@ -63,4 +66,4 @@ class Predictor(PredictionEngine):
 
     def _activate(self, logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
         logits = resize_logits(logits, height, width)  # resize policy: back from resize_to x resize_to
-        return torch.sigmoid(logits) if self.saved.config.sigmoid else torch.softmax(logits, dim=1)
+        return probabilities(logits, self.saved.config)

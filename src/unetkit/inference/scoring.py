@@ -1,4 +1,4 @@
-"""Predicting labelled pairs and scoring each one: what `evaluate` and the run report share."""
+"""Predicting labelled pairs from a folder and scoring each one: what `evaluate` and the run report share."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from unetkit.data.dataset import Pair, load_pair
 from unetkit.data.masks import ClassPalette, read_class_palette
 from unetkit.inference.engine import AppliedModel, PredictionEngine
+from unetkit.inference.labelled import LabelledPrediction, predict_labelled
 from unetkit.metrics import MetricAccumulator
 
 
@@ -26,10 +27,17 @@ class Scored:
     row: dict[str, float | str]  # stem, iou, dice, tgs_score, true_coverage, predicted_coverage
 
 
+def training_ignore_index(saved: AppliedModel) -> int | None:
+    """The ignore_index the model's training data used (data.ignore_index; flat in older records)."""
+    config = saved.training.get("config") or {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    return data.get("ignore_index", config.get("ignore_index"))
+
+
 def accumulator_for(saved: AppliedModel) -> MetricAccumulator:
     """Metrics as the model's training data counted them (its ignore_index, labels or classes)."""
-    ignore_index = saved.training.get("config", {}).get("ignore_index")
-    return MetricAccumulator(saved.config.num_classes, ignore_index=ignore_index, multilabel=saved.config.multilabel)
+    return MetricAccumulator(saved.config.num_classes, ignore_index=training_ignore_index(saved),
+                             multilabel=saved.config.multilabel)
 
 
 def palette_for(saved: AppliedModel, data_dir: str | os.PathLike[str]) -> ClassPalette | None:
@@ -37,26 +45,27 @@ def palette_for(saved: AppliedModel, data_dir: str | os.PathLike[str]) -> ClassP
     return None if saved.config.multilabel else read_class_palette(data_dir, saved.config.num_classes)
 
 
+def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction) -> dict[str, float]:
+    """Add one prediction to `accumulator`; its own iou, dice, tgs_score and coverages."""
+    accumulator.update(torch.from_numpy(predicted.mask)[None], torch.from_numpy(predicted.truth_maps)[None])
+    truth, ignore_index = predicted.truth, accumulator.ignore_index
+    labelled = truth > 0 if ignore_index is None else (truth > 0) & (truth != ignore_index)
+    return {"iou": accumulator.image_iou[-1], "dice": accumulator.image_dice[-1],
+            "tgs_score": accumulator.image_score[-1], "true_coverage": float(labelled.mean()),
+            "predicted_coverage": float((predicted.mask > 0).mean())}
+
+
 def scored_pairs(predictor: PredictionEngine, pairs: list[Pair], accumulator: MetricAccumulator,
                  palette: ClassPalette | None = None) -> Iterator[Scored]:
     """Predict every pair as `predict` would, add it to `accumulator`, and yield it with its scores."""
     config = predictor.saved.config
-    ignore_index = accumulator.ignore_index
 
-    def items() -> Iterator[tuple[tuple[Pair, np.ndarray], np.ndarray]]:
+    def items() -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
         for pair in pairs:
-            image, mask = load_pair(pair, config.in_channels, config.num_classes, ignore_index, palette,
+            image, mask = load_pair(pair, config.in_channels, config.num_classes, accumulator.ignore_index, palette,
                                     config.multilabel)
-            yield (pair, mask), image
+            yield pair, image, mask
 
-    for (pair, truth), image, prob in predictor.run(items()):
-        pred = predictor.to_mask(prob)
-        p, t = torch.from_numpy(pred)[None], torch.from_numpy(truth)[None]
-        if config.multilabel:  # truth (H, W, K) -> (1, K, H, W), like the prediction
-            t = t.permute(0, 3, 1, 2)
-        accumulator.update(p, t)
-        labelled = truth > 0 if ignore_index is None else (truth > 0) & (truth != ignore_index)
-        row = {"stem": pair.stem, "iou": accumulator.image_iou[-1], "dice": accumulator.image_dice[-1],
-               "tgs_score": accumulator.image_score[-1], "true_coverage": float(labelled.mean()),
-               "predicted_coverage": float((pred > 0).mean())}
-        yield Scored(pair, image, truth, pred, row)
+    for predicted in predict_labelled(predictor, items()):
+        row = {"stem": predicted.key.stem} | add_scores(accumulator, predicted)
+        yield Scored(predicted.key, predicted.image, predicted.truth, predicted.mask, row)

@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.config import BLENDS
+from unetkit.errors import UserError
 
 SIGMA_SCALE = 0.125
 MIN_WEIGHT = 1e-3
+BLENDS = ("gaussian", "constant")  # weights of overlapping tiles (importance_map)
 
 ReadRows = Callable[[int, int], np.ndarray]  # (y0, y1) -> (y1 - y0, W, C) raw pixels
 PredictTiles = Callable[[np.ndarray], Any]  # (N, h, w, C) raw pixels -> (N, K, h, w) probabilities (tensor or array)
@@ -48,7 +49,7 @@ def importance_map(height: int, width: int, blend: str) -> np.ndarray:
     if blend == "constant":
         return np.ones((height, width), np.float32)
     if blend != "gaussian":
-        raise ValueError(f"blend must be one of {BLENDS}, not {blend!r}")
+        raise UserError(f"config field 'blend': '{blend}' is not one of {', '.join(BLENDS)}")
 
     def bell(n: int) -> np.ndarray:
         x = np.arange(n, dtype=np.float32) - np.float32((n - 1) / 2)

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from unetkit.config import TTA_MODES
+from unetkit.errors import UserError
 
+TTA_MODES = ("none", "flips", "d4")  # identity; + the three mirrorings; + the four transposed variants
 Array = TypeVar("Array")  # torch.Tensor or np.ndarray, (N, C, H, W)
 
 
@@ -50,7 +51,7 @@ def _flip(x: Any, dims: list[int]) -> Any:
 def symmetries(mode: str) -> tuple[Symmetry, ...]:
     """The transforms of a TTA mode, identity first."""
     if mode not in TTA_MODES:
-        raise ValueError(f"tta must be one of {TTA_MODES}, not {mode!r}")
+        raise UserError(f"config field 'tta': '{mode}' is not one of {', '.join(TTA_MODES)}")
     flips = tuple(Symmetry(False, h, w) for h in (False, True) for w in (False, True))
     if mode == "none":
         return flips[:1]

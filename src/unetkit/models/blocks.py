@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+UPSAMPLINGS = ("transpose", "bilinear")  # the kernel's 3x3 stride-2 transposed conv, or interpolation + conv
+
 
 class DoubleConv(nn.Sequential):
     """Two 3x3 "same" convolutions with ReLU (optionally batch-normalised): (B, Cin, H, W) -> (B, Cout, H, W)."""

@@ -1,7 +1,7 @@
-"""Several trained U-Nets of one architecture acting as one (k-fold ensembles).
+"""Several trained networks of one architecture acting as one (k-fold ensembles, snapshots).
 
-Members' probabilities are averaged (sigmoid or softmax) and returned as logits again,
-so everything downstream (thresholds, argmax, TTA) treats an ensemble like one network.
+Members' probabilities are averaged and returned as logits again (outputs.py), so everything
+downstream (thresholds, argmax, TTA, the ONNX export) treats an ensemble like one network.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from unetkit.config import ModelConfig
-from unetkit.models.unet import UNet
+from unetkit.models.base import SegmentationNet
+from unetkit.outputs import as_logits, probabilities, uses_sigmoid
 
 
 class Ensemble(nn.Module):
     """(B, C, H, W) -> logits of the members' mean probability, (B, K, H, W)."""
 
-    def __init__(self, members: list[UNet]) -> None:
+    def __init__(self, members: list[SegmentationNet]) -> None:
         super().__init__()
         if not members or any(m.config != members[0].config for m in members):
             raise ValueError("an ensemble needs at least one member, all of one architecture")
@@ -27,9 +28,5 @@ class Ensemble(nn.Module):
         return self.members[0].config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = [member(x) for member in self.members]
-        if self.config.sigmoid:
-            mean = torch.stack([torch.sigmoid(z) for z in logits]).mean(0)
-            return torch.logit(mean, eps=1e-6)
-        mean = torch.stack([torch.softmax(z, dim=1) for z in logits]).mean(0)
-        return torch.log(mean.clamp(min=1e-12))
+        mean = torch.stack([probabilities(member(x), self.config) for member in self.members]).mean(0)
+        return as_logits(mean, self.config, eps=1e-6 if uses_sigmoid(self.config) else 1e-12)

@@ -31,10 +31,14 @@ PRESETS: dict[str, ModelConfig] = {
 
 
 def check_arch(config: ModelConfig) -> None:
-    """Refuse an unknown `model.arch` with one line listing the known ones."""
+    """Refuse an unknown `model.arch`, or options its architecture does not know, with one line;
+    an architecture checks its own options in an optional `check_config(config)`."""
     if config.arch not in ARCHITECTURES:
         raise UserError(f"config field 'model.arch': unknown architecture '{config.arch}' "
                         f"(known: {', '.join(ARCHITECTURES)})")
+    check = getattr(ARCHITECTURES[config.arch], "check_config", None)
+    if check is not None:
+        check(config)
 
 
 def build_model(config: ModelConfig) -> SegmentationNet:

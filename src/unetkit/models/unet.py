@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from unetkit.config import ModelConfig
+from unetkit.errors import UserError
 from unetkit.models.base import SegmentationNet, count_parameters, pad_to_multiple
-from unetkit.models.blocks import DoubleConv, Down, Up
+from unetkit.models.blocks import UPSAMPLINGS, DoubleConv, Down, Up
 
 __all__ = ["UNet", "count_parameters", "pad_to_multiple"]
 
@@ -35,6 +36,7 @@ class UNet(SegmentationNet):
         config = dataclasses.replace(config or ModelConfig(), **overrides)
         if config.arch != "seed_unet":
             raise ValueError(f"UNet builds arch 'seed_unet', not {config.arch!r}; use models.build_model")
+        self.check_config(config)
         self.config = config
         widths = [config.start_neurons * 2**level for level in range(config.depth + 1)]
 
@@ -52,6 +54,13 @@ class UNet(SegmentationNet):
             for level in reversed(range(config.depth))
         )
         self.head = nn.Conv2d(widths[0], config.num_classes, kernel_size=1)
+
+    @staticmethod
+    def check_config(config: ModelConfig) -> None:
+        """The seed's own option names, checked before a run writes anything."""
+        if config.upsampling not in UPSAMPLINGS:
+            raise UserError(f"config field 'model.upsampling': '{config.upsampling}' is not one of "
+                            f"{', '.join(UPSAMPLINGS)}")
 
     @property
     def multiple(self) -> int:

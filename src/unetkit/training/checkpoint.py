@@ -30,7 +30,7 @@ from unetkit.export.model_file import (
     read_safetensors,
     write_safetensors,
 )
-from unetkit.models.unet import UNet
+from unetkit.models.base import SegmentationNet
 
 RngState = tuple[torch.Tensor, torch.Tensor | None]  # (CPU generator, this process's CUDA generator)
 
@@ -53,7 +53,7 @@ class Checkpoint:
     """Everything `fit` needs to continue a run."""
 
     config: TrainConfig
-    net: UNet
+    net: SegmentationNet
     preprocess: Preprocess
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
@@ -83,7 +83,7 @@ def rng_state(device: torch.device) -> RngState:
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
-def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: UNet, preprocess: Preprocess,
+def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: SegmentationNet, preprocess: Preprocess,
                     optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState,
                     extras: dict[str, Any] | None = None, rank_rngs: Sequence[RngState] = ()) -> None:
     """Write a checkpoint atomically (the previous one stays valid until the rename).

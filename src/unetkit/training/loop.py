@@ -17,8 +17,10 @@ tunes the decision rule at the end.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -36,13 +38,17 @@ from unetkit.data.dataset import LabelledSet
 from unetkit.data.loader import Batch, BatchIterator, default_workers
 from unetkit.data.masks import class_table
 from unetkit.data.preprocess import Preprocess
-from unetkit.export.model_file import load_model, save_model
+from unetkit.export.model_file import SavedModel, load_model, save_model
 from unetkit.fileio import write_csv
+from unetkit.inference.labelled import predict_labelled, stacked
+from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
-from unetkit.models.unet import UNet
+from unetkit.models.base import SegmentationNet
+from unetkit.models.registry import build_model
+from unetkit.outputs import as_logits, foreground, uses_sigmoid
 from unetkit.runtime import has_bf16, log, progress_hidden, resolve_device
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
-from unetkit.training.losses import LossFn, LossOptions, get_loss
+from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.observe import EpochObserver
 from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
 from unetkit.training.threshold import tune_decision
@@ -52,16 +58,19 @@ METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "va
 
 
 @dataclass
-class FitResult:
-    """What a finished run produced."""
+class TrainResult:
+    """A finished training run (for K folds: the ensemble and its out-of-fold figures)."""
 
+    run_dir: Path
     model_path: Path
     threshold: float | None  # chosen on validation; None for multi-class models
-    val_metrics: dict[str, Any]  # at the chosen decision rule, best weights
+    val_metrics: dict[str, Any]  # validation (or out-of-fold) figures at the chosen decision rule, best weights
     epochs_done: int
     best_epoch: int
     images_per_s: float
     stop_reason: str
+    n_train: int = 0
+    n_val: int = 0
     postprocess: dict[str, float] = field(default_factory=dict)
 
 
@@ -70,7 +79,7 @@ class Parts:
     """Everything a training step touches, built once from the config."""
 
     config: TrainConfig
-    net: UNet  # the weights being trained (never wrapped: its state_dict keys stay clean)
+    net: SegmentationNet  # the weights being trained (never wrapped: its state_dict keys stay clean)
     forward: torch.nn.Module  # net, wrapped in DistributedDataParallel under torchrun, optionally compiled
     ema: AveragedModel | None
     optimizer: torch.optim.Optimizer
@@ -98,24 +107,24 @@ class Parts:
 def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
                 class_weights: tuple[float, ...] | None) -> Parts:
     """Network, optimiser, schedules, loss, EMA and precision settings for `config`."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.runtime.device)
     torch.manual_seed(config.seed)
-    if config.deterministic:
+    if config.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # channels_last: 10-25% faster convolutions on CPU (measured, 2 cores) and the layout tensor cores want.
-    net = (resume.net if resume else UNet(config.model)).to(device, memory_format=torch.channels_last)
-    if config.sync_batchnorm and distributed.launched():
+    net = (resume.net if resume else build_model(config.model)).to(device, memory_format=torch.channels_last)
+    if config.runtime.sync_batchnorm and distributed.launched():
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     if distributed.rank():  # same initial weights (DDP broadcasts rank 0's anyway), different dropout draws
         torch.manual_seed(config.seed + distributed.rank())
     optimizer = make_optimizer(net.parameters(), config)
     plateau = make_plateau(optimizer, config)
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
-        if config.ema_decay else None
-    amp_dtype = _amp_dtype(config.amp, device)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay), use_buffers=True) \
+        if config.optim.ema_decay else None
+    amp_dtype = _amp_dtype(config.runtime.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     if resume:
         optimizer.load_state_dict(resume.optimizer)
@@ -127,14 +136,14 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
         if scaler is not None and "scaler" in resume.extras:
             scaler.load_state_dict(resume.extras["scaler"])
         resume.restore_rng(distributed.rank(), config.seed, device)
-    options = LossOptions(class_weights=class_weights, ignore_index=config.ignore_index, focal_gamma=config.focal_gamma,
-                          tversky_alpha=config.tversky_alpha, tversky_beta=config.tversky_beta)
+    options = dataclasses.replace(config.loss, class_weights=class_weights)
     autocast = partial(torch.autocast, device_type=device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
     forward: torch.nn.Module = net
     if distributed.launched():
         forward = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    return Parts(config, net, torch.compile(forward) if config.compile else forward, ema, optimizer, plateau,
-                 StepSchedule(config, steps_per_epoch), partial(get_loss(config.loss), options=options), device,
+    return Parts(config, net, torch.compile(forward) if config.runtime.compile else forward, ema, optimizer, plateau,
+                 StepSchedule(config, steps_per_epoch),
+                 partial(get_loss(config.loss.name), options=options, ignore_index=config.data.ignore_index), device,
                  autocast, scaler)
 
 
@@ -149,19 +158,18 @@ def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: LabelledSet, preprocess: Preprocess,
         resume: Checkpoint | None = None, class_weights: tuple[float, ...] | None = None,
-        augment: Any = None) -> FitResult:
+        augment: Any = None) -> TrainResult:
     """Train per `config`, writing checkpoints, metrics.csv and curves.png into `run_dir` (rank 0).
 
     Under torchrun every rank calls this and gets rank 0's result.
     """
     rank, world_size = distributed.rank(), distributed.world_size()
-    workers = config.loader_workers
+    workers = config.runtime.loader_workers
     if workers is None:
-        workers = default_workers(resolve_device(config.device).type)
+        workers = default_workers(resolve_device(config.runtime.device).type)
     train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
                                   seed=config.seed, rank=rank, world_size=world_size, workers=workers)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
-    val_batches = BatchIterator(val_share, preprocess, config.batch_size, shuffle=False)
     parts = build_parts(config, len(train_batches), resume, class_weights)
     state = resume.state if resume else TrainState()
     if resume:
@@ -176,7 +184,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
         if deadline is not None and distributed.any_rank(deadline <= time.monotonic(), parts.device):
             stop_reason = "time budget"
             break
-        row, hit_deadline = _run_epoch(parts, state, train_batches, val_batches, deadline)
+        row, hit_deadline = _run_epoch(parts, state, train_batches, val_share, preprocess, deadline)
         _after_epoch(config, run_dir, parts, preprocess, state, row, observer)
         if hit_deadline:
             stop_reason = "time budget"
@@ -184,8 +192,8 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
     result = None
     if observer is not None:  # rank 0
         observer.close()
-        val_all = BatchIterator(val_set, preprocess, config.batch_size, shuffle=False)
-        result = _finish(config, run_dir, parts, val_all, val_set, preprocess, state, stop_reason)
+        result = _finish(config, run_dir, parts, val_set, preprocess, state, stop_reason)
+        result.n_train, result.n_val = len(train_set), len(val_set)
     return distributed.from_main(result)
 
 
@@ -258,8 +266,8 @@ def train_step(parts: Parts, batch: Batch) -> torch.Tensor:
         parts.scaler.unscale_(parts.optimizer)
     else:
         scaled.backward()
-    if parts.config.grad_clip:
-        torch.nn.utils.clip_grad_norm_(parts.net.parameters(), parts.config.grad_clip)
+    if parts.config.optim.grad_clip:
+        torch.nn.utils.clip_grad_norm_(parts.net.parameters(), parts.config.optim.grad_clip)
     if parts.scaler is not None:
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
@@ -271,38 +279,29 @@ def train_step(parts: Parts, batch: Batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(net: torch.nn.Module, batches: BatchIterator, loss_fn: LossFn, device: torch.device,
-             threshold: float = 0.5, keep_probabilities: bool = False, ignore_index: int | None = None,
-             across_ranks: bool = False) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """Loss and metrics on `batches`; optionally the foreground probabilities as uint8 (N, H, W).
+def validate(net: SegmentationNet, data: LabelledSet, preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
+             batch_size: int, *, threshold: float = 0.5, keep_probabilities: bool = False,
+             ignore_index: int | None = None, across_ranks: bool = False) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (inference/labelled.py);
+    optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models.
 
-    Multi-label models keep one probability map per (image, label): (N * K, H, W).
+    The loss is taken per batch of `batch_size` on the probabilities, clamped at 1e-7 as Keras does.
     `across_ranks`: each rank holds a share of the images; the figures are over all shares.
     """
-    net.eval()
-    num_classes, multilabel = net.config.num_classes, net.config.multilabel
-    accumulator = MetricAccumulator(num_classes, ignore_index=ignore_index, multilabel=multilabel)
+    config = net.config
+    engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device)
+    accumulator = MetricAccumulator(config.num_classes, ignore_index=ignore_index, multilabel=config.multilabel)
     loss_sum, seen, kept = 0.0, 0, []
-    for batch in batches.epoch(0):
-        images, masks = batch.images.to(device, memory_format=torch.channels_last), batch.masks.to(device)
-        logits = net(images)
-        loss_sum += loss_fn(logits, masks).item() * len(images)
-        seen += len(images)
-        if multilabel:
-            prob = torch.sigmoid(logits)
-            pred = prob > threshold
-            prob = prob.flatten(0, 1)
-        elif num_classes == 1:
-            prob = torch.sigmoid(logits[:, 0])
-            pred = prob > threshold
-        else:
-            pred = logits.argmax(1)
-            prob = None
-        accumulator.update(pred.to(torch.uint8), masks)
+    predictions = predict_labelled(engine, ((i, data.images[i], data.masks[i]) for i in range(len(data))),
+                                   postprocess=False)
+    for chunk in _chunks(predictions, batch_size):
+        _, probabilities, masks, truths = stacked(chunk)
+        target = torch.from_numpy(truths).long()
+        loss_sum += float(loss_fn(as_logits(torch.from_numpy(probabilities), config), target)) * len(chunk)
+        seen += len(chunk)
+        accumulator.update(torch.from_numpy(masks), target)
         if keep_probabilities:
-            if prob is None:  # multi-class: the probability of any foreground
-                prob = 1 - torch.softmax(logits, 1)[:, 0]
-            kept.append((prob * 255).round().to(torch.uint8).cpu())
+            kept.append((torch.from_numpy(foreground(probabilities, config)) * 255).round().to(torch.uint8))
     if across_ranks and distributed.launched():
         accumulator = MetricAccumulator.merged(distributed.all_gather(accumulator))
         loss_sum, seen = distributed.sum_across([loss_sum, float(seen)], device)
@@ -310,13 +309,25 @@ def validate(net: torch.nn.Module, batches: BatchIterator, loss_fn: LossFn, devi
     return summary, (torch.cat(kept) if keep_probabilities else None)
 
 
-def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, val_batches: BatchIterator,
-               deadline: float | None) -> tuple[dict[str, float], bool]:
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, val_share: LabelledSet,
+               preprocess: Preprocess, deadline: float | None) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s = time.monotonic() - started
-    val, _ = validate(parts.evaluated, val_batches, parts.loss_fn, parts.device,
-                      ignore_index=parts.config.ignore_index, across_ranks=True)
+    val, _ = validate(parts.evaluated, val_share, preprocess, parts.loss_fn, parts.device, parts.config.batch_size,
+                      ignore_index=parts.config.data.ignore_index, across_ranks=True)
+    parts.net.train()
     seconds = time.monotonic() - started
     state.elapsed_s += seconds
     state.epoch += 1
@@ -358,31 +369,32 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     state.elapsed_s = distributed.from_main(state.elapsed_s)
 
 
-def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_batches: BatchIterator, val_set: LabelledSet,
-            preprocess: Preprocess, state: TrainState, stop_reason: str) -> FitResult:
+def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_set: LabelledSet, preprocess: Preprocess,
+            state: TrainState, stop_reason: str) -> TrainResult:
     """Reload the best weights, tune the decision rule on validation, write model.safetensors."""
     device = parts.device
     best = load_model(run_dir / "checkpoints" / "best.safetensors").net.to(device, memory_format=torch.channels_last)
-    binary = config.model.sigmoid
+    binary = uses_sigmoid(config.model)
     threshold: float | None = None
     postprocess: dict[str, float] = {}
-    val, probabilities = validate(best, val_batches, parts.loss_fn, device, keep_probabilities=binary,
-                                  ignore_index=config.ignore_index)
+    ignore_index = config.data.ignore_index
+    val, probabilities = validate(best, val_set, preprocess, parts.loss_fn, device, config.batch_size,
+                                  keep_probabilities=binary, ignore_index=ignore_index)
     if binary and probabilities is not None:
         targets = torch.from_numpy(val_set.masks)
         if targets.dim() == 4:  # multi-label: one map per (image, label), like the probabilities
             targets = targets.permute(0, 3, 1, 2).flatten(0, 1)
-        decision, table = tune_decision(probabilities, targets, config.threshold_metric,
-                                        tune_postprocess=config.tune_postprocess and not config.model.multilabel,
-                                        ignore_index=config.ignore_index)
+        decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
+                                        tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
+                                        ignore_index=ignore_index)
         threshold, postprocess = decision.threshold, decision.postprocess
         write_csv(table, run_dir / "threshold_sweep.csv")
         val = decision.metrics
         if config.model.multilabel:  # per-label figures, as during training
-            val, _ = validate(best, val_batches, parts.loss_fn, device, threshold=threshold)
+            val, _ = validate(best, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     model_path = run_dir / "model.safetensors"
-    record = _record(config, best_row) | {"threshold_metric": config.threshold_metric, "val_at_threshold": val,
+    record = _record(config, best_row) | {"threshold_metric": config.decision.threshold_metric, "val_at_threshold": val,
                                           "epochs_done": state.epoch, "stop_reason": stop_reason}
     save_model(model_path, best.cpu(), preprocess, threshold=0.5 if threshold is None else threshold,
                postprocess=postprocess, training=record)
@@ -390,8 +402,8 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_batches: Batch
     rule = f"; threshold {threshold:.2f}" if threshold is not None else ""
     rule += "".join(f", {k} {v} px" for k, v in postprocess.items() if v)
     log.info("stopped after epoch %d: %s; best epoch %d%s", state.epoch, stop_reason, state.best_epoch, rule)
-    return FitResult(model_path, threshold, val, state.epoch, state.best_epoch,
-                     sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess)
+    return TrainResult(run_dir, model_path, threshold, val, state.epoch, state.best_epoch,
+                       sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess=postprocess)
 
 
 def _deadline(config: TrainConfig, state: TrainState) -> float | None:

@@ -13,23 +13,15 @@ ignore_index and the binary/multi-class switch across every loss.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from unetkit.config import LossConfig
+from unetkit.errors import UserError
+
 LossFn = Callable[..., torch.Tensor]
-
-
-@dataclass(frozen=True)
-class LossOptions:
-    """Knobs shared by the losses (all in TrainConfig)."""
-
-    class_weights: tuple[float, ...] | None = None  # per class; for K=1: (background, foreground)
-    ignore_index: int | None = None  # mask value that counts nowhere (e.g. 255 for "unlabelled")
-    focal_gamma: float = 2.0
-    tversky_alpha: float = 0.3  # weight of false positives
-    tversky_beta: float = 0.7  # weight of false negatives
+DEFAULTS = LossConfig()  # the knobs when a loss is called without them (tests, benchmarks)
 
 
 def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
@@ -40,16 +32,16 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
                          f"and {tuple(target.shape)}")
 
 
-def _valid(target: torch.Tensor, options: LossOptions) -> tuple[torch.Tensor, torch.Tensor]:
+def _valid(target: torch.Tensor, ignore_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(target with ignored pixels set to 0, float mask of pixels that count)."""
-    if options.ignore_index is None:
+    if ignore_index is None:
         return target.long(), torch.ones_like(target, dtype=torch.float32)
-    keep = target != options.ignore_index
+    keep = target != ignore_index
     return torch.where(keep, target, 0).long(), keep.float()
 
 
 def _pixel_weights(target: torch.Tensor, valid: torch.Tensor, weight_map: torch.Tensor | None,
-                   options: LossOptions) -> torch.Tensor:
+                   options: LossConfig) -> torch.Tensor:
     """w(x) = w_c(x) + border(x): class weight of the true class plus the additive border term."""
     weights = torch.ones_like(valid)
     if options.class_weights is not None:
@@ -65,7 +57,7 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-                  options: LossOptions = LossOptions()) -> torch.Tensor:
+                  options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
     """Binary cross-entropy with logits for K=1 (the seed's loss), softmax cross-entropy for K>1.
 
     With `weight_map` this is the U-Net paper's weighted cross-entropy (see data/weights.py).
@@ -73,7 +65,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.
     _check(logits, target)
     if target.dim() == 4:  # multi-label: one binary cross-entropy per channel
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
-    target, valid = _valid(target, options)
+    target, valid = _valid(target, ignore_index)
     if logits.shape[1] == 1:
         per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
     else:
@@ -82,13 +74,13 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.
 
 
 def focal(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-          options: LossOptions = LossOptions()) -> torch.Tensor:
+          options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
     """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_true)^gamma, easy pixels fade."""
     _check(logits, target)
     if target.dim() == 4:  # multi-label
         log_p_true = -F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
         return (-((1 - log_p_true.exp()) ** options.focal_gamma) * log_p_true).mean()
-    target, valid = _valid(target, options)
+    target, valid = _valid(target, ignore_index)
     if logits.shape[1] == 1:
         log_p_true = -F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
     else:
@@ -97,14 +89,14 @@ def focal(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor |
     return _weighted_mean(per_pixel, _pixel_weights(target, valid, weight_map, options))
 
 
-def _soft_counts(logits: torch.Tensor, target: torch.Tensor, options: LossOptions
+def _soft_counts(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft (TP, FP, FN) per class over the batch: (K,) each, foreground only for K=1."""
     if target.dim() == 4:  # multi-label: every channel is its own foreground
         prob, truth = torch.sigmoid(logits), target.to(logits.dtype)
         tp = (prob * truth).sum((0, 2, 3))
         return tp, (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
-    target, valid = _valid(target, options)
+    target, valid = _valid(target, ignore_index)
     if logits.shape[1] == 1:
         prob = torch.sigmoid(logits[:, 0])[:, None]
         truth = target[:, None].to(prob.dtype)
@@ -116,7 +108,7 @@ def _soft_counts(logits: torch.Tensor, target: torch.Tensor, options: LossOption
     return tp, (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
 
 
-def _class_mean(per_class: torch.Tensor, options: LossOptions) -> torch.Tensor:
+def _class_mean(per_class: torch.Tensor, options: LossConfig) -> torch.Tensor:
     if options.class_weights is None or len(per_class) == 1:
         return per_class.mean()
     weights = torch.tensor(options.class_weights, dtype=per_class.dtype, device=per_class.device)
@@ -124,18 +116,18 @@ def _class_mean(per_class: torch.Tensor, options: LossOptions) -> torch.Tensor:
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-                   options: LossOptions = LossOptions(), smooth: float = 1.0) -> torch.Tensor:
+                   options: LossConfig = DEFAULTS, ignore_index: int | None = None, smooth: float = 1.0) -> torch.Tensor:
     """1 - soft Dice over the whole batch per class (so empty images do not dominate)."""
     _check(logits, target)
-    tp, fp, fn = _soft_counts(logits, target, options)
+    tp, fp, fn = _soft_counts(logits, target, ignore_index)
     return _class_mean(1 - (2 * tp + smooth) / (2 * tp + fp + fn + smooth), options)
 
 
 def tversky(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-            options: LossOptions = LossOptions(), smooth: float = 1.0) -> torch.Tensor:
+            options: LossConfig = DEFAULTS, ignore_index: int | None = None, smooth: float = 1.0) -> torch.Tensor:
     """1 - Tversky index TP / (TP + alpha FP + beta FN): beta > alpha favours recall (small objects)."""
     _check(logits, target)
-    tp, fp, fn = _soft_counts(logits, target, options)
+    tp, fp, fn = _soft_counts(logits, target, ignore_index)
     index = (tp + smooth) / (tp + options.tversky_alpha * fp + options.tversky_beta * fn + smooth)
     return _class_mean(1 - index, options)
 
@@ -150,7 +142,7 @@ def _lovasz_gradient(truth_sorted: torch.Tensor) -> torch.Tensor:
 
 
 def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-           options: LossOptions = LossOptions()) -> torch.Tensor:
+           options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
     """Lovász hinge per image (K=1, as the TGS winners used it) or Lovász-softmax (K>1).
 
     A convex surrogate that optimises IoU directly; best used to fine-tune after BCE.
@@ -159,7 +151,7 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor 
     if target.dim() == 4:  # multi-label: the hinge per (image, label) map
         flat = target.shape[0] * target.shape[1]
         return lovasz(logits.reshape(flat, 1, *logits.shape[2:]), target.reshape(flat, *target.shape[2:]))
-    target, valid = _valid(target, options)
+    target, valid = _valid(target, ignore_index)
     losses = []
     for image in range(logits.shape[0]):
         keep = valid[image].flatten() > 0
@@ -184,8 +176,8 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor 
 
 def _sum_of(*parts: LossFn) -> LossFn:
     def combined(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-                 options: LossOptions = LossOptions()) -> torch.Tensor:
-        return sum(part(logits, target, weight_map, options) for part in parts)  # type: ignore[return-value]
+                 options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
+        return sum(part(logits, target, weight_map, options, ignore_index) for part in parts)  # type: ignore[return-value]
 
     return combined
 
@@ -203,6 +195,12 @@ LOSSES: dict[str, LossFn] = {
 }
 
 
+# Losses whose pixels are weighted by the paper's border map (computed per training mask).
+BORDER_WEIGHTED = frozenset({"weighted_ce"})
+
+
 def get_loss(name: str) -> LossFn:
-    """The loss function called `name` (validated by TrainConfig)."""
+    """The loss function called `name`; an unknown name is one line listing the known ones."""
+    if name not in LOSSES:
+        raise UserError(f"config field 'loss.name': '{name}' is not one of {', '.join(LOSSES)}")
     return LOSSES[name]

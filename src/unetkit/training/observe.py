@@ -13,6 +13,10 @@ from unetkit.config import TrainConfig
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
+from unetkit.export.model_file import SavedModel
+from unetkit.inference.labelled import predict_labelled
+from unetkit.inference.predictor import Predictor
+from unetkit.models.base import SegmentationNet
 from unetkit.visualize import label_map, overlay_sheet, plot_curves
 
 SAMPLES = 4
@@ -28,9 +32,9 @@ class EpochObserver:
         self.indices = np.concatenate([order[: SAMPLES - 1], order[-1:]])[:SAMPLES] if len(order) else order
         self.val_set = val_set
         self.preprocess = preprocess
-        self.writer = _tensorboard(run_dir) if config.tensorboard else None
+        self.writer = _tensorboard(run_dir) if config.runtime.tensorboard else None
 
-    def epoch_done(self, history: list[dict[str, float]], net: torch.nn.Module, device: torch.device) -> None:
+    def epoch_done(self, history: list[dict[str, float]], net: SegmentationNet, device: torch.device) -> None:
         plot_curves(history, self.run_dir / "curves.png")
         row = history[-1]
         if len(self.indices):
@@ -41,19 +45,14 @@ class EpochObserver:
                     self.writer.add_scalar(key, value, int(row["epoch"]))
             self.writer.flush()
 
-    @torch.no_grad()
-    def _samples(self, epoch: int, net: torch.nn.Module, device: torch.device) -> None:
-        net.eval()
-        images = self.val_set.images[self.indices]
-        logits = net(self.preprocess.to_tensor(images).to(device, memory_format=torch.channels_last))
-        if net.config.multilabel:
-            preds = [label_map(p) for p in (logits > 0).to(torch.uint8).cpu().numpy()]
-            truths = [label_map(t, channel_axis=2) for t in self.val_set.masks[self.indices]]
-        else:
-            preds = list((logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(1)).to(torch.uint8).cpu().numpy())
-            truths = list(self.val_set.masks[self.indices])
+    def _samples(self, epoch: int, net: SegmentationNet, device: torch.device) -> None:
+        engine = Predictor(SavedModel(net, self.preprocess), torch_device=device)
+        items = ((i, self.val_set.images[i], self.val_set.masks[i]) for i in self.indices)
+        shown = list(predict_labelled(engine, items, postprocess=False))
+        truths = [label_map(item.truth, channel_axis=-1) for item in shown]
+        preds = [label_map(item.mask) for item in shown]
         path = self.run_dir / "samples" / f"epoch_{epoch:04d}.png"
-        overlay_sheet(list(images), truths, preds,
+        overlay_sheet([item.image for item in shown], truths, preds,
                       [f"{self.val_set.stems[i]} (epoch {epoch})" for i in self.indices], path)
         if self.writer is not None:
             from PIL import Image

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from unetkit import distributed
 from unetkit.config import TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, load_labelled
-from unetkit.data.loader import BatchIterator
 from unetkit.data.masks import check_class_coverage, class_table
 from unetkit.data.preprocess import Preprocess, fit_preprocess
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
@@ -30,31 +28,18 @@ from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import load_model, save_ensemble
 from unetkit.fileio import make_dir, write_csv, write_text
+from unetkit.inference.labelled import predict_labelled, stacked
+from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
-from unetkit.report import write_report
+from unetkit.outputs import foreground, is_binary
 from unetkit.runtime import log, resolve_device
 from unetkit.training.checkpoint import load_checkpoint
-from unetkit.training.loop import FitResult, fit
+from unetkit.training.loop import TrainResult, fit
+from unetkit.training.losses import BORDER_WEIGHTED
+from unetkit.training.recipes import check_train_config, resolve_train_config
 from unetkit.training.threshold import Decision, tune_decision
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
-
-
-@dataclass
-class TrainResult:
-    """A finished training run (for K folds: the ensemble and its out-of-fold figures)."""
-
-    run_dir: Path
-    model_path: Path
-    threshold: float | None
-    val_metrics: dict  # validation (or out-of-fold) figures at the chosen decision rule
-    epochs_done: int
-    best_epoch: int
-    images_per_s: float
-    stop_reason: str
-    n_train: int
-    n_val: int
-    postprocess: dict
 
 
 def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -65,13 +50,19 @@ def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return load_yaml(path)
 
 
+def resumed_config(run_dir: str | os.PathLike[str], *layers: dict[str, Any]) -> TrainConfig:
+    """The config of the run in `run_dir` with `layers` (a YAML file's, the flags') laid over it."""
+    return resolve_train_config(stored_config(run_dir), *layers)
+
+
 def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train per `config` into config.out_dir (see `unetkit.train`)."""
     if not config.out_dir:
         raise UserError("no output folder given (--out RUN_DIR)")
+    check_train_config(config)
     run_dir = Path(config.out_dir)
-    device = resolve_device(config.device)  # fail before anything is written
-    if config.sync_batchnorm and distributed.launched() and device.type != "cuda":
+    device = resolve_device(config.runtime.device)  # fail before anything is written
+    if config.runtime.sync_batchnorm and distributed.launched() and device.type != "cuda":
         raise UserError("sync_batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernel); "
                         "leave it off for CPU training")
     distributed.join(device.type)
@@ -86,9 +77,9 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         raise UserError("no data folder given (--data DIR with images/ and masks/)")
     data = load_labelled(config.data.data_dir, config.model.in_channels, config.model.num_classes,
                          resize_to=config.data.resize_to if config.data.size_policy == "resize" else None,
-                         ignore_index=config.ignore_index, multilabel=config.model.multilabel)
-    check_class_coverage(data.masks, config.model.num_classes, config.ignore_index, config.data.data_dir)
-    strata = coverage_classes(data.coverage(config.ignore_index))
+                         ignore_index=config.data.ignore_index, multilabel=config.model.multilabel)
+    check_class_coverage(data.masks, config.model.num_classes, config.data.ignore_index, config.data.data_dir)
+    strata = coverage_classes(data.coverage(config.data.ignore_index))
     distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if distributed.is_main():
         make_dir(run_dir)
@@ -96,12 +87,11 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     if config.folds >= 2:
         return _train_folds(config, run_dir, data, strata, resume)
     train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
-    result = _train_split(config, run_dir, data, train_idx, val_idx, resume)
-    return _result(run_dir, result, len(train_idx), len(val_idx))
+    return _train_split(config, run_dir, data, train_idx, val_idx, resume)
 
 
 def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_idx: np.ndarray, val_idx: np.ndarray,
-                 resume: bool, preprocess: Preprocess | None = None) -> FitResult:
+                 resume: bool, preprocess: Preprocess | None = None) -> TrainResult:
     """Fit one model on data[train_idx], validated on data[val_idx]."""
     checkpoint = None
     if resume and (run_dir / LAST_CHECKPOINT).is_file():  # the architecture was checked in run_training
@@ -114,22 +104,19 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_id
                                     size_policy=config.data.size_policy, resize_to=config.data.resize_to)
     log.info("%s: %d images for training, %d for validation (stratified by coverage, seed %d)",
              run_dir, len(train_set), len(val_set), config.seed)
-    class_weights = config.class_weights
-    if config.balance_classes and class_weights is None:
+    class_weights = config.loss.class_weights
+    if config.loss.balance_classes and class_weights is None:
         class_weights = balanced_class_weights(train_set.masks, config.model.num_classes)
         log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in class_weights))
-    if config.loss == "weighted_ce":
-        train_set.weights = np.stack([border_weights(m, config.border_w0, config.border_sigma, config.ignore_index)
+    if config.loss.name in BORDER_WEIGHTED:
+        train_set.weights = np.stack([border_weights(m, config.loss.border_w0, config.loss.border_sigma,
+                                                     config.data.ignore_index)
                                       for m in train_set.masks])
     if distributed.is_main():
         make_dir(run_dir)
         write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
-    result = fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
-                 augment=augment_config(config.data.augment, config.data.augment_params))
-    if distributed.is_main():
-        log.info("run report: %s", write_report(run_dir, device=config.device))
-    distributed.barrier()  # the ranks return together, after rank 0 has written the report
-    return result
+    return fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
+               augment=augment_config(config.data.augment, config.data.augment_params))
 
 
 def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: np.ndarray,
@@ -155,38 +142,40 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: 
             write_text(fold_dir / "config.yaml", dump_yaml(fold_config))
         results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, preprocess))
     if config.fold is not None:
-        result = results[0]
-        return _result(run_dir / f"fold_{config.fold}", result, len(data) - len(folds[config.fold]),
-                       len(folds[config.fold]))
+        return dataclasses.replace(results[0], run_dir=run_dir / f"fold_{config.fold}")
     ensemble = None
     if distributed.is_main():
         ensemble = _ensemble(config, run_dir, data, folds, results, preprocess)
-        log.info("run report: %s", write_report(run_dir, device=config.device))
     return distributed.from_main(ensemble)
 
 
-def _finished_fold(fold_dir: Path) -> FitResult:
+def _finished_fold(fold_dir: Path) -> TrainResult:
     saved = load_model(fold_dir / "model.safetensors")
     record = saved.training
-    return FitResult(fold_dir / "model.safetensors", saved.threshold, record.get("val_at_threshold", {}),
-                     record.get("epochs_done", 0), 0, 0.0, record.get("stop_reason", ""), saved.postprocess)
+    return TrainResult(fold_dir, fold_dir / "model.safetensors", saved.threshold, record.get("val_at_threshold", {}),
+                       record.get("epochs_done", 0), 0, 0.0, record.get("stop_reason", ""), postprocess=saved.postprocess)
 
 
 def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list[np.ndarray],
-              results: list[FitResult], preprocess: Preprocess) -> TrainResult:
+              results: list[TrainResult], preprocess: Preprocess) -> TrainResult:
     """Out-of-fold predictions -> decision rule and score; members -> one ensemble model file."""
     members = [load_model(result.model_path) for result in results]
-    binary = config.model.num_classes == 1
-    device = resolve_device(config.device)
+    binary = is_binary(config.model)
+    device = resolve_device(config.runtime.device)
+    ignore_index = config.data.ignore_index
     oof = torch.zeros(len(data), *data.masks.shape[1:], dtype=torch.uint8)  # probabilities x 255, or classes
     for fold, saved in zip(folds, members):
-        oof[fold] = _predict_set(saved.net.to(device), data.subset(fold), preprocess, config.batch_size, device, binary)
+        engine = Predictor(saved, batch_size=config.batch_size, torch_device=device)
+        items = ((i, data.images[i], data.masks[i]) for i in fold)
+        _, probabilities, masks, _ = stacked(predict_labelled(engine, items, postprocess=False))
+        oof[fold] = torch.from_numpy((foreground(probabilities, config.model) * 255).round().astype(np.uint8)
+                                     if binary else masks)
     if binary:
-        decision, table = tune_decision(oof, torch.from_numpy(data.masks), config.threshold_metric,
-                                        tune_postprocess=config.tune_postprocess, ignore_index=config.ignore_index)
+        decision, table = tune_decision(oof, torch.from_numpy(data.masks), config.decision.threshold_metric,
+                                        tune_postprocess=config.decision.tune_postprocess, ignore_index=ignore_index)
         write_csv(table, run_dir / "threshold_sweep.csv")
     else:
-        accumulator = MetricAccumulator(config.model.num_classes, ignore_index=config.ignore_index)
+        accumulator = MetricAccumulator(config.model.num_classes, ignore_index=ignore_index)
         accumulator.update(oof, torch.from_numpy(data.masks))
         decision = Decision(0.5, {}, accumulator.summary())
     model_path = run_dir / "model.safetensors"
@@ -198,24 +187,5 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list
     log.info("out-of-fold (%d folds): IoU %.4f  Dice %.4f  TGS mAP %.4f", len(folds), decision.metrics["iou"],
              decision.metrics["dice"], decision.metrics["tgs_map"])
     return TrainResult(run_dir, model_path, decision.threshold if binary else None, decision.metrics,
-                       sum(r.epochs_done for r in results), 0,
-                       sum(r.images_per_s for r in results) / len(results), "folds", len(data), len(data),
-                       decision.postprocess if binary else {})
-
-
-@torch.no_grad()
-def _predict_set(net: torch.nn.Module, subset: LabelledSet, preprocess: Preprocess, batch_size: int,
-                 device: torch.device, binary: bool) -> torch.Tensor:
-    """(N, H, W) uint8: foreground probability x 255 (binary) or the predicted class."""
-    net.eval()
-    out = []
-    for batch in BatchIterator(subset, preprocess, batch_size, shuffle=False).epoch(0):
-        logits = net(batch.images.to(device, memory_format=torch.channels_last))
-        out.append((torch.sigmoid(logits[:, 0]) * 255).round().to(torch.uint8).cpu() if binary
-                   else logits.argmax(1).to(torch.uint8).cpu())
-    return torch.cat(out)
-
-
-def _result(run_dir: Path, result: FitResult, n_train: int, n_val: int) -> TrainResult:
-    return TrainResult(run_dir, result.model_path, result.threshold, result.val_metrics, result.epochs_done,
-                       result.best_epoch, result.images_per_s, result.stop_reason, n_train, n_val, result.postprocess)
+                       sum(r.epochs_done for r in results), 0, sum(r.images_per_s for r in results) / len(results),
+                       "folds", len(data), len(data), decision.postprocess if binary else {})

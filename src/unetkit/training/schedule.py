@@ -9,44 +9,58 @@ schedule ends its decay when the budget ends instead of at a guessed epoch count
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
-from unetkit.config import TrainConfig
+from unetkit.config import OptimConfig, TrainConfig
+from unetkit.errors import UserError
+
+OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], OptimConfig], torch.optim.Optimizer]] = {
+    "adam": lambda params, o: torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),  # the seed's
+    "adamw": lambda params, o: torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
+    "sgd": lambda params, o: torch.optim.SGD(params, lr=o.lr, momentum=0.9, nesterov=True, weight_decay=o.weight_decay),
+}
+# "plateau" is stepped per epoch on the monitored value; the others are functions of progress (lr_at).
+SCHEDULES = ("plateau", "cosine", "onecycle", "poly", "constant")
+
+
+def check_names(config: TrainConfig) -> None:
+    """Refuse an unknown optimiser or schedule with one line listing the known ones."""
+    if config.optim.name not in OPTIMIZERS:
+        raise UserError(f"config field 'optim.name': '{config.optim.name}' is not one of {', '.join(OPTIMIZERS)}")
+    if config.schedule.name not in SCHEDULES:
+        raise UserError(f"config field 'schedule.name': '{config.schedule.name}' is not one of {', '.join(SCHEDULES)}")
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     """Adam (the seed), AdamW or SGD with Nesterov momentum 0.9."""
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return OPTIMIZERS[config.optim.name](params, config.optim)
 
 
 def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
     """The seed's reduce-on-plateau on config.monitor (a no-op for other schedules: patience never runs out)."""
-    patience = config.plateau_patience if config.schedule == "plateau" else 10**9
+    schedule = config.schedule
+    patience = schedule.plateau_patience if schedule.name == "plateau" else 10**9
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min" if config.monitor == "val_loss" else "max", factor=config.plateau_factor,
-        patience=patience, min_lr=config.min_lr)
+        optimizer, mode="min" if config.monitor == "val_loss" else "max", factor=schedule.plateau_factor,
+        patience=patience, min_lr=schedule.min_lr)
 
 
 def lr_at(progress: float, config: TrainConfig, warmup: float) -> float:
     """Learning rate at training progress `progress` in [0, 1]; `warmup` is the warm-up share of the run."""
     p = min(max(progress, 0.0), 1.0)
-    peak, floor = config.lr, min(config.min_lr, config.lr)
-    if config.schedule == "onecycle":  # warm up from lr/25 over 30%, then cosine down to lr/1e4
+    peak, floor = config.optim.lr, min(config.schedule.min_lr, config.optim.lr)
+    if config.schedule.name == "onecycle":  # warm up from lr/25 over 30%, then cosine down to lr/1e4
         if p < 0.3:
             return peak / 25 + (peak - peak / 25) * p / 0.3
         return peak / 1e4 + (peak - peak / 1e4) * 0.5 * (1 + math.cos(math.pi * (p - 0.3) / 0.7))
     if warmup > 0 and p < warmup:
         return peak * max(p / warmup, 0.01)
     rest = (p - warmup) / (1 - warmup) if warmup < 1 else 1.0
-    if config.schedule == "cosine":
+    if config.schedule.name == "cosine":
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * rest))
-    if config.schedule == "poly":
+    if config.schedule.name == "poly":
         return peak * (1 - rest) ** 0.9
     return peak
 
@@ -57,12 +71,12 @@ class StepSchedule:
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
         self.config = config
         self.total_steps = max(config.epochs * steps_per_epoch, 1)
-        self.warmup = min(config.warmup_epochs / config.epochs, 0.5) if config.epochs else 0.0
+        self.warmup = min(config.schedule.warmup_epochs / config.epochs, 0.5) if config.epochs else 0.0
         self.budget_s = config.time_budget_min * 60 if config.time_budget_min else None
 
     @property
     def active(self) -> bool:
-        return self.config.schedule != "plateau"
+        return self.config.schedule.name != "plateau"
 
     def progress(self, steps_done: int, elapsed_s: float) -> float:
         by_steps = steps_done / self.total_steps

@@ -1,0 +1,54 @@
+"""Predicting labelled images: the one path that validation, the out-of-fold scores of k-fold
+runs, the training samples, `evaluate` and the run report all take.
+
+Images go through a PredictionEngine exactly as `unetkit predict` sends them (same batching,
+tiling, TTA, activation and decision rule), so a figure measured during training is the
+figure `evaluate` reports for the same model and options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from unetkit.inference.engine import PredictionEngine
+
+Key = TypeVar("Key")
+
+
+@dataclass
+class LabelledPrediction(Generic[Key]):
+    """One labelled image after prediction."""
+
+    key: Key
+    image: np.ndarray  # (H, W, C) raw pixels
+    truth: np.ndarray  # (H, W) class indices, or (H, W, K) 0/1 labels
+    probabilities: np.ndarray  # (K, H, W) float32
+    mask: np.ndarray  # (H, W) uint8 by the model's decision rule, or (K, H, W) for multi-label models
+
+    @property
+    def truth_maps(self) -> np.ndarray:
+        """The truth in the layout of `mask`: (H, W), or (K, H, W) for multi-label models."""
+        return np.moveaxis(self.truth, -1, 0) if self.truth.ndim == 3 else self.truth
+
+
+def predict_labelled(engine: PredictionEngine, items: Iterable[tuple[Key, np.ndarray, np.ndarray]], *,
+                     postprocess: bool = True) -> Iterator[LabelledPrediction[Key]]:
+    """(key, (H, W, C) image, truth) in order -> their predictions, in the same order.
+
+    `postprocess` applies the model's stored min-area and empty-mask rules to binary masks
+    (off while those rules are being tuned).
+    """
+    pairs: Iterable[tuple[tuple[Key, np.ndarray], np.ndarray]] = (((key, truth), image) for key, image, truth in items)
+    for (key, truth), image, probabilities in engine.run(pairs):
+        yield LabelledPrediction(key, image, truth, probabilities, engine.to_mask(probabilities, postprocess=postprocess))
+
+
+def stacked(predictions: Iterable[LabelledPrediction[Any]]) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, probabilities (N, K, H, W), masks, truths in the masks' layout) of same-sized predictions."""
+    items = list(predictions)
+    return ([item.key for item in items], np.stack([item.probabilities for item in items]),
+            np.stack([item.mask for item in items]), np.stack([item.truth_maps for item in items]))
