@@ -123,7 +123,8 @@ def test_sync_batchnorm_on_cpu_ranks_is_refused_before_anything_is_written(work:
 
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the refusal comes before joining a group
     monkeypatch.setenv("RANK", "0")
-    config = TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(work / "syn")), runtime=RuntimeConfig(device="cpu", sync_batchnorm=True))
+    config = TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(work / "syn")),
+                         runtime=RuntimeConfig(device="cpu", sync_batchnorm=True))
     with pytest.raises(UserError, match="sync_batchnorm needs CUDA GPUs"):
         train(config)
     assert not (tmp_path / "run").exists()
