@@ -166,7 +166,7 @@ class ScheduleConfig:
 class DecisionConfig:
     """How the stored decision rule is chosen on validation after training (training/threshold.py)."""
 
-    threshold_metric: str = "tgs_map"  # what the final threshold sweep maximises
+    threshold_metric: str = "iou"  # what the threshold sweep maximises; "tgs_map" rewards empty masks, ask for it
     tune_postprocess: bool = False  # also choose min component area and the empty-mask rule on validation
 
     def __post_init__(self) -> None:
@@ -228,6 +228,7 @@ class TrainConfig:
                                       ("loss.class_weights", weights is not None or self.loss.balance_classes),
                                       ("folds", self.folds >= 2)):
                 _require(not unsupported, name, "is not available with model.multilabel yet")
+        _require(0 <= self.seed < 2**32, "seed", f"{self.seed} must lie in 0..2**32-1 (NumPy's seeds)")
         _check_choice("monitor", self.monitor, MONITORS)
         _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0")
         _require(self.time_budget_min is None or self.time_budget_min > 0, "time_budget_min",
@@ -266,6 +267,7 @@ class PredictConfig(InferenceOptions):
     probabilities: bool = False  # also write float32 probability TIFFs
     overlay: bool = False  # also write image/mask overlay PNGs
     rle: str = ""  # also write a run-length-encoded CSV (Kaggle TGS/Carvana format) to this path
+    overwrite: bool = False  # replace existing files that an earlier prediction job did not write
     stream_pixels: int = 2**26  # TIFF/.npy inputs above this many pixels are streamed by rows
 
     def __post_init__(self) -> None:
@@ -279,7 +281,8 @@ class EvaluateConfig(InferenceOptions):
 
     model_path: str
     data_dir: str
-    csv_path: str = ""  # per-image scores; empty = <model folder>/evaluation-<data folder>.csv
+    csv_path: str = ""  # per-image scores; empty = evaluation-<data folder>.csv in the current folder
+    overwrite: bool = False  # replace an existing CSV that evaluate did not write
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -295,10 +298,13 @@ class ExportConfig:
     out_path: str
     format: str = "onnx"
     opset: int = 17  # ONNX operator set
+    overwrite: bool = False  # replace an existing file that is not a unetkit ONNX export
 
     def __post_init__(self) -> None:
         _check_choice("format", self.format, ("onnx",))
-        _require(7 <= self.opset <= 23, "opset", f"{self.opset} must lie in 7..23 (17 is the tested default)")
+        # 11: the first with dynamic Pad sizes (reflect padding to the multiple); 20: the newest
+        # PyTorch's TorchScript exporter writes.
+        _require(11 <= self.opset <= 20, "opset", f"{self.opset} must lie in 11..20 (17 is the tested default)")
 
 
 # Where the flat fields of TrainConfig (before it had sections) live now. Old YAML files, `--set`

@@ -13,7 +13,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +83,29 @@ def write_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buffer.getvalue())
+
+
+def check_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], *, overwrite: bool = False,
+                 ours: Callable[[Path], bool] | None = None, flag: str = "--out") -> Path:
+    """Refuse, before anything is written, an output that would replace one of the command's inputs
+    (never allowed) or an existing file that unetkit did not write (allowed with --overwrite).
+
+    `ours(path)` says whether an existing file is one this command wrote earlier (a re-run may
+    replace it). Returns the output path.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; {flag} needs a file path")
+    if out.exists():
+        resolved = out.resolve()
+        for source in inputs:
+            if Path(source).resolve() == resolved:
+                raise UserError(f"{out}: is an input of this command; {flag} must name another file")
+        if not overwrite and not (ours is not None and ours(out)):
+            raise UserError(f"{out}: already exists and was not written by this command; choose another {flag} "
+                            "or pass --overwrite")
+    parent = out.parent if str(out.parent) else Path(".")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{out}: cannot be written ({existing} is not a writable folder)")
+    return out

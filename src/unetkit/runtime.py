@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from unetkit import distributed
 from unetkit.errors import UserError
 
 if TYPE_CHECKING:
     import torch
+    from tqdm import tqdm
+
+T = TypeVar("T")
 
 log = logging.getLogger("unetkit")
 
@@ -30,9 +35,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def progress_hidden() -> bool | None:
-    """tqdm's `disable`: bars only on rank 0 of a torchrun job, and only on a terminal (None)."""
-    return None if distributed.is_main() else True
+class _LogLines:
+    """A file for tqdm that turns each refresh into one log line (log files, CI, `nohup`)."""
+
+    def write(self, text: str) -> None:
+        line = text.strip("\r\n ")
+        if line:
+            log.info("%s", line)
+
+    def flush(self) -> None:
+        pass
+
+
+def progress(iterable: Iterable[T] | None = None, **options: Any) -> tqdm[T]:
+    """A tqdm bar where a person watches: on rank 0 only; on a terminal or in a notebook as a live
+    bar, and elsewhere (stderr sent to a file) as a log line every 30 seconds, so a long run's
+    progress shows in its log too, not only on a terminal."""
+    from tqdm import tqdm
+
+    if not distributed.is_main():
+        return tqdm(iterable, disable=True, **options)
+    if sys.stderr.isatty() or "ipykernel" in sys.modules:
+        return tqdm(iterable, **options)
+    return tqdm(iterable, file=_LogLines(), mininterval=30, maxinterval=60, ascii=True, leave=False,
+                **{k: v for k, v in options.items() if k != "leave"})
 
 
 def has_bf16(device: torch.device) -> bool:

@@ -140,7 +140,7 @@ def test_a_killed_stream_leaves_no_output(tiny_model_file: Path, tmp_path: Path,
                      probabilities=True)
     with pytest.raises(KeyboardInterrupt):
         predict(config)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predict_args.json"]
+    assert not (tmp_path / "out").exists()  # nothing was finished: no folder holding only predict_args.json
     monkeypatch.setattr(Predictor, "forward", real_forward)
     assert predict(config).n_skipped == 0
     assert tifffile.imread(tmp_path / "out" / "big.tif").shape == (400, 300)

@@ -11,6 +11,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -150,7 +151,8 @@ def _train(args: argparse.Namespace) -> int:
     threshold = f"threshold {result.threshold:.2f}, " if result.threshold is not None else ""
     print(f"model: {result.model_path}  ({threshold}best epoch {result.best_epoch} of {result.epochs_done}, "
           f"{result.stop_reason})")
-    print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f} TGS mAP {metrics['tgs_map']:.4f}")
+    tgs = f" TGS mAP {metrics['tgs_map']:.4f}" if result.binary else ""
+    print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f}{tgs}")
     return 0
 
 
@@ -159,6 +161,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     result = predict(PredictConfig(model_path=args.model, input_path=args.input, out_dir=args.out,
                                    probabilities=args.probabilities, overlay=args.overlay, rle=args.rle or "",
+                                   overwrite=args.overwrite,
                                    stream_pixels=max(1, int(args.stream_above * 1e6)), **_inference_options(args)))
     if result.rle_path:
         logging.getLogger("unetkit").info("run-length CSV: %s", result.rle_path)
@@ -174,7 +177,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from unetkit.api import evaluate
 
     result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data, csv_path=args.csv or "",
-                                     **_inference_options(args)))
+                                     overwrite=args.overwrite, **_inference_options(args)))
     if not distributed.is_main():
         return 0
     m = result.metrics
@@ -183,8 +186,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                          | {k: v for k, v in m.items() if k not in ("iou", "dice", "pixel_accuracy", "tgs_map",
                                                                      "n_images")}))
     else:
+        tgs = f"  TGS mAP {m['tgs_map']:.4f}" if "class_iou" not in m else ""  # several classes or labels: no TGS
         print(f"{m['n_images']} images  IoU {m['iou']:.4f}  Dice {m['dice']:.4f}  pixel accuracy "
-              f"{m['pixel_accuracy']:.4f}  TGS mAP {m['tgs_map']:.4f}"
+              f"{m['pixel_accuracy']:.4f}{tgs}"
               + (f"  (threshold {m['threshold']:.2f})" if m.get("threshold") is not None else ""))
     logging.getLogger("unetkit").info("per-image scores: %s", result.csv_path)
     return 0
@@ -193,7 +197,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from unetkit.api import export
 
-    result = export(ExportConfig(model_path=args.model, out_path=args.out, format=args.format, opset=args.opset))
+    result = export(ExportConfig(model_path=args.model, out_path=args.out, format=args.format, opset=args.opset,
+                                 overwrite=args.overwrite))
     print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities "
           f"{result.max_difference:.2e}")
     return 0
@@ -220,6 +225,20 @@ def _synth(args: argparse.Namespace) -> int:
     synth(args.out, args.n, size=args.size, seed=args.seed)
     print(f"{args.n} synthetic image/mask pairs written to {args.out}")
     return 0
+
+
+def _overwrite_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} (inputs are never replaced)")
+
+
+def _megapixels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of megapixels")
+    return value
 
 
 def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
@@ -290,7 +309,8 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     predict.add_argument("--rle", metavar="CSV", help="also write run-length-encoded masks (Kaggle TGS/Carvana: "
                          "id,rle_mask; 1-indexed, column-major)")
-    predict.add_argument("--stream-above", type=float, default=2**26 / 1e6, metavar="MEGAPIXELS",
+    _overwrite_flag(predict, "existing files in --out (or --rle) that no earlier prediction job wrote")
+    predict.add_argument("--stream-above", type=_megapixels, default=2**26 / 1e6, metavar="MEGAPIXELS",
                          help="TIFF and .npy inputs larger than this are streamed by rows into tiled TIFF masks, "
                          "with memory bounded by the tile (default 67.1)")
     predict.set_defaults(run=_predict)
@@ -299,14 +319,16 @@ def make_parser() -> argparse.ArgumentParser:
     _common_inference_flags(evaluate)
     evaluate.add_argument("--data", required=True, help="folder with images/ and masks/")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--csv", help="per-image CSV (default: beside the model, evaluation-<data>.csv)")
+    evaluate.add_argument("--csv", help="per-image CSV (default: evaluation-<data folder name>.csv in the current folder)")
+    _overwrite_flag(evaluate, "an existing --csv that evaluate did not write")
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser("export", help="write the model as ONNX (dynamic batch, height, width; metadata)")
     export.add_argument("--model", required=True, help="model file (model.safetensors)")
     export.add_argument("--format", choices=("onnx",), default="onnx")
     export.add_argument("--out", required=True, help="the .onnx file to write")
-    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--opset", type=int, default=17, help="ONNX operator set, 11..20 (default 17)")
+    _overwrite_flag(export, "an existing --out that is not a unetkit ONNX export")
     export.set_defaults(run=_export)
 
     report = commands.add_parser("report", help="write RUN_DIR/report.html: curves, figures, config, sweep, "

@@ -8,6 +8,7 @@ only by the functions that resize or build tensors: ONNX prediction standardises
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,8 @@ from unetkit.data.io import dtype_range
 
 if TYPE_CHECKING:
     import torch
+
+MAX_RESIZE = 8192  # a side the resize policy may ask for; beyond it a model file is not believed
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,21 @@ class Preprocess:
     resize_to: int = 128
 
     @classmethod
-    def from_dict(cls, data: dict) -> Preprocess:
-        """The inverse of dataclasses.asdict, as stored in model files and ONNX metadata."""
-        return cls(tuple(data["mean"]), tuple(data["std"]), data["size_policy"], int(data["resize_to"]))
+    def from_dict(cls, data: dict, in_channels: int | None = None) -> Preprocess:
+        """The inverse of dataclasses.asdict, as stored in model files and ONNX metadata, checked as
+        strictly as a config (a tampered file must not predict silently wrong masks): ValueError
+        says what is wrong."""
+        mean, std = tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
+        if not all(math.isfinite(v) for v in mean + std) or min(std, default=0.0) <= 0:
+            raise ValueError(f"preprocess mean {mean} and std {std} must be finite, std > 0")
+        if in_channels is not None and not len(mean) == len(std) == in_channels:
+            raise ValueError(f"preprocess has {len(mean)} means and {len(std)} stds for {in_channels} channel(s)")
+        if data["size_policy"] not in ("pad", "resize"):
+            raise ValueError(f"preprocess size_policy {data['size_policy']!r} is not pad or resize")
+        resize_to = data["resize_to"]
+        if not isinstance(resize_to, int) or isinstance(resize_to, bool) or not 1 <= resize_to <= MAX_RESIZE:
+            raise ValueError(f"preprocess resize_to {resize_to!r} must be an integer in 1..{MAX_RESIZE}")
+        return cls(mean, std, data["size_policy"], resize_to)
 
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, C) array of any dtype -> standardised float32 tensor (N, C, H, W)."""

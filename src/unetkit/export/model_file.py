@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 from unetkit.config import ModelConfig, from_dict
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
+from unetkit.export.metadata import checked_rule
 from unetkit.fileio import atomic_path
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
@@ -34,6 +35,7 @@ from unetkit.models.registry import build_model
 FORMAT = "unetkit"
 CHECKPOINT_FORMAT = "unetkit-checkpoint"
 FORMAT_VERSION = "1"
+MAX_MEMBERS = 64  # ensemble members a model file may declare (k-fold runs and snapshots stay far below)
 
 
 @dataclass
@@ -60,7 +62,10 @@ def write_safetensors(path: str | os.PathLike[str], tensors: dict[str, torch.Ten
     """Write tensors and string metadata to `path` atomically."""
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(contiguous, str(tmp), metadata=metadata)
+        try:
+            save_file(contiguous, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # a full disk surfaces here, not as an OSError
+            raise UserError(f"{path}: cannot write ({str(exc).splitlines()[0] if str(exc) else 'disk full?'})") from None
 
 
 def read_safetensors(path: str | os.PathLike[str], expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -120,13 +125,14 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
     """Rebuild a SavedModel from weights and metadata, with one-line errors for inconsistent files."""
     try:
         config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
-        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]))
-        threshold = float(metadata.get("threshold", "0.5"))
-        training = json.loads(metadata.get("training", "{}"))
-        postprocess = {k: int(v) for k, v in json.loads(metadata.get("postprocess", "{}")).items()}
+        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]), config.in_channels)
+        threshold, postprocess, training = checked_rule(metadata)
+        members = int(metadata.get("members", "0"))
+        if not 0 <= members <= MAX_MEMBERS:
+            raise ValueError(f"members {members} must lie in 0..{MAX_MEMBERS}")
+        _check_tensors(state)
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
-    members = int(metadata.get("members", "0"))
     try:
         if members:
             nets = [build_model(config) for _ in range(members)]
@@ -137,11 +143,24 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         else:
             net = build_model(config)
             net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not match the architecture in its metadata "
-                        f"({str(exc).splitlines()[0]})") from None
+    except (RuntimeError, MemoryError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, MemoryError) or "allocate" in first:
+            raise UserError(f"{path}: the architecture in its metadata is too large to build here ({first})") from None
+        raise UserError(f"{path}: weights do not match the architecture in its metadata ({first})") from None
     net.eval()
     return SavedModel(net, preprocess, threshold, training, postprocess)
+
+
+def _check_tensors(state: dict[str, torch.Tensor]) -> None:
+    """Weights are floating point and finite (batch norm's step counter is the one integer)."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            if name.endswith("num_batches_tracked"):
+                continue
+            raise ValueError(f"tensor {name} has dtype {tensor.dtype}; weights are floating point")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"tensor {name} holds NaN or infinite values")
 
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:

@@ -24,7 +24,7 @@ from torch import nn
 from unetkit.config import ExportConfig
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
-from unetkit.fileio import atomic_path
+from unetkit.fileio import atomic_path, check_output
 from unetkit.outputs import probabilities
 
 OPSET = 17
@@ -64,8 +64,20 @@ class ExportResult:
 
 
 def export_model(config: ExportConfig) -> ExportResult:
-    """Write config.model_path in config.format (ONNX) to config.out_path (see `unetkit.export`)."""
+    """Write config.model_path in config.format (ONNX) to config.out_path (see `unetkit.export`);
+    never over the model, nor over a file that is not an earlier unetkit export unless config.overwrite."""
+    check_output(config.out_path, [config.model_path], overwrite=config.overwrite, ours=_is_unetkit_onnx)
     return ExportResult(Path(config.out_path), export_onnx(config.model_path, config.out_path, opset=config.opset))
+
+
+def _is_unetkit_onnx(path: Path) -> bool:
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX at all (onnx raises protobuf's DecodeError among others)
+        return False
+    return any(p.key == "format" and p.value == "unetkit-onnx" for p in graph.metadata_props)
 
 
 def export_onnx(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *, opset: int = OPSET) -> float:

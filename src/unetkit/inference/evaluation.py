@@ -11,16 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from unetkit import distributed
 from unetkit.config import EvaluateConfig
 from unetkit.data.dataset import find_pairs
-from unetkit.fileio import write_csv
+from unetkit.fileio import check_output, write_csv
 from unetkit.inference.backends import open_predictor
 from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
 from unetkit.metrics import MetricAccumulator
-from unetkit.runtime import progress_hidden
+from unetkit.runtime import progress
 
 
 @dataclass
@@ -33,22 +31,31 @@ class EvaluateResult:
 
 def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
     """Score config.model_path on config.data_dir (see `unetkit.evaluate`)."""
+    pairs = find_pairs(config.data_dir)
+    csv_path = Path(config.csv_path or f"evaluation-{Path(config.data_dir).resolve().name}.csv")
+    inputs = [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask))]
+    check_output(csv_path, inputs, overwrite=config.overwrite, ours=_is_evaluation_csv, flag="--csv")
     predictor = open_predictor(config.model_path, config)
     distributed.join(predictor.device.type)
-    pairs = find_pairs(config.data_dir)
     accumulator = accumulator_for(predictor.saved)
     mine = pairs[distributed.rank() :: distributed.world_size()]
     scored = scored_pairs(predictor, mine, accumulator, palette_for(predictor.saved, config.data_dir))
-    rows = [item.row for item in tqdm(scored, total=len(mine), desc="evaluate", unit="img", disable=progress_hidden(),
-                                      leave=False)]
+    rows = [item.row for item in progress(scored, total=len(mine), desc="evaluate", unit="img", leave=False)]
     if distributed.launched():
         shares = distributed.all_gather((rows, accumulator))
         accumulator = MetricAccumulator.merged([share for _, share in shares])
         place = {pair.stem: i for i, pair in enumerate(pairs)}
         rows = sorted((row for share, _ in shares for row in share), key=lambda row: place[row["stem"]])
-    csv_path = Path(config.csv_path) if config.csv_path else (
-        Path(config.model_path).parent / f"evaluation-{Path(config.data_dir).resolve().name}.csv")
     if distributed.is_main():
         write_csv(rows, csv_path)
     metrics = accumulator.summary() | {"threshold": predictor.threshold}
     return EvaluateResult(metrics, csv_path)
+
+
+def _is_evaluation_csv(path: Path) -> bool:
+    """An earlier evaluate wrote it: its header is the per-image CSV's."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            return handle.readline().startswith("stem,iou,dice")
+    except OSError:
+        return False

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from unetkit import distributed
 from unetkit.config import PredictConfig, to_dict
@@ -37,11 +36,11 @@ from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.data.rle import rle_encode, write_rle_csv
 from unetkit.data.tiled_writer import TiledTiffWriter
 from unetkit.errors import UserError
-from unetkit.fileio import make_dir, remove_stale_temporaries, write_text
+from unetkit.fileio import check_output, make_dir, remove_stale_temporaries, write_text
 from unetkit.inference.backends import open_predictor
 from unetkit.inference.engine import AppliedModel, PredictionEngine
 from unetkit.outputs import is_binary
-from unetkit.runtime import log, progress_hidden
+from unetkit.runtime import log, progress
 from unetkit.visualize import PALETTE, blend_overlay, label_map
 
 RECORD_NAME = "predict_args.json"
@@ -122,10 +121,17 @@ class PredictionJob:
                      overlay=self.out_dir / f"{path.stem}_overlay.png" if self.config.overlay and not streamed else None)
 
     def _check(self) -> None:
+        """Every output path, before the first byte: never over an input (the model, an image), and
+        over an existing file only where an earlier prediction job wrote it (or with --overwrite)."""
         inputs = {item.path.resolve() for item in self.items}
+        earlier = self._earlier_record()
+        in_job_folder = earlier is not None  # a folder an earlier job recorded holds that job's files
         for item in self.items:
             if any(out.resolve() in inputs for out in item.outputs):
                 raise UserError(f"{item.path}: its mask would overwrite an input image; choose another --out")
+            for out in item.outputs:
+                check_output(out, [self.config.model_path], overwrite=self.config.overwrite,
+                             ours=lambda _: in_job_folder)
             if item.streamed and not self.predictor.tiles_images:
                 raise UserError(f"{item.path}: {item.height}x{item.width} is too large for this model, which resizes "
                                 f"every image to {self.saved.preprocess.resize_to}x{self.saved.preprocess.resize_to} "
@@ -133,23 +139,48 @@ class PredictionJob:
             if item.streamed and self.config.rle:
                 raise UserError(f"{item.path}: {item.height}x{item.width} is streamed, too large for --rle "
                                 f"(raise --stream-above above {item.height * item.width / 1e6:.0f} megapixels)")
+        if self.config.rle:
+            same_csv = earlier is not None and earlier.get("rle") == self.config.rle
+            check_output(self.config.rle, [self.config.model_path, *inputs], overwrite=self.config.overwrite,
+                         ours=lambda _: same_csv, flag="--rle")
+
+    def _earlier_record(self) -> dict[str, Any] | None:
+        """What an earlier prediction job into this folder recorded, if one did."""
+        try:
+            record = json.loads((self.out_dir / RECORD_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     def run(self) -> PredictResult:
         started = time.monotonic()
         distributed.join(self.predictor.device.type)
-        make_dir(self.out_dir)
-        record = to_dict(self.config) | {"model_sha256": file_sha256(Path(self.config.model_path)),
-                                         "threshold_used": self.predictor.threshold}
+        created = not self.out_dir.exists()
+        record = {k: v for k, v in to_dict(self.config).items() if k != "overwrite"} | {
+            "model_sha256": file_sha256(Path(self.config.model_path)), "threshold_used": self.predictor.threshold}
         done = self._completed(record)
         distributed.barrier()  # every rank has read the earlier record before rank 0 replaces it
+        first_job = self._earlier_record() is None
+        make_dir(self.out_dir)
         if distributed.is_main():
             write_text(self.out_dir / RECORD_NAME, json.dumps(record | {"status": "running"}, indent=1))
+        try:
+            return self._predict(record, done, started)
+        except BaseException:
+            if first_job and distributed.is_main() and not any(
+                    out.exists() for item in self.items for out in item.outputs):
+                (self.out_dir / RECORD_NAME).unlink(missing_ok=True)  # nothing done: leave no trace of the job
+                if created and not any(self.out_dir.iterdir()):
+                    self.out_dir.rmdir()
+            raise
+
+    def _predict(self, record: dict[str, Any], done: set[Path], started: float) -> PredictResult:
         rle_rows: dict[Path, list[tuple[str, str]]] = {}
         for item in self.items:
             if item.path in done and self.config.rle and distributed.is_main():
                 rle_rows[item.path] = self._rle_rows(item.path.stem, self._read_back(item))
         todo = _share([item for item in self.items if item.path not in done])
-        progress = tqdm(total=len(todo), desc="predict", unit="img", disable=progress_hidden())
+        bar = progress(total=len(todo), desc="predict", unit="img")
         tiles = _TileProgress(self.predictor)
         try:
             for item in todo:  # what a killed run was writing when it died
@@ -161,13 +192,13 @@ class PredictionJob:
                 mask = self._write_whole(item, image, prob)
                 if self.config.rle:
                     rle_rows[item.path] = self._rle_rows(item.path.stem, mask)
-                progress.update()
+                bar.update()
             for item in todo:
                 if item.streamed:
                     self._write_streamed(item, tiles)
-                    progress.update()
+                    bar.update()
         finally:
-            progress.close()
+            bar.close()
             tiles.close()
         for share in distributed.all_gather(rle_rows)[1:]:
             rle_rows.update(share)
@@ -187,11 +218,8 @@ class PredictionJob:
 
     def _completed(self, record: dict[str, Any]) -> set[Path]:
         """Images finished by an earlier, interrupted run of this same job (same options and model)."""
-        try:
-            earlier = json.loads((self.out_dir / RECORD_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return set()
-        if {k: earlier.get(k) for k in record} != record:
+        earlier = self._earlier_record()
+        if earlier is None or {k: earlier.get(k) for k in record} != record:
             return set()
         return {item.path for item in self.items if _newer_than(item.outputs, item.path)}
 
@@ -286,13 +314,13 @@ class _TileProgress:
 
     def __init__(self, predictor: PredictionEngine) -> None:
         self.predictor = predictor
-        self.bar: tqdm | None = None
+        self.bar: Any = None
 
     def start(self, item: _Item) -> None:
         self.close()
         count = self.predictor.tile_count(item.height, item.width)
         if count > 1:
-            self.bar = tqdm(total=count, desc=item.path.name, unit="tile", leave=False, disable=progress_hidden())
+            self.bar = progress(total=count, desc=item.path.name, unit="tile", leave=False)
 
     def update(self, n: int) -> None:
         if self.bar is not None:

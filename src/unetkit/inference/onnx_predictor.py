@@ -19,6 +19,7 @@ import numpy as np
 from unetkit.config import InferenceOptions, ModelConfig, from_dict
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
+from unetkit.export.metadata import checked_rule
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
 
@@ -60,11 +61,10 @@ def load_onnx(path: str | os.PathLike[str], device: str = "auto") -> OnnxModel:
         raise UserError(f"{file}: an ONNX model without unetkit's metadata (export it with unetkit export)")
     try:
         config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
-        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]))
-        postprocess = {k: int(v) for k, v in json.loads(metadata.get("postprocess", "{}")).items()}
-        model = OnnxModel(session, config, preprocess, float(metadata.get("threshold", "0.5")), postprocess,
-                          list(json.loads(metadata.get("classes", "[]"))),
-                          dict(json.loads(metadata.get("training", "{}"))))
+        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]), config.in_channels)
+        threshold, postprocess, training = checked_rule(metadata)
+        model = OnnxModel(session, config, preprocess, threshold, postprocess,
+                          list(json.loads(metadata.get("classes", "[]"))), training)
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{file}: unetkit metadata is incomplete or invalid ({exc})") from None
     if preprocess.size_policy != "pad":

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from unetkit import distributed
 from unetkit.config import TrainConfig, to_dict
@@ -38,6 +37,7 @@ from unetkit.data.dataset import LabelledSet
 from unetkit.data.loader import Batch, BatchIterator, default_workers
 from unetkit.data.masks import class_table
 from unetkit.data.preprocess import Preprocess
+from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model, save_model
 from unetkit.fileio import write_csv
 from unetkit.inference.labelled import predict_labelled, stacked
@@ -45,13 +45,13 @@ from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
 from unetkit.models.base import SegmentationNet
 from unetkit.models.registry import build_model
-from unetkit.outputs import as_logits, foreground, uses_sigmoid
-from unetkit.runtime import has_bf16, log, progress_hidden, resolve_device
+from unetkit.outputs import as_logits, foreground, is_binary, uses_sigmoid
+from unetkit.runtime import has_bf16, log, progress, resolve_device
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
 from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.observe import EpochObserver
 from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
-from unetkit.training.threshold import tune_decision
+from unetkit.training.threshold import tune_decision, warn_if_blind
 
 PROGRESS_EVERY = 10  # steps between progress-bar loss updates and torchrun's deadline checks (each waits for the GPU)
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "val_map", "lr", "seconds", "images_per_s")
@@ -72,6 +72,7 @@ class TrainResult:
     n_train: int = 0
     n_val: int = 0
     postprocess: dict[str, float] = field(default_factory=dict)
+    binary: bool = True  # one foreground class: the TGS figures (mAP) mean something
 
 
 @dataclass
@@ -208,25 +209,36 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
     # and the next batch is prepared while the GPU still works on this one.
     loss_sum, seen, started, stopped = torch.zeros((), dtype=torch.float64, device=parts.device), 0, time.monotonic(), False
     clock = state.elapsed_s  # training time as the schedule sees it (the same on every rank)
-    progress = tqdm(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-                    disable=progress_hidden())
-    for index, batch in enumerate(progress):
+    bar = progress(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch + 1}", unit="batch", leave=False)
+    for index, batch in enumerate(bar):
         parts.schedule.apply(parts.optimizer, state.steps, clock)
         loss = train_step(parts, batch)
+        # On the CPU every step is checked (reading the loss costs nothing); on a GPU every few,
+        # since reading it waits for the device.
+        if parts.device.type == "cpu" or index % PROGRESS_EVERY == 0:
+            _check_finite(loss, epoch, index)
         state.steps += 1
         counted = len(batch.images) if batch.loss_scale else 0
         loss_sum += loss * counted
         seen += counted
-        if index % PROGRESS_EVERY == 0 and not progress.disable:
-            progress.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.4f}",
+        if index % PROGRESS_EVERY == 0 and not bar.disable:
+            bar.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.4f}",
                                  lr=f"{parts.optimizer.param_groups[0]['lr']:.1e}")
         clock, stopped = _agreed_clock(clock, state.elapsed_s + time.monotonic() - started, deadline, index,
                                        parts.device)
         if stopped:
             break
-    progress.close()
+    bar.close()
     loss_total, seen = distributed.sum_across([float(loss_sum), float(seen)], parts.device)
     return loss_total / max(seen, 1), int(seen), stopped
+
+
+def _check_finite(loss: torch.Tensor, epoch: int, index: int) -> None:
+    """Stop on a NaN or infinite loss: every later step would only spread it into the weights."""
+    value = float(loss)
+    if not math.isfinite(value):
+        raise UserError(f"epoch {epoch + 1}, batch {index + 1}: the training loss is {value}; lower optim.lr "
+                        "(--lr), set optim.grad_clip, or check the images for extreme values")
 
 
 def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index: int,
@@ -388,6 +400,7 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_set: LabelledS
                                         tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
                                         ignore_index=ignore_index)
         threshold, postprocess = decision.threshold, decision.postprocess
+        warn_if_blind(decision, targets, ignore_index, "validation")
         write_csv(table, run_dir / "threshold_sweep.csv")
         val = decision.metrics
         if config.model.multilabel:  # per-label figures, as during training
@@ -403,7 +416,8 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_set: LabelledS
     rule += "".join(f", {k} {v} px" for k, v in postprocess.items() if v)
     log.info("stopped after epoch %d: %s; best epoch %d%s", state.epoch, stop_reason, state.best_epoch, rule)
     return TrainResult(run_dir, model_path, threshold, val, state.epoch, state.best_epoch,
-                       sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess=postprocess)
+                       sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess=postprocess,
+                       binary=is_binary(config.model))
 
 
 def _deadline(config: TrainConfig, state: TrainState) -> float | None:
@@ -428,9 +442,10 @@ def _record(config: TrainConfig, row: dict[str, float]) -> dict[str, Any]:
 
 
 def _log_epoch(config: TrainConfig, row: dict[str, float]) -> None:
-    log.info("epoch %d/%d  loss %.4f  val_loss %.4f  IoU %.4f  Dice %.4f  mAP %.4f  lr %.1e  %.1f img/s  %.0fs",
-             row["epoch"], config.epochs, row["train_loss"], row["val_loss"], row["val_iou"], row["val_dice"],
-             row["val_map"], row["lr"], row["images_per_s"], row["seconds"])
+    tgs = f"  mAP {row['val_map']:.4f}" if is_binary(config.model) else ""  # the TGS metric: one class only
+    log.info("epoch %d/%d  loss %.4f  val_loss %.4f  IoU %.4f  Dice %.4f%s  lr %.1e  %.1f img/s  %.0fs",
+             row["epoch"], config.epochs, row["train_loss"], row["val_loss"], row["val_iou"], row["val_dice"], tgs,
+             row["lr"], row["images_per_s"], row["seconds"])
 
 
 def write_metrics_csv(history: list[dict[str, float]], path: Path) -> None:

@@ -10,12 +10,16 @@ presets) before anything is written.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from unetkit.config import TrainConfig, from_dict, upgrade_train_layer
 from unetkit.data.augment import augment_config
+from unetkit.data.dataset import list_images
+from unetkit.data.io import channels_equal, read_array
 from unetkit.errors import UserError
 from unetkit.models.registry import check_arch, preset_config
+from unetkit.runtime import log
 from unetkit.training import schedule
 from unetkit.training.losses import BORDER_WEIGHTED, get_loss
 
@@ -63,11 +67,36 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     model_values = values.pop("model", None) or {}
     if not isinstance(model_values, dict):
         raise UserError("config section 'model' must be a mapping of field: value")
+    given = merged.get("model") if isinstance(merged.get("model"), dict) else {}
+    data_dir = (values.get("data") or {}).get("data_dir") if isinstance(values.get("data"), dict) else None
+    if "in_channels" not in given and isinstance(data_dir, str) and data_dir:
+        detected = detected_channels(data_dir)
+        if detected is not None and detected != preset_config(preset).in_channels:
+            log.info("model.in_channels %d: detected from the images of %s", detected, data_dir)
+            model_values = {**model_values, "in_channels": detected}
     values["model"] = {**dataclasses.asdict(preset_config(preset)), **model_values}
     values["recipe"] = recipe
     config = from_dict(TrainConfig, values)
     check_train_config(config)
     return config
+
+
+def detected_channels(data_dir: str, sample: int = 8) -> int | None:
+    """The channels the first few images of DATA_DIR/images carry: 1 for gray (a gray picture saved
+    as RGB counts as gray), 3 for colour, 4 for colour with a varying alpha; None if unreadable
+    (the data checks that follow say why, with the file's name)."""
+    try:
+        paths = list(list_images(Path(data_dir) / "images").values())[:sample]
+        found = 1
+        for path in paths:
+            image = read_array(path)
+            channels = image.shape[2]
+            if channels in (2, 4) and image[:, :, -1].min() == image[:, :, -1].max():
+                image, channels = image[:, :, :-1], channels - 1  # uniform alpha says nothing
+            found = max(found, 1 if channels == 1 or channels_equal(image) else channels)
+        return found
+    except (UserError, OSError):
+        return None
 
 
 def check_train_config(config: TrainConfig) -> None:

@@ -9,6 +9,7 @@ and split; only rank 0 writes into the run folder.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -37,9 +38,10 @@ from unetkit.training.checkpoint import load_checkpoint
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.recipes import check_train_config, resolve_train_config
-from unetkit.training.threshold import Decision, tune_decision
+from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
+DATA_RECORD = "data.json"  # which images the run was trained on: --resume refuses other data
 
 
 def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -67,7 +69,10 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                         "leave it off for CPU training")
     distributed.join(device.type)
     if not resume and (run_dir / "config.yaml").exists():
-        raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
+        if _has_checkpoint(run_dir):
+            raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose "
+                            "another --out")
+        log.info("%s: an earlier run stopped before its first checkpoint; starting afresh", run_dir)
     if resume:
         stored = from_dict(TrainConfig, stored_config(run_dir))
         if stored.model != config.model:
@@ -80,14 +85,41 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                          ignore_index=config.data.ignore_index, multilabel=config.model.multilabel)
     check_class_coverage(data.masks, config.model.num_classes, config.data.ignore_index, config.data.data_dir)
     strata = coverage_classes(data.coverage(config.data.ignore_index))
+    fingerprint = _data_fingerprint(data)
+    if resume:
+        _check_same_data(run_dir, fingerprint, config.data.data_dir)
     distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if distributed.is_main():
         make_dir(run_dir)
         write_text(run_dir / "config.yaml", dump_yaml(config))
+        write_text(run_dir / DATA_RECORD, json.dumps(fingerprint, indent=1))
     if config.folds >= 2:
         return _train_folds(config, run_dir, data, strata, resume)
     train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
     return _train_split(config, run_dir, data, train_idx, val_idx, resume)
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    """A run that got as far as one checkpoint (its own, or a fold's) is worth resuming."""
+    return any((folder / LAST_CHECKPOINT).is_file() for folder in [run_dir, *run_dir.glob("fold_*")])
+
+
+def _data_fingerprint(data: LabelledSet) -> dict[str, Any]:
+    """The data set as --resume compares it: image and mask file names, and a hash over them."""
+    names = "\n".join(f"{pair.image.name}\t{pair.mask.name}" for pair in data.pairs)
+    return {"n_images": len(data), "files_sha256": hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()}
+
+
+def _check_same_data(run_dir: Path, fingerprint: dict[str, Any], data_dir: str) -> None:
+    """--resume on other data would move images between training and validation: refuse it."""
+    try:
+        stored = json.loads((run_dir / DATA_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a run from before data.json was written
+    if stored.get("files_sha256") != fingerprint["files_sha256"]:
+        raise UserError(f"{data_dir}: is not the data {run_dir} was trained on ({fingerprint['n_images']} images "
+                        f"here, {stored.get('n_images')} in the run, other file names); --resume needs the same "
+                        "--data, or start a new run with another --out")
 
 
 def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_idx: np.ndarray, val_idx: np.ndarray,
@@ -174,6 +206,7 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list
         decision, table = tune_decision(oof, torch.from_numpy(data.masks), config.decision.threshold_metric,
                                         tune_postprocess=config.decision.tune_postprocess, ignore_index=ignore_index)
         write_csv(table, run_dir / "threshold_sweep.csv")
+        warn_if_blind(decision, torch.from_numpy(data.masks), ignore_index, "out-of-fold predictions")
     else:
         accumulator = MetricAccumulator(config.model.num_classes, ignore_index=ignore_index)
         accumulator.update(oof, torch.from_numpy(data.masks))
@@ -188,4 +221,4 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list
              decision.metrics["dice"], decision.metrics["tgs_map"])
     return TrainResult(run_dir, model_path, decision.threshold if binary else None, decision.metrics,
                        sum(r.epochs_done for r in results), 0, sum(r.images_per_s for r in results) / len(results),
-                       "folds", len(data), len(data), decision.postprocess if binary else {})
+                       "folds", len(data), len(data), decision.postprocess if binary else {}, binary)

@@ -11,6 +11,7 @@ import torch
 
 from unetkit.inference.postprocess import binary_decision
 from unetkit.metrics import MetricAccumulator
+from unetkit.runtime import log
 
 THRESHOLDS = tuple(round(0.02 * i, 2) for i in range(1, 50))  # 0.02 .. 0.98
 # Candidate areas in pixels for a 101 x 101 image; scaled with the image area.
@@ -72,3 +73,12 @@ def tune_decision(probabilities: torch.Tensor, targets: torch.Tensor, metric: st
             if summary[metric] > decision.metrics[metric] + 1e-12:
                 decision = Decision(threshold, {"min_area": min_area, "empty_below": empty_below}, summary)
     return decision, table
+
+
+def warn_if_blind(decision: Decision, targets: torch.Tensor, ignore_index: int | None, scored_on: str) -> None:
+    """Say so when the stored rule finds nothing where validation has foreground: a model that predicts
+    empty masks can still score well on TGS mAP (empty truths count 1), and must not pass unnoticed."""
+    labelled = targets > 0 if ignore_index is None else (targets > 0) & (targets != ignore_index)
+    if bool(labelled.any()) and decision.metrics.get("iou", 1.0) == 0.0:
+        log.warning("warning: under the stored decision rule the model finds no foreground on %s (IoU 0, "
+                    "TGS mAP %.4f): train longer, or check the masks", scored_on, decision.metrics.get("tgs_map", 0.0))
