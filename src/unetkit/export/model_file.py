@@ -28,6 +28,7 @@ from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.fileio import atomic_path
 from unetkit.models.ensemble import Ensemble
+from unetkit.models.registry import build_model
 from unetkit.models.unet import UNet
 
 FORMAT = "unetkit"
@@ -128,13 +129,13 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
     members = int(metadata.get("members", "0"))
     try:
         if members:
-            nets = [UNet(config) for _ in range(members)]
+            nets = [build_model(config, pretrained=False) for _ in range(members)]
             for i, member in enumerate(nets):
                 member.load_state_dict({k.removeprefix(f"member{i}."): v for k, v in state.items()
                                         if k.startswith(f"member{i}.")})
             net: UNet | Ensemble = Ensemble(nets)
         else:
-            net = UNet(config)
+            net = build_model(config, pretrained=False)
             net.load_state_dict(state)
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not match the architecture in its metadata "
