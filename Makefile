@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 # timm's metadata requires torchvision, which pip would resolve to a build for another torch (or a
 # CUDA torch with it); installed --no-deps, timm imports with unetkit's stand-in for the few
 # torchvision names it binds (models/timm_encoder.py). Its real needs: huggingface_hub (a base
-# dependency), pyyaml and safetensors. pip then reports "timm requires torchvision": expected.
+# dependency), pyyaml and safetensors. A later pip may note "timm requires torchvision": expected.
 TIMM_SPEC ?= timm==1.0.31
 VENV ?= .venv
 BIN := $(VENV)/bin
