@@ -3,6 +3,11 @@
 # On a GPU box: make demo TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
+# timm's metadata requires torchvision, which pip would resolve to a build for another torch (or a
+# CUDA torch with it); installed --no-deps, timm imports with unetkit's stand-in for the few
+# torchvision names it binds (models/timm_encoder.py). Its real needs: huggingface_hub (a base
+# dependency), pyyaml and safetensors. A later pip may note "timm requires torchvision": expected.
+TIMM_SPEC ?= timm==1.0.31
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -16,6 +21,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps $(TIMM_SPEC)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

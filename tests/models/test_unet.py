@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from unetkit.config import ModelConfig
-from unetkit.models import PRESETS, UNet, count_parameters, create_model
+from unetkit.models import ARCHITECTURES, PRESETS, UNet, build_model, count_parameters, create_model
 from unetkit.models.registry import check_arch
 
 
@@ -41,6 +41,14 @@ def test_every_preset_builds_and_runs(name: str) -> None:
     net = create_model(name).eval()
     assert net(torch.zeros(1, 1, 33, 33)).shape == (1, 1, 33, 33)
     assert count_parameters(net) > 100_000
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_builds_and_keeps_the_input_size(arch: str) -> None:
+    # One case per registered architecture (timm's tests/test_models.py style), with its defaults.
+    net = build_model(ModelConfig(arch=arch)).eval()
+    assert net.config.arch == arch
+    assert net(torch.zeros(1, 1, 37, 50)).shape == (1, 1, 37, 50)
 
 
 def test_half_width_parameter_count_by_hand() -> None:

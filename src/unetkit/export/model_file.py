@@ -135,13 +135,13 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
     try:
         if members:
-            nets = [build_model(config) for _ in range(members)]
+            nets = [build_model(config, pretrained=False) for _ in range(members)]
             for i, member in enumerate(nets):
                 member.load_state_dict({k.removeprefix(f"member{i}."): v for k, v in state.items()
                                         if k.startswith(f"member{i}.")})
             net: SegmentationNet | Ensemble = Ensemble(nets)
         else:
-            net = build_model(config)
+            net = build_model(config, pretrained=False)
             net.load_state_dict(state)
     except (RuntimeError, MemoryError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -14,10 +14,12 @@ from typing import Any
 from unetkit.config import ModelConfig
 from unetkit.errors import UserError
 from unetkit.models.base import SegmentationNet
+from unetkit.models.encoder_unet import EncoderUNet
 from unetkit.models.unet import UNet
 
 ARCHITECTURES: dict[str, Callable[[ModelConfig], SegmentationNet]] = {
     "seed_unet": UNet,  # the Keras TGS kernel's U-Net, layer for layer (models/unet.py)
+    "unet": EncoderUNet,  # a timm encoder with our decoder, scSE, hypercolumns (models/encoder_unet.py)
 }
 
 PRESETS: dict[str, ModelConfig] = {
@@ -41,10 +43,20 @@ def check_arch(config: ModelConfig) -> None:
         check(config)
 
 
-def build_model(config: ModelConfig) -> SegmentationNet:
-    """A fresh, randomly initialised network of the architecture `config` describes."""
+def build_model(config: ModelConfig, *, pretrained: bool = True) -> SegmentationNet:
+    """A fresh network of the architecture `config` describes, randomly initialised except for the
+    encoder weights `config.pretrained` names.
+
+    pretrained=False skips those (no download, no file read) for callers that load a state dict
+    right after: model files and checkpoints carry every weight, and must load offline and without
+    the original weights file. The net still records `config` as given.
+    """
     check_arch(config)
-    return ARCHITECTURES[config.arch](config)
+    if pretrained or config.pretrained == "none":
+        return ARCHITECTURES[config.arch](config)
+    net = ARCHITECTURES[config.arch](dataclasses.replace(config, pretrained="none"))
+    net.config = config
+    return net
 
 
 def preset_config(name: str, **overrides: Any) -> ModelConfig:

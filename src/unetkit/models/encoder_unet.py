@@ -1,0 +1,139 @@
+"""The encoder U-Net (arch "unet"): a timm encoder, our decoder, the TGS winners' options.
+
+Encoder: `timm.create_model(model.encoder, features_only=True)`, e.g. a ResNet34 giving maps at
+strides 2, 4, 8, 16, 32 (64, 64, 128, 256, 512 channels). Decoder: one `DecoderBlock` per
+encoder level below the deepest, each upsampling to the next shallower map and concatenating it,
+then blocks without a skip down to stride 1 (one for a ResNet, two for a ConvNeXt, whose first
+map is at stride 4). The block ending at stride s has `model.start_neurons * s` channels: with
+the default 16 that is 256, 128, 64, 32, 16, smp's decoder widths, and the same meaning as
+for the seed U-Net ("filters at the first level, doubled every level down"). Options:
+- attention "scse": concurrent spatial & channel squeeze-excitation after every decoder block;
+- hypercolumn: every decoder block's output upsampled (bilinear) to full size and concatenated,
+  finest first, before the head;
+- deep_supervision: a 1x1 logits head on every decoder block but the last (whose logits are the
+  main output), returned by `training_outputs` upsampled to the input's size;
+- classification_head: global average of the deepest encoder map -> linear -> one logit per class
+  (for a binary model: "is there anything in this image?").
+The head is a 1x1 convolution at stride 1. There is no dropout (`model.dropout`, 0.5 by
+default, is the seed's): the winners' decoders had none, and batch norm regularises.
+
+Parameter counts (1 input channel, 1 class, measured; tests/models/test_encoder_unet.py):
+resnet34 24,429,969; resnet18 14,321,809; efficientnet_b0 5,833,997; convnext_tiny 31,925,553.
+With 3 input channels resnet34 has 24,436,241: smp's Unet("resnet34") (24,436,369) less 128, the
+difference between its 3x3 head on 16 channels (145) and our 1x1 (17).
+
+`forward` (inherited) returns the segmentation logits only, so tiling, TTA, ensembles and ONNX
+treat this net like the seed; training reads the extras through `training_outputs`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unetkit.config import ModelConfig
+from unetkit.errors import UserError
+from unetkit.models.base import SegmentationNet, pad_to_multiple
+from unetkit.models.decoder_blocks import DecoderBlock
+
+ATTENTIONS = ("none", "scse")  # model.attention
+
+
+class SegmentationOutputs(NamedTuple):
+    """Everything the net predicts for training, all cropped to the input's (H, W)."""
+
+    logits: torch.Tensor  # (B, K, H, W), what `forward` returns
+    aux_logits: list[torch.Tensor]  # deep supervision: (B, K, H, W) per decoder level, deepest first; [] when off
+    image_logit: torch.Tensor | None  # (B, K) image-level logits with classification_head, else None
+
+
+class EncoderUNet(SegmentationNet):
+    """U-Net on a timm encoder: (B, in_channels, H, W) of any H, W -> logits (B, num_classes, H, W)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.arch != "unet":
+            raise ValueError(f"EncoderUNet builds arch 'unet', not {config.arch!r}; use models.build_model")
+        if config.attention not in ATTENTIONS:
+            raise UserError(f"config field 'model.attention': '{config.attention}' is not one of {', '.join(ATTENTIONS)}")
+        from unetkit.models.timm_encoder import create_encoder, encoder_mean_std  # timm only when needed
+
+        self.config = config
+        self.encoder = create_encoder(config)
+        channels: list[int] = self.encoder.feature_info.channels()
+        reductions: list[int] = self.encoder.feature_info.reduction()
+        self._multiple = max(reductions)
+        self._mean_std = encoder_mean_std(self.encoder, config.in_channels)
+
+        blocks, self.strides = [], []  # strides[i]: output stride of decoder block i
+        width, stride = channels[-1], reductions[-1]
+        targets = [(reductions[level], channels[level]) for level in reversed(range(len(channels) - 1))]
+        while stride > 1:
+            target, skip = targets.pop(0) if targets else (stride // 2, 0)
+            if target < 1 or stride % target:
+                raise UserError(f"config field 'model.encoder': '{config.encoder}' has feature strides "
+                                f"{reductions}; the decoder needs each to divide the next")
+            out = config.start_neurons * target
+            blocks.append(DecoderBlock(width, skip, out, scale=stride // target, scse=config.attention == "scse"))
+            width, stride = out, target
+            self.strides.append(stride)
+        self.decoder = nn.ModuleList(blocks)
+        widths = [block.conv2[0].out_channels for block in blocks]
+        head_in = sum(widths) if config.hypercolumn else widths[-1]
+        self.head = nn.Conv2d(head_in, config.num_classes, kernel_size=1)
+        self.aux_heads = nn.ModuleList(
+            nn.Conv2d(w, config.num_classes, kernel_size=1) for w in widths[:-1]) if config.deep_supervision else None
+        self.image_head = nn.Linear(channels[-1], config.num_classes) if config.classification_head else None
+
+    @property
+    def multiple(self) -> int:
+        """The encoder's largest reduction (32 for ResNets, EfficientNets, ConvNeXts)."""
+        return self._multiple
+
+    @property
+    def input_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel (mean, std) of [0, 1] pixels the pretrained encoder expects (ImageNet's for most),
+        fitted to in_channels; meaningful only when `model.pretrained` is not "none"."""
+        return self._mean_std
+
+    def _decode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B, C, H, W), H and W multiples of `multiple` -> deepest encoder map (B, C_deep, H/32, W/32)
+        and every decoder block's output, deepest first, the last at (B, start_neurons, H, W)."""
+        features = self.encoder(x)
+        skips = features[-2::-1]
+        y, outputs = features[-1], []
+        for level, block in enumerate(self.decoder):
+            y = block(y, skips[level] if level < len(skips) else None)
+            outputs.append(y)
+        return features[-1], outputs
+
+    def _segmentation_head(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Decoder outputs -> logits (B, K, H, W); hypercolumn: all levels upsampled and concatenated."""
+        if not self.config.hypercolumn:
+            return self.head(outputs[-1])
+        levels = [outputs[-1]] + [F.interpolate(y, scale_factor=s, mode="bilinear", align_corners=False)
+                                  for y, s in zip(reversed(outputs[:-1]), reversed(self.strides[:-1]))]
+        return self.head(torch.cat(levels, dim=1))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._segmentation_head(self._decode(x)[1])
+
+    def training_outputs(self, x: torch.Tensor) -> SegmentationOutputs:
+        """(B, C, H, W) of any H, W -> logits, deep-supervision logits and image logits (SegmentationOutputs),
+        padded and cropped as `forward` does; `logits` equals `forward(x)`."""
+        height, width = x.shape[-2:]
+        x, (top, left) = pad_to_multiple(x, self.multiple)
+        deepest, outputs = self._decode(x)
+
+        def crop(t: torch.Tensor) -> torch.Tensor:
+            return t[..., top : top + height, left : left + width]
+
+        aux = []
+        if self.aux_heads is not None:
+            aux = [crop(F.interpolate(head(y), scale_factor=s, mode="bilinear", align_corners=False))
+                   for head, y, s in zip(self.aux_heads, outputs, self.strides)]
+        image = self.image_head(deepest.mean(dim=(2, 3))) if self.image_head is not None else None
+        return SegmentationOutputs(crop(self._segmentation_head(outputs)), aux, image)

@@ -1,0 +1,214 @@
+"""The one place that imports timm: encoders by name, with their weights and input statistics.
+
+Why a torchvision stand-in: timm imports torchvision at import time (`timm.layers` and
+`timm.utils` take `FrozenBatchNorm2d` from `torchvision.ops.misc`; `timm.data`, which every
+timm model file imports for the ImageNet constants, takes datasets, transforms and
+`InterpolationMode` from `torchvision`). We use none of timm's data pipeline, and a torchvision
+wheel only loads beside the exact torch build it was compiled for (a mismatched one fails with
+"operator torchvision::nms does not exist"), so unetkit installs timm without torchvision. When
+torchvision is missing or fails to import, `import_timm` registers small stand-in modules in
+`sys.modules` for the duration of `import timm` only, and removes them afterwards, so no other
+library is told that torchvision exists:
+- `torchvision.ops.misc.FrozenBatchNorm2d`: a faithful copy (below); timm uses it to freeze
+  batch-norm layers, so it must really work.
+- `torchvision.transforms(.functional)` and `torchvision.datasets`: the names timm's data
+  modules bind at import (`InterpolationMode` is the same enum); the classes raise ImportError
+  when instantiated, so timm's data pipeline says plainly that it needs torchvision.
+A working torchvision is always preferred: then nothing here is used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import sys
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unetkit.config import ModelConfig
+from unetkit.errors import UserError
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """Batch norm with fixed statistics and affine parameters (torchvision.ops.misc's, line for line).
+
+    (B, C, H, W) -> (B, C, H, W): x * weight / sqrt(running_var + eps) + bias - running_mean * scale.
+    All four are buffers, so nothing trains and the state dict matches torchvision's.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        state_dict.pop(prefix + "num_batches_tracked", None)  # present when loading a BatchNorm2d's state
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight.reshape(1, -1, 1, 1) * (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
+        bias = self.bias.reshape(1, -1, 1, 1) - self.running_mean.reshape(1, -1, 1, 1) * scale
+        return x * scale + bias
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.weight.shape[0]}, eps={self.eps})"
+
+
+class InterpolationMode(enum.Enum):
+    """torchvision.transforms.functional.InterpolationMode's members and values."""
+
+    NEAREST = "nearest"
+    NEAREST_EXACT = "nearest-exact"
+    BILINEAR = "bilinear"
+    BICUBIC = "bicubic"
+    BOX = "box"
+    HAMMING = "hamming"
+    LANCZOS = "lanczos"
+
+
+class _NeedsTorchvision:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise ImportError(f"{type(self).__name__} needs torchvision, which is not installed beside this torch")
+
+
+def _stand_in_modules() -> dict[str, types.ModuleType]:
+    """The torchvision modules and names timm binds at import time (see the module docstring)."""
+    modules = {name: types.ModuleType(name) for name in (
+        "torchvision", "torchvision.ops", "torchvision.ops.misc", "torchvision.datasets",
+        "torchvision.transforms", "torchvision.transforms.functional")}
+    modules["torchvision.ops.misc"].FrozenBatchNorm2d = FrozenBatchNorm2d  # type: ignore[attr-defined]
+    modules["torchvision.transforms.functional"].InterpolationMode = InterpolationMode  # type: ignore[attr-defined]
+    for name in ("CIFAR100", "CIFAR10", "MNIST", "KMNIST", "FashionMNIST", "ImageFolder"):
+        setattr(modules["torchvision.datasets"], name, type(name, (_NeedsTorchvision,), {}))
+    modules["torchvision.transforms"].ToTensor = type("ToTensor", (_NeedsTorchvision,), {})  # type: ignore[attr-defined]
+    for name, module in modules.items():
+        if "." in name:
+            parent, _, child = name.rpartition(".")
+            setattr(modules[parent], child, module)
+    return modules
+
+
+def _torchvision_works() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError, OSError):  # missing, or built for another torch (RuntimeError)
+        return False
+    return True
+
+
+@contextmanager
+def _torchvision_stand_in() -> Iterator[None]:
+    """Stand-in torchvision modules in sys.modules while the block runs, when the real one does not load."""
+    if _torchvision_works():
+        yield
+        return
+    modules = _stand_in_modules()
+    for name in [key for key in sys.modules if key == "torchvision" or key.startswith("torchvision.")]:
+        del sys.modules[name]  # leftovers of a torchvision that failed half-way
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name, module in modules.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
+def import_timm() -> types.ModuleType:
+    """timm, imported on first use (importing unetkit.models does not import it)."""
+    if sys.modules.get("timm") is not None:
+        return sys.modules["timm"]
+    try:
+        with _torchvision_stand_in():
+            import timm
+    except ImportError as exc:
+        if exc.name == "timm":
+            raise UserError("arch 'unet' needs timm: pip install 'unetkit[encoders]'") from None
+        raise
+    return timm
+
+
+def create_encoder(config: ModelConfig) -> nn.Module:
+    """The timm model `config.encoder` with features_only=True, weights as `config.pretrained` says.
+
+    Called as encoder(x) on (B, in_channels, H, W) it returns one feature map per level,
+    (B, C_i, H / r_i, W / r_i); `encoder.feature_info.channels()` and `.reduction()` give C_i and r_i.
+    """
+    timm = import_timm()
+    if not timm.is_model(config.encoder):
+        close = difflib.get_close_matches(config.encoder, timm.list_models(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (timm.list_models() lists the names)"
+        raise UserError(f"config field 'model.encoder': unknown timm model '{config.encoder}'{hint}")
+    source = config.pretrained
+    kwargs: dict[str, Any] = {"features_only": True, "in_chans": config.in_channels}
+    if source == "none":
+        return _create(timm, config.encoder, pretrained=False, **kwargs)
+    if source == "imagenet":
+        try:
+            return _create(timm, config.encoder, pretrained=True, **kwargs)
+        except (OSError, RuntimeError, ValueError) as exc:  # no network, no cached copy, no published weights
+            raise UserError(
+                f"model.pretrained 'imagenet': could not get timm's weights for '{config.encoder}' "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); offline, download the "
+                "model.safetensors of timm's hub entry elsewhere and set model.pretrained to its path") from None
+    return _from_file(timm, config.encoder, Path(source), **kwargs)
+
+
+def _create(timm: types.ModuleType, name: str, **kwargs: Any) -> nn.Module:
+    try:
+        return timm.create_model(name, **kwargs)
+    except (RuntimeError, AssertionError) as exc:  # timm's refusal of features_only for some models
+        if kwargs.get("pretrained") or "feature" not in str(exc).lower():
+            raise
+        raise UserError(f"config field 'model.encoder': timm model '{name}' cannot return feature maps "
+                        "(features_only)") from None
+
+
+def _from_file(timm: types.ModuleType, name: str, path: Path, **kwargs: Any) -> nn.Module:
+    """Weights from a .safetensors file: either the encoder's own state dict (keys of
+    `encoder.state_dict()`), or a timm classifier checkpoint (keys of the full model, as timm's hub
+    publishes them), which timm adapts (classifier dropped, first convolution fitted to in_channels)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if path.suffix != ".safetensors":
+        raise UserError(f"model.pretrained '{path}': expected 'none', 'imagenet' or a .safetensors file")
+    if not path.is_file():
+        raise UserError(f"model.pretrained '{path}': file not found")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"model.pretrained '{path}': not a safetensors file ({str(exc).splitlines()[0]})") from None
+    encoder = _create(timm, name, pretrained=False, **kwargs)
+    try:
+        if set(state) == set(encoder.state_dict()):
+            encoder.load_state_dict(state)
+            return encoder
+        return _create(timm, name, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UserError(f"model.pretrained '{path}': weights do not fit encoder '{name}' "
+                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def encoder_mean_std(encoder: nn.Module, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (pixels scaled to [0, 1]) that the encoder's pretrained weights expect.
+
+    timm fits pretrained RGB weights to other channel counts (`adapt_input_conv`): one channel gets
+    the sum of the three filters, so it is normalised with the RGB average; n channels reuse the
+    RGB filters cyclically (channel i takes channel i % 3), and so do their statistics.
+    """
+    cfg = getattr(encoder, "pretrained_cfg", None) or {}
+    mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))  # ImageNet's, timm's default
+    std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+    if in_channels == 1:
+        return (sum(mean) / len(mean),), (sum(std) / len(std),)
+    return tuple(mean[i % len(mean)] for i in range(in_channels)), tuple(std[i % len(std)] for i in range(in_channels))
