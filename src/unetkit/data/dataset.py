@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from unetkit.data.io import is_image_file, read_array, to_channels
+from unetkit.data.io import check_regular_file, is_image_file, read_array, to_channels
 from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, read_class_palette
 from unetkit.data.preprocess import resize_image, resize_mask
 from unetkit.errors import UserError
@@ -56,13 +56,18 @@ class LabelledSet:
 
 
 def list_images(folder: Path) -> dict[str, Path]:
-    """Image files of `folder` by stem; hidden files are skipped, other files are errors."""
+    """Image files of `folder` by stem; hidden files and folders are skipped, other entries are errors.
+
+    Nothing is opened here: a FIFO, socket, device, symbolic link loop or broken link is
+    refused by its kind (a FIFO named x.png would block its reader forever).
+    """
     if not folder.is_dir():
         raise UserError(f"{folder}: folder not found")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.is_dir():
             continue
+        check_regular_file(path)
         if not is_image_file(path):
             raise UserError(f"{path}: unknown image extension '{path.suffix}'")
         if path.stem in found:
@@ -124,7 +129,7 @@ def load_labelled(data_dir: str | os.PathLike[str], in_channels: int, num_classe
         if images and (image.shape != images[0].shape or image.dtype != images[0].dtype):
             raise UserError(f"{pair.image}: image is {image.shape[1]}x{image.shape[0]} {image.dtype}, but "
                             f"{pairs[0].image.name} is {images[0].shape[1]}x{images[0].shape[0]} {images[0].dtype}; "
-                            "training needs one size and bit depth (set data.size_policy: resize for mixed sizes)")
+                            "training needs one size and bit depth (train with --size-policy resize for mixed sizes)")
         images.append(image)
         masks.append(mask)
     return LabelledSet([p.stem for p in pairs], np.stack(images), np.stack(masks), pairs)
