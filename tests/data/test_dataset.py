@@ -99,3 +99,21 @@ def test_non_finite_pixels_stop_loading_naming_the_file(synthetic_dir: Path, rol
     tifffile.imwrite(synthetic_dir / "masks" / "syn_00004.tif", mask)
     with pytest.raises(UserError, match=rf"{role}/syn_00004\.tif: 1 of 1600 pixels are NaN or infinite"):
         load_labelled(synthetic_dir, 1, 1, show_progress=False)
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ({"n": 0}, "the number of pairs (n, --n) must be at least 1, got 0"),
+    ({"n": -5}, "the number of pairs (n, --n) must be at least 1, got -5"),
+    ({"n": 3, "size": 0}, "the image size (--size) must be at least 8 pixels, got 0"),
+    ({"n": 3, "size": -101}, "the image size (--size) must be at least 8 pixels, got -101"),
+    ({"n": 3, "seed": -1}, "the seed (--seed) must be a whole number of at least 0, got -1"),
+    ({"n": -1, "size": 0}, "got -1; the image size (--size) must be at least 8 pixels, got 0"),
+])
+def test_synthetic_arguments_that_make_no_set_are_one_line_and_write_nothing(tmp_path: Path, kwargs: dict,
+                                                                             expected: str) -> None:
+    """`synth --size 0` was a traceback, `--n -5` printed "-5 pairs written"."""
+    with pytest.raises(UserError) as caught:
+        generate_synthetic(tmp_path / "syn", **kwargs)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'syn'}: cannot make a synthetic set: ") and message.endswith(expected)
+    assert "\n" not in message and not (tmp_path / "syn").exists()
