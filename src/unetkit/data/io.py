@@ -26,7 +26,7 @@ from PIL import Image
 from unetkit.errors import UserError
 from unetkit.fileio import atomic_path
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".gif")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # JPEG turns a gray image saved as RGB into channels that differ by a few levels.
 _EQUAL_CHANNEL_TOLERANCE = 0.02
@@ -41,7 +41,9 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -
     """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...).
 
     Palette PNGs come back as their colours, or as their indices with `palette_indices`
-    (masks store class indices that way).
+    (masks store class indices that way). GIFs are palette images whatever they hold: one
+    whose palette is gray comes back as its gray levels either way, so a Carvana mask reads
+    0/255 (or 0/1) whichever order its palette lists black and white in.
     """
     file = Path(path)
     suffix = file.suffix.lower()
@@ -121,6 +123,8 @@ def _read_pillow(file: Path, palette_indices: bool) -> np.ndarray:
             raise UserError(f"{file}: 16-bit colour PNG is not supported (Pillow would drop to 8 bits); "
                             "save it as 16-bit TIFF")
         image.load()  # decodes now, so truncated files fail here
+        if image.mode == "P" and image.format == "GIF" and _gray_palette(image):
+            return np.asarray(image.convert("L"))
         if image.mode == "P":
             return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info
                                                                              else "RGB"))
@@ -133,6 +137,16 @@ def _read_pillow(file: Path, palette_indices: bool) -> np.ndarray:
         if image.mode not in ("L", "RGB", "RGBA", "LA", "F"):
             image = image.convert("RGBA" if "A" in image.mode else "RGB")
         return np.asarray(image)
+
+
+def _gray_palette(image: Image.Image) -> bool:
+    """True when every palette entry that `image` ("P" mode) uses is a gray (r == g == b)."""
+    palette = np.asarray(image.getpalette() or [], np.int64)
+    colours = palette[: len(palette) // 3 * 3].reshape(-1, 3)
+    used = np.unique(np.asarray(image))
+    if len(used) == 0 or used.max() >= len(colours):
+        return False
+    return bool((colours[used] == colours[used][:, :1]).all())
 
 
 def _is_16_bit_colour_png(file: Path, image: Image.Image) -> bool:
