@@ -111,7 +111,7 @@ def open_pillow(file: Path) -> Iterator[Image.Image]:
         try:
             image = Image.open(file)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise UserError(f"{file}: refused by Pillow's decompression-bomb guard ({first_line(exc)}); "
+            raise UserError(f"{file}: refused by Pillow's decompression-bomb guard ({first_line(exc).rstrip('.')}); "
                             "store an image this large as TIFF, which unetkit reads without that limit") from None
         with image:
             yield image
