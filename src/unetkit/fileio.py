@@ -2,7 +2,9 @@
 
 A killed process must never leave a half-written model, mask or CSV under its final
 name, so writers produce a temporary file in the destination folder (same filesystem,
-so the final `os.replace` is atomic) and rename it. Failures to write (read-only folder,
+so the final `os.replace` is atomic) and rename it. The temporary file is flushed to disk
+(fsync) before the rename and the folder after it, so a power cut cannot leave an empty or
+partial file under the final name either (a rename can reach the disk before the data). Failures to write (read-only folder,
 a file where a folder should be, a full disk) are the user's to fix and become one line.
 """
 
@@ -49,12 +51,37 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the usual permissions
+        _fsync_file(tmp)
         os.replace(tmp, final)
+        _fsync_folder(final.parent)
     except OSError as exc:
         raise UserError(f"{final}: cannot write ({exc.strerror or exc})") from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush `path`'s data to disk (the writer may have closed it without doing so)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a rename in `folder` to disk where the OS allows it (POSIX; Windows cannot open folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the file itself is already on disk
+        pass
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(path: str | os.PathLike[str]) -> int:

@@ -7,6 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from tests.data.special_files import call_or_unblock, make_special
 from unetkit.data.io import read_array, to_channels, write_png, write_tiff
 from unetkit.errors import UserError
 
@@ -62,9 +63,9 @@ def test_truncated_png_names_the_file(tmp_path: Path) -> None:
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "x.gif").write_bytes(b"GIF89a")
-    with pytest.raises(UserError, match="unknown image extension '.gif'"):
-        read_array(tmp_path / "x.gif")
+    (tmp_path / "x.bmp").write_bytes(b"BM")
+    with pytest.raises(UserError, match="unknown image extension '.bmp'"):
+        read_array(tmp_path / "x.bmp")
 
 
 def test_write_png_leaves_no_temporary_files(tmp_path: Path) -> None:
@@ -107,3 +108,68 @@ def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert (tmp_path / "perm.png").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("kind", ["tiff-gray", "tiff-rgb", "npy"])
+def test_non_finite_float_pixels_are_refused_with_their_count(tmp_path: Path, bad: float, kind: str) -> None:
+    """NaN/inf pixels trained NaN weights (exit 0) and predicted empty masks: refused at read time."""
+    image = np.ones((4, 5, 3) if kind == "tiff-rgb" else (4, 5), np.float32)
+    image[0, 1] = bad
+    image[2, 2] = bad
+    image[3, 4] = bad
+    path = tmp_path / ("f.npy" if kind == "npy" else "f.tif")
+    if kind == "npy":
+        np.save(path, image)
+    else:
+        tifffile.imwrite(path, image, photometric="rgb" if image.ndim == 3 else "minisblack")
+    with pytest.raises(UserError) as caught:
+        read_array(path)
+    assert str(caught.value) == (f"{path}: 3 of 20 pixels are NaN or infinite; unetkit needs finite values "
+                                 "(replace them, e.g. with numpy.nan_to_num, and save the file again)")
+
+
+def _png(path: Path, size: int) -> Path:
+    Image.fromarray(np.zeros((size, size), np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("size", [40, 50])  # 1600 px: Pillow warns; 2500 px (over twice the limit): Pillow raises
+@pytest.mark.parametrize("reader", ["read_array", "image_size"])
+def test_decompression_bomb_is_one_line_and_nothing_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], size: int,
+                                                         reader: str) -> None:
+    """The warning used to print two lines before the error (predict reads the size first)."""
+    import warnings
+
+    from unetkit.data.regions import image_size
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    path = _png(tmp_path / "big.png", size)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(UserError) as error:
+        warnings.simplefilter("always")
+        (read_array if reader == "read_array" else image_size)(path)
+    assert caught == []
+    message = str(error.value)
+    assert message.startswith(f"{path}: refused by Pillow's decompression-bomb guard (") and "\n" not in message
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop", "broken"])
+def test_fifos_and_broken_links_are_named_not_opened(tmp_path: Path, kind: str) -> None:
+    """They used to read "file not found" (train) or hang forever (predict, on a FIFO)."""
+    from unetkit.data.regions import image_size, open_rows
+
+    expected = make_special(tmp_path / "x.png", kind)
+    for function in (read_array, image_size):
+        result = call_or_unblock(function, tmp_path / "x.png")
+        assert isinstance(result, UserError) and str(result) == expected
+    tif = tmp_path / "y.tif"
+    expected = make_special(tif, kind)
+
+    def rows(path: Path) -> None:
+        with open_rows(path, 1):
+            pass
+
+    result = call_or_unblock(rows, tif)
+    assert isinstance(result, UserError) and str(result) == expected

@@ -57,9 +57,40 @@ def test_gray_alpha_mask_with_uniform_alpha_is_read() -> None:
     assert decode_mask(raw, 1, "la.png").tolist() == [[0, 0], [0, 1]]
 
 
-def test_binary_model_given_class_indices_gets_a_hint() -> None:
-    with pytest.raises(UserError, match="set model.num_classes: 3"):
-        decode_mask(np.array([[0, 1, 2]], np.uint8), 1, "m.png")
+@pytest.mark.parametrize("values,dtype,hint", [
+    ([0, 128], np.uint8, "if 128 marks the foreground, save the masks with 255 (or 1) there"),
+    ([0, 100], np.uint16, "if 100 marks the foreground"),
+    ([0.0, 0.5], np.float32, "if 0.5 marks the foreground"),
+    ([0.0, 0.5, 1.0], np.float32, "float masks must hold exactly 0 and 1"),
+    ([0, 1, 2], np.uint8, "they look like class indices: train with --num-classes 3"),
+    ([0, 1, 3], np.uint8, "they look like class indices: train with --num-classes 4"),
+    ([0, 64, 128, 255], np.uint8, "train with --num-classes 4 and name the values in DIR/classes.yaml"),
+    (list(range(0, 256, 5)), np.uint8, "antialiased or JPEG-compressed"),
+])
+def test_binary_model_given_other_values_gets_a_hint_naming_the_flag(values: list[float], dtype: type, hint: str) -> None:
+    """0/128 used to suggest `num_classes: 129`: binary masks hold 0 and 1, 255 or 65535; indices get --num-classes K."""
+    with pytest.raises(UserError) as caught:
+        decode_mask(np.array([values], dtype), 1, "m.png")
+    message = str(caught.value)
+    assert message.startswith("m.png: mask values [") and "\n" not in message
+    assert "binary masks hold 0 for background and one of 1, 255 or 65535 for foreground" in message
+    assert hint in message
+    assert "num_classes:" not in message and "129" not in message and "256" not in message
+
+
+def test_multi_class_model_given_more_indices_gets_the_flag() -> None:
+    with pytest.raises(UserError, match="do not fit num_classes=3 .*train with --num-classes 4$"):
+        decode_mask(np.array([[0, 1, 2, 3]], np.uint8), 3, "m.png")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("channels", [0, 1, 3])
+def test_non_finite_float_mask_is_named_not_called_a_channel_mismatch(bad: float, channels: int) -> None:
+    raw = np.zeros((4, 5) + ((channels,) if channels else ()), np.float32)
+    raw[1, 2] = bad
+    raw[3, 0] = bad
+    with pytest.raises(UserError, match=r"^m\.tif: 2 of 20 pixels are NaN or infinite; unetkit needs finite values"):
+        decode_mask(raw, 1, "m.tif")
 
 
 def test_ignore_index_is_kept_and_not_counted_as_a_class() -> None:

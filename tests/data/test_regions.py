@@ -64,3 +64,21 @@ def test_corrupt_tiff_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
     with pytest.raises(UserError, match="bad.tif: cannot read image"):
         image_size(tmp_path / "bad.tif")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("suffix", [".tif", ".npy"])
+def test_streamed_rows_with_non_finite_pixels_are_refused(tmp_path: Path, bad: float, suffix: str) -> None:
+    """Predict streams large TIFF/.npy by rows: a band holding NaN/inf stops with the count and the rows."""
+    image = np.zeros((100, 30), np.float32)
+    image[60, 3:5] = bad
+    path = tmp_path / f"f{suffix}"
+    if suffix == ".npy":
+        np.save(path, image)
+    else:
+        tifffile.imwrite(path, image, tile=(16, 16))
+    with open_rows(path, 1) as rows:
+        assert rows(0, 50).shape == (50, 30, 1)
+        with pytest.raises(UserError) as caught:
+            rows(50, 100)
+    assert str(caught.value).startswith(f"{path}: 2 of 1500 pixels in rows 50-100 are NaN or infinite;")

@@ -3,14 +3,20 @@
 Pillow reads PNG/JPEG (8- and 16-bit, palette, RGB/RGBA); tifffile reads TIFF, which
 Pillow handles poorly beyond 8-bit (float32, multi-channel stacks); NumPy reads .npy arrays
 ((H, W) or (H, W, C), never pickles). What is ours is the
-policy around them: arrays always come back as (H, W, C) in the file's own dtype, and
-every failure names the file.
+policy around them: arrays always come back as (H, W, C) in the file's own dtype, float
+arrays hold only finite values (NaN or infinity would train NaN weights or predict empty
+masks without a word), and every failure names the file. Nothing that is not a regular
+file is opened: a FIFO named like an image would block the reader forever.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +26,7 @@ from PIL import Image
 from unetkit.errors import UserError
 from unetkit.fileio import atomic_path
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".gif")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # JPEG turns a gray image saved as RGB into channels that differ by a few levels.
 _EQUAL_CHANNEL_TOLERANCE = 0.02
@@ -35,14 +41,15 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -
     """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...).
 
     Palette PNGs come back as their colours, or as their indices with `palette_indices`
-    (masks store class indices that way).
+    (masks store class indices that way). GIFs are palette images whatever they hold: one
+    whose palette is gray comes back as its gray levels either way, so a Carvana mask reads
+    0/255 (or 0/1) whichever order its palette lists black and white in.
     """
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         raise UserError(f"{file}: unknown image extension '{file.suffix}' (readable: {', '.join(IMAGE_EXTENSIONS)})")
-    if not file.is_file():
-        raise UserError(f"{file}: file not found")
+    check_regular_file(file)
     try:
         if suffix in TIFF_EXTENSIONS:
             array = _read_tiff(file)
@@ -58,29 +65,88 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
         raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
+    check_finite(array, file)
     return array
 
 
-def _read_pillow(file: Path, palette_indices: bool) -> np.ndarray:
+def check_regular_file(path: Path) -> None:
+    """Refuse, without opening it, what cannot be an image file: missing, a symbolic link loop or a
+    broken link, a folder, a FIFO, socket or device (opening a FIFO blocks until a writer comes)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path}: symbolic link loop (the link never reaches a file)") from None
+        if path.is_symlink():
+            raise UserError(f"{path}: broken symbolic link (its target {os.readlink(path)} does not exist)") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise UserError(f"{path}: file not found") from None
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path}: is a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise UserError(f"{path}: is {kind}, not an image file; unetkit reads regular files only")
+
+
+def check_finite(array: np.ndarray, path: str | os.PathLike[str], where: str = "") -> None:
+    """Refuse float pixels that are NaN or infinite, counting them (a pixel counts once, whatever its channels)."""
+    if not np.issubdtype(array.dtype, np.inexact):
+        return
+    bad = ~np.isfinite(array)
+    if bad.ndim == 3:
+        bad = bad.any(axis=2)
+    count = int(np.count_nonzero(bad))
+    if count:
+        raise UserError(f"{path}: {count} of {bad.size} pixels{where} are NaN or infinite; unetkit needs finite values "
+                        "(replace them, e.g. with numpy.nan_to_num, and save the file again)")
+
+
+@contextlib.contextmanager
+def open_pillow(file: Path) -> Iterator[Image.Image]:
+    """Image.open with Pillow's decompression-bomb guard as one line, not a warning plus an error."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(file) as image:
-            if _is_16_bit_colour_png(file, image):
-                raise UserError(f"{file}: 16-bit colour PNG is not supported (Pillow would drop to 8 bits); "
-                                "save it as 16-bit TIFF")
-            image.load()  # decodes now, so truncated files fail here
-            if image.mode == "P":
-                return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info
-                                                                                 else "RGB"))
-            if image.mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(image).astype(np.uint16)
-            if image.mode == "I":
-                return np.asarray(image).astype(np.int64)
-            if image.mode == "1":
-                return np.asarray(image).astype(np.uint8)
-            if image.mode not in ("L", "RGB", "RGBA", "LA", "F"):
-                image = image.convert("RGBA" if "A" in image.mode else "RGB")
-            return np.asarray(image)
+        try:
+            image = Image.open(file)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise UserError(f"{file}: refused by Pillow's decompression-bomb guard ({first_line(exc).rstrip('.')}); "
+                            "store an image this large as TIFF, which unetkit reads without that limit") from None
+        with image:
+            yield image
+
+
+def _read_pillow(file: Path, palette_indices: bool) -> np.ndarray:
+    with open_pillow(file) as image:
+        if _is_16_bit_colour_png(file, image):
+            raise UserError(f"{file}: 16-bit colour PNG is not supported (Pillow would drop to 8 bits); "
+                            "save it as 16-bit TIFF")
+        image.load()  # decodes now, so truncated files fail here
+        if image.mode == "P" and image.format == "GIF" and _gray_palette(image):
+            return np.asarray(image.convert("L"))
+        if image.mode == "P":
+            return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info
+                                                                             else "RGB"))
+        if image.mode in ("I;16", "I;16B", "I;16L"):
+            return np.asarray(image).astype(np.uint16)
+        if image.mode == "I":
+            return np.asarray(image).astype(np.int64)
+        if image.mode == "1":
+            return np.asarray(image).astype(np.uint8)
+        if image.mode not in ("L", "RGB", "RGBA", "LA", "F"):
+            image = image.convert("RGBA" if "A" in image.mode else "RGB")
+        return np.asarray(image)
+
+
+def _gray_palette(image: Image.Image) -> bool:
+    """True when every palette entry that `image` ("P" mode) uses is a gray (r == g == b)."""
+    palette = np.asarray(image.getpalette() or [], np.int64)
+    colours = palette[: len(palette) // 3 * 3].reshape(-1, 3)
+    used = np.unique(np.asarray(image))
+    if len(used) == 0 or used.max() >= len(colours):
+        return False
+    return bool((colours[used] == colours[used][:, :1]).all())
 
 
 def _is_16_bit_colour_png(file: Path, image: Image.Image) -> bool:
@@ -128,7 +194,7 @@ def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) 
         return np.repeat(array, channels, axis=2)
     if channels == 1 and channels_equal(array):
         return array[:, :, :1]
-    hint = " (train with model.in_channels: 3 for colour images)" if channels == 1 else ""
+    hint = " (train with --in-channels 3 for colour images)" if channels == 1 else ""
     raise UserError(f"{path}: image has {have} distinct channels but the model expects {channels}{hint}")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from unetkit.data.io import check_finite
 from unetkit.errors import UserError
 
 # Value pairs that mean background/foreground in binary masks.
@@ -31,10 +32,11 @@ def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str],
     a two-class model also reads 0/255 and 0/65535 as binary. Pixels equal to `ignore_index`
     keep that value (the loss and the metrics skip them).
     """
+    check_finite(raw, path)  # NaN != NaN would otherwise pass for a channel that differs from itself
     if raw.ndim == 3 and raw.shape[2] in (2, 4) and raw[:, :, -1].min() == raw[:, :, -1].max():
         raw = raw[:, :, :-1]  # a uniform alpha channel carries nothing
     if raw.ndim == 3:
-        if np.any(raw != raw[:, :, :1]):
+        if raw.shape[2] > 1 and np.any(raw != raw[:, :, :1]):
             raise UserError(f"{path}: mask has {raw.shape[2]} different channels; masks must be single-channel "
                             "class indices or binary")
         raw = raw[:, :, 0]
@@ -53,6 +55,7 @@ def decode_multilabel(raw: np.ndarray, labels: int, path: str | os.PathLike[str]
     if raw.shape[2] != labels:
         raise UserError(f"{path}: mask has {raw.shape[2]} channels but the model has {labels} labels "
                         "(multi-label masks carry one binary channel per label)")
+    check_finite(raw, path)
     return np.stack([_decode_values(raw[:, :, i], np.unique(raw[:, :, i]), 1, path) for i in range(labels)], axis=2)
 
 
@@ -63,19 +66,43 @@ def _decode_values(raw: np.ndarray, values: np.ndarray, num_classes: int, path: 
                 return (raw == foreground).astype(np.uint8)
     integral = np.issubdtype(values.dtype, np.integer) or bool(np.all(values == np.round(values)))
     if num_classes == 1:
-        hint = ""
-        if integral and len(values) and values.min() >= 0 and values.max() < 256:
-            hint = f"; they look like class indices: set model.num_classes: {int(values.max()) + 1}"
-        raise UserError(f"{path}: mask values {_show(values)} are not a binary mask "
-                        f"(expected 0/1, 0/255 or 0/65535){hint}")
+        raise UserError(f"{path}: mask values {_show(values)} are not a binary mask (binary masks hold 0 for "
+                        f"background and one of 1, 255 or 65535 for foreground){_binary_hint(values, integral)}")
     if not integral or (len(values) and (values.min() < 0 or values.max() >= num_classes)):
+        hint = (f"; they look like class indices: train with --num-classes {int(values.max()) + 1}"
+                if integral and _look_like_indices(values) else "")
         raise UserError(f"{path}: mask values {_show(values)} do not fit num_classes={num_classes} "
-                        f"(expected class indices 0..{num_classes - 1}, or a classes.yaml naming colours)")
+                        f"(expected class indices 0..{num_classes - 1}, or a classes.yaml naming colours or values){hint}")
     return raw.astype(np.uint8)
 
 
+def _look_like_indices(values: np.ndarray) -> bool:
+    """Values 0..K-1 with most of them present (0, 1, 2 or 0, 1, 3), not a few levels spread over 0..255."""
+    top = int(values.max()) if len(values) else 0
+    return bool(len(values) >= 3 and values.min() >= 0 and top < 256 and top + 1 <= 2 * len(values))
+
+
+def _binary_hint(values: np.ndarray, integral: bool) -> str:
+    """What a binary model's mask that fits no encoding probably is, and the fix (flags, not only YAML keys)."""
+    others = [v for v in values.tolist() if v != 0]
+    if len(others) == 1:  # 0/128, 0/100, 1.0/0.5: a binary mask with another foreground value
+        return f"; if {_show_one(others[0])} marks the foreground, save the masks with 255 (or 1) there"
+    if not integral:
+        return "; float masks must hold exactly 0 and 1"
+    if _look_like_indices(values):
+        return f"; they look like class indices: train with --num-classes {int(values.max()) + 1}"
+    if len(values) > 16:
+        return "; an antialiased or JPEG-compressed mask? save masks losslessly (PNG) with 0 and 255 only"
+    return (f"; if each value is a class, train with --num-classes {len(values)} and name the values in "
+            "DIR/classes.yaml ({name: ..., value: V} per class)")
+
+
+def _show_one(value: float | int) -> str:
+    return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
+
+
 def _show(values: np.ndarray, limit: int = 8) -> str:
-    shown = ", ".join(f"{v:g}" if isinstance(v, float | np.floating) else str(v) for v in values[:limit].tolist())
+    shown = ", ".join(_show_one(v) for v in values[:limit].tolist())
     return f"[{shown}{', ...' if len(values) > limit else ''}] ({len(values)} distinct)"
 
 
@@ -152,5 +179,5 @@ def check_class_coverage(masks: np.ndarray, num_classes: int, ignore_index: int 
     if 1 in missing and num_classes == 1:
         raise UserError(f"{where}: every mask is empty (no foreground pixel in any mask); nothing to learn")
     if missing:
-        raise UserError(f"{where}: classes {missing} never occur in any mask, but model.num_classes is {num_classes} "
-                        f"(classes found: {[c for c in range(expected) if counts[c]]})")
+        raise UserError(f"{where}: classes {missing} never occur in any mask, but model.num_classes (--num-classes) is "
+                        f"{num_classes} (classes found: {[c for c in range(expected) if counts[c]]})")

@@ -2,7 +2,8 @@
 
 TIFFs are opened through tifffile's zarr view, so a band reads and decodes only the tiles
 or strips it overlaps, compressed or not, TIFF or BigTIFF; .npy arrays are memory-mapped.
-Other formats (PNG, JPEG) cannot be read partially and are decoded whole.
+Other formats (PNG, JPEG) cannot be read partially and are decoded whole. Float bands are
+checked for NaN and infinity as they are read, as `read_array` checks whole images.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import tifffile
-from PIL import Image
 
-from unetkit.data.io import TIFF_EXTENSIONS, first_line, read_array, to_channels
+from unetkit.data.io import TIFF_EXTENSIONS, check_finite, check_regular_file, first_line, open_pillow, read_array, to_channels
 from unetkit.errors import UserError
 
 STREAMABLE_EXTENSIONS = (*TIFF_EXTENSIONS, ".npy")
@@ -42,6 +42,7 @@ class RowReader:
         except Exception as exc:  # noqa: BLE001 - a corrupt tile of a user's file is that file's problem
             raise UserError(f"{self.path}: cannot read rows {y0}-{y1} ({first_line(exc)})") from None
         rows = np.moveaxis(rows, 0, -1) if self._planar else rows
+        check_finite(rows, self.path, f" in rows {y0}-{y1}")
         return to_channels(rows if rows.ndim == 3 else rows[:, :, None], self.channels, self.path)
 
 
@@ -53,6 +54,7 @@ def can_stream(path: Path) -> bool:
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) from the file's header, without decoding pixels."""
     suffix = path.suffix.lower()
+    check_regular_file(path)
     try:
         if suffix in TIFF_EXTENSIONS:
             with tifffile.TiffFile(path) as tif:
@@ -62,8 +64,10 @@ def image_size(path: Path) -> tuple[int, int]:
         if suffix == ".npy":
             shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
             return int(shape[0]), int(shape[1] if len(shape) > 1 else 0)
-        with Image.open(path) as image:
+        with open_pillow(path) as image:
             return image.height, image.width
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{path}: cannot read image ({first_line(exc)})") from None
 
@@ -84,6 +88,7 @@ def open_rows(path: str | os.PathLike[str], channels: int) -> Iterator[RowReader
     """A RowReader for `path`, converting to `channels` like `to_channels` (one line on failure)."""
     file = Path(path)
     suffix = file.suffix.lower()
+    check_regular_file(file)
     if suffix in TIFF_EXTENSIONS:
         import zarr  # imported here: only streamed TIFFs need it
 

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from unetkit.data.io import write_png
+from unetkit.errors import UserError
+
+MIN_SIZE = 8  # smaller images cannot show layers and a body
 
 
 def smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
@@ -55,14 +58,34 @@ def synthetic_example(index: int, *, size: int = 101, seed: int = 0,
 
 def generate_synthetic(out_dir: str | os.PathLike[str], n: int, *, size: int = 101, seed: int = 0,
                        empty_fraction: float = 0.3, prefix: str = "syn") -> Path:
-    """Write `n` examples to out_dir/images and out_dir/masks; return out_dir."""
+    """Write `n` examples to out_dir/images and out_dir/masks; return out_dir.
+
+    The arguments are checked before anything is written, each failure one line naming the
+    folder and the value (`unetkit synth --n/--size/--seed` pass them straight through).
+    """
     root = Path(out_dir)
+    check_synthetic_args(root, n, size=size, seed=seed, empty_fraction=empty_fraction)
     for index in range(n):
         image, mask = synthetic_example(index, size=size, seed=seed, empty_fraction=empty_fraction)
         name = f"{prefix}_{index:05d}.png"
         write_png(root / "images" / name, image)
         write_png(root / "masks" / name, mask)
     return root
+
+
+def check_synthetic_args(root: Path, n: int, *, size: int, seed: int, empty_fraction: float = 0.3) -> None:
+    """Refuse a count, size, seed or empty fraction that cannot make a synthetic set, before any file exists."""
+    problems = []
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        problems.append(f"the number of pairs (n, --n) must be at least 1, got {n}")
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < MIN_SIZE:
+        problems.append(f"the image size (--size) must be at least {MIN_SIZE} pixels, got {size}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        problems.append(f"the seed (--seed) must be a whole number of at least 0, got {seed}")
+    if not 0.0 <= empty_fraction <= 1.0:
+        problems.append(f"empty_fraction must lie in [0, 1], got {empty_fraction}")
+    if problems:
+        raise UserError(f"{root}: cannot make a synthetic set: {'; '.join(problems)}")
 
 
 def synthetic_cells(index: int, *, size: int = 64, seed: int = 0, cells: int = 14) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,11 @@
 tifffile writes tiles pulled from an iterator; prediction pushes bands of rows as they are
 finished. A writer thread turns one into the other through a short queue, so at most a row of
 TIFF tiles and two bands are held, and the compression overlaps with the next tiles' network
-pass. The file appears under its final name only when complete (atomic rename); an error or
-an interruption on either side removes the temporary file.
+pass. Every tile handed to tifffile is its own array: newer tifffile releases read tiles ahead
+(and may hold them while compressing), so a view of the reused staging rows would be
+overwritten before it is written (2026.9.20 wrote corrupted masks that way). The file appears
+under its final name only when complete (atomic rename); an error or an interruption on either
+side removes the temporary file.
 """
 
 from __future__ import annotations
@@ -84,9 +87,10 @@ class TiledTiffWriter:
             yield from self._row_of_tiles(staging, columns)
 
     def _row_of_tiles(self, staging: np.ndarray, columns: int) -> Iterator[np.ndarray]:
+        """Copies of the staging rows' tiles, (TIFF_TILE, TIFF_TILE[, samples]): staging is refilled next."""
         for column in range(columns):
             tile = staging[:, column * TIFF_TILE : (column + 1) * TIFF_TILE]
-            yield tile if self.samples > 1 else tile[:, :, 0]
+            yield (tile if self.samples > 1 else tile[:, :, 0]).copy()
 
     def _put(self, item: object) -> None:
         while self._thread.is_alive():
