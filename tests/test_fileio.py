@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from unetkit import fileio
+from unetkit.errors import UserError
 from unetkit.fileio import atomic_path, write_text
 
 
@@ -61,3 +62,20 @@ def test_a_failure_inside_the_block_leaves_nothing(tmp_path: Path) -> None:
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
     assert fileio.remove_stale_temporaries(tmp_path / "m.bin") == 0
+
+
+def test_check_output_never_replaces_an_input_and_replaces_foreign_files_only_when_told(tmp_path: Path) -> None:
+    from unetkit.fileio import check_output
+
+    model, notes = tmp_path / "m.safetensors", tmp_path / "notes.txt"
+    model.write_bytes(b"weights")
+    notes.write_text("mine")
+    with pytest.raises(UserError, match="m.safetensors: is an input of this command"):
+        check_output(model, [model], overwrite=True)
+    with pytest.raises(UserError, match="notes.txt: already exists and was not written by this command"):
+        check_output(notes, [model])
+    assert check_output(notes, [model], overwrite=True) == notes
+    assert check_output(notes, [model], ours=lambda path: path.read_text() == "mine") == notes
+    assert check_output(tmp_path / "new" / "deeper" / "out.csv", [model]).name == "out.csv"  # folders get made
+    with pytest.raises(UserError, match="is a folder"):
+        check_output(tmp_path, [model])

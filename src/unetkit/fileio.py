@@ -98,9 +98,11 @@ def glob_escape(text: str) -> str:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` atomically."""
+    """Write `text` to `path` atomically, as UTF-8. File names that are not valid UTF-8 reach Python
+    as lone surrogates (PEP 383); they are written back as their original bytes, so a CSV naming such
+    a file names it as the file system does instead of failing after all the work is done."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:

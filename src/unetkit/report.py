@@ -44,6 +44,21 @@ _IMAGE_CHECK = """window.addEventListener("load", () => {
 EXAMPLES = 4  # best and worst validation images shown
 
 
+def read_table(path: Path, needed: tuple[str, ...]) -> tuple[list[dict[str, str]], list[dict[str, float]]]:
+    """A CSV that training wrote, as its rows (the digits as written) and as numbers; anything else
+    (edited by hand, truncated, another program's) is one line naming the file."""
+    try:
+        rows = read_csv_rows(path)
+        numbers = [{k: float(v) for k, v in row.items()} for row in rows]
+    except (OSError, UnicodeDecodeError, csv.Error, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: not a table written by unetkit train ({exc})") from None
+    missing = [name for name in needed if rows and name not in rows[0]]
+    if not rows or missing:
+        raise UserError(f"{path}: not a table written by unetkit train "
+                        f"({'no rows' if not rows else 'no column ' + ', '.join(missing)})")
+    return rows, numbers
+
+
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -59,15 +74,14 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
         return write_folds_report(run)
     if not metrics_path.is_file() or not model_path.is_file():
         raise UserError(f"{run}: not a finished training run (needs metrics.csv and model.safetensors)")
-    rows = read_csv_rows(metrics_path)
-    history = [{k: float(v) for k, v in row.items()} for row in rows]
+    rows, history = read_table(metrics_path, ("epoch", "val_loss", "val_iou"))
     saved = load_model(model_path)
     sections = [_summary(run, saved.training, saved.threshold, saved.postprocess, history)]
     sections.append(_figure_section("Training curves", curves_figure(history)))
     sections.append("<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True))
     sweep_path = run / "threshold_sweep.csv"
     if sweep_path.is_file():
-        sections.append(_sweep_section(read_csv_rows(sweep_path), saved.threshold))
+        sections.append(_sweep_section(read_table(sweep_path, ("threshold",))[1], saved.threshold))
     sections.append(_examples_section(run, saved, device))
     config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
     sections.append(f"<h2>Resolved config</h2>\n<pre>{html.escape(config_text)}</pre>")
@@ -102,7 +116,7 @@ def write_folds_report(run: Path) -> Path:
     for fold_dir in sorted(run.glob("fold_*"), key=lambda path: int(path.name.split("_")[1])):
         if not (fold_dir / "metrics.csv").is_file():
             continue
-        history = [{k: float(v) for k, v in row.items()} for row in read_csv_rows(fold_dir / "metrics.csv")]
+        history = read_table(fold_dir / "metrics.csv", ("epoch", "val_loss", "val_iou"))[1]
         histories[fold_dir.name] = history
         chosen = min if monitor == "val_loss" else max  # the epoch the fold kept (its best checkpoint)
         best = chosen(history, key=lambda row: row[monitor]) if history else {}
@@ -114,7 +128,8 @@ def write_folds_report(run: Path) -> Path:
     if histories:
         sections.append(_figure_section("Validation curves of every fold", _folds_figure(histories)))
     if (run / "threshold_sweep.csv").is_file():
-        sections.append(_sweep_section(read_csv_rows(run / "threshold_sweep.csv"), saved.threshold, "out of fold"))
+        sections.append(_sweep_section(read_table(run / "threshold_sweep.csv", ("threshold",))[1], saved.threshold,
+                                       "out of fold"))
     config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
     sections.append(f"<h2>Resolved config</h2>\n<pre>{html.escape(config_text)}</pre>")
     write_text(run / REPORT_NAME, _page(f"unetkit cross-validation {run.name}", sections))
@@ -187,8 +202,7 @@ def _figure_section(title: str, figure: plt.Figure) -> str:
     return f"<h2>{html.escape(title)}</h2>\n<img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">"
 
 
-def _sweep_section(rows: list[dict[str, str]], threshold: float, scored_on: str = "validation") -> str:
-    table = [{k: float(v) for k, v in row.items()} for row in rows]
+def _sweep_section(table: list[dict[str, float]], threshold: float, scored_on: str = "validation") -> str:
     figure, axis = plt.subplots(figsize=(6, 3.2))
     for name in [k for k in table[0] if k != "threshold"]:
         axis.plot([r["threshold"] for r in table], [r[name] for r in table], label=name)

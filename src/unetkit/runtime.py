@@ -49,15 +49,15 @@ class _LogLines:
 
 def progress(iterable: Iterable[T] | None = None, **options: Any) -> tqdm[T]:
     """A tqdm bar where a person watches: on rank 0 only; on a terminal or in a notebook as a live
-    bar, and elsewhere (stderr sent to a file) as a log line every 30 seconds, so a long run's
-    progress shows in its log too, not only on a terminal."""
+    bar, and elsewhere (stderr sent to a file) as a log line every 30 seconds, from the first 30 on,
+    so a long run's progress shows in its log too, and a short one (or an error) adds no line."""
     from tqdm import tqdm
 
     if not distributed.is_main():
         return tqdm(iterable, disable=True, **options)
     if sys.stderr.isatty() or "ipykernel" in sys.modules:
         return tqdm(iterable, **options)
-    return tqdm(iterable, file=_LogLines(), mininterval=30, maxinterval=60, ascii=True, leave=False,
+    return tqdm(iterable, file=_LogLines(), delay=30, mininterval=30, maxinterval=60, ascii=True, leave=False,
                 **{k: v for k, v in options.items() if k != "leave"})
 
 

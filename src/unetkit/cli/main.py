@@ -222,8 +222,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from unetkit.api import synth
 
-    synth(args.out, args.n, size=args.size, seed=args.seed)
-    print(f"{args.n} synthetic image/mask pairs written to {args.out}")
+    out = synth(args.out, args.n, size=args.size, seed=args.seed)
+    print(f"{args.n} synthetic image/mask pairs written to {out / 'images'} and {out / 'masks'}")
     return 0
 
 
@@ -258,17 +258,44 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
                         "AVX512-BF16/AMX is ~1.9x faster, probabilities within a few hundredths")
 
 
+class _TrainHelp(argparse.RawDescriptionHelpFormatter):
+    """`train --help` ends with every config field and what each recipe sets. The recipes live with
+    the training code, which imports torch: they are read when the help is shown, not when a
+    parser is built (predicting through ONNX builds one too)."""
+
+    EPILOG = "@config-fields-and-recipes"
+
+    def _format_text(self, text: str) -> str:
+        if text == self.EPILOG:
+            from unetkit.training.recipes import RECIPES
+
+            recipes = [f"  {name}: " + (", ".join(f"{k}={v}" for k, v in _flat(layer)) or "the defaults above")
+                       for name, layer in RECIPES.items()]
+            return _config_fields_help() + "\nrecipes (what each sets over the defaults):\n" + "\n".join(recipes) + "\n"
+        return super()._format_text(text)
+
+
+def _flat(layer: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in layer.items():
+        out += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+    return out
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The `unetkit` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="unetkit", description="U-Net semantic segmentation: train, evaluate, predict.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     commands = parser.add_subparsers(dest="command", required=True)
+    quiet = argparse.ArgumentParser(add_help=False)  # -q also after the subcommand (unetkit train -q ...)
+    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and results")
 
     train = commands.add_parser(
-        "train", help="train a U-Net on DIR/images + DIR/masks", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train", parents=[quiet], help="train a U-Net on DIR/images + DIR/masks", formatter_class=_TrainHelp,
         description="Train a U-Net. Precedence: flags and --set > --config YAML > recipe and preset > defaults.",
-        epilog=_config_fields_help())
-    train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem)")
+        epilog=_TrainHelp.EPILOG)
+    train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem); required, except "
+                       "with --resume or a --config that names data.data_dir")
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
@@ -286,12 +313,13 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: out-of-fold score and one "
                        "ensemble model file (the time budget is shared by the folds)")
     train.add_argument("--fold", type=int, metavar="I", help="with --folds: train only fold I (0-based)")
-    train.add_argument("--batch-size", type=int, help="default 32")
-    train.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    train.add_argument("--batch-size", type=int, help="images per step (default: the recipe's, listed below)")
+    train.add_argument("--lr", type=float, help="learning rate, optim.lr (default: the recipe's, listed below)")
     train.add_argument("--loss", choices=LazyChoices("unetkit.training.losses", "LOSSES"), metavar="LOSS",
                        help="bce (default), bce_dice, dice, focal, tversky, lovasz, bce_lovasz, focal_dice, weighted_ce")
     train.add_argument("--monitor", choices=MONITORS, help="value for early stopping and the best checkpoint")
-    train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB); default from the preset")
+    train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB, 4); default: detected from "
+                       "the first images (a gray picture saved as RGB counts as gray)")
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
     train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default) or resize to data.resize_to")
@@ -300,7 +328,7 @@ def make_parser() -> argparse.ArgumentParser:
                        "a slower first epoch)")
     train.set_defaults(run=_train)
 
-    predict = commands.add_parser("predict", help="write masks for an image or a folder of images")
+    predict = commands.add_parser("predict", parents=[quiet], help="write masks for an image or a folder of images")
     _common_inference_flags(predict)
     predict.add_argument("--input", required=True, help="an image file or a folder of images")
     predict.add_argument("--out", required=True, help="output folder: <stem>.png masks (<stem>.tif for multi-label "
@@ -315,7 +343,7 @@ def make_parser() -> argparse.ArgumentParser:
                          "with memory bounded by the tile (default 67.1)")
     predict.set_defaults(run=_predict)
 
-    evaluate = commands.add_parser("evaluate", help="score a model on a labelled folder")
+    evaluate = commands.add_parser("evaluate", parents=[quiet], help="score a model on a labelled folder")
     _common_inference_flags(evaluate)
     evaluate.add_argument("--data", required=True, help="folder with images/ and masks/")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -323,7 +351,8 @@ def make_parser() -> argparse.ArgumentParser:
     _overwrite_flag(evaluate, "an existing --csv that evaluate did not write")
     evaluate.set_defaults(run=_evaluate)
 
-    export = commands.add_parser("export", help="write the model as ONNX (dynamic batch, height, width; metadata)")
+    export = commands.add_parser("export", parents=[quiet],
+                                 help="write the model as ONNX (dynamic batch, height, width; metadata)")
     export.add_argument("--model", required=True, help="model file (model.safetensors)")
     export.add_argument("--format", choices=("onnx",), default="onnx")
     export.add_argument("--out", required=True, help="the .onnx file to write")
@@ -331,19 +360,19 @@ def make_parser() -> argparse.ArgumentParser:
     _overwrite_flag(export, "an existing --out that is not a unetkit ONNX export")
     export.set_defaults(run=_export)
 
-    report = commands.add_parser("report", help="write RUN_DIR/report.html: curves, figures, config, sweep, "
+    report = commands.add_parser("report", parents=[quiet], help="write RUN_DIR/report.html: curves, figures, config, sweep, "
                                  "best and worst validation images (training writes it too)")
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.add_argument("--device", choices=DEVICES, default="auto")
     report.set_defaults(run=_report)
 
-    demo = commands.add_parser("demo", help="synthetic data -> train the seed -> held-out scores (make demo)")
+    demo = commands.add_parser("demo", parents=[quiet], help="synthetic data -> train the seed -> held-out scores (make demo)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--time-budget", type=float, default=2.5, metavar="MINUTES")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
 
-    synth = commands.add_parser("synth", help="write the embedded synthetic data set (images/ + masks/)")
+    synth = commands.add_parser("synth", parents=[quiet], help="write the embedded synthetic data set (images/ + masks/)")
     synth.add_argument("--out", required=True)
     synth.add_argument("--n", type=int, default=600)
     synth.add_argument("--size", type=int, default=101)

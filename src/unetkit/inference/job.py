@@ -31,7 +31,7 @@ import numpy as np
 from unetkit import distributed
 from unetkit.config import PredictConfig, to_dict
 from unetkit.data.dataset import list_images
-from unetkit.data.io import is_image_file, read_array, to_channels, write_png, write_tiff
+from unetkit.data.io import check_regular_file, is_image_file, read_array, to_channels, write_png, write_tiff
 from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.data.rle import rle_encode, write_rle_csv
 from unetkit.data.tiled_writer import TiledTiffWriter
@@ -82,8 +82,7 @@ def input_files(input_path: Path) -> list[Path]:
         if not files:
             raise UserError(f"{input_path}: no images found")
         return files
-    if not input_path.exists():
-        raise UserError(f"{input_path}: input not found")
+    check_regular_file(input_path)  # missing, a link loop, a FIFO: named, never opened
     if not is_image_file(input_path):
         raise UserError(f"{input_path}: unknown image extension '{input_path.suffix}'")
     return [input_path]

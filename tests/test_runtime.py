@@ -1,0 +1,29 @@
+"""Progress where a person reads it: a live bar on a terminal, log lines in a log file."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+import unetkit.runtime as runtime
+
+
+def test_off_a_terminal_progress_becomes_log_lines_after_the_first_30_seconds(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(runtime.sys, "stderr", io.StringIO())  # stderr sent to a file: not a terminal
+    clock = iter(range(0, 10_000, 20))  # every tqdm time reading is 20 s after the last
+    monkeypatch.setattr("tqdm.std.time", lambda: float(next(clock)))
+    with caplog.at_level(logging.INFO, logger="unetkit"):
+        for _ in runtime.progress(range(10), total=10, desc="predict", unit="img"):
+            pass
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines and all(line.startswith("predict:") for line in lines)
+    assert any("/10" in line for line in lines)
+    assert runtime.sys.stderr.getvalue() == ""  # no carriage-return bar in the log file
+
+
+def test_on_other_torchrun_ranks_there_is_no_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime.distributed, "is_main", lambda: False)
+    assert runtime.progress(range(3)).disable
