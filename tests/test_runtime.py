@@ -12,6 +12,8 @@ import unetkit.runtime as runtime
 
 def test_off_a_terminal_progress_becomes_log_lines_after_the_first_30_seconds(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    root = logging.getLogger()  # stream handlers that earlier CLI runs left on the root logger: not this test's
+    monkeypatch.setattr(root, "handlers", [h for h in root.handlers if type(h) is not logging.StreamHandler])
     monkeypatch.setattr(runtime.sys, "stderr", io.StringIO())  # stderr sent to a file: not a terminal
     clock = iter(range(0, 10_000, 20))  # every tqdm time reading is 20 s after the last
     monkeypatch.setattr("tqdm.std.time", lambda: float(next(clock)))

@@ -135,6 +135,8 @@ def check_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLik
                             "or pass --overwrite")
     parent = out.parent if str(out.parent) else Path(".")
     existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{out}: cannot be written ({existing} is not a writable folder)")
+    if not existing.is_dir():
+        raise UserError(f"{existing}: cannot create output folder (a file of that name is in the way)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{out}: cannot be written (the folder {existing} is read-only)")
     return out

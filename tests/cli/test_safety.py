@@ -95,7 +95,7 @@ def test_an_unwritable_rle_target_is_found_before_any_mask(capsys: pytest.Captur
     blocker.write_text("x")
     code, _, err = run_cli(capsys, "predict", "--model", str(tiny_model_file), "--input", str(data / "images"),
                            "--out", str(tmp_path / "pred"), "--rle", str(blocker / "sub.csv"))
-    assert_one_line_error(code, err, "sub.csv", "cannot be written")
+    assert_one_line_error(code, err, "file", "cannot create output folder")
     assert not (tmp_path / "pred").exists()
 
 
@@ -128,14 +128,14 @@ def test_bad_values_are_one_line_and_write_nothing(capsys: pytest.CaptureFixture
     assert not (tmp_path / "run").exists() and not (tmp_path / "m.onnx").exists() and not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
-def test_stream_above_must_be_a_positive_number(capsys: pytest.CaptureFixture[str], tiny_model_file: Path,
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "lots"])
+def test_stream_above_must_be_a_finite_number(capsys: pytest.CaptureFixture[str], tiny_model_file: Path,
                                                 data: Path, tmp_path: Path, value: str) -> None:
     with pytest.raises(SystemExit) as exit_:
         run_cli(capsys, "predict", "--model", str(tiny_model_file), "--input", str(data / "images"), "--out",
                 str(tmp_path / "pred"), "--stream-above", value)
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "must be a positive number of megapixels" in err and "Traceback" not in err
+    assert exit_.value.code == 2 and "must be a number of megapixels >= 0" in err and "Traceback" not in err
 
 
 def test_report_on_a_garbage_metrics_csv_is_one_line(capsys: pytest.CaptureFixture[str], tiny_model_file: Path,

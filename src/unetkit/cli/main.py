@@ -236,8 +236,8 @@ def _megapixels(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of megapixels")
+    if not math.isfinite(value) or value < 0:  # 0: stream every TIFF and .npy input
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of megapixels >= 0")
     return value
 
 

@@ -31,11 +31,11 @@ class EvaluateResult:
 
 def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
     """Score config.model_path on config.data_dir (see `unetkit.evaluate`)."""
+    predictor = open_predictor(config.model_path, config)
     pairs = find_pairs(config.data_dir)
     csv_path = Path(config.csv_path or f"evaluation-{Path(config.data_dir).resolve().name}.csv")
     inputs = [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask))]
     check_output(csv_path, inputs, overwrite=config.overwrite, ours=_is_evaluation_csv, flag="--csv")
-    predictor = open_predictor(config.model_path, config)
     distributed.join(predictor.device.type)
     accumulator = accumulator_for(predictor.saved)
     mine = pairs[distributed.rank() :: distributed.world_size()]
