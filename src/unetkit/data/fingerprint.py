@@ -29,6 +29,7 @@ partially and are decoded whole, one at a time.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -85,8 +86,8 @@ class Fingerprint:
         return max(self.size_max)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """Plain JSON data (tuples become lists), equal to what reading it back from JSON gives."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 @dataclass
