@@ -20,6 +20,7 @@ on the CPU from MemAvailable.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ class Plan:
     fingerprint: dict[str, Any] | None = field(default=None, compare=False)  # what the choices were made from
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON data (tuples become lists): what plan.json holds."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
