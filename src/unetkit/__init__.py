@@ -1,7 +1,7 @@
 """unetkit: U-Net semantic segmentation from a folder of images and masks to masks on new images.
 
 The public API: `UNet` (the network, preset "seed" by default), `build_model`, `train`,
-`resume`, `predict`, `evaluate`, `export`, `report`, `synth` and `load_model`; every CLI command
+`resume`, `predict`, `evaluate`, `export`, `report`, `synth`, `plan` and `load_model`; every CLI command
 (`unetkit ...`) is one call of these. `rle_encode`, `rle_decode` and `read_rle_csv` read and write
 the run-length CSV that `predict --rle` writes.
 
@@ -15,17 +15,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from unetkit.api import evaluate, export, load_model, predict, report, resume, synth, train
+    from unetkit.api import evaluate, export, load_model, plan, predict, report, resume, synth, train
     from unetkit.data.rle import read_rle_csv, rle_decode, rle_encode
     from unetkit.models.registry import build_model
     from unetkit.models.unet import UNet
 
-_API = ("evaluate", "export", "load_model", "predict", "report", "resume", "synth", "train")
+_API = ("evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train")
 _HOMES = {"UNet": "unetkit.models.unet", "build_model": "unetkit.models.registry", **dict.fromkeys(_API, "unetkit.api"),
           "read_rle_csv": "unetkit.data.rle", "rle_decode": "unetkit.data.rle", "rle_encode": "unetkit.data.rle"}
 
-__all__ = ["UNet", "build_model", "evaluate", "export", "load_model", "predict", "read_rle_csv", "report", "resume",
-           "rle_decode", "rle_encode", "synth", "train"]
+__all__ = ["UNet", "build_model", "evaluate", "export", "load_model", "plan", "predict", "read_rle_csv", "report",
+           "resume", "rle_decode", "rle_encode", "synth", "train"]
 __version__ = "0.1.0"
 
 

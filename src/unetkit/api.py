@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from unetkit.export.onnx import ExportResult
     from unetkit.inference.evaluation import EvaluateResult
     from unetkit.training.loop import TrainResult
+    from unetkit.training.plan import Plan
 
-__all__ = ["demo", "evaluate", "export", "load_model", "predict", "report", "resume", "synth", "train",
+__all__ = ["demo", "evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train",
            "PredictResult"]
 
 DEMO_MARKER = ".unetkit-demo"
@@ -108,6 +109,17 @@ def report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
     from unetkit.report import write_reports
 
     return write_reports(run_dir, device=device)
+
+
+def plan(data_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = None, *, device: str = "auto",
+         num_classes: int | None = None) -> Plan:
+    """Fingerprint the labelled folder `data_dir` (data/fingerprint.py, bounded memory) and choose how to
+    train on it for `device` (training/plan.py): the Plan, with a why per choice and the fingerprint.
+    `overrides` set plan fields (unknown names are a UserError); nothing is written."""
+    from unetkit.data.fingerprint import fingerprint
+    from unetkit.training.plan import make_plan
+
+    return make_plan(fingerprint(data_dir, num_classes=num_classes), device, overrides)
 
 
 def synth(out_dir: str | os.PathLike[str], n: int = 600, *, size: int = 101, seed: int = 0) -> Path:

@@ -82,3 +82,21 @@ def test_streamed_rows_with_non_finite_pixels_are_refused(tmp_path: Path, bad: f
         with pytest.raises(UserError) as caught:
             rows(50, 100)
     assert str(caught.value).startswith(f"{path}: 2 of 1500 pixels in rows 50-100 are NaN or infinite;")
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "planar", "npy"])
+def test_region_reads_a_window_and_keeps_stored_channels(tmp_path: Path, layout: str) -> None:
+    """region(y0, y1, x0, x1) equals slicing the decoded image; channels=None keeps the file's 3 channels."""
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    if layout == "npy":
+        path = tmp_path / "a.npy"
+        np.save(path, image)
+    else:
+        path = tmp_path / "a.tif"
+        data = np.moveaxis(image, -1, 0) if layout == "planar" else image
+        tifffile.imwrite(path, data, tile=(32, 32), planarconfig="separate" if layout == "planar" else "contig",
+                        photometric="rgb")
+    with open_rows(path, None) as reader:
+        assert reader.channels == 3
+        np.testing.assert_array_equal(reader.region(5, 41, 17, 80), image[5:41, 17:80])
+        np.testing.assert_array_equal(reader(3, 9), image[3:9])

@@ -227,6 +227,44 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from unetkit.api import plan
+
+    overrides: dict[str, Any] = {}
+    for assignment in args.set or []:
+        _set_path(overrides, assignment)
+    result = plan(args.data, overrides, device=args.device, num_classes=args.num_classes)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(_describe_fingerprint(result.fingerprint or {}))
+    print("plan:")
+    for name, value in result.to_dict().items():
+        if name not in ("why", "fingerprint"):
+            print(f"  {name:<17}{value}")
+            if args.explain:
+                print(f"  {'':<17}why: {result.why.get(name, '')}")
+    return 0
+
+
+def _describe_fingerprint(fp: dict[str, Any]) -> str:
+    """The fingerprint as a few lines of text (plan --json prints all of it)."""
+    (h0, w0), (h1, w1) = fp["size_min"], fp["size_max"]
+    sizes = f"{h1}x{w1} (all one size)" if fp["same_size"] else f"{h0}x{w0} to {h1}x{w1} (median {fp['size_median']})"
+    kind = {1: "gray", 3: "colour", 4: "colour + alpha"}.get(fp["channels"], "")
+    share = " / ".join(f"{v:.3f}" for v in fp["class_share"])
+    lines = [f"fingerprint of {fp['data_dir']}: {fp['n_images']} images, {sizes}, {fp['channels']} channel(s) {kind}, "
+             f"{', '.join(fp['dtypes'])}",
+             f"  intensity per channel: mean {fp['mean']}, std {fp['std']}, 0.5% {fp['percentile_00_5']}, "
+             f"99.5% {fp['percentile_99_5']} ({fp['sampled_pixels']} sampled pixels)",
+             f"  classes: {'binary' if fp['num_classes'] == 1 else fp['num_classes']}; pixel share {share}; "
+             f"{fp['foreground_image_share']:.0%} of images hold foreground"]
+    if fp["foreground_width"] is not None:
+        lines.append(f"  foreground components: median width {fp['foreground_width']:.1f} px, extent median "
+                     f"{fp['object_size_median']:.0f} px, 90th percentile {fp['object_size_p90']:.0f} px")
+    return "\n".join(lines)
+
+
 def _overwrite_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help=f"replace {what} (inputs are never replaced)")
 
@@ -371,6 +409,17 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--time-budget", type=float, default=2.5, metavar="MINUTES")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    plan = commands.add_parser("plan", parents=[quiet], help="fingerprint a labelled folder and print how to train on it "
+                               "(patch or whole images, patch and batch size, depth, normalisation, tile)")
+    plan.add_argument("--data", required=True, help="folder with images/ and masks/")
+    plan.add_argument("--explain", action="store_true", help="say why each choice was made")
+    plan.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fix a plan field (e.g. --set patch_size=256); "
+                      "the choices after it follow")
+    plan.add_argument("--json", action="store_true", help="print one JSON object: the plan, its whys and the fingerprint")
+    plan.add_argument("--device", choices=DEVICES, default="auto", help="the device whose memory the batch must fit")
+    plan.add_argument("--num-classes", type=int, help="read masks as K classes (default: binary if every mask is)")
+    plan.set_defaults(run=_plan)
 
     synth = commands.add_parser("synth", parents=[quiet], help="write the embedded synthetic data set (images/ + masks/)")
     synth.add_argument("--out", required=True)

@@ -37,12 +37,18 @@ class RowReader:
     _planar: bool = False
 
     def __call__(self, y0: int, y1: int) -> np.ndarray:
+        return self.region(y0, y1, 0, self.width)
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Rows y0:y1, columns x0:x1 as (y1 - y0, x1 - x0, channels): only the tiles or strips the
+        window overlaps are decoded, so a training patch of a 20000-wide TIFF costs its own tiles."""
+        where = f"rows {y0}-{y1}" + (f", columns {x0}-{x1}" if (x0, x1) != (0, self.width) else "")
         try:
-            rows = np.asarray(self._array[:, y0:y1] if self._planar else self._array[y0:y1])
+            rows = np.asarray(self._array[:, y0:y1, x0:x1] if self._planar else self._array[y0:y1, x0:x1])
         except Exception as exc:  # noqa: BLE001 - a corrupt tile of a user's file is that file's problem
-            raise UserError(f"{self.path}: cannot read rows {y0}-{y1} ({first_line(exc)})") from None
+            raise UserError(f"{self.path}: cannot read {where} ({first_line(exc)})") from None
         rows = np.moveaxis(rows, 0, -1) if self._planar else rows
-        check_finite(rows, self.path, f" in rows {y0}-{y1}")
+        check_finite(rows, self.path, f" in {where}")
         return to_channels(rows if rows.ndim == 3 else rows[:, :, None], self.channels, self.path)
 
 
@@ -84,8 +90,9 @@ def _tiff_layout(shape: tuple[int, ...], axes: str) -> tuple[int, int, bool]:
 
 
 @contextlib.contextmanager
-def open_rows(path: str | os.PathLike[str], channels: int) -> Iterator[RowReader]:
-    """A RowReader for `path`, converting to `channels` like `to_channels` (one line on failure)."""
+def open_rows(path: str | os.PathLike[str], channels: int | None) -> Iterator[RowReader]:
+    """A RowReader for `path`, converting to `channels` like `to_channels` (one line on failure);
+    `channels=None` keeps the channels the file stores (the data fingerprint counts them)."""
     file = Path(path)
     suffix = file.suffix.lower()
     check_regular_file(file)
@@ -102,7 +109,8 @@ def open_rows(path: str | os.PathLike[str], channels: int) -> Iterator[RowReader
         try:
             array = zarr.open(store, mode="r")
             height, width, planar = _tiff_layout(tuple(array.shape), axes)
-            yield RowReader(file, height, width, np.dtype(array.dtype), channels, array, planar)
+            stored = 1 if array.ndim == 2 else array.shape[0] if planar else array.shape[2]
+            yield RowReader(file, height, width, np.dtype(array.dtype), channels or stored, array, planar)
         except ValueError as exc:
             raise UserError(f"{file}: {exc}") from None
         finally:
@@ -115,9 +123,10 @@ def open_rows(path: str | os.PathLike[str], channels: int) -> Iterator[RowReader
             raise UserError(f"{file}: cannot read array ({first_line(exc)})") from None
         if array.ndim not in (2, 3):
             raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
-        yield RowReader(file, array.shape[0], array.shape[1], array.dtype, channels, array)
+        stored = 1 if array.ndim == 2 else array.shape[2]
+        yield RowReader(file, array.shape[0], array.shape[1], array.dtype, channels or stored, array)
         del array
     else:
         image = read_array(file)
-        yield RowReader(file, image.shape[0], image.shape[1], image.dtype, channels, image)
+        yield RowReader(file, image.shape[0], image.shape[1], image.dtype, channels or image.shape[2], image)
 

@@ -1,0 +1,283 @@
+"""A fingerprint of a labelled folder: what the data looks like, measured in bounded memory.
+
+The training plan (training/plan.py) chooses patch size, batch size, depth and normalisation
+from it, as nnU-Net does from its "dataset fingerprint". What is measured:
+
+- sizes (min / median / max of height and width, whether all are equal), the channels the
+  images carry (a gray picture stored as RGB counts as gray, as `io.channels_equal` decides),
+  their dtypes;
+- intensity statistics per channel (mean, std, 0.5 and 99.5 percentiles) in the file's own
+  units, from a bounded random sample of pixels: `SAMPLE_BUDGET` over the folder, at least
+  `MIN_SAMPLES` per image;
+- class frequencies: the pixel share of every class, the share of images holding each class and
+  holding any foreground (binary masks 0/1, 0/255, 0/65535 as `masks.BINARY_ENCODINGS` reads them);
+- object scale: the median width of foreground components (the side of the largest inscribed
+  square, 2 * max chessboard distance - 1: exact for axis-aligned strips of odd width, close for
+  other strips and curves, so a thin-structure hint),
+  and the median / 90th-percentile extent of components (longer side of their bounding box).
+
+Bounded memory: TIFF and .npy files above `LARGE_PIXELS` are never decoded whole. Their pixels are
+sampled from `SAMPLE_ROWS` random rows, and their masks are read in bands of about `BAND_PIXELS`
+(data/regions.py), measured in pieces of `CHUNK_PIXELS`: class counts over every piece, widths on
+pieces spread over the image
+(`WIDTH_PIXELS` per image: widths are local, a band cut does not change them), extents on a
+strided copy of the mask of at most `EXTENT_SIDE` a side (extents need the whole object; the copy
+loses widths below its stride, which the bands measure). PNG, JPEG and GIF files cannot be read
+partially and are decoded whole, one at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from unetkit.data.dataset import Pair, find_pairs
+from unetkit.data.io import channels_equal, read_array
+from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, read_class_palette
+from unetkit.data.regions import can_stream, open_rows
+from unetkit.errors import UserError
+
+LARGE_PIXELS = 2**22  # above this (2048^2), TIFF/.npy images are read by rows, never whole
+SAMPLE_BUDGET = 1_000_000  # intensity samples over the folder (per channel)
+MIN_SAMPLES = 256  # per image, however many images
+SAMPLE_ROWS = 16  # random rows read from a large image for its intensity sample
+BAND_PIXELS = 2**21  # pixels per band read from a large mask (rows = BAND_PIXELS // width)
+CHUNK_PIXELS = 2**19  # pixels per piece of a band that is counted and measured (distance maps are int32)
+WIDTH_PIXELS = 2**24  # full-resolution mask pixels per image measured for component widths
+EXTENT_SIDE = 1024  # longest side of the strided mask copy on which extents are measured
+MAX_COMPONENTS = 2000  # component measures kept per image (a random subset beyond)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a labelled folder holds. Sizes are (height, width); intensities are in the file's units."""
+
+    data_dir: str
+    n_images: int
+    size_min: tuple[int, int]
+    size_median: tuple[int, int]
+    size_max: tuple[int, int]
+    same_size: bool
+    channels: int  # 1 gray (RGB with equal channels counts as gray), 3 colour, 4 colour + varying alpha
+    dtypes: tuple[str, ...]
+    mean: tuple[float, ...]  # per channel, from `sampled_pixels` pixels
+    std: tuple[float, ...]
+    percentile_00_5: tuple[float, ...]
+    percentile_99_5: tuple[float, ...]
+    sampled_pixels: int
+    num_classes: int  # 1 = binary masks; K > 1 = class indices 0..K-1
+    class_share: tuple[float, ...]  # pixel share per class: (background, foreground) for binary masks
+    class_image_share: tuple[float, ...]  # share of images holding each class
+    foreground_image_share: float  # share of images with any foreground
+    foreground_width: float | None  # median inscribed diameter of foreground components (px); None if none
+    object_size_median: float | None  # median longer bounding-box side of components (px)
+    object_size_p90: float | None
+
+    @property
+    def max_side(self) -> int:
+        return max(self.size_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (tuples become lists), equal to what reading it back from JSON gives."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclass
+class _Tally:
+    """What the walk over the folder accumulates."""
+
+    sizes: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    dtypes: set[str] = dataclasses.field(default_factory=set)
+    samples: list[tuple[np.ndarray, bool]] = dataclasses.field(default_factory=list)  # (n, C) raw, gray?
+    counts: list[np.ndarray] = dataclasses.field(default_factory=list)  # per mask, bincount of stored values
+    widths: list[float] = dataclasses.field(default_factory=list)
+    extents: list[float] = dataclasses.field(default_factory=list)
+
+
+def fingerprint(data_dir: str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
+                seed: int = 0) -> Fingerprint:
+    """Measure DIR/images + DIR/masks (see the module docstring); deterministic for a `seed`.
+
+    `num_classes` None reads masks as binary when every mask fits a binary encoding, else as
+    class indices; K > 1 with DIR/classes.yaml reads masks through its colours or values.
+    """
+    pairs = find_pairs(data_dir)
+    palette = read_class_palette(data_dir, num_classes) if num_classes and num_classes > 1 else None
+    rng = np.random.default_rng(seed)
+    tally = _Tally()
+    per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // len(pairs))
+    for pair in pairs:
+        _sample_image(pair.image, per_image, rng, tally)
+        _measure_mask(pair, palette, ignore_index, rng, tally)
+    return _summarise(str(data_dir), tally, num_classes, ignore_index)
+
+
+def _sample_image(path: Path, n: int, rng: np.random.Generator, tally: _Tally) -> None:
+    """Up to `n` random pixels (n, C) of one image, read by rows when it is large."""
+    if can_stream(path):
+        with open_rows(path, None) as reader:
+            height, width, dtype = reader.height, reader.width, reader.dtype
+            if height * width > LARGE_PIXELS:
+                rows = np.sort(rng.choice(height, size=min(height, SAMPLE_ROWS), replace=False))
+                pixels = np.concatenate([reader(int(y), int(y) + 1) for y in rows])
+            else:
+                pixels = reader(0, height)
+    else:
+        pixels = read_array(path)
+        (height, width), dtype = pixels.shape[:2], pixels.dtype
+    if pixels.shape[2] in (2, 4) and pixels[:, :, -1].min() == pixels[:, :, -1].max():
+        pixels = pixels[:, :, :-1]  # a uniform alpha channel says nothing, as io.to_channels drops it
+    gray = channels_equal(pixels)
+    flat = pixels.reshape(-1, pixels.shape[2])
+    chosen = flat[rng.choice(len(flat), size=min(n, len(flat)), replace=False)]
+    tally.sizes.append((int(height), int(width)))
+    tally.dtypes.add(str(np.dtype(dtype)))
+    tally.samples.append((chosen[:, :1] if gray else chosen, gray))
+
+
+def _measure_mask(pair: Pair, palette: ClassPalette | None, ignore_index: int | None, rng: np.random.Generator,
+                  tally: _Tally) -> None:
+    """Value counts over the whole mask, component widths and extents, band by band when large."""
+    by_colour = palette is not None and all(c is not None for c in palette.colors)
+    if can_stream(pair.mask):
+        with open_rows(pair.mask, 3 if by_colour else 1) as reader:
+            height, width = reader.height, reader.width
+            if height * width <= LARGE_PIXELS:
+                _measure_bands([reader(0, height)], pair, palette, ignore_index, rng, tally, 1)
+                return
+            step = max(1, BAND_PIXELS // width)
+            bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
+            stride = math.ceil(max(height, width) / EXTENT_SIDE)
+            _measure_bands(bands, pair, palette, ignore_index, rng, tally, stride, math.ceil(height / step))
+    else:
+        _measure_bands([read_array(pair.mask, palette_indices=not by_colour)], pair, palette, ignore_index, rng,
+                       tally, 1)
+
+
+def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_index: int | None,
+                   rng: np.random.Generator, tally: _Tally, stride: int, n_bands: int = 1) -> None:
+    """Fold (rows, W, C) bands of one mask into the tally; `stride` > 1 measures extents on a strided copy."""
+    counts = np.zeros(256, np.int64)
+    widths: list[np.ndarray] = []
+    strided: list[np.ndarray] = []
+    every = max(1, math.ceil(n_bands * BAND_PIXELS / WIDTH_PIXELS)) if n_bands > 1 else 1
+    offset = 0  # first row of the piece
+    for index, band in enumerate(bands):
+        codes = palette.indices(band, pair.mask) if palette else _stored_codes(band, pair.mask)
+        step = max(1, CHUNK_PIXELS // codes.shape[1])
+        for piece in (codes[y:y + step] for y in range(0, len(codes), step)):
+            counts = _add(counts, np.bincount(piece.reshape(-1), minlength=len(counts)))
+            foreground = piece != 0 if ignore_index is None else (piece != 0) & (piece != ignore_index)
+            if index % every == 0 and foreground.any():
+                widths.append(_component_widths(foreground))
+            if stride == 1:
+                strided.append(foreground)
+            else:  # keep rows whose index is a multiple of the stride, every stride-th column
+                strided.append(foreground[(-offset) % stride::stride, ::stride].copy())  # not a view of the piece
+            offset += len(piece)
+    tally.counts.append(counts)
+    found = np.concatenate(widths) if widths else np.zeros(0)
+    tally.widths.extend(_subset(found, rng).tolist())
+    whole = np.concatenate(strided)
+    if whole.any():
+        labels, n = ndimage.label(whole)
+        boxes = ndimage.find_objects(labels, n)
+        extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes], float) * stride
+        tally.extents.extend(_subset(extents, rng).tolist())
+
+
+def _stored_codes(band: np.ndarray, path: Path) -> np.ndarray:
+    """A mask band (rows, W, 1) as non-negative integer codes (rows, W): stored values, integral."""
+    values = band[:, :, 0]
+    if not np.issubdtype(values.dtype, np.integer):
+        if not np.all(values == np.round(values)):
+            raise UserError(f"{path}: mask holds fractional values; masks hold class indices or 0/1, 0/255, 0/65535")
+        values = values.astype(np.int64)
+    if values.min() < 0:
+        raise UserError(f"{path}: mask holds negative values; masks hold class indices or 0/1, 0/255, 0/65535")
+    return values
+
+
+def _add(total: np.ndarray, more: np.ndarray) -> np.ndarray:
+    if len(more) > len(total):
+        total = np.pad(total, (0, len(more) - len(total)))
+    total[: len(more)] += more
+    return total
+
+
+def _component_widths(foreground: np.ndarray) -> np.ndarray:
+    """2 * (largest chessboard distance to background) - 1 per connected component: the side of its
+    largest inscribed square (px). Chessboard distances are int32 (the Euclidean map takes 4x the memory)."""
+    labels, n = ndimage.label(foreground)
+    distance = ndimage.distance_transform_cdt(foreground, metric="chessboard")
+    return 2 * np.asarray(ndimage.maximum(distance, labels, np.arange(1, n + 1)), float) - 1
+
+
+def _subset(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return values if len(values) <= MAX_COMPONENTS else rng.choice(values, MAX_COMPONENTS, replace=False)
+
+
+def _summarise(data_dir: str, tally: _Tally, num_classes: int | None, ignore_index: int | None) -> Fingerprint:
+    sizes = np.array(tally.sizes)
+    channels = max(1 if gray else sample.shape[1] for sample, gray in tally.samples)
+    stacked = np.concatenate([np.repeat(s, channels, axis=1) if s.shape[1] == 1 else s for s, _ in tally.samples])
+    values = stacked.astype(np.float64)
+    class_counts = _class_counts(tally.counts, num_classes, ignore_index, data_dir)
+    present = np.array([counts > 0 for counts in class_counts])
+    total = class_counts.sum(axis=0)
+    widths, extents = np.array(tally.widths), np.array(tally.extents)
+    return Fingerprint(
+        data_dir=data_dir, n_images=len(sizes),
+        size_min=_pair(sizes.min(axis=0)), size_median=_pair(np.median(sizes, axis=0)),
+        size_max=_pair(sizes.max(axis=0)), same_size=bool((sizes == sizes[0]).all()), channels=int(channels),
+        dtypes=tuple(sorted(tally.dtypes)),
+        mean=_floats(values.mean(axis=0)), std=_floats(values.std(axis=0)),
+        percentile_00_5=_floats(np.percentile(values, 0.5, axis=0)),
+        percentile_99_5=_floats(np.percentile(values, 99.5, axis=0)), sampled_pixels=len(values),
+        num_classes=1 if class_counts.shape[1] == 2 and num_classes in (None, 1) else class_counts.shape[1],
+        class_share=_floats(total / max(1, total.sum())), class_image_share=_floats(present.mean(axis=0)),
+        foreground_image_share=float(present[:, 1:].any(axis=1).mean()),
+        foreground_width=float(np.median(widths)) if len(widths) else None,
+        object_size_median=float(np.median(extents)) if len(extents) else None,
+        object_size_p90=float(np.percentile(extents, 90)) if len(extents) else None,
+    )
+
+
+def _class_counts(counts: list[np.ndarray], num_classes: int | None, ignore_index: int | None,
+                  data_dir: str) -> np.ndarray:
+    """(n_masks, K) pixel counts per class: binary when every mask fits a binary encoding, else indices."""
+    if ignore_index is not None:
+        counts = [np.where(np.arange(len(c)) == ignore_index, 0, c) for c in counts]
+    if num_classes in (None, 1, 2):
+        binary = []
+        for c in counts:
+            used = set(np.flatnonzero(c).tolist())
+            encoding = next((pair for pair in BINARY_ENCODINGS if used <= set(pair)), None)
+            if encoding is None:
+                break
+            binary.append([c[0], c[encoding[1]] if encoding[1] < len(c) else 0])
+        else:
+            return np.array(binary, np.int64)
+        if num_classes == 1:
+            raise UserError(f"{data_dir}: masks hold values other than a binary encoding (0/1, 0/255, 0/65535)")
+    width = max(len(np.trim_zeros(c, "b")) for c in counts)
+    if width > 256:
+        raise UserError(f"{data_dir}: masks hold values up to {width - 1}: neither binary masks nor class indices")
+    width = max(width, num_classes or 2)
+    return np.array([np.pad(c, (0, max(0, width - len(c))))[:width] for c in counts], np.int64)
+
+
+def _pair(values: np.ndarray) -> tuple[int, int]:
+    return int(round(float(values[0]))), int(round(float(values[1])))
+
+
+def _floats(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(round(float(v), 6) for v in np.atleast_1d(values))

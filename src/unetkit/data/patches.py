@@ -1,0 +1,251 @@
+"""Patches for training: random crops, a share of them centred on foreground, from images of any size.
+
+The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a
+share of them onto foreground (on a class drawn in turn for several classes), or rare classes
+would hardly be seen. `PatchSampler` does that over `ArraySource`s (images decoded in memory) and
+`FileSource`s (large TIFF/.npy images read by region through data/regions.py, so a 20000^2 image
+costs the tiles a patch overlaps, not the image).
+
+- A patch is read with `margin` extra pixels on every side, so an affine or elastic warp applied
+  to it draws no border in: warp the (h + 2m, w + 2m) arrays, then keep the centre (h, w).
+- Pixels beyond the image (images smaller than the patch, margins at the borders) are filled by
+  reflection, numpy's "reflect" mode, and the mask by the same indices, so labels stay labels.
+- Draws come only from the `numpy.random.Generator` passed in: the same generator state gives
+  the same patches, whichever thread asks.
+- Masks of `FileSource`s are read by region when they are TIFF or .npy; a PNG (or GIF, JPEG) mask
+  cannot be read partially and is decoded whole, once, and held: (H, W) bytes, 400 MB at 20000^2.
+  Store masks of huge images as TIFF.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from unetkit.data.dataset import Pair
+from unetkit.data.io import read_array
+from unetkit.data.masks import ClassPalette, decode_mask
+from unetkit.data.regions import can_stream, image_size, open_rows
+from unetkit.errors import UserError
+
+BAND_PIXELS = 2**21  # mask pixels scanned at a time when locating classes
+MAX_LOCATIONS = 10_000  # pixel positions kept per class and image (nnU-Net keeps 10000 too)
+
+
+def warp_margin(patch: int, rotate_deg: float = 15.0, scale: float = 0.1, shift: float = 0.05,
+                elastic_alpha: float = 30.0, elastic_sigma: float = 6.0) -> int:
+    """Pixels to read around a `patch`-sized crop so the warp of data/augment.py's strong preset (the defaults)
+    finds image everywhere: a rotated, zoomed-out, shifted square reaches half-side * (cos + sin) / (1 - scale)
+    + shift * side; the smoothed elastic displacement stays below alpha / sigma pixels."""
+    half = patch / 2
+    angle = math.radians(rotate_deg)
+    reach = half * (math.cos(angle) + math.sin(angle)) / (1 - scale) + shift * patch
+    return max(0, math.ceil(reach - half + elastic_alpha / max(elastic_sigma, 1e-6)))
+
+
+class Source(Protocol):
+    """One labelled image that patches are read from."""
+
+    height: int
+    width: int
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image (y1-y0, x1-x0, C) in its dtype and mask (y1-y0, x1-x0) uint8, inside the image."""
+        ...
+
+    def mask_bands(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, mask rows (rows, W) uint8) covering the mask, in bounded pieces."""
+        ...
+
+
+@dataclass
+class ArraySource:
+    """An image (H, W, C) and its mask (H, W) of class indices, in memory."""
+
+    image: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.image[y0:y1, x0:x1], self.mask[y0:y1, x0:x1]
+
+    def mask_bands(self) -> Iterator[tuple[int, np.ndarray]]:
+        yield 0, self.mask
+
+
+@dataclass
+class FileSource:
+    """A labelled pair on disk, read by region: image as `channels` channels, mask decoded like
+    dataset.load_pair (binary encodings, class indices, classes.yaml colours or values)."""
+
+    pair: Pair
+    channels: int
+    num_classes: int
+    ignore_index: int | None = None
+    palette: ClassPalette | None = None
+    height: int = field(init=False)
+    width: int = field(init=False)
+    _whole_mask: np.ndarray | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.height, self.width = image_size(self.pair.image)
+        mask_size = image_size(self.pair.mask)
+        if mask_size != (self.height, self.width):
+            raise UserError(f"{self.pair.mask}: mask is {mask_size[1]}x{mask_size[0]} but its image is "
+                            f"{self.width}x{self.height} (width x height)")
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+        with open_rows(self.pair.image, self.channels) as reader:
+            image = reader.region(y0, y1, x0, x1)
+        if not can_stream(self.pair.mask):
+            return image, self._mask_whole()[y0:y1, x0:x1]
+        with open_rows(self.pair.mask, 3 if self._by_colour else 1) as reader:
+            return image, self._decode(reader.region(y0, y1, x0, x1))
+
+    def mask_bands(self) -> Iterator[tuple[int, np.ndarray]]:
+        if not can_stream(self.pair.mask):
+            yield 0, self._mask_whole()
+            return
+        with open_rows(self.pair.mask, 3 if self._by_colour else 1) as reader:
+            step = max(1, BAND_PIXELS // self.width)
+            for y in range(0, self.height, step):
+                yield y, self._decode(reader(y, min(y + step, self.height)))
+
+    @property
+    def _by_colour(self) -> bool:
+        return self.palette is not None and all(c is not None for c in self.palette.colors)
+
+    def _decode(self, raw: np.ndarray) -> np.ndarray:
+        if self.palette is not None:
+            return self.palette.indices(raw, self.pair.mask)
+        return decode_mask(raw, self.num_classes, self.pair.mask, self.ignore_index)
+
+    def _mask_whole(self) -> np.ndarray:
+        if self._whole_mask is None:  # PNG/JPEG/GIF: no partial reads, decoded once and kept
+            self._whole_mask = self._decode(read_array(self.pair.mask, palette_indices=not self._by_colour))
+        return self._whole_mask
+
+
+@dataclass(frozen=True)
+class PatchBatch:
+    """n patches with `margin` pixels around each: images (n, h + 2m, w + 2m, C), masks (n, h + 2m, w + 2m)
+    uint8; origins (n, 2) the inner patch's top-left (y, x) in its image (negative: padded by reflection);
+    sources (n,) the source index; centred (n,) the class a patch was centred on, -1 for a random position."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    margin: int
+    origins: np.ndarray
+    sources: np.ndarray
+    centred: np.ndarray
+
+
+class PatchSampler:
+    """Random `patch_size` crops of `sources`, `foreground_share` of each batch centred on foreground.
+
+    `classes` are the mask values patches may be centred on: (1,) for binary masks, 1..K-1 for K
+    classes (background is never forced). A forced patch first draws a class uniformly among the
+    classes found anywhere, then an image holding it, then one of its pixels (up to MAX_LOCATIONS per
+    class and image, located once here by scanning masks band by band), so every class is visited
+    equally often however rare it is.
+    """
+
+    def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *, classes: Sequence[int] = (1,),
+                 foreground_share: float = 0.33, margin: int = 0, seed: int = 0) -> None:
+        if not sources:
+            raise ValueError("PatchSampler needs at least one source")
+        if not 0.0 <= foreground_share <= 1.0:
+            raise ValueError(f"foreground_share {foreground_share} must lie in [0, 1]")
+        self.sources = list(sources)
+        self.patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        self.foreground_share, self.margin = foreground_share, int(margin)
+        rng = np.random.default_rng(seed)
+        self.locations = [_locate(source, classes, rng) for source in self.sources]  # [source][class] -> (n, 2)
+        self.classes = [c for c in classes if any(len(found[c]) for found in self.locations)]
+
+    def sample(self, rng: np.random.Generator,
+               centre_on: int | None = None) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int]]:
+        """One patch: (image (h+2m, w+2m, C), mask (h+2m, w+2m), source index, inner top-left (y, x)).
+        `centre_on` a class value forces a centre on one of its pixels; None is a random position."""
+        h, w = self.patch
+        if centre_on is None:
+            index = int(rng.integers(len(self.sources)))
+            source = self.sources[index]
+            y = int(rng.integers(min(0, source.height - h), max(0, source.height - h) + 1))
+            x = int(rng.integers(min(0, source.width - w), max(0, source.width - w) + 1))
+        else:
+            holding = [i for i, found in enumerate(self.locations) if len(found.get(centre_on, ()))]
+            if not holding:
+                raise ValueError(f"no image holds class {centre_on}")
+            index = holding[int(rng.integers(len(holding)))]
+            source = self.sources[index]
+            found = self.locations[index][centre_on]
+            cy, cx = (int(v) for v in found[int(rng.integers(len(found)))])
+            y = int(np.clip(cy - h // 2, min(0, source.height - h), max(0, source.height - h)))
+            x = int(np.clip(cx - w // 2, min(0, source.width - w), max(0, source.width - w)))
+        image, mask = self._read(source, y, x)
+        return image, mask, index, (y, x)
+
+    def batch(self, rng: np.random.Generator, n: int) -> PatchBatch:
+        """n patches, the first ceil(n * foreground_share) centred on a class drawn uniformly (nnU-Net
+        forces a fixed count per batch too, so a batch never lacks foreground by chance)."""
+        forced = math.ceil(n * self.foreground_share - 1e-9) if self.classes else 0
+        images, masks, sources, origins, centred = [], [], [], [], []
+        for i in range(n):
+            target = self.classes[int(rng.integers(len(self.classes)))] if i < forced else None
+            image, mask, index, origin = self.sample(rng, target)
+            images.append(image)
+            masks.append(mask)
+            sources.append(index)
+            origins.append(origin)
+            centred.append(-1 if target is None else target)
+        return PatchBatch(np.stack(images), np.stack(masks), self.margin, np.array(origins, np.int64),
+                          np.array(sources, np.int64), np.array(centred, np.int64))
+
+    def _read(self, source: Source, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
+        """The window [y - m, y + h + m) x [x - m, x + w + m), reflected where it leaves the image."""
+        h, w = self.patch
+        m = self.margin
+        rows = _reflect(np.arange(y - m, y + h + m), source.height)
+        cols = _reflect(np.arange(x - m, x + w + m), source.width)
+        y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+        image, mask = source.read(y0, y1, x0, x1)
+        grid = np.ix_(rows - y0, cols - x0)
+        return image[grid], mask[grid]
+
+
+def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices mirrored into [0, size) without repeating the edge (numpy.pad's "reflect")."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    folded = np.mod(index, period)
+    return np.where(folded > size - 1, period - folded, folded)
+
+
+def _locate(source: Source, classes: Sequence[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """Up to MAX_LOCATIONS (y, x) positions per class, a uniform sample of all its pixels (bottom-k random keys)."""
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {c: (np.zeros((0, 2), np.int32), np.zeros(0)) for c in classes}
+    for y0, band in source.mask_bands():
+        for value in classes:
+            ys, xs = np.nonzero(band == value)
+            if not len(ys):
+                continue
+            positions = np.concatenate([kept[value][0], np.stack([ys + y0, xs], axis=1).astype(np.int32)])
+            keys = np.concatenate([kept[value][1], rng.random(len(ys))])
+            if len(keys) > MAX_LOCATIONS:
+                best = np.argpartition(keys, MAX_LOCATIONS)[:MAX_LOCATIONS]
+                positions, keys = positions[best], keys[best]
+            kept[value] = (positions, keys)
+    return {value: positions for value, (positions, _) in kept.items()}

@@ -1,0 +1,278 @@
+"""The training plan: choices derived from a data fingerprint, each with the reason it was made.
+
+nnU-Net derives patch size, batch size and normalisation from a fingerprint of the data; this is
+the same idea, small: `make_plan(fingerprint, device, overrides)` returns a frozen, JSON-able
+`Plan`. Every field can be set (`overrides`, `unetkit plan --set FIELD=VALUE`); a set field is
+kept, and the choices after it follow from it (a set depth changes the patch multiple, a set
+patch size the batch size). The order of the choices: depth, mode, patch size, batch size,
+predict tile, normalisation, foreground share, warp margin.
+
+Memory. `BYTES_PER_PIXEL_PER_NEURON` is the peak memory of one training step of the seed U-Net
+per input pixel and per `start_neurons`, measured on the CPU (PyTorch 2, fp32, depth 4, no batch
+norm, 1 thread): growth of the peak RSS (`ru_maxrss`) over one forward + BCE + backward, after a
+warm-up step, for inputs 2 x 1 x 256^2 and 1 x 1 x 512^2: 1597 and 1608 B/px at start_neurons 16,
+3289 at 32, 1107 at 8 (of which 1166, 2715, 572 are tensors saved for backward, counted with
+torch.autograd.graph.saved_tensors_hooks). Depth 3 and 2 take 0.95x and 0.84x of depth 4; batch
+norm 1.31x (`BATCH_NORM_FACTOR`). On CUDA the free memory comes from torch.cuda.mem_get_info;
+on the CPU from MemAvailable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from unetkit.config import ModelConfig
+from unetkit.data.fingerprint import Fingerprint
+from unetkit.data.patches import warp_margin
+from unetkit.errors import UserError
+
+BYTES_PER_PIXEL_PER_NEURON = 100.0  # peak training-step bytes per input pixel per start_neuron (see above)
+BATCH_NORM_FACTOR = 1.35  # measured 1.31x with batch norm, rounded up
+MEMORY_SHARE = {"cpu": 0.5, "cuda": 0.8}  # of the free memory the batch may take (the rest: weights, loader)
+WHOLE_MAX_SIDE = 384  # images up to this side (all of one size) train whole; larger ones in patches
+DEFAULT_PATCH = 256  # patch side before objects ask for more (the U-Net paper's tiles are ~ this size)
+MAX_PATCH = 512  # larger patches buy context at the price of batch size
+MIN_BATCH, MAX_BATCH = 2, 32  # nnU-Net keeps 2 at least; 32 is the seed's batch
+MIN_BOTTLENECK = 4  # smallest side of the deepest feature map (nnU-Net stops pooling there)
+FOREGROUND_SHARE, RARE_FOREGROUND_SHARE = 0.33, 0.5  # nnU-Net's 1/3; more when foreground is rare
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to train on a folder. Sizes in pixels; mean/std/clip per channel in the files' units."""
+
+    mode: str  # "whole" (images as they are) or "patch" (patch_size crops by data/patches.py)
+    patch_size: int  # square patch side, a multiple of 2**depth (whole mode: the padded image side)
+    batch_size: int
+    depth: int  # U-Net pooling steps (model.depth)
+    start_neurons: int  # model.start_neurons, as the memory estimate assumed
+    normalization: str  # "zscore" (per channel) or "clip_zscore" (clip to clip_low..clip_high first)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    clip_low: tuple[float, ...] | None
+    clip_high: tuple[float, ...] | None
+    predict_tile: int  # the tile `predict` should use for this model
+    foreground_share: float  # share of patches centred on foreground (on each class in turn)
+    margin: int  # extra pixels read around each patch for affine/elastic warps (strong augmentation)
+    memory_bytes: int  # the memory the batch size was fitted into
+    why: dict[str, str] = field(default_factory=dict, compare=False)  # field -> the reason for its value
+    fingerprint: dict[str, Any] | None = field(default=None, compare=False)  # what the choices were made from
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (tuples become lists): what plan.json holds."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """A stored plan (plan.json), checked field by field like overrides."""
+        values = _coerce(dict(data), stored=True)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and f.name not in _MEASURED]
+        if missing:
+            raise UserError(f"plan: fields {', '.join(missing)} are missing")
+        return cls(**values)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Plan)}
+_MEASURED = ("why", "fingerprint")  # recorded with a plan, never chosen or overridden
+_INTS = ("patch_size", "batch_size", "depth", "start_neurons", "predict_tile", "margin", "memory_bytes")
+
+
+def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str, Any] | None = None, *,
+              model: ModelConfig | None = None, memory_bytes: int | None = None) -> Plan:
+    """Choose how to train on the data `fingerprint` describes, on `device` ("cpu", "cuda", "auto").
+
+    `model` gives start_neurons, depth and batch norm of the network (the seed by default);
+    `memory_bytes` replaces the device's free memory (tests, or planning for another machine).
+    """
+    model = model or ModelConfig()
+    chosen = _coerce(dict(overrides or {}))
+    why = {name: f"set by you ({name}={chosen[name]!r})" for name in chosen}
+
+    def choose(name: str, value: Any, reason: str) -> Any:
+        if name not in chosen:
+            chosen[name], why[name] = value, reason
+        return chosen[name]
+
+    kind, free = _device_memory(device) if memory_bytes is None else ("given", memory_bytes)
+    budget = choose("memory_bytes", int(free * MEMORY_SHARE.get(kind, 0.5)),
+                    f"{MEMORY_SHARE.get(kind, 0.5):.0%} of the {_gb(free)} free on {kind}")
+    neurons = choose("start_neurons", model.start_neurons, f"the model's start_neurons ({model.start_neurons})")
+    per_pixel = BYTES_PER_PIXEL_PER_NEURON * neurons * (BATCH_NORM_FACTOR if model.batch_norm else 1.0)
+    height, width = fingerprint.size_max
+    whole_side = max(height, width)
+    whole = fingerprint.same_size and whole_side <= WHOLE_MAX_SIDE
+    side = min(fingerprint.size_min) if whole else min(DEFAULT_PATCH, *fingerprint.size_median)
+    depth = choose("depth", _depth(side, model.depth), _depth_why(side, model.depth))
+    multiple = 2**depth
+    whole_pixels = _round_up(height, multiple) * _round_up(width, multiple)
+    whole = whole and budget // (per_pixel * whole_pixels) >= MIN_BATCH
+    mode = choose("mode", "whole" if whole else "patch", _mode_why(fingerprint, whole))
+    if mode not in ("whole", "patch"):
+        raise UserError(f"plan field 'mode': {mode!r} is not whole or patch")
+    if mode == "whole":
+        patch = choose("patch_size", _round_up(whole_side, multiple), f"the images' side {whole_side} rounded up "
+                       f"to a multiple of {multiple} (2**depth)")
+    else:
+        patch = choose("patch_size", *_patch_size(fingerprint, multiple, per_pixel, budget))
+    if patch % multiple or patch <= 0:
+        raise UserError(f"plan field 'patch_size': {patch} is not a positive multiple of {multiple} (2**depth)")
+    pixels = whole_pixels if mode == "whole" else patch * patch
+    fits = int(budget // (per_pixel * pixels))
+    batch = choose("batch_size", max(1, min(MAX_BATCH, fits)),
+                   f"{fits} samples of {pixels} px fit {_gb(budget)} at {per_pixel:.0f} B/px (start_neurons "
+                   f"{neurons}); capped at {MAX_BATCH}" if fits > MAX_BATCH else
+                   f"{fits} samples of {pixels} px fit {_gb(budget)} at {per_pixel:.0f} B/px")
+    if batch < 1:
+        raise UserError(f"plan field 'batch_size': {batch} must be >= 1")
+    if batch > fits:
+        why["batch_size"] += f"; estimated {_gb(batch * pixels * per_pixel)}, over the budget of {_gb(budget)}"
+    choose("predict_tile", patch if mode == "patch" else max(DEFAULT_PATCH, patch),
+           "the patch size: the context the network was trained on" if mode == "patch" else
+           "at least the image side, so images of the training size are predicted whole")
+    _normalization(fingerprint, choose)
+    share = FOREGROUND_SHARE
+    foreground = 1.0 - fingerprint.class_share[0]
+    if mode == "whole":
+        choose("foreground_share", 0.0, "whole images: no patches to centre")
+    elif fingerprint.foreground_image_share == 0:
+        choose("foreground_share", 0.0, "no mask holds foreground")
+    elif foreground < 0.01:
+        choose("foreground_share", RARE_FOREGROUND_SHARE, f"foreground is rare ({foreground:.2%} of pixels): half "
+               "the patches centred on it")
+    else:
+        choose("foreground_share", share, f"nnU-Net's third of patches centred on foreground ({foreground:.1%} of "
+               "pixels are foreground)")
+    choose("margin", warp_margin(patch) if mode == "patch" else 0,
+           "room for the strong preset's affine (15 deg, scale 0.1, shift 0.05) and elastic warps around a patch"
+           if mode == "patch" else "whole images are warped with reflection at their borders")
+    chosen.pop("fingerprint", None)
+    return Plan(**chosen, why=why, fingerprint=fingerprint.to_dict())
+
+
+def _device_memory(device: str) -> tuple[str, int]:
+    """("cuda" | "cpu", free bytes): torch.cuda.mem_get_info on a GPU, MemAvailable on the CPU."""
+    if device in ("cuda", "auto"):
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda", int(torch.cuda.mem_get_info()[0])
+        if device == "cuda":
+            raise UserError("plan: --device cuda but no CUDA GPU is available")
+    return "cpu", _available_ram()
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def _depth(side: int, depth: int) -> int:
+    while depth > 1 and side / 2**depth < MIN_BOTTLENECK:
+        depth -= 1
+    return depth
+
+
+def _depth_why(side: int, depth: int) -> str:
+    chosen = _depth(side, depth)
+    if chosen == depth:
+        return f"the model's depth: a {side} px side keeps {side // 2**depth} px at the bottleneck"
+    return (f"{depth} pooling steps would leave {side / 2**depth:.1f} px of a {side} px side at the bottleneck; "
+            f"{chosen} keep at least {MIN_BOTTLENECK}")
+
+
+def _mode_why(fp: Fingerprint, whole: bool) -> str:
+    if whole:
+        return f"all images are {fp.size_max[0]}x{fp.size_max[1]} (up to {WHOLE_MAX_SIDE} px a side): trained whole"
+    if not fp.same_size:
+        return (f"sizes differ ({fp.size_min[0]}x{fp.size_min[1]} to {fp.size_max[0]}x{fp.size_max[1]}): patches "
+                "of one size, no resizing")
+    if fp.max_side > WHOLE_MAX_SIDE:
+        return f"images of {fp.size_max[0]}x{fp.size_max[1]} exceed {WHOLE_MAX_SIDE} px a side: patches"
+    return "two whole images do not fit the memory budget: patches"
+
+
+def _patch_size(fp: Fingerprint, multiple: int, per_pixel: float, budget: int) -> tuple[int, str]:
+    """The largest patch (multiple of 2**depth) covering the typical object that still fits MIN_BATCH."""
+    reason = f"{DEFAULT_PATCH} px"
+    target = DEFAULT_PATCH
+    if fp.object_size_p90 and 1.5 * fp.object_size_p90 > DEFAULT_PATCH:
+        target = min(MAX_PATCH, int(1.5 * fp.object_size_p90))
+        reason = f"1.5x the 90th-percentile object extent ({fp.object_size_p90:.0f} px), at most {MAX_PATCH}"
+    median_side = _round_up(min(fp.size_median), multiple)
+    if median_side < target:
+        target, reason = median_side, f"the median image side {min(fp.size_median)} (rounded up)"
+    patch = max(multiple, target // multiple * multiple)
+    while patch > multiple and budget // (per_pixel * patch * patch) < MIN_BATCH:
+        patch -= multiple
+        reason = f"the largest patch of which {MIN_BATCH} fit the memory budget"
+    thin = fp.foreground_width
+    if thin is not None and thin < 5:
+        reason += f"; thin structures (median width {thin:.1f} px) stay at full resolution"
+    return patch, reason + f"; a multiple of {multiple} (2**depth)"
+
+
+def _normalization(fp: Fingerprint, choose: Any) -> None:
+    """Per-channel z-score; percentile clipping first for float data with a wide range (CT-like)."""
+    floats = any(d.startswith("float") for d in fp.dtypes)
+    wide = min(fp.percentile_00_5) < 0 or max(fp.percentile_99_5) > 10
+    if floats and wide:
+        choose("normalization", "clip_zscore", f"float data from {min(fp.percentile_00_5):g} to "
+               f"{max(fp.percentile_99_5):g} (CT-like): clip to the 0.5/99.5 percentiles, then z-score")
+        choose("clip_low", fp.percentile_00_5, "the 0.5 percentile per channel")
+        choose("clip_high", fp.percentile_99_5, "the 99.5 percentile per channel")
+    else:
+        choose("normalization", "zscore", f"{'/'.join(fp.dtypes)} images: per-channel z-score")
+        choose("clip_low", None, "no clipping for z-score")
+        choose("clip_high", None, "no clipping for z-score")
+    choose("mean", fp.mean, f"per-channel mean of {fp.sampled_pixels} sampled pixels")
+    choose("std", tuple(max(s, 1e-6) for s in fp.std), f"per-channel std of {fp.sampled_pixels} sampled pixels")
+
+
+def _coerce(values: dict[str, Any], stored: bool = False) -> dict[str, Any]:
+    """Overrides (or, `stored`, a plan.json) checked against Plan's fields: unknown names and wrong
+    types are one line naming the field; the measured fields (why, fingerprint) are not overrides."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in _FIELDS or (name in _MEASURED and not stored):
+            known = ", ".join(n for n in _FIELDS if n not in _MEASURED)
+            raise UserError(f"plan field '{name}' is unknown or not settable (fields: {known})")
+        try:
+            if name in _INTS:
+                if isinstance(value, bool) or float(value) != int(value):
+                    raise ValueError
+                value = int(value)
+            elif name == "foreground_share":
+                value = float(value)
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError
+            elif name in ("mean", "std", "clip_low", "clip_high"):
+                value = None if value is None and name.startswith("clip") else tuple(float(v) for v in value)
+            elif name in ("mode", "normalization"):
+                value = str(value)
+            elif name in _MEASURED:
+                value = None if value is None else dict(value)
+        except (TypeError, ValueError):
+            raise UserError(f"plan field '{name}': {value!r} is not a valid value") from None
+        out[name] = value
+    if out.get("normalization", "zscore") not in ("zscore", "clip_zscore"):
+        raise UserError(f"plan field 'normalization': {out['normalization']!r} is not zscore or clip_zscore")
+    return out
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
