@@ -103,7 +103,18 @@ def check_train_config(config: TrainConfig) -> None:
     """Every name in `config` that a registry owns, checked by that registry (one line each)."""
     check_arch(config.model)
     get_loss(config.loss.name)
+    if config.loss.second_name is not None:
+        get_loss(config.loss.second_name, "loss.second_name")
+        if config.loss.second_name in BORDER_WEIGHTED:
+            raise UserError(f"config field 'loss.second_name': {config.loss.second_name} needs its border weight maps "
+                            "from the first step; use it as loss.name")
     schedule.check_names(config)
     augment_config(config.data.augment, config.data.augment_params)
     if config.model.multilabel and config.loss.name in BORDER_WEIGHTED:
         raise UserError(f"config field 'loss.name': {config.loss.name} is not available with model.multilabel yet")
+    if config.schedule.snapshots and config.folds >= 2:
+        raise UserError("config field 'schedule.snapshots': not available with --folds yet (each fold would be an "
+                        "ensemble of its own); use optim.swa_start, or train without folds")
+    if config.schedule.snapshots and config.optim.swa_start is not None:
+        raise UserError("config field 'schedule.snapshots': and optim.swa_start both decide the final weights; "
+                        "choose one")
