@@ -123,8 +123,7 @@ class LossConfig:
     border_sigma: float = 5.0  # ... and sigma (pixels)
     image_weight: float = 0.1  # model.classification_head: weight of the image-level "any foreground?" BCE
     aux_weight: float = 0.1  # model.deep_supervision: weight of the loss on each auxiliary map
-    aux_nonempty_only: bool = True  # deep supervision on images with foreground only (the winners'; the image head
-    #                                 judges emptiness)
+    aux_nonempty_only: bool = True  # deep supervision on images with foreground only (the winners' choice)
     second_name: str | None = None  # a second stage: this loss (e.g. lovasz_elu) from second_at of the run on
     second_at: float = 0.5  # share of the run (epochs, or the time budget) where the second stage starts, in (0, 1)
     second_lr: float | None = None  # the second stage's peak learning rate (default: optim.lr, unchanged)
@@ -154,8 +153,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max gradient norm
     ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); validated and saved
-    swa_start: float | None = None  # stochastic weight averaging from this share of the run: the weights at every
-    #                                 later epoch's end averaged, batch norm recomputed, saved as the model
+    swa_start: float | None = None  # SWA from this share of the run: epoch-end weights averaged, saved as the model
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "optim.lr", f"{self.lr} must be > 0")

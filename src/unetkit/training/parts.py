@@ -14,21 +14,38 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from unetkit import distributed
 from unetkit.config import TrainConfig
 from unetkit.models.base import SegmentationNet
+from unetkit.models.encoder_unet import SegmentationOutputs
 from unetkit.models.registry import build_model
 from unetkit.runtime import has_bf16, resolve_device
 from unetkit.training.checkpoint import Checkpoint
 from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
-from unetkit.training.step import TrainingForward, has_training_outputs
 
 if TYPE_CHECKING:
     from unetkit.training.averaging import Snapshots
+
+
+class TrainingForward(nn.Module):
+    """`net.training_outputs` as a module's forward, so DistributedDataParallel and torch.compile wrap it."""
+
+    def __init__(self, net: SegmentationNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> SegmentationOutputs:
+        return self.net.training_outputs(x)  # type: ignore[operator]
+
+
+def has_training_outputs(net: nn.Module) -> bool:
+    """Whether the net predicts more than logits while training (deep supervision, image head)."""
+    return callable(getattr(net, "training_outputs", None))
 
 
 @dataclass

@@ -18,34 +18,16 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from unetkit.config import LossConfig
 from unetkit.data.loader import Batch
-from unetkit.models.base import SegmentationNet
 from unetkit.models.encoder_unet import SegmentationOutputs
 from unetkit.runtime import log
 from unetkit.training.losses import LossFn
+from unetkit.training.parts import Parts
 
 if TYPE_CHECKING:
     from unetkit.training.checkpoint import TrainState
-    from unetkit.training.parts import Parts
-
-
-class TrainingForward(nn.Module):
-    """`net.training_outputs` as a module's forward, so DistributedDataParallel and torch.compile wrap it."""
-
-    def __init__(self, net: SegmentationNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> SegmentationOutputs:
-        return self.net.training_outputs(x)  # type: ignore[operator]
-
-
-def has_training_outputs(net: nn.Module) -> bool:
-    """Whether the net predicts more than logits while training (deep supervision, image head)."""
-    return callable(getattr(net, "training_outputs", None))
 
 
 def presence(masks: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
