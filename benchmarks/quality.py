@@ -51,6 +51,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "best-bce-dice": ("best", {"loss": {"name": "bce_dice"}}),
     "best-plain-decoder": ("best", {"model": {"attention": "none", "hypercolumn": False, "deep_supervision": False,
                                              "classification_head": False}}),
+    "best-no-hypercolumn": ("best", {"model": {"hypercolumn": False}}),
+    "best-width-16": ("best", {"model": {"start_neurons": 16}}),
     "best-resnet34": ("best", {"model": {"encoder": "resnet34"}}),
     "best-efficientnet-b0": ("best", {"model": {"encoder": "efficientnet_b0"}}),
     "best-sgdr-snapshots": ("best", {"schedule": {"name": "sgdr", "cycles": 3, "snapshots": True}}),
