@@ -308,12 +308,12 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[Labell
     """Choose the final weights, tune the decision rule on their validation predictions, write model.safetensors."""
     device = parts.device
     train_set, val_set = sets
-    best, made_of = _final_net(config, run_dir, parts, train_set, preprocess, state)
+    final, made_of = _final_net(config, run_dir, parts, train_set, preprocess, state)
     binary = uses_sigmoid(config.model)
     threshold: float | None = None
     postprocess: dict[str, float] = {}
     ignore_index = config.data.ignore_index
-    val, probabilities = validate(best, val_set, preprocess, parts.loss_fn, device, config.batch_size,
+    val, probabilities = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size,
                                   keep_probabilities=binary, ignore_index=ignore_index)
     if binary and probabilities is not None:
         targets = torch.from_numpy(val_set.masks)
@@ -327,17 +327,17 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[Labell
         write_csv(table, run_dir / "threshold_sweep.csv")
         val = decision.metrics
         if config.model.multilabel:  # per-label figures, as during training
-            val, _ = validate(best, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold)
+            val, _ = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     model_path = run_dir / "model.safetensors"
     record = _record(config, best_row) | {"threshold_metric": config.decision.threshold_metric, "val_at_threshold": val,
                                           "epochs_done": state.epoch, "stop_reason": stop_reason, "weights": made_of}
     rule_args: dict[str, Any] = {"threshold": 0.5 if threshold is None else threshold, "postprocess": postprocess,
                                  "training": record}
-    if isinstance(best, Ensemble):
-        save_ensemble(model_path, list(best.cpu().members), preprocess, **rule_args)  # type: ignore[arg-type]
+    if isinstance(final, Ensemble):
+        save_ensemble(model_path, list(final.cpu().members), preprocess, **rule_args)  # type: ignore[arg-type]
     else:
-        save_model(model_path, best.cpu(), preprocess, **rule_args)
+        save_model(model_path, final.cpu(), preprocess, **rule_args)
     speeds = [row["images_per_s"] for row in state.history]
     rule = f"; threshold {threshold:.2f}" if threshold is not None else ""
     rule += "".join(f", {k} {v} px" for k, v in postprocess.items() if v)
