@@ -37,7 +37,8 @@ from unetkit.export.model_file import SavedModel
 from unetkit.inference.predictor import Predictor
 from unetkit.models import UNet
 from unetkit.runtime import resolve_device
-from unetkit.training.loop import build_parts, train_step
+from unetkit.training.parts import build_parts
+from unetkit.training.step import train_step
 
 
 def crops(n: int, size: int) -> LabelledSet:

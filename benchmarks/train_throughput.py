@@ -29,7 +29,9 @@ from unetkit.data.preprocess import fit_preprocess
 from unetkit.data.split import coverage_classes, stratified_split
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.training.checkpoint import TrainState
-from unetkit.training.loop import Parts, build_parts, train_one_epoch, train_step
+from unetkit.training.loop import train_one_epoch
+from unetkit.training.parts import Parts, build_parts
+from unetkit.training.step import train_step
 
 TGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
 

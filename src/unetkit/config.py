@@ -24,7 +24,7 @@ T = TypeVar("T")
 # their registries and checked there (training/recipes.py checks a whole TrainConfig at once).
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 MONITORS = ("val_loss", "val_iou", "val_dice", "val_map")
-SIZE_POLICIES = ("pad", "resize")
+SIZE_POLICIES = ("pad", "resize", "pad_crop")
 THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -89,8 +89,13 @@ class DataConfig:
     val_fraction: float = 0.2  # held out for validation, stratified by mask coverage
     size_policy: str = "pad"  # "pad": reflect-pad to a multiple of 2**depth inside the model;
     #                           "resize": resize to resize_to x resize_to (the kernel's 101 -> 128)
+    #                           "pad_crop": training on random crop x crop windows of the images reflect-padded
+    #                           to pad_to x pad_to (the TGS winners' 101 -> 148, crops of 128); prediction as "pad"
     resize_to: int = 128
-    normalize: bool = True  # standardise with the training set's per-channel mean and std
+    pad_to: int = 148  # pad_crop: side the training images are reflect-padded to (>= the images' sides)
+    crop: int = 128  # pad_crop: side of the random training crops (<= pad_to)
+    normalize: bool = True  # standardise: the training set's per-channel mean and std, or with model.pretrained
+    #                         the encoder's own (ImageNet's for most), which its weights expect
     ignore_index: int | None = None  # mask value excluded from loss and metrics (e.g. 255 = unlabelled)
     augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "strong" (data/augment.py), "none"
     augment_params: dict[str, float] = field(default_factory=dict)  # AugmentConfig fields over the preset
@@ -99,6 +104,7 @@ class DataConfig:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"{self.val_fraction} must lie in (0, 1)")
         _check_choice("data.size_policy", self.size_policy, SIZE_POLICIES)
         _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
+        _require(1 <= self.crop <= self.pad_to, "data.crop", f"{self.crop} must lie in 1..data.pad_to ({self.pad_to})")
         _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "data.ignore_index", "must lie in 0..255")
         _require(isinstance(self.augment_params, dict), "data.augment_params", "must be a mapping of field: value")
 
@@ -115,6 +121,12 @@ class LossConfig:
     tversky_beta: float = 0.7  # false-negative weight
     border_w0: float = 10.0  # weighted_ce: the paper's w0 ...
     border_sigma: float = 5.0  # ... and sigma (pixels)
+    image_weight: float = 0.1  # model.classification_head: weight of the image-level "any foreground?" BCE
+    aux_weight: float = 0.1  # model.deep_supervision: weight of the loss on each auxiliary map
+    aux_nonempty_only: bool = True  # deep supervision on images with foreground only (the winners' choice)
+    second_name: str | None = None  # a second stage: this loss (e.g. lovasz_elu) from second_at of the run on
+    second_at: float = 0.5  # share of the run (epochs, or the time budget) where the second stage starts, in (0, 1)
+    second_lr: float | None = None  # the second stage's peak learning rate (default: optim.lr, unchanged)
 
     def __post_init__(self) -> None:
         _require(min(self.focal_gamma, self.tversky_alpha, self.tversky_beta) >= 0, "loss.focal_gamma",
@@ -126,6 +138,10 @@ class LossConfig:
                 raise UserError(f"config field 'loss.class_weights': {self.class_weights!r} must be a list of numbers") from None
             _require(min(self.class_weights) >= 0, "loss.class_weights", "must be non-negative numbers")
         _require(self.border_sigma > 0 and self.border_w0 >= 0, "loss.border_sigma", "sigma must be > 0 and w0 >= 0")
+        _require(self.image_weight >= 0, "loss.image_weight", f"{self.image_weight} must be >= 0")
+        _require(self.aux_weight >= 0, "loss.aux_weight", f"{self.aux_weight} must be >= 0")
+        _require(0 < self.second_at < 1, "loss.second_at", f"{self.second_at} must lie in (0, 1)")
+        _require(self.second_lr is None or self.second_lr > 0, "loss.second_lr", f"{self.second_lr} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -137,26 +153,33 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max gradient norm
     ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); validated and saved
+    swa_start: float | None = None  # SWA from this share of the run: epoch-end weights averaged, saved as the model
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "optim.lr", f"{self.lr} must be > 0")
         _require(self.weight_decay >= 0, "optim.weight_decay", f"{self.weight_decay} must be >= 0")
         _require(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "must be > 0")
         _require(self.ema_decay is None or 0 < self.ema_decay < 1, "optim.ema_decay", "must lie in (0, 1)")
+        _require(self.swa_start is None or 0 < self.swa_start < 1, "optim.swa_start", "must lie in (0, 1)")
+        _require(self.swa_start is None or self.ema_decay is None, "optim.swa_start",
+                 "and optim.ema_decay both average weights; choose one")
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
     """How the learning rate moves (training/schedule.py)."""
 
-    name: str = "plateau"  # "plateau" (the seed), "cosine", "onecycle", "poly" (nnU-Net), "constant"
-    warmup_epochs: float = 0.0  # linear warm-up for cosine/poly/constant
+    name: str = "plateau"  # "plateau" (the seed), "cosine", "sgdr", "onecycle", "poly" (nnU-Net), "constant"
+    warmup_epochs: float = 0.0  # linear warm-up for cosine/sgdr/poly/constant
+    cycles: int = 4  # sgdr: cosine cycles (warm restarts) over the run (epochs, or the time budget)
+    snapshots: bool = False  # sgdr: the weights at each cycle's end, saved as one ensemble model file
     plateau_patience: int = 5  # reduce-on-plateau patience
     plateau_factor: float = 0.1
     min_lr: float = 1e-5
 
     def __post_init__(self) -> None:
         _require(self.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0")
+        _require(self.cycles >= 1, "schedule.cycles", f"{self.cycles} must be >= 1")
         _require(self.plateau_patience >= 0, "schedule.plateau_patience", "must be >= 0")
         _require(0 < self.plateau_factor < 1, "schedule.plateau_factor", f"{self.plateau_factor} must lie in (0, 1)")
         _require(self.min_lr >= 0, "schedule.min_lr", f"{self.min_lr} must be >= 0")

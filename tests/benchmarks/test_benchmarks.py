@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from unetkit.data.synthetic import generate_synthetic
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -30,6 +32,28 @@ def test_quality_links_a_labelled_subset(tmp_path: Path) -> None:
     pairs = find_pairs(data)
     subset = load("quality").link_subset(pairs, [1, 4], tmp_path / "subset")
     assert [p.stem for p in find_pairs(subset)] == ["syn_00001", "syn_00004"]
+
+
+@pytest.mark.slow
+def test_quality_table_runs_every_recipe_on_two_folds_and_ends_with_the_budget_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--quick", "--recipes", "fast,best", "--out", str(tmp_path / "q")]
+    means = load("quality").main(args)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert set(means[0.01]) == {"fast", "best"}
+    assert all(0.0 <= m <= 1.0 for m in means[0.01].values())
+    for recipe in ("fast", "best"):  # one run per held-out fold (one seed in --quick)
+        assert sorted(p.name for p in (tmp_path / "q" / "0.01min" / recipe).iterdir()) == ["fold0_seed0", "fold1_seed0"]
+    best, fast = means[0.01]["best"], means[0.01]["fast"]
+    assert lines[-1] == f"quality: budget=0.01cpu best_map={best:.4f} fast_map={fast:.4f} gain={best - fast:.4f}"
+    assert any(line.startswith("best ") and " ± " in line for line in lines)  # the table's row
+    again = load("quality").main(args)  # finished runs are reused
+    assert again == means
+
+
+def test_quality_refuses_an_unknown_recipe_before_training(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="unknown recipe 'nope'"):
+        load("quality").main(["--quick", "--recipes", "fast,nope", "--out", str(tmp_path / "q")])
 
 
 def test_inference_benchmark_streams_a_large_tiff_through_the_cli(tiny_model_file: Path, tmp_path: Path) -> None:

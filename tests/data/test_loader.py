@@ -76,3 +76,30 @@ def test_threads_only_where_a_gpu_waits_for_batches(monkeypatch: pytest.MonkeyPa
     assert default_workers("cuda") == 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: four ranks share the machine's cores
     assert default_workers("cuda") == 3
+
+
+def test_pad_crop_pads_by_reflection_and_crops_one_window_per_image() -> None:
+    from unetkit.data.augment import pad_crop
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (3, 101, 101, 1), dtype=np.uint8)
+    masks = (images[..., 0] > 127).astype(np.uint8)
+    out_images, out_masks, out_weights = pad_crop(images, masks, None, 148, 128, np.random.default_rng(4))
+    assert out_images.shape == (3, 128, 128, 1) and out_masks.shape == (3, 128, 128) and out_weights is None
+    assert np.array_equal(out_masks, (out_images[..., 0] > 127).astype(np.uint8))  # one window for image and mask
+    padded = np.pad(images[0, :, :, 0], ((23, 24), (23, 24)), mode="reflect")  # 101 -> 148, centred
+    window = out_images[0, :, :, 0]
+    found = [(y, x) for y in range(21) for x in range(21) if np.array_equal(padded[y : y + 128, x : x + 128], window)]
+    assert len(found) == 1
+
+
+def test_pad_crop_batches_are_reproducible_and_change_by_epoch() -> None:
+    rng = np.random.default_rng(1)
+    data = LabelledSet([str(i) for i in range(4)], rng.random((4, 20, 20, 1), dtype=np.float32),
+                       np.zeros((4, 20, 20), np.uint8), [])
+
+    def first_batch(epoch: int) -> torch.Tensor:
+        return next(BatchIterator(data, identity_preprocess(1), 4, shuffle=False, pad_crop=(30, 16)).epoch(epoch)).images
+
+    assert first_batch(0).shape == (4, 1, 16, 16)
+    assert torch.equal(first_batch(0), first_batch(0)) and not torch.equal(first_batch(0), first_batch(1))

@@ -72,3 +72,17 @@ def test_every_loss_pushes_the_true_class_up(name: str, classes: int) -> None:
 def test_shape_mismatch_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="expected logits"):
         cross_entropy(torch.zeros(1, 1, 2, 2), torch.zeros(1, 3, 3))
+
+
+def test_lovasz_elu_by_hand() -> None:
+    # elu+1 maps the logits (2, -1) to (3, 1/e): errors -2 (foreground) and 1 + 1/e (background), whose
+    # Lovász gradient is 0.5 each: the plain hinge's 0 becomes (1 + 1/e) / 2
+    logits, target = torch.tensor([[[[2.0, -1.0]]]]), torch.tensor([[[1, 0]]])
+    assert get_loss("lovasz_elu")(logits, target).item() == pytest.approx((1 + math.exp(-1)) / 2)
+    assert lovasz(logits, target).item() == pytest.approx(0.0)
+
+
+def test_lovasz_elu_is_lovasz_softmax_for_several_classes() -> None:
+    torch.manual_seed(1)
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    assert get_loss("lovasz_elu")(logits, target).item() == pytest.approx(lovasz(logits, target).item())

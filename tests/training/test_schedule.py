@@ -29,3 +29,27 @@ def test_time_budget_lays_out_the_schedule() -> None:
     schedule = StepSchedule(config, steps_per_epoch=10)
     assert schedule.progress(steps_done=10, elapsed_s=300) == pytest.approx(0.5)  # half the budget spent
     assert StepSchedule(TrainConfig(epochs=4), 10).progress(20, 1e6) == pytest.approx(0.5)  # no budget: steps
+
+
+def test_sgdr_restarts_every_cycle_and_counts_them() -> None:
+    config = TrainConfig(schedule=ScheduleConfig(name="sgdr", cycles=4, min_lr=0.0), optim=OptimConfig(lr=1.0), epochs=8)
+    assert lr_at(0.0, config, 0.0) == pytest.approx(1.0)
+    assert lr_at(0.125, config, 0.0) == pytest.approx(0.5)  # half-way through the first cycle
+    assert lr_at(0.2499, config, 0.0) == pytest.approx(0.0, abs=1e-6)
+    assert lr_at(0.25, config, 0.0) == pytest.approx(1.0)  # warm restart
+    assert lr_at(1.0, config, 0.0) == pytest.approx(0.0)  # the last cycle ends at its floor
+    schedule = StepSchedule(config, steps_per_epoch=10)
+    assert [schedule.cycles_done(p) for p in (0.0, 0.26, 0.5, 0.99, 1.0)] == [0, 1, 2, 3, 4]
+
+
+def test_a_second_stage_peak_replaces_the_lr() -> None:
+    config = TrainConfig(schedule=ScheduleConfig(name="cosine", min_lr=0.0), optim=OptimConfig(lr=1.0))
+    assert lr_at(0.5, config, 0.0, peak=4e-4) == pytest.approx(2e-4)
+
+
+def test_snapshots_need_sgdr() -> None:
+    from unetkit.errors import UserError
+    from unetkit.training.schedule import check_names
+
+    with pytest.raises(UserError, match="schedule.snapshots': needs schedule.name sgdr"):
+        check_names(TrainConfig(schedule=ScheduleConfig(name="cosine", snapshots=True)))

@@ -337,7 +337,9 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
-                       help="training recipe: seed (default, the kernel's) or fast")
+                       help="training recipe: seed (default, the kernel's), fast (the seed's layers tuned for a "
+                       "time budget) or best (an encoder U-Net with the TGS winners' training; chosen for CPUs by "
+                       "benchmarks/quality.py: the best recipe on a GPU may differ)")
     train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",
                        help="model preset: seed (default), seed-bn, small")
     train.add_argument("--augment", choices=LazyChoices("unetkit.data.augment", "PRESETS"), metavar="AUGMENT",
@@ -354,13 +356,15 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, help="images per step (default: the recipe's, listed below)")
     train.add_argument("--lr", type=float, help="learning rate, optim.lr (default: the recipe's, listed below)")
     train.add_argument("--loss", choices=LazyChoices("unetkit.training.losses", "LOSSES"), metavar="LOSS",
-                       help="bce (default), bce_dice, dice, focal, tversky, lovasz, bce_lovasz, focal_dice, weighted_ce")
+                       help="bce (default), bce_dice, dice, focal, tversky, lovasz, lovasz_elu, bce_lovasz, focal_dice, "
+                       "weighted_ce")
     train.add_argument("--monitor", choices=MONITORS, help="value for early stopping and the best checkpoint")
     train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB, 4); default: detected from "
                        "the first images (a gray picture saved as RGB counts as gray)")
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
-    train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default) or resize to data.resize_to")
+    train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default), resize to data.resize_to, "
+                       "or pad_crop (train on random data.crop windows of images padded to data.pad_to)")
     train.add_argument("--device", choices=DEVICES)
     train.add_argument("--compile", action="store_const", const=True, help="torch.compile the network (GPUs; "
                        "a slower first epoch)")

@@ -77,6 +77,33 @@ def augment_config(preset: str, params: dict[str, Any] | None = None) -> Augment
     return dataclasses.replace(base or AugmentConfig(p_hflip=0.0), **{k: float(v) for k, v in params.items()})
 
 
+def pad_crop(images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, pad_to: int, crop: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The `pad_crop` size policy's training view: each (N, H, W, ...) array reflect-padded to
+    pad_to x pad_to, centred as the network pads at prediction, then one random crop x crop window
+    per image (the same window for its image, mask and weights).
+
+    Done with NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is
+    drawn from the batch's own generator, and masks and weight maps of any layout go along.
+    """
+    height, width = images.shape[1:3]
+    if max(height, width) > pad_to:
+        raise ValueError(f"images of {width}x{height} do not fit data.pad_to {pad_to}")
+    top, left = (pad_to - height) // 2, (pad_to - width) // 2
+    sides = ((0, 0), (top, pad_to - height - top), (left, pad_to - width - left))
+
+    def padded(array: np.ndarray) -> np.ndarray:
+        return np.pad(array, sides + ((0, 0),) * (array.ndim - 3), mode="reflect")
+
+    ys = rng.integers(0, pad_to - crop + 1, size=len(images))
+    xs = rng.integers(0, pad_to - crop + 1, size=len(images))
+
+    def cropped(array: np.ndarray) -> np.ndarray:
+        return np.stack([a[y : y + crop, x : x + crop] for a, y, x in zip(padded(array), ys, xs)])
+
+    return cropped(images), cropped(masks), cropped(weights) if weights is not None else None
+
+
 class Augmenter:
     """Applies one random draw per sample to (image, mask[, weights]); reseeded per epoch for resume."""
 

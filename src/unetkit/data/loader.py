@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from unetkit.data.augment import AugmentConfig, Augmenter
+from unetkit.data.augment import AugmentConfig, Augmenter, pad_crop
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.io import dtype_range
 from unetkit.data.preprocess import Preprocess
@@ -53,9 +53,10 @@ class BatchIterator:
 
     def __init__(self, data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
                  augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 workers: int = 0) -> None:
+                 workers: int = 0, pad_crop: tuple[int, int] | None = None) -> None:
         """`batch_size` is the global batch: with `world_size` ranks this one takes its share of each.
-        `workers` threads prepare batches ahead (0: in the caller's thread)."""
+        `workers` threads prepare batches ahead (0: in the caller's thread). `pad_crop` (pad_to, crop):
+        the images are reflect-padded to pad_to and one random crop of crop x crop taken from each."""
         self.data = data
         self.preprocess = preprocess
         self.batch_size = batch_size
@@ -64,6 +65,7 @@ class BatchIterator:
         self.seed = seed
         self.rank, self.world_size = rank, world_size
         self.workers = workers
+        self.pad_crop = pad_crop
         self._local = threading.local()  # one augmenter per thread: a pipeline's random state is its own
 
     def __len__(self) -> int:
@@ -91,6 +93,9 @@ class BatchIterator:
     def _batch(self, epoch: int, number: int, index: np.ndarray, loss_scale: float) -> Batch:
         images, masks = self.data.images[index], self.data.masks[index]
         weights = self.data.weights[index] if self.data.weights is not None else None
+        if self.pad_crop is not None:  # its own stream: the augmentation draws stay those of the pad policy
+            rng = np.random.default_rng((self.seed, epoch, number, self.rank, 1))
+            images, masks, weights = pad_crop(images, masks, weights, *self.pad_crop, rng)
         if self.augment is not None:
             augmenter = getattr(self._local, "augmenter", None)
             if augmenter is None:

@@ -3,7 +3,8 @@
 Resume must restore everything that shapes the next epoch, not only the weights (the
 peers' most common resume complaint): Adam's moments and step counts, the plateau
 scheduler's counters, early-stopping state, elapsed time for the budget, the metrics
-history and the torch RNG that drives dropout (every torchrun rank's own).
+history and the torch RNG that drives dropout (every torchrun rank's own), the training stage,
+the SWA average (tensors, with its count) and how many SGDR snapshots are written.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class TrainState:
     stale_epochs: int = 0  # epochs since the monitor last improved
     elapsed_s: float = 0.0  # training time spent, counted against the time budget
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (metrics.csv)
+    stage: int = 1  # 2 once loss.second_name took over (never back: a longer resumed run keeps it)
+    snapshots: int = 0  # SGDR snapshots written (checkpoints/snapshot_<i>.safetensors, i < snapshots)
 
 
 @dataclass
@@ -60,7 +63,7 @@ class Checkpoint:
     state: TrainState
     rng: torch.Tensor
     cuda_rng: list[torch.Tensor]
-    extras: dict[str, Any]  # state dicts of optional parts: "ema", "scaler"
+    extras: dict[str, Any]  # state dicts of optional parts: "ema", "swa", "scaler"
     rank_rng: dict[int, RngState] = field(default_factory=dict)  # torchrun ranks 1.. of the run that wrote it
 
     def restore_rng(self, rank: int = 0, seed: int = 0, device: torch.device | None = None) -> None:

@@ -5,7 +5,11 @@ Adam, cross-entropy, random horizontal flips, validation every epoch, reduce-on-
 value, best and last checkpoints, then the decision rule (threshold, small-component
 removal, empty-mask rule) tuned on validation and stored in the model file. A time budget
 ends training cleanly, mid-epoch if need be. Options (losses, optimisers, schedules, EMA,
-mixed precision, compile) are assembled once by `build_parts`.
+mixed precision, compile) are assembled once by `build_parts` (training/parts.py); one step
+and its objective are training/step.py. The TGS winners' options act here as the run
+progresses (a share of the epochs, or of the time budget, as the schedule measures it): the
+second stage's loss from `loss.second_at`, an SGDR snapshot at each cycle's end, SWA averages at
+epoch ends; training/averaging.py makes the final model of them.
 
 Under torchrun the same loop runs on every rank with DistributedDataParallel: each rank
 trains on its share of every global batch (data/loader.py), validates its share of the
@@ -16,41 +20,38 @@ tunes the decision rule at the end.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from unetkit import distributed
 from unetkit.config import TrainConfig, to_dict
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.loader import Batch, BatchIterator, default_workers
+from unetkit.data.loader import BatchIterator, default_workers
 from unetkit.data.masks import class_table
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
-from unetkit.export.model_file import SavedModel, load_model, save_model
+from unetkit.export.model_file import SavedModel, load_model, save_ensemble, save_model
 from unetkit.fileio import write_csv
 from unetkit.inference.labelled import predict_labelled, stacked
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
 from unetkit.models.base import SegmentationNet
-from unetkit.models.registry import build_model
+from unetkit.models.ensemble import Ensemble
 from unetkit.outputs import as_logits, foreground, is_binary, uses_sigmoid
-from unetkit.runtime import has_bf16, log, progress, resolve_device
+from unetkit.runtime import log, progress, resolve_device
+from unetkit.training.averaging import Snapshots, ensemble, swa_model, swa_update
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
-from unetkit.training.losses import LossFn, get_loss
+from unetkit.training.losses import LossFn
 from unetkit.training.observe import EpochObserver
-from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
+from unetkit.training.parts import Parts, build_parts
+from unetkit.training.step import enter_stage, stage_peak, train_step
 from unetkit.training.threshold import tune_decision, warn_if_blind
 
 PROGRESS_EVERY = 10  # steps between progress-bar loss updates and torchrun's deadline checks (each waits for the GPU)
@@ -75,88 +76,6 @@ class TrainResult:
     binary: bool = True  # one foreground class: the TGS figures (mAP) mean something
 
 
-@dataclass
-class Parts:
-    """Everything a training step touches, built once from the config."""
-
-    config: TrainConfig
-    net: SegmentationNet  # the weights being trained (never wrapped: its state_dict keys stay clean)
-    forward: torch.nn.Module  # net, wrapped in DistributedDataParallel under torchrun, optionally compiled
-    ema: AveragedModel | None
-    optimizer: torch.optim.Optimizer
-    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau
-    schedule: StepSchedule
-    loss_fn: LossFn
-    device: torch.device
-    autocast: Any  # a context-manager factory
-    scaler: torch.amp.GradScaler | None
-
-    @property
-    def evaluated(self) -> torch.nn.Module:
-        """The weights that are validated and saved: the EMA when enabled."""
-        return self.ema.module if self.ema is not None else self.net
-
-    def extras(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.ema is not None:
-            out["ema"] = self.ema.state_dict()
-        if self.scaler is not None:
-            out["scaler"] = self.scaler.state_dict()
-        return out
-
-
-def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
-                class_weights: tuple[float, ...] | None) -> Parts:
-    """Network, optimiser, schedules, loss, EMA and precision settings for `config`."""
-    device = resolve_device(config.runtime.device)
-    torch.manual_seed(config.seed)
-    if config.runtime.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    # channels_last: 10-25% faster convolutions on CPU (measured, 2 cores) and the layout tensor cores want.
-    net = (resume.net if resume else build_model(config.model)).to(device, memory_format=torch.channels_last)
-    if config.runtime.sync_batchnorm and distributed.launched():
-        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    if distributed.rank():  # same initial weights (DDP broadcasts rank 0's anyway), different dropout draws
-        torch.manual_seed(config.seed + distributed.rank())
-    optimizer = make_optimizer(net.parameters(), config)
-    plateau = make_plateau(optimizer, config)
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay), use_buffers=True) \
-        if config.optim.ema_decay else None
-    amp_dtype = _amp_dtype(config.runtime.amp, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    if resume:
-        optimizer.load_state_dict(resume.optimizer)
-        plateau.load_state_dict(resume.scheduler)
-        fresh = make_plateau(optimizer, config)  # settings come from the (possibly changed) config, counters stay
-        plateau.patience, plateau.factor, plateau.min_lrs = fresh.patience, fresh.factor, fresh.min_lrs
-        if ema is not None and "ema" in resume.extras:
-            ema.load_state_dict(resume.extras["ema"])
-        if scaler is not None and "scaler" in resume.extras:
-            scaler.load_state_dict(resume.extras["scaler"])
-        resume.restore_rng(distributed.rank(), config.seed, device)
-    options = dataclasses.replace(config.loss, class_weights=class_weights)
-    autocast = partial(torch.autocast, device_type=device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
-    forward: torch.nn.Module = net
-    if distributed.launched():
-        forward = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    return Parts(config, net, torch.compile(forward) if config.runtime.compile else forward, ema, optimizer, plateau,
-                 StepSchedule(config, steps_per_epoch),
-                 partial(get_loss(config.loss.name), options=options, ignore_index=config.data.ignore_index), device,
-                 autocast, scaler)
-
-
-def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16 (with a grad scaler); CPUs train in fp32."""
-    if mode == "off" or device.type != "cuda":
-        return None
-    if mode == "fp16" or (mode == "auto" and not has_bf16(device)):
-        return torch.float16
-    return torch.bfloat16
-
-
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: LabelledSet, preprocess: Preprocess,
         resume: Checkpoint | None = None, class_weights: tuple[float, ...] | None = None,
         augment: Any = None) -> TrainResult:
@@ -168,10 +87,13 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
     workers = config.runtime.loader_workers
     if workers is None:
         workers = default_workers(resolve_device(config.runtime.device).type)
+    crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
     train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
-                                  seed=config.seed, rank=rank, world_size=world_size, workers=workers)
+                                  seed=config.seed, rank=rank, world_size=world_size, workers=workers, pad_crop=crop)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     parts = build_parts(config, len(train_batches), resume, class_weights)
+    if config.schedule.snapshots:
+        parts.snapshots = Snapshots(run_dir / "checkpoints", preprocess, write=distributed.is_main())
     state = resume.state if resume else TrainState()
     if resume:
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
@@ -190,10 +112,13 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
         if hit_deadline:
             stop_reason = "time budget"
             break
+    if parts.snapshots is not None and state.snapshots < config.schedule.cycles:  # stopped before the last cycle's end
+        parts.snapshots.take(parts.evaluated, state.snapshots)
+        state.snapshots += 1
     result = None
     if observer is not None:  # rank 0
         observer.close()
-        result = _finish(config, run_dir, parts, val_set, preprocess, state, stop_reason)
+        result = _finish(config, run_dir, parts, (train_set, val_set), preprocess, state, stop_reason)
         result.n_train, result.n_val = len(train_set), len(val_set)
     return distributed.from_main(result)
 
@@ -211,7 +136,7 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
     clock = state.elapsed_s  # training time as the schedule sees it (the same on every rank)
     bar = progress(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch + 1}", unit="batch", leave=False)
     for index, batch in enumerate(bar):
-        parts.schedule.apply(parts.optimizer, state.steps, clock)
+        _before_step(parts, state, clock)
         loss = train_step(parts, batch)
         # On the CPU every step is checked (reading the loss costs nothing); on a GPU every few,
         # since reading it waits for the device.
@@ -231,6 +156,17 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
     bar.close()
     loss_total, seen = distributed.sum_across([float(loss_sum), float(seen)], parts.device)
     return loss_total / max(seen, 1), int(seen), stopped
+
+
+def _before_step(parts: Parts, state: TrainState, clock: float) -> None:
+    """What the run's progress decides before a step: the stage, the learning rate, SGDR snapshots."""
+    done = parts.schedule.progress(state.steps, clock)
+    enter_stage(parts, state, done)
+    parts.schedule.apply(parts.optimizer, state.steps, clock, stage_peak(parts))
+    if parts.snapshots is not None:
+        while state.snapshots < parts.schedule.cycles_done(done):  # the weights now end a cycle
+            parts.snapshots.take(parts.evaluated, state.snapshots)
+            state.snapshots += 1
 
 
 def _check_finite(loss: torch.Tensor, epoch: int, index: int) -> None:
@@ -259,39 +195,8 @@ def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index:
     return total / distributed.world_size(), late > 0
 
 
-def train_step(parts: Parts, batch: Batch) -> torch.Tensor:
-    """Forward, backward, (clip), optimiser step, EMA update; returns the batch loss (a 0-d tensor on
-    the device, not read back, so the step does not wait for the GPU)."""
-    if parts.device.type == "cuda":  # page-locked host memory makes the copies below asynchronous
-        batch = batch._replace(images=batch.images.pin_memory(), masks=batch.masks.pin_memory(),
-                               weights=batch.weights.pin_memory() if batch.weights is not None else None)
-    images = batch.images.to(parts.device, non_blocking=True, memory_format=torch.channels_last)
-    masks = batch.masks.to(parts.device, non_blocking=True)
-    weights = batch.weights.to(parts.device, non_blocking=True) if batch.weights is not None else None
-    parts.optimizer.zero_grad(set_to_none=True)
-    with parts.autocast():
-        logits = parts.forward(images)
-    loss = parts.loss_fn(logits.float(), masks, weights)
-    scaled = loss * batch.loss_scale if batch.loss_scale != 1.0 else loss  # DDP averages the ranks' gradients
-    if parts.scaler is not None:
-        parts.scaler.scale(scaled).backward()
-        parts.scaler.unscale_(parts.optimizer)
-    else:
-        scaled.backward()
-    if parts.config.optim.grad_clip:
-        torch.nn.utils.clip_grad_norm_(parts.net.parameters(), parts.config.optim.grad_clip)
-    if parts.scaler is not None:
-        parts.scaler.step(parts.optimizer)
-        parts.scaler.update()
-    else:
-        parts.optimizer.step()
-    if parts.ema is not None:
-        parts.ema.update_parameters(parts.net)
-    return loss.detach()
-
-
 @torch.no_grad()
-def validate(net: SegmentationNet, data: LabelledSet, preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
+def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
              batch_size: int, *, threshold: float = 0.5, keep_probabilities: bool = False,
              ignore_index: int | None = None, across_ranks: bool = False) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (inference/labelled.py);
@@ -359,6 +264,7 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     started = time.monotonic()
     if not parts.schedule.active:
         parts.plateau.step(row[config.monitor])
+    swa_update(parts.swa, parts.net, parts.schedule.progress(state.steps, state.elapsed_s), config.optim.swa_start)
     checkpoints = run_dir / "checkpoints"
     improved = _improved(config.monitor, row[config.monitor], state.best_value)
     if improved:
@@ -381,16 +287,33 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     state.elapsed_s = distributed.from_main(state.elapsed_s)
 
 
-def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_set: LabelledSet, preprocess: Preprocess,
-            state: TrainState, stop_reason: str) -> TrainResult:
-    """Reload the best weights, tune the decision rule on validation, write model.safetensors."""
+def _final_net(config: TrainConfig, run_dir: Path, parts: Parts, train_set: LabelledSet, preprocess: Preprocess,
+               state: TrainState) -> tuple[SegmentationNet | Ensemble, str]:
+    """The net the model file will hold, and what it is: the SGDR snapshots' ensemble, the SWA
+    average, or the best checkpoint (training/averaging.py)."""
     device = parts.device
-    best = load_model(run_dir / "checkpoints" / "best.safetensors").net.to(device, memory_format=torch.channels_last)
+    if parts.snapshots is not None:
+        return ensemble(parts.snapshots.members(state.snapshots, device)), f"{state.snapshots} SGDR snapshots"
+    if parts.swa is not None:
+        averaged = swa_model(parts.swa, train_set, preprocess, config.batch_size, device)
+        if averaged is not None:
+            return averaged, f"SWA of {int(parts.swa.n_averaged)} epochs"
+        log.info("SWA averaged nothing (the run ended before optim.swa_start); the model is the best epoch's")
+    best = load_model(run_dir / "checkpoints" / "best.safetensors").net
+    return best.to(device, memory_format=torch.channels_last), f"best epoch {state.best_epoch}"  # type: ignore[return-value]
+
+
+def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[LabelledSet, LabelledSet],
+            preprocess: Preprocess, state: TrainState, stop_reason: str) -> TrainResult:
+    """Choose the final weights, tune the decision rule on their validation predictions, write model.safetensors."""
+    device = parts.device
+    train_set, val_set = sets
+    final, made_of = _final_net(config, run_dir, parts, train_set, preprocess, state)
     binary = uses_sigmoid(config.model)
     threshold: float | None = None
     postprocess: dict[str, float] = {}
     ignore_index = config.data.ignore_index
-    val, probabilities = validate(best, val_set, preprocess, parts.loss_fn, device, config.batch_size,
+    val, probabilities = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size,
                                   keep_probabilities=binary, ignore_index=ignore_index)
     if binary and probabilities is not None:
         targets = torch.from_numpy(val_set.masks)
@@ -404,17 +327,21 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, val_set: LabelledS
         write_csv(table, run_dir / "threshold_sweep.csv")
         val = decision.metrics
         if config.model.multilabel:  # per-label figures, as during training
-            val, _ = validate(best, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold)
+            val, _ = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     model_path = run_dir / "model.safetensors"
     record = _record(config, best_row) | {"threshold_metric": config.decision.threshold_metric, "val_at_threshold": val,
-                                          "epochs_done": state.epoch, "stop_reason": stop_reason}
-    save_model(model_path, best.cpu(), preprocess, threshold=0.5 if threshold is None else threshold,
-               postprocess=postprocess, training=record)
+                                          "epochs_done": state.epoch, "stop_reason": stop_reason, "weights": made_of}
+    rule_args: dict[str, Any] = {"threshold": 0.5 if threshold is None else threshold, "postprocess": postprocess,
+                                 "training": record}
+    if isinstance(final, Ensemble):
+        save_ensemble(model_path, list(final.cpu().members), preprocess, **rule_args)  # type: ignore[arg-type]
+    else:
+        save_model(model_path, final.cpu(), preprocess, **rule_args)
     speeds = [row["images_per_s"] for row in state.history]
     rule = f"; threshold {threshold:.2f}" if threshold is not None else ""
     rule += "".join(f", {k} {v} px" for k, v in postprocess.items() if v)
-    log.info("stopped after epoch %d: %s; best epoch %d%s", state.epoch, stop_reason, state.best_epoch, rule)
+    log.info("stopped after epoch %d: %s; model: %s%s", state.epoch, stop_reason, made_of, rule)
     return TrainResult(run_dir, model_path, threshold, val, state.epoch, state.best_epoch,
                        sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess=postprocess,
                        binary=is_binary(config.model))

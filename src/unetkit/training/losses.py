@@ -147,10 +147,29 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor 
 
     A convex surrogate that optimises IoU directly; best used to fine-tune after BCE.
     """
+    return _lovasz(logits, target, ignore_index, elu=False)
+
+
+def lovasz_elu(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
+               options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
+    """The Lovász hinge on elu(x) + 1 instead of x, as several TGS top teams trained their second stage.
+
+    elu(x) + 1 is positive and smooth: a background pixel's hinge error 1 + elu(x) + 1 never
+    vanishes, so every background pixel keeps a (fading, as x -> -inf) push downwards, where the
+    plain hinge stops at x = -1; foreground pixels see x + 1 for x > 0 (the hinge shifted by one).
+    Sigmoid outputs only (binary, multi-label); softmax outputs get the plain Lovász-softmax.
+    """
+    return _lovasz(logits, target, ignore_index, elu=True)
+
+
+def _lovasz(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None, *, elu: bool) -> torch.Tensor:
     _check(logits, target)
     if target.dim() == 4:  # multi-label: the hinge per (image, label) map
         flat = target.shape[0] * target.shape[1]
-        return lovasz(logits.reshape(flat, 1, *logits.shape[2:]), target.reshape(flat, *target.shape[2:]))
+        return _lovasz(logits.reshape(flat, 1, *logits.shape[2:]), target.reshape(flat, *target.shape[2:]), None,
+                       elu=elu)
+    if elu and logits.shape[1] == 1:
+        logits = F.elu(logits) + 1
     target, valid = _valid(target, ignore_index)
     losses = []
     for image in range(logits.shape[0]):
@@ -190,6 +209,7 @@ LOSSES: dict[str, LossFn] = {
     "focal": focal,
     "tversky": tversky,
     "lovasz": lovasz,
+    "lovasz_elu": lovasz_elu,  # the hinge on elu(x) + 1 (TGS winners' second stage)
     "bce_lovasz": _sum_of(cross_entropy, lovasz),
     "focal_dice": _sum_of(focal, soft_dice_loss),
 }
@@ -199,8 +219,8 @@ LOSSES: dict[str, LossFn] = {
 BORDER_WEIGHTED = frozenset({"weighted_ce"})
 
 
-def get_loss(name: str) -> LossFn:
-    """The loss function called `name`; an unknown name is one line listing the known ones."""
+def get_loss(name: str, field: str = "loss.name") -> LossFn:
+    """The loss function called `name`; an unknown name is one line naming `field` and the known losses."""
     if name not in LOSSES:
-        raise UserError(f"config field 'loss.name': '{name}' is not one of {', '.join(LOSSES)}")
+        raise UserError(f"config field '{field}': '{name}' is not one of {', '.join(LOSSES)}")
     return LOSSES[name]

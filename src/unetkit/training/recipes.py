@@ -33,6 +33,18 @@ RECIPES: dict[str, dict[str, Any]] = {
              "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
              "schedule": {"name": "cosine", "warmup_epochs": 0.5}, "loss": {"name": "bce_dice"},
              "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}},
+    # The TGS winners' model and training, sized for a CPU (benchmarks/quality.py decides between
+    # candidates; a GPU affords a larger encoder and more epochs, so its best may differ): a ResNet18
+    # encoder U-Net with scSE, hypercolumns, deep supervision and the image-level head, its decoder at
+    # half smp's widths (start_neurons 8: 128 .. 8 channels; at 16 it trained at half the speed on 2
+    # cores); BCE, then Lovász on elu(x)+1 for the last 40% of the run; AdamW on a cosine over the budget.
+    "best": {"model": {"arch": "unet", "encoder": "resnet18", "start_neurons": 8, "attention": "scse",
+                       "hypercolumn": True, "deep_supervision": True, "classification_head": True},
+             "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
+             "schedule": {"name": "cosine", "warmup_epochs": 0.5},
+             "loss": {"name": "bce", "second_name": "lovasz_elu", "second_at": 0.6},
+             "data": {"augment": "seed", "size_policy": "pad"},
+             "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}},
 }
 
 
@@ -103,7 +115,18 @@ def check_train_config(config: TrainConfig) -> None:
     """Every name in `config` that a registry owns, checked by that registry (one line each)."""
     check_arch(config.model)
     get_loss(config.loss.name)
+    if config.loss.second_name is not None:
+        get_loss(config.loss.second_name, "loss.second_name")
+        if config.loss.second_name in BORDER_WEIGHTED:
+            raise UserError(f"config field 'loss.second_name': {config.loss.second_name} needs its border weight maps "
+                            "from the first step; use it as loss.name")
     schedule.check_names(config)
     augment_config(config.data.augment, config.data.augment_params)
     if config.model.multilabel and config.loss.name in BORDER_WEIGHTED:
         raise UserError(f"config field 'loss.name': {config.loss.name} is not available with model.multilabel yet")
+    if config.schedule.snapshots and config.folds >= 2:
+        raise UserError("config field 'schedule.snapshots': not available with --folds yet (each fold would be an "
+                        "ensemble of its own); use optim.swa_start, or train without folds")
+    if config.schedule.snapshots and config.optim.swa_start is not None:
+        raise UserError("config field 'schedule.snapshots': and optim.swa_start both decide the final weights; "
+                        "choose one")

@@ -32,6 +32,7 @@ from unetkit.fileio import make_dir, write_csv, write_text
 from unetkit.inference.labelled import predict_labelled, stacked
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
+from unetkit.models.registry import build_model
 from unetkit.outputs import foreground, is_binary
 from unetkit.runtime import log, resolve_device
 from unetkit.training.checkpoint import load_checkpoint
@@ -84,6 +85,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                          resize_to=config.data.resize_to if config.data.size_policy == "resize" else None,
                          ignore_index=config.data.ignore_index, multilabel=config.model.multilabel)
     check_class_coverage(data.masks, config.model.num_classes, config.data.ignore_index, config.data.data_dir)
+    _check_pad_to(config, data)
     strata = coverage_classes(data.coverage(config.data.ignore_index))
     fingerprint = _data_fingerprint(data)
     if resume:
@@ -97,6 +99,31 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         return _train_folds(config, run_dir, data, strata, resume)
     train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
     return _train_split(config, run_dir, data, train_idx, val_idx, resume)
+
+
+def training_preprocess(config: TrainConfig, images: np.ndarray) -> Preprocess:
+    """What the model file records about pixels: scaling, standardisation and the prediction size policy.
+
+    A pretrained encoder expects its own statistics (ImageNet's for most): with model.pretrained
+    the net's `input_mean_std` replaces the training set's mean and std. `pad_crop` predicts as
+    `pad` (whole images, padded by the network), so the model file records `pad`.
+    """
+    policy = "pad" if config.data.size_policy == "pad_crop" else config.data.size_policy
+    if config.data.normalize and config.model.pretrained != "none":
+        stats = getattr(build_model(config.model, pretrained=False), "input_mean_std", None)
+        if stats is not None:
+            log.info("normalising with the pretrained encoder's mean %s and std %s", *stats)
+            return Preprocess(stats[0], stats[1], policy, config.data.resize_to)
+    return fit_preprocess(images, normalize=config.data.normalize, size_policy=policy,
+                          resize_to=config.data.resize_to)
+
+
+def _check_pad_to(config: TrainConfig, data: LabelledSet) -> None:
+    """pad_crop pads, never shrinks: images larger than data.pad_to are refused before anything is written."""
+    height, width = data.images.shape[1:3]
+    if config.data.size_policy == "pad_crop" and max(height, width) > config.data.pad_to:
+        raise UserError(f"config field 'data.pad_to': {config.data.pad_to} is smaller than the images "
+                        f"({width}x{height}); set it to at least {max(height, width)}")
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
@@ -132,8 +159,7 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_id
     if checkpoint:
         preprocess = checkpoint.preprocess
     elif preprocess is None:
-        preprocess = fit_preprocess(train_set.images, normalize=config.data.normalize,
-                                    size_policy=config.data.size_policy, resize_to=config.data.resize_to)
+        preprocess = training_preprocess(config, train_set.images)
     log.info("%s: %d images for training, %d for validation (stratified by coverage, seed %d)",
              run_dir, len(train_set), len(val_set), config.seed)
     class_weights = config.loss.class_weights
@@ -155,8 +181,7 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: 
                  resume: bool) -> TrainResult:
     """K folds into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
     folds = stratified_folds(strata, config.folds, config.seed)
-    preprocess = fit_preprocess(data.images, normalize=config.data.normalize, size_policy=config.data.size_policy,
-                                resize_to=config.data.resize_to)
+    preprocess = training_preprocess(config, data.images)
     selected = range(config.folds) if config.fold is None else [config.fold]
     per_fold = dataclasses.replace(config, folds=0, fold=None, time_budget_min=(
         config.time_budget_min / len(selected) if config.time_budget_min else None))

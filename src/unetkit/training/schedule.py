@@ -4,6 +4,9 @@ Schedules are functions of training progress p in [0, 1]. With a time budget, p 
 share of the budget spent (when it exceeds the share of epochs done), so a cosine or poly
 schedule ends its decay when the budget ends instead of at a guessed epoch count.
 "plateau" is the seed's ReduceLROnPlateau, stepped per epoch on the monitored value.
+"sgdr" (Loshchilov & Hutter 2017, as the TGS winners used it) is `schedule.cycles` equal cosine
+cycles over the run, each restarting at the peak; with `schedule.snapshots` the weights at the
+end of every cycle become the members of one ensemble (training/averaging.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], OptimConfig], torc
     "sgd": lambda params, o: torch.optim.SGD(params, lr=o.lr, momentum=0.9, nesterov=True, weight_decay=o.weight_decay),
 }
 # "plateau" is stepped per epoch on the monitored value; the others are functions of progress (lr_at).
-SCHEDULES = ("plateau", "cosine", "onecycle", "poly", "constant")
+SCHEDULES = ("plateau", "cosine", "sgdr", "onecycle", "poly", "constant")
 
 
 def check_names(config: TrainConfig) -> None:
@@ -31,6 +34,9 @@ def check_names(config: TrainConfig) -> None:
         raise UserError(f"config field 'optim.name': '{config.optim.name}' is not one of {', '.join(OPTIMIZERS)}")
     if config.schedule.name not in SCHEDULES:
         raise UserError(f"config field 'schedule.name': '{config.schedule.name}' is not one of {', '.join(SCHEDULES)}")
+    if config.schedule.snapshots and config.schedule.name != "sgdr":
+        raise UserError(f"config field 'schedule.snapshots': needs schedule.name sgdr (one snapshot per cosine "
+                        f"cycle), not {config.schedule.name}")
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -47,10 +53,20 @@ def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch
         patience=patience, min_lr=schedule.min_lr)
 
 
-def lr_at(progress: float, config: TrainConfig, warmup: float) -> float:
-    """Learning rate at training progress `progress` in [0, 1]; `warmup` is the warm-up share of the run."""
+def cycles_done(progress: float, config: TrainConfig, warmup: float) -> tuple[int, float]:
+    """SGDR: (cycles completed, position in the current cycle in [0, 1)) at `progress`, after the warm-up."""
     p = min(max(progress, 0.0), 1.0)
-    peak, floor = config.optim.lr, min(config.schedule.min_lr, config.optim.lr)
+    rest = max(p - warmup, 0.0) / (1 - warmup) if warmup < 1 else 1.0
+    done, position = divmod(rest * config.schedule.cycles, 1.0)
+    return int(done), position
+
+
+def lr_at(progress: float, config: TrainConfig, warmup: float, peak: float | None = None) -> float:
+    """Learning rate at training progress `progress` in [0, 1]; `warmup` is the warm-up share of the run;
+    `peak` replaces optim.lr (a second stage's loss.second_lr)."""
+    p = min(max(progress, 0.0), 1.0)
+    peak = config.optim.lr if peak is None else peak
+    floor = min(config.schedule.min_lr, peak)
     if config.schedule.name == "onecycle":  # warm up from lr/25 over 30%, then cosine down to lr/1e4
         if p < 0.3:
             return peak / 25 + (peak - peak / 25) * p / 0.3
@@ -60,6 +76,10 @@ def lr_at(progress: float, config: TrainConfig, warmup: float) -> float:
     rest = (p - warmup) / (1 - warmup) if warmup < 1 else 1.0
     if config.schedule.name == "cosine":
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * rest))
+    if config.schedule.name == "sgdr":
+        done, position = cycles_done(p, config, warmup)
+        position = 1.0 if done >= config.schedule.cycles else position  # the very end: the last cycle's floor
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * position))
     if config.schedule.name == "poly":
         return peak * (1 - rest) ** 0.9
     return peak
@@ -82,9 +102,15 @@ class StepSchedule:
         by_steps = steps_done / self.total_steps
         return max(by_steps, elapsed_s / self.budget_s) if self.budget_s else by_steps
 
-    def apply(self, optimizer: torch.optim.Optimizer, steps_done: int, elapsed_s: float) -> None:
+    def cycles_done(self, progress: float) -> int:
+        """SGDR cycles completed at `progress` (at most schedule.cycles)."""
+        return min(cycles_done(progress, self.config, self.warmup)[0], self.config.schedule.cycles)
+
+    def apply(self, optimizer: torch.optim.Optimizer, steps_done: int, elapsed_s: float,
+              peak: float | None = None) -> None:
+        """Set the learning rate for the next step; `peak` replaces optim.lr (the second stage's lr)."""
         if not self.active:
             return
-        lr = lr_at(self.progress(steps_done, elapsed_s), self.config, self.warmup)
+        lr = lr_at(self.progress(steps_done, elapsed_s), self.config, self.warmup, peak)
         for group in optimizer.param_groups:
             group["lr"] = lr

@@ -1,0 +1,73 @@
+"""The model a run ends with when it averages: SGDR snapshots or stochastic weight averaging.
+
+- Snapshots (`schedule.snapshots` with `schedule.name: sgdr`, Huang et al. 2017, as the TGS
+  winners did): the weights at the end of every cosine cycle are written as they are reached,
+  as model files `checkpoints/snapshot_<i>.safetensors` (the checkpoint counts them, so a resumed
+  run rewrites only those it had not recorded); a run that stops before its last cycle ends
+  (early stopping, the time budget) adds its final weights. They become one ensemble model file:
+  members' probabilities averaged, the decision rule tuned on the ensemble's validation predictions.
+- SWA (`optim.swa_start`, Izmailov et al. 2018, torch.optim.swa_utils): the weights at the end of
+  every epoch from that share of the run on are averaged; the average's batch-norm statistics are
+  recomputed on the training images (unaugmented, as prediction sees them) and it is saved as the
+  model. Its running average (tensors and count) is part of the checkpoint.
+Otherwise the model is the best checkpoint, as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import AveragedModel, update_bn
+
+from unetkit.data.dataset import LabelledSet
+from unetkit.data.loader import BatchIterator
+from unetkit.data.preprocess import Preprocess
+from unetkit.export.model_file import load_model, save_model
+from unetkit.models.base import SegmentationNet
+from unetkit.models.ensemble import Ensemble
+from unetkit.runtime import log
+
+
+class Snapshots:
+    """Writes the weights at the end of each SGDR cycle (rank 0), counting them in the TrainState."""
+
+    def __init__(self, folder: Path, preprocess: Preprocess, write: bool) -> None:
+        self.folder, self.preprocess, self.write = folder, preprocess, write
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"snapshot_{index}.safetensors"
+
+    def take(self, net: torch.nn.Module, index: int) -> None:
+        """Save `net`'s weights as snapshot `index` (an ordinary model file)."""
+        if self.write:
+            save_model(self.path(index), net, self.preprocess, training={"snapshot": index})
+        log.info("snapshot %d saved", index + 1)
+
+    def members(self, count: int, device: torch.device) -> list[SegmentationNet]:
+        """The first `count` snapshots, loaded onto `device`."""
+        return [load_model(self.path(i)).net.to(device, memory_format=torch.channels_last)  # type: ignore[misc]
+                for i in range(count)]
+
+
+def swa_update(swa: AveragedModel | None, net: torch.nn.Module, progress: float, start: float | None) -> None:
+    """Add `net`'s weights to the SWA average once the run's progress has reached `start`."""
+    if swa is not None and start is not None and progress >= start:
+        swa.update_parameters(net)
+
+
+def swa_model(swa: AveragedModel, train_set: LabelledSet, preprocess: Preprocess, batch_size: int,
+              device: torch.device) -> SegmentationNet | None:
+    """The averaged net with batch-norm statistics recomputed over `train_set`; None if nothing was averaged."""
+    if int(swa.n_averaged) == 0:
+        return None
+    net: SegmentationNet = swa.module  # type: ignore[assignment]
+    batches = BatchIterator(train_set, preprocess, batch_size, shuffle=False)
+    update_bn((batch.images.to(device, memory_format=torch.channels_last) for batch in batches.epoch(0)), net,
+              device=None)
+    return net.eval()
+
+
+def ensemble(members: list[SegmentationNet]) -> Ensemble:
+    """Snapshots as one network, in eval mode."""
+    return Ensemble(members).eval()
