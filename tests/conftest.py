@@ -21,6 +21,13 @@ def _few_threads() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _in_own_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own folder: what a command writes into the current folder (evaluate's
+    default CSV) lands there, never in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def synthetic_dir(tmp_path: Path) -> Path:
     """A labelled folder of 12 synthetic 40x40 examples."""
