@@ -162,7 +162,7 @@ def source_pixels(draws: Draws, chosen: torch.Tensor, height: int, width: int, c
     points = torch.stack([xs, ys], dim=-1).expand(n, height, width, 2)
     elastic = draws.on_elastic[chosen]
     if generator is not None and bool(elastic.any()):
-        index = _on_device(elastic.nonzero().flatten(), device)
+        index = on_device(elastic.nonzero().flatten(), device)
         field = elastic_field(len(index), height, width, config.elastic_alpha, config.elastic_sigma, generator,
                               device)
         points = points.index_add(0, index, field.permute(0, 2, 3, 1))
@@ -183,7 +183,7 @@ def _turn(x: torch.Tensor, draws: Draws, flags: list[torch.Tensor]) -> torch.Ten
     return x
 
 
-def _on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+def on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A small CPU tensor on `device`, copied without blocking (from page-locked memory on CUDA)."""
     if device.type == "cuda":
         x = x.pin_memory()
@@ -194,7 +194,7 @@ def _subset(x: torch.Tensor, on: torch.Tensor, step, *args: torch.Tensor) -> tor
     """x with step(x[i], args[i]) in place of the images i where `on` (a CPU (B,) bool) holds."""
     if not bool(on.any()):
         return x
-    index = _on_device(on.nonzero().flatten(), x.device)
+    index = on_device(on.nonzero().flatten(), x.device)
     picked = [a.index_select(0, index) for a in args]
     return x.index_copy(0, index, step(x.index_select(0, index), *picked))
 
@@ -213,7 +213,7 @@ def augment_batch(config: AugmentConfig, images: torch.Tensor, masks: torch.Tens
     draws = draw(config, batch, height, width, torch.Generator().manual_seed(seed))
     labels = masks if masks.dim() == 4 else masks.unsqueeze(1)
     labels = [labels] + ([weights.unsqueeze(1)] if weights is not None else [])
-    flags = [_on_device(t, device) for t in (draws.on_hflip, draws.on_vflip, draws.turns)]
+    flags = [on_device(t, device) for t in (draws.on_hflip, draws.on_vflip, draws.turns)]
     images, labels = _turn(images, draws, flags), [_turn(t, draws, flags) for t in labels]
 
     warped = draws.on_affine | draws.on_elastic
@@ -222,14 +222,14 @@ def augment_batch(config: AugmentConfig, images: torch.Tensor, masks: torch.Tens
         generator = field_generator(device, draws.field_seed) if bool(draws.on_elastic.any()) else None
         src = source_pixels(draws, chosen, height, width, config, device, generator)
         grid = src * torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=device) - 1
-        index = _on_device(chosen, device)
+        index = on_device(chosen, device)
         sample = lambda x, mode: F.grid_sample(x, grid, mode=mode, padding_mode="reflection",  # noqa: E731
                                                align_corners=True)
         images = images.index_copy(0, index, sample(images.index_select(0, index), "bilinear"))
         labels = [t.index_copy(0, index, sample(t.index_select(0, index).float(), "nearest").to(t.dtype))
                   for t in labels]
 
-    params = _on_device(torch.stack([draws.contrast, draws.brightness, draws.gamma, draws.noise_std,
+    params = on_device(torch.stack([draws.contrast, draws.brightness, draws.gamma, draws.noise_std,
                                      draws.blur_sigma, draws.blur_radius], dim=1), device)
     contrast, brightness, gamma, noise_std, blur_sigma, blur_radius = params.unbind(1)
     images = _subset(images, draws.on_bc, lambda x, a, b: (x * a.view(-1, 1, 1, 1) + b.view(-1, 1, 1, 1)).clamp(0, 1),
