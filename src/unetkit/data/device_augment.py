@@ -153,21 +153,21 @@ def source_pixels(draws: Draws, chosen: torch.Tensor, height: int, width: int, c
     scale = torch.where(affine, draws.scale[chosen], 1.0)
     angle = torch.where(affine, draws.angle[chosen], 0.0)
     shift = torch.where(affine[:, None], draws.shift[chosen], 0.0)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    inverse = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)  # (n, 2, 2): S^-1 R(-a)
     centre = torch.tensor([(width - 1) / 2, (height - 1) / 2])
-    inverse, offset = inverse.to(device, non_blocking=True), (centre + shift).to(device, non_blocking=True)
-    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
-                            torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
-    points = torch.stack([xs, ys], dim=-1).expand(n, height, width, 2)
+    # S^-1 R(-angle) = [[a, b], [-b, a]]; elementwise on broadcast rows and columns, not a (n, HW, 2) bmm
+    coefficients = torch.stack([torch.cos(angle) / scale, torch.sin(angle) / scale, *(centre + shift).unbind(1)], 1)
+    a, b, ox, oy = on_device(coefficients.float(), device).view(n, 4, 1, 1).unbind(1)
+    qx = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, width) - ox  # (n, 1, W)
+    qy = torch.arange(height, device=device, dtype=torch.float32).view(1, height, 1) - oy  # (n, H, 1)
     elastic = draws.on_elastic[chosen]
     if generator is not None and bool(elastic.any()):
         index = on_device(elastic.nonzero().flatten(), device)
         field = elastic_field(len(index), height, width, config.elastic_alpha, config.elastic_sigma, generator,
                               device)
-        points = points.index_add(0, index, field.permute(0, 2, 3, 1))
-    relative = points - offset.view(n, 1, 1, 2)
-    return torch.einsum("nij,nhwj->nhwi", inverse, relative) + centre.to(device).view(1, 1, 1, 2)
+        qx = qx.expand(n, height, width).index_add(0, index, field[:, 0])
+        qy = qy.expand(n, height, width).index_add(0, index, field[:, 1])
+    cx, cy = centre.tolist()
+    return torch.stack([a * qx + b * qy + cx, a * qy - b * qx + cy], dim=-1)
 
 
 def _turn(x: torch.Tensor, draws: Draws, flags: list[torch.Tensor]) -> torch.Tensor:
@@ -221,7 +221,7 @@ def augment_batch(config: AugmentConfig, images: torch.Tensor, masks: torch.Tens
         chosen = warped.nonzero().flatten()
         generator = field_generator(device, draws.field_seed) if bool(draws.on_elastic.any()) else None
         src = source_pixels(draws, chosen, height, width, config, device, generator)
-        grid = src * torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=device) - 1
+        grid = src.mul_(torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=device)).sub_(1)
         index = on_device(chosen, device)
         sample = lambda x, mode: F.grid_sample(x, grid, mode=mode, padding_mode="reflection",  # noqa: E731
                                                align_corners=True)
