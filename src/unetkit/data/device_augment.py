@@ -30,6 +30,8 @@ one small copy. The two full-resolution fields (elastic noise, pixel noise) are 
 tensors' device, from a generator there seeded by the CPU generator: the same (seed, epoch,
 batch, rank) gives bit-identical batches on any CPU, and the same draws on any CUDA GPU, but
 CPU and CUDA draw different noise fields (flags, angles, shifts and the rest are the same).
+Every Python branch (which images a step touches) reads the CPU draws, never a device tensor,
+so a batch queues its kernels without waiting for the GPU.
 """
 
 from __future__ import annotations
@@ -221,7 +223,10 @@ def augment_batch(config: AugmentConfig, images: torch.Tensor, masks: torch.Tens
         chosen = warped.nonzero().flatten()
         generator = field_generator(device, draws.field_seed) if bool(draws.on_elastic.any()) else None
         src = source_pixels(draws, chosen, height, width, config, device, generator)
-        grid = src.mul_(torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=device)).sub_(1)
+        grid = src  # pixels -> grid_sample's [-1, 1] (align_corners: -1 and 1 are the edge pixels' centres)
+        grid[..., 0].mul_(2 / max(width - 1, 1))
+        grid[..., 1].mul_(2 / max(height - 1, 1))
+        grid.sub_(1)
         index = on_device(chosen, device)
         sample = lambda x, mode: F.grid_sample(x, grid, mode=mode, padding_mode="reflection",  # noqa: E731
                                                align_corners=True)
