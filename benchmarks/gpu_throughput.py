@@ -13,10 +13,12 @@ reference keeps PyTorch's defaults, TF32 convolutions on Ampere and later includ
 speed-up is not flattered by a slow fp32. Inference: a batch of 256 x 256 tiles through the
 network in fp32 eager against `Predictor` (precision auto). Runs on the CPU too (where the fast
 path is channels_last alone); the target (fast >= 3 x fp32 eager for training) is for CUDA
-GPUs.
+GPUs. Augmentation alone: the `strong` pipeline at the same shape and batch through
+BatchIterator (albumentations on the CPU, in the caller's thread) against DeviceBatches
+(data/device_augment.py's torch ops on this device, the set held there), images/s.
 
 Last line: gpu_throughput: device=NAME fp32_train=X fast_train=Y train_speedup=Z fp32_infer=U
-fast_infer=V (images/s).
+fast_infer=V cpu_augment=A device_augment=D augment_ratio=D/A (images/s).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from unetkit.config import DataConfig, InferenceOptions, ModelConfig, RuntimeConfig, TrainConfig
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet
+from unetkit.data.device_batches import DeviceBatches
 from unetkit.data.loader import Batch, BatchIterator, default_workers
 from unetkit.data.preprocess import identity_preprocess
 from unetkit.export.model_file import SavedModel
@@ -118,6 +121,18 @@ def infer_rates(device_name: str, batch_size: int, size: int, steps: int, warmup
     return fp32, fast
 
 
+def augment_rates(data: LabelledSet, device: torch.device, batch_size: int, steps: int,
+                  warmup: int) -> tuple[float, float]:
+    """images/s of the `strong` pipeline: albumentations (BatchIterator, the CPU, one thread) and
+    DeviceBatches on `device`; both cut, augment and standardise, neither trains."""
+    strong = augment_config("strong")
+    on_cpu = endless(BatchIterator(data, identity_preprocess(1), batch_size, shuffle=True, augment=strong, seed=0))
+    cpu = rate(lambda: next(on_cpu), batch_size, steps, 1, torch.device("cpu"))
+    held = endless(DeviceBatches(data, identity_preprocess(1), batch_size, shuffle=True, device=device,
+                                 augment=strong, seed=0))
+    return cpu, rate(lambda: next(held), batch_size, steps, warmup, device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -145,13 +160,19 @@ def main() -> None:
     fp32_train = eager_train_rate(feed(), device, args.batch_size, args.steps, args.warmup)
     fast_train = fast_train_rate(feed(workers), config, args.steps, args.warmup + (20 if args.compile else 0))
     fp32_infer, fast_infer = infer_rates(args.device, args.batch_size, args.size, args.steps, args.warmup)
+    cpu_augment, device_augment = augment_rates(data, device, args.batch_size, args.steps, args.warmup)
     print(f"loader (BatchIterator alone, {args.augment} augmentation, {workers} threads): {loader:.1f} images/s")
     print(f"training, {args.size}x{args.size} batch {args.batch_size}: fp32 eager {fp32_train:.1f} images/s, "
           f"fast path {fast_train:.1f} images/s (amp {config.runtime.amp}, channels_last, compile {args.compile})")
     print(f"inference, {args.size}x{args.size} batch {args.batch_size}: fp32 eager {fp32_infer:.1f} images/s, "
           f"Predictor {fast_infer:.1f} images/s")
+    print(f"augmentation (strong), {args.size}x{args.size} batch {args.batch_size}: albumentations on the CPU "
+          f"{cpu_augment:.1f} images/s, device pipeline on {name} {device_augment:.1f} images/s "
+          f"({device_augment / cpu_augment:.2f}x)")
     print(f"gpu_throughput: device={name} fp32_train={fp32_train:.1f} fast_train={fast_train:.1f} "
-          f"train_speedup={fast_train / fp32_train:.2f} fp32_infer={fp32_infer:.1f} fast_infer={fast_infer:.1f}")
+          f"train_speedup={fast_train / fp32_train:.2f} fp32_infer={fp32_infer:.1f} fast_infer={fast_infer:.1f} "
+          f"cpu_augment={cpu_augment:.1f} device_augment={device_augment:.1f} "
+          f"augment_ratio={device_augment / cpu_augment:.2f}")
 
 
 if __name__ == "__main__":

@@ -65,3 +65,11 @@ def test_inference_benchmark_streams_a_large_tiff_through_the_cli(tiny_model_fil
 
     seconds, prob = bench.time_unetkit(load_model(tiny_model_file), bench.mosaic(300))
     assert prob.shape == (300, 300) and seconds > 0
+
+
+def test_gpu_throughput_measures_both_augmentation_pipelines() -> None:
+    import torch
+
+    bench = load("gpu_throughput")
+    cpu, device = bench.augment_rates(bench.crops(8, 32), torch.device("cpu"), batch_size=4, steps=2, warmup=1)
+    assert cpu > 0 and device > 0

@@ -1,0 +1,101 @@
+"""Training batches cut, augmented and standardised where the network runs, from a set held there.
+
+On a GPU, data/loader.py's BatchIterator makes the CPU the bottleneck: every batch is copied,
+augmented image by image by albumentations, standardised and copied to the device. A decoded
+training set is small next to GPU memory (TGS: 4000 x 101 x 101 uint8, 40 MB), so here it is
+copied to the device once, as one tensor in its stored dtype (uint8 stays 1 byte per pixel;
+converted to float per batch), and each batch is an `index_select`, data/device_augment.py's
+batch-wide augmentation and the standardisation of `Preprocess.to_tensor`, all on the device:
+no host round trip, and no per-batch copy bigger than the batch's indices and draws.
+
+The plan (order per (seed, epoch), each global batch shared between torchrun's ranks, the loss
+scale of each share) is BatchIterator's own: DeviceBatches is a BatchIterator whose batch
+maker reads device tensors, so both paths always train on the same images in the same order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unetkit.data.augment import AugmentConfig
+from unetkit.data.dataset import LabelledSet
+from unetkit.data.device_augment import augment_batch, batch_seed, on_device
+from unetkit.data.io import dtype_range
+from unetkit.data.loader import Batch, BatchIterator
+from unetkit.data.preprocess import Preprocess
+
+
+def stored_on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A decoded array on `device`, as compact as it came: uint16 rides as int16 bits (torch's uint16
+    lacks `index_select` even on the CPU), float16/float64 become float32 (what to_tensor makes of them)."""
+    if array.dtype == np.uint16:
+        array = array.view(np.int16)
+    elif array.dtype == np.uint32:
+        array = array.astype(np.int64)
+    elif array.dtype.kind == "f" and array.dtype != np.float32:
+        array = array.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def to_unit_range(x: torch.Tensor, stored: np.dtype) -> torch.Tensor:
+    """Pixels kept by `stored_on_device` for an array of dtype `stored` -> float32 in [0, 1] (for floats: as
+    they are), the same operations as `Preprocess.to_tensor`, so the same bits."""
+    scale = dtype_range(stored)
+    if stored == np.uint16:
+        x = x.to(torch.int32).bitwise_and(0xFFFF)
+    if x.dtype == torch.float32 and scale == 1.0:
+        return x
+    return x.to(torch.float32) / scale
+
+
+def standardise(x: torch.Tensor, preprocess: Preprocess, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """`Preprocess.to_tensor` after the scaling, on x (B, C, H, W) float32 in [0, 1] on any device: the
+    resize policy, then (x - mean) / std with mean and std (1, C, 1, 1) on x's device."""
+    size = (preprocess.resize_to, preprocess.resize_to)
+    if preprocess.size_policy == "resize" and x.shape[-2:] != size:
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return (x - mean) / std
+
+
+class DeviceBatches(BatchIterator):
+    """BatchIterator's batches, made on `device` from a copy of `data` held there.
+
+    Yields `Batch(images (B, C, H, W) float32, masks (B, H, W) int64 or (B, K, H, W), weights (B, H, W)
+    float32 or None, loss_scale)` with every tensor on `device`. Without augmentation the batches
+    equal BatchIterator's (to float rounding on a GPU); with it, each batch's draws come from
+    (seed, epoch, batch, rank) as there, through data/device_augment.py instead of albumentations.
+    """
+
+    def __init__(self, data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
+                 device: torch.device, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        super().__init__(data, preprocess, batch_size, shuffle=shuffle, augment=augment, seed=seed, rank=rank,
+                         world_size=world_size, workers=0)
+        self.device = torch.device(device)
+        self.stored = data.images.dtype
+        self.images = stored_on_device(data.images, self.device)  # (N, H, W, C), stored dtype
+        masks = data.masks if data.masks.ndim == 3 else np.moveaxis(data.masks, -1, 1)  # multi-label: (N, K, H, W)
+        self.masks = stored_on_device(masks, self.device)
+        self.weights = stored_on_device(data.weights, self.device) if data.weights is not None else None
+        self.mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(preprocess.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+
+    @staticmethod
+    def nbytes(data: LabelledSet) -> int:
+        """Device memory the set takes (images in their dtype, masks, weights), to decide before copying."""
+        kind = data.images.dtype
+        itemsize = 4 if kind.kind == "f" else 8 if kind == np.uint32 else kind.itemsize  # as stored_on_device keeps it
+        return data.images.size * itemsize + data.masks.nbytes + (data.weights.nbytes if data.weights is not None else 0)
+
+    def _batch(self, epoch: int, number: int, index: np.ndarray, loss_scale: float) -> Batch:
+        """The batch of images `index` (this rank's share of global batch `number`), on the device."""
+        picked = on_device(torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)), self.device)
+        images = to_unit_range(self.images.index_select(0, picked), self.stored).permute(0, 3, 1, 2)
+        masks = self.masks.index_select(0, picked)
+        weights = self.weights.index_select(0, picked) if self.weights is not None else None
+        if self.augment is not None:
+            images, masks, weights = augment_batch(self.augment, images.contiguous(), masks, weights,
+                                                   batch_seed(self.seed, epoch, number, self.rank))
+        return Batch(standardise(images, self.preprocess, self.mean, self.std), masks.long(), weights, loss_scale)
