@@ -206,11 +206,13 @@ class RuntimeConfig:
     sync_batchnorm: bool = False  # under torchrun on GPUs: batch-norm statistics over every rank's images
     loader_workers: int | None = None  # threads preparing batches; None: 0 on the CPU, up to 8 on a GPU
     deterministic: bool = False  # deterministic kernels (slower on GPU)
+    device_batches: str = "auto"  # training set and augmentation on the device: auto = on CUDA when it fits; on; off
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
 
     def __post_init__(self) -> None:
         _check_choice("runtime.device", self.device, DEVICES)
         _check_choice("runtime.amp", self.amp, AMP_MODES)
+        _check_choice("runtime.device_batches", self.device_batches, ("auto", "on", "off"))
         _require(self.loader_workers is None or self.loader_workers >= 0, "runtime.loader_workers", "must be >= 0")
 
 

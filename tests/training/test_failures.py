@@ -28,8 +28,8 @@ def data(tmp_path: Path) -> Path:
 
 
 def config(data: Path, out: Path, **changes: object) -> TrainConfig:
-    return TrainConfig(out_dir=str(out), data=DataConfig(data_dir=str(data)), model=TINY, batch_size=4, epochs=1,
-                       **changes)
+    return TrainConfig(**{"out_dir": str(out), "data": DataConfig(data_dir=str(data)), "model": TINY, "batch_size": 4,
+                          "epochs": 1, **changes})
 
 
 def test_a_non_finite_loss_stops_training_naming_epoch_and_batch(data: Path, tmp_path: Path,
@@ -100,3 +100,22 @@ def test_in_channels_come_from_the_images_unless_set(tmp_path: Path) -> None:
     assert resolve_train_config({"data": {"data_dir": str(tmp_path / "rgb")}}).model.in_channels == 3
     assert resolve_train_config({"data": {"data_dir": str(tmp_path / "rgb")},
                                  "model": {"in_channels": 1}}).model.in_channels == 1  # set by the user: kept
+
+
+def test_training_on_device_batches_runs_the_same_loop(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """runtime.device_batches=on (automatic on CUDA) holds the set on the device and augments there;
+    on the CPU it exercises the same path. Both runs see every training image once per epoch."""
+    from unetkit.config import RuntimeConfig
+    from unetkit.data.device_batches import DeviceBatches
+
+    seen: list[int] = []
+    real = DeviceBatches._batch
+
+    def counting(self, epoch, number, index, loss_scale):
+        seen.extend(int(i) for i in index)
+        return real(self, epoch, number, index, loss_scale)
+
+    monkeypatch.setattr(DeviceBatches, "_batch", counting)
+    result = train(config(data, tmp_path / "run", runtime=RuntimeConfig(device_batches="on"), epochs=2))
+    assert result.epochs_done == 2 and result.n_train == 10
+    assert sorted(seen) == sorted(list(range(10)) * 2)  # 10 training images (12 - 2 validation), twice

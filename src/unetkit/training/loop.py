@@ -33,6 +33,7 @@ import torch
 from unetkit import distributed
 from unetkit.config import TrainConfig, to_dict
 from unetkit.data.dataset import LabelledSet
+from unetkit.data.device_batches import DeviceBatches
 from unetkit.data.loader import BatchIterator, default_workers
 from unetkit.data.masks import class_table
 from unetkit.data.preprocess import Preprocess
@@ -88,8 +89,14 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
     if workers is None:
         workers = default_workers(resolve_device(config.runtime.device).type)
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
-    train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
-                                  seed=config.seed, rank=rank, world_size=world_size, workers=workers, pad_crop=crop)
+    device = resolve_device(config.runtime.device)
+    train_batches: BatchIterator
+    if _on_device(config, train_set, device, crop is not None):
+        train_batches = DeviceBatches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
+                                      augment=augment, seed=config.seed, rank=rank, world_size=world_size)
+    else:
+        train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
+                                      seed=config.seed, rank=rank, world_size=world_size, workers=workers, pad_crop=crop)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     parts = build_parts(config, len(train_batches), resume, class_weights)
     if config.schedule.snapshots:
@@ -121,6 +128,22 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
         result = _finish(config, run_dir, parts, (train_set, val_set), preprocess, state, stop_reason)
         result.n_train, result.n_val = len(train_set), len(val_set)
     return distributed.from_main(result)
+
+
+def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device, cropped: bool) -> bool:
+    """Whether the training set lives on the device and is cut and augmented there (data/device_batches.py):
+    on a GPU the CPU cannot prepare batches fast enough (issue 15); with `auto`, when a quarter of the
+    free device memory holds the set, and not for pad_crop (its crops are the CPU loader's)."""
+    choice = config.runtime.device_batches
+    if choice == "off" or cropped:
+        if choice == "on" and cropped:
+            raise UserError("runtime.device_batches: on does not support data.size_policy pad_crop yet")
+        return False
+    if choice == "on":
+        return True
+    if device.type != "cuda":
+        return False
+    return DeviceBatches.nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4
 
 
 def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: TrainState,

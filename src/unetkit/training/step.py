@@ -95,7 +95,7 @@ def stage_peak(parts: Parts) -> float | None:
 def train_step(parts: Parts, batch: Batch) -> torch.Tensor:
     """Forward, backward, (clip), optimiser step, EMA update; returns the batch loss (a 0-d tensor on
     the device, not read back, so the step does not wait for the GPU)."""
-    if parts.device.type == "cuda":  # page-locked host memory makes the copies below asynchronous
+    if parts.device.type == "cuda" and batch.images.device.type == "cpu":  # page-locked: asynchronous copies
         batch = batch._replace(images=batch.images.pin_memory(), masks=batch.masks.pin_memory(),
                                weights=batch.weights.pin_memory() if batch.weights is not None else None)
     images = batch.images.to(parts.device, non_blocking=True, memory_format=torch.channels_last)
