@@ -170,8 +170,8 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
         loss_sum += loss * counted
         seen += counted
         if index % PROGRESS_EVERY == 0 and not bar.disable:
-            bar.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.4f}",
-                                 lr=f"{parts.optimizer.param_groups[0]['lr']:.1e}")
+            bar.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.4f}",  # shown at the bar's next refresh
+                            lr=f"{parts.optimizer.param_groups[0]['lr']:.1e}", refresh=False)
         clock, stopped = _agreed_clock(clock, state.elapsed_s + time.monotonic() - started, deadline, index,
                                        parts.device)
         if stopped:
