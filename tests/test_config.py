@@ -120,3 +120,8 @@ def test_out_of_range_values_are_one_line_errors() -> None:
         from_dict(TrainConfig, {"class_weights": [1, "a"]})
     with pytest.raises(UserError, match="not valid YAML"):
         build_train_config(parse("--set", "lr=[1,"))
+
+
+@pytest.mark.parametrize(("value", "stored"), [(True, "imagenet"), (False, "none"), ("w.safetensors", "w.safetensors")])
+def test_pretrained_takes_yaml_booleans_and_paths(value: object, stored: str) -> None:
+    assert from_dict(TrainConfig, {"model": {"arch": "unet", "pretrained": value}}).model.pretrained == stored

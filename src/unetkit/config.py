@@ -377,6 +377,8 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
         raise UserError(f"config section '{where or cls.__name__}' must be a mapping, got {type(values).__name__}")
     if cls is TrainConfig:
         values = upgrade_train_layer(values)
+    if cls is ModelConfig and isinstance(values.get("pretrained"), bool):  # YAML `pretrained: true|false`
+        values = {**values, "pretrained": "imagenet" if values["pretrained"] else "none"}
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
