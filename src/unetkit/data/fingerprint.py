@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from unetkit.data.dataset import Pair, find_pairs
-from unetkit.data.io import channels_equal, read_array
+from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
 from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, read_class_palette
 from unetkit.data.regions import can_stream, open_rows
 from unetkit.errors import UserError
@@ -133,8 +133,7 @@ def _sample_image(path: Path, n: int, rng: np.random.Generator, tally: _Tally) -
     else:
         pixels = read_array(path)
         (height, width), dtype = pixels.shape[:2], pixels.dtype
-    if pixels.shape[2] in (2, 4) and pixels[:, :, -1].min() == pixels[:, :, -1].max():
-        pixels = pixels[:, :, :-1]  # a uniform alpha channel says nothing, as io.to_channels drops it
+    pixels = drop_uniform_alpha(pixels)
     gray = channels_equal(pixels)
     flat = pixels.reshape(-1, pixels.shape[2])
     chosen = flat[rng.choice(len(flat), size=min(n, len(flat)), replace=False)]

@@ -198,6 +198,13 @@ def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) 
     raise UserError(f"{path}: image has {have} distinct channels but the model expects {channels}{hint}")
 
 
+def drop_uniform_alpha(array: np.ndarray) -> np.ndarray:
+    """(H, W, C) without its alpha channel (LA, RGBA) when that is uniform: it then says nothing."""
+    if array.shape[2] in (2, 4) and array[:, :, -1].min() == array[:, :, -1].max():
+        return array[:, :, :-1]
+    return array
+
+
 def channels_equal(array: np.ndarray) -> bool:
     """True when all channels of (H, W, C) carry the same picture (up to JPEG noise)."""
     if array.shape[2] == 1:

@@ -106,6 +106,7 @@ class PredictionJob:
         self.out_dir = Path(config.out_dir)
         model = self.saved.config
         self.binary = is_binary(model)
+        self.earlier = self._earlier_record()  # read once, before this job writes its own
         self.items = [self._plan(path) for path in input_files(Path(config.input_path))]
         self._check()
         colours = [c.get("color") for c in self.saved.classes]
@@ -123,7 +124,7 @@ class PredictionJob:
         """Every output path, before the first byte: never over an input (the model, an image), and
         over an existing file only where an earlier prediction job wrote it (or with --overwrite)."""
         inputs = {item.path.resolve() for item in self.items}
-        earlier = self._earlier_record()
+        earlier = self.earlier
         in_job_folder = earlier is not None  # a folder an earlier job recorded holds that job's files
         for item in self.items:
             if any(out.resolve() in inputs for out in item.outputs):
@@ -159,14 +160,13 @@ class PredictionJob:
             "model_sha256": file_sha256(Path(self.config.model_path)), "threshold_used": self.predictor.threshold}
         done = self._completed(record)
         distributed.barrier()  # every rank has read the earlier record before rank 0 replaces it
-        first_job = self._earlier_record() is None
         make_dir(self.out_dir)
         if distributed.is_main():
             write_text(self.out_dir / RECORD_NAME, json.dumps(record | {"status": "running"}, indent=1))
         try:
             return self._predict(record, done, started)
         except BaseException:
-            if first_job and distributed.is_main() and not any(
+            if self.earlier is None and distributed.is_main() and not any(
                     out.exists() for item in self.items for out in item.outputs):
                 (self.out_dir / RECORD_NAME).unlink(missing_ok=True)  # nothing done: leave no trace of the job
                 if created and not any(self.out_dir.iterdir()):
@@ -217,7 +217,7 @@ class PredictionJob:
 
     def _completed(self, record: dict[str, Any]) -> set[Path]:
         """Images finished by an earlier, interrupted run of this same job (same options and model)."""
-        earlier = self._earlier_record()
+        earlier = self.earlier
         if earlier is None or {k: earlier.get(k) for k in record} != record:
             return set()
         return {item.path for item in self.items if _newer_than(item.outputs, item.path)}

@@ -16,7 +16,7 @@ from typing import Any
 from unetkit.config import TrainConfig, from_dict, upgrade_train_layer
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import list_images
-from unetkit.data.io import channels_equal, read_array
+from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
 from unetkit.errors import UserError
 from unetkit.models.registry import check_arch, preset_config
 from unetkit.runtime import log
@@ -101,11 +101,8 @@ def detected_channels(data_dir: str, sample: int = 8) -> int | None:
         paths = list(list_images(Path(data_dir) / "images").values())[:sample]
         found = 1
         for path in paths:
-            image = read_array(path)
-            channels = image.shape[2]
-            if channels in (2, 4) and image[:, :, -1].min() == image[:, :, -1].max():
-                image, channels = image[:, :, :-1], channels - 1  # uniform alpha says nothing
-            found = max(found, 1 if channels == 1 or channels_equal(image) else channels)
+            image = drop_uniform_alpha(read_array(path))
+            found = max(found, 1 if channels_equal(image) else image.shape[2])
         return found
     except (UserError, OSError):
         return None
