@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from unetkit.data.augment import AugmentConfig, augment_config
-from unetkit.data.device_augment import augment_batch, batch_seed, draw, elastic_field, source_pixels
+from unetkit.data.augment import AugmentConfig, augment_config, batch_seed
+from unetkit.data.device_augment import augment_batch, draw, elastic_field, source_pixels
 
 EVERYTHING = AugmentConfig(p_hflip=0.5, p_vflip=0.5, p_rotate90=0.5, p_affine=1.0, p_elastic=1.0,
                            p_brightness_contrast=1.0, p_gamma=1.0, p_noise=1.0, p_blur=1.0)

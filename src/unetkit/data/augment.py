@@ -55,6 +55,12 @@ PRESETS: dict[str, AugmentConfig | None] = {
 }
 
 
+def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    """The seed of one batch's draws, for albumentations (data/loader.py) and for the device pipeline
+    (data/device_augment.py) alike: a batch's augmentation depends on nothing but these four."""
+    return int(np.random.SeedSequence((seed, epoch, batch, rank)).generate_state(1)[0])
+
+
 def augment_config(preset: str, params: dict[str, Any] | None = None) -> AugmentConfig | None:
     """The preset's settings with `params` replaced; unknown presets and keys name themselves."""
     if preset not in PRESETS:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -68,11 +67,6 @@ class Draws(NamedTuple):
     blur_sigma: torch.Tensor
     blur_radius: torch.Tensor  # 1 or 2: OpenCV's 3- or 5-tap kernel
     field_seed: int  # seeds the device generator of the elastic and pixel noise fields
-
-
-def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
-    """The seed of one batch's draws: data/loader.py's for albumentations, so both paths key the same way."""
-    return int(np.random.SeedSequence((seed, epoch, batch, rank)).generate_state(1)[0])
 
 
 def draw(config: AugmentConfig, batch: int, height: int, width: int, generator: torch.Generator) -> Draws:

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unetkit.data.augment import AugmentConfig
+from unetkit.data.augment import AugmentConfig, batch_seed
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.device_augment import augment_batch, batch_seed, on_device
+from unetkit.data.device_augment import augment_batch, on_device
 from unetkit.data.io import dtype_range
 from unetkit.data.loader import Batch, BatchIterator
 from unetkit.data.preprocess import Preprocess

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from unetkit.data.augment import AugmentConfig, Augmenter, pad_crop
+from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, pad_crop
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.io import dtype_range
 from unetkit.data.preprocess import Preprocess
@@ -101,7 +101,7 @@ class BatchIterator:
             if augmenter is None:
                 augmenter = self._local.augmenter = Augmenter(self.augment)
             # every batch (and every rank) its own draws, whichever thread makes it
-            augmenter.reseed(int(np.random.SeedSequence((self.seed, epoch, number, self.rank)).generate_state(1)[0]))
+            augmenter.reseed(batch_seed(self.seed, epoch, number, self.rank))
             images = images.astype(np.float32) / dtype_range(images.dtype)
             images, masks, weights = augmenter(images, masks, weights)
         target = torch.from_numpy(np.ascontiguousarray(masks)).long()

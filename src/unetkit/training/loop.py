@@ -85,11 +85,11 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
     Under torchrun every rank calls this and gets rank 0's result.
     """
     rank, world_size = distributed.rank(), distributed.world_size()
+    device = resolve_device(config.runtime.device)
     workers = config.runtime.loader_workers
     if workers is None:
-        workers = default_workers(resolve_device(config.runtime.device).type)
+        workers = default_workers(device.type)
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
-    device = resolve_device(config.runtime.device)
     train_batches: BatchIterator
     if _on_device(config, train_set, device, crop is not None):
         train_batches = DeviceBatches(train_set, preprocess, config.batch_size, shuffle=True, device=device,

@@ -53,7 +53,9 @@ def training_loss(outputs: torch.Tensor | SegmentationOutputs, masks: torch.Tens
     logits = outputs.logits
     loss = loss_fn(logits.float(), masks, weights)
     if outputs.aux_logits:
-        keep = presence(masks, 1, ignore_index).amax(1) > 0 if options.aux_nonempty_only else None
+        # The images with foreground, found once per step: finding them waits for the device, once.
+        keep = (presence(masks, 1, ignore_index).amax(1) > 0).nonzero().squeeze(1) if options.aux_nonempty_only \
+            else None
         loss = loss + options.aux_weight * sum(_aux_term(aux.float(), masks, weights, loss_fn, keep)
                                                for aux in outputs.aux_logits)
     if outputs.image_logit is not None:
@@ -64,10 +66,10 @@ def training_loss(outputs: torch.Tensor | SegmentationOutputs, masks: torch.Tens
 
 def _aux_term(aux: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor | None, loss_fn: LossFn,
               keep: torch.Tensor | None) -> torch.Tensor:
-    """The segmentation loss on one auxiliary map, over the kept images (all when `keep` is None)."""
+    """The segmentation loss on one auxiliary map, over the images at the indices `keep` (all when None)."""
     if keep is None:
         return loss_fn(aux, masks, weights)
-    if not bool(keep.any()):
+    if not len(keep):
         return aux.sum() * 0.0  # no image with foreground: no term, but the heads stay in the graph (DDP)
     return loss_fn(aux[keep], masks[keep], weights[keep] if weights is not None else None)
 
