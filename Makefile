@@ -87,6 +87,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/quality.py --budgets 10 --out runs/quality
 	$(BIN)/pip install --quiet $(MONAI_SPEC)
 	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/large_images.py
 	@if $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then $(MAKE) bench-gpu; \
 	else echo "gpu_throughput: skipped (no CUDA GPU; make bench-gpu runs it on the CPU too)"; fi
 

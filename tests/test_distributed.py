@@ -82,6 +82,18 @@ def test_resume_under_torchrun_continues_like_an_uninterrupted_run(work: Path) -
     assert b[2]["val_loss"] == pytest.approx(a[2]["val_loss"], abs=1e-6)
 
 
+def test_two_ranks_train_on_patches_like_one_process(work: Path) -> None:
+    """Patch training: each rank draws its own patches of every global batch (16 = 8 + 8 patches of 16 x 16,
+    half centred on foreground, strong augmentation), and the two ranks step like one process."""
+    patches = ["--patch-size", "16", "--augment", "strong", "--set", "data.foreground_share=0.5"]
+    unetkit("train", "--data", "syn", "--out", "ddp_patches", *TINY, *NO_DROPOUT, *patches, ranks=2, cwd=work)
+    unetkit("train", "--data", "syn", "--out", "single_patches", *TINY, *NO_DROPOUT, *patches, cwd=work)
+    a, b = metrics(work / "ddp_patches"), metrics(work / "single_patches")
+    assert len(a) == len(b) == 2
+    assert a[1]["train_loss"] == pytest.approx(b[1]["train_loss"], abs=1e-6)
+    assert a[1]["val_loss"] == pytest.approx(b[1]["val_loss"], abs=1e-6)
+
+
 def test_time_budget_stops_both_ranks_together(work: Path) -> None:
     done = unetkit("train", "--data", "syn", "--out", "budget", *TINY, "--epochs", "500", "--time-budget", "0.05",
                    "--set", "schedule=cosine",  # a learning rate driven by the clock the ranks agree on

@@ -94,6 +94,13 @@ class DataConfig:
     resize_to: int = 128
     pad_to: int = 148  # pad_crop: side the training images are reflect-padded to (>= the images' sides)
     crop: int = 128  # pad_crop: side of the random training crops (<= pad_to)
+    patch_size: int | None = None  # pad: train on random patch_size x patch_size patches (data/patches.py); None:
+    #                               the plan decides (patches for mixed sizes or sides over 384, see `unetkit plan`);
+    #                               0: always whole images
+    foreground_share: float | None = None  # share of each batch's patches centred on foreground (on each class in
+    #                                        turn); None: the plan's (a third; half when foreground is rare)
+    patches_per_epoch: int = 0  # patches that make an epoch; 0: the training pixels over the patch's (one pass's
+    #                             worth), at least one batch and at most 250 batches
     normalize: bool = True  # standardise: the training set's per-channel mean and std, or with model.pretrained
     #                         the encoder's own (ImageNet's for most), which its weights expect
     ignore_index: int | None = None  # mask value excluded from loss and metrics (e.g. 255 = unlabelled)
@@ -106,6 +113,12 @@ class DataConfig:
         _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
         _require(1 <= self.crop <= self.pad_to, "data.crop", f"{self.crop} must lie in 1..data.pad_to ({self.pad_to})")
         _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "data.ignore_index", "must lie in 0..255")
+        _require(self.patch_size is None or (isinstance(self.patch_size, int) and 0 <= self.patch_size <= 8192),
+                 "data.patch_size", f"{self.patch_size!r} must be 0 (whole images) or a side in 1..8192")
+        _require(self.foreground_share is None or 0.0 <= self.foreground_share <= 1.0, "data.foreground_share",
+                 f"{self.foreground_share!r} must lie in [0, 1]")
+        _require(isinstance(self.patches_per_epoch, int) and self.patches_per_epoch >= 0, "data.patches_per_epoch",
+                 f"{self.patches_per_epoch!r} must be an integer >= 0")
         _require(isinstance(self.augment_params, dict), "data.augment_params", "must be a mapping of field: value")
 
 
@@ -267,7 +280,8 @@ class InferenceOptions:
     threshold: float | None = None  # override the threshold stored in the model (binary, multi-label)
     batch_size: int = 16  # images or tiles per forward pass
     device: str = "auto"
-    tile: int = 256  # images larger than tile x tile are predicted in overlapping tiles
+    tile: int | None = None  # images larger than tile x tile are predicted in overlapping tiles; None: the model's
+    #                          planned tile (the patch size for patch training, training/plan.py), else 256
     overlap: float = 0.25  # share of a tile that overlaps its neighbour
     blend: str = "gaussian"  # weights of overlapping tiles: gaussian (sigma = tile/8) or constant
     tta: str = "none"  # test-time augmentation: none, flips (4) or d4 (8 symmetries)
@@ -277,7 +291,7 @@ class InferenceOptions:
         _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "must lie in [0, 1]")
         _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
         _check_choice("device", self.device, DEVICES)
-        _require(self.tile >= 16, "tile", f"{self.tile} must be >= 16")
+        _require(self.tile is None or self.tile >= 16, "tile", f"{self.tile} must be >= 16")
         _check_fraction("overlap", self.overlap)
         _check_choice("precision", self.precision, PRECISIONS)
 

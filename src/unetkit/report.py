@@ -14,6 +14,7 @@ import csv
 import html
 import io
 import json
+import math
 import os
 import sys
 import types
@@ -23,6 +24,8 @@ from typing import Any
 import matplotlib.pyplot as plt  # the Agg backend is chosen by unetkit.visualize, imported below
 
 from unetkit.data.dataset import find_pairs
+from unetkit.data.patch_set import VAL_WHOLE_PIXELS
+from unetkit.data.regions import image_size
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import write_text
@@ -222,6 +225,10 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
                 f"<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>")
     val_stems = set(json.loads(split_path.read_text(encoding="utf-8"))["val"])
     pairs = [pair for pair in find_pairs(data_dir) if pair.stem in val_stems]
+    # images too large to predict in memory (validated in windows during training) are left out here
+    large = [pair for pair in pairs if math.prod(image_size(pair.image)) > VAL_WHOLE_PIXELS]
+    pairs = [pair for pair in pairs if pair not in large]
+    left_out = f"; {len(large)} over {VAL_WHOLE_PIXELS / 2**20:.0f} Mpx not shown" if large else ""
     predictor = Predictor(saved, device=device)
     palette = palette_for(saved, data_dir)
     # (iou, has an object, stem): among equal IoUs, "best" prefers images with something to find
@@ -240,7 +247,7 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     figure = overlay_figure([item.image for item in shown], truths, preds, titles)
     caption = "; ".join(html.escape(t) for t in titles)
     return (_figure_section("Best and worst validation images by IoU", figure)
-            + f"\n<p>{caption} (of {len(pairs)} validation images)</p>")
+            + f"\n<p>{caption} (of {len(pairs)} validation images{left_out})</p>")
 
 
 class _CallableModule(types.ModuleType):

@@ -53,7 +53,7 @@ def test_mask_of_another_size_is_named(synthetic_dir: Path) -> None:
 def test_mixed_sizes_need_the_resize_policy(synthetic_dir: Path) -> None:
     write_gray_png(synthetic_dir / "images" / "syn_00005.png", np.zeros((50, 60), np.uint8))
     write_gray_png(synthetic_dir / "masks" / "syn_00005.png", np.zeros((50, 60), np.uint8))
-    with pytest.raises(UserError, match="train with --size-policy resize for mixed sizes"):
+    with pytest.raises(UserError, match="train on patches: leave --patch-size unset or give one; or --size-policy resize"):
         load_labelled(synthetic_dir, 1, 1, show_progress=False)
     data = load_labelled(synthetic_dir, 1, 1, resize_to=32, show_progress=False)
     assert data.images.shape == (12, 32, 32, 1) and data.images.dtype == np.float32

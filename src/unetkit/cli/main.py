@@ -73,7 +73,7 @@ def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
         "folds": args.folds, "fold": args.fold,
         "model": {"in_channels": args.in_channels, "num_classes": args.num_classes},
         "data": {"data_dir": args.data, "val_fraction": args.val_fraction, "size_policy": args.size_policy,
-                 "augment": args.augment},
+                 "augment": args.augment, "patch_size": args.patch_size},
         "loss": {"name": args.loss}, "optim": {"lr": args.lr},
         "runtime": {"device": args.device, "compile": args.compile},
     }
@@ -284,8 +284,9 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="binary models: probability threshold (default: stored in the model)")
     parser.add_argument("--batch-size", type=int, default=16, help="images or tiles per forward pass (default 16)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--tile", type=int, default=256, help="images larger than this (pixels, either side) are "
-                        "predicted in overlapping tiles of this size (default 256)")
+    parser.add_argument("--tile", type=int, help="images larger than this (pixels, either side) are predicted in "
+                        "overlapping tiles of this size (default: the model's planned tile, the patch size of patch "
+                        "training; else 256)")
     parser.add_argument("--overlap", type=float, default=0.25, help="share of a tile overlapping the next (default 0.25)")
     parser.add_argument("--blend", choices=BLENDS, default="gaussian",
                         help="weights of overlapping tiles: gaussian (sigma = tile/8, default) or constant")
@@ -365,6 +366,9 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
     train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default), resize to data.resize_to, "
                        "or pad_crop (train on random data.crop windows of images padded to data.pad_to)")
+    train.add_argument("--patch-size", type=int, metavar="N", help="train on random N x N patches (data.patch_size); "
+                       "0: whole images; default: the plan's (patches for mixed sizes or sides over 384; see "
+                       "`unetkit plan`)")
     train.add_argument("--device", choices=DEVICES)
     train.add_argument("--compile", action="store_const", const=True, help="torch.compile the network (GPUs; "
                        "a slower first epoch)")

@@ -38,7 +38,11 @@ class Pair:
 @dataclass
 class LabelledSet:
     """Decoded images (N, H, W, C) in their stored dtype, masks (N, H, W) uint8 class indices,
-    optional per-pixel loss weights (N, H, W) float32 (the border term of data/weights.py)."""
+    optional per-pixel loss weights (N, H, W) float32 (the border term of data/weights.py).
+
+    A set of mixed sizes (validation of patch training, data/patch_set.py) is `ragged`: images and
+    masks are object arrays of N arrays (H_i, W_i, C) and (H_i, W_i), indexed the same way.
+    """
 
     stems: list[str]
     images: np.ndarray
@@ -54,10 +58,35 @@ class LabelledSet:
         return LabelledSet([self.stems[i] for i in indices], self.images[indices], self.masks[indices],
                            [self.pairs[i] for i in indices], None if self.weights is None else self.weights[indices])
 
+    @classmethod
+    def of(cls, stems: list[str], images: list[np.ndarray], masks: list[np.ndarray], pairs: list[Pair]) -> LabelledSet:
+        """Stacked when every image has one shape and dtype, else ragged."""
+        if all(i.shape == images[0].shape and i.dtype == images[0].dtype for i in images):
+            return cls(stems, np.stack(images), np.stack(masks), pairs)
+        return cls(stems, _objects(images), _objects(masks), pairs)
+
+    @property
+    def ragged(self) -> bool:
+        return self.images.dtype == object
+
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (non-zero, not ignored) pixels per mask, (N,)."""
+        if self.ragged:
+            return np.array([_coverage(mask, ignore_index) for mask in self.masks], np.float64)
         foreground = self.masks > 0 if ignore_index is None else (self.masks > 0) & (self.masks != ignore_index)
         return foreground.reshape(len(self), -1).mean(axis=1)
+
+
+def _objects(arrays: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(arrays), dtype=object)
+    for i, array in enumerate(arrays):  # one by one: a list of equal shapes would be read as one nested array
+        out[i] = array
+    return out
+
+
+def _coverage(mask: np.ndarray, ignore_index: int | None) -> float:
+    foreground = mask > 0 if ignore_index is None else (mask > 0) & (mask != ignore_index)
+    return float(foreground.mean())
 
 
 def list_images(folder: Path) -> dict[str, Path]:
@@ -217,7 +246,8 @@ def load_labelled(data_dir: str | os.PathLike[str], in_channels: int, num_classe
         if images and (image.shape != images[0].shape or image.dtype != images[0].dtype):
             raise UserError(f"{pair.image}: image is {image.shape[1]}x{image.shape[0]} {image.dtype}, but "
                             f"{pairs[0].image.name} is {images[0].shape[1]}x{images[0].shape[0]} {images[0].dtype}; "
-                            "training needs one size and bit depth (train with --size-policy resize for mixed sizes)")
+                            "whole-image training needs one size and bit depth (train on patches: leave --patch-size "
+                            "unset or give one; or --size-policy resize)")
         images.append(image)
         masks.append(mask)
     return LabelledSet([p.stem for p in pairs], np.stack(images), np.stack(masks), pairs)

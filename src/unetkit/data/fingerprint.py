@@ -103,11 +103,12 @@ class _Tally:
 
 
 def fingerprint(data_dir: str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
-                seed: int = 0) -> Fingerprint:
+                seed: int = 0, multilabel: bool = False) -> Fingerprint:
     """Measure DIR/images + DIR/masks (see the module docstring); deterministic for a `seed`.
 
     `num_classes` None reads masks as binary when every mask fits a binary encoding, else as
     class indices; K > 1 with DIR/classes.yaml reads masks through its colours or values.
+    `multilabel`: masks carry one 0/1 channel per label, measured as one foreground (any label set).
     """
     pairs = find_pairs(data_dir)
     palette = read_class_palette(data_dir, num_classes) if num_classes and num_classes > 1 else None
@@ -116,7 +117,7 @@ def fingerprint(data_dir: str | os.PathLike[str], *, num_classes: int | None = N
     per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // len(pairs))
     for pair in pairs:
         _sample_image(pair.image, per_image, rng, tally)
-        _measure_mask(pair, palette, ignore_index, rng, tally)
+        _measure_mask(pair, palette, ignore_index, rng, tally, multilabel)
     return _summarise(str(data_dir), tally, num_classes, ignore_index)
 
 
@@ -143,22 +144,26 @@ def _sample_image(path: Path, n: int, rng: np.random.Generator, tally: _Tally) -
 
 
 def _measure_mask(pair: Pair, palette: ClassPalette | None, ignore_index: int | None, rng: np.random.Generator,
-                  tally: _Tally) -> None:
+                  tally: _Tally, multilabel: bool = False) -> None:
     """Value counts over the whole mask, component widths and extents, band by band when large."""
     by_colour = palette is not None and all(c is not None for c in palette.colors)
+
+    def measure(bands: Any, stride: int, n_bands: int = 1) -> None:
+        if multilabel:  # any label set counts as foreground
+            bands = (np.any(band != 0, axis=2, keepdims=True).astype(np.uint8) for band in bands)
+        _measure_bands(bands, pair, palette, ignore_index, rng, tally, stride, n_bands)
+
     if can_stream(pair.mask):
-        with open_rows(pair.mask, 3 if by_colour else 1) as reader:
+        with open_rows(pair.mask, None if multilabel else 3 if by_colour else 1) as reader:
             height, width = reader.height, reader.width
             if height * width <= LARGE_PIXELS:
-                _measure_bands([reader(0, height)], pair, palette, ignore_index, rng, tally, 1)
+                measure([reader(0, height)], 1)
                 return
             step = max(1, BAND_PIXELS // width)
             bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
-            stride = math.ceil(max(height, width) / EXTENT_SIDE)
-            _measure_bands(bands, pair, palette, ignore_index, rng, tally, stride, math.ceil(height / step))
+            measure(bands, math.ceil(max(height, width) / EXTENT_SIDE), math.ceil(height / step))
     else:
-        _measure_bands([read_array(pair.mask, palette_indices=not by_colour)], pair, palette, ignore_index, rng,
-                       tally, 1)
+        measure([read_array(pair.mask, palette_indices=not by_colour)], 1)
 
 
 def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_index: int | None,

@@ -73,10 +73,7 @@ class BatchIterator:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of epoch `epoch` (0-based)."""
-        rng = np.random.default_rng((self.seed, epoch))
-        order = rng.permutation(len(self.data)) if self.shuffle else np.arange(len(self.data))
-        plan = [(epoch, number, *self._share(order[start : start + self.batch_size]))
-                for number, start in enumerate(range(0, len(order), self.batch_size))]
+        plan = self._plan(epoch)
         if self.workers < 1:
             for step in plan:
                 yield self._batch(*step)
@@ -90,25 +87,48 @@ class BatchIterator:
             while ahead:
                 yield ahead.popleft().result()
 
+    def _plan(self, epoch: int) -> list[tuple[int, int, np.ndarray, float]]:
+        """(epoch, batch number, this rank's indices, loss scale) of each batch of the epoch: `_batch`'s arguments."""
+        rng = np.random.default_rng((self.seed, epoch))
+        order = rng.permutation(len(self.data)) if self.shuffle else np.arange(len(self.data))
+        return [(epoch, number, *self._share(order[start : start + self.batch_size]))
+                for number, start in enumerate(range(0, len(order), self.batch_size))]
+
     def _batch(self, epoch: int, number: int, index: np.ndarray, loss_scale: float) -> Batch:
         images, masks = self.data.images[index], self.data.masks[index]
         weights = self.data.weights[index] if self.data.weights is not None else None
         if self.pad_crop is not None:  # its own stream: the augmentation draws stay those of the pad policy
             rng = np.random.default_rng((self.seed, epoch, number, self.rank, 1))
             images, masks, weights = pad_crop(images, masks, weights, *self.pad_crop, rng)
-        if self.augment is not None:
-            augmenter = getattr(self._local, "augmenter", None)
-            if augmenter is None:
-                augmenter = self._local.augmenter = Augmenter(self.augment)
-            # every batch (and every rank) its own draws, whichever thread makes it
-            augmenter.reseed(batch_seed(self.seed, epoch, number, self.rank))
-            images = images.astype(np.float32) / dtype_range(images.dtype)
-            images, masks, weights = augmenter(images, masks, weights)
+        images, masks, weights = self._augmented(images, masks, weights, epoch, number)
+        return self._tensors(images, masks, weights, loss_scale)
+
+    def _augmented(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, epoch: int,
+                   number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The batch after augmentation (images float32 in [0, 1] then), or as it is without."""
+        augmenter = self._augmenter()
+        if augmenter is None:
+            return images, masks, weights
+        # every batch (and every rank) its own draws, whichever thread makes it
+        augmenter.reseed(batch_seed(self.seed, epoch, number, self.rank))
+        images = images.astype(np.float32) / dtype_range(images.dtype)
+        return augmenter(images, masks, weights)
+
+    def _augmenter(self) -> Augmenter | None:
+        """This thread's augmenter (a pipeline's random state is its own), None without augmentation."""
+        if self.augment is None:
+            return None
+        augmenter = getattr(self._local, "augmenter", None)
+        if augmenter is None:
+            augmenter = self._local.augmenter = Augmenter(self.augment)
+        return augmenter
+
+    def _tensors(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, loss_scale: float) -> Batch:
         target = torch.from_numpy(np.ascontiguousarray(masks)).long()
         if target.dim() == 4:  # multi-label (B, H, W, K) -> (B, K, H, W)
             target = target.permute(0, 3, 1, 2).contiguous()
         return Batch(self.preprocess.to_tensor(images), target,
-                     torch.from_numpy(weights) if weights is not None else None, loss_scale)
+                     torch.from_numpy(np.ascontiguousarray(weights)) if weights is not None else None, loss_scale)
 
     def _share(self, members: np.ndarray) -> tuple[np.ndarray, float]:
         """This rank's part of one global batch, and the scale that makes its loss count by size."""

@@ -167,11 +167,20 @@ def class_table(data_dir: str | os.PathLike[str], num_classes: int, multilabel: 
 def check_class_coverage(masks: np.ndarray, num_classes: int, ignore_index: int | None, where: str) -> None:
     """Before training: every class must occur somewhere, or the run could never learn it."""
     if masks.ndim == 4:  # multi-label: (N, H, W, labels)
-        missing = [label for label in range(masks.shape[3]) if not masks[..., label].any()]
+        counts = np.concatenate([[0], np.count_nonzero(masks, axis=(0, 1, 2))])
+        return check_class_counts(counts, num_classes, ignore_index, where, multilabel=True)
+    return check_class_counts(np.bincount(masks.reshape(-1), minlength=256), num_classes, ignore_index, where)
+
+
+def check_class_counts(counts: np.ndarray, num_classes: int, ignore_index: int | None, where: str,
+                       multilabel: bool = False) -> None:
+    """`check_class_coverage` on pixel counts per mask value (multi-label: counts[k] of label k - 1)."""
+    counts = np.array(counts, np.int64)
+    if multilabel:
+        missing = [label for label in range(num_classes) if counts[label + 1] == 0]
         if missing:
             raise UserError(f"{where}: labels {missing} are never set in any mask; nothing to learn for them")
         return
-    counts = np.bincount(masks.reshape(-1), minlength=256)
     if ignore_index is not None:
         counts[ignore_index] = 0
     expected = max(num_classes, 2)

@@ -28,7 +28,7 @@ import numpy as np
 
 from unetkit.data.dataset import Pair
 from unetkit.data.io import read_array
-from unetkit.data.masks import ClassPalette, decode_mask
+from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel
 from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.errors import UserError
 
@@ -94,6 +94,7 @@ class FileSource:
     num_classes: int
     ignore_index: int | None = None
     palette: ClassPalette | None = None
+    multilabel: bool = False  # masks carry one 0/1 channel per label: (H, W, K)
     height: int = field(init=False)
     width: int = field(init=False)
     _whole_mask: np.ndarray | None = field(init=False, default=None, repr=False)
@@ -110,14 +111,14 @@ class FileSource:
             image = reader.region(y0, y1, x0, x1)
         if not can_stream(self.pair.mask):
             return image, self._mask_whole()[y0:y1, x0:x1]
-        with open_rows(self.pair.mask, 3 if self._by_colour else 1) as reader:
+        with open_rows(self.pair.mask, self._mask_channels) as reader:
             return image, self._decode(reader.region(y0, y1, x0, x1))
 
     def mask_bands(self) -> Iterator[tuple[int, np.ndarray]]:
         if not can_stream(self.pair.mask):
             yield 0, self._mask_whole()
             return
-        with open_rows(self.pair.mask, 3 if self._by_colour else 1) as reader:
+        with open_rows(self.pair.mask, self._mask_channels) as reader:
             step = max(1, BAND_PIXELS // self.width)
             for y in range(0, self.height, step):
                 yield y, self._decode(reader(y, min(y + step, self.height)))
@@ -126,7 +127,13 @@ class FileSource:
     def _by_colour(self) -> bool:
         return self.palette is not None and all(c is not None for c in self.palette.colors)
 
+    @property
+    def _mask_channels(self) -> int | None:
+        return None if self.multilabel else 3 if self._by_colour else 1
+
     def _decode(self, raw: np.ndarray) -> np.ndarray:
+        if self.multilabel:
+            return decode_multilabel(raw if raw.ndim == 3 else raw[:, :, None], self.num_classes, self.pair.mask)
         if self.palette is not None:
             return self.palette.indices(raw, self.pair.mask)
         return decode_mask(raw, self.num_classes, self.pair.mask, self.ignore_index)
@@ -162,7 +169,9 @@ class PatchSampler:
     """
 
     def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *, classes: Sequence[int] = (1,),
-                 foreground_share: float = 0.33, margin: int = 0, seed: int = 0) -> None:
+                 foreground_share: float = 0.33, margin: int = 0, seed: int = 0,
+                 locations: Sequence[dict[int, np.ndarray]] | None = None) -> None:
+        """`locations`: each source's class positions as `scan_mask` found them (scanned here when None)."""
         if not sources:
             raise ValueError("PatchSampler needs at least one source")
         if not 0.0 <= foreground_share <= 1.0:
@@ -170,9 +179,22 @@ class PatchSampler:
         self.sources = list(sources)
         self.patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
         self.foreground_share, self.margin = foreground_share, int(margin)
-        rng = np.random.default_rng(seed)
-        self.locations = [_locate(source, classes, rng) for source in self.sources]  # [source][class] -> (n, 2)
-        self.classes = [c for c in classes if any(len(found[c]) for found in self.locations)]
+        if locations is None:
+            rng = np.random.default_rng(seed)
+            locations = [scan_mask(source, classes, rng)[0] for source in self.sources]
+        self.locations = list(locations)  # [source][class] -> (n, 2)
+        self.classes = [c for c in classes if any(len(found.get(c, ())) for found in self.locations)]
+
+    def forced(self, n: int) -> int:
+        """How many of a batch of n patches are centred on a class (the first ones)."""
+        return math.ceil(n * self.foreground_share - 1e-9) if self.classes else 0
+
+    def draw(self, rng: np.random.Generator, forced: bool) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int], int]:
+        """One patch, centred on a class drawn uniformly when `forced`: (image, mask, source index, inner
+        top-left, the class it was centred on or -1). All draws come from `rng`."""
+        target = self.classes[int(rng.integers(len(self.classes)))] if forced and self.classes else None
+        image, mask, index, origin = self.sample(rng, target)
+        return image, mask, index, origin, -1 if target is None else target
 
     def sample(self, rng: np.random.Generator,
                centre_on: int | None = None) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int]]:
@@ -200,16 +222,15 @@ class PatchSampler:
     def batch(self, rng: np.random.Generator, n: int) -> PatchBatch:
         """n patches, the first ceil(n * foreground_share) centred on a class drawn uniformly (nnU-Net
         forces a fixed count per batch too, so a batch never lacks foreground by chance)."""
-        forced = math.ceil(n * self.foreground_share - 1e-9) if self.classes else 0
+        forced = self.forced(n)
         images, masks, sources, origins, centred = [], [], [], [], []
         for i in range(n):
-            target = self.classes[int(rng.integers(len(self.classes)))] if i < forced else None
-            image, mask, index, origin = self.sample(rng, target)
+            image, mask, index, origin, target = self.draw(rng, i < forced)
             images.append(image)
             masks.append(mask)
             sources.append(index)
             origins.append(origin)
-            centred.append(-1 if target is None else target)
+            centred.append(target)
         return PatchBatch(np.stack(images), np.stack(masks), self.margin, np.array(origins, np.int64),
                           np.array(sources, np.int64), np.array(centred, np.int64))
 
@@ -234,12 +255,22 @@ def _reflect(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(folded > size - 1, period - folded, folded)
 
 
-def _locate(source: Source, classes: Sequence[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
-    """Up to MAX_LOCATIONS (y, x) positions per class, a uniform sample of all its pixels (bottom-k random keys)."""
+def scan_mask(source: Source, classes: Sequence[int],
+              rng: np.random.Generator) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """One pass over a source's mask, band by band: up to MAX_LOCATIONS (y, x) positions per class (a uniform
+    sample of its pixels, by bottom-k random keys) and the pixel count of every value, (256,) for class
+    indices; for multi-label masks (H, W, K), class k means label k - 1 and counts[k] its pixels, counts[0]
+    the pixels with no label."""
     kept: dict[int, tuple[np.ndarray, np.ndarray]] = {c: (np.zeros((0, 2), np.int32), np.zeros(0)) for c in classes}
+    counts = np.zeros(256, np.int64)
     for y0, band in source.mask_bands():
+        if band.ndim == 3:
+            counts[1 : band.shape[2] + 1] += np.count_nonzero(band, axis=(0, 1))
+            counts[0] += int(np.count_nonzero(~band.any(axis=2)))
+        else:
+            counts += np.bincount(band.reshape(-1), minlength=256)[:256]
         for value in classes:
-            ys, xs = np.nonzero(band == value)
+            ys, xs = np.nonzero(band == value if band.ndim == 2 else band[:, :, value - 1] > 0)
             if not len(ys):
                 continue
             positions = np.concatenate([kept[value][0], np.stack([ys + y0, xs], axis=1).astype(np.int32)])
@@ -248,4 +279,4 @@ def _locate(source: Source, classes: Sequence[int], rng: np.random.Generator) ->
                 best = np.argpartition(keys, MAX_LOCATIONS)[:MAX_LOCATIONS]
                 positions, keys = positions[best], keys[best]
             kept[value] = (positions, keys)
-    return {value: positions for value, (positions, _) in kept.items()}
+    return {value: positions for value, (positions, _) in kept.items()}, counts

@@ -132,6 +132,55 @@ def synthetic_classes(index: int, *, size: int = 48, seed: int = 0) -> tuple[np.
     return (np.clip(signal, 0, 1) * 255).astype(np.uint8), mask
 
 
+def synthetic_large(index: int, *, side: int = 1024, seed: int = 0, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """A large-image scene: image (side, side) uint8, mask (side, side) class indices.
+
+    Class 1: bright textured bodies (about 15% of the area); with `classes` 3, class 2: thin dark
+    curvilinear lines, 2-4 px wide (level sets of a smooth field, like roads, vessels or cracks),
+    drawn over the bodies. The background is a slowly varying texture with noise, so a patch must
+    be read in its context: the brightness of a body varies from place to place.
+    """
+    rng = np.random.default_rng((seed, index, 11))
+    image = 0.4 + 0.1 * smooth_noise(rng, side, sigma=side / 16) + 0.06 * smooth_noise(rng, side, sigma=2.0)
+    mask = np.zeros((side, side), np.uint8)
+    field = smooth_noise(rng, side, sigma=24.0)
+    bodies = field > np.quantile(field, 0.85)
+    mask[bodies] = 1
+    image[bodies] += 0.25 + 0.05 * smooth_noise(rng, side, sigma=1.5)[bodies]
+    if classes >= 3:
+        level = smooth_noise(rng, side, sigma=40.0)
+        lines = np.abs(level) < 0.02 * np.hypot(*np.gradient(level)) * 40.0 * 1.5  # about 3 px wide
+        mask[lines] = 2
+        image[lines] = 0.15 + 0.03 * rng.standard_normal(int(lines.sum()))
+    image += 0.05 * rng.standard_normal((side, side))
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8), mask
+
+
+def write_large_synthetic(out_dir: str | os.PathLike[str], n: int, *, side: int = 4096, seed: int = 0,
+                          classes: int = 2, block: int = 2048, prefix: str = "large") -> Path:
+    """`n` large scenes as tiled TIFFs (images/ and masks/, masks as class indices), written band by band
+    from `block`-sized pieces of `synthetic_large`: memory follows the block, not the side (20000^2 works)."""
+    from unetkit.data.tiled_writer import TiledTiffWriter
+
+    root = Path(out_dir)
+    check_synthetic_args(root, n, size=side, seed=seed)
+    for index in range(n):
+        name = f"{prefix}_{index:05d}.tif"
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        image_writer = TiledTiffWriter(root / "images" / name, side, side, np.uint8)
+        mask_writer = TiledTiffWriter(root / "masks" / name, side, side, np.uint8)
+        for y in range(0, side, block):
+            rows = min(block, side - y)
+            pieces = [synthetic_large(index * 10_000 + (y // block) * 100 + x // block, side=block, seed=seed,
+                                      classes=classes) for x in range(0, side, block)]
+            image_writer.write(np.concatenate([p[0][:rows] for p in pieces], axis=1)[:, :side])
+            mask_writer.write(np.concatenate([p[1][:rows] for p in pieces], axis=1)[:, :side])
+        image_writer.close()
+        mask_writer.close()
+    return root
+
+
 def write_examples(out_dir: str | os.PathLike[str], examples: list[tuple[np.ndarray, np.ndarray]], *,
                    prefix: str = "syn", mask_scale: int = 255) -> Path:
     """Write (image, mask) pairs as images/<prefix>_NNNNN.png and masks/<prefix>_NNNNN.png (mask x mask_scale)."""

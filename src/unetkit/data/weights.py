@@ -49,9 +49,10 @@ def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
     return result
 
 
-def balanced_class_weights(masks: np.ndarray, num_classes: int) -> tuple[float, ...]:
-    """Inverse-frequency class weights normalised to mean 1 (the paper's w_c); absent classes get 1."""
-    counts = np.bincount(masks.reshape(-1), minlength=max(num_classes, 2))[: max(num_classes, 2)].astype(np.float64)
+def balanced_class_weights(counts: np.ndarray, num_classes: int) -> tuple[float, ...]:
+    """Inverse-frequency class weights normalised to mean 1 (the paper's w_c) from the pixel count of each
+    mask value (np.bincount of the masks); absent classes get 1."""
+    counts = np.asarray(counts)[: max(num_classes, 2)].astype(np.float64)
     present = counts > 0
     weights = np.ones_like(counts)
     weights[present] = counts[present].sum() / (present.sum() * counts[present])

@@ -30,6 +30,9 @@ from unetkit.outputs import hard_mask, is_binary, uses_sigmoid
 Key = TypeVar("Key")
 
 
+DEFAULT_TILE = 256  # tile side for models whose training made no plan (whole images)
+
+
 class AppliedModel(Protocol):
     """What prediction needs to know of a model file (a SavedModel, or an exported ONNX model)."""
 
@@ -45,6 +48,13 @@ class AppliedModel(Protocol):
     def classes(self) -> list[dict[str, Any]]: ...
 
 
+def planned_tile(training: dict[str, Any]) -> int:
+    """The tile a model's training plan chose for it (its patch size, for patch training), else DEFAULT_TILE:
+    the context the network learned is the context it should predict in."""
+    tile = (training.get("plan") or {}).get("predict_tile") if isinstance(training, dict) else None
+    return tile if isinstance(tile, int) and not isinstance(tile, bool) and tile >= 16 else DEFAULT_TILE
+
+
 class PredictionEngine(ABC):
     """Turns (H, W, C) images into probabilities (K, H, W) float32 and masks (H, W) uint8."""
 
@@ -58,7 +68,8 @@ class PredictionEngine(ABC):
                             f"{saved.config.num_classes} classes and predicts the most probable one")
         self.threshold = saved.threshold if uses_sigmoid(saved.config) and options.threshold is None else options.threshold
         self.batch_size = options.batch_size
-        self.tile, self.overlap, self.blend, self.tta = options.tile, options.overlap, options.blend, options.tta
+        self.tile = options.tile or planned_tile(saved.training)
+        self.overlap, self.blend, self.tta = options.overlap, options.blend, options.tta
         importance_map(1, 1, self.blend)  # unknown blend or TTA names: one line now, not at the first tile
         symmetries(self.tta)
 

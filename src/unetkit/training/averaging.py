@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from unetkit.data.dataset import LabelledSet
 from unetkit.data.loader import BatchIterator
+from unetkit.data.patch_batches import PatchBatches
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
 from unetkit.models.base import SegmentationNet
@@ -56,13 +56,14 @@ def swa_update(swa: AveragedModel | None, net: torch.nn.Module, progress: float,
         swa.update_parameters(net)
 
 
-def swa_model(swa: AveragedModel, train_set: LabelledSet, preprocess: Preprocess, batch_size: int,
-              device: torch.device) -> SegmentationNet | None:
-    """The averaged net with batch-norm statistics recomputed over `train_set`; None if nothing was averaged."""
+def swa_model(swa: AveragedModel, batches: BatchIterator, device: torch.device) -> SegmentationNet | None:
+    """The averaged net with batch-norm statistics recomputed over one epoch of the training batches
+    (whole images in order without augmentation, or patches as drawn); None if nothing was averaged."""
     if int(swa.n_averaged) == 0:
         return None
     net: SegmentationNet = swa.module  # type: ignore[assignment]
-    batches = BatchIterator(train_set, preprocess, batch_size, shuffle=False)
+    if not isinstance(batches, PatchBatches):
+        batches = BatchIterator(batches.data, batches.preprocess, batches.batch_size, shuffle=False)
     update_bn((batch.images.to(device, memory_format=torch.channels_last) for batch in batches.epoch(0)), net,
               device=None)
     return net.eval()

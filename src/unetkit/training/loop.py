@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,15 @@ from unetkit.data.dataset import LabelledSet
 from unetkit.data.device_batches import DeviceBatches
 from unetkit.data.loader import BatchIterator, default_workers
 from unetkit.data.masks import class_table
+from unetkit.data.patch_batches import PatchBatches
+from unetkit.data.patch_set import PatchSet
 from unetkit.data.preprocess import Preprocess
+from unetkit.data.weights import border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model, save_ensemble, save_model
 from unetkit.fileio import write_csv
-from unetkit.inference.labelled import predict_labelled, stacked
+from unetkit.inference.engine import planned_tile
+from unetkit.inference.labelled import LabelledPrediction, predict_labelled, stacked
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
 from unetkit.models.base import SegmentationNet
@@ -49,7 +54,7 @@ from unetkit.outputs import as_logits, foreground, is_binary, uses_sigmoid
 from unetkit.runtime import log, progress, resolve_device
 from unetkit.training.averaging import Snapshots, ensemble, swa_model, swa_update
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
-from unetkit.training.losses import LossFn
+from unetkit.training.losses import BORDER_WEIGHTED, LossFn
 from unetkit.training.observe import EpochObserver
 from unetkit.training.parts import Parts, build_parts
 from unetkit.training.step import enter_stage, stage_peak, train_step
@@ -77,12 +82,15 @@ class TrainResult:
     binary: bool = True  # one foreground class: the TGS figures (mAP) mean something
 
 
-def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: LabelledSet, preprocess: Preprocess,
-        resume: Checkpoint | None = None, class_weights: tuple[float, ...] | None = None,
-        augment: Any = None) -> TrainResult:
+def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
+        preprocess: Preprocess, resume: Checkpoint | None = None, class_weights: tuple[float, ...] | None = None,
+        augment: Any = None, plan: dict[str, Any] | None = None) -> TrainResult:
     """Train per `config`, writing checkpoints, metrics.csv and curves.png into `run_dir` (rank 0).
 
-    Under torchrun every rank calls this and gets rank 0's result.
+    A PatchSet trains on patches (data/patch_batches.py), a LabelledSet on whole images; `val_set`
+    is predicted whole either way (ragged when its sizes differ), in tiles of the `plan`'s predict_tile
+    as `unetkit predict` will use them; the plan goes into the model file. Under torchrun every rank
+    calls this and gets rank 0's result.
     """
     rank, world_size = distributed.rank(), distributed.world_size()
     device = resolve_device(config.runtime.device)
@@ -91,7 +99,13 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
         workers = default_workers(device.type)
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
     train_batches: BatchIterator
-    if _on_device(config, train_set, device, crop is not None):
+    if isinstance(train_set, PatchSet):
+        train_batches = PatchBatches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size or 0),
+                                     foreground_share=config.data.foreground_share or 0.0,
+                                     patches_per_epoch=config.data.patches_per_epoch, augment=augment, seed=config.seed,
+                                     rank=rank, world_size=world_size, workers=workers,
+                                     weight_map=_border_weight_map(config))
+    elif _on_device(config, train_set, device, crop is not None):
         train_batches = DeviceBatches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
                                       augment=augment, seed=config.seed, rank=rank, world_size=world_size)
     else:
@@ -99,12 +113,13 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
                                       seed=config.seed, rank=rank, world_size=world_size, workers=workers, pad_crop=crop)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     parts = build_parts(config, len(train_batches), resume, class_weights)
+    tile = planned_tile({"plan": plan})
     if config.schedule.snapshots:
         parts.snapshots = Snapshots(run_dir / "checkpoints", preprocess, write=distributed.is_main())
     state = resume.state if resume else TrainState()
     if resume:
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
-    observer = EpochObserver(run_dir, config, val_set, preprocess) if distributed.is_main() else None
+    observer = EpochObserver(run_dir, config, val_set, preprocess, tile) if distributed.is_main() else None
     stop_reason = "epochs"
     while state.epoch < config.epochs:
         if config.early_stopping_patience and state.stale_epochs >= config.early_stopping_patience:
@@ -114,7 +129,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
         if deadline is not None and distributed.any_rank(deadline <= time.monotonic(), parts.device):
             stop_reason = "time budget"
             break
-        row, hit_deadline = _run_epoch(parts, state, train_batches, val_share, preprocess, deadline)
+        row, hit_deadline = _run_epoch(parts, state, train_batches, val_share, preprocess, deadline, tile)
         _after_epoch(config, run_dir, parts, preprocess, state, row, observer)
         if hit_deadline:
             stop_reason = "time budget"
@@ -125,9 +140,17 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet, val_set: Lab
     result = None
     if observer is not None:  # rank 0
         observer.close()
-        result = _finish(config, run_dir, parts, (train_set, val_set), preprocess, state, stop_reason)
+        result = _finish(config, run_dir, parts, (train_batches, val_set), preprocess, state, stop_reason, plan)
         result.n_train, result.n_val = len(train_set), len(val_set)
     return distributed.from_main(result)
+
+
+def _border_weight_map(config: TrainConfig) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The per-patch border weights of a border-weighted loss (whole images get theirs in the runner)."""
+    if config.loss.name not in BORDER_WEIGHTED:
+        return None
+    return partial(border_weights, w0=config.loss.border_w0, sigma=config.loss.border_sigma,
+                   ignore_index=config.data.ignore_index)
 
 
 def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device, cropped: bool) -> bool:
@@ -221,32 +244,47 @@ def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index:
 @torch.no_grad()
 def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
              batch_size: int, *, threshold: float = 0.5, keep_probabilities: bool = False,
-             ignore_index: int | None = None, across_ranks: bool = False) -> tuple[dict[str, Any], torch.Tensor | None]:
+             ignore_index: int | None = None, across_ranks: bool = False,
+             tile: int | None = None) -> tuple[dict[str, Any], torch.Tensor | list[torch.Tensor] | None]:
     """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (inference/labelled.py);
-    optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models.
+    optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models
+    (a list of such maps for a ragged set).
 
     The loss is taken per batch of `batch_size` on the probabilities, clamped at 1e-7 as Keras does.
-    `across_ranks`: each rank holds a share of the images; the figures are over all shares.
+    `across_ranks`: each rank holds a share of the images; the figures are over all shares. `tile`: the
+    tile images larger than it are predicted in (the planned one, so `evaluate` sees what validation saw).
     """
     config = net.config
-    engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device)
+    engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device, tile=tile)
     accumulator = MetricAccumulator(config.num_classes, ignore_index=ignore_index, multilabel=config.multilabel)
     loss_sum, seen, kept = 0.0, 0, []
     predictions = predict_labelled(engine, ((i, data.images[i], data.masks[i]) for i in range(len(data))),
                                    postprocess=False)
     for chunk in _chunks(predictions, batch_size):
-        _, probabilities, masks, truths = stacked(chunk)
-        target = torch.from_numpy(truths).long()
-        loss_sum += float(loss_fn(as_logits(torch.from_numpy(probabilities), config), target)) * len(chunk)
-        seen += len(chunk)
-        accumulator.update(torch.from_numpy(masks), target)
-        if keep_probabilities:
-            kept.append((torch.from_numpy(foreground(probabilities, config)) * 255).round().to(torch.uint8))
+        for run in _same_size_runs(chunk):  # the whole chunk, unless sizes differ
+            _, probabilities, masks, truths = stacked(run)
+            target = torch.from_numpy(truths).long()
+            loss_sum += float(loss_fn(as_logits(torch.from_numpy(probabilities), config), target)) * len(run)
+            seen += len(run)
+            accumulator.update(torch.from_numpy(masks), target)
+            if keep_probabilities:
+                kept.append((torch.from_numpy(foreground(probabilities, config)) * 255).round().to(torch.uint8))
     if across_ranks and distributed.launched():
         accumulator = MetricAccumulator.merged(distributed.all_gather(accumulator))
         loss_sum, seen = distributed.sum_across([loss_sum, float(seen)], device)
     summary = accumulator.summary() | {"loss": loss_sum / max(seen, 1)}
-    return summary, (torch.cat(kept) if keep_probabilities else None)
+    if not keep_probabilities:
+        return summary, None
+    return summary, ([m for block in kept for m in block] if data.ragged else torch.cat(kept))
+
+
+def _same_size_runs(items: list[LabelledPrediction[Any]]) -> Iterator[list[LabelledPrediction[Any]]]:
+    """Consecutive items of one image size, in order (one run for a set of one size)."""
+    start = 0
+    for end in range(1, len(items) + 1):
+        if end == len(items) or items[end].truth.shape != items[start].truth.shape:
+            yield items[start:end]
+            start = end
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -261,12 +299,12 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, val_share: LabelledSet,
-               preprocess: Preprocess, deadline: float | None) -> tuple[dict[str, float], bool]:
+               preprocess: Preprocess, deadline: float | None, tile: int) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s = time.monotonic() - started
     val, _ = validate(parts.evaluated, val_share, preprocess, parts.loss_fn, parts.device, parts.config.batch_size,
-                      ignore_index=parts.config.data.ignore_index, across_ranks=True)
+                      ignore_index=parts.config.data.ignore_index, across_ranks=True, tile=tile)
     parts.net.train()
     seconds = time.monotonic() - started
     state.elapsed_s += seconds
@@ -310,7 +348,7 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     state.elapsed_s = distributed.from_main(state.elapsed_s)
 
 
-def _final_net(config: TrainConfig, run_dir: Path, parts: Parts, train_set: LabelledSet, preprocess: Preprocess,
+def _final_net(config: TrainConfig, run_dir: Path, parts: Parts, train_batches: BatchIterator,
                state: TrainState) -> tuple[SegmentationNet | Ensemble, str]:
     """The net the model file will hold, and what it is: the SGDR snapshots' ensemble, the SWA
     average, or the best checkpoint (training/averaging.py)."""
@@ -318,7 +356,7 @@ def _final_net(config: TrainConfig, run_dir: Path, parts: Parts, train_set: Labe
     if parts.snapshots is not None:
         return ensemble(parts.snapshots.members(state.snapshots, device)), f"{state.snapshots} SGDR snapshots"
     if parts.swa is not None:
-        averaged = swa_model(parts.swa, train_set, preprocess, config.batch_size, device)
+        averaged = swa_model(parts.swa, train_batches, device)
         if averaged is not None:
             return averaged, f"SWA of {int(parts.swa.n_averaged)} epochs"
         log.info("SWA averaged nothing (the run ended before optim.swa_start); the model is the best epoch's")
@@ -326,22 +364,21 @@ def _final_net(config: TrainConfig, run_dir: Path, parts: Parts, train_set: Labe
     return best.to(device, memory_format=torch.channels_last), f"best epoch {state.best_epoch}"  # type: ignore[return-value]
 
 
-def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[LabelledSet, LabelledSet],
-            preprocess: Preprocess, state: TrainState, stop_reason: str) -> TrainResult:
+def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[BatchIterator, LabelledSet],
+            preprocess: Preprocess, state: TrainState, stop_reason: str, plan: dict[str, Any] | None) -> TrainResult:
     """Choose the final weights, tune the decision rule on their validation predictions, write model.safetensors."""
     device = parts.device
-    train_set, val_set = sets
-    final, made_of = _final_net(config, run_dir, parts, train_set, preprocess, state)
+    train_batches, val_set = sets
+    final, made_of = _final_net(config, run_dir, parts, train_batches, state)
     binary = uses_sigmoid(config.model)
     threshold: float | None = None
     postprocess: dict[str, float] = {}
     ignore_index = config.data.ignore_index
+    tile = planned_tile({"plan": plan})
     val, probabilities = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size,
-                                  keep_probabilities=binary, ignore_index=ignore_index)
+                                  keep_probabilities=binary, ignore_index=ignore_index, tile=tile)
     if binary and probabilities is not None:
-        targets = torch.from_numpy(val_set.masks)
-        if targets.dim() == 4:  # multi-label: one map per (image, label), like the probabilities
-            targets = targets.permute(0, 3, 1, 2).flatten(0, 1)
+        targets = _target_maps(val_set)
         decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
                                         tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
                                         ignore_index=ignore_index)
@@ -350,11 +387,13 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[Labell
         write_csv(table, run_dir / "threshold_sweep.csv")
         val = decision.metrics
         if config.model.multilabel:  # per-label figures, as during training
-            val, _ = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold)
+            val, _ = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold,
+                              tile=tile)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     model_path = run_dir / "model.safetensors"
     record = _record(config, best_row) | {"threshold_metric": config.decision.threshold_metric, "val_at_threshold": val,
-                                          "epochs_done": state.epoch, "stop_reason": stop_reason, "weights": made_of}
+                                          "epochs_done": state.epoch, "stop_reason": stop_reason, "weights": made_of,
+                                          "plan": plan}
     rule_args: dict[str, Any] = {"threshold": 0.5 if threshold is None else threshold, "postprocess": postprocess,
                                  "training": record}
     if isinstance(final, Ensemble):
@@ -368,6 +407,16 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[Labell
     return TrainResult(run_dir, model_path, threshold, val, state.epoch, state.best_epoch,
                        sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess=postprocess,
                        binary=is_binary(config.model))
+
+
+def _target_maps(val_set: LabelledSet) -> torch.Tensor | list[torch.Tensor]:
+    """The validation truths in the layout of `validate`'s kept probabilities: (N, H, W), one map per
+    (image, label) for multi-label masks, a list of maps for a ragged set."""
+    if not val_set.ragged:
+        targets = torch.from_numpy(val_set.masks)
+        return targets.permute(0, 3, 1, 2).flatten(0, 1) if targets.dim() == 4 else targets
+    maps = [torch.from_numpy(mask) for mask in val_set.masks]
+    return [m for mask in maps for m in (mask.permute(2, 0, 1) if mask.dim() == 3 else mask[None])]
 
 
 def _deadline(config: TrainConfig, state: TrainState) -> float | None:

@@ -25,13 +25,15 @@ SAMPLES = 4
 class EpochObserver:
     """Writes curves.png, samples/epoch_NNNN.png and (optionally) TensorBoard events after each epoch."""
 
-    def __init__(self, run_dir: Path, config: TrainConfig, val_set: LabelledSet, preprocess: Preprocess) -> None:
+    def __init__(self, run_dir: Path, config: TrainConfig, val_set: LabelledSet, preprocess: Preprocess,
+                 tile: int | None = None) -> None:
         self.run_dir = run_dir
         # Fixed samples: the validation images with the most foreground, then some empty ones, chosen once.
         order = np.argsort(-val_set.coverage(), kind="stable")
         self.indices = np.concatenate([order[: SAMPLES - 1], order[-1:]])[:SAMPLES] if len(order) else order
         self.val_set = val_set
         self.preprocess = preprocess
+        self.tile = tile
         self.writer = _tensorboard(run_dir) if config.runtime.tensorboard else None
 
     def epoch_done(self, history: list[dict[str, float]], net: SegmentationNet, device: torch.device) -> None:
@@ -46,7 +48,7 @@ class EpochObserver:
             self.writer.flush()
 
     def _samples(self, epoch: int, net: SegmentationNet, device: torch.device) -> None:
-        engine = Predictor(SavedModel(net, self.preprocess), torch_device=device)
+        engine = Predictor(SavedModel(net, self.preprocess), torch_device=device, tile=self.tile)
         items = ((i, self.val_set.images[i], self.val_set.masks[i]) for i in self.indices)
         shown = list(predict_labelled(engine, items, postprocess=False))
         truths = [label_map(item.truth, channel_axis=-1) for item in shown]

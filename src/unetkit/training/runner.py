@@ -21,15 +21,18 @@ import torch
 from unetkit import distributed
 from unetkit.config import TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
-from unetkit.data.dataset import LabelledSet, load_labelled
-from unetkit.data.masks import check_class_coverage, class_table
+from unetkit.data.dataset import LabelledSet, find_pairs, load_labelled
+from unetkit.data.fingerprint import fingerprint
+from unetkit.data.masks import check_class_counts, check_class_coverage, class_table
+from unetkit.data.patch_set import PatchSet, load_patch_set, validation_set
 from unetkit.data.preprocess import Preprocess, fit_preprocess
+from unetkit.data.regions import image_size
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import load_model, save_ensemble
 from unetkit.fileio import make_dir, write_csv, write_text
-from unetkit.inference.labelled import predict_labelled, stacked
+from unetkit.inference.labelled import predict_labelled
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
 from unetkit.models.registry import build_model
@@ -38,11 +41,14 @@ from unetkit.runtime import log, resolve_device
 from unetkit.training.checkpoint import load_checkpoint
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
+from unetkit.training.plan import WHOLE_MAX_SIDE, Plan, make_plan
 from unetkit.training.recipes import check_train_config, resolve_train_config
 from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
 DATA_RECORD = "data.json"  # which images the run was trained on: --resume refuses other data
+PLAN_RECORD = "plan.json"  # the fingerprint and the choices made from it (training/plan.py)
+STATISTICS_PATCHES = 64  # patches the normalisation statistics of patch training are measured on
 
 
 def stored_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -81,11 +87,13 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                             f"(stored: {stored.model}, asked: {config.model})")
     if not config.data.data_dir:
         raise UserError("no data folder given (--data DIR with images/ and masks/)")
-    data = load_labelled(config.data.data_dir, config.model.in_channels, config.model.num_classes,
-                         resize_to=config.data.resize_to if config.data.size_policy == "resize" else None,
-                         ignore_index=config.data.ignore_index, multilabel=config.model.multilabel)
-    check_class_coverage(data.masks, config.model.num_classes, config.data.ignore_index, config.data.data_dir)
-    _check_pad_to(config, data)
+    # Loaded first (every file checked, each failure naming its file), then planned from a fingerprint;
+    # the likely kind of loading is known from the files' headers, and the plan rarely disagrees.
+    data = _load(config, _likely_patches(config))
+    plan = _training_plan(config, run_dir, device, resume)
+    config = _with_plan(config, plan)
+    if bool(config.data.patch_size) != isinstance(data, PatchSet):
+        data = _load(config, bool(config.data.patch_size))
     strata = coverage_classes(data.coverage(config.data.ignore_index))
     fingerprint = _data_fingerprint(data)
     if resume:
@@ -95,10 +103,77 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         make_dir(run_dir)
         write_text(run_dir / "config.yaml", dump_yaml(config))
         write_text(run_dir / DATA_RECORD, json.dumps(fingerprint, indent=1))
+        write_text(run_dir / PLAN_RECORD, json.dumps(plan.to_dict(), indent=1))
     if config.folds >= 2:
-        return _train_folds(config, run_dir, data, strata, resume)
+        return _train_folds(config, run_dir, data, strata, resume, plan.to_dict())
     train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
-    return _train_split(config, run_dir, data, train_idx, val_idx, resume)
+    return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan.to_dict())
+
+
+def _likely_patches(config: TrainConfig) -> bool:
+    """Whether the plan will train on patches, from the config and the image headers alone: as
+    training/plan.py decides, for mixed sizes or sides over WHOLE_MAX_SIDE."""
+    if config.data.size_policy != "pad" or config.data.patch_size is not None:
+        return config.data.size_policy == "pad" and bool(config.data.patch_size)
+    sizes = {image_size(pair.image) for pair in find_pairs(config.data.data_dir)}
+    return len(sizes) > 1 or max(max(size) for size in sizes) > WHOLE_MAX_SIDE
+
+
+def _load(config: TrainConfig, patches: bool) -> LabelledSet | PatchSet:
+    """The folder as a PatchSet (patch training) or a stacked LabelledSet, checked for classes that never occur."""
+    data, model = config.data, config.model
+    if patches:
+        found = load_patch_set(data.data_dir, model.in_channels, model.num_classes, ignore_index=data.ignore_index,
+                               multilabel=model.multilabel, seed=config.seed)
+        check_class_counts(found.counts.sum(axis=0), model.num_classes, data.ignore_index, data.data_dir,
+                           model.multilabel)
+        return found
+    loaded = load_labelled(data.data_dir, model.in_channels, model.num_classes,
+                           resize_to=data.resize_to if data.size_policy == "resize" else None,
+                           ignore_index=data.ignore_index, multilabel=model.multilabel)
+    check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, data.data_dir)
+    _check_pad_to(config, loaded)
+    return loaded
+
+
+def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, resume: bool) -> Plan:
+    """The plan of training/plan.py for this run: made from a fingerprint of the data with the config's
+    choices as overrides, or on --resume the run's own plan.json (free memory may differ now, the
+    batches must not)."""
+    if resume and (run_dir / PLAN_RECORD).is_file():
+        try:
+            return Plan.from_dict(json.loads((run_dir / PLAN_RECORD).read_text(encoding="utf-8")))
+        except ValueError:
+            raise UserError(f"{run_dir / PLAN_RECORD}: is not a plan unetkit wrote (not JSON)") from None
+    overrides: dict[str, Any] = {}
+    data = config.data
+    if data.size_policy != "pad" or data.patch_size == 0:
+        overrides["mode"] = "whole"
+    elif data.patch_size:
+        overrides |= {"mode": "patch", "patch_size": data.patch_size}
+    if data.foreground_share is not None:
+        overrides["foreground_share"] = data.foreground_share
+    if config.model.arch == "seed_unet":
+        overrides["depth"] = config.model.depth  # the architecture is the config's; the plan only sizes around it
+    found = fingerprint(data.data_dir, num_classes=None if config.model.multilabel else config.model.num_classes,
+                        ignore_index=data.ignore_index, seed=config.seed, multilabel=config.model.multilabel)
+    return make_plan(found, device.type, overrides, model=config.model)
+
+
+def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
+    """The config with the plan's patch choices written in (config.yaml then records what ran): patch size
+    (0 for whole images), foreground share, and for patches a batch no larger than the plan's."""
+    if plan.mode == "whole" or config.data.size_policy != "pad":
+        return dataclasses.replace(config, data=dataclasses.replace(config.data, patch_size=0))
+    batch = config.batch_size
+    if plan.batch_size < batch:
+        log.info("batch of %d patches of %d px: %d fit the memory (%s); set --batch-size to choose", plan.batch_size,
+                 plan.patch_size, plan.batch_size, plan.why.get("batch_size", "plan"))
+        batch = plan.batch_size
+    log.info("training on %d x %d patches (%s), %.0f%% centred on foreground", plan.patch_size, plan.patch_size,
+             plan.why.get("mode", ""), 100 * plan.foreground_share)
+    return dataclasses.replace(config, batch_size=batch, data=dataclasses.replace(
+        config.data, patch_size=plan.patch_size, foreground_share=plan.foreground_share))
 
 
 def training_preprocess(config: TrainConfig, images: np.ndarray) -> Preprocess:
@@ -131,7 +206,7 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return any((folder / LAST_CHECKPOINT).is_file() for folder in [run_dir, *run_dir.glob("fold_*")])
 
 
-def _data_fingerprint(data: LabelledSet) -> dict[str, Any]:
+def _data_fingerprint(data: LabelledSet | PatchSet) -> dict[str, Any]:
     """The data set as --resume compares it: image and mask file names, and a hash over them."""
     names = "\n".join(f"{pair.image.name}\t{pair.mask.name}" for pair in data.pairs)
     return {"n_images": len(data), "files_sha256": hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()}
@@ -149,39 +224,55 @@ def _check_same_data(run_dir: Path, fingerprint: dict[str, Any], data_dir: str) 
                         "--data, or start a new run with another --out")
 
 
-def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet, train_idx: np.ndarray, val_idx: np.ndarray,
-                 resume: bool, preprocess: Preprocess | None = None) -> TrainResult:
-    """Fit one model on data[train_idx], validated on data[val_idx]."""
+def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, train_idx: np.ndarray,
+                 val_idx: np.ndarray, resume: bool, plan: dict[str, Any], preprocess: Preprocess | None = None) -> TrainResult:
+    """Fit one model on data[train_idx], validated on data[val_idx] (predicted whole)."""
     checkpoint = None
     if resume and (run_dir / LAST_CHECKPOINT).is_file():  # the architecture was checked in run_training
         checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
-    train_set, val_set = data.subset(train_idx), data.subset(val_idx)
+    train_set, val_set = data.subset(train_idx), _held_out(data, val_idx, config.seed)
     if checkpoint:
         preprocess = checkpoint.preprocess
     elif preprocess is None:
-        preprocess = training_preprocess(config, train_set.images)
+        preprocess = training_preprocess(config, _statistics_sample(config, train_set))
     log.info("%s: %d images for training, %d for validation (stratified by coverage, seed %d)",
-             run_dir, len(train_set), len(val_set), config.seed)
+             run_dir, len(train_set), len(val_idx), config.seed)
     class_weights = config.loss.class_weights
     if config.loss.balance_classes and class_weights is None:
-        class_weights = balanced_class_weights(train_set.masks, config.model.num_classes)
+        counts = train_set.counts.sum(axis=0) if isinstance(train_set, PatchSet) else np.bincount(
+            train_set.masks.reshape(-1), minlength=256)
+        class_weights = balanced_class_weights(counts, config.model.num_classes)
         log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in class_weights))
-    if config.loss.name in BORDER_WEIGHTED:
+    if config.loss.name in BORDER_WEIGHTED and isinstance(train_set, LabelledSet):  # patches: per patch, as drawn
         train_set.weights = np.stack([border_weights(m, config.loss.border_w0, config.loss.border_sigma,
                                                      config.data.ignore_index)
                                       for m in train_set.masks])
     if distributed.is_main():
         make_dir(run_dir)
-        write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": val_set.stems}, indent=1))
+        write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": [data.stems[i] for i in val_idx]},
+                                                      indent=1))
     return fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
-               augment=augment_config(config.data.augment, config.data.augment_params))
+               augment=augment_config(config.data.augment, config.data.augment_params), plan=plan)
 
 
-def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: np.ndarray,
-                 resume: bool) -> TrainResult:
+def _held_out(data: LabelledSet | PatchSet, indices: np.ndarray, seed: int) -> LabelledSet:
+    """The images at `indices` as validation predicts them: whole (large ones in windows, data/patch_set.py)."""
+    return data.subset(indices) if isinstance(data, LabelledSet) else validation_set(data.subset(indices), seed)
+
+
+def _statistics_sample(config: TrainConfig, data: LabelledSet | PatchSet) -> np.ndarray:
+    """The images the normalisation statistics are measured on: all of a stacked set, random patches of a patch set."""
+    if isinstance(data, LabelledSet):
+        return data.images
+    return data.sample_images(np.random.default_rng((config.seed, 5)), config.data.patch_size or 256,
+                              STATISTICS_PATCHES)
+
+
+def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, strata: np.ndarray,
+                 resume: bool, plan: dict[str, Any]) -> TrainResult:
     """K folds into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
     folds = stratified_folds(strata, config.folds, config.seed)
-    preprocess = training_preprocess(config, data.images)
+    preprocess = training_preprocess(config, _statistics_sample(config, data))
     selected = range(config.folds) if config.fold is None else [config.fold]
     per_fold = dataclasses.replace(config, folds=0, fold=None, time_budget_min=(
         config.time_budget_min / len(selected) if config.time_budget_min else None))
@@ -197,12 +288,12 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet, strata: 
         if distributed.is_main():
             make_dir(fold_dir)
             write_text(fold_dir / "config.yaml", dump_yaml(fold_config))
-        results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, preprocess))
+        results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, plan, preprocess))
     if config.fold is not None:
         return dataclasses.replace(results[0], run_dir=run_dir / f"fold_{config.fold}")
     ensemble = None
     if distributed.is_main():
-        ensemble = _ensemble(config, run_dir, data, folds, results, preprocess)
+        ensemble = _ensemble(config, run_dir, data, folds, results, preprocess, plan)
     return distributed.from_main(ensemble)
 
 
@@ -213,32 +304,35 @@ def _finished_fold(fold_dir: Path) -> TrainResult:
                        record.get("epochs_done", 0), 0, 0.0, record.get("stop_reason", ""), postprocess=saved.postprocess)
 
 
-def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet, folds: list[np.ndarray],
-              results: list[TrainResult], preprocess: Preprocess) -> TrainResult:
+def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
+              results: list[TrainResult], preprocess: Preprocess, plan: dict[str, Any]) -> TrainResult:
     """Out-of-fold predictions -> decision rule and score; members -> one ensemble model file."""
     members = [load_model(result.model_path) for result in results]
     binary = is_binary(config.model)
     device = resolve_device(config.runtime.device)
     ignore_index = config.data.ignore_index
-    oof = torch.zeros(len(data), *data.masks.shape[1:], dtype=torch.uint8)  # probabilities x 255, or classes
+    oof, truths = [], []  # per held-out image: probabilities x 255 (binary) or classes; its truth
     for fold, saved in zip(folds, members):
+        held = _held_out(data, fold, config.seed)
         engine = Predictor(saved, batch_size=config.batch_size, torch_device=device)
-        items = ((i, data.images[i], data.masks[i]) for i in fold)
-        _, probabilities, masks, _ = stacked(predict_labelled(engine, items, postprocess=False))
-        oof[fold] = torch.from_numpy((foreground(probabilities, config.model) * 255).round().astype(np.uint8)
-                                     if binary else masks)
+        items = ((i, held.images[i], held.masks[i]) for i in range(len(held)))
+        for item in predict_labelled(engine, items, postprocess=False):
+            oof.append(torch.from_numpy((foreground(item.probabilities[None], config.model)[0] * 255).round()
+                                        .astype(np.uint8) if binary else item.mask))
+            truths.append(torch.from_numpy(item.truth_maps))
     if binary:
-        decision, table = tune_decision(oof, torch.from_numpy(data.masks), config.decision.threshold_metric,
+        decision, table = tune_decision(oof, truths, config.decision.threshold_metric,
                                         tune_postprocess=config.decision.tune_postprocess, ignore_index=ignore_index)
         write_csv(table, run_dir / "threshold_sweep.csv")
-        warn_if_blind(decision, torch.from_numpy(data.masks), ignore_index, "out-of-fold predictions")
+        warn_if_blind(decision, truths, ignore_index, "out-of-fold predictions")
     else:
         accumulator = MetricAccumulator(config.model.num_classes, ignore_index=ignore_index)
-        accumulator.update(oof, torch.from_numpy(data.masks))
+        for predicted, truth in zip(oof, truths):
+            accumulator.update(predicted[None], truth[None])
         decision = Decision(0.5, {}, accumulator.summary())
     model_path = run_dir / "model.safetensors"
     record = {"config": dataclasses.asdict(config), "out_of_fold": decision.metrics, "folds": len(folds),
-              "fold_metrics": [r.val_metrics for r in results],
+              "fold_metrics": [r.val_metrics for r in results], "plan": plan,
               "classes": class_table(config.data.data_dir, config.model.num_classes, config.model.multilabel)}
     save_ensemble(model_path, [m.net for m in members], preprocess, threshold=decision.threshold if binary else 0.5,
                   postprocess=decision.postprocess if binary else {}, training=record)

@@ -3,6 +3,7 @@ minimum component area and the empty-mask rule (as the TGS winners did)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,58 +28,81 @@ class Decision:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _score(masks: torch.Tensor, targets: torch.Tensor, ignore_index: int | None = None) -> dict[str, Any]:
+Maps = torch.Tensor | Sequence[torch.Tensor]  # (N, H, W), or N maps (H_i, W_i) of mixed sizes
+
+
+def _groups(probabilities: Maps, targets: Maps) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(probabilities, targets) stacked by size: one group for a stacked set, one per size for mixed sizes."""
+    if isinstance(probabilities, torch.Tensor):
+        return [(probabilities, targets)]  # type: ignore[list-item]
+    by_size: dict[tuple[int, ...], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    for p, t in zip(probabilities, targets):
+        group = by_size.setdefault(tuple(p.shape), ([], []))
+        group[0].append(p)
+        group[1].append(t)
+    return [(torch.stack(ps), torch.stack(ts)) for ps, ts in by_size.values()]
+
+
+def _score(groups: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int | None = None) -> dict[str, Any]:
+    """Figures of binary masks over all groups of (masks (n, H, W), targets (n, H, W))."""
     accumulator = MetricAccumulator(num_classes=1, ignore_index=ignore_index)
-    for start in range(0, len(masks), 256):
-        accumulator.update(masks[start : start + 256], targets[start : start + 256])
+    for masks, targets in groups:
+        for start in range(0, len(masks), 256):
+            accumulator.update(masks[start : start + 256], targets[start : start + 256])
     return accumulator.summary()
 
 
-def sweep_threshold(probabilities: torch.Tensor, targets: torch.Tensor, metric: str,
-                    thresholds: tuple[float, ...] = THRESHOLDS,
+def _unit(probabilities: torch.Tensor) -> torch.Tensor:
+    """Probabilities as float in [0, 1] (uint8 maps hold 0..255)."""
+    return probabilities.float() / (255.0 if probabilities.dtype == torch.uint8 else 1.0)
+
+
+def sweep_threshold(probabilities: Maps, targets: Maps, metric: str, thresholds: tuple[float, ...] = THRESHOLDS,
                     ignore_index: int | None = None) -> tuple[float, list[dict[str, float]]]:
     """Best threshold for `metric` ("tgs_map", "iou", "dice") and the whole sweep table.
 
-    probabilities (N, H, W) foreground probability (float, or uint8 in 0..255); targets
-    (N, H, W) 0/1. Ties go to the threshold nearest 0.5.
+    probabilities (N, H, W) foreground probability (float, or uint8 in 0..255), or a list of
+    such maps of mixed sizes; targets alike, 0/1. Ties go to the threshold nearest 0.5.
     """
-    scale = 255.0 if probabilities.dtype == torch.uint8 else 1.0
+    groups = [(_unit(p), t) for p, t in _groups(probabilities, targets)]
     table = []
     for t in thresholds:
-        summary = _score((probabilities.float() / scale > t).to(torch.uint8), targets, ignore_index)
+        summary = _score([((p > t).to(torch.uint8), target) for p, target in groups], ignore_index)
         table.append({"threshold": t, "iou": summary["iou"], "dice": summary["dice"], "tgs_map": summary["tgs_map"]})
     best = max(table, key=lambda row: (row[metric], -abs(row["threshold"] - 0.5)))
     return float(best["threshold"]), table
 
 
-def tune_decision(probabilities: torch.Tensor, targets: torch.Tensor, metric: str, *, tune_postprocess: bool = True,
+def tune_decision(probabilities: Maps, targets: Maps, metric: str, *, tune_postprocess: bool = True,
                   ignore_index: int | None = None) -> tuple[Decision, list[dict[str, float]]]:
-    """Threshold by sweep, then (min_area, empty_below) by grid at that threshold; only strict gains count."""
+    """Threshold by sweep, then (min_area, empty_below) by grid at that threshold; only strict gains count.
+    Candidate areas scale with the mean image area (AREAS are for 101 x 101)."""
     threshold, table = sweep_threshold(probabilities, targets, metric, ignore_index=ignore_index)
-    scale = 255.0 if probabilities.dtype == torch.uint8 else 1.0
-    probs = (probabilities.float() / scale).numpy()
-    base = _score((torch.from_numpy(probs) > threshold).to(torch.uint8), targets, ignore_index)
+    groups = [(_unit(p).numpy(), t) for p, t in _groups(probabilities, targets)]
+    base = _score([(torch.from_numpy(p > threshold).to(torch.uint8), t) for p, t in groups], ignore_index)
     decision = Decision(threshold, {"min_area": 0, "empty_below": 0}, base)
     if not tune_postprocess:
         return decision, table
-    factor = probs.shape[1] * probs.shape[2] / (101 * 101)
+    images = sum(len(p) for p, _ in groups)
+    factor = sum(p.shape[0] * p.shape[1] * p.shape[2] for p, _ in groups) / images / (101 * 101)
     areas = sorted({int(round(a * factor)) for a in AREAS})
     for min_area in areas:
         # Components are labelled once per min_area; the empty rule then only compares areas.
-        kept = np.stack([binary_decision(p, threshold, min_area) for p in probs])
-        predicted_area = kept.reshape(len(kept), -1).sum(1)
+        kept = [np.stack([binary_decision(p, threshold, min_area) for p in probs]) for probs, _ in groups]
+        predicted_area = [k.reshape(len(k), -1).sum(1) for k in kept]
         for empty_below in areas:
-            masks = kept * (predicted_area >= empty_below)[:, None, None].astype(np.uint8)
-            summary = _score(torch.from_numpy(masks), targets, ignore_index)
+            masks = [k * (area >= empty_below)[:, None, None].astype(np.uint8) for k, area in zip(kept, predicted_area)]
+            summary = _score([(torch.from_numpy(m), t) for m, (_, t) in zip(masks, groups)], ignore_index)
             if summary[metric] > decision.metrics[metric] + 1e-12:
                 decision = Decision(threshold, {"min_area": min_area, "empty_below": empty_below}, summary)
     return decision, table
 
 
-def warn_if_blind(decision: Decision, targets: torch.Tensor, ignore_index: int | None, scored_on: str) -> None:
+def warn_if_blind(decision: Decision, targets: Maps, ignore_index: int | None, scored_on: str) -> None:
     """Say so when the stored rule finds nothing where validation has foreground: a model that predicts
     empty masks can still score well on TGS mAP (empty truths count 1), and must not pass unnoticed."""
-    labelled = targets > 0 if ignore_index is None else (targets > 0) & (targets != ignore_index)
-    if bool(labelled.any()) and decision.metrics.get("iou", 1.0) == 0.0:
+    maps = [targets] if isinstance(targets, torch.Tensor) else targets
+    labelled = any(bool(((t > 0) if ignore_index is None else (t > 0) & (t != ignore_index)).any()) for t in maps)
+    if labelled and decision.metrics.get("iou", 1.0) == 0.0:
         log.warning("warning: under the stored decision rule the model finds no foreground on %s (IoU 0, "
                     "TGS mAP %.4f): train longer, or check the masks", scored_on, decision.metrics.get("tgs_map", 0.0))

@@ -1,0 +1,83 @@
+"""Training batches of patches: `PatchBatches` draws each batch from a `PatchSampler` over a PatchSet.
+
+A subclass of BatchIterator (data/loader.py), so it shares the thread pool that prepares batches
+ahead, the augmentation pipeline (albumentations) and torchrun's split of each global batch between
+the ranks. What differs is where a batch comes from: patch j of global batch b of an epoch is drawn,
+and augmented, by generators seeded with (seed, epoch, b, j) alone, so a rank draws only its own
+patches, N ranks together train on exactly the patches one process would (augmentation included:
+whole-image batches are augmented per rank), and a resumed run draws the batches an uninterrupted
+one would. The first `forced(n)` patches of each global batch
+are centred on a class (nnU-Net's foreground oversampling).
+
+With an affine or elastic warp in the augmentation each patch is read with a margin
+(`warp_margin`), warped, and cut back to its centre, so the warp never pulls reflected borders
+in; the border loss weights (weighted_ce) are computed on that larger patch too, so objects cut
+by the patch edge keep their true distances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from unetkit.data.augment import AugmentConfig, batch_seed
+from unetkit.data.io import dtype_range
+from unetkit.data.loader import Batch, BatchIterator
+from unetkit.data.patch_set import PatchSet
+from unetkit.data.patches import PatchSampler, warp_margin
+from unetkit.data.preprocess import Preprocess
+
+MAX_BATCHES_PER_EPOCH = 250  # nnU-Net's epoch is 250 batches too
+PATCH_STREAM = 3  # a patch's generator key after (seed, epoch, batch, patch): apart from other streams
+
+
+class PatchBatches(BatchIterator):
+    """Epochs of `patches_per_epoch` random patches (0: the training pixels over a patch's, at least one
+    batch and at most MAX_BATCHES_PER_EPOCH batches) in global batches of `batch_size`."""
+
+    def __init__(self, data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int,
+                 foreground_share: float, patches_per_epoch: int = 0, augment: AugmentConfig | None = None,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
+                 weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        super().__init__(data, preprocess, batch_size, shuffle=True, augment=augment, seed=seed, rank=rank,  # type: ignore[arg-type]
+                         world_size=world_size, workers=workers)
+        warps = augment is not None and (augment.p_affine > 0 or augment.p_elastic > 0)
+        margin = warp_margin(patch_size, augment.rotate_deg, augment.scale, augment.shift, augment.elastic_alpha,
+                             augment.elastic_sigma) if warps and augment is not None else 0
+        self.sampler = PatchSampler(data.sources, patch_size, classes=data.classes, foreground_share=foreground_share,
+                                    margin=margin, locations=data.locations)
+        self.patch_size = patch_size
+        self.weight_map = weight_map
+        auto = math.ceil(data.pixels / patch_size**2)
+        self.patches_per_epoch = patches_per_epoch or min(max(auto, batch_size), MAX_BATCHES_PER_EPOCH * batch_size)
+
+    def __len__(self) -> int:
+        return -(-self.patches_per_epoch // self.batch_size)
+
+    def _plan(self, epoch: int) -> list[tuple[int, int, np.ndarray, float]]:
+        """Per batch: this rank's patch positions in the global batch, and its loss scale."""
+        return [(epoch, number, *self._share(np.arange(min(self.batch_size, self.patches_per_epoch - start))))
+                for number, start in enumerate(range(0, self.patches_per_epoch, self.batch_size))]
+
+    def _batch(self, epoch: int, number: int, index: np.ndarray, loss_scale: float) -> Batch:
+        size = min(self.batch_size, self.patches_per_epoch - number * self.batch_size)
+        forced = self.sampler.forced(size)
+        augmenter = self._augmenter()
+        m, inner = self.sampler.margin, slice(self.sampler.margin, self.sampler.margin + self.patch_size)
+        images, masks, weights = [], [], []
+        for position in index:
+            rng = np.random.default_rng((self.seed, epoch, number, int(position), PATCH_STREAM))
+            image, mask, *_ = self.sampler.draw(rng, position < forced)
+            image = image.astype(np.float32)[None] / dtype_range(image.dtype)  # bit depths may differ between images
+            weight = self.weight_map(mask)[None] if self.weight_map is not None else None
+            if augmenter is not None:  # seeded by the patch, not the rank: N ranks draw what one process draws
+                augmenter.reseed(batch_seed(self.seed, epoch, number, int(position)))
+                image, mask, weight = augmenter(image, mask[None], weight)
+                mask = mask[0]
+            images.append(image[0, inner, inner] if m else image[0])
+            masks.append(mask[inner, inner] if m else mask)
+            if weight is not None:
+                weights.append(weight[0, inner, inner] if m else weight[0])
+        return self._tensors(np.stack(images), np.stack(masks), np.stack(weights) if weights else None, loss_scale)

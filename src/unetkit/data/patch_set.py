@@ -1,0 +1,157 @@
+"""A labelled folder for patch training: images of any sizes, the large ones never decoded whole.
+
+`load_labelled` (data/dataset.py) stacks every image into one array, which needs one size and
+memory for all of it. Patch training needs neither: `load_patch_set` keeps each pair as a
+`Source` of data/patches.py — decoded in memory when it is small (or cannot be read by region,
+like a PNG), read by region from disk when it is a TIFF or .npy over `LARGE_PIXELS` — and scans
+every mask once, band by band, for what training needs before the first step: the pixel count
+of each class (coverage for the split, class checks, class weights) and a sample of each
+class's positions (patches centred on foreground). Every file is opened and checked before
+anything is written, as `load_labelled` does: sizes, mask values, non-finite pixels of the
+images decoded here (those read by region are checked band by band as they are read).
+
+Validation images are predicted whole, as `unetkit predict` would (`validation_set`), except
+those over `VAL_WHOLE_PIXELS`: their probabilities alone would take gigabytes, so they are
+scored on `VAL_WINDOWS` fixed windows of `VAL_WINDOW` pixels a side, read by region (centred on
+foreground where there is some), and named `STEM@y,x`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from unetkit.data.dataset import LabelledSet, Pair, find_pairs, load_pair
+from unetkit.data.io import dtype_range
+from unetkit.data.masks import read_class_palette
+from unetkit.data.patches import ArraySource, FileSource, Source, scan_mask
+from unetkit.data.regions import can_stream, image_size
+
+LARGE_PIXELS = 2**22  # TIFF/.npy images above this (2048^2) stay on disk and are read by region
+VAL_WHOLE_PIXELS = 2**24  # validation images up to this (4096^2) are predicted whole
+VAL_WINDOW = 2048  # side of the windows larger validation images are scored on
+VAL_WINDOWS = 4  # windows per such image
+
+
+@dataclass
+class PatchSet:
+    """Labelled images as patch sources, with what one scan of their masks found.
+
+    counts (N, 256): pixels of each mask value per image (multi-label: [0] no label, [k] label k-1);
+    locations[i][class] (n, 2): sampled (y, x) positions of that class in image i.
+    """
+
+    stems: list[str]
+    pairs: list[Pair]
+    sources: list[Source]
+    counts: np.ndarray
+    locations: list[dict[int, np.ndarray]]
+    classes: tuple[int, ...]  # the values patches may be centred on
+    multilabel: bool = False
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def subset(self, indices: np.ndarray) -> PatchSet:
+        """The images at `indices`, in that order."""
+        return PatchSet([self.stems[i] for i in indices], [self.pairs[i] for i in indices],
+                        [self.sources[i] for i in indices], self.counts[indices],
+                        [self.locations[i] for i in indices], self.classes, self.multilabel)
+
+    def coverage(self, ignore_index: int | None = None) -> np.ndarray:
+        """Fraction of foreground (labelled, not ignored) pixels per image, (N,), as LabelledSet.coverage."""
+        pixels = np.array([source.height * source.width for source in self.sources], np.float64)
+        if self.multilabel:
+            return 1.0 - self.counts[:, 0] / pixels
+        ignored = self.counts[:, ignore_index] if ignore_index not in (None, 0) else 0
+        return (pixels - self.counts[:, 0] - ignored) / pixels
+
+    @property
+    def pixels(self) -> int:
+        """Pixels of all images together."""
+        return sum(source.height * source.width for source in self.sources)
+
+    def sample_images(self, rng: np.random.Generator, patch: int, n: int) -> np.ndarray:
+        """n random patch x patch crops (n, h, w, C) float32 in [0, 1] by each image's bit depth (reflected
+        where an image is smaller): the sample the normalisation statistics are measured on."""
+        crops = []
+        for _ in range(n):
+            source = self.sources[int(rng.integers(len(self.sources)))]
+            h, w = min(patch, source.height), min(patch, source.width)
+            y, x = int(rng.integers(source.height - h + 1)), int(rng.integers(source.width - w + 1))
+            image, _ = source.read(y, y + h, x, x + w)
+            image = image.astype(np.float32) / dtype_range(image.dtype)
+            crops.append(np.pad(image, ((0, patch - h), (0, patch - w), (0, 0)), mode="reflect") if (h, w) != (
+                patch, patch) else image)
+        return np.stack(crops)
+
+
+def load_patch_set(data_dir: str | os.PathLike[str], in_channels: int, num_classes: int, *,
+                   ignore_index: int | None = None, multilabel: bool = False, seed: int = 0,
+                   show_progress: bool = True) -> PatchSet:
+    """Open, check and scan every pair of `data_dir` (see the module docstring)."""
+    pairs = find_pairs(data_dir)
+    palette = None if multilabel else read_class_palette(data_dir, num_classes)
+    classes = tuple(range(1, num_classes + 1)) if multilabel else (1,) if num_classes == 1 else tuple(
+        c for c in range(1, num_classes))
+    rng = np.random.default_rng(seed)
+    sources: list[Source] = []
+    counts, locations = [], []
+    for pair in tqdm(pairs, desc="scanning", unit="img", disable=None if show_progress else True, leave=False):
+        source = _open_source(pair, in_channels, num_classes, ignore_index, palette, multilabel)
+        found, count = scan_mask(source, classes, rng)
+        sources.append(source)
+        counts.append(count)
+        locations.append(found)
+    return PatchSet([p.stem for p in pairs], pairs, sources, np.stack(counts), locations, classes, multilabel)
+
+
+def _open_source(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None, palette: object,
+                 multilabel: bool) -> Source:
+    """A FileSource for a large TIFF/.npy pair (header and size checked, read later by region), else the
+    pair decoded and checked whole (load_pair) as an ArraySource."""
+    if can_stream(pair.image):
+        height, width = image_size(pair.image)
+        if height * width > LARGE_PIXELS:
+            return FileSource(pair, in_channels, num_classes, ignore_index, palette,  # type: ignore[arg-type]
+                              multilabel)
+    image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel)  # type: ignore[arg-type]
+    return ArraySource(image, mask)
+
+
+def validation_set(data: PatchSet, seed: int = 0) -> LabelledSet:
+    """The images of `data` as a LabelledSet to predict whole (ragged when sizes differ); images over
+    VAL_WHOLE_PIXELS become VAL_WINDOWS windows each (module docstring)."""
+    rng = np.random.default_rng((seed, 7))
+    stems, images, masks, pairs = [], [], [], []
+    for stem, pair, source, found in zip(data.stems, data.pairs, data.sources, data.locations):
+        if source.height * source.width <= VAL_WHOLE_PIXELS:
+            windows = [(0, 0, source.height, source.width)]
+        else:
+            windows = _windows(source, found, rng)
+        for y, x, h, w in windows:
+            image, mask = source.read(y, y + h, x, x + w)
+            stems.append(stem if len(windows) == 1 else f"{stem}@{y},{x}")
+            images.append(np.ascontiguousarray(image))
+            masks.append(np.ascontiguousarray(mask))
+            pairs.append(pair)
+    return LabelledSet.of(stems, images, masks, pairs)
+
+
+def _windows(source: Source, found: dict[int, np.ndarray], rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+    """VAL_WINDOWS windows (y, x, h, w): up to half centred on foreground positions, the rest at random."""
+    h, w = min(VAL_WINDOW, source.height), min(VAL_WINDOW, source.width)
+    positions = np.concatenate([p for p in found.values() if len(p)] or [np.zeros((0, 2), np.int32)])
+    windows = []
+    for i in range(VAL_WINDOWS):
+        if i < math.ceil(VAL_WINDOWS / 2) and len(positions):
+            cy, cx = positions[int(rng.integers(len(positions)))]
+            y, x = int(cy) - h // 2, int(cx) - w // 2
+        else:
+            y, x = int(rng.integers(source.height - h + 1)), int(rng.integers(source.width - w + 1))
+        windows.append((int(np.clip(y, 0, source.height - h)), int(np.clip(x, 0, source.width - w)), h, w))
+    return windows
