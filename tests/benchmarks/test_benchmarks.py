@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,18 @@ def test_gpu_throughput_measures_both_augmentation_pipelines() -> None:
     bench = load("gpu_throughput")
     cpu, device = bench.augment_rates(bench.crops(8, 32), torch.device("cpu"), batch_size=4, steps=2, warmup=1)
     assert cpu > 0 and device > 0
+
+
+@pytest.mark.slow
+def test_large_images_benchmark_measures_memory_throughput_and_quality(tmp_path: Path) -> None:
+    """Tiny sizes: a 700^2 pair trained by the CLI in a child process, 2 scenes of 300^2 for throughput, and
+    patch against whole training for a moment each on 4 scenes of 128^2."""
+    bench = load("large_images")
+    assert bench.peak_memory(tmp_path, side=700, patch=64, patches=8) > 100  # MB: at least the interpreter
+    assert (tmp_path / "huge_run" / "plan.json").is_file()
+    pipeline, ceiling = bench.throughput(tmp_path, images=2, side=300, patch=32, batch_size=2, steps=2)
+    assert pipeline > 0 and ceiling > 0
+    patch_iou, whole_iou = bench.quality(tmp_path, images=4, side=128, patch=64, minutes=0.01)
+    assert 0.0 <= patch_iou <= 1.0 and 0.0 <= whole_iou <= 1.0
+    assert json.loads((tmp_path / "quality_patch" / "plan.json").read_text())["mode"] == "patch"
+    assert json.loads((tmp_path / "quality_whole" / "plan.json").read_text())["mode"] == "whole"

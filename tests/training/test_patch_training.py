@@ -139,3 +139,50 @@ def test_128_patches_segment_a_large_held_out_image(tmp_path: Path) -> None:
     iou = accumulator.summary()["iou"]
     print(f"held-out 1024^2 IoU {iou:.4f} after {result.epochs_done} epochs")
     assert iou >= 0.85
+
+
+def _scenes(root: Path, masks: str) -> Path:
+    """The mixed sizes of SIZES[:6] as 3-class scenes; masks written as `masks` says."""
+    import tifffile
+
+    for index, (h, w) in enumerate(SIZES[:6] + SIZES[:2]):
+        image, mask = synthetic_large(index, side=max(h, w), classes=3)
+        image, mask = image[:h, :w], mask[:h, :w]
+        write_png(root / "images" / f"c{index:02d}.png", image)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        if masks == "labels":  # 2 labels, "line" and "anything", as 2-page TIFFs (the second holds the first)
+            tifffile.imwrite(root / "masks" / f"c{index:02d}.tif", np.stack([mask == 2, mask > 0]).astype(np.uint8) * 255,
+                             photometric="minisblack")
+        else:  # class indices, a 3-px unlabelled (255) strip at the top
+            mask[:3] = 255
+            write_png(root / "masks" / f"c{index:02d}.png", mask)
+    return root
+
+
+@pytest.mark.parametrize("case", ["folds", "multilabel", "weighted_ce_ignore_index"])
+def test_patch_training_with_folds_labels_and_weighted_losses(case: str, mixed: Path, tmp_path: Path) -> None:
+    """Patches under --folds (one ensemble file, out-of-fold figures on ragged sizes), multi-label masks, and
+    the paper's border-weighted loss with an ignored value, all on mixed sizes."""
+    config = _config(mixed, tmp_path / "run", patch_size=32)
+    if case == "folds":
+        config = config.__class__(**{**config.__dict__, "folds": 2, "epochs": 1})
+    elif case == "multilabel":
+        config = config.__class__(**{**config.__dict__, "data": DataConfig(
+            data_dir=str(_scenes(tmp_path / "labels", "labels")), patch_size=32), "model": ModelConfig(
+            num_classes=2, multilabel=True, start_neurons=4, depth=2)})
+    else:
+        config = config.__class__(**{**config.__dict__, "data": DataConfig(
+            data_dir=str(_scenes(tmp_path / "classes", "indices")), patch_size=32, ignore_index=255),
+            "model": ModelConfig(num_classes=3, start_neurons=4, depth=2),
+            "loss": config.loss.__class__(name="weighted_ce")})
+    result = train(config)
+    saved = load_model(result.model_path)
+    assert saved.training["plan"]["patch_size"] == 32
+    if case == "folds":
+        assert result.stop_reason == "folds" and len(saved.net.members) == 2
+        assert result.n_train == result.n_val == len(SIZES) and 0.0 <= result.val_metrics["iou"] <= 1.0
+    elif case == "multilabel":
+        assert result.threshold is not None and len(result.val_metrics["class_iou"]) == 2
+    else:
+        assert len(result.val_metrics["class_iou"]) == 3
+        assert np.isfinite(float(_rows(tmp_path / "run" / "metrics.csv")[-1]["train_loss"]))
