@@ -186,3 +186,28 @@ def test_patch_training_with_folds_labels_and_weighted_losses(case: str, mixed: 
     else:
         assert len(result.val_metrics["class_iou"]) == 3
         assert np.isfinite(float(_rows(tmp_path / "run" / "metrics.csv")[-1]["train_loss"]))
+
+
+def test_wide_float_data_is_clipped_as_planned_in_training_and_every_predictor(tmp_path: Path) -> None:
+    """CT-like float32 TIFFs (-1000 .. 3000 with rare 30000 outliers): the plan's clip_zscore is what trains;
+    the model file stores the percentile bounds, PyTorch and ONNX-style (NumPy) standardisation clip alike."""
+    import tifffile
+
+    root = tmp_path / "ct"
+    for index in range(8):
+        image, mask = synthetic_large(index, side=64)
+        values = image.astype(np.float32) * 16.0 - 1000.0
+        values[np.random.default_rng(index).random(values.shape) < 0.002] = 30000.0
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(root / "images" / f"ct{index}.tif", values)
+        write_png(root / "masks" / f"ct{index}.png", mask * 255)
+    result = train(_config(root, tmp_path / "run"))
+    saved = load_model(result.model_path)
+    plan = saved.training["plan"]
+    assert plan["normalization"] == "clip_zscore" and plan["mode"] == "whole"
+    preprocess = saved.preprocess
+    assert preprocess.clip_low == tuple(plan["clip_low"]) and preprocess.clip_high == tuple(plan["clip_high"])
+    assert -1000.0 <= preprocess.clip_low[0] < preprocess.clip_high[0] < 30000.0
+    spike = np.full((1, 4, 4, 1), 30000.0, np.float32)
+    top = (preprocess.clip_high[0] - preprocess.mean[0]) / preprocess.std[0]
+    assert np.allclose(preprocess.to_array(spike), top) and torch.allclose(preprocess.to_tensor(spike), torch.tensor(top))

@@ -52,10 +52,13 @@ def to_unit_range(x: torch.Tensor, stored: np.dtype) -> torch.Tensor:
 
 def standardise(x: torch.Tensor, preprocess: Preprocess, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """`Preprocess.to_tensor` after the scaling, on x (B, C, H, W) float32 in [0, 1] on any device: the
-    resize policy, then (x - mean) / std with mean and std (1, C, 1, 1) on x's device."""
+    resize policy, the clipping, then (x - mean) / std with mean and std (1, C, 1, 1) on x's device."""
     size = (preprocess.resize_to, preprocess.resize_to)
     if preprocess.size_policy == "resize" and x.shape[-2:] != size:
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    if preprocess.clip_low is not None and preprocess.clip_high is not None:
+        x = torch.minimum(torch.maximum(x, x.new_tensor(preprocess.clip_low).view(1, -1, 1, 1)),
+                          x.new_tensor(preprocess.clip_high).view(1, -1, 1, 1))
     return (x - mean) / std
 
 

@@ -35,6 +35,8 @@ class Preprocess:
     std: tuple[float, ...]
     size_policy: str = "pad"
     resize_to: int = 128
+    clip_low: tuple[float, ...] | None = None  # per channel, after scaling: values are clipped to [low, high]
+    clip_high: tuple[float, ...] | None = None  # before standardising (the plan's clip_zscore, CT-like data)
 
     @classmethod
     def from_dict(cls, data: dict, in_channels: int | None = None) -> Preprocess:
@@ -51,6 +53,14 @@ class Preprocess:
         resize_to = data["resize_to"]
         if not isinstance(resize_to, int) or isinstance(resize_to, bool) or not 1 <= resize_to <= MAX_RESIZE:
             raise ValueError(f"preprocess resize_to {resize_to!r} must be an integer in 1..{MAX_RESIZE}")
+        clip = [data.get(key) for key in ("clip_low", "clip_high")]
+        if any(bound is not None for bound in clip):
+            low, high = (tuple(float(v) for v in bound or ()) for bound in clip)
+            if not len(low) == len(high) == len(mean) or not all(math.isfinite(v) for v in low + high) or any(
+                    a >= b for a, b in zip(low, high)):
+                raise ValueError(f"preprocess clip_low {low} and clip_high {high} must be finite, low < high, one "
+                                 "per channel")
+            return cls(mean, std, data["size_policy"], resize_to, low, high)
         return cls(mean, std, data["size_policy"], resize_to)
 
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
@@ -64,6 +74,9 @@ class Preprocess:
         if self.size_policy == "resize" and x.shape[-2:] != (self.resize_to, self.resize_to):
             x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", antialias=True,
                               align_corners=False)
+        if self.clip_low is not None and self.clip_high is not None:
+            x = torch.minimum(torch.maximum(x, torch.tensor(self.clip_low).view(1, -1, 1, 1)),
+                              torch.tensor(self.clip_high).view(1, -1, 1, 1))
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return (x - mean) / std
@@ -76,6 +89,9 @@ class Preprocess:
         scale = dtype_range(images.dtype)
         if images.dtype != np.float32 or scale != 1.0:
             x = x / np.float32(scale)
+        if self.clip_low is not None and self.clip_high is not None:
+            x = np.clip(x, np.asarray(self.clip_low, np.float32).reshape(1, -1, 1, 1),
+                        np.asarray(self.clip_high, np.float32).reshape(1, -1, 1, 1))
         mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
         return np.ascontiguousarray((x - mean) / std)
@@ -86,8 +102,10 @@ def identity_preprocess(channels: int, size_policy: str = "pad", resize_to: int 
     return Preprocess((0.0,) * channels, (1.0,) * channels, size_policy, resize_to)
 
 
-def fit_preprocess(images: np.ndarray, *, normalize: bool, size_policy: str, resize_to: int) -> Preprocess:
-    """Per-channel mean and std of training images (N, H, W, C) after scaling to [0, 1]."""
+def fit_preprocess(images: np.ndarray, *, normalize: bool, size_policy: str, resize_to: int,
+                   clip: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Preprocess:
+    """Per-channel mean and std of training images (N, H, W, C) after scaling to [0, 1] and, with `clip`
+    (low, high per channel, scaled units), clipping."""
     channels = images.shape[-1]
     if not normalize:
         return identity_preprocess(channels, size_policy, resize_to)
@@ -95,13 +113,16 @@ def fit_preprocess(images: np.ndarray, *, normalize: bool, size_policy: str, res
     mean, sq = np.zeros(channels), np.zeros(channels)
     for start in range(0, len(images), 256):  # chunks: no float copy of the whole set
         chunk = images[start : start + 256].astype(np.float64) / scale
+        if clip is not None:
+            chunk = np.clip(chunk, np.asarray(clip[0]), np.asarray(clip[1]))
         mean += chunk.sum(axis=(0, 1, 2))
         sq += (chunk**2).sum(axis=(0, 1, 2))
     count = images.shape[0] * images.shape[1] * images.shape[2]
     mean /= count
     std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
     std = np.where(std < 1e-6, 1.0, std)  # a constant channel: centre it, don't blow it up
-    return Preprocess(tuple(float(m) for m in mean), tuple(float(s) for s in std), size_policy, resize_to)
+    low, high = (None, None) if clip is None else (tuple(float(v) for v in bound) for bound in clip)
+    return Preprocess(tuple(float(m) for m in mean), tuple(float(s) for s in std), size_policy, resize_to, low, high)
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:

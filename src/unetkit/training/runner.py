@@ -23,6 +23,7 @@ from unetkit.config import TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, find_pairs, load_labelled
 from unetkit.data.fingerprint import fingerprint
+from unetkit.data.io import dtype_range
 from unetkit.data.masks import check_class_counts, check_class_coverage, class_table
 from unetkit.data.patch_set import PatchSet, load_patch_set, validation_set
 from unetkit.data.preprocess import Preprocess, fit_preprocess
@@ -90,19 +91,19 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     # Loaded first (every file checked, each failure naming its file), then planned from a fingerprint;
     # the likely kind of loading is known from the files' headers, and the plan rarely disagrees.
     data = _load(config, _likely_patches(config))
-    plan = _training_plan(config, run_dir, device, resume)
+    plan = distributed.from_main(_training_plan(config, run_dir, device, resume))  # one batch size for all ranks
     config = _with_plan(config, plan)
     if bool(config.data.patch_size) != isinstance(data, PatchSet):
         data = _load(config, bool(config.data.patch_size))
     strata = coverage_classes(data.coverage(config.data.ignore_index))
-    fingerprint = _data_fingerprint(data)
+    files = _files_record(data)
     if resume:
-        _check_same_data(run_dir, fingerprint, config.data.data_dir)
+        _check_same_data(run_dir, files, config.data.data_dir)
     distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if distributed.is_main():
         make_dir(run_dir)
         write_text(run_dir / "config.yaml", dump_yaml(config))
-        write_text(run_dir / DATA_RECORD, json.dumps(fingerprint, indent=1))
+        write_text(run_dir / DATA_RECORD, json.dumps(files, indent=1))
         write_text(run_dir / PLAN_RECORD, json.dumps(plan.to_dict(), indent=1))
     if config.folds >= 2:
         return _train_folds(config, run_dir, data, strata, resume, plan.to_dict())
@@ -176,12 +177,14 @@ def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
         config.data, patch_size=plan.patch_size, foreground_share=plan.foreground_share))
 
 
-def training_preprocess(config: TrainConfig, images: np.ndarray) -> Preprocess:
-    """What the model file records about pixels: scaling, standardisation and the prediction size policy.
+def training_preprocess(config: TrainConfig, images: np.ndarray, plan: dict[str, Any] | None = None) -> Preprocess:
+    """What the model file records about pixels: scaling, clipping, standardisation and the prediction size policy.
 
     A pretrained encoder expects its own statistics (ImageNet's for most): with model.pretrained
     the net's `input_mean_std` replaces the training set's mean and std. `pad_crop` predicts as
-    `pad` (whole images, padded by the network), so the model file records `pad`.
+    `pad` (whole images, padded by the network), so the model file records `pad`. A plan whose
+    normalisation is clip_zscore (wide-range float data) clips to its percentiles first, and the
+    mean and std are those of the clipped images.
     """
     policy = "pad" if config.data.size_policy == "pad_crop" else config.data.size_policy
     if config.data.normalize and config.model.pretrained != "none":
@@ -190,7 +193,19 @@ def training_preprocess(config: TrainConfig, images: np.ndarray) -> Preprocess:
             log.info("normalising with the pretrained encoder's mean %s and std %s", *stats)
             return Preprocess(stats[0], stats[1], policy, config.data.resize_to)
     return fit_preprocess(images, normalize=config.data.normalize, size_policy=policy,
-                          resize_to=config.data.resize_to)
+                          resize_to=config.data.resize_to, clip=_planned_clip(plan))
+
+
+def _planned_clip(plan: dict[str, Any] | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The plan's clipping bounds in scaled units (file units over the bit depth's range), or None."""
+    if not plan or plan.get("normalization") != "clip_zscore" or plan.get("clip_low") is None:
+        return None
+    scales = {dtype_range(np.dtype(d)) for d in (plan.get("fingerprint") or {}).get("dtypes", ["float32"])}
+    if len(scales) != 1:
+        log.info("images of several bit depths: no percentile clipping (plan normalisation clip_zscore)")
+        return None
+    scale = scales.pop()
+    return tuple(v / scale for v in plan["clip_low"]), tuple(v / scale for v in plan["clip_high"])
 
 
 def _check_pad_to(config: TrainConfig, data: LabelledSet) -> None:
@@ -206,20 +221,20 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return any((folder / LAST_CHECKPOINT).is_file() for folder in [run_dir, *run_dir.glob("fold_*")])
 
 
-def _data_fingerprint(data: LabelledSet | PatchSet) -> dict[str, Any]:
+def _files_record(data: LabelledSet | PatchSet) -> dict[str, Any]:
     """The data set as --resume compares it: image and mask file names, and a hash over them."""
     names = "\n".join(f"{pair.image.name}\t{pair.mask.name}" for pair in data.pairs)
     return {"n_images": len(data), "files_sha256": hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()}
 
 
-def _check_same_data(run_dir: Path, fingerprint: dict[str, Any], data_dir: str) -> None:
+def _check_same_data(run_dir: Path, files: dict[str, Any], data_dir: str) -> None:
     """--resume on other data would move images between training and validation: refuse it."""
     try:
         stored = json.loads((run_dir / DATA_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return  # a run from before data.json was written
-    if stored.get("files_sha256") != fingerprint["files_sha256"]:
-        raise UserError(f"{data_dir}: is not the data {run_dir} was trained on ({fingerprint['n_images']} images "
+    if stored.get("files_sha256") != files["files_sha256"]:
+        raise UserError(f"{data_dir}: is not the data {run_dir} was trained on ({files['n_images']} images "
                         f"here, {stored.get('n_images')} in the run, other file names); --resume needs the same "
                         "--data, or start a new run with another --out")
 
@@ -234,7 +249,7 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
     if checkpoint:
         preprocess = checkpoint.preprocess
     elif preprocess is None:
-        preprocess = training_preprocess(config, _statistics_sample(config, train_set))
+        preprocess = training_preprocess(config, _statistics_sample(config, train_set), plan)
     log.info("%s: %d images for training, %d for validation (stratified by coverage, seed %d)",
              run_dir, len(train_set), len(val_idx), config.seed)
     class_weights = config.loss.class_weights
@@ -272,7 +287,7 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
                  resume: bool, plan: dict[str, Any]) -> TrainResult:
     """K folds into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
     folds = stratified_folds(strata, config.folds, config.seed)
-    preprocess = training_preprocess(config, _statistics_sample(config, data))
+    preprocess = training_preprocess(config, _statistics_sample(config, data), plan)
     selected = range(config.folds) if config.fold is None else [config.fold]
     per_fold = dataclasses.replace(config, folds=0, fold=None, time_budget_min=(
         config.time_budget_min / len(selected) if config.time_budget_min else None))
