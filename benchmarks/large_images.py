@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,9 +46,19 @@ from unetkit.training.step import train_step
 CLASSES = 3  # background, bodies, thin lines
 
 
+def scenes(work: Path, name: str, n: int, side: int, seed: int) -> Path:
+    """`n` synthetic scenes of side^2 in work/name, reused when an earlier run (same --work) wrote them."""
+    folder = work / f"{name}_{n}x{side}_{seed}"
+    if not (folder / "masks").is_dir() or len(list((folder / "masks").glob("*.tif"))) != n:
+        shutil.rmtree(folder, ignore_errors=True)
+        write_large_synthetic(folder, n, side=side, classes=CLASSES, seed=seed)
+    return folder
+
+
 def peak_memory(work: Path, side: int, patch: int, patches: int) -> float:
     """Peak RSS (MB) of `unetkit train` on two side x side scenes (one trains, one validates)."""
-    data = write_large_synthetic(work / f"huge_{side}", 2, side=side, classes=CLASSES, seed=7)
+    data = scenes(work, "huge", 2, side, seed=7)
+    shutil.rmtree(work / "huge_run", ignore_errors=True)
     command = [sys.executable, "-m", "unetkit", "-q", "train", "--data", str(data), "--out", str(work / "huge_run"),
                "--num-classes", str(CLASSES), "--patch-size", str(patch), "--epochs", "1", "--batch-size", "8",
                "--val-fraction", "0.5", "--device", "cpu", "--set", f"data.patches_per_epoch={patches}"]
@@ -57,7 +68,7 @@ def peak_memory(work: Path, side: int, patch: int, patches: int) -> float:
 
 def throughput(work: Path, images: int, side: int, patch: int, batch_size: int, steps: int) -> tuple[float, float]:
     """(pipeline, ceiling) patches/s for the seed U-Net on `images` scenes of side^2 read by region."""
-    data_dir = write_large_synthetic(work / f"scenes_{side}", images, side=side, classes=CLASSES, seed=3)
+    data_dir = scenes(work, "throughput", images, side, seed=3)
     config = TrainConfig(batch_size=batch_size, model=ModelConfig(num_classes=CLASSES))
     parts = build_parts(config, steps_per_epoch=steps, resume=None, class_weights=None)
     shape = (batch_size, 1, patch, patch)
@@ -88,7 +99,7 @@ def throughput(work: Path, images: int, side: int, patch: int, batch_size: int, 
 
 def quality(work: Path, images: int, side: int, patch: int, minutes: float) -> tuple[float, float]:
     """(patch IoU, whole IoU): validation IoU after `minutes` of each on the same scenes and split."""
-    data_dir = write_large_synthetic(work / f"quality_{side}", images, side=side, classes=CLASSES, seed=5)
+    data_dir = scenes(work, "quality", images, side, seed=5)
     base = TrainConfig(data=DataConfig(data_dir=str(data_dir), val_fraction=0.25, augment="seed"), epochs=1000,
                        time_budget_min=minutes, early_stopping_patience=0, schedule=dataclasses.replace(
                            TrainConfig().schedule, name="cosine"),
@@ -96,6 +107,7 @@ def quality(work: Path, images: int, side: int, patch: int, minutes: float) -> t
                            TrainConfig().runtime, device="cpu"))
     figures = []
     for name, patch_size, batch in (("patch", patch, 8), ("whole", 0, 2)):
+        shutil.rmtree(work / f"quality_{name}", ignore_errors=True)
         config = dataclasses.replace(base, out_dir=str(work / f"quality_{name}"), batch_size=batch,
                                      data=dataclasses.replace(base.data, patch_size=patch_size))
         result = train(config)

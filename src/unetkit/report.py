@@ -23,8 +23,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt  # the Agg backend is chosen by unetkit.visualize, imported below
 
+from unetkit.data import patch_set
 from unetkit.data.dataset import find_pairs
-from unetkit.data.patch_set import VAL_WHOLE_PIXELS
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
@@ -226,9 +226,14 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     val_stems = set(json.loads(split_path.read_text(encoding="utf-8"))["val"])
     pairs = [pair for pair in find_pairs(data_dir) if pair.stem in val_stems]
     # images too large to predict in memory (validated in windows during training) are left out here
-    large = [pair for pair in pairs if math.prod(image_size(pair.image)) > VAL_WHOLE_PIXELS]
+    limit = patch_set.VAL_WHOLE_PIXELS
+    large = [pair for pair in pairs if math.prod(image_size(pair.image)) > limit]
     pairs = [pair for pair in pairs if pair not in large]
-    left_out = f"; {len(large)} over {VAL_WHOLE_PIXELS / 2**20:.0f} Mpx not shown" if large else ""
+    left_out = f"; {len(large)} over {limit / 2**20:.0f} Mpx not shown" if large else ""
+    if not pairs:
+        return ("<h2>Best and worst validation images by IoU</h2>\n"
+                f"<p>Not shown: the {len(large)} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
+                "predict whole here (training scored them in windows).</p>")
     predictor = Predictor(saved, device=device)
     palette = palette_for(saved, data_dir)
     # (iou, has an object, stem): among equal IoUs, "best" prefers images with something to find

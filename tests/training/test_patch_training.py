@@ -115,6 +115,10 @@ def test_large_tiffs_train_by_region_with_windowed_validation(tmp_path: Path, mo
     assert result.n_train == 2 and result.epochs_done == 1
     assert result.val_metrics["n_images"] == patch_set.VAL_WINDOWS  # four 256^2 windows of the 2100^2 image
     assert load_model(result.model_path).training["plan"]["mode"] == "patch"
+    from unetkit.api import report
+
+    page = report(tmp_path / "run").read_text()  # its held-out image is too large for the best/worst examples
+    assert "Not shown: the 1 validation image(s) are over 1 Mpx" in page
 
 
 def test_128_patches_segment_a_large_held_out_image(tmp_path: Path) -> None:
