@@ -261,3 +261,19 @@ def test_killed_training_resumes_from_its_last_checkpoint(synthetic_dir: Path, t
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 7
+
+
+def test_train_help_lists_every_field_with_its_whole_comment(capsys: pytest.CaptureFixture[str]) -> None:
+    """Comments continued over several lines in config.py are shown whole, not cut at the first line."""
+    import dataclasses
+
+    from unetkit.config import DataConfig
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for field in dataclasses.fields(DataConfig):
+        assert f"data.{field.name} = " in text, field.name
+    assert "see `unetkit plan`); 0: always whole images)" in text  # the third line of data.patch_size's comment
+    assert "prediction as \"pad\")" in text  # the fourth of data.size_policy's

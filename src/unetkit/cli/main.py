@@ -128,10 +128,13 @@ def _config_fields_help() -> str:
             source = inspect.getsource(cls)
         except (OSError, TypeError):
             source = ""
-        for match in re.finditer(r"^    (\w+): [^=\n]+= ([^#\n]+?)\s*(?:#\s*(.*))?$", source, flags=re.M):
-            name, default, comment = match.groups()
+        # a field's line, then the comment lines that continue its comment ("#" and aligned text below it)
+        for match in re.finditer(r"^    (\w+): [^=\n]+= ([^#\n]+?)\s*(?:#\s*(.*))?\n((?:    #\s{2,}.*\n)*)", source,
+                                 flags=re.M):
+            name, default, comment, more = match.groups()
             if "default_factory=" in default and name in {p.rstrip(".") for p, _ in SECTIONS}:
                 continue
+            comment = " ".join([comment or "", *(line.strip().lstrip("#").strip() for line in more.splitlines())]).strip()
             default = default.strip().replace("field(default_factory=dict)", "{}")
             lines.append(f"  {prefix}{name} = {default}" + (f"  ({comment})" if comment else ""))
     lines.append("older flat names (lr, loss, schedule, device, ...) still work and move into their sections")
