@@ -100,3 +100,16 @@ def test_region_reads_a_window_and_keeps_stored_channels(tmp_path: Path, layout:
         assert reader.channels == 3
         np.testing.assert_array_equal(reader.region(5, 41, 17, 80), image[5:41, 17:80])
         np.testing.assert_array_equal(reader(3, 9), image[3:9])
+
+
+def test_head_or_whole_reads_only_the_first_rows_of_a_large_tiff(tmp_path: Path) -> None:
+    """A 40000 x 200 TIFF (8 Mpx, over LARGE_PIXELS) gives its first 2**22 // 200 = 20971 rows; a small one all."""
+    from unetkit.data.regions import LARGE_PIXELS, head_or_whole
+
+    tall = np.arange(40000 * 200, dtype=np.uint32).reshape(40000, 200).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "tall.tif", tall, tile=(256, 256))
+    head = head_or_whole(tmp_path / "tall.tif")
+    assert head.shape == (LARGE_PIXELS // 200, 200, 1) == (20971, 200, 1)
+    assert np.array_equal(head[:, :, 0], tall[:20971])
+    tifffile.imwrite(tmp_path / "small.tif", tall[:300])
+    assert head_or_whole(tmp_path / "small.tif").shape == (300, 200, 1)

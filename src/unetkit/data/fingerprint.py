@@ -42,10 +42,9 @@ from scipy import ndimage
 from unetkit.data.dataset import Pair, find_pairs
 from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
 from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, read_class_palette
-from unetkit.data.regions import can_stream, open_rows
+from unetkit.data.regions import LARGE_PIXELS, can_stream, open_rows
 from unetkit.errors import UserError
 
-LARGE_PIXELS = 2**22  # above this (2048^2), TIFF/.npy images are read by rows, never whole
 SAMPLE_BUDGET = 1_000_000  # intensity samples over the folder (per channel)
 MIN_SAMPLES = 256  # per image, however many images
 SAMPLE_ROWS = 16  # random rows read from a large image for its intensity sample

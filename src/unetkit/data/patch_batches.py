@@ -65,7 +65,7 @@ class PatchBatches(BatchIterator):
         size = min(self.batch_size, self.patches_per_epoch - number * self.batch_size)
         forced = self.sampler.forced(size)
         augmenter = self._augmenter()
-        m, inner = self.sampler.margin, slice(self.sampler.margin, self.sampler.margin + self.patch_size)
+        inner = slice(self.sampler.margin, self.sampler.margin + self.patch_size)  # the patch inside its margin
         images, masks, weights = [], [], []
         for position in index:
             rng = np.random.default_rng((self.seed, epoch, number, int(position), PATCH_STREAM))
@@ -76,8 +76,8 @@ class PatchBatches(BatchIterator):
                 augmenter.reseed(batch_seed(self.seed, epoch, number, int(position)))
                 image, mask, weight = augmenter(image, mask[None], weight)
                 mask = mask[0]
-            images.append(image[0, inner, inner] if m else image[0])
-            masks.append(mask[inner, inner] if m else mask)
+            images.append(image[0, inner, inner])
+            masks.append(mask[inner, inner])
             if weight is not None:
-                weights.append(weight[0, inner, inner] if m else weight[0])
+                weights.append(weight[0, inner, inner])
         return self._tensors(np.stack(images), np.stack(masks), np.stack(weights) if weights else None, loss_scale)

@@ -29,9 +29,8 @@ from unetkit.data.dataset import LabelledSet, Pair, find_pairs, load_pair
 from unetkit.data.io import dtype_range
 from unetkit.data.masks import read_class_palette
 from unetkit.data.patches import ArraySource, FileSource, Source, scan_mask
-from unetkit.data.regions import can_stream, image_size
+from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size
 
-LARGE_PIXELS = 2**22  # TIFF/.npy images above this (2048^2) stay on disk and are read by region
 VAL_WHOLE_PIXELS = 2**24  # validation images up to this (4096^2) are predicted whole
 VAL_WINDOW = 2048  # side of the windows larger validation images are scored on
 VAL_WINDOWS = 4  # windows per such image

@@ -22,6 +22,7 @@ from unetkit.data.io import TIFF_EXTENSIONS, check_finite, check_regular_file, f
 from unetkit.errors import UserError
 
 STREAMABLE_EXTENSIONS = (*TIFF_EXTENSIONS, ".npy")
+LARGE_PIXELS = 2**22  # TIFF/.npy images above this (2048^2) are read by rows or regions, never decoded whole
 
 
 @dataclass
@@ -50,6 +51,17 @@ class RowReader:
         rows = np.moveaxis(rows, 0, -1) if self._planar else rows
         check_finite(rows, self.path, f" in {where}")
         return to_channels(rows if rows.ndim == 3 else rows[:, :, None], self.channels, self.path)
+
+
+def head_or_whole(path: Path) -> np.ndarray:
+    """The image as stored (H, W, C), or for a TIFF/.npy over LARGE_PIXELS its first rows (LARGE_PIXELS of
+    them at most): enough to see its channels and dtype without decoding gigabytes."""
+    if can_stream(path):
+        height, width = image_size(path)
+        if height * width > LARGE_PIXELS:
+            with open_rows(path, None) as reader:
+                return reader(0, min(height, max(1, LARGE_PIXELS // width)))
+    return read_array(path)
 
 
 def can_stream(path: Path) -> bool:

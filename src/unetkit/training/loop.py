@@ -61,6 +61,7 @@ from unetkit.training.step import enter_stage, stage_peak, train_step
 from unetkit.training.threshold import tune_decision, warn_if_blind
 
 PROGRESS_EVERY = 10  # steps between progress-bar loss updates and torchrun's deadline checks (each waits for the GPU)
+VALIDATION_CHUNK_PIXELS = 2**22  # validation losses are taken over at most this many pixels at once (or one image)
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "val_map", "lr", "seconds", "images_per_s")
 
 
@@ -250,7 +251,8 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
     optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models
     (a list of such maps for a ragged set).
 
-    The loss is taken per batch of `batch_size` on the probabilities, clamped at 1e-7 as Keras does.
+    The loss is taken per batch of `batch_size` images (fewer when they pass VALIDATION_CHUNK_PIXELS) on the
+    probabilities, clamped at 1e-7 as Keras does.
     `across_ranks`: each rank holds a share of the images; the figures are over all shares. `tile`: the
     tile images larger than it are predicted in (the planned one, so `evaluate` sees what validation saw).
     """
@@ -260,7 +262,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
     loss_sum, seen, kept = 0.0, 0, []
     predictions = predict_labelled(engine, ((i, data.images[i], data.masks[i]) for i in range(len(data))),
                                    postprocess=False)
-    for chunk in _chunks(predictions, batch_size):
+    for chunk in _chunks(predictions, batch_size, VALIDATION_CHUNK_PIXELS):
         for run in _same_size_runs(chunk):  # the whole chunk, unless sizes differ
             _, probabilities, masks, truths = stacked(run)
             target = torch.from_numpy(truths).long()
@@ -287,13 +289,17 @@ def _same_size_runs(items: list[LabelledPrediction[Any]]) -> Iterator[list[Label
             start = end
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def _chunks(items: Iterable[LabelledPrediction[Any]], size: int, max_pixels: int) -> Iterator[list[Any]]:
+    """Lists of `size` predictions, or fewer when they reach `max_pixels`: the loss of a chunk holds its
+    probabilities, logits and targets at once, which for 2048^2 windows would take gigabytes."""
     chunk: list[Any] = []
+    pixels = 0
     for item in items:
         chunk.append(item)
-        if len(chunk) == size:
+        pixels += item.truth.shape[0] * item.truth.shape[1]
+        if len(chunk) == size or pixels >= max_pixels:
             yield chunk
-            chunk = []
+            chunk, pixels = [], 0
     if chunk:
         yield chunk
 

@@ -16,7 +16,8 @@ from typing import Any
 from unetkit.config import TrainConfig, from_dict, upgrade_train_layer
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import list_images
-from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
+from unetkit.data.io import channels_equal, drop_uniform_alpha
+from unetkit.data.regions import head_or_whole
 from unetkit.errors import UserError
 from unetkit.models.registry import check_arch, preset_config
 from unetkit.runtime import log
@@ -101,7 +102,7 @@ def detected_channels(data_dir: str, sample: int = 8) -> int | None:
         paths = list(list_images(Path(data_dir) / "images").values())[:sample]
         found = 1
         for path in paths:
-            image = drop_uniform_alpha(read_array(path))
+            image = drop_uniform_alpha(head_or_whole(path))  # a 20000^2 TIFF is not decoded to count channels
             found = max(found, 1 if channels_equal(image) else image.shape[2])
         return found
     except (UserError, OSError):
