@@ -77,8 +77,9 @@ test-browser: $(VENV)/.installed
 
 # Benchmarks: throughput (~4 min), quality per minute (seed, fast, best x 2 folds x 2 seeds x 10 min on TGS,
 # about 2.5 h; benchmarks/quality.py --budgets 10,30 for the full table), then large-image
-# inference against MONAI and peak memory on a 20000 x 20000 TIFF (~15 min). MONAI is installed
-# for the comparison only, pinned; with torch already installed pip adds nothing else.
+# inference against MONAI and peak memory on a 20000 x 20000 TIFF (~15 min), then training on large
+# images (benchmarks/large_images.py: 20000^2 peak memory, patch pipeline, patches vs whole; ~25 min).
+# MONAI is installed for the comparison only, pinned; with torch already installed pip adds nothing else.
 MONAI_SPEC ?= monai==1.6.1
 
 bench: $(VENV)/.installed
