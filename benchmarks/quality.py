@@ -62,6 +62,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "best-strong-augment": ("best", {"data": {"augment": "strong"}}),
     "best-imagenet": ("best", {"model": {"pretrained": "imagenet"}}),  # needs timm's weights (network)
     "best-batch-32": ("best", {"batch_size": 32, "optim": {"lr": 2e-3}}),
+    # `fast` (the seed's layers, which train three times as many epochs on a CPU) with the winners' second stage
+    "fast-lovasz-second": ("fast", {"loss": {"second_name": "lovasz_elu", "second_at": 0.6}}),
 }
 
 
