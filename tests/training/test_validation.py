@@ -15,7 +15,7 @@ from unetkit.data.preprocess import Preprocess
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.export.model_file import save_model
 from unetkit.models import UNet
-from unetkit.training.loop import validate
+from unetkit.training.validation import validate
 from unetkit.training.losses import get_loss
 
 

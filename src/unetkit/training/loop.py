@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,26 +42,23 @@ from unetkit.data.patch_set import PatchSet
 from unetkit.data.preprocess import Preprocess
 from unetkit.data.weights import border_weights
 from unetkit.errors import UserError
-from unetkit.export.model_file import SavedModel, load_model, save_ensemble, save_model
+from unetkit.export.model_file import load_model, save_ensemble, save_model
 from unetkit.fileio import write_csv
 from unetkit.inference.engine import planned_tile
-from unetkit.inference.labelled import LabelledPrediction, predict_labelled, stacked
-from unetkit.inference.predictor import Predictor
-from unetkit.metrics import MetricAccumulator
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
-from unetkit.outputs import as_logits, foreground, is_binary, uses_sigmoid
+from unetkit.outputs import is_binary, uses_sigmoid
 from unetkit.runtime import log, progress, resolve_device
 from unetkit.training.averaging import Snapshots, ensemble, swa_model, swa_update
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
-from unetkit.training.losses import BORDER_WEIGHTED, LossFn
+from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.observe import EpochObserver
 from unetkit.training.parts import Parts, build_parts
 from unetkit.training.step import enter_stage, stage_peak, train_step
 from unetkit.training.threshold import tune_decision, warn_if_blind
+from unetkit.training.validation import target_maps, validate
 
 PROGRESS_EVERY = 10  # steps between progress-bar loss updates and torchrun's deadline checks (each waits for the GPU)
-VALIDATION_CHUNK_PIXELS = 2**22  # validation losses are taken over at most this many pixels at once (or one image)
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "val_map", "lr", "seconds", "images_per_s")
 
 
@@ -242,68 +239,6 @@ def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index:
     return total / distributed.world_size(), late > 0
 
 
-@torch.no_grad()
-def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
-             batch_size: int, *, threshold: float = 0.5, keep_probabilities: bool = False,
-             ignore_index: int | None = None, across_ranks: bool = False,
-             tile: int | None = None) -> tuple[dict[str, Any], torch.Tensor | list[torch.Tensor] | None]:
-    """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (inference/labelled.py);
-    optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models
-    (a list of such maps for a ragged set).
-
-    The loss is taken per batch of `batch_size` images (fewer when they pass VALIDATION_CHUNK_PIXELS) on the
-    probabilities, clamped at 1e-7 as Keras does.
-    `across_ranks`: each rank holds a share of the images; the figures are over all shares. `tile`: the
-    tile images larger than it are predicted in (the planned one, so `evaluate` sees what validation saw).
-    """
-    config = net.config
-    engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device, tile=tile)
-    accumulator = MetricAccumulator(config.num_classes, ignore_index=ignore_index, multilabel=config.multilabel)
-    loss_sum, seen, kept = 0.0, 0, []
-    predictions = predict_labelled(engine, ((i, data.images[i], data.masks[i]) for i in range(len(data))),
-                                   postprocess=False)
-    for chunk in _chunks(predictions, batch_size, VALIDATION_CHUNK_PIXELS):
-        for run in _same_size_runs(chunk):  # the whole chunk, unless sizes differ
-            _, probabilities, masks, truths = stacked(run)
-            target = torch.from_numpy(truths).long()
-            loss_sum += float(loss_fn(as_logits(torch.from_numpy(probabilities), config), target)) * len(run)
-            seen += len(run)
-            accumulator.update(torch.from_numpy(masks), target)
-            if keep_probabilities:
-                kept.append((torch.from_numpy(foreground(probabilities, config)) * 255).round().to(torch.uint8))
-    if across_ranks and distributed.launched():
-        accumulator = MetricAccumulator.merged(distributed.all_gather(accumulator))
-        loss_sum, seen = distributed.sum_across([loss_sum, float(seen)], device)
-    summary = accumulator.summary() | {"loss": loss_sum / max(seen, 1)}
-    if not keep_probabilities:
-        return summary, None
-    return summary, ([m for block in kept for m in block] if data.ragged else torch.cat(kept))
-
-
-def _same_size_runs(items: list[LabelledPrediction[Any]]) -> Iterator[list[LabelledPrediction[Any]]]:
-    """Consecutive items of one image size, in order (one run for a set of one size)."""
-    start = 0
-    for end in range(1, len(items) + 1):
-        if end == len(items) or items[end].truth.shape != items[start].truth.shape:
-            yield items[start:end]
-            start = end
-
-
-def _chunks(items: Iterable[LabelledPrediction[Any]], size: int, max_pixels: int) -> Iterator[list[Any]]:
-    """Lists of `size` predictions, or fewer when they reach `max_pixels`: the loss of a chunk holds its
-    probabilities, logits and targets at once, which for 2048^2 windows would take gigabytes."""
-    chunk: list[Any] = []
-    pixels = 0
-    for item in items:
-        chunk.append(item)
-        pixels += item.truth.shape[0] * item.truth.shape[1]
-        if len(chunk) == size or pixels >= max_pixels:
-            yield chunk
-            chunk, pixels = [], 0
-    if chunk:
-        yield chunk
-
-
 def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, val_share: LabelledSet,
                preprocess: Preprocess, deadline: float | None, tile: int) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
@@ -354,7 +289,7 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     state.elapsed_s = distributed.from_main(state.elapsed_s)
 
 
-def _final_net(config: TrainConfig, run_dir: Path, parts: Parts, train_batches: BatchIterator,
+def _final_net(run_dir: Path, parts: Parts, train_batches: BatchIterator,
                state: TrainState) -> tuple[SegmentationNet | Ensemble, str]:
     """The net the model file will hold, and what it is: the SGDR snapshots' ensemble, the SWA
     average, or the best checkpoint (training/averaging.py)."""
@@ -375,7 +310,7 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[BatchI
     """Choose the final weights, tune the decision rule on their validation predictions, write model.safetensors."""
     device = parts.device
     train_batches, val_set = sets
-    final, made_of = _final_net(config, run_dir, parts, train_batches, state)
+    final, made_of = _final_net(run_dir, parts, train_batches, state)
     binary = uses_sigmoid(config.model)
     threshold: float | None = None
     postprocess: dict[str, float] = {}
@@ -384,7 +319,7 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[BatchI
     val, probabilities = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size,
                                   keep_probabilities=binary, ignore_index=ignore_index, tile=tile)
     if binary and probabilities is not None:
-        targets = _target_maps(val_set)
+        targets = target_maps(val_set)
         decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
                                         tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
                                         ignore_index=ignore_index)
@@ -413,16 +348,6 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[BatchI
     return TrainResult(run_dir, model_path, threshold, val, state.epoch, state.best_epoch,
                        sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess=postprocess,
                        binary=is_binary(config.model))
-
-
-def _target_maps(val_set: LabelledSet) -> torch.Tensor | list[torch.Tensor]:
-    """The validation truths in the layout of `validate`'s kept probabilities: (N, H, W), one map per
-    (image, label) for multi-label masks, a list of maps for a ragged set."""
-    if not val_set.ragged:
-        targets = torch.from_numpy(val_set.masks)
-        return targets.permute(0, 3, 1, 2).flatten(0, 1) if targets.dim() == 4 else targets
-    maps = [torch.from_numpy(mask) for mask in val_set.masks]
-    return [m for mask in maps for m in (mask.permute(2, 0, 1) if mask.dim() == 3 else mask[None])]
 
 
 def _deadline(config: TrainConfig, state: TrainState) -> float | None:
