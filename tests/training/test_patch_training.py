@@ -89,6 +89,18 @@ def test_whole_images_when_patch_size_is_zero(mixed: Path, tmp_path: Path) -> No
         train(_config(mixed, tmp_path / "whole", patch_size=0))
 
 
+def test_device_batches_on_is_refused_for_patches(mixed: Path, tmp_path: Path) -> None:
+    """runtime.device_batches: on holds whole images on the device; patches are the CPU loader's: one line."""
+    import dataclasses
+
+    from unetkit.errors import UserError
+
+    config = _config(mixed, tmp_path / "dev", patch_size=32)
+    config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, device_batches="on"))
+    with pytest.raises(UserError, match="runtime.device_batches: on does not support patch training"):
+        train(config)
+
+
 def test_patch_training_resumes_exactly(mixed: Path, tmp_path: Path) -> None:
     """2 epochs + --resume to 3 equals 3 straight epochs: the same patches, augmentation and optimiser state."""
     fields = {"patch_size": 32, "augment": "strong", "patches_per_epoch": 12}

@@ -98,6 +98,9 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
     train_batches: BatchIterator
     if isinstance(train_set, PatchSet):
+        if config.runtime.device_batches == "on":
+            raise UserError("runtime.device_batches: on does not support patch training yet (patches are read and "
+                            "augmented by the CPU loader); use auto or off, or --patch-size 0 for whole images")
         train_batches = PatchBatches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size or 0),
                                      foreground_share=config.data.foreground_share or 0.0,
                                      patches_per_epoch=config.data.patches_per_epoch, augment=augment, seed=config.seed,
