@@ -139,6 +139,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         f"(ablations: {', '.join(ABLATIONS)})")
     parser.add_argument("--budgets", default="10,30", help="training minutes per run, comma-separated (default 10,30)")
     parser.add_argument("--folds", type=int, default=2, help="coverage-stratified folds, each held out once")
+    parser.add_argument("--fold", type=int, help="only this held-out fold (0-based): processes can run folds side by "
+                        "side into one --out, and a later run without --fold reuses their scores")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per recipe, budget and fold (default 2)")
     parser.add_argument("--max-images", type=int, help="a coverage-stratified subset of the data (quick looks)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -153,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quick else logging.INFO, format="%(message)s")
     recipes = [r for r in args.recipes.split(",") if r]
+    if args.fold is not None and not 0 <= args.fold < args.folds:
+        raise SystemExit(f"quality: --fold {args.fold} is not one of 0..{args.folds - 1}")
     for recipe in recipes:
         recipe_layer(recipe)  # unknown names stop here, before any training
     budgets = [0.01] if args.quick and args.budgets == "10,30" else [float(b) for b in args.budgets.split(",")]
@@ -175,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
             for recipe in recipes:
                 scores = [one_run(recipe, budget, folders[f], seed, args.out / f"{budget:g}min" / recipe /
                                   f"fold{f}_seed{seed}", args.device, epochs)
-                          for f in range(len(folds)) for seed in range(seeds)]
+                          for f in (range(len(folds)) if args.fold is None else [args.fold]) for seed in range(seeds)]
                 results[(recipe, budget)] = summary(scores)
                 print(f"{recipe} {budget:g} min: held-out mAP {results[(recipe, budget)]['map']:.4f}", flush=True)
     print(f"\nheld-out TGS mAP over {len(folds)} folds x {seeds} seeds ({len(chosen)} images, "
