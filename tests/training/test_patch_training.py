@@ -22,8 +22,8 @@ from unetkit.data.synthetic import synthetic_large, write_large_synthetic
 from unetkit.export.model_file import load_model, save_model
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import MetricAccumulator
-from unetkit.training.validation import validate
 from unetkit.training.losses import get_loss
+from unetkit.training.validation import validate
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from unetkit.data.preprocess import Preprocess
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.export.model_file import save_model
 from unetkit.models import UNet
-from unetkit.training.validation import validate
 from unetkit.training.losses import get_loss
+from unetkit.training.validation import validate
 
 
 @pytest.mark.parametrize("size", [40, 300])  # 300 > the 256 tile: both paths tile it the same way
