@@ -227,8 +227,9 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     pairs = [pair for pair in find_pairs(data_dir) if pair.stem in val_stems]
     # images too large to predict in memory (validated in windows during training) are left out here
     limit = patch_set.VAL_WHOLE_PIXELS
-    large = [pair for pair in pairs if math.prod(image_size(pair.image)) > limit]
-    pairs = [pair for pair in pairs if pair not in large]
+    fits = {pair.stem: math.prod(image_size(pair.image)) <= limit for pair in pairs}
+    large = [pair for pair in pairs if not fits[pair.stem]]
+    pairs = [pair for pair in pairs if fits[pair.stem]]
     left_out = f"; {len(large)} over {limit / 2**20:.0f} Mpx not shown" if large else ""
     if not pairs:
         return ("<h2>Best and worst validation images by IoU</h2>\n"

@@ -72,9 +72,8 @@ class LabelledSet:
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (non-zero, not ignored) pixels per mask, (N,)."""
         if self.ragged:
-            return np.array([_coverage(mask, ignore_index) for mask in self.masks], np.float64)
-        foreground = self.masks > 0 if ignore_index is None else (self.masks > 0) & (self.masks != ignore_index)
-        return foreground.reshape(len(self), -1).mean(axis=1)
+            return np.array([_foreground(mask, ignore_index).mean() for mask in self.masks], np.float64)
+        return _foreground(self.masks, ignore_index).reshape(len(self), -1).mean(axis=1)
 
 
 def _objects(arrays: list[np.ndarray]) -> np.ndarray:
@@ -84,9 +83,8 @@ def _objects(arrays: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _coverage(mask: np.ndarray, ignore_index: int | None) -> float:
-    foreground = mask > 0 if ignore_index is None else (mask > 0) & (mask != ignore_index)
-    return float(foreground.mean())
+def _foreground(masks: np.ndarray, ignore_index: int | None) -> np.ndarray:
+    return masks > 0 if ignore_index is None else (masks > 0) & (masks != ignore_index)
 
 
 def list_images(folder: Path) -> dict[str, Path]:

@@ -56,10 +56,7 @@ def standardise(x: torch.Tensor, preprocess: Preprocess, mean: torch.Tensor, std
     size = (preprocess.resize_to, preprocess.resize_to)
     if preprocess.size_policy == "resize" and x.shape[-2:] != size:
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    if preprocess.clip_low is not None and preprocess.clip_high is not None:
-        x = torch.minimum(torch.maximum(x, x.new_tensor(preprocess.clip_low).view(1, -1, 1, 1)),
-                          x.new_tensor(preprocess.clip_high).view(1, -1, 1, 1))
-    return (x - mean) / std
+    return (preprocess.clip_tensor(x) - mean) / std
 
 
 class DeviceBatches(BatchIterator):

@@ -6,8 +6,8 @@ the ranks. What differs is where a batch comes from: patch j of global batch b o
 and augmented, by generators seeded with (seed, epoch, b, j) alone, so a rank draws only its own
 patches, N ranks together train on exactly the patches one process would (augmentation included:
 whole-image batches are augmented per rank), and a resumed run draws the batches an uninterrupted
-one would. The first `forced(n)` patches of each global batch
-are centred on a class (nnU-Net's foreground oversampling).
+one would. The first `forced(n)` patches of each global batch are centred on a class (nnU-Net's
+foreground oversampling).
 
 With an affine or elastic warp in the augmentation each patch is read with a margin
 (`warp_margin`), warped, and cut back to its centre, so the warp never pulls reflected borders
@@ -43,9 +43,10 @@ class PatchBatches(BatchIterator):
                  weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         super().__init__(data, preprocess, batch_size, shuffle=True, augment=augment, seed=seed, rank=rank,  # type: ignore[arg-type]
                          world_size=world_size, workers=workers)
-        warps = augment is not None and (augment.p_affine > 0 or augment.p_elastic > 0)
-        margin = warp_margin(patch_size, augment.rotate_deg, augment.scale, augment.shift, augment.elastic_alpha,
-                             augment.elastic_sigma) if warps and augment is not None else 0
+        margin = 0
+        if augment is not None and (augment.p_affine > 0 or augment.p_elastic > 0):  # warps: read a margin
+            margin = warp_margin(patch_size, augment.rotate_deg, augment.scale, augment.shift, augment.elastic_alpha,
+                                 augment.elastic_sigma)
         self.sampler = PatchSampler(data.sources, patch_size, classes=data.classes, foreground_share=foreground_share,
                                     margin=margin, locations=data.locations)
         self.patch_size = patch_size

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from unetkit.data.dataset import LabelledSet, Pair, find_pairs, load_pair
 from unetkit.data.io import dtype_range
-from unetkit.data.masks import read_class_palette
+from unetkit.data.masks import ClassPalette, read_class_palette
 from unetkit.data.patches import ArraySource, FileSource, Source, scan_mask
 from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size
 
@@ -63,16 +63,21 @@ class PatchSet:
 
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (labelled, not ignored) pixels per image, (N,), as LabelledSet.coverage."""
-        pixels = np.array([source.height * source.width for source in self.sources], np.float64)
+        pixels = self.areas.astype(np.float64)
         if self.multilabel:
             return 1.0 - self.counts[:, 0] / pixels
         ignored = self.counts[:, ignore_index] if ignore_index not in (None, 0) else 0
         return (pixels - self.counts[:, 0] - ignored) / pixels
 
     @property
+    def areas(self) -> np.ndarray:
+        """Pixels per image, (N,)."""
+        return np.array([source.height * source.width for source in self.sources], np.int64)
+
+    @property
     def pixels(self) -> int:
         """Pixels of all images together."""
-        return sum(source.height * source.width for source in self.sources)
+        return int(self.areas.sum())
 
     def sample_images(self, rng: np.random.Generator, patch: int, n: int) -> np.ndarray:
         """n random patch x patch crops (n, h, w, C) float32 in [0, 1] by each image's bit depth (reflected
@@ -95,8 +100,7 @@ def load_patch_set(data_dir: str | os.PathLike[str], in_channels: int, num_class
     """Open, check and scan every pair of `data_dir` (see the module docstring)."""
     pairs = find_pairs(data_dir)
     palette = None if multilabel else read_class_palette(data_dir, num_classes)
-    classes = tuple(range(1, num_classes + 1)) if multilabel else (1,) if num_classes == 1 else tuple(
-        c for c in range(1, num_classes))
+    classes = tuple(range(1, num_classes + 1 if multilabel else max(num_classes, 2)))  # labels, or non-background
     rng = np.random.default_rng(seed)
     sources: list[Source] = []
     counts, locations = [], []
@@ -109,16 +113,15 @@ def load_patch_set(data_dir: str | os.PathLike[str], in_channels: int, num_class
     return PatchSet([p.stem for p in pairs], pairs, sources, np.stack(counts), locations, classes, multilabel)
 
 
-def _open_source(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None, palette: object,
-                 multilabel: bool) -> Source:
+def _open_source(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None,
+                 palette: ClassPalette | None, multilabel: bool) -> Source:
     """A FileSource for a large TIFF/.npy pair (header and size checked, read later by region), else the
     pair decoded and checked whole (load_pair) as an ArraySource."""
     if can_stream(pair.image):
         height, width = image_size(pair.image)
         if height * width > LARGE_PIXELS:
-            return FileSource(pair, in_channels, num_classes, ignore_index, palette,  # type: ignore[arg-type]
-                              multilabel)
-    image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel)  # type: ignore[arg-type]
+            return FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel)
+    image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel)
     return ArraySource(image, mask)
 
 

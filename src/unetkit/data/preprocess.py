@@ -74,12 +74,20 @@ class Preprocess:
         if self.size_policy == "resize" and x.shape[-2:] != (self.resize_to, self.resize_to):
             x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", antialias=True,
                               align_corners=False)
-        if self.clip_low is not None and self.clip_high is not None:
-            x = torch.minimum(torch.maximum(x, torch.tensor(self.clip_low).view(1, -1, 1, 1)),
-                              torch.tensor(self.clip_high).view(1, -1, 1, 1))
+        x = self.clip_tensor(x)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def clip_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) in scaled units, clipped per channel to [clip_low, clip_high] (as it is without bounds),
+        on x's device: what `to_tensor` and the device batches (data/device_batches.py) both apply."""
+        if self.clip_low is None or self.clip_high is None:
+            return x
+        import torch
+
+        return torch.minimum(torch.maximum(x, x.new_tensor(self.clip_low).view(1, -1, 1, 1)),
+                             x.new_tensor(self.clip_high).view(1, -1, 1, 1))
 
     def to_array(self, images: np.ndarray) -> np.ndarray:
         """`to_tensor` in NumPy, float32 (N, C, H, W), for the pad policy (what ONNX prediction uses)."""

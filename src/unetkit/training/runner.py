@@ -42,7 +42,7 @@ from unetkit.runtime import log, resolve_device
 from unetkit.training.checkpoint import load_checkpoint
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
-from unetkit.training.plan import WHOLE_MAX_SIDE, Plan, make_plan
+from unetkit.training.plan import Plan, make_plan, whole_by_size
 from unetkit.training.recipes import check_train_config, resolve_train_config
 from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
@@ -111,13 +111,22 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan.to_dict())
 
 
+def _set_mode(config: TrainConfig) -> str | None:
+    """"whole" or "patch" when the config decides it (another size policy than pad, or data.patch_size
+    given), None when the plan does."""
+    if config.data.size_policy != "pad" or config.data.patch_size == 0:
+        return "whole"
+    return None if config.data.patch_size is None else "patch"
+
+
 def _likely_patches(config: TrainConfig) -> bool:
-    """Whether the plan will train on patches, from the config and the image headers alone: as
-    training/plan.py decides, for mixed sizes or sides over WHOLE_MAX_SIDE."""
-    if config.data.size_policy != "pad" or config.data.patch_size is not None:
-        return config.data.size_policy == "pad" and bool(config.data.patch_size)
+    """Whether the plan will train on patches, from the config and the image headers alone (the plan's
+    size rule, training/plan.py::whole_by_size)."""
+    mode = _set_mode(config)
+    if mode is not None:
+        return mode == "patch"
     sizes = {image_size(pair.image) for pair in find_pairs(config.data.data_dir)}
-    return len(sizes) > 1 or max(max(size) for size in sizes) > WHOLE_MAX_SIDE
+    return not whole_by_size(len(sizes) == 1, max(max(size) for size in sizes))
 
 
 def _load(config: TrainConfig, patches: bool) -> LabelledSet | PatchSet:
@@ -146,12 +155,11 @@ def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, res
             return Plan.from_dict(json.loads((run_dir / PLAN_RECORD).read_text(encoding="utf-8")))
         except ValueError:
             raise UserError(f"{run_dir / PLAN_RECORD}: is not a plan unetkit wrote (not JSON)") from None
-    overrides: dict[str, Any] = {}
     data = config.data
-    if data.size_policy != "pad" or data.patch_size == 0:
-        overrides["mode"] = "whole"
-    elif data.patch_size:
-        overrides |= {"mode": "patch", "patch_size": data.patch_size}
+    mode = _set_mode(config)
+    overrides: dict[str, Any] = {} if mode is None else {"mode": mode}
+    if mode == "patch":
+        overrides["patch_size"] = data.patch_size
     if data.foreground_share is not None:
         overrides["foreground_share"] = data.foreground_share
     if config.model.arch == "seed_unet":
@@ -164,7 +172,7 @@ def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, res
 def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
     """The config with the plan's patch choices written in (config.yaml then records what ran): patch size
     (0 for whole images), foreground share, and for patches a batch no larger than the plan's."""
-    if plan.mode == "whole" or config.data.size_policy != "pad":
+    if plan.mode == "whole" or config.data.size_policy != "pad":  # a stored plan may predate a policy change
         return dataclasses.replace(config, data=dataclasses.replace(config.data, patch_size=0))
     batch = config.batch_size
     if plan.batch_size < batch:

@@ -52,9 +52,19 @@ def _score(groups: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int | 
     return accumulator.summary()
 
 
-def _unit(probabilities: torch.Tensor) -> torch.Tensor:
-    """Probabilities as float in [0, 1] (uint8 maps hold 0..255)."""
-    return probabilities.float() / (255.0 if probabilities.dtype == torch.uint8 else 1.0)
+def _unit_groups(probabilities: Maps, targets: Maps) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`_groups` with the probabilities as float in [0, 1] (uint8 maps hold 0..255)."""
+    return [(p.float() / (255.0 if p.dtype == torch.uint8 else 1.0), t) for p, t in _groups(probabilities, targets)]
+
+
+def _sweep(groups: list[tuple[torch.Tensor, torch.Tensor]], metric: str, thresholds: tuple[float, ...],
+           ignore_index: int | None) -> tuple[float, list[dict[str, float]]]:
+    table = []
+    for t in thresholds:
+        summary = _score([((p > t).to(torch.uint8), target) for p, target in groups], ignore_index)
+        table.append({"threshold": t, "iou": summary["iou"], "dice": summary["dice"], "tgs_map": summary["tgs_map"]})
+    best = max(table, key=lambda row: (row[metric], -abs(row["threshold"] - 0.5)))
+    return float(best["threshold"]), table
 
 
 def sweep_threshold(probabilities: Maps, targets: Maps, metric: str, thresholds: tuple[float, ...] = THRESHOLDS,
@@ -64,21 +74,16 @@ def sweep_threshold(probabilities: Maps, targets: Maps, metric: str, thresholds:
     probabilities (N, H, W) foreground probability (float, or uint8 in 0..255), or a list of
     such maps of mixed sizes; targets alike, 0/1. Ties go to the threshold nearest 0.5.
     """
-    groups = [(_unit(p), t) for p, t in _groups(probabilities, targets)]
-    table = []
-    for t in thresholds:
-        summary = _score([((p > t).to(torch.uint8), target) for p, target in groups], ignore_index)
-        table.append({"threshold": t, "iou": summary["iou"], "dice": summary["dice"], "tgs_map": summary["tgs_map"]})
-    best = max(table, key=lambda row: (row[metric], -abs(row["threshold"] - 0.5)))
-    return float(best["threshold"]), table
+    return _sweep(_unit_groups(probabilities, targets), metric, thresholds, ignore_index)
 
 
 def tune_decision(probabilities: Maps, targets: Maps, metric: str, *, tune_postprocess: bool = True,
                   ignore_index: int | None = None) -> tuple[Decision, list[dict[str, float]]]:
     """Threshold by sweep, then (min_area, empty_below) by grid at that threshold; only strict gains count.
     Candidate areas scale with the mean image area (AREAS are for 101 x 101)."""
-    threshold, table = sweep_threshold(probabilities, targets, metric, ignore_index=ignore_index)
-    groups = [(_unit(p).numpy(), t) for p, t in _groups(probabilities, targets)]
+    float_groups = _unit_groups(probabilities, targets)  # stacked and converted once for the sweep and the grid
+    threshold, table = _sweep(float_groups, metric, THRESHOLDS, ignore_index)
+    groups = [(p.numpy(), t) for p, t in float_groups]
     base = _score([(torch.from_numpy(p > threshold).to(torch.uint8), t) for p, t in groups], ignore_index)
     decision = Decision(threshold, {"min_area": 0, "empty_below": 0}, base)
     if not tune_postprocess:
