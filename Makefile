@@ -84,6 +84,7 @@ MONAI_SPEC ?= monai==1.6.1
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/cpu_precision.py
 	rm -rf runs/quality
 	$(BIN)/python benchmarks/quality.py --budgets 10 --out runs/quality
 	$(BIN)/pip install --quiet $(MONAI_SPEC)

@@ -8,8 +8,9 @@ gives, per recipe and budget, the mean and sample standard deviation of the held
 folds x seeds, the mean IoU and the mean number of epochs the budget allowed. The threshold is
 tuned for TGS mAP (asked explicitly: unetkit's default is IoU).
 
-Recipes are training/recipes.py's (seed, fast, best) or an ablation below: `best` with one thing
-changed, to show what each of its parts is worth. A run folder that holds `score.json` is reused,
+Recipes are training/recipes.py's (seed, fast, best, winners, best-cpu; `best` is the device's own,
+BEST_BY_DEVICE) or an ablation below: a recipe with one thing changed, to show what each part is
+worth. A run folder that holds `score.json` is reused,
 and a killed run resumes from its checkpoint, so a long table can be finished in pieces.
 
 Targets (issue 13): best beats fast by >= 0.05 mAP at 10 CPU-minutes; on a GPU, best reaches
@@ -44,26 +45,37 @@ from unetkit.training.recipes import RECIPES, resolve_train_config
 
 TGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
 
-# `best` with one part changed or removed: (recipe underneath, config layer over it).
+# Recipes with one part changed or removed: (recipe underneath, config layer over it). `winners-*`
+# take apart the TGS winners' encoder U-Net (the GPU's `best`); `fast-*` are the steps from `fast`
+# to the CPU's `best` (`best-cpu` is `fast-width-8-ema` without dropout).
 ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "best-bce-only": ("best", {"loss": {"second_name": None}}),
-    "best-lovasz-plain": ("best", {"loss": {"second_name": "lovasz"}}),
-    "best-bce-dice": ("best", {"loss": {"name": "bce_dice"}}),
-    "best-plain-decoder": ("best", {"model": {"attention": "none", "hypercolumn": False, "deep_supervision": False,
-                                             "classification_head": False}}),
-    "best-no-hypercolumn": ("best", {"model": {"hypercolumn": False}}),
-    "best-width-16": ("best", {"model": {"start_neurons": 16}}),
-    "best-resnet34": ("best", {"model": {"encoder": "resnet34"}}),
-    "best-efficientnet-b0": ("best", {"model": {"encoder": "efficientnet_b0"}}),
-    "best-sgdr-snapshots": ("best", {"schedule": {"name": "sgdr", "cycles": 3, "snapshots": True}}),
-    "best-swa": ("best", {"optim": {"swa_start": 0.6}}),
-    "best-pad-crop": ("best", {"data": {"size_policy": "pad_crop", "pad_to": 148, "crop": 128}}),
-    "best-resize-202": ("best", {"data": {"size_policy": "resize", "resize_to": 202}}),
-    "best-strong-augment": ("best", {"data": {"augment": "strong"}}),
-    "best-imagenet": ("best", {"model": {"pretrained": "imagenet"}}),  # needs timm's weights (network)
-    "best-batch-32": ("best", {"batch_size": 32, "optim": {"lr": 2e-3}}),
-    # `fast` (the seed's layers, which train three times as many epochs on a CPU) with the winners' second stage
+    "winners-bce-only": ("winners", {"loss": {"second_name": None}}),
+    "winners-lovasz-plain": ("winners", {"loss": {"second_name": "lovasz"}}),
+    "winners-bce-dice": ("winners", {"loss": {"name": "bce_dice"}}),
+    "winners-plain-decoder": ("winners", {"model": {"attention": "none", "hypercolumn": False,
+                                                    "deep_supervision": False, "classification_head": False}}),
+    "winners-no-hypercolumn": ("winners", {"model": {"hypercolumn": False}}),
+    "winners-no-gate": ("winners", {"model": {"image_gate": False}}),
+    "winners-width-16": ("winners", {"model": {"start_neurons": 16}}),
+    "winners-resnet34": ("winners", {"model": {"encoder": "resnet34"}}),
+    "winners-efficientnet-b0": ("winners", {"model": {"encoder": "efficientnet_b0"}}),
+    "winners-sgdr-snapshots": ("winners", {"schedule": {"name": "sgdr", "cycles": 3, "snapshots": True}}),
+    "winners-swa": ("winners", {"optim": {"swa_start": 0.6}}),
+    "winners-pad-crop": ("winners", {"data": {"size_policy": "pad_crop", "pad_to": 148, "crop": 128}}),
+    "winners-resize-202": ("winners", {"data": {"size_policy": "resize", "resize_to": 202}}),
+    "winners-strong-augment": ("winners", {"data": {"augment": "strong"}}),
+    "winners-imagenet": ("winners", {"model": {"pretrained": "imagenet"}}),  # needs timm's weights (network)
+    "winners-batch-32": ("winners", {"batch_size": 32, "optim": {"lr": 2e-3}}),
+    # `fast` with the winners' second stage
     "fast-lovasz-second": ("fast", {"loss": {"second_name": "lovasz_elu", "second_at": 0.6}}),
+    # `fast` at half the width: a quarter of the convolutions' work, so about 2.3 times the epochs on a CPU
+    "fast-width-8": ("fast", {"model": {"start_neurons": 8}}),
+    "fast-width-8-lovasz": ("fast", {"model": {"start_neurons": 8},
+                                     "loss": {"second_name": "lovasz_elu", "second_at": 0.6}}),
+    "fast-width-8-ema": ("fast", {"model": {"start_neurons": 8}, "optim": {"ema_decay": 0.99}}),
+    # `best-cpu` with dropout 0.1 (its first version, before dropout was measured) or at width 6
+    "best-cpu-dropout": ("best-cpu", {"model": {"dropout_first": 0.1, "dropout": 0.1}}),
+    "best-cpu-width-6-dropout": ("best-cpu", {"model": {"start_neurons": 6, "dropout_first": 0.1, "dropout": 0.1}}),
 }
 
 

@@ -37,6 +37,14 @@ def test_compile_flag_and_sync_batchnorm_setting() -> None:
     assert config.runtime.compile and config.runtime.sync_batchnorm
 
 
+def test_on_and_off_settings_survive_yaml_reading_them_as_booleans() -> None:
+    # YAML 1.1 (PyYAML) reads `off` and `on` as False and True; the README's `--set runtime.amp=off` must work.
+    config = build_train_config(parse("--set", "runtime.amp=off", "--set", "runtime.device_batches=on"))
+    assert (config.runtime.amp, config.runtime.device_batches) == ("off", "on")
+    with pytest.raises(UserError, match="'runtime.amp': 'on' is not one of"):
+        build_train_config(parse("--set", "runtime.amp=on"))
+
+
 # Every flat name of the config before it had sections, with a value and where it lives now.
 OLD_NAMES = {"lr": (0.01, "optim.lr"), "weight_decay": (0.1, "optim.weight_decay"), "optimizer": ("sgd", "optim.name"),
              "grad_clip": (1.0, "optim.grad_clip"), "ema_decay": (0.99, "optim.ema_decay"),

@@ -29,3 +29,13 @@ def test_off_a_terminal_progress_becomes_log_lines_after_the_first_30_seconds(
 def test_on_other_torchrun_ranks_there_is_no_bar(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime.distributed, "is_main", lambda: False)
     assert runtime.progress(range(3)).disable
+
+
+@pytest.mark.parametrize(("flags", "native"), [({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True),
+                                               ({"avx512f", "avx2"}, False), (set(), False)])
+def test_a_cpu_has_bf16_only_with_bf16_instructions(monkeypatch: pytest.MonkeyPatch, flags: set[str],
+                                                     native: bool) -> None:
+    import torch
+
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset(flags))
+    assert runtime.has_bf16(torch.device("cpu")) is native

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from unetkit import distributed
@@ -62,11 +64,25 @@ def progress(iterable: Iterable[T] | None = None, **options: Any) -> tqdm[T]:
 
 
 def has_bf16(device: torch.device) -> bool:
-    """True for CUDA GPUs with native bf16 (compute capability 8.0, Ampere, and later).
+    """True where bf16 runs natively: CUDA GPUs of compute capability 8.0 (Ampere) and later, and
+    CPUs with AVX512-BF16 or AMX instructions (Linux, read from /proc/cpuinfo).
 
-    Not `torch.cuda.is_bf16_supported()`: by default it also says yes where bf16 is only
-    emulated (V100, T4), which is slower than fp16, and it asks the current device.
+    Not `torch.cuda.is_bf16_supported()` nor mkldnn's bf16 check: both also say yes where bf16 is
+    only emulated (V100, T4, AVX512 without BF16), which is slower than fp16 or fp32.
     """
     import torch
 
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty elsewhere, where the CPU then trains in fp32."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    return frozenset(next((line.split(":", 1)[1].split() for line in text.splitlines()
+                           if line.startswith("flags")), []))

@@ -26,6 +26,12 @@ def test_train_throughput_measures_both_sides(tmp_path: Path) -> None:
     assert seen == 8 and pipeline > 0 and ceiling > 0
 
 
+def test_cpu_precision_times_both_precisions_on_the_same_step() -> None:
+    figures = load("cpu_precision").measure({"start_neurons": 4, "depth": 2}, batch_size=2, size=32, steps=1, rounds=1)
+    assert set(figures) == {"fp32", "bf16", "ratio"}
+    assert figures["ratio"] == pytest.approx(figures["bf16"] / figures["fp32"]) and figures["fp32"] > 0
+
+
 def test_quality_links_a_labelled_subset(tmp_path: Path) -> None:
     from unetkit.data.dataset import find_pairs
 

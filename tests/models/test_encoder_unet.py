@@ -15,7 +15,7 @@ from unetkit.data.preprocess import identity_preprocess
 from unetkit.errors import UserError
 from unetkit.export.model_file import load_model, save_model
 from unetkit.models import build_model, count_parameters
-from unetkit.models.encoder_unet import EncoderUNet
+from unetkit.models.encoder_unet import EncoderUNet, gate_logits
 
 RESNET18 = ModelConfig(arch="unet", encoder="resnet18")
 RESNET18_PARAMETERS = 14_321_809  # encoder 11,170,240 (timm's resnet18 less fc, 1-channel stem) + decoder and head
@@ -59,11 +59,69 @@ def test_training_outputs_shapes_and_logits_equal_forward() -> None:
     net = EncoderUNet(config).eval()
     x = torch.randn(2, 1, 37, 50)
     out = net.training_outputs(x)
-    assert out.logits.shape == (2, 2, 37, 50) and torch.equal(out.logits, net(x))
+    assert out.logits.shape == (2, 2, 37, 50) and torch.equal(out.logits, ungated(net)(x))
     assert [a.shape for a in out.aux_logits] == [(2, 2, 37, 50)] * 4
     assert out.image_logit is not None and out.image_logit.shape == (2, 2)
     plain = EncoderUNet(RESNET18).training_outputs(x)
     assert plain.aux_logits == [] and plain.image_logit is None
+
+
+def ungated(net: EncoderUNet) -> EncoderUNet:
+    """The same net (shared weights) with the image gate off."""
+    twin = EncoderUNet(dataclasses.replace(net.config, image_gate=False)).eval()
+    twin.load_state_dict(net.state_dict())
+    return twin
+
+
+@pytest.mark.parametrize("a", [-30.0, -4.0, 0.0, 2.5, 30.0])
+@pytest.mark.parametrize("c", [-30.0, -1.0, 0.0, 3.0, 30.0])
+def test_sigmoid_gate_is_the_product_of_the_probabilities(a: float, c: float) -> None:
+    gated = gate_logits(torch.full((1, 1, 2, 2), a), torch.tensor([[c]]), exclusive=False)
+    product = torch.sigmoid(torch.tensor(a)) * torch.sigmoid(torch.tensor(c))
+    assert torch.isfinite(gated).all()
+    assert torch.sigmoid(gated) == pytest.approx(torch.full((1, 1, 2, 2), product.item()), rel=1e-5, abs=1e-30)
+
+
+def test_softmax_gate_hands_an_absent_class_to_the_others() -> None:
+    logits = torch.tensor([0.5, 2.0, 1.0]).view(1, 3, 1, 1)
+    image = torch.tensor([[9.0, -2.0, 40.0]])  # class 1 unlikely (sigmoid 0.119), class 2 sure
+    probabilities = torch.softmax(gate_logits(logits, image, exclusive=True), dim=1).flatten()
+    weights = torch.softmax(logits, dim=1).flatten() * torch.tensor([1.0, torch.sigmoid(torch.tensor(-2.0)).item(), 1.0])
+    assert probabilities == pytest.approx(weights / weights.sum(), rel=1e-5)
+
+
+@pytest.mark.parametrize("bias,empty", [(-30.0, True), (30.0, False)])
+def test_the_image_gate_decides_empty_images(bias: float, empty: bool) -> None:
+    net = EncoderUNet(dataclasses.replace(RESNET18, classification_head=True)).eval()
+    with torch.no_grad():
+        net.image_head.weight.zero_()
+        net.image_head.bias.fill_(bias)
+        net.head.bias.fill_(5.0)  # every pixel says "salt" on its own (probability ~0.99)
+    x = torch.randn(2, 1, 37, 50)
+    probabilities = torch.sigmoid(net(x))
+    if empty:
+        assert probabilities.max() < 1e-12
+    else:
+        assert torch.allclose(net(x), ungated(net)(x), atol=1e-5) and probabilities.min() > 0.5
+
+
+def test_a_model_file_from_before_the_gate_still_predicts_from_the_pixels(tmp_path: Path) -> None:
+    import json
+
+    from safetensors import safe_open
+
+    net = EncoderUNet(dataclasses.replace(RESNET18, classification_head=True)).eval()
+    save_model(tmp_path / "m.safetensors", net, identity_preprocess(1))
+    with safe_open(str(tmp_path / "m.safetensors"), "pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    fields = json.loads(metadata["model"])
+    del fields["image_gate"]
+    save_file(tensors, str(tmp_path / "old.safetensors"), {**metadata, "model": json.dumps(fields)})
+    old, new = load_model(tmp_path / "old.safetensors"), load_model(tmp_path / "m.safetensors")
+    assert (old.config.image_gate, new.config.image_gate) == (False, True)
+    x = torch.randn(1, 1, 37, 50)
+    assert torch.equal(old.net(x), ungated(net)(x)) and torch.equal(new.net(x), net(x))
 
 
 def test_training_step_reaches_every_parameter() -> None:
@@ -154,10 +212,13 @@ def test_model_file_round_trip_needs_no_pretrained_source(tmp_path: Path) -> Non
     assert torch.equal(loaded.net(x), net(x))
 
 
-def test_onnx_parity(tmp_path: Path) -> None:
+@pytest.mark.parametrize("config", [RESNET18, dataclasses.replace(RESNET18, classification_head=True),
+                                    dataclasses.replace(RESNET18, classification_head=True, num_classes=3)],
+                         ids=["plain", "gated", "gated-softmax"])
+def test_onnx_parity(tmp_path: Path, config: ModelConfig) -> None:
     from unetkit.export.onnx import export_onnx
 
-    save_model(tmp_path / "m.safetensors", EncoderUNet(RESNET18).eval(), identity_preprocess(1))
+    save_model(tmp_path / "m.safetensors", EncoderUNet(config).eval(), identity_preprocess(1))
     assert export_onnx(tmp_path / "m.safetensors", tmp_path / "m.onnx") < 1e-4
 
 

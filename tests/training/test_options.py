@@ -1,4 +1,5 @@
-"""The TGS winners' options as config: the recipe `best`, refusals in one line, the recorded preprocessing."""
+"""The TGS winners' options as config: the recipes `winners` and `best`, refusals in one line, the recorded
+preprocessing."""
 
 from __future__ import annotations
 
@@ -11,13 +12,23 @@ from unetkit.training.recipes import resolve_train_config
 from unetkit.training.runner import training_preprocess
 
 
-def test_recipe_best_is_an_encoder_unet_with_a_lovasz_second_stage() -> None:
-    config = resolve_train_config({"recipe": "best"})
+def test_recipe_winners_is_an_encoder_unet_with_a_lovasz_second_stage() -> None:
+    config = resolve_train_config({"recipe": "winners"})
     model = config.model
     assert (model.arch, model.encoder, model.attention) == ("unet", "resnet18", "scse")
     assert model.hypercolumn and model.deep_supervision and model.classification_head
     assert (config.loss.name, config.loss.second_name, config.loss.second_at) == ("bce", "lovasz_elu", 0.6)
     assert (config.batch_size, config.schedule.name, config.data.size_policy) == (16, "cosine", "pad")
+
+
+def test_recipe_best_is_the_benchmarks_choice_for_the_device() -> None:
+    on_cpu = resolve_train_config({"recipe": "best", "runtime": {"device": "cpu"}})
+    assert on_cpu.recipe == "best-cpu" and on_cpu.model.arch == "seed_unet"
+    assert (on_cpu.model.start_neurons, on_cpu.model.batch_norm, on_cpu.optim.ema_decay) == (8, True, 0.99)
+    # naming cuda picks the GPU's recipe even where no GPU is present; training would then stop on the device
+    assert resolve_train_config({"recipe": "best", "runtime": {"device": "cuda"}}).recipe == "winners"
+    assert resolve_train_config({"recipe": "best", "runtime": {"device": "cpu"}, "model": {"start_neurons": 4}}
+                                ).model.start_neurons == 4  # the user's layers still win
 
 
 @pytest.mark.parametrize(("layer", "message"), [

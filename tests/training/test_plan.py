@@ -127,7 +127,8 @@ def test_overrides_are_kept_and_followed(gray_101: Fingerprint) -> None:
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"patchsize": 128}, "plan field 'patchsize' is unknown"),
     ({"why": {}}, "plan field 'why' is unknown or not settable"),
-    ({"patch_size": 100}, "plan field 'patch_size': 100 is not a positive multiple of 16"),
+    ({"patch_size": 100}, "plan field 'patch_size': 100 is not a positive multiple of 16 .*--patch-size.*try 96 or "
+                          "112"),
     ({"batch_size": "many"}, "plan field 'batch_size': 'many' is not a valid value"),
     ({"mode": "tiles"}, "plan field 'mode': 'tiles' is not whole or patch"),
     ({"foreground_share": 1.5}, "plan field 'foreground_share'"),

@@ -10,6 +10,7 @@ import torch
 
 from unetkit.config import LossConfig, TrainConfig
 from unetkit.models.encoder_unet import SegmentationOutputs
+from unetkit.training import parts
 from unetkit.training.checkpoint import TrainState
 from unetkit.training.losses import cross_entropy, get_loss
 from unetkit.training.step import enter_stage, presence, stage_peak, training_loss
@@ -89,3 +90,16 @@ def test_the_second_loss_is_checked_by_name() -> None:
 
     with pytest.raises(UserError, match="'loss.second_name': 'nope'"):
         get_loss("nope", "loss.second_name")
+
+
+@pytest.mark.parametrize(("mode", "native", "dtype"), [("auto", True, torch.bfloat16), ("auto", False, None),
+                                                       ("bf16", False, torch.bfloat16), ("off", True, None)])
+def test_cpu_autocast_is_bf16_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch, mode: str, native: bool,
+                                                   dtype: torch.dtype | None) -> None:
+    monkeypatch.setattr(parts, "has_bf16", lambda device: native)
+    assert parts._amp_dtype(mode, torch.device("cpu")) == dtype
+
+
+def test_fp16_on_the_cpu_means_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parts, "has_bf16", lambda device: True)
+    assert parts._amp_dtype("fp16", torch.device("cpu")) == torch.bfloat16

@@ -309,10 +309,15 @@ class _TrainHelp(argparse.RawDescriptionHelpFormatter):
 
     def _format_text(self, text: str) -> str:
         if text == self.EPILOG:
-            from unetkit.training.recipes import RECIPES
+            from unetkit.training.recipes import BEST_BY_DEVICE, RECIPES
 
-            recipes = [f"  {name}: " + (", ".join(f"{k}={v}" for k, v in _flat(layer)) or "the defaults above")
-                       for name, layer in RECIPES.items()]
+            def sets(name: str, layer: dict[str, Any]) -> str:
+                if name == "best":
+                    return "; ".join(f"on {'a GPU' if device == 'cuda' else 'the CPU'} {recipe}"
+                                     for device, recipe in BEST_BY_DEVICE.items())
+                return ", ".join(f"{k}={v}" for k, v in _flat(layer)) or "the defaults above"
+
+            recipes = [f"  {name}: {sets(name, layer)}" for name, layer in RECIPES.items()]
             return _config_fields_help() + "\nrecipes (what each sets over the defaults):\n" + "\n".join(recipes) + "\n"
         return super()._format_text(text)
 
@@ -342,8 +347,10 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
                        help="training recipe: seed (default, the kernel's), fast (the seed's layers tuned for a "
-                       "time budget) or best (an encoder U-Net with the TGS winners' training; chosen for CPUs by "
-                       "benchmarks/quality.py: the best recipe on a GPU may differ)")
+                       "time budget), best (the strongest for a time budget on the device that trains: on a CPU "
+                       "best-cpu, chosen by benchmarks/quality.py; on a GPU winners, not yet measured there), "
+                       "winners (an encoder U-Net with the TGS winners' training) or best-cpu (fast at half the "
+                       "width, without dropout, with an average of the weights)")
     train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",
                        help="model preset: seed (default), seed-bn, small")
     train.add_argument("--augment", choices=LazyChoices("unetkit.data.augment", "PRESETS"), metavar="AUGMENT",

@@ -124,7 +124,10 @@ def save_ensemble(path: str | os.PathLike[str], nets: list[SegmentationNet], pre
 def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> SavedModel:
     """Rebuild a SavedModel from weights and metadata, with one-line errors for inconsistent files."""
     try:
-        config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
+        fields = json.loads(metadata["model"])
+        if isinstance(fields, dict):  # files from before model.image_gate predicted from the pixels alone
+            fields.setdefault("image_gate", False)
+        config = from_dict(ModelConfig, fields, where="model")
         preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]), config.in_channels)
         threshold, postprocess, training = checked_rule(metadata)
         members = int(metadata.get("members", "0"))

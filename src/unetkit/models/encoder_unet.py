@@ -13,7 +13,10 @@ for the seed U-Net ("filters at the first level, doubled every level down"). Opt
 - deep_supervision: a 1x1 logits head on every decoder block but the last (whose logits are the
   main output), returned by `training_outputs` upsampled to the input's size;
 - classification_head: global average of the deepest encoder map -> linear -> one logit per class
-  (for a binary model: "is there anything in this image?").
+  (for a binary model: "is there anything in this image?"). With `image_gate` (on by default) its
+  probability gates what `forward` predicts (`gate_logits`): an image (or tile) the head calls empty
+  predicts empty, and the stored threshold, small-component and empty-mask rules are tuned on the
+  gated maps. Training reads the ungated pixel logits and the image logit apart.
 The head is a 1x1 convolution at stride 1. There is no dropout (`model.dropout`, 0.5 by
 default, is the seed's): the winners' decoders had none, and batch norm regularises.
 
@@ -22,8 +25,10 @@ resnet34 24,429,969; resnet18 14,321,809; efficientnet_b0 5,833,997; convnext_ti
 With 3 input channels resnet34 has 24,436,241: smp's Unet("resnet34") (24,436,369) less 128, the
 difference between its 3x3 head on 16 channels (145) and our 1x1 (17).
 
-`forward` (inherited) returns the segmentation logits only, so tiling, TTA, ensembles and ONNX
-treat this net like the seed; training reads the extras through `training_outputs`.
+`forward` (inherited) returns the (gated) segmentation logits only, so tiling, TTA, ensembles and
+ONNX treat this net like the seed, the gate included; training reads the extras through
+`training_outputs`. The gate lives in the logits rather than in a second output for that reason:
+every path that averages, stitches or exports per-pixel maps carries it without knowing of it.
 """
 
 from __future__ import annotations
@@ -119,11 +124,21 @@ class EncoderUNet(SegmentationNet):
         return self.head(torch.cat(levels, dim=1))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._segmentation_head(self._decode(x)[1])
+        deepest, outputs = self._decode(x)
+        logits = self._segmentation_head(outputs)
+        if self.image_head is None or not self.config.image_gate:
+            return logits
+        return gate_logits(logits, self.image_head(deepest.mean(dim=(2, 3))), exclusive=self.exclusive_classes)
+
+    @property
+    def exclusive_classes(self) -> bool:
+        """Softmax over classes (several classes, not multi-label) rather than a sigmoid per channel."""
+        return self.config.num_classes > 1 and not self.config.multilabel
 
     def training_outputs(self, x: torch.Tensor) -> SegmentationOutputs:
         """(B, C, H, W) of any H, W -> logits, deep-supervision logits and image logits (SegmentationOutputs),
-        padded and cropped as `forward` does; `logits` equals `forward(x)`."""
+        padded and cropped as `forward` does; `logits` equals `forward(x)` but for the image gate, which
+        is left out so that the pixel loss and the image loss each train their own head."""
         height, width = x.shape[-2:]
         x, (top, left) = pad_to_multiple(x, self.multiple)
         deepest, outputs = self._decode(x)
@@ -137,3 +152,22 @@ class EncoderUNet(SegmentationNet):
                    for head, y, s in zip(self.aux_heads, outputs, self.strides)]
         image = self.image_head(deepest.mean(dim=(2, 3))) if self.image_head is not None else None
         return SegmentationOutputs(crop(self._segmentation_head(outputs)), aux, image)
+
+
+def gate_logits(logits: torch.Tensor, image_logits: torch.Tensor, *, exclusive: bool) -> torch.Tensor:
+    """Pixel logits (B, K, H, W) gated by image logits (B, K): the logits whose probabilities are the
+    pixel's times the image's.
+
+    Sigmoid outputs: logit(sigmoid(a) * sigmoid(c)), from softplus alone so that it is exact for any
+    a, c (a confident head leaves `a`; one sure of "nothing here" drives every pixel below any
+    threshold) and exports to ONNX as it stands. Softmax outputs: every foreground class k >= 1 gets
+    log sigmoid(c_k) added before the softmax, so an absent class gives its pixels to the others.
+    """
+    c = image_logits[:, :, None, None]
+    if exclusive:
+        return torch.cat([logits[:, :1], logits[:, 1:] - F.softplus(-c[:, 1:])], dim=1)
+    # log p = logsig(a) + logsig(c); log(1 - p) = logaddexp(logsig(-a), logsig(a) + logsig(-c))
+    log_p = -F.softplus(-logits) - F.softplus(-c)
+    first, second = -F.softplus(logits), -F.softplus(-logits) - F.softplus(c)
+    log_not_p = first + F.softplus(second - first)
+    return log_p - log_not_p

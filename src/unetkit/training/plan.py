@@ -120,7 +120,9 @@ def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str
     else:
         patch = choose("patch_size", *_patch_size(fingerprint, multiple, per_pixel, budget))
     if patch % multiple or patch <= 0:
-        raise UserError(f"plan field 'patch_size': {patch} is not a positive multiple of {multiple} (2**depth)")
+        near = sorted({max(multiple, patch // multiple * multiple), _round_up(max(patch, 1), multiple)})
+        raise UserError(f"plan field 'patch_size': {patch} is not a positive multiple of {multiple} (2**depth); "
+                        f"train's --patch-size (data.patch_size) sets it: try {' or '.join(map(str, near))}")
     pixels = whole_pixels if mode == "whole" else patch * patch
     fits = int(budget // (per_pixel * pixels))
     batch = choose("batch_size", max(1, min(MAX_BATCH, fits)),
