@@ -105,6 +105,20 @@ def test_the_image_gate_decides_empty_images(bias: float, empty: bool) -> None:
         assert torch.allclose(net(x), ungated(net)(x), atol=1e-5) and probabilities.min() > 0.5
 
 
+def test_the_gate_reaches_tiled_and_flipped_predictions(tmp_path: Path) -> None:
+    from unetkit.inference import Predictor
+
+    net = EncoderUNet(dataclasses.replace(RESNET18, classification_head=True)).eval()
+    with torch.no_grad():
+        net.image_head.weight.zero_()
+        net.image_head.bias.fill_(-30.0)  # "nothing here", whatever the tile
+        net.head.bias.fill_(5.0)
+    save_model(tmp_path / "m.safetensors", net, identity_preprocess(1))
+    predictor = Predictor(load_model(tmp_path / "m.safetensors"), device="cpu", tile=128, tta="flips")
+    images = np.random.default_rng(0).integers(0, 255, (1, 300, 300, 1), dtype=np.uint8)
+    assert predictor.needs_tiles(300, 300) and predictor.probabilities(images).max() < 1e-9
+
+
 def test_a_model_file_from_before_the_gate_still_predicts_from_the_pixels(tmp_path: Path) -> None:
     import json
 
