@@ -149,8 +149,8 @@ def _restore(resume: Checkpoint, config: TrainConfig, optimizer: torch.optim.Opt
 
 def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """Autocast's dtype. GPUs: bf16 where native, else fp16 (with a grad scaler). CPUs: bf16 where the
-    CPU has bf16 instructions (AVX512-BF16, AMX), which trains the TGS U-Net 1.65x faster than fp32 on
-    a 2-core Zen 4 (benchmarks/cpu_precision.py); elsewhere fp32, because emulated bf16 is slower."""
+    CPU has bf16 instructions (AVX512-BF16, AMX), which trains the `fast` recipe's U-Net 1.67x faster than
+    fp32 on a 2-core Zen 4 (benchmarks/cpu_precision.py); elsewhere fp32, because emulated bf16 is slower."""
     if mode == "off" or device.type not in ("cuda", "cpu"):
         return None
     if device.type == "cpu":
