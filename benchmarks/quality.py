@@ -73,9 +73,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "fast-width-8-lovasz": ("fast", {"model": {"start_neurons": 8},
                                      "loss": {"second_name": "lovasz_elu", "second_at": 0.6}}),
     "fast-width-8-ema": ("fast", {"model": {"start_neurons": 8}, "optim": {"ema_decay": 0.99}}),
-    # `best-cpu` with dropout 0.1 (its first version, before dropout was measured) or at width 6
-    "best-cpu-dropout": ("best-cpu", {"model": {"dropout_first": 0.1, "dropout": 0.1}}),
-    "best-cpu-width-6-dropout": ("best-cpu", {"model": {"start_neurons": 6, "dropout_first": 0.1, "dropout": 0.1}}),
+    "fast-width-6-ema": ("fast", {"model": {"start_neurons": 6}, "optim": {"ema_decay": 0.99}}),
 }
 
 

@@ -43,6 +43,7 @@ def test_recipe_best_is_the_benchmarks_choice_for_the_device() -> None:
     ({"loss": {"second_name": "weighted_ce"}}, "use it as loss.name"),
     ({"data": {"size_policy": "pad_crop", "pad_to": 128, "crop": 160}}, "'data.crop': 160 must lie in 1..data.pad_to"),
     ({"schedule": {"name": "sgdr", "cycles": 0}}, "'schedule.cycles': 0 must be >= 1"),
+    ({"recipe": "best", "runtime": {"device": "tpu"}}, "'runtime.device': 'tpu' is not one of auto, cpu, cuda"),
 ])
 def test_options_that_cannot_apply_are_refused_in_one_line(layer: dict, message: str) -> None:
     with pytest.raises(UserError, match=message) as caught:

@@ -126,9 +126,12 @@ class EncoderUNet(SegmentationNet):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         deepest, outputs = self._decode(x)
         logits = self._segmentation_head(outputs)
-        if self.image_head is None or not self.config.image_gate:
-            return logits
-        return gate_logits(logits, self.image_head(deepest.mean(dim=(2, 3))), exclusive=self.exclusive_classes)
+        image = self._image_logits(deepest) if self.config.image_gate else None
+        return logits if image is None else gate_logits(logits, image, exclusive=self.exclusive_classes)
+
+    def _image_logits(self, deepest: torch.Tensor) -> torch.Tensor | None:
+        """(B, K) image-level logits from the deepest encoder map's global average; None without the head."""
+        return self.image_head(deepest.mean(dim=(2, 3))) if self.image_head is not None else None
 
     @property
     def exclusive_classes(self) -> bool:
@@ -150,8 +153,7 @@ class EncoderUNet(SegmentationNet):
         if self.aux_heads is not None:
             aux = [crop(F.interpolate(head(y), scale_factor=s, mode="bilinear", align_corners=False))
                    for head, y, s in zip(self.aux_heads, outputs, self.strides)]
-        image = self.image_head(deepest.mean(dim=(2, 3))) if self.image_head is not None else None
-        return SegmentationOutputs(crop(self._segmentation_head(outputs)), aux, image)
+        return SegmentationOutputs(crop(self._segmentation_head(outputs)), aux, self._image_logits(deepest))
 
 
 def gate_logits(logits: torch.Tensor, image_logits: torch.Tensor, *, exclusive: bool) -> torch.Tensor:

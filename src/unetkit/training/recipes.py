@@ -24,16 +24,38 @@ from unetkit.runtime import log, resolve_device
 from unetkit.training import schedule
 from unetkit.training.losses import BORDER_WEIGHTED, get_loss
 
+
+def _merge_into(target: dict[str, Any], layer: dict[str, Any]) -> None:
+    """Merge `layer` into `target`, section by section (a section's fields merge, scalars replace)."""
+    for key, value in upgrade_train_layer(layer).items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            target[key] = {**target[key], **value}
+        else:
+            target[key] = dict(value) if isinstance(value, dict) else value
+
+
+_FAST: dict[str, Any] = {
+    "preset": "seed-bn", "model": {"dropout_first": 0.1, "dropout": 0.1}, "batch_size": 16,
+    "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
+    "schedule": {"name": "cosine", "warmup_epochs": 0.5}, "loss": {"name": "bce_dice"},
+    "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}}
+
+
+def _layered(*layers: dict[str, Any]) -> dict[str, Any]:
+    """The layers merged as resolution merges them (a recipe written as another plus its changes)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _merge_into(merged, layer)
+    return merged
+
+
 RECIPES: dict[str, dict[str, Any]] = {
     # The TGS kernel's recipe, faithfully: the TrainConfig defaults.
     "seed": {},
     # unetkit's best default for a time budget (benchmarks/quality.py): the seed's layers with batch
     # norm and light dropout, AdamW with a cosine schedule laid over the budget, BCE + Dice, batch 16,
     # the model chosen by TGS mAP, small components and the empty-mask rule tuned on validation.
-    "fast": {"preset": "seed-bn", "model": {"dropout_first": 0.1, "dropout": 0.1}, "batch_size": 16,
-             "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
-             "schedule": {"name": "cosine", "warmup_epochs": 0.5}, "loss": {"name": "bce_dice"},
-             "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}},
+    "fast": _FAST,
     # The TGS winners' model and training (the GPU's `best` until a GPU measures otherwise): a ResNet18
     # encoder U-Net with scSE, hypercolumns, deep supervision and the image-level head (gating the
     # masks), its decoder at half smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on
@@ -50,10 +72,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # minutes) and with an exponential moving average of the weights (decay 0.99, about the last 100
     # steps), which validates and predicts; the winners' encoder, second stage and Lovász all scored
     # lower in the same minutes.
-    "best-cpu": {"preset": "seed-bn", "model": {"start_neurons": 8, "dropout_first": 0.0, "dropout": 0.0},
-                 "batch_size": 16, "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "ema_decay": 0.99},
-                 "schedule": {"name": "cosine", "warmup_epochs": 0.5}, "loss": {"name": "bce_dice"},
-                 "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}},
+    "best-cpu": _layered(_FAST, {"model": {"start_neurons": 8, "dropout_first": 0.0, "dropout": 0.0},
+                                 "optim": {"ema_decay": 0.99}}),
     # `best` is the recipe of the device that trains: BEST_BY_DEVICE.
     "best": {},
 }
@@ -63,15 +83,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
 
 
-def _merge_into(target: dict[str, Any], layer: dict[str, Any]) -> None:
-    """Merge `layer` into `target`, section by section (a section's fields merge, scalars replace)."""
-    for key, value in upgrade_train_layer(layer).items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            target[key] = {**target[key], **value}
-        else:
-            target[key] = dict(value) if isinstance(value, dict) else value
-
-
 def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     """One TrainConfig from layers of plain data, later layers winning field by field.
 
@@ -79,9 +90,7 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     section, the model preset they name (default "seed"). Old flat field names are moved
     into their sections (config.MOVED_FIELDS).
     """
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        _merge_into(merged, layer)
+    merged = _layered(*layers)
     recipe = merged.get("recipe", "seed")
     if not isinstance(recipe, str) or recipe not in RECIPES:
         raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")
@@ -114,11 +123,11 @@ def best_for_device(merged: dict[str, Any]) -> str:
     """The recipe `best` stands for on the device these layers train on (runtime.device, auto by default)."""
     runtime = merged.get("runtime") if isinstance(merged.get("runtime"), dict) else {}
     device = runtime.get("device", "auto")
-    if not isinstance(device, str):
-        raise UserError(f"config field 'runtime.device': {device!r} must be auto, cpu or cuda")
-    kind = device if device in BEST_BY_DEVICE else resolve_device(device).type  # "cuda" asked for: its recipe
-    chosen = BEST_BY_DEVICE.get(kind, BEST_BY_DEVICE["cpu"])
-    log.info("recipe best on this %s: %s", "GPU" if chosen == BEST_BY_DEVICE["cuda"] else "CPU", chosen)
+    if device == "auto":
+        device = resolve_device("auto").type
+    # a device that is not one (or not a name) gets the CPU's recipe here and RuntimeConfig's one-line refusal next
+    chosen = BEST_BY_DEVICE[device] if isinstance(device, str) and device in BEST_BY_DEVICE else BEST_BY_DEVICE["cpu"]
+    log.info("recipe best on the %s: %s", "GPU" if device == "cuda" else "CPU", chosen)
     return chosen
 
 
