@@ -18,6 +18,7 @@ Targets (issue 13): best beats fast by >= 0.05 mAP at 10 CPU-minutes; on a GPU, 
 quality: budget=10cpu best_map=X fast_map=Y gain=Z
 
     python benchmarks/quality.py --budgets 10,30 --recipes seed,fast,best --seeds 2
+    python benchmarks/quality.py --recipes fast,best --budgets 10 --tta hflip   # the same runs, rescored
     python benchmarks/quality.py --quick   # seconds, synthetic data: the smoke test's run
 """
 
@@ -41,13 +42,14 @@ from unetkit.config import EvaluateConfig
 from unetkit.data.dataset import Pair, find_pairs, load_labelled
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.synthetic import generate_synthetic
+from unetkit.inference.tta import TTA_MODES
 from unetkit.training.recipes import RECIPES, resolve_train_config
 
 TGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
 
 # Recipes with one part changed or removed: (recipe underneath, config layer over it). `winners-*`
 # take apart the TGS winners' encoder U-Net (the GPU's `best`); `fast-*` are the steps from `fast`
-# to the CPU's `best` (`best-cpu` is `fast-width-8-ema` without dropout).
+# to the CPU's `best` (`best-cpu` is `fast-width-8-ema` without dropout, its average over 500 steps).
 ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "winners-bce-only": ("winners", {"loss": {"second_name": None}}),
     "winners-lovasz-plain": ("winners", {"loss": {"second_name": "lovasz"}}),
@@ -74,6 +76,9 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
                                      "loss": {"second_name": "lovasz_elu", "second_at": 0.6}}),
     "fast-width-8-ema": ("fast", {"model": {"start_neurons": 8}, "optim": {"ema_decay": 0.99}}),
     "fast-width-6-ema": ("fast", {"model": {"start_neurons": 6}, "optim": {"ema_decay": 0.99}}),
+    # the CPU's `best` with twice the steps per epoch, or with a shorter average of the weights (its first version)
+    "best-cpu-batch-8": ("best-cpu", {"batch_size": 8}),
+    "best-cpu-ema-0.99": ("best-cpu", {"optim": {"ema_decay": 0.99}}),
 }
 
 
@@ -99,21 +104,26 @@ def recipe_layer(name: str) -> dict[str, Any]:
 
 
 def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, out: Path,
-            device: str, epochs: int | None) -> dict[str, Any]:
-    """Train `recipe` for `budget` minutes on folders[0], score it on folders[1]; reuse a finished run."""
-    score_path = out / "score.json"
+            device: str, epochs: int | None, tta: str = "none") -> dict[str, Any]:
+    """Train `recipe` for `budget` minutes on folders[0], score it on folders[1] with test-time
+    augmentation `tta`; a finished run (trained.json) is not trained again, and a score is reused."""
+    score_path = out / ("score.json" if tta == "none" else f"score-{tta}.json")
     if score_path.is_file():
         return json.loads(score_path.read_text())
-    layer = recipe_layer(recipe) | {"out_dir": str(out), "time_budget_min": budget, "seed": seed,
-                                    "data": {**recipe_layer(recipe).get("data", {}), "data_dir": str(folders[0])},
-                                    "decision": {"threshold_metric": "tgs_map"}, "runtime": {"device": device}}
-    if epochs is not None:
-        layer["epochs"] = epochs
-    result = train(resolve_train_config(layer), resume=(out / "checkpoints" / "last.safetensors").is_file())
-    metrics = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(folders[1]),
-                                      csv_path=str(out / "held_out.csv"), device=device, overwrite=True)).metrics
-    score = {"recipe": recipe, "budget_min": budget, "seed": seed, "tgs_map": metrics["tgs_map"],
-             "iou": metrics["iou"], "epochs": result.epochs_done, "n_test": metrics["n_images"]}
+    finished = next((p for p in (out / "trained.json", out / "score.json") if p.is_file()), None)
+    if finished is None:
+        layer = recipe_layer(recipe) | {"out_dir": str(out), "time_budget_min": budget, "seed": seed,
+                                        "data": {**recipe_layer(recipe).get("data", {}), "data_dir": str(folders[0])},
+                                        "decision": {"threshold_metric": "tgs_map"}, "runtime": {"device": device}}
+        if epochs is not None:
+            layer["epochs"] = epochs
+        result = train(resolve_train_config(layer), resume=(out / "checkpoints" / "last.safetensors").is_file())
+        (out / "trained.json").write_text(json.dumps({"epochs": result.epochs_done}))
+    epochs_done = json.loads((finished or out / "trained.json").read_text())["epochs"]
+    metrics = evaluate(EvaluateConfig(model_path=str(out / "model.safetensors"), data_dir=str(folders[1]), tta=tta,
+                                      csv_path=str(out / f"held_out-{tta}.csv"), device=device, overwrite=True)).metrics
+    score = {"recipe": recipe, "budget_min": budget, "seed": seed, "tta": tta, "tgs_map": metrics["tgs_map"],
+             "iou": metrics["iou"], "epochs": epochs_done, "n_test": metrics["n_images"]}
     score_path.write_text(json.dumps(score))
     return score
 
@@ -154,6 +164,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per recipe, budget and fold (default 2)")
     parser.add_argument("--max-images", type=int, help="a coverage-stratified subset of the data (quick looks)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation of the held-out "
+                        "scoring (default none); finished runs are scored again without training")
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--quick", action="store_true", help="smoke run in seconds: 24 synthetic 32 x 32 images, "
                         "one seed, a budget of 0.6 s and at most 2 epochs")
@@ -188,12 +200,12 @@ def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
         for budget in budgets:
             for recipe in recipes:
                 scores = [one_run(recipe, budget, folders[f], seed, args.out / f"{budget:g}min" / recipe /
-                                  f"fold{f}_seed{seed}", args.device, epochs)
+                                  f"fold{f}_seed{seed}", args.device, epochs, args.tta)
                           for f in (range(len(folds)) if args.fold is None else [args.fold]) for seed in range(seeds)]
                 results[(recipe, budget)] = summary(scores)
                 print(f"{recipe} {budget:g} min: held-out mAP {results[(recipe, budget)]['map']:.4f}", flush=True)
     print(f"\nheld-out TGS mAP over {len(folds)} folds x {seeds} seeds ({len(chosen)} images, "
-          f"{torch.get_num_threads()} threads)")
+          f"{torch.get_num_threads()} threads, test-time augmentation {args.tta})")
     print(table(results, recipes, budgets, unit))
     for budget in budgets:
         if ("best", budget) in results and ("fast", budget) in results:

@@ -56,6 +56,12 @@ def test_quality_table_runs_every_recipe_on_two_folds_and_ends_with_the_budget_l
     assert any(line.startswith("best ") and " ± " in line for line in lines)  # the table's row
     again = load("quality").main(args)  # finished runs are reused
     assert again == means
+    trained = tmp_path / "q" / "0.01min" / "best" / "fold0_seed0" / "trained.json"
+    stamp = trained.stat().st_mtime_ns
+    load("quality").main(args + ["--tta", "hflip"])  # finished runs are scored again, not trained again
+    assert trained.stat().st_mtime_ns == stamp
+    flipped = json.loads((trained.parent / "score-hflip.json").read_text())
+    assert flipped["tta"] == "hflip" and flipped["epochs"] == json.loads(trained.read_text())["epochs"]
 
 
 def test_quality_refuses_an_unknown_recipe_before_training(tmp_path: Path) -> None:

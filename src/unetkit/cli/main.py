@@ -294,7 +294,8 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blend", choices=BLENDS, default="gaussian",
                         help="weights of overlapping tiles: gaussian (sigma = tile/8, default) or constant")
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
-                        help="test-time augmentation: average over 4 flips or the 8 symmetries of the square (d4)")
+                        help="test-time augmentation: average over the left-right mirror (hflip: images with an up and "
+                        "down, like TGS), the 4 flips, or the 8 symmetries of the square (d4)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise; bf16 on a CPU with "
                         "AVX512-BF16/AMX is ~1.9x faster, probabilities within a few hundredths")

@@ -20,12 +20,14 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from unetkit.config import InferenceOptions, ModelConfig
+from unetkit.data.augment import augment_config
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.inference.postprocess import binary_decision
 from unetkit.inference.tiling import TileGrid, assemble, blended_rows, host_array, importance_map
-from unetkit.inference.tta import symmetries
+from unetkit.inference.tta import symmetries, unseen_views, widest_seen
 from unetkit.outputs import hard_mask, is_binary, uses_sigmoid
+from unetkit.runtime import log
 
 Key = TypeVar("Key")
 
@@ -55,6 +57,31 @@ def planned_tile(training: dict[str, Any]) -> int:
     return tile if isinstance(tile, int) and not isinstance(tile, bool) and tile >= 16 else DEFAULT_TILE
 
 
+def trained_views(training: dict[str, Any]) -> dict[str, bool] | None:
+    """Which mirrorings and quarter turns the training augmentation drew (None when the file does not say)."""
+    data = ((training.get("config") or {}).get("data") or {}) if isinstance(training, dict) else {}
+    if not isinstance(data, dict) or not isinstance(data.get("augment"), str):
+        return None
+    try:
+        augment = augment_config(data["augment"], data.get("augment_params"))
+    except UserError:
+        return None
+    return {"hflip": bool(augment and augment.p_hflip), "vflip": bool(augment and augment.p_vflip),
+            "rotate90": bool(augment and augment.p_rotate90)}
+
+
+def warn_unseen_views(tta: str, training: dict[str, Any]) -> None:
+    """One log line when test-time augmentation averages views the model was never trained on."""
+    views = trained_views(training)
+    unseen = unseen_views(tta, **views) if views else 0
+    if views and unseen:
+        drawn = [name for name, on in (("left-right flips", views["hflip"]), ("up-down flips", views["vflip"]),
+                                       ("quarter turns", views["rotate90"])) if on]
+        log.warning("TTA '%s' averages %d view(s) the model never saw in training (its augmentation drew %s) and "
+                    "can lower the masks' quality; '%s' keeps to the views it saw", tta, unseen,
+                    " and ".join(drawn) or "no mirrorings or turns", widest_seen(**views))
+
+
 class PredictionEngine(ABC):
     """Turns (H, W, C) images into probabilities (K, H, W) float32 and masks (H, W) uint8."""
 
@@ -72,6 +99,7 @@ class PredictionEngine(ABC):
         self.overlap, self.blend, self.tta = options.overlap, options.blend, options.tta
         importance_map(1, 1, self.blend)  # unknown blend or TTA names: one line now, not at the first tile
         symmetries(self.tta)
+        warn_unseen_views(self.tta, saved.training)
 
     @abstractmethod
     def forward(self, images: np.ndarray) -> Any:

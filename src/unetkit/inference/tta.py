@@ -1,9 +1,15 @@
 """Test-time augmentation: run the network on flipped/rotated copies and average the
 probabilities after undoing each transform.
 
-"flips" is the identity and the three mirrorings (nnU-Net's 2-D mirroring); "d4" adds the
+"hflip" is the identity and the left-right mirror: for images with a fixed up and down (seismic
+sections like TGS, street scenes), where a vertical mirror is not a picture the network was
+trained on. "flips" is the identity and the three mirrorings (nnU-Net's 2-D mirroring); "d4" adds the
 four transposed variants, all eight symmetries of the square. Each inverse is exact (flips
-and 90-degree rotations only move pixels), which the tests check. The transforms take torch
+and 90-degree rotations only move pixels), which the tests check.
+
+A view the training augmentation never drew is not a free vote: on TGS, whose augmentation flips
+left-right only, held-out mAP was 0.70 with "hflip" and 0.60 with "flips"
+(benchmarks/quality.py --tta). `unseen_views` counts such views so prediction can say so. The transforms take torch
 tensors or NumPy arrays (ONNX prediction), so this module does not import torch.
 """
 
@@ -17,7 +23,7 @@ import numpy as np
 
 from unetkit.errors import UserError
 
-TTA_MODES = ("none", "flips", "d4")  # identity; + the three mirrorings; + the four transposed variants
+TTA_MODES = ("none", "hflip", "flips", "d4")  # identity; + left-right; + the three mirrorings; + the transposed four
 Array = TypeVar("Array")  # torch.Tensor or np.ndarray, (N, C, H, W)
 
 
@@ -55,6 +61,8 @@ def symmetries(mode: str) -> tuple[Symmetry, ...]:
     flips = tuple(Symmetry(False, h, w) for h in (False, True) for w in (False, True))
     if mode == "none":
         return flips[:1]
+    if mode == "hflip":
+        return flips[:2]
     if mode == "flips":
         return flips
     return flips + tuple(Symmetry(True, h, w) for h in (False, True) for w in (False, True))
@@ -70,3 +78,23 @@ def averaged(forward: Callable[[Array], Array], x: Array, mode: str, finish: Cal
     for symmetry in transforms[1:]:
         total = total + finish(symmetry.invert(forward(symmetry.apply(x))))
     return total / len(transforms) if len(transforms) > 1 else total
+
+
+def unseen_views(mode: str, *, hflip: bool, vflip: bool, rotate90: bool) -> int:
+    """How many of `mode`'s views lie outside the group that the training augmentation's random
+    left-right flips, up-down flips and quarter turns generate (an up-down flip composed with a
+    quarter turn is a transpose, so the group is worked out, not read off the flags)."""
+    probe = np.arange(9).reshape(1, 1, 3, 3)
+    moves = [m for m, on in ((lambda x: np.flip(x, -1), hflip), (lambda x: np.flip(x, -2), vflip),
+                             (lambda x: np.rot90(x, axes=(-2, -1)), rotate90)) if on]
+    seen, frontier = {probe.tobytes()}, [probe]
+    while frontier:
+        reached = [move(x) for x in frontier for move in moves]
+        frontier = [x for x in reached if x.tobytes() not in seen]
+        seen.update(x.tobytes() for x in frontier)
+    return sum(np.ascontiguousarray(s.apply(probe)).tobytes() not in seen for s in symmetries(mode))
+
+
+def widest_seen(*, hflip: bool, vflip: bool, rotate90: bool) -> str:
+    """The TTA mode with the most views, all of them drawn in training."""
+    return [m for m in TTA_MODES if not unseen_views(m, hflip=hflip, vflip=vflip, rotate90=rotate90)][-1]
