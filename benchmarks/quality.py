@@ -162,6 +162,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fold", type=int, help="only this held-out fold (0-based): processes can run folds side by "
                         "side into one --out, and a later run without --fold reuses their scores")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per recipe, budget and fold (default 2)")
+    parser.add_argument("--seed", type=int, help="only this seed (0-based), as --fold for folds")
     parser.add_argument("--max-images", type=int, help="a coverage-stratified subset of the data (quick looks)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation of the held-out "
@@ -179,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
     recipes = [r for r in args.recipes.split(",") if r]
     if args.fold is not None and not 0 <= args.fold < args.folds:
         raise SystemExit(f"quality: --fold {args.fold} is not one of 0..{args.folds - 1}")
+    if args.seed is not None and not 0 <= args.seed < args.seeds:
+        raise SystemExit(f"quality: --seed {args.seed} is not one of 0..{args.seeds - 1}")
     for recipe in recipes:
         recipe_layer(recipe)  # unknown names stop here, before any training
     budgets = [0.01] if args.quick and args.budgets == "10,30" else [float(b) for b in args.budgets.split(",")]
@@ -201,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
             for recipe in recipes:
                 scores = [one_run(recipe, budget, folders[f], seed, args.out / f"{budget:g}min" / recipe /
                                   f"fold{f}_seed{seed}", args.device, epochs, args.tta)
-                          for f in (range(len(folds)) if args.fold is None else [args.fold]) for seed in range(seeds)]
+                          for f in (range(len(folds)) if args.fold is None else [args.fold])
+                          for seed in (range(seeds) if args.seed is None else [args.seed])]
                 results[(recipe, budget)] = summary(scores)
                 print(f"{recipe} {budget:g} min: held-out mAP {results[(recipe, budget)]['map']:.4f}", flush=True)
     print(f"\nheld-out TGS mAP over {len(folds)} folds x {seeds} seeds ({len(chosen)} images, "

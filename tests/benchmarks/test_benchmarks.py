@@ -67,6 +67,8 @@ def test_quality_table_runs_every_recipe_on_two_folds_and_ends_with_the_budget_l
 def test_quality_refuses_an_unknown_recipe_before_training(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown recipe 'nope'"):
         load("quality").main(["--quick", "--recipes", "fast,nope", "--out", str(tmp_path / "q")])
+    with pytest.raises(SystemExit, match="--seed 2 is not one of 0..1"):
+        load("quality").main(["--quick", "--seeds", "2", "--seed", "2", "--out", str(tmp_path / "q")])
 
 
 def test_inference_benchmark_streams_a_large_tiff_through_the_cli(tiny_model_file: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def test_recipe_winners_is_an_encoder_unet_with_a_lovasz_second_stage() -> None:
 def test_recipe_best_is_the_benchmarks_choice_for_the_device() -> None:
     on_cpu = resolve_train_config({"recipe": "best", "runtime": {"device": "cpu"}})
     assert on_cpu.recipe == "best-cpu" and on_cpu.model.arch == "seed_unet"
-    assert (on_cpu.model.start_neurons, on_cpu.model.batch_norm, on_cpu.optim.ema_decay) == (8, True, 0.99)
+    assert (on_cpu.model.start_neurons, on_cpu.model.batch_norm, on_cpu.optim.ema_decay) == (8, True, 0.998)
     assert (on_cpu.model.dropout_first, on_cpu.model.dropout, on_cpu.loss.name) == (0.0, 0.0, "bce_dice")
     # naming cuda picks the GPU's recipe even where no GPU is present; training would then stop on the device
     assert resolve_train_config({"recipe": "best", "runtime": {"device": "cuda"}}).recipe == "winners"

@@ -1,4 +1,5 @@
-"""The model a run ends with when it averages: SGDR snapshots or stochastic weight averaging.
+"""The model a run ends with when it averages: SGDR snapshots, stochastic weight averaging, or
+an exponential moving average of the weights.
 
 - Snapshots (`schedule.snapshots` with `schedule.name: sgdr`, Huang et al. 2017, as the TGS
   winners did): the weights at the end of every cosine cycle are written as they are reached,
@@ -10,11 +11,15 @@
   every epoch from that share of the run on are averaged; the average's batch-norm statistics are
   recomputed on the training images (unaugmented, as prediction sees them) and it is saved as the
   model. Its running average (tensors and count) is part of the checkpoint.
+- EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. It is a running
+  mean until it reaches its horizon of 1 / (1 - decay) steps (`warm_ema`), so a run shorter than
+  the horizon is not an echo of its first weights.
 Otherwise the model is the best checkpoint, as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +32,28 @@ from unetkit.export.model_file import load_model, save_model
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
 from unetkit.runtime import log
+
+
+def warm_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """The EMA update for AveragedModel(multi_avg_fn=...), with decay min(decay, n / (n + 1)) after n
+    models: the plain mean of the weights so far, until the mean is as long as the EMA's horizon.
+
+    torch's own EMA (get_ema_multi_avg_fn) starts from a copy of the first weights and decays them:
+    after n steps they still weigh decay**n, which is 0.67 after 200 steps at decay 0.998. A short
+    run would then save mostly its first weights.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        count = int(n_averaged)
+        weight = 1.0 - min(decay, count / (count + 1))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers (batch norm's step counters): lerp takes floats only
+            for mean, new in zip(averaged, current, strict=True):
+                mean.copy_(mean * (1 - weight) + new * weight)
+
+    return update
 
 
 class Snapshots:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from unetkit import distributed
 from unetkit.config import TrainConfig
@@ -24,6 +24,7 @@ from unetkit.models.base import SegmentationNet
 from unetkit.models.encoder_unet import SegmentationOutputs
 from unetkit.models.registry import build_model
 from unetkit.runtime import has_bf16, log, resolve_device
+from unetkit.training.averaging import warm_ema
 from unetkit.training.checkpoint import Checkpoint
 from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
@@ -107,7 +108,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
         torch.manual_seed(config.seed + distributed.rank())
     optimizer = make_optimizer(net.parameters(), config)
     plateau = make_plateau(optimizer, config)
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay), use_buffers=True) \
+    ema = AveragedModel(net, multi_avg_fn=warm_ema(config.optim.ema_decay), use_buffers=True) \
         if config.optim.ema_decay else None
     # SWA averages parameters only; batch-norm statistics are recomputed for the average at the end.
     swa = AveragedModel(net) if config.optim.swa_start is not None else None
