@@ -1,16 +1,16 @@
 """Test-time augmentation: run the network on flipped/rotated copies and average the
 probabilities after undoing each transform.
 
-"hflip" is the identity and the left-right mirror: for images with a fixed up and down (seismic
-sections like TGS, street scenes), where a vertical mirror is not a picture the network was
-trained on. "flips" is the identity and the three mirrorings (nnU-Net's 2-D mirroring); "d4" adds the
-four transposed variants, all eight symmetries of the square. Each inverse is exact (flips
-and 90-degree rotations only move pixels), which the tests check.
+"hflip" is the identity and the left-right mirror, for images with a fixed up and down (seismic
+sections like TGS, street scenes). "flips" is the identity and the three mirrorings (nnU-Net's
+2-D mirroring); "d4" adds the four transposed variants, all eight symmetries of the square. Each
+inverse is exact (flips and 90-degree rotations only move pixels), which the tests check. The
+transforms take torch tensors or NumPy arrays (ONNX prediction), so this module does not import
+torch.
 
 A view the training augmentation never drew is not a free vote: on TGS, whose augmentation flips
 left-right only, held-out mAP was 0.70 with "hflip" and 0.60 with "flips"
-(benchmarks/quality.py --tta). `unseen_views` counts such views so prediction can say so. The transforms take torch
-tensors or NumPy arrays (ONNX prediction), so this module does not import torch.
+(benchmarks/quality.py --tta). `unseen_views` counts such views, so prediction can say so.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def unseen_views(mode: str, *, hflip: bool, vflip: bool, rotate90: bool) -> int:
         reached = [move(x) for x in frontier for move in moves]
         frontier = [x for x in reached if x.tobytes() not in seen]
         seen.update(x.tobytes() for x in frontier)
-    return sum(np.ascontiguousarray(s.apply(probe)).tobytes() not in seen for s in symmetries(mode))
+    return sum(s.apply(probe).tobytes() not in seen for s in symmetries(mode))
 
 
 def widest_seen(*, hflip: bool, vflip: bool, rotate90: bool) -> str:
