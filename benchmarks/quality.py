@@ -104,13 +104,16 @@ def recipe_layer(name: str) -> dict[str, Any]:
 
 
 def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, out: Path,
-            device: str, epochs: int | None, tta: str = "none") -> dict[str, Any]:
+            device: str, epochs: int | None, tta: str = "none", train_missing: bool = True) -> dict[str, Any] | None:
     """Train `recipe` for `budget` minutes on folders[0], score it on folders[1] with test-time
-    augmentation `tta`; a finished run (trained.json) is not trained again, and a score is reused."""
+    augmentation `tta`; a finished run (trained.json) is not trained again, and a score is reused.
+    None for a run that is not finished when `train_missing` is off."""
     score_path = out / ("score.json" if tta == "none" else f"score-{tta}.json")
     if score_path.is_file():
         return json.loads(score_path.read_text())
     finished = next((p for p in (out / "trained.json", out / "score.json") if p.is_file()), None)
+    if finished is None and not train_missing:
+        return None
     if finished is None:
         layer = recipe_layer(recipe) | {"out_dir": str(out), "time_budget_min": budget, "seed": seed,
                                         "data": {**recipe_layer(recipe).get("data", {}), "data_dir": str(folders[0])},
@@ -146,8 +149,9 @@ def table(results: dict[tuple[str, float], dict[str, float]], recipes: list[str]
     for recipe in recipes:
         cells = []
         for budget in budgets:
-            s = results[(recipe, budget)]
-            cells.append(f" | {s['map']:.4f} ± {s['sd']:.4f} ({s['iou']:.3f}, {s['epochs']:.1f}, {s['n']})".ljust(45))
+            s = results.get((recipe, budget))
+            cells.append((f" | {s['map']:.4f} ± {s['sd']:.4f} ({s['iou']:.3f}, {s['epochs']:.1f}, {s['n']})" if s
+                          else " | no finished run").ljust(45))
         lines.append((f"{recipe:<{width}}" + "".join(cells)).rstrip())
     return "\n".join(lines)
 
@@ -167,6 +171,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation of the held-out "
                         "scoring (default none); finished runs are scored again without training")
+    parser.add_argument("--finished-only", action="store_true", help="train nothing: the table of the runs "
+                        "already finished in --out (its n column says how many), the missing ones listed")
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--quick", action="store_true", help="smoke run in seconds: 24 synthetic 32 x 32 images, "
                         "one seed, a budget of 0.6 s and at most 2 epochs")
@@ -174,7 +180,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
-    """Run the table; returns {budget: {recipe: mean held-out mAP}}."""
+    """Run the table; returns {budget: {recipe: mean held-out mAP}} (recipes with a finished run)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quick else logging.INFO, format="%(message)s")
     recipes = [r for r in args.recipes.split(",") if r]
@@ -202,10 +208,16 @@ def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
         results: dict[tuple[str, float], dict[str, float]] = {}
         for budget in budgets:
             for recipe in recipes:
-                scores = [one_run(recipe, budget, folders[f], seed, args.out / f"{budget:g}min" / recipe /
-                                  f"fold{f}_seed{seed}", args.device, epochs, args.tta)
-                          for f in (range(len(folds)) if args.fold is None else [args.fold])
-                          for seed in (range(seeds) if args.seed is None else [args.seed])]
+                runs = {(f, seed): one_run(recipe, budget, folders[f], seed, args.out / f"{budget:g}min" / recipe /
+                                           f"fold{f}_seed{seed}", args.device, epochs, args.tta, not args.finished_only)
+                        for f in (range(len(folds)) if args.fold is None else [args.fold])
+                        for seed in (range(seeds) if args.seed is None else [args.seed])}
+                missing = [f"fold{f}_seed{seed}" for (f, seed), score in runs.items() if score is None]
+                if missing:
+                    print(f"{recipe} {budget:g} min: not finished: {', '.join(missing)}", flush=True)
+                scores = [score for score in runs.values() if score is not None]
+                if not scores:
+                    continue
                 results[(recipe, budget)] = summary(scores)
                 print(f"{recipe} {budget:g} min: held-out mAP {results[(recipe, budget)]['map']:.4f}", flush=True)
     print(f"\nheld-out TGS mAP over {len(folds)} folds x {seeds} seeds ({len(chosen)} images, "
@@ -215,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
         if ("best", budget) in results and ("fast", budget) in results:
             best, fast = results[("best", budget)]["map"], results[("fast", budget)]["map"]
             print(f"quality: budget={budget:g}{unit} best_map={best:.4f} fast_map={fast:.4f} gain={best - fast:.4f}")
-    return {b: {r: results[(r, b)]["map"] for r in recipes} for b in budgets}
+    return {b: {r: results[(r, b)]["map"] for r in recipes if (r, b) in results} for b in budgets}
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ def test_quality_table_runs_every_recipe_on_two_folds_and_ends_with_the_budget_l
     assert trained.stat().st_mtime_ns == stamp
     flipped = json.loads((trained.parent / "score-hflip.json").read_text())
     assert flipped["tta"] == "hflip" and flipped["epochs"] == json.loads(trained.read_text())["epochs"]
+    partial = load("quality").main(args + ["--recipes", "fast,best,seed", "--finished-only"])  # seed: never run
+    assert partial == {0.01: means[0.01]} and not (tmp_path / "q" / "0.01min" / "seed").exists()
+    assert "seed 0.01 min: not finished: fold0_seed0, fold1_seed0" in capsys.readouterr().out
 
 
 def test_quality_refuses_an_unknown_recipe_before_training(tmp_path: Path) -> None:
