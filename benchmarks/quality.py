@@ -42,6 +42,7 @@ from unetkit.config import EvaluateConfig
 from unetkit.data.dataset import Pair, find_pairs, load_labelled
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.synthetic import generate_synthetic
+from unetkit.fileio import write_text
 from unetkit.inference.tta import TTA_MODES
 from unetkit.training.recipes import RECIPES, resolve_train_config
 
@@ -120,14 +121,16 @@ def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, o
                                         "decision": {"threshold_metric": "tgs_map"}, "runtime": {"device": device}}
         if epochs is not None:
             layer["epochs"] = epochs
-        result = train(resolve_train_config(layer), resume=(out / "checkpoints" / "last.safetensors").is_file())
-        (out / "trained.json").write_text(json.dumps({"epochs": result.epochs_done}))
-    epochs_done = json.loads((finished or out / "trained.json").read_text())["epochs"]
+        epochs_done = train(resolve_train_config(layer),
+                            resume=(out / "checkpoints" / "last.safetensors").is_file()).epochs_done
+        write_text(out / "trained.json", json.dumps({"epochs": epochs_done}))
+    else:
+        epochs_done = json.loads(finished.read_text())["epochs"]
     metrics = evaluate(EvaluateConfig(model_path=str(out / "model.safetensors"), data_dir=str(folders[1]), tta=tta,
                                       csv_path=str(out / f"held_out-{tta}.csv"), device=device, overwrite=True)).metrics
     score = {"recipe": recipe, "budget_min": budget, "seed": seed, "tta": tta, "tgs_map": metrics["tgs_map"],
              "iou": metrics["iou"], "epochs": epochs_done, "n_test": metrics["n_images"]}
-    score_path.write_text(json.dumps(score))
+    write_text(score_path, json.dumps(score))
     return score
 
 
