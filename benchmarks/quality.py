@@ -80,6 +80,9 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     # the CPU's `best` with twice the steps per epoch, or with a shorter average of the weights (its first version)
     "best-cpu-batch-8": ("best-cpu", {"batch_size": 8}),
     "best-cpu-ema-0.99": ("best-cpu", {"optim": {"ema_decay": 0.99}}),
+    # the CPU's `best` regularised again, for budgets where it overfits (30 CPU-minutes: ~120 epochs)
+    "best-cpu-strong-augment": ("best-cpu", {"data": {"augment": "strong"}}),
+    "best-cpu-dropout": ("best-cpu", {"model": {"dropout_first": 0.1, "dropout": 0.1}}),
 }
 
 

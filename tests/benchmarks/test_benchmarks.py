@@ -67,6 +67,16 @@ def test_quality_table_runs_every_recipe_on_two_folds_and_ends_with_the_budget_l
     assert "seed 0.01 min: not finished: fold0_seed0, fold1_seed0" in capsys.readouterr().out
 
 
+def test_every_quality_ablation_resolves_to_a_config_that_differs_from_its_recipe() -> None:
+    from unetkit.training.recipes import resolve_train_config
+
+    quality = load("quality")
+    for name, (base, _) in quality.ABLATIONS.items():
+        changed = resolve_train_config(quality.recipe_layer(name))
+        assert changed.recipe == base and changed != resolve_train_config({"recipe": base}), name
+    assert len(quality.ABLATIONS) == 25
+
+
 def test_quality_refuses_an_unknown_recipe_before_training(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown recipe 'nope'"):
         load("quality").main(["--quick", "--recipes", "fast,nope", "--out", str(tmp_path / "q")])
