@@ -25,6 +25,8 @@ quality: budget=10cpu best_map=X fast_map=Y gain=Z
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -110,23 +112,27 @@ def recipe_layer(name: str) -> dict[str, Any]:
 def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, out: Path,
             device: str, epochs: int | None, tta: str = "none", train_missing: bool = True) -> dict[str, Any] | None:
     """Train `recipe` for `budget` minutes on folders[0], score it on folders[1] with test-time
-    augmentation `tta`; a finished run (trained.json) is not trained again, and a score is reused.
-    None for a run that is not finished when `train_missing` is off."""
+    augmentation `tta`; a finished run (trained.json) is not trained again, and a score is reused,
+    once the run is known to be this one (`check_same_run`). None for a run that is not finished
+    when `train_missing` is off."""
+    layer = recipe_layer(recipe) | {"out_dir": str(out), "time_budget_min": budget, "seed": seed,
+                                    "data": {**recipe_layer(recipe).get("data", {}), "data_dir": str(folders[0])},
+                                    "decision": {"threshold_metric": "tgs_map"}, "runtime": {"device": device}}
+    if epochs is not None:
+        layer["epochs"] = epochs
+    key = run_key(layer, folders)
+    finished = next((p for p in (out / "trained.json", out / "score.json") if p.is_file()), None)
+    if finished is not None:
+        check_same_run(json.loads(finished.read_text()), key, out)
     score_path = out / ("score.json" if tta == "none" else f"score-{tta}.json")
     if score_path.is_file():
         return json.loads(score_path.read_text())
-    finished = next((p for p in (out / "trained.json", out / "score.json") if p.is_file()), None)
     if finished is None and not train_missing:
         return None
     if finished is None:
-        layer = recipe_layer(recipe) | {"out_dir": str(out), "time_budget_min": budget, "seed": seed,
-                                        "data": {**recipe_layer(recipe).get("data", {}), "data_dir": str(folders[0])},
-                                        "decision": {"threshold_metric": "tgs_map"}, "runtime": {"device": device}}
-        if epochs is not None:
-            layer["epochs"] = epochs
         epochs_done = train(resolve_train_config(layer),
                             resume=(out / "checkpoints" / "last.safetensors").is_file()).epochs_done
-        write_text(out / "trained.json", json.dumps({"epochs": epochs_done}))
+        write_text(out / "trained.json", json.dumps({"epochs": epochs_done, **key}))
     else:
         epochs_done = json.loads(finished.read_text())["epochs"]
     metrics = evaluate(EvaluateConfig(model_path=str(out / "model.safetensors"), data_dir=str(folders[1]), tta=tta,
@@ -135,6 +141,45 @@ def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, o
              "iou": metrics["iou"], "epochs": epochs_done, "n_test": metrics["n_images"]}
     write_text(score_path, json.dumps(score))
     return score
+
+
+def run_key(layer: dict[str, Any], folders: tuple[Path, Path]) -> dict[str, Any]:
+    """What makes a run this run: its resolved config (`best` as the device resolves it; without the
+    scratch data folder and the run folder, which name the place, not the run) and digests of its
+    training and held-out image names."""
+    config = json.loads(json.dumps(dataclasses.asdict(resolve_train_config(layer))))
+    del config["out_dir"], config["data"]["data_dir"]
+
+    def digest(folder: Path) -> str:
+        return hashlib.sha256("\n".join(sorted(p.name for p in (folder / "images").iterdir())).encode()).hexdigest()
+
+    return {"config": config, "train_images": digest(folders[0]), "held_out_images": digest(folders[1])}
+
+
+def check_same_run(recorded: dict[str, Any], key: dict[str, Any], out: Path) -> None:
+    """Stop before a finished run of other images or another config is reused as this one (another
+    --folds, --max-images or --data; `best` trained on another device; a recipe changed since). A config
+    field only one side has is not a difference (fields are added over time); a record written before
+    keys were kept has none and is trusted."""
+    for images in ("train_images", "held_out_images"):
+        if images in recorded and recorded[images] != key[images]:
+            raise SystemExit(f"quality: {out} holds a run of other images (another --folds, --max-images or "
+                             f"--data); give another --out")
+    changed = _differing(recorded.get("config", {}), key["config"])
+    if changed:
+        raise SystemExit(f"quality: {out} holds a run of another config ({', '.join(changed[:3])} differ); "
+                         f"give another --out")
+
+
+def _differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields both mappings have with different values."""
+    found = []
+    for name in sorted(old.keys() & new.keys()):
+        if isinstance(old[name], dict) and isinstance(new[name], dict):
+            found += _differing(old[name], new[name], f"{prefix}{name}.")
+        elif old[name] != new[name]:
+            found.append(f"{prefix}{name}")
+    return found
 
 
 def summary(scores: list[dict[str, Any]]) -> dict[str, float]:

@@ -65,6 +65,19 @@ def test_quality_table_runs_every_recipe_on_two_folds_and_ends_with_the_budget_l
     partial = load("quality").main(args + ["--recipes", "fast,best,seed", "--finished-only"])  # seed: never run
     assert partial == {0.01: means[0.01]} and not (tmp_path / "q" / "0.01min" / "seed").exists()
     assert "seed 0.01 min: not finished: fold0_seed0, fold1_seed0" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="fold0_seed0 holds a run of other images"):  # fold 0 holds out another third
+        load("quality").main(args + ["--folds", "3"])
+
+
+def test_quality_refuses_to_reuse_a_run_of_another_config(tmp_path: Path) -> None:
+    check = load("quality").check_same_run
+    key = {"config": {"seed": 0, "optim": {"lr": 1e-3, "ema_decay": 0.998}}, "train_images": "a", "held_out_images": "b"}
+    check({"epochs": 3}, key, tmp_path)  # written before keys were kept: trusted
+    check({**key, "config": {"optim": {"lr": 1e-3}}}, key, tmp_path)  # a field added since is no difference
+    with pytest.raises(SystemExit, match=r"another config \(optim.ema_decay differ\)"):
+        check({**key, "config": {"seed": 0, "optim": {"lr": 1e-3, "ema_decay": 0.99}}}, key, tmp_path)
+    with pytest.raises(SystemExit, match="other images"):
+        check({**key, "held_out_images": "c"}, key, tmp_path)
 
 
 def test_every_quality_ablation_resolves_to_a_config_that_differs_from_its_recipe() -> None:

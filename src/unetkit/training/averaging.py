@@ -45,10 +45,14 @@ def warm_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], 
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        count = int(n_averaged)
-        weight = 1.0 - min(decay, count / (count + 1))
+        # the new weights' share, 1 - min(decay, n / (n + 1)), computed where the count lives: reading it
+        # (or passing it to _foreach_lerp_, which takes a Python number) would make the step wait for the
+        # GPU twice more, beside the two waits AveragedModel.update_parameters has of its own
+        weight = (1.0 / (n_averaged + 1)).clamp(min=1.0 - decay)
         if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, weight)
+            step = torch._foreach_sub(current, averaged)
+            torch._foreach_mul_(step, weight)
+            torch._foreach_add_(averaged, step)
         else:  # integer buffers (batch norm's step counters): lerp takes floats only
             for mean, new in zip(averaged, current, strict=True):
                 mean.copy_(mean * (1 - weight) + new * weight)
