@@ -10,8 +10,9 @@ tuned for TGS mAP (asked explicitly: unetkit's default is IoU).
 
 Recipes are training/recipes.py's (seed, fast, best, winners, best-cpu; `best` is the device's own,
 BEST_BY_DEVICE) or an ablation below: a recipe with one thing changed, to show what each part is
-worth. A run folder that holds `score.json` is reused,
-and a killed run resumes from its checkpoint, so a long table can be finished in pieces.
+worth. A finished run folder is reused once its record (trained.json: the resolved config and
+digests of the image names) matches the run asked for, and a killed run resumes from its checkpoint,
+so a long table can be finished in pieces.
 
 Targets (issue 13): best beats fast by >= 0.05 mAP at 10 CPU-minutes; on a GPU, best reaches
 >= 0.85 mAP in 30 minutes. Last lines, one per budget:
