@@ -60,21 +60,19 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_48: Path, tmp_p
 
 def test_the_weight_average_is_what_validates_is_saved_and_resumes_exactly(data_48: Path, tmp_path: Path) -> None:
     averaged = OptimConfig(ema_decay=0.9)  # a horizon of 10 steps: about one epoch here
-    one = train(small_config(data_48, tmp_path / "one", epochs=1, optim=averaged))
-    last = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.safetensors")
-    steps = int(last.extras["ema"]["n_averaged"])
-    assert steps == 10  # 80 training images in batches of 8: one update per step
-    saved, trained = load_model(one.model_path).net.state_dict(), last.net.state_dict()
+    first = train(small_config(data_48, tmp_path / "resumed", epochs=1, optim=averaged))
+    last = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.safetensors")
+    assert int(last.extras["ema"]["n_averaged"]) == 10  # 80 training images in batches of 8: one update per step
+    saved, trained = load_model(first.model_path).net.state_dict(), last.net.state_dict()
     ema = {key.removeprefix("module."): value for key, value in last.extras["ema"].items() if key != "n_averaged"}
     assert saved.keys() == trained.keys() == ema.keys()
     name = next(key for key in saved if key.endswith("weight"))
     assert torch.equal(saved[name], ema[name]) and not torch.allclose(saved[name], trained[name])
 
-    straight = train(small_config(data_48, tmp_path / "straight", epochs=3, optim=averaged))
-    train(small_config(data_48, tmp_path / "resumed", epochs=2, optim=averaged))
-    resumed = train(small_config(data_48, tmp_path / "resumed", epochs=3, optim=averaged), resume=True)
+    resumed = train(small_config(data_48, tmp_path / "resumed", epochs=2, optim=averaged), resume=True)
+    straight = train(small_config(data_48, tmp_path / "straight", epochs=2, optim=averaged))
     a, b = rows(tmp_path / "straight" / "metrics.csv"), rows(tmp_path / "resumed" / "metrics.csv")
-    assert float(b[2]["val_loss"]) == pytest.approx(float(a[2]["val_loss"]), abs=1e-6)  # the average's, restored
+    assert float(b[1]["val_loss"]) == pytest.approx(float(a[1]["val_loss"]), abs=1e-6)  # the average's, restored
     assert resumed.threshold == straight.threshold
 
 
