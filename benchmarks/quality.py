@@ -86,6 +86,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     # the CPU's `best` regularised again, for budgets where it overfits (30 CPU-minutes: ~120 epochs)
     "best-cpu-strong-augment": ("best-cpu", {"data": {"augment": "strong"}}),
     "best-cpu-dropout": ("best-cpu", {"model": {"dropout_first": 0.1, "dropout": 0.1}}),
+    # ... or with the winners' second stage: Lovász on elu+1 over the last 40% of the run
+    "best-cpu-lovasz-second": ("best-cpu", {"loss": {"second_name": "lovasz_elu", "second_at": 0.6}}),
 }
 
 
