@@ -53,7 +53,7 @@ def warm_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], 
             step = torch._foreach_sub(current, averaged)
             torch._foreach_mul_(step, weight)
             torch._foreach_add_(averaged, step)
-        else:  # integer buffers (batch norm's step counters): lerp takes floats only
+        else:  # integer buffers (batch norm's step counters): the in-place float arithmetic above refuses them
             for mean, new in zip(averaged, current, strict=True):
                 mean.copy_(mean * (1 - weight) + new * weight)
 
