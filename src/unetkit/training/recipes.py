@@ -72,7 +72,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # minutes) and with an exponential moving average of the weights (decay 0.998, about the last 500
     # steps: the last sixth of a 10-minute run), which validates and predicts; the winners' encoder,
     # second stage and Lovász all scored lower in the same minutes. Kept at 30 minutes, where it
-    # overfits: strong augmentation and the Lovász second stage did not raise held-out mAP there.
+    # overfits: dropout, strong augmentation and the Lovász second stage did not raise held-out mAP there.
     "best-cpu": _layered(_FAST, {"model": {"start_neurons": 8, "dropout_first": 0.0, "dropout": 0.0},
                                  "optim": {"ema_decay": 0.998}}),
     # `best` is the recipe of the device that trains: BEST_BY_DEVICE.
