@@ -26,7 +26,6 @@ quality: budget=10cpu best_map=X fast_map=Y gain=Z
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from unetkit.api import evaluate, train
-from unetkit.config import EvaluateConfig
+from unetkit.config import EvaluateConfig, TrainConfig, to_dict
 from unetkit.data.dataset import Pair, find_pairs, load_labelled
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.synthetic import generate_synthetic
@@ -118,26 +117,28 @@ def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, o
     augmentation `tta`; a finished run (trained.json) is not trained again, and a score is reused,
     once the run is known to be this one (`check_same_run`). None for a run that is not finished
     when `train_missing` is off."""
-    layer = recipe_layer(recipe) | {"out_dir": str(out), "time_budget_min": budget, "seed": seed,
-                                    "data": {**recipe_layer(recipe).get("data", {}), "data_dir": str(folders[0])},
-                                    "decision": {"threshold_metric": "tgs_map"}, "runtime": {"device": device}}
+    base = recipe_layer(recipe)
+    layer = base | {"out_dir": str(out), "time_budget_min": budget, "seed": seed,
+                    "data": {**base.get("data", {}), "data_dir": str(folders[0])},
+                    "decision": {"threshold_metric": "tgs_map"}, "runtime": {"device": device}}
     if epochs is not None:
         layer["epochs"] = epochs
-    key = run_key(layer, folders)
+    config = resolve_train_config(layer)
+    key = run_key(config, folders)
     finished = next((p for p in (out / "trained.json", out / "score.json") if p.is_file()), None)
-    if finished is not None:
-        check_same_run(json.loads(finished.read_text()), key, out)
+    record = read_record(finished) if finished is not None else None
+    if record is not None:
+        check_same_run(record, key, out)
     score_path = out / ("score.json" if tta == "none" else f"score-{tta}.json")
     if score_path.is_file():
-        return json.loads(score_path.read_text())
-    if finished is None and not train_missing:
+        return read_record(score_path)
+    if record is None and not train_missing:
         return None
-    if finished is None:
-        epochs_done = train(resolve_train_config(layer),
-                            resume=(out / "checkpoints" / "last.safetensors").is_file()).epochs_done
+    if record is None:
+        epochs_done = train(config, resume=(out / "checkpoints" / "last.safetensors").is_file()).epochs_done
         write_text(out / "trained.json", json.dumps({"epochs": epochs_done, **key}))
     else:
-        epochs_done = json.loads(finished.read_text())["epochs"]
+        epochs_done = record["epochs"]
     metrics = evaluate(EvaluateConfig(model_path=str(out / "model.safetensors"), data_dir=str(folders[1]), tta=tta,
                                       csv_path=str(out / f"held_out-{tta}.csv"), device=device, overwrite=True)).metrics
     score = {"recipe": recipe, "budget_min": budget, "seed": seed, "tta": tta, "tgs_map": metrics["tgs_map"],
@@ -146,17 +147,28 @@ def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, o
     return score
 
 
-def run_key(layer: dict[str, Any], folders: tuple[Path, Path]) -> dict[str, Any]:
+def run_key(config: TrainConfig, folders: tuple[Path, Path]) -> dict[str, Any]:
     """What makes a run this run: its resolved config (`best` as the device resolves it; without the
     scratch data folder and the run folder, which name the place, not the run) and digests of its
     training and held-out image names."""
-    config = json.loads(json.dumps(dataclasses.asdict(resolve_train_config(layer))))
-    del config["out_dir"], config["data"]["data_dir"]
+    plain = json.loads(json.dumps(to_dict(config)))  # tuples as lists, as a record read back has them
+    del plain["out_dir"], plain["data"]["data_dir"]
 
     def digest(folder: Path) -> str:
         return hashlib.sha256("\n".join(sorted(p.name for p in (folder / "images").iterdir())).encode()).hexdigest()
 
-    return {"config": config, "train_images": digest(folders[0]), "held_out_images": digest(folders[1])}
+    return {"config": plain, "train_images": digest(folders[0]), "held_out_images": digest(folders[1])}
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A run's trained.json or score file; one line naming it when it is not JSON (a hand edit, a full disk)."""
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:  # not JSON, or not UTF-8
+        record = None
+    if not isinstance(record, dict) or "epochs" not in record:
+        raise SystemExit(f"quality: {path} is not the JSON quality.py wrote; remove its run folder to redo it")
+    return record
 
 
 def check_same_run(recorded: dict[str, Any], key: dict[str, Any], out: Path) -> None:

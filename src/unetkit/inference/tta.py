@@ -81,15 +81,17 @@ def averaged(forward: Callable[[Array], Array], x: Array, mode: str, finish: Cal
     return total / len(transforms) if len(transforms) > 1 else total
 
 
+_PROBE = np.arange(9).reshape(1, 1, 3, 3)  # a view is told apart by where it moves these nine values
+
+
 @functools.cache
 def _drawn_views(hflip: bool, vflip: bool, rotate90: bool) -> frozenset[bytes]:
     """The views (as a 3 x 3 probe's bytes) of the group that random left-right flips, up-down flips
     and quarter turns generate. Worked out, not read off the flags: an up-down flip composed with a
     quarter turn is a transpose."""
-    probe = np.arange(9).reshape(1, 1, 3, 3)
     moves = [m for m, on in ((lambda x: np.flip(x, -1), hflip), (lambda x: np.flip(x, -2), vflip),
                              (lambda x: np.rot90(x, axes=(-2, -1)), rotate90)) if on]
-    seen, frontier = {probe.tobytes()}, [probe]
+    seen, frontier = {_PROBE.tobytes()}, [_PROBE]
     while frontier:
         reached = [move(x) for x in frontier for move in moves]
         frontier = [x for x in reached if x.tobytes() not in seen]
@@ -99,8 +101,8 @@ def _drawn_views(hflip: bool, vflip: bool, rotate90: bool) -> frozenset[bytes]:
 
 def unseen_views(mode: str, *, hflip: bool, vflip: bool, rotate90: bool) -> int:
     """How many of `mode`'s views the training augmentation's flips and turns never produce."""
-    probe, drawn = np.arange(9).reshape(1, 1, 3, 3), _drawn_views(hflip, vflip, rotate90)
-    return sum(s.apply(probe).tobytes() not in drawn for s in symmetries(mode))
+    drawn = _drawn_views(hflip, vflip, rotate90)
+    return sum(s.apply(_PROBE).tobytes() not in drawn for s in symmetries(mode))
 
 
 def widest_seen(*, hflip: bool, vflip: bool, rotate90: bool) -> str:
