@@ -10,6 +10,7 @@ presets) before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,33 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     values["recipe"] = recipe
     config = from_dict(TrainConfig, values)
     check_train_config(config)
+    _RESOLVED[id(config)] = config
     return config
+
+
+# The configs resolve_train_config made, by identity: a resolved config equals a hand-built one of the
+# same fields, but only the first has had its recipe applied (an equal copy is resolved once more).
+_RESOLVED: weakref.WeakValueDictionary[int, TrainConfig] = weakref.WeakValueDictionary()
+
+
+def is_resolved(config: TrainConfig) -> bool:
+    """Whether `config` came out of `resolve_train_config` (its recipe and preset already applied)."""
+    return _RESOLVED.get(id(config)) is config
+
+
+def given_fields(config: TrainConfig) -> dict[str, Any]:
+    """The fields of a hand-built TrainConfig that differ from TrainConfig's defaults, as a layer:
+    what its author set, to be resolved over its recipe like a YAML file's fields."""
+    default, given = dataclasses.asdict(TrainConfig()), dataclasses.asdict(config)
+    layer: dict[str, Any] = {}
+    for key, value in given.items():
+        if isinstance(value, dict) and key != "augment_params":
+            changed = {name: v for name, v in value.items() if default[key].get(name) != v}
+            if changed:
+                layer[key] = changed
+        elif value != default[key]:
+            layer[key] = value
+    return layer
 
 
 def best_for_device(merged: dict[str, Any]) -> str:
