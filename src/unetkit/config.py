@@ -8,12 +8,16 @@ raises `UserError` naming the field, because configs come from users (YAML, CLI 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 from unetkit.errors import UserError
@@ -37,7 +41,56 @@ def _require(ok: bool, name: str, message: str) -> None:
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    _require(value in choices, name, f"'{value}' is not one of {', '.join(choices)}")
+    _require(value in choices, name, f"{_shown(value)} is not one of {', '.join(choices)}")
+
+
+def _check_fields(config: Any) -> None:
+    """Every field of `config` checked against its annotation, the one type check of all configs
+    (YAML, --set, the API's keywords and hand-built objects alike): integer fields take integers
+    (not bools, not 2.5, not '2'), float fields finite real numbers, tuple fields lists of them, bool
+    fields bools, str fields strings (paths become strings) and section fields their section's class.
+    NumPy scalars are turned into Python ones, so every config stays JSON-able."""
+    prefix = _PREFIXES.get(type(config).__name__, "")
+    for spec in fields(config):
+        value = getattr(config, spec.name)
+        checked = _checked_value(f"{prefix}{spec.name}", str(spec.type), value)
+        if checked is not value:
+            object.__setattr__(config, spec.name, checked)
+
+
+def _checked_value(name: str, annotation: str, value: Any) -> Any:
+    kind = annotation.replace(" | None", "")
+    if value is None and kind != annotation:
+        return None
+    if kind in _SECTIONS:
+        _require(type(value).__name__ == kind, name, f"{_shown(value)} is not a {kind} (give the section as a {kind})")
+        return value
+    if kind == "int":
+        _require(isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_), name,
+                 f"{_shown(value)} is not an integer")
+        return value if type(value) is int else int(value)
+    if kind == "float":
+        return _finite(name, value)
+    if kind.startswith("tuple[float"):
+        _require(isinstance(value, list | tuple), name, f"{_shown(value)} must be a list of numbers")
+        return tuple(_finite(f"{name}[{i}]", v) for i, v in enumerate(value))
+    if kind == "bool":
+        _require(isinstance(value, bool | np.bool_), name, f"{_shown(value)} is not true or false")
+        return bool(value)
+    if kind == "str":
+        value = os.fspath(value) if isinstance(value, os.PathLike) else value
+        _require(isinstance(value, str), name, f"{_shown(value)} is not a string")
+        return value
+    return value
+
+
+def _finite(name: str, value: Any) -> float:
+    """A finite real number as a Python float; NaN and infinity are one line naming the field."""
+    _require(isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_), name,
+             f"{_shown(value)} is not a number")
+    number = float(value)
+    _require(math.isfinite(number), name, f"{_shown(value)} is not a finite number")
+    return number
 
 
 def _check_fraction(name: str, value: float, *, closed: bool = False) -> None:
@@ -73,6 +126,7 @@ class ModelConfig:
     image_gate: bool = True  # with classification_head: predicted masks gated by its probability (empty if it says so)
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _require(self.in_channels >= 1, "model.in_channels", f"{self.in_channels} must be >= 1")
         # Masks and predicted class maps are 8-bit PNGs.
         _require(1 <= self.num_classes <= 255, "model.num_classes", f"{self.num_classes} must lie in 1..255")
@@ -110,6 +164,7 @@ class DataConfig:
     augment_params: dict[str, float] = field(default_factory=dict)  # AugmentConfig fields over the preset
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"{self.val_fraction} must lie in (0, 1)")
         _check_choice("data.size_policy", self.size_policy, SIZE_POLICIES)
         _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
@@ -144,14 +199,11 @@ class LossConfig:
     second_lr: float | None = None  # the second stage's peak learning rate (default: optim.lr, unchanged)
 
     def __post_init__(self) -> None:
-        _require(min(self.focal_gamma, self.tversky_alpha, self.tversky_beta) >= 0, "loss.focal_gamma",
-                 "focal_gamma, tversky_alpha and tversky_beta must be >= 0")
-        if self.class_weights is not None:
-            try:
-                object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
-            except (TypeError, ValueError):
-                raise UserError(f"config field 'loss.class_weights': {self.class_weights!r} must be a list of numbers") from None
-            _require(min(self.class_weights) >= 0, "loss.class_weights", "must be non-negative numbers")
+        _check_fields(self)
+        for name in ("focal_gamma", "tversky_alpha", "tversky_beta"):
+            _require(getattr(self, name) >= 0, f"loss.{name}", f"{getattr(self, name)} must be >= 0")
+        _require(self.class_weights is None or min(self.class_weights, default=0) >= 0, "loss.class_weights",
+                 "must be non-negative numbers")
         _require(self.border_sigma > 0 and self.border_w0 >= 0, "loss.border_sigma", "sigma must be > 0 and w0 >= 0")
         _require(self.image_weight >= 0, "loss.image_weight", f"{self.image_weight} must be >= 0")
         _require(self.aux_weight >= 0, "loss.aux_weight", f"{self.aux_weight} must be >= 0")
@@ -171,6 +223,7 @@ class OptimConfig:
     swa_start: float | None = None  # SWA from this share of the run: epoch-end weights averaged, saved as the model
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _require(self.lr > 0, "optim.lr", f"{self.lr} must be > 0")
         _require(self.weight_decay >= 0, "optim.weight_decay", f"{self.weight_decay} must be >= 0")
         _require(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "must be > 0")
@@ -193,6 +246,7 @@ class ScheduleConfig:
     min_lr: float = 1e-5
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _require(self.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0")
         _require(self.cycles >= 1, "schedule.cycles", f"{self.cycles} must be >= 1")
         _require(self.plateau_patience >= 0, "schedule.plateau_patience", "must be >= 0")
@@ -208,6 +262,7 @@ class DecisionConfig:
     tune_postprocess: bool = False  # also choose min component area and the empty-mask rule on validation
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _check_choice("decision.threshold_metric", self.threshold_metric, THRESHOLD_METRICS)
 
 
@@ -227,6 +282,7 @@ class RuntimeConfig:
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _check_choice("runtime.device", self.device, DEVICES)
         _check_choice("runtime.amp", self.amp, AMP_MODES)
         _check_choice("runtime.device_batches", self.device_batches, ("auto", "on", "off"))
@@ -257,6 +313,7 @@ class TrainConfig:
     fold: int | None = None  # with folds: train only this fold (0-based)
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _require(self.folds == 0 or self.folds >= 2, "folds", f"{self.folds} must be 0 (one split) or >= 2")
         _require(self.fold is None or (self.folds >= 2 and 0 <= self.fold < self.folds), "fold",
                  f"{self.fold} must lie in 0..folds-1 and needs folds >= 2")
@@ -292,6 +349,7 @@ class InferenceOptions:
     precision: str = "auto"  # auto = bf16 on CUDA GPUs that have it, else fp32; bf16 also on the CPU
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "must lie in [0, 1]")
         _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
         _check_choice("device", self.device, DEVICES)
@@ -344,6 +402,7 @@ class ExportConfig:
     overwrite: bool = False  # replace an existing file that is not a unetkit ONNX export
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _check_choice("format", self.format, ("onnx",))
         # 11: the first with dynamic Pad sizes (reflect padding to the multiple); 20: the newest
         # PyTorch's TorchScript exporter writes.
@@ -408,6 +467,8 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
     return cls(**kwargs)
 
 
+_PREFIXES = {"ModelConfig": "model.", "DataConfig": "data.", "LossConfig": "loss.", "OptimConfig": "optim.",
+             "ScheduleConfig": "schedule.", "DecisionConfig": "decision.", "RuntimeConfig": "runtime."}
 _SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (ModelConfig, DataConfig, LossConfig, OptimConfig,
                                                           ScheduleConfig, DecisionConfig, RuntimeConfig)}
 _SECTION_NAMES = frozenset(f.name for f in fields(TrainConfig) if f.type in _SECTIONS)
@@ -432,7 +493,7 @@ def _typed(name: str, annotation: Any, value: Any) -> Any:
     if text.startswith("str") and isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans
         value = "on" if value else "off"
     if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
-        raise UserError(f"config field '{name}': {value!r} is not of type {text}")
+        raise UserError(f"config field '{name}': {_shown(value)} is not of type {text}")
     return float(value) if text.startswith("float") else tuple(value) if text.startswith("tuple") else value
 
 
@@ -457,9 +518,15 @@ def layer_from_fields(named: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
     return layer
 
 
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxtuple, _QUOTE.maxdict, _QUOTE.maxset = 3, 8, 8, 8, 8
+_QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = 200
+
+
 def _shown(value: Any, limit: int = 200) -> str:
-    """A value as a message quotes it: at most `limit` characters."""
-    text = repr(value)
+    """A value as a message quotes it: at most `limit` characters. reprlib bounds the work too: a
+    nested value built from YAML aliases may be a few bytes in memory and gigabytes once written out."""
+    text = _QUOTE.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -491,10 +558,10 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not file.is_file():
         raise UserError(f"{file}: config file not found")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{file}: not valid YAML ({first})") from None
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file}: not valid YAML ({exc.reason} at byte {exc.start})") from None
+    data = parse_yaml(text, str(file))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -505,3 +572,81 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 def dump_yaml(config: Any) -> str:
     """YAML text of a config, in field order."""
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+MAX_YAML_NODES = 5000  # values in a config once YAML aliases are expanded; the largest real ones hold a few hundred
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently).
+
+    Merge keys (`<<: *base`) still override as YAML says: only keys written twice are refused."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                twice = key in seen
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                break
+            if twice:
+                raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text (a config file's, a --set value's) as plain data, `where` naming it in the one-line
+    errors: invalid YAML, a key given twice, or more than MAX_YAML_NODES values once aliases are
+    expanded (nested aliases, "billion laughs", make a few lines stand for billions of values)."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise UserError(f"{where}: holds more than {MAX_YAML_NODES} values once its aliases (*name) are "
+                            "expanded; a config holds far fewer")
+        return loader.construct_document(node)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise UserError(f"{where}: not valid YAML ({_yaml_problem(exc)})") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: BaseException) -> str:
+    """What PyYAML found wrong, and on which line, at most 200 characters."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    where = f", line {mark.line + 1}" if mark is not None else ""
+    return f"{problem[:200]}{where}"
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many nodes `root` stands for with every alias expanded, counting each shared node's size
+    once (so the work is linear in the text); stops early past `limit`. A node inside itself counts
+    as past the limit."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            return limit + 1
+        open_nodes.add(key)
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)

@@ -17,8 +17,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import yaml
-
 from unetkit import distributed
 from unetkit.config import (
     DEVICES,
@@ -37,6 +35,7 @@ from unetkit.config import (
     ScheduleConfig,
     TrainConfig,
     layer_from_fields,
+    parse_yaml,
 )
 from unetkit.errors import UserError
 from unetkit.inference.tiling import BLENDS
@@ -93,10 +92,7 @@ def _assignment(assignment: str) -> tuple[str, Any]:
     key, equals, text = assignment.partition("=")
     if not key or not equals:
         raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
-    try:
-        return key, yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        raise UserError(f"--set {assignment}: the value is not valid YAML") from None
+    return key, parse_yaml(text, f"--set {key}") if text else ""
 
 
 def build_train_config(args: argparse.Namespace) -> TrainConfig:

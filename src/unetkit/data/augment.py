@@ -16,11 +16,13 @@ magnitude and probability, from the config (`data.augment_params: {p_vflip: 0.5,
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from unetkit.config import _shown
 from unetkit.errors import UserError
 
 
@@ -64,21 +66,21 @@ def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
 def augment_config(preset: str, params: dict[str, Any] | None = None) -> AugmentConfig | None:
     """The preset's settings with `params` replaced; unknown presets and keys name themselves."""
     if preset not in PRESETS:
-        raise UserError(f"config field 'data.augment': '{preset}' is not one of {', '.join(PRESETS)}")
+        raise UserError(f"config field 'data.augment': {_shown(preset)} is not one of {', '.join(PRESETS)}")
     base = PRESETS[preset]
     if not params:
         return base
     known = {f.name for f in dataclasses.fields(AugmentConfig)}
     for key, value in params.items():
         if key not in known:
-            raise UserError(f"config field 'data.augment_params.{key}' is unknown (known: {', '.join(sorted(known))})")
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise UserError(f"config field 'data.augment_params.{key}': {value!r} must be a number >= 0")
+            raise UserError(f"config field 'data.augment_params.{str(key)[:200]}' is unknown (known: {', '.join(sorted(known))})")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise UserError(f"config field 'data.augment_params.{key}': {_shown(value)} must be a finite number >= 0")
         upper = 1.0 if key.startswith("p_") or key in ("noise_std", "brightness", "contrast") else None
         if key in ("scale", "shift"):
             upper = 0.99
         if (upper is not None and value > upper) or (key in ("elastic_sigma", "elastic_alpha") and value == 0):
-            raise UserError(f"config field 'data.augment_params.{key}': {value!r} is out of range"
+            raise UserError(f"config field 'data.augment_params.{key}': {_shown(value)} is out of range"
                             + (f" (at most {upper})" if upper is not None else " (must be > 0)"))
     return dataclasses.replace(base or AugmentConfig(p_hflip=0.0), **{k: float(v) for k, v in params.items()})
 

@@ -68,3 +68,6 @@ def read_rle_csv(path: str | os.PathLike[str]) -> dict[str, str]:
             return {row["id"]: row["rle_mask"] or "" for row in reader}
     except OSError as exc:
         raise UserError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:  # an image or another binary file given for the CSV
+        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
+        raise UserError(f"{file}: not a run-length CSV (id,rle_mask) in UTF-8 text ({reason})") from None

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unetkit.data.io import write_png
+from unetkit.data.memory import SYNTH_BYTES_PER_PIXEL, check_side_fits
 from unetkit.errors import UserError
 
 MIN_SIZE = 8  # smaller images cannot show layers and a body
@@ -86,6 +87,23 @@ def check_synthetic_args(root: Path, n: int, *, size: int, seed: int, empty_frac
         problems.append(f"empty_fraction must lie in [0, 1], got {empty_fraction}")
     if problems:
         raise UserError(f"{root}: cannot make a synthetic set: {'; '.join(problems)}")
+    check_side_fits("--size", int(size), SYNTH_BYTES_PER_PIXEL, "making one synthetic image")
+    _check_empty_target(root)
+
+
+def _check_empty_target(root: Path) -> None:
+    """A synthetic set goes into new or empty folders only: a file already there may be a user's
+    own (an image named syn_00000.png is not ours because of its name)."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root}: exists and is not a folder; choose another --out")
+    for folder in (root / "images", root / "masks"):
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise UserError(f"{folder}: exists and is not a plain folder; synth writes only into new or empty "
+                            "folders: choose another --out")
+        first = next(iter(sorted(folder.iterdir())), None) if folder.is_dir() else None
+        if first is not None:
+            raise UserError(f"{folder}: is not empty (holds {first.name}); synth writes only into new or empty "
+                            "folders and never replaces a file: choose another --out")
 
 
 def synthetic_cells(index: int, *, size: int = 64, seed: int = 0, cells: int = 14) -> tuple[np.ndarray, np.ndarray]:

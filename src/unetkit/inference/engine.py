@@ -21,6 +21,7 @@ import numpy as np
 
 from unetkit.config import InferenceOptions, ModelConfig
 from unetkit.data.augment import augment_config
+from unetkit.data.io import check_finite
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.inference.postprocess import binary_decision
@@ -124,6 +125,7 @@ class PredictionEngine(ABC):
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, C) images of one size -> (N, K, H, W) float32 probabilities, tiled if large."""
+        check_finite(images.reshape(-1, *images.shape[2:]) if images.ndim == 4 else images, "images")
         height, width = images.shape[1:3]
         if self.needs_tiles(height, width):
             return np.stack([self.tiled(image) for image in images])
@@ -166,6 +168,7 @@ class PredictionEngine(ABC):
         """
         pending: list[tuple[Key, np.ndarray]] = []
         for key, image in items:
+            check_finite(image, getattr(key, "path", f"images[{key}]"))  # the rule image files keep (data/io.py)
             if pending and (len(pending) == self.batch_size or image.shape != pending[0][1].shape
                             or image.dtype != pending[0][1].dtype):
                 yield from self._flush(pending)

@@ -44,6 +44,21 @@ from unetkit.runtime import log, progress
 from unetkit.visualize import PALETTE, blend_overlay, label_map
 
 RECORD_NAME = "predict_args.json"
+RECORD_FORMAT = "unetkit-predict"  # the tag that marks a predict_args.json as unetkit's
+_RECORD_KEYS = ("model_path", "input_path", "out_dir", "status")  # what records written before the tag all hold
+
+
+def is_prediction_record(record: Any) -> bool:
+    """Whether `record` (predict_args.json, parsed) was written by a unetkit prediction job: the
+    format tag and the model's SHA-256, or, from before the tag, the hash and the job's fields."""
+    if not isinstance(record, dict):
+        return False
+    sha = record.get("model_sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        return False
+    if "format" in record:
+        return record["format"] == RECORD_FORMAT
+    return all(key in record for key in _RECORD_KEYS)
 
 
 @dataclass
@@ -145,18 +160,26 @@ class PredictionJob:
                          ours=lambda _: same_csv, flag="--rle")
 
     def _earlier_record(self) -> dict[str, Any] | None:
-        """What an earlier prediction job into this folder recorded, if one did."""
-        try:
-            record = json.loads((self.out_dir / RECORD_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        """What an earlier prediction job into this folder recorded, if one did. A predict_args.json
+        that unetkit did not write (no format tag and model hash) is the user's: never read as a
+        job's record, never replaced."""
+        path = self.out_dir / RECORD_NAME
+        if not path.exists() and not path.is_symlink():
             return None
-        return record if isinstance(record, dict) else None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        if not is_prediction_record(record) or path.is_symlink() or not path.is_file():
+            raise UserError(f"{path}: exists and is not a record of a unetkit prediction job; predict keeps its "
+                            "record there and never replaces a file it did not write: choose another --out")
+        return record
 
     def run(self) -> PredictResult:
         started = time.monotonic()
         distributed.join(self.predictor.device.type)
         created = not self.out_dir.exists()
-        record = {k: v for k, v in to_dict(self.config).items() if k != "overwrite"} | {
+        record = {"format": RECORD_FORMAT} | {k: v for k, v in to_dict(self.config).items() if k != "overwrite"} | {
             "model_sha256": file_sha256(Path(self.config.model_path)), "threshold_used": self.predictor.threshold}
         done = self._completed(record)
         distributed.barrier()  # every rank has read the earlier record before rank 0 replaces it
@@ -218,6 +241,8 @@ class PredictionJob:
     def _completed(self, record: dict[str, Any]) -> set[Path]:
         """Images finished by an earlier, interrupted run of this same job (same options and model)."""
         earlier = self.earlier
+        if earlier is not None and "format" not in earlier:  # written before the tag: the same job all the same
+            earlier = {"format": RECORD_FORMAT, **earlier}
         if earlier is None or {k: earlier.get(k) for k in record} != record:
             return set()
         return {item.path for item in self.items if _newer_than(item.outputs, item.path)}

@@ -22,12 +22,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from unetkit.config import ModelConfig
+from unetkit.config import ModelConfig, _shown
 from unetkit.data.fingerprint import Fingerprint
+from unetkit.data.memory import available_memory
 from unetkit.data.patches import warp_margin
 from unetkit.errors import UserError
 
@@ -79,6 +79,9 @@ class Plan:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Plan)}
 _MEASURED = ("why", "fingerprint")  # recorded with a plan, never chosen or overridden
+# Sides as DataConfig takes them (data.patch_size: at most 8192); depth as ModelConfig takes it.
+_INT_RANGES = {"patch_size": (1, 8192), "predict_tile": (16, 8192), "batch_size": (1, None), "depth": (1, 7),
+               "start_neurons": (1, None), "memory_bytes": (1, None)}
 _INTS = ("patch_size", "batch_size", "depth", "start_neurons", "predict_tile", "margin", "memory_bytes")
 
 
@@ -175,14 +178,7 @@ def _device_memory(device: str) -> tuple[str, int]:
 
 
 def _available_ram() -> int:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    return available_memory()
 
 
 def _depth(side: int, depth: int) -> int:
@@ -260,18 +256,23 @@ def _coerce(values: dict[str, Any], stored: bool = False) -> dict[str, Any]:
                 if isinstance(value, bool) or float(value) != int(value):
                     raise ValueError
                 value = int(value)
+                low, high = _INT_RANGES.get(name, (0, None))
+                if value < low or (high is not None and value > high):
+                    raise UserError(f"plan field '{name}': {value} must lie in {low}..{high or ''}")
             elif name == "foreground_share":
                 value = float(value)
                 if not 0.0 <= value <= 1.0:
                     raise ValueError
             elif name in ("mean", "std", "clip_low", "clip_high"):
                 value = None if value is None and name.startswith("clip") else tuple(float(v) for v in value)
+                if value is not None and not all(math.isfinite(v) for v in value):
+                    raise ValueError
             elif name in ("mode", "normalization"):
                 value = str(value)
             elif name in _MEASURED:
                 value = None if value is None else dict(value)
-        except (TypeError, ValueError):
-            raise UserError(f"plan field '{name}': {value!r} is not a valid value") from None
+        except (TypeError, ValueError, OverflowError):
+            raise UserError(f"plan field '{name}': {_shown(value)} is not a valid value") from None
         out[name] = value
     if out.get("normalization", "zscore") not in ("zscore", "clip_zscore"):
         raise UserError(f"plan field 'normalization': {out['normalization']!r} is not zscore or clip_zscore")

@@ -40,6 +40,7 @@ from unetkit.models.registry import build_model
 from unetkit.outputs import foreground, is_binary
 from unetkit.runtime import log, resolve_device
 from unetkit.training.checkpoint import load_checkpoint
+from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.plan import Plan, make_plan, whole_by_size
@@ -88,6 +89,8 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                             f"(stored: {stored.model}, asked: {config.model})")
     if not config.data.data_dir:
         raise UserError("no data folder given (--data DIR with images/ and masks/)")
+    check_run_folder(config)
+    check_training_sizes(config)
     # Loaded first (every file checked, each failure naming its file), then planned from a fingerprint;
     # the likely kind of loading is known from the files' headers, and the plan rarely disagrees.
     data = _load(config, _likely_patches(config))

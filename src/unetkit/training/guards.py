@@ -1,0 +1,41 @@
+"""Checks a training run passes before it loads an image or writes a byte: where it writes, and
+whether the sizes it was asked for can be held in this machine's memory.
+
+They sit apart from the runner so that each refusal is one line a user can act on, made before
+the run folder exists (a refused run leaves nothing behind to resume or to clean up).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unetkit.config import TrainConfig
+from unetkit.data.dataset import find_pairs
+from unetkit.data.memory import check_side_fits
+from unetkit.errors import UserError
+from unetkit.training.plan import BYTES_PER_PIXEL_PER_NEURON
+
+
+def check_run_folder(config: TrainConfig) -> None:
+    """The run folder may not be the data folder or lie inside it: the run's files (config.yaml,
+    samples, checkpoints) would sit among the images, and every later run on the folder would
+    meet them as images without masks."""
+    out, data = Path(config.out_dir).resolve(), Path(config.data.data_dir).resolve()
+    if out == data or data in out.parents:
+        raise UserError(f"{config.out_dir}: the run folder is inside the data folder {config.data.data_dir}; "
+                        "training would write among its images: choose an --out outside it")
+
+
+def check_training_sizes(config: TrainConfig) -> None:
+    """data.resize_to (resize) and data.pad_to (pad_crop) against the memory available, before any
+    image is read. Lower bounds: the stacked resized set (float32 images and masks, held twice
+    while stacked) plus one training step on one image; or one image and its mask padded."""
+    data, channels = config.data, config.model.in_channels
+    per_image = 2 * (4 * channels + 1)  # bytes per pixel of an image (float32) and its mask, twice while stacked
+    if data.size_policy == "resize":
+        count = len(find_pairs(data.data_dir))
+        step = BYTES_PER_PIXEL_PER_NEURON * config.model.start_neurons
+        check_side_fits("data.resize_to", data.resize_to, count * per_image + step,
+                        f"the {count} images resized and one training step")
+    elif data.size_policy == "pad_crop":
+        check_side_fits("data.pad_to", data.pad_to, per_image, "one image and its mask padded")
