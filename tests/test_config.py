@@ -133,3 +133,25 @@ def test_out_of_range_values_are_one_line_errors() -> None:
 @pytest.mark.parametrize(("value", "stored"), [(True, "imagenet"), (False, "none"), ("w.safetensors", "w.safetensors")])
 def test_pretrained_takes_yaml_booleans_and_paths(value: object, stored: str) -> None:
     assert from_dict(TrainConfig, {"model": {"arch": "unet", "pretrained": value}}).model.pretrained == stored
+
+
+def test_numpy_scalars_and_paths_become_plain_values() -> None:
+    import math
+    from pathlib import Path
+
+    import numpy as np
+
+    from unetkit.config import DataConfig, LossConfig, TrainConfig
+
+    config = TrainConfig(epochs=np.int64(3), out_dir=Path("runs/x"), data=DataConfig(val_fraction=np.float32(0.25)),
+                         loss=LossConfig(class_weights=[1, np.float64(2.5)]))
+    assert (type(config.epochs), config.out_dir, type(config.data.val_fraction)) == (int, "runs/x", float)
+    assert config.loss.class_weights == (1.0, 2.5) and all(math.isfinite(w) for w in config.loss.class_weights)
+
+
+def test_yaml_merge_keys_still_override_as_yaml_says(tmp_path) -> None:
+    from unetkit.config import load_yaml
+
+    path = tmp_path / "m.yaml"
+    path.write_text("base: &base {lr: 0.1, weight_decay: 0.0}\noptim:\n  <<: *base\n  lr: 0.01\n")
+    assert load_yaml(path)["optim"] == {"lr": 0.01, "weight_decay": 0.0}

@@ -117,3 +117,9 @@ def test_synthetic_arguments_that_make_no_set_are_one_line_and_write_nothing(tmp
     message = str(caught.value)
     assert message.startswith(f"{tmp_path / 'syn'}: cannot make a synthetic set: ") and message.endswith(expected)
     assert "\n" not in message and not (tmp_path / "syn").exists()
+
+
+def test_synth_writes_into_an_empty_existing_folder(tmp_path: Path) -> None:
+    (tmp_path / "s" / "images").mkdir(parents=True)
+    root = generate_synthetic(tmp_path / "s", 2, size=16, seed=0)
+    assert sorted(p.name for p in (root / "masks").iterdir()) == ["syn_00000.png", "syn_00001.png"]

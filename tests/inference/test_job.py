@@ -169,3 +169,29 @@ def test_evaluate_scores_large_images_as_predict_writes_them(tiny_model_file: Pa
         pred = read_array(tmp_path / "pred" / mask_file.name)[:, :, 0] > 0
         inter, union = inter + (truth & pred).sum(), union + (truth | pred).sum()
     assert scores["iou"] == pytest.approx(inter / union, abs=1e-6)
+
+
+def test_a_record_from_before_the_format_tag_still_marks_the_folder(tiny_model_file: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    for name in ("a", "b"):
+        write_gray_png(folder / f"{name}.png", _image(20, 20))
+    config = _config(tiny_model_file, folder, tmp_path / "out")
+    predict(config)
+    record_path = tmp_path / "out" / job_module.RECORD_NAME
+    record = json.loads(record_path.read_text())
+    assert record["format"] == job_module.RECORD_FORMAT and len(record["model_sha256"]) == 64
+    record_path.write_text(json.dumps({k: v for k, v in record.items() if k != "format"}))  # as older code wrote it
+    again = predict(config)
+    assert (again.n_images, again.n_skipped) == (2, 2)
+    assert json.loads(record_path.read_text())["format"] == job_module.RECORD_FORMAT
+
+
+def test_engine_probabilities_refuse_nan_as_files_do(tiny_model_file: Path) -> None:
+    from unetkit.export.model_file import load_model
+
+    predictor = Predictor(load_model(tiny_model_file), device="cpu")
+    images = np.zeros((2, 16, 16, 1), np.float32)
+    images[1, 3, 4] = np.nan
+    with pytest.raises(UserError, match=r"^images: 1 of 512 pixels are NaN or infinite"):
+        predictor.probabilities(images)
+    assert predictor.probabilities(np.zeros((2, 16, 16, 1), np.float32)).shape == (2, 1, 16, 16)
