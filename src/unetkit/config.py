@@ -459,7 +459,7 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
-        name = f"{where}.{key}" if where else key
+        name = f"{where}.{str(key)[:200]}" if where else str(key)[:200]
         if key not in known:
             raise UserError(f"config field '{name}' is unknown (known: {', '.join(known)})")
         nested = _SECTIONS.get(str(known[key].type))
