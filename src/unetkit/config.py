@@ -68,6 +68,7 @@ def _checked_value(name: str, annotation: str, value: Any) -> Any:
     if kind == "int":
         _require(isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_), name,
                  f"{_shown(value)} is not an integer")
+        _require(-2**63 <= value < 2**63, name, f"{_shown(value)} is too large")  # sizes, counts, seeds: int64
         return value if type(value) is int else int(value)
     if kind == "float":
         return _finite(name, value)
@@ -526,7 +527,10 @@ _QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = 200
 def _shown(value: Any, limit: int = 200) -> str:
     """A value as a message quotes it: at most `limit` characters. reprlib bounds the work too: a
     nested value built from YAML aliases may be a few bytes in memory and gigabytes once written out."""
-    text = _QUOTE.repr(value)
+    try:
+        text = _QUOTE.repr(value)
+    except ValueError:  # an int of over 4300 digits, which Python refuses to write out
+        text = f"<{type(value).__name__} of {value.bit_length() if isinstance(value, int) else '?'} bits>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -612,7 +616,7 @@ def parse_yaml(text: str, where: str) -> Any:
             raise UserError(f"{where}: holds more than {MAX_YAML_NODES} values once its aliases (*name) are "
                             "expanded; a config holds far fewer")
         return loader.construct_document(node)
-    except (yaml.YAMLError, RecursionError) as exc:
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:  # ValueError: an integer of over 4300 digits
         raise UserError(f"{where}: not valid YAML ({_yaml_problem(exc)})") from None
     finally:
         loader.dispose()

