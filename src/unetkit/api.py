@@ -112,14 +112,17 @@ def report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
 
 
 def plan(data_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = None, *, device: str = "auto",
-         num_classes: int | None = None) -> Plan:
+         num_classes: int | None = None, layout: dict[str, str] | None = None) -> Plan:
     """Fingerprint the labelled folder `data_dir` (data/fingerprint.py, bounded memory) and choose how to
     train on it for `device` (training/plan.py): the Plan, with a why per choice and the fingerprint.
-    `overrides` set plan fields (unknown names are a UserError); nothing is written."""
+    `overrides` set plan fields (unknown names are a UserError); nothing is written. `layout`: the
+    DataConfig fields images_dir, masks_dir, image_name, mask_name, pairs (data/pairing.py)."""
     from unetkit.data.fingerprint import fingerprint
+    from unetkit.data.pairing import DataSource
     from unetkit.training.plan import make_plan
 
-    return make_plan(fingerprint(data_dir, num_classes=num_classes), device, overrides)
+    source = DataSource(data_dir=str(data_dir), **(layout or {}))
+    return make_plan(fingerprint(source, num_classes=num_classes), device, overrides)
 
 
 def synth(out_dir: str | os.PathLike[str], n: int = 600, *, size: int = 101, seed: int = 0) -> Path:

@@ -78,7 +78,7 @@ def test_empty_data_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
 def test_image_without_mask(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:
     (synthetic_dir / "masks" / "syn_00007.png").unlink()
     code, _, err = run_cli(capsys, "train", "--data", str(synthetic_dir), "--out", str(tmp_path / "run"))
-    assert_one_line_error(code, err, "syn_00007.png", "has no mask")
+    assert_one_line_error(code, err, "syn_00007.png", "images without a mask")
 
 
 def test_mismatched_sizes(capsys: pytest.CaptureFixture[str], synthetic_dir: Path, tmp_path: Path) -> None:

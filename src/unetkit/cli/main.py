@@ -73,7 +73,7 @@ def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
         "folds": args.folds, "fold": args.fold,
         "model": {"in_channels": args.in_channels, "num_classes": args.num_classes},
         "data": {"data_dir": args.data, "val_fraction": args.val_fraction, "size_policy": args.size_policy,
-                 "augment": args.augment, "patch_size": args.patch_size},
+                 "augment": args.augment, "patch_size": args.patch_size, **layout_fields(args)},
         "loss": {"name": args.loss}, "optim": {"lr": args.lr},
         "runtime": {"device": args.device, "compile": args.compile},
     }
@@ -162,7 +162,8 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from unetkit.api import predict
 
-    result = predict(PredictConfig(model_path=args.model, input_path=args.input, out_dir=args.out,
+    result = predict(PredictConfig(model_path=args.model, input_path=args.input or "", out_dir=args.out,
+                                   image_name=args.image_name or "", pairs=args.pairs or "",
                                    probabilities=args.probabilities, overlay=args.overlay, rle=args.rle or "",
                                    overwrite=args.overwrite,
                                    stream_pixels=max(1, int(args.stream_above * 1e6)), **_inference_options(args)))
@@ -179,7 +180,8 @@ def _inference_options(args: argparse.Namespace) -> dict[str, object]:
 def _evaluate(args: argparse.Namespace) -> int:
     from unetkit.api import evaluate
 
-    result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data, csv_path=args.csv or "",
+    fields = {name: value or "" for name, value in layout_fields(args).items()}
+    result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data or "", csv_path=args.csv or "", **fields,
                                      overwrite=args.overwrite, **_inference_options(args)))
     if not distributed.is_main():
         return 0
@@ -236,7 +238,8 @@ def _plan(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     for assignment in args.set or []:
         _set_path(overrides, assignment)
-    result = plan(args.data, overrides, device=args.device, num_classes=args.num_classes)
+    result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes,
+                  layout=layout_fields(args))
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -301,6 +304,27 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
                         "AVX512-BF16/AMX is ~1.9x faster, probabilities within a few hundredths")
 
 
+def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:
+    """Where images and masks are when not DIR/images + DIR/masks (data/pairing.py); predict takes the image side."""
+    if masks:
+        parser.add_argument("--images", help="the images' folder (default: DIR/images)")
+        parser.add_argument("--masks", help="the masks' folder (default: DIR/masks or DIR/labels)")
+    parser.add_argument("--image-name", metavar="PATTERN", help="how an image's file name holds its id, e.g. "
+                        "'{id}_training.tif' (* matches any text; default '{id}.*')")
+    if masks:
+        parser.add_argument("--mask-name", metavar="PATTERN", help="its mask's file name, e.g. '{id}_manual1.gif' "
+                            "(default '{id}.*' or '{id}_mask.*')")
+    parser.add_argument("--pairs", metavar="CSV", help="a CSV with columns image,mask (paths relative to it)"
+                        + ("" if masks else "; its image column is predicted"))
+
+
+def layout_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The layout flags given, by their config field names (data.images_dir, ...)."""
+    given = {"images_dir": getattr(args, "images", None), "masks_dir": getattr(args, "masks", None),
+             "image_name": args.image_name, "mask_name": getattr(args, "mask_name", None), "pairs": args.pairs}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 class _TrainHelp(argparse.RawDescriptionHelpFormatter):
     """`train --help` ends with every config field and what each recipe sets. The recipes live with
     the training code, which imports torch: they are read when the help is shown, not when a
@@ -343,7 +367,8 @@ def make_parser() -> argparse.ArgumentParser:
         description="Train a U-Net. Precedence: flags and --set > --config YAML > recipe and preset > defaults.",
         epilog=_TrainHelp.EPILOG)
     train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem); required, except "
-                       "with --resume or a --config that names data.data_dir")
+                       "with --images/--masks, --pairs, --resume or a --config that names data.data_dir")
+    layout_flags(train)
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
@@ -387,7 +412,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", parents=[quiet], help="write masks for an image or a folder of images")
     _common_inference_flags(predict)
-    predict.add_argument("--input", required=True, help="an image file or a folder of images")
+    predict.add_argument("--input", "--images", dest="input", help="an image file or a folder of images")
+    layout_flags(predict, masks=False)
     predict.add_argument("--out", required=True, help="output folder: <stem>.png masks (<stem>.tif for multi-label "
                          "models and streamed images); re-running the same job finishes an interrupted one")
     predict.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.tif (float32)")
@@ -402,7 +428,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", parents=[quiet], help="score a model on a labelled folder")
     _common_inference_flags(evaluate)
-    evaluate.add_argument("--data", required=True, help="folder with images/ and masks/")
+    evaluate.add_argument("--data", help="folder with images/ and masks/ (or --images/--masks, or --pairs)")
+    layout_flags(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--csv", help="per-image CSV (default: evaluation-<data folder name>.csv in the current folder)")
     _overwrite_flag(evaluate, "an existing --csv that evaluate did not write")
@@ -431,7 +458,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", parents=[quiet], help="fingerprint a labelled folder and print how to train on it "
                                "(patch or whole images, patch and batch size, depth, normalisation, tile)")
-    plan.add_argument("--data", required=True, help="folder with images/ and masks/")
+    plan.add_argument("--data", help="folder with images/ and masks/ (or --images/--masks, or --pairs)")
+    layout_flags(plan)
     plan.add_argument("--explain", action="store_true", help="say why each choice was made")
     plan.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fix a plan field (e.g. --set patch_size=256); "
                       "the choices after it follow")

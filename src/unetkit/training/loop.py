@@ -37,6 +37,7 @@ from unetkit.data.dataset import LabelledSet
 from unetkit.data.device_batches import DeviceBatches
 from unetkit.data.loader import BatchIterator, default_workers
 from unetkit.data.masks import class_table
+from unetkit.data.pairing import DataSource
 from unetkit.data.patch_batches import PatchBatches
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.preprocess import Preprocess
@@ -371,7 +372,7 @@ def _improved(monitor: str, value: float, best: float | None) -> bool:
 
 def _record(config: TrainConfig, row: dict[str, float]) -> dict[str, Any]:
     return {"config": to_dict(config), "best_epoch_metrics": row,
-            "classes": class_table(config.data.data_dir, config.model.num_classes, config.model.multilabel)}
+            "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
 
 
 def _log_epoch(config: TrainConfig, row: dict[str, float]) -> None:

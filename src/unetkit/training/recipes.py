@@ -10,13 +10,13 @@ presets) before anything is written.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from unetkit.config import TrainConfig, from_dict, upgrade_train_layer
 from unetkit.data.augment import augment_config
-from unetkit.data.dataset import list_images
+from unetkit.data.class_file import DEFAULT_IGNORE_INDEX, has_ignored
 from unetkit.data.io import channels_equal, drop_uniform_alpha
+from unetkit.data.pairing import DataSource, find_images, find_pairs
 from unetkit.data.regions import head_or_whole
 from unetkit.errors import UserError
 from unetkit.models.registry import check_arch, preset_config
@@ -107,12 +107,17 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     if not isinstance(model_values, dict):
         raise UserError("config section 'model' must be a mapping of field: value")
     given = merged.get("model") if isinstance(merged.get("model"), dict) else {}
-    data_dir = (values.get("data") or {}).get("data_dir") if isinstance(values.get("data"), dict) else None
-    if "in_channels" not in given and isinstance(data_dir, str) and data_dir:
-        detected = detected_channels(data_dir)
+    data_values = values.get("data") if isinstance(values.get("data"), dict) else {}
+    data_dir = str(DataSource.from_fields(data_values)) if data_values else ""
+    if "in_channels" not in given and data_dir:
+        detected = detected_channels(DataSource.from_fields(data_values))
         if detected is not None and detected != preset_config(preset).in_channels:
             log.info("model.in_channels %d: detected from the images of %s", detected, data_dir)
             model_values = {**model_values, "in_channels": detected}
+    if data_values and data_values.get("ignore_index") is None and has_ignored(
+            DataSource.from_fields(data_values).classes_file()):
+        log.info("data.ignore_index %d: classes.yaml names values to ignore", DEFAULT_IGNORE_INDEX)
+        values["data"] = {**data_values, "ignore_index": DEFAULT_IGNORE_INDEX}
     values["model"] = {**dataclasses.asdict(preset_config(preset)), **model_values}
     values["recipe"] = recipe
     config = from_dict(TrainConfig, values)
@@ -132,12 +137,16 @@ def best_for_device(merged: dict[str, Any]) -> str:
     return chosen
 
 
-def detected_channels(data_dir: str, sample: int = 8) -> int | None:
-    """The channels the first few images of DATA_DIR/images carry: 1 for gray (a gray picture saved
+def detected_channels(data_dir: DataSource | str, sample: int = 8) -> int | None:
+    """The channels the first few images of the data carry: 1 for gray (a gray picture saved
     as RGB counts as gray), 3 for colour, 4 for colour with a varying alpha; None if unreadable
     (the data checks that follow say why, with the file's name)."""
+    source = DataSource.of(data_dir)
     try:
-        paths = list(list_images(Path(data_dir) / "images").values())[:sample]
+        if source.pairs:
+            paths = [pair.image for pair in find_pairs(source)[:sample]]
+        else:
+            paths = find_images(str(source.image_folder()))[:sample]
         found = 1
         for path in paths:
             image = drop_uniform_alpha(head_or_whole(path))  # a 20000^2 TIFF is not decoded to count channels
