@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unetkit import distributed
-from unetkit.config import EvaluateConfig, ExportConfig, PredictConfig, TrainConfig
+from unetkit.config import EvaluateConfig, ExportConfig, ImportConfig, PredictConfig, TrainConfig
 from unetkit.errors import UserError
 from unetkit.fileio import make_dir, write_text
 from unetkit.inference.job import PredictionJob, PredictResult
 from unetkit.runtime import log
 
 if TYPE_CHECKING:
+    from unetkit.data.importers import ImportResult
     from unetkit.export.model_file import SavedModel
     from unetkit.export.onnx import ExportResult
     from unetkit.inference.evaluation import EvaluateResult
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from unetkit.training.plan import Plan
 
 __all__ = ["demo", "evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train",
-           "PredictResult"]
+           "PredictResult", "import_annotations"]
 
 DEMO_MARKER = ".unetkit-demo"
 
@@ -123,6 +124,14 @@ def plan(data_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = No
 
     source = DataSource(data_dir=str(data_dir), **(layout or {}))
     return make_plan(fingerprint(source, num_classes=num_classes), device, overrides)
+
+
+def import_annotations(config: ImportConfig) -> ImportResult:
+    """Turn an annotation-tool export (COCO, CVAT, LabelMe, Label Studio, VOC) into a labelled folder that
+    `train` reads: images/, masks/ (class indices) and classes.yaml (data/importers/)."""
+    from unetkit.data.importers import import_annotations as run_import
+
+    return run_import(config)
 
 
 def synth(out_dir: str | os.PathLike[str], n: int = 600, *, size: int = 101, seed: int = 0) -> Path:

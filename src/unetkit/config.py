@@ -361,6 +361,19 @@ class ExportConfig:
         _require(11 <= self.opset <= 20, "opset", f"{self.opset} must lie in 11..20 (17 is the tested default)")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ImportConfig:
+    """An annotation-tool export turned into a labelled folder (data/importers/)."""
+
+    format: str  # coco, cvat, labelme, labelstudio or voc (data/importers/ owns the names)
+    annotations: str  # the export: a JSON or XML file (LabelMe: also a folder; VOC: the SegmentationClass folder)
+    images_dir: str  # the images the export names
+    out_dir: str  # the folder to write: images/, masks/, classes.yaml
+    classes: tuple[str, ...] = ()  # the classes 1.. in order; empty: the file's, in its order
+    drop_unknown: bool = False  # leave out shapes of labels not in classes (else they are refused)
+    copy: bool = False  # copy the images (default: hard links where the file system allows, else copies)
+
+
 # Where the flat fields of TrainConfig (before it had sections) live now. Old YAML files, `--set`
 # names, stored runs and model-file records keep working: `upgrade_train_layer` moves them.
 MOVED_FIELDS: dict[str, str] = {

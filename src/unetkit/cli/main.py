@@ -29,6 +29,7 @@ from unetkit.config import (
     DecisionConfig,
     EvaluateConfig,
     ExportConfig,
+    ImportConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -468,6 +469,8 @@ def make_parser() -> argparse.ArgumentParser:
     plan.add_argument("--num-classes", type=int, help="read masks as K classes (default: binary if every mask is)")
     plan.set_defaults(run=_plan)
 
+    add_import_command(commands, quiet)
+
     synth = commands.add_parser("synth", parents=[quiet], help="write the embedded synthetic data set (images/ + masks/)")
     synth.add_argument("--out", required=True)
     synth.add_argument("--n", type=int, default=600)
@@ -475,6 +478,35 @@ def make_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_synth)
     return parser
+
+
+def _import(args: argparse.Namespace) -> int:
+    from unetkit.api import import_annotations
+
+    result = import_annotations(ImportConfig(format=args.format, annotations=args.annotations, images_dir=args.images,
+                                             out_dir=args.out, classes=tuple((args.classes or "").split(",")) if
+                                             args.classes else (), drop_unknown=args.drop_unknown, copy=args.copy))
+    print(f"{result.out_dir}: {result.n_images} images, {len(result.classes)} classes ({', '.join(result.classes)}); "
+          f"train with --data {result.out_dir} --num-classes {result.num_classes}")
+    return 0
+
+
+def add_import_command(commands: Any, quiet: argparse.ArgumentParser) -> None:
+    """`unetkit import`: an annotation tool's export in, a labelled folder out."""
+    from unetkit.data.importers import FORMATS
+
+    command = commands.add_parser("import", parents=[quiet], help="turn an annotation tool's export (COCO, CVAT, "
+                                  "LabelMe, Label Studio, VOC) into images/, masks/ and classes.yaml")
+    command.add_argument("--format", required=True, choices=FORMATS)
+    command.add_argument("--annotations", required=True, help="the export: JSON or XML file (LabelMe: a folder of "
+                         "JSON files too; VOC: the SegmentationClass folder)")
+    command.add_argument("--images", required=True, help="the folder of the images the export names")
+    command.add_argument("--out", required=True, help="the labelled folder to write (new or empty)")
+    command.add_argument("--classes", metavar="A,B,C", help="classes 1.. in this order (default: the file's)")
+    command.add_argument("--drop-unknown", action="store_true", help="leave out shapes whose label is not in "
+                         "--classes (default: refuse them)")
+    command.add_argument("--copy", action="store_true", help="copy the images (default: hard links where possible)")
+    command.set_defaults(run=_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
