@@ -15,7 +15,7 @@ from typing import Any
 from unetkit.config import TrainConfig, from_dict, upgrade_train_layer
 from unetkit.data.augment import augment_config
 from unetkit.data.class_file import DEFAULT_IGNORE_INDEX, has_ignored
-from unetkit.data.io import channels_equal, drop_uniform_alpha
+from unetkit.data.io import channels_equal, picture_channels
 from unetkit.data.pairing import DataSource, find_images, find_pairs
 from unetkit.data.regions import head_or_whole
 from unetkit.errors import UserError
@@ -139,7 +139,8 @@ def best_for_device(merged: dict[str, Any]) -> str:
 
 def detected_channels(data_dir: DataSource | str, sample: int = 8) -> int | None:
     """The channels the first few images of the data carry: 1 for gray (a gray picture saved
-    as RGB counts as gray), 3 for colour, 4 for colour with a varying alpha; None if unreadable
+    as RGB counts as gray), 3 for colour, 2 or 4 for TIFF/.npy stacks (a PNG's alpha is no picture
+    channel: io.picture_channels); None if unreadable
     (the data checks that follow say why, with the file's name)."""
     source = DataSource.of(data_dir)
     try:
@@ -149,7 +150,7 @@ def detected_channels(data_dir: DataSource | str, sample: int = 8) -> int | None
             paths = find_images(str(source.image_folder()))[:sample]
         found = 1
         for path in paths:
-            image = drop_uniform_alpha(head_or_whole(path))  # a 20000^2 TIFF is not decoded to count channels
+            image = picture_channels(head_or_whole(path), path)  # a 20000^2 TIFF is not decoded to count channels
             found = max(found, 1 if channels_equal(image) else image.shape[2])
         return found
     except (UserError, OSError):
