@@ -15,7 +15,7 @@ from typing import Any
 
 from unetkit.config import ImportConfig
 from unetkit.data.importers import coco, cvat, labelme, labelstudio, voc
-from unetkit.data.importers.shapes import BACKGROUND_NAMES
+from unetkit.data.importers.shapes import BACKGROUND_NAMES, read_json
 from unetkit.data.importers.writer import ImportResult, Problems, check_records, class_order, painted, write_dataset
 from unetkit.errors import UserError
 
@@ -74,7 +74,7 @@ def _parse(fmt: str, source: Path, images_dir: Path, chosen: tuple[str, ...], pr
         files = labelme.annotation_files(source)
         if not files:
             raise UserError(f"{source}: no LabelMe .json files found")
-        return labelme.parse([(path, labelme.load(path)) for path in files], problems)
+        return labelme.parse([(path, read_json(path)) for path in files], problems)
     if source.is_dir():
         raise UserError(f"{source}: --annotations for {fmt} is one file")
     if fmt == "cvat":
@@ -83,7 +83,7 @@ def _parse(fmt: str, source: Path, images_dir: Path, chosen: tuple[str, ...], pr
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"{source}: cannot read ({exc})") from None
         return cvat.parse(text, source, problems)
-    data = labelme.load(source)
+    data = read_json(source)
     if fmt == "coco":
         return coco.parse(data, source, problems)
     return labelstudio.parse(data, source, problems, images_dir)

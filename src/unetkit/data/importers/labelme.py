@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +78,3 @@ def _shape(item: dict[str, Any], where: str, problems: Problems) -> Shape | None
             return None
         return Shape(label, bitmap=bitmap, offset=(int(round(points[0][0])), int(round(points[0][1]))))
     return Shape(label, [points])
-
-
-def load(path: Path) -> Any:
-    """One JSON file, with a one-line error naming it (truncated files included)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not readable JSON ({exc})") from None

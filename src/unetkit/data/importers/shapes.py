@@ -14,12 +14,16 @@ than pycocotools, which only COCO's optional extra installs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.path import Path as PolygonPath
+
+from unetkit.errors import UserError
 
 BACKGROUND_NAMES = ("background", "_background_")  # labels that paint class 0
 
@@ -120,6 +124,14 @@ def _box(points: np.ndarray, margin: float, height: int, width: int) -> tuple[in
     x1 = min(width, int(np.ceil(points[:, 0].max() + margin)) + 1)
     y1 = min(height, int(np.ceil(points[:, 1].max() + margin)) + 1)
     return x0, y0, x1, y1
+
+
+def read_json(path: Path) -> Any:
+    """One JSON file, with a one-line error naming it (truncated files included)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not readable JSON ({exc})") from None
 
 
 def points_of(values: list[float] | list[list[float]]) -> np.ndarray:
