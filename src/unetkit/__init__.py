@@ -1,9 +1,12 @@
 """unetkit: U-Net semantic segmentation from a folder of images and masks to masks on new images.
 
-The public API: `UNet` (the network, preset "seed" by default), `build_model`, `train`,
-`resume`, `predict`, `evaluate`, `export`, `report`, `synth`, `plan` and `load_model`; every CLI command
-(`unetkit ...`) is one call of these. `rle_encode`, `rle_decode` and `read_rle_csv` read and write
-the run-length CSV that `predict --rle` writes.
+The public API: `train` (and `train_config`, the TrainConfig it resolves), `resume`, `predict`,
+`evaluate`, `export`, `report`, `synth`, `plan` and `load_model` (in-memory `predict` and
+`probabilities` on NumPy arrays); every CLI command (`unetkit ...`) is one call of these. Networks:
+`create_model(name, **options)` (an architecture or preset by name, after timm), `UNet` (the seed)
+and `build_model(ModelConfig)`, plain `nn.Module`s returning logits. `unetkit.losses` and
+`unetkit.metrics` are pure functions for one's own training loop. `rle_encode`, `rle_decode` and
+`read_rle_csv` read and write the run-length CSV that `predict --rle` writes.
 
 The names are resolved on first use (PEP 562), so `import unetkit` and `unetkit predict
 --model model.onnx` do not import PyTorch until something needs it.
@@ -15,25 +18,31 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from unetkit.api import evaluate, export, load_model, plan, predict, report, resume, synth, train
+    from unetkit import metrics
+    from unetkit.api import evaluate, export, load_model, plan, predict, report, resume, synth, train, train_config
     from unetkit.data.rle import read_rle_csv, rle_decode, rle_encode
-    from unetkit.models.registry import build_model
+    from unetkit.models.registry import build_model, create_model
     from unetkit.models.unet import UNet
+    from unetkit.training import losses
 
-_API = ("evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train")
-_HOMES = {"UNet": "unetkit.models.unet", "build_model": "unetkit.models.registry", **dict.fromkeys(_API, "unetkit.api"),
+_API = ("evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train", "train_config")
+_HOMES = {"UNet": "unetkit.models.unet", "build_model": "unetkit.models.registry",
+          "create_model": "unetkit.models.registry", **dict.fromkeys(_API, "unetkit.api"),
           "read_rle_csv": "unetkit.data.rle", "rle_decode": "unetkit.data.rle", "rle_encode": "unetkit.data.rle"}
+_MODULES = {"losses": "unetkit.training.losses", "metrics": "unetkit.metrics"}
 
-__all__ = ["UNet", "build_model", "evaluate", "export", "load_model", "plan", "predict", "read_rle_csv", "report",
-           "resume", "rle_decode", "rle_encode", "synth", "train"]
+__all__ = ["UNet", "build_model", "create_model", "evaluate", "export", "load_model", "losses", "metrics", "plan",
+           "predict", "read_rle_csv", "report", "resume", "rle_decode", "rle_encode", "synth", "train", "train_config"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     raise AttributeError(f"module 'unetkit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOMES])
+    return sorted([*globals(), *_HOMES, *_MODULES])

@@ -1,8 +1,10 @@
 """The operations unetkit offers; the CLI only parses arguments into configs and calls one of these.
 
-train(TrainConfig) -> TrainResult, resume(run_dir, *layers) -> TrainResult, predict(PredictConfig)
--> PredictResult, evaluate(EvaluateConfig) -> EvaluateResult, export(ExportConfig) -> ExportResult,
-report(run_dir) -> Path, synth(out_dir, ...) -> Path, load_model(path) -> SavedModel, demo(...).
+train(data, out, **fields) -> TrainResult (train_config(...) -> the TrainConfig it resolves),
+resume(run_dir, **fields), predict(model, input, out, **options) -> PredictResult, evaluate(model,
+data, **options) -> EvaluateResult, export(model, out, **options) -> ExportResult, report(run_dir)
+-> Path, synth(out_dir, ...) -> Path, load_model(path) -> LoadedModel, demo(...). Each also takes
+its config object; the CLI calls the same functions with the same names, so both doors agree.
 Every user mistake surfaces as `UserError` before anything is written where possible,
 and every file is written atomically.
 
@@ -16,7 +18,7 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from unetkit import distributed
 from unetkit.config import EvaluateConfig, ExportConfig, ImportConfig, PredictConfig, TrainConfig
@@ -25,84 +27,171 @@ from unetkit.fileio import make_dir, write_text
 from unetkit.inference.job import PredictionJob, PredictResult
 from unetkit.runtime import log
 
+_Config = TypeVar("_Config", PredictConfig, EvaluateConfig, ExportConfig)
+
 if TYPE_CHECKING:
     from unetkit.data.importers import ImportResult
-    from unetkit.export.model_file import SavedModel
     from unetkit.export.onnx import ExportResult
     from unetkit.inference.evaluation import EvaluateResult
+    from unetkit.inference.in_memory import LoadedModel
     from unetkit.training.loop import TrainResult
     from unetkit.training.plan import Plan
 
 __all__ = ["demo", "evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train",
-           "PredictResult", "import_annotations"]
+           "train_config", "PredictResult", "import_annotations"]
 
 DEMO_MARKER = ".unetkit-demo"
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Train a network on config.data.data_dir into config.out_dir, then write the run report.
+def train_config(data: str | os.PathLike[str] | TrainConfig | None = None, out: str | os.PathLike[str] | None = None,
+                 *, recipe: str | None = None, time_budget: float | None = None,
+                 config: str | os.PathLike[str] | dict[str, Any] | None = None, **fields: Any) -> TrainConfig:
+    """The TrainConfig `train` with the same arguments would train: `unetkit train` resolves its
+    flags through this very function, so a keyword and a flag mean the same.
 
-    With `resume`, continue the run in config.out_dir (`resume()` builds that config from the
-    stored one); the architecture must stay the same. With config.folds = K, trains K folds and
-    writes one ensemble model file (see training/runner.py).
+    Precedence: keywords (and flags) > `config` (a YAML file's path, or its mapping) > the recipe
+    and the model preset > the defaults. `fields` are config fields by name: `epochs=5`, sections
+    as mappings (`optim={"lr": 1e-3}`) or dotted names (`**{"optim.lr": 1e-3}`). `data` may be a
+    TrainConfig: a resolved one trains as it is; a hand-built one is resolved like a YAML file of
+    the fields it changes from TrainConfig's defaults (so `TrainConfig(recipe="fast")` trains fast).
     """
+    from unetkit.config import layer_from_fields, load_yaml
+    from unetkit.models.registry import check_arch
+    from unetkit.training.recipes import given_fields, is_resolved, resolve_train_config
+
+    named = [(origin, name, value) for origin, name, value in (
+        ("data", "data.data_dir", data), ("out", "out_dir", out), ("recipe", "recipe", recipe),
+        ("time_budget", "time_budget_min", time_budget)) if value is not None and not isinstance(value, TrainConfig)]
+    named = [(origin, name, str(value) if isinstance(value, os.PathLike) else value) for origin, name, value in named]
+    keywords = layer_from_fields([*named, *((name, name, value) for name, value in fields.items())])
+    base: dict[str, Any] = {}
+    if isinstance(data, TrainConfig):
+        if is_resolved(data) and not keywords and config is None:
+            return data
+        base = given_fields(data)
+    elif data is not None and not isinstance(data, (str, os.PathLike)):
+        raise UserError(f"train: data must be a folder (str or path) or a TrainConfig, not {type(data).__name__}")
+    if isinstance(config, (str, os.PathLike)):
+        config = load_yaml(config)
+    elif config is not None and not isinstance(config, dict):
+        raise UserError(f"train: config must be a YAML file's path or a mapping, not {type(config).__name__}")
+    resolved = resolve_train_config(base, config or {}, keywords)
+    named_model = keywords.get("model")
+    check_arch(resolved.model, given=named_model if isinstance(named_model, dict) else ())  # named: refused by name
+    return resolved
+
+
+def train(data: str | os.PathLike[str] | TrainConfig | None = None, out: str | os.PathLike[str] | None = None, *,
+          recipe: str | None = None, time_budget: float | None = None,
+          config: str | os.PathLike[str] | dict[str, Any] | None = None, resume: bool = False, **fields: Any) -> TrainResult:
+    """Train a network on the labelled folder `data` into the run folder `out`, then write the run report.
+
+    Resolved as `unetkit train` resolves its flags (see `train_config`): `unetkit.train("DIR",
+    out="runs/x", recipe="fast", time_budget=10, **{"optim.lr": 1e-3})` is `unetkit train --data DIR
+    --out runs/x --recipe fast --time-budget 10 --set optim.lr=1e-3`. With `resume`, continue the run
+    in `out` (`unetkit.resume` builds that config from the stored one). With folds = K, trains K
+    folds and writes one ensemble model file (see training/runner.py).
+    """
+    resolved = train_config(data, out, recipe=recipe, time_budget=time_budget, config=config, **fields)
+    return _train_resolved(resolved, resume=resume)
+
+
+def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
     from unetkit.report import write_reports
     from unetkit.training.runner import run_training
 
     result = run_training(config, resume=resume)
     if distributed.is_main():
         log.info("run report: %s", write_reports(result.run_dir, device=config.runtime.device))
+        for warning in result.warnings:  # the last lines: a useless model must not pass unnoticed
+            log.warning("warning: %s", warning)
     distributed.barrier()  # the ranks return together, after rank 0 has written the report
     return result
 
 
-def resume(run_dir: str | os.PathLike[str], *layers: dict[str, Any]) -> TrainResult:
+def resume(run_dir: str | os.PathLike[str], *layers: dict[str, Any],
+           config: str | os.PathLike[str] | dict[str, Any] | None = None, **fields: Any) -> TrainResult:
     """Continue the killed or finished run in `run_dir` from its last checkpoint.
 
-    `layers` (plain data: a YAML file's fields, then the flags') change what may change (more
-    epochs, a longer time budget); they lie over the run's stored config.yaml.
+    What may change (more epochs, a longer time budget) is given as in `train`: a `config` YAML or
+    mapping, then fields by name (`epochs=40`); `layers` are further mappings of fields.
     """
+    from unetkit.config import layer_from_fields, load_yaml
     from unetkit.training.runner import resumed_config
 
-    config = resumed_config(run_dir, *layers)
-    if Path(config.out_dir) != Path(run_dir):
-        config = dataclasses.replace(config, out_dir=str(run_dir))
-    return train(config, resume=True)
+    if isinstance(config, (str, os.PathLike)):
+        config = load_yaml(config)
+    keywords = layer_from_fields((name, name, value) for name, value in fields.items())
+    resolved = resumed_config(run_dir, *layers, config or {}, keywords)
+    if Path(resolved.out_dir) != Path(run_dir):
+        resolved = dataclasses.replace(resolved, out_dir=str(run_dir))
+    return _train_resolved(resolved, resume=True)
 
 
-def load_model(path: str | os.PathLike[str]) -> SavedModel:
-    """A unetkit model file (safetensors + metadata) as a SavedModel on the CPU, in eval mode:
-    .net, .preprocess, .threshold, .postprocess, .classes."""
+def load_model(path: str | os.PathLike[str]) -> LoadedModel:
+    """A unetkit model file (safetensors + metadata) on the CPU, in eval mode: `.predict(images)` gives
+    masks and `.probabilities(images)` maps of NumPy arrays, as `unetkit predict` would; `.net` is
+    the plain `nn.Module` (logits), with `.preprocess`, `.threshold`, `.postprocess`, `.classes`."""
     from unetkit.export.model_file import load_model as load
+    from unetkit.inference.in_memory import LoadedModel
 
-    return load(path)
+    return LoadedModel(load(path))
 
 
-def predict(config: PredictConfig) -> PredictResult:
+def _options(cls: type[_Config], given: Any, required: dict[str, Any], options: dict[str, Any], door: str) -> _Config:
+    """A config of `cls` from a config object, or from the required arguments and option keywords;
+    a wrong kind of argument or an unknown option is one line naming it."""
+    if isinstance(given, cls):
+        if options or any(value is not None for value in list(required.values())[1:]):
+            raise UserError(f"{door}: give a {cls.__name__} or arguments and options, not both")
+        return given
+    if given is not None and not isinstance(given, (str, os.PathLike)):
+        raise UserError(f"{door}: the first argument must be a {cls.__name__} or a path, not {type(given).__name__}")
+    values = dict(required)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name in [*values, *options]:
+        if name not in known:
+            raise UserError(f"{door}: unknown option {name} (options: {', '.join(sorted(known))})")
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise UserError(f"{door}: {missing[0]} is required")
+    return cls(**{k: str(v) if isinstance(v, os.PathLike) else v for k, v in values.items()}, **options)
+
+
+def predict(model: str | os.PathLike[str] | PredictConfig | None = None, input: str | os.PathLike[str] | None = None,
+            out: str | os.PathLike[str] | None = None, **options: Any) -> PredictResult:
     """Write one mask per input image at the image's size: PNG (0/255 binary, or a palette PNG of
     class indices), or for multi-label models and streamed images, a TIFF.
 
-    Images larger than config.tile are predicted in overlapping, blended tiles; TIFF and .npy
-    inputs above config.stream_pixels are streamed by rows into tiled TIFFs (inference/job.py).
-    Optionally also <stem>_prob.tif (float32 probabilities), <stem>_overlay.png and a run-length
-    CSV. The folder records the job in predict_args.json; re-running it finishes what was left.
+    `unetkit.predict("model.safetensors", "images/", "masks/", tta="flips")` is `unetkit predict
+    --model model.safetensors --input images/ --out masks/ --tta flips`; a PredictConfig works too.
+    Images larger than the tile are predicted in overlapping, blended tiles; TIFF and .npy inputs
+    above stream_pixels are streamed by rows into tiled TIFFs (inference/job.py). The folder records
+    the job in predict_args.json; re-running it finishes what was left.
     """
+    given = {"input_path": str(input)} if input is not None else {}  # or images by image_name / pairs
+    config = _options(PredictConfig, model, {"model_path": model, "out_dir": out}, {**given, **options}, "predict")
     return PredictionJob(config).run()
 
 
-def evaluate(config: EvaluateConfig) -> EvaluateResult:
+def evaluate(model: str | os.PathLike[str] | EvaluateConfig | None = None, data: str | os.PathLike[str] | None = None,
+             **options: Any) -> EvaluateResult:
     """Score a model (.safetensors, or an ONNX export) on a labelled folder: data-set figures plus a
-    per-image CSV (inference/evaluation.py). Under torchrun every rank gets the figures of all."""
+    per-image CSV (inference/evaluation.py). `unetkit.evaluate("model.safetensors", "DIR", tta="d4")`
+    or an EvaluateConfig. Under torchrun every rank gets the figures of all."""
     from unetkit.inference.evaluation import run_evaluation
 
-    return run_evaluation(config)
+    given = {"data_dir": str(data)} if data is not None else {}  # or images_dir/masks_dir, pairs
+    return run_evaluation(_options(EvaluateConfig, model, {"model_path": model}, {**given, **options}, "evaluate"))
 
 
-def export(config: ExportConfig) -> ExportResult:
-    """Write the model as ONNX (export/onnx.py) and measure onnxruntime against PyTorch on it."""
+def export(model: str | os.PathLike[str] | ExportConfig | None = None, out: str | os.PathLike[str] | None = None,
+           **options: Any) -> ExportResult:
+    """Write the model as ONNX (export/onnx.py) and measure onnxruntime against PyTorch on it:
+    `unetkit.export("model.safetensors", "model.onnx", opset=17)` or an ExportConfig."""
     from unetkit.export.onnx import export_model
 
-    return export_model(config)
+    return export_model(_options(ExportConfig, model, {"model_path": model, "out_path": out}, options, "export"))
 
 
 def report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
@@ -126,12 +215,16 @@ def plan(data_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = No
     return make_plan(fingerprint(source, num_classes=num_classes), device, overrides)
 
 
-def import_annotations(config: ImportConfig) -> ImportResult:
+def import_annotations(format: str | ImportConfig | None = None, annotations: str | os.PathLike[str] | None = None,
+                       images: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] | None = None,
+                       **options: Any) -> ImportResult:
     """Turn an annotation-tool export (COCO, CVAT, LabelMe, Label Studio, VOC) into a labelled folder that
-    `train` reads: images/, masks/ (class indices) and classes.yaml (data/importers/)."""
+    `train` reads: images/, masks/ (class indices) and classes.yaml (data/importers/).
+    `unetkit.import_annotations("coco", "instances.json", "photos/", "data/", classes=("cat",))` or an ImportConfig."""
     from unetkit.data.importers import import_annotations as run_import
 
-    return run_import(config)
+    return run_import(_options(ImportConfig, format, {"format": format, "annotations": annotations,
+                                                      "images_dir": images, "out_dir": out}, options, "import"))
 
 
 def synth(out_dir: str | os.PathLike[str], n: int = 600, *, size: int = 101, seed: int = 0) -> Path:
@@ -164,6 +257,8 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     # in the demo's few minutes; the network is the seed's, unchanged.
     config = TrainConfig(out_dir=str(root), epochs=epochs, time_budget_min=time_budget_min, seed=seed,
                          batch_size=batch_size, data=dataclasses.replace(TrainConfig().data, data_dir=str(train_dir)))
+    log.info("demo: training the seed U-Net, the TGS kernel's model and recipe (on your own data `unetkit train` "
+             "uses --recipe best unless told otherwise)")
     result = train(config)
     evaluation = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(test_dir),
                                          csv_path=str(root / "evaluation.csv")))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -434,6 +435,7 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
 
 _SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (ModelConfig, DataConfig, LossConfig, OptimConfig,
                                                           ScheduleConfig, DecisionConfig, RuntimeConfig)}
+_SECTION_NAMES = frozenset(f.name for f in fields(TrainConfig) if f.type in _SECTIONS)
 _SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str,
                                                 "tuple[float, ...]": (list, tuple), "tuple[int, ...]": (list, tuple),
                                                 "dict[str, float]": dict}
@@ -457,6 +459,55 @@ def _typed(name: str, annotation: Any, value: Any) -> Any:
     if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
         raise UserError(f"config field '{name}': {value!r} is not of type {text}")
     return float(value) if text.startswith("float") else tuple(value) if text.startswith("tuple") else value
+
+
+def layer_from_fields(named: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
+    """A layer of config data from (origin, name, value) triples, as the API's keywords and the
+    CLI's flags and --set give them; `origin` is how the user wrote it (`--data`, `time_budget`).
+
+    A name is a field (`epochs`), a section given as a mapping (`model`, {"batch_norm": True}) or a
+    dotted path into a section (`optim.lr`). One field given twice with different values is
+    refused with one line naming both: no door contradicts itself silently.
+    """
+    layer: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for source, name, value in named:
+        flat = _flatten(value, name) if isinstance(value, dict) and name in _SECTION_NAMES else [(name, value)]
+        for path, leaf in flat:
+            if path in origin and _get_path(layer, path) != leaf:
+                raise UserError(f"{source} {_shown(leaf)} contradicts {origin[path]} {_shown(_get_path(layer, path))} "
+                                f"(both set {path}); give one")
+            _put_path(layer, path, leaf)
+            origin[path] = source
+    return layer
+
+
+def _shown(value: Any, limit: int = 200) -> str:
+    """A value as a message quotes it: at most `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _flatten(section: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    """A section's mapping as (dotted path, value) pairs; mappings that are values stay whole."""
+    return [(f"{prefix}.{key}", value) for key, value in section.items()]
+
+
+def _get_path(layer: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        layer = layer.get(part) if isinstance(layer, dict) else None
+    return layer
+
+
+def _put_path(layer: dict[str, Any], path: str, value: Any) -> None:
+    """Set a dotted path; an old flat section value (`loss: bce`) becomes its `name` field."""
+    *sections, name = path.split(".")
+    target = layer
+    for section in sections:
+        if not isinstance(target.get(section), dict):
+            target[section] = {} if section not in target else {"name": target[section]}
+        target = target[section]
+    target[name] = value
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from unetkit.config import (
     RuntimeConfig,
     ScheduleConfig,
     TrainConfig,
-    load_yaml,
+    layer_from_fields,
 )
 from unetkit.errors import UserError
 from unetkit.inference.tiling import BLENDS
@@ -66,59 +66,46 @@ class LazyChoices:
         return iter(self._names())
 
 
-def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
-    """The train flags that were given, as a config layer (None = not given), then every --set."""
-    given = {
-        "out_dir": args.out, "recipe": args.recipe, "preset": args.preset, "epochs": args.epochs,
-        "batch_size": args.batch_size, "monitor": args.monitor, "time_budget_min": args.time_budget, "seed": args.seed,
-        "folds": args.folds, "fold": args.fold,
-        "model": {"in_channels": args.in_channels, "num_classes": args.num_classes},
-        "data": {"data_dir": args.data, "val_fraction": args.val_fraction, "size_policy": args.size_policy,
-                 "augment": args.augment, "patch_size": args.patch_size, **layout_fields(args)},
-        "loss": {"name": args.loss}, "optim": {"lr": args.lr},
-        "runtime": {"device": args.device, "compile": args.compile},
-    }
-    layer: dict[str, Any] = {}
-    for key, value in given.items():
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if v is not None}
-            if value:
-                layer[key] = value
-        elif value is not None:
-            layer[key] = value
+# Each train flag and the config field it sets (argparse dest -> dotted field).
+TRAIN_FLAGS = {
+    "out": "out_dir", "recipe": "recipe", "preset": "preset", "epochs": "epochs", "batch_size": "batch_size",
+    "monitor": "monitor", "time_budget": "time_budget_min", "seed": "seed", "folds": "folds", "fold": "fold",
+    "in_channels": "model.in_channels", "num_classes": "model.num_classes", "data": "data.data_dir",
+    "val_fraction": "data.val_fraction", "size_policy": "data.size_policy", "augment": "data.augment",
+    "patch_size": "data.patch_size", "loss": "loss.name", "lr": "optim.lr", "device": "runtime.device",
+    "compile": "runtime.compile", "images": "data.images_dir", "masks": "data.masks_dir",
+    "image_name": "data.image_name", "mask_name": "data.mask_name", "pairs": "data.pairs",
+}
+
+
+def train_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The train flags that were given and every --set, as config fields by dotted name: the
+    keywords of `unetkit.train`. A --set that contradicts a flag (or another --set) is refused."""
+    named = [(f"--{dest.replace('_', '-')}", path, getattr(args, dest)) for dest, path in TRAIN_FLAGS.items()
+             if getattr(args, dest) is not None]
     for assignment in args.set or []:
-        _set_path(layer, assignment)
-    return layer
+        name, value = _assignment(assignment)
+        named.append((f"--set {name}", name, value))
+    layer_from_fields(named)  # only to refuse contradictions, naming both flags
+    return {name: value for _, name, value in named}
 
 
-def _set_path(layer: dict[str, Any], assignment: str) -> None:
-    """--set a.b.c=VALUE (VALUE read as YAML) into `layer`; old flat names (lr=...) are moved later."""
+def _assignment(assignment: str) -> tuple[str, Any]:
+    """--set a.b.c=VALUE as (name, VALUE read as YAML); old flat names (lr=...) are moved later."""
     key, equals, text = assignment.partition("=")
     if not key or not equals:
         raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
     try:
-        value = yaml.safe_load(text) if text else ""
+        return key, yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
         raise UserError(f"--set {assignment}: the value is not valid YAML") from None
-    *sections, name = key.split(".")
-    target = layer
-    for section in sections:
-        if not isinstance(target.get(section), dict):
-            target[section] = {} if section not in target else {"name": target[section]}
-        target = target[section]
-    target[name] = value
-
-
-def train_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The --config YAML, then the flags and --set (which win)."""
-    return [load_yaml(args.config) if args.config else {}, _flag_layer(args)]
 
 
 def build_train_config(args: argparse.Namespace) -> TrainConfig:
     """Flags (and --set) over the --config YAML over the recipe and preset over the defaults."""
-    from unetkit.training.recipes import resolve_train_config
+    from unetkit.api import train_config
 
-    return resolve_train_config(*train_layers(args))
+    return train_config(config=args.config, **train_fields(args))
 
 
 def _config_fields_help() -> str:
@@ -146,9 +133,9 @@ def _train(args: argparse.Namespace) -> int:
     from unetkit.api import resume, train
 
     if args.resume:
-        result = resume(args.out, *train_layers(args))
+        result = resume(args.out, config=args.config, **train_fields(args))
     else:
-        result = train(build_train_config(args))
+        result = train(config=args.config, **train_fields(args))
     if not distributed.is_main():
         return 0
     metrics = result.val_metrics
@@ -157,6 +144,9 @@ def _train(args: argparse.Namespace) -> int:
           f"{result.stop_reason})")
     tgs = f" TGS mAP {metrics['tgs_map']:.4f}" if result.binary else ""
     print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f}{tgs}")
+    if result.warnings:
+        print(f"unetkit: the run ended with {len(result.warnings)} warning(s), above and at the top of "
+              f"{result.run_dir / 'report.html'}", file=sys.stderr)
     return 0
 
 
@@ -236,9 +226,8 @@ def _synth(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from unetkit.api import plan
 
-    overrides: dict[str, Any] = {}
-    for assignment in args.set or []:
-        _set_path(overrides, assignment)
+    overrides = layer_from_fields((f"--set {name}", name, value)
+                                  for name, value in map(_assignment, args.set or []))
     result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes,
                   layout=layout_fields(args))
     if args.json:
@@ -373,9 +362,9 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
-                       help="training recipe: seed (default, the kernel's), fast (the seed's layers tuned for a "
-                       "time budget), best (the strongest for a time budget on the device that trains: on a CPU "
-                       "best-cpu, chosen by benchmarks/quality.py; on a GPU winners, not yet measured there), "
+                       help="training recipe: best (default: the strongest for a time budget on the device that trains: "
+                       "on a CPU best-cpu, chosen by benchmarks/quality.py; on a GPU winners), seed (the 2015 TGS "
+                       "kernel's recipe, exactly), fast (the seed's layers tuned for a time budget), "
                        "winners (an encoder U-Net with the TGS winners' training) or best-cpu (fast at half the "
                        "width, without dropout, with an average of the weights)")
     train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",

@@ -11,6 +11,7 @@ data: a model file stores it and `build_model` rebuilds the net from it.
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,9 @@ class SegmentationNet(nn.Module):
     """
 
     config: ModelConfig
+    # The ModelConfig fields this architecture reads besides the common ones (registry.COMMON_OPTIONS);
+    # any other is refused by name. None: not declared, nothing is checked.
+    OPTIONS: ClassVar[frozenset[str] | None] = None
 
     @property
     @abstractmethod

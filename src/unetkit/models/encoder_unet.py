@@ -58,6 +58,9 @@ class SegmentationOutputs(NamedTuple):
 class EncoderUNet(SegmentationNet):
     """U-Net on a timm encoder: (B, in_channels, H, W) of any H, W -> logits (B, num_classes, H, W)."""
 
+    OPTIONS = frozenset({"encoder", "pretrained", "start_neurons", "attention", "hypercolumn", "deep_supervision",
+                         "classification_head", "image_gate"})
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if config.arch != "unet":

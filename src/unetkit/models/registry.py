@@ -8,7 +8,7 @@ architecture is one new file in models/ and one line here. `PRESETS` are named M
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from unetkit.config import ModelConfig
@@ -32,12 +32,27 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def check_arch(config: ModelConfig) -> None:
-    """Refuse an unknown `model.arch`, or options its architecture does not know, with one line;
-    an architecture checks its own options in an optional `check_config(config)`."""
+# ModelConfig fields every architecture reads; the rest belong to the architectures that declare them.
+COMMON_OPTIONS = frozenset({"arch", "in_channels", "num_classes", "multilabel"})
+
+
+def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
+    """Refuse an unknown `model.arch`, or options its architecture does not take, with one line;
+    an architecture checks its own options' values in an optional `check_config(config)`.
+
+    ModelConfig is the stored, flat form of every architecture's options, so a foreign field is
+    recognised by a value other than ModelConfig's default, or by its name in `given` (the fields
+    a user named: keywords, a YAML file's model section, --set).
+    """
     if config.arch not in ARCHITECTURES:
         raise UserError(f"config field 'model.arch': unknown architecture '{config.arch}' "
                         f"(known: {', '.join(ARCHITECTURES)})")
+    default = ModelConfig()
+    foreign = [name for name in sorted(_foreign_fields(config.arch))
+               if name in given or getattr(config, name) != getattr(default, name)]
+    if foreign:
+        raise UserError(f"config field 'model.{foreign[0]}': architecture '{config.arch}' does not take it "
+                        f"(its options: {', '.join(sorted(options_of(config.arch)))})")
     check = getattr(ARCHITECTURES[config.arch], "check_config", None)
     if check is not None:
         check(config)
@@ -66,6 +81,33 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-def create_model(name: str = "seed", **overrides: Any) -> SegmentationNet:
-    """A fresh network of preset `name`, with ModelConfig fields replaced by `overrides`."""
-    return build_model(preset_config(name, **overrides))
+def options_of(arch: str) -> frozenset[str]:
+    """The ModelConfig fields architecture `arch` reads (all of them where it declares none)."""
+    declared = ARCHITECTURES[arch].OPTIONS if arch in ARCHITECTURES else None
+    return COMMON_OPTIONS | declared if declared is not None else frozenset(f.name for f in dataclasses.fields(ModelConfig))
+
+
+def _foreign_fields(arch: str) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(ModelConfig)) - options_of(arch)
+
+
+def create_model(name: str = "seed", **options: Any) -> SegmentationNet:
+    """A fresh network by name, after timm's `create_model`: an architecture ("seed_unet", "unet")
+    or a preset ("seed", "seed-bn", "small"), with that architecture's options as keywords
+    (`create_model("unet", encoder="resnet18", num_classes=3)`). It returns logits (B, K, H, W);
+    an option the architecture does not take, or an unknown name, is one line."""
+    if name in PRESETS:
+        base = PRESETS[name]
+    elif name in ARCHITECTURES:
+        base = ModelConfig(arch=name)
+    else:
+        raise UserError(f"unknown model '{name}' (architectures: {', '.join(ARCHITECTURES)}; presets: "
+                        f"{', '.join(PRESETS)})")
+    arch = options.get("arch", base.arch)
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(ModelConfig)})
+    if unknown:
+        raise UserError(f"create_model('{name}'): unknown option {unknown[0]} (its options: "
+                        f"{', '.join(sorted(options_of(arch)))})")
+    config = dataclasses.replace(base, **options)
+    check_arch(config, given=options)
+    return build_model(config)

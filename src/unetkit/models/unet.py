@@ -31,8 +31,15 @@ class UNet(SegmentationNet):
     Input (B, in_channels, H, W) float; output logits (B, num_classes, H, W).
     """
 
+    OPTIONS = frozenset({"start_neurons", "depth", "dropout_first", "dropout", "batch_norm", "upsampling"})
+
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         super().__init__()
+        foreign = sorted(set(overrides) - self.OPTIONS - {"in_channels", "num_classes", "multilabel"})
+        if foreign:
+            raise UserError(f"UNet (arch 'seed_unet') takes no option {', '.join(foreign)} (its options: "
+                            f"in_channels, num_classes, multilabel, {', '.join(sorted(self.OPTIONS))}); "
+                            "unetkit.create_model('unet', encoder=...) builds an encoder U-Net")
         config = dataclasses.replace(config or ModelConfig(), **overrides)
         if config.arch != "seed_unet":
             raise ValueError(f"UNet builds arch 'seed_unet', not {config.arch!r}; use models.build_model")

@@ -1,0 +1,99 @@
+"""A loaded model file that predicts NumPy arrays in memory, through the engine `unetkit predict` uses.
+
+`unetkit.load_model(path)` returns a `LoadedModel`: `predict(images)` gives masks at the input's
+size with the stored threshold and post-processing applied, `probabilities(images)` the maps. The
+arrays go through the same `Predictor` (batching, tiles, TTA) and the same channel rules as image
+files, so a mask from memory equals the one `unetkit predict` writes for the same pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from unetkit.config import InferenceOptions
+from unetkit.data.io import check_finite, to_channels
+from unetkit.errors import UserError
+from unetkit.export.model_file import SavedModel
+from unetkit.inference.predictor import Predictor
+
+_OPTIONS = frozenset(f.name for f in dataclasses.fields(InferenceOptions))
+
+
+class LoadedModel:
+    """A SavedModel (`.net`, `.preprocess`, `.threshold`, `.postprocess`, `.classes`, `.config`)
+    with in-memory prediction. Images: (H, W) or (H, W, C) for one, (N, H, W) or (N, H, W, C) for a
+    batch of one size, or a list of such images of any sizes; channels last."""
+
+    def __init__(self, saved: SavedModel) -> None:
+        self.saved = saved
+        self._predictors: dict[InferenceOptions, Predictor] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "saved":  # not yet set (unpickling, copy): no recursion through __getattr__
+            raise AttributeError(name)
+        return getattr(self.saved, name)
+
+    def probabilities(self, images: np.ndarray | list[np.ndarray], **options: Any) -> np.ndarray | list[np.ndarray]:
+        """Probability maps (K, H, W) float32 per image: (K, H, W) for one image, (N, K, H, W) for a
+        batch, a list for a list. `options` are InferenceOptions fields (tile, tta, batch_size, ...)."""
+        predictor = self._predictor(options)
+        batch, shape = self._images(images)
+        maps = [prob for _, _, prob in predictor.run(enumerate(batch))]
+        return _shaped(maps, shape)
+
+    def predict(self, images: np.ndarray | list[np.ndarray], **options: Any) -> np.ndarray | list[np.ndarray]:
+        """Masks at each image's size, as `unetkit predict` decides them: (H, W) uint8 0/1 for a binary
+        model, class indices for several classes, (K, H, W) 0/1 for several labels; stacked for a
+        batch, a list for a list."""
+        predictor = self._predictor(options)
+        batch, shape = self._images(images)
+        masks = [predictor.to_mask(prob) for _, _, prob in predictor.run(enumerate(batch))]
+        return _shaped(masks, shape)
+
+    def _predictor(self, options: dict[str, Any]) -> Predictor:
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise UserError(f"unknown prediction option {unknown[0]} (options: {', '.join(sorted(_OPTIONS))})")
+        chosen = InferenceOptions(**options)
+        if chosen not in self._predictors:
+            self._predictors[chosen] = Predictor(self.saved, chosen)
+        return self._predictors[chosen]
+
+    def _images(self, images: np.ndarray | list[np.ndarray]) -> tuple[list[np.ndarray], str]:
+        """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped.
+
+        Three axes are one image when the last holds 1 to 4 channels (gray, gray + alpha, RGB, RGBA),
+        else a batch of (H, W) images: no photograph is 4 pixels wide.
+        """
+        channels = self.saved.config.in_channels
+        if isinstance(images, (list, tuple)):
+            return [self._image(np.asarray(image), channels, f"images[{i}]") for i, image in enumerate(images)], "list"
+        array = np.asarray(images)
+        if array.ndim == 2 or (array.ndim == 3 and 1 <= array.shape[2] <= 4):
+            return [self._image(array, channels, "image")], "one"
+        if array.ndim in (3, 4):
+            return [self._image(image, channels, f"images[{i}]") for i, image in enumerate(array)], "batch"
+        raise UserError(f"images of shape {array.shape}: expected (H, W[, C]) or (N, H, W[, C]), channels last")
+
+    @staticmethod
+    def _image(image: np.ndarray, channels: int, name: str) -> np.ndarray:
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3 or min(image.shape) < 1:
+            raise UserError(f"{name} of shape {image.shape}: expected (H, W) or (H, W, C), channels last")
+        if image.dtype.kind not in "uif" or image.dtype.itemsize > 8:
+            raise UserError(f"{name}: dtype {image.dtype} is not an image's (unsigned or signed integers, or floats)")
+        if image.shape[2] > 4 and image.shape[0] <= 4:
+            raise UserError(f"{name} of shape {image.shape} looks channels-first; unetkit takes channels last "
+                            f"(H, W, C): numpy.moveaxis(image, 0, -1)")
+        check_finite(image, name)
+        return to_channels(image, channels, name)
+
+
+def _shaped(arrays: list[np.ndarray], shape: str) -> np.ndarray | list[np.ndarray]:
+    if shape == "one":
+        return arrays[0]
+    return np.stack(arrays) if shape == "batch" else arrays
