@@ -182,6 +182,9 @@ def evaluate(model: str | os.PathLike[str] | EvaluateConfig | None = None, data:
     from unetkit.inference.evaluation import run_evaluation
 
     given = {"data_dir": str(data)} if data is not None else {}  # or images_dir/masks_dir, pairs
+    if not isinstance(model, EvaluateConfig) and not given and not any(
+            options.get(name) for name in ("images_dir", "pairs")):
+        raise UserError("evaluate: data_dir is required (or images_dir and masks_dir, or pairs)")
     return run_evaluation(_options(EvaluateConfig, model, {"model_path": model}, {**given, **options}, "evaluate"))
 
 

@@ -86,3 +86,15 @@ def test_cli_import_then_refusal(capsys: pytest.CaptureFixture[str], tmp_path: P
     code, _, err = run_cli(capsys, "import", "--format", "coco", "--annotations", str(tmp_path / "coco.json"),
                            "--images", str(image_dir), "--out", str(tmp_path / "out"))
     assert_one_line_error(code, err, "out: exists and is not empty")
+
+
+def test_api_door_takes_plain_arguments(tmp_path: Path) -> None:
+    from unetkit.api import import_annotations
+
+    (tmp_path / "coco.json").write_text(json.dumps(coco(GOOD)))
+    result = import_annotations("coco", tmp_path / "coco.json", images(tmp_path / "img", "a.png", "b.png"),
+                                tmp_path / "out", classes=("dog", "cat"))
+    assert result.classes == ["dog", "cat"]
+    assert counts(tmp_path / "out", "a") == {0: 45, 1: 15, 2: 20}
+    with pytest.raises(UserError, match="import: unknown option colour"):
+        import_annotations("coco", tmp_path / "coco.json", tmp_path / "img", tmp_path / "out2", colour="red")
