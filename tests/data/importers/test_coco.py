@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.cli.test_cli import assert_one_line_error, run_cli
 from tests.data.importers.helpers import HEIGHT, WIDTH, counts, images, run
@@ -98,3 +99,18 @@ def test_api_door_takes_plain_arguments(tmp_path: Path) -> None:
     assert counts(tmp_path / "out", "a") == {0: 45, 1: 15, 2: 20}
     with pytest.raises(UserError, match="import: unknown option colour"):
         import_annotations("coco", tmp_path / "coco.json", tmp_path / "img", tmp_path / "out2", colour="red")
+
+
+def test_panoptic_segments_from_the_png_folder(tmp_path: Path) -> None:
+    """Segment ids R + 256 G + 256^2 B: cat id 300 (R 44, G 1) on 12 pixels, dog id 7 on 5, unlabelled 0."""
+    ids = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    ids[0:3, 0:4] = (44, 1, 0)
+    ids[7, 5:10] = (7, 0, 0)
+    (tmp_path / "panoptic").mkdir()
+    Image.fromarray(ids).save(tmp_path / "panoptic" / "a.png")
+    data = coco([], ("a.png",))
+    data["annotations"] = [{"image_id": 1, "file_name": "a.png",
+                            "segments_info": [{"id": 300, "category_id": 1}, {"id": 7, "category_id": 2}]}]
+    (tmp_path / "panoptic.json").write_text(json.dumps(data))
+    run("coco", tmp_path / "panoptic.json", images(tmp_path / "img", "a.png"), tmp_path / "out")
+    assert counts(tmp_path / "out", "a") == {0: 63, 1: 12, 2: 5}

@@ -37,10 +37,11 @@ def test_rectangle_overlap_and_hole(tmp_path: Path) -> None:
     (GOOD[:40], "a.json: not readable JSON"),
     (labelme(shape("cat", [[1, 1], [3, 3]])), "a.json: nothing written; polygons with too few points: 1 (a.json shape 0"),
     (labelme(shape("cat", SQUARE), image="../../a.png"), "a.json: nothing written; image paths outside"),
+    (GOOD, "a.json: nothing written; labels not in --classes: 1 ('dog' in a.png)"),
 ])
 def test_bad_labelme_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
     (tmp_path / "a.json").write_text(text)
     with pytest.raises(UserError) as caught:
-        run("labelme", tmp_path / "a.json", images(tmp_path / "img", "a.png"), tmp_path / "out")
+        run("labelme", tmp_path / "a.json", images(tmp_path / "img", "a.png"), tmp_path / "out", classes=("cat",))
     assert str(caught.value).startswith(f"{tmp_path}/{expected}")
     assert not (tmp_path / "out").exists()

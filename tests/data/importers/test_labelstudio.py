@@ -68,11 +68,12 @@ def test_polygon_in_percent_and_brush(tmp_path: Path) -> None:
     (task(result("brushlabels", {"format": "rle", "rle": brush_rle()[:5], "brushlabels": ["dog"]})),
      "ls.json: nothing written; brushes whose rle cannot be decoded: 1"),
     (task(SQUARE, image="../a.png"), "ls.json: nothing written; image paths outside"),
+    (task(SQUARE, BRUSH), "ls.json: nothing written; labels not in --classes: 1 ('dog' in a.png)"),
 ])
 def test_bad_label_studio_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
     (tmp_path / "ls.json").write_text(text)
     images(tmp_path, "a.png")
     with pytest.raises(UserError) as caught:
-        run("labelstudio", tmp_path / "ls.json", images(tmp_path / "img", "a.png"), tmp_path / "out")
+        run("labelstudio", tmp_path / "ls.json", images(tmp_path / "img", "a.png"), tmp_path / "out", classes=("cat",))
     assert str(caught.value).startswith(f"{tmp_path}/{expected}")
     assert not (tmp_path / "out").exists()
