@@ -55,8 +55,10 @@ lock: $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/unetkit demo --out runs/demo
 
+# One pytest-xdist worker per core, tests dealt one by one; a module whose fixtures train a run or
+# start a server marks itself `xdist_group` so that they are built on one worker, once.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 # The suite on the newest releases pip finds (no lock; torch stays TORCH_SPEC) in a fresh venv of its own,
 # to catch breakage from new versions before they reach the lock. Prints the versions that differ from it.

@@ -34,6 +34,8 @@ def test_demo_writes_every_promised_file(tmp_path: Path) -> None:
 
 
 # --- Two doors, one house: the Python API resolves, refuses and predicts as the CLI does ------------
+pytestmark = pytest.mark.xdist_group("api")  # one xdist worker: the module's trained run is built once
+
 
 def _cli_config(*argv: str) -> TrainConfig:
     return build_train_config(make_parser().parse_args(["train", *argv]))
