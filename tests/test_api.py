@@ -1,4 +1,5 @@
-"""The demo job (what `make demo` runs) on a tiny budget: every promised file appears."""
+"""The Python API: the demo job (what `make demo` runs), and the two doors — keywords resolve, refuse and
+predict as the CLI's flags do."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.models import count_parameters
 
+pytestmark = pytest.mark.xdist_group("api")  # one xdist worker: the module's trained run is built once
+
 
 @pytest.mark.slow
 def test_demo_writes_every_promised_file(tmp_path: Path) -> None:
@@ -34,8 +37,6 @@ def test_demo_writes_every_promised_file(tmp_path: Path) -> None:
 
 
 # --- Two doors, one house: the Python API resolves, refuses and predicts as the CLI does ------------
-pytestmark = pytest.mark.xdist_group("api")  # one xdist worker: the module's trained run is built once
-
 
 def _cli_config(*argv: str) -> TrainConfig:
     return build_train_config(make_parser().parse_args(["train", *argv]))
