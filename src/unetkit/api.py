@@ -102,6 +102,8 @@ def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
     result = run_training(config, resume=resume)
     if distributed.is_main():
         log.info("run report: %s", write_reports(result.run_dir, device=config.runtime.device))
+        for warning in result.warnings:  # the last lines: a useless model must not pass unnoticed
+            log.warning("warning: %s", warning)
     distributed.barrier()  # the ranks return together, after rank 0 has written the report
     return result
 
@@ -238,6 +240,8 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     # in the demo's few minutes; the network is the seed's, unchanged.
     config = TrainConfig(out_dir=str(root), epochs=epochs, time_budget_min=time_budget_min, seed=seed,
                          batch_size=batch_size, data=dataclasses.replace(TrainConfig().data, data_dir=str(train_dir)))
+    log.info("demo: training the seed U-Net, the TGS kernel's model and recipe (on your own data `unetkit train` "
+             "uses --recipe best unless told otherwise)")
     result = train(config)
     evaluation = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(test_dir),
                                          csv_path=str(root / "evaluation.csv")))

@@ -156,7 +156,8 @@ def _folds_figure(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
 def _page(title: str, sections: list[str]) -> str:
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}")
+             "th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}"
+             ".warning{background:#fff3f3;border-left:4px solid #b00;padding:.5em 1em;color:#700}")
     body = "\n".join(sections)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
@@ -187,7 +188,8 @@ def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: d
              history: list[dict[str, float]]) -> str:
     best = record.get("best_epoch_metrics") or {}
     at_threshold = record.get("val_at_threshold") or record.get("out_of_fold") or {}
-    lines = [f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
+    warnings = [f'<p class="warning">Warning: {html.escape(str(w))}</p>' for w in record.get("warnings") or []]
+    lines = [*warnings, f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
              f"{html.escape(str(record.get('stop_reason', 'n/a')))}.</p>",
              "<h2>Best epoch</h2>", _table([best] if best else [])]
     if at_threshold:

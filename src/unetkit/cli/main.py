@@ -142,6 +142,9 @@ def _train(args: argparse.Namespace) -> int:
           f"{result.stop_reason})")
     tgs = f" TGS mAP {metrics['tgs_map']:.4f}" if result.binary else ""
     print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f}{tgs}")
+    if result.warnings:
+        print(f"unetkit: the run ended with {len(result.warnings)} warning(s), above and at the top of "
+              f"{result.run_dir / 'report.html'}", file=sys.stderr)
     return 0
 
 
@@ -332,9 +335,9 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
-                       help="training recipe: seed (default, the kernel's), fast (the seed's layers tuned for a "
-                       "time budget), best (the strongest for a time budget on the device that trains: on a CPU "
-                       "best-cpu, chosen by benchmarks/quality.py; on a GPU winners, not yet measured there), "
+                       help="training recipe: best (default: the strongest for a time budget on the device that trains: "
+                       "on a CPU best-cpu, chosen by benchmarks/quality.py; on a GPU winners), seed (the 2015 TGS "
+                       "kernel's recipe, exactly), fast (the seed's layers tuned for a time budget), "
                        "winners (an encoder U-Net with the TGS winners' training) or best-cpu (fast at half the "
                        "width, without dropout, with an average of the weights)")
     train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",

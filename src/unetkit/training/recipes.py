@@ -80,6 +80,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "best": {},
 }
 
+# The recipe of a run whose layers name none (a TrainConfig built by hand names its own: "seed").
+DEFAULT_RECIPE = "best"
+# A time-budget recipe's length when the layers give neither epochs nor a budget: the minutes
+# benchmarks/quality.py chose `best` at, rather than 200 epochs of a schedule laid over them.
+DEFAULT_BUDGET_MIN = 10
+
 # What `--recipe best` means on each device: on a CPU the benchmark's choice; on a GPU, where a
 # larger encoder and many more epochs fit the same minutes, the winners' model.
 BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
@@ -88,12 +94,12 @@ BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
 def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     """One TrainConfig from layers of plain data, later layers winning field by field.
 
-    Under all layers lie the recipe they name (default "seed") and, for the `model`
+    Under all layers lie the recipe they name (DEFAULT_RECIPE when none does) and, for the `model`
     section, the model preset they name (default "seed"). Old flat field names are moved
     into their sections (config.MOVED_FIELDS).
     """
     merged = _layered(*layers)
-    recipe = merged.get("recipe", "seed")
+    recipe = merged.get("recipe", DEFAULT_RECIPE)
     if not isinstance(recipe, str) or recipe not in RECIPES:
         raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")
     if recipe == "best":
@@ -101,6 +107,8 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     values: dict[str, Any] = {}
     _merge_into(values, RECIPES[recipe])
     _merge_into(values, merged)
+    if recipe != "seed" and "epochs" not in merged and "time_budget_min" not in merged:
+        values["time_budget_min"] = DEFAULT_BUDGET_MIN
     preset = values.get("preset", "seed")
     if not isinstance(preset, str):
         raise UserError(f"config field 'preset': {preset!r} must be a preset name")
@@ -136,13 +144,13 @@ def given_fields(config: TrainConfig) -> dict[str, Any]:
     """The fields of a hand-built TrainConfig that differ from TrainConfig's defaults, as a layer:
     what its author set, to be resolved over its recipe like a YAML file's fields."""
     default, given = dataclasses.asdict(TrainConfig()), dataclasses.asdict(config)
-    layer: dict[str, Any] = {}
+    layer: dict[str, Any] = {"recipe": config.recipe}  # its own, "seed" by default: TrainConfig's defaults are the seed's
     for key, value in given.items():
         if isinstance(value, dict) and key != "augment_params":
             changed = {name: v for name, v in value.items() if default[key].get(name) != v}
             if changed:
                 layer[key] = changed
-        elif value != default[key]:
+        elif value != default[key] and key != "recipe":
             layer[key] = value
     return layer
 
@@ -154,9 +162,22 @@ def best_for_device(merged: dict[str, Any]) -> str:
     if device == "auto":
         device = resolve_device("auto").type
     # a device that is not one (or not a name) gets the CPU's recipe here and RuntimeConfig's one-line refusal next
-    chosen = BEST_BY_DEVICE[device] if isinstance(device, str) and device in BEST_BY_DEVICE else BEST_BY_DEVICE["cpu"]
-    log.info("recipe best on the %s: %s", "GPU" if device == "cuda" else "CPU", chosen)
-    return chosen
+    return BEST_BY_DEVICE[device] if isinstance(device, str) and device in BEST_BY_DEVICE else BEST_BY_DEVICE["cpu"]
+
+
+def describe_recipe(config: TrainConfig) -> str:
+    """The run's first words: which recipe, why, how long, and how to get the kernel's."""
+    best = {chosen: device for device, chosen in BEST_BY_DEVICE.items()}
+    if config.recipe in best:
+        why = f"`best` on the {'GPU' if best[config.recipe] == 'cuda' else 'CPU'}, the default"
+    elif config.recipe == "seed":
+        why = "the 2015 TGS kernel's recipe, exactly"
+    else:
+        why = "chosen by name"
+    length = (f"a {config.time_budget_min:g}-minute time budget" if config.time_budget_min is not None else
+              f"up to {config.epochs} epochs" + (", stopping early" if config.early_stopping_patience else ""))
+    kernel = "" if config.recipe == "seed" else "; --recipe seed trains the kernel's recipe"
+    return f"recipe {config.recipe} ({why}); {length}{kernel}"
 
 
 def detected_channels(data_dir: str, sample: int = 8) -> int | None:

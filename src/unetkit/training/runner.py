@@ -43,7 +43,7 @@ from unetkit.training.checkpoint import load_checkpoint
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.plan import Plan, make_plan, whole_by_size
-from unetkit.training.recipes import check_train_config, resolve_train_config
+from unetkit.training.recipes import check_train_config, describe_recipe, resolve_train_config
 from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -101,6 +101,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         _check_same_data(run_dir, files, config.data.data_dir)
     distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if distributed.is_main():
+        log.info(describe_recipe(config))
         make_dir(run_dir)
         write_text(run_dir / "config.yaml", dump_yaml(config))
         write_text(run_dir / DATA_RECORD, json.dumps(files, indent=1))
