@@ -57,10 +57,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # norm and light dropout, AdamW with a cosine schedule laid over the budget, BCE + Dice, batch 16,
     # the model chosen by TGS mAP, small components and the empty-mask rule tuned on validation.
     "fast": _FAST,
-    # The TGS winners' model and training (the GPU's `best`): a ResNet18
-    # encoder U-Net with scSE, hypercolumns, deep supervision and the image-level head (gating the
-    # masks), its decoder at half smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on
-    # elu(x)+1 for the last 40% of the run; AdamW on a cosine over the budget.
+    # The TGS winners' model and training (the GPU's `best`): a ResNet18 encoder U-Net with scSE,
+    # hypercolumns, deep supervision and the image-level head (gating the masks), its decoder at half
+    # smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on elu(x)+1 for the last 40%
+    # of the run; AdamW on a cosine over the budget.
     "winners": {"model": {"arch": "unet", "encoder": "resnet18", "start_neurons": 8, "attention": "scse",
                           "hypercolumn": True, "deep_supervision": True, "classification_head": True},
                 "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
