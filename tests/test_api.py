@@ -1,4 +1,5 @@
-"""The demo job (what `make demo` runs) on a tiny budget: every promised file appears."""
+"""The Python API: the demo job (what `make demo` runs), and the two doors — keywords resolve, refuse and
+predict as the CLI's flags do."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from unetkit.data.io import read_array
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.models import count_parameters
+
+pytestmark = pytest.mark.xdist_group("api")  # one xdist worker: the module's trained run is built once
 
 
 @pytest.mark.slow

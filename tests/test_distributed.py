@@ -20,7 +20,8 @@ from unetkit.data.io import read_array
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.training.checkpoint import load_checkpoint
 
-pytestmark = pytest.mark.slow
+# One xdist worker for the module: its trained runs (module fixtures) are built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 TINY = ["--recipe", "seed", "--epochs", "2", "--batch-size", "8", "--augment", "none", "--device", "cpu",

@@ -222,7 +222,7 @@ class RuntimeConfig:
 
     device: str = "auto"
     # Mixed precision. auto: on a GPU bf16 where supported, else fp16 with a grad scaler; on a CPU bf16
-    # where it has bf16 instructions (AVX512-BF16, AMX: 1.25-1.67x faster), else fp32. off: fp32 everywhere.
+    # where it has bf16 instructions (AVX512-BF16, AMX), else fp32. off: fp32 everywhere.
     amp: str = "auto"
     compile: bool = False  # torch.compile the network
     sync_batchnorm: bool = False  # under torchrun on GPUs: batch-norm statistics over every rank's images

@@ -291,7 +291,7 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
                         "down, like TGS), the 4 flips, or the 8 symmetries of the square (d4)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise; bf16 on a CPU with "
-                        "AVX512-BF16/AMX is ~1.9x faster, probabilities within a few hundredths")
+                        "AVX512-BF16/AMX is faster, probabilities within a few hundredths")
 
 
 def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:

@@ -159,7 +159,7 @@ def _border_weight_map(config: TrainConfig) -> Callable[[np.ndarray], np.ndarray
 
 def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device, cropped: bool) -> bool:
     """Whether the training set lives on the device and is cut and augmented there (data/device_batches.py):
-    on a GPU the CPU cannot prepare batches fast enough (issue 15); with `auto`, when a quarter of the
+    on a GPU the CPU cannot prepare batches fast enough; with `auto`, when a quarter of the
     free device memory holds the set, and not for pad_crop (its crops are the CPU loader's)."""
     choice = config.runtime.device_batches
     if choice == "off" or cropped:

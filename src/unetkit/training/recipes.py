@@ -57,10 +57,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # norm and light dropout, AdamW with a cosine schedule laid over the budget, BCE + Dice, batch 16,
     # the model chosen by TGS mAP, small components and the empty-mask rule tuned on validation.
     "fast": _FAST,
-    # The TGS winners' model and training (the GPU's `best` until a GPU measures otherwise): a ResNet18
-    # encoder U-Net with scSE, hypercolumns, deep supervision and the image-level head (gating the
-    # masks), its decoder at half smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on
-    # elu(x)+1 for the last 40% of the run; AdamW on a cosine over the budget.
+    # The TGS winners' model and training (the GPU's `best`): a ResNet18 encoder U-Net with scSE,
+    # hypercolumns, deep supervision and the image-level head (gating the masks), its decoder at half
+    # smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on elu(x)+1 for the last 40%
+    # of the run; AdamW on a cosine over the budget.
     "winners": {"model": {"arch": "unet", "encoder": "resnet18", "start_neurons": 8, "attention": "scse",
                           "hypercolumn": True, "deep_supervision": True, "classification_head": True},
                 "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
@@ -68,12 +68,12 @@ RECIPES: dict[str, dict[str, Any]] = {
                 "loss": {"name": "bce", "second_name": "lovasz_elu", "second_at": 0.6},
                 "data": {"augment": "seed", "size_policy": "pad"},
                 "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}},
-    # The CPU's `best`, chosen by benchmarks/quality.py at 10 CPU-minutes on TGS: `fast` at half the
-    # width (a quarter of the work: 2.5 times the epochs) without dropout (it still underfits in 10
-    # minutes) and with an exponential moving average of the weights (decay 0.998, about the last 500
-    # steps: the last sixth of a 10-minute run), which validates and predicts; the winners' encoder,
-    # second stage and Lovász all scored lower in the same minutes. Kept at 30 minutes, where it
-    # overfits: dropout, strong augmentation and the Lovász second stage did not raise held-out mAP there.
+    # The CPU's `best`, chosen by benchmarks/quality.py on TGS (benchmarks/RESULTS.md): `fast` at half
+    # the width (a quarter of the work, so more epochs in the same minutes) without dropout (a short
+    # budget still underfits) and with an exponential moving average of the weights (decay 0.998,
+    # about the last 500 steps), which validates and predicts; the winners' encoder, second stage and
+    # Lovász all scored lower in the same minutes. The same for longer budgets, where it overfits:
+    # dropout, strong augmentation and the Lovász second stage did not raise held-out mAP there.
     "best-cpu": _layered(_FAST, {"model": {"start_neurons": 8, "dropout_first": 0.0, "dropout": 0.0},
                                  "optim": {"ema_decay": 0.998}}),
     # `best` is the recipe of the device that trains: BEST_BY_DEVICE.
@@ -87,7 +87,7 @@ DEFAULT_RECIPE = "best"
 DEFAULT_BUDGET_MIN = 10
 
 # What `--recipe best` means on each device: on a CPU the benchmark's choice; on a GPU, where a
-# larger encoder and many more epochs fit the same minutes, the winners' model (not yet measured).
+# larger encoder and many more epochs fit the same minutes, the winners' model.
 BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
 
 
