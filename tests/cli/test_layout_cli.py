@@ -10,7 +10,7 @@ import pytest
 from tests.cli.test_cli import assert_one_line_error, run_cli
 from tests.data.test_pairing import IDS, vessel_layout
 
-TINY = ["--preset", "small", "--batch-size", "2", "--epochs", "1", "--patch-size", "0"]
+TINY = ["--recipe", "seed", "--preset", "small", "--batch-size", "2", "--epochs", "1", "--patch-size", "0"]
 NAMES = ["--image-name", "{id}_training.tif", "--mask-name", "{id}_manual1.gif"]
 
 

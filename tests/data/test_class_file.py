@@ -68,7 +68,7 @@ def test_a_trimap_set_trains_with_the_border_ignored(tmp_path: Path) -> None:
 
     root = trimap_set(tmp_path / "pets")
     config = resolve_train_config({"out_dir": str(tmp_path / "run"), "data": {"data_dir": str(root), "patch_size": 0},
-                                   "preset": "small", "epochs": 1, "batch_size": 2})
+                                   "recipe": "seed", "preset": "small", "epochs": 1, "batch_size": 2})
     assert (config.data.ignore_index, config.model.num_classes) == (255, 1)
     result = train(config)
     assert result.model_path.is_file()
