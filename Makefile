@@ -55,8 +55,10 @@ lock: $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/unetkit demo --out runs/demo
 
+# One pytest-xdist worker per core, tests dealt one by one; a module whose fixtures train a run or
+# start a server marks itself `xdist_group` so that they are built on one worker, once.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 # The suite on the newest releases pip finds (no lock; torch stays TORCH_SPEC) in a fresh venv of its own,
 # to catch breakage from new versions before they reach the lock. Prints the versions that differ from it.
@@ -75,10 +77,11 @@ test-browser: $(VENV)/.installed
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 	$(BIN)/python tools/report_in_browser.py
 
-# Benchmarks: throughput (~4 min), quality per minute (seed, fast, best x 2 folds x 2 seeds x 10 min on TGS,
-# about 2.5 h; benchmarks/quality.py --budgets 10,30 for the full table), then large-image
-# inference against MONAI and peak memory on a 20000 x 20000 TIFF (~15 min), then training on large
-# images (benchmarks/large_images.py: 20000^2 peak memory, patch pipeline, patches vs whole; ~25 min).
+# Benchmarks (hours; benchmarks/RESULTS.md has their figures and run times): throughput, quality per
+# minute (seed, fast, best x 2 folds x 2 seeds x 10 min on TGS; benchmarks/quality.py --budgets 10,30
+# for the full table), then large-image inference against MONAI and peak memory on a 20000 x 20000
+# TIFF, then training on large images (benchmarks/large_images.py: peak memory, patch pipeline,
+# patches vs whole images).
 # MONAI is installed for the comparison only, pinned; with torch already installed pip adds nothing else.
 MONAI_SPEC ?= monai==1.6.1
 

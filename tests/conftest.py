@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,12 @@ from unetkit.export.model_file import save_model
 from unetkit.models import UNet
 
 TGS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
+
+
+# Under pytest-xdist (`make test` runs one worker per core) each worker keeps to its share of the cores:
+# two workers with two torch threads each would oversubscribe a 2-core machine.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 @pytest.fixture(autouse=True)

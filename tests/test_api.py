@@ -1,4 +1,5 @@
-"""The demo job (what `make demo` runs) on a tiny budget: every promised file appears."""
+"""The Python API: the demo job (what `make demo` runs), and the two doors — keywords resolve, refuse and
+predict as the CLI's flags do."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from unetkit.data.io import read_array
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.models import count_parameters
+
+pytestmark = pytest.mark.xdist_group("api")  # one xdist worker: the module's trained run is built once
 
 
 @pytest.mark.slow
@@ -79,7 +82,7 @@ def test_a_hand_built_trainconfig_gets_its_recipe(tiny_data: Path) -> None:
     (lambda d: unetkit.predict({"model": "m"}), r"^predict: the first argument must be a PredictConfig or a path, not dict$"),
     (lambda d: unetkit.predict("m.safetensors", "in", "out", tile_size=3),
      r"^predict: unknown option tile_size \(options: "),
-    (lambda d: unetkit.evaluate("m.safetensors"), r"^evaluate: data_dir is required$"),
+    (lambda d: unetkit.evaluate("m.safetensors"), r"^evaluate: data_dir is required \(or images_dir and masks_dir, or pairs\)$"),
 ])
 def test_each_door_refuses_with_one_line(tiny_data: Path, call, message: str) -> None:
     with pytest.raises(UserError, match=message) as caught:

@@ -8,6 +8,7 @@ import yaml
 from unetkit.cli.main import build_train_config, make_parser
 from unetkit.config import DataConfig, TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.errors import UserError
+from unetkit.training.recipes import DEFAULT_BUDGET_MIN
 
 
 def parse(*argv: str):
@@ -23,8 +24,15 @@ def test_flags_override_yaml_which_overrides_the_preset(tmp_path: Path) -> None:
     assert config.data.val_fraction == 0.3 and config.data.data_dir == "D"
 
 
-def test_defaults_are_the_seed_recipe() -> None:
-    config = build_train_config(parse())
+def test_the_default_is_best_with_a_stated_length_and_seed_is_one_flag_away() -> None:
+    default = build_train_config(parse("--device", "cpu"))
+    assert (default.recipe, default.model.start_neurons, default.optim.ema_decay, default.batch_size) == \
+        ("best-cpu", 8, 0.998, 16)
+    assert default.time_budget_min == DEFAULT_BUDGET_MIN == 10  # neither --epochs nor --time-budget: a stated length
+    assert build_train_config(parse("--device", "cpu", "--epochs", "5")).time_budget_min is None
+    assert build_train_config(parse("--device", "cpu", "--time-budget", "3")).time_budget_min == 3
+    config = build_train_config(parse("--recipe", "seed"))
+    assert config.time_budget_min is None and config.epochs == 200  # the kernel's, early stopping and all
     assert config.model.arch == "seed_unet" and config.model.start_neurons == 16 and config.model.dropout == 0.5
     assert not config.model.batch_norm
     assert (config.batch_size, config.optim.lr, config.loss.name, config.monitor) == (32, 1e-3, "bce", "val_loss")

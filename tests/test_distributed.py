@@ -20,10 +20,11 @@ from unetkit.data.io import read_array
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.training.checkpoint import load_checkpoint
 
-pytestmark = pytest.mark.slow
+# One xdist worker for the module: its trained runs (module fixtures) are built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-TINY = ["--epochs", "2", "--batch-size", "8", "--augment", "none", "--device", "cpu",
+TINY = ["--recipe", "seed", "--epochs", "2", "--batch-size", "8", "--augment", "none", "--device", "cpu",
         "--set", "model.start_neurons=4", "--set", "model.depth=2"]
 # Equal to one process to 1e-6 needs fp32: bf16 autocast (on by default on CPUs with bf16 instructions)
 # rounds the convolutions of a 4-image and an 8-image batch differently.

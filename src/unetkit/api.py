@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from unetkit import distributed
-from unetkit.config import EvaluateConfig, ExportConfig, PredictConfig, TrainConfig
+from unetkit.config import EvaluateConfig, ExportConfig, ImportConfig, PredictConfig, TrainConfig
 from unetkit.errors import UserError
 from unetkit.fileio import make_dir, write_text
 from unetkit.inference.job import PredictionJob, PredictResult
@@ -30,6 +30,7 @@ from unetkit.runtime import log
 _Config = TypeVar("_Config", PredictConfig, EvaluateConfig, ExportConfig)
 
 if TYPE_CHECKING:
+    from unetkit.data.importers import ImportResult
     from unetkit.export.onnx import ExportResult
     from unetkit.inference.evaluation import EvaluateResult
     from unetkit.inference.in_memory import LoadedModel
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from unetkit.training.plan import Plan
 
 __all__ = ["demo", "evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train",
-           "train_config", "PredictResult"]
+           "train_config", "PredictResult", "import_annotations"]
 
 DEMO_MARKER = ".unetkit-demo"
 
@@ -102,6 +103,8 @@ def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
     result = run_training(config, resume=resume)
     if distributed.is_main():
         log.info("run report: %s", write_reports(result.run_dir, device=config.runtime.device))
+        for warning in result.warnings:  # the last lines: a useless model must not pass unnoticed
+            log.warning("warning: %s", warning)
     distributed.barrier()  # the ranks return together, after rank 0 has written the report
     return result
 
@@ -166,8 +169,8 @@ def predict(model: str | os.PathLike[str] | PredictConfig | None = None, input: 
     above stream_pixels are streamed by rows into tiled TIFFs (inference/job.py). The folder records
     the job in predict_args.json; re-running it finishes what was left.
     """
-    config = _options(PredictConfig, model, {"model_path": model, "input_path": input, "out_dir": out}, options,
-                      "predict")
+    given = {"input_path": str(input)} if input is not None else {}  # or images by image_name / pairs
+    config = _options(PredictConfig, model, {"model_path": model, "out_dir": out}, {**given, **options}, "predict")
     return PredictionJob(config).run()
 
 
@@ -178,7 +181,11 @@ def evaluate(model: str | os.PathLike[str] | EvaluateConfig | None = None, data:
     or an EvaluateConfig. Under torchrun every rank gets the figures of all."""
     from unetkit.inference.evaluation import run_evaluation
 
-    return run_evaluation(_options(EvaluateConfig, model, {"model_path": model, "data_dir": data}, options, "evaluate"))
+    given = {"data_dir": str(data)} if data is not None else {}  # or images_dir/masks_dir, pairs
+    if not isinstance(model, EvaluateConfig) and not given and not any(
+            options.get(name) for name in ("images_dir", "pairs")):
+        raise UserError("evaluate: data_dir is required (or images_dir and masks_dir, or pairs)")
+    return run_evaluation(_options(EvaluateConfig, model, {"model_path": model}, {**given, **options}, "evaluate"))
 
 
 def export(model: str | os.PathLike[str] | ExportConfig | None = None, out: str | os.PathLike[str] | None = None,
@@ -198,14 +205,29 @@ def report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
 
 
 def plan(data_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = None, *, device: str = "auto",
-         num_classes: int | None = None) -> Plan:
+         num_classes: int | None = None, layout: dict[str, str] | None = None) -> Plan:
     """Fingerprint the labelled folder `data_dir` (data/fingerprint.py, bounded memory) and choose how to
     train on it for `device` (training/plan.py): the Plan, with a why per choice and the fingerprint.
-    `overrides` set plan fields (unknown names are a UserError); nothing is written."""
+    `overrides` set plan fields (unknown names are a UserError); nothing is written. `layout`: the
+    DataConfig fields images_dir, masks_dir, image_name, mask_name, pairs (data/pairing.py)."""
     from unetkit.data.fingerprint import fingerprint
+    from unetkit.data.pairing import DataSource
     from unetkit.training.plan import make_plan
 
-    return make_plan(fingerprint(data_dir, num_classes=num_classes), device, overrides)
+    source = DataSource(data_dir=str(data_dir), **(layout or {}))
+    return make_plan(fingerprint(source, num_classes=num_classes), device, overrides)
+
+
+def import_annotations(format: str | ImportConfig | None = None, annotations: str | os.PathLike[str] | None = None,
+                       images: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] | None = None,
+                       **options: Any) -> ImportResult:
+    """Turn an annotation-tool export (COCO, CVAT, LabelMe, Label Studio, VOC) into a labelled folder that
+    `train` reads: images/, masks/ (class indices) and classes.yaml (data/importers/).
+    `unetkit.import_annotations("coco", "instances.json", "photos/", "data/", classes=("cat",))` or an ImportConfig."""
+    from unetkit.data.importers import import_annotations as run_import
+
+    return run_import(_options(ImportConfig, format, {"format": format, "annotations": annotations,
+                                                      "images_dir": images, "out_dir": out}, options, "import"))
 
 
 def synth(out_dir: str | os.PathLike[str], n: int = 600, *, size: int = 101, seed: int = 0) -> Path:
@@ -238,6 +260,8 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     # in the demo's few minutes; the network is the seed's, unchanged.
     config = TrainConfig(out_dir=str(root), epochs=epochs, time_budget_min=time_budget_min, seed=seed,
                          batch_size=batch_size, data=dataclasses.replace(TrainConfig().data, data_dir=str(train_dir)))
+    log.info("demo: training the seed U-Net, the TGS kernel's model and recipe (on your own data `unetkit train` "
+             "uses --recipe best unless told otherwise)")
     result = train(config)
     evaluation = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(test_dir),
                                          csv_path=str(root / "evaluation.csv")))

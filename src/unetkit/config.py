@@ -163,6 +163,11 @@ class DataConfig:
     ignore_index: int | None = None  # mask value excluded from loss and metrics (e.g. 255 = unlabelled)
     augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "strong" (data/augment.py), "none"
     augment_params: dict[str, float] = field(default_factory=dict)  # AugmentConfig fields over the preset
+    images_dir: str = ""  # the images, when not data_dir/images (data/pairing.py)
+    masks_dir: str = ""  # the masks, when not data_dir/masks or data_dir/labels
+    image_name: str = ""  # how an image's file name holds its id, e.g. '{id}_training.tif' (default '{id}.*')
+    mask_name: str = ""  # its mask's file name, e.g. '{id}_manual1.gif' (default '{id}.*' or '{id}_mask.*')
+    pairs: str = ""  # a CSV with columns image,mask (paths relative to it) instead of folders
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -273,7 +278,7 @@ class RuntimeConfig:
 
     device: str = "auto"
     # Mixed precision. auto: on a GPU bf16 where supported, else fp16 with a grad scaler; on a CPU bf16
-    # where it has bf16 instructions (AVX512-BF16, AMX: 1.25-1.67x faster), else fp32. off: fp32 everywhere.
+    # where it has bf16 instructions (AVX512-BF16, AMX), else fp32. off: fp32 everywhere.
     amp: str = "auto"
     compile: bool = False  # torch.compile the network
     sync_batchnorm: bool = False  # under torchrun on GPUs: batch-norm statistics over every rank's images
@@ -364,13 +369,15 @@ class PredictConfig(InferenceOptions):
     """One prediction job: a model file applied to an image or a folder of images."""
 
     model_path: str
-    input_path: str
+    input_path: str = ""  # an image or a folder of images (or give pairs)
     out_dir: str
     probabilities: bool = False  # also write float32 probability TIFFs
     overlay: bool = False  # also write image/mask overlay PNGs
     rle: str = ""  # also write a run-length-encoded CSV (Kaggle TGS/Carvana format) to this path
     overwrite: bool = False  # replace existing files that an earlier prediction job did not write
     stream_pixels: int = 2**26  # TIFF/.npy inputs above this many pixels are streamed by rows
+    image_name: str = ""  # only (and all) files of the folder named like this, e.g. '{id}_test.tif'
+    pairs: str = ""  # a CSV whose image column lists the images (paths relative to it)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -382,9 +389,14 @@ class EvaluateConfig(InferenceOptions):
     """Scoring a model file on a labelled folder (images/ + masks/)."""
 
     model_path: str
-    data_dir: str
+    data_dir: str = ""  # folder with images/ and masks/ (or the fields below)
     csv_path: str = ""  # per-image scores; empty = evaluation-<data folder>.csv in the current folder
     overwrite: bool = False  # replace an existing CSV that evaluate did not write
+    images_dir: str = ""  # as DataConfig's fields of these names (data/pairing.py)
+    masks_dir: str = ""
+    image_name: str = ""
+    mask_name: str = ""
+    pairs: str = ""
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -408,6 +420,19 @@ class ExportConfig:
         # 11: the first with dynamic Pad sizes (reflect padding to the multiple); 20: the newest
         # PyTorch's TorchScript exporter writes.
         _require(11 <= self.opset <= 20, "opset", f"{self.opset} must lie in 11..20 (17 is the tested default)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportConfig:
+    """An annotation-tool export turned into a labelled folder (data/importers/)."""
+
+    format: str  # coco, cvat, labelme, labelstudio or voc (data/importers/ owns the names)
+    annotations: str  # the export: a JSON or XML file (LabelMe: also a folder; VOC: the SegmentationClass folder)
+    images_dir: str  # the images the export names
+    out_dir: str  # the folder to write: images/, masks/, classes.yaml
+    classes: tuple[str, ...] = ()  # the classes 1.. in order; empty: the file's, in its order
+    drop_unknown: bool = False  # leave out shapes of labels not in classes (else they are refused)
+    copy: bool = False  # copy the images (default: hard links where the file system allows, else copies)
 
 
 # Where the flat fields of TrainConfig (before it had sections) live now. Old YAML files, `--set`

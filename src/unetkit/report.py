@@ -24,7 +24,7 @@ from typing import Any
 import matplotlib.pyplot as plt  # the Agg backend is chosen by unetkit.visualize, imported below
 
 from unetkit.data import patch_set
-from unetkit.data.dataset import find_pairs
+from unetkit.data.pairing import DataSource, find_pairs
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
@@ -156,7 +156,8 @@ def _folds_figure(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
 def _page(title: str, sections: list[str]) -> str:
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}")
+             "th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}"
+             ".warning{background:#fff3f3;border-left:4px solid #b00;padding:.5em 1em;color:#700}")
     body = "\n".join(sections)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
@@ -187,7 +188,8 @@ def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: d
              history: list[dict[str, float]]) -> str:
     best = record.get("best_epoch_metrics") or {}
     at_threshold = record.get("val_at_threshold") or record.get("out_of_fold") or {}
-    lines = [f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
+    warnings = [f'<p class="warning">Warning: {html.escape(str(w))}</p>' for w in record.get("warnings") or []]
+    lines = [*warnings, f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
              f"{html.escape(str(record.get('stop_reason', 'n/a')))}.</p>",
              "<h2>Best epoch</h2>", _table([best] if best else [])]
     if at_threshold:
@@ -219,12 +221,13 @@ def _sweep_section(table: list[dict[str, float]], threshold: float, scored_on: s
 def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     """Best and worst validation images by IoU, predicted now by the run's model."""
     split_path = run / "split.json"
-    data_dir = (saved.training.get("config") or {}).get("data", {}).get("data_dir", "")
-    if not split_path.is_file() or not data_dir or not Path(data_dir).is_dir():
+    source = DataSource.from_fields((saved.training.get("config") or {}).get("data", {}))
+    data_dir = str(source)
+    if not split_path.is_file() or not data_dir or not Path(data_dir).exists():
         return ("<h2>Best and worst validation images by IoU</h2>\n"
                 f"<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>")
     val_stems = set(json.loads(split_path.read_text(encoding="utf-8"))["val"])
-    pairs = [pair for pair in find_pairs(data_dir) if pair.stem in val_stems]
+    pairs = [pair for pair in find_pairs(source) if pair.stem in val_stems]
     # images too large to predict in memory (validated in windows during training) are left out here
     limit = patch_set.VAL_WHOLE_PIXELS
     fits = {pair.stem: math.prod(image_size(pair.image)) <= limit for pair in pairs}
@@ -236,7 +239,7 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
                 f"<p>Not shown: the {len(large)} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
                 "predict whole here (training scored them in windows).</p>")
     predictor = Predictor(saved, device=device)
-    palette = palette_for(saved, data_dir)
+    palette = palette_for(saved, source)
     # (iou, has an object, stem): among equal IoUs, "best" prefers images with something to find
     scores = sorted((float(item.row["iou"]), float(item.row["true_coverage"]) > 0, item.pair.stem)
                     for item in scored_pairs(predictor, pairs, accumulator_for(saved), palette))

@@ -74,29 +74,35 @@ def _make(root: Path, entries: list[str]) -> None:
             Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
 
 
+RULE = "paired by images named '{{id}}.*' and masks '{{id}}.*' or '{{id}}_mask.*'"
+
+
 @pytest.mark.parametrize("entries,expected", [
     (["images/a.png", "mask/a.png"], "{root}/masks: folder not found (masks are read from {root}/masks or {root}/labels); "
-                                     "found {root}/mask: rename it to masks"),
+                                     "found {root}/mask: rename it to masks or pass --masks {root}/mask (1 file, pair "
+                                     "with 1 of 1 images; binary, 0% foreground)"),
     (["images/a.png", "label/a.png"], "found {root}/label: rename it to masks"),
     (["images/a.png", "Masks/a.png"], "found {root}/Masks: rename it to masks"),
-    (["imgs/a.png", "masks/a.png"], "{root}/images: folder not found; found {root}/imgs: rename it to images"),
+    (["imgs/a.png", "masks/a.png"], "{root}/images: folder not found; found {root}/imgs: rename it to images (or pass "
+                                    "--images {root}/imgs)"),
     (["image/a.png", "masks/a.png"], "found {root}/image: rename it to images"),
     (["train/images/a.png", "train/masks/a.png", "test/images/b.png"],
      "{root}/images: folder not found; {root}/train holds images/: pass that folder (--data {root}/train)"),
     (["train/a.jpg", "train_masks/a_mask.gif"],
-     "{root}/images: folder not found; {root}/train and {root}/train_masks look like images and masks: "
-     "rename them to {root}/images and {root}/masks"),
+     "{root}/images: folder not found; {root}/train and {root}/train_masks look like images and masks: pass --images "
+     "{root}/train --masks {root}/train_masks (or rename them to {root}/images and {root}/masks)"),
     (["a.png", "b.png"], "{root}/images: folder not found; {root} holds image files itself: put the images in "
                          "{root}/images and the masks in {root}/masks"),
     (["images/a.png", "images/a_mask.png"], "{root}/masks: folder not found (masks are read from {root}/masks or "
                                             "{root}/labels); {root}/images holds masks (a_mask.png): move them to {root}/masks"),
-    (["images/a.png", "images/a_mask.png", "masks/"], "{root}/images/a.png: image has no mask in {root}/masks (looked for "
-                                                      "'a.*' and 'a_mask.*'); a_mask.png is among the images: move the "
-                                                      "masks to {root}/masks"),
-    (["images/a_sat.jpg", "masks/a_mask.png"], "{root}/images/a_sat.jpg: image has no mask in {root}/masks"),
+    (["images/a.png", "images/a_mask.png", "masks/"], "{root}/images and {root}/masks: 2 of 2 images without a mask "
+                                                      "(a.png, a_mask.png), 0 of 0 masks without an image; 0 " + RULE +
+                                                      "; a_mask.png is among the images: move the masks to {root}/masks"),
+    (["images/a_sat.jpg", "masks/a_mask.png"], "{root}/images and {root}/masks: 1 of 1 images without a mask (a_sat.jpg), "
+                                               "1 of 1 masks without an image (a_mask.png)"),
     (["images/a_sat.jpg", "masks/a_mask.png", "masks/a_sat.png"],
-     "{root}/masks/a_mask.png: mask has no image in {root}/images (looked for 'a.*'); a_sat.jpg matches it only up "
-     "to a suffix: name images ID.* and masks ID.* or ID_mask.*"),
+     "{root}/images and {root}/masks: 0 of 1 images without a mask, 1 of 2 masks without an image (a_mask.png); 1 " + RULE
+     + "; a_sat.jpg matches a_mask.png only up to a suffix"),
 ])
 def test_almost_right_layouts_get_a_one_line_hint(tmp_path: Path, entries: list[str], expected: str) -> None:
     root = tmp_path / "d"
@@ -109,10 +115,10 @@ def test_almost_right_layouts_get_a_one_line_hint(tmp_path: Path, entries: list[
 
 
 @pytest.mark.parametrize("entries,expected", [
-    (["images/a.png", "images/b.png", "masks/a.png"], "{root}/images/b.png: image has no mask in {root}/masks "
-                                                      "(looked for 'b.*' and 'b_mask.*')"),
-    (["images/a.png", "masks/a.png", "masks/c.png"], "{root}/masks/c.png: mask has no image in {root}/images "
-                                                     "(looked for 'c.*')"),
+    (["images/a.png", "images/b.png", "masks/a.png"], "{root}/images and {root}/masks: 1 of 2 images without a mask "
+                                                      "(b.png), 0 of 1 masks without an image; 1 " + RULE),
+    (["images/a.png", "masks/a.png", "masks/c.png"], "{root}/images and {root}/masks: 0 of 1 images without a mask, "
+                                                     "1 of 2 masks without an image (c.png); 1 " + RULE),
     (["images/a.png", "masks/a.png", "masks/a_mask.png"], "{root}/masks/a_mask.png: image a.png has two masks "
                                                           "(a.png and a_mask.png); keep one"),
     (["images/a.png", "masks/a.png", "labels/a.png"], "{root}: holds both masks/ and labels/ with image files"),

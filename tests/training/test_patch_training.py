@@ -133,9 +133,13 @@ def test_large_tiffs_train_by_region_with_windowed_validation(tmp_path: Path, mo
     assert "Not shown: the 1 validation image(s) are over 1 Mpx" in page
 
 
+EPOCHS_128 = 12
+
+
 def test_128_patches_segment_a_large_held_out_image(tmp_path: Path) -> None:
-    """Six 384^2 scenes, trained on 128^2 patches for 30 s; a held-out 1024^2 scene (8x the training
-    images' area) predicted in tiles at IoU >= 0.85."""
+    """Six 384^2 scenes, trained on 128^2 patches for a fixed number of epochs (not a time budget: the
+    figure must not depend on the machine's speed); a held-out 1024^2 scene (8x the training images'
+    area) predicted in tiles at IoU >= 0.85."""
     root = tmp_path / "scenes"
     for index in range(6):
         image, mask = synthetic_large(index, side=384, seed=2)
@@ -143,7 +147,7 @@ def test_128_patches_segment_a_large_held_out_image(tmp_path: Path) -> None:
         write_png(root / "masks" / f"s{index}.png", mask * 255)
     config = TrainConfig(out_dir=str(tmp_path / "run"), data=DataConfig(data_dir=str(root), patch_size=128,
                                                                         augment="none"),
-                         batch_size=8, epochs=200, time_budget_min=0.5, early_stopping_patience=0,
+                         batch_size=8, epochs=EPOCHS_128, early_stopping_patience=0,
                          model=ModelConfig(start_neurons=8, batch_norm=True, dropout_first=0.0, dropout=0.0))
     result = train(config)
     image, truth = synthetic_large(100, side=1024, seed=2)

@@ -29,7 +29,8 @@ def data_32(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def winners(data: Path, out: Path, **layer: object) -> dict:
-    return {"out_dir": str(out), "data": {"data_dir": str(data), "size_policy": "pad_crop", "pad_to": 40, "crop": 32},
+    return {"recipe": "seed", "out_dir": str(out),
+            "data": {"data_dir": str(data), "size_policy": "pad_crop", "pad_to": 40, "crop": 32},
             "model": TINY_UNET, "epochs": 4, "batch_size": 8, "optim": {"name": "adamw", "lr": 2e-3},
             "loss": {"name": "bce", "second_name": "lovasz_elu", "second_at": 0.3, "second_lr": 1e-3},
             "schedule": {"name": "sgdr", "cycles": 2, "snapshots": True}, **layer}

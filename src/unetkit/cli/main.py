@@ -27,6 +27,7 @@ from unetkit.config import (
     DecisionConfig,
     EvaluateConfig,
     ExportConfig,
+    ImportConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -71,7 +72,8 @@ TRAIN_FLAGS = {
     "in_channels": "model.in_channels", "num_classes": "model.num_classes", "data": "data.data_dir",
     "val_fraction": "data.val_fraction", "size_policy": "data.size_policy", "augment": "data.augment",
     "patch_size": "data.patch_size", "loss": "loss.name", "lr": "optim.lr", "device": "runtime.device",
-    "compile": "runtime.compile",
+    "compile": "runtime.compile", "images": "data.images_dir", "masks": "data.masks_dir",
+    "image_name": "data.image_name", "mask_name": "data.mask_name", "pairs": "data.pairs",
 }
 
 
@@ -138,13 +140,17 @@ def _train(args: argparse.Namespace) -> int:
           f"{result.stop_reason})")
     tgs = f" TGS mAP {metrics['tgs_map']:.4f}" if result.binary else ""
     print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f}{tgs}")
+    if result.warnings:
+        print(f"unetkit: the run ended with {len(result.warnings)} warning(s), above and at the top of "
+              f"{result.run_dir / 'report.html'}", file=sys.stderr)
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from unetkit.api import predict
 
-    result = predict(PredictConfig(model_path=args.model, input_path=args.input, out_dir=args.out,
+    result = predict(PredictConfig(model_path=args.model, input_path=args.input or "", out_dir=args.out,
+                                   image_name=args.image_name or "", pairs=args.pairs or "",
                                    probabilities=args.probabilities, overlay=args.overlay, rle=args.rle or "",
                                    overwrite=args.overwrite,
                                    stream_pixels=max(1, int(args.stream_above * 1e6)), **_inference_options(args)))
@@ -161,7 +167,8 @@ def _inference_options(args: argparse.Namespace) -> dict[str, object]:
 def _evaluate(args: argparse.Namespace) -> int:
     from unetkit.api import evaluate
 
-    result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data, csv_path=args.csv or "",
+    fields = {name: value or "" for name, value in layout_fields(args).items()}
+    result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data or "", csv_path=args.csv or "", **fields,
                                      overwrite=args.overwrite, **_inference_options(args)))
     if not distributed.is_main():
         return 0
@@ -217,7 +224,8 @@ def _plan(args: argparse.Namespace) -> int:
 
     overrides = layer_from_fields((f"--set {name}", name, value)
                                   for name, value in map(_assignment, args.set or []))
-    result = plan(args.data, overrides, device=args.device, num_classes=args.num_classes)
+    result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes,
+                  layout=layout_fields(args))
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -279,7 +287,28 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
                         "down, like TGS), the 4 flips, or the 8 symmetries of the square (d4)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise; bf16 on a CPU with "
-                        "AVX512-BF16/AMX is ~1.9x faster, probabilities within a few hundredths")
+                        "AVX512-BF16/AMX is faster, probabilities within a few hundredths")
+
+
+def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:
+    """Where images and masks are when not DIR/images + DIR/masks (data/pairing.py); predict takes the image side."""
+    if masks:
+        parser.add_argument("--images", help="the images' folder (default: DIR/images)")
+        parser.add_argument("--masks", help="the masks' folder (default: DIR/masks or DIR/labels)")
+    parser.add_argument("--image-name", metavar="PATTERN", help="how an image's file name holds its id, e.g. "
+                        "'{id}_training.tif' (* matches any text; default '{id}.*')")
+    if masks:
+        parser.add_argument("--mask-name", metavar="PATTERN", help="its mask's file name, e.g. '{id}_manual1.gif' "
+                            "(default '{id}.*' or '{id}_mask.*')")
+    parser.add_argument("--pairs", metavar="CSV", help="a CSV with columns image,mask (paths relative to it)"
+                        + ("" if masks else "; its image column is predicted"))
+
+
+def layout_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The layout flags given, by their config field names (data.images_dir, ...)."""
+    given = {"images_dir": getattr(args, "images", None), "masks_dir": getattr(args, "masks", None),
+             "image_name": args.image_name, "mask_name": getattr(args, "mask_name", None), "pairs": args.pairs}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 class _TrainHelp(argparse.RawDescriptionHelpFormatter):
@@ -324,13 +353,14 @@ def make_parser() -> argparse.ArgumentParser:
         description="Train a U-Net. Precedence: flags and --set > --config YAML > recipe and preset > defaults.",
         epilog=_TrainHelp.EPILOG)
     train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem); required, except "
-                       "with --resume or a --config that names data.data_dir")
+                       "with --images/--masks, --pairs, --resume or a --config that names data.data_dir")
+    layout_flags(train)
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
-                       help="training recipe: seed (default, the kernel's), fast (the seed's layers tuned for a "
-                       "time budget), best (the strongest for a time budget on the device that trains: on a CPU "
-                       "best-cpu, chosen by benchmarks/quality.py; on a GPU winners, not yet measured there), "
+                       help="training recipe: best (default: the strongest for a time budget on the device that trains: "
+                       "on a CPU best-cpu, chosen by benchmarks/quality.py; on a GPU winners), seed (the 2015 TGS "
+                       "kernel's recipe, exactly), fast (the seed's layers tuned for a time budget), "
                        "winners (an encoder U-Net with the TGS winners' training) or best-cpu (fast at half the "
                        "width, without dropout, with an average of the weights)")
     train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",
@@ -368,7 +398,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", parents=[quiet], help="write masks for an image or a folder of images")
     _common_inference_flags(predict)
-    predict.add_argument("--input", required=True, help="an image file or a folder of images")
+    predict.add_argument("--input", "--images", dest="input", help="an image file or a folder of images")
+    layout_flags(predict, masks=False)
     predict.add_argument("--out", required=True, help="output folder: <stem>.png masks (<stem>.tif for multi-label "
                          "models and streamed images); re-running the same job finishes an interrupted one")
     predict.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.tif (float32)")
@@ -383,7 +414,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", parents=[quiet], help="score a model on a labelled folder")
     _common_inference_flags(evaluate)
-    evaluate.add_argument("--data", required=True, help="folder with images/ and masks/")
+    evaluate.add_argument("--data", help="folder with images/ and masks/ (or --images/--masks, or --pairs)")
+    layout_flags(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--csv", help="per-image CSV (default: evaluation-<data folder name>.csv in the current folder)")
     _overwrite_flag(evaluate, "an existing --csv that evaluate did not write")
@@ -412,7 +444,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", parents=[quiet], help="fingerprint a labelled folder and print how to train on it "
                                "(patch or whole images, patch and batch size, depth, normalisation, tile)")
-    plan.add_argument("--data", required=True, help="folder with images/ and masks/")
+    plan.add_argument("--data", help="folder with images/ and masks/ (or --images/--masks, or --pairs)")
+    layout_flags(plan)
     plan.add_argument("--explain", action="store_true", help="say why each choice was made")
     plan.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fix a plan field (e.g. --set patch_size=256); "
                       "the choices after it follow")
@@ -421,6 +454,8 @@ def make_parser() -> argparse.ArgumentParser:
     plan.add_argument("--num-classes", type=int, help="read masks as K classes (default: binary if every mask is)")
     plan.set_defaults(run=_plan)
 
+    add_import_command(commands, quiet)
+
     synth = commands.add_parser("synth", parents=[quiet], help="write the embedded synthetic data set (images/ + masks/)")
     synth.add_argument("--out", required=True)
     synth.add_argument("--n", type=int, default=600)
@@ -428,6 +463,35 @@ def make_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_synth)
     return parser
+
+
+def _import(args: argparse.Namespace) -> int:
+    from unetkit.api import import_annotations
+
+    result = import_annotations(ImportConfig(format=args.format, annotations=args.annotations, images_dir=args.images,
+                                             out_dir=args.out, classes=tuple((args.classes or "").split(",")) if
+                                             args.classes else (), drop_unknown=args.drop_unknown, copy=args.copy))
+    print(f"{result.out_dir}: {result.n_images} images, {len(result.classes)} classes ({', '.join(result.classes)}); "
+          f"train with --data {result.out_dir} --num-classes {result.num_classes}")
+    return 0
+
+
+def add_import_command(commands: Any, quiet: argparse.ArgumentParser) -> None:
+    """`unetkit import`: an annotation tool's export in, a labelled folder out."""
+    from unetkit.data.importers import FORMATS
+
+    command = commands.add_parser("import", parents=[quiet], help="turn an annotation tool's export (COCO, CVAT, "
+                                  "LabelMe, Label Studio, VOC) into images/, masks/ and classes.yaml")
+    command.add_argument("--format", required=True, choices=FORMATS)
+    command.add_argument("--annotations", required=True, help="the export: JSON or XML file (LabelMe: a folder of "
+                         "JSON files too; VOC: the SegmentationClass folder)")
+    command.add_argument("--images", required=True, help="the folder of the images the export names")
+    command.add_argument("--out", required=True, help="the labelled folder to write (new or empty)")
+    command.add_argument("--classes", metavar="A,B,C", help="classes 1.. in this order (default: the file's)")
+    command.add_argument("--drop-unknown", action="store_true", help="leave out shapes whose label is not in "
+                         "--classes (default: refuse them)")
+    command.add_argument("--copy", action="store_true", help="copy the images (default: hard links where possible)")
+    command.set_defaults(run=_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,8 +2,8 @@
 
 Hand-written with torch ops rather than taken from albumentations or kornia: albumentations
 works on one NumPy image at a time on the CPU, which is what a GPU waits for; kornia would be a
-dependency for a dozen lines of `grid_sample`, and was 3.7x slower than albumentations on the
-CPU here (data/augment.py); and one sampling grid per image that holds the affine transform and
+dependency for a dozen lines of `grid_sample`, and was slower than albumentations on the CPU
+here (data/augment.py); and one sampling grid per image that holds the affine transform and
 the elastic field together resamples each image once, not once per transform. Everything runs
 on CPU tensors too (the tests, and `benchmarks/gpu_throughput.py --device cpu`).
 

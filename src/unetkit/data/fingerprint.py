@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from unetkit.data.dataset import Pair, find_pairs
 from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
 from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, read_class_palette
+from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.regions import LARGE_PIXELS, can_stream, open_rows
 from unetkit.errors import UserError
 
@@ -101,7 +101,7 @@ class _Tally:
     extents: list[float] = dataclasses.field(default_factory=list)
 
 
-def fingerprint(data_dir: str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
+def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
                 seed: int = 0, multilabel: bool = False) -> Fingerprint:
     """Measure DIR/images + DIR/masks (see the module docstring); deterministic for a `seed`.
 
@@ -110,7 +110,7 @@ def fingerprint(data_dir: str | os.PathLike[str], *, num_classes: int | None = N
     `multilabel`: masks carry one 0/1 channel per label, measured as one foreground (any label set).
     """
     pairs = find_pairs(data_dir)
-    palette = read_class_palette(data_dir, num_classes) if num_classes and num_classes > 1 else None
+    palette = read_class_palette(data_dir, num_classes, ignore_index) if num_classes else None
     rng = np.random.default_rng(seed)
     tally = _Tally()
     per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // len(pairs))

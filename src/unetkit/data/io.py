@@ -7,12 +7,24 @@ policy around them: arrays always come back as (H, W, C) in the file's own dtype
 arrays hold only finite values (NaN or infinity would train NaN weights or predict empty
 masks without a word), and every failure names the file. Nothing that is not a regular
 file is opened: a FIFO named like an image would block the reader forever.
+
+Files as they come, by rule:
+- complex, structured (record) and zero-channel arrays are refused, naming the dtype or shape;
+- a 3-D .npy whose first axis has 1 to 4 entries and whose last more than 4 is channels-first
+  (C, H, W), as PyTorch and many scientific tools save it: it is read as (H, W, C), said once per folder;
+- EXIF orientation is applied (Pillow's `ImageOps.exif_transpose`) to every file Pillow reads,
+  images and masks alike, so both come upright as a viewer shows them, and masks are predicted so;
+- a PNG or GIF's transparency (alpha) is no picture: when the model expects fewer channels than
+  stored, a varying alpha is dropped (said once per folder), as OpenCV's and Pillow's conversions do;
+  `--in-channels 2` (gray + alpha) or 4 (RGBA) keeps it as an input. TIFF and .npy channels are data:
+  a 2nd or 4th channel there is never dropped unless uniform.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 import warnings
@@ -21,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, ImageOps
 
 from unetkit.errors import UserError
 from unetkit.fileio import atomic_path
@@ -30,6 +42,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".gif")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # JPEG turns a gray image saved as RGB into channels that differ by a few levels.
 _EQUAL_CHANNEL_TOLERANCE = 0.02
+ALPHA_EXTENSIONS = (".png", ".gif")  # formats whose 2nd / 4th channel is transparency, not data
+MAX_CHANNELS_FIRST = 4  # (C, H, W) arrays are recognised for C up to this
+_ROTATING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+log = logging.getLogger("unetkit")
+_told: set[tuple[str, Path]] = set()  # (what, folder) already said once
 
 
 def is_image_file(path: Path) -> bool:
@@ -54,7 +71,7 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -
         if suffix in TIFF_EXTENSIONS:
             array = _read_tiff(file)
         elif suffix == ".npy":
-            array = np.load(file, allow_pickle=False)
+            array = _check_npy(np.load(file, allow_pickle=False), file)
         else:
             array = _read_pillow(file, palette_indices)
     except UserError:
@@ -67,6 +84,50 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -
         raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
     check_finite(array, file)
     return array
+
+
+def _check_npy(array: np.ndarray, file: Path) -> np.ndarray:
+    """A .npy array as an image (H, W[, C]): refuse complex, structured and empty-channel arrays; move
+    channels-first (C, H, W) to channels-last."""
+    if array.dtype.names is not None:
+        raise UserError(f"{file}: array of structured dtype {array.dtype}; expected plain numbers (H, W) or (H, W, C) "
+                        "(stack its fields: numpy.stack([a[name] for name in a.dtype.names], axis=-1))")
+    if np.iscomplexobj(array):
+        raise UserError(f"{file}: array of complex dtype {array.dtype}; expected real numbers (save numpy.abs(a) for "
+                        "the magnitude, or a.real)")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise UserError(f"{file}: array of dtype {array.dtype}; expected numbers (H, W) or (H, W, C)")
+    if array.ndim == 3 and array.shape[2] == 0:
+        raise UserError(f"{file}: array of shape {array.shape} has no channels; expected (H, W) or (H, W, C) with C >= 1")
+    if channels_first(array.shape):
+        say_once("channels-first", file.parent, "%s: (C, H, W) array %s read as channels-first (H, W, C); so is every "
+                 ".npy of this kind in %s", file, array.shape, file.parent)
+        array = np.moveaxis(array, 0, -1)
+    return array.astype(np.uint8) if array.dtype == np.bool_ else array
+
+
+def channels_first(shape: tuple[int, ...]) -> bool:
+    """The rule for .npy arrays: 3-D, first axis 1..MAX_CHANNELS_FIRST, last axis longer than that."""
+    return len(shape) == 3 and 1 <= shape[0] <= MAX_CHANNELS_FIRST < shape[2]
+
+
+def say_once(what: str, folder: Path, message: str, *args: object) -> None:
+    """An info line once per (what, folder), not once per file of a large folder."""
+    if (what, folder) not in _told:
+        _told.add((what, folder))
+        log.info(message, *args)
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF orientation says (a new image), or itself when it says nothing."""
+    orientation = image.getexif().get(0x0112, 1)
+    return ImageOps.exif_transpose(image) if orientation not in (0, 1) else image
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(height, width) as `upright` would return the image, from the header alone."""
+    swap = image.getexif().get(0x0112, 1) in _ROTATING
+    return (image.width, image.height) if swap else (image.height, image.width)
 
 
 def check_regular_file(path: Path) -> None:
@@ -123,7 +184,9 @@ def _read_pillow(file: Path, palette_indices: bool) -> np.ndarray:
             raise UserError(f"{file}: 16-bit colour PNG is not supported (Pillow would drop to 8 bits); "
                             "save it as 16-bit TIFF")
         image.load()  # decodes now, so truncated files fail here
-        if image.mode == "P" and image.format == "GIF" and _gray_palette(image):
+        gif = image.format == "GIF"
+        image = upright(image)
+        if image.mode == "P" and gif and _gray_palette(image):
             return np.asarray(image.convert("L"))
         if image.mode == "P":
             return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info
@@ -184,7 +247,11 @@ def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) 
     have = array.shape[2]
     if have in (2, 4) and channels != have:  # LA / RGBA
         alpha = array[:, :, -1]
-        if alpha.min() != alpha.max():
+        if alpha.min() != alpha.max() and Path(path).suffix.lower() in ALPHA_EXTENSIONS:
+            say_once("alpha", Path(path).parent, "%s: transparency (alpha) dropped: the model expects %d channel(s); "
+                     "so is every varying alpha in %s (--in-channels %d keeps it)", path, channels, Path(path).parent,
+                     have)
+        elif alpha.min() != alpha.max():
             raise UserError(f"{path}: image has a transparency channel that is not uniform; the model expects "
                             f"{channels} channel(s)")
         array, have = array[:, :, :-1], have - 1
@@ -203,6 +270,13 @@ def drop_uniform_alpha(array: np.ndarray) -> np.ndarray:
     if array.shape[2] in (2, 4) and array[:, :, -1].min() == array[:, :, -1].max():
         return array[:, :, :-1]
     return array
+
+
+def picture_channels(array: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+    """(H, W, C) without the channels that are no picture: a uniform alpha, and a PNG or GIF's alpha at all."""
+    if array.shape[2] in (2, 4) and Path(path).suffix.lower() in ALPHA_EXTENSIONS:
+        return array[:, :, :-1]
+    return drop_uniform_alpha(array)
 
 
 def channels_equal(array: np.ndarray) -> bool:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from unetkit.data.class_file import DEFAULT_IGNORE_INDEX, read_entries
 from unetkit.data.io import check_finite
+from unetkit.data.pairing import DataSource
 from unetkit.errors import UserError
 
 # Value pairs that mean background/foreground in binary masks.
@@ -108,11 +108,14 @@ def _show(values: np.ndarray, limit: int = 8) -> str:
 
 @dataclass(frozen=True)
 class ClassPalette:
-    """Classes named in DIR/classes.yaml: a colour (RGB masks) or a stored value (index masks) each."""
+    """Classes named in DIR/classes.yaml: a colour (RGB masks) or a stored value (index masks) each;
+    `ignored` colours or values (codes as `indices` computes them) become `ignore_to`."""
 
     names: tuple[str, ...]
     colors: tuple[tuple[int, int, int] | None, ...]
     values: tuple[int | None, ...]
+    ignored: tuple[int, ...] = ()
+    ignore_to: int = DEFAULT_IGNORE_INDEX
 
     def indices(self, raw: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
         """Stored mask (H, W, C) -> uint8 class indices (H, W); unknown colours or values name the file."""
@@ -125,6 +128,7 @@ class ClassPalette:
             codes = raw[:, :, 0].astype(np.int64)
             table = {int(v if v is not None else i): i for i, v in enumerate(self.values)}
             shown = "values"
+        table |= {code: self.ignore_to for code in self.ignored}
         found, inverse = np.unique(codes, return_inverse=True)
         unknown = [int(code) for code in found if int(code) not in table]
         if unknown:
@@ -135,28 +139,38 @@ class ClassPalette:
         return lookup[inverse].reshape(codes.shape)
 
 
-def read_class_palette(data_dir: str | os.PathLike[str], num_classes: int) -> ClassPalette | None:
-    """DIR/classes.yaml if present: `classes: [{name: ..., color: [r, g, b]} | {name: ..., value: v}, ...]`."""
-    path = Path(data_dir) / "classes.yaml"
-    if not path.is_file():
+def read_class_palette(data_dir: DataSource | str | os.PathLike[str], num_classes: int,
+                       ignore_index: int | None = None) -> ClassPalette | None:
+    """DIR/classes.yaml if present (DataSource.classes_file says where, for other layouts; data/class_file.py
+    reads its two forms). Ignored entries map to `ignore_index` (DEFAULT_IGNORE_INDEX when None)."""
+    path = DataSource.of(data_dir).classes_file()
+    if path is None:
         return None
-    try:
-        entries = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("classes")
-        names = tuple(str(entry["name"]) for entry in entries)
-        colors = tuple(tuple(int(c) for c in entry["color"]) if "color" in entry else None for entry in entries)
-        values = tuple(int(entry["value"]) if "value" in entry else None for entry in entries)
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: expected 'classes:' with a name and a color [r, g, b] or a value each ({exc})") from None
-    if any(c is not None and len(c) != 3 for c in colors):
-        raise UserError(f"{path}: every color must be [r, g, b]")
+    entries = read_entries(path)
+    kept = [entry for entry in entries if not entry["ignore"]]
+    names = tuple(entry["name"] for entry in kept)
+    colors = tuple(entry["color"] for entry in kept)
+    values = tuple(entry["value"] for entry in kept)
+    by_colour = bool(kept) and all(c is not None for c in colors)
+    ignored = tuple(_code(entry, by_colour) for entry in entries if entry["ignore"])
     expected = max(num_classes, 2)
     if len(names) != expected:
         raise UserError(f"{path}: names {len(names)} classes but model.num_classes is {num_classes} "
                         f"(set --num-classes {len(names) if len(names) > 2 else 1})")
-    return ClassPalette(names, colors, values)  # type: ignore[arg-type]
+    return ClassPalette(names, colors, values, ignored,  # type: ignore[arg-type]
+                        DEFAULT_IGNORE_INDEX if ignore_index is None else ignore_index)
 
 
-def class_table(data_dir: str | os.PathLike[str], num_classes: int, multilabel: bool = False) -> list[dict[str, Any]]:
+def _code(entry: dict[str, Any], by_colour: bool) -> int:
+    """An ignored entry's code as `ClassPalette.indices` compares it: r << 16 | g << 8 | b, or the value."""
+    if by_colour and entry["color"] is not None:
+        r, g, b = entry["color"]
+        return r << 16 | g << 8 | b
+    return int(entry["value"] if entry["value"] is not None else entry["color"][0])
+
+
+def class_table(data_dir: DataSource | str | os.PathLike[str], num_classes: int,
+                multilabel: bool = False) -> list[dict[str, Any]]:
     """The classes of DIR/classes.yaml as stored in model files: [{"name": ..., "color": [r, g, b] | None}]."""
     palette = None if multilabel or num_classes == 1 else read_class_palette(data_dir, num_classes)
     if palette is None:

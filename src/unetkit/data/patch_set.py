@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from unetkit.data.dataset import LabelledSet, Pair, find_pairs, load_pair
+from unetkit.data.dataset import LabelledSet, load_pair
 from unetkit.data.io import dtype_range
 from unetkit.data.masks import ClassPalette, read_class_palette
+from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.patches import ArraySource, FileSource, Source, scan_mask
 from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size
 
@@ -94,12 +95,12 @@ class PatchSet:
         return np.stack(crops)
 
 
-def load_patch_set(data_dir: str | os.PathLike[str], in_channels: int, num_classes: int, *,
+def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *,
                    ignore_index: int | None = None, multilabel: bool = False, seed: int = 0,
                    show_progress: bool = True) -> PatchSet:
     """Open, check and scan every pair of `data_dir` (see the module docstring)."""
     pairs = find_pairs(data_dir)
-    palette = None if multilabel else read_class_palette(data_dir, num_classes)
+    palette = None if multilabel else read_class_palette(data_dir, num_classes, ignore_index)
     classes = tuple(range(1, num_classes + 1 if multilabel else max(num_classes, 2)))  # labels, or non-background
     rng = np.random.default_rng(seed)
     sources: list[Source] = []

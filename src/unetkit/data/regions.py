@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from unetkit.data.io import TIFF_EXTENSIONS, check_finite, check_regular_file, first_line, open_pillow, read_array, to_channels
+from unetkit.data.io import (
+    TIFF_EXTENSIONS,
+    channels_first,
+    check_finite,
+    check_regular_file,
+    first_line,
+    open_pillow,
+    read_array,
+    to_channels,
+    upright_size,
+)
 from unetkit.errors import UserError
 
 STREAMABLE_EXTENSIONS = (*TIFF_EXTENSIONS, ".npy")
@@ -81,9 +91,11 @@ def image_size(path: Path) -> tuple[int, int]:
                 return height, width
         if suffix == ".npy":
             shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            if channels_first(shape):
+                return int(shape[1]), int(shape[2])
             return int(shape[0]), int(shape[1] if len(shape) > 1 else 0)
         with open_pillow(path) as image:
-            return image.height, image.width
+            return upright_size(image)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -133,10 +145,13 @@ def open_rows(path: str | os.PathLike[str], channels: int | None) -> Iterator[Ro
             array = np.load(file, mmap_mode="r", allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"{file}: cannot read array ({first_line(exc)})") from None
-        if array.ndim not in (2, 3):
+        if array.ndim not in (2, 3) or array.dtype.names is not None or np.iscomplexobj(array):
+            read_array(file)  # the one-line refusal of what it holds
             raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
-        stored = 1 if array.ndim == 2 else array.shape[2]
-        yield RowReader(file, array.shape[0], array.shape[1], array.dtype, channels or stored, array)
+        planar = channels_first(array.shape)
+        stored = 1 if array.ndim == 2 else array.shape[0] if planar else array.shape[2]
+        height, width = array.shape[1:3] if planar else array.shape[:2]
+        yield RowReader(file, height, width, array.dtype, channels or stored, array, planar)
         del array
     else:
         image = read_array(file)

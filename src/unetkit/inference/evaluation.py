@@ -13,7 +13,8 @@ from typing import Any
 
 from unetkit import distributed
 from unetkit.config import EvaluateConfig
-from unetkit.data.dataset import find_pairs
+from unetkit.data.pairing import DataSource, find_pairs
+from unetkit.errors import UserError
 from unetkit.fileio import check_output, write_csv
 from unetkit.inference.backends import open_predictor
 from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
@@ -30,16 +31,19 @@ class EvaluateResult:
 
 
 def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
-    """Score config.model_path on config.data_dir (see `unetkit.evaluate`)."""
+    """Score config.model_path on the labelled data config names (see `unetkit.evaluate`)."""
+    source = DataSource.from_fields(config)
+    if not source:
+        raise UserError("no labelled data given (--data DIR, --images DIR with --masks DIR, or --pairs FILE.csv)")
     predictor = open_predictor(config.model_path, config)
-    pairs = find_pairs(config.data_dir)
-    csv_path = Path(config.csv_path or f"evaluation-{Path(config.data_dir).resolve().name}.csv")
+    pairs = find_pairs(source)
+    csv_path = Path(config.csv_path or f"evaluation-{Path(str(source)).resolve().stem}.csv")
     inputs = [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask))]
     check_output(csv_path, inputs, overwrite=config.overwrite, ours=_is_evaluation_csv, flag="--csv")
     distributed.join(predictor.device.type)
     accumulator = accumulator_for(predictor.saved)
     mine = pairs[distributed.rank() :: distributed.world_size()]
-    scored = scored_pairs(predictor, mine, accumulator, palette_for(predictor.saved, config.data_dir))
+    scored = scored_pairs(predictor, mine, accumulator, palette_for(predictor.saved, source))
     rows = [item.row for item in progress(scored, total=len(mine), desc="evaluate", unit="img", leave=False)]
     if distributed.launched():
         shares = distributed.all_gather((rows, accumulator))

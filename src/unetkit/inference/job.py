@@ -30,8 +30,8 @@ import numpy as np
 
 from unetkit import distributed
 from unetkit.config import PredictConfig, to_dict
-from unetkit.data.dataset import list_images
-from unetkit.data.io import check_regular_file, is_image_file, read_array, to_channels, write_png, write_tiff
+from unetkit.data.io import read_array, to_channels, write_png, write_tiff
+from unetkit.data.pairing import find_images
 from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.data.rle import rle_encode, write_rle_csv
 from unetkit.data.tiled_writer import TiledTiffWriter
@@ -90,19 +90,6 @@ class _Item:
         return [out for out in (self.mask, self.probabilities, self.overlay) if out is not None]
 
 
-def input_files(input_path: Path) -> list[Path]:
-    """The images to predict: one file, or every image in a folder (sorted by name)."""
-    if input_path.is_dir():
-        files = list(list_images(input_path).values())
-        if not files:
-            raise UserError(f"{input_path}: no images found")
-        return files
-    check_regular_file(input_path)  # missing, a link loop, a FIFO: named, never opened
-    if not is_image_file(input_path):
-        raise UserError(f"{input_path}: unknown image extension '{input_path.suffix}'")
-    return [input_path]
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -122,7 +109,7 @@ class PredictionJob:
         model = self.saved.config
         self.binary = is_binary(model)
         self.earlier = self._earlier_record()  # read once, before this job writes its own
-        self.items = [self._plan(path) for path in input_files(Path(config.input_path))]
+        self.items = [self._plan(path) for path in find_images(config.input_path, config.image_name, config.pairs)]
         self._check()
         colours = [c.get("color") for c in self.saved.classes]
         self.palette = np.array(colours, np.uint8) if colours and all(colours) else PALETTE[: max(model.num_classes, 2)]

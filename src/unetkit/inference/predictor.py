@@ -36,8 +36,8 @@ class Predictor(PredictionEngine):
 
     def _autocast_dtype(self, precision: str) -> torch.dtype | None:
         """auto: bf16 on CUDA GPUs that have it (Ampere and later), fp32 elsewhere. bf16 is opt-in on
-        the CPU: about 1.9x faster where the CPU has AVX512-BF16 or AMX, but probabilities move by
-        up to a few hundredths (benchmarks/inference.py measures both)."""
+        the CPU: faster where the CPU has AVX512-BF16 or AMX, but probabilities move by up to a few
+        hundredths (benchmarks/inference.py measures both)."""
         if precision == "fp32":
             return None
         if self.device.type == "cuda":

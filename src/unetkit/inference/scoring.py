@@ -11,6 +11,7 @@ import torch
 
 from unetkit.data.dataset import Pair, load_pair
 from unetkit.data.masks import ClassPalette, read_class_palette
+from unetkit.data.pairing import DataSource
 from unetkit.inference.engine import AppliedModel, PredictionEngine
 from unetkit.inference.labelled import LabelledPrediction, predict_labelled
 from unetkit.metrics import MetricAccumulator
@@ -40,9 +41,11 @@ def accumulator_for(saved: AppliedModel) -> MetricAccumulator:
                              multilabel=saved.config.multilabel)
 
 
-def palette_for(saved: AppliedModel, data_dir: str | os.PathLike[str]) -> ClassPalette | None:
+def palette_for(saved: AppliedModel, data_dir: DataSource | str | os.PathLike[str]) -> ClassPalette | None:
     """DATA_DIR/classes.yaml, which says how its masks store classes (none for multi-label models)."""
-    return None if saved.config.multilabel else read_class_palette(data_dir, saved.config.num_classes)
+    if saved.config.multilabel:
+        return None
+    return read_class_palette(data_dir, saved.config.num_classes, training_ignore_index(saved))
 
 
 def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction) -> dict[str, float]:

@@ -9,8 +9,8 @@ transforms take torch tensors or NumPy arrays (ONNX prediction), so this module 
 torch.
 
 A view the training augmentation never drew is not a free vote: on TGS, whose augmentation flips
-left-right only, `best-cpu`'s held-out mAP was 0.705 with "hflip" and 0.612 with "flips"
-(benchmarks/quality.py --tta, 4 runs). `unseen_views` counts such views, so prediction can say so.
+left-right only, "flips" scored well below "hflip" (benchmarks/RESULTS.md, `benchmarks/quality.py
+--tta`). `unseen_views` counts such views, so prediction can say so.
 """
 
 from __future__ import annotations

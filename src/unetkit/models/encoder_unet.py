@@ -20,10 +20,9 @@ for the seed U-Net ("filters at the first level, doubled every level down"). Opt
 The head is a 1x1 convolution at stride 1. There is no dropout (`model.dropout`, 0.5 by
 default, is the seed's): the winners' decoders had none, and batch norm regularises.
 
-Parameter counts (1 input channel, 1 class, measured; tests/models/test_encoder_unet.py):
-resnet34 24,429,969; resnet18 14,321,809; efficientnet_b0 5,833,997; convnext_tiny 31,925,553.
-With 3 input channels resnet34 has 24,436,241: smp's Unet("resnet34") (24,436,369) less 128, the
-difference between its 3x3 head on 16 channels (145) and our 1x1 (17).
+Parameter counts (1 input channel, 1 class; tests/models/test_encoder_unet.py checks them):
+resnet34 24,429,969; resnet18 14,321,809. With 3 input channels resnet34 has 24,436,241: smp's
+Unet("resnet34") less the difference between its 3x3 head on 16 channels and our 1x1.
 
 `forward` (inherited) returns the (gated) segmentation logits only, so tiling, TTA, ensembles and
 ONNX treat this net like the seed, the gate included; training reads the extras through

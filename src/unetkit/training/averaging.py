@@ -14,7 +14,7 @@ an exponential moving average of the weights.
 - EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. It is a running
   mean until it reaches its horizon of 1 / (1 - decay) steps (`warm_ema`), so a run shorter than
   the horizon is not an echo of its first weights.
-Otherwise the model is the best checkpoint, as before.
+Otherwise the model is the best checkpoint.
 """
 
 from __future__ import annotations

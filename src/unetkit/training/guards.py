@@ -12,6 +12,7 @@ from pathlib import Path
 from unetkit.config import TrainConfig
 from unetkit.data.dataset import find_pairs
 from unetkit.data.memory import check_side_fits
+from unetkit.data.pairing import DataSource
 from unetkit.errors import UserError
 from unetkit.training.plan import BYTES_PER_PIXEL_PER_NEURON
 
@@ -20,10 +21,12 @@ def check_run_folder(config: TrainConfig) -> None:
     """The run folder may not be the data folder or lie inside it: the run's files (config.yaml,
     samples, checkpoints) would sit among the images, and every later run on the folder would
     meet them as images without masks."""
-    out, data = Path(config.out_dir).resolve(), Path(config.data.data_dir).resolve()
-    if out == data or data in out.parents:
-        raise UserError(f"{config.out_dir}: the run folder is inside the data folder {config.data.data_dir}; "
-                        "training would write among its images: choose an --out outside it")
+    out = Path(config.out_dir).resolve()
+    data = config.data
+    for flag, folder in (("--data", data.data_dir), ("--images", data.images_dir), ("--masks", data.masks_dir)):
+        if folder and (out == Path(folder).resolve() or Path(folder).resolve() in out.parents):
+            raise UserError(f"{config.out_dir}: the run folder is inside the data folder {folder} ({flag}); "
+                            "training would write among its images: choose an --out outside it")
 
 
 def check_training_sizes(config: TrainConfig) -> None:
@@ -33,7 +36,7 @@ def check_training_sizes(config: TrainConfig) -> None:
     data, channels = config.data, config.model.in_channels
     per_image = 2 * (4 * channels + 1)  # bytes per pixel of an image (float32) and its mask, twice while stacked
     if data.size_policy == "resize":
-        count = len(find_pairs(data.data_dir))
+        count = len(find_pairs(DataSource.from_fields(data)))
         step = BYTES_PER_PIXEL_PER_NEURON * config.model.start_neurons
         check_side_fits("data.resize_to", data.resize_to, count * per_image + step,
                         f"the {count} images resized and one training step")

@@ -37,6 +37,7 @@ from unetkit.data.dataset import LabelledSet
 from unetkit.data.device_batches import DeviceBatches
 from unetkit.data.loader import BatchIterator, default_workers
 from unetkit.data.masks import class_table
+from unetkit.data.pairing import DataSource
 from unetkit.data.patch_batches import PatchBatches
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.preprocess import Preprocess
@@ -51,6 +52,7 @@ from unetkit.outputs import is_binary, uses_sigmoid
 from unetkit.runtime import log, progress, resolve_device
 from unetkit.training.averaging import Snapshots, ensemble, swa_model, swa_update
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
+from unetkit.training.diagnosis import run_warnings
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.observe import EpochObserver
 from unetkit.training.parts import Parts, build_parts
@@ -78,6 +80,7 @@ class TrainResult:
     n_val: int = 0
     postprocess: dict[str, float] = field(default_factory=dict)
     binary: bool = True  # one foreground class: the TGS figures (mAP) mean something
+    warnings: list[str] = field(default_factory=list)  # why the model may be useless (training/diagnosis.py)
 
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
@@ -156,7 +159,7 @@ def _border_weight_map(config: TrainConfig) -> Callable[[np.ndarray], np.ndarray
 
 def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device, cropped: bool) -> bool:
     """Whether the training set lives on the device and is cut and augmented there (data/device_batches.py):
-    on a GPU the CPU cannot prepare batches fast enough (issue 15); with `auto`, when a quarter of the
+    on a GPU the CPU cannot prepare batches fast enough; with `auto`, when a quarter of the
     free device memory holds the set, and not for pad_crop (its crops are the CPU loader's)."""
     choice = config.runtime.device_batches
     if choice == "off" or cropped:
@@ -335,9 +338,10 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[BatchI
                               tile=tile)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     model_path = run_dir / "model.safetensors"
-    record = _record(config, best_row) | {"threshold_metric": config.decision.threshold_metric, "val_at_threshold": val,
-                                          "epochs_done": state.epoch, "stop_reason": stop_reason, "weights": made_of,
-                                          "plan": plan}
+    record = _record(config, best_row)
+    warnings = run_warnings(config, state.history, val, threshold, [c["name"] for c in record["classes"]])
+    record |= {"threshold_metric": config.decision.threshold_metric, "val_at_threshold": val, "epochs_done": state.epoch,
+               "stop_reason": stop_reason, "weights": made_of, "plan": plan, "warnings": warnings}
     rule_args: dict[str, Any] = {"threshold": 0.5 if threshold is None else threshold, "postprocess": postprocess,
                                  "training": record}
     if isinstance(final, Ensemble):
@@ -350,7 +354,7 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[BatchI
     log.info("stopped after epoch %d: %s; model: %s%s", state.epoch, stop_reason, made_of, rule)
     return TrainResult(run_dir, model_path, threshold, val, state.epoch, state.best_epoch,
                        sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess=postprocess,
-                       binary=is_binary(config.model))
+                       binary=is_binary(config.model), warnings=warnings)
 
 
 def _deadline(config: TrainConfig, state: TrainState) -> float | None:
@@ -371,7 +375,7 @@ def _improved(monitor: str, value: float, best: float | None) -> bool:
 
 def _record(config: TrainConfig, row: dict[str, float]) -> dict[str, Any]:
     return {"config": to_dict(config), "best_epoch_metrics": row,
-            "classes": class_table(config.data.data_dir, config.model.num_classes, config.model.multilabel)}
+            "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
 
 
 def _log_epoch(config: TrainConfig, row: dict[str, float]) -> None:

@@ -100,7 +100,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    # channels_last: 10-25% faster convolutions on CPU (measured, 2 cores) and the layout tensor cores want.
+    # channels_last: faster convolutions on CPU (benchmarks/RESULTS.md) and the layout tensor cores want.
     net = (resume.net if resume else build_model(config.model)).to(device, memory_format=torch.channels_last)
     if config.runtime.sync_batchnorm and distributed.launched():
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -150,8 +150,8 @@ def _restore(resume: Checkpoint, config: TrainConfig, optimizer: torch.optim.Opt
 
 def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """Autocast's dtype. GPUs: bf16 where native, else fp16 (with a grad scaler). CPUs: bf16 where the
-    CPU has bf16 instructions (AVX512-BF16, AMX), which trains the `fast` recipe's U-Net 1.67x faster than
-    fp32 on a 2-core Zen 4 (benchmarks/cpu_precision.py); elsewhere fp32, because emulated bf16 is slower."""
+    CPU has bf16 instructions (AVX512-BF16, AMX), which trains faster than fp32 there
+    (benchmarks/cpu_precision.py); elsewhere fp32, because emulated bf16 is slower."""
     if mode == "off" or device.type not in ("cuda", "cpu"):
         return None
     if device.type == "cpu":

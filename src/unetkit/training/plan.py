@@ -8,13 +8,11 @@ patch size the batch size). The order of the choices: depth, mode, patch size, b
 predict tile, normalisation, foreground share, warp margin.
 
 Memory. `BYTES_PER_PIXEL_PER_NEURON` is the peak memory of one training step of the seed U-Net
-per input pixel and per `start_neurons`, measured on the CPU (PyTorch 2, fp32, depth 4, no batch
-norm, 1 thread): growth of the peak RSS (`ru_maxrss`) over one forward + BCE + backward, after a
-warm-up step, for inputs 2 x 1 x 256^2 and 1 x 1 x 512^2: 1597 and 1608 B/px at start_neurons 16,
-3289 at 32, 1107 at 8 (of which 1166, 2715, 572 are tensors saved for backward, counted with
-torch.autograd.graph.saved_tensors_hooks). Depth 3 and 2 take 0.95x and 0.84x of depth 4; batch
-norm 1.31x (`BATCH_NORM_FACTOR`). On CUDA the free memory comes from torch.cuda.mem_get_info;
-on the CPU from MemAvailable.
+per input pixel and per `start_neurons`, measured on the CPU (fp32, depth 4, no batch norm, 1
+thread) as the growth of the peak RSS (`ru_maxrss`) over one forward + BCE + backward after a
+warm-up step; fewer levels take a little less, batch norm more (`BATCH_NORM_FACTOR`). The
+measurements are in benchmarks/RESULTS.md. On CUDA the free memory comes from
+torch.cuda.mem_get_info; on the CPU from MemAvailable.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from unetkit.data.patches import warp_margin
 from unetkit.errors import UserError
 
 BYTES_PER_PIXEL_PER_NEURON = 100.0  # peak training-step bytes per input pixel per start_neuron (see above)
-BATCH_NORM_FACTOR = 1.35  # measured 1.31x with batch norm, rounded up
+BATCH_NORM_FACTOR = 1.35  # the measured factor with batch norm (benchmarks/RESULTS.md), rounded up
 MEMORY_SHARE = {"cpu": 0.5, "cuda": 0.8}  # of the free memory the batch may take (the rest: weights, loader)
 WHOLE_MAX_SIDE = 384  # images up to this side (all of one size) train whole; larger ones in patches
 DEFAULT_PATCH = 256  # patch side before objects ask for more (the U-Net paper's tiles are ~ this size)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from pathlib import Path
 from typing import Any
 
 from unetkit.config import TrainConfig, from_dict, upgrade_train_layer
 from unetkit.data.augment import augment_config
-from unetkit.data.dataset import list_images
-from unetkit.data.io import channels_equal, drop_uniform_alpha
+from unetkit.data.class_file import DEFAULT_IGNORE_INDEX, has_ignored
+from unetkit.data.io import channels_equal, picture_channels
+from unetkit.data.pairing import DataSource, find_images, find_pairs
 from unetkit.data.regions import head_or_whole
 from unetkit.errors import UserError
 from unetkit.models.registry import check_arch, preset_config
@@ -57,10 +57,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # norm and light dropout, AdamW with a cosine schedule laid over the budget, BCE + Dice, batch 16,
     # the model chosen by TGS mAP, small components and the empty-mask rule tuned on validation.
     "fast": _FAST,
-    # The TGS winners' model and training (the GPU's `best` until a GPU measures otherwise): a ResNet18
-    # encoder U-Net with scSE, hypercolumns, deep supervision and the image-level head (gating the
-    # masks), its decoder at half smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on
-    # elu(x)+1 for the last 40% of the run; AdamW on a cosine over the budget.
+    # The TGS winners' model and training (the GPU's `best`): a ResNet18 encoder U-Net with scSE,
+    # hypercolumns, deep supervision and the image-level head (gating the masks), its decoder at half
+    # smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on elu(x)+1 for the last 40%
+    # of the run; AdamW on a cosine over the budget.
     "winners": {"model": {"arch": "unet", "encoder": "resnet18", "start_neurons": 8, "attention": "scse",
                           "hypercolumn": True, "deep_supervision": True, "classification_head": True},
                 "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
@@ -68,32 +68,38 @@ RECIPES: dict[str, dict[str, Any]] = {
                 "loss": {"name": "bce", "second_name": "lovasz_elu", "second_at": 0.6},
                 "data": {"augment": "seed", "size_policy": "pad"},
                 "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}},
-    # The CPU's `best`, chosen by benchmarks/quality.py at 10 CPU-minutes on TGS: `fast` at half the
-    # width (a quarter of the work: 2.5 times the epochs) without dropout (it still underfits in 10
-    # minutes) and with an exponential moving average of the weights (decay 0.998, about the last 500
-    # steps: the last sixth of a 10-minute run), which validates and predicts; the winners' encoder,
-    # second stage and Lovász all scored lower in the same minutes. Kept at 30 minutes, where it
-    # overfits: dropout, strong augmentation and the Lovász second stage did not raise held-out mAP there.
+    # The CPU's `best`, chosen by benchmarks/quality.py on TGS (benchmarks/RESULTS.md): `fast` at half
+    # the width (a quarter of the work, so more epochs in the same minutes) without dropout (a short
+    # budget still underfits) and with an exponential moving average of the weights (decay 0.998,
+    # about the last 500 steps), which validates and predicts; the winners' encoder, second stage and
+    # Lovász all scored lower in the same minutes. The same for longer budgets, where it overfits:
+    # dropout, strong augmentation and the Lovász second stage did not raise held-out mAP there.
     "best-cpu": _layered(_FAST, {"model": {"start_neurons": 8, "dropout_first": 0.0, "dropout": 0.0},
                                  "optim": {"ema_decay": 0.998}}),
     # `best` is the recipe of the device that trains: BEST_BY_DEVICE.
     "best": {},
 }
 
+# The recipe of a run whose layers name none (a TrainConfig built by hand names its own: "seed").
+DEFAULT_RECIPE = "best"
+# A time-budget recipe's length when the layers give neither epochs nor a budget: the minutes
+# benchmarks/quality.py chose `best` at, rather than 200 epochs of a schedule laid over them.
+DEFAULT_BUDGET_MIN = 10
+
 # What `--recipe best` means on each device: on a CPU the benchmark's choice; on a GPU, where a
-# larger encoder and many more epochs fit the same minutes, the winners' model (not yet measured).
+# larger encoder and many more epochs fit the same minutes, the winners' model.
 BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
 
 
 def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     """One TrainConfig from layers of plain data, later layers winning field by field.
 
-    Under all layers lie the recipe they name (default "seed") and, for the `model`
+    Under all layers lie the recipe they name (DEFAULT_RECIPE when none does) and, for the `model`
     section, the model preset they name (default "seed"). Old flat field names are moved
     into their sections (config.MOVED_FIELDS).
     """
     merged = _layered(*layers)
-    recipe = merged.get("recipe", "seed")
+    recipe = merged.get("recipe", DEFAULT_RECIPE)
     if not isinstance(recipe, str) or recipe not in RECIPES:
         raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")
     if recipe == "best":
@@ -101,6 +107,8 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     values: dict[str, Any] = {}
     _merge_into(values, RECIPES[recipe])
     _merge_into(values, merged)
+    if recipe != "seed" and "epochs" not in merged and "time_budget_min" not in merged:
+        values["time_budget_min"] = DEFAULT_BUDGET_MIN
     preset = values.get("preset", "seed")
     if not isinstance(preset, str):
         raise UserError(f"config field 'preset': {preset!r} must be a preset name")
@@ -108,12 +116,17 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     if not isinstance(model_values, dict):
         raise UserError("config section 'model' must be a mapping of field: value")
     given = merged.get("model") if isinstance(merged.get("model"), dict) else {}
-    data_dir = (values.get("data") or {}).get("data_dir") if isinstance(values.get("data"), dict) else None
-    if "in_channels" not in given and isinstance(data_dir, str) and data_dir:
-        detected = detected_channels(data_dir)
+    data_values = values.get("data") if isinstance(values.get("data"), dict) else {}
+    data_dir = str(DataSource.from_fields(data_values)) if data_values else ""
+    if "in_channels" not in given and data_dir:
+        detected = detected_channels(DataSource.from_fields(data_values))
         if detected is not None and detected != preset_config(preset).in_channels:
             log.info("model.in_channels %d: detected from the images of %s", detected, data_dir)
             model_values = {**model_values, "in_channels": detected}
+    if data_values and data_values.get("ignore_index") is None and has_ignored(
+            DataSource.from_fields(data_values).classes_file()):
+        log.info("data.ignore_index %d: classes.yaml names values to ignore", DEFAULT_IGNORE_INDEX)
+        values["data"] = {**data_values, "ignore_index": DEFAULT_IGNORE_INDEX}
     values["model"] = {**dataclasses.asdict(preset_config(preset)), **model_values}
     values["recipe"] = recipe
     config = from_dict(TrainConfig, values)
@@ -136,13 +149,13 @@ def given_fields(config: TrainConfig) -> dict[str, Any]:
     """The fields of a hand-built TrainConfig that differ from TrainConfig's defaults, as a layer:
     what its author set, to be resolved over its recipe like a YAML file's fields."""
     default, given = dataclasses.asdict(TrainConfig()), dataclasses.asdict(config)
-    layer: dict[str, Any] = {}
+    layer: dict[str, Any] = {"recipe": config.recipe}  # its own, "seed" by default: TrainConfig's defaults are the seed's
     for key, value in given.items():
         if isinstance(value, dict) and key != "augment_params":
             changed = {name: v for name, v in value.items() if default[key].get(name) != v}
             if changed:
                 layer[key] = changed
-        elif value != default[key]:
+        elif value != default[key] and key != "recipe":
             layer[key] = value
     return layer
 
@@ -154,20 +167,38 @@ def best_for_device(merged: dict[str, Any]) -> str:
     if device == "auto":
         device = resolve_device("auto").type
     # a device that is not one (or not a name) gets the CPU's recipe here and RuntimeConfig's one-line refusal next
-    chosen = BEST_BY_DEVICE[device] if isinstance(device, str) and device in BEST_BY_DEVICE else BEST_BY_DEVICE["cpu"]
-    log.info("recipe best on the %s: %s", "GPU" if device == "cuda" else "CPU", chosen)
-    return chosen
+    return BEST_BY_DEVICE[device] if isinstance(device, str) and device in BEST_BY_DEVICE else BEST_BY_DEVICE["cpu"]
 
 
-def detected_channels(data_dir: str, sample: int = 8) -> int | None:
-    """The channels the first few images of DATA_DIR/images carry: 1 for gray (a gray picture saved
-    as RGB counts as gray), 3 for colour, 4 for colour with a varying alpha; None if unreadable
+def describe_recipe(config: TrainConfig) -> str:
+    """The run's first words: which recipe, why, how long, and how to get the kernel's."""
+    best = {chosen: device for device, chosen in BEST_BY_DEVICE.items()}
+    if config.recipe in best:
+        why = f"`best` on the {'GPU' if best[config.recipe] == 'cuda' else 'CPU'}, the default"
+    elif config.recipe == "seed":
+        why = "the 2015 TGS kernel's recipe, exactly"
+    else:
+        why = "chosen by name"
+    length = (f"a {config.time_budget_min:g}-minute time budget" if config.time_budget_min is not None else
+              f"up to {config.epochs} epochs" + (", stopping early" if config.early_stopping_patience else ""))
+    kernel = "" if config.recipe == "seed" else "; --recipe seed trains the kernel's recipe"
+    return f"recipe {config.recipe} ({why}); {length}{kernel}"
+
+
+def detected_channels(data_dir: DataSource | str, sample: int = 8) -> int | None:
+    """The channels the first few images of the data carry: 1 for gray (a gray picture saved
+    as RGB counts as gray), 3 for colour, 2 or 4 for TIFF/.npy stacks (a PNG's alpha is no picture
+    channel: io.picture_channels); None if unreadable
     (the data checks that follow say why, with the file's name)."""
+    source = DataSource.of(data_dir)
     try:
-        paths = list(list_images(Path(data_dir) / "images").values())[:sample]
+        if source.pairs:
+            paths = [pair.image for pair in find_pairs(source)[:sample]]
+        else:
+            paths = find_images(str(source.image_folder()))[:sample]
         found = 1
         for path in paths:
-            image = drop_uniform_alpha(head_or_whole(path))  # a 20000^2 TIFF is not decoded to count channels
+            image = picture_channels(head_or_whole(path), path)  # a 20000^2 TIFF is not decoded to count channels
             found = max(found, 1 if channels_equal(image) else image.shape[2])
         return found
     except (UserError, OSError):

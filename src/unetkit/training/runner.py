@@ -24,7 +24,9 @@ from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, find_pairs, load_labelled
 from unetkit.data.fingerprint import fingerprint
 from unetkit.data.io import dtype_range
+from unetkit.data.layout_hints import suspicious_masks
 from unetkit.data.masks import check_class_counts, check_class_coverage, class_table
+from unetkit.data.pairing import DataSource
 from unetkit.data.patch_set import PatchSet, load_patch_set, validation_set
 from unetkit.data.preprocess import Preprocess, fit_preprocess
 from unetkit.data.regions import image_size
@@ -44,7 +46,7 @@ from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.plan import Plan, make_plan, whole_by_size
-from unetkit.training.recipes import check_train_config, resolve_train_config
+from unetkit.training.recipes import check_train_config, describe_recipe, resolve_train_config
 from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -87,8 +89,9 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         if stored.model != config.model:
             raise UserError(f"{run_dir}: the model architecture cannot change on --resume "
                             f"(stored: {stored.model}, asked: {config.model})")
-    if not config.data.data_dir:
-        raise UserError("no data folder given (--data DIR with images/ and masks/)")
+    if not DataSource.from_fields(config.data):
+        raise UserError("no data given (--data DIR with images/ and masks/, --images DIR with --masks DIR, or "
+                        "--pairs FILE.csv)")
     check_run_folder(config)
     check_training_sizes(config)
     # Loaded first (every file checked, each failure naming its file), then planned from a fingerprint;
@@ -101,9 +104,10 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     strata = coverage_classes(data.coverage(config.data.ignore_index))
     files = _files_record(data)
     if resume:
-        _check_same_data(run_dir, files, config.data.data_dir)
+        _check_same_data(run_dir, files, str(DataSource.from_fields(config.data)))
     distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if distributed.is_main():
+        log.info(describe_recipe(config))
         make_dir(run_dir)
         write_text(run_dir / "config.yaml", dump_yaml(config))
         write_text(run_dir / DATA_RECORD, json.dumps(files, indent=1))
@@ -128,25 +132,36 @@ def _likely_patches(config: TrainConfig) -> bool:
     mode = _set_mode(config)
     if mode is not None:
         return mode == "patch"
-    sizes = {image_size(pair.image) for pair in find_pairs(config.data.data_dir)}
+    sizes = {image_size(pair.image) for pair in find_pairs(DataSource.from_fields(config.data))}
     return not whole_by_size(len(sizes) == 1, max(max(size) for size in sizes))
 
 
 def _load(config: TrainConfig, patches: bool) -> LabelledSet | PatchSet:
     """The folder as a PatchSet (patch training) or a stacked LabelledSet, checked for classes that never occur."""
     data, model = config.data, config.model
+    source = DataSource.from_fields(data)
     if patches:
-        found = load_patch_set(data.data_dir, model.in_channels, model.num_classes, ignore_index=data.ignore_index,
+        found = load_patch_set(source, model.in_channels, model.num_classes, ignore_index=data.ignore_index,
                                multilabel=model.multilabel, seed=config.seed)
-        check_class_counts(found.counts.sum(axis=0), model.num_classes, data.ignore_index, data.data_dir,
+        check_class_counts(found.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
                            model.multilabel)
+        _warn_if_regions(found, source, data.ignore_index)
         return found
-    loaded = load_labelled(data.data_dir, model.in_channels, model.num_classes,
+    loaded = load_labelled(source, model.in_channels, model.num_classes,
                            resize_to=data.resize_to if data.size_policy == "resize" else None,
                            ignore_index=data.ignore_index, multilabel=model.multilabel)
-    check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, data.data_dir)
+    check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
+    _warn_if_regions(loaded, source, data.ignore_index)
     _check_pad_to(config, loaded)
     return loaded
+
+
+def _warn_if_regions(data: LabelledSet | PatchSet, source: DataSource, ignore_index: int | None) -> None:
+    """A warning before training when the masks look like a field of view or region, not labels."""
+    masks = data.masks if isinstance(data, LabelledSet) and data.masks.ndim == 3 else None
+    warning = suspicious_masks(data.coverage(ignore_index), masks, str(source))
+    if warning:
+        log.warning("warning: %s", warning)
 
 
 def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, resume: bool) -> Plan:
@@ -167,7 +182,7 @@ def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, res
         overrides["foreground_share"] = data.foreground_share
     if config.model.arch == "seed_unet":
         overrides["depth"] = config.model.depth  # the architecture is the config's; the plan only sizes around it
-    found = fingerprint(data.data_dir, num_classes=None if config.model.multilabel else config.model.num_classes,
+    found = fingerprint(DataSource.from_fields(data), num_classes=None if config.model.multilabel else config.model.num_classes,
                         ignore_index=data.ignore_index, seed=config.seed, multilabel=config.model.multilabel)
     return make_plan(found, device.type, overrides, model=config.model)
 
@@ -359,7 +374,7 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, 
     model_path = run_dir / "model.safetensors"
     record = {"config": dataclasses.asdict(config), "out_of_fold": decision.metrics, "folds": len(folds),
               "fold_metrics": [r.val_metrics for r in results], "plan": plan,
-              "classes": class_table(config.data.data_dir, config.model.num_classes, config.model.multilabel)}
+              "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
     save_ensemble(model_path, [m.net for m in members], preprocess, threshold=decision.threshold if binary else 0.5,
                   postprocess=decision.postprocess if binary else {}, training=record)
     log.info("out-of-fold (%d folds): IoU %.4f  Dice %.4f  TGS mAP %.4f", len(folds), decision.metrics["iou"],

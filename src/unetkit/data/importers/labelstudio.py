@@ -1,0 +1,134 @@
+"""Label Studio JSON export: tasks with `data.image` and `annotations[].result[]` of polygons and brushes.
+
+Polygons (`polygonlabels`) give points in percent of `original_width` / `original_height`; rectangles
+(`rectanglelabels`: x, y, width, height in percent, unrotated) are filled; brushes (`brushlabels`,
+format "rle") are Label Studio's own run-length code of the (H, W, 4) RGBA brush layer, whose alpha is
+the mask. That code (rle-pack, as label-studio-converter's brush.py reads it) is decoded here rather
+than by installing label-studio-converter, which brings a web stack for one function: a 32-bit count
+of output values, a 5-bit word size - 1, four 4-bit run-length sizes - 1, then runs: a flag bit, a 2-bit
+size selector and a length - 1; flagged runs repeat one word, others list each word.
+The first annotation of a task is read (Label Studio lists the latest first); uploads named
+`1a2b3c4d-name.png` are looked up as `name.png` when the prefixed name is not in DIR.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+
+from unetkit.data.importers.shapes import ImageRecord, Shape, points_of
+from unetkit.data.importers.writer import Problems
+from unetkit.errors import UserError
+
+UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # what Label Studio puts before an uploaded file's name
+ALPHA_THRESHOLD = 127  # brush pixels with alpha above this are painted (the converter's 127.5)
+
+
+def parse(data: Any, path: Path, problems: Problems, images_dir: Path) -> tuple[list[ImageRecord], list[str]]:
+    """Label Studio JSON (a list of tasks) -> records; no declared labels."""
+    if not isinstance(data, list) or any(not isinstance(task, dict) or "data" not in task for task in data):
+        raise UserError(f"{path}: not a Label Studio JSON export (expected a list of tasks with 'data')")
+    records = []
+    for task in data:
+        image = _image_value(task["data"])
+        if image is None:
+            problems.add("tasks without an image", f"task {task.get('id')}")
+            continue
+        record = ImageRecord(_local_name(image, images_dir), where=f"task {task.get('id')}")
+        annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+        for number, result in enumerate(annotations[0].get("result", []) if annotations else []):
+            shape = _shape(result, f"task {task.get('id')} result {number}", record, problems)
+            if shape is not None:
+                record.shapes.append(shape)
+        records.append(record)
+    return records, []
+
+
+def _image_value(data: dict[str, Any]) -> str | None:
+    value = data.get("image")
+    if value is None:
+        value = next((v for v in data.values() if isinstance(v, str) and "." in v), None)
+    return str(value) if value is not None else None
+
+
+def _local_name(url: str, images_dir: Path) -> str:
+    """'/data/upload/3/1a2b3c4d-cat.png' -> 'cat.png' when only that exists in DIR; a relative path stays."""
+    name = unquote(url.split("?d=")[-1] if "?d=" in url else url)
+    if "://" in name or name.startswith("/data/"):
+        name = name.rsplit("/", 1)[-1]
+    plain = UPLOAD_PREFIX.sub("", Path(name).name)
+    return plain if not (images_dir / name).exists() and (images_dir / plain).exists() else name
+
+
+def _shape(result: dict[str, Any], where: str, record: ImageRecord, problems: Problems) -> Shape | None:
+    kind, value = result.get("type"), result.get("value") or {}
+    width, height = result.get("original_width"), result.get("original_height")
+    if not width or not height:
+        problems.add("results without original_width/original_height", where)
+        return None
+    record.width, record.height = int(width), int(height)
+    labels = value.get(kind) or value.get("labels") or []
+    label = str(labels[0]) if labels else ""
+    if kind == "polygonlabels":
+        points = points_of(value.get("points") or []) * [width / 100.0, height / 100.0]
+        if len(points) < 3:
+            problems.add("polygons with fewer than 3 points", where)
+            return None
+        return Shape(label, [points])
+    if kind == "rectanglelabels":
+        x, y = value["x"] * width / 100.0, value["y"] * height / 100.0
+        w, h = value["width"] * width / 100.0, value["height"] * height / 100.0
+        return Shape(label, [points_of([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])])
+    if kind == "brushlabels":
+        return _brush(value, label, int(width), int(height), where, problems)
+    problems.add(f"'{kind}' results (not segmentation)", where)
+    return None
+
+
+def _brush(value: dict[str, Any], label: str, width: int, height: int, where: str, problems: Problems) -> Shape | None:
+    if value.get("format") != "rle" or not isinstance(value.get("rle"), list):
+        problems.add("brushes not in rle format", where)
+        return None
+    try:
+        decoded = decode_brush(value["rle"])
+    except (ValueError, IndexError):
+        problems.add("brushes whose rle cannot be decoded", where)
+        return None
+    if decoded.size != width * height * 4:
+        problems.add("brushes whose rle does not match their image size", where)
+        return None
+    return Shape(label, bitmap=decoded.reshape(height, width, 4)[:, :, 3] > ALPHA_THRESHOLD)
+
+
+def decode_brush(data: list[int]) -> np.ndarray:
+    """Label Studio's brush rle (bytes as ints) -> the flat uint8 values it packs (H * W * 4 of them)."""
+    bits = np.unpackbits(np.asarray(data, np.uint8))
+    position = 0
+
+    def read(n: int) -> int:
+        nonlocal position
+        if position + n > len(bits):
+            raise ValueError("rle ends early")
+        chunk = bits[position:position + n]
+        position += n
+        return int(chunk.dot(1 << np.arange(n - 1, -1, -1, dtype=np.int64))) if n else 0
+
+    count = read(32)
+    word = read(5) + 1
+    sizes = [read(4) + 1 for _ in range(4)]
+    out = np.zeros(count, np.uint8)
+    i = 0
+    while i < count:
+        repeated = read(1)
+        end = min(count, i + 1 + read(sizes[read(2)]))
+        if repeated:
+            out[i:end] = read(word)
+        else:
+            for j in range(i, end):
+                out[j] = read(word)
+        i = end
+    return out
