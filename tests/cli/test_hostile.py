@@ -206,6 +206,10 @@ CASES: dict[str, Callable[[dict[str, Path], Path], tuple[Call, str]]] = {
     "train-out-inside-data": lambda s, t: (
         ["train", "--data", str(_copy_data(s, t)), "--out", str(t / "D" / "images"), "--epochs", "1", "-q"],
         r"D/images: the run folder is inside the data folder"),
+    "train-out-inside-masks-folder": lambda s, t: (
+        ["train", "--images", str(_copy_data(s, t) / "images"), "--masks", str(t / "D" / "masks"), "--out",
+         str(t / "D" / "masks" / "run"), "--epochs", "1", "-q"],
+        r"D/masks/run: the run folder is inside the data folder .*D/masks \(--masks\)"),
     "train-out-is-data": lambda s, t: (
         ["train", "--data", str(_copy_data(s, t)), "--out", str(t / "D"), "--epochs", "1", "-q"],
         r"D: the run folder is inside the data folder"),
