@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from unetkit.boundary import boundary_figures
 from unetkit.errors import UserError
 
 AUC_BINS = 2048  # probability bins of the AUC histograms (ties inside a bin count half, as tied scores do)
@@ -122,6 +121,8 @@ class MeasureSet:
             self._value("tgs_map", np.array([_tgs(fg)]))
         boundary = [name for name in self.names if _BOUNDARY.fullmatch(name)]
         if boundary:
+            from unetkit.boundary import boundary_figures  # scipy.ndimage: imported when used, not by --help
+
             tolerances = [float(name[4:]) for name in boundary if name.startswith("nsd@")]
             figures = [boundary_figures(self._binary(pred, c) & inside, self._binary(truth, c) & inside,
                                         self.spacing, tolerances) for c in self.classes]
@@ -150,6 +151,23 @@ class MeasureSet:
         positive = self._binary(truth, c)[inside]
         bins = np.clip((scores * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
         return np.stack([np.bincount(bins[~positive], minlength=AUC_BINS), np.bincount(bins[positive], minlength=AUC_BINS)])
+
+    @staticmethod
+    def merged(shares: list[MeasureSet], order: Sequence[int]) -> MeasureSet:
+        """One set from the ranks' shares, its images put in `order` (each record's place in the folder),
+        so the bootstrap draws the same resamples however the images were shared out."""
+        first = shares[0]
+        rank = np.argsort(np.asarray(order), kind="stable")
+        combined = MeasureSet(first.names, first.num_classes, first.multilabel, first.ignore_index, first.spacing)
+
+        def ordered(records: list[np.ndarray]) -> list[np.ndarray]:
+            return [records[i] for i in rank] if records else []
+
+        combined.counts = ordered([c for s in shares for c in s.counts])
+        combined.histograms = ordered([h for s in shares for h in s.histograms])
+        for name in dict.fromkeys(name for s in shares for name in s.values):
+            combined.values[name] = ordered([v for s in shares for v in s.values.get(name, [])])
+        return combined
 
     def __len__(self) -> int:
         return max(len(self.counts), len(self.histograms), *(len(v) for v in self.values.values()), 0)
