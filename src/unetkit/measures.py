@@ -75,6 +75,18 @@ def higher_is_better(name: str) -> bool:
     return MEASURES["nsd@TOL" if name.startswith("nsd@") else name][1]
 
 
+def monitor_minimizes(monitor: str) -> bool:
+    """Whether a monitored value (val_loss, val_iou, val_hd95, ...) improves by going down."""
+    name = monitor.removeprefix("val_")
+    key = "nsd@TOL" if name.startswith("nsd@") else name
+    return name == "loss" or (key in MEASURES and not MEASURES[key][1])
+
+
+def extra_columns(names: Sequence[str]) -> tuple[str, ...]:
+    """The validation figures of `names` that metrics.csv does not already hold, as its column names val_NAME."""
+    return tuple(f"val_{name}" for name in names if name not in ("iou", "dice", "tgs_map"))
+
+
 @dataclass
 class MeasureSet:
     """Per-image records of the chosen measures; `summary()` and `intervals()` give the data-set figures.

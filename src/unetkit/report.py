@@ -31,6 +31,7 @@ from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.scoring import Scored, accumulator_for, palette_for, scored_pairs
+from unetkit.measures import monitor_minimizes
 from unetkit.visualize import curves_figure, label_map, overlay_figure
 
 REPORT_NAME = "report.html"
@@ -121,7 +122,7 @@ def write_folds_report(run: Path) -> Path:
             continue
         history = read_table(fold_dir / "metrics.csv", ("epoch", "val_loss", "val_iou"))[1]
         histories[fold_dir.name] = history
-        chosen = min if monitor == "val_loss" else max  # the epoch the fold kept (its best checkpoint)
+        chosen = min if monitor_minimizes(monitor) else max  # the epoch the fold kept (its best checkpoint)
         best = chosen(history, key=lambda row: row[monitor]) if history else {}
         link = (f'<a href="{fold_dir.name}/report.html">report</a>' if (fold_dir / "report.html").is_file()
                 else "no report")

@@ -405,7 +405,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", choices=LazyChoices("unetkit.training.losses", "LOSSES"), metavar="LOSS",
                        help="bce (default), bce_dice, dice, focal, tversky, lovasz, lovasz_elu, bce_lovasz, focal_dice, "
                        "weighted_ce")
-    train.add_argument("--monitor", choices=MONITORS, help="value for early stopping and the best checkpoint")
+    train.add_argument("--monitor", metavar="MONITOR", help=f"value for early stopping and the best checkpoint: "
+                       f"{', '.join(MONITORS)}, or val_NAME of a val_metrics figure (val_hd95: lower is better)")
     train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB, 4); default: detected from "
                        "the first images (a gray picture saved as RGB counts as gray)")
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")

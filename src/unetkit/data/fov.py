@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetkit.data.dataset import MASK_SUFFIX, list_images
+from unetkit.data.dataset import MASK_SUFFIX, LabelledSet, list_images
 from unetkit.data.io import read_array
 from unetkit.errors import UserError
 
@@ -40,3 +40,23 @@ def read_region(path: str | os.PathLike[str], shape: tuple[int, ...]) -> np.ndar
         raise UserError(f"{path}: region mask is {region.shape[1]}x{region.shape[0]} but its image is "
                         f"{shape[1]}x{shape[0]} (width x height)")
     return region
+
+
+def regions_for(data: LabelledSet, fov_dir: str | os.PathLike[str]) -> list[np.ndarray]:
+    """The (H_i, W_i) region of every image of `data`, in order; a validation window (stem `ID@y,x`,
+    data/patch_set.py) gets its part of its image's region."""
+    bases = [stem.partition("@")[0] for stem in data.stems]
+    found = find_regions(fov_dir, dict.fromkeys(bases))
+    out = []
+    for stem, base, mask in zip(data.stems, bases, data.masks):
+        height, width = mask.shape[:2]
+        if "@" not in stem:
+            out.append(read_region(found[base], (height, width)))
+            continue
+        y, x = (int(v) for v in stem.partition("@")[2].split(","))
+        array = read_array(found[base])
+        window = (array.any(axis=-1) if array.ndim == 3 else array != 0)[y : y + height, x : x + width]
+        if window.shape != (height, width):
+            raise UserError(f"{found[base]}: region mask is {array.shape[1]}x{array.shape[0]}, smaller than its image")
+        out.append(window)
+    return out
