@@ -136,7 +136,7 @@ def start_training(run_dir: Path, config_data: dict[str, Any]) -> Tracker | None
     tracker = Tracker.open(name=run_dir.resolve().name, tags={"unetkit.run_dir": str(run_dir.resolve())})
     if tracker is not None:
         write_text(run_dir / RECORD, json.dumps({"run_id": tracker.run_id, "tracking_uri": tracker.uri}, indent=1))
-        tracker.log_params(flat_params(config_data))
+        tracker.log_params(flat_params(json.loads(json.dumps(config_data))))  # tuples as lists, as config.yaml has them
     return tracker
 
 
