@@ -8,21 +8,36 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from unetkit.api import evaluate, predict
 from unetkit.cli.main import main
 from unetkit.config import EvaluateConfig, PredictConfig
 from unetkit.data.io import read_array
+from unetkit.data.preprocess import identity_preprocess
+from unetkit.data.synthetic import generate_synthetic
+from unetkit.export.model_file import save_model
+from unetkit.models import UNet
 
 NAMES = "iou,dice,tgs_map,hd95,assd,nsd@1,auc"
 
 
-@pytest.fixture
-def fov_sets(tmp_path: Path, synthetic_dir: Path, tiny_model_file: Path) -> tuple[Path, Path, Path]:
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(path, UNet(start_neurons=4, depth=2), identity_preprocess(1), threshold=0.5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fov_sets(tmp_path_factory: pytest.TempPathFactory, model_file: Path) -> tuple[Path, Path, Path]:
     """(clean, wrong_outside, fov): masks equal to the model's own predictions; in `wrong_outside` every
     pixel outside the region (a centred disc) is flipped; `fov` holds the region masks."""
-    predict(PredictConfig(model_path=str(tiny_model_file), input_path=str(synthetic_dir / "images"),
+    tmp_path = tmp_path_factory.mktemp("fov")
+    synthetic_dir = generate_synthetic(tmp_path / "syn", 12, size=40, seed=3)
+    predict(PredictConfig(model_path=str(model_file), input_path=str(synthetic_dir / "images"),
                           out_dir=str(tmp_path / "pred"), device="cpu"))
     clean, wrong, fov = tmp_path / "clean", tmp_path / "wrong", tmp_path / "fov"
     for folder in (clean, wrong):
@@ -46,22 +61,22 @@ def _evaluate(model: Path, data: Path, csv_name: str, fov: Path | None = None) -
 
 
 def test_everything_wrong_outside_the_region_moves_no_figure(fov_sets: tuple[Path, Path, Path],
-                                                             tiny_model_file: Path) -> None:
+                                                             model_file: Path) -> None:
     clean, wrong, fov = fov_sets
-    inside_clean = _evaluate(tiny_model_file, clean, "a.csv", fov)
-    inside_wrong = _evaluate(tiny_model_file, wrong, "b.csv", fov)
+    inside_clean = _evaluate(model_file, clean, "a.csv", fov)
+    inside_wrong = _evaluate(model_file, wrong, "b.csv", fov)
     for name in (*NAMES.split(","), "pixel_accuracy"):
         assert inside_wrong[name] == inside_clean[name], name
     assert inside_wrong["intervals"] == inside_clean["intervals"]
     assert inside_clean["iou"] == 1.0 and inside_clean["hd95"] == 0.0 and inside_clean["pixel_accuracy"] == 1.0
-    everywhere = _evaluate(tiny_model_file, wrong, "c.csv")
+    everywhere = _evaluate(model_file, wrong, "c.csv")
     assert everywhere["pixel_accuracy"] < 1.0 and everywhere["hd95"] > 0.0
 
 
-def test_the_summary_line_and_the_csv_carry_the_intervals(fov_sets: tuple[Path, Path, Path], tiny_model_file: Path,
+def test_the_summary_line_and_the_csv_carry_the_intervals(fov_sets: tuple[Path, Path, Path], model_file: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     _, wrong, _ = fov_sets
-    code = main(["evaluate", "--model", str(tiny_model_file), "--data", str(wrong), "--device", "cpu", "--csv",
+    code = main(["evaluate", "--model", str(model_file), "--data", str(wrong), "--device", "cpu", "--csv",
                  "e.csv", "--metrics", "iou,hd95,nsd@2", "--bootstrap", "300"])
     assert code == 0
     line = capsys.readouterr().out.strip()
@@ -77,13 +92,14 @@ def test_the_summary_line_and_the_csv_carry_the_intervals(fov_sets: tuple[Path, 
 
 
 def test_unknown_metric_and_missing_region_are_one_line_errors(fov_sets: tuple[Path, Path, Path],
-                                                               tiny_model_file: Path, tmp_path: Path,
+                                                               model_file: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    clean, _, fov = fov_sets
-    assert main(["evaluate", "--model", str(tiny_model_file), "--data", str(clean), "--metrics", "iou,hd99"]) == 2
+    clean, _, shared_fov = fov_sets
+    fov = Path(shutil.copytree(shared_fov, tmp_path / "fov_copy"))
+    assert main(["evaluate", "--model", str(model_file), "--data", str(clean), "--metrics", "iou,hd99"]) == 2
     assert "unknown metric 'hd99'" in capsys.readouterr().err
     first = sorted(fov.glob("*.png"))[0]
     first.unlink()
-    assert main(["evaluate", "--model", str(tiny_model_file), "--data", str(clean), "--fov", str(fov)]) == 2
+    assert main(["evaluate", "--model", str(model_file), "--data", str(clean), "--fov", str(fov)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"no region mask for image '{first.stem}'" in err
