@@ -103,6 +103,10 @@ def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
     result = run_training(config, resume=resume)
     if distributed.is_main():
         log.info("run report: %s", write_reports(result.run_dir, device=config.runtime.device))
+        if config.runtime.track == "mlflow":
+            from unetkit.tracking import finish_training
+
+            finish_training(result.run_dir, result.val_metrics, result.epochs_done)
         for warning in result.warnings:  # the last lines: a useless model must not pass unnoticed
             log.warning("warning: %s", warning)
     distributed.barrier()  # the ranks return together, after rank 0 has written the report

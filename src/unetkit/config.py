@@ -33,6 +33,7 @@ SIZE_POLICIES = ("pad", "resize", "pad_crop")
 THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+TRACKERS = ("none", "mlflow")  # where runs and evaluations are also logged (unetkit/tracking.py)
 
 
 def _require(ok: bool, name: str, message: str) -> None:
@@ -168,6 +169,8 @@ class DataConfig:
     image_name: str = ""  # how an image's file name holds its id, e.g. '{id}_training.tif' (default '{id}.*')
     mask_name: str = ""  # its mask's file name, e.g. '{id}_manual1.gif' (default '{id}.*' or '{id}_mask.*')
     pairs: str = ""  # a CSV with columns image,mask (paths relative to it) instead of folders
+    fov_dir: str = ""  # region masks (a field of view) paired like the masks: validation figures and the threshold
+    #                    sweep count only the pixels inside (training still sees every pixel)
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -286,6 +289,7 @@ class RuntimeConfig:
     deterministic: bool = False  # deterministic kernels (slower on GPU)
     device_batches: str = "auto"  # training set and augmentation on the device: auto = on CUDA when it fits; on; off
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
+    track: str = "none"  # "mlflow": log config, metrics and artifacts to MLFLOW_TRACKING_URI (the mlflow extra)
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -293,6 +297,7 @@ class RuntimeConfig:
         _check_choice("runtime.amp", self.amp, AMP_MODES)
         _check_choice("runtime.device_batches", self.device_batches, ("auto", "on", "off"))
         _require(self.loader_workers is None or self.loader_workers >= 0, "runtime.loader_workers", "must be >= 0")
+        _check_choice("runtime.track", self.track, TRACKERS)
 
 
 @dataclass(frozen=True)
@@ -317,6 +322,8 @@ class TrainConfig:
     seed: int = 0
     folds: int = 0  # K >= 2: K-fold cross-validation, out-of-fold score, one ensemble model file
     fold: int | None = None  # with folds: train only this fold (0-based)
+    val_metrics: str = ""  # more validation figures each epoch, e.g. "hd95,nsd@2" (unetkit/measures.py); each
+    #                        becomes a metrics.csv column val_NAME that monitor may name (val_hd95: lower is better)
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -334,7 +341,8 @@ class TrainConfig:
                                       ("folds", self.folds >= 2)):
                 _require(not unsupported, name, "is not available with model.multilabel yet")
         _require(0 <= self.seed < 2**32, "seed", f"{self.seed} must lie in 0..2**32-1 (NumPy's seeds)")
-        _check_choice("monitor", self.monitor, MONITORS)
+        extra = tuple(f"val_{name.strip()}" for name in self.val_metrics.split(",") if name.strip())
+        _check_choice("monitor", self.monitor, MONITORS + extra)
         _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0")
         _require(self.time_budget_min is None or self.time_budget_min > 0, "time_budget_min",
                  f"{self.time_budget_min} must be > 0")
@@ -397,6 +405,21 @@ class EvaluateConfig(InferenceOptions):
     image_name: str = ""
     mask_name: str = ""
     pairs: str = ""
+    metrics: str = ""  # figures to report, e.g. "iou,dice,hd95,nsd@2" (unetkit/measures.py); empty: iou,dice,tgs_map
+    fov_dir: str = ""  # region masks paired like the labels: pixels outside count in no figure
+    spacing: tuple[float, ...] | None = None  # (dy, dx) pixel size: boundary figures in these units; None: pixels
+    resamples: int = 1000  # bootstrap resamples over images for the 95% intervals; 0: no intervals
+    seed: int = 0  # the bootstrap's seed
+    track: str = "none"  # "mlflow": also log the figures to MLflow (MLFLOW_TRACKING_URI)
+    run_id: str = ""  # with track mlflow: add the figures to this run (a training's); empty: a new run
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.resamples >= 0, "resamples", f"{self.resamples} must be >= 0")
+        _require(self.spacing is None or (len(self.spacing) == 2 and min(self.spacing) > 0), "spacing",
+                 f"{self.spacing} must be two sizes > 0 (dy, dx)")
+        _check_choice("track", self.track, TRACKERS)
+        _require(not self.run_id or self.track == "mlflow", "run_id", "needs track mlflow (--track mlflow)")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

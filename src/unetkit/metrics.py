@@ -114,17 +114,25 @@ class MetricAccumulator:
         self.confusion = torch.zeros(size, size, dtype=torch.int64)
         self.label_counts = torch.zeros(self.num_classes, 4, dtype=torch.int64)
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch of (B, H, W) predicted and true class indices, or (B, K, H, W) 0/1 label maps."""
+    def update(self, pred: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None = None) -> None:
+        """Add a batch of (B, H, W) predicted and true class indices, or (B, K, H, W) 0/1 label maps;
+        pixels outside `region` ((B, H, W) bool, a field of view) count nowhere."""
         pred, target = pred.cpu(), target.cpu()
+        outside = None if region is None else ~region.cpu().bool()
         if self.multilabel:
-            self.label_counts += torch.stack([binary_counts(pred[:, k], target[:, k]).sum(0)
-                                              for k in range(self.num_classes)])
+            if outside is not None:
+                pred, target = pred.masked_fill(outside[:, None], 0), target.masked_fill(outside[:, None], 0)
+            counts = torch.stack([binary_counts(pred[:, k], target[:, k]).sum(0) for k in range(self.num_classes)])
+            if outside is not None:  # the zeroed outside pixels are no true negatives
+                counts[:, 3] -= int(outside.sum())
+            self.label_counts += counts
             self._add_images(pred, target)
             return
+        if outside is not None:  # outside: the ignored value, or one past the classes the confusion counts
+            target = target.masked_fill(outside, 255 if self.ignore_index is None else self.ignore_index)
         self.confusion += confusion_matrix(pred, target, len(self.confusion), self.ignore_index)
-        if self.ignore_index is not None:  # per-image scores: ignored pixels count nowhere
-            ignored = target == self.ignore_index
+        if self.ignore_index is not None or outside is not None:  # per-image scores: ignored pixels count nowhere
+            ignored = target == (255 if self.ignore_index is None else self.ignore_index)
             target = torch.where(ignored, torch.zeros_like(target), target)
             pred = torch.where(ignored, torch.zeros_like(pred), pred)
         self._add_images(pred, target)

@@ -24,6 +24,7 @@ from typing import Any
 import matplotlib.pyplot as plt  # the Agg backend is chosen by unetkit.visualize, imported below
 
 from unetkit.data import patch_set
+from unetkit.data.fov import find_regions
 from unetkit.data.pairing import DataSource, find_pairs
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
@@ -31,6 +32,7 @@ from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.scoring import Scored, accumulator_for, palette_for, scored_pairs
+from unetkit.measures import RESAMPLES, MeasureSet, monitor_minimizes, parse_measures
 from unetkit.visualize import curves_figure, label_map, overlay_figure
 
 REPORT_NAME = "report.html"
@@ -121,7 +123,7 @@ def write_folds_report(run: Path) -> Path:
             continue
         history = read_table(fold_dir / "metrics.csv", ("epoch", "val_loss", "val_iou"))[1]
         histories[fold_dir.name] = history
-        chosen = min if monitor == "val_loss" else max  # the epoch the fold kept (its best checkpoint)
+        chosen = min if monitor_minimizes(monitor) else max  # the epoch the fold kept (its best checkpoint)
         best = chosen(history, key=lambda row: row[monitor]) if history else {}
         link = (f'<a href="{fold_dir.name}/report.html">report</a>' if (fold_dir / "report.html").is_file()
                 else "no report")
@@ -240,9 +242,15 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
                 "predict whole here (training scored them in windows).</p>")
     predictor = Predictor(saved, device=device)
     palette = palette_for(saved, source)
+    config = saved.training.get("config") or {}
+    fov_dir = (config.get("data") or {}).get("fov_dir") or ""
+    regions = find_regions(fov_dir, [pair.stem for pair in pairs]) if fov_dir and Path(fov_dir).is_dir() else None
+    accumulator = accumulator_for(saved)
+    measures = MeasureSet(parse_measures(",".join(filter(None, ["iou,dice,tgs_map", config.get("val_metrics")]))),
+                          saved.config.num_classes, saved.config.multilabel, accumulator.ignore_index)
     # (iou, has an object, stem): among equal IoUs, "best" prefers images with something to find
     scores = sorted((float(item.row["iou"]), float(item.row["true_coverage"]) > 0, item.pair.stem)
-                    for item in scored_pairs(predictor, pairs, accumulator_for(saved), palette))
+                    for item in scored_pairs(predictor, pairs, accumulator, palette, regions=regions, measures=measures))
     worst = [stem for _, _, stem in scores[:EXAMPLES]]
     best = [stem for _, _, stem in scores[::-1][:EXAMPLES] if stem not in worst]
     chosen = [pair for stem in best + worst for pair in pairs if pair.stem == stem]
@@ -255,8 +263,20 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     preds = [label_map(item.prediction) for item in shown]
     figure = overlay_figure([item.image for item in shown], truths, preds, titles)
     caption = "; ".join(html.escape(t) for t in titles)
-    return (_figure_section("Best and worst validation images by IoU", figure)
+    return (_intervals_section(measures, len(pairs), fov_dir if regions else "")
+            + _figure_section("Best and worst validation images by IoU", figure)
             + f"\n<p>{caption} (of {len(pairs)} validation images{left_out})</p>")
+
+
+def _intervals_section(measures: MeasureSet, n_images: int, fov_dir: str) -> str:
+    """The validation figures of the model file with their 95% bootstrap intervals over images."""
+    figures, intervals = measures.summary(), measures.intervals(RESAMPLES)
+    rows = [{"figure": name, "value": figures[name], "95% low": intervals[name][0], "95% high": intervals[name][1]}
+            for name in measures.names if name in intervals]
+    inside = f", inside the regions of <code>{html.escape(fov_dir)}</code>" if fov_dir else ""
+    return ("<h2>Validation figures with 95% intervals</h2>\n"
+            f"<p>The model file on the {n_images} validation images{inside}; percentile bootstrap over images, "
+            f"{RESAMPLES} resamples, seed 0 (docs/metrics.md).</p>\n" + _table(rows) + "\n")
 
 
 class _CallableModule(types.ModuleType):

@@ -58,7 +58,7 @@ def test_train_predict_evaluate(capsys: pytest.CaptureFixture[str], synthetic_di
     assert code == 0 and figures["n_images"] == 12
     assert {"iou", "dice", "pixel_accuracy", "tgs_map"} <= set(figures)
     assert all(0.0 <= figures[k] <= 1.0 for k in ("iou", "dice", "pixel_accuracy", "tgs_map"))
-    assert len((tmp_path / "eval.csv").read_text().splitlines()) == 13  # header + 12 images
+    assert len((tmp_path / "eval.csv").read_text().splitlines()) == 16  # header + 12 images + #all and the interval
 
 
 def test_missing_data_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

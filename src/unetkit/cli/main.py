@@ -23,6 +23,7 @@ from unetkit.config import (
     MONITORS,
     PRECISIONS,
     SIZE_POLICIES,
+    TRACKERS,
     DataConfig,
     DecisionConfig,
     EvaluateConfig,
@@ -45,6 +46,13 @@ from unetkit.inference.tta import TTA_MODES
 SECTIONS = (("", TrainConfig), ("model.", ModelConfig), ("data.", DataConfig), ("loss.", LossConfig),
             ("optim.", OptimConfig), ("schedule.", ScheduleConfig), ("decision.", DecisionConfig),
             ("runtime.", RuntimeConfig))
+
+
+def _measure_help() -> str:
+    """The metric registry's names, read when --help is shown (unetkit.measures imports no torch)."""
+    from unetkit.measures import measure_names_help
+
+    return measure_names_help()
 
 
 class LazyChoices:
@@ -74,6 +82,7 @@ TRAIN_FLAGS = {
     "patch_size": "data.patch_size", "loss": "loss.name", "lr": "optim.lr", "device": "runtime.device",
     "compile": "runtime.compile", "images": "data.images_dir", "masks": "data.masks_dir",
     "image_name": "data.image_name", "mask_name": "data.mask_name", "pairs": "data.pairs",
+    "fov": "data.fov_dir", "track": "runtime.track",
 }
 
 
@@ -169,7 +178,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     fields = {name: value or "" for name, value in layout_fields(args).items()}
     result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data or "", csv_path=args.csv or "", **fields,
-                                     overwrite=args.overwrite, **_inference_options(args)))
+                                     overwrite=args.overwrite, metrics=args.metrics or "", fov_dir=args.fov or "",
+                                     spacing=args.spacing, resamples=args.bootstrap, seed=args.bootstrap_seed,
+                                     track=args.track, run_id=args.run_id or "", **_inference_options(args)))
     if not distributed.is_main():
         return 0
     m = result.metrics
@@ -178,12 +189,37 @@ def _evaluate(args: argparse.Namespace) -> int:
                          | {k: v for k, v in m.items() if k not in ("iou", "dice", "pixel_accuracy", "tgs_map",
                                                                      "n_images")}))
     else:
-        tgs = f"  TGS mAP {m['tgs_map']:.4f}" if "class_iou" not in m else ""  # several classes or labels: no TGS
-        print(f"{m['n_images']} images  IoU {m['iou']:.4f}  Dice {m['dice']:.4f}  pixel accuracy "
-              f"{m['pixel_accuracy']:.4f}{tgs}"
-              + (f"  (threshold {m['threshold']:.2f})" if m.get("threshold") is not None else ""))
+        print(_evaluation_line(m, args.bootstrap))
     logging.getLogger("unetkit").info("per-image scores: %s", result.csv_path)
     return 0
+
+
+FIGURE_LABELS = {"iou": "IoU", "dice": "Dice", "tgs_map": "TGS mAP", "hd95": "HD95", "assd": "ASSD", "auc": "AUC"}
+
+
+def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
+    """The summary line: each chosen figure with its 95% interval [low, high], pixel accuracy, threshold."""
+    intervals = m.get("intervals") or {}
+    parts = []
+    for name in m.get("measures") or ("iou", "dice", "tgs_map"):
+        if name == "tgs_map" and "class_iou" in m:  # several classes or labels: no TGS
+            continue
+        low_high = intervals.get(name)
+        label = FIGURE_LABELS.get(name, name.upper())
+        parts.append(f"{label} {m[name]:.4f}" + (f" [{low_high[0]:.4f}, {low_high[1]:.4f}]" if low_high else ""))
+    line = f"{m['n_images']} images  " + "  ".join(parts) + f"  pixel accuracy {m['pixel_accuracy']:.4f}"
+    line += f"  (threshold {m['threshold']:.2f})" if m.get("threshold") is not None else ""
+    return line + (f"; [95% interval over images, {resamples} bootstrap resamples]" if intervals else "")
+
+
+def _spacing(text: str) -> tuple[float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} must be two pixel sizes > 0, DY,DX (e.g. 0.5,0.5)")
+    return values  # type: ignore[return-value]
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -381,7 +417,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", choices=LazyChoices("unetkit.training.losses", "LOSSES"), metavar="LOSS",
                        help="bce (default), bce_dice, dice, focal, tversky, lovasz, lovasz_elu, bce_lovasz, focal_dice, "
                        "weighted_ce")
-    train.add_argument("--monitor", choices=MONITORS, help="value for early stopping and the best checkpoint")
+    train.add_argument("--monitor", metavar="MONITOR", help=f"value for early stopping and the best checkpoint: "
+                       f"{', '.join(MONITORS)}, or val_NAME of a val_metrics figure (val_hd95: lower is better)")
     train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB, 4); default: detected from "
                        "the first images (a gray picture saved as RGB counts as gray)")
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")
@@ -394,6 +431,10 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=DEVICES)
     train.add_argument("--compile", action="store_const", const=True, help="torch.compile the network (GPUs; "
                        "a slower first epoch)")
+    train.add_argument("--fov", metavar="DIR", help="region masks (field of view) paired like the masks: validation "
+                       "figures and the threshold sweep count only the pixels inside (data.fov_dir)")
+    train.add_argument("--track", choices=TRACKERS, help="mlflow: log config, metrics and artifacts to MLflow "
+                       "(runtime.track; MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
     train.set_defaults(run=_train)
 
     predict = commands.add_parser("predict", parents=[quiet], help="write masks for an image or a folder of images")
@@ -419,6 +460,19 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--csv", help="per-image CSV (default: evaluation-<data folder name>.csv in the current folder)")
     _overwrite_flag(evaluate, "an existing --csv that evaluate did not write")
+    evaluate.add_argument("--metrics", metavar="NAMES", help="comma-separated figures (default iou,dice,tgs_map); "
+                          "boundary ones are slower. " + _measure_help())
+    evaluate.add_argument("--fov", metavar="DIR", help="region masks (field of view) paired like the labels "
+                          "(DIR/ID.png): pixels outside count in no figure")
+    evaluate.add_argument("--spacing", type=_spacing, metavar="DY,DX", help="pixel size: distances (hd95, assd, "
+                          "nsd@TOL) in these units (default: pixels)")
+    evaluate.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples of the 95%% interval "
+                          "over images (default 1000; 0: none)")
+    evaluate.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="the bootstrap's seed (default 0)")
+    evaluate.add_argument("--track", choices=TRACKERS, default="none", help="mlflow: also log the figures to MLflow "
+                          "(MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
+    evaluate.add_argument("--run-id", metavar="ID", help="with --track mlflow: add the figures to this MLflow run "
+                          "(the training's, in RUN_DIR/mlflow.json)")
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser("export", parents=[quiet],

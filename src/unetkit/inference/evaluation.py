@@ -2,7 +2,10 @@
 
 Images are predicted exactly as `predict` would (inference/labelled.py). Under torchrun each
 rank scores its share of the folder and every rank gets the figures of all; rank 0 writes
-the CSV.
+the CSV. The figures are the chosen measures (unetkit/measures.py: per class and pooled, with a
+95% bootstrap interval over images), inside the region masks of `fov_dir` when given. The CSV
+keeps one row per image and ends with three rows: the data-set figure (stem `#all`) and the
+interval's ends (`#ci95_low`, `#ci95_high`).
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ from typing import Any
 
 from unetkit import distributed
 from unetkit.config import EvaluateConfig
+from unetkit.data.fov import find_regions
 from unetkit.data.pairing import DataSource, find_pairs
 from unetkit.errors import UserError
 from unetkit.fileio import check_output, write_csv
 from unetkit.inference.backends import open_predictor
 from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
+from unetkit.measures import MeasureSet, parse_measures
 from unetkit.metrics import MetricAccumulator
 from unetkit.runtime import progress
+
+DEFAULT_MEASURES = "iou,dice,tgs_map"
+SUMMARY_STEMS = ("#all", "#ci95_low", "#ci95_high")
 
 
 @dataclass
@@ -35,25 +43,65 @@ def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
     source = DataSource.from_fields(config)
     if not source:
         raise UserError("no labelled data given (--data DIR, --images DIR with --masks DIR, or --pairs FILE.csv)")
+    names = parse_measures(config.metrics or DEFAULT_MEASURES)
+    if config.track == "mlflow":
+        from unetkit.tracking import require_mlflow
+
+        require_mlflow()  # a missing package is one line before any work
     predictor = open_predictor(config.model_path, config)
     pairs = find_pairs(source)
+    regions = find_regions(config.fov_dir, [pair.stem for pair in pairs]) if config.fov_dir else None
     csv_path = Path(config.csv_path or f"evaluation-{Path(str(source)).resolve().stem}.csv")
     inputs = [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask))]
-    check_output(csv_path, inputs, overwrite=config.overwrite, ours=_is_evaluation_csv, flag="--csv")
+    check_output(csv_path, [*inputs, *(regions or {}).values()], overwrite=config.overwrite, ours=_is_evaluation_csv,
+                 flag="--csv")
     distributed.join(predictor.device.type)
     accumulator = accumulator_for(predictor.saved)
+    model = predictor.saved.config
+    measures = MeasureSet(names, model.num_classes, model.multilabel, accumulator.ignore_index,
+                          tuple(config.spacing or (1.0, 1.0)))  # type: ignore[arg-type]
     mine = pairs[distributed.rank() :: distributed.world_size()]
-    scored = scored_pairs(predictor, mine, accumulator, palette_for(predictor.saved, source))
+    scored = scored_pairs(predictor, mine, accumulator, palette_for(predictor.saved, source), regions=regions,
+                          measures=measures)
     rows = [item.row for item in progress(scored, total=len(mine), desc="evaluate", unit="img", leave=False)]
     if distributed.launched():
-        shares = distributed.all_gather((rows, accumulator))
-        accumulator = MetricAccumulator.merged([share for _, share in shares])
+        shares = distributed.all_gather((rows, accumulator, measures))
+        accumulator = MetricAccumulator.merged([share for _, share, _ in shares])
         place = {pair.stem: i for i, pair in enumerate(pairs)}
-        rows = sorted((row for share, _ in shares for row in share), key=lambda row: place[row["stem"]])
+        ranked = [(place[row["stem"]], row) for share, _, _ in shares for row in share]
+        measures = MeasureSet.merged([share for _, _, share in shares],
+                                     [place[row["stem"]] for share, _, _ in shares for row in share])
+        rows = [row for _, row in sorted(ranked, key=lambda item: item[0])]
+    figures = measures.summary()
+    intervals = measures.intervals(config.resamples, config.seed) if config.resamples else {}
     if distributed.is_main():
-        write_csv(rows, csv_path)
-    metrics = accumulator.summary() | {"threshold": predictor.threshold}
+        write_csv(rows + _summary_rows(rows, figures, intervals), csv_path)
+    metrics = accumulator.summary() | figures | {"threshold": predictor.threshold, "measures": list(names),
+                                                 "intervals": {k: list(v) for k, v in intervals.items()}}
+    if config.track == "mlflow" and distributed.is_main():
+        from unetkit.tracking import log_evaluation
+
+        metrics["mlflow_run_id"] = log_evaluation(config.run_id, metrics, csv_path, f"evaluate {csv_path.stem}")
     return EvaluateResult(metrics, csv_path)
+
+
+def _summary_rows(rows: list[dict[str, Any]], figures: dict[str, Any],
+                  intervals: dict[str, tuple[float, float]]) -> list[dict[str, Any]]:
+    """The CSV's last rows: the data-set figure and the interval's ends, in the per-image columns
+    (tgs_map under tgs_score); columns without a data-set figure stay empty."""
+    columns = list(rows[0]) if rows else ["stem"]
+    by_stem = {SUMMARY_STEMS[0]: {k: v for k, v in figures.items() if isinstance(v, float)},
+               SUMMARY_STEMS[1]: {k: low for k, (low, _) in intervals.items()},
+               SUMMARY_STEMS[2]: {k: high for k, (_, high) in intervals.items()}}
+    out = []
+    for stem, values in by_stem.items():
+        row: dict[str, Any] = dict.fromkeys(columns, "") | {"stem": stem}
+        for name, value in values.items():
+            column = "tgs_score" if name == "tgs_map" else name
+            if column in row:
+                row[column] = value
+        out.append(row)
+    return out
 
 
 def _is_evaluation_csv(path: Path) -> bool:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from unetkit.data.dataset import Pair, load_pair
+from unetkit.data.fov import read_region
 from unetkit.data.masks import ClassPalette, read_class_palette
 from unetkit.data.pairing import DataSource
 from unetkit.inference.engine import AppliedModel, PredictionEngine
 from unetkit.inference.labelled import LabelledPrediction, predict_labelled
+from unetkit.measures import MeasureSet
 from unetkit.metrics import MetricAccumulator
 
 
@@ -25,7 +28,8 @@ class Scored:
     image: np.ndarray  # (H, W, C)
     truth: np.ndarray  # (H, W) indices, or (H, W, K) labels
     prediction: np.ndarray  # (H, W) indices, or (K, H, W) labels
-    row: dict[str, float | str]  # stem, iou, dice, tgs_score, true_coverage, predicted_coverage
+    row: dict[str, float | str]  # stem, iou, dice, tgs_score, true_coverage, predicted_coverage, chosen measures
+    region: np.ndarray | None = None  # (H, W) bool: the pixels scored (a field of view); None: all
 
 
 def training_ignore_index(saved: AppliedModel) -> int | None:
@@ -48,19 +52,27 @@ def palette_for(saved: AppliedModel, data_dir: DataSource | str | os.PathLike[st
     return read_class_palette(data_dir, saved.config.num_classes, training_ignore_index(saved))
 
 
-def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction) -> dict[str, float]:
-    """Add one prediction to `accumulator`; its own iou, dice, tgs_score and coverages."""
-    accumulator.update(torch.from_numpy(predicted.mask)[None], torch.from_numpy(predicted.truth_maps)[None])
+def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction,
+               region: np.ndarray | None = None) -> dict[str, float]:
+    """Add one prediction to `accumulator`; its own iou, dice, tgs_score and coverages (inside `region`)."""
+    accumulator.update(torch.from_numpy(predicted.mask)[None], torch.from_numpy(predicted.truth_maps)[None],
+                       None if region is None else torch.from_numpy(region)[None])
     truth, ignore_index = predicted.truth, accumulator.ignore_index
     labelled = truth > 0 if ignore_index is None else (truth > 0) & (truth != ignore_index)
+    predicted_any = predicted.mask > 0
+    if region is not None:  # coverage of the region: (H, W) masks, or (K, H, W) and (H, W, K) label maps
+        labelled = labelled[region] if labelled.ndim == 2 else labelled[region, :]
+        predicted_any = predicted_any[region] if predicted_any.ndim == 2 else predicted_any[:, region]
     return {"iou": accumulator.image_iou[-1], "dice": accumulator.image_dice[-1],
-            "tgs_score": accumulator.image_score[-1], "true_coverage": float(labelled.mean()),
-            "predicted_coverage": float((predicted.mask > 0).mean())}
+            "tgs_score": accumulator.image_score[-1], "true_coverage": float(labelled.mean()) if labelled.size else 0.0,
+            "predicted_coverage": float(predicted_any.mean()) if predicted_any.size else 0.0}
 
 
 def scored_pairs(predictor: PredictionEngine, pairs: list[Pair], accumulator: MetricAccumulator,
-                 palette: ClassPalette | None = None) -> Iterator[Scored]:
-    """Predict every pair as `predict` would, add it to `accumulator`, and yield it with its scores."""
+                 palette: ClassPalette | None = None, *, regions: dict[str, Path] | None = None,
+                 measures: MeasureSet | None = None) -> Iterator[Scored]:
+    """Predict every pair as `predict` would, add it to `accumulator` (and `measures`), and yield it with its
+    scores; `regions` (stem -> region mask, data/fov.py) restrict every figure to their pixels."""
     config = predictor.saved.config
 
     def items() -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
@@ -70,5 +82,9 @@ def scored_pairs(predictor: PredictionEngine, pairs: list[Pair], accumulator: Me
             yield pair, image, mask
 
     for predicted in predict_labelled(predictor, items()):
-        row = {"stem": predicted.key.stem} | add_scores(accumulator, predicted)
-        yield Scored(predicted.key, predicted.image, predicted.truth, predicted.mask, row)
+        region = read_region(regions[predicted.key.stem], predicted.truth.shape) if regions else None
+        row: dict[str, float | str] = {"stem": predicted.key.stem} | add_scores(accumulator, predicted, region)
+        if measures is not None:
+            own = measures.add(predicted.mask, predicted.truth_maps, predicted.probabilities, region)
+            row |= {name: value for name, value in own.items() if name not in row and name != "tgs_map"}
+        yield Scored(predicted.key, predicted.image, predicted.truth, predicted.mask, row, region)

@@ -35,6 +35,7 @@ from unetkit import distributed
 from unetkit.config import TrainConfig, to_dict
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.device_batches import DeviceBatches
+from unetkit.data.fov import regions_for
 from unetkit.data.loader import BatchIterator, default_workers
 from unetkit.data.masks import class_table
 from unetkit.data.pairing import DataSource
@@ -46,6 +47,7 @@ from unetkit.errors import UserError
 from unetkit.export.model_file import load_model, save_ensemble, save_model
 from unetkit.fileio import write_csv
 from unetkit.inference.engine import planned_tile
+from unetkit.measures import extra_columns, monitor_minimizes, parse_measures
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
 from unetkit.outputs import is_binary, uses_sigmoid
@@ -57,7 +59,7 @@ from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.observe import EpochObserver
 from unetkit.training.parts import Parts, build_parts
 from unetkit.training.step import enter_stage, stage_peak, train_step
-from unetkit.training.threshold import tune_decision, warn_if_blind
+from unetkit.training.threshold import tune_on_validation
 from unetkit.training.validation import target_maps, validate
 
 PROGRESS_EVERY = 10  # steps between progress-bar loss updates and torchrun's deadline checks (each waits for the GPU)
@@ -116,6 +118,8 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
                                       seed=config.seed, rank=rank, world_size=world_size, workers=workers, pad_crop=crop)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
+    val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
+    share_regions = val_regions[rank::world_size] if val_regions is not None else None
     parts = build_parts(config, len(train_batches), resume, class_weights)
     tile = planned_tile({"plan": plan})
     if config.schedule.snapshots:
@@ -133,7 +137,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         if deadline is not None and distributed.any_rank(deadline <= time.monotonic(), parts.device):
             stop_reason = "time budget"
             break
-        row, hit_deadline = _run_epoch(parts, state, train_batches, val_share, preprocess, deadline, tile)
+        row, hit_deadline = _run_epoch(parts, state, train_batches, val_share, preprocess, deadline, tile, share_regions)
         _after_epoch(config, run_dir, parts, preprocess, state, row, observer)
         if hit_deadline:
             stop_reason = "time budget"
@@ -144,7 +148,8 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     result = None
     if observer is not None:  # rank 0
         observer.close()
-        result = _finish(config, run_dir, parts, (train_batches, val_set), preprocess, state, stop_reason, plan)
+        result = _finish(config, run_dir, parts, (train_batches, val_set, val_regions), preprocess, state, stop_reason,
+                         plan)
         result.n_train, result.n_val = len(train_set), len(val_set)
     return distributed.from_main(result)
 
@@ -246,12 +251,15 @@ def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index:
 
 
 def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, val_share: LabelledSet,
-               preprocess: Preprocess, deadline: float | None, tile: int) -> tuple[dict[str, float], bool]:
+               preprocess: Preprocess, deadline: float | None, tile: int,
+               regions: list[np.ndarray] | None = None) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s = time.monotonic() - started
+    names = _val_measures(parts.config)
     val, _ = validate(parts.evaluated, val_share, preprocess, parts.loss_fn, parts.device, parts.config.batch_size,
-                      ignore_index=parts.config.data.ignore_index, across_ranks=True, tile=tile)
+                      ignore_index=parts.config.data.ignore_index, across_ranks=True, tile=tile, regions=regions,
+                      measures=names)
     parts.net.train()
     seconds = time.monotonic() - started
     state.elapsed_s += seconds
@@ -259,6 +267,7 @@ def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, va
     row = {"epoch": state.epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_iou": val["iou"],
            "val_dice": val["dice"], "val_map": val["tgs_map"], "lr": parts.optimizer.param_groups[0]["lr"],
            "seconds": seconds, "images_per_s": seen / max(train_s, 1e-9), "val_seconds": seconds - train_s}
+    row |= {column: val[column.removeprefix("val_")] for column in extra_columns(names)}
     state.history.append(row)
     return row, hit_deadline
 
@@ -285,6 +294,7 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
             save_model(checkpoints / "best.safetensors", parts.evaluated, preprocess, training=_record(config, row))
         write_metrics_csv(state.history, run_dir / "metrics.csv")
         observer.epoch_done(state.history, parts.evaluated, parts.device)
+        observer.track(_csv_row(row, _metrics_columns(state.history)), state.epoch)
     state.elapsed_s += time.monotonic() - started
     if observer is not None:
         save_checkpoint(checkpoints / "last.safetensors", config, parts.net, preprocess, parts.optimizer,
@@ -311,31 +321,27 @@ def _final_net(run_dir: Path, parts: Parts, train_batches: BatchIterator,
     return best.to(device, memory_format=torch.channels_last), f"best epoch {state.best_epoch}"  # type: ignore[return-value]
 
 
-def _finish(config: TrainConfig, run_dir: Path, parts: Parts, sets: tuple[BatchIterator, LabelledSet],
-            preprocess: Preprocess, state: TrainState, stop_reason: str, plan: dict[str, Any] | None) -> TrainResult:
+def _finish(config: TrainConfig, run_dir: Path, parts: Parts,
+            sets: tuple[BatchIterator, LabelledSet, list[np.ndarray] | None], preprocess: Preprocess, state: TrainState,
+            stop_reason: str, plan: dict[str, Any] | None) -> TrainResult:
     """Choose the final weights, tune the decision rule on their validation predictions, write model.safetensors."""
     device = parts.device
-    train_batches, val_set = sets
+    train_batches, val_set, regions = sets
     final, made_of = _final_net(run_dir, parts, train_batches, state)
     binary = uses_sigmoid(config.model)
     threshold: float | None = None
     postprocess: dict[str, float] = {}
-    ignore_index = config.data.ignore_index
+    ignore_index, names = config.data.ignore_index, _val_measures(config)
     tile = planned_tile({"plan": plan})
     val, probabilities = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size,
-                                  keep_probabilities=binary, ignore_index=ignore_index, tile=tile)
+                                  keep_probabilities=binary, ignore_index=ignore_index, tile=tile, regions=regions,
+                                  measures=() if binary else names)
     if binary and probabilities is not None:
-        targets = target_maps(val_set)
-        decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
-                                        tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
-                                        ignore_index=ignore_index)
-        threshold, postprocess = decision.threshold, decision.postprocess
-        warn_if_blind(decision, targets, ignore_index, "validation")
-        write_csv(table, run_dir / "threshold_sweep.csv")
-        val = decision.metrics
-        if config.model.multilabel:  # per-label figures, as during training
-            val, _ = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold,
-                              tile=tile)
+        val, threshold, postprocess = tune_on_validation(config, run_dir, probabilities, target_maps(val_set), regions)
+        if config.model.multilabel or names:  # per-label figures (as during training) and the chosen ones, at the rule
+            at_rule, _ = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold,
+                                  tile=tile, ignore_index=ignore_index, regions=regions, measures=names)
+            val = at_rule if config.model.multilabel else val | {k: v for k, v in at_rule.items() if k not in val}
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     model_path = run_dir / "model.safetensors"
     record = _record(config, best_row)
@@ -370,7 +376,12 @@ def _deadline(config: TrainConfig, state: TrainState) -> float | None:
 def _improved(monitor: str, value: float, best: float | None) -> bool:
     if best is None or math.isnan(best):  # the first epoch always becomes the best so far
         return True
-    return value < best if monitor == "val_loss" else value > best
+    return value < best if monitor_minimizes(monitor) else value > best
+
+
+def _val_measures(config: TrainConfig) -> tuple[str, ...]:
+    """The extra validation figures of config.val_metrics (none when empty)."""
+    return parse_measures(config.val_metrics, "config field 'val_metrics'") if config.val_metrics else ()
 
 
 def _record(config: TrainConfig, row: dict[str, float]) -> dict[str, Any]:
@@ -386,5 +397,16 @@ def _log_epoch(config: TrainConfig, row: dict[str, float]) -> None:
 
 
 def write_metrics_csv(history: list[dict[str, float]], path: Path) -> None:
-    """metrics.csv: one row per epoch, columns METRICS_COLUMNS."""
-    write_csv([{k: row[k] for k in METRICS_COLUMNS} for row in history], path)
+    """metrics.csv: one row per epoch, columns METRICS_COLUMNS, then the val_metrics' val_NAME columns."""
+    columns = _metrics_columns(history)
+    write_csv([_csv_row(row, columns) for row in history], path)
+
+
+def _metrics_columns(history: list[dict[str, float]]) -> tuple[str, ...]:
+    extra = dict.fromkeys(k for row in history for k in row if k.startswith("val_") and k not in METRICS_COLUMNS
+                          and k != "val_seconds")
+    return METRICS_COLUMNS + tuple(extra)
+
+
+def _csv_row(row: dict[str, float], columns: tuple[str, ...]) -> dict[str, float]:
+    return {k: row.get(k, math.nan) for k in columns}

@@ -1,5 +1,6 @@
 """What a person watches during training: curves, predictions on fixed validation samples,
-and optionally TensorBoard (learning rate, throughput and every metric per epoch)."""
+and optionally TensorBoard (learning rate, throughput and every metric per epoch) and MLflow
+(unetkit/tracking.py: the config once, then every metrics.csv row)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetkit.config import TrainConfig
+from unetkit import tracking
+from unetkit.config import TrainConfig, to_dict
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
@@ -35,6 +37,7 @@ class EpochObserver:
         self.preprocess = preprocess
         self.tile = tile
         self.writer = _tensorboard(run_dir) if config.runtime.tensorboard else None
+        self.tracker = tracking.start_training(run_dir, to_dict(config)) if config.runtime.track == "mlflow" else None
 
     def epoch_done(self, history: list[dict[str, float]], net: SegmentationNet, device: torch.device) -> None:
         plot_curves(history, self.run_dir / "curves.png")
@@ -46,6 +49,11 @@ class EpochObserver:
                 if key != "epoch":
                     self.writer.add_scalar(key, value, int(row["epoch"]))
             self.writer.flush()
+
+    def track(self, row: dict[str, float], epoch: int) -> None:
+        """One metrics.csv row to the tracker, at step = epoch."""
+        if self.tracker is not None:
+            self.tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
 
     def _samples(self, epoch: int, net: SegmentationNet, device: torch.device) -> None:
         engine = Predictor(SavedModel(net, self.preprocess), torch_device=device, tile=self.tile)

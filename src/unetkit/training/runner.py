@@ -37,10 +37,12 @@ from unetkit.export.model_file import load_model, save_ensemble
 from unetkit.fileio import make_dir, write_csv, write_text
 from unetkit.inference.labelled import predict_labelled
 from unetkit.inference.predictor import Predictor
+from unetkit.measures import parse_measures
 from unetkit.metrics import MetricAccumulator
 from unetkit.models.registry import build_model
 from unetkit.outputs import foreground, is_binary
 from unetkit.runtime import log, resolve_device
+from unetkit.tracking import require_mlflow
 from unetkit.training.checkpoint import load_checkpoint
 from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.loop import TrainResult, fit
@@ -73,6 +75,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     if not config.out_dir:
         raise UserError("no output folder given (--out RUN_DIR)")
     check_train_config(config)
+    _check_scoring(config)
     run_dir = Path(config.out_dir)
     device = resolve_device(config.runtime.device)  # fail before anything is written
     if config.runtime.sync_batchnorm and distributed.launched() and device.type != "cuda":
@@ -116,6 +119,22 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         return _train_folds(config, run_dir, data, strata, resume, plan.to_dict())
     train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
     return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan.to_dict())
+
+
+def _check_scoring(config: TrainConfig) -> None:
+    """val_metrics names, the region folder and the tracker, refused in one line before any work."""
+    if config.val_metrics:
+        parse_measures(config.val_metrics, "config field 'val_metrics'")
+    if config.data.fov_dir:
+        if config.data.size_policy == "resize":
+            raise UserError("config field 'data.fov_dir': region masks need the images at their own size "
+                            "(size_policy pad or pad_crop, not resize)")
+        if config.folds >= 2:
+            raise UserError("config field 'data.fov_dir': not available with folds yet (validation of one split only)")
+        if not Path(config.data.fov_dir).is_dir():
+            raise UserError(f"{config.data.fov_dir}: region folder not found (data.fov_dir, --fov)")
+    if config.runtime.track == "mlflow":
+        require_mlflow()
 
 
 def _set_mode(config: TrainConfig) -> str | None:

@@ -18,6 +18,7 @@ import torch
 
 from unetkit.config import OptimConfig, TrainConfig
 from unetkit.errors import UserError
+from unetkit.measures import monitor_minimizes
 
 OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], OptimConfig], torch.optim.Optimizer]] = {
     "adam": lambda params, o: torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),  # the seed's
@@ -49,7 +50,7 @@ def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch
     schedule = config.schedule
     patience = schedule.plateau_patience if schedule.name == "plateau" else 10**9
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min" if config.monitor == "val_loss" else "max", factor=schedule.plateau_factor,
+        optimizer, mode="min" if monitor_minimizes(config.monitor) else "max", factor=schedule.plateau_factor,
         patience=patience, min_lr=schedule.min_lr)
 
 

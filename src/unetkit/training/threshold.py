@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from unetkit.config import TrainConfig
+from unetkit.fileio import write_csv
 from unetkit.inference.postprocess import binary_decision
 from unetkit.metrics import MetricAccumulator
 from unetkit.runtime import log
@@ -111,3 +114,24 @@ def warn_if_blind(decision: Decision, targets: Maps, ignore_index: int | None, s
     if labelled and decision.metrics.get("iou", 1.0) == 0.0:
         log.warning("warning: under the stored decision rule the model finds no foreground on %s (IoU 0, "
                     "TGS mAP %.4f): train longer, or check the masks", scored_on, decision.metrics.get("tgs_map", 0.0))
+
+
+def tune_on_validation(config: TrainConfig, run_dir: Path, probabilities: Maps, targets: Maps,
+                       regions: list[np.ndarray] | None) -> tuple[dict[str, Any], float, dict[str, float]]:
+    """The decision rule tuned on validation (threshold_sweep.csv written): (its figures, threshold, postprocess).
+    Pixels outside the `regions` take the ignored value, so the sweep counts only the pixels inside."""
+    ignore_index = config.data.ignore_index
+    if regions is not None:
+        ignore_index = 255 if ignore_index is None else ignore_index  # binary truths are 0/1: 255 is free
+        labels = config.model.num_classes if config.model.multilabel else 1
+        expanded = [region for region in regions for _ in range(labels)]  # multi-label: one map per label
+        if isinstance(targets, torch.Tensor):
+            targets = targets.masked_fill(~torch.from_numpy(np.stack(expanded)), ignore_index)
+        else:
+            targets = [t.masked_fill(~torch.from_numpy(r), ignore_index) for t, r in zip(targets, expanded)]
+    decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
+                                    tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
+                                    ignore_index=ignore_index)
+    warn_if_blind(decision, targets, ignore_index, "validation")
+    write_csv(table, run_dir / "threshold_sweep.csv")
+    return decision.metrics, decision.threshold, decision.postprocess

@@ -1,0 +1,179 @@
+"""MLflow tracking (`runtime.track: mlflow`, `--track mlflow`): the run folder, mirrored into the tracker
+a team already runs.
+
+A training run becomes one MLflow run: the resolved config (config.yaml) as parameters, every
+metrics.csv row as metrics at step = epoch, then the model file, report, curves, plan and
+threshold sweep as artifacts and the validation figures at the tuned rule as `final_*` metrics.
+`evaluate --track mlflow --run-id ID` adds its figures (and their intervals) to run ID as
+`eval_*` metrics and its CSV as an artifact. The server is MLFLOW_TRACKING_URI (MLflow's own
+default, a local store in the current folder, when unset); the run id is kept in
+RUN_DIR/mlflow.json, so --resume continues the same MLflow run.
+
+The run folder stays the record: the tracker only copies it. A tracker that cannot be reached
+is one warning, then silence for the rest of the process, and training goes on; that is why
+every call into MLflow here is guarded by a broad `except Exception` (MLflow raises its own,
+requests' and the store's exceptions). MLflow's HTTP retries default to minutes of back-off; unless
+the environment sets them, a failing call here gives up after TRACKING_RETRIES quick retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unetkit.errors import UserError
+from unetkit.fileio import write_text
+from unetkit.runtime import log
+
+RECORD = "mlflow.json"  # RUN_DIR/mlflow.json: {"run_id", "tracking_uri"}
+EXPERIMENT = "unetkit"  # the experiment runs go to, unless MLFLOW_EXPERIMENT_NAME says another
+TRACKING_RETRIES = "2"
+TRACKING_TIMEOUT_S = "10"
+RUN_ARTIFACTS = ("model.safetensors", "report.html", "curves.png", "config.yaml", "plan.json", "threshold_sweep.csv",
+                 "metrics.csv")
+_FAILED: set[str] = set()  # tracking URIs that failed in this process: warned once, then skipped
+
+
+def require_mlflow() -> Any:
+    """The mlflow module, or a one-line UserError naming the install command."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", TRACKING_RETRIES)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", TRACKING_TIMEOUT_S)
+    try:
+        import mlflow
+    except ImportError:
+        raise UserError("--track mlflow needs the mlflow package: pip install 'unetkit[mlflow]'") from None
+    return mlflow
+
+
+def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config data as MLflow parameters: dotted names, values as text (MLflow stores text)."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out |= flat_params(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = str(value)
+    return out
+
+
+class Tracker:
+    """One MLflow run, by id; every call is skipped once its tracking URI has failed in this process."""
+
+    def __init__(self, client: Any, run_id: str, uri: str) -> None:
+        self.client, self.run_id, self.uri = client, run_id, uri
+
+    @classmethod
+    def open(cls, run_id: str = "", name: str = "", tags: dict[str, str] | None = None) -> Tracker | None:
+        """Run `run_id` (or a new run named `name` in the EXPERIMENT); None when the tracker is unreachable."""
+        mlflow = require_mlflow()
+        uri = mlflow.get_tracking_uri()
+        if uri in _FAILED:
+            return None
+        tracker = cls(None, run_id, uri)
+
+        def connect() -> None:
+            tracker.client = mlflow.MlflowClient(uri)
+            if run_id:
+                tracker.client.get_run(run_id)  # fails here for an unknown id
+                return
+            experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+            found = tracker.client.get_experiment_by_name(experiment)
+            experiment_id = found.experiment_id if found else tracker.client.create_experiment(experiment)
+            tracker.run_id = tracker.client.create_run(experiment_id, run_name=name or None, tags=tags or {}).info.run_id
+
+        return tracker if tracker._guard(connect) else None
+
+    def _guard(self, call: Callable[[], Any]) -> bool:
+        """Run `call`; on any failure warn once for this URI and stop tracking there."""
+        if self.uri in _FAILED:
+            return False
+        try:
+            call()
+            return True
+        except Exception as exc:  # noqa: BLE001 -- a tracker must never stop the work it records
+            _FAILED.add(self.uri)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("warning: MLflow tracking at %s failed (%s); tracking stops here, the run folder keeps "
+                        "everything", self.uri, first[:200])
+            return False
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        self._guard(lambda: [self.client.log_batch(self.run_id, params=items[i : i + 100])
+                             for i in range(0, len(items), 100)])
+
+    def log_metrics(self, values: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        items = [Metric(k, float(v), stamp, step) for k, v in values.items()]
+        self._guard(lambda: self.client.log_batch(self.run_id, metrics=items))
+
+    def log_artifacts(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            if path.is_file():
+                self._guard(lambda path=path: self.client.log_artifact(self.run_id, str(path)))
+
+    def finish(self) -> None:
+        self._guard(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
+
+
+def start_training(run_dir: Path, config_data: dict[str, Any]) -> Tracker | None:
+    """The MLflow run of the training in `run_dir`: the one RUN_DIR/mlflow.json names (--resume), else a
+    new one with the resolved config as parameters, recorded in mlflow.json."""
+    record = _read_record(run_dir)
+    if record.get("run_id"):
+        return Tracker.open(record["run_id"])
+    tracker = Tracker.open(name=run_dir.resolve().name, tags={"unetkit.run_dir": str(run_dir.resolve())})
+    if tracker is not None:
+        write_text(run_dir / RECORD, json.dumps({"run_id": tracker.run_id, "tracking_uri": tracker.uri}, indent=1))
+        tracker.log_params(flat_params(json.loads(json.dumps(config_data))))  # tuples as lists, as config.yaml has them
+    return tracker
+
+
+def finish_training(run_dir: Path, final: dict[str, Any], step: int) -> None:
+    """After the report: artifacts of `run_dir`, the figures at the tuned rule as final_* metrics, run finished.
+    A run folder without mlflow.json (a --folds run's top folder) gets its own run here."""
+    tracker = start_training(run_dir, yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {})
+    if tracker is None:
+        return
+    tracker.log_metrics({f"final_{k}": v for k, v in final.items() if _is_number(v)}, step)
+    tracker.log_artifacts(run_dir / name for name in RUN_ARTIFACTS)
+    tracker.finish()
+
+
+def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str) -> str | None:
+    """An evaluation's figures (eval_NAME, eval_NAME_low/_high for intervals) into run `run_id`, or a new
+    run named `name`; its CSV as an artifact. Returns the run id (None when unreachable)."""
+    tracker = Tracker.open(run_id, name=name)
+    if tracker is None:
+        return None
+    values = {f"eval_{k}": v for k, v in metrics.items() if _is_number(v)}
+    for key, (low, high) in (metrics.get("intervals") or {}).items():
+        values |= {f"eval_{key}_low": low, f"eval_{key}_high": high}
+    tracker.log_metrics(values, 0)
+    tracker.log_artifacts([csv_path])
+    if not run_id:
+        tracker.finish()
+    return tracker.run_id
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((run_dir / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value

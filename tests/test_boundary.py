@@ -1,0 +1,73 @@
+"""Boundary metrics on shapes whose figures can be worked out by hand (derivations in docs/metrics.md)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from unetkit.boundary import assd, boundary, boundary_figures, hd95, nsd, worst_distance
+
+
+def _square(side: int, shift: int = 0, size: int = 64) -> np.ndarray:
+    mask = np.zeros((size, size), bool)
+    mask[10 : 10 + side, 5 + shift : 5 + side + shift] = True
+    return mask
+
+
+def _disc(radius: float, size: int = 64) -> np.ndarray:
+    rows, cols = np.mgrid[:size, :size]
+    return (rows - 32) ** 2 + (cols - 32) ** 2 <= radius**2
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_a_square_shifted_by_k_has_hd95_k_and_assd_k_over_2(k: int) -> None:
+    truth, pred = _square(40), _square(40, shift=k)
+    # Half the boundary (the two sides across the shift) sits k away, the rest 0..k: HD95 = k;
+    # the distances sum to 2k(s-1) over 4(s-1) boundary pixels each way: ASSD = k / 2.
+    assert hd95(pred, truth) == pytest.approx(k, abs=1e-12)
+    assert assd(pred, truth) == pytest.approx(k / 2, abs=1e-12)
+
+
+@pytest.mark.parametrize("k,tau", [(3, 1), (3, 2), (5, 2), (5, 4)])
+def test_nsd_of_a_shifted_square_counts_the_boundary_within_tau(k: int, tau: int) -> None:
+    side = 40
+    truth, pred = _square(side), _square(side, shift=k)
+    # Within tau < k each way: the s-k-1+tau top and bottom pixels and 2(tau+1) of the near side, of 4(s-1).
+    assert nsd(pred, truth, tau) == pytest.approx((2 * side - 2 * k + 4 * tau) / (4 * side - 4), abs=1e-12)
+    assert nsd(pred, truth, k) == 1.0
+
+
+def test_spacing_scales_distances_along_their_axis() -> None:
+    truth, pred = _square(40), _square(40, shift=2)  # shifted along x (columns)
+    assert hd95(pred, truth, spacing=(1.0, 0.5)) == pytest.approx(1.0, abs=1e-12)
+    assert hd95(pred, truth, spacing=(3.0, 1.0)) == pytest.approx(2.0, abs=1e-12)
+
+
+def test_a_disc_against_a_larger_concentric_disc_is_the_difference_of_radii() -> None:
+    small, large = _disc(10), _disc(16)
+    # Every boundary pixel lies within one pixel of its circle, so each distance is 6 +- 1.
+    assert abs(hd95(small, large) - 6) <= 1.0
+    assert abs(assd(small, large) - 6) <= 1.0
+    assert nsd(small, large, 4) == 0.0
+    assert nsd(small, large, 8) == 1.0
+
+
+def test_identical_masks_score_perfectly() -> None:
+    mask = _disc(12)
+    assert boundary_figures(mask, mask, tolerances=(0,)) == {"hd95": 0.0, "assd": 0.0, "nsd@0": 1.0}
+
+
+def test_empty_cases_follow_the_documented_rule() -> None:
+    empty, mask = np.zeros((64, 64), bool), _disc(8)
+    assert boundary_figures(empty, empty, tolerances=(2,)) == {"hd95": 0.0, "assd": 0.0, "nsd@2": 1.0}
+    diagonal = math.hypot(63, 63)
+    for pred, truth in ((empty, mask), (mask, empty)):
+        assert boundary_figures(pred, truth, tolerances=(2,)) == {"hd95": diagonal, "assd": diagonal, "nsd@2": 0.0}
+    assert worst_distance((64, 64), (2.0, 1.0)) == pytest.approx(math.hypot(126, 63))
+
+
+def test_a_mask_touching_the_image_border_has_its_boundary_there() -> None:
+    full = np.ones((5, 6), bool)
+    assert boundary(full).sum() == 2 * 5 + 2 * 6 - 4
