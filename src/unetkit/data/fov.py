@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from unetkit.data.dataset import MASK_SUFFIX, LabelledSet, list_images
+from unetkit.data.dataset import LabelledSet, list_images
 from unetkit.data.io import read_array
+from unetkit.data.layout_hints import MASK_SUFFIX
 from unetkit.errors import UserError
 
 
