@@ -92,6 +92,10 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     into their sections (config.MOVED_FIELDS).
     """
     merged = _layered(*layers)
+    if merged.get("init_model"):  # a fine-tune lies over the model file's own training config
+        from unetkit.training.init import init_layer
+
+        merged = _layered(init_layer(merged["init_model"]), *layers)
     recipe = merged.get("recipe", "seed")
     if not isinstance(recipe, str) or recipe not in RECIPES:
         raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")

@@ -1,0 +1,494 @@
+// unetkit review: the ranked list and the mask editor. Plain JavaScript on a canvas, no build step,
+// nothing fetched but this server's API.
+//
+// The mask is a Uint8Array of class indices (one byte a pixel), edited exactly: brush and eraser set
+// the pixels whose centres lie within the radius of the stroke, so what is saved is what was drawn,
+// never an antialiased canvas. The overlay is drawn from tiles of TILE x TILE pixels, and an edit
+// repaints only the tiles it touched, so a 5000 x 5000 image stays responsive. Every edit records the
+// pixels it changed and their values before, which is what undo and redo replay.
+"use strict";
+
+const TILE = 512;
+const token = document.body.dataset.token;
+const $ = (id) => document.getElementById(id);
+const api = (path) => `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+const itemUrl = (id, what) => api(`/api/items/${encodeURIComponent(id)}/${what}`);
+
+const state = {
+  info: null, items: [], index: -1, id: null,
+  image: null, W: 0, H: 0, labels: null, prediction: null,
+  tiles: [], tilesX: 0, tilesY: 0,
+  undo: [], redo: [], dirty: false, opened: 0,
+  tool: "brush", cls: 1, size: 12, opacity: 0.5, overlay: true,
+  scale: 1, ox: 0, oy: 0, polygon: [], cursor: null,
+  stroke: null, panning: null, spaceDown: false, queued: false,
+};
+
+const canvas = $("view");
+const ctx = canvas.getContext("2d");
+
+// ---------- loading ----------
+
+async function fetchOk(url, options) {
+  const response = await fetch(url, options);
+  if (!response.ok) throw new Error(`${response.status} ${(await response.text()).trim()}`);
+  return response;
+}
+
+async function decodeLabels(blob, binary) {
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const scratch = document.createElement("canvas");
+  scratch.width = bitmap.width; scratch.height = bitmap.height;
+  const c = scratch.getContext("2d", { willReadFrequently: true });
+  c.drawImage(bitmap, 0, 0);
+  const rgba = c.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const out = new Uint8Array(bitmap.width * bitmap.height);
+  for (let i = 0; i < out.length; i++) out[i] = binary ? (rgba[4 * i] > 0 ? 1 : 0) : rgba[4 * i];
+  return out;
+}
+
+async function loadList(keepId) {
+  state.items = await (await fetchOk(api("/api/items"))).json();
+  const list = $("items");
+  list.textContent = "";
+  state.items.forEach((item, i) => {
+    const li = document.createElement("li");
+    li.dataset.id = item.id;
+    li.dataset.score = item.score;
+    if (item.reviewed) li.classList.add("reviewed");
+    const img = document.createElement("img");
+    img.loading = "lazy"; img.alt = ""; img.src = itemUrl(item.id, "thumbnail");
+    const text = document.createElement("div");
+    const name = document.createElement("div"); name.className = "name"; name.textContent = item.id;
+    const figures = document.createElement("div"); figures.className = "figures";
+    figures.textContent = `doubt ${(100 * item.score).toFixed(1)}%` + (item.iou === null ? "" : ` · IoU ${item.iou.toFixed(3)}`);
+    text.append(name, figures);
+    li.append(img, text);
+    li.addEventListener("click", () => open(i));
+    list.append(li);
+  });
+  const reviewed = state.items.filter((item) => item.reviewed).length;
+  $("summary").textContent = `${state.items.length} images, ${reviewed} reviewed · most doubtful first`;
+  if (keepId !== undefined) state.index = state.items.findIndex((item) => item.id === keepId);
+  markCurrent();
+}
+
+function markCurrent() {
+  document.querySelectorAll("#items li").forEach((li, i) => li.classList.toggle("current", i === state.index));
+  const li = document.querySelectorAll("#items li")[state.index];
+  if (li) li.scrollIntoView({ block: "nearest" });
+}
+
+async function open(index) {
+  if (index < 0 || index >= state.items.length) return;
+  if (state.dirty && !confirm("This mask has unsaved changes. Leave it?")) return;
+  const id = state.items[index].id;
+  state.index = index; state.id = id;
+  markCurrent();
+  setStatus(`loading ${id}…`);
+  const binary = state.info.num_classes === 1;
+  const [imageBlob, predictionBlob] = await Promise.all([
+    fetchOk(itemUrl(id, "image")).then((r) => r.blob()), fetchOk(itemUrl(id, "prediction")).then((r) => r.blob())]);
+  const maskResponse = await fetch(itemUrl(id, "mask"));
+  state.image = await createImageBitmap(imageBlob);
+  state.W = state.image.width; state.H = state.image.height;
+  state.prediction = await decodeLabels(predictionBlob, binary);
+  state.labels = maskResponse.ok ? await decodeLabels(await maskResponse.blob(), binary) : state.prediction.slice();
+  state.source = maskResponse.ok ? "saved or given mask" : "prediction";
+  state.undo = []; state.redo = []; state.dirty = false; state.polygon = [];
+  state.opened = performance.now();
+  makeTiles();
+  fit();
+  setStatus();
+}
+
+// ---------- overlay tiles ----------
+
+function makeTiles() {
+  state.tilesX = Math.ceil(state.W / TILE); state.tilesY = Math.ceil(state.H / TILE);
+  state.tiles = [];
+  for (let ty = 0; ty < state.tilesY; ty++) {
+    for (let tx = 0; tx < state.tilesX; tx++) {
+      const c = document.createElement("canvas");
+      c.width = Math.min(TILE, state.W - tx * TILE); c.height = Math.min(TILE, state.H - ty * TILE);
+      state.tiles.push({ canvas: c, tx, ty, dirty: true });
+    }
+  }
+}
+
+function markDirty(x0, y0, x1, y1) {
+  for (let ty = Math.max(0, Math.floor(y0 / TILE)); ty <= Math.min(state.tilesY - 1, Math.floor(y1 / TILE)); ty++) {
+    for (let tx = Math.max(0, Math.floor(x0 / TILE)); tx <= Math.min(state.tilesX - 1, Math.floor(x1 / TILE)); tx++) {
+      state.tiles[ty * state.tilesX + tx].dirty = true;
+    }
+  }
+}
+
+function renderTile(tile) {
+  const { canvas: c, tx, ty } = tile;
+  const c2 = c.getContext("2d");
+  const data = c2.createImageData(c.width, c.height);
+  const colours = state.info.classes.map((k) => k.color);
+  for (let y = 0; y < c.height; y++) {
+    let src = (ty * TILE + y) * state.W + tx * TILE;
+    let dst = y * c.width * 4;
+    for (let x = 0; x < c.width; x++, src++, dst += 4) {
+      const v = state.labels[src];
+      if (v === 0) continue;
+      const rgb = colours[Math.min(v, colours.length - 1)];
+      data.data[dst] = rgb[0]; data.data[dst + 1] = rgb[1]; data.data[dst + 2] = rgb[2]; data.data[dst + 3] = 255;
+    }
+  }
+  c2.putImageData(data, 0, 0);
+  tile.dirty = false;
+}
+
+// ---------- view ----------
+
+function resizeCanvas() {
+  const box = $("stage").getBoundingClientRect();
+  canvas.width = Math.max(1, Math.round(box.width)); canvas.height = Math.max(1, Math.round(box.height));
+}
+
+function fit() {
+  resizeCanvas();
+  if (!state.W) return;
+  state.scale = Math.min(canvas.width / state.W, canvas.height / state.H) * 0.96;
+  state.ox = (canvas.width - state.W * state.scale) / 2; state.oy = (canvas.height - state.H * state.scale) / 2;
+  draw();
+}
+
+function toImage(event) {
+  const box = canvas.getBoundingClientRect();
+  return { x: (event.clientX - box.left - state.ox) / state.scale, y: (event.clientY - box.top - state.oy) / state.scale };
+}
+
+function draw() {
+  if (state.queued) return;
+  state.queued = true;
+  requestAnimationFrame(() => { state.queued = false; paint(); });
+}
+
+function paint() {
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (!state.image) return;
+  ctx.setTransform(state.scale, 0, 0, state.scale, state.ox, state.oy);
+  ctx.imageSmoothingEnabled = state.scale < 1;
+  ctx.drawImage(state.image, 0, 0);
+  if (state.overlay) {
+    ctx.globalAlpha = state.opacity;
+    const x0 = -state.ox / state.scale, y0 = -state.oy / state.scale;
+    const x1 = x0 + canvas.width / state.scale, y1 = y0 + canvas.height / state.scale;
+    for (const tile of state.tiles) {
+      const left = tile.tx * TILE, top = tile.ty * TILE;
+      if (left > x1 || top > y1 || left + tile.canvas.width < x0 || top + tile.canvas.height < y0) continue;
+      if (tile.dirty) renderTile(tile);
+      ctx.drawImage(tile.canvas, left, top);
+    }
+    ctx.globalAlpha = 1;
+  }
+  ctx.lineWidth = 1.5 / state.scale;
+  if (state.polygon.length) {
+    ctx.strokeStyle = "#ffd400";
+    ctx.beginPath();
+    state.polygon.forEach((p, i) => (i ? ctx.lineTo(p.x, p.y) : ctx.moveTo(p.x, p.y)));
+    if (state.cursor) ctx.lineTo(state.cursor.x, state.cursor.y);
+    ctx.stroke();
+  }
+  if (state.cursor && (state.tool === "brush" || state.tool === "eraser")) {
+    ctx.strokeStyle = state.tool === "eraser" ? "#ffffff" : "#ffd400";
+    ctx.beginPath();
+    ctx.arc(state.cursor.x, state.cursor.y, state.size / 2, 0, 2 * Math.PI);
+    ctx.stroke();
+  }
+}
+
+// ---------- edits (each records changed pixels for undo) ----------
+
+function beginEdit() { return { idx: [], before: [], after: 0, x0: Infinity, y0: Infinity, x1: -1, y1: -1 }; }
+
+function setPixel(edit, x, y, value) {
+  const i = y * state.W + x;
+  const old = state.labels[i];
+  if (old === value) return;
+  edit.idx.push(i); edit.before.push(old);
+  state.labels[i] = value;
+  if (x < edit.x0) edit.x0 = x; if (y < edit.y0) edit.y0 = y; if (x > edit.x1) edit.x1 = x; if (y > edit.y1) edit.y1 = y;
+}
+
+// Pixels whose centres lie within r of the segment a-b (a capsule): exact, no antialiasing.
+function paintSegment(edit, a, b, r, value) {
+  const x0 = Math.max(0, Math.floor(Math.min(a.x, b.x) - r)), x1 = Math.min(state.W - 1, Math.ceil(Math.max(a.x, b.x) + r));
+  const y0 = Math.max(0, Math.floor(Math.min(a.y, b.y) - r)), y1 = Math.min(state.H - 1, Math.ceil(Math.max(a.y, b.y) + r));
+  const dx = b.x - a.x, dy = b.y - a.y, len2 = dx * dx + dy * dy, r2 = r * r;
+  for (let y = y0; y <= y1; y++) {
+    for (let x = x0; x <= x1; x++) {
+      const px = x + 0.5 - a.x, py = y + 0.5 - a.y;
+      const t = len2 ? Math.max(0, Math.min(1, (px * dx + py * dy) / len2)) : 0;
+      const ex = px - t * dx, ey = py - t * dy;
+      if (ex * ex + ey * ey <= r2) setPixel(edit, x, y, value);
+    }
+  }
+  markDirty(x0, y0, x1, y1);
+}
+
+function fillPolygon(points, value) {
+  const edit = beginEdit();
+  const ys = points.map((p) => p.y);
+  const y0 = Math.max(0, Math.floor(Math.min(...ys))), y1 = Math.min(state.H - 1, Math.ceil(Math.max(...ys)));
+  for (let y = y0; y <= y1; y++) {
+    const cy = y + 0.5, xs = [];
+    for (let i = 0; i < points.length; i++) {
+      const p = points[i], q = points[(i + 1) % points.length];
+      if ((p.y <= cy) !== (q.y <= cy)) xs.push(p.x + ((cy - p.y) / (q.y - p.y)) * (q.x - p.x));
+    }
+    xs.sort((u, v) => u - v);
+    for (let k = 0; k + 1 < xs.length; k += 2) {
+      const from = Math.max(0, Math.ceil(xs[k] - 0.5)), to = Math.min(state.W - 1, Math.floor(xs[k + 1] - 0.5));
+      for (let x = from; x <= to; x++) setPixel(edit, x, y, value);
+    }
+  }
+  markDirty(0, y0, state.W - 1, y1);
+  commit(edit);
+}
+
+function removeComponent(x, y) {
+  const start = y * state.W + x, value = state.labels[start];
+  if (value === 0) return;
+  const edit = beginEdit();
+  const stack = [start];
+  const seen = new Uint8Array(state.W * state.H);
+  seen[start] = 1;
+  while (stack.length) {
+    const i = stack.pop(), px = i % state.W, py = (i - px) / state.W;
+    setPixel(edit, px, py, 0);
+    for (const [nx, ny] of [[px - 1, py], [px + 1, py], [px, py - 1], [px, py + 1]]) {
+      if (nx < 0 || ny < 0 || nx >= state.W || ny >= state.H) continue;
+      const j = ny * state.W + nx;
+      if (!seen[j] && state.labels[j] === value) { seen[j] = 1; stack.push(j); }
+    }
+  }
+  markDirty(edit.x0, edit.y0, edit.x1, edit.y1);
+  commit(edit);
+}
+
+function resetToPrediction() {
+  const edit = beginEdit();
+  for (let i = 0; i < state.labels.length; i++) {
+    if (state.labels[i] !== state.prediction[i]) setPixel(edit, i % state.W, Math.floor(i / state.W), state.prediction[i]);
+  }
+  markDirty(0, 0, state.W - 1, state.H - 1);
+  commit(edit);
+}
+
+function commit(edit) {
+  if (!edit.idx.length) return;
+  edit.idx = Uint32Array.from(edit.idx); edit.before = Uint8Array.from(edit.before);
+  edit.after = Uint8Array.from(edit.idx, (i) => state.labels[i]);
+  state.undo.push(edit); state.redo = [];
+  state.dirty = true;
+  draw(); setStatus();
+}
+
+function replay(from, to, values) {
+  const edit = from.pop();
+  if (!edit) return;
+  const v = edit[values];
+  for (let k = 0; k < edit.idx.length; k++) state.labels[edit.idx[k]] = v[k];
+  markDirty(edit.x0, edit.y0, edit.x1, edit.y1);
+  to.push(edit);
+  state.dirty = true;
+  draw(); setStatus();
+}
+const undo = () => replay(state.undo, state.redo, "before");
+const redo = () => replay(state.redo, state.undo, "after");
+
+// ---------- saving ----------
+
+async function save() {
+  const scratch = document.createElement("canvas");
+  scratch.width = state.W; scratch.height = state.H;
+  const c = scratch.getContext("2d");
+  const data = c.createImageData(state.W, state.H);
+  const binary = state.info.num_classes === 1;
+  for (let i = 0; i < state.labels.length; i++) {
+    const v = binary ? (state.labels[i] ? 255 : 0) : state.labels[i];
+    data.data[4 * i] = v; data.data[4 * i + 1] = v; data.data[4 * i + 2] = v; data.data[4 * i + 3] = 255;
+  }
+  c.putImageData(data, 0, 0);
+  const blob = await new Promise((resolve) => scratch.toBlob(resolve, "image/png"));
+  const seconds = ((performance.now() - state.opened) / 1000).toFixed(2);
+  const response = await fetch(itemUrl(state.id, "mask"), { method: "PUT", body: blob,
+    headers: { "Content-Type": "image/png", "X-Seconds-Spent": seconds } });
+  const text = await response.text();
+  if (!response.ok) { setStatus(`not saved: ${text.trim()}`); return false; }
+  state.dirty = false;
+  state.items[state.index].reviewed = true;
+  document.querySelectorAll("#items li")[state.index].classList.add("reviewed");
+  document.body.dataset.saved = String(Number(document.body.dataset.saved || 0) + 1);
+  setStatus(`saved ${JSON.parse(text).path}`);
+  return true;
+}
+
+async function accept() {
+  if (await save()) await open(Math.min(state.index + 1, state.items.length - 1));
+}
+
+// ---------- status, tools, input ----------
+
+function setStatus(message) {
+  if (message) { $("status").textContent = message; return; }
+  const item = state.items[state.index];
+  if (!item) return;
+  $("status").textContent = `${item.id} · ${state.W}×${state.H} · doubt ${(100 * item.score).toFixed(1)}%`
+    + (item.iou === null ? "" : ` · IoU vs given mask ${item.iou.toFixed(3)}`) + ` · from ${state.source}`
+    + ` · ${state.dirty ? "unsaved changes" : "no unsaved changes"} · zoom ${(100 * state.scale).toFixed(0)}%`;
+  $("undo").disabled = !state.undo.length; $("redo").disabled = !state.redo.length;
+}
+
+function setTool(tool) {
+  state.tool = tool; state.polygon = [];
+  document.querySelectorAll("[data-tool]").forEach((b) => b.classList.toggle("active", b.dataset.tool === tool));
+  canvas.style.cursor = tool === "pan" ? "grab" : "crosshair";
+  draw();
+}
+
+function setSize(size) {
+  state.size = Math.max(1, Math.min(200, Math.round(size)));
+  $("size").value = state.size; $("size-value").textContent = state.size;
+  draw();
+}
+
+function closePolygon() {
+  if (state.polygon.length >= 3) fillPolygon(state.polygon, state.cls);
+  state.polygon = []; draw();
+}
+
+canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+canvas.addEventListener("mousedown", (e) => {
+  if (!state.labels) return;
+  const p = toImage(e);
+  if (e.button !== 0 || state.tool === "pan" || state.spaceDown) {
+    state.panning = { x: e.clientX, y: e.clientY, ox: state.ox, oy: state.oy }; return;
+  }
+  if (state.tool === "brush" || state.tool === "eraser") {
+    state.stroke = { edit: beginEdit(), last: p, value: state.tool === "eraser" ? 0 : state.cls };
+    paintSegment(state.stroke.edit, p, p, state.size / 2, state.stroke.value);
+    draw();
+  } else if (state.tool === "polygon") {
+    state.polygon.push(p); draw();
+  } else if (state.tool === "component") {
+    const x = Math.floor(p.x), y = Math.floor(p.y);
+    if (x >= 0 && y >= 0 && x < state.W && y < state.H) removeComponent(x, y);
+  }
+});
+window.addEventListener("mousemove", (e) => {
+  if (!state.labels) return;
+  if (state.panning) {
+    state.ox = state.panning.ox + e.clientX - state.panning.x; state.oy = state.panning.oy + e.clientY - state.panning.y;
+    draw(); return;
+  }
+  const p = toImage(e);
+  state.cursor = p;
+  if (state.stroke) {
+    paintSegment(state.stroke.edit, state.stroke.last, p, state.size / 2, state.stroke.value);
+    state.stroke.last = p;
+  }
+  draw();
+});
+window.addEventListener("mouseup", () => {
+  state.panning = null;
+  if (state.stroke) { commit(state.stroke.edit); state.stroke = null; }
+});
+canvas.addEventListener("dblclick", () => { if (state.tool === "polygon") closePolygon(); });
+canvas.addEventListener("wheel", (e) => {
+  e.preventDefault();
+  const box = canvas.getBoundingClientRect(), mx = e.clientX - box.left, my = e.clientY - box.top;
+  const factor = Math.exp(-e.deltaY * 0.0015), scale = Math.max(0.02, Math.min(64, state.scale * factor));
+  state.ox = mx - ((mx - state.ox) * scale) / state.scale; state.oy = my - ((my - state.oy) * scale) / state.scale;
+  state.scale = scale; draw(); setStatus();
+}, { passive: false });
+
+window.addEventListener("keydown", (e) => {
+  if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+  const key = e.key.toLowerCase(), mod = e.ctrlKey || e.metaKey;
+  if (mod && key === "z") { e.preventDefault(); e.shiftKey ? redo() : undo(); return; }
+  if (mod && key === "y") { e.preventDefault(); redo(); return; }
+  if (mod && key === "s") { e.preventDefault(); save(); return; }
+  if (mod) return;
+  const tools = { b: "brush", e: "eraser", p: "polygon", r: "component", h: "pan" };
+  if (tools[key]) setTool(tools[key]);
+  else if (key === " ") { state.spaceDown = true; e.preventDefault(); }
+  else if (key === "[") setSize(state.size * 0.8);
+  else if (key === "]") setSize(state.size * 1.25 + 1);
+  else if (key === "f") fit();
+  else if (key === "o") { state.overlay = !state.overlay; draw(); }
+  else if (key === "escape") { state.polygon = []; draw(); }
+  else if (key === "enter") { e.preventDefault(); state.tool === "polygon" && state.polygon.length ? closePolygon() : accept(); }
+  else if (key === "arrowright") open(state.index + 1);
+  else if (key === "arrowleft") open(state.index - 1);
+  else if (/^[0-9]$/.test(key) && Number(key) < state.info.classes.length) { state.cls = Number(key); $("class").value = key; }
+});
+window.addEventListener("keyup", (e) => { if (e.key === " ") state.spaceDown = false; });
+window.addEventListener("resize", fit);
+window.addEventListener("beforeunload", (e) => { if (state.dirty) e.preventDefault(); });
+
+document.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => setTool(b.dataset.tool)));
+$("size").addEventListener("input", (e) => setSize(Number(e.target.value)));
+$("opacity").addEventListener("input", (e) => { state.opacity = Number(e.target.value) / 100; draw(); });
+$("class").addEventListener("change", (e) => { state.cls = Number(e.target.value); });
+$("undo").addEventListener("click", undo);
+$("redo").addEventListener("click", redo);
+$("fit").addEventListener("click", fit);
+$("from-prediction").addEventListener("click", resetToPrediction);
+$("prev").addEventListener("click", () => open(state.index - 1));
+$("next").addEventListener("click", () => open(state.index + 1));
+$("accept").addEventListener("click", accept);
+
+// ---------- train on corrections ----------
+
+async function pollTraining() {
+  const job = await (await fetchOk(api("/api/train"))).json();
+  showTraining(job);
+  if (job.status === "training" || job.status === "ranking") setTimeout(pollTraining, 1000);
+  else if (job.status === "done") await loadList(state.id);
+}
+
+function showTraining(job) {
+  const running = job.status === "training" || job.status === "ranking";
+  $("train").disabled = running;
+  $("train-progress").hidden = !running && job.status !== "done";
+  $("train-progress").value = job.progress || 0;
+  $("train-status").textContent = job.message || "";
+  document.body.dataset.training = job.status;
+}
+
+$("train").addEventListener("click", async () => {
+  const job = await (await fetchOk(api("/api/train"), { method: "POST" })).json();
+  showTraining(job);
+  if (job.status === "training") setTimeout(pollTraining, 1000);
+});
+
+// ---------- start ----------
+
+async function start() {
+  state.info = await (await fetchOk(api("/api/info"))).json();
+  $("score-help").textContent = `doubt = ${state.info.score}`;
+  const select = $("class");
+  state.info.classes.forEach((k, i) => {
+    if (i === 0) return;
+    const option = document.createElement("option");
+    option.value = i; option.textContent = `${i} ${k.name}`; option.style.color = `rgb(${k.color.join(",")})`;
+    select.append(option);
+  });
+  setTool("brush"); setSize(state.size);
+  await loadList();
+  const first = state.items.findIndex((item) => !item.reviewed);
+  await open(first >= 0 ? first : 0);
+  pollTraining();
+  document.body.dataset.ready = "1";
+}
+
+window.unetkitReview = { state, toImage, fit };  // read by tests and scripts: the view transform and the mask
+start().catch((error) => setStatus(`error: ${error.message}`));
