@@ -55,7 +55,12 @@ lock: $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/unetkit demo --out runs/demo
 
-test: $(VENV)/.installed-test
+# tests/review/test_page.py drives the review page in Debian's chromium (through Playwright): installed if missing.
+.PHONY: chromium
+chromium:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+test: $(VENV)/.installed-test chromium
 	$(BIN)/python -m pytest -q
 
 # The suite on the newest releases pip finds (no lock; torch stays TORCH_SPEC) in a fresh venv of its own,

@@ -29,7 +29,7 @@ def _single(path: str | os.PathLike[str]) -> SavedModel:
     """The model file, refused with one line when it is an ensemble (several nets, no one to start from)."""
     saved = load_model(path)
     if not isinstance(saved.net, SegmentationNet):
-        raise UserError(f"{path}: is an ensemble of {len(list(saved.net.children()))} models (a --folds run); "
+        raise UserError(f"{path}: is an ensemble of {len(saved.net.members)} models (a --folds run); "
                         "--init takes one model: give a fold's model.safetensors")
     return saved
 
