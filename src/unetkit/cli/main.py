@@ -279,7 +279,10 @@ def _review(args: argparse.Namespace) -> int:
                                  finetune_minutes=args.finetune_minutes, **_inference_options(args)))
     print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)",
           flush=True)
-    server.wait()
+    try:
+        server.wait()
+    except KeyboardInterrupt:  # the way to stop a server: say what is kept, exit 0
+        print(f"review stopped; {len(server.session.store.saved())} reviewed masks in {args.out}/masks", flush=True)
     return 0
 
 

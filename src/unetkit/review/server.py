@@ -30,6 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from unetkit.config import ReviewConfig
+from unetkit.errors import UserError
 from unetkit.review.finetune import FinetuneJob
 from unetkit.review.session import ReviewSession
 from unetkit.review.store import UploadError
@@ -161,8 +162,6 @@ class ReviewServer:
             self.socket.bind((config.host, config.port))
         except OSError as exc:
             self.socket.close()
-            from unetkit.errors import UserError
-
             raise UserError(f"{config.host}:{config.port}: cannot listen there ({exc.strerror or exc})") from None
         self.socket.listen(128)  # connections queue from now on, even before uvicorn's loop accepts them
         self.port = self.socket.getsockname()[1]
