@@ -24,8 +24,13 @@ def review_folder(root: Path, n: int, size: int, *, empty_masks: bool = False) -
 
 
 def tiny_model(path: Path, seed: int = 0) -> Path:
-    """A random small binary U-Net as a unetkit model file: its probabilities hover near 0.5, so the
-    doubt scores differ from image to image."""
+    """A random small binary U-Net as a unetkit model file, its output layer scaled so that the doubt
+    scores differ from image to image."""
     torch.manual_seed(seed)
-    save_model(path, UNet(start_neurons=4, depth=2), identity_preprocess(1), threshold=0.5)
+    net = UNet(start_neurons=4, depth=2)
+    with torch.no_grad():  # spread the logits (std 3 on noise): probabilities from near 0 to near 1
+        logits = net.eval()(torch.rand(1, 1, 32, 32)) - net.head.bias
+        net.head.weight.mul_(3.0 / float(logits.std()))
+        net.head.bias.copy_(-3.0 * logits.mean() / logits.std())
+    save_model(path, net, identity_preprocess(1), threshold=0.5)
     return path
