@@ -36,7 +36,7 @@ from unetkit.review.session import ReviewSession
 from unetkit.review.store import UploadError
 from unetkit.runtime import log
 
-STATIC = {"editor.js": "text/javascript", "style.css": "text/css"}
+STATIC = {"editor.js": "text/javascript", "page.js": "text/javascript", "style.css": "text/css"}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
