@@ -153,8 +153,9 @@ class ReviewSession:
         with self.lock:
             entry = self.cache.entries[key]
         mask = parse_mask_png(body, entry.height, entry.width, self.num_classes)
-        previous = self.current_mask(key)
-        if previous is None:
-            previous = self.predicted_mask(key)
-        path = self.store.save(key, self.images[key], mask, previous, seconds)
+        with self.lock:  # one save at a time: two saves of one image each keep the version before them
+            previous = self.current_mask(key)
+            if previous is None:
+                previous = self.predicted_mask(key)
+            path = self.store.save(key, self.images[key], mask, previous, seconds)
         return path.relative_to(self.out_dir).as_posix()
