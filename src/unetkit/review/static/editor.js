@@ -100,11 +100,14 @@ function paint() {
   if (!state.image) return;
   ctx.setTransform(state.scale, 0, 0, state.scale, state.ox, state.oy);
   ctx.imageSmoothingEnabled = state.scale < 1;
-  ctx.drawImage(state.image, 0, 0);
+  const x0 = -state.ox / state.scale, y0 = -state.oy / state.scale;
+  const x1 = x0 + canvas.width / state.scale, y1 = y0 + canvas.height / state.scale;
+  // only the visible part of the image is drawn: zoomed into a large image, a frame costs the view, not the image
+  const sx = Math.max(0, Math.floor(x0)), sy = Math.max(0, Math.floor(y0));
+  const sw = Math.min(state.W, Math.ceil(x1)) - sx, sh = Math.min(state.H, Math.ceil(y1)) - sy;
+  if (sw > 0 && sh > 0) ctx.drawImage(state.image, sx, sy, sw, sh, sx, sy, sw, sh);
   if (state.overlay) {
     ctx.globalAlpha = state.opacity;
-    const x0 = -state.ox / state.scale, y0 = -state.oy / state.scale;
-    const x1 = x0 + canvas.width / state.scale, y1 = y0 + canvas.height / state.scale;
     for (const tile of state.tiles) {
       const left = tile.tx * TILE, top = tile.ty * TILE;
       if (left > x1 || top > y1 || left + tile.canvas.width < x0 || top + tile.canvas.height < y0) continue;
