@@ -4,7 +4,7 @@
 // The mask is a Uint8Array of class indices (one byte a pixel), edited exactly: brush and eraser set
 // the pixels whose centres lie within the radius of the stroke, so what is saved is what was drawn,
 // never an antialiased canvas. The overlay is drawn from tiles of TILE x TILE pixels, and an edit
-// repaints only the tiles it touched, so a 5000 x 5000 image stays responsive. Every edit records the
+// repaints only the tiles it touched: an edit costs its own area, not the image's. Every edit records the
 // pixels it changed and their values before, which is what undo and redo replay.
 "use strict";
 
