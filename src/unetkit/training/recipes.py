@@ -22,6 +22,7 @@ from unetkit.errors import UserError
 from unetkit.models.registry import check_arch, preset_config
 from unetkit.runtime import log, resolve_device
 from unetkit.training import schedule
+from unetkit.training.init import init_layer
 from unetkit.training.losses import BORDER_WEIGHTED, get_loss
 
 
@@ -93,8 +94,6 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     """
     merged = _layered(*layers)
     if merged.get("init_model"):  # a fine-tune lies over the model file's own training config
-        from unetkit.training.init import init_layer
-
         merged = _layered(init_layer(merged["init_model"]), *layers)
     recipe = merged.get("recipe", "seed")
     if not isinstance(recipe, str) or recipe not in RECIPES:
