@@ -55,9 +55,14 @@ lock: $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/unetkit demo --out runs/demo
 
+# tests/review/test_page.py drives the review page in Debian's chromium (through Playwright): installed if missing.
+.PHONY: chromium
+chromium:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
 # One pytest-xdist worker per core, tests dealt one by one; a module whose fixtures train a run or
 # start a server marks itself `xdist_group` so that they are built on one worker, once.
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test chromium
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 # The suite on the newest releases pip finds (no lock; torch stays TORCH_SPEC) in a fresh venv of its own,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from unetkit import distributed
-from unetkit.config import EvaluateConfig, ExportConfig, ImportConfig, PredictConfig, TrainConfig
+from unetkit.config import EvaluateConfig, ExportConfig, ImportConfig, PredictConfig, ReviewConfig, TrainConfig
 from unetkit.errors import UserError
 from unetkit.fileio import make_dir, write_text
 from unetkit.inference.job import PredictionJob, PredictResult
@@ -34,11 +34,12 @@ if TYPE_CHECKING:
     from unetkit.export.onnx import ExportResult
     from unetkit.inference.evaluation import EvaluateResult
     from unetkit.inference.in_memory import LoadedModel
+    from unetkit.review.server import ReviewServer
     from unetkit.training.loop import TrainResult
     from unetkit.training.plan import Plan
 
-__all__ = ["demo", "evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train",
-           "train_config", "PredictResult", "import_annotations"]
+__all__ = ["demo", "evaluate", "export", "load_model", "plan", "predict", "report", "resume", "review", "synth",
+           "train", "train_config", "PredictResult", "import_annotations"]
 
 DEMO_MARKER = ".unetkit-demo"
 
@@ -290,3 +291,18 @@ def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
         truths.append(truth)
         preds.append((read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8))
     overlay_sheet(images, truths, preds, [p.stem for p in pairs], root / "overlays.png")
+
+
+def review(config: ReviewConfig) -> ReviewServer:
+    """Predict every image of config.images_dir once (cached under config.out_dir) and serve the review
+    page on config.host:config.port in a background thread: `.url` (with its token), `.wait()`, `.stop()`.
+
+    Needs the `review` extra (Starlette and uvicorn); without it, one line naming the install command.
+    """
+    try:
+        from unetkit.review.server import ReviewServer
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("starlette", "uvicorn") and not str(exc.name).startswith(("starlette.", "uvicorn.")):
+            raise
+        raise UserError("unetkit review needs a web server: pip install 'unetkit[review]' (Starlette and uvicorn)") from None
+    return ReviewServer(config)

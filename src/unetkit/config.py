@@ -324,6 +324,7 @@ class TrainConfig:
     fold: int | None = None  # with folds: train only this fold (0-based)
     val_metrics: str = ""  # more validation figures each epoch, e.g. "hd95,nsd@2" (unetkit/measures.py); each
     #                        becomes a metrics.csv column val_NAME that monitor may name (val_hd95: lower is better)
+    init_model: str = ""  # fine-tune: start from this model file's weights and normalisation (same architecture)
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -420,6 +421,27 @@ class EvaluateConfig(InferenceOptions):
                  f"{self.spacing} must be two sizes > 0 (dy, dx)")
         _check_choice("track", self.track, TRACKERS)
         _require(not self.run_id or self.track == "mlflow", "run_id", "needs track mlflow (--track mlflow)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewConfig(InferenceOptions):
+    """`unetkit review`: a local web page to correct a model's most doubtful masks (review/)."""
+
+    model_path: str
+    images_dir: str
+    out_dir: str  # LABELS: masks/, history/, review.jsonl, the cached predictions and fine-tuned runs
+    masks_dir: str = ""  # existing masks (read, never written): the editor starts from them, the list shows IoU
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port
+    token: str = ""  # empty: a random one, printed in the URL
+    finetune_minutes: float = 2.0  # time budget of the page's "train on corrections"
+    max_upload_mb: float = 64.0  # largest mask PNG a save may send
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(0 <= self.port <= 65535, "port", f"{self.port} must lie in 0..65535")
+        _require(self.finetune_minutes > 0, "finetune_minutes", f"{self.finetune_minutes} must be > 0")
+        _require(self.max_upload_mb > 0, "max_upload_mb", f"{self.max_upload_mb} must be > 0")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

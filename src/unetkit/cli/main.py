@@ -33,6 +33,7 @@ from unetkit.config import (
     ModelConfig,
     OptimConfig,
     PredictConfig,
+    ReviewConfig,
     RuntimeConfig,
     ScheduleConfig,
     TrainConfig,
@@ -82,7 +83,7 @@ TRAIN_FLAGS = {
     "patch_size": "data.patch_size", "loss": "loss.name", "lr": "optim.lr", "device": "runtime.device",
     "compile": "runtime.compile", "images": "data.images_dir", "masks": "data.masks_dir",
     "image_name": "data.image_name", "mask_name": "data.mask_name", "pairs": "data.pairs",
-    "fov": "data.fov_dir", "track": "runtime.track",
+    "fov": "data.fov_dir", "track": "runtime.track", "init": "init_model",
 }
 
 
@@ -137,6 +138,8 @@ def _config_fields_help() -> str:
 def _train(args: argparse.Namespace) -> int:
     from unetkit.api import resume, train
 
+    if args.resume and args.init:
+        raise UserError("--init starts a new run from a model file and --resume continues one: give one of them")
     if args.resume:
         result = resume(args.out, config=args.config, **train_fields(args))
     else:
@@ -293,6 +296,21 @@ def _describe_fingerprint(fp: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _review(args: argparse.Namespace) -> int:
+    from unetkit.api import review
+
+    server = review(ReviewConfig(model_path=args.model, images_dir=args.images, out_dir=args.out,
+                                 masks_dir=args.masks or "", host=args.host, port=args.port,
+                                 finetune_minutes=args.finetune_minutes, **_inference_options(args)))
+    print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)",
+          flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:  # the way to stop a server: say what is kept, exit 0
+        print(f"review stopped; {len(server.session.store.saved())} reviewed masks in {args.out}/masks", flush=True)
+    return 0
+
+
 def _overwrite_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help=f"replace {what} (inputs are never replaced)")
 
@@ -409,6 +427,9 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly after this much training time")
     train.add_argument("--seed", type=int, help="seed for the split, initialisation, order and flips (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--init", metavar="MODEL", help="fine-tune: start from this model file's weights, "
+                       "normalisation and training config (the architecture must stay the same), e.g. on the "
+                       "masks corrected with `unetkit review`")
     train.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: out-of-fold score and one "
                        "ensemble model file (the time budget is shared by the folds)")
     train.add_argument("--fold", type=int, metavar="I", help="with --folds: train only fold I (0-based)")
@@ -509,6 +530,19 @@ def make_parser() -> argparse.ArgumentParser:
     plan.set_defaults(run=_plan)
 
     add_import_command(commands, quiet)
+    review = commands.add_parser("review", parents=[quiet], help="a local web page: the model's most doubtful masks "
+                                 "first, corrected in the browser, then trained on (needs unetkit[review])")
+    _common_inference_flags(review)
+    review.add_argument("--images", required=True, help="folder of images to review")
+    review.add_argument("--out", required=True, help="LABELS folder: masks/ (what train reads), history/, review.jsonl, "
+                        "images/ (copies), predictions/ (cache), runs/ (fine-tunes); starting again resumes")
+    review.add_argument("--masks", help="existing masks (read, never written): the editor starts from them and the "
+                        "list shows the model's IoU against them")
+    review.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    review.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    review.add_argument("--finetune-minutes", type=float, default=2.0, metavar="MINUTES",
+                        help="time budget of the page's 'train on corrections' (default 2)")
+    review.set_defaults(run=_review)
 
     synth = commands.add_parser("synth", parents=[quiet], help="write the embedded synthetic data set (images/ + masks/)")
     synth.add_argument("--out", required=True)

@@ -22,10 +22,10 @@ from unetkit import distributed
 from unetkit.config import TrainConfig
 from unetkit.models.base import SegmentationNet
 from unetkit.models.encoder_unet import SegmentationOutputs
-from unetkit.models.registry import build_model
 from unetkit.runtime import has_bf16, log, resolve_device
 from unetkit.training.averaging import warm_ema
 from unetkit.training.checkpoint import Checkpoint
+from unetkit.training.init import initial_net
 from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
 
@@ -101,7 +101,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # channels_last: faster convolutions on CPU (benchmarks/RESULTS.md) and the layout tensor cores want.
-    net = (resume.net if resume else build_model(config.model)).to(device, memory_format=torch.channels_last)
+    net = (resume.net if resume else initial_net(config)).to(device, memory_format=torch.channels_last)
     if config.runtime.sync_batchnorm and distributed.launched():
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     if distributed.rank():  # same initial weights (DDP broadcasts rank 0's anyway), different dropout draws

@@ -23,6 +23,7 @@ from unetkit.errors import UserError
 from unetkit.models.registry import check_arch, preset_config
 from unetkit.runtime import log, resolve_device
 from unetkit.training import schedule
+from unetkit.training.init import init_layer
 from unetkit.training.losses import BORDER_WEIGHTED, get_loss
 
 
@@ -99,6 +100,8 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     into their sections (config.MOVED_FIELDS).
     """
     merged = _layered(*layers)
+    if merged.get("init_model"):  # a fine-tune lies over the model file's own training config
+        merged = _layered(init_layer(merged["init_model"]), *layers)
     recipe = merged.get("recipe", DEFAULT_RECIPE)
     if not isinstance(recipe, str) or recipe not in RECIPES:
         raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")

@@ -45,6 +45,7 @@ from unetkit.runtime import log, resolve_device
 from unetkit.tracking import require_mlflow
 from unetkit.training.checkpoint import load_checkpoint
 from unetkit.training.guards import check_run_folder, check_training_sizes
+from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.plan import Plan, make_plan, whole_by_size
@@ -76,6 +77,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         raise UserError("no output folder given (--out RUN_DIR)")
     check_train_config(config)
     _check_scoring(config)
+    check_init(config)
     run_dir = Path(config.out_dir)
     device = resolve_device(config.runtime.device)  # fail before anything is written
     if config.runtime.sync_batchnorm and distributed.launched() and device.type != "cuda":
@@ -231,6 +233,9 @@ def training_preprocess(config: TrainConfig, images: np.ndarray, plan: dict[str,
     normalisation is clip_zscore (wide-range float data) clips to its percentiles first, and the
     mean and std are those of the clipped images.
     """
+    initial = init_preprocess(config)  # a fine-tune keeps its model's normalisation
+    if initial is not None:
+        return initial
     policy = "pad" if config.data.size_policy == "pad_crop" else config.data.size_policy
     if config.data.normalize and config.model.pretrained != "none":
         stats = getattr(build_model(config.model, pretrained=False), "input_mean_std", None)
