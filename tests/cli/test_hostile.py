@@ -205,14 +205,14 @@ CASES: dict[str, Callable[[dict[str, Path], Path], tuple[Call, str]]] = {
     "rle-csv-is-png": lambda s, t: (_rle_of_png(t), r"a\.png: not a run-length CSV"),
     "train-out-inside-data": lambda s, t: (
         ["train", "--data", str(_copy_data(s, t)), "--out", str(t / "D" / "images"), "--epochs", "1", "-q"],
-        r"D/images: the run folder is inside the data folder"),
+        r"D/images: the run folder is .*D/images \(--data\), where images or masks are read"),
     "train-out-inside-masks-folder": lambda s, t: (
         ["train", "--images", str(_copy_data(s, t) / "images"), "--masks", str(t / "D" / "masks"), "--out",
          str(t / "D" / "masks" / "run"), "--epochs", "1", "-q"],
-        r"D/masks/run: the run folder is inside the data folder .*D/masks \(--masks\)"),
+        r"D/masks/run: the run folder is inside .*D/masks \(--masks\), where images or masks are read"),
     "train-out-is-data": lambda s, t: (
         ["train", "--data", str(_copy_data(s, t)), "--out", str(t / "D"), "--epochs", "1", "-q"],
-        r"D: the run folder is inside the data folder"),
+        r"D: the run folder is .*D \(--data\), where images or masks are read"),
 }
 
 

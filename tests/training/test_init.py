@@ -28,7 +28,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
              for name, n, seed in (("base", 24, 11), ("labels", 10, 12), ("held", 30, 13))}
     device = {"runtime": {"device": "cpu"}}
     run_training(resolve_train_config({"data": {"data_dir": str(paths["base"])}, "out_dir": str(root / "reviewed"),
-                                       "preset": "small", "epochs": 1, "batch_size": 8, **device}))
+                                       "recipe": "seed", "preset": "small", "epochs": 1, "batch_size": 8, **device}))
     run_training(resolve_train_config({"data": {"data_dir": str(paths["labels"])}, "out_dir": str(root / "tuned"),
                                        "init_model": str(root / "reviewed" / "model.safetensors"), "epochs": 8,
                                        "batch_size": 2, **device}))

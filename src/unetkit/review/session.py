@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import InferenceOptions, ReviewConfig
-from unetkit.data.dataset import MASK_SUFFIX, list_images
+from unetkit.data.dataset import list_images
 from unetkit.data.io import read_array
+from unetkit.data.layout_hints import MASK_SUFFIX
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir

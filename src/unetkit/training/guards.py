@@ -18,15 +18,22 @@ from unetkit.training.plan import BYTES_PER_PIXEL_PER_NEURON
 
 
 def check_run_folder(config: TrainConfig) -> None:
-    """The run folder may not be the data folder or lie inside it: the run's files (config.yaml,
-    samples, checkpoints) would sit among the images, and every later run on the folder would
-    meet them as images without masks."""
+    """The run folder may not be the data folder, nor lie inside a folder images or masks are read
+    from: the run's files (config.yaml, samples, checkpoints) would sit among the images, and every
+    later run on the folder would meet them as images without masks. A sibling folder such as
+    DATA/runs/ is fine (the review page keeps its fine-tunes there)."""
     out = Path(config.out_dir).resolve()
     data = config.data
-    for flag, folder in (("--data", data.data_dir), ("--images", data.images_dir), ("--masks", data.masks_dir)):
-        if folder and (out == Path(folder).resolve() or Path(folder).resolve() in out.parents):
-            raise UserError(f"{config.out_dir}: the run folder is inside the data folder {folder} ({flag}); "
-                            "training would write among its images: choose an --out outside it")
+    root = Path(data.data_dir) if data.data_dir else None
+    read = [("--data", root)] if root else []
+    read += [("--data", root / name) for name in ("images", "masks", "labels")] if root else []
+    read += [(flag, Path(folder)) for flag, folder in (("--images", data.images_dir), ("--masks", data.masks_dir),
+                                                       ("--fov", data.fov_dir)) if folder]
+    for flag, folder in read:
+        inside = folder.resolve() in out.parents and not (root is not None and folder == root)
+        if out == folder.resolve() or inside:
+            raise UserError(f"{config.out_dir}: the run folder is {'' if out == folder.resolve() else 'inside '}"
+                            f"{folder} ({flag}), where images or masks are read; choose an --out outside it")
 
 
 def check_training_sizes(config: TrainConfig) -> None:
