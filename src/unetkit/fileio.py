@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import os
 import tempfile
@@ -140,3 +141,12 @@ def check_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLik
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{out}: cannot be written (the folder {existing} is read-only)")
     return out
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks (model files can be large)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

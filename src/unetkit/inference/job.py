@@ -18,7 +18,6 @@ writes their files; rank 0 writes the record and the run-length CSV for all of t
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.data.rle import rle_encode, write_rle_csv
 from unetkit.data.tiled_writer import TiledTiffWriter
 from unetkit.errors import UserError
-from unetkit.fileio import check_output, make_dir, remove_stale_temporaries, write_text
+from unetkit.fileio import check_output, file_sha256, make_dir, remove_stale_temporaries, write_text
 from unetkit.inference.backends import open_predictor
 from unetkit.inference.engine import AppliedModel, PredictionEngine
 from unetkit.outputs import is_binary
@@ -88,14 +87,6 @@ class _Item:
     @property
     def outputs(self) -> list[Path]:
         return [out for out in (self.mask, self.probabilities, self.overlay) if out is not None]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class PredictionJob:

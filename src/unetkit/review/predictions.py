@@ -27,7 +27,7 @@ from unetkit.data.masks import decode_mask
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
-from unetkit.fileio import atomic_path, make_dir, write_text
+from unetkit.fileio import atomic_path, file_sha256, make_dir, write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.review.ranking import doubt_score, mask_iou
 from unetkit.runtime import log, progress
@@ -58,14 +58,6 @@ def file_stamp(*paths: Path | None) -> list[int]:
             info = None
         out += [info.st_size, info.st_mtime_ns] if info else [0, 0]
     return out
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_truth(path: Path, num_classes: int) -> np.ndarray:
