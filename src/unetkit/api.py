@@ -60,10 +60,10 @@ def train_config(data: str | os.PathLike[str] | TrainConfig | None = None, out: 
     from unetkit.models.registry import check_arch
     from unetkit.training.recipes import given_fields, is_resolved, resolve_train_config
 
-    named = [(origin, name, value) for origin, name, value in (
-        ("data", "data.data_dir", data), ("out", "out_dir", out), ("recipe", "recipe", recipe),
-        ("time_budget", "time_budget_min", time_budget)) if value is not None and not isinstance(value, TrainConfig)]
-    named = [(origin, name, str(value) if isinstance(value, os.PathLike) else value) for origin, name, value in named]
+    named = [(origin, name, os.fspath(value) if isinstance(value, os.PathLike) else value)
+             for origin, name, value in (("data", "data.data_dir", data), ("out", "out_dir", out),
+                                         ("recipe", "recipe", recipe), ("time_budget", "time_budget_min", time_budget))
+             if value is not None and not isinstance(value, TrainConfig)]
     keywords = layer_from_fields([*named, *((name, name, value) for name, value in fields.items())])
     base: dict[str, Any] = {}
     if isinstance(data, TrainConfig):

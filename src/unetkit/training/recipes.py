@@ -154,7 +154,7 @@ def given_fields(config: TrainConfig) -> dict[str, Any]:
     default, given = dataclasses.asdict(TrainConfig()), dataclasses.asdict(config)
     layer: dict[str, Any] = {"recipe": config.recipe}  # its own, "seed" by default: TrainConfig's defaults are the seed's
     for key, value in given.items():
-        if isinstance(value, dict) and key != "augment_params":
+        if isinstance(value, dict):  # a section: its changed fields (a mapping inside one is one value)
             changed = {name: v for name, v in value.items() if default[key].get(name) != v}
             if changed:
                 layer[key] = changed
