@@ -162,7 +162,8 @@ class DataConfig:
     normalize: bool = True  # standardise: the training set's per-channel mean and std, or with model.pretrained
     #                         the encoder's own (ImageNet's for most), which its weights expect
     ignore_index: int | None = None  # mask value excluded from loss and metrics (e.g. 255 = unlabelled)
-    augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "strong" (data/augment.py), "none"
+    augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "flips", "d4", "strong" (data/augment.py),
+    #                        "none", or "auto": the plan's choice of symmetries from the masks (training/plan.py)
     augment_params: dict[str, float] = field(default_factory=dict)  # AugmentConfig fields over the preset
     images_dir: str = ""  # the images, when not data_dir/images (data/pairing.py)
     masks_dir: str = ""  # the masks, when not data_dir/masks or data_dir/labels
@@ -316,7 +317,8 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     epochs: int = 200  # the kernel's; early stopping usually ends sooner
     batch_size: int = 32
-    monitor: str = "val_loss"  # what early stopping, plateau and the best checkpoint watch
+    monitor: str = "val_loss"  # what early stopping, plateau and the best checkpoint watch; "auto": the plan's choice
+    #                            (TGS mAP for data like TGS, else Dice, or mean IoU for classes; training/plan.py)
     early_stopping_patience: int = 10  # epochs without improvement; 0 disables
     time_budget_min: float | None = None  # stop cleanly once this much training time is spent
     seed: int = 0
@@ -343,7 +345,7 @@ class TrainConfig:
                 _require(not unsupported, name, "is not available with model.multilabel yet")
         _require(0 <= self.seed < 2**32, "seed", f"{self.seed} must lie in 0..2**32-1 (NumPy's seeds)")
         extra = tuple(f"val_{name.strip()}" for name in self.val_metrics.split(",") if name.strip())
-        _check_choice("monitor", self.monitor, MONITORS + extra)
+        _check_choice("monitor", self.monitor, MONITORS + extra + ("auto",))
         _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0")
         _require(self.time_budget_min is None or self.time_budget_min > 0, "time_budget_min",
                  f"{self.time_budget_min} must be > 0")

@@ -116,3 +116,28 @@ def test_large_tiff_fingerprinted_in_bounded_memory(tmp_path: Path) -> None:
     assert fp.foreground_width == pytest.approx(1.0)  # single pixels dominate the component count
     assert 0 <= fp.percentile_00_5[0] <= 2 and 253 <= fp.percentile_99_5[0] <= 255  # the ramp, sampled by rows
     assert fp.mean[0] == pytest.approx(127.5, abs=2.0)
+
+
+def test_top_and_bottom_class_shares_are_compared(tmp_path: Path) -> None:
+    """Sky above, road below (class 1 only in the top half, class 2 only in the bottom half): the halves
+    share nothing, so their total variation distance is 1; left and right hold the same shares: 0."""
+    for i in range(3):
+        mask = np.zeros((20, 30), np.uint8)
+        mask[:10], mask[10:] = 1, 2
+        write_gray_png(tmp_path / "street" / "images" / f"s{i}.png", np.full((20, 30), 99, np.uint8))
+        write_gray_png(tmp_path / "street" / "masks" / f"s{i}.png", mask)
+    found = fingerprint(tmp_path / "street", num_classes=3)
+    assert (found.up_down_difference, found.left_right_difference) == (1.0, 0.0)
+
+
+def test_a_band_read_mask_measures_its_halves_like_a_whole_one(tmp_path: Path) -> None:
+    """A 3000 x 2000 TIFF mask read in bands: foreground in the top quarter only, so the top half holds
+    it at a share of 0.5 and the bottom half none: a distance of 0.5 (0 between left and right)."""
+    mask = np.zeros((3000, 2000), np.uint8)
+    mask[:750] = 255
+    (tmp_path / "big" / "images").mkdir(parents=True)
+    (tmp_path / "big" / "masks").mkdir(parents=True)
+    tifffile.imwrite(tmp_path / "big" / "images" / "b.tif", np.full((3000, 2000), 7, np.uint8))
+    tifffile.imwrite(tmp_path / "big" / "masks" / "b.tif", mask)
+    found = fingerprint(tmp_path / "big")
+    assert found.up_down_difference == pytest.approx(0.5) and found.left_right_difference == 0.0

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from unetkit.training.averaging import warm_ema
+from unetkit.training.averaging import EMA_RUN_SHARE, ema_floor, warm_ema
 
 
 def _averaged_over(values: list[float], update: object) -> float:
@@ -38,3 +38,17 @@ def test_warm_ema_averages_batch_norm_buffers_including_the_integer_counter() ->
         average.update_parameters(net)
     assert torch.allclose(average.module.running_mean, torch.ones(2))
     assert int(average.module.num_batches_tracked) == 10
+
+
+def test_the_horizon_is_at_most_a_share_of_the_runs_steps() -> None:
+    """100 steps done at 25% of the run: 400 steps in all, so a horizon of at most 0.2 * 400 = 80 steps."""
+    assert EMA_RUN_SHARE == 0.2
+    assert ema_floor(100, 0.25) == pytest.approx(1 / 80)
+    assert ema_floor(0, 0.0) == 0.0 and ema_floor(3, 0.9) == 1.0  # nothing known yet; a run of ~3 steps
+
+
+def test_a_floor_makes_the_average_follow_the_last_weights() -> None:
+    """Decay 0.998 over 200 steps is their plain mean (100.5); with a floor of 0.5 (a horizon of 2 steps)
+    the average is 0.5 * 200 + 0.25 * 199 + ...: 199.0 to 1e-5."""
+    steps = [float(k) for k in range(1, 201)]
+    assert _averaged_over(steps, warm_ema(0.998, torch.tensor(0.5))) == pytest.approx(199.0, rel=1e-5)

@@ -163,3 +163,60 @@ def test_memory_constant_covers_saved_activations() -> None:
         net(torch.randn(2, 1, 64, 64)).sum().backward()
     per_pixel = sum(saved.values()) / (2 * 64 * 64)
     assert 0.5 * BYTES_PER_PIXEL_PER_NEURON * 4 < per_pixel < BYTES_PER_PIXEL_PER_NEURON * 4
+
+
+def _shaped(fp: Fingerprint, **changes: object) -> Fingerprint:
+    return dataclasses.replace(fp, **changes)
+
+
+def test_data_like_tgs_is_watched_by_its_map_and_flipped_left_right_only(gray_101: Fingerprint) -> None:
+    """39% empty masks, as TGS has: the TGS mAP picks the epoch; horizontal flips only."""
+    plan = make_plan(_shaped(gray_101, foreground_image_share=0.61), "cpu", memory_bytes=GIB)
+    assert (plan.monitor, plan.augment) == ("val_map", "seed")
+    assert "39% of the masks are empty" in plan.why["monitor"]
+
+
+def test_data_without_an_up_gets_all_eight_symmetries_and_dice(tmp_path: Path) -> None:
+    """Every 512^2 mask holds foreground and top and bottom look alike: Dice, and the d4 preset."""
+    fp = fingerprint(_rgb_folder(tmp_path / "rgb", [(512, 512)] * 3))
+    plan = make_plan(_shaped(fp, up_down_difference=0.02), "cpu", memory_bytes=GIB)
+    assert (plan.mode, plan.monitor, plan.augment) == ("patch", "val_dice", "d4")
+    assert "0.02 < 0.1" in plan.why["augment"]
+
+
+def test_classes_with_an_up_are_watched_by_mean_iou_and_not_turned(gray_101: Fingerprint) -> None:
+    """Eleven classes whose top and bottom halves differ by 0.86 (street scenes): mean IoU, horizontal flips."""
+    street = _shaped(gray_101, num_classes=11, up_down_difference=0.86, foreground_image_share=1.0)
+    plan = make_plan(street, "cpu", memory_bytes=GIB)
+    assert (plan.monitor, plan.augment) == ("val_iou", "seed")
+    assert "0.86 >= 0.1" in plan.why["augment"]
+
+
+def test_whole_images_that_are_not_square_are_flipped_not_turned(gray_101: Fingerprint) -> None:
+    wide = _shaped(gray_101, size_min=(100, 160), size_median=(100, 160), size_max=(100, 160),
+                   foreground_image_share=1.0)
+    plan = make_plan(wide, "cpu", memory_bytes=8 * GIB)
+    assert (plan.mode, plan.augment) == ("whole", "flips")
+
+
+def test_the_configs_own_monitor_and_augment_are_kept(gray_101: Fingerprint) -> None:
+    plan = make_plan(gray_101, "cpu", memory_bytes=GIB, config_choices={"monitor": "val_loss", "augment": "auto"})
+    assert plan.monitor == "val_loss" and "its recipe's or yours" in plan.why["monitor"]
+    assert "yours" not in plan.why["augment"]  # auto: the plan's own choice, with its reason
+
+
+def test_the_default_recipe_trains_with_the_plans_monitor_and_symmetries(tmp_path: Path) -> None:
+    """`best` leaves both to the plan: config.yaml records what ran, plan.json why (never "auto"). The
+    synthetic set's masks are 42% empty, like TGS's."""
+    import yaml
+
+    from unetkit.api import train
+
+    data = generate_synthetic(tmp_path / "syn", 12, size=40, seed=2)
+    train(data, tmp_path / "run", epochs=1, runtime={"device": "cpu"})
+    ran = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    assert ran["recipe"] == "best-cpu"
+    assert (ran["monitor"], ran["data"]["augment"]) == (plan["monitor"], plan["augment"])
+    assert (plan["monitor"], plan["augment"]) == ("val_map", "seed")
+    assert plan["why"]["monitor"].startswith("42% of the masks are empty")

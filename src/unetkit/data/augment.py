@@ -6,11 +6,14 @@ batches of 32 TGS-sized (101 x 101) images ran at 1475 images/s with albumentati
 each), while the seed U-Net trains at ~28 images/s there; masks and weight maps are warped
 with nearest-neighbour interpolation, images with bilinear, all with the same parameters.
 
-Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `strong` = horizontal
-flips, affine (scale/rotate/shift), elastic deformation as in the U-Net paper,
-brightness/contrast/gamma, Gaussian noise and blur. Vertical flips and 90-degree rotations
-are off by default (seismic images have an up and a down) and switched on, like every other
-magnitude and probability, from the config (`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
+Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `flips` = horizontal and
+vertical flips; `d4` = flips and 90-degree rotations (all eight symmetries of the square, for
+data without an up and down); `strong` = horizontal flips, affine (scale/rotate/shift), elastic
+deformation as in the U-Net paper, brightness/contrast/gamma, Gaussian noise and blur. `auto`
+leaves the symmetries to the training plan (training/plan.py), which looks at the masks. Vertical
+flips and 90-degree rotations are off in `seed` and `strong` (seismic images have an up and a
+down) and switched on, like every other magnitude and probability, from the config
+(`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class AugmentConfig:
 PRESETS: dict[str, AugmentConfig | None] = {
     "none": None,
     "seed": AugmentConfig(),
+    "flips": AugmentConfig(p_vflip=0.5),
+    "d4": AugmentConfig(p_vflip=0.5, p_rotate90=0.5),
     "strong": AugmentConfig(p_hflip=0.5, p_vflip=0.0, p_rotate90=0.0, p_affine=0.6, p_elastic=0.3,
                             p_brightness_contrast=0.5, p_gamma=0.3, p_noise=0.2, p_blur=0.1),
 }
@@ -63,11 +68,15 @@ def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
     return int(np.random.SeedSequence((seed, epoch, batch, rank)).generate_state(1)[0])
 
 
+AUTO = "auto"  # the plan chooses the preset (flips and rotations where the data has no up and down)
+
+
 def augment_config(preset: str, params: dict[str, Any] | None = None) -> AugmentConfig | None:
-    """The preset's settings with `params` replaced; unknown presets and keys name themselves."""
-    if preset not in PRESETS:
-        raise UserError(f"config field 'data.augment': {_shown(preset)} is not one of {', '.join(PRESETS)}")
-    base = PRESETS[preset]
+    """The preset's settings with `params` replaced; unknown presets and keys name themselves.
+    `auto` is checked as the `seed` preset (the plan replaces it before training)."""
+    if preset not in PRESETS and preset != AUTO:
+        raise UserError(f"config field 'data.augment': {_shown(preset)} is not one of {', '.join([*PRESETS, AUTO])}")
+    base = PRESETS["seed" if preset == AUTO else preset]
     if not params:
         return base
     known = {f.name for f in dataclasses.fields(AugmentConfig)}

@@ -14,7 +14,11 @@ from it, as nnU-Net does from its "dataset fingerprint". What is measured:
 - object scale: the median width of foreground components (the side of the largest inscribed
   square, 2 * max chessboard distance - 1: exact for axis-aligned strips of odd width, close for
   other strips and curves, so a thin-structure hint),
-  and the median / 90th-percentile extent of components (longer side of their bounding box).
+  and the median / 90th-percentile extent of components (longer side of their bounding box);
+- orientation: how much the class distribution of the top half of the masks differs from the
+  bottom half's, and the left half's from the right's (total variation distance, pooled over the
+  folder). Street scenes (sky above, road below) differ a lot between top and bottom; retinal
+  vessels, cells and membranes do not: the plan lets only the latter be flipped upside down and rotated.
 
 Bounded memory: TIFF and .npy files above `LARGE_PIXELS` are never decoded whole. Their pixels are
 sampled from `SAMPLE_ROWS` random rows, and their masks are read in bands of about `BAND_PIXELS`
@@ -79,6 +83,8 @@ class Fingerprint:
     foreground_width: float | None  # median inscribed diameter of foreground components (px); None if none
     object_size_median: float | None  # median longer bounding-box side of components (px)
     object_size_p90: float | None
+    up_down_difference: float = 0.0  # total variation distance of the class shares of the top and bottom halves
+    left_right_difference: float = 0.0  # the same for the left and right halves
 
     @property
     def max_side(self) -> int:
@@ -99,6 +105,7 @@ class _Tally:
     counts: list[np.ndarray] = dataclasses.field(default_factory=list)  # per mask, bincount of stored values
     widths: list[float] = dataclasses.field(default_factory=list)
     extents: list[float] = dataclasses.field(default_factory=list)
+    halves: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((4, 256), np.int64))  # top, bottom, left, right
 
 
 def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
@@ -147,27 +154,29 @@ def _measure_mask(pair: Pair, palette: ClassPalette | None, ignore_index: int | 
     """Value counts over the whole mask, component widths and extents, band by band when large."""
     by_colour = palette is not None and all(c is not None for c in palette.colors)
 
-    def measure(bands: Any, stride: int, n_bands: int = 1) -> None:
+    def measure(bands: Any, height: int, stride: int, n_bands: int = 1) -> None:
         if multilabel:  # any label set counts as foreground
             bands = (np.any(band != 0, axis=2, keepdims=True).astype(np.uint8) for band in bands)
-        _measure_bands(bands, pair, palette, ignore_index, rng, tally, stride, n_bands)
+        _measure_bands(bands, pair, palette, ignore_index, rng, tally, height, stride, n_bands)
 
     if can_stream(pair.mask):
         with open_rows(pair.mask, None if multilabel else 3 if by_colour else 1) as reader:
             height, width = reader.height, reader.width
             if height * width <= LARGE_PIXELS:
-                measure([reader(0, height)], 1)
+                measure([reader(0, height)], height, 1)
                 return
             step = max(1, BAND_PIXELS // width)
             bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
-            measure(bands, math.ceil(max(height, width) / EXTENT_SIDE), math.ceil(height / step))
+            measure(bands, height, math.ceil(max(height, width) / EXTENT_SIDE), math.ceil(height / step))
     else:
-        measure([read_array(pair.mask, palette_indices=not by_colour)], 1)
+        mask = read_array(pair.mask, palette_indices=not by_colour)
+        measure([mask], mask.shape[0], 1)
 
 
 def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_index: int | None,
-                   rng: np.random.Generator, tally: _Tally, stride: int, n_bands: int = 1) -> None:
-    """Fold (rows, W, C) bands of one mask into the tally; `stride` > 1 measures extents on a strided copy."""
+                   rng: np.random.Generator, tally: _Tally, height: int, stride: int, n_bands: int = 1) -> None:
+    """Fold (rows, W, C) bands of one mask of `height` rows into the tally; `stride` > 1 measures extents
+    on a strided copy."""
     counts = np.zeros(256, np.int64)
     widths: list[np.ndarray] = []
     strided: list[np.ndarray] = []
@@ -178,6 +187,7 @@ def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_
         step = max(1, CHUNK_PIXELS // codes.shape[1])
         for piece in (codes[y:y + step] for y in range(0, len(codes), step)):
             counts = _add(counts, np.bincount(piece.reshape(-1), minlength=len(counts)))
+            _count_halves(piece, offset, height, tally)
             foreground = piece != 0 if ignore_index is None else (piece != 0) & (piece != ignore_index)
             if index % every == 0 and foreground.any():
                 widths.append(_component_widths(foreground))
@@ -195,6 +205,28 @@ def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_
         boxes = ndimage.find_objects(labels, n)
         extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes], float) * stride
         tally.extents.extend(_subset(extents, rng).tolist())
+
+
+def _count_halves(piece: np.ndarray, offset: int, height: int, tally: _Tally) -> None:
+    """Add the code counts of the piece's rows in the top and bottom halves of the mask (the middle row
+    of an odd height in neither) and of its left and right halves to tally.halves."""
+    rows = np.arange(offset, offset + len(piece))
+    width = piece.shape[1]
+    parts = (piece[rows < height // 2], piece[rows >= (height + 1) // 2], piece[:, : width // 2],
+             piece[:, (width + 1) // 2 :])
+    counted = [np.bincount(part.reshape(-1), minlength=tally.halves.shape[1]) for part in parts]
+    longest = max(len(c) for c in counted)
+    if longest > tally.halves.shape[1]:
+        tally.halves = np.pad(tally.halves, ((0, 0), (0, longest - tally.halves.shape[1])))
+    for side, found in enumerate(counted):
+        tally.halves[side, : len(found)] += found
+
+
+def _difference(first: np.ndarray, second: np.ndarray) -> float:
+    """Total variation distance of two count vectors' distributions (0: the same shares, 1: disjoint)."""
+    if first.sum() == 0 or second.sum() == 0:
+        return 0.0
+    return round(0.5 * float(np.abs(first / first.sum() - second / second.sum()).sum()), 6)
 
 
 def _stored_codes(band: np.ndarray, path: Path) -> np.ndarray:
@@ -251,7 +283,18 @@ def _summarise(data_dir: str, tally: _Tally, num_classes: int | None, ignore_ind
         foreground_width=float(np.median(widths)) if len(widths) else None,
         object_size_median=float(np.median(extents)) if len(extents) else None,
         object_size_p90=float(np.percentile(extents, 90)) if len(extents) else None,
+        up_down_difference=_difference(*_without(tally.halves[:2], ignore_index)),
+        left_right_difference=_difference(*_without(tally.halves[2:], ignore_index)),
     )
+
+
+def _without(halves: np.ndarray, ignore_index: int | None) -> np.ndarray:
+    """The halves' code counts without the ignored value's."""
+    if ignore_index is None or ignore_index >= halves.shape[1]:
+        return halves
+    kept = halves.copy()
+    kept[:, ignore_index] = 0
+    return kept
 
 
 def _class_counts(counts: list[np.ndarray], num_classes: int | None, ignore_index: int | None,

@@ -13,7 +13,9 @@ an exponential moving average of the weights.
   model. Its running average (tensors and count) is part of the checkpoint.
 - EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. It is a running
   mean until it reaches its horizon of 1 / (1 - decay) steps (`warm_ema`), so a run shorter than
-  the horizon is not an echo of its first weights.
+  the horizon is not an echo of its first weights; and where a schedule is laid over the run (not
+  plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps (`ema_floor`), so that a short run's average has settled on its last weights
+  when it ends instead of lagging behind a model that is still improving fast.
 Otherwise the model is the best checkpoint.
 """
 
@@ -34,9 +36,23 @@ from unetkit.models.ensemble import Ensemble
 from unetkit.runtime import log
 
 
-def warm_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+EMA_RUN_SHARE = 0.2  # the EMA's horizon is at most this share of the run's (estimated) steps
+
+
+def ema_floor(steps_done: int, progress: float) -> float:
+    """The least weight of the newest weights in the EMA when `steps_done` steps are `progress` of the
+    run: one over EMA_RUN_SHARE of the run's steps as estimated from them (0 before the first step)."""
+    if steps_done <= 0 or progress <= 0:
+        return 0.0
+    return min(1.0, progress / (EMA_RUN_SHARE * steps_done))
+
+
+def warm_ema(decay: float, floor: torch.Tensor | None = None
+             ) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
     """The EMA update for AveragedModel(multi_avg_fn=...), with decay min(decay, n / (n + 1)) after n
-    models: the plain mean of the weights so far, until the mean is as long as the EMA's horizon.
+    models: the plain mean of the weights so far, until the mean is as long as the EMA's horizon;
+    `floor` (a 0-d tensor the loop sets from the run's progress, `ema_floor`) bounds the new weights'
+    share from below, capping the horizon.
 
     torch's own EMA (get_ema_multi_avg_fn) starts from a copy of the first weights and decays them:
     after n steps they still weigh decay**n, which is 0.67 after 200 steps at decay 0.998. A short
@@ -49,6 +65,8 @@ def warm_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], 
         # (or passing it to _foreach_lerp_, which takes a Python number) would make the step wait for the
         # GPU twice more, beside the two waits AveragedModel.update_parameters has of its own
         weight = (1.0 / (n_averaged + 1)).clamp(min=1.0 - decay)
+        if floor is not None:
+            weight = torch.maximum(weight, floor.to(weight.dtype))
         if torch.is_floating_point(averaged[0]):
             step = torch._foreach_sub(current, averaged)
             torch._foreach_mul_(step, weight)

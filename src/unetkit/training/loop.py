@@ -52,7 +52,7 @@ from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
 from unetkit.outputs import is_binary, uses_sigmoid
 from unetkit.runtime import log, progress, resolve_device
-from unetkit.training.averaging import Snapshots, ensemble, swa_model, swa_update
+from unetkit.training.averaging import Snapshots, ema_floor, ensemble, swa_model, swa_update
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
 from unetkit.training.diagnosis import run_warnings
 from unetkit.training.losses import BORDER_WEIGHTED
@@ -139,6 +139,9 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
             break
         row, hit_deadline = _run_epoch(parts, state, train_batches, val_share, preprocess, deadline, tile, share_regions)
         _after_epoch(config, run_dir, parts, preprocess, state, row, observer)
+        if state.epoch == 1 and config.time_budget_min and not hit_deadline:
+            log.info("the run's length: epoch 1 took %.0f s here, so about %d epochs fit the %g-minute budget",
+                     row["seconds"], config.time_budget_min * 60 // max(row["seconds"], 1e-9), config.time_budget_min)
         if hit_deadline:
             stop_reason = "time budget"
             break
@@ -216,6 +219,8 @@ def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: Tra
 def _before_step(parts: Parts, state: TrainState, clock: float) -> None:
     """What the run's progress decides before a step: the stage, the learning rate, SGDR snapshots."""
     done = parts.schedule.progress(state.steps, clock)
+    if parts.ema_floor is not None and parts.schedule.active:  # a plateau schedule's run has no planned length
+        parts.ema_floor.fill_(ema_floor(state.steps, done))
     enter_stage(parts, state, done)
     parts.schedule.apply(parts.optimizer, state.steps, clock, stage_peak(parts))
     if parts.snapshots is not None:

@@ -68,6 +68,7 @@ class Parts:
     swa: AveragedModel | None = None  # optim.swa_start: the running average of epoch-end weights
     snapshots: Snapshots | None = None  # schedule.snapshots: writes the weights at each SGDR cycle's end
     stage: int = 1  # 2 once the second stage started (TrainState.stage keeps it across resumes)
+    ema_floor: torch.Tensor | None = None  # the EMA's least weight of new weights, set before each step (averaging.py)
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -108,7 +109,8 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
         torch.manual_seed(config.seed + distributed.rank())
     optimizer = make_optimizer(net.parameters(), config)
     plateau = make_plateau(optimizer, config)
-    ema = AveragedModel(net, multi_avg_fn=warm_ema(config.optim.ema_decay), use_buffers=True) \
+    floor = torch.zeros((), device=device) if config.optim.ema_decay else None
+    ema = AveragedModel(net, multi_avg_fn=warm_ema(config.optim.ema_decay, floor), use_buffers=True) \
         if config.optim.ema_decay else None
     # SWA averages parameters only; batch-norm statistics are recomputed for the average at the end.
     swa = AveragedModel(net) if config.optim.swa_start is not None else None
@@ -131,7 +133,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
                  autocast, scaler,
                  second_loss_fn=partial(get_loss(second, "loss.second_name"), options=options,
                                         ignore_index=ignore_index) if second else None,
-                 swa=swa, stage=resume.state.stage if resume else 1)
+                 swa=swa, stage=resume.state.stage if resume else 1, ema_floor=floor)
 
 
 def _restore(resume: Checkpoint, config: TrainConfig, optimizer: torch.optim.Optimizer,

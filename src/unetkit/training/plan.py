@@ -5,7 +5,16 @@ the same idea, small: `make_plan(fingerprint, device, overrides)` returns a froz
 `Plan`. Every field can be set (`overrides`, `unetkit plan --set FIELD=VALUE`); a set field is
 kept, and the choices after it follow from it (a set depth changes the patch multiple, a set
 patch size the batch size). The order of the choices: depth, mode, patch size, batch size,
-predict tile, normalisation, foreground share, warp margin.
+predict tile, normalisation, foreground share, warp margin, then what training watches and how it
+augments: the figure that picks the best epoch (`monitor`) and the symmetries of the augmentation
+(`augment`), for recipes that leave them to the plan ("auto").
+
+Data like TGS (binary, many empty masks) is scored by the TGS mAP, which rewards an empty
+prediction on an empty mask; elsewhere the mAP is near zero for thin or large structures alike
+and says little, so Dice (binary) or mean IoU (classes) picks the epoch. Flipping upside down and
+rotating by 90 degrees are free data where the images have no up and down; where the classes of
+the top and bottom halves differ (sky and road), or the data is like TGS (seismic depth, the
+recipe's measured choice), only horizontal flips are used.
 
 Memory. `BYTES_PER_PIXEL_PER_NEURON` is the peak memory of one training step of the seed U-Net
 per input pixel and per `start_neurons`, measured on the CPU (fp32, depth 4, no batch norm, 1
@@ -38,6 +47,9 @@ MAX_PATCH = 512  # larger patches buy context at the price of batch size
 MIN_BATCH, MAX_BATCH = 2, 32  # nnU-Net keeps 2 at least; 32 is the seed's batch
 MIN_BOTTLENECK = 4  # smallest side of the deepest feature map (nnU-Net stops pooling there)
 FOREGROUND_SHARE, RARE_FOREGROUND_SHARE = 0.33, 0.5  # nnU-Net's 1/3; more when foreground is rare
+TGS_LIKE_EMPTY_SHARE = 0.1  # binary masks of which at least this share is empty are scored like TGS
+UP_DOWN_LIMIT = 0.1  # top/bottom class difference (total variation) from which images have an up
+AUTO = "auto"  # a config value the plan chooses (monitor, data.augment)
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,8 @@ class Plan:
     foreground_share: float  # share of patches centred on foreground (on each class in turn)
     margin: int  # extra pixels read around each patch for affine/elastic warps (strong augmentation)
     memory_bytes: int  # the memory the batch size was fitted into
+    monitor: str = ""  # the figure that picks the best epoch ("": a plan from before the plan chose it)
+    augment: str = ""  # the augmentation preset (data/augment.py); "" as for monitor
     why: dict[str, str] = field(default_factory=dict, compare=False)  # field -> the reason for its value
     fingerprint: dict[str, Any] | None = field(default=None, compare=False)  # what the choices were made from
 
@@ -84,15 +98,21 @@ _INTS = ("patch_size", "batch_size", "depth", "start_neurons", "predict_tile", "
 
 
 def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str, Any] | None = None, *,
-              model: ModelConfig | None = None, memory_bytes: int | None = None) -> Plan:
+              model: ModelConfig | None = None, memory_bytes: int | None = None,
+              config_choices: dict[str, str] | None = None) -> Plan:
     """Choose how to train on the data `fingerprint` describes, on `device` ("cpu", "cuda", "auto").
 
     `model` gives start_neurons, depth and batch norm of the network (the seed by default);
-    `memory_bytes` replaces the device's free memory (tests, or planning for another machine).
+    `memory_bytes` replaces the device's free memory (tests, or planning for another machine);
+    `config_choices` the training config's monitor and augment where they are not AUTO (kept, as the
+    config's own: its recipe's or the user's).
     """
     model = model or ModelConfig()
     chosen = _coerce(dict(overrides or {}))
     why = {name: f"set by you ({name}={chosen[name]!r})" for name in chosen}
+    for name, value in (config_choices or {}).items():
+        if value != AUTO and name not in chosen:
+            chosen[name], why[name] = value, f"the training config's {name} {value!r} (its recipe's or yours)"
 
     def choose(name: str, value: Any, reason: str) -> Any:
         if name not in chosen:
@@ -153,8 +173,34 @@ def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str
     choose("margin", warp_margin(patch) if mode == "patch" else 0,
            "room for the strong preset's affine (15 deg, scale 0.1, shift 0.05) and elastic warps around a patch"
            if mode == "patch" else "whole images are warped with reflection at their borders")
+    _training_choices(fingerprint, mode, choose)
     chosen.pop("fingerprint", None)
     return Plan(**chosen, why=why, fingerprint=fingerprint.to_dict())
+
+
+def _training_choices(fp: Fingerprint, mode: str, choose: Any) -> None:
+    """The epoch-picking figure and the augmentation's symmetries (the module docstring says why)."""
+    empty = 1.0 - fp.foreground_image_share
+    tgs_like = fp.num_classes == 1 and empty >= TGS_LIKE_EMPTY_SHARE
+    if tgs_like:
+        choose("monitor", "val_map", f"{empty:.0%} of the masks are empty (data like TGS): the TGS mAP, which "
+               "rewards an empty prediction on an empty mask")
+    elif fp.num_classes == 1:
+        choose("monitor", "val_dice", f"{empty:.0%} of the masks are empty: Dice (F1) of the foreground")
+    else:
+        choose("monitor", "val_iou", f"{fp.num_classes} classes: their mean IoU")
+    square = mode == "patch" or fp.size_max[0] == fp.size_max[1] == fp.size_min[0] == fp.size_min[1]
+    up_down = f"top/bottom class difference {fp.up_down_difference:.2f}"
+    if tgs_like:
+        choose("augment", "seed", "data like TGS: horizontal flips only (seismic images have a depth; the "
+               "recipe's measured choice)")
+    elif fp.up_down_difference >= UP_DOWN_LIMIT:
+        choose("augment", "seed", f"the images have an up ({up_down} >= {UP_DOWN_LIMIT}): horizontal flips only")
+    elif square:
+        choose("augment", "d4", f"no up and down ({up_down} < {UP_DOWN_LIMIT}): all eight symmetries of the square")
+    else:
+        choose("augment", "flips", f"no up and down ({up_down} < {UP_DOWN_LIMIT}), images not square: horizontal "
+               "and vertical flips")
 
 
 def whole_by_size(same_size: bool, max_side: int) -> bool:
@@ -265,7 +311,7 @@ def _coerce(values: dict[str, Any], stored: bool = False) -> dict[str, Any]:
                 value = None if value is None and name.startswith("clip") else tuple(float(v) for v in value)
                 if value is not None and not all(math.isfinite(v) for v in value):
                     raise ValueError
-            elif name in ("mode", "normalization"):
+            elif name in ("mode", "normalization", "monitor", "augment"):
                 value = str(value)
             elif name in _MEASURED:
                 value = None if value is None else dict(value)

@@ -205,12 +205,20 @@ def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, res
         overrides["depth"] = config.model.depth  # the architecture is the config's; the plan only sizes around it
     found = fingerprint(DataSource.from_fields(data), num_classes=None if config.model.multilabel else config.model.num_classes,
                         ignore_index=data.ignore_index, seed=config.seed, multilabel=config.model.multilabel)
-    return make_plan(found, device.type, overrides, model=config.model)
+    return make_plan(found, device.type, overrides, model=config.model,
+                     config_choices={"monitor": config.monitor, "augment": data.augment})
 
 
 def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
-    """The config with the plan's patch choices written in (config.yaml then records what ran): patch size
-    (0 for whole images), foreground share, and for patches a batch no larger than the plan's."""
+    """The config with the plan's choices written in (config.yaml then records what ran): the epoch-picking
+    figure and the augmentation preset, patch size (0 for whole images), foreground share, and for patches
+    a batch no larger than the plan's."""
+    if plan.monitor and plan.augment:  # a plan from before the plan chose them leaves the config's
+        for name, chosen in (("monitor", plan.monitor), ("augment", plan.augment)):
+            if chosen != (config.monitor if name == "monitor" else config.data.augment):
+                log.info("%s %s: %s", name, chosen, plan.why.get(name, "the plan's choice"))
+        config = dataclasses.replace(config, monitor=plan.monitor,
+                                     data=dataclasses.replace(config.data, augment=plan.augment))
     if plan.mode == "whole" or config.data.size_policy != "pad":  # a stored plan may predate a policy change
         return dataclasses.replace(config, data=dataclasses.replace(config.data, patch_size=0))
     batch = config.batch_size
