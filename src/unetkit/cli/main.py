@@ -419,8 +419,9 @@ def make_parser() -> argparse.ArgumentParser:
                        "width, without dropout, with an average of the weights)")
     train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",
                        help="model preset: seed (default), seed-bn, small")
-    train.add_argument("--augment", choices=LazyChoices("unetkit.data.augment", "PRESETS"), metavar="AUGMENT",
-                       help="augmentation preset: none, seed (default: flips), strong")
+    train.add_argument("--augment", choices=LazyChoices("unetkit.data.augment", "PRESET_NAMES"), metavar="AUGMENT",
+                       help="augmentation preset: none, seed (horizontal flips), flips (and vertical), d4 (and 90-degree "
+                       "rotations), strong, or auto (the plan's symmetries from the masks; best's default)")
     train.add_argument("--set", action="append", metavar="FIELD=VALUE",
                        help="any config field below, e.g. --set schedule.name=cosine --set model.batch_norm=true")
     train.add_argument("--epochs", type=int, help="maximum epochs (default 200; early stopping usually ends sooner)")
@@ -439,7 +440,8 @@ def make_parser() -> argparse.ArgumentParser:
                        help="bce (default), bce_dice, dice, focal, tversky, lovasz, lovasz_elu, bce_lovasz, focal_dice, "
                        "weighted_ce")
     train.add_argument("--monitor", metavar="MONITOR", help=f"value for early stopping and the best checkpoint: "
-                       f"{', '.join(MONITORS)}, or val_NAME of a val_metrics figure (val_hd95: lower is better)")
+                       f"{', '.join(MONITORS)}, or val_NAME of a val_metrics figure (val_hd95: lower is better), or auto (the "
+                       "plan's: TGS mAP for data like TGS, else Dice, mean IoU for classes; best's default)")
     train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB, 4); default: detected from "
                        "the first images (a gray picture saved as RGB counts as gray)")
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")

@@ -69,13 +69,14 @@ def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
 
 
 AUTO = "auto"  # the plan chooses the preset (flips and rotations where the data has no up and down)
+PRESET_NAMES = (*PRESETS, AUTO)  # what data.augment may name
 
 
 def augment_config(preset: str, params: dict[str, Any] | None = None) -> AugmentConfig | None:
     """The preset's settings with `params` replaced; unknown presets and keys name themselves.
     `auto` is checked as the `seed` preset (the plan replaces it before training)."""
     if preset not in PRESETS and preset != AUTO:
-        raise UserError(f"config field 'data.augment': {_shown(preset)} is not one of {', '.join([*PRESETS, AUTO])}")
+        raise UserError(f"config field 'data.augment': {_shown(preset)} is not one of {', '.join(PRESET_NAMES)}")
     base = PRESETS["seed" if preset == AUTO else preset]
     if not params:
         return base

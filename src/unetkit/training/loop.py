@@ -304,7 +304,7 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     if observer is not None:
         save_checkpoint(checkpoints / "last.safetensors", config, parts.net, preprocess, parts.optimizer,
                         parts.plateau, state, parts.extras(), rank_rngs[1:])
-        _log_epoch(config, row)
+        _log_epoch(config, row, state.elapsed_s)
     # Rank 0's time (it also wrote the files) for every rank: budget and schedule stay in step, and
     # no rank runs ahead of the checkpoint it would resume from.
     state.elapsed_s = distributed.from_main(state.elapsed_s)
@@ -394,11 +394,14 @@ def _record(config: TrainConfig, row: dict[str, float]) -> dict[str, Any]:
             "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
 
 
-def _log_epoch(config: TrainConfig, row: dict[str, float]) -> None:
+def _log_epoch(config: TrainConfig, row: dict[str, float], elapsed_s: float) -> None:
+    """One line per epoch; a time-budget run counts minutes, not the epochs it will never reach."""
     tgs = f"  mAP {row['val_map']:.4f}" if is_binary(config.model) else ""  # the TGS metric: one class only
-    log.info("epoch %d/%d  loss %.4f  val_loss %.4f  IoU %.4f  Dice %.4f%s  lr %.1e  %.1f img/s  %.0fs",
-             row["epoch"], config.epochs, row["train_loss"], row["val_loss"], row["val_iou"], row["val_dice"], tgs,
-             row["lr"], row["images_per_s"], row["seconds"])
+    where = (f"epoch {int(row['epoch'])} ({elapsed_s / 60:.1f} of {config.time_budget_min:g} min)"
+             if config.time_budget_min else f"epoch {int(row['epoch'])}/{config.epochs}")
+    log.info("%s  loss %.4f  val_loss %.4f  IoU %.4f  Dice %.4f%s  lr %.1e  %.1f img/s  %.0fs", where,
+             row["train_loss"], row["val_loss"], row["val_iou"], row["val_dice"], tgs, row["lr"], row["images_per_s"],
+             row["seconds"])
 
 
 def write_metrics_csv(history: list[dict[str, float]], path: Path) -> None:
