@@ -179,3 +179,14 @@ def test_a_folder_mixing_sized_and_unsized_images_is_one_line_or_pixels(sized_se
         assert {row["distance_unit"] for row in csv.DictReader(handle)} == {"mm"}
     assert main([*command[:-4], "--metrics", "iou", "--spacing", "0.5,0.5mm"]) == 2
     assert "no distance figure chosen" in capsys.readouterr().err
+
+
+def test_evaluate_help_lists_the_metric_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    from unetkit.measures import MEASURES
+
+    assert all(f"{name}: " in text for name in MEASURES)
+    assert "--spacing DY,DXUNIT" in text
