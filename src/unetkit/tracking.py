@@ -186,10 +186,15 @@ def finish_training(run_dir: Path, final: dict[str, Any], step: int) -> None:
     tracker.finish()
 
 
-def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str) -> str | None:
+def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str,
+                   model_dir: Path | None = None) -> str | None:
     """An evaluation's figures (eval_NAME, eval_NAME_low/_high for intervals) into run `run_id`, or a new
-    run named `name`; its CSV as an artifact. Returns the run id (None when unreachable)."""
-    tracker = Tracker.open(run_id, name=name)
+    run named `name`; its CSV as an artifact. Run `run_id` is looked for where MODEL_DIR/mlflow.json
+    says it lives when that record names it (a training's run in a local store, evaluated from
+    another folder), else at `tracking_uri()`. Returns the run id (None when unreachable)."""
+    record = _read_record(model_dir) if run_id and model_dir is not None else {}
+    uri = str(record.get("tracking_uri") or "") if record.get("run_id") == run_id else ""
+    tracker = Tracker.open(run_id, name=name, uri=uri)
     if tracker is None:
         return None
     values = {f"eval_{k}": v for k, v in metrics.items() if _is_number(v)}

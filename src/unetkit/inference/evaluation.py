@@ -92,7 +92,8 @@ def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
     if config.track == "mlflow" and distributed.is_main():
         from unetkit.tracking import log_evaluation
 
-        metrics["mlflow_run_id"] = log_evaluation(config.run_id, metrics, csv_path, f"evaluate {csv_path.stem}")
+        metrics["mlflow_run_id"] = log_evaluation(config.run_id, metrics, csv_path, f"evaluate {csv_path.stem}",
+                                                  Path(config.model_path).parent)
     return EvaluateResult(metrics, csv_path)
 
 
