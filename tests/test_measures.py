@@ -55,6 +55,19 @@ def test_multiclass_per_class_figures_and_boundary_on_foreground_classes() -> No
     assert summary["hd95"] == pytest.approx(np.hypot(19, 19) / 2)
 
 
+def test_pixels_under_ignore_index_count_in_no_class() -> None:
+    truth = np.zeros((10, 10), np.uint8)
+    truth[:, 5:] = 1
+    truth[:, 8:] = 255  # ignored: predicted as class 2 there, which would cost both classes
+    pred = truth.copy()
+    pred[:, 8:] = 2
+    measures = MeasureSet(("iou", "dice", "hd95"), num_classes=3, ignore_index=255)
+    measures.add(pred, truth)
+    summary = measures.summary()
+    assert summary["iou_per_class"] == [1.0, 1.0, 1.0]  # class 2 absent from both inside: counted as 1, not scored
+    assert summary["iou"] == 1.0 and summary["dice"] == 1.0 and summary["hd95"] == 0.0
+
+
 def test_pixels_outside_the_region_count_nowhere() -> None:
     truth = np.zeros((20, 20), np.uint8)
     truth[5:15, 5:15] = 1

@@ -25,7 +25,10 @@ from unetkit import tracking
 from unetkit.api import evaluate, train
 from unetkit.cli.main import main
 from unetkit.config import DataConfig, EvaluateConfig, ModelConfig, RuntimeConfig, TrainConfig
+from unetkit.data.preprocess import identity_preprocess
 from unetkit.data.synthetic import generate_synthetic
+from unetkit.export.model_file import save_model
+from unetkit.models import UNet
 from unetkit.training.observe import EpochObserver
 
 pytestmark = pytest.mark.slow
@@ -133,6 +136,36 @@ def test_a_training_and_its_evaluation_read_back_through_the_client(server, data
     assert metrics["eval_iou"] == result.metrics["iou"]
     assert metrics["eval_iou_low"] == result.metrics["intervals"]["iou"][0]
     assert "e.csv" in {a.path for a in client.list_artifacts(run_id)}
+
+
+def test_without_a_tracking_uri_the_run_lands_in_the_local_mlruns_store(data: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model.safetensors"
+    save_model(model, UNet(start_neurons=4, depth=2), identity_preprocess(1), threshold=0.5)
+    result = evaluate(EvaluateConfig(model_path=str(model), data_dir=str(data), device="cpu", csv_path="e.csv",
+                                     metrics="iou,hd95", resamples=20, track="mlflow"))
+    run_id = result.metrics["mlflow_run_id"]
+    store = tmp_path / "mlruns"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["e.csv", "mlruns", "model.safetensors"]  # no ./mlflow.db
+    stored = MlflowClient(f"sqlite:///{store / 'mlflow.db'}").get_run(run_id)
+    assert stored.data.metrics["eval_iou"] == result.metrics["iou"]
+    assert stored.data.tags["eval_distance_unit"] == "px"
+    assert stored.info.artifact_uri == (store / "unetkit" / run_id / "artifacts").as_uri()
+    assert (store / "unetkit" / run_id / "artifacts" / "e.csv").read_bytes() == (tmp_path / "e.csv").read_bytes()
+    # evaluated again from another folder: the model's mlflow.json says where its run lives
+    (tmp_path / tracking.RECORD).write_text(json.dumps({"run_id": run_id,
+                                                        "tracking_uri": f"sqlite:///{store / 'mlflow.db'}"}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    evaluate(EvaluateConfig(model_path=str(model), data_dir=str(data), device="cpu", csv_path="f.csv",
+                            metrics="dice", resamples=0, track="mlflow", run_id=run_id))
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["f.csv"]
+    assert "eval_dice" in MlflowClient(f"sqlite:///{store / 'mlflow.db'}").get_run(run_id).data.metrics
 
 
 def test_without_mlflow_the_flag_is_one_line(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

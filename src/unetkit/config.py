@@ -410,7 +410,7 @@ class EvaluateConfig(InferenceOptions):
     pairs: str = ""
     metrics: str = ""  # figures to report, e.g. "iou,dice,hd95,nsd@2" (unetkit/measures.py); empty: iou,dice,tgs_map
     fov_dir: str = ""  # region masks paired like the labels: pixels outside count in no figure
-    spacing: tuple[float, ...] | None = None  # (dy, dx) pixel size: boundary figures in these units; None: pixels
+    spacing: str = ""  # pixel size "DY,DXUNIT" (e.g. "0.5,0.5mm") or "px" for distances; empty: each file's own
     resamples: int = 1000  # bootstrap resamples over images for the 95% intervals; 0: no intervals
     seed: int = 0  # the bootstrap's seed
     track: str = "none"  # "mlflow": also log the figures to MLflow (MLFLOW_TRACKING_URI)
@@ -419,8 +419,8 @@ class EvaluateConfig(InferenceOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.resamples >= 0, "resamples", f"{self.resamples} must be >= 0")
-        _require(self.spacing is None or (len(self.spacing) == 2 and min(self.spacing) > 0), "spacing",
-                 f"{self.spacing} must be two sizes > 0 (dy, dx)")
+        _require(isinstance(self.spacing, str), "spacing", f"{self.spacing!r} must be text: 'DY,DXUNIT' "
+                 "(e.g. '0.5,0.5mm') or 'px'")
         _check_choice("track", self.track, TRACKERS)
         _require(not self.run_id or self.track == "mlflow", "run_id", "needs track mlflow (--track mlflow)")
 

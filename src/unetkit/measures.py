@@ -3,7 +3,7 @@ with bootstrap intervals over images.
 
 Names (the one registry, `MEASURES`): iou, dice (pooled over pixels: totals of TP, FP, FN, as
 metrics.py counts them), tgs_map (mean over images of the TGS score), hd95, assd, nsd@TOL
-(boundary.py; mean over images; TOL in pixels, or in the units of `spacing`) and auc (ROC AUC over
+(boundary.py; mean over images; distances and TOL in pixels, or in the unit of the pixel sizes) and auc (ROC AUC over
 the pooled pixels, from probability histograms of AUC_BINS bins: bounded memory and a bootstrap
 that only sums histograms). Boundary figures and AUC are opt-in: a distance transform per image
 and class, a histogram per image.
@@ -70,6 +70,11 @@ def parse_measures(names: str | Sequence[str], where: str = "--metrics") -> tupl
     return tuple(out)
 
 
+def is_boundary(name: str) -> bool:
+    """Whether `name` is a distance figure (hd95, assd, nsd@TOL): measured in the unit of the pixel size."""
+    return _BOUNDARY.fullmatch(name) is not None
+
+
 def higher_is_better(name: str) -> bool:
     """Whether a larger value of `name` is better (hd95 and assd: smaller)."""
     return MEASURES["nsd@TOL" if name.startswith("nsd@") else name][1]
@@ -91,7 +96,8 @@ def extra_columns(names: Sequence[str]) -> tuple[str, ...]:
 class MeasureSet:
     """Per-image records of the chosen measures; `summary()` and `intervals()` give the data-set figures.
 
-    `num_classes` and `multilabel` as in ModelConfig; `spacing` (dy, dx) the pixel size for distances.
+    `num_classes` and `multilabel` as in ModelConfig; `spacing` (dy, dx) the pixel size for distances
+    (an image's own, given to `add`, wins; all in one unit, data/spacing.py).
     """
 
     names: tuple[str, ...]
@@ -116,9 +122,10 @@ class MeasureSet:
         return self.classes if self.multilabel or self.num_classes == 1 else list(range(self.num_classes))
 
     def add(self, pred: np.ndarray, truth: np.ndarray, probabilities: np.ndarray | None = None,
-            region: np.ndarray | None = None) -> dict[str, float]:
+            region: np.ndarray | None = None, spacing: tuple[float, float] | None = None) -> dict[str, float]:
         """One image: pred and truth (H, W) class indices, or (K, H, W) 0/1 labels; probabilities (K, H, W)
-        (one map for a binary model); region (H, W) bool. Returns its own figures (mean over classes)."""
+        (one map for a binary model); region (H, W) bool; spacing (dy, dx) its pixel size (None: `self.spacing`).
+        Returns its own figures (mean over classes)."""
         inside = np.ones(truth.shape[-2:], bool) if region is None else np.asarray(region, bool)
         if self.ignore_index is not None and not self.multilabel:
             inside = inside & (truth != self.ignore_index)
@@ -131,13 +138,13 @@ class MeasureSet:
         if "tgs_map" in self.names:
             fg = _counts(self._any(pred), self._any(truth), inside)
             self._value("tgs_map", np.array([_tgs(fg)]))
-        boundary = [name for name in self.names if _BOUNDARY.fullmatch(name)]
+        boundary = [name for name in self.names if is_boundary(name)]
         if boundary:
             from unetkit.boundary import boundary_figures  # scipy.ndimage: imported when used, not by --help
 
             tolerances = [float(name[4:]) for name in boundary if name.startswith("nsd@")]
             figures = [boundary_figures(self._binary(pred, c) & inside, self._binary(truth, c) & inside,
-                                        self.spacing, tolerances) for c in self.classes]
+                                        spacing or self.spacing, tolerances) for c in self.classes]
             for name in boundary:
                 self._value(name, np.array([f[name] for f in figures]))
         if "auc" in self.names:

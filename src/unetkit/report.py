@@ -32,7 +32,7 @@ from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.scoring import Scored, accumulator_for, palette_for, scored_pairs
-from unetkit.measures import RESAMPLES, MeasureSet, monitor_minimizes, parse_measures
+from unetkit.measures import RESAMPLES, MeasureSet, is_boundary, monitor_minimizes, parse_measures
 from unetkit.visualize import curves_figure, label_map, overlay_figure
 
 REPORT_NAME = "report.html"
@@ -274,9 +274,10 @@ def _intervals_section(measures: MeasureSet, n_images: int, fov_dir: str) -> str
     rows = [{"figure": name, "value": figures[name], "95% low": intervals[name][0], "95% high": intervals[name][1]}
             for name in measures.names if name in intervals]
     inside = f", inside the regions of <code>{html.escape(fov_dir)}</code>" if fov_dir else ""
+    unit = " Distances and NSD tolerances in pixels." if any(is_boundary(name) for name in measures.names) else ""
     return ("<h2>Validation figures with 95% intervals</h2>\n"
             f"<p>The model file on the {n_images} validation images{inside}; percentile bootstrap over images, "
-            f"{RESAMPLES} resamples, seed 0 (docs/metrics.md).</p>\n" + _table(rows) + "\n")
+            f"{RESAMPLES} resamples, seed 0 (docs/metrics.md).{unit}</p>\n" + _table(rows) + "\n")
 
 
 class _CallableModule(types.ModuleType):

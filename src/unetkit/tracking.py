@@ -5,9 +5,16 @@ A training run becomes one MLflow run: the resolved config (config.yaml) as para
 metrics.csv row as metrics at step = epoch, then the model file, report, curves, plan and
 threshold sweep as artifacts and the validation figures at the tuned rule as `final_*` metrics.
 `evaluate --track mlflow --run-id ID` adds its figures (and their intervals) to run ID as
-`eval_*` metrics and its CSV as an artifact. The server is MLFLOW_TRACKING_URI (MLflow's own
-default, a local store in the current folder, when unset); the run id is kept in
-RUN_DIR/mlflow.json, so --resume continues the same MLflow run.
+`eval_*` metrics and its CSV as an artifact. The server is MLFLOW_TRACKING_URI (or the URI a
+Python caller set with `mlflow.set_tracking_uri`); the run id and that URI are kept in
+RUN_DIR/mlflow.json, so --resume continues the same MLflow run where it lives.
+
+Unset, runs go to a local store under ./mlruns: the database ./mlruns/mlflow.db (SQLite) and the
+artifacts in ./mlruns/<experiment>/<run id>/artifacts, all in one folder as the `./mlruns`
+convention promises (`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db` shows them).
+Not MLflow 3's own default, `./mlflow.db` beside ./mlruns, which scatters one store over two
+names; and not the `./mlruns` file store, which MLflow 3 refuses with an error ("maintenance
+mode", unless MLFLOW_ALLOW_FILE_STORE is set) and which lacks features of the database stores.
 
 The run folder stays the record: the tracker only copies it. A tracker that cannot be reached
 is one warning, then silence for the rest of the process, and training goes on; that is why
@@ -32,6 +39,8 @@ from unetkit.fileio import write_text
 from unetkit.runtime import log
 
 RECORD = "mlflow.json"  # RUN_DIR/mlflow.json: {"run_id", "tracking_uri"}
+LOCAL_STORE = "mlruns"  # the local store's folder, in the current folder, when no tracking URI is set
+LOCAL_DATABASE = "mlflow.db"  # its SQLite database, inside LOCAL_STORE
 EXPERIMENT = "unetkit"  # the experiment runs go to, unless MLFLOW_EXPERIMENT_NAME says another
 TRACKING_RETRIES = "2"
 TRACKING_TIMEOUT_S = "10"
@@ -52,6 +61,24 @@ def require_mlflow() -> Any:
     return mlflow
 
 
+def tracking_uri(mlflow: Any) -> str:
+    """The tracking URI set (MLFLOW_TRACKING_URI, mlflow.set_tracking_uri), else the local store's:
+    sqlite:///CWD/mlruns/mlflow.db (absolute, so a later --resume from elsewhere finds the same store)."""
+    if mlflow.is_tracking_uri_set():
+        return str(mlflow.get_tracking_uri())
+    return f"sqlite:///{(Path.cwd() / LOCAL_STORE / LOCAL_DATABASE).as_posix()}"
+
+
+def _local_folder(uri: str) -> Path | None:
+    """The folder of the local store `uri` names (made if missing: SQLite creates a database file, not
+    its folder), else None."""
+    if not uri.startswith("sqlite:///") or not uri.endswith(f"/{LOCAL_STORE}/{LOCAL_DATABASE}"):
+        return None
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config data as MLflow parameters: dotted names, values as text (MLflow stores text)."""
     out: dict[str, str] = {}
@@ -70,22 +97,27 @@ class Tracker:
         self.client, self.run_id, self.uri = client, run_id, uri
 
     @classmethod
-    def open(cls, run_id: str = "", name: str = "", tags: dict[str, str] | None = None) -> Tracker | None:
-        """Run `run_id` (or a new run named `name` in the EXPERIMENT); None when the tracker is unreachable."""
+    def open(cls, run_id: str = "", name: str = "", tags: dict[str, str] | None = None,
+             uri: str = "") -> Tracker | None:
+        """Run `run_id` (or a new run named `name` in the EXPERIMENT) at `uri` (default `tracking_uri()`);
+        None when the tracker is unreachable."""
         mlflow = require_mlflow()
-        uri = mlflow.get_tracking_uri()
+        uri = uri or tracking_uri(mlflow)
         if uri in _FAILED:
             return None
         tracker = cls(None, run_id, uri)
 
         def connect() -> None:
+            local = _local_folder(uri)
             tracker.client = mlflow.MlflowClient(uri)
             if run_id:
                 tracker.client.get_run(run_id)  # fails here for an unknown id
                 return
             experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
             found = tracker.client.get_experiment_by_name(experiment)
-            experiment_id = found.experiment_id if found else tracker.client.create_experiment(experiment)
+            experiment_id = (found.experiment_id if found else
+                             tracker.client.create_experiment(experiment, artifact_location=(local / experiment).as_uri()
+                                                              if local else None))
             tracker.run_id = tracker.client.create_run(experiment_id, run_name=name or None, tags=tags or {}).info.run_id
 
         return tracker if tracker._guard(connect) else None
@@ -123,6 +155,9 @@ class Tracker:
             if path.is_file():
                 self._guard(lambda path=path: self.client.log_artifact(self.run_id, str(path)))
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._guard(lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
+
     def finish(self) -> None:
         self._guard(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
 
@@ -132,7 +167,7 @@ def start_training(run_dir: Path, config_data: dict[str, Any]) -> Tracker | None
     new one with the resolved config as parameters, recorded in mlflow.json."""
     record = _read_record(run_dir)
     if record.get("run_id"):
-        return Tracker.open(record["run_id"])
+        return Tracker.open(record["run_id"], uri=str(record.get("tracking_uri") or ""))
     tracker = Tracker.open(name=run_dir.resolve().name, tags={"unetkit.run_dir": str(run_dir.resolve())})
     if tracker is not None:
         write_text(run_dir / RECORD, json.dumps({"run_id": tracker.run_id, "tracking_uri": tracker.uri}, indent=1))
@@ -151,16 +186,23 @@ def finish_training(run_dir: Path, final: dict[str, Any], step: int) -> None:
     tracker.finish()
 
 
-def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str) -> str | None:
+def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str,
+                   model_dir: Path | None = None) -> str | None:
     """An evaluation's figures (eval_NAME, eval_NAME_low/_high for intervals) into run `run_id`, or a new
-    run named `name`; its CSV as an artifact. Returns the run id (None when unreachable)."""
-    tracker = Tracker.open(run_id, name=name)
+    run named `name`; its CSV as an artifact. Run `run_id` is looked for where MODEL_DIR/mlflow.json
+    says it lives when that record names it (a training's run in a local store, evaluated from
+    another folder), else at `tracking_uri()`. Returns the run id (None when unreachable)."""
+    record = _read_record(model_dir) if run_id and model_dir is not None else {}
+    uri = str(record.get("tracking_uri") or "") if record.get("run_id") == run_id else ""
+    tracker = Tracker.open(run_id, name=name, uri=uri)
     if tracker is None:
         return None
     values = {f"eval_{k}": v for k, v in metrics.items() if _is_number(v)}
     for key, (low, high) in (metrics.get("intervals") or {}).items():
         values |= {f"eval_{key}_low": low, f"eval_{key}_high": high}
     tracker.log_metrics(values, 0)
+    if metrics.get("distance_unit"):  # a tag, not a parameter: a later evaluation in other units may change it
+        tracker.set_tags({"eval_distance_unit": str(metrics["distance_unit"])})
     tracker.log_artifacts([csv_path])
     if not run_id:
         tracker.finish()

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
 from unetkit.api import evaluate, predict
+from unetkit.boundary import hd95
 from unetkit.cli.main import main
 from unetkit.config import EvaluateConfig, PredictConfig
 from unetkit.data.io import read_array
@@ -80,7 +82,7 @@ def test_the_summary_line_and_the_csv_carry_the_intervals(fov_sets: tuple[Path, 
                  "e.csv", "--metrics", "iou,hd95,nsd@2", "--bootstrap", "300"])
     assert code == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("12 images  IoU ") and " HD95 " in line and " NSD@2 " in line
+    assert line.startswith("12 images  IoU ") and " HD95 " in line and " NSD@2px " in line
     assert line.endswith("[95% interval over images, 300 bootstrap resamples]")
     with Path("e.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -103,3 +105,88 @@ def test_unknown_metric_and_missing_region_are_one_line_errors(fov_sets: tuple[P
     assert main(["evaluate", "--model", str(model_file), "--data", str(clean), "--fov", str(fov)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"no region mask for image '{first.stem}'" in err
+
+
+SQUARE = np.zeros((32, 32), bool)
+SQUARE[6:20, 8:26] = True
+
+
+@pytest.fixture(scope="module")
+def sized_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of 4 images whose masks are all SQUARE, with images saved as TIFF at 200 x 400 pixels per
+    cm (x, y: 0.05 x 0.025 mm), as PNG at 508 x 254 dpi (0.05 x 0.1 mm), and `mixed`: the PNG folder
+    with one image saved without a size. The untrained model's probabilities lie near 0.5: at threshold
+    0.98 it predicts nothing, at 0.02 everything."""
+    tmp_path = tmp_path_factory.mktemp("sized")
+    synthetic_dir = generate_synthetic(tmp_path / "syn", 4, size=32, seed=5)
+    folders = {name: tmp_path / name for name in ("tiff", "png", "mixed")}
+    for folder in folders.values():
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+    for path in sorted((synthetic_dir / "images").glob("*.png")):
+        image = read_array(path)[..., 0]
+        tifffile.imwrite(folders["tiff"] / "images" / f"{path.stem}.tif", image, resolution=(200, 400),
+                         resolutionunit="CENTIMETER")
+        for folder in folders.values():
+            Image.fromarray((SQUARE * 255).astype(np.uint8)).save(folder / "masks" / path.name)
+        for name in ("png", "mixed"):
+            Image.fromarray(image).save(folders[name] / "images" / path.name, dpi=(508, 254))
+    Image.fromarray(image).save(folders["mixed"] / "images" / path.name)  # the last one: no size
+    return folders
+
+
+@pytest.mark.parametrize("kind,spacing", [("tiff", (0.025, 0.05)), ("png", (0.1, 0.05))])
+def test_distances_come_in_the_pixel_size_the_files_declare(sized_sets: dict[str, Path], model_file: Path,
+                                                             tmp_path: Path, kind: str,
+                                                             spacing: tuple[float, float]) -> None:
+    def rows(threshold: float) -> list[dict[str, str]]:
+        result = evaluate(EvaluateConfig(model_path=str(model_file), data_dir=str(sized_sets[kind]), device="cpu",
+                                         csv_path=str(tmp_path / f"{threshold}.csv"), metrics="hd95,nsd@0.1",
+                                         resamples=0, threshold=threshold))
+        assert result.metrics["distance_unit"] == "mm"
+        with result.csv_path.open(newline="") as handle:
+            found = list(csv.DictReader(handle))
+        assert [row["distance_unit"] for row in found] == ["mm"] * 7 and found[-3]["stem"] == "#all"
+        for row in found[:-3]:
+            assert (float(row["spacing_dy"]), float(row["spacing_dx"])) == pytest.approx(spacing, rel=1e-9)
+        return found[:-3]
+
+    # nothing predicted: a missed square scores the image diagonal, 31 pixels down and across, in mm
+    for row in rows(0.98):
+        assert float(row["hd95"]) == pytest.approx(np.hypot(31 * spacing[0], 31 * spacing[1]), rel=1e-12)
+    # everything predicted: the boundary distances between the image frame and the square, in mm
+    for row in rows(0.02):
+        assert float(row["hd95"]) == pytest.approx(hd95(np.ones((32, 32), bool), SQUARE, spacing), rel=1e-12)
+        assert float(row["hd95"]) != pytest.approx(hd95(np.ones((32, 32), bool), SQUARE), rel=1e-3)
+
+
+def test_a_folder_mixing_sized_and_unsized_images_is_one_line_or_pixels(sized_sets: dict[str, Path],
+                                                                        model_file: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    csv_path = tmp_path / "m.csv"
+    command = ["evaluate", "--model", str(model_file), "--data", str(sized_sets["mixed"]), "--device", "cpu",
+               "--csv", str(csv_path), "--metrics", "hd95,nsd@1", "--bootstrap", "20"]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "would mix mm and pixels" in err and "--spacing px" in err
+    assert not csv_path.exists()
+    assert main([*command, "--spacing", "px"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert " HD95 " in line and line.split(" HD95 ")[1].split("]")[1].startswith(" px ") and " NSD@1px " in line
+    assert main([*command, "--spacing", "0.5,0.5mm", "--overwrite"]) == 0
+    assert " mm  NSD@1mm " in capsys.readouterr().out
+    with csv_path.open(newline="") as handle:
+        assert {row["distance_unit"] for row in csv.DictReader(handle)} == {"mm"}
+    assert main([*command[:-4], "--metrics", "iou", "--spacing", "0.5,0.5mm"]) == 2
+    assert "no distance figure chosen" in capsys.readouterr().err
+
+
+def test_evaluate_help_lists_the_metric_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    from unetkit.measures import MEASURES
+
+    assert all(f"{name}: " in text for name in MEASURES)
+    assert "--spacing DY,DXUNIT" in text

@@ -86,5 +86,5 @@ def test_train_with_fov_and_val_metrics_writes_their_columns(labelled, tmp_path:
     assert {"hd95", "nsd@1"} <= set(record["val_at_threshold"])
     page = (tmp_path / "run" / "report.html").read_text()
     assert "Validation figures with 95% intervals" in page and "inside the regions of" in page
-    assert "<td>hd95</td>" in page and "<td>nsd@1</td>" in page
+    assert "<td>hd95</td>" in page and "<td>nsd@1</td>" in page and "NSD tolerances in pixels" in page
     assert TrainConfig(data=DataConfig(fov_dir=str(data / "fov"))).data.fov_dir.endswith("fov")

@@ -182,7 +182,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     fields = {name: value or "" for name, value in layout_fields(args).items()}
     result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data or "", csv_path=args.csv or "", **fields,
                                      overwrite=args.overwrite, metrics=args.metrics or "", fov_dir=args.fov or "",
-                                     spacing=args.spacing, resamples=args.bootstrap, seed=args.bootstrap_seed,
+                                     spacing=args.spacing or "", resamples=args.bootstrap, seed=args.bootstrap_seed,
                                      track=args.track, run_id=args.run_id or "", **_inference_options(args)))
     if not distributed.is_main():
         return 0
@@ -201,28 +201,23 @@ FIGURE_LABELS = {"iou": "IoU", "dice": "Dice", "tgs_map": "TGS mAP", "hd95": "HD
 
 
 def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
-    """The summary line: each chosen figure with its 95% interval [low, high], pixel accuracy, threshold."""
+    """The summary line: each chosen figure with its 95% interval [low, high], pixel accuracy, threshold;
+    distances followed by their unit (HD95 3.1000 [2.5000, 3.9000] mm) and NSD's tolerance with it (NSD@2mm)."""
+    from unetkit.measures import is_boundary
+
     intervals = m.get("intervals") or {}
+    unit = m.get("distance_unit", "px")
     parts = []
     for name in m.get("measures") or ("iou", "dice", "tgs_map"):
         if name == "tgs_map" and "class_iou" in m:  # several classes or labels: no TGS
             continue
         low_high = intervals.get(name)
-        label = FIGURE_LABELS.get(name, name.upper())
-        parts.append(f"{label} {m[name]:.4f}" + (f" [{low_high[0]:.4f}, {low_high[1]:.4f}]" if low_high else ""))
+        label = FIGURE_LABELS.get(name, name.upper()) + (unit if name.startswith("nsd@") else "")
+        part = f"{label} {m[name]:.4f}" + (f" [{low_high[0]:.4f}, {low_high[1]:.4f}]" if low_high else "")
+        parts.append(part + (f" {unit}" if is_boundary(name) and not name.startswith("nsd@") else ""))
     line = f"{m['n_images']} images  " + "  ".join(parts) + f"  pixel accuracy {m['pixel_accuracy']:.4f}"
     line += f"  (threshold {m['threshold']:.2f})" if m.get("threshold") is not None else ""
     return line + (f"; [95% interval over images, {resamples} bootstrap resamples]" if intervals else "")
-
-
-def _spacing(text: str) -> tuple[float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r} must be two pixel sizes > 0, DY,DX (e.g. 0.5,0.5)")
-    return values  # type: ignore[return-value]
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -487,8 +482,9 @@ def make_parser() -> argparse.ArgumentParser:
                           "boundary ones are slower. " + _measure_help())
     evaluate.add_argument("--fov", metavar="DIR", help="region masks (field of view) paired like the labels "
                           "(DIR/ID.png): pixels outside count in no figure")
-    evaluate.add_argument("--spacing", type=_spacing, metavar="DY,DX", help="pixel size: distances (hd95, assd, "
-                          "nsd@TOL) in these units (default: pixels)")
+    evaluate.add_argument("--spacing", metavar="DY,DXUNIT", help="pixel size, e.g. 0.5,0.5mm (units nm, um, mm, "
+                          "cm, m, in), or px: distances (hd95, assd, nsd@TOL) in that unit (default: the size each "
+                          "file declares, TIFF/PNG resolution, ImageJ, OME; pixels where none)")
     evaluate.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples of the 95%% interval "
                           "over images (default 1000; 0: none)")
     evaluate.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="the bootstrap's seed (default 0)")

@@ -3,9 +3,11 @@
 Images are predicted exactly as `predict` would (inference/labelled.py). Under torchrun each
 rank scores its share of the folder and every rank gets the figures of all; rank 0 writes
 the CSV. The figures are the chosen measures (unetkit/measures.py: per class and pooled, with a
-95% bootstrap interval over images), inside the region masks of `fov_dir` when given. The CSV
-keeps one row per image and ends with three rows: the data-set figure (stem `#all`) and the
-interval's ends (`#ci95_low`, `#ci95_high`).
+95% bootstrap interval over images), inside the region masks of `fov_dir` when given. Distance
+figures are in the unit of the pixel sizes (`--spacing`, else each file's own, data/spacing.py), one
+unit per evaluation, named in the CSV (`distance_unit`, with each image's `spacing_dy/_dx`) and in
+the figures (`distance_unit`). The CSV keeps one row per image and ends with three rows: the
+data-set figure (stem `#all`) and the interval's ends (`#ci95_low`, `#ci95_high`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from unetkit import distributed
 from unetkit.config import EvaluateConfig
 from unetkit.data.fov import find_regions
 from unetkit.data.pairing import DataSource, find_pairs
+from unetkit.data.spacing import PixelSpacing, parse_spacing, spacings_for
 from unetkit.errors import UserError
 from unetkit.fileio import check_output, write_csv
 from unetkit.inference.backends import open_predictor
 from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
-from unetkit.measures import MeasureSet, parse_measures
+from unetkit.measures import MeasureSet, is_boundary, parse_measures
 from unetkit.metrics import MetricAccumulator
 from unetkit.runtime import progress
 
@@ -44,6 +47,11 @@ def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
     if not source:
         raise UserError("no labelled data given (--data DIR, --images DIR with --masks DIR, or --pairs FILE.csv)")
     names = parse_measures(config.metrics or DEFAULT_MEASURES)
+    distances = any(is_boundary(name) for name in names)
+    given = parse_spacing(config.spacing) if config.spacing else None
+    if given is not None and not distances:
+        raise UserError(f"--spacing {config.spacing}: no distance figure chosen to take it (hd95, assd or nsd@TOL "
+                        "in --metrics)")
     if config.track == "mlflow":
         from unetkit.tracking import require_mlflow
 
@@ -51,6 +59,7 @@ def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
     predictor = open_predictor(config.model_path, config)
     pairs = find_pairs(source)
     regions = find_regions(config.fov_dir, [pair.stem for pair in pairs]) if config.fov_dir else None
+    spacings, unit = spacings_for(pairs, given) if distances else ({}, "")
     csv_path = Path(config.csv_path or f"evaluation-{Path(str(source)).resolve().stem}.csv")
     inputs = [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask))]
     check_output(csv_path, [*inputs, *(regions or {}).values()], overwrite=config.overwrite, ours=_is_evaluation_csv,
@@ -58,12 +67,12 @@ def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
     distributed.join(predictor.device.type)
     accumulator = accumulator_for(predictor.saved)
     model = predictor.saved.config
-    measures = MeasureSet(names, model.num_classes, model.multilabel, accumulator.ignore_index,
-                          tuple(config.spacing or (1.0, 1.0)))  # type: ignore[arg-type]
+    measures = MeasureSet(names, model.num_classes, model.multilabel, accumulator.ignore_index)
     mine = pairs[distributed.rank() :: distributed.world_size()]
     scored = scored_pairs(predictor, mine, accumulator, palette_for(predictor.saved, source), regions=regions,
-                          measures=measures)
-    rows = [item.row for item in progress(scored, total=len(mine), desc="evaluate", unit="img", leave=False)]
+                          measures=measures, spacings={stem: spacing.yx for stem, spacing in spacings.items()})
+    rows = [item.row | _spacing_columns(spacings.get(item.pair.stem))
+            for item in progress(scored, total=len(mine), desc="evaluate", unit="img", leave=False)]
     if distributed.launched():
         shares = distributed.all_gather((rows, accumulator, measures))
         accumulator = MetricAccumulator.merged([share for _, share, _ in shares])
@@ -75,20 +84,29 @@ def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
     figures = measures.summary()
     intervals = measures.intervals(config.resamples, config.seed) if config.resamples else {}
     if distributed.is_main():
-        write_csv(rows + _summary_rows(rows, figures, intervals), csv_path)
+        write_csv(rows + _summary_rows(rows, figures, intervals, unit), csv_path)
     metrics = accumulator.summary() | figures | {"threshold": predictor.threshold, "measures": list(names),
                                                  "intervals": {k: list(v) for k, v in intervals.items()}}
+    if distances:
+        metrics["distance_unit"] = unit
     if config.track == "mlflow" and distributed.is_main():
         from unetkit.tracking import log_evaluation
 
-        metrics["mlflow_run_id"] = log_evaluation(config.run_id, metrics, csv_path, f"evaluate {csv_path.stem}")
+        metrics["mlflow_run_id"] = log_evaluation(config.run_id, metrics, csv_path, f"evaluate {csv_path.stem}",
+                                                  Path(config.model_path).parent)
     return EvaluateResult(metrics, csv_path)
 
 
-def _summary_rows(rows: list[dict[str, Any]], figures: dict[str, Any],
-                  intervals: dict[str, tuple[float, float]]) -> list[dict[str, Any]]:
+def _spacing_columns(spacing: PixelSpacing | None) -> dict[str, Any]:
+    """The CSV columns that say in what unit an image's distances are (none without distance figures)."""
+    return {} if spacing is None else {"distance_unit": spacing.unit, "spacing_dy": spacing.dy,
+                                       "spacing_dx": spacing.dx}
+
+
+def _summary_rows(rows: list[dict[str, Any]], figures: dict[str, Any], intervals: dict[str, tuple[float, float]],
+                  unit: str) -> list[dict[str, Any]]:
     """The CSV's last rows: the data-set figure and the interval's ends, in the per-image columns
-    (tgs_map under tgs_score); columns without a data-set figure stay empty."""
+    (tgs_map under tgs_score), with the distance unit; columns without a data-set figure stay empty."""
     columns = list(rows[0]) if rows else ["stem"]
     by_stem = {SUMMARY_STEMS[0]: {k: v for k, v in figures.items() if isinstance(v, float)},
                SUMMARY_STEMS[1]: {k: low for k, (low, _) in intervals.items()},
@@ -96,6 +114,8 @@ def _summary_rows(rows: list[dict[str, Any]], figures: dict[str, Any],
     out = []
     for stem, values in by_stem.items():
         row: dict[str, Any] = dict.fromkeys(columns, "") | {"stem": stem}
+        if "distance_unit" in row:
+            row["distance_unit"] = unit
         for name, value in values.items():
             column = "tgs_score" if name == "tgs_map" else name
             if column in row:

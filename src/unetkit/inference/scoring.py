@@ -70,9 +70,11 @@ def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction,
 
 def scored_pairs(predictor: PredictionEngine, pairs: list[Pair], accumulator: MetricAccumulator,
                  palette: ClassPalette | None = None, *, regions: dict[str, Path] | None = None,
-                 measures: MeasureSet | None = None) -> Iterator[Scored]:
+                 measures: MeasureSet | None = None,
+                 spacings: dict[str, tuple[float, float]] | None = None) -> Iterator[Scored]:
     """Predict every pair as `predict` would, add it to `accumulator` (and `measures`), and yield it with its
-    scores; `regions` (stem -> region mask, data/fov.py) restrict every figure to their pixels."""
+    scores; `regions` (stem -> region mask, data/fov.py) restrict every figure to their pixels; `spacings`
+    (stem -> (dy, dx), data/spacing.py) are the pixel sizes of the boundary distances."""
     config = predictor.saved.config
 
     def items() -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
@@ -85,6 +87,7 @@ def scored_pairs(predictor: PredictionEngine, pairs: list[Pair], accumulator: Me
         region = read_region(regions[predicted.key.stem], predicted.truth.shape) if regions else None
         row: dict[str, float | str] = {"stem": predicted.key.stem} | add_scores(accumulator, predicted, region)
         if measures is not None:
-            own = measures.add(predicted.mask, predicted.truth_maps, predicted.probabilities, region)
+            spacing = spacings[predicted.key.stem] if spacings else None
+            own = measures.add(predicted.mask, predicted.truth_maps, predicted.probabilities, region, spacing)
             row |= {name: value for name, value in own.items() if name not in row and name != "tgs_map"}
         yield Scored(predicted.key, predicted.image, predicted.truth, predicted.mask, row, region)

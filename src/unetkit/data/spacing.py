@@ -1,0 +1,211 @@
+"""The pixel size of an image file, so that boundary distances (HD95, ASSD, NSD) come in physical units.
+
+Where a file says its pixel size, in the order looked at:
+- OME-TIFF: `PhysicalSizeY` / `PhysicalSizeX` of the first image's Pixels (unit attributes, µm by
+  the OME schema's default);
+- ImageJ TIFF: the X/YResolution tags, pixels per the unit ImageJ names in its metadata (`unit=micron`);
+- other TIFF: X/YResolution with ResolutionUnit inch or centimetre (unit "none" is an aspect ratio, no size);
+- PNG pHYs (pixels per metre), JPEG's JFIF density: Pillow's `info["dpi"]`.
+
+A resolution is taken as a placeholder, not a measurement, and the file stays in pixels, when it is
+72 or 96 pixels per inch (to the nearest whole number: what image editors, screenshot tools and
+web exports write when they know nothing) or under 3 pixels per inch (1 per inch or per centimetre,
+other writers' "unset"). A scanner's 300 or 1200 dpi is a real size and kept.
+
+TIFF resolutions and PNG pHYs are encodings of a length and come out in millimetres; ImageJ and OME
+name their unit, which is kept (µm is written `um`). The image's size counts; the mask's only where
+the image has none (label maps saved by ImageJ, images exported as plain PNG).
+
+`spacings_for` gives every pair of one evaluation its size in one unit: a mix of physical units is
+converted to the finest of them; a mix of sized and unsized files is refused, because a mean of
+millimetres and pixels means nothing and either choice made silently would mislabel figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tifffile
+
+from unetkit.data.io import TIFF_EXTENSIONS, check_regular_file, first_line, is_image_file, open_pillow
+from unetkit.data.pairing import Pair
+from unetkit.errors import UserError
+
+log = logging.getLogger("unetkit")
+
+PIXELS = "px"
+# length units by the name unetkit writes -> metres
+UNITS: dict[str, float] = {"nm": 1e-9, "um": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0, "in": 0.0254}
+_ALIASES = {"nanometer": "nm", "nanometre": "nm", "µm": "um", "μm": "um", "\\u00b5m": "um", "micron": "um",
+            "microns": "um", "micrometer": "um", "micrometre": "um", "millimeter": "mm", "millimetre": "mm",
+            "centimeter": "cm", "centimetre": "cm", "meter": "m", "metre": "m", "inch": "in", "inches": "in"}
+PLACEHOLDER_DPI = (72, 96)  # editors' default resolutions, in whole pixels per inch
+MIN_DPI = 3.0  # below this many pixels per inch a resolution is a writer's "unset" (1 per inch or per cm)
+_TIFF_UNIT_MM = {2: 25.4, 3: 10.0}  # ResolutionUnit inch, centimetre -> millimetres
+
+
+@dataclass(frozen=True)
+class PixelSpacing:
+    """The size of one pixel, (dy, dx) in `unit` ("px": no physical size), and where it was read."""
+
+    dy: float = 1.0
+    dx: float = 1.0
+    unit: str = PIXELS
+    source: str = "no pixel size in the file"
+
+    @property
+    def physical(self) -> bool:
+        return self.unit != PIXELS
+
+    @property
+    def yx(self) -> tuple[float, float]:
+        return (self.dy, self.dx)
+
+    def to(self, unit: str) -> PixelSpacing:
+        """The same size in another length unit."""
+        scale = UNITS[self.unit] / UNITS[unit]
+        return PixelSpacing(self.dy * scale, self.dx * scale, unit, self.source)
+
+    def describe(self) -> str:
+        return f"{self.dy:g} x {self.dx:g} {self.unit} ({self.source})"
+
+
+def unit_name(text: str) -> str | None:
+    """The unit unetkit writes for `text` ("micron", "µm", "mm", "px", ...), None when it is no length unit."""
+    name = text.strip().lower()
+    name = PIXELS if name in ("pixel", "pixels") else _ALIASES.get(name, name)
+    return name if name in UNITS or name == PIXELS else None
+
+
+def parse_spacing(text: str) -> PixelSpacing:
+    """`--spacing` text: "DY,DXUNIT" (e.g. "0.5,0.5mm", "0.65,0.65um") or "px" (pixels, whatever the files say)."""
+    text = text.strip()
+    if unit_name(text) == PIXELS:
+        return PixelSpacing(source="--spacing px")
+    numbers = text.rstrip("abcdefghijklmnopqrstuvwxyzµμ").strip()
+    unit = unit_name(text[len(numbers):].strip() or "?")
+    try:
+        values = tuple(float(v) for v in numbers.split(","))
+    except ValueError:
+        values = ()
+    if unit is None or unit == PIXELS or len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise UserError(f"--spacing: {text!r} must be two pixel sizes > 0 with their unit, DY,DXUNIT "
+                        f"(e.g. 0.5,0.5mm; units {', '.join(UNITS)}), or px to score in pixels")
+    return PixelSpacing(values[0], values[1], unit, "--spacing")
+
+
+def read_spacing(path: str | os.PathLike[str]) -> PixelSpacing:
+    """The pixel size `path` declares (see the module docstring), or pixels when it declares none."""
+    file = Path(path)
+    check_regular_file(file)
+    try:
+        if file.suffix.lower() in TIFF_EXTENSIONS:
+            return _tiff_spacing(file)
+        if is_image_file(file) and file.suffix.lower() != ".npy":
+            return _pillow_spacing(file)
+    except (OSError, ValueError, SyntaxError, ElementTree.ParseError, tifffile.TiffFileError) as exc:
+        raise UserError(f"{file}: cannot read its pixel size ({first_line(exc)})") from None
+    return PixelSpacing()
+
+
+def pair_spacing(pair: Pair) -> PixelSpacing:
+    """The image's pixel size; the mask's where the image has none."""
+    found = read_spacing(pair.image)
+    return found if found.physical else read_spacing(pair.mask)
+
+
+def spacings_for(pairs: Sequence[Pair], given: PixelSpacing | None = None) -> tuple[dict[str, PixelSpacing], str]:
+    """stem -> pixel size of every pair, all in one unit, and that unit: `given` (--spacing) for all, else
+    each file's own. A mix of sized and unsized files is one UserError naming one of each."""
+    if given is not None:
+        return {pair.stem: given for pair in pairs}, given.unit
+    found = {pair.stem: (pair, pair_spacing(pair)) for pair in pairs}
+    sized = [(pair, s) for pair, s in found.values() if s.physical]
+    if not sized:
+        return {stem: s for stem, (_, s) in found.items()}, PIXELS
+    unsized = [pair for pair, s in found.values() if not s.physical]
+    if unsized:
+        pair, spacing = sized[0]
+        raise UserError(f"{pair.image}: pixel size {spacing.describe()}, but {unsized[0].image} has none "
+                        f"({len(unsized)} of {len(pairs)} images): distances would mix {spacing.unit} and pixels; "
+                        f"give every image's size with --spacing DY,DXUNIT, or score in pixels with --spacing px")
+    unit = min({s.unit for _, s in sized}, key=UNITS.__getitem__)
+    if any(s.unit != unit for _, s in sized):
+        log.info("pixel sizes come in %s; distances are given in %s",
+                 ", ".join(sorted({s.unit for _, s in sized})), unit)
+    return {pair.stem: s.to(unit) for pair, s in sized}, unit
+
+
+def _tiff_spacing(file: Path) -> PixelSpacing:
+    with tifffile.TiffFile(file) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            found = _ome_spacing(tif.ome_metadata)
+            if found is not None:
+                return found
+        tags = tif.pages.first.tags
+        if "XResolution" not in tags or "YResolution" not in tags:
+            return PixelSpacing()
+        per_x, per_y = _ratio(tags["XResolution"].value), _ratio(tags["YResolution"].value)
+        if tif.is_imagej:
+            unit = unit_name(str((tif.imagej_metadata or {}).get("unit", "")))
+            if unit in (None, PIXELS) or not per_x or not per_y:
+                return PixelSpacing()
+            return _checked(PixelSpacing(1 / per_y, 1 / per_x, unit, "ImageJ resolution"))
+        resolution_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2  # TIFF's default: inch
+    if resolution_unit not in _TIFF_UNIT_MM or not per_x or not per_y:
+        return PixelSpacing()
+    unit_mm = _TIFF_UNIT_MM[resolution_unit]
+    return _checked(PixelSpacing(unit_mm / per_y, unit_mm / per_x, "mm", "TIFF resolution"))
+
+
+def _ome_spacing(xml: str) -> PixelSpacing | None:
+    """(PhysicalSizeY, PhysicalSizeX) of the first Pixels element; None when it has not both."""
+    for element in ElementTree.fromstring(xml).iter():
+        if element.tag.rsplit("}", 1)[-1] == "Pixels":
+            sizes, units = [], []
+            for axis in ("Y", "X"):
+                size = element.get(f"PhysicalSize{axis}")
+                if size is None:
+                    return None
+                sizes.append(float(size))
+                units.append(unit_name(element.get(f"PhysicalSize{axis}Unit", "µm")))
+            if units[0] is None or units[0] == PIXELS or units[0] != units[1] or min(sizes) <= 0:
+                return None
+            return PixelSpacing(sizes[0], sizes[1], units[0], "OME metadata")
+    return None
+
+
+def _pillow_spacing(file: Path) -> PixelSpacing:
+    with open_pillow(file) as image:
+        dpi = image.info.get("dpi")
+        if not dpi or len(dpi) != 2:
+            return PixelSpacing()
+        per_x, per_y = float(dpi[0]), float(dpi[1])
+        if image.getexif().get(0x0112) in (5, 6, 7, 8):  # shown rotated a quarter turn: the axes swap
+            per_x, per_y = per_y, per_x
+        source = f"{image.format} resolution"
+    if per_x <= 0 or per_y <= 0:
+        return PixelSpacing()
+    return _checked(PixelSpacing(25.4 / per_y, 25.4 / per_x, "mm", source))
+
+
+def _checked(spacing: PixelSpacing) -> PixelSpacing:
+    """`spacing`, or pixels when it is an editor's placeholder (see the module docstring)."""
+    per_inch = [UNITS["in"] / (size * UNITS[spacing.unit]) for size in spacing.yx]
+    if any(round(d) in PLACEHOLDER_DPI or d < MIN_DPI for d in per_inch):
+        return PixelSpacing(source=f"{per_inch[1]:.0f} dpi: an editor's default, not a measured size")
+    return spacing
+
+
+def _ratio(value: object) -> float:
+    """A TIFF RATIONAL tag value ((numerator, denominator) or a number) as a float; 0 when undefined."""
+    if isinstance(value, tuple):
+        numerator, denominator = (float(v) for v in value[:2])
+        return numerator / denominator if denominator else 0.0
+    return float(value)  # type: ignore[arg-type]
