@@ -21,11 +21,12 @@ from unetkit.data.layout_hints import MASK_SUFFIX
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir
+from unetkit.review.imagery import DisplayImages
 from unetkit.review.predictions import PredictionCache, encode_png, read_truth
 from unetkit.review.ranking import DOUBT_MARGIN, review_order
 from unetkit.review.store import LabelStore, parse_mask_png
 from unetkit.runtime import log
-from unetkit.visualize import PALETTE, display_gray
+from unetkit.visualize import PALETTE
 
 
 def inference_options(config: ReviewConfig) -> InferenceOptions:
@@ -67,6 +68,7 @@ class ReviewSession:
         if not self.images:
             raise UserError(f"{images_dir}: no images found")
         self.truths = _given_masks(masks_dir, self.images) if masks_dir else {}
+        self.pictures = DisplayImages(self.images)
         self.options = inference_options(config)
         self.model_path = Path(config.model_path)
         self.saved = self._load(self.model_path)
@@ -100,13 +102,14 @@ class ReviewSession:
         return key in self.images
 
     def items(self) -> list[dict[str, Any]]:
-        """The review order: {"id", "score", "iou", "reviewed"} per image, most doubtful first."""
+        """The review order: {"id", "score", "iou", "reviewed", "width", "height"} per image, most doubtful first."""
         with self.lock:
             entries = dict(self.cache.entries)
         saved = self.store.saved()
         scores = {key: entries[key].score for key in self.images if key in entries}
         return [{"id": key, "score": round(scores[key], 6), "iou": None if entries[key].iou is None
-                 else round(entries[key].iou, 6), "reviewed": key in saved} for key in review_order(scores)]
+                 else round(entries[key].iou, 6), "reviewed": key in saved, "width": entries[key].width,
+                 "height": entries[key].height} for key in review_order(scores)]
 
     def info(self) -> dict[str, Any]:
         """What the page needs to know once: classes and colours, the model, where to resume."""
@@ -119,8 +122,9 @@ class ReviewSession:
                 if journal else None, "score": f"share of pixels whose two most probable classes lie within "
                 f"{DOUBT_MARGIN} (binary: probability between {(1 - DOUBT_MARGIN) / 2:.1f} and {(1 + DOUBT_MARGIN) / 2:.1f})"}
 
-    def image_png(self, key: str) -> bytes:
-        return encode_png(display_gray(read_array(self.images[key])))
+    def image_png(self, key: str, reduce: str | None = None, region: str | None = None) -> bytes:
+        """The image as 8-bit PNG: whole, reduced by a factor, or a region 'x,y,w,h' (RegionError: one line)."""
+        return self.pictures.png(key, reduce, region)
 
     def thumbnail(self, key: str) -> bytes:
         with self.lock:
