@@ -31,7 +31,7 @@ from unetkit.fileio import atomic_path, file_sha256, make_dir, write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.review.ranking import doubt_score, mask_iou
 from unetkit.runtime import log, progress
-from unetkit.visualize import blend_overlay
+from unetkit.visualize import blend_overlay, class_colours
 
 THUMB_SIDE = 96  # pixels, the longer side of a list thumbnail
 INDEX_EVERY = 200  # images between two writes of index.json during the first prediction
@@ -130,7 +130,7 @@ class PredictionCache:
         mask = predictor.to_mask(prob)
         k = self.saved.config.num_classes
         write_png(self.mask_path(key), mask * 255 if k == 1 else mask)
-        thumb = Image.fromarray(blend_overlay(image, mask))
+        thumb = Image.fromarray(blend_overlay(image, mask, palette=class_colours(self.saved.classes, k)))
         thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
         with atomic_path(self.thumb_path(key)) as tmp:
             thumb.save(tmp, format="PNG")

@@ -26,7 +26,6 @@ from unetkit.review.predictions import PredictionCache, encode_png, read_truth
 from unetkit.review.ranking import DOUBT_MARGIN, review_order
 from unetkit.review.store import LabelStore, parse_mask_png
 from unetkit.runtime import log
-from unetkit.visualize import PALETTE
 
 
 def inference_options(config: ReviewConfig) -> InferenceOptions:
@@ -115,7 +114,7 @@ class ReviewSession:
         """What the page needs to know once: classes and colours, the model, where to resume."""
         names = [c.get("name") for c in self.saved.classes] or (["background", "foreground"] if self.num_classes == 1
                                                                 else [f"class {i}" for i in range(self.num_classes)])
-        colours = self.store.palette.tolist() if self.saved.classes else PALETTE[: len(names)].tolist()
+        colours = self.store.palette.tolist()
         journal = self.store.journal()
         return {"num_classes": self.num_classes, "classes": [{"name": n, "color": c} for n, c in zip(names, colours)],
                 "model": str(self.model_path), "n_images": len(self.images), "last_saved": journal[-1]["id"]
