@@ -14,17 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
-from tests.review.conftest import review_folder, tiny_model
+from tests.review.conftest import classes_model, review_folder, tiny_model
 from unetkit.api import review
 from unetkit.config import ReviewConfig
 from unetkit.data.io import read_array
-from unetkit.data.masks import class_table
-from unetkit.data.preprocess import identity_preprocess
-from unetkit.export.model_file import save_model
-from unetkit.models import UNet
 
 pytestmark = pytest.mark.slow  # Chromium starts once for the module (seconds)
 
@@ -83,10 +78,7 @@ def classes_session(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     root = tmp_path_factory.mktemp("review-classes")
     data = review_folder(root / "data", 2, SIZE, empty_masks=True)
     (data / "classes.yaml").write_text(yaml.safe_dump({"classes": CLASSES}), encoding="utf-8")
-    torch.manual_seed(0)
-    save_model(root / "model.safetensors", UNet(start_neurons=4, depth=2, num_classes=3), identity_preprocess(1),
-               training={"classes": class_table(data, 3)})  # what `train` stores from DIR/classes.yaml
-    config = ReviewConfig(model_path=str(root / "model.safetensors"), images_dir=str(data / "images"),
+    config = ReviewConfig(model_path=str(classes_model(root / "model.safetensors", data, 3)), images_dir=str(data / "images"),
                           masks_dir=str(data / "masks"), out_dir=str(root / "labels"), device="cpu")
     with _open_page(browser, config) as (server, page):
         yield server, page, root
@@ -140,6 +132,21 @@ def test_brush_stroke_is_saved_as_its_area_and_undo_restores_it(page_session: tu
     page.wait_for_selector("body[data-saved='2']")
     assert int(_saved(root, key).sum()) == 0  # the given mask was empty: undo restored every pixel
     assert len(list((root / "labels" / "history" / key).iterdir())) == 1
+
+
+def test_zoomed_out_the_reduced_overlay_shows_an_edit_and_its_undo(page_session: tuple) -> None:
+    """The level of a large image, put on the small one: one overlay pixel per 4 x 4 block, repainted by the edit."""
+    _, page, _ = page_session
+    overview_alpha = """() => { const s = unetkitReview.state; s.scale = 0.2; unetkitReview.paint();
+      const a = s.overview.getContext('2d').getImageData(0, 0, s.overview.width, s.overview.height).data;
+      return [s.overview.width, a[4 * (20 * s.overview.width + 20) + 3], a[4 * (5 * s.overview.width + 5) + 3]]; }"""
+    page.evaluate("""() => { const s = unetkitReview.state; s.level = 4; s.reduced = s.image; s.image = null;
+      s.labels.fill(0); makeTiles();
+      const e = beginEdit(); paintSegment(e, {x: 78, y: 80}, {x: 84, y: 80}, 3, 1); commit(e); }""")
+    assert page.evaluate(overview_alpha) == [SIZE // 4, 255, 0]  # block (20, 20) holds the stroke, (5, 5) nothing
+    page.evaluate("undo()")
+    assert page.evaluate(overview_alpha) == [SIZE // 4, 0, 0]
+    page.evaluate("unetkitReview.state.dirty = false; open(unetkitReview.state.index)")  # the page as it was
 
 
 def _overlay_rgb(page, x: float, y: float) -> list[int]:

@@ -18,6 +18,8 @@ from unetkit.config import InferenceOptions, ReviewConfig
 from unetkit.data.dataset import list_images
 from unetkit.data.io import read_array
 from unetkit.data.layout_hints import MASK_SUFFIX
+from unetkit.data.masks import read_class_palette
+from unetkit.data.pairing import DataSource
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir
@@ -72,6 +74,8 @@ class ReviewSession:
         self.model_path = Path(config.model_path)
         self.saved = self._load(self.model_path)
         self.num_classes = self.saved.config.num_classes
+        self.truth_palette = read_class_palette(DataSource(masks_dir=str(masks_dir)), self.num_classes) \
+            if masks_dir and self.num_classes > 1 else None  # --masks as `train` reads them: classes.yaml beside
         self.store = LabelStore(self.out_dir, images_dir, self.num_classes, self.saved.classes)
         make_dir(self.out_dir)
         self.store.prepare()
@@ -86,7 +90,7 @@ class ReviewSession:
         return saved
 
     def _predict(self, path: Path, saved: SavedModel) -> PredictionCache:
-        cache = PredictionCache(self.out_dir / "predictions", path, saved, self.options)
+        cache = PredictionCache(self.out_dir / "predictions", path, saved, self.options, self.truth_palette)
         cache.update(self.images, self.truths)
         return cache
 
@@ -139,7 +143,7 @@ class ReviewSession:
         mask = self.store.read(key)
         if mask is None and key in self.truths:
             try:
-                mask = read_truth(self.truths[key], self.num_classes)
+                mask = read_truth(self.truths[key], self.num_classes, self.truth_palette)
             except UserError as exc:
                 log.warning("%s", exc)
         return mask
