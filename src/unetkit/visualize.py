@@ -22,6 +22,15 @@ PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245
                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]], dtype=np.uint8)
 
 
+def class_colours(classes: Sequence[dict], num_classes: int) -> np.ndarray:
+    """(max(K, 2), 3) uint8 colours of a model's classes: those of its classes.yaml where it names a
+    colour for every class (what the labeller chose), else PALETTE's."""
+    named = [c.get("color") for c in classes]
+    if named and all(named):
+        return np.array(named, np.uint8)
+    return PALETTE[np.minimum(np.arange(max(num_classes, 2)), len(PALETTE) - 1)]
+
+
 def display_gray(image: np.ndarray) -> np.ndarray:
     """(H, W, C) image of any dtype -> (H, W, 3) uint8 for display (first three channels or gray)."""
     scaled = image.astype(np.float32) / dtype_range(image.dtype)
@@ -41,10 +50,10 @@ def label_map(mask: np.ndarray, channel_axis: int = 0) -> np.ndarray:
     return (labels * weights).max(0).astype(np.uint8)
 
 
-def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Colour the classes of `mask` (H, W) over `image` (H, W, C): (H, W, 3) uint8."""
+def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45, palette: np.ndarray = PALETTE) -> np.ndarray:
+    """Colour the classes of `mask` (H, W) over `image` (H, W, C) with `palette` (n, 3): (H, W, 3) uint8."""
     rgb = display_gray(image).astype(np.float32)
-    colours = PALETTE[np.minimum(mask, len(PALETTE) - 1)].astype(np.float32)
+    colours = palette[np.minimum(mask, len(palette) - 1)].astype(np.float32)
     painted = mask > 0
     rgb[painted] = (1 - alpha) * rgb[painted] + alpha * colours[painted]
     return rgb.astype(np.uint8)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from unetkit.data.io import write_png
+from unetkit.data.masks import class_table
 from unetkit.data.preprocess import identity_preprocess
 from unetkit.data.synthetic import synthetic_example
 from unetkit.export.model_file import save_model
@@ -33,4 +34,13 @@ def tiny_model(path: Path, seed: int = 0) -> Path:
         net.head.weight.mul_(3.0 / float(logits.std()))
         net.head.bias.copy_(-3.0 * logits.mean() / logits.std())
     save_model(path, net, identity_preprocess(1), threshold=0.5)
+    return path
+
+
+def classes_model(path: Path, data_dir: Path, num_classes: int, seed: int = 0) -> Path:
+    """A random small multi-class U-Net as a unetkit model file, with the classes of data_dir/classes.yaml
+    stored as `train` stores them."""
+    torch.manual_seed(seed)
+    save_model(path, UNet(start_neurons=4, depth=2, num_classes=num_classes), identity_preprocess(1),
+               training={"classes": class_table(data_dir, num_classes)})
     return path

@@ -83,6 +83,7 @@ def test_token_as_query_or_bearer_and_items_in_review_order(server) -> None:
     items = _items(server)
     assert _request(server, "GET", "/api/items", token="bearer") == (200, json.dumps(items, separators=(",", ":")).encode())
     assert sorted(item["id"] for item in items) == [f"img_{i:03d}" for i in range(N_IMAGES)]
+    assert {(item["width"], item["height"]) for item in items} == {(SIZE, SIZE)}
     scores = [item["score"] for item in items]
     assert scores == sorted(scores, reverse=True)
     assert all(0.0 <= item["iou"] <= 1.0 for item in items)  # --masks given: every image has an IoU
@@ -95,6 +96,20 @@ def test_image_and_prediction_are_pngs_of_the_image_size(server) -> None:
     prediction = np.asarray(Image.open(io.BytesIO(_request(server, "GET", "/api/items/img_001/prediction")[1])))
     assert prediction.shape == (SIZE, SIZE)
     assert set(np.unique(prediction)) <= {0, 255}
+
+
+def test_the_image_reduced_or_cut_into_a_region_for_the_editor(server) -> None:
+    whole = np.asarray(Image.open(io.BytesIO(_request(server, "GET", "/api/items/img_001/image")[1])))
+    assert whole.shape == (SIZE, SIZE)  # the synthetic images are gray: sent as one channel
+    status, body = _request(server, "GET", "/api/items/img_001/image?region=8,4,16,40")
+    assert status == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(body))), whole[4:32, 8:24])  # clipped at 32
+    reduced = np.asarray(Image.open(io.BytesIO(_request(server, "GET", "/api/items/img_001/image?reduce=4")[1])))
+    assert reduced.shape == (SIZE // 4, SIZE // 4)
+    assert abs(int(reduced[2, 3]) - whole[8:12, 12:16].mean()) <= 1  # a 4 x 4 block's mean
+    for query, says in (("region=40,0,8,8", "outside"), ("region=1,2", "four integers"), ("reduce=0", "1..64"),
+                        ("reduce=2&region=0,0,4,4", "either")):
+        status, answer = _request(server, "GET", f"/api/items/img_001/image?{query}")
+        assert status == 400 and says in answer.decode() and answer.decode().count("\n") == 1, (query, answer)
 
 
 @pytest.mark.parametrize("key", ["..%2F..%2Fsecret", "../../secret", "..", "img_000%2F..%2F..%2Fsecret", "nope"])

@@ -80,17 +80,24 @@ def _foreground(masks: np.ndarray, ignore_index: int | None) -> np.ndarray:
     return masks > 0 if ignore_index is None else (masks > 0) & (masks != ignore_index)
 
 
+def read_mask(path: str | os.PathLike[str], num_classes: int, ignore_index: int | None = None,
+              palette: ClassPalette | None = None) -> np.ndarray:
+    """One single-label mask file -> (H, W) uint8 class indices, read as `train` reads it (one line naming the file
+    otherwise): through classes.yaml's colours or values where it has one (`palette`), else decode_mask."""
+    # Palette PNGs are class indices, unless classes.yaml names colours: then their colours count.
+    by_colour = palette is not None and all(c is not None for c in palette.colors)
+    raw = read_array(path, palette_indices=not by_colour)
+    return palette.indices(raw, path) if palette else decode_mask(raw, num_classes, path, ignore_index)
+
+
 def load_pair(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None = None,
               palette: ClassPalette | None = None, multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Decode one pair: image (H, W, in_channels) in its dtype, mask (H, W) uint8 indices ((H, W, K) 0/1 labels)."""
     image = to_channels(read_array(pair.image), in_channels, pair.image)
-    # Palette PNGs are class indices, unless classes.yaml names colours: then their colours count.
-    by_colour = palette is not None and all(c is not None for c in palette.colors)
-    raw = read_array(pair.mask, palette_indices=not by_colour)
     if multilabel:
-        mask = decode_multilabel(raw, num_classes, pair.mask)
+        mask = decode_multilabel(read_array(pair.mask, palette_indices=True), num_classes, pair.mask)
     else:
-        mask = palette.indices(raw, pair.mask) if palette else decode_mask(raw, num_classes, pair.mask, ignore_index)
+        mask = read_mask(pair.mask, num_classes, ignore_index, palette)
     if image.shape[:2] != mask.shape[:2]:
         raise UserError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                         f"{image.shape[1]}x{image.shape[0]} (width x height)")

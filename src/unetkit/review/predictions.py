@@ -22,8 +22,9 @@ import numpy as np
 from PIL import Image
 
 from unetkit.config import InferenceOptions, to_dict
+from unetkit.data.dataset import read_mask
 from unetkit.data.io import read_array, to_channels, write_png
-from unetkit.data.masks import decode_mask
+from unetkit.data.masks import ClassPalette
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
@@ -31,7 +32,7 @@ from unetkit.fileio import atomic_path, file_sha256, make_dir, write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.review.ranking import doubt_score, mask_iou
 from unetkit.runtime import log, progress
-from unetkit.visualize import blend_overlay
+from unetkit.visualize import blend_overlay, class_colours
 
 THUMB_SIDE = 96  # pixels, the longer side of a list thumbnail
 INDEX_EVERY = 200  # images between two writes of index.json during the first prediction
@@ -60,9 +61,14 @@ def file_stamp(*paths: Path | None) -> list[int]:
     return out
 
 
-def read_truth(path: Path, num_classes: int) -> np.ndarray:
-    """A stored mask (H, W, C) -> (H, W) uint8 class indices, or a UserError naming the file."""
-    return decode_mask(read_array(path, palette_indices=True), num_classes, path)
+def read_truth(path: Path, num_classes: int, palette: ClassPalette | None = None) -> np.ndarray:
+    """A given mask -> (H, W) uint8 class indices as `train` reads it (through `palette`, the --masks folder's
+    classes.yaml, where it has one), or a UserError naming the file. The editor paints classes only: pixels
+    classes.yaml marks as ignored start as background."""
+    mask = read_mask(path, num_classes, palette=palette)
+    if palette is not None:
+        mask[mask == palette.ignore_to] = 0
+    return mask
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -75,8 +81,9 @@ def encode_png(array: np.ndarray) -> bytes:
 class PredictionCache:
     """Predicted masks and scores of every image, under LABELS/predictions/<model and options key>/."""
 
-    def __init__(self, root: Path, model_path: Path, saved: SavedModel, options: InferenceOptions) -> None:
-        self.model_path, self.saved, self.options = model_path, saved, options
+    def __init__(self, root: Path, model_path: Path, saved: SavedModel, options: InferenceOptions,
+                 truth_palette: ClassPalette | None = None) -> None:
+        self.model_path, self.saved, self.options, self.truth_palette = model_path, saved, options, truth_palette
         record = {"model_sha256": file_sha256(model_path), "options": to_dict(options)}
         self.key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = root / self.key
@@ -130,14 +137,14 @@ class PredictionCache:
         mask = predictor.to_mask(prob)
         k = self.saved.config.num_classes
         write_png(self.mask_path(key), mask * 255 if k == 1 else mask)
-        thumb = Image.fromarray(blend_overlay(image, mask))
+        thumb = Image.fromarray(blend_overlay(image, mask, palette=class_colours(self.saved.classes, k)))
         thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
         with atomic_path(self.thumb_path(key)) as tmp:
             thumb.save(tmp, format="PNG")
         iou = None
         if truth_path is not None:
             try:
-                truth = read_truth(truth_path, k)
+                truth = read_truth(truth_path, k, self.truth_palette)
                 iou = mask_iou(mask, truth, k) if truth.shape == mask.shape else None
             except UserError as exc:
                 log.warning("%s", exc)

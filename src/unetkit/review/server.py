@@ -1,7 +1,7 @@
 """The review's HTTP interface (Starlette on uvicorn): the page, its static files and the JSON/PNG API.
 
-    GET  /api/items                    review order: [{"id", "score", "iou", "reviewed"}]
-    GET  /api/items/{id}/image         the image as PNG (8-bit for display)
+    GET  /api/items                    review order: [{"id", "score", "iou", "reviewed", "width", "height"}]
+    GET  /api/items/{id}/image         the image as PNG (8-bit for display); ?reduce=N or ?region=x,y,w,h
     GET  /api/items/{id}/prediction    the model's mask as PNG (binary 0/255; classes: gray indices)
     GET  /api/items/{id}/mask          the mask the editor starts from (reviewed, else --masks), 404 if none
     GET  /api/items/{id}/thumbnail     a small overlay for the list
@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from unetkit.config import ReviewConfig
 from unetkit.errors import UserError
 from unetkit.review.finetune import FinetuneJob
+from unetkit.review.imagery import RegionError
 from unetkit.review.session import ReviewSession
 from unetkit.review.store import UploadError
 from unetkit.runtime import log
@@ -107,6 +108,16 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
             return not_found if key is None else png(await run_in_threadpool(method, key))
         return endpoint
 
+    async def image(request: Request) -> Response:
+        key = item(request)
+        if key is None:
+            return not_found
+        query = request.query_params
+        try:
+            return png(await run_in_threadpool(session.image_png, key, query.get("reduce"), query.get("region")))
+        except RegionError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=400)
+
     async def put_mask(request: Request) -> Response:
         key = item(request)
         if key is None:
@@ -137,7 +148,7 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
     routes = [
         Route("/", index), Route("/static/{name}", static), Route("/api/items", items), Route("/api/info", info),
         Route("/api/train", train, methods=["GET", "POST"]),
-        Route("/api/items/{id:path}/image", reader(session.image_png)),
+        Route("/api/items/{id:path}/image", image),
         Route("/api/items/{id:path}/prediction", reader(session.prediction_png)),
         Route("/api/items/{id:path}/thumbnail", reader(session.thumbnail)),
         Route("/api/items/{id:path}/mask", reader(session.mask_png), methods=["GET"]),

@@ -18,14 +18,16 @@ from unetkit.config import InferenceOptions, ReviewConfig
 from unetkit.data.dataset import list_images
 from unetkit.data.io import read_array
 from unetkit.data.layout_hints import MASK_SUFFIX
+from unetkit.data.masks import read_class_palette
+from unetkit.data.pairing import DataSource
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import make_dir
+from unetkit.review.imagery import DisplayImages
 from unetkit.review.predictions import PredictionCache, encode_png, read_truth
 from unetkit.review.ranking import DOUBT_MARGIN, review_order
 from unetkit.review.store import LabelStore, parse_mask_png
 from unetkit.runtime import log
-from unetkit.visualize import PALETTE, display_gray
 
 
 def inference_options(config: ReviewConfig) -> InferenceOptions:
@@ -67,10 +69,13 @@ class ReviewSession:
         if not self.images:
             raise UserError(f"{images_dir}: no images found")
         self.truths = _given_masks(masks_dir, self.images) if masks_dir else {}
+        self.pictures = DisplayImages(self.images)
         self.options = inference_options(config)
         self.model_path = Path(config.model_path)
         self.saved = self._load(self.model_path)
         self.num_classes = self.saved.config.num_classes
+        self.truth_palette = read_class_palette(DataSource(masks_dir=str(masks_dir)), self.num_classes) \
+            if masks_dir and self.num_classes > 1 else None  # --masks as `train` reads them: classes.yaml beside
         self.store = LabelStore(self.out_dir, images_dir, self.num_classes, self.saved.classes)
         make_dir(self.out_dir)
         self.store.prepare()
@@ -85,7 +90,7 @@ class ReviewSession:
         return saved
 
     def _predict(self, path: Path, saved: SavedModel) -> PredictionCache:
-        cache = PredictionCache(self.out_dir / "predictions", path, saved, self.options)
+        cache = PredictionCache(self.out_dir / "predictions", path, saved, self.options, self.truth_palette)
         cache.update(self.images, self.truths)
         return cache
 
@@ -100,27 +105,29 @@ class ReviewSession:
         return key in self.images
 
     def items(self) -> list[dict[str, Any]]:
-        """The review order: {"id", "score", "iou", "reviewed"} per image, most doubtful first."""
+        """The review order: {"id", "score", "iou", "reviewed", "width", "height"} per image, most doubtful first."""
         with self.lock:
             entries = dict(self.cache.entries)
         saved = self.store.saved()
         scores = {key: entries[key].score for key in self.images if key in entries}
         return [{"id": key, "score": round(scores[key], 6), "iou": None if entries[key].iou is None
-                 else round(entries[key].iou, 6), "reviewed": key in saved} for key in review_order(scores)]
+                 else round(entries[key].iou, 6), "reviewed": key in saved, "width": entries[key].width,
+                 "height": entries[key].height} for key in review_order(scores)]
 
     def info(self) -> dict[str, Any]:
         """What the page needs to know once: classes and colours, the model, where to resume."""
         names = [c.get("name") for c in self.saved.classes] or (["background", "foreground"] if self.num_classes == 1
                                                                 else [f"class {i}" for i in range(self.num_classes)])
-        colours = self.store.palette.tolist() if self.saved.classes else PALETTE[: len(names)].tolist()
+        colours = self.store.palette.tolist()
         journal = self.store.journal()
         return {"num_classes": self.num_classes, "classes": [{"name": n, "color": c} for n, c in zip(names, colours)],
                 "model": str(self.model_path), "n_images": len(self.images), "last_saved": journal[-1]["id"]
                 if journal else None, "score": f"share of pixels whose two most probable classes lie within "
                 f"{DOUBT_MARGIN} (binary: probability between {(1 - DOUBT_MARGIN) / 2:.1f} and {(1 + DOUBT_MARGIN) / 2:.1f})"}
 
-    def image_png(self, key: str) -> bytes:
-        return encode_png(display_gray(read_array(self.images[key])))
+    def image_png(self, key: str, reduce: str | None = None, region: str | None = None) -> bytes:
+        """The image as 8-bit PNG: whole, reduced by a factor, or a region 'x,y,w,h' (RegionError: one line)."""
+        return self.pictures.png(key, reduce, region)
 
     def thumbnail(self, key: str) -> bytes:
         with self.lock:
@@ -136,7 +143,7 @@ class ReviewSession:
         mask = self.store.read(key)
         if mask is None and key in self.truths:
             try:
-                mask = read_truth(self.truths[key], self.num_classes)
+                mask = read_truth(self.truths[key], self.num_classes, self.truth_palette)
             except UserError as exc:
                 log.warning("%s", exc)
         return mask

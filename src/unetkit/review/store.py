@@ -24,7 +24,7 @@ from PIL import Image
 
 from unetkit.data.io import read_array, write_png
 from unetkit.fileio import atomic_path, make_dir, write_text
-from unetkit.visualize import PALETTE
+from unetkit.visualize import class_colours
 
 JOURNAL = "review.jsonl"
 
@@ -79,8 +79,7 @@ class LabelStore:
         self.images = out_dir / "images"
         self.copy_images = self.images.resolve() != images_dir.resolve()
         self.num_classes = num_classes
-        colours = [c.get("color") for c in classes]
-        self.palette = np.array(colours, np.uint8) if colours and all(colours) else PALETTE[: max(num_classes, 2)]
+        self.palette = class_colours(classes, num_classes)
         self.classes = classes
 
     def prepare(self) -> None:

@@ -1,14 +1,21 @@
-// unetkit review, the mask editor: the state, the view (zoom, pan, overlay tiles) and the edits.
+// unetkit review, the mask editor: the state, the view (zoom, pan, overlay and image tiles) and the edits.
 // page.js, loaded after it, builds the page around it. Plain JavaScript on a canvas, no build step.
 //
 // The mask is a Uint8Array of class indices (one byte a pixel), edited exactly: brush and eraser set
 // the pixels whose centres lie within the radius of the stroke, so what is saved is what was drawn,
-// never an antialiased canvas. The overlay is drawn from tiles of TILE x TILE pixels, and an edit
-// repaints only the tiles it touched: an edit costs its own area, not the image's. Every edit records the
-// pixels it changed and their values before, which is what undo and redo replay.
+// never an antialiased canvas. Every edit records the pixels it changed and their values before,
+// which is what undo and redo replay.
+//
+// A frame must cost the view, not the image. The overlay is kept in tiles of TILE x TILE pixels, and
+// an edit repaints only the rectangle it touched within them. An image longer than OVERVIEW_SIDE
+// has a level: a factor 2^k that brings it under that side. Zoomed out past the level, the page
+// draws a reduced copy of the image (asked of the server once) and a reduced overlay (one pixel per
+// k x k block, repainted by the same rectangles); zoomed in, it draws the full-resolution image
+// tiles in view, fetched when they first come into view, over the reduced copy.
 "use strict";
 
 const TILE = 512;
+const OVERVIEW_SIDE = 2048;
 const token = document.body.dataset.token;
 const $ = (id) => document.getElementById(id);
 const api = (path) => `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
@@ -16,8 +23,8 @@ const itemUrl = (id, what) => api(`/api/items/${encodeURIComponent(id)}/${what}`
 
 const state = {
   info: null, items: [], index: -1, id: null,
-  image: null, W: 0, H: 0, labels: null, prediction: null,
-  tiles: [], tilesX: 0, tilesY: 0,
+  image: null, reduced: null, level: 1, W: 0, H: 0, labels: null, prediction: null,
+  tiles: [], tilesX: 0, tilesY: 0, overview: null, colours: null,
   undo: [], redo: [], dirty: false, opened: 0,
   tool: "brush", cls: 1, size: 12, opacity: 0.5, overlay: true,
   scale: 1, ox: 0, oy: 0, polygon: [], cursor: null,
@@ -27,45 +34,111 @@ const state = {
 const canvas = $("view");
 const ctx = canvas.getContext("2d");
 
-// ---------- overlay tiles ----------
+// ---------- tiles: the overlay's (full and reduced) and the image's ----------
 
+// The reduction factor for an image W x H: the smallest power of two that brings it within OVERVIEW_SIDE.
+function levelFor(W, H) {
+  let f = 1;
+  while (Math.max(W, H) / f > OVERVIEW_SIDE) f *= 2;
+  return f;
+}
+
+const union = (r, x0, y0, x1, y1) => (r ? [Math.min(r[0], x0), Math.min(r[1], y0), Math.max(r[2], x1), Math.max(r[3], y1)]
+  : [x0, y0, x1, y1]);
+
+// Called by open() once state.W, H, level, labels and the info's colours are set.
 function makeTiles() {
   state.tilesX = Math.ceil(state.W / TILE); state.tilesY = Math.ceil(state.H / TILE);
   state.tiles = [];
   for (let ty = 0; ty < state.tilesY; ty++) {
     for (let tx = 0; tx < state.tilesX; tx++) {
-      const c = document.createElement("canvas");
-      c.width = Math.min(TILE, state.W - tx * TILE); c.height = Math.min(TILE, state.H - ty * TILE);
-      state.tiles.push({ canvas: c, tx, ty, dirty: true });
+      const x = tx * TILE, y = ty * TILE, w = Math.min(TILE, state.W - x), h = Math.min(TILE, state.H - y);
+      const full = [x, y, x + w - 1, y + h - 1];
+      state.tiles.push({ x, y, w, h, canvas: null, dirty: full, odirty: full, picture: null, loading: false });
     }
+  }
+  // ImageData is RGBA in memory: one little-endian 32-bit word per pixel, transparent for the background
+  state.colours = Uint32Array.from(state.info.classes, (k, i) => (i === 0 ? 0
+    : ((255 << 24) | (k.color[2] << 16) | (k.color[1] << 8) | k.color[0]) >>> 0));
+  state.overview = null;
+  if (state.level > 1) {
+    state.overview = document.createElement("canvas");
+    state.overview.width = Math.ceil(state.W / state.level); state.overview.height = Math.ceil(state.H / state.level);
   }
 }
 
+// Image pixels x0..x1, y0..y1 (inclusive) changed: their tiles repaint that rectangle when next drawn.
 function markDirty(x0, y0, x1, y1) {
-  for (let ty = Math.max(0, Math.floor(y0 / TILE)); ty <= Math.min(state.tilesY - 1, Math.floor(y1 / TILE)); ty++) {
-    for (let tx = Math.max(0, Math.floor(x0 / TILE)); tx <= Math.min(state.tilesX - 1, Math.floor(x1 / TILE)); tx++) {
-      state.tiles[ty * state.tilesX + tx].dirty = true;
+  x0 = Math.max(0, x0); y0 = Math.max(0, y0); x1 = Math.min(state.W - 1, x1); y1 = Math.min(state.H - 1, y1);
+  if (x1 < x0 || y1 < y0) return;
+  for (let ty = Math.floor(y0 / TILE); ty <= Math.floor(y1 / TILE); ty++) {
+    for (let tx = Math.floor(x0 / TILE); tx <= Math.floor(x1 / TILE); tx++) {
+      const t = state.tiles[ty * state.tilesX + tx];
+      const a = Math.max(x0, t.x), b = Math.max(y0, t.y), c = Math.min(x1, t.x + t.w - 1), d = Math.min(y1, t.y + t.h - 1);
+      t.dirty = union(t.dirty, a, b, c, d);
+      if (state.level > 1) t.odirty = union(t.odirty, a, b, c, d);
     }
   }
 }
 
-function renderTile(tile) {
-  const { canvas: c, tx, ty } = tile;
-  const c2 = c.getContext("2d");
-  const data = c2.createImageData(c.width, c.height);
-  const colours = state.info.classes.map((k) => k.color);
-  for (let y = 0; y < c.height; y++) {
-    let src = (ty * TILE + y) * state.W + tx * TILE;
-    let dst = y * c.width * 4;
-    for (let x = 0; x < c.width; x++, src++, dst += 4) {
-      const v = state.labels[src];
-      if (v === 0) continue;
-      const rgb = colours[Math.min(v, colours.length - 1)];
-      data.data[dst] = rgb[0]; data.data[dst + 1] = rgb[1]; data.data[dst + 2] = rgb[2]; data.data[dst + 3] = 255;
+// Paint image pixels x0..x1, y0..y1 into c2d, one output pixel per f x f block (the block's highest
+// class: a thin stroke stays visible zoomed out); the canvas's pixel (0, 0) is block (bx, by).
+function renderRegion(c2d, f, bx, by, x0, y0, x1, y1) {
+  const { W, H, labels, colours } = state;
+  const u0 = Math.floor(x0 / f), v0 = Math.floor(y0 / f), u1 = Math.floor(x1 / f), v1 = Math.floor(y1 / f);
+  const w = u1 - u0 + 1, h = v1 - v0 + 1;
+  const data = c2d.createImageData(w, h), out = new Uint32Array(data.data.buffer);
+  const top = colours.length - 1;
+  for (let v = 0; v < h; v++) {
+    const ya = (v0 + v) * f, yb = Math.min(H, ya + f);
+    for (let u = 0; u < w; u++) {
+      const xa = (u0 + u) * f, xb = Math.min(W, xa + f);
+      let m = 0;
+      for (let y = ya; y < yb; y++) {
+        for (let i = y * W + xa, end = y * W + xb; i < end; i++) if (labels[i] > m) m = labels[i];
+      }
+      out[v * w + u] = colours[Math.min(m, top)];
     }
   }
-  c2.putImageData(data, 0, 0);
-  tile.dirty = false;
+  c2d.putImageData(data, u0 - bx, v0 - by);
+}
+
+function tileCanvas(tile) {
+  if (!tile.canvas) {
+    tile.canvas = document.createElement("canvas");
+    tile.canvas.width = tile.w; tile.canvas.height = tile.h;
+    tile.dirty = [tile.x, tile.y, tile.x + tile.w - 1, tile.y + tile.h - 1];
+  }
+  if (tile.dirty) {
+    const [x0, y0, x1, y1] = tile.dirty;
+    renderRegion(tile.canvas.getContext("2d"), 1, tile.x, tile.y, x0, y0, x1, y1);
+    tile.dirty = null;
+  }
+  return tile.canvas;
+}
+
+function overviewCanvas() {
+  const c2d = state.overview.getContext("2d");
+  for (const tile of state.tiles) {
+    if (!tile.odirty) continue;
+    const [x0, y0, x1, y1] = tile.odirty;
+    renderRegion(c2d, state.level, 0, 0, x0, y0, x1, y1);
+    tile.odirty = null;
+  }
+  return state.overview;
+}
+
+// The full-resolution picture under a tile (large images only), asked of the server when first in view.
+function tilePicture(tile) {
+  if (tile.picture || tile.loading) return tile.picture;
+  tile.loading = true;
+  const id = state.id;
+  fetch(`${itemUrl(id, "image")}&region=${tile.x},${tile.y},${tile.w},${tile.h}`)
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(String(r.status)))))
+    .then((blob) => createImageBitmap(blob))
+    .then((bitmap) => { if (state.id === id) { tile.picture = bitmap; draw(); } })
+    .catch(() => {});  // stays loading: the reduced copy keeps standing in for it
+  return null;
 }
 
 // ---------- view ----------
@@ -94,25 +167,48 @@ function draw() {
   requestAnimationFrame(() => { state.queued = false; paint(); });
 }
 
+// The tiles in view: [tx0, ty0, tx1, ty1], inclusive.
+function tilesInView(x0, y0, x1, y1) {
+  return [Math.max(0, Math.floor(x0 / TILE)), Math.max(0, Math.floor(y0 / TILE)),
+    Math.min(state.tilesX - 1, Math.floor(x1 / TILE)), Math.min(state.tilesY - 1, Math.floor(y1 / TILE))];
+}
+
 function paint() {
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  if (!state.image) return;
+  if (!state.labels) return;
   ctx.setTransform(state.scale, 0, 0, state.scale, state.ox, state.oy);
   ctx.imageSmoothingEnabled = state.scale < 1;
   const x0 = -state.ox / state.scale, y0 = -state.oy / state.scale;
   const x1 = x0 + canvas.width / state.scale, y1 = y0 + canvas.height / state.scale;
-  // only the visible part of the image is drawn: zoomed into a large image, a frame costs the view, not the image
-  const sx = Math.max(0, Math.floor(x0)), sy = Math.max(0, Math.floor(y0));
-  const sw = Math.min(state.W, Math.ceil(x1)) - sx, sh = Math.min(state.H, Math.ceil(y1)) - sy;
-  if (sw > 0 && sh > 0) ctx.drawImage(state.image, sx, sy, sw, sh, sx, sy, sw, sh);
+  const f = state.level, coarse = f > 1 && state.scale * f <= 1;
+  const [tx0, ty0, tx1, ty1] = tilesInView(x0, y0, x1, y1);
+  if (f === 1) {  // only the visible part of the image is drawn
+    const sx = Math.max(0, Math.floor(x0)), sy = Math.max(0, Math.floor(y0));
+    const sw = Math.min(state.W, Math.ceil(x1)) - sx, sh = Math.min(state.H, Math.ceil(y1)) - sy;
+    if (sw > 0 && sh > 0 && state.image) ctx.drawImage(state.image, sx, sy, sw, sh, sx, sy, sw, sh);
+  } else if (state.reduced) {
+    ctx.drawImage(state.reduced, 0, 0, state.reduced.width * f, state.reduced.height * f);
+  }
+  if (f > 1 && !coarse) {
+    for (let ty = ty0; ty <= ty1; ty++) {
+      for (let tx = tx0; tx <= tx1; tx++) {
+        const tile = state.tiles[ty * state.tilesX + tx], picture = tilePicture(tile);
+        if (picture) ctx.drawImage(picture, tile.x, tile.y);
+      }
+    }
+  }
   if (state.overlay) {
     ctx.globalAlpha = state.opacity;
-    for (const tile of state.tiles) {
-      const left = tile.tx * TILE, top = tile.ty * TILE;
-      if (left > x1 || top > y1 || left + tile.canvas.width < x0 || top + tile.canvas.height < y0) continue;
-      if (tile.dirty) renderTile(tile);
-      ctx.drawImage(tile.canvas, left, top);
+    if (coarse) {
+      ctx.drawImage(overviewCanvas(), 0, 0, state.overview.width * f, state.overview.height * f);
+    } else {
+      for (let ty = ty0; ty <= ty1; ty++) {
+        for (let tx = tx0; tx <= tx1; tx++) {
+          const tile = state.tiles[ty * state.tilesX + tx];
+          ctx.drawImage(tileCanvas(tile), tile.x, tile.y);
+        }
+      }
     }
     ctx.globalAlpha = 1;
   }
@@ -177,7 +273,7 @@ function fillPolygon(points, value) {
       for (let x = from; x <= to; x++) setPixel(edit, x, y, value);
     }
   }
-  markDirty(0, y0, state.W - 1, y1);
+  markDirty(edit.x0, edit.y0, edit.x1, edit.y1);
   commit(edit);
 }
 
@@ -206,7 +302,7 @@ function resetToPrediction() {
   for (let i = 0; i < state.labels.length; i++) {
     if (state.labels[i] !== state.prediction[i]) setPixel(edit, i % state.W, Math.floor(i / state.W), state.prediction[i]);
   }
-  markDirty(0, 0, state.W - 1, state.H - 1);
+  markDirty(edit.x0, edit.y0, edit.x1, edit.y1);
   commit(edit);
 }
 

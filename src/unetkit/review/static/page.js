@@ -58,18 +58,23 @@ function markCurrent() {
 async function open(index) {
   if (index < 0 || index >= state.items.length) return;
   if (state.dirty && !confirm("This mask has unsaved changes. Leave it?")) return;
-  const id = state.items[index].id;
+  const item = state.items[index], id = item.id;
   state.index = index; state.id = id;
   markCurrent();
   setStatus(`loading ${id}…`);
   const binary = state.info.num_classes === 1;
+  const level = levelFor(item.width, item.height);  // a large image comes reduced; its tiles follow as zoomed into
+  const picture = level > 1 ? `${itemUrl(id, "image")}&reduce=${level}` : itemUrl(id, "image");
   const [imageBlob, predictionBlob] = await Promise.all([
-    fetchOk(itemUrl(id, "image")).then((r) => r.blob()), fetchOk(itemUrl(id, "prediction")).then((r) => r.blob())]);
+    fetchOk(picture).then((r) => r.blob()), fetchOk(itemUrl(id, "prediction")).then((r) => r.blob())]);
   const maskResponse = await fetch(itemUrl(id, "mask"));
-  state.image = await createImageBitmap(imageBlob);
-  state.W = state.image.width; state.H = state.image.height;
-  state.prediction = await decodeLabels(predictionBlob, binary);
-  state.labels = maskResponse.ok ? await decodeLabels(await maskResponse.blob(), binary) : state.prediction.slice();
+  const bitmap = await createImageBitmap(imageBlob);
+  const prediction = await decodeLabels(predictionBlob, binary);
+  const labels = maskResponse.ok ? await decodeLabels(await maskResponse.blob(), binary) : prediction.slice();
+  // the new image's state is set at once, after the last await: a frame never sees half of it
+  state.W = item.width; state.H = item.height; state.level = level;
+  state.image = level > 1 ? null : bitmap; state.reduced = level > 1 ? bitmap : null;
+  state.prediction = prediction; state.labels = labels;
   state.source = maskResponse.ok ? "saved or given mask" : "prediction";
   state.undo = []; state.redo = []; state.dirty = false; state.polygon = [];
   state.opened = performance.now();
@@ -264,5 +269,5 @@ async function start() {
   document.body.dataset.ready = "1";
 }
 
-window.unetkitReview = { state, toImage, fit };  // read by tests and scripts: the view transform and the mask
+window.unetkitReview = { state, toImage, fit, paint };  // read by tests and benchmarks: the view, the mask, a frame's work
 start().catch((error) => setStatus(`error: ${error.message}`));
