@@ -28,7 +28,8 @@ from unetkit.config import DataConfig, EvaluateConfig, ModelConfig, RuntimeConfi
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.training.observe import EpochObserver
 
-pytestmark = pytest.mark.slow
+# One xdist worker for the module: its server starts once, and the kill test runs after the others.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracking")]
 SERVER_START_S = 600  # generous: a loaded 2-core machine imports MLflow slowly
 
 
@@ -80,7 +81,7 @@ def _wait_healthy(uri: str, process: subprocess.Popen) -> None:
                 if response.status == 200:
                     return
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.1)
     raise RuntimeError("mlflow server did not start")
 
 
