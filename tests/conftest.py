@@ -23,6 +23,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (real trainings, servers, subprocesses) first, the rest in their usual order.
+
+    pytest-xdist (`--dist loadgroup`) deals its xdist groups first, then single tests in collection order,
+    each to the worker that is free: started early, a slow test overlaps the many quick ones; left to the
+    end of the order, it would hold one worker while the other idles.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.manual_seed(0)

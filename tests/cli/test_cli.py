@@ -238,6 +238,7 @@ def test_killed_prediction_is_finished_by_running_it_again(tiny_model_file: Path
     assert len(list(out.glob("img*.png"))) == 12 and not list(out.glob(".*"))  # no temporary file left
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_its_last_checkpoint(synthetic_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     command = [sys.executable, "-m", "unetkit", "-q", "train", "--data", str(synthetic_dir), "--out", str(run),
