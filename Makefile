@@ -60,8 +60,9 @@ demo: $(VENV)/.installed
 chromium:
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 
-# One pytest-xdist worker per core, tests dealt one by one; a module whose fixtures train a run or
-# start a server marks itself `xdist_group` so that they are built on one worker, once.
+# One pytest-xdist worker per core, tests dealt one by one, slow ones first (tests/conftest.py); the tests
+# that share a module fixture which trains a run or starts a server carry one `xdist_group`, so that it is
+# built on one worker, once.
 test: $(VENV)/.installed-test chromium
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 

@@ -23,9 +23,39 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (real trainings, servers, subprocesses) first, the rest in their usual order.
+
+    pytest-xdist (`--dist loadgroup`) deals its xdist groups first, then single tests in collection order,
+    each to the worker that is free: started early, a slow test overlaps the many quick ones; left to the
+    end of the order, it would hold one worker while the other idles.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _epoch_pictures_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training in a test draws its curves and sample sheet after its first epoch only.
+
+    Drawing them (matplotlib) costs about as much as an epoch of these tiny trainings, and no test reads
+    a later epoch's pictures; the first epoch still runs every drawing path of every kind of training.
+    """
+    from unetkit.training.observe import EpochObserver
+
+    draw = EpochObserver.epoch_done
+
+    def first_epoch_only(self: EpochObserver, history: list[dict[str, float]], net: torch.nn.Module,
+                         device: torch.device) -> None:
+        if not getattr(self, "_drawn_once", False):
+            self._drawn_once = True
+            draw(self, history, net, device)
+
+    monkeypatch.setattr(EpochObserver, "epoch_done", first_epoch_only)
 
 
 @pytest.fixture(autouse=True)

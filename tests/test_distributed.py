@@ -20,8 +20,10 @@ from unetkit.data.io import read_array
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.training.checkpoint import load_checkpoint
 
-# One xdist worker for the module: its trained runs (module fixtures) are built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
+pytestmark = pytest.mark.slow
+# The tests that read the module's trained pair (ddp_and_single) share one xdist worker, so it is trained once;
+# the others start their own jobs and are dealt to whichever worker is free, so no one worker holds them all.
+SHARES_THE_TRAINED_PAIR = pytest.mark.xdist_group("distributed")
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 TINY = ["--recipe", "seed", "--epochs", "2", "--batch-size", "8", "--augment", "none", "--device", "cpu",
@@ -60,6 +62,7 @@ def ddp_and_single(work: Path) -> tuple[Path, Path]:
     return work / "ddp", work / "single"
 
 
+@SHARES_THE_TRAINED_PAIR
 def test_two_ranks_train_like_one_process_with_the_same_global_batch(ddp_and_single: tuple[Path, Path]) -> None:
     ddp, single = ddp_and_single
     a, b = metrics(ddp), metrics(single)
@@ -107,6 +110,7 @@ def test_time_budget_stops_both_ranks_together(work: Path) -> None:
     assert (work / "budget" / "model.safetensors").stat().st_size > 1000
 
 
+@SHARES_THE_TRAINED_PAIR
 def test_distributed_predict_writes_what_one_process_writes(ddp_and_single: tuple[Path, Path], work: Path) -> None:
     model = str(ddp_and_single[0] / "model.safetensors")
     images = work / "to_predict"
@@ -145,6 +149,7 @@ def test_sync_batchnorm_on_cpu_ranks_is_refused_before_anything_is_written(work:
     assert not (tmp_path / "run").exists()
 
 
+@SHARES_THE_TRAINED_PAIR
 def test_distributed_evaluate_prints_and_writes_the_single_process_figures(ddp_and_single: tuple[Path, Path],
                                                                            work: Path) -> None:
     model = str(ddp_and_single[0] / "model.safetensors")

@@ -31,7 +31,8 @@ from unetkit.export.model_file import save_model
 from unetkit.models import UNet
 from unetkit.training.observe import EpochObserver
 
-pytestmark = pytest.mark.slow
+# One xdist worker for the module: its server starts once, and the kill test runs after the others.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracking")]
 SERVER_START_S = 600  # generous: a loaded 2-core machine imports MLflow slowly
 
 
@@ -83,7 +84,7 @@ def _wait_healthy(uri: str, process: subprocess.Popen) -> None:
                 if response.status == 200:
                     return
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.1)
     raise RuntimeError("mlflow server did not start")
 
 

@@ -21,7 +21,8 @@ from unetkit.api import review
 from unetkit.config import ReviewConfig
 from unetkit.data.io import read_array
 
-pytestmark = pytest.mark.slow  # Chromium starts once for the module (seconds)
+# Chromium starts once for the module (seconds): one xdist worker runs its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("review-page")]
 
 SIZE = 160  # image side: a stroke of radius 8 over 100 pixels covers ~1800 of them
 RADIUS = 8

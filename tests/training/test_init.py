@@ -18,6 +18,8 @@ from unetkit.models import UNet
 from unetkit.training.recipes import resolve_train_config
 from unetkit.training.runner import run_training
 
+SHARES_THE_RUNS = pytest.mark.xdist_group("init")  # one xdist worker trains the module's runs, once
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -42,6 +44,7 @@ def _held_out_iou(model: Path, data: Path) -> float:
 
 
 @pytest.mark.slow
+@SHARES_THE_RUNS
 def test_fine_tuning_on_10_corrected_masks_raises_the_held_out_iou(runs: dict[str, Path]) -> None:
     before, after = _held_out_iou(runs["reviewed"], runs["held"]), _held_out_iou(runs["tuned"], runs["held"])
     # On this synthetic set: 0.357 for the reviewed model, 0.511 after the fine-tune.
@@ -49,6 +52,7 @@ def test_fine_tuning_on_10_corrected_masks_raises_the_held_out_iou(runs: dict[st
 
 
 @pytest.mark.slow
+@SHARES_THE_RUNS
 def test_the_fine_tune_keeps_the_models_architecture_normalisation_and_recipe(runs: dict[str, Path]) -> None:
     reviewed, tuned = load_model(runs["reviewed"]), load_model(runs["tuned"])
     assert tuned.config == reviewed.config  # the small preset, though --preset was not given again

@@ -71,11 +71,9 @@ def _cells(root: Path, count: int, seed: int) -> Path:
 
 
 def test_few_images_strong_augmentation_and_border_weights_beat_no_augmentation(tmp_path: Path) -> None:
-    """The paper's regime: 20 images of touching cells (16 to train), scored on 40 held-out images.
-
-    Measured here: held-out IoU 0.862 without augmentation, 0.887 with strong augmentation plus
-    the border-weighted, class-balanced cross-entropy (sigma scaled to these ~7-px cells).
-    """
+    """The paper's regime: 20 images of touching cells (16 to train), scored on 40 held-out images:
+    strong augmentation plus the border-weighted, class-balanced cross-entropy (sigma scaled to these
+    ~7-px cells) must beat no augmentation on held-out IoU."""
     train_dir, test_dir = _cells(tmp_path / "train", 20, seed=1), _cells(tmp_path / "test", 40, seed=2)
     common = dict(epochs=40, batch_size=4, optim=OptimConfig(lr=3e-3), model=SMALL, monitor="val_iou",
                   early_stopping_patience=0, schedule=ScheduleConfig(name="cosine"))
