@@ -39,26 +39,6 @@ def _few_threads() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _epoch_pictures_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A training in a test draws its curves and sample sheet after its first epoch only.
-
-    Drawing them (matplotlib) costs about as much as an epoch of these tiny trainings, and no test reads
-    a later epoch's pictures; the first epoch still runs every drawing path of every kind of training.
-    """
-    from unetkit.training.observe import EpochObserver
-
-    draw = EpochObserver.epoch_done
-
-    def first_epoch_only(self: EpochObserver, history: list[dict[str, float]], net: torch.nn.Module,
-                         device: torch.device) -> None:
-        if not getattr(self, "_drawn_once", False):
-            self._drawn_once = True
-            draw(self, history, net, device)
-
-    monkeypatch.setattr(EpochObserver, "epoch_done", first_epoch_only)
-
-
-@pytest.fixture(autouse=True)
 def _in_own_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in its own folder: what a command writes into the current folder (evaluate's
     default CSV) lands there, never in the checkout."""

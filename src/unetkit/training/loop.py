@@ -150,7 +150,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         state.snapshots += 1
     result = None
     if observer is not None:  # rank 0
-        observer.close()
+        observer.close(state.history, parts.evaluated, parts.device)
         result = _finish(config, run_dir, parts, (train_batches, val_set, val_regions), preprocess, state, stop_reason,
                          plan)
         result.n_train, result.n_val = len(train_set), len(val_set)
@@ -279,7 +279,8 @@ def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, va
 
 def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: Preprocess, state: TrainState,
                  row: dict[str, float], observer: EpochObserver | None) -> None:
-    """Plateau step, best/last checkpoints, metrics.csv, curves and samples; the budget counts this too.
+    """Plateau step, best/last checkpoints, metrics.csv, curves and samples (observe.py: at intervals); the
+    budget counts this too.
 
     Every rank steps the schedules; rank 0, the one with an observer, writes the files.
     """

@@ -1,9 +1,16 @@
 """What a person watches during training: curves, predictions on fixed validation samples,
 and optionally TensorBoard (learning rate, throughput and every metric per epoch) and MLflow
-(unetkit/tracking.py: the config once, then every metrics.csv row)."""
+(unetkit/tracking.py: the config once, then every metrics.csv row).
+
+Pictures are redrawn at most every `PICTURES_EVERY_S` seconds (and after the first and the last
+epoch): drawing a sample sheet costs about as much as an epoch on a small data set, and a
+time-budget run pays for it in training steps. Numbers (metrics.csv, TensorBoard, MLflow) are
+written every epoch.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +29,12 @@ from unetkit.models.base import SegmentationNet
 from unetkit.visualize import label_map, overlay_sheet, plot_curves
 
 SAMPLES = 4
+PICTURES_EVERY_S = 30.0  # least wall time between two drawings of curves.png and a sample sheet
 
 
 class EpochObserver:
-    """Writes curves.png, samples/epoch_NNNN.png and (optionally) TensorBoard events after each epoch."""
+    """Writes curves.png and samples/epoch_NNNN.png (every PICTURES_EVERY_S at most) and (optionally)
+    TensorBoard events after each epoch."""
 
     def __init__(self, run_dir: Path, config: TrainConfig, val_set: LabelledSet, preprocess: Preprocess,
                  tile: int | None = None) -> None:
@@ -38,12 +47,13 @@ class EpochObserver:
         self.tile = tile
         self.writer = _tensorboard(run_dir) if config.runtime.tensorboard else None
         self.tracker = tracking.start_training(run_dir, to_dict(config)) if config.runtime.track == "mlflow" else None
+        self.drawn_at: float | None = None  # when the pictures were last drawn (time.monotonic)
+        self.drawn_epoch = 0
 
     def epoch_done(self, history: list[dict[str, float]], net: SegmentationNet, device: torch.device) -> None:
-        plot_curves(history, self.run_dir / "curves.png")
         row = history[-1]
-        if len(self.indices):
-            self._samples(int(row["epoch"]), net, device)
+        if self.drawn_at is None or time.monotonic() - self.drawn_at >= PICTURES_EVERY_S:
+            self._draw(history, net, device)
         if self.writer is not None:
             for key, value in row.items():
                 if key != "epoch":
@@ -54,6 +64,12 @@ class EpochObserver:
         """One metrics.csv row to the tracker, at step = epoch."""
         if self.tracker is not None:
             self.tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
+
+    def _draw(self, history: list[dict[str, float]], net: SegmentationNet, device: torch.device) -> None:
+        plot_curves(history, self.run_dir / "curves.png")
+        if len(self.indices):
+            self._samples(int(history[-1]["epoch"]), net, device)
+        self.drawn_at, self.drawn_epoch = time.monotonic(), int(history[-1]["epoch"])
 
     def _samples(self, epoch: int, net: SegmentationNet, device: torch.device) -> None:
         engine = Predictor(SavedModel(net, self.preprocess), torch_device=device, tile=self.tile)
@@ -70,7 +86,10 @@ class EpochObserver:
             self.writer.add_image("validation_samples", np.asarray(Image.open(path).convert("RGB")), epoch,
                                   dataformats="HWC")
 
-    def close(self) -> None:
+    def close(self, history: list[dict[str, float]], net: SegmentationNet, device: torch.device) -> None:
+        """The last epoch's pictures, if the interval skipped them, then the TensorBoard writer closed."""
+        if history and int(history[-1]["epoch"]) != self.drawn_epoch:
+            self._draw(history, net, device)
         if self.writer is not None:
             self.writer.close()
 
