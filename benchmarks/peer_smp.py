@@ -51,6 +51,7 @@ from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
 from unetkit.models.timm_encoder import torchvision_stand_in
 from unetkit.outputs import probabilities
+from unetkit.runtime import resolve_device
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -263,9 +264,11 @@ def _loss(logits: torch.Tensor, masks: torch.Tensor, num_classes: int, ignore_in
 
 
 def train_peer(train_dir: Path, out: Path, *, num_classes: int, ignore_index: int | None, budget_min: float,
-               seed: int, config: PeerConfig = PeerConfig(), max_epochs: int | None = None) -> dict[str, Any]:
+               seed: int, config: PeerConfig = PeerConfig(), max_epochs: int | None = None,
+               device: str = "auto") -> dict[str, Any]:
     """Train the peer on the labelled folder `train_dir` for `budget_min` minutes (at least one step;
-    at most `max_epochs` epochs); its last weights go to out/WEIGHTS. Returns epochs, steps, minutes."""
+    at most `max_epochs` epochs) on `device`; its last weights go to out/WEIGHTS. Returns epochs, steps,
+    the crop side and the minutes spent (loading included)."""
     from safetensors.torch import save_file
 
     started = time.monotonic()
@@ -275,7 +278,8 @@ def train_peer(train_dir: Path, out: Path, *, num_classes: int, ignore_index: in
     data = [load_pair(pair, 3, num_classes, ignore_index, palette) for pair in find_pairs(train_dir)]
     side = min(min(image.shape[:2]) for image, _ in data)
     crop = min(config.crop, math.ceil(side / STRIDE) * STRIDE)
-    net = build_net(config, num_classes).train()
+    place = resolve_device(device)
+    net = build_net(config, num_classes).to(place).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     budget_s, epochs, steps = budget_min * 60, 0, 0
     training_started = time.monotonic()
@@ -288,8 +292,8 @@ def train_peer(train_dir: Path, out: Path, *, num_classes: int, ignore_index: in
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
             batch = [_sample(*data[i], crop, rng) for i in order[first:first + config.batch_size]]
-            images = _standardised(np.stack([image for image, _ in batch]))
-            masks = torch.from_numpy(np.stack([mask for _, mask in batch]).astype(np.int64))
+            images = _standardised(np.stack([image for image, _ in batch])).to(place)
+            masks = torch.from_numpy(np.stack([mask for _, mask in batch]).astype(np.int64)).to(place)
             optimizer.zero_grad(set_to_none=True)
             _loss(net(images), masks, num_classes, ignore_index).backward()
             optimizer.step()
@@ -300,7 +304,7 @@ def train_peer(train_dir: Path, out: Path, *, num_classes: int, ignore_index: in
         break
     out.mkdir(parents=True, exist_ok=True)
     temporary = out / f".{WEIGHTS}.tmp"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(temporary))
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(temporary))
     os.replace(temporary, out / WEIGHTS)
     return {"epochs": epochs, "steps": steps, "crop": crop, "minutes": (time.monotonic() - started) / 60}
 
@@ -330,8 +334,7 @@ class PeerEngine(PredictionEngine):
         saved = PeerModel(model, Preprocess(IMAGENET_MEAN, IMAGENET_STD), 0.5, {},
                           {"config": {"data": {"ignore_index": ignore_index}}}, [])
         super().__init__(saved, dataclasses.replace(options, tile=options.tile or PREDICT_TILE))
-        self.device = torch.device("cpu") if options.device == "auto" and not torch.cuda.is_available() else (
-            torch.device("cuda" if options.device == "auto" else options.device))
+        self.device = resolve_device(options.device)
         self.net = build_net(config, num_classes)
         self.net.load_state_dict(load_file(str(out / WEIGHTS)))
         self.net.to(self.device).eval()

@@ -150,11 +150,11 @@ class Run:
 
 def unetkit_run(recipe: str, run: Run, tta: str, train_missing: bool) -> dict[str, Any] | None:
     """Train `recipe` (or the default) on the run's training folder and score it on its held-out one."""
-    base = recipe_layer(recipe)
-    extra = run.spec.train_layer()
-    layer = base | extra | {"out_dir": str(run.out), "time_budget_min": run.budget, "seed": run.seed,
-                            "data": {**base.get("data", {}), **extra.get("data", {}), "data_dir": str(run.folders[0])},
-                            "runtime": {"device": run.device}}
+    layer = recipe_layer(recipe)
+    for key, value in [*run.spec.train_layer().items(), ("data", {"data_dir": str(run.folders[0])})]:
+        layer[key] = {**layer.get(key, {}), **value}  # a section of the recipe's layer keeps its other fields
+    layer |= {"out_dir": str(run.out), "time_budget_min": run.budget, "seed": run.seed,
+              "runtime": {"device": run.device}}
     if run.spec.tgs_threshold and recipe != DEFAULT:
         layer["decision"] = {"threshold_metric": "tgs_map"}
     if run.epochs is not None:
@@ -183,7 +183,7 @@ def peer_run(run: Run, tta: str, train_missing: bool) -> dict[str, Any] | None:
 
     def fit() -> dict[str, Any]:
         return train_peer(run.folders[0], run.out, budget_min=run.budget, seed=run.seed, config=peer,
-                          max_epochs=run.epochs, **settings)
+                          max_epochs=run.epochs, device=run.device, **settings)
 
     def score(tta: str) -> dict[str, Any]:
         options = run.evaluate_config(run.out / WEIGHTS, tta)
