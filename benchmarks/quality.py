@@ -1,26 +1,35 @@
-"""Quality per minute: recipes x time budgets x folds x seeds, held-out TGS mAP, mean and spread.
+"""Quality per minute: recipes (and a peer) x time budgets x held-out folds x seeds, on any of the four data sets.
 
-On ../shared/data/tgs-salt, split into `--folds` (default 2) coverage-stratified folds
-(data/split.py::stratified_folds, seed 0): each run trains on all folds but one (with its own
-validation split inside them) for a budget of training minutes, and is scored on the held-out
-fold with `unetkit.evaluate`. Every recipe, budget, held-out fold and seed is one run; the table
-gives, per recipe and budget, the mean and sample standard deviation of the held-out TGS mAP over
-folds x seeds, the mean IoU and the mean number of epochs the budget allowed. The threshold is
-tuned for TGS mAP (asked explicitly: unetkit's default is IoU).
+`--data NAME` (tgs-salt, drive-train, isbi-train, camvid-train in ../shared/data, or a folder) picks
+the set, its fixed split into held-out folds, its training fields and its figures
+(benchmarks/quality_sets.py): TGS mAP and IoU; DRIVE F1, ROC AUC and HD95 inside fov/; ISBI
+membrane, cell and mean IoU; CamVid mean and per-class IoU. Each run trains on the pairs outside
+its held-out fold (with its own validation split inside them) for a budget of training minutes and
+is scored on the held-out fold by `unetkit.evaluate`'s scorer. The table gives per recipe the mean
+(± sample standard deviation over folds x seeds) of each figure, the epochs the budget allowed and
+the wall-clock minutes of the training call; one table per set and budget, printed and written to
+OUT/table.md.
 
-Recipes are training/recipes.py's (seed, fast, best, winners, best-cpu; `best` is the device's own,
-BEST_BY_DEVICE) or an ablation below: a recipe with one thing changed, to show what each part is
-worth. A finished run folder is reused once its record (trained.json: the resolved config and
-digests of the image names) matches the run asked for, and a killed run resumes from its checkpoint,
-so a long table can be finished in pieces.
+Rows (`--recipes`): `default` (no recipe given: what `unetkit train --data D --out R --time-budget
+B` trains), training/recipes.py's recipes (`best` is the device's own), the ablations below (a
+recipe with one thing changed), and `smp`, the peer (benchmarks/peer_smp.py): an smp
+`Unet("resnet18", encoder_weights=None)` trained as its users train it for the same minutes on the
+same pairs, predicted through unetkit's engine and scored by the same function as unetkit's models
+(inference/evaluation.py's run_evaluation). On tgs-salt the named recipes tune their threshold for
+TGS mAP, as this table always did (unetkit's default tunes for IoU); `default` is left as a new
+user gets it.
 
-Targets (issue 13): best beats fast by >= 0.05 mAP at 10 CPU-minutes; on a GPU, best reaches
->= 0.85 mAP in 30 minutes. Last lines, one per budget:
+A finished run folder is reused once its record (trained.json: the resolved config and digests of
+the image names) matches the run asked for, and a killed unetkit run resumes from its checkpoint
+(a killed peer starts again), so a long table can be finished in pieces. Last lines, one per
+budget: the default against the peer, and on tgs-salt `best` against `fast` (issue 13's targets):
+quality: data=NAME budget=10cpu FIGURE default=X smp=Y lead=Z
 quality: budget=10cpu best_map=X fast_map=Y gain=Z
 
-    python benchmarks/quality.py --budgets 10,30 --recipes seed,fast,best --seeds 2
+    python benchmarks/quality.py --data drive-train            # its default rows, budget and split
+    python benchmarks/quality.py --data tgs-salt --recipes fast,best --budgets 10,30 --seeds 2
     python benchmarks/quality.py --recipes fast,best --budgets 10 --tta hflip   # the same runs, rescored
-    python benchmarks/quality.py --quick   # seconds, synthetic data: the smoke test's run
+    python benchmarks/quality.py --quick --data camvid-train   # seconds, a synthetic stand-in: the smoke test's run
 """
 
 from __future__ import annotations
@@ -32,23 +41,27 @@ import logging
 import os
 import statistics
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from peer_smp import WEIGHTS, PeerConfig, PeerEngine, import_smp, train_peer
+from quality_sets import SETS, QualitySet, find_set, held_out_folds, synthetic_like
 
-from unetkit.api import evaluate, train
+from unetkit.api import train
 from unetkit.config import EvaluateConfig, TrainConfig, to_dict
-from unetkit.data.dataset import Pair, find_pairs, load_labelled
-from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
-from unetkit.data.synthetic import generate_synthetic
+from unetkit.data.dataset import Pair, find_pairs
 from unetkit.fileio import write_text
+from unetkit.inference.evaluation import run_evaluation
 from unetkit.inference.tta import TTA_MODES
 from unetkit.training.recipes import RECIPES, resolve_train_config
 
-TGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
+PEER = "smp"
+DEFAULT = "default"
 
 # Recipes with one part changed or removed: (recipe underneath, config layer over it). `winners-*`
 # take apart the TGS winners' encoder U-Net (the GPU's `best`); `fast-*` are the steps from `fast`
@@ -101,30 +114,89 @@ def link_subset(pairs: list[Pair], indices: Sequence[int], root: Path) -> Path:
 
 
 def recipe_layer(name: str) -> dict[str, Any]:
-    """The config layer of a recipe or an ablation name."""
+    """The config layer of `default` (none), a recipe or an ablation name."""
+    if name == DEFAULT:
+        return {}
     if name in RECIPES:
         return {"recipe": name}
     if name in ABLATIONS:
         base, layer = ABLATIONS[name]
         return {"recipe": base, **layer}
-    raise SystemExit(f"quality: unknown recipe '{name}' (recipes: {', '.join(RECIPES)}; ablations: "
-                     f"{', '.join(ABLATIONS)})")
+    raise SystemExit(f"quality: unknown recipe '{name}' (default, {PEER}, recipes: {', '.join(RECIPES)}; "
+                     f"ablations: {', '.join(ABLATIONS)})")
 
 
-def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, out: Path,
-            device: str, epochs: int | None, tta: str = "none", train_missing: bool = True) -> dict[str, Any] | None:
-    """Train `recipe` for `budget` minutes on folders[0], score it on folders[1] with test-time
-    augmentation `tta`; a finished run (trained.json) is not trained again, and a score is reused,
-    once the run is known to be this one (`check_same_run`). None for a run that is not finished
-    when `train_missing` is off."""
-    base = recipe_layer(recipe)
-    layer = base | {"out_dir": str(out), "time_budget_min": budget, "seed": seed,
-                    "data": {**base.get("data", {}), "data_dir": str(folders[0])},
-                    "decision": {"threshold_metric": "tgs_map"}, "runtime": {"device": device}}
-    if epochs is not None:
-        layer["epochs"] = epochs
+class Run:
+    """One row's run on one held-out fold with one seed: where it lives and what it is scored with."""
+
+    def __init__(self, spec: QualitySet, data: Path, folders: tuple[Path, Path], budget: float, seed: int,
+                 out: Path, device: str, epochs: int | None) -> None:
+        self.spec, self.data, self.folders, self.budget, self.seed = spec, data, folders, budget, seed
+        self.out, self.device, self.epochs = out, device, epochs
+
+    def evaluate_config(self, model_path: Path, tta: str) -> EvaluateConfig:
+        """evaluate's options for this set: its measures, inside its regions, no bootstrap (the table's
+        spread is over runs)."""
+        return EvaluateConfig(model_path=str(model_path), data_dir=str(self.folders[1]), tta=tta, device=self.device,
+                              csv_path=str(self.out / f"held_out-{tta}.csv"), overwrite=True, metrics=self.spec.measures,
+                              fov_dir=str(self.data / "fov") if self.spec.fov else "", resamples=0)
+
+    def digests(self) -> dict[str, str]:
+        def digest(folder: Path) -> str:
+            return hashlib.sha256("\n".join(sorted(p.name for p in (folder / "images").iterdir())).encode()).hexdigest()
+
+        return {"train_images": digest(self.folders[0]), "held_out_images": digest(self.folders[1])}
+
+
+def unetkit_run(recipe: str, run: Run, tta: str, train_missing: bool) -> dict[str, Any] | None:
+    """Train `recipe` (or the default) on the run's training folder and score it on its held-out one."""
+    layer = recipe_layer(recipe)
+    for key, value in [*run.spec.train_layer().items(), ("data", {"data_dir": str(run.folders[0])})]:
+        layer[key] = {**layer.get(key, {}), **value}  # a section of the recipe's layer keeps its other fields
+    layer |= {"out_dir": str(run.out), "time_budget_min": run.budget, "seed": run.seed,
+              "runtime": {"device": run.device}}
+    if run.spec.tgs_threshold and recipe != DEFAULT:
+        layer["decision"] = {"threshold_metric": "tgs_map"}
+    if run.epochs is not None:
+        layer["epochs"] = run.epochs
     config = resolve_train_config(layer)
-    key = run_key(config, folders)
+
+    def fit() -> dict[str, Any]:
+        started = time.monotonic()
+        epochs = train(config, resume=(run.out / "checkpoints" / "last.safetensors").is_file()).epochs_done
+        return {"epochs": epochs, "minutes": (time.monotonic() - started) / 60}
+
+    def score(tta: str) -> dict[str, Any]:
+        from unetkit.api import evaluate
+
+        return evaluate(run.evaluate_config(run.out / "model.safetensors", tta)).metrics
+
+    return scored_run(recipe, run, run_key(config, run), fit, score, tta, train_missing)
+
+
+def peer_run(run: Run, tta: str, train_missing: bool) -> dict[str, Any] | None:
+    """Train the smp peer on the run's training folder and score it through evaluate's scorer."""
+    spec, peer = run.spec, PeerConfig()
+    settings = {"num_classes": spec.num_classes, "ignore_index": spec.ignore_index}
+    key = {"config": {"peer": PEER, "smp": import_smp().__version__, **asdict(peer), **settings,
+                      "time_budget_min": run.budget, "seed": run.seed, "max_epochs": run.epochs}, **run.digests()}
+
+    def fit() -> dict[str, Any]:
+        return train_peer(run.folders[0], run.out, budget_min=run.budget, seed=run.seed, config=peer,
+                          max_epochs=run.epochs, device=run.device, **settings)
+
+    def score(tta: str) -> dict[str, Any]:
+        options = run.evaluate_config(run.out / WEIGHTS, tta)
+        return run_evaluation(options, predictor=PeerEngine(run.out, options=options, config=peer, **settings)).metrics
+
+    return scored_run(PEER, run, key, fit, score, tta, train_missing)
+
+
+def scored_run(recipe: str, run: Run, key: dict[str, Any], fit: Callable[[], dict[str, Any]],
+               score: Callable[[str], dict[str, Any]], tta: str, train_missing: bool) -> dict[str, Any] | None:
+    """The run's score: reused when scored, else scored after `fit` (skipped once trained.json says it
+    trained this very run, `check_same_run`). None for a run not finished when `train_missing` is off."""
+    out = run.out
     finished = next((p for p in (out / "trained.json", out / "score.json") if p.is_file()), None)
     record = read_record(finished) if finished is not None else None
     if record is not None:
@@ -135,29 +207,22 @@ def one_run(recipe: str, budget: float, folders: tuple[Path, Path], seed: int, o
     if record is None and not train_missing:
         return None
     if record is None:
-        epochs_done = train(config, resume=(out / "checkpoints" / "last.safetensors").is_file()).epochs_done
-        write_text(out / "trained.json", json.dumps({"epochs": epochs_done, **key}))
-    else:
-        epochs_done = record["epochs"]
-    metrics = evaluate(EvaluateConfig(model_path=str(out / "model.safetensors"), data_dir=str(folders[1]), tta=tta,
-                                      csv_path=str(out / f"held_out-{tta}.csv"), device=device, overwrite=True)).metrics
-    score = {"recipe": recipe, "budget_min": budget, "seed": seed, "tta": tta, "tgs_map": metrics["tgs_map"],
-             "iou": metrics["iou"], "epochs": epochs_done, "n_test": metrics["n_images"]}
-    write_text(score_path, json.dumps(score))
-    return score
+        record = fit()
+        write_text(out / "trained.json", json.dumps({**record, **key}))
+    metrics = score(tta)
+    result = {"recipe": recipe, "budget_min": run.budget, "seed": run.seed, "tta": tta, "epochs": record["epochs"],
+              "minutes": record.get("minutes"), "n_test": metrics["n_images"], **run.spec.figures(metrics)}
+    write_text(score_path, json.dumps(result))
+    return result
 
 
-def run_key(config: TrainConfig, folders: tuple[Path, Path]) -> dict[str, Any]:
+def run_key(config: TrainConfig, run: Run) -> dict[str, Any]:
     """What makes a run this run: its resolved config (`best` as the device resolves it; without the
     scratch data folder and the run folder, which name the place, not the run) and digests of its
     training and held-out image names."""
     plain = json.loads(json.dumps(to_dict(config)))  # tuples as lists, as a record read back has them
     del plain["out_dir"], plain["data"]["data_dir"]
-
-    def digest(folder: Path) -> str:
-        return hashlib.sha256("\n".join(sorted(p.name for p in (folder / "images").iterdir())).encode()).hexdigest()
-
-    return {"config": plain, "train_images": digest(folders[0]), "held_out_images": digest(folders[1])}
+    return {"config": plain, **run.digests()}
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -197,41 +262,44 @@ def _differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> li
     return found
 
 
-def summary(scores: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean and sample standard deviation of held-out mAP, mean IoU and epochs, over folds x seeds."""
-    maps = [s["tgs_map"] for s in scores]
-    return {"map": statistics.fmean(maps), "sd": statistics.stdev(maps) if len(maps) > 1 else 0.0,
-            "iou": statistics.fmean(s["iou"] for s in scores), "epochs": statistics.fmean(s["epochs"] for s in scores),
-            "n": len(scores)}
+def summary(scores: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Per figure the mean and sample standard deviation over folds x seeds; mean epochs and minutes."""
+    out: dict[str, Any] = {"n": len(scores), "epochs": statistics.fmean(s["epochs"] for s in scores)}
+    minutes = [s["minutes"] for s in scores if s.get("minutes") is not None]
+    out["minutes"] = statistics.fmean(minutes) if len(minutes) == len(scores) else None
+    for name in names:
+        values = [s[name] for s in scores]
+        out[name] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    return out
 
 
-def table(results: dict[tuple[str, float], dict[str, float]], recipes: list[str], budgets: list[float],
-          unit: str) -> str:
-    """One line per recipe, one column group per budget: mAP mean ± sd (IoU, epochs)."""
-    width = max(len(r) for r in recipes + ["recipe"])
-    head = f"{'recipe':<{width}}" + "".join(f" | {f'{b:g} {unit}-min: mAP ± sd (IoU, epochs, n)':<42}" for b in budgets)
-    head = head.rstrip()
-    lines = [head, "-" * len(head)]
+def table(results: dict[str, dict[str, Any]], recipes: list[str], names: list[str]) -> str:
+    """Markdown: one row per recipe; each figure as mean ± sd (sd over folds x seeds), epochs, minutes, runs."""
+    lines = ["| recipe | " + " | ".join(names) + " | epochs | minutes | n |",
+             "| --- |" + " --- |" * (len(names) + 3)]
     for recipe in recipes:
-        cells = []
-        for budget in budgets:
-            s = results.get((recipe, budget))
-            cells.append((f" | {s['map']:.4f} ± {s['sd']:.4f} ({s['iou']:.3f}, {s['epochs']:.1f}, {s['n']})" if s
-                          else " | no finished run").ljust(45))
-        lines.append((f"{recipe:<{width}}" + "".join(cells)).rstrip())
+        s = results.get(recipe)
+        if s is None:
+            lines.append(f"| {recipe} |" + " |" * len(names) + " | | 0 |")
+            continue
+        cells = [f"{s[n][0]:.4f} ± {s[n][1]:.4f}" if s["n"] > 1 else f"{s[n][0]:.4f}" for n in names]
+        minutes = f"{s['minutes']:.1f}" if s["minutes"] is not None else "–"
+        lines.append(f"| {recipe} | " + " | ".join(cells) + f" | {s['epochs']:.1f} | {minutes} | {s['n']} |")
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--data", type=Path, default=TGS)
-    parser.add_argument("--recipes", default="seed,fast,best", help="recipes and ablations, comma-separated "
-                        f"(ablations: {', '.join(ABLATIONS)})")
-    parser.add_argument("--budgets", default="10,30", help="training minutes per run, comma-separated (default 10,30)")
-    parser.add_argument("--folds", type=int, default=2, help="coverage-stratified folds, each held out once")
+    parser.add_argument("--data", default="tgs-salt", help=f"a set ({', '.join(SETS)}) or a folder (default tgs-salt)")
+    parser.add_argument("--recipes", help=f"rows, comma-separated: {DEFAULT}, {PEER}, recipes, ablations "
+                        f"({', '.join(ABLATIONS)}); default: the set's (default,best,smp; camvid-train adds fast)")
+    parser.add_argument("--budgets", help="training minutes per run, comma-separated (default: the set's, 10; "
+                        "camvid-train 15)")
+    parser.add_argument("--folds", type=int, help="cross-validation: this many folds, each held out once (default: "
+                        "the set's fixed split: tgs-salt's 2 folds each held out; the others fold 0 of 5)")
     parser.add_argument("--fold", type=int, help="only this held-out fold (0-based): processes can run folds side by "
                         "side into one --out, and a later run without --fold reuses their scores")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per recipe, budget and fold (default 2)")
+    parser.add_argument("--seeds", type=int, help="seeds per recipe, budget and fold (default: 2 on tgs-salt, else 1)")
     parser.add_argument("--seed", type=int, help="only this seed (0-based), as --fold for folds")
     parser.add_argument("--max-images", type=int, help="a coverage-stratified subset of the data (quick looks)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -239,61 +307,87 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "scoring (default none); finished runs are scored again without training")
     parser.add_argument("--finished-only", action="store_true", help="train nothing: the table of the runs "
                         "already finished in --out (its n column says how many), the missing ones listed")
-    parser.add_argument("--out", type=Path, default=Path("runs/quality"))
-    parser.add_argument("--quick", action="store_true", help="smoke run in seconds: 24 synthetic 32 x 32 images, "
-                        "one seed, a budget of 0.6 s and at most 2 epochs")
+    parser.add_argument("--out", type=Path, help="run folders and table.md (default runs/quality on tgs-salt, "
+                        "else runs/quality-NAME)")
+    parser.add_argument("--quick", action="store_true", help="smoke run in seconds: 24 synthetic 32 x 32 images "
+                        "shaped like the set, one seed, a budget of 0.6 s and at most 2 epochs")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, float]]:
-    """Run the table; returns {budget: {recipe: mean held-out mAP}} (recipes with a finished run)."""
+    """Run the table; returns {budget: {recipe: mean of the set's first figure}} (recipes with a finished run)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quick else logging.INFO, format="%(message)s")
-    recipes = [r for r in args.recipes.split(",") if r]
-    if args.fold is not None and not 0 <= args.fold < args.folds:
-        raise SystemExit(f"quality: --fold {args.fold} is not one of 0..{args.folds - 1}")
-    if args.seed is not None and not 0 <= args.seed < args.seeds:
-        raise SystemExit(f"quality: --seed {args.seed} is not one of 0..{args.seeds - 1}")
+    spec, data = find_set(args.data)
+    recipes = [r for r in (args.recipes or spec.recipes).split(",") if r]
+    folds = args.folds or spec.folds
+    seeds = args.seeds or (2 if spec.name == "tgs-salt" else 1)
+    if args.fold is not None and not 0 <= args.fold < folds:
+        raise SystemExit(f"quality: --fold {args.fold} is not one of 0..{folds - 1}")
+    if args.seed is not None and not 0 <= args.seed < seeds:
+        raise SystemExit(f"quality: --seed {args.seed} is not one of 0..{seeds - 1}")
+    seeds = 1 if args.quick else seeds
     for recipe in recipes:
-        recipe_layer(recipe)  # unknown names stop here, before any training
-    budgets = [0.01] if args.quick and args.budgets == "10,30" else [float(b) for b in args.budgets.split(",")]
-    seeds, epochs = (1, 2) if args.quick else (args.seeds, None)
+        if recipe != PEER:
+            recipe_layer(recipe)  # unknown names stop here, before any training
+    if PEER in recipes:
+        import_smp()  # a missing smp stops here too
+    budgets = [0.01] if args.quick and not args.budgets else [float(b) for b in (args.budgets or str(spec.budget_min)).split(",")]
     unit = "gpu" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    out_root = args.out or Path("runs/quality" if spec.name == "tgs-salt" else f"runs/quality-{spec.name}")
+    sections, means = [], {}
     with tempfile.TemporaryDirectory() as scratch:
-        data_dir = generate_synthetic(Path(scratch) / "synthetic", 24, size=32, seed=7) if args.quick else args.data
-        if not Path(data_dir).is_dir():
-            raise SystemExit(f"quality: {data_dir} not found (this benchmark needs the TGS data, or --quick)")
-        pairs = find_pairs(data_dir)
-        strata = coverage_classes(load_labelled(data_dir, 1, 1, show_progress=False).coverage())
-        chosen = np.arange(len(pairs))
-        if args.max_images and args.max_images < len(pairs):
-            chosen = stratified_split(strata, args.max_images / len(pairs), seed=0)[1]
-        folds = [chosen[f] for f in stratified_folds(strata[chosen], args.folds, seed=0)]
-        folders = [(link_subset(pairs, np.setdiff1d(chosen, held), Path(scratch) / f"fold{i}" / "train"),
-                    link_subset(pairs, held, Path(scratch) / f"fold{i}" / "test")) for i, held in enumerate(folds)]
-        results: dict[tuple[str, float], dict[str, float]] = {}
+        if args.quick:
+            data = synthetic_like(spec, Path(scratch) / "synthetic")
+        if not data.is_dir():
+            raise SystemExit(f"quality: {data} not found (this benchmark needs the data set, or --quick)")
+        pairs = find_pairs(data)
+        chosen, held = held_out_folds(spec, pairs, folds, args.max_images)
+        selected = [args.fold] if args.fold is not None else (
+            list(spec.held_out) if args.folds is None and spec.held_out is not None else list(range(folds)))
+        folders = {f: (link_subset(pairs, np.setdiff1d(chosen, held[f]), Path(scratch) / f"fold{f}" / "train"),
+                       link_subset(pairs, held[f], Path(scratch) / f"fold{f}" / "test")) for f in selected}
+        names: list[str] = []
         for budget in budgets:
+            results: dict[str, dict[str, Any]] = {}
             for recipe in recipes:
-                runs = {(f, seed): one_run(recipe, budget, folders[f], seed, args.out / f"{budget:g}min" / recipe /
-                                           f"fold{f}_seed{seed}", args.device, epochs, args.tta, not args.finished_only)
-                        for f in (range(len(folds)) if args.fold is None else [args.fold])
-                        for seed in (range(seeds) if args.seed is None else [args.seed])}
-                missing = [f"fold{f}_seed{seed}" for (f, seed), score in runs.items() if score is None]
+                scores = {}
+                for f in selected:
+                    for seed in range(seeds) if args.seed is None else [args.seed]:
+                        run = Run(spec, data, folders[f], budget, seed, out_root / f"{budget:g}min" / recipe /
+                                  f"fold{f}_seed{seed}", args.device, 2 if args.quick else None)
+                        scores[f"fold{f}_seed{seed}"] = (peer_run(run, args.tta, not args.finished_only) if recipe == PEER
+                                                         else unetkit_run(recipe, run, args.tta, not args.finished_only))
+                missing = [name for name, score in scores.items() if score is None]
                 if missing:
                     print(f"{recipe} {budget:g} min: not finished: {', '.join(missing)}", flush=True)
-                scores = [score for score in runs.values() if score is not None]
-                if not scores:
+                done = [score for score in scores.values() if score is not None]
+                if not done:
                     continue
-                results[(recipe, budget)] = summary(scores)
-                print(f"{recipe} {budget:g} min: held-out mAP {results[(recipe, budget)]['map']:.4f}", flush=True)
-    print(f"\nheld-out TGS mAP over {len(folds)} folds x {seeds} seeds ({len(chosen)} images, "
-          f"{torch.get_num_threads()} threads, test-time augmentation {args.tta})")
-    print(table(results, recipes, budgets, unit))
+                names = names or [k for k in done[0] if k not in
+                                  ("recipe", "budget_min", "seed", "tta", "epochs", "minutes", "n_test")]
+                results[recipe] = summary(done, names)
+                print(f"{recipe} {budget:g} min: held-out {names[0]} {results[recipe][names[0]][0]:.4f}", flush=True)
+            means[budget] = {r: results[r][names[0]][0] for r in recipes if r in results}
+            n_test = len(held[selected[0]])
+            sections.append((budget, f"## {spec.name}, {budget:g} {unit}-minutes\n\nheld-out folds {selected} of {folds} "
+                             f"({n_test} images each, {len(chosen)} in all), {seeds} seed(s), {torch.get_num_threads()} "
+                             f"threads, test-time augmentation {args.tta}\n\n" + table(results, recipes, names)))
+    text = "\n\n".join(section for _, section in sections) + "\n"
+    print("\n" + text)
+    out_root.mkdir(parents=True, exist_ok=True)
+    write_text(out_root / "table.md", text)
     for budget in budgets:
-        if ("best", budget) in results and ("fast", budget) in results:
-            best, fast = results[("best", budget)]["map"], results[("fast", budget)]["map"]
+        row, figure = means[budget], names[0] if names else ""
+        if DEFAULT in row and PEER in row:
+            print(f"quality: data={spec.name} budget={budget:g}{unit} {figure} default={row[DEFAULT]:.4f} "
+                  f"{PEER}={row[PEER]:.4f} lead={row[DEFAULT] - row[PEER]:.4f}")
+    for budget in budgets:
+        row = means[budget]
+        if spec.name == "tgs-salt" and "best" in row and "fast" in row:
+            best, fast = row["best"], row["fast"]
             print(f"quality: budget={budget:g}{unit} best_map={best:.4f} fast_map={fast:.4f} gain={best - fast:.4f}")
-    return {b: {r: results[(r, b)]["map"] for r in recipes if (r, b) in results} for b in budgets}
+    return means
 
 
 if __name__ == "__main__":

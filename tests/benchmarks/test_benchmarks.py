@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from unetkit.data.synthetic import generate_synthetic
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:  # quality.py imports its siblings, as `python benchmarks/quality.py` finds them
+    sys.path.insert(0, str(BENCHMARKS))
 
 
 def load(name: str):
@@ -53,7 +57,8 @@ def test_quality_table_runs_every_recipe_on_two_folds_and_ends_with_the_budget_l
         assert sorted(p.name for p in (tmp_path / "q" / "0.01min" / recipe).iterdir()) == ["fold0_seed0", "fold1_seed0"]
     best, fast = means[0.01]["best"], means[0.01]["fast"]
     assert lines[-1] == f"quality: budget=0.01cpu best_map={best:.4f} fast_map={fast:.4f} gain={best - fast:.4f}"
-    assert any(line.startswith("best ") and " ± " in line for line in lines)  # the table's row
+    assert any(line.startswith("| best | ") and " ± " in line for line in lines)  # the table's row
+    assert (tmp_path / "q" / "table.md").read_text().count("| best | ") == 1
     again = load("quality").main(args)  # finished runs are reused
     assert again == means
     trained = tmp_path / "q" / "0.01min" / "best" / "fold0_seed0" / "trained.json"
@@ -95,6 +100,60 @@ def test_quality_refuses_an_unknown_recipe_before_training(tmp_path: Path) -> No
         load("quality").main(["--quick", "--recipes", "fast,nope", "--out", str(tmp_path / "q")])
     with pytest.raises(SystemExit, match="--seed 2 is not one of 0..1"):
         load("quality").main(["--quick", "--seeds", "2", "--seed", "2", "--out", str(tmp_path / "q")])
+
+
+@pytest.mark.slow
+def test_quality_scores_unetkit_and_the_smp_peer_alike_on_a_drive_like_set(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The non-TGS path: F1, AUC and HD95 inside fov/ for the default and the peer, through evaluate's scorer."""
+    args = ["--quick", "--data", "drive-train", "--recipes", "default,smp", "--out", str(tmp_path / "q")]
+    means = load("quality").main(args)
+    out = capsys.readouterr().out
+    assert set(means[0.01]) == {"default", "smp"} and all(0.0 <= m <= 1.0 for m in means[0.01].values())
+    for recipe in ("default", "smp"):  # drive-train holds out fold 0 of 5 only
+        run = tmp_path / "q" / "0.01min" / recipe / "fold0_seed0"
+        score = json.loads((run / "score.json").read_text())
+        assert set(score) >= {"f1", "auc", "hd95", "epochs", "minutes"} and score["n_test"] == 5
+        assert score["f1"] == pytest.approx(means[0.01][recipe]) and 0.0 <= score["auc"] <= 1.0
+        assert (run / "held_out-none.csv").read_text().startswith("stem,iou,dice")  # evaluate's per-image CSV
+    assert (tmp_path / "q" / "0.01min" / "smp" / "fold0_seed0" / "peer.safetensors").is_file()
+    table = (tmp_path / "q" / "table.md").read_text()
+    assert "| recipe | f1 | auc | hd95 | epochs | minutes | n |" in table and table.count("| smp | ") == 1
+    default, peer = means[0.01]["default"], means[0.01]["smp"]
+    assert out.strip().splitlines()[-1] == (f"quality: data=drive-train budget=0.01cpu f1 default={default:.4f} "
+                                            f"smp={peer:.4f} lead={default - peer:.4f}")
+    assert load("quality").main(args) == means  # finished runs, the peer's too, are reused
+
+
+def test_the_peer_is_smps_resnet18_unet_under_the_torchvision_stand_in() -> None:
+    import torch
+
+    net = load("peer_smp").build_net(load("peer_smp").PeerConfig(), 11)
+    assert sum(p.numel() for p in net.parameters()) == 14_329_659  # smp.Unet("resnet18", classes=11)
+    assert net(torch.zeros(1, 3, 64, 96)).shape == (1, 11, 64, 96)
+    assert not any(name == "torchvision" or name.startswith("torchvision.") for name in sys.modules)
+
+
+def test_quality_sets_split_and_score_as_their_readmes_say(tmp_path: Path) -> None:
+    from unetkit.data.dataset import find_pairs
+    from unetkit.data.io import write_png
+
+    sets = load("quality_sets")
+    # ISBI: the membranes' IoU from the cells' IoU and the accuracy: TP 30, FP 10, FN 10, TN 50 of 100
+    assert sets.membrane_iou(30 / 50, 80 / 100) == pytest.approx(50 / 70)
+    figures = sets.SETS["isbi-train"].figures({"iou": 0.6, "pixel_accuracy": 0.8})
+    assert figures == pytest.approx({"mean_iou": (0.6 + 50 / 70) / 2, "membrane_iou": 50 / 70, "cell_iou": 0.6})
+    camvid = sets.SETS["camvid-train"]
+    assert camvid.figures({"iou": 0.5, "iou_per_class": [0.1] * 11})["iou_bicyclist"] == 0.1
+    assert camvid.train_layer() == {"model": {"num_classes": 11}, "data": {"ignore_index": 11}}
+    # CamVid: fold 0 = the first fifth of each sequence's frames
+    for name in [f"A_{i:02d}" for i in range(10)] + [f"B_{i:02d}" for i in range(5)]:
+        for sub in ("images", "masks"):
+            write_png(tmp_path / "c" / sub / f"{name}.png", np.zeros((4, 4), np.uint8))
+    pairs = find_pairs(tmp_path / "c")
+    chosen, folds = sets.held_out_folds(camvid, pairs, 5)
+    assert len(chosen) == 15 and [pairs[i].stem for i in folds[0]] == ["A_00", "A_01", "B_00"]
+    assert sets.find_set("drive-train")[0].fov and sets.find_set(str(tmp_path / "c"))[0].name == "custom"
 
 
 def test_inference_benchmark_streams_a_large_tiff_through_the_cli(tiny_model_file: Path, tmp_path: Path) -> None:

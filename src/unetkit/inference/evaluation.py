@@ -24,6 +24,7 @@ from unetkit.data.spacing import PixelSpacing, parse_spacing, spacings_for
 from unetkit.errors import UserError
 from unetkit.fileio import check_output, write_csv
 from unetkit.inference.backends import open_predictor
+from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
 from unetkit.measures import MeasureSet, is_boundary, parse_measures
 from unetkit.metrics import MetricAccumulator
@@ -41,8 +42,11 @@ class EvaluateResult:
     csv_path: Path
 
 
-def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
-    """Score config.model_path on the labelled data config names (see `unetkit.evaluate`)."""
+def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = None) -> EvaluateResult:
+    """Score config.model_path on the labelled data config names (see `unetkit.evaluate`).
+
+    `predictor`: an engine already open for config.model_path, scored instead of opening the file
+    (benchmarks/quality.py scores its peer network through this very path, so both get one scorer)."""
     source = DataSource.from_fields(config)
     if not source:
         raise UserError("no labelled data given (--data DIR, --images DIR with --masks DIR, or --pairs FILE.csv)")
@@ -56,7 +60,7 @@ def run_evaluation(config: EvaluateConfig) -> EvaluateResult:
         from unetkit.tracking import require_mlflow
 
         require_mlflow()  # a missing package is one line before any work
-    predictor = open_predictor(config.model_path, config)
+    predictor = predictor or open_predictor(config.model_path, config)
     pairs = find_pairs(source)
     regions = find_regions(config.fov_dir, [pair.stem for pair in pairs]) if config.fov_dir else None
     spacings, unit = spacings_for(pairs, given) if distances else ({}, "")

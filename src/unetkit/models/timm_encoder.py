@@ -106,8 +106,9 @@ def _torchvision_works() -> bool:
 
 
 @contextmanager
-def _torchvision_stand_in() -> Iterator[None]:
-    """Stand-in torchvision modules in sys.modules while the block runs, when the real one does not load."""
+def torchvision_stand_in() -> Iterator[None]:
+    """Stand-in torchvision modules in sys.modules while the block runs, when the real one does not load
+    (public: benchmarks/peer_smp.py imports segmentation_models_pytorch, which imports timm, under it)."""
     if _torchvision_works():
         yield
         return
@@ -128,7 +129,7 @@ def import_timm() -> types.ModuleType:
     if sys.modules.get("timm") is not None:
         return sys.modules["timm"]
     try:
-        with _torchvision_stand_in():
+        with torchvision_stand_in():
             import timm
     except ImportError as exc:
         if exc.name == "timm":
