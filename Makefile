@@ -9,6 +9,9 @@ TORCH_SPEC ?= torch==2.13.0
 # torchvision names it binds (models/timm_encoder.py). Its real needs: huggingface_hub (a base
 # dependency), pyyaml and safetensors. A later pip may note "timm requires torchvision": expected.
 TIMM_SPEC ?= timm==1.0.31
+# The peer of benchmarks/quality.py (benchmarks/peer_smp.py), for its tests and benchmarks only: installed --no-deps
+# like timm (its metadata asks for torchvision); it runs on the stand-in of models/timm_encoder.py.
+SMP_SPEC ?= segmentation-models-pytorch==0.6.0
 VENV ?= .venv
 BIN := $(VENV)/bin
 LOCK ?= requirements.lock
@@ -29,6 +32,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c $(LOCK) -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps $(SMP_SPEC)
 	touch $@
 
 # requirements.lock: every runtime and test dependency (and theirs) at the exact version pip resolves now,
@@ -94,6 +98,7 @@ MONAI_SPEC ?= monai==1.6.1
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/cpu_precision.py
+	$(BIN)/pip install --quiet --no-deps $(SMP_SPEC)
 	rm -rf runs/quality
 	$(BIN)/python benchmarks/quality.py --budgets 10 --out runs/quality
 	$(BIN)/pip install --quiet $(MONAI_SPEC)
