@@ -14,8 +14,9 @@ an exponential moving average of the weights.
 - EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. It is a running
   mean until it reaches its horizon of 1 / (1 - decay) steps (`warm_ema`), so a run shorter than
   the horizon is not an echo of its first weights; and where a schedule is laid over the run (not
-  plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps (`ema_floor`), so that a short run's average has settled on its last weights
-  when it ends instead of lagging behind a model that is still improving fast.
+  plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps (`ema_floor`), so that a
+  short run's average has settled on its last weights when it ends instead of lagging behind a
+  model that is still improving fast.
 Otherwise the model is the best checkpoint.
 """
 
@@ -34,7 +35,6 @@ from unetkit.export.model_file import load_model, save_model
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
 from unetkit.runtime import log
-
 
 EMA_RUN_SHARE = 0.2  # the EMA's horizon is at most this share of the run's (estimated) steps
 
