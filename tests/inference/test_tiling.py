@@ -128,3 +128,36 @@ def test_odd_sizes_through_the_predictor(shape: tuple[int, int]) -> None:
     out = list(predictor.run([("a", image), ("b", np.zeros((5, 5, 1), np.uint8))]))
     assert [key for key, _, _ in out] == ["a", "b"]
     assert out[0][2].shape == (1, *shape) and out[1][2].shape == (1, 5, 5)
+
+
+def _sliding_window(predictor: Predictor, image: np.ndarray) -> np.ndarray:
+    """The plain algorithm, written out: every tile standardised and predicted on its own from raw pixels,
+    weighted into whole-image sums, divided once at the end."""
+    grid = TileGrid.plan(image.shape[0], image.shape[1], predictor.tile, predictor.overlap)
+    weights = importance_map(grid.tile_h, grid.tile_w, predictor.blend).astype(np.float64)
+    total = np.zeros((predictor.num_classes, *image.shape[:2]))
+    weight_sum = np.zeros(image.shape[:2])
+    for y in grid.ys:
+        for x in grid.xs:
+            tile = image[None, y : y + grid.tile_h, x : x + grid.tile_w]
+            total[:, y : y + grid.tile_h, x : x + grid.tile_w] += predictor.forward(tile)[0].numpy() * weights
+            weight_sum[y : y + grid.tile_h, x : x + grid.tile_w] += weights
+    return (total / weight_sum).astype(np.float32)
+
+
+@pytest.mark.parametrize(("num_classes", "tta", "shape"), [(1, "none", (1000, 1000)), (3, "flips", (300, 517))])
+def test_tiled_equals_a_plain_sliding_window(num_classes: int, tta: str, shape: tuple[int, int]) -> None:
+    # batches of 7 span tile rows; the rows are standardised once and blended in place, the reference per tile
+    predictor = Predictor(_saved(depth=2, num_classes=num_classes), device="cpu", tile=128, batch_size=7, tta=tta)
+    image = np.random.default_rng(3).integers(0, 255, (*shape, 1), dtype=np.uint8)
+    tiled = predictor.tiled(image)
+    assert tiled.shape == (num_classes, *shape)
+    assert np.abs(tiled - _sliding_window(predictor, image)).max() < 1e-5
+
+
+def test_an_image_inside_one_tile_equals_its_whole_image_prediction() -> None:
+    # one tile: every pixel's weight divides out, so tiling must change nothing
+    predictor = Predictor(_saved(depth=2), device="cpu", tile=64)
+    image = np.random.default_rng(4).integers(0, 255, (48, 60, 1), dtype=np.uint8)
+    whole = predictor.probabilities(image[None])[0]
+    assert np.abs(predictor.tiled(image) - whole).max() < 1e-6
