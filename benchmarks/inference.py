@@ -87,6 +87,19 @@ def time_monai(net: torch.nn.Module, saved: SavedModel, image: np.ndarray) -> tu
     return time.perf_counter() - started, prob[0, 0].numpy()
 
 
+def profile_unetkit(model_path: Path, side: int) -> None:
+    """Where one fp32 unetkit run spends its time, by PyTorch operator (self CPU time, the top 20)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    saved = load_model(model_path)
+    image = mosaic(side)
+    time_unetkit(saved, image[:512, :512])  # warm-up: first-call allocations and kernel choices
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        seconds, _ = time_unetkit(saved, image)
+    print(f"profile: {side}x{side} in {seconds:.2f} s under the profiler")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
 def compare(model_path: Path, side: int, repeats: int) -> dict[str, float]:
     """The four ways, in turn, `repeats` rounds: the fastest round of each, and how far apart they land."""
     saved = load_model(model_path)
@@ -140,11 +153,15 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the four ways; each keeps its fastest")
+    parser.add_argument("--profile", action="store_true", help="profile one unetkit run by operator, then stop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="unetkit-bench-") as tmp:
         work = Path(tmp)
         model_path = train_model(work, args.train_minutes)
+        if args.profile:
+            profile_unetkit(model_path, args.side)
+            return
         if args.huge_side:  # first: the child's RSS must not include anything of this process
             rss_mb, seconds = huge_peak_rss(model_path, args.huge_side, work)
             print(f"huge: {args.huge_side}x{args.huge_side} predicted in {seconds:.0f} s", flush=True)
