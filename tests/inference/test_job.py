@@ -127,21 +127,21 @@ def test_a_killed_folder_is_finished_by_running_it_again(tiny_model_file: Path, 
 
 def test_a_killed_stream_leaves_no_output(tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     np.save(tmp_path / "big.npy", _image(400, 300))
-    real_forward, calls = Predictor.forward, []
+    real_network, calls = Predictor.network, []
 
-    def killed(self: Predictor, images: np.ndarray) -> torch.Tensor:
+    def killed(self: Predictor, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_forward(self, images)
+        return real_network(self, x, size)
 
-    monkeypatch.setattr(Predictor, "forward", killed)
+    monkeypatch.setattr(Predictor, "network", killed)
     config = _config(tiny_model_file, tmp_path / "big.npy", tmp_path / "out", stream_pixels=1, batch_size=4,
                      probabilities=True)
     with pytest.raises(KeyboardInterrupt):
         predict(config)
     assert not (tmp_path / "out").exists()  # nothing was finished: no folder holding only predict_args.json
-    monkeypatch.setattr(Predictor, "forward", real_forward)
+    monkeypatch.setattr(Predictor, "network", real_network)
     assert predict(config).n_skipped == 0
     assert tifffile.imread(tmp_path / "out" / "big.tif").shape == (400, 300)
 

@@ -41,14 +41,16 @@ def test_importance_map_is_a_centred_gaussian_clamped_above_zero() -> None:
 
 def _blend(image: np.ndarray, tile: int, predict, blend: str = "gaussian", batch_size: int = 5,
            backend: str = "torch") -> np.ndarray:
-    """Tiles through `predict` (NumPy (N, K, h, w) out), blended on torch tensors or on NumPy arrays."""
+    """Tiles (N, C, h, w) through `predict` (NumPy (N, K, h, w) out), blended on torch tensors or on NumPy arrays."""
     grid = TileGrid.plan(image.shape[0], image.shape[1], tile, 0.25)
     weights = importance_map(grid.tile_h, grid.tile_w, blend)
+    rows = np.ascontiguousarray(image.transpose(2, 0, 1).astype(np.float32))  # (C, H, W), the network's input
     if backend == "torch":
-        bands = blended_rows(lambda y0, y1: image[y0:y1], grid, lambda t: torch.from_numpy(predict(t)), 1,
-                             batch_size=batch_size, weights=torch.from_numpy(weights))
+        bands = blended_rows(lambda y0, y1: torch.from_numpy(rows[:, y0:y1]), grid,
+                             lambda t: torch.from_numpy(predict(t.numpy())), 1, batch_size=batch_size,
+                             weights=torch.from_numpy(weights))
     else:
-        bands = blended_rows(lambda y0, y1: image[y0:y1], grid, predict, 1, batch_size=batch_size, weights=weights)
+        bands = blended_rows(lambda y0, y1: rows[:, y0:y1], grid, predict, 1, batch_size=batch_size, weights=weights)
     return assemble(bands, 1, image.shape[0], image.shape[1])
 
 
@@ -58,7 +60,7 @@ def _blend(image: np.ndarray, tile: int, predict, blend: str = "gaussian", batch
 def test_weights_sum_correctly_at_borders_and_corners(shape: tuple[int, int], blend: str, backend: str) -> None:
     # every tile predicts 1 everywhere: the blend is exactly 1 only if each pixel's weights are normalised
     image = np.zeros((*shape, 1), np.uint8)
-    out = _blend(image, 64, lambda tiles: np.ones((len(tiles), 1, *tiles.shape[1:3]), np.float32), blend,
+    out = _blend(image, 64, lambda tiles: np.ones((len(tiles), 1, *tiles.shape[2:]), np.float32), blend,
                  backend=backend)
     assert np.abs(out - 1.0).max() < 1e-6
 
@@ -69,7 +71,7 @@ def test_weights_sum_correctly_at_borders_and_corners(shape: tuple[int, int], bl
 def test_pointwise_model_tiled_equals_the_image(shape: tuple[int, int], batch_size: int, backend: str) -> None:
     # a per-pixel "model" (value / 255): any misplaced tile or row shows up as a difference
     image = np.random.default_rng(1).integers(0, 255, (*shape, 1), dtype=np.uint8)
-    out = _blend(image, 64, lambda t: np.ascontiguousarray((t.astype(np.float32) / 255).transpose(0, 3, 1, 2)),
+    out = _blend(image, 64, lambda t: t / np.float32(255),
                  batch_size=batch_size, backend=backend)
     assert np.abs(out[0] - image[:, :, 0] / 255).max() < 1e-6
 
@@ -83,7 +85,7 @@ def test_open_rows_stay_within_two_tiles() -> None:
 
     def read(y0: int, y1: int) -> np.ndarray:
         reads.append((y0, emitted[0]))
-        return image[y0:y1]
+        return torch.from_numpy(image[y0:y1].transpose(2, 0, 1).astype(np.float32))
 
     for y0, band in blended_rows(read, grid, lambda t: torch.zeros(len(t), 1, 64, 64), 1, batch_size=4,
                                  weights=torch.from_numpy(importance_map(64, 64, "gaussian"))):
@@ -126,3 +128,36 @@ def test_odd_sizes_through_the_predictor(shape: tuple[int, int]) -> None:
     out = list(predictor.run([("a", image), ("b", np.zeros((5, 5, 1), np.uint8))]))
     assert [key for key, _, _ in out] == ["a", "b"]
     assert out[0][2].shape == (1, *shape) and out[1][2].shape == (1, 5, 5)
+
+
+def _sliding_window(predictor: Predictor, image: np.ndarray) -> np.ndarray:
+    """The plain algorithm, written out: every tile standardised and predicted on its own from raw pixels,
+    weighted into whole-image sums, divided once at the end."""
+    grid = TileGrid.plan(image.shape[0], image.shape[1], predictor.tile, predictor.overlap)
+    weights = importance_map(grid.tile_h, grid.tile_w, predictor.blend).astype(np.float64)
+    total = np.zeros((predictor.num_classes, *image.shape[:2]))
+    weight_sum = np.zeros(image.shape[:2])
+    for y in grid.ys:
+        for x in grid.xs:
+            tile = image[None, y : y + grid.tile_h, x : x + grid.tile_w]
+            total[:, y : y + grid.tile_h, x : x + grid.tile_w] += predictor.forward(tile)[0].numpy() * weights
+            weight_sum[y : y + grid.tile_h, x : x + grid.tile_w] += weights
+    return (total / weight_sum).astype(np.float32)
+
+
+@pytest.mark.parametrize(("num_classes", "tta", "shape"), [(1, "none", (1000, 1000)), (3, "flips", (300, 517))])
+def test_tiled_equals_a_plain_sliding_window(num_classes: int, tta: str, shape: tuple[int, int]) -> None:
+    # batches of 7 span tile rows; the rows are standardised once and blended in place, the reference per tile
+    predictor = Predictor(_saved(depth=2, num_classes=num_classes), device="cpu", tile=128, batch_size=7, tta=tta)
+    image = np.random.default_rng(3).integers(0, 255, (*shape, 1), dtype=np.uint8)
+    tiled = predictor.tiled(image)
+    assert tiled.shape == (num_classes, *shape)
+    assert np.abs(tiled - _sliding_window(predictor, image)).max() < 1e-5
+
+
+def test_an_image_inside_one_tile_equals_its_whole_image_prediction() -> None:
+    # one tile: every pixel's weight divides out, so tiling must change nothing
+    predictor = Predictor(_saved(depth=2), device="cpu", tile=64)
+    image = np.random.default_rng(4).integers(0, 255, (48, 60, 1), dtype=np.uint8)
+    whole = predictor.probabilities(image[None])[0]
+    assert np.abs(predictor.tiled(image) - whole).max() < 1e-6

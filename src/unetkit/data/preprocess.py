@@ -69,7 +69,7 @@ class Preprocess:
         import torch.nn.functional as F
 
         scale = dtype_range(images.dtype)
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        x = torch.from_numpy(np.require(images, requirements="CW")).permute(0, 3, 1, 2)  # read-only rows: a copy
         x = x.to(torch.float32) / scale if x.dtype != torch.float32 or scale != 1.0 else x
         if self.size_policy == "resize" and x.shape[-2:] != (self.resize_to, self.resize_to):
             x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", antialias=True,

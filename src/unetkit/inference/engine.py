@@ -103,9 +103,20 @@ class PredictionEngine(ABC):
         warn_unseen_views(self.tta, saved.training)
 
     @abstractmethod
+    def prepare(self, images: np.ndarray) -> Any:
+        """(N, H, W, C) raw images of one size -> (N, C, H, W) float32 network input (scaled, clipped,
+        standardised, resized for the resize policy), as the network's array type on its device."""
+
+    @abstractmethod
+    def network(self, x: Any, size: tuple[int, int] | None = None) -> Any:
+        """(N, C, h, w) network input from `prepare` -> (N, K, H, W) float32 probabilities (test-time
+        augmentation included), as the network's array type; (H, W) is `size` where `prepare`
+        resized the images, else x's own."""
+
     def forward(self, images: np.ndarray) -> Any:
         """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 probabilities, as the network's
         array type (a tensor on the device, or a NumPy array)."""
+        return self.network(self.prepare(images), images.shape[1:3])
 
     def tile_weights(self, height: int, width: int) -> Any:
         """The blending weights of one tile, as the same kind of array `forward` returns."""
@@ -133,9 +144,13 @@ class PredictionEngine(ABC):
 
     def stream(self, read_rows: Callable[[int, int], np.ndarray], height: int, width: int,
                on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Blended tiles of an image read by rows: yields (y0, (K, rows, W) probabilities) top to bottom."""
+        """Blended tiles of an image read by rows: yields (y0, (K, rows, W) probabilities) top to bottom.
+
+        Each tile row's pixels are prepared (standardised) once and cut into tiles afterwards: a
+        pixel under several tiles is not standardised again for each."""
         grid = TileGrid.plan(height, width, self.tile, self.overlap)
-        return blended_rows(read_rows, grid, self.forward, self.num_classes, batch_size=self.batch_size,
+        return blended_rows(lambda y0, y1: self.prepare(read_rows(y0, y1)[None])[0], grid, self.network,
+                            self.num_classes, batch_size=self.batch_size,
                             weights=self.tile_weights(grid.tile_h, grid.tile_w), on_tiles=on_tiles)
 
     def tiled(self, image: np.ndarray, on_tiles: Callable[[int], None] | None = None) -> np.ndarray:

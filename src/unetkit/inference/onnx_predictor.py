@@ -84,9 +84,12 @@ class OnnxPredictor(PredictionEngine):
         self.session = model.session
         self.device = _Device("cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu")
 
-    def forward(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 probabilities (activation in the graph)."""
-        x = self.saved.preprocess.to_array(images)
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) raw images -> (N, C, H, W) standardised float32 (pad policy only: see load_onnx)."""
+        return self.saved.preprocess.to_array(images)
+
+    def network(self, x: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """(N, C, H, W) from `prepare` -> (N, K, H, W) float32 probabilities (activation in the graph)."""
         return averaged(self._run, x, self.tta, lambda probabilities: probabilities)
 
     def _run(self, x: np.ndarray) -> np.ndarray:

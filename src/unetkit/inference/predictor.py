@@ -49,11 +49,16 @@ class Predictor(PredictionEngine):
         return torch.bfloat16 if precision == "bf16" else None
 
     @torch.inference_mode()
-    def forward(self, images: np.ndarray) -> torch.Tensor:
-        """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 probabilities on the device."""
-        height, width = images.shape[1:3]
-        x = self.saved.preprocess.to_tensor(images).to(self.device, non_blocking=True,
-                                                       memory_format=torch.channels_last)
+    def prepare(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, C) raw images -> (N, C, h, w) standardised float32 on the device, channels-last."""
+        return self.saved.preprocess.to_tensor(images).to(self.device, non_blocking=True,
+                                                          memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def network(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(N, C, h, w) from `prepare` -> (N, K, H, W) float32 probabilities on the device; (H, W) is
+        `size` (the resize policy's logits go back to the images' own size) or x's own."""
+        height, width = size or x.shape[-2:]
         return averaged(self._logits, x, self.tta, lambda logits: self._activate(logits, height, width))
 
     def tile_weights(self, height: int, width: int) -> torch.Tensor:

@@ -31,8 +31,8 @@ SIGMA_SCALE = 0.125
 MIN_WEIGHT = 1e-3
 BLENDS = ("gaussian", "constant")  # weights of overlapping tiles (importance_map)
 
-ReadRows = Callable[[int, int], np.ndarray]  # (y0, y1) -> (y1 - y0, W, C) raw pixels
-PredictTiles = Callable[[np.ndarray], Any]  # (N, h, w, C) raw pixels -> (N, K, h, w) probabilities (tensor or array)
+ReadRows = Callable[[int, int], Any]  # (y0, y1) -> (C, y1 - y0, W) network-ready rows (tensor or array)
+PredictTiles = Callable[[Any], Any]  # (N, C, h, w) network-ready tiles -> (N, K, h, w) probabilities, same kind
 
 
 def axis_starts(size: int, tile: int, overlap: float) -> list[int]:
@@ -89,43 +89,55 @@ def blended_rows(read_rows: ReadRows, grid: TileGrid, predict: PredictTiles, num
                  on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (y0, probabilities (K, rows, W) float32 NumPy) for consecutive finished bands.
 
-    `weights`: the tile's importance map (`importance_map`), as the same kind of array
-    `predict` returns, on the same device. Tiles run in row-major batches (a batch may span
-    tile rows). After each batch, the rows above the first tile not yet run are final: they
-    are divided by their weight sum, yielded and dropped. Input rows are read once per tile row.
+    `read_rows` returns network-ready rows (C, rows, W): standardised once per tile row, and cut
+    into tiles by copying into one batch buffer that every batch reuses. `weights`: the tile's
+    importance map (`importance_map`), as the same kind of array `predict` returns, on the same
+    device. Tiles run in row-major batches (a batch may span tile rows); each is added into the
+    open rows in place (one fused multiply-add per tile). After each batch, the rows above the
+    first tile not yet run are final: they are divided by their weight sum, yielded and dropped.
+    The weight sum is not accumulated tile by tile: every tile row has the same columns, so one
+    row of weights summed over the columns (th, W) serves all of them.
     """
     th, tw, width = grid.tile_h, grid.tile_w, grid.width
     tiles = [(y, x) for y in grid.ys for x in grid.xs]
-    base = 0  # first row not yet yielded; the buffers hold rows base .. base + len
-    total = _zeros_like(weights, (num_outputs, 0, width))
-    weight_sum = _zeros_like(weights, (0, width))
-    pending: list[np.ndarray] = []
-    band_y, band = -1, np.empty(0)
-    for index, (y, x) in enumerate(tiles):
-        if y != band_y:
-            band_y, band = y, read_rows(y, y + th)
-        pending.append(band[:, x : x + tw])
-        if len(pending) < batch_size and index + 1 < len(tiles):
-            continue
-        first = index + 1 - len(pending)
-        probabilities = predict(np.stack(pending))
-        pending = []
-        rows_needed = tiles[index][0] + th - base
-        if rows_needed > weight_sum.shape[0]:
-            total = _grown(total, rows_needed, axis=1)
-            weight_sum = _grown(weight_sum, rows_needed, axis=0)
-        for (ty, tx), prob in zip(tiles[first : index + 1], probabilities):
-            top = ty - base
-            _add_weighted(total[:, top : top + th, tx : tx + tw], prob, weights)
-            weight_sum[top : top + th, tx : tx + tw] += weights
+    batches = [(start, min(start + batch_size, len(tiles))) for start in range(0, len(tiles), batch_size)]
+    open_rows = max(tiles[end - 1][0] - tiles[start][0] for start, end in batches) + th
+    row_weights = _zeros_like(weights, (th, width))
+    for x in grid.xs:
+        row_weights[:, x : x + tw] += weights
+    total, spare = (_zeros_like(weights, (num_outputs, open_rows, width)) for _ in range(2))
+    base = 0  # first row not yet yielded; `total` holds rows base .. base + open_rows
+    band_y, band, batch = -1, None, None
+    for start, end in batches:
+        for i, (y, x) in enumerate(tiles[start:end]):
+            if y != band_y:
+                band_y, band = y, read_rows(y, y + th)
+            if batch is None:
+                batch = _batch_buffer(band, batches[0][1], th, tw)
+            batch[i] = band[:, :, x : x + tw]
+        probabilities = predict(batch[: end - start])
+        for (ty, tx), prob in zip(tiles[start:end], probabilities):
+            _add_weighted(total[:, ty - base : ty - base + th, tx : tx + tw], prob, weights)
         if on_tiles is not None:
-            on_tiles(index + 1 - first)
-        final = tiles[index + 1][0] if index + 1 < len(tiles) else grid.height
+            on_tiles(end - start)
+        final = tiles[end][0] if end < len(tiles) else grid.height
         if final > base:
             done = final - base
-            yield base, host_array(total[:, :done] / weight_sum[:done])
-            total, weight_sum = _copy(total[:, done:]), _copy(weight_sum[done:])
-            base = final
+            yield base, host_array(total[:, :done] / _weight_sum(row_weights, grid.ys, base, final))
+            spare[:, : open_rows - done] = total[:, done:]
+            spare[:, open_rows - done :] = 0
+            total, spare, base = spare, total, final
+
+
+def _weight_sum(row_weights: Any, ys: tuple[int, ...], y0: int, y1: int) -> Any:
+    """(y1 - y0, W) sum of the weights of every tile over rows y0 .. y1, from one tile row's weights."""
+    th = row_weights.shape[0]
+    out = _zeros_like(row_weights, (y1 - y0, row_weights.shape[1]))
+    for y in ys:
+        top, bottom = max(y, y0), min(y + th, y1)
+        if top < bottom:
+            out[top - y0 : bottom - y0] += row_weights[top - y : bottom - y]
+    return out
 
 
 def assemble(bands: Iterator[tuple[int, np.ndarray]], num_outputs: int, height: int, width: int) -> np.ndarray:
@@ -142,13 +154,12 @@ def _zeros_like(like: Any, shape: tuple[int, ...]) -> Any:
     return like.new_zeros(shape) if hasattr(like, "new_zeros") else np.zeros(shape, like.dtype)
 
 
-def _grown(buffer: Any, rows: int, axis: int) -> Any:
-    """`buffer` with zero rows appended along `axis` up to `rows`."""
-    shape = list(buffer.shape)
-    shape[axis] = rows
-    grown = _zeros_like(buffer, tuple(shape))
-    grown[(slice(None),) * axis + (slice(0, buffer.shape[axis]),)] = buffer
-    return grown
+def _batch_buffer(rows: Any, n: int, h: int, w: int) -> Any:
+    """(n, C, h, w) uninitialised, like `rows` (C, H, W); channels-last for tensors, the memory
+    format the PyTorch predictor runs its network in."""
+    if hasattr(rows, "new_empty"):
+        return rows.new_empty((n, h, w, rows.shape[0])).permute(0, 3, 1, 2)
+    return np.empty((n, rows.shape[0], h, w), rows.dtype)
 
 
 def _add_weighted(target: Any, values: Any, weights: Any) -> None:
@@ -156,10 +167,6 @@ def _add_weighted(target: Any, values: Any, weights: Any) -> None:
         target.addcmul_(values, weights)  # in place, no temporary tile
     else:
         target += values * weights
-
-
-def _copy(view: Any) -> Any:
-    return view.clone() if hasattr(view, "clone") else view.copy()
 
 
 def host_array(array: Any) -> np.ndarray:
