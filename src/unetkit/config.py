@@ -172,6 +172,8 @@ class DataConfig:
     pairs: str = ""  # a CSV with columns image,mask (paths relative to it) instead of folders
     fov_dir: str = ""  # region masks (a field of view) paired like the masks: validation figures and the threshold
     #                    sweep count only the pixels inside (training still sees every pixel)
+    allow_changed: bool = False  # --resume: continue although images or masks changed since the run began (corrected
+    #                              masks; refused by default); the run keeps its stored split. Taken once, not stored
 
     def __post_init__(self) -> None:
         _check_fields(self)

@@ -228,7 +228,8 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     if not split_path.is_file() or not data_dir or not Path(data_dir).exists():
         return ("<h2>Best and worst validation images by IoU</h2>\n"
                 f"<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>")
-    val_stems = set(json.loads(split_path.read_text(encoding="utf-8"))["val"])
+    split = json.loads(split_path.read_text(encoding="utf-8"))  # folds: every image is held out once
+    val_stems = set(split["val"] if "val" in split else [stem for fold in split.get("folds", []) for stem in fold])
     pairs = [pair for pair in find_pairs(source) if pair.stem in val_stems]
     # images too large to predict in memory (validated in windows during training) are left out here
     limit = patch_set.VAL_WHOLE_PIXELS

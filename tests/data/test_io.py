@@ -10,6 +10,7 @@ from PIL import Image
 from tests.data.special_files import call_or_unblock, make_special
 from unetkit.data.io import read_array, to_channels, write_png, write_tiff
 from unetkit.errors import UserError
+from unetkit.fileio import file_sha256
 
 
 def test_png_8_and_16_bit_keep_their_dtype(tmp_path: Path) -> None:
@@ -173,3 +174,19 @@ def test_fifos_and_broken_links_are_named_not_opened(tmp_path: Path, kind: str) 
 
     result = call_or_unblock(rows, tif)
     assert isinstance(result, UserError) and str(result) == expected
+
+
+@pytest.mark.parametrize("name", ["m.png", "m.tif", "m.npy"])
+def test_hashes_record_the_files_sha256_and_decode_the_same(tmp_path: Path, name: str) -> None:
+    array = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 3)
+    path = tmp_path / name
+    if name.endswith(".png"):
+        write_png(path, array)
+    elif name.endswith(".tif"):
+        write_tiff(path, array)
+    else:
+        np.save(path, array)
+    hashes: dict[Path, str] = {}
+    hashed = read_array(path, hashes=hashes)
+    assert hashes == {path: file_sha256(path)}
+    assert np.array_equal(hashed, read_array(path))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from unetkit.api import evaluate, train
+from unetkit.api import evaluate, resume, train
 from unetkit.config import (
     DataConfig,
     EvaluateConfig,
@@ -17,12 +20,16 @@ from unetkit.config import (
     ScheduleConfig,
     TrainConfig,
 )
+from unetkit.data.dataset import load_labelled
+from unetkit.data.split import coverage_classes, stratified_split
 from unetkit.data.synthetic import generate_synthetic, synthetic_cells, synthetic_classes, write_examples
+from unetkit.errors import UserError
 from unetkit.export.model_file import load_model
 from unetkit.models.ensemble import Ensemble
 
 pytestmark = pytest.mark.slow
 SMALL = ModelConfig(start_neurons=8, batch_norm=True, dropout_first=0.1, dropout=0.1)
+TINY = ModelConfig(start_neurons=4, depth=2)
 
 
 def test_two_folds_make_one_ensemble_with_an_out_of_fold_score(tmp_path: Path) -> None:
@@ -149,3 +156,60 @@ def test_four_channel_tiff_stacks_train_and_predict(tmp_path: Path) -> None:
     predict(PredictConfig(model_path=str(result.model_path), input_path=str(root / "images"),
                           out_dir=str(tmp_path / "pred")))
     assert len(list((tmp_path / "pred").glob("s_*.png"))) == 12
+
+
+def _with_other_masks(data: Path, out: Path) -> int:
+    """Replace data's masks by those of another synthetic set with the same names; the number that differ."""
+    other = generate_synthetic(out, 12, size=32, seed=6)
+    changed = 0
+    for mask in sorted((other / "masks").iterdir()):
+        changed += mask.read_bytes() != (data / "masks" / mask.name).read_bytes()
+        shutil.copyfile(mask, data / "masks" / mask.name)
+    return changed
+
+
+def _split(run: Path) -> dict[str, list[str]]:
+    return json.loads((run / "split.json").read_text())
+
+
+def test_resume_on_changed_masks_is_refused_naming_a_file_and_allowed_keeps_the_split(tmp_path: Path) -> None:
+    data = generate_synthetic(tmp_path / "d", 12, size=32, seed=5)
+    run = tmp_path / "run"
+    train(TrainConfig(out_dir=str(run), data=DataConfig(data_dir=str(data)), model=TINY, epochs=1, batch_size=4))
+    before = _split(run)
+    changed = _with_other_masks(data, tmp_path / "other")
+    with pytest.raises(UserError, match=rf"masks/syn_\d+\.png: changed since .*run began \({changed} of 24 files "
+                                        r"differ\); --resume refuses changed data \(--set data.allow_changed=true"):
+        resume(run, {"epochs": 2})
+    # the masks as they are now would split otherwise: the stored split is what keeps the images in place
+    strata = coverage_classes(load_labelled(data, 1, 1, show_progress=False).coverage())
+    assert list(stratified_split(strata, 0.2, 0)[1]) != [int(stem[-5:]) for stem in before["val"]]
+    assert resume(run, {"epochs": 2, "data": {"allow_changed": True}}).epochs_done == 2
+    assert _split(run) == before
+    assert "allow_changed: false" in (run / "config.yaml").read_text()  # the consent is not stored
+    assert resume(run, {"epochs": 3}).epochs_done == 3  # data.json now records the corrected masks
+
+
+def test_a_data_record_without_content_hashes_resumes_by_name(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    data = generate_synthetic(tmp_path / "d", 12, size=32, seed=5)
+    run = tmp_path / "run"
+    train(TrainConfig(out_dir=str(run), data=DataConfig(data_dir=str(data)), model=TINY, epochs=1, batch_size=4))
+    record = json.loads((run / "data.json").read_text())
+    (run / "data.json").write_text(json.dumps({k: record[k] for k in ("n_images", "files_sha256")}))
+    with caplog.at_level(logging.INFO, logger="unetkit"):
+        assert resume(run, {"epochs": 2}).epochs_done == 2
+    assert sum("records file names only" in r.getMessage() for r in caplog.records) == 1
+    assert len(json.loads((run / "data.json").read_text())["content_sha256"]) == 12
+
+
+def test_folds_resume_with_their_stored_assignment(tmp_path: Path) -> None:
+    data = generate_synthetic(tmp_path / "d", 12, size=32, seed=5)
+    run = tmp_path / "run"
+    train(TrainConfig(out_dir=str(run), data=DataConfig(data_dir=str(data)), model=TINY, epochs=1, batch_size=4,
+                      folds=2, fold=0))
+    folds = _split(run)["folds"]
+    assert len(folds) == 2 and sorted(folds[0] + folds[1]) == [f"syn_{i:05d}" for i in range(12)]
+    _with_other_masks(data, tmp_path / "other")
+    resume(run, {"fold": 1, "data": {"allow_changed": True}})
+    assert _split(run)["folds"] == folds and _split(run / "fold_1")["val"] == folds[1]

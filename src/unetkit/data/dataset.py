@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -81,23 +82,26 @@ def _foreground(masks: np.ndarray, ignore_index: int | None) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike[str], num_classes: int, ignore_index: int | None = None,
-              palette: ClassPalette | None = None) -> np.ndarray:
+              palette: ClassPalette | None = None, hashes: dict[Path, str] | None = None) -> np.ndarray:
     """One single-label mask file -> (H, W) uint8 class indices, read as `train` reads it (one line naming the file
-    otherwise): through classes.yaml's colours or values where it has one (`palette`), else decode_mask."""
+    otherwise): through classes.yaml's colours or values where it has one (`palette`), else decode_mask.
+    `hashes` as io.read_array's."""
     # Palette PNGs are class indices, unless classes.yaml names colours: then their colours count.
     by_colour = palette is not None and all(c is not None for c in palette.colors)
-    raw = read_array(path, palette_indices=not by_colour)
+    raw = read_array(path, palette_indices=not by_colour, hashes=hashes)
     return palette.indices(raw, path) if palette else decode_mask(raw, num_classes, path, ignore_index)
 
 
 def load_pair(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None = None,
-              palette: ClassPalette | None = None, multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one pair: image (H, W, in_channels) in its dtype, mask (H, W) uint8 indices ((H, W, K) 0/1 labels)."""
-    image = to_channels(read_array(pair.image), in_channels, pair.image)
+              palette: ClassPalette | None = None, multilabel: bool = False,
+              hashes: dict[Path, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pair: image (H, W, in_channels) in its dtype, mask (H, W) uint8 indices ((H, W, K) 0/1 labels).
+    `hashes`: collects the SHA-256 of both files' bytes (io.read_array)."""
+    image = to_channels(read_array(pair.image, hashes=hashes), in_channels, pair.image)
     if multilabel:
-        mask = decode_multilabel(read_array(pair.mask, palette_indices=True), num_classes, pair.mask)
+        mask = decode_multilabel(read_array(pair.mask, palette_indices=True, hashes=hashes), num_classes, pair.mask)
     else:
-        mask = read_mask(pair.mask, num_classes, ignore_index, palette)
+        mask = read_mask(pair.mask, num_classes, ignore_index, palette, hashes)
     if image.shape[:2] != mask.shape[:2]:
         raise UserError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                         f"{image.shape[1]}x{image.shape[0]} (width x height)")
@@ -106,17 +110,18 @@ def load_pair(pair: Pair, in_channels: int, num_classes: int, ignore_index: int 
 
 def load_labelled(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int,
                   *, resize_to: int | None = None, ignore_index: int | None = None, multilabel: bool = False,
-                  show_progress: bool = True) -> LabelledSet:
+                  show_progress: bool = True, hashes: dict[Path, str] | None = None) -> LabelledSet:
     """Decode and validate the whole folder.
 
     With `resize_to`, every pair is resized (images to float32 in [0, 1], masks by nearest
-    neighbour), so sizes and bit depths may be mixed; otherwise all must match.
+    neighbour), so sizes and bit depths may be mixed; otherwise all must match. `hashes` collects the
+    SHA-256 of every file's bytes, read in the same pass.
     """
     pairs = find_pairs(data_dir)
     palette = None if multilabel else read_class_palette(data_dir, num_classes, ignore_index)
     images, masks = [], []
     for pair in tqdm(pairs, desc="loading", unit="img", disable=None if show_progress else True, leave=False):
-        image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel)
+        image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel, hashes)
         if resize_to is not None:
             image, mask = resize_image(image, resize_to, resize_to), resize_mask(mask, resize_to, resize_to)
         if images and (image.shape != images[0].shape or image.dtype != images[0].dtype):

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import io
 import logging
 import os
 import stat
@@ -54,13 +56,17 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -> np.ndarray:
+def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
+               hashes: dict[Path, str] | None = None) -> np.ndarray:
     """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...).
 
     Palette PNGs come back as their colours, or as their indices with `palette_indices`
     (masks store class indices that way). GIFs are palette images whatever they hold: one
     whose palette is gray comes back as its gray levels either way, so a Carvana mask reads
     0/255 (or 0/1) whichever order its palette lists black and white in.
+    `hashes`: when given, the file's bytes are read once, their SHA-256 recorded under its path
+    (what --resume compares, training/runner.py) and decoded from memory, so hashing costs no
+    second read of the file.
     """
     file = Path(path)
     suffix = file.suffix.lower()
@@ -68,12 +74,13 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -
         raise UserError(f"{file}: unknown image extension '{file.suffix}' (readable: {', '.join(IMAGE_EXTENSIONS)})")
     check_regular_file(file)
     try:
+        source = file if hashes is None else _hashed_bytes(file, hashes)
         if suffix in TIFF_EXTENSIONS:
-            array = _read_tiff(file)
+            array = _read_tiff(source)
         elif suffix == ".npy":
-            array = _check_npy(np.load(file, allow_pickle=False), file)
+            array = _check_npy(np.load(source, allow_pickle=False), file)
         else:
-            array = _read_pillow(file, palette_indices)
+            array = _read_pillow(file, palette_indices, source)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure on a user's file is that file's problem
@@ -84,6 +91,13 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False) -
         raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
     check_finite(array, file)
     return array
+
+
+def _hashed_bytes(file: Path, hashes: dict[Path, str]) -> io.BytesIO:
+    """The file's bytes in memory, their SHA-256 recorded in `hashes` under `file`."""
+    raw = file.read_bytes()
+    hashes[file] = hashlib.sha256(raw).hexdigest()
+    return io.BytesIO(raw)
 
 
 def _check_npy(array: np.ndarray, file: Path) -> np.ndarray:
@@ -165,12 +179,13 @@ def check_finite(array: np.ndarray, path: str | os.PathLike[str], where: str = "
 
 
 @contextlib.contextmanager
-def open_pillow(file: Path) -> Iterator[Image.Image]:
-    """Image.open with Pillow's decompression-bomb guard as one line, not a warning plus an error."""
+def open_pillow(file: Path, source: Path | io.BytesIO | None = None) -> Iterator[Image.Image]:
+    """Image.open with Pillow's decompression-bomb guard as one line, not a warning plus an error.
+    `source`: the file's bytes when already read (errors still name `file`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(file)
+            image = Image.open(file if source is None else source)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
             raise UserError(f"{file}: refused by Pillow's decompression-bomb guard ({first_line(exc).rstrip('.')}); "
                             "store an image this large as TIFF, which unetkit reads without that limit") from None
@@ -178,9 +193,9 @@ def open_pillow(file: Path) -> Iterator[Image.Image]:
             yield image
 
 
-def _read_pillow(file: Path, palette_indices: bool) -> np.ndarray:
-    with open_pillow(file) as image:
-        if _is_16_bit_colour_png(file, image):
+def _read_pillow(file: Path, palette_indices: bool, source: Path | io.BytesIO) -> np.ndarray:
+    with open_pillow(file, source) as image:
+        if _is_16_bit_colour_png(source, image):
             raise UserError(f"{file}: 16-bit colour PNG is not supported (Pillow would drop to 8 bits); "
                             "save it as 16-bit TIFF")
         image.load()  # decodes now, so truncated files fail here
@@ -212,16 +227,19 @@ def _gray_palette(image: Image.Image) -> bool:
     return bool((colours[used] == colours[used][:, :1]).all())
 
 
-def _is_16_bit_colour_png(file: Path, image: Image.Image) -> bool:
+def _is_16_bit_colour_png(source: Path | io.BytesIO, image: Image.Image) -> bool:
     """Pillow decodes 16-bit RGB/RGBA/LA PNGs to 8 bits; the IHDR chunk tells the truth."""
     if image.format != "PNG":
         return False
-    with file.open("rb") as handle:
-        header = handle.read(26)
+    if isinstance(source, io.BytesIO):
+        header = source.getvalue()[:26]
+    else:
+        with source.open("rb") as handle:
+            header = handle.read(26)
     return len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
 
 
-def _read_tiff(file: Path) -> np.ndarray:
+def _read_tiff(file: Path | io.BytesIO) -> np.ndarray:
     """TIFF as (H, W, C): interleaved samples stay last; planar samples and page stacks become channels."""
     with tifffile.TiffFile(file) as tif:
         series = tif.series[0]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -97,8 +98,10 @@ class PatchSet:
 
 def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *,
                    ignore_index: int | None = None, multilabel: bool = False, seed: int = 0,
-                   show_progress: bool = True) -> PatchSet:
-    """Open, check and scan every pair of `data_dir` (see the module docstring)."""
+                   show_progress: bool = True, hashes: dict[Path, str] | None = None) -> PatchSet:
+    """Open, check and scan every pair of `data_dir` (see the module docstring). `hashes` collects each
+    file's SHA-256 (decoded files, in the same read) or, for files read by region, its size in bytes
+    (`size:N`: hashing them would read gigabytes before the first step)."""
     pairs = find_pairs(data_dir)
     palette = None if multilabel else read_class_palette(data_dir, num_classes, ignore_index)
     classes = tuple(range(1, num_classes + 1 if multilabel else max(num_classes, 2)))  # labels, or non-background
@@ -106,7 +109,7 @@ def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: i
     sources: list[Source] = []
     counts, locations = [], []
     for pair in tqdm(pairs, desc="scanning", unit="img", disable=None if show_progress else True, leave=False):
-        source = _open_source(pair, in_channels, num_classes, ignore_index, palette, multilabel)
+        source = _open_source(pair, in_channels, num_classes, ignore_index, palette, multilabel, hashes)
         found, count = scan_mask(source, classes, rng)
         sources.append(source)
         counts.append(count)
@@ -115,14 +118,17 @@ def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: i
 
 
 def _open_source(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None,
-                 palette: ClassPalette | None, multilabel: bool) -> Source:
+                 palette: ClassPalette | None, multilabel: bool, hashes: dict[Path, str] | None = None) -> Source:
     """A FileSource for a large TIFF/.npy pair (header and size checked, read later by region), else the
     pair decoded and checked whole (load_pair) as an ArraySource."""
     if can_stream(pair.image):
         height, width = image_size(pair.image)
         if height * width > LARGE_PIXELS:
-            return FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel)
-    image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel)
+            source = FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel)
+            if hashes is not None:
+                hashes.update({path: f"size:{path.stat().st_size}" for path in (pair.image, pair.mask)})
+            return source
+    image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel, hashes)
     return ArraySource(image, mask)
 
 

@@ -17,7 +17,7 @@ from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
-from unetkit.outputs import probabilities
+from unetkit.outputs import as_logits, probabilities
 from unetkit.runtime import has_bf16, resolve_device
 
 
@@ -60,6 +60,18 @@ class Predictor(PredictionEngine):
         `size` (the resize policy's logits go back to the images' own size) or x's own."""
         height, width = size or x.shape[-2:]
         return averaged(self._logits, x, self.tta, lambda logits: self._activate(logits, height, width))
+
+    @torch.inference_mode()
+    def logits(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 logits on the device, at the images'
+        size: what validation takes its loss on. `forward` is their activation; with TTA, whose views are
+        averaged as probabilities, they are the logits of that average."""
+        if self.tta != "none":
+            return as_logits(self.forward(images), self.saved.config)
+        height, width = images.shape[1:3]
+        x = self.saved.preprocess.to_tensor(images).to(self.device, non_blocking=True,
+                                                       memory_format=torch.channels_last)
+        return resize_logits(self._logits(x), height, width)
 
     def tile_weights(self, height: int, width: int) -> torch.Tensor:
         return torch.from_numpy(super().tile_weights(height, width)).to(self.device)

@@ -53,7 +53,8 @@ from unetkit.training.recipes import check_train_config, describe_recipe, resolv
 from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
-DATA_RECORD = "data.json"  # which images the run was trained on: --resume refuses other data
+DATA_RECORD = "data.json"  # which images the run was trained on, by name and content: --resume refuses other data
+SPLIT_RECORD = "split.json"  # the run's training/validation split, or its folds: --resume always keeps it
 PLAN_RECORD = "plan.json"  # the fingerprint and the choices made from it (training/plan.py)
 STATISTICS_PATCHES = 64  # patches the normalisation statistics of patch training are measured on
 
@@ -94,6 +95,12 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         if stored.model != config.model:
             raise UserError(f"{run_dir}: the model architecture cannot change on --resume "
                             f"(stored: {stored.model}, asked: {config.model})")
+        if stored.data.val_fraction != config.data.val_fraction and (run_dir / SPLIT_RECORD).is_file():
+            raise UserError(f"config field 'data.val_fraction': cannot change on --resume (the run keeps the split of "
+                            f"{run_dir / SPLIT_RECORD}, made with {stored.data.val_fraction})")
+    elif config.data.allow_changed:
+        raise UserError("config field 'data.allow_changed': takes effect with --resume only (a new run records its data "
+                        "as it is)")
     if not DataSource.from_fields(config.data):
         raise UserError("no data given (--data DIR with images/ and masks/, --images DIR with --masks DIR, or "
                         "--pairs FILE.csv)")
@@ -101,15 +108,23 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     check_training_sizes(config)
     # Loaded first (every file checked, each failure naming its file), then planned from a fingerprint;
     # the likely kind of loading is known from the files' headers, and the plan rarely disagrees.
-    data = _load(config, _likely_patches(config))
+    hashes: dict[Path, str] = {}  # every file's content, hashed as it is read
+    data = _load(config, _likely_patches(config), hashes)
     plan = distributed.from_main(_training_plan(config, run_dir, device, resume))  # one batch size for all ranks
     config = _with_plan(config, plan)
     if bool(config.data.patch_size) != isinstance(data, PatchSet):
-        data = _load(config, bool(config.data.patch_size))
-    strata = coverage_classes(data.coverage(config.data.ignore_index))
-    files = _files_record(data)
+        data = _load(config, bool(config.data.patch_size), hashes)
+    files = _files_record(data, hashes)
+    split = None
     if resume:
-        _check_same_data(run_dir, files, str(DataSource.from_fields(config.data)))
+        _check_same_data(run_dir, files, data, str(DataSource.from_fields(config.data)), config.data.allow_changed)
+        split = _stored_split(run_dir, data.stems, config.folds)
+    # the consent is for this start only: config.yaml never carries it into the next --resume
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, allow_changed=False))
+    if split is None:
+        strata = coverage_classes(data.coverage(config.data.ignore_index))
+        split = (stratified_folds(strata, config.folds, config.seed) if config.folds >= 2
+                 else list(stratified_split(strata, config.data.val_fraction, config.seed)))
     distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if distributed.is_main():
         log.info(describe_recipe(config))
@@ -118,8 +133,11 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         write_text(run_dir / DATA_RECORD, json.dumps(files, indent=1))
         write_text(run_dir / PLAN_RECORD, json.dumps(plan.to_dict(), indent=1))
     if config.folds >= 2:
-        return _train_folds(config, run_dir, data, strata, resume, plan.to_dict())
-    train_idx, val_idx = stratified_split(strata, config.data.val_fraction, config.seed)
+        if distributed.is_main():
+            write_text(run_dir / SPLIT_RECORD, json.dumps({"folds": [[data.stems[i] for i in fold] for fold in split]},
+                                                          indent=1))
+        return _train_folds(config, run_dir, data, split, resume, plan.to_dict())
+    train_idx, val_idx = split
     return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan.to_dict())
 
 
@@ -157,20 +175,21 @@ def _likely_patches(config: TrainConfig) -> bool:
     return not whole_by_size(len(sizes) == 1, max(max(size) for size in sizes))
 
 
-def _load(config: TrainConfig, patches: bool) -> LabelledSet | PatchSet:
-    """The folder as a PatchSet (patch training) or a stacked LabelledSet, checked for classes that never occur."""
+def _load(config: TrainConfig, patches: bool, hashes: dict[Path, str]) -> LabelledSet | PatchSet:
+    """The folder as a PatchSet (patch training) or a stacked LabelledSet, checked for classes that never occur;
+    `hashes` collects every file's content hash (data/io.py::read_array)."""
     data, model = config.data, config.model
     source = DataSource.from_fields(data)
     if patches:
         found = load_patch_set(source, model.in_channels, model.num_classes, ignore_index=data.ignore_index,
-                               multilabel=model.multilabel, seed=config.seed)
+                               multilabel=model.multilabel, seed=config.seed, hashes=hashes)
         check_class_counts(found.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
                            model.multilabel)
         _warn_if_regions(found, source, data.ignore_index)
         return found
     loaded = load_labelled(source, model.in_channels, model.num_classes,
                            resize_to=data.resize_to if data.size_policy == "resize" else None,
-                           ignore_index=data.ignore_index, multilabel=model.multilabel)
+                           ignore_index=data.ignore_index, multilabel=model.multilabel, hashes=hashes)
     check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
     _warn_if_regions(loaded, source, data.ignore_index)
     _check_pad_to(config, loaded)
@@ -279,14 +298,18 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return any((folder / LAST_CHECKPOINT).is_file() for folder in [run_dir, *run_dir.glob("fold_*")])
 
 
-def _files_record(data: LabelledSet | PatchSet) -> dict[str, Any]:
-    """The data set as --resume compares it: image and mask file names, and a hash over them."""
+def _files_record(data: LabelledSet | PatchSet, hashes: dict[Path, str]) -> dict[str, Any]:
+    """The data set as --resume compares it: a hash over the image and mask file names, and per pair the
+    content hashes of its image and mask (data/io.py::read_array; a size for files read by region)."""
     names = "\n".join(f"{pair.image.name}\t{pair.mask.name}" for pair in data.pairs)
-    return {"n_images": len(data), "files_sha256": hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()}
+    return {"n_images": len(data), "files_sha256": hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest(),
+            "content_sha256": [[hashes.get(pair.image, ""), hashes.get(pair.mask, "")] for pair in data.pairs]}
 
 
-def _check_same_data(run_dir: Path, files: dict[str, Any], data_dir: str) -> None:
-    """--resume on other data would move images between training and validation: refuse it."""
+def _check_same_data(run_dir: Path, files: dict[str, Any], data: LabelledSet | PatchSet, data_dir: str,
+                     allow_changed: bool) -> None:
+    """--resume on other files is refused; on changed content (same names) too, unless data.allow_changed
+    (corrected masks). Either way the run keeps its stored split (`_stored_split`)."""
     try:
         stored = json.loads((run_dir / DATA_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -295,6 +318,46 @@ def _check_same_data(run_dir: Path, files: dict[str, Any], data_dir: str) -> Non
         raise UserError(f"{data_dir}: is not the data {run_dir} was trained on ({files['n_images']} images "
                         f"here, {stored.get('n_images')} in the run, other file names); --resume needs the same "
                         "--data, or start a new run with another --out")
+    if "content_sha256" not in stored:
+        log.info("%s: records file names only (written before content hashes); the data is checked by name",
+                 run_dir / DATA_RECORD)
+        return
+    changed = [path for pair, before, now in zip(data.pairs, stored["content_sha256"], files["content_sha256"])
+               for path, old, new in zip((pair.image, pair.mask), before, now) if old != new]
+    if not changed:
+        return
+    what = f"{changed[0]}: changed since {run_dir} began ({len(changed)} of {2 * len(data)} files differ)"
+    if not allow_changed:
+        raise UserError(f"{what}; --resume refuses changed data (--set data.allow_changed=true continues on it, "
+                        "with the run's split)")
+    log.warning("warning: %s; continuing on it with the run's split (data.allow_changed)", what)
+
+
+def _stored_split(run_dir: Path, stems: list[str], folds: int) -> list[np.ndarray] | None:
+    """The split run_dir/split.json records, as sorted indices into `stems`: [train, val], or the K folds'
+    held-out images; None when the run recorded none (it stopped before, or its folds predate the record)."""
+    path = run_dir / SPLIT_RECORD
+    if not path.is_file():
+        if folds >= 2:
+            log.info("%s: no stored fold assignment (a run from before it was recorded); folds made again", path)
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserError(f"{path}: is not a split unetkit wrote (not JSON)") from None
+    groups = stored.get("folds") if folds >= 2 else [stored.get("train"), stored.get("val")]
+    if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups) or (
+            folds >= 2 and len(groups) != folds):
+        kind = f"{len(stored['folds'])} folds" if "folds" in stored else "one training/validation split"
+        raise UserError(f"{path}: records {kind}; --resume keeps the run's split (folds {folds} cannot take effect)")
+    index = {stem: i for i, stem in enumerate(stems)}
+    named = [stem for group in groups for stem in group]
+    unknown = [stem for stem in named if stem not in index]
+    if unknown or len(named) != len(stems) or len(set(named)) != len(named):
+        first = unknown[0] if unknown else sorted(set(stems) - set(named) or {""})[0]
+        raise UserError(f"{path}: does not split the data as it is now ({len(named)} names for {len(stems)} images, "
+                        f"first mismatch '{first}'); start a new run with another --out")
+    return [np.sort(np.array([index[stem] for stem in group], np.int64)) for group in groups]
 
 
 def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, train_idx: np.ndarray,
@@ -322,7 +385,7 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
                                       for m in train_set.masks])
     if distributed.is_main():
         make_dir(run_dir)
-        write_text(run_dir / "split.json", json.dumps({"train": train_set.stems, "val": [data.stems[i] for i in val_idx]},
+        write_text(run_dir / SPLIT_RECORD, json.dumps({"train": train_set.stems, "val": [data.stems[i] for i in val_idx]},
                                                       indent=1))
     return fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
                augment=augment_config(config.data.augment, config.data.augment_params), plan=plan)
@@ -341,10 +404,9 @@ def _statistics_sample(config: TrainConfig, data: LabelledSet | PatchSet) -> np.
                               STATISTICS_PATCHES)
 
 
-def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, strata: np.ndarray,
+def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
                  resume: bool, plan: dict[str, Any]) -> TrainResult:
-    """K folds into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
-    folds = stratified_folds(strata, config.folds, config.seed)
+    """K folds (their held-out indices) into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
     preprocess = training_preprocess(config, _statistics_sample(config, data), plan)
     selected = range(config.folds) if config.fold is None else [config.fold]
     per_fold = dataclasses.replace(config, folds=0, fold=None, time_budget_min=(

@@ -1,14 +1,18 @@
 """Validation: the network's loss and figures on held-out images, predicted as `unetkit predict` would.
 
-Apart from the loop because it is prediction, not training: images go through a PredictionEngine
-(inference/labelled.py) in the planned tile, whole, so the figures are the ones `evaluate`
-reports for the same model and options. Sets of mixed sizes (patch training's) are ragged: their
-predictions are scored in runs of one size, and their kept probabilities come back as a list.
+Apart from the loop because it is prediction, not training: images go through the Predictor
+(inference/predictor.py) in the planned tile, whole, so the figures are the ones `evaluate`
+reports for the same model and options. The loss is the training objective's first stage on the
+network's logits, on the device; masks (and, when asked, probabilities) come to the host once per
+batch, for the figures. Images larger than the tile are predicted in blended tiles as `predict`
+does, so their loss is taken on the logits of the blended probabilities. Sets of mixed sizes (patch
+training's) are ragged: they are batched in runs of one size, and their kept probabilities come
+back as a list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,18 +20,18 @@ import torch
 
 from unetkit import distributed
 from unetkit.data.dataset import LabelledSet
+from unetkit.data.io import check_finite
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import SavedModel
-from unetkit.inference.labelled import LabelledPrediction, predict_labelled, stacked
 from unetkit.inference.predictor import Predictor
 from unetkit.measures import MeasureSet
 from unetkit.metrics import MetricAccumulator
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
-from unetkit.outputs import as_logits, foreground
+from unetkit.outputs import as_logits, foreground, hard_mask, probabilities
 from unetkit.training.losses import LossFn
 
-VALIDATION_CHUNK_PIXELS = 2**22  # validation losses are taken over at most this many pixels at once (or one image)
+VALIDATION_CHUNK_PIXELS = 2**22  # a validation batch holds at most this many pixels (or one image)
 
 
 @torch.no_grad()
@@ -36,12 +40,12 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
              ignore_index: int | None = None, across_ranks: bool = False, tile: int | None = None,
              regions: list[np.ndarray] | None = None,
              measures: tuple[str, ...] = ()) -> tuple[dict[str, Any], torch.Tensor | list[torch.Tensor] | None]:
-    """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (inference/labelled.py);
+    """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (module docstring);
     optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models
     (a list of such maps for a ragged set).
 
-    The loss is taken per batch of `batch_size` images (fewer when they pass VALIDATION_CHUNK_PIXELS) on the
-    probabilities, clamped at 1e-7 as Keras does.
+    The loss is `loss_fn` on the logits of each batch of up to `batch_size` images of one size (fewer when
+    they pass VALIDATION_CHUNK_PIXELS), weighted by the images it holds.
     `across_ranks`: each rank holds a share of the images; the figures are over all shares. `tile`: the
     tile images larger than it are predicted in (the planned one, so `evaluate` sees what validation saw).
     `regions`: per image of `data`, the (H, W) bool pixels the figures count (a field of view; the loss
@@ -51,28 +55,42 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
     engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device, tile=tile)
     accumulator = MetricAccumulator(config.num_classes, ignore_index=ignore_index, multilabel=config.multilabel)
     chosen = MeasureSet(measures, config.num_classes, config.multilabel, ignore_index) if measures else None
-    loss_sum, seen, kept = 0.0, 0, []
-    predictions = predict_labelled(engine, ((i, data.images[i], data.masks[i]) for i in range(len(data))),
-                                   postprocess=False)
-    for chunk in _chunks(predictions, batch_size, VALIDATION_CHUNK_PIXELS):
-        for run in _same_size_runs(chunk):  # the whole chunk, unless sizes differ
-            keys, probabilities, masks, truths = stacked(run)
-            target = torch.from_numpy(truths).long()
-            loss_sum += float(loss_fn(as_logits(torch.from_numpy(probabilities), config), target)) * len(run)
-            seen += len(run)
-            inside = None if regions is None else np.stack([regions[k] for k in keys])
-            accumulator.update(torch.from_numpy(masks), target, None if inside is None else torch.from_numpy(inside))
-            for j in range(len(keys) if chosen is not None else 0):
-                chosen.add(masks[j], truths[j], probabilities[j], None if inside is None else inside[j])  # type: ignore[union-attr]
-            if keep_probabilities:
-                kept.append((torch.from_numpy(foreground(probabilities, config)) * 255).round().to(torch.uint8))
+    loss_sum, seen, kept = torch.zeros((), dtype=torch.float64, device=device), 0, []
+    for batch in _batches(data, batch_size, engine):
+        images = np.stack([data.images[i] for i in batch])
+        check_finite(images.reshape(-1, *images.shape[2:]), "images")  # the rule image files keep (data/io.py)
+        truths = np.stack([_truth_maps(data.masks[i]) for i in batch])
+        if engine.needs_tiles(*images.shape[1:3]):  # one image, blended from tiles as `predict` blends them
+            probs = torch.from_numpy(engine.tiled(images[0]))[None].to(device)
+            logits = as_logits(probs, config)
+        else:
+            logits = engine.logits(images)
+            probs = probabilities(logits, config)
+        target = torch.from_numpy(truths).to(device).long()
+        loss_sum += loss_fn(logits, target).double() * len(batch)
+        seen += len(batch)
+        on_device = [hard_mask(probs, config, threshold)]
+        if keep_probabilities:
+            on_device.append((foreground(probs, config) * 255).round().to(torch.uint8))
+        if chosen is not None:
+            on_device.append(probs)
+        on_host = _to_host(on_device)  # the batch's one transfer
+        masks = on_host[0]
+        inside = None if regions is None else np.stack([regions[i] for i in batch])
+        accumulator.update(masks, torch.from_numpy(truths).long(), None if inside is None else torch.from_numpy(inside))
+        for j in range(len(batch) if chosen is not None else 0):
+            chosen.add(masks[j].numpy(), truths[j], on_host[-1][j].numpy(),  # type: ignore[union-attr]
+                       None if inside is None else inside[j])
+        if keep_probabilities:
+            kept.append(on_host[1])
+    loss, count = float(loss_sum), float(seen)
     if across_ranks and distributed.launched():
         accumulator = MetricAccumulator.merged(distributed.all_gather(accumulator))
         if chosen is not None:
             shares = distributed.all_gather(chosen)
             chosen = MeasureSet.merged(shares, range(sum(len(share) for share in shares)))
-        loss_sum, seen = distributed.sum_across([loss_sum, float(seen)], device)
-    summary = accumulator.summary() | {"loss": loss_sum / max(seen, 1)}
+        loss, count = distributed.sum_across([loss, count], device)
+    summary = accumulator.summary() | {"loss": loss / max(count, 1)}
     if chosen is not None:  # iou, dice and tgs_map stay the accumulator's (the same figures)
         summary |= {k: v for k, v in chosen.summary().items() if k not in summary}
     if not keep_probabilities:
@@ -80,28 +98,41 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
     return summary, ([m for block in kept for m in block] if data.ragged else torch.cat(kept))
 
 
-def _same_size_runs(items: list[LabelledPrediction[Any]]) -> Iterator[list[LabelledPrediction[Any]]]:
-    """Consecutive items of one image size, in order (one run for a set of one size)."""
-    start = 0
-    for end in range(1, len(items) + 1):
-        if end == len(items) or items[end].truth.shape != items[start].truth.shape:
-            yield items[start:end]
-            start = end
+def _truth_maps(mask: np.ndarray) -> np.ndarray:
+    """A truth in the layout of the masks: (H, W), or (K, H, W) for multi-label ones stored (H, W, K)."""
+    return np.moveaxis(mask, -1, 0) if mask.ndim == 3 else mask
 
 
-def _chunks(items: Iterable[LabelledPrediction[Any]], size: int, max_pixels: int) -> Iterator[list[Any]]:
-    """Lists of `size` predictions, or fewer when they reach `max_pixels`: the loss of a chunk holds its
-    probabilities, logits and targets at once, which for 2048^2 windows would take gigabytes."""
-    chunk: list[Any] = []
+def _batches(data: LabelledSet, size: int, engine: Predictor) -> Iterator[list[int]]:
+    """Indices of consecutive images of one size, `size` at most, fewer when they reach
+    VALIDATION_CHUNK_PIXELS (the loss holds a batch's logits and targets at once); an image that is
+    predicted in tiles alone."""
+    batch: list[int] = []
     pixels = 0
-    for item in items:
-        chunk.append(item)
-        pixels += item.truth.shape[0] * item.truth.shape[1]
-        if len(chunk) == size or pixels >= max_pixels:
-            yield chunk
-            chunk, pixels = [], 0
-    if chunk:
-        yield chunk
+    for i in range(len(data)):
+        shape = data.images[i].shape
+        if batch and (shape != data.images[batch[0]].shape or data.images[i].dtype != data.images[batch[0]].dtype
+                      or engine.needs_tiles(*shape[:2])):
+            yield batch
+            batch, pixels = [], 0
+        batch.append(i)
+        pixels += shape[0] * shape[1]
+        if len(batch) == size or pixels >= VALIDATION_CHUNK_PIXELS or engine.needs_tiles(*shape[:2]):
+            yield batch
+            batch, pixels = [], 0
+    if batch:
+        yield batch
+
+
+def _to_host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors on the host in one copy: flattened into one buffer (uint8 when they all are, else float32,
+    which holds uint8 values exactly), then split back into their shapes and dtypes."""
+    if tensors[0].device.type == "cpu":
+        return tensors
+    dtype = torch.uint8 if all(t.dtype == torch.uint8 for t in tensors) else torch.float32
+    host = torch.cat([t.reshape(-1).to(dtype) for t in tensors]).cpu()
+    parts = host.split([t.numel() for t in tensors])
+    return [part.reshape(t.shape).to(t.dtype) for part, t in zip(parts, tensors)]
 
 
 def target_maps(val_set: LabelledSet) -> torch.Tensor | list[torch.Tensor]:
