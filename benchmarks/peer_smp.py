@@ -339,11 +339,15 @@ class PeerEngine(PredictionEngine):
         self.net.load_state_dict(load_file(str(out / WEIGHTS)))
         self.net.to(self.device).eval()
 
+    def prepare(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) raw images -> (N, 3, H, W) standardised float32 on the device."""
+        return _standardised(images).to(self.device)
+
     @torch.inference_mode()
-    def forward(self, images: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) raw images -> (N, K, H, W) float32 probabilities on the device."""
-        height, width = images.shape[1:3]
-        x = _standardised(images).to(self.device)
+    def network(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(N, 3, H, W) from `prepare` -> (N, K, H, W) float32 probabilities on the device (padded to the
+        encoder's stride for the network, cropped back)."""
+        height, width = x.shape[-2:]
         pad_h, pad_w = -height % STRIDE, -width % STRIDE
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if max(pad_h, pad_w) < min(height, width) else "replicate")
