@@ -77,7 +77,8 @@ def test_the_weight_average_is_what_validates_is_saved_and_resumes_exactly(data_
 
 
 def test_time_budget_stops_cleanly_with_a_model(data_48: Path, tmp_path: Path) -> None:
-    result = train(small_config(data_48, tmp_path / "budget", epochs=50, time_budget_min=0.02))
+    result = train(small_config(data_48, tmp_path / "budget", epochs=50, time_budget_min=0.02,
+                                early_stopping_patience=0))  # the budget, not the seed's early stopping, ends it
     assert result.stop_reason == "time budget"
     assert 1 <= result.epochs_done < 50
     assert load_model(result.model_path).net.config.start_neurons == 8

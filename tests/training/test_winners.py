@@ -88,7 +88,8 @@ def test_swa_averages_the_epochs_after_its_start_and_recomputes_batch_norm(data_
 
 
 def test_a_time_budget_ends_a_snapshot_run_with_its_final_weights(data_32: Path, tmp_path: Path) -> None:
-    layer = winners(data_32, tmp_path / "budget", epochs=200, time_budget_min=0.05)
+    layer = winners(data_32, tmp_path / "budget", epochs=200, time_budget_min=0.05,
+                    early_stopping_patience=0)  # the budget, not the seed's early stopping, ends it
     result = train(resolve_train_config(layer))
     assert result.stop_reason == "time budget"
     members = load_model(result.model_path).net.members
