@@ -29,6 +29,7 @@ T = TypeVar("T")
 # their registries and checked there (training/recipes.py checks a whole TrainConfig at once).
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 MONITORS = ("val_loss", "val_iou", "val_dice", "val_map")
+AUTO = "auto"  # a value of monitor or data.augment that the training plan chooses (training/plan.py)
 SIZE_POLICIES = ("pad", "resize", "pad_crop")
 THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
 DEVICES = ("auto", "cpu", "cuda")
@@ -347,7 +348,7 @@ class TrainConfig:
                 _require(not unsupported, name, "is not available with model.multilabel yet")
         _require(0 <= self.seed < 2**32, "seed", f"{self.seed} must lie in 0..2**32-1 (NumPy's seeds)")
         extra = tuple(f"val_{name.strip()}" for name in self.val_metrics.split(",") if name.strip())
-        _check_choice("monitor", self.monitor, MONITORS + extra + ("auto",))
+        _check_choice("monitor", self.monitor, MONITORS + extra + (AUTO,))
         _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0")
         _require(self.time_budget_min is None or self.time_budget_min > 0, "time_budget_min",
                  f"{self.time_budget_min} must be > 0")

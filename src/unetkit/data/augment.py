@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.config import _shown
+from unetkit.config import AUTO, _shown
 from unetkit.errors import UserError
 
 
@@ -68,7 +68,6 @@ def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
     return int(np.random.SeedSequence((seed, epoch, batch, rank)).generate_state(1)[0])
 
 
-AUTO = "auto"  # the plan chooses the preset (flips and rotations where the data has no up and down)
 PRESET_NAMES = (*PRESETS, AUTO)  # what data.augment may name
 
 

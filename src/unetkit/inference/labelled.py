@@ -32,7 +32,12 @@ class LabelledPrediction(Generic[Key]):
     @property
     def truth_maps(self) -> np.ndarray:
         """The truth in the layout of `mask`: (H, W), or (K, H, W) for multi-label models."""
-        return np.moveaxis(self.truth, -1, 0) if self.truth.ndim == 3 else self.truth
+        return truth_maps(self.truth)
+
+
+def truth_maps(truth: np.ndarray) -> np.ndarray:
+    """A truth in the layout of the masks: (H, W) as it is, (H, W, K) labels as (K, H, W)."""
+    return np.moveaxis(truth, -1, 0) if truth.ndim == 3 else truth
 
 
 def predict_labelled(engine: PredictionEngine, items: Iterable[tuple[Key, np.ndarray, np.ndarray]], *,

@@ -69,9 +69,7 @@ class Predictor(PredictionEngine):
         if self.tta != "none":
             return as_logits(self.forward(images), self.saved.config)
         height, width = images.shape[1:3]
-        x = self.saved.preprocess.to_tensor(images).to(self.device, non_blocking=True,
-                                                       memory_format=torch.channels_last)
-        return resize_logits(self._logits(x), height, width)
+        return resize_logits(self._logits(self.prepare(images)), height, width)
 
     def tile_weights(self, height: int, width: int) -> torch.Tensor:
         return torch.from_numpy(super().tile_weights(height, width)).to(self.device)

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from unetkit.config import ModelConfig, _shown
+from unetkit.config import AUTO, ModelConfig, _shown
 from unetkit.data.fingerprint import Fingerprint
 from unetkit.data.memory import available_memory
 from unetkit.data.patches import warp_margin
@@ -49,7 +49,6 @@ MIN_BOTTLENECK = 4  # smallest side of the deepest feature map (nnU-Net stops po
 FOREGROUND_SHARE, RARE_FOREGROUND_SHARE = 0.33, 0.5  # nnU-Net's 1/3; more when foreground is rare
 TGS_LIKE_EMPTY_SHARE = 0.1  # binary masks of which at least this share is empty are scored like TGS
 UP_DOWN_LIMIT = 0.1  # top/bottom class difference (total variation) from which images have an up
-AUTO = "auto"  # a config value the plan chooses (monitor, data.augment)
 
 
 @dataclass(frozen=True)

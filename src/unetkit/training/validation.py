@@ -23,6 +23,7 @@ from unetkit.data.dataset import LabelledSet
 from unetkit.data.io import check_finite
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import SavedModel
+from unetkit.inference.labelled import truth_maps
 from unetkit.inference.predictor import Predictor
 from unetkit.measures import MeasureSet
 from unetkit.metrics import MetricAccumulator
@@ -59,7 +60,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
     for batch in _batches(data, batch_size, engine):
         images = np.stack([data.images[i] for i in batch])
         check_finite(images.reshape(-1, *images.shape[2:]), "images")  # the rule image files keep (data/io.py)
-        truths = np.stack([_truth_maps(data.masks[i]) for i in batch])
+        truths = np.stack([truth_maps(data.masks[i]) for i in batch])
         if engine.needs_tiles(*images.shape[1:3]):  # one image, blended from tiles as `predict` blends them
             probs = torch.from_numpy(engine.tiled(images[0]))[None].to(device)
             logits = as_logits(probs, config)
@@ -96,11 +97,6 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
     if not keep_probabilities:
         return summary, None
     return summary, ([m for block in kept for m in block] if data.ragged else torch.cat(kept))
-
-
-def _truth_maps(mask: np.ndarray) -> np.ndarray:
-    """A truth in the layout of the masks: (H, W), or (K, H, W) for multi-label ones stored (H, W, K)."""
-    return np.moveaxis(mask, -1, 0) if mask.ndim == 3 else mask
 
 
 def _batches(data: LabelledSet, size: int, engine: Predictor) -> Iterator[list[int]]:
