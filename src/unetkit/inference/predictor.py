@@ -15,6 +15,7 @@ from unetkit.config import InferenceOptions
 from unetkit.data.preprocess import resize_logits
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
+from unetkit.inference.chunking import CacheSizedPasses
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
 from unetkit.outputs import as_logits, probabilities
@@ -32,6 +33,7 @@ class Predictor(PredictionEngine):
         self.saved: SavedModel = saved
         self.device = torch_device or resolve_device(self.options.device)
         self.net = saved.net.to(self.device, memory_format=torch.channels_last).eval()
+        self.passes = CacheSizedPasses(self.net)  # on a CPU, a batch runs in cache-sized passes
         self.autocast_dtype = self._autocast_dtype(self.options.precision)
 
     def _autocast_dtype(self, precision: str) -> torch.dtype | None:
@@ -77,7 +79,7 @@ class Predictor(PredictionEngine):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
-            return self.net(x).float()
+            return self.passes(x).float()
 
     def _activate(self, logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
         logits = resize_logits(logits, height, width)  # resize policy: back from resize_to x resize_to
