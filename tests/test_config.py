@@ -45,6 +45,16 @@ def test_compile_flag_and_sync_batchnorm_setting() -> None:
     assert config.runtime.compile and config.runtime.sync_batchnorm
 
 
+def test_class_balance_of_files_from_before_the_choices_reads_as_inverse_or_none() -> None:
+    # model files and YAML written when loss.balance_classes was a bool: true, false (and YAML 1.1's on/off)
+    for old, now in ((True, "inverse"), (False, "none"), ("on", "inverse"), ("off", "none")):
+        assert from_dict(TrainConfig, {"loss": {"balance_classes": old}}).loss.balance_classes == now
+    config = build_train_config(parse("--set", "loss.balance_classes=true"))
+    assert config.loss.balance_classes == "inverse"
+    with pytest.raises(UserError, match="'loss.balance_classes': 'half' is not one of none, inverse, tempered, auto"):
+        build_train_config(parse("--set", "loss.balance_classes=half"))
+
+
 def test_on_and_off_settings_survive_yaml_reading_them_as_booleans() -> None:
     # YAML 1.1 (PyYAML) reads `off` and `on` as False and True; the README's `--set runtime.amp=off` must work.
     config = build_train_config(parse("--set", "runtime.amp=off", "--set", "runtime.device_batches=on"))
@@ -57,7 +67,7 @@ def test_on_and_off_settings_survive_yaml_reading_them_as_booleans() -> None:
 OLD_NAMES = {"lr": (0.01, "optim.lr"), "weight_decay": (0.1, "optim.weight_decay"), "optimizer": ("sgd", "optim.name"),
              "grad_clip": (1.0, "optim.grad_clip"), "ema_decay": (0.99, "optim.ema_decay"),
              "loss": ("dice", "loss.name"), "class_weights": ([1, 2], "loss.class_weights"),
-             "balance_classes": (True, "loss.balance_classes"), "focal_gamma": (1.0, "loss.focal_gamma"),
+             "balance_classes": ("tempered", "loss.balance_classes"), "focal_gamma": (1.0, "loss.focal_gamma"),
              "tversky_alpha": (0.5, "loss.tversky_alpha"), "tversky_beta": (0.5, "loss.tversky_beta"),
              "border_w0": (5.0, "loss.border_w0"), "border_sigma": (3.0, "loss.border_sigma"),
              "ignore_index": (255, "data.ignore_index"), "schedule": ("cosine", "schedule.name"),

@@ -29,7 +29,10 @@ T = TypeVar("T")
 # their registries and checked there (training/recipes.py checks a whole TrainConfig at once).
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 MONITORS = ("val_loss", "val_iou", "val_dice", "val_map")
-AUTO = "auto"  # a value of monitor or data.augment that the training plan chooses (training/plan.py)
+AUTO = "auto"  # a value of monitor, data.augment or loss.balance_classes that the plan chooses (training/plan.py)
+# loss.balance_classes: class weights = (inverse training-set frequency) ** power, normalised to mean 1
+BALANCE_POWERS = {"inverse": 1.0, "tempered": 0.75}
+CLASS_BALANCES = ("none", *BALANCE_POWERS)
 SIZE_POLICIES = ("pad", "resize", "pad_crop")
 THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
 DEVICES = ("auto", "cpu", "cuda")
@@ -198,7 +201,9 @@ class LossConfig:
 
     name: str = "bce"  # the seed's; bce, bce_dice, dice, focal, tversky, lovasz, weighted_ce, ... (training/losses.py)
     class_weights: tuple[float, ...] | None = None  # per class (K=1: background, foreground)
-    balance_classes: bool = False  # class weights = inverse training-set frequency (the paper's w_c)
+    # class weights from the training set's pixel shares: none; inverse (inverse frequency, the paper's w_c);
+    # tempered (inverse frequency ** 0.75); auto (the plan's choice). true and false read as inverse and none
+    balance_classes: str = "none"
     focal_gamma: float = 2.0
     tversky_alpha: float = 0.3  # false-positive weight
     tversky_beta: float = 0.7  # false-negative weight
@@ -212,7 +217,11 @@ class LossConfig:
     second_lr: float | None = None  # the second stage's peak learning rate (default: optim.lr, unchanged)
 
     def __post_init__(self) -> None:
+        legacy = {True: "inverse", "on": "inverse", False: "none", "off": "none"}  # files from before the choices
+        if isinstance(self.balance_classes, (bool, str)) and self.balance_classes in legacy:
+            object.__setattr__(self, "balance_classes", legacy[self.balance_classes])
         _check_fields(self)
+        _check_choice("loss.balance_classes", self.balance_classes, CLASS_BALANCES + (AUTO,))
         for name in ("focal_gamma", "tversky_alpha", "tversky_beta"):
             _require(getattr(self, name) >= 0, f"loss.{name}", f"{getattr(self, name)} must be >= 0")
         _require(self.class_weights is None or min(self.class_weights, default=0) >= 0, "loss.class_weights",
@@ -343,7 +352,7 @@ class TrainConfig:
                  f"needs {max(self.model.num_classes, 2)} non-negative numbers")
         if self.model.multilabel:
             for name, unsupported in (("data.ignore_index", self.data.ignore_index is not None),
-                                      ("loss.class_weights", weights is not None or self.loss.balance_classes),
+                                      ("loss.class_weights", weights is not None or self.loss.balance_classes in BALANCE_POWERS),
                                       ("folds", self.folds >= 2)):
                 _require(not unsupported, name, "is not available with model.multilabel yet")
         _require(0 <= self.seed < 2**32, "seed", f"{self.seed} must lie in 0..2**32-1 (NumPy's seeds)")

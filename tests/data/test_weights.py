@@ -38,6 +38,9 @@ def test_balanced_class_weights_are_inverse_frequency_with_mean_one() -> None:
     weights = balanced_class_weights(np.bincount(masks.reshape(-1)), 1)
     assert weights[1] / weights[0] == pytest.approx(15.0)
     assert sum(weights) / 2 == pytest.approx(1.0)
+    tempered = balanced_class_weights(np.bincount(masks.reshape(-1)), 1, power=0.75)
+    assert tempered[1] / tempered[0] == pytest.approx(15.0**0.75)  # 7.62: the ratio tempered, the mean still 1
+    assert sum(tempered) / 2 == pytest.approx(1.0)
 
 
 def test_ignored_pixels_and_other_classes_are_not_one_object() -> None:

@@ -192,6 +192,17 @@ def test_classes_with_an_up_are_watched_by_mean_iou_and_not_turned(gray_101: Fin
     assert "0.86 >= 0.1" in plan.why["augment"]
 
 
+def test_class_index_masks_get_tempered_weights_and_binary_masks_none(gray_101: Fingerprint) -> None:
+    shares = (0.3, 0.25, 0.004, 0.2, 0.05, 0.1, 0.01, 0.01, 0.066, 0.003, 0.007)  # street scenes' kind of spread
+    street = _shaped(gray_101, num_classes=11, class_share=shares, foreground_image_share=1.0)
+    plan = make_plan(street, "cpu", memory_bytes=GIB)
+    assert plan.balance_classes == "tempered"
+    assert "the rarest 0.30% of the pixels and the commonest 30.0%" in plan.why["balance_classes"]
+    assert make_plan(gray_101, "cpu", memory_bytes=GIB).balance_classes == "none"  # binary
+    kept = make_plan(street, "cpu", memory_bytes=GIB, config_choices={"balance_classes": "inverse"})
+    assert kept.balance_classes == "inverse"
+
+
 def test_whole_images_that_are_not_square_are_flipped_not_turned(gray_101: Fingerprint) -> None:
     wide = _shaped(gray_101, size_min=(100, 160), size_median=(100, 160), size_max=(100, 160),
                    foreground_image_share=1.0)

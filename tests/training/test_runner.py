@@ -87,7 +87,7 @@ def test_few_images_strong_augmentation_and_border_weights_beat_no_augmentation(
     plain = train(TrainConfig(out_dir=str(tmp_path / "plain"), **common,
                               data=DataConfig(data_dir=str(train_dir), augment="none")))
     paper = train(TrainConfig(out_dir=str(tmp_path / "paper"), **common,
-                              loss=LossConfig(name="weighted_ce", border_sigma=2.0, balance_classes=True),
+                              loss=LossConfig(name="weighted_ce", border_sigma=2.0, balance_classes="inverse"),
                               data=DataConfig(data_dir=str(train_dir), augment="strong",
                                               augment_params={"p_vflip": 0.5, "p_rotate90": 0.5})))
     held_out = [evaluate(EvaluateConfig(model_path=str(r.model_path), data_dir=str(test_dir),

@@ -25,12 +25,16 @@ def run_warnings(config: TrainConfig, history: list[dict[str, float]], val: dict
                         f"({config.loss.name}) or a run too short; try {stronger} (BCE + Dice), or "
                         "check that the masks mark the foreground (unetkit plan --data DIR)")
     names = class_names or []
+    weighting = {"none": ("an unweighted loss", "--set loss.balance_classes=tempered, "),
+                 "tempered": ("tempered class weights", "--set loss.balance_classes=inverse (the rare classes weighed "
+                              "fully, at some cost to the common ones), ")}.get(config.loss.balance_classes,
+                                                                            ("the class weights", ""))
     for index, value in enumerate(val.get("class_iou") or []):
         if float(value) == 0.0:
             name = names[index] if index < len(names) else f"class {index}"
             warnings.append(f"{name} (class {index}) has IoU 0 on validation: the model never predicts it. Likely "
-                            "cause: it covers too few pixels for an unweighted loss; try --set "
-                            "loss.balance_classes=true, or a longer --time-budget")
+                            f"cause: it covers too few pixels for {weighting[0]}; try {weighting[1]}or a longer "
+                            "--time-budget")
     if threshold is not None and threshold in (THRESHOLDS[0], THRESHOLDS[-1]):
         side = "lowest" if threshold == THRESHOLDS[0] else "highest"
         warnings.append(f"the decision threshold {threshold:.2f} is the {side} the sweep tries: the probabilities are "

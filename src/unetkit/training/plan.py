@@ -7,14 +7,19 @@ kept, and the choices after it follow from it (a set depth changes the patch mul
 patch size the batch size). The order of the choices: depth, mode, patch size, batch size,
 predict tile, normalisation, foreground share, warp margin, then what training watches and how it
 augments: the figure that picks the best epoch (`monitor`) and the symmetries of the augmentation
-(`augment`), for recipes that leave them to the plan ("auto").
+(`augment`), and the class weights (`balance_classes`), for recipes that leave them to the plan ("auto").
 
 Data like TGS (binary, many empty masks) is scored by the TGS mAP, which rewards an empty
 prediction on an empty mask; elsewhere the mAP is near zero for thin or large structures alike
 and says little, so Dice (binary) or mean IoU (classes) picks the epoch. Flipping upside down and
 rotating by 90 degrees are free data where the images have no up and down; where the classes of
 the top and bottom halves differ (sky and road), or the data is like TGS (seismic depth, the
-recipe's measured choice), only horizontal flips are used.
+recipe's measured choice), only horizontal flips are used. Class-index masks get class weights of
+inverse frequency tempered by a power of 0.75: with none, the classes under a few percent of the
+pixels (poles, signs, cyclists in street scenes) stay at IoU 0 after a CPU budget; with the
+paper's full inverse frequency they are learned, but the common classes are given up for them
+(benchmarks/RESULTS.md, CamVid). Binary masks get none: the Dice term of the recipes' loss already
+weighs the foreground as a whole.
 
 Memory. `BYTES_PER_PIXEL_PER_NEURON` is the peak memory of one training step of the seed U-Net
 per input pixel and per `start_neurons`, measured on the CPU (fp32, depth 4, no batch norm, 1
@@ -71,6 +76,7 @@ class Plan:
     memory_bytes: int  # the memory the batch size was fitted into
     monitor: str = ""  # the figure that picks the best epoch ("": a plan from before the plan chose it)
     augment: str = ""  # the augmentation preset (data/augment.py); "" as for monitor
+    balance_classes: str = ""  # class weights from pixel shares (config.CLASS_BALANCES); "" as for monitor
     why: dict[str, str] = field(default_factory=dict, compare=False)  # field -> the reason for its value
     fingerprint: dict[str, Any] | None = field(default=None, compare=False)  # what the choices were made from
 
@@ -178,7 +184,8 @@ def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str
 
 
 def _training_choices(fp: Fingerprint, mode: str, choose: Any) -> None:
-    """The epoch-picking figure and the augmentation's symmetries (the module docstring says why)."""
+    """The epoch-picking figure, the augmentation's symmetries and the class weights (the module docstring
+    says why)."""
     empty = 1.0 - fp.foreground_image_share
     tgs_like = fp.num_classes == 1 and empty >= TGS_LIKE_EMPTY_SHARE
     if tgs_like:
@@ -200,6 +207,13 @@ def _training_choices(fp: Fingerprint, mode: str, choose: Any) -> None:
     else:
         choose("augment", "flips", f"no up and down ({up_down} < {UP_DOWN_LIMIT}), images not square: horizontal "
                "and vertical flips")
+    present = [share for share in fp.class_share if share > 0]
+    if fp.num_classes > 1 and len(present) > 1:
+        choose("balance_classes", "tempered", f"{fp.num_classes} classes, the rarest {min(present):.2%} of the pixels "
+               f"and the commonest {max(present):.1%}: weights of inverse frequency ** 0.75")
+    else:
+        choose("balance_classes", "none", "binary masks: the loss's Dice term weighs the foreground as a whole"
+               if fp.num_classes == 1 else "one class present: nothing to balance")
 
 
 def whole_by_size(same_size: bool, max_side: int) -> bool:
@@ -310,7 +324,7 @@ def _coerce(values: dict[str, Any], stored: bool = False) -> dict[str, Any]:
                 value = None if value is None and name.startswith("clip") else tuple(float(v) for v in value)
                 if value is not None and not all(math.isfinite(v) for v in value):
                     raise ValueError
-            elif name in ("mode", "normalization", "monitor", "augment"):
+            elif name in ("mode", "normalization", "monitor", "augment", "balance_classes"):
                 value = str(value)
             elif name in _MEASURED:
                 value = None if value is None else dict(value)

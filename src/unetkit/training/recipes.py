@@ -66,7 +66,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                           "hypercolumn": True, "deep_supervision": True, "classification_head": True},
                 "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
                 "schedule": {"name": "cosine", "warmup_epochs": 0.5},
-                "loss": {"name": "bce", "second_name": "lovasz_elu", "second_at": 0.6},
+                "loss": {"name": "bce", "second_name": "lovasz_elu", "second_at": 0.6, "balance_classes": "auto"},
                 "data": {"augment": "auto", "size_policy": "pad"},
                 "monitor": "auto", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}},
     # The CPU's `best`, chosen by benchmarks/quality.py on TGS (benchmarks/RESULTS.md): `fast` at half
@@ -75,11 +75,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     # about the last 500 steps), which validates and predicts; the winners' encoder, second stage and
     # Lovász all scored lower in the same minutes. The same for longer budgets, where it overfits:
     # dropout, strong augmentation and the Lovász second stage did not raise held-out mAP there.
-    # The epoch-picking figure and the augmentation's symmetries are the plan's (training/plan.py): the TGS
-    # mAP and horizontal flips on data like TGS, as measured there; Dice or mean IoU, and vertical flips and
-    # rotations where the images have no up and down, elsewhere.
+    # The epoch-picking figure, the augmentation's symmetries and the class weights are the plan's
+    # (training/plan.py): the TGS mAP and horizontal flips on data like TGS, as measured there; Dice or mean
+    # IoU, and vertical flips and rotations where the images have no up and down, elsewhere; tempered
+    # inverse-frequency weights for class-index masks.
     "best-cpu": _layered(_FAST, {"model": {"start_neurons": 8, "dropout_first": 0.0, "dropout": 0.0},
-                                 "optim": {"ema_decay": 0.998}, "monitor": "auto", "data": {"augment": "auto"}}),
+                                 "optim": {"ema_decay": 0.998}, "monitor": "auto", "data": {"augment": "auto"},
+                                 "loss": {"balance_classes": "auto"}}),
     # `best` is the recipe of the device that trains: BEST_BY_DEVICE.
     "best": {},
 }

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from unetkit import distributed
-from unetkit.config import TrainConfig, dump_yaml, from_dict, load_yaml
+from unetkit.config import AUTO, BALANCE_POWERS, TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, find_pairs, load_labelled
 from unetkit.data.fingerprint import fingerprint
@@ -225,7 +225,8 @@ def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, res
     found = fingerprint(DataSource.from_fields(data), num_classes=None if config.model.multilabel else config.model.num_classes,
                         ignore_index=data.ignore_index, seed=config.seed, multilabel=config.model.multilabel)
     return make_plan(found, device.type, overrides, model=config.model,
-                     config_choices={"monitor": config.monitor, "augment": data.augment})
+                     config_choices={"monitor": config.monitor, "augment": data.augment,
+                                     "balance_classes": config.loss.balance_classes})
 
 
 def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
@@ -238,6 +239,12 @@ def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
                 log.info("%s %s: %s", name, chosen, plan.why.get(name, "the plan's choice"))
         config = dataclasses.replace(config, monitor=plan.monitor,
                                      data=dataclasses.replace(config.data, augment=plan.augment))
+    if plan.balance_classes:  # likewise
+        if plan.balance_classes != config.loss.balance_classes:
+            log.info("class weights %s: %s", plan.balance_classes, plan.why.get("balance_classes", "the plan's choice"))
+        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, balance_classes=plan.balance_classes))
+    elif config.loss.balance_classes == AUTO:
+        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, balance_classes="none"))
     if plan.mode == "whole" or config.data.size_policy != "pad":  # a stored plan may predate a policy change
         return dataclasses.replace(config, data=dataclasses.replace(config.data, patch_size=0))
     batch = config.batch_size
@@ -374,11 +381,13 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
     log.info("%s: %d images for training, %d for validation (stratified by coverage, seed %d)",
              run_dir, len(train_set), len(val_idx), config.seed)
     class_weights = config.loss.class_weights
-    if config.loss.balance_classes and class_weights is None:
+    power = BALANCE_POWERS.get(config.loss.balance_classes)
+    if power is not None and class_weights is None:
         counts = train_set.counts.sum(axis=0) if isinstance(train_set, PatchSet) else np.bincount(
             train_set.masks.reshape(-1), minlength=256)
-        class_weights = balanced_class_weights(counts, config.model.num_classes)
-        log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in class_weights))
+        class_weights = balanced_class_weights(counts, config.model.num_classes, power)
+        log.info("class weights (%s: inverse frequency ** %g): %s", config.loss.balance_classes, power,
+                 ", ".join(f"{w:.3f}" for w in class_weights))
     if config.loss.name in BORDER_WEIGHTED and isinstance(train_set, LabelledSet):  # patches: per patch, as drawn
         train_set.weights = np.stack([border_weights(m, config.loss.border_w0, config.loss.border_sigma,
                                                      config.data.ignore_index)
