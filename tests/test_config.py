@@ -163,3 +163,25 @@ def test_yaml_merge_keys_still_override_as_yaml_says(tmp_path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text("base: &base {lr: 0.1, weight_decay: 0.0}\noptim:\n  <<: *base\n  lr: 0.01\n")
     assert load_yaml(path)["optim"] == {"lr": 0.01, "weight_decay": 0.0}
+
+
+WRITTEN = Path(__file__).parent / "fixtures" / "written-6dfc14c"  # files written by earlier code (its README.md)
+
+
+def test_config_model_file_and_checkpoint_written_by_earlier_code_still_load() -> None:
+    import torch
+
+    from unetkit.export.model_file import load_model
+    from unetkit.training.checkpoint import load_checkpoint
+    from unetkit.training.recipes import resolve_train_config
+
+    stored = from_dict(TrainConfig, load_yaml(WRITTEN / "config.yaml"))
+    assert (stored.model.start_neurons, stored.model.depth, stored.epochs, stored.optim.lr) == (2, 2, 1, 1e-3)
+    assert resolve_train_config(load_yaml(WRITTEN / "config.yaml")) == stored  # the base of --resume
+    saved, checkpoint = load_model(WRITTEN / "model.safetensors"), load_checkpoint(WRITTEN / "checkpoint.safetensors")
+    assert saved.config == stored.model and checkpoint.config == stored and saved.threshold == 0.34
+    assert (checkpoint.state.epoch, checkpoint.state.steps) == (1, 2)
+    x = torch.linspace(0, 1, 32 * 32).reshape(1, 1, 32, 32)
+    with torch.no_grad():  # the logits the writing code computed for this input
+        assert saved.net.eval()(x).sum().item() == pytest.approx(-625.4862060546875, abs=1e-3)
+        assert checkpoint.net.eval()(x).sum().item() == pytest.approx(-625.4862060546875, abs=1e-3)
