@@ -278,4 +278,4 @@ def test_train_help_lists_every_field_with_its_whole_help(capsys: pytest.Capture
         assert f"data.{field.name} = " in text, field.name
     assert "see `unetkit plan`); 0: always whole images)" in text  # the third line of data.patch_size's comment
     assert "prediction as pad)" in text  # the end of data.size_policy's
-    assert "model.batch_norm = false  (the seed has none)" in text and "data.augment_params = {}  (" in text
+    assert "model.batch_norm = false (the seed has none)" in text and "data.augment_params = {} (" in text
