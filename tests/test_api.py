@@ -3,8 +3,12 @@ predict as the CLI's flags do."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -122,14 +126,42 @@ def test_create_model_builds_plain_modules_returning_logits() -> None:
     assert unetkit.metrics.iou is not None
 
 
+FAST_RUN_CALLS: Counter[str] = Counter()  # who called check_train_config and resolve_device while fast_run trained
+
+
+def _counted(real: Callable[..., Any], key: str) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        FAST_RUN_CALLS[key] += 1
+        return real(*args, **kwargs)
+    return counted
+
+
 @pytest.fixture(scope="module")
 def fast_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One epoch of TrainConfig(recipe='fast') through the API (module-scoped: trained once)."""
+    import sys
+    from unittest import mock
+
+    import unetkit.report
+    import unetkit.training.runner  # noqa: F401 - imported so that its names are counted below
+
     run = tmp_path_factory.mktemp("fast") / "run"
     config = TrainConfig(recipe="fast", epochs=1, out_dir=str(run), batch_size=4,
                          data=dataclasses.replace(TrainConfig().data, data_dir=str(tiny_data)))
-    unetkit.train(config, model={"start_neurons": 4})
+    with contextlib.ExitStack() as patches:
+        for name, module in list(sys.modules.items()):
+            for function in ("check_train_config", "resolve_device"):
+                if name.startswith("unetkit.") and hasattr(module, function):
+                    counted = _counted(getattr(module, function), f"{name}.{function}")
+                    patches.enter_context(mock.patch.object(module, function, counted))
+        unetkit.train(config, model={"start_neurons": 4})
     return run
+
+
+def test_a_run_checks_its_config_once_and_resolves_its_device_once(fast_run: Path) -> None:
+    assert FAST_RUN_CALLS == {"unetkit.training.recipes.check_train_config": 1,  # as resolve_train_config resolves
+                              "unetkit.training.runner.resolve_device": 1,  # where the run starts, then passed down
+                              "unetkit.inference.predictor.resolve_device": 1}  # the run report's sample predictions
 
 
 def test_trainconfig_recipe_trains_fasts_optimiser_loss_and_schedule(fast_run: Path) -> None:

@@ -63,44 +63,29 @@ def test_on_and_off_settings_survive_yaml_reading_them_as_booleans() -> None:
         build_train_config(parse("--set", "runtime.amp=on"))
 
 
-# Every flat name of the config before it had sections, with a value and where it lives now.
-OLD_NAMES = {"lr": (0.01, "optim.lr"), "weight_decay": (0.1, "optim.weight_decay"), "optimizer": ("sgd", "optim.name"),
-             "grad_clip": (1.0, "optim.grad_clip"), "ema_decay": (0.99, "optim.ema_decay"),
-             "loss": ("dice", "loss.name"), "class_weights": ([1, 2], "loss.class_weights"),
-             "balance_classes": ("tempered", "loss.balance_classes"), "focal_gamma": (1.0, "loss.focal_gamma"),
-             "tversky_alpha": (0.5, "loss.tversky_alpha"), "tversky_beta": (0.5, "loss.tversky_beta"),
-             "border_w0": (5.0, "loss.border_w0"), "border_sigma": (3.0, "loss.border_sigma"),
-             "ignore_index": (255, "data.ignore_index"), "schedule": ("cosine", "schedule.name"),
-             "warmup_epochs": (2.0, "schedule.warmup_epochs"), "plateau_patience": (3, "schedule.plateau_patience"),
-             "plateau_factor": (0.5, "schedule.plateau_factor"), "min_lr": (1e-6, "schedule.min_lr"),
-             "threshold_metric": ("iou", "decision.threshold_metric"),
-             "tune_postprocess": (True, "decision.tune_postprocess"), "amp": ("off", "runtime.amp"),
-             "compile": (True, "runtime.compile"), "sync_batchnorm": (True, "runtime.sync_batchnorm"),
-             "loader_workers": (2, "runtime.loader_workers"), "deterministic": (True, "runtime.deterministic"),
-             "tensorboard": (True, "runtime.tensorboard"), "device": ("cpu", "runtime.device")}
+@pytest.mark.parametrize(("layer", "message"), [
+    ({"lr": 0.01}, "config field 'lr' is unknown"),
+    ({"loss": "dice"}, "config section 'loss' must be a mapping, got str"),
+    ({"device": "cpu"}, "config field 'device' is unknown"),
+])
+def test_flat_names_from_before_the_sections_are_refused_in_one_line(layer: dict, message: str, tmp_path: Path) -> None:
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(layer))
+    with pytest.raises(UserError, match=message):
+        build_train_config(parse("--config", str(tmp_path / "old.yaml")))
+    with pytest.raises(UserError, match=message):
+        from_dict(TrainConfig, layer)
 
 
-def _at(config: object, path: str) -> object:
-    for part in path.split("."):
-        config = getattr(config, part)
-    return config
-
-
-@pytest.mark.parametrize("old", sorted(OLD_NAMES))
-def test_every_old_flat_name_keeps_working_from_yaml_and_set(old: str, tmp_path: Path) -> None:
-    value, path = OLD_NAMES[old]
-    expected = tuple(float(v) for v in value) if isinstance(value, list) else value
-    (tmp_path / "old.yaml").write_text(yaml.safe_dump({old: value}))
-    assert _at(build_train_config(parse("--config", str(tmp_path / "old.yaml"))), path) == expected
-    assert _at(build_train_config(parse("--set", f"{old}={yaml.safe_dump(value, default_flow_style=True).strip()}")),
-               path) == expected
-    assert _at(from_dict(TrainConfig, {old: value}), path) == expected  # stored runs and model-file records
-
-
-def test_new_section_paths_and_old_names_mix_and_the_section_wins() -> None:
-    config = build_train_config(parse("--set", "lr=0.5", "--set", "optim.lr=0.25", "--set", "optim.name=adamw",
+def test_section_paths_and_section_mappings_mix() -> None:
+    config = build_train_config(parse("--set", "optim={lr: 0.5, weight_decay: 0.1}", "--set", "optim.name=adamw",
                                       "--set", "data.augment_params.p_vflip=0.5"))
-    assert (config.optim.lr, config.optim.name, config.data.augment_params) == (0.25, "adamw", {"p_vflip": 0.5})
+    assert (config.optim.lr, config.optim.weight_decay, config.optim.name) == (0.5, 0.1, "adamw")
+    assert config.data.augment_params == {"p_vflip": 0.5}
+
+
+def test_yaml_readings_are_undone_by_the_fields_type() -> None:
+    config = from_dict(TrainConfig, {"optim": {"lr": "1e-3"}, "runtime": {"amp": False}, "loss": {"class_weights": [1, 2]}})
+    assert (config.optim.lr, config.runtime.amp, config.loss.class_weights) == (1e-3, "off", (1.0, 2.0))
 
 
 @pytest.mark.parametrize(("assignment", "message"), [
@@ -143,9 +128,9 @@ def test_out_of_range_values_are_one_line_errors() -> None:
     with pytest.raises(UserError, match="'fold'.*needs folds >= 2"):
         TrainConfig(fold=0)
     with pytest.raises(UserError, match="loss.class_weights"):
-        from_dict(TrainConfig, {"class_weights": [1, "a"]})
+        from_dict(TrainConfig, {"loss": {"class_weights": [1, "a"]}})
     with pytest.raises(UserError, match="not valid YAML"):
-        build_train_config(parse("--set", "lr=[1,"))
+        build_train_config(parse("--set", "optim.lr=[1,"))
 
 
 @pytest.mark.parametrize(("value", "stored"), [(True, "imagenet"), (False, "none"), ("w.safetensors", "w.safetensors")])
@@ -173,3 +158,25 @@ def test_yaml_merge_keys_still_override_as_yaml_says(tmp_path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text("base: &base {lr: 0.1, weight_decay: 0.0}\noptim:\n  <<: *base\n  lr: 0.01\n")
     assert load_yaml(path)["optim"] == {"lr": 0.01, "weight_decay": 0.0}
+
+
+WRITTEN = Path(__file__).parent / "fixtures" / "written-6dfc14c"  # files written by earlier code (its README.md)
+
+
+def test_config_model_file_and_checkpoint_written_by_earlier_code_still_load() -> None:
+    import torch
+
+    from unetkit.export.model_file import load_model
+    from unetkit.training.checkpoint import load_checkpoint
+    from unetkit.training.recipes import resolve_train_config
+
+    stored = from_dict(TrainConfig, load_yaml(WRITTEN / "config.yaml"))
+    assert (stored.model.start_neurons, stored.model.depth, stored.epochs, stored.optim.lr) == (2, 2, 1, 1e-3)
+    assert resolve_train_config(load_yaml(WRITTEN / "config.yaml")) == stored  # the base of --resume
+    saved, checkpoint = load_model(WRITTEN / "model.safetensors"), load_checkpoint(WRITTEN / "checkpoint.safetensors")
+    assert saved.config == stored.model and checkpoint.config == stored and saved.threshold == 0.34
+    assert (checkpoint.state.epoch, checkpoint.state.steps) == (1, 2)
+    x = torch.linspace(0, 1, 32 * 32).reshape(1, 1, 32, 32)
+    with torch.no_grad():  # the logits the writing code computed for this input
+        assert saved.net.eval()(x).sum().item() == pytest.approx(-625.4862060546875, abs=1e-3)
+        assert checkpoint.net.eval()(x).sum().item() == pytest.approx(-625.4862060546875, abs=1e-3)

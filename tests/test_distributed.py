@@ -102,7 +102,7 @@ def test_two_ranks_train_on_patches_like_one_process(work: Path) -> None:
 
 def test_time_budget_stops_both_ranks_together(work: Path) -> None:
     done = unetkit("train", "--data", "syn", "--out", "budget", *TINY, "--epochs", "500", "--time-budget", "0.05",
-                   "--set", "schedule=cosine",  # a learning rate driven by the clock the ranks agree on
+                   "--set", "schedule.name=cosine",  # a learning rate driven by the clock the ranks agree on
                    "--set", "early_stopping_patience=0",  # the budget, not the seed's early stopping, ends it
                    ranks=2, cwd=work)
     rows = metrics(work / "budget")

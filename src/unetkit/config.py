@@ -8,11 +8,13 @@ raises `UserError` naming the field, because configs come from users (YAML, CLI 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import os
 import reprlib
-from collections.abc import Iterable
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,44 +51,76 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _require(value in choices, name, f"{_shown(value)} is not one of {', '.join(choices)}")
 
 
+def option(default: Any = None, text: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
+    """A config field with its help text in the field's metadata (`unetkit train --help` lists it)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@functools.cache
+def _types(cls: type) -> dict[str, Any]:
+    """The fields of a config class by name, with their real types (annotations are strings here)."""
+    hints = typing.get_type_hints(cls)
+    return {spec.name: hints[spec.name] for spec in fields(cls)}
+
+
+@functools.cache
+def _prefix(cls: type) -> str:
+    """How a message names the fields of `cls`: 'model.' for TrainConfig's model section, '' elsewhere."""
+    return next((f"{name}." for name, kind in _types(TrainConfig).items() if kind is cls), "")
+
+
+def _optional(kind: Any) -> tuple[Any, bool]:
+    """`X | None` as (X, True); any other type as (it, False)."""
+    args = typing.get_args(kind)
+    if type(None) in args and len(args) == 2:
+        return next(arg for arg in args if arg is not type(None)), True
+    return kind, False
+
+
 def _check_fields(config: Any) -> None:
-    """Every field of `config` checked against its annotation, the one type check of all configs
+    """Every field of `config` checked against its type, the one type check of all configs
     (YAML, --set, the API's keywords and hand-built objects alike): integer fields take integers
     (not bools, not 2.5, not '2'), float fields finite real numbers, tuple fields lists of them, bool
     fields bools, str fields strings (paths become strings) and section fields their section's class.
     NumPy scalars are turned into Python ones, so every config stays JSON-able."""
-    prefix = _PREFIXES.get(type(config).__name__, "")
-    for spec in fields(config):
-        value = getattr(config, spec.name)
-        checked = _checked_value(f"{prefix}{spec.name}", str(spec.type), value)
+    prefix = _prefix(type(config))
+    for name, kind in _types(type(config)).items():
+        value = getattr(config, name)
+        checked = _checked_value(f"{prefix}{name}", kind, value)
         if checked is not value:
-            object.__setattr__(config, spec.name, checked)
+            object.__setattr__(config, name, checked)
 
 
-def _checked_value(name: str, annotation: str, value: Any) -> Any:
-    kind = annotation.replace(" | None", "")
-    if value is None and kind != annotation:
+def _checked_value(name: str, kind: Any, value: Any) -> Any:
+    kind, optional = _optional(kind)
+    if value is None and optional:
         return None
-    if kind in _SECTIONS:
-        _require(type(value).__name__ == kind, name, f"{_shown(value)} is not a {kind} (give the section as a {kind})")
+    if dataclasses.is_dataclass(kind):
+        title = kind.__name__
+        _require(isinstance(value, kind), name, f"{_shown(value)} is not a {title} (give the section as a {title})")
         return value
-    if kind == "int":
+    if kind is int:
         _require(isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_), name,
                  f"{_shown(value)} is not an integer")
         _require(-2**63 <= value < 2**63, name, f"{_shown(value)} is too large")  # sizes, counts, seeds: int64
         return value if type(value) is int else int(value)
-    if kind == "float":
+    if kind is float:
         return _finite(name, value)
-    if kind.startswith("tuple[float"):
-        _require(isinstance(value, list | tuple), name, f"{_shown(value)} must be a list of numbers")
-        return tuple(_finite(f"{name}[{i}]", v) for i, v in enumerate(value))
-    if kind == "bool":
+    if kind is bool:
         _require(isinstance(value, bool | np.bool_), name, f"{_shown(value)} is not true or false")
         return bool(value)
-    if kind == "str":
+    if kind is str:
         value = os.fspath(value) if isinstance(value, os.PathLike) else value
         _require(isinstance(value, str), name, f"{_shown(value)} is not a string")
         return value
+    if typing.get_origin(kind) is tuple:
+        _require(isinstance(value, list | tuple), name, f"{_shown(value)} must be a list")
+        item = typing.get_args(kind)[0]
+        return tuple(_checked_value(f"{name}[{i}]", item, v) for i, v in enumerate(value))
+    if typing.get_origin(kind) is dict:
+        _require(isinstance(value, dict), name, "must be a mapping of field: value")
     return value
 
 
@@ -113,23 +147,23 @@ class ModelConfig:
     U-Net "unet": encoder .. classification_head).
     """
 
-    arch: str = "seed_unet"  # "seed_unet" (the kernel's U-Net) or another registered architecture
-    in_channels: int = 1  # 1 = grayscale (TGS), 3 = RGB
-    num_classes: int = 1  # 1 = binary with sigmoid; >1 = softmax over class indices (or labels, below)
-    multilabel: bool = False  # num_classes independent sigmoid labels; masks carry one channel per label
-    start_neurons: int = 16  # filters at the first level; doubled at every level down
-    depth: int = 4  # pooling steps; inputs are padded to a multiple of 2**depth
-    dropout_first: float = 0.25  # after the first pooling (the kernel's 0.25)
-    dropout: float = 0.5  # after every later pooling and every decoder concatenation
-    batch_norm: bool = False  # the seed has none
-    upsampling: str = "transpose"  # "transpose" (3x3 stride-2, the seed) or "bilinear"
-    encoder: str = "resnet34"  # arch "unet": any timm model with features_only (resnet34, efficientnet_b0, ...)
-    pretrained: str = "none"  # arch "unet": "none", "imagenet" (timm's weights, downloaded) or PATH.safetensors
-    attention: str = "none"  # arch "unet": decoder attention, "none" or "scse"
-    hypercolumn: bool = False  # arch "unet": every decoder level upsampled and concatenated before the head
-    deep_supervision: bool = False  # arch "unet": auxiliary logits at every decoder level while training
-    classification_head: bool = False  # arch "unet": an image-level "anything there?" logit from the encoder
-    image_gate: bool = True  # with classification_head: predicted masks gated by its probability (empty if it says so)
+    arch: str = option("seed_unet", "seed_unet (the kernel's U-Net) or another registered architecture")
+    in_channels: int = option(1, "1 = grayscale (TGS), 3 = RGB")
+    num_classes: int = option(1, "1 = binary with sigmoid; >1 = softmax over class indices (or labels, below)")
+    multilabel: bool = option(False, "num_classes independent sigmoid labels; masks carry one channel per label")
+    start_neurons: int = option(16, "filters at the first level; doubled at every level down")
+    depth: int = option(4, "pooling steps; inputs are padded to a multiple of 2**depth")
+    dropout_first: float = option(0.25, "after the first pooling (the kernel's 0.25)")
+    dropout: float = option(0.5, "after every later pooling and every decoder concatenation")
+    batch_norm: bool = option(False, "the seed has none")
+    upsampling: str = option("transpose", '"transpose" (3x3 stride-2, the seed) or "bilinear"')
+    encoder: str = option("resnet34", 'arch "unet": any timm model with features_only (resnet34, efficientnet_b0, ...)')
+    pretrained: str = option("none", "arch unet: none, imagenet (timm's weights, downloaded) or PATH.safetensors")
+    attention: str = option("none", 'arch "unet": decoder attention, "none" or "scse"')
+    hypercolumn: bool = option(False, 'arch "unet": every decoder level upsampled and concatenated before the head')
+    deep_supervision: bool = option(False, 'arch "unet": auxiliary logits at every decoder level while training')
+    classification_head: bool = option(False, 'arch "unet": an image-level "anything there?" logit from the encoder')
+    image_gate: bool = option(True, "with classification_head: predicted masks gated by its probability (empty if it says so)")
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -147,37 +181,35 @@ class ModelConfig:
 class DataConfig:
     """Where the images come from, what their masks hold and how they are brought to the network."""
 
-    data_dir: str = ""  # folder with images/ and masks/
-    val_fraction: float = 0.2  # held out for validation, stratified by mask coverage
-    size_policy: str = "pad"  # "pad": reflect-pad to a multiple of 2**depth inside the model;
-    #                           "resize": resize to resize_to x resize_to (the kernel's 101 -> 128)
-    #                           "pad_crop": training on random crop x crop windows of the images reflect-padded
-    #                           to pad_to x pad_to (the TGS winners' 101 -> 148, crops of 128); prediction as "pad"
+    data_dir: str = option("", "folder with images/ and masks/")
+    val_fraction: float = option(0.2, "held out for validation, stratified by mask coverage")
+    size_policy: str = option("pad", "pad: reflect-pad to a multiple of 2**depth inside the model; resize: resize to "
+        "resize_to x resize_to (the kernel's 101 -> 128); pad_crop: training on random crop x crop windows of the images "
+        "reflect-padded to pad_to x pad_to (the TGS winners' 101 -> 148, crops of 128), prediction as pad")
     resize_to: int = 128
-    pad_to: int = 148  # pad_crop: side the training images are reflect-padded to (>= the images' sides)
-    crop: int = 128  # pad_crop: side of the random training crops (<= pad_to)
-    patch_size: int | None = None  # pad: train on random patch_size x patch_size patches (data/patches.py); None:
-    #                               the plan decides (patches for mixed sizes or sides over 384, see `unetkit plan`);
-    #                               0: always whole images
-    foreground_share: float | None = None  # share of each batch's patches centred on foreground (on each class in
-    #                                        turn); None: the plan's (a third; half when foreground is rare)
-    patches_per_epoch: int = 0  # patches that make an epoch; 0: the training pixels over the patch's (one pass's
-    #                             worth), at least one batch and at most 250 batches
-    normalize: bool = True  # standardise: the training set's per-channel mean and std, or with model.pretrained
-    #                         the encoder's own (ImageNet's for most), which its weights expect
-    ignore_index: int | None = None  # mask value excluded from loss and metrics (e.g. 255 = unlabelled)
-    augment: str = "seed"  # "seed" = random horizontal flips (the kernel's), "flips", "d4", "strong" (data/augment.py),
-    #                        "none", or "auto": the plan's choice of symmetries from the masks (training/plan.py)
-    augment_params: dict[str, float] = field(default_factory=dict)  # AugmentConfig fields over the preset
-    images_dir: str = ""  # the images, when not data_dir/images (data/pairing.py)
-    masks_dir: str = ""  # the masks, when not data_dir/masks or data_dir/labels
-    image_name: str = ""  # how an image's file name holds its id, e.g. '{id}_training.tif' (default '{id}.*')
-    mask_name: str = ""  # its mask's file name, e.g. '{id}_manual1.gif' (default '{id}.*' or '{id}_mask.*')
-    pairs: str = ""  # a CSV with columns image,mask (paths relative to it) instead of folders
-    fov_dir: str = ""  # region masks (a field of view) paired like the masks: validation figures and the threshold
-    #                    sweep count only the pixels inside (training still sees every pixel)
-    allow_changed: bool = False  # --resume: continue although images or masks changed since the run began (corrected
-    #                              masks; refused by default); the run keeps its stored split. Taken once, not stored
+    pad_to: int = option(148, "pad_crop: side the training images are reflect-padded to (>= the images' sides)")
+    crop: int = option(128, "pad_crop: side of the random training crops (<= pad_to)")
+    patch_size: int | None = option(None, "pad: train on random patch_size x patch_size patches (data/patches.py); None: the "
+        "plan decides (patches for mixed sizes or sides over 384, see `unetkit plan`); 0: always whole images")
+    foreground_share: float | None = option(None, "share of each batch's patches centred on foreground (on each class in "
+        "turn); None: the plan's (a third; half when foreground is rare)")
+    patches_per_epoch: int = option(0, "patches that make an epoch; 0: the training pixels over the patch's (one pass's "
+        "worth), at least one batch and at most 250 batches")
+    normalize: bool = option(True, "standardise: the training set's per-channel mean and std, or with model.pretrained the "
+        "encoder's own (ImageNet's for most), which its weights expect")
+    ignore_index: int | None = option(None, "mask value excluded from loss and metrics (e.g. 255 = unlabelled)")
+    augment: str = option("seed", "seed = random horizontal flips (the kernel's), flips, d4, strong "
+        "(data/augment.py), none, or auto: the plan's choice of symmetries from the masks (training/plan.py)")
+    augment_params: dict[str, float] = option(factory=dict, text="AugmentConfig fields over the preset")
+    images_dir: str = option("", "the images, when not data_dir/images (data/pairing.py)")
+    masks_dir: str = option("", "the masks, when not data_dir/masks or data_dir/labels")
+    image_name: str = option("", "how an image's file name holds its id, e.g. '{id}_training.tif' (default '{id}.*')")
+    mask_name: str = option("", "its mask's file name, e.g. '{id}_manual1.gif' (default '{id}.*' or '{id}_mask.*')")
+    pairs: str = option("", "a CSV with columns image,mask (paths relative to it) instead of folders")
+    fov_dir: str = option("", "region masks (a field of view) paired like the masks: validation figures and the threshold "
+        "sweep count only the pixels inside (training still sees every pixel)")
+    allow_changed: bool = option(False, "--resume: continue although images or masks changed since the run began (corrected "
+        "masks; refused by default); the run keeps its stored split. Taken once, not stored")
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -192,29 +224,28 @@ class DataConfig:
                  f"{self.foreground_share!r} must lie in [0, 1]")
         _require(isinstance(self.patches_per_epoch, int) and self.patches_per_epoch >= 0, "data.patches_per_epoch",
                  f"{self.patches_per_epoch!r} must be an integer >= 0")
-        _require(isinstance(self.augment_params, dict), "data.augment_params", "must be a mapping of field: value")
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """The training loss (training/losses.py) and its knobs."""
 
-    name: str = "bce"  # the seed's; bce, bce_dice, dice, focal, tversky, lovasz, weighted_ce, ... (training/losses.py)
-    class_weights: tuple[float, ...] | None = None  # per class (K=1: background, foreground)
-    # class weights from the training set's pixel shares: none; inverse (inverse frequency, the paper's w_c);
-    # tempered (inverse frequency ** 0.75); auto (the plan's choice). true and false read as inverse and none
-    balance_classes: str = "none"
+    name: str = option("bce", "the seed's; bce, bce_dice, dice, focal, tversky, lovasz, weighted_ce, ... (training/losses.py)")
+    class_weights: tuple[float, ...] | None = option(None, "per class (K=1: background, foreground)")
+    balance_classes: str = option("none", "class weights from the training set's pixel shares: none; inverse (inverse "
+                                  "frequency, the paper's w_c); tempered (inverse frequency ** 0.75); auto (the plan's "
+                                  "choice). true and false read as inverse and none")
     focal_gamma: float = 2.0
-    tversky_alpha: float = 0.3  # false-positive weight
-    tversky_beta: float = 0.7  # false-negative weight
-    border_w0: float = 10.0  # weighted_ce: the paper's w0 ...
-    border_sigma: float = 5.0  # ... and sigma (pixels)
-    image_weight: float = 0.1  # model.classification_head: weight of the image-level "any foreground?" BCE
-    aux_weight: float = 0.1  # model.deep_supervision: weight of the loss on each auxiliary map
-    aux_nonempty_only: bool = True  # deep supervision on images with foreground only (the winners' choice)
-    second_name: str | None = None  # a second stage: this loss (e.g. lovasz_elu) from second_at of the run on
-    second_at: float = 0.5  # share of the run (epochs, or the time budget) where the second stage starts, in (0, 1)
-    second_lr: float | None = None  # the second stage's peak learning rate (default: optim.lr, unchanged)
+    tversky_alpha: float = option(0.3, "false-positive weight")
+    tversky_beta: float = option(0.7, "false-negative weight")
+    border_w0: float = option(10.0, "weighted_ce: the paper's w0 ...")
+    border_sigma: float = option(5.0, "... and sigma (pixels)")
+    image_weight: float = option(0.1, 'model.classification_head: weight of the image-level "any foreground?" BCE')
+    aux_weight: float = option(0.1, "model.deep_supervision: weight of the loss on each auxiliary map")
+    aux_nonempty_only: bool = option(True, "deep supervision on images with foreground only (the winners' choice)")
+    second_name: str | None = option(None, "a second stage: this loss (e.g. lovasz_elu) from second_at of the run on")
+    second_at: float = option(0.5, "share of the run (epochs, or the time budget) where the second stage starts, in (0, 1)")
+    second_lr: float | None = option(None, "the second stage's peak learning rate (default: optim.lr, unchanged)")
 
     def __post_init__(self) -> None:
         legacy = {True: "inverse", "on": "inverse", False: "none", "off": "none"}  # files from before the choices
@@ -237,12 +268,12 @@ class LossConfig:
 class OptimConfig:
     """The optimiser (training/schedule.py) and what acts on its steps."""
 
-    name: str = "adam"  # "adam" (the seed), "adamw", "sgd" (Nesterov, momentum 0.9)
-    lr: float = 1e-3  # Adam's Keras default
+    name: str = option("adam", '"adam" (the seed), "adamw", "sgd" (Nesterov, momentum 0.9)')
+    lr: float = option(1e-3, "Adam's Keras default")
     weight_decay: float = 0.0
-    grad_clip: float | None = None  # max gradient norm
-    ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); validated and saved
-    swa_start: float | None = None  # SWA from this share of the run: epoch-end weights averaged, saved as the model
+    grad_clip: float | None = option(None, "max gradient norm")
+    ema_decay: float | None = option(None, "exponential moving average of weights (e.g. 0.999); validated and saved")
+    swa_start: float | None = option(None, "SWA from this share of the run: epoch-end weights averaged, saved as the model")
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -259,11 +290,11 @@ class OptimConfig:
 class ScheduleConfig:
     """How the learning rate moves (training/schedule.py)."""
 
-    name: str = "plateau"  # "plateau" (the seed), "cosine", "sgdr", "onecycle", "poly" (nnU-Net), "constant"
-    warmup_epochs: float = 0.0  # linear warm-up for cosine/sgdr/poly/constant
-    cycles: int = 4  # sgdr: cosine cycles (warm restarts) over the run (epochs, or the time budget)
-    snapshots: bool = False  # sgdr: the weights at each cycle's end, saved as one ensemble model file
-    plateau_patience: int = 5  # reduce-on-plateau patience
+    name: str = option("plateau", '"plateau" (the seed), "cosine", "sgdr", "onecycle", "poly" (nnU-Net), "constant"')
+    warmup_epochs: float = option(0.0, "linear warm-up for cosine/sgdr/poly/constant")
+    cycles: int = option(4, "sgdr: cosine cycles (warm restarts) over the run (epochs, or the time budget)")
+    snapshots: bool = option(False, "sgdr: the weights at each cycle's end, saved as one ensemble model file")
+    plateau_patience: int = option(5, "reduce-on-plateau patience")
     plateau_factor: float = 0.1
     min_lr: float = 1e-5
 
@@ -280,8 +311,8 @@ class ScheduleConfig:
 class DecisionConfig:
     """How the stored decision rule is chosen on validation after training (training/threshold.py)."""
 
-    threshold_metric: str = "iou"  # what the threshold sweep maximises; "tgs_map" rewards empty masks, ask for it
-    tune_postprocess: bool = False  # also choose min component area and the empty-mask rule on validation
+    threshold_metric: str = option("iou", 'what the threshold sweep maximises; "tgs_map" rewards empty masks, ask for it')
+    tune_postprocess: bool = option(False, "also choose min component area and the empty-mask rule on validation")
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -293,16 +324,15 @@ class RuntimeConfig:
     """Where and how fast training runs; none of it changes what is learnt (deterministic aside)."""
 
     device: str = "auto"
-    # Mixed precision. auto: on a GPU bf16 where supported, else fp16 with a grad scaler; on a CPU bf16
-    # where it has bf16 instructions (AVX512-BF16, AMX), else fp32. off: fp32 everywhere.
-    amp: str = "auto"
-    compile: bool = False  # torch.compile the network
-    sync_batchnorm: bool = False  # under torchrun on GPUs: batch-norm statistics over every rank's images
-    loader_workers: int | None = None  # threads preparing batches; None: 0 on the CPU, up to 8 on a GPU
-    deterministic: bool = False  # deterministic kernels (slower on GPU)
-    device_batches: str = "auto"  # training set and augmentation on the device: auto = on CUDA when it fits; on; off
-    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
-    track: str = "none"  # "mlflow": log config, metrics and artifacts to MLFLOW_TRACKING_URI (the mlflow extra)
+    amp: str = option("auto", "mixed precision. auto: on a GPU bf16 where supported, else fp16 with a grad scaler; on a "
+        "CPU bf16 where it has bf16 instructions (AVX512-BF16, AMX), else fp32. off: fp32 everywhere")
+    compile: bool = option(False, "torch.compile the network")
+    sync_batchnorm: bool = option(False, "under torchrun on GPUs: batch-norm statistics over every rank's images")
+    loader_workers: int | None = option(None, "threads preparing batches; None: 0 on the CPU, up to 8 on a GPU")
+    deterministic: bool = option(False, "deterministic kernels (slower on GPU)")
+    device_batches: str = option("auto", "training set and augmentation on the device: auto = on CUDA when it fits; on; off")
+    tensorboard: bool = option(False, "also write TensorBoard event files (needs the tensorboard package)")
+    track: str = option("none", '"mlflow": log config, metrics and artifacts to MLFLOW_TRACKING_URI (the mlflow extra)')
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -318,8 +348,8 @@ class TrainConfig:
     """One training run, in sections. Defaults are the seed kernel's recipe."""
 
     out_dir: str = ""
-    recipe: str = "seed"  # named set of defaults (training/recipes.py) the YAML and flags were applied over
-    preset: str = "seed"  # model preset the `model` section was resolved from
+    recipe: str = option("seed", "named set of defaults (training/recipes.py) the YAML and flags were applied over")
+    preset: str = option("seed", "model preset the `model` section was resolved from")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -327,18 +357,18 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    epochs: int = 200  # the kernel's; early stopping usually ends sooner
+    epochs: int = option(200, "the kernel's; early stopping usually ends sooner")
     batch_size: int = 32
-    monitor: str = "val_loss"  # what early stopping, plateau and the best checkpoint watch; "auto": the plan's choice
-    #                            (TGS mAP for data like TGS, else Dice, or mean IoU for classes; training/plan.py)
-    early_stopping_patience: int = 10  # epochs without improvement; 0 disables
-    time_budget_min: float | None = None  # stop cleanly once this much training time is spent
+    monitor: str = option("val_loss", "what early stopping, plateau and the best checkpoint watch; auto: the plan's choice "
+        "(TGS mAP for data like TGS, else Dice, or mean IoU for classes; training/plan.py)")
+    early_stopping_patience: int = option(10, "epochs without improvement; 0 disables")
+    time_budget_min: float | None = option(None, "stop cleanly once this much training time is spent")
     seed: int = 0
-    folds: int = 0  # K >= 2: K-fold cross-validation, out-of-fold score, one ensemble model file
-    fold: int | None = None  # with folds: train only this fold (0-based)
-    val_metrics: str = ""  # more validation figures each epoch, e.g. "hd95,nsd@2" (unetkit/measures.py); each
-    #                        becomes a metrics.csv column val_NAME that monitor may name (val_hd95: lower is better)
-    init_model: str = ""  # fine-tune: start from this model file's weights and normalisation (same architecture)
+    folds: int = option(0, "K >= 2: K-fold cross-validation, out-of-fold score, one ensemble model file")
+    fold: int | None = option(None, "with folds: train only this fold (0-based)")
+    val_metrics: str = option("", 'more validation figures each epoch, e.g. "hd95,nsd@2" (unetkit/measures.py); each becomes '
+        "a metrics.csv column val_NAME that monitor may name (val_hd95: lower is better)")
+    init_model: str = option("", "fine-tune: start from this model file's weights and normalisation (same architecture)")
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -494,92 +524,36 @@ class ImportConfig:
     copy: bool = False  # copy the images (default: hard links where the file system allows, else copies)
 
 
-# Where the flat fields of TrainConfig (before it had sections) live now. Old YAML files, `--set`
-# names, stored runs and model-file records keep working: `upgrade_train_layer` moves them.
-MOVED_FIELDS: dict[str, str] = {
-    **{name: f"loss.{name}" for name in ("class_weights", "balance_classes", "focal_gamma", "tversky_alpha",
-                                         "tversky_beta", "border_w0", "border_sigma")},
-    "loss": "loss.name", "optimizer": "optim.name",
-    **{name: f"optim.{name}" for name in ("lr", "weight_decay", "grad_clip", "ema_decay")},
-    "schedule": "schedule.name",
-    **{name: f"schedule.{name}" for name in ("warmup_epochs", "plateau_patience", "plateau_factor", "min_lr")},
-    **{name: f"decision.{name}" for name in ("threshold_metric", "tune_postprocess")},
-    **{name: f"runtime.{name}" for name in ("device", "amp", "compile", "sync_batchnorm", "loader_workers",
-                                            "deterministic", "tensorboard")},
-    "ignore_index": "data.ignore_index",
-}
-
-
-def upgrade_train_layer(layer: dict[str, Any]) -> dict[str, Any]:
-    """A layer of TrainConfig data with every old flat field moved into its section.
-
-    `loss: bce_dice` (a name, not a mapping) is the old form of `loss: {name: bce_dice}`; the same
-    holds for `schedule`. A field given both ways takes the section's value.
-    """
-    if not isinstance(layer, dict):
-        return layer
-    out: dict[str, Any] = {}
-    moved: dict[str, dict[str, Any]] = {}
-    for key, value in layer.items():
-        if key in MOVED_FIELDS and not (key in ("loss", "schedule") and isinstance(value, dict)):
-            section, name = MOVED_FIELDS[key].split(".")
-            moved.setdefault(section, {})[name] = value
-        else:
-            out[key] = value
-    for section, values in moved.items():
-        given = out.get(section)
-        out[section] = {**values, **given} if isinstance(given, dict) else values
-    return out
-
-
 def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
-    """Build `cls` from plain data, recursing into nested configs; unknown keys are errors naming
-    the known ones. Old flat TrainConfig fields are moved into their sections first."""
+    """Build `cls` from plain data (a YAML file's, a stored record's), recursing into its sections by
+    the fields' types; unknown keys are errors naming the known ones. The config's own check
+    (`__post_init__`) checks the values."""
     if not isinstance(values, dict):
         raise UserError(f"config section '{where or cls.__name__}' must be a mapping, got {type(values).__name__}")
-    if cls is TrainConfig:
-        values = upgrade_train_layer(values)
     if cls is ModelConfig and isinstance(values.get("pretrained"), bool):  # YAML `pretrained: true|false`
         values = {**values, "pretrained": "imagenet" if values["pretrained"] else "none"}
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    known = _types(cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         name = f"{where}.{str(key)[:200]}" if where else str(key)[:200]
         if key not in known:
             raise UserError(f"config field '{name}' is unknown (known: {', '.join(known)})")
-        nested = _SECTIONS.get(str(known[key].type))
-        kwargs[key] = from_dict(nested, value, where=name) if nested else _typed(name, known[key].type, value)
+        kind = _optional(known[key])[0]
+        kwargs[key] = from_dict(kind, value, where=name) if dataclasses.is_dataclass(kind) else _from_yaml(kind, value)
     return cls(**kwargs)
 
 
-_PREFIXES = {"ModelConfig": "model.", "DataConfig": "data.", "LossConfig": "loss.", "OptimConfig": "optim.",
-             "ScheduleConfig": "schedule.", "DecisionConfig": "decision.", "RuntimeConfig": "runtime."}
-_SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (ModelConfig, DataConfig, LossConfig, OptimConfig,
-                                                          ScheduleConfig, DecisionConfig, RuntimeConfig)}
-_SECTION_NAMES = frozenset(f.name for f in fields(TrainConfig) if f.type in _SECTIONS)
-_SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str,
-                                                "tuple[float, ...]": (list, tuple), "tuple[int, ...]": (list, tuple),
-                                                "dict[str, float]": dict}
-
-
-def _typed(name: str, annotation: Any, value: Any) -> Any:
-    """`value` checked against a scalar field annotation ("int", "float | None", ...)."""
-    text = str(annotation)
-    if value is None and "None" in text:
-        return None
-    expected = _SCALARS.get(text.replace(" | None", ""))
-    if expected is None:
-        return value
-    if text.startswith("float") and isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+def _from_yaml(kind: Any, value: Any) -> Any:
+    """What YAML 1.1 (PyYAML) reads otherwise than it is meant: 1e-3 (no dot) as a string, off/on/no/yes as
+    booleans; undone where the field's type says so."""
+    if kind is float and isinstance(value, str):
         try:
-            value = float(value)
+            return float(value)
         except ValueError:
-            pass
-    if text.startswith("str") and isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans
-        value = "on" if value else "off"
-    if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
-        raise UserError(f"config field '{name}': {_shown(value)} is not of type {text}")
-    return float(value) if text.startswith("float") else tuple(value) if text.startswith("tuple") else value
+            return value
+    if kind is str and isinstance(value, bool):
+        return "on" if value else "off"
+    return value
 
 
 def layer_from_fields(named: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
@@ -593,7 +567,8 @@ def layer_from_fields(named: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
     layer: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for source, name, value in named:
-        flat = _flatten(value, name) if isinstance(value, dict) and name in _SECTION_NAMES else [(name, value)]
+        section = isinstance(value, dict) and dataclasses.is_dataclass(_types(TrainConfig).get(name))
+        flat = _flatten(value, name) if section else [(name, value)]
         for path, leaf in flat:
             if path in origin and _get_path(layer, path) != leaf:
                 raise UserError(f"{source} {_shown(leaf)} contradicts {origin[path]} {_shown(_get_path(layer, path))} "
@@ -630,13 +605,13 @@ def _get_path(layer: dict[str, Any], path: str) -> Any:
 
 
 def _put_path(layer: dict[str, Any], path: str, value: Any) -> None:
-    """Set a dotted path; an old flat section value (`loss: bce`) becomes its `name` field."""
+    """Set a dotted path, making the sections on the way."""
     *sections, name = path.split(".")
     target = layer
     for section in sections:
-        if not isinstance(target.get(section), dict):
-            target[section] = {} if section not in target else {"name": target[section]}
-        target = target[section]
+        target = target.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise UserError(f"config section '{section}' must be a mapping, got {type(target).__name__}")
     target[name] = value
 
 

@@ -264,8 +264,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(synthetic_dir: Path, t
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 4
 
 
-def test_train_help_lists_every_field_with_its_whole_comment(capsys: pytest.CaptureFixture[str]) -> None:
-    """Comments continued over several lines in config.py are shown whole, not cut at the first line."""
+def test_train_help_lists_every_field_with_its_whole_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every field's help (its metadata in config.py) is shown whole, with its default as YAML writes it."""
     import dataclasses
 
     from unetkit.config import DataConfig
@@ -277,4 +277,5 @@ def test_train_help_lists_every_field_with_its_whole_comment(capsys: pytest.Capt
     for field in dataclasses.fields(DataConfig):
         assert f"data.{field.name} = " in text, field.name
     assert "see `unetkit plan`); 0: always whole images)" in text  # the third line of data.patch_size's comment
-    assert "prediction as \"pad\")" in text  # the fourth of data.size_policy's
+    assert "prediction as pad)" in text  # the end of data.size_policy's
+    assert "model.batch_norm = false (the seed has none)" in text and "data.augment_params = {} (" in text

@@ -138,7 +138,7 @@ CASES: dict[str, Callable[[dict[str, Path], Path], tuple[Call, str]]] = {
         r"'data\.augment_params\.p_vflip': nan must be a finite number"),
     "yaml-lr-inf": lambda s, t: (
         _yaml(t, "optim: {lr: .inf}\n", *_train(s, t)), r"'optim\.lr': inf is not a finite number"),
-    "yaml-epochs-float": lambda s, t: (_yaml(t, "epochs: 2.5\n", *_train(s, t)[:-3]), r"'epochs': 2\.5 is not of type"),
+    "yaml-epochs-float": lambda s, t: (_yaml(t, "epochs: 2.5\n", *_train(s, t)[:-3]), r"'epochs': 2\.5 is not an integer"),
     "plan-patch-size-huge": lambda s, t: (
         ["plan", "--data", str(s["data"]), "--set", "patch_size=1000000000"],
         r"plan field 'patch_size': 1000000000 must lie in 1\.\.8192"),
@@ -153,7 +153,7 @@ CASES: dict[str, Callable[[dict[str, Path], Path], tuple[Call, str]]] = {
     "api-epochs-string": lambda s, t: (lambda: TrainConfig(epochs="2"), r"'epochs': '2' is not an integer"),
     "api-epochs-bool": lambda s, t: (lambda: TrainConfig(epochs=True), r"'epochs': True is not an integer"),
     "api-train-keyword-epochs-2.5": lambda s, t: (
-        lambda: unetkit.train(s["data"], t / "R", epochs=2.5), r"'epochs': 2\.5 is not of type int"),
+        lambda: unetkit.train(s["data"], t / "R", epochs=2.5), r"'epochs': 2\.5 is not an integer"),
     "api-seed-huge-int": lambda s, t: (lambda: TrainConfig(seed=10**5000), r"'seed': <int of 16610 bits> is too large"),
     "yaml-int-of-5001-digits": lambda s, t: (
         _yaml(t, "seed: 1" + "0" * 5000 + "\n", *_train(s, t)[:-3]), r"c\.yaml: not valid YAML \(Exceeds the limit"),

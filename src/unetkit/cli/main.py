@@ -7,12 +7,11 @@ other exception is a bug and keeps its traceback (exit 1).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
-import inspect
 import json
 import logging
 import math
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -100,7 +99,7 @@ def train_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _assignment(assignment: str) -> tuple[str, Any]:
-    """--set a.b.c=VALUE as (name, VALUE read as YAML); old flat names (lr=...) are moved later."""
+    """--set a.b.c=VALUE as (name, VALUE read as YAML)."""
     key, equals, text = assignment.partition("=")
     if not key or not equals:
         raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
@@ -115,23 +114,15 @@ def build_train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _config_fields_help() -> str:
-    """Every config field with its default and the comment beside it, by section."""
+    """Every config field with its default and its help (the field's metadata), by section."""
     lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
     for prefix, cls in SECTIONS:
-        try:
-            source = inspect.getsource(cls)
-        except (OSError, TypeError):
-            source = ""
-        # a field's line, then the comment lines that continue its comment ("#" and aligned text below it)
-        for match in re.finditer(r"^    (\w+): [^=\n]+= ([^#\n]+?)\s*(?:#\s*(.*))?\n((?:    #\s{2,}.*\n)*)", source,
-                                 flags=re.M):
-            name, default, comment, more = match.groups()
-            if "default_factory=" in default and name in {p.rstrip(".") for p, _ in SECTIONS}:
+        for spec in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(spec.default_factory):  # a section: listed under its own prefix
                 continue
-            comment = " ".join([comment or "", *(line.strip().lstrip("#").strip() for line in more.splitlines())]).strip()
-            default = default.strip().replace("field(default_factory=dict)", "{}")
-            lines.append(f"  {prefix}{name} = {default}" + (f"  ({comment})" if comment else ""))
-    lines.append("older flat names (lr, loss, schedule, device, ...) still work and move into their sections")
+            default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default  # type: ignore[misc]
+            text = spec.metadata.get("help", "")
+            lines.append(f"  {prefix}{spec.name} = {json.dumps(default)}" + (f"  ({text})" if text else ""))
     return "\n".join(lines)
 
 

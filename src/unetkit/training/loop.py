@@ -51,7 +51,7 @@ from unetkit.measures import extra_columns, monitor_minimizes, parse_measures
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
 from unetkit.outputs import is_binary, uses_sigmoid
-from unetkit.runtime import log, progress, resolve_device
+from unetkit.runtime import log, progress
 from unetkit.training.averaging import Snapshots, ema_floor, ensemble, swa_model, swa_update
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
 from unetkit.training.diagnosis import run_warnings
@@ -86,9 +86,9 @@ class TrainResult:
 
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
-        preprocess: Preprocess, resume: Checkpoint | None = None, class_weights: tuple[float, ...] | None = None,
-        augment: Any = None, plan: dict[str, Any] | None = None) -> TrainResult:
-    """Train per `config`, writing checkpoints, metrics.csv and curves.png into `run_dir` (rank 0).
+        preprocess: Preprocess, device: torch.device, resume: Checkpoint | None = None,
+        class_weights: tuple[float, ...] | None = None, augment: Any = None, plan: dict[str, Any] | None = None) -> TrainResult:
+    """Train per `config` on `device`, writing checkpoints, metrics.csv and curves.png into `run_dir` (rank 0).
 
     A PatchSet trains on patches (data/patch_batches.py), a LabelledSet on whole images; `val_set`
     is predicted whole either way (ragged when its sizes differ), in tiles of the `plan`'s predict_tile
@@ -96,7 +96,6 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     calls this and gets rank 0's result.
     """
     rank, world_size = distributed.rank(), distributed.world_size()
-    device = resolve_device(config.runtime.device)
     workers = config.runtime.loader_workers
     if workers is None:
         workers = default_workers(device.type)
@@ -120,7 +119,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
     share_regions = val_regions[rank::world_size] if val_regions is not None else None
-    parts = build_parts(config, len(train_batches), resume, class_weights)
+    parts = build_parts(config, len(train_batches), resume, class_weights, device)
     tile = planned_tile({"plan": plan})
     if config.schedule.snapshots:
         parts.snapshots = Snapshots(run_dir / "checkpoints", preprocess, write=distributed.is_main())

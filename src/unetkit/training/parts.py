@@ -22,7 +22,7 @@ from unetkit import distributed
 from unetkit.config import TrainConfig
 from unetkit.models.base import SegmentationNet
 from unetkit.models.encoder_unet import SegmentationOutputs
-from unetkit.runtime import has_bf16, log, resolve_device
+from unetkit.runtime import has_bf16, log
 from unetkit.training.averaging import warm_ema
 from unetkit.training.checkpoint import Checkpoint
 from unetkit.training.init import initial_net
@@ -92,9 +92,9 @@ class Parts:
 
 
 def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
-                class_weights: tuple[float, ...] | None) -> Parts:
-    """Network, optimiser, schedules, losses, EMA/SWA and precision settings for `config`."""
-    device = resolve_device(config.runtime.device)
+                class_weights: tuple[float, ...] | None, device: torch.device) -> Parts:
+    """Network, optimiser, schedules, losses, EMA/SWA and precision settings for `config`, on `device`
+    (the run's, resolved once where it starts)."""
     torch.manual_seed(config.seed)
     if config.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -13,7 +13,7 @@ import dataclasses
 import weakref
 from typing import Any
 
-from unetkit.config import TrainConfig, from_dict, upgrade_train_layer
+from unetkit.config import TrainConfig, from_dict
 from unetkit.data.augment import augment_config
 from unetkit.data.class_file import DEFAULT_IGNORE_INDEX, has_ignored
 from unetkit.data.io import channels_equal, picture_channels
@@ -29,7 +29,7 @@ from unetkit.training.losses import BORDER_WEIGHTED, get_loss
 
 def _merge_into(target: dict[str, Any], layer: dict[str, Any]) -> None:
     """Merge `layer` into `target`, section by section (a section's fields merge, scalars replace)."""
-    for key, value in upgrade_train_layer(layer).items():
+    for key, value in layer.items():
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             target[key] = {**target[key], **value}
         else:
@@ -101,8 +101,7 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     """One TrainConfig from layers of plain data, later layers winning field by field.
 
     Under all layers lie the recipe they name (DEFAULT_RECIPE when none does) and, for the `model`
-    section, the model preset they name (default "seed"). Old flat field names are moved
-    into their sections (config.MOVED_FIELDS).
+    section, the model preset they name (default "seed").
     """
     merged = _layered(*layers)
     if merged.get("init_model"):  # a fine-tune lies over the model file's own training config

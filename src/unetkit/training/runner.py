@@ -49,7 +49,7 @@ from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.plan import Plan, make_plan, whole_by_size
-from unetkit.training.recipes import check_train_config, describe_recipe, resolve_train_config
+from unetkit.training.recipes import describe_recipe, resolve_train_config
 from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -73,10 +73,10 @@ def resumed_config(run_dir: str | os.PathLike[str], *layers: dict[str, Any]) -> 
 
 
 def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Train per `config` into config.out_dir (see `unetkit.train`)."""
+    """Train per `config` into config.out_dir (see `unetkit.train`). `config` comes out of
+    `resolve_train_config`, which checked it; its device is resolved here, once, and passed down."""
     if not config.out_dir:
         raise UserError("no output folder given (--out RUN_DIR)")
-    check_train_config(config)
     _check_scoring(config)
     check_init(config)
     run_dir = Path(config.out_dir)
@@ -136,9 +136,9 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         if distributed.is_main():
             write_text(run_dir / SPLIT_RECORD, json.dumps({"folds": [[data.stems[i] for i in fold] for fold in split]},
                                                           indent=1))
-        return _train_folds(config, run_dir, data, split, resume, plan.to_dict())
+        return _train_folds(config, run_dir, data, split, resume, plan.to_dict(), device)
     train_idx, val_idx = split
-    return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan.to_dict())
+    return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan.to_dict(), device)
 
 
 def _check_scoring(config: TrainConfig) -> None:
@@ -368,7 +368,8 @@ def _stored_split(run_dir: Path, stems: list[str], folds: int) -> list[np.ndarra
 
 
 def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, train_idx: np.ndarray,
-                 val_idx: np.ndarray, resume: bool, plan: dict[str, Any], preprocess: Preprocess | None = None) -> TrainResult:
+                 val_idx: np.ndarray, resume: bool, plan: dict[str, Any], device: torch.device,
+                 preprocess: Preprocess | None = None) -> TrainResult:
     """Fit one model on data[train_idx], validated on data[val_idx] (predicted whole)."""
     checkpoint = None
     if resume and (run_dir / LAST_CHECKPOINT).is_file():  # the architecture was checked in run_training
@@ -396,7 +397,7 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
         make_dir(run_dir)
         write_text(run_dir / SPLIT_RECORD, json.dumps({"train": train_set.stems, "val": [data.stems[i] for i in val_idx]},
                                                       indent=1))
-    return fit(config, run_dir, train_set, val_set, preprocess, resume=checkpoint, class_weights=class_weights,
+    return fit(config, run_dir, train_set, val_set, preprocess, device, resume=checkpoint, class_weights=class_weights,
                augment=augment_config(config.data.augment, config.data.augment_params), plan=plan)
 
 
@@ -414,7 +415,7 @@ def _statistics_sample(config: TrainConfig, data: LabelledSet | PatchSet) -> np.
 
 
 def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
-                 resume: bool, plan: dict[str, Any]) -> TrainResult:
+                 resume: bool, plan: dict[str, Any], device: torch.device) -> TrainResult:
     """K folds (their held-out indices) into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
     preprocess = training_preprocess(config, _statistics_sample(config, data), plan)
     selected = range(config.folds) if config.fold is None else [config.fold]
@@ -432,12 +433,13 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
         if distributed.is_main():
             make_dir(fold_dir)
             write_text(fold_dir / "config.yaml", dump_yaml(fold_config))
-        results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, plan, preprocess))
+        results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, plan, device,
+                                    preprocess))
     if config.fold is not None:
         return dataclasses.replace(results[0], run_dir=run_dir / f"fold_{config.fold}")
     ensemble = None
     if distributed.is_main():
-        ensemble = _ensemble(config, run_dir, data, folds, results, preprocess, plan)
+        ensemble = _ensemble(config, run_dir, data, folds, results, preprocess, plan, device)
     return distributed.from_main(ensemble)
 
 
@@ -449,11 +451,10 @@ def _finished_fold(fold_dir: Path) -> TrainResult:
 
 
 def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
-              results: list[TrainResult], preprocess: Preprocess, plan: dict[str, Any]) -> TrainResult:
+              results: list[TrainResult], preprocess: Preprocess, plan: dict[str, Any], device: torch.device) -> TrainResult:
     """Out-of-fold predictions -> decision rule and score; members -> one ensemble model file."""
     members = [load_model(result.model_path) for result in results]
     binary = is_binary(config.model)
-    device = resolve_device(config.runtime.device)
     ignore_index = config.data.ignore_index
     oof, truths = [], []  # per held-out image: probabilities x 255 (binary) or classes; its truth
     for fold, saved in zip(folds, members):
