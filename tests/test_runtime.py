@@ -39,3 +39,17 @@ def test_a_cpu_has_bf16_only_with_bf16_instructions(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset(flags))
     assert runtime.has_bf16(torch.device("cpu")) is native
+
+
+@pytest.mark.parametrize(("level", "shown"), [(logging.INFO, True), (logging.WARNING, False)])
+def test_on_a_terminal_quiet_logging_hides_the_bar(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                                   level: int, shown: bool) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(runtime.sys, "stderr", Terminal())
+    caplog.set_level(level)  # logging set up with a handler, as the CLI does (WARNING under -q)
+    bar = runtime.progress(range(3))
+    assert bar.disable is not shown
+    bar.close()
