@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 log = logging.getLogger("unetkit")
+_CURSOR_UP = "\x1b[A"  # what tqdm writes to move back up after a nested bar's line
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,10 +39,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 class _LogLines:
-    """A file for tqdm that turns each refresh into one log line (log files, CI, `nohup`)."""
+    """A file for tqdm that turns each refresh into one log line (log files, CI, `nohup`); the cursor
+    moves tqdm writes around a second, nested bar (the tiles of one image) are dropped."""
 
     def write(self, text: str) -> None:
-        line = text.strip("\r\n ")
+        line = text.replace(_CURSOR_UP, "").strip("\r\n ")
         if line:
             log.info("%s", line)
 
