@@ -39,3 +39,37 @@ def test_a_cpu_has_bf16_only_with_bf16_instructions(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset(flags))
     assert runtime.has_bf16(torch.device("cpu")) is native
+
+
+@pytest.mark.parametrize(("level", "shown"), [(logging.INFO, True), (logging.WARNING, False)])
+def test_on_a_terminal_quiet_logging_hides_the_bar(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                                   level: int, shown: bool) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(runtime.sys, "stderr", Terminal())
+    caplog.set_level(level)  # logging set up with a handler, as the CLI does (WARNING under -q)
+    bar = runtime.progress(range(3))
+    assert bar.disable is not shown
+    bar.close()
+
+
+def test_off_a_terminal_a_nested_tile_bar_logs_no_cursor_moves(monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [h for h in root.handlers if type(h) is not logging.StreamHandler])
+    monkeypatch.setattr(runtime.sys, "stderr", io.StringIO())
+    clock = iter(range(0, 10_000, 20))
+    monkeypatch.setattr("tqdm.std.time", lambda: float(next(clock)))
+    with caplog.at_level(logging.INFO, logger="unetkit"):
+        images = runtime.progress(total=1, desc="predict", unit="img")
+        tiles = runtime.progress(total=10, desc="big.tif", unit="tile", leave=False)
+        for _ in range(10):
+            tiles.update(1)
+        tiles.close()
+        images.update(1)
+        images.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("big.tif:") and "/10" in line for line in lines)
+    assert all(line.startswith(("predict:", "big.tif:")) for line in lines)  # no line of escape codes

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 log = logging.getLogger("unetkit")
+_CURSOR_UP = "\x1b[A"  # what tqdm writes to move back up after a nested bar's line
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,10 +39,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 class _LogLines:
-    """A file for tqdm that turns each refresh into one log line (log files, CI, `nohup`)."""
+    """A file for tqdm that turns each refresh into one log line (log files, CI, `nohup`); the cursor
+    moves tqdm writes around a second, nested bar (the tiles of one image) are dropped."""
 
     def write(self, text: str) -> None:
-        line = text.strip("\r\n ")
+        line = text.replace(_CURSOR_UP, "").strip("\r\n ")
         if line:
             log.info("%s", line)
 
@@ -52,10 +54,11 @@ class _LogLines:
 def progress(iterable: Iterable[T] | None = None, **options: Any) -> tqdm[T]:
     """A tqdm bar where a person watches: on rank 0 only; on a terminal or in a notebook as a live
     bar, and elsewhere (stderr sent to a file) as a log line every 30 seconds, from the first 30 on,
-    so a long run's progress shows in its log too, and a short one (or an error) adds no line."""
+    so a long run's progress shows in its log too, and a short one (or an error) adds no line. None
+    where logging is set to keep only warnings (`-q`)."""
     from tqdm import tqdm
 
-    if not distributed.is_main():
+    if not distributed.is_main() or (log.hasHandlers() and not log.isEnabledFor(logging.INFO)):
         return tqdm(iterable, disable=True, **options)
     if sys.stderr.isatty() or "ipykernel" in sys.modules:
         return tqdm(iterable, **options)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from unetkit import evaluate, predict, read_rle_csv, rle_decode
 from unetkit.config import EvaluateConfig, PredictConfig
 from unetkit.data.io import read_array
 from unetkit.data.preprocess import Preprocess, identity_preprocess
+from unetkit.data.regions import open_rows
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.export.model_file import save_model
+from unetkit.inference import engine as engine_module
 from unetkit.inference import job as job_module
 from unetkit.inference.predictor import Predictor
 from unetkit.models import UNet
@@ -195,3 +198,72 @@ def test_engine_probabilities_refuse_nan_as_files_do(tiny_model_file: Path) -> N
     with pytest.raises(UserError, match=r"^images: 1 of 512 pixels are NaN or infinite"):
         predictor.probabilities(images)
     assert predictor.probabilities(np.zeros((2, 16, 16, 1), np.float32)).shape == (2, 1, 16, 16)
+
+
+class _DirectReads:
+    """ReadAhead without its thread: each band read when the tile grid asks for it (the plain path)."""
+
+    def __init__(self, read, spans) -> None:  # type: ignore[no-untyped-def]
+        self.read = read
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self.read
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("classes", "multilabel"), [(1, False), (3, False), (2, True)])
+def test_streamed_threads_write_what_the_plain_path_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            classes: int, multilabel: bool) -> None:
+    """Rows read ahead and masks decided in the writer's thread: the same files, to the bit, as reading each band
+    when asked and deciding each mask on the caller's thread."""
+    net = UNet(num_classes=classes, multilabel=multilabel, start_neurons=4, depth=2)
+    head = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # logits that vary from pixel to pixel (with a narrow std): argmax masks of several classes
+        head.weight *= 50
+        head.bias.zero_()
+    model = tmp_path / "m.safetensors"
+    save_model(model, net, Preprocess((0.5,), (0.1,)), threshold=0.5)
+    tifffile.imwrite(tmp_path / "big.tif", _image(300, 230), tile=(32, 32), compression="zlib")
+    config = _config(model, tmp_path / "big.tif", tmp_path / "out", stream_pixels=1, batch_size=4, probabilities=True)
+    with monkeypatch.context() as plain:
+        plain.setattr(engine_module, "ReadAhead", _DirectReads)
+        with open_rows(tmp_path / "big.tif", 1) as reader:
+            predictor = job_module.PredictionJob(config).predictor
+            prob = np.concatenate([band for _, band in predictor.stream(reader, 300, 230)], axis=1)  # (K, H, W)
+    if classes == 1 or multilabel:  # a threshold at the random model's median: masks of both values
+        config = dataclasses.replace(config, threshold=float(np.median(prob)))
+        predictor = job_module.PredictionJob(config).predictor
+    assert predict(config).n_streamed == 1
+    mask = predictor.to_mask(prob, postprocess=False)
+    mask = np.moveaxis(mask, 0, -1) * 255 if multilabel else mask * 255 if classes == 1 else mask
+    written = tifffile.imread(tmp_path / "out" / "big.tif")
+    assert written.shape == mask.shape and len(np.unique(written)) >= 2  # not all one value: a real comparison
+    assert np.array_equal(written, mask)
+    assert np.array_equal(tifffile.imread(tmp_path / "out" / "big_prob.tif"), np.moveaxis(prob, 0, -1).squeeze(-1)
+                          if classes == 1 else np.moveaxis(prob, 0, -1))
+
+
+def test_the_tile_bar_counts_every_tile_of_a_streamed_image(tiny_model_file: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    bars: list[_Bar] = []
+    monkeypatch.setattr(job_module, "progress", lambda **options: bars.append(_Bar(**options)) or bars[-1])
+    np.save(tmp_path / "big.npy", _image(200, 150))
+    predict(_config(tiny_model_file, tmp_path / "big.npy", tmp_path / "out", stream_pixels=1, batch_size=5))
+    tile_bar = next(bar for bar in bars if bar.unit == "tile")
+    assert tile_bar.total == 4 * 3  # rows at 0, 48, 96, 136; columns at 0, 48, 86 (tile 64, step 48)
+    assert tile_bar.updates == [0, 5, 10, 12] and tile_bar.closed  # batches of 5 tiles, ending at the total
+
+
+class _Bar:
+    """What a progress bar is told."""
+
+    def __init__(self, total: int, unit: str, **_: object) -> None:
+        self.total, self.unit, self.updates, self.closed = total, unit, [0], False
+
+    def update(self, n: int = 1) -> None:
+        self.updates.append(self.updates[-1] + n)
+
+    def close(self) -> None:
+        self.closed = True

@@ -3,9 +3,10 @@
 tifffile writes tiles pulled from an iterator; prediction pushes bands of rows as they are
 finished. A writer thread turns one into the other through a short queue, so at most a row of
 TIFF tiles and two bands are held, and the compression overlaps with the next tiles' network
-pass. Every tile handed to tifffile is its own array: newer tifffile releases read tiles ahead
-(and may hold them while compressing), so a view of the reused staging rows would be
-overwritten before it is written (2026.9.20 wrote corrupted masks that way). The file appears
+pass; so does `convert` where one is given (the mask decision, for a band of probabilities).
+Every tile handed to tifffile is its own array: newer tifffile releases read tiles ahead (and
+may hold them while compressing), so a view of the reused staging rows would be overwritten
+before it is written (2026.9.20 wrote corrupted masks that way). The file appears
 under its final name only when complete (atomic rename); an error or an interruption on either
 side removes the temporary file.
 """
@@ -16,7 +17,7 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -35,11 +36,15 @@ class _Aborted(Exception):
 
 
 class TiledTiffWriter:
-    """Feed (rows, width[, samples]) bands top to bottom with `write`; `close` finishes the file."""
+    """Feed (rows, width[, samples]) bands top to bottom with `write`; `close` finishes the file.
+
+    `convert`, if given, turns each written band (rows, ...) into (rows, width[, samples]) in the
+    writer thread; the band is then handed over as it is, and must not change after `write`."""
 
     def __init__(self, path: str | os.PathLike[str], height: int, width: int, dtype: np.dtype | type,
-                 samples: int = 1) -> None:
+                 samples: int = 1, convert: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.path = Path(path)
+        self.convert = convert
         self.height, self.width, self.samples = height, width, samples
         self.dtype = np.dtype(dtype)
         self.rows_written = 0
@@ -74,7 +79,7 @@ class TiledTiffWriter:
                 raise _Aborted
             if item is _DONE:
                 break
-            band = np.asarray(item).reshape(-1, self.width, self.samples)
+            band = np.asarray(self.convert(item) if self.convert else item).reshape(-1, self.width, self.samples)
             while len(band):
                 take = min(TIFF_TILE - filled, len(band))
                 staging[filled : filled + take, : self.width] = band[:take]
@@ -101,11 +106,14 @@ class TiledTiffWriter:
                 continue
 
     def write(self, band: np.ndarray) -> None:
-        """Append the next rows: (rows, width) or (rows, width, samples), cast to the file's dtype."""
+        """Append the next rows: (rows, width) or (rows, width, samples), cast to the file's dtype (with
+        `convert`: (rows, ...), what it converts). Raises the writer's error once it has failed."""
+        if self._error is not None:
+            raise self._error
         if band.shape[0] + self.rows_written > self.height:
             raise ValueError(f"{self.path}: {band.shape[0] + self.rows_written} rows written, image has {self.height}")
         self.rows_written += band.shape[0]
-        self._put(np.ascontiguousarray(band, dtype=self.dtype))
+        self._put(band if self.convert else np.ascontiguousarray(band, dtype=self.dtype))
 
     def close(self) -> None:
         """Wait for the file to be complete and in place; re-raise the writer's error if any."""

@@ -23,6 +23,7 @@ from unetkit.config import InferenceOptions, ModelConfig
 from unetkit.data.augment import augment_config
 from unetkit.data.io import check_finite
 from unetkit.data.preprocess import Preprocess
+from unetkit.data.read_ahead import ReadAhead
 from unetkit.errors import UserError
 from unetkit.inference.postprocess import binary_decision
 from unetkit.inference.tiling import TileGrid, assemble, blended_rows, host_array, importance_map
@@ -144,14 +145,17 @@ class PredictionEngine(ABC):
 
     def stream(self, read_rows: Callable[[int, int], np.ndarray], height: int, width: int,
                on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Blended tiles of an image read by rows: yields (y0, (K, rows, W) probabilities) top to bottom.
+        """Blended tiles of an image read by rows: yields (y0, (K, rows, W) probabilities) top to bottom,
+        each band its own array: a caller may hand it to another thread and keep it while the next is made.
 
         Each tile row's pixels are prepared (standardised) once and cut into tiles afterwards: a
-        pixel under several tiles is not standardised again for each."""
+        pixel under several tiles is not standardised again for each. The next tile row is read
+        (decoded, for a file) in a background thread while the network runs on this one."""
         grid = TileGrid.plan(height, width, self.tile, self.overlap)
-        return blended_rows(lambda y0, y1: self.prepare(read_rows(y0, y1)[None])[0], grid, self.network,
-                            self.num_classes, batch_size=self.batch_size,
-                            weights=self.tile_weights(grid.tile_h, grid.tile_w), on_tiles=on_tiles)
+        with ReadAhead(read_rows, [(y, y + grid.tile_h) for y in grid.ys]) as rows:
+            yield from blended_rows(lambda y0, y1: self.prepare(rows(y0, y1)[None])[0], grid, self.network,
+                                    self.num_classes, batch_size=self.batch_size,
+                                    weights=self.tile_weights(grid.tile_h, grid.tile_w), on_tiles=on_tiles)
 
     def tiled(self, image: np.ndarray, on_tiles: Callable[[int], None] | None = None) -> np.ndarray:
         """(H, W, C) image of any size -> (K, H, W) probabilities through overlapping tiles."""

@@ -259,17 +259,23 @@ class PredictionJob:
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(open_rows(item.path, model.in_channels))
             samples = k if model.multilabel else 1
-            mask_out = stack.enter_context(TiledTiffWriter(item.mask, item.height, item.width, np.uint8, samples))
+            mask_out = stack.enter_context(TiledTiffWriter(item.mask, item.height, item.width, np.uint8, samples,
+                                                           convert=self._mask_rows))
             prob_out = stack.enter_context(TiledTiffWriter(item.probabilities, item.height, item.width, np.float32, k)) \
                 if item.probabilities else None
             for _, prob in self.predictor.stream(reader, item.height, item.width, on_tiles=tiles.update):
-                mask = self.predictor.to_mask(prob, postprocess=False)
-                if model.multilabel:
-                    mask_out.write(np.moveaxis(mask, 0, -1) * 255)
-                else:
-                    mask_out.write(mask * 255 if self.binary else mask)
+                rows = np.moveaxis(prob, 0, -1)  # (rows, W, K), a view: the writers take bands rows first
+                mask_out.write(rows)  # the mask decided in the writer's thread, beside the network's next tiles
                 if prob_out is not None:
-                    prob_out.write(np.moveaxis(prob, 0, -1))
+                    prob_out.write(rows)
+
+    def _mask_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, W, K) probabilities of a streamed band -> its mask rows as the TIFF stores them:
+        (rows, W) 0/255 (binary) or class indices, multi-label (rows, W, K) 0/255."""
+        mask = self.predictor.to_mask(np.moveaxis(rows, -1, 0), postprocess=False)
+        if self.saved.config.multilabel:
+            return np.moveaxis(mask, 0, -1) * 255
+        return mask * 255 if self.binary else mask
 
     def _read_back(self, item: _Item) -> np.ndarray:
         """The mask an earlier run wrote, for the run-length CSV."""
