@@ -46,14 +46,14 @@ def test_vessel_layout_trains_from_a_pairs_file(capsys: pytest.CaptureFixture[st
 def test_field_of_view_masks_get_a_warning_before_training(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """The masks are checked as the run loads them, before anything is written or trained."""
     from unetkit.config import DataConfig, ModelConfig, TrainConfig
-    from unetkit.training.runner import _load
+    from unetkit.training.runner import _load, _survey
 
     training = vessel_layout(tmp_path)
     config = TrainConfig(data=DataConfig(data_dir=str(training), masks_dir=str(training / "mask"),
                                          image_name="{id}_training.tif", mask_name="{id}_training_mask.gif"),
                          model=ModelConfig(in_channels=3))
     with caplog.at_level("WARNING", logger="unetkit"):
-        _load(config, patches=False, hashes={})
+        _load(config, _survey(config, whole=True, measure=False))
     assert [r.getMessage() for r in caplog.records] == [
         f"warning: {training}: all 4 masks are the same (to 99% of pixels); a field-of-view or region mask instead "
         "of the labels? check the mask folder (--masks)"]

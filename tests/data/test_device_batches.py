@@ -1,4 +1,4 @@
-"""DeviceBatches: BatchIterator's batches, cut and standardised on the tensors' device (here the CPU)."""
+"""device_batches: image_batches' batches, cut and standardised on the tensors' device (here the CPU)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.device_batches import DeviceBatches, standardise, stored_on_device, to_unit_range
-from unetkit.data.loader import BatchIterator
+from unetkit.data.device_batches import device_batches, device_nbytes, standardise, stored_on_device, to_unit_range
+from unetkit.data.loader import image_batches
 from unetkit.data.preprocess import Preprocess, identity_preprocess
 
 CPU = torch.device("cpu")
@@ -40,14 +40,14 @@ def test_plans_exactly_the_batches_and_shares_of_batch_iterator(n: int, batch_si
     data = numbered_set(n)
     for rank in range(world_size):
         for epoch in range(3):
-            ours = list(DeviceBatches(data, identity_preprocess(1), batch_size, shuffle=True, device=CPU, seed=5,
+            ours = list(device_batches(data, identity_preprocess(1), batch_size, shuffle=True, device=CPU, seed=5,
                                       rank=rank, world_size=world_size).epoch(epoch))
-            theirs = list(BatchIterator(data, identity_preprocess(1), batch_size, shuffle=True, seed=5, rank=rank,
+            theirs = list(image_batches(data, identity_preprocess(1), batch_size, shuffle=True, seed=5, rank=rank,
                                         world_size=world_size).epoch(epoch))
             assert len(ours) == len(theirs) == -(-n // batch_size)
             for a, b in zip(ours, theirs):
                 assert a.images[:, 0, 0, 0].tolist() == b.images[:, 0, 0, 0].tolist()  # the same images, in order
-                assert a.loss_scale == b.loss_scale  # 0.0 for a stand-in share, like BatchIterator's
+                assert a.loss_scale == b.loss_scale  # 0.0 for a stand-in share, like image_batches'
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
@@ -57,9 +57,9 @@ def test_yields_the_tensors_of_batch_iterator_without_augmentation(dtype: type, 
     data = random_set(n, dtype, multilabel=dtype == np.float32)
     preprocess = Preprocess((0.2, 0.5, 0.4), (0.3, 0.1, 0.25))
     for rank in range(world_size):
-        ours = list(DeviceBatches(data, preprocess, batch_size, shuffle=True, device=CPU, seed=1, rank=rank,
+        ours = list(device_batches(data, preprocess, batch_size, shuffle=True, device=CPU, seed=1, rank=rank,
                                   world_size=world_size).epoch(4))
-        theirs = list(BatchIterator(data, preprocess, batch_size, shuffle=True, seed=1, rank=rank,
+        theirs = list(image_batches(data, preprocess, batch_size, shuffle=True, seed=1, rank=rank,
                                     world_size=world_size).epoch(4))
         assert len(ours) == len(theirs)
         for a, b in zip(ours, theirs):
@@ -86,12 +86,12 @@ def test_standardising_on_the_device_matches_to_tensor_with_both_size_policies(d
 def test_the_set_stays_in_its_stored_dtype_until_a_batch_is_made() -> None:
     data = random_set(4, np.uint16)
     data.images[0, 0, 0, 0] = 65535  # the top of the range survives the int16 bits
-    batches = DeviceBatches(data, identity_preprocess(3), 4, shuffle=False, device=CPU)
-    assert batches.images.dtype == torch.int16 and batches.images.shape == (4, 12, 12, 3)
+    batches = device_batches(data, identity_preprocess(3), 4, shuffle=False, device=CPU)
+    assert batches.samples.images.dtype == torch.int16 and batches.samples.images.shape == (4, 12, 12, 3)
     assert float(next(iter(batches.epoch(0))).images[0, 0, 0, 0]) == 1.0
-    assert DeviceBatches(random_set(4, np.uint8), identity_preprocess(3), 4, shuffle=False,
-                         device=CPU).images.dtype == torch.uint8
-    assert DeviceBatches.nbytes(data) == data.images.nbytes + data.masks.nbytes + data.weights.nbytes
+    assert device_batches(random_set(4, np.uint8), identity_preprocess(3), 4, shuffle=False,
+                          device=CPU).samples.images.dtype == torch.uint8
+    assert device_nbytes(data) == data.images.nbytes + data.masks.nbytes + data.weights.nbytes
 
 
 def test_augmented_batches_repeat_per_seed_and_epoch_and_keep_valid_masks() -> None:
@@ -99,7 +99,7 @@ def test_augmented_batches_repeat_per_seed_and_epoch_and_keep_valid_masks() -> N
     strong = augment_config("strong")
 
     def epoch(number: int, seed: int = 2) -> list:
-        return list(DeviceBatches(data, identity_preprocess(1), 4, shuffle=True, device=CPU, augment=strong,
+        return list(device_batches(data, identity_preprocess(1), 4, shuffle=True, device=CPU, augment=strong,
                                   seed=seed).epoch(number))
 
     first, again = epoch(1), epoch(1)

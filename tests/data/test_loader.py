@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.loader import BatchIterator
+from unetkit.data.loader import image_batches
 from unetkit.data.preprocess import identity_preprocess
 
 
@@ -25,9 +25,9 @@ def indices(batch) -> list[int]:
 def test_ranks_cover_every_image_once_and_rebuild_the_single_process_batches(n: int, batch_size: int,
                                                                                  world_size: int) -> None:
     data = numbered_set(n)
-    single = [indices(b) for b in BatchIterator(data, identity_preprocess(1), batch_size, shuffle=True,
+    single = [indices(b) for b in image_batches(data, identity_preprocess(1), batch_size, shuffle=True,
                                                 seed=5).epoch(2)]
-    ranks = [list(BatchIterator(data, identity_preprocess(1), batch_size, shuffle=True, seed=5, rank=r,
+    ranks = [list(image_batches(data, identity_preprocess(1), batch_size, shuffle=True, seed=5, rank=r,
                                 world_size=world_size).epoch(2)) for r in range(world_size)]
     assert {len(batches) for batches in ranks} == {len(single)}  # every rank takes the same number of steps
     seen: list[int] = []
@@ -45,7 +45,7 @@ def test_ranks_cover_every_image_once_and_rebuild_the_single_process_batches(n: 
 
 def test_one_process_batches_are_unchanged_by_the_sampler() -> None:
     data = numbered_set(10)
-    batches = list(BatchIterator(data, identity_preprocess(1), 4, shuffle=False).epoch(0))
+    batches = list(image_batches(data, identity_preprocess(1), 4, shuffle=False).epoch(0))
     assert [indices(b) for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert {b.loss_scale for b in batches} == {1.0}
 
@@ -57,13 +57,13 @@ def test_threads_prepare_exactly_the_batches_of_the_callers_thread() -> None:
     data = LabelledSet([str(i) for i in range(21)], rng.integers(0, 255, (21, 24, 24, 1), dtype=np.uint8),
                        (rng.random((21, 24, 24)) > 0.5).astype(np.uint8), [])
     strong = augment_config("strong")  # elastic, affine, noise...: random draws on every image
-    serial = list(BatchIterator(data, identity_preprocess(1), 4, shuffle=True, augment=strong, seed=2).epoch(1))
-    threaded = list(BatchIterator(data, identity_preprocess(1), 4, shuffle=True, augment=strong, seed=2,
+    serial = list(image_batches(data, identity_preprocess(1), 4, shuffle=True, augment=strong, seed=2).epoch(1))
+    threaded = list(image_batches(data, identity_preprocess(1), 4, shuffle=True, augment=strong, seed=2,
                                   workers=3).epoch(1))
     assert len(serial) == len(threaded) == 6
     for a, b in zip(serial, threaded):
         assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
-    other_epoch = next(iter(BatchIterator(data, identity_preprocess(1), 4, shuffle=True, augment=strong,
+    other_epoch = next(iter(image_batches(data, identity_preprocess(1), 4, shuffle=True, augment=strong,
                                           seed=2).epoch(2)))
     assert not torch.equal(other_epoch.images, serial[0].images)
 
@@ -99,7 +99,7 @@ def test_pad_crop_batches_are_reproducible_and_change_by_epoch() -> None:
                        np.zeros((4, 20, 20), np.uint8), [])
 
     def first_batch(epoch: int) -> torch.Tensor:
-        return next(BatchIterator(data, identity_preprocess(1), 4, shuffle=False, pad_crop=(30, 16)).epoch(epoch)).images
+        return next(image_batches(data, identity_preprocess(1), 4, shuffle=False, pad_crop=(30, 16)).epoch(epoch)).images
 
     assert first_batch(0).shape == (4, 1, 16, 16)
     assert torch.equal(first_batch(0), first_batch(0)) and not torch.equal(first_batch(0), first_batch(1))

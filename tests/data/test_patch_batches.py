@@ -8,7 +8,8 @@ import torch
 
 from unetkit.data.augment import PRESETS
 from unetkit.data.dataset import Pair
-from unetkit.data.patch_batches import PatchBatches
+from unetkit.data.loader import Batches
+from unetkit.data.patch_batches import patch_batches
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.patches import ArraySource, scan_mask
 from unetkit.data.preprocess import identity_preprocess
@@ -26,9 +27,9 @@ def _patch_set(sizes: tuple[int, ...] = (300, 180, 97)) -> PatchSet:
     return PatchSet(stems, pairs, sources, np.stack([c for _, c in scanned]), [f for f, _ in scanned], (1,))
 
 
-def _batches(data: PatchSet, **options: object) -> PatchBatches:
+def _batches(data: PatchSet, **options: object) -> Batches:
     settings: dict = {"patch_size": 64, "foreground_share": 0.5, "seed": 4} | options
-    return PatchBatches(data, identity_preprocess(1), 6, **settings)
+    return patch_batches(data, identity_preprocess(1), 6, **settings)
 
 
 @pytest.mark.parametrize("augment", ["none", "seed", "strong"])
@@ -40,7 +41,7 @@ def test_shapes_count_and_determinism(augment: str) -> None:
     first = list(batches.epoch(0))
     assert [tuple(b.images.shape) for b in first] == [(6, 1, 64, 64)] * 3 + [(2, 1, 64, 64)]
     assert first[0].masks.shape == (6, 64, 64) and first[0].masks.dtype == torch.int64
-    assert (batches.sampler.margin > 0) == (augment == "strong")
+    assert (batches.samples.sampler.margin > 0) == (augment == "strong")
     again = list(batches.epoch(0))
     assert all(torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks) for a, b in zip(first, again))
     assert not torch.equal(first[0].images, next(iter(batches.epoch(1))).images)
@@ -49,7 +50,7 @@ def test_shapes_count_and_determinism(augment: str) -> None:
 def test_auto_epoch_is_the_pixels_over_a_patch() -> None:
     """300^2 + 180^2 + 97^2 = 131,809 px over 64^2 = 33 patches -> 6 batches of 6."""
     batches = _batches(_patch_set())
-    assert batches.patches_per_epoch == 33 and len(batches) == 6
+    assert batches.samples.patches_per_epoch == 33 and len(batches) == 6
 
 
 @pytest.mark.parametrize(("ranks", "size"), [(2, 6), (3, 6), (4, 3)])

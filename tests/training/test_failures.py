@@ -106,16 +106,16 @@ def test_training_on_device_batches_runs_the_same_loop(data: Path, tmp_path: Pat
     """runtime.device_batches=on (automatic on CUDA) holds the set on the device and augments there;
     on the CPU it exercises the same path. Both runs see every training image once per epoch."""
     from unetkit.config import RuntimeConfig
-    from unetkit.data.device_batches import DeviceBatches
+    from unetkit.data.device_batches import DeviceSamples
 
     seen: list[int] = []
-    real = DeviceBatches._batch
+    real = DeviceSamples.batch
 
-    def counting(self, epoch, number, index, loss_scale):
-        seen.extend(int(i) for i in index)
-        return real(self, epoch, number, index, loss_scale)
+    def counting(self, epoch, number, keys, rank):
+        seen.extend(int(i) for i in keys)
+        return real(self, epoch, number, keys, rank)
 
-    monkeypatch.setattr(DeviceBatches, "_batch", counting)
+    monkeypatch.setattr(DeviceSamples, "batch", counting)
     result = train(config(data, tmp_path / "run", runtime=RuntimeConfig(device_batches="on"), epochs=2))
     assert result.epochs_done == 2 and result.n_train == 10
     assert sorted(seen) == sorted(list(range(10)) * 2)  # 10 training images (12 - 2 validation), twice

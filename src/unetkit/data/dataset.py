@@ -1,4 +1,4 @@
-"""A labelled data set, loaded into memory: the pairs data/pairing.py finds, decoded and checked.
+"""A labelled data set, read in one pass: the pairs data/pairing.py finds, hashed, fingerprinted, decoded, checked.
 
 Where the pairs come from (DIR/images + DIR/masks, folders named apart, name patterns, a pairs
 CSV) is data/pairing.py's business; `find_pairs`, `Pair` and `list_images` are re-exported here
@@ -8,6 +8,16 @@ Decoding every file once up front does three jobs: it validates the whole data s
 before any output is written (a bad file fails the run in seconds, not at epoch 30),
 it lets masks be inspected for coverage and class values, and it takes file decoding
 out of the training loop, so batches cost only an index and a copy.
+
+Training needs four things from the folder before its first step: the pairs, a content hash per
+file (what --resume compares), a fingerprint (data/fingerprint.py, what the plan is made from)
+and the decoded images and masks. `survey` reads each file once for all four: its bytes are hashed
+as they are decoded (io.read_array), the raw arrays measured for the fingerprint, then
+interpreted (channels, mask values) and kept. Large TIFF and .npy images are the exception when
+the run may train on patches: they stay on disk as region-read sources (data/patches.py), their
+fingerprint read by rows and their hash a size. The plan chooses between whole images and
+patches after the pass; `Survey.labelled` and data/patch_set.py::patch_set_of build the chosen
+set from the same sources without reading the folder again.
 """
 
 from __future__ import annotations
@@ -19,14 +29,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from unetkit.data.fingerprint import Fingerprint, Measure
 from unetkit.data.io import read_array, to_channels
 from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, read_class_palette
 from unetkit.data.naming import list_images
 from unetkit.data.pairing import DataSource, Pair, find_pairs
+from unetkit.data.patches import ArraySource, FileSource, Source
 from unetkit.data.preprocess import resize_image, resize_mask
+from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size
 from unetkit.errors import UserError
 
-__all__ = ["LabelledSet", "Pair", "find_pairs", "list_images", "load_labelled", "load_pair"]
+__all__ = ["LabelledSet", "Pair", "Survey", "decode_pair", "find_pairs", "list_images", "load_labelled", "load_pair",
+           "read_raw_pair", "survey"]
 
 
 @dataclass
@@ -63,6 +77,23 @@ class LabelledSet:
     def ragged(self) -> bool:
         return self.images.dtype == object
 
+    def held_out(self, indices: np.ndarray, seed: int = 0) -> LabelledSet:
+        """The examples at `indices` as validation predicts them: whole, as they are (PatchSet windows large ones)."""
+        return self.subset(indices)
+
+    def statistics_images(self, rng: np.random.Generator, patch: int, n: int) -> np.ndarray:
+        """The images normalisation statistics are measured on: all of them (a PatchSet samples patches)."""
+        return self.images
+
+    def class_counts(self) -> np.ndarray:
+        """Pixels of each mask value over the set, (256,)."""
+        return np.bincount(self.masks.reshape(-1), minlength=256)
+
+    @property
+    def whole_masks(self) -> np.ndarray | None:
+        """The single-label masks (N, H, W) when they are one stacked array, else None."""
+        return self.masks if not self.ragged and self.masks.ndim == 3 else None
+
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (non-zero, not ignored) pixels per mask, (N,)."""
         if self.ragged:
@@ -82,53 +113,125 @@ def _foreground(masks: np.ndarray, ignore_index: int | None) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike[str], num_classes: int, ignore_index: int | None = None,
-              palette: ClassPalette | None = None, hashes: dict[Path, str] | None = None) -> np.ndarray:
+              palette: ClassPalette | None = None) -> np.ndarray:
     """One single-label mask file -> (H, W) uint8 class indices, read as `train` reads it (one line naming the file
-    otherwise): through classes.yaml's colours or values where it has one (`palette`), else decode_mask.
-    `hashes` as io.read_array's."""
-    # Palette PNGs are class indices, unless classes.yaml names colours: then their colours count.
-    by_colour = palette is not None and all(c is not None for c in palette.colors)
-    raw = read_array(path, palette_indices=not by_colour, hashes=hashes)
+    otherwise): through classes.yaml's colours or values where it has one (`palette`), else decode_mask."""
+    raw = read_array(path, palette_indices=_mask_indices(palette))
     return palette.indices(raw, path) if palette else decode_mask(raw, num_classes, path, ignore_index)
 
 
-def load_pair(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None = None,
-              palette: ClassPalette | None = None, multilabel: bool = False,
-              hashes: dict[Path, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one pair: image (H, W, in_channels) in its dtype, mask (H, W) uint8 indices ((H, W, K) 0/1 labels).
-    `hashes`: collects the SHA-256 of both files' bytes (io.read_array)."""
-    image = to_channels(read_array(pair.image, hashes=hashes), in_channels, pair.image)
+def _mask_indices(palette: ClassPalette | None) -> bool:
+    """Palette PNGs are class indices, unless classes.yaml names colours: then their colours count."""
+    return not (palette is not None and all(c is not None for c in palette.colors))
+
+
+def read_raw_pair(pair: Pair, palette: ClassPalette | None = None,
+                  hashes: dict[Path, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The image and mask files of `pair` as io.read_array decodes them (the mask as palette indices unless
+    `palette` names colours), before channels and mask values are interpreted (`decode_pair`)."""
+    return read_array(pair.image, hashes=hashes), read_array(pair.mask, palette_indices=_mask_indices(palette),
+                                                             hashes=hashes)
+
+
+def decode_pair(pair: Pair, raw: tuple[np.ndarray, np.ndarray], in_channels: int, num_classes: int,
+                ignore_index: int | None = None, palette: ClassPalette | None = None,
+                multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`read_raw_pair`'s arrays as training takes them: image (H, W, in_channels) in its dtype, mask (H, W) uint8
+    indices ((H, W, K) 0/1 labels); sizes checked."""
+    image = to_channels(raw[0], in_channels, pair.image)
     if multilabel:
-        mask = decode_multilabel(read_array(pair.mask, palette_indices=True, hashes=hashes), num_classes, pair.mask)
+        mask = decode_multilabel(raw[1], num_classes, pair.mask)
     else:
-        mask = read_mask(pair.mask, num_classes, ignore_index, palette, hashes)
+        mask = palette.indices(raw[1], pair.mask) if palette else decode_mask(raw[1], num_classes, pair.mask,
+                                                                              ignore_index)
     if image.shape[:2] != mask.shape[:2]:
         raise UserError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                         f"{image.shape[1]}x{image.shape[0]} (width x height)")
     return image, mask
 
 
+def load_pair(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None = None,
+              palette: ClassPalette | None = None, multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read and decode one pair (`decode_pair`)."""
+    return decode_pair(pair, read_raw_pair(pair, palette), in_channels, num_classes, ignore_index, palette, multilabel)
+
+
 def load_labelled(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int,
                   *, resize_to: int | None = None, ignore_index: int | None = None, multilabel: bool = False,
-                  show_progress: bool = True, hashes: dict[Path, str] | None = None) -> LabelledSet:
+                  show_progress: bool = True) -> LabelledSet:
     """Decode and validate the whole folder.
 
     With `resize_to`, every pair is resized (images to float32 in [0, 1], masks by nearest
-    neighbour), so sizes and bit depths may be mixed; otherwise all must match. `hashes` collects the
-    SHA-256 of every file's bytes, read in the same pass.
+    neighbour), so sizes and bit depths may be mixed; otherwise all must match.
+    """
+    return survey(data_dir, in_channels, num_classes, ignore_index=ignore_index, multilabel=multilabel, measure=False,
+                  whole=True, resize_to=resize_to, show_progress=show_progress).labelled()
+
+
+@dataclass
+class Survey:
+    """What one pass over a folder found: per pair (in `pairs`' order) its `Source`, decoded in memory
+    (ArraySource) or left on disk for reads by region (FileSource); the files' content hashes; the
+    fingerprint when it was measured."""
+
+    source: DataSource
+    pairs: list[Pair]
+    sources: list[Source]
+    hashes: dict[Path, str]
+    fingerprint: Fingerprint | None
+    palette: ClassPalette | None
+
+    def labelled(self) -> LabelledSet:
+        """The folder as one stack of whole images (a source left on disk is read whole here)."""
+        read = [source.read(0, source.height, 0, source.width) for source in self.sources]
+        for pair, (image, _) in zip(self.pairs, read):
+            if image.shape != read[0][0].shape or image.dtype != read[0][0].dtype:
+                raise UserError(f"{pair.image}: image is {image.shape[1]}x{image.shape[0]} {image.dtype}, but "
+                                f"{self.pairs[0].image.name} is {read[0][0].shape[1]}x{read[0][0].shape[0]} "
+                                f"{read[0][0].dtype}; whole-image training needs one size and bit depth (train on "
+                                "patches: leave --patch-size unset or give one; or --size-policy resize)")
+        return LabelledSet([p.stem for p in self.pairs], np.stack([image for image, _ in read]),
+                           np.stack([mask for _, mask in read]), self.pairs)
+
+
+def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *, ignore_index: int | None = None,
+           multilabel: bool = False, seed: int = 0, measure: bool = True, whole: bool = False,
+           resize_to: int | None = None, show_progress: bool = True) -> Survey:
+    """Read, hash, check and (with `measure`) fingerprint every pair of `data_dir` once.
+
+    `whole`: the run trains on whole images, so every pair is decoded (none left on disk); `resize_to`
+    then resizes each pair after it is measured (images to float32 in [0, 1], masks by nearest
+    neighbour). The fingerprint reads masks as binary or class indices as `fingerprint(num_classes=K)`
+    does (multi-label: as `num_classes=None`), with `seed`'s draws.
     """
     pairs = find_pairs(data_dir)
     palette = None if multilabel else read_class_palette(data_dir, num_classes, ignore_index)
-    images, masks = [], []
-    for pair in tqdm(pairs, desc="loading", unit="img", disable=None if show_progress else True, leave=False):
-        image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel, hashes)
+    measured = Measure(len(pairs), palette, num_classes=None if multilabel else num_classes,
+                       ignore_index=ignore_index, seed=seed, multilabel=multilabel) if measure else None
+    hashes: dict[Path, str] = {}
+    sources: list[Source] = []
+    for pair in tqdm(pairs, desc="reading", unit="img", disable=None if show_progress else True, leave=False):
+        if not whole and _large(pair):
+            sources.append(FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel))
+            hashes.update({path: f"size:{path.stat().st_size}" for path in (pair.image, pair.mask)})
+            if measured is not None:
+                measured.add(pair)
+            continue
+        raw = read_raw_pair(pair, palette, hashes)
+        image, mask = decode_pair(pair, raw, in_channels, num_classes, ignore_index, palette, multilabel)
+        if measured is not None:
+            measured.add(pair, *raw)
         if resize_to is not None:
             image, mask = resize_image(image, resize_to, resize_to), resize_mask(mask, resize_to, resize_to)
-        if images and (image.shape != images[0].shape or image.dtype != images[0].dtype):
-            raise UserError(f"{pair.image}: image is {image.shape[1]}x{image.shape[0]} {image.dtype}, but "
-                            f"{pairs[0].image.name} is {images[0].shape[1]}x{images[0].shape[0]} {images[0].dtype}; "
-                            "whole-image training needs one size and bit depth (train on patches: leave --patch-size "
-                            "unset or give one; or --size-policy resize)")
-        images.append(image)
-        masks.append(mask)
-    return LabelledSet([p.stem for p in pairs], np.stack(images), np.stack(masks), pairs)
+        sources.append(ArraySource(image, mask))
+    return Survey(DataSource.of(data_dir), pairs, sources, hashes,
+                  None if measured is None else measured.result(str(data_dir)), palette)
+
+
+def _large(pair: Pair) -> bool:
+    """A TIFF or .npy image over LARGE_PIXELS: read by region from disk, never decoded whole."""
+    if not can_stream(pair.image):
+        return False
+    height, width = image_size(pair.image)
+    return height * width > LARGE_PIXELS
+

@@ -1,6 +1,6 @@
 """Training batches cut, augmented and standardised where the network runs, from a set held there.
 
-On a GPU, data/loader.py's BatchIterator makes the CPU the bottleneck: every batch is copied,
+On a GPU, data/loader.py's ImageSamples make the CPU the bottleneck: every batch is copied,
 augmented image by image by albumentations, standardised and copied to the device. A decoded
 training set is small next to GPU memory (TGS: 4000 x 101 x 101 uint8, 40 MB), so here it is
 copied to the device once, as one tensor in its stored dtype (uint8 stays 1 byte per pixel;
@@ -8,9 +8,9 @@ converted to float per batch), and each batch is an `index_select`, data/device_
 batch-wide augmentation and the standardisation of `Preprocess.to_tensor`, all on the device:
 no host round trip, and no per-batch copy bigger than the batch's indices and draws.
 
-The plan (order per (seed, epoch), each global batch shared between torchrun's ranks, the loss
-scale of each share) is BatchIterator's own: DeviceBatches is a BatchIterator whose batch
-maker reads device tensors, so both paths always train on the same images in the same order.
+The order (per (seed, epoch)) is ImageSamples' and the batcher (each global batch shared between
+torchrun's ranks, the loss scale of each share) is the one data/loader.py's `Batches`: both paths
+always train on the same images in the same order.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from unetkit.data.augment import AugmentConfig, batch_seed
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.device_augment import augment_batch, on_device
 from unetkit.data.io import dtype_range
-from unetkit.data.loader import Batch, BatchIterator
+from unetkit.data.loader import Batch, Batches, ImageSamples, image_order
 from unetkit.data.preprocess import Preprocess
 
 
@@ -59,20 +59,18 @@ def standardise(x: torch.Tensor, preprocess: Preprocess, mean: torch.Tensor, std
     return (preprocess.clip_tensor(x) - mean) / std
 
 
-class DeviceBatches(BatchIterator):
-    """BatchIterator's batches, made on `device` from a copy of `data` held there.
+class DeviceSamples:
+    """ImageSamples' whole images, made on `device` from a copy of `data` held there.
 
-    Yields `Batch(images (B, C, H, W) float32, masks (B, H, W) int64 or (B, K, H, W), weights (B, H, W)
-    float32 or None, loss_scale)` with every tensor on `device`. Without augmentation the batches
-    equal BatchIterator's (to float rounding on a GPU); with it, each batch's draws come from
-    (seed, epoch, batch, rank) as there, through data/device_augment.py instead of albumentations.
+    Batches hold `images (B, C, H, W) float32, masks (B, H, W) int64 or (B, K, H, W), weights (B, H, W)
+    float32 or None` on `device`, in ImageSamples' order. Without augmentation they equal ImageSamples'
+    (to float rounding on a GPU); with it, each batch's draws come from (seed, epoch, batch, rank) as
+    there, through data/device_augment.py instead of albumentations.
     """
 
-    def __init__(self, data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
-                 device: torch.device, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
-        super().__init__(data, preprocess, batch_size, shuffle=shuffle, augment=augment, seed=seed, rank=rank,
-                         world_size=world_size, workers=0)
+    def __init__(self, data: LabelledSet, preprocess: Preprocess, *, shuffle: bool, device: torch.device,
+                 augment: AugmentConfig | None = None, seed: int = 0) -> None:
+        self.data, self.preprocess, self.shuffle, self.augment, self.seed = data, preprocess, shuffle, augment, seed
         self.device = torch.device(device)
         self.stored = data.images.dtype
         self.images = stored_on_device(data.images, self.device)  # (N, H, W, C), stored dtype
@@ -82,20 +80,37 @@ class DeviceBatches(BatchIterator):
         self.mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(preprocess.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
-    @staticmethod
-    def nbytes(data: LabelledSet) -> int:
-        """Device memory the set takes (images in their dtype, masks, weights), to decide before copying."""
-        kind = data.images.dtype
-        itemsize = 4 if kind.kind == "f" else 8 if kind == np.uint32 else kind.itemsize  # as stored_on_device keeps it
-        return data.images.size * itemsize + data.masks.nbytes + (data.weights.nbytes if data.weights is not None else 0)
+    def __len__(self) -> int:
+        return len(self.data)
 
-    def _batch(self, epoch: int, number: int, index: np.ndarray, loss_scale: float) -> Batch:
-        """The batch of images `index` (this rank's share of global batch `number`), on the device."""
-        picked = on_device(torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)), self.device)
+    def order(self, epoch: int) -> np.ndarray:
+        return image_order(len(self.data), self.seed, epoch, self.shuffle)
+
+    def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
+        """The images `keys` (this rank's share of global batch `number`), on the device."""
+        picked = on_device(torch.from_numpy(np.ascontiguousarray(keys, dtype=np.int64)), self.device)
         images = to_unit_range(self.images.index_select(0, picked), self.stored).permute(0, 3, 1, 2)
         masks = self.masks.index_select(0, picked)
         weights = self.weights.index_select(0, picked) if self.weights is not None else None
         if self.augment is not None:
             images, masks, weights = augment_batch(self.augment, images.contiguous(), masks, weights,
-                                                   batch_seed(self.seed, epoch, number, self.rank))
-        return Batch(standardise(images, self.preprocess, self.mean, self.std), masks.long(), weights, loss_scale)
+                                                   batch_seed(self.seed, epoch, number, rank))
+        return Batch(standardise(images, self.preprocess, self.mean, self.std), masks.long(), weights)
+
+    def in_order(self) -> ImageSamples:
+        return ImageSamples(self.data, self.preprocess, shuffle=False)
+
+
+def device_nbytes(data: LabelledSet) -> int:
+    """Device memory the set takes (images in their dtype, masks, weights), to decide before copying."""
+    kind = data.images.dtype
+    itemsize = 4 if kind.kind == "f" else 8 if kind == np.uint32 else kind.itemsize  # as stored_on_device keeps it
+    return data.images.size * itemsize + data.masks.nbytes + (data.weights.nbytes if data.weights is not None else 0)
+
+
+def device_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
+                   device: torch.device, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
+                   world_size: int = 1) -> Batches:
+    """Batches of `DeviceSamples`, made in the caller's thread (the device works asynchronously)."""
+    samples = DeviceSamples(data, preprocess, shuffle=shuffle, device=device, augment=augment, seed=seed)
+    return Batches(samples, batch_size, rank=rank, world_size=world_size)

@@ -118,18 +118,42 @@ def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: i
     """
     pairs = find_pairs(data_dir)
     palette = read_class_palette(data_dir, num_classes, ignore_index) if num_classes else None
-    rng = np.random.default_rng(seed)
-    tally = _Tally()
-    per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // len(pairs))
+    measure = Measure(len(pairs), palette, num_classes=num_classes, ignore_index=ignore_index, seed=seed,
+                      multilabel=multilabel)
     for pair in pairs:
-        _sample_image(pair.image, per_image, rng, tally)
-        _measure_mask(pair, palette, ignore_index, rng, tally, multilabel)
-    return _summarise(str(data_dir), tally, num_classes, ignore_index)
+        measure.add(pair)
+    return measure.result(str(data_dir))
 
 
-def _sample_image(path: Path, n: int, rng: np.random.Generator, tally: _Tally) -> None:
-    """Up to `n` random pixels (n, C) of one image, read by rows when it is large."""
-    if can_stream(path):
+class Measure:
+    """The fingerprint of a folder, measured pair by pair in the folder's order.
+
+    A reader that decodes the pairs anyway (data/dataset.py::survey) hands over the arrays it read, so no
+    file is decoded twice; `fingerprint` lets this class read them. `palette` is classes.yaml's
+    (masks.read_class_palette), None for binary masks, class indices or multi-label masks.
+    """
+
+    def __init__(self, n_pairs: int, palette: ClassPalette | None, *, num_classes: int | None = None,
+                 ignore_index: int | None = None, seed: int = 0, multilabel: bool = False) -> None:
+        self.palette, self.num_classes, self.ignore_index, self.multilabel = palette, num_classes, ignore_index, multilabel
+        self.rng = np.random.default_rng(seed)
+        self.tally = _Tally()
+        self.per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // max(n_pairs, 1))
+
+    def add(self, pair: Pair, image: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
+        """Measure one pair. `image` and `mask`: the arrays io.read_array gave for its files (the mask read
+        as dataset.read_raw_pair reads it), or None to read them here (by rows when large)."""
+        _sample_image(pair.image, image, self.per_image, self.rng, self.tally)
+        _measure_mask(pair, mask, self.palette, self.ignore_index, self.rng, self.tally, self.multilabel)
+
+    def result(self, data_dir: str) -> Fingerprint:
+        """The fingerprint of the pairs added so far."""
+        return _summarise(data_dir, self.tally, self.num_classes, self.ignore_index)
+
+
+def _sample_image(path: Path, pixels: np.ndarray | None, n: int, rng: np.random.Generator, tally: _Tally) -> None:
+    """Up to `n` random pixels (n, C) of one image (`pixels` when given), read by rows when it is large."""
+    if pixels is None and can_stream(path):
         with open_rows(path, None) as reader:
             height, width, dtype = reader.height, reader.width, reader.dtype
             if height * width > LARGE_PIXELS:
@@ -138,7 +162,7 @@ def _sample_image(path: Path, n: int, rng: np.random.Generator, tally: _Tally) -
             else:
                 pixels = reader(0, height)
     else:
-        pixels = read_array(path)
+        pixels = read_array(path) if pixels is None else pixels
         (height, width), dtype = pixels.shape[:2], pixels.dtype
     pixels = drop_uniform_alpha(pixels)
     gray = channels_equal(pixels)
@@ -149,9 +173,10 @@ def _sample_image(path: Path, n: int, rng: np.random.Generator, tally: _Tally) -
     tally.samples.append((chosen[:, :1] if gray else chosen, gray))
 
 
-def _measure_mask(pair: Pair, palette: ClassPalette | None, ignore_index: int | None, rng: np.random.Generator,
-                  tally: _Tally, multilabel: bool = False) -> None:
-    """Value counts over the whole mask, component widths and extents, band by band when large."""
+def _measure_mask(pair: Pair, mask: np.ndarray | None, palette: ClassPalette | None, ignore_index: int | None,
+                  rng: np.random.Generator, tally: _Tally, multilabel: bool = False) -> None:
+    """Value counts over the whole mask (`mask` when given), component widths and extents, band by band
+    when large."""
     by_colour = palette is not None and all(c is not None for c in palette.colors)
 
     def measure(bands: Any, height: int, stride: int, n_bands: int = 1) -> None:
@@ -159,7 +184,7 @@ def _measure_mask(pair: Pair, palette: ClassPalette | None, ignore_index: int | 
             bands = (np.any(band != 0, axis=2, keepdims=True).astype(np.uint8) for band in bands)
         _measure_bands(bands, pair, palette, ignore_index, rng, tally, height, stride, n_bands)
 
-    if can_stream(pair.mask):
+    if mask is None and can_stream(pair.mask):
         with open_rows(pair.mask, None if multilabel else 3 if by_colour else 1) as reader:
             height, width = reader.height, reader.width
             if height * width <= LARGE_PIXELS:
@@ -169,7 +194,7 @@ def _measure_mask(pair: Pair, palette: ClassPalette | None, ignore_index: int | 
             bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
             measure(bands, height, math.ceil(max(height, width) / EXTENT_SIDE), math.ceil(height / step))
     else:
-        mask = read_array(pair.mask, palette_indices=not by_colour)
+        mask = read_array(pair.mask, palette_indices=not by_colour) if mask is None else mask
         measure([mask], mask.shape[0], 1)
 
 

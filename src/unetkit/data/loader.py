@@ -1,4 +1,4 @@
-"""Batches for training and validation, from a `LabelledSet` held in memory.
+"""Batches for training: the one batcher (`Batches`) over a kind of `Samples`, and whole images in host memory.
 
 No DataLoader worker processes: with decoded arrays in memory a batch is an index, a copy
 and an augmentation draw. On the CPU that costs far less than the network step
@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -48,87 +48,69 @@ class Batch(NamedTuple):
     loss_scale: float = 1.0
 
 
-class BatchIterator:
-    """Iterates a LabelledSet in batches, shuffled and augmented for training."""
+class Samples(Protocol):
+    """A kind of training sample (whole images, patches) behind the one batcher. Every draw is a function of
+    (seed, epoch, batch number, rank) and the keys alone, never of the thread or of earlier draws, so threads,
+    torchrun's ranks and a resumed run see the batches an uninterrupted single process would."""
 
-    def __init__(self, data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
-                 augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 workers: int = 0, pad_crop: tuple[int, int] | None = None) -> None:
-        """`batch_size` is the global batch: with `world_size` ranks this one takes its share of each.
-        `workers` threads prepare batches ahead (0: in the caller's thread). `pad_crop` (pad_to, crop):
-        the images are reflect-padded to pad_to and one random crop of crop x crop taken from each."""
-        self.data = data
-        self.preprocess = preprocess
+    def __len__(self) -> int: ...  # samples per epoch
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The keys of the epoch's samples, (len(self),): the batcher cuts global batches of them in this order."""
+        ...
+
+    def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
+        """Rank `rank`'s share `keys` of global batch `number`, augmented, as tensors (loss_scale: the batcher's)."""
+        ...
+
+    def in_order(self) -> Samples:
+        """What SWA measures batch-norm statistics on: whole images in order, unaugmented; patches as drawn."""
+        ...
+
+
+class Batches:
+    """The one batcher: a `Samples` cut into global batches, each shared between torchrun's ranks, made in the
+    caller's thread or `workers` threads ahead (the samples' own placement: host arrays or device tensors)."""
+
+    def __init__(self, samples: Samples, batch_size: int, *, rank: int = 0, world_size: int = 1,
+                 workers: int = 0) -> None:
+        """`batch_size` is the global batch: with `world_size` ranks this one takes its share of each."""
+        self.samples = samples
         self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.augment = augment
-        self.seed = seed
         self.rank, self.world_size = rank, world_size
         self.workers = workers
-        self.pad_crop = pad_crop
-        self._local = threading.local()  # one augmenter per thread: a pipeline's random state is its own
 
     def __len__(self) -> int:
-        return -(-len(self.data) // self.batch_size)
+        return -(-len(self.samples) // self.batch_size)
+
+    def in_order(self) -> Batches:
+        """One process's batches of `Samples.in_order`, made in the caller's thread."""
+        return Batches(self.samples.in_order(), self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of epoch `epoch` (0-based)."""
         plan = self._plan(epoch)
         if self.workers < 1:
             for step in plan:
-                yield self._batch(*step)
+                yield self._make(*step)
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="unetkit-batches") as pool:
             ahead: deque[Future[Batch]] = deque()
             for step in plan:
-                ahead.append(pool.submit(self._batch, *step))
+                ahead.append(pool.submit(self._make, *step))
                 if len(ahead) > 2 * self.workers:
                     yield ahead.popleft().result()
             while ahead:
                 yield ahead.popleft().result()
 
     def _plan(self, epoch: int) -> list[tuple[int, int, np.ndarray, float]]:
-        """(epoch, batch number, this rank's indices, loss scale) of each batch of the epoch: `_batch`'s arguments."""
-        rng = np.random.default_rng((self.seed, epoch))
-        order = rng.permutation(len(self.data)) if self.shuffle else np.arange(len(self.data))
+        """(epoch, batch number, this rank's keys, loss scale) of each batch of the epoch."""
+        order = self.samples.order(epoch)
         return [(epoch, number, *self._share(order[start : start + self.batch_size]))
                 for number, start in enumerate(range(0, len(order), self.batch_size))]
 
-    def _batch(self, epoch: int, number: int, index: np.ndarray, loss_scale: float) -> Batch:
-        images, masks = self.data.images[index], self.data.masks[index]
-        weights = self.data.weights[index] if self.data.weights is not None else None
-        if self.pad_crop is not None:  # its own stream: the augmentation draws stay those of the pad policy
-            rng = np.random.default_rng((self.seed, epoch, number, self.rank, 1))
-            images, masks, weights = pad_crop(images, masks, weights, *self.pad_crop, rng)
-        images, masks, weights = self._augmented(images, masks, weights, epoch, number)
-        return self._tensors(images, masks, weights, loss_scale)
-
-    def _augmented(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, epoch: int,
-                   number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The batch after augmentation (images float32 in [0, 1] then), or as it is without."""
-        augmenter = self._augmenter()
-        if augmenter is None:
-            return images, masks, weights
-        # every batch (and every rank) its own draws, whichever thread makes it
-        augmenter.reseed(batch_seed(self.seed, epoch, number, self.rank))
-        images = images.astype(np.float32) / dtype_range(images.dtype)
-        return augmenter(images, masks, weights)
-
-    def _augmenter(self) -> Augmenter | None:
-        """This thread's augmenter (a pipeline's random state is its own), None without augmentation."""
-        if self.augment is None:
-            return None
-        augmenter = getattr(self._local, "augmenter", None)
-        if augmenter is None:
-            augmenter = self._local.augmenter = Augmenter(self.augment)
-        return augmenter
-
-    def _tensors(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, loss_scale: float) -> Batch:
-        target = torch.from_numpy(np.ascontiguousarray(masks)).long()
-        if target.dim() == 4:  # multi-label (B, H, W, K) -> (B, K, H, W)
-            target = target.permute(0, 3, 1, 2).contiguous()
-        return Batch(self.preprocess.to_tensor(images), target,
-                     torch.from_numpy(np.ascontiguousarray(weights)) if weights is not None else None, loss_scale)
+    def _make(self, epoch: int, number: int, keys: np.ndarray, loss_scale: float) -> Batch:
+        return self.samples.batch(epoch, number, keys, self.rank)._replace(loss_scale=loss_scale)
 
     def _share(self, members: np.ndarray) -> tuple[np.ndarray, float]:
         """This rank's part of one global batch, and the scale that makes its loss count by size."""
@@ -138,6 +120,77 @@ class BatchIterator:
         if not len(index):  # every rank must step together: run one image whose loss counts zero
             return members[:1], 0.0
         return index, len(index) * self.world_size / len(members)
+
+
+class HostAugment:
+    """data/augment.py's albumentations pipeline, one per thread (a pipeline's random state is its own),
+    reseeded with each draw's key: the draws depend on the key alone, whichever thread asks."""
+
+    def __init__(self, config: AugmentConfig) -> None:
+        self.config = config
+        self._local = threading.local()
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None,
+                 key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """images (N, H, W, C) float32 in [0, 1], masks (N, H, W), weights (N, H, W) or None, augmented."""
+        augmenter = getattr(self._local, "augmenter", None)
+        if augmenter is None:
+            augmenter = self._local.augmenter = Augmenter(self.config)
+        augmenter.reseed(key)
+        return augmenter(images, masks, weights)
+
+
+def image_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """Whole images' order in an epoch: a permutation drawn from (seed, epoch), or 0..n-1."""
+    return np.random.default_rng((seed, epoch)).permutation(n) if shuffle else np.arange(n)
+
+
+class ImageSamples:
+    """Whole images of a LabelledSet held in host memory, augmented by albumentations per batch and rank."""
+
+    def __init__(self, data: LabelledSet, preprocess: Preprocess, *, shuffle: bool, augment: AugmentConfig | None = None,
+                 seed: int = 0, pad_crop: tuple[int, int] | None = None) -> None:
+        """`pad_crop` (pad_to, crop): the images are reflect-padded to pad_to and one random crop of crop x crop
+        taken from each."""
+        self.data, self.preprocess, self.shuffle, self.seed, self.pad_crop = data, preprocess, shuffle, seed, pad_crop
+        self.augment = HostAugment(augment) if augment is not None else None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def order(self, epoch: int) -> np.ndarray:
+        return image_order(len(self.data), self.seed, epoch, self.shuffle)
+
+    def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
+        images, masks = self.data.images[keys], self.data.masks[keys]
+        weights = self.data.weights[keys] if self.data.weights is not None else None
+        if self.pad_crop is not None:  # its own stream: the augmentation draws stay those of the pad policy
+            rng = np.random.default_rng((self.seed, epoch, number, rank, 1))
+            images, masks, weights = pad_crop(images, masks, weights, *self.pad_crop, rng)
+        if self.augment is not None:  # every batch (and every rank) its own draws, whichever thread makes it
+            images = images.astype(np.float32) / dtype_range(images.dtype)
+            images, masks, weights = self.augment(images, masks, weights, batch_seed(self.seed, epoch, number, rank))
+        return host_batch(self.preprocess, images, masks, weights)
+
+    def in_order(self) -> ImageSamples:
+        return ImageSamples(self.data, self.preprocess, shuffle=False)
+
+
+def host_batch(preprocess: Preprocess, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None) -> Batch:
+    """Host arrays as a Batch: images standardised by `preprocess`, masks as int64 ((B, K, H, W) for multi-label)."""
+    target = torch.from_numpy(np.ascontiguousarray(masks)).long()
+    if target.dim() == 4:  # multi-label (B, H, W, K) -> (B, K, H, W)
+        target = target.permute(0, 3, 1, 2).contiguous()
+    return Batch(preprocess.to_tensor(images), target,
+                 torch.from_numpy(np.ascontiguousarray(weights)) if weights is not None else None)
+
+
+def image_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
+                  augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
+                  workers: int = 0, pad_crop: tuple[int, int] | None = None) -> Batches:
+    """Batches of whole images from host memory (`ImageSamples`); `workers` threads prepare them ahead."""
+    samples = ImageSamples(data, preprocess, shuffle=shuffle, augment=augment, seed=seed, pad_crop=pad_crop)
+    return Batches(samples, batch_size, rank=rank, world_size=world_size, workers=workers)
 
 
 def default_workers(device_type: str) -> int:

@@ -1,8 +1,8 @@
-"""Training batches of patches: `PatchBatches` draws each batch from a `PatchSampler` over a PatchSet.
+"""Training samples of patches: `PatchSamples` draws each batch from a `PatchSampler` over a PatchSet.
 
-A subclass of BatchIterator (data/loader.py), so it shares the thread pool that prepares batches
-ahead, the augmentation pipeline (albumentations) and torchrun's split of each global batch between
-the ranks. What differs is where a batch comes from: patch j of global batch b of an epoch is drawn,
+The batcher (data/loader.py's `Batches`) is the one whole images use: its thread pool prepares
+batches ahead and it shares each global batch between torchrun's ranks; the augmentation is the
+same albumentations pipeline. What differs is where a batch comes from: patch j of global batch b of an epoch is drawn,
 and augmented, by generators seeded with (seed, epoch, b, j) alone, so a rank draws only its own
 patches, N ranks together train on exactly the patches one process would (augmentation included:
 whole-image batches are augmented per rank), and a resumed run draws the batches an uninterrupted
@@ -24,7 +24,7 @@ import numpy as np
 
 from unetkit.data.augment import AugmentConfig, batch_seed
 from unetkit.data.io import dtype_range
-from unetkit.data.loader import Batch, BatchIterator
+from unetkit.data.loader import Batch, Batches, HostAugment, host_batch
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.patches import PatchSampler, warp_margin
 from unetkit.data.preprocess import Preprocess
@@ -33,52 +33,61 @@ MAX_BATCHES_PER_EPOCH = 250  # nnU-Net's epoch is 250 batches too
 PATCH_STREAM = 3  # a patch's generator key after (seed, epoch, batch, patch): apart from other streams
 
 
-class PatchBatches(BatchIterator):
+class PatchSamples:
     """Epochs of `patches_per_epoch` random patches (0: the training pixels over a patch's, at least one
-    batch and at most MAX_BATCHES_PER_EPOCH batches) in global batches of `batch_size`."""
+    batch and at most MAX_BATCHES_PER_EPOCH batches) in global batches of `batch_size`; a sample's key is
+    its position in its global batch."""
 
     def __init__(self, data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int,
                  foreground_share: float, patches_per_epoch: int = 0, augment: AugmentConfig | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
-                 weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        super().__init__(data, preprocess, batch_size, shuffle=True, augment=augment, seed=seed, rank=rank,  # type: ignore[arg-type]
-                         world_size=world_size, workers=workers)
+                 seed: int = 0, weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         margin = 0
         if augment is not None and (augment.p_affine > 0 or augment.p_elastic > 0):  # warps: read a margin
             margin = warp_margin(patch_size, augment.rotate_deg, augment.scale, augment.shift, augment.elastic_alpha,
                                  augment.elastic_sigma)
         self.sampler = PatchSampler(data.sources, patch_size, classes=data.classes, foreground_share=foreground_share,
                                     margin=margin, locations=data.locations)
-        self.patch_size = patch_size
+        self.preprocess, self.batch_size, self.patch_size, self.seed = preprocess, batch_size, patch_size, seed
+        self.augment = HostAugment(augment) if augment is not None else None
         self.weight_map = weight_map
         auto = math.ceil(data.pixels / patch_size**2)
         self.patches_per_epoch = patches_per_epoch or min(max(auto, batch_size), MAX_BATCHES_PER_EPOCH * batch_size)
 
     def __len__(self) -> int:
-        return -(-self.patches_per_epoch // self.batch_size)
+        return self.patches_per_epoch
 
-    def _plan(self, epoch: int) -> list[tuple[int, int, np.ndarray, float]]:
-        """Per batch: this rank's patch positions in the global batch, and its loss scale."""
-        return [(epoch, number, *self._share(np.arange(min(self.batch_size, self.patches_per_epoch - start))))
-                for number, start in enumerate(range(0, self.patches_per_epoch, self.batch_size))]
+    def order(self, epoch: int) -> np.ndarray:
+        return np.arange(self.patches_per_epoch) % self.batch_size
 
-    def _batch(self, epoch: int, number: int, index: np.ndarray, loss_scale: float) -> Batch:
+    def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
         size = min(self.batch_size, self.patches_per_epoch - number * self.batch_size)
         forced = self.sampler.forced(size)
-        augmenter = self._augmenter()
         inner = slice(self.sampler.margin, self.sampler.margin + self.patch_size)  # the patch inside its margin
         images, masks, weights = [], [], []
-        for position in index:
+        for position in keys:
             rng = np.random.default_rng((self.seed, epoch, number, int(position), PATCH_STREAM))
             image, mask, *_ = self.sampler.draw(rng, position < forced)
             image = image.astype(np.float32)[None] / dtype_range(image.dtype)  # bit depths may differ between images
             weight = self.weight_map(mask)[None] if self.weight_map is not None else None
-            if augmenter is not None:  # seeded by the patch, not the rank: N ranks draw what one process draws
-                augmenter.reseed(batch_seed(self.seed, epoch, number, int(position)))
-                image, mask, weight = augmenter(image, mask[None], weight)
+            if self.augment is not None:  # seeded by the patch, not the rank: N ranks draw what one process draws
+                image, mask, weight = self.augment(image, mask[None], weight,
+                                                   batch_seed(self.seed, epoch, number, int(position)))
                 mask = mask[0]
             images.append(image[0, inner, inner])
             masks.append(mask[inner, inner])
             if weight is not None:
                 weights.append(weight[0, inner, inner])
-        return self._tensors(np.stack(images), np.stack(masks), np.stack(weights) if weights else None, loss_scale)
+        return host_batch(self.preprocess, np.stack(images), np.stack(masks), np.stack(weights) if weights else None)
+
+    def in_order(self) -> PatchSamples:
+        return self
+
+
+def patch_batches(data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int,
+                  foreground_share: float, patches_per_epoch: int = 0, augment: AugmentConfig | None = None,
+                  seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
+                  weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> Batches:
+    """Batches of `PatchSamples`; `workers` threads prepare them ahead."""
+    samples = PatchSamples(data, preprocess, batch_size, patch_size=patch_size, foreground_share=foreground_share,
+                           patches_per_epoch=patches_per_epoch, augment=augment, seed=seed, weight_map=weight_map)
+    return Batches(samples, batch_size, rank=rank, world_size=world_size, workers=workers)

@@ -1,8 +1,8 @@
 """A labelled folder for patch training: images of any sizes, the large ones never decoded whole.
 
 `load_labelled` (data/dataset.py) stacks every image into one array, which needs one size and
-memory for all of it. Patch training needs neither: `load_patch_set` keeps each pair as a
-`Source` of data/patches.py — decoded in memory when it is small (or cannot be read by region,
+memory for all of it. Patch training needs neither: `patch_set_of` keeps each pair as the
+`Source` of data/patches.py that data/dataset.py::survey opened — decoded in memory when it is small (or cannot be read by region,
 like a PNG), read by region from disk when it is a TIFF or .npy over `LARGE_PIXELS` — and scans
 every mask once, band by band, for what training needs before the first step: the pixel count
 of each class (coverage for the split, class checks, class weights) and a sample of each
@@ -21,17 +21,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from unetkit.data.dataset import LabelledSet, load_pair
+from unetkit.data.dataset import LabelledSet, Survey, survey
 from unetkit.data.io import dtype_range
-from unetkit.data.masks import ClassPalette, read_class_palette
-from unetkit.data.pairing import DataSource, Pair, find_pairs
-from unetkit.data.patches import ArraySource, FileSource, Source, scan_mask
-from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size
+from unetkit.data.pairing import DataSource, Pair
+from unetkit.data.patches import Source, scan_mask
 
 VAL_WHOLE_PIXELS = 2**24  # validation images up to this (4096^2) are predicted whole
 VAL_WINDOW = 2048  # side of the windows larger validation images are scored on
@@ -81,7 +77,20 @@ class PatchSet:
         """Pixels of all images together."""
         return int(self.areas.sum())
 
-    def sample_images(self, rng: np.random.Generator, patch: int, n: int) -> np.ndarray:
+    def held_out(self, indices: np.ndarray, seed: int = 0) -> LabelledSet:
+        """The images at `indices` as validation predicts them: whole, large ones in windows (`validation_set`)."""
+        return validation_set(self.subset(indices), seed)
+
+    def class_counts(self) -> np.ndarray:
+        """Pixels of each mask value over the set, (256,) (multi-label: as `counts`)."""
+        return self.counts.sum(axis=0)
+
+    @property
+    def whole_masks(self) -> None:
+        """No stacked masks: a PatchSet's images may differ in size, or stay on disk."""
+        return None
+
+    def statistics_images(self, rng: np.random.Generator, patch: int, n: int) -> np.ndarray:
         """n random patch x patch crops (n, h, w, C) float32 in [0, 1] by each image's bit depth (reflected
         where an image is smaller): the sample the normalisation statistics are measured on."""
         crops = []
@@ -98,38 +107,25 @@ class PatchSet:
 
 def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *,
                    ignore_index: int | None = None, multilabel: bool = False, seed: int = 0,
-                   show_progress: bool = True, hashes: dict[Path, str] | None = None) -> PatchSet:
-    """Open, check and scan every pair of `data_dir` (see the module docstring). `hashes` collects each
-    file's SHA-256 (decoded files, in the same read) or, for files read by region, its size in bytes
-    (`size:N`: hashing them would read gigabytes before the first step)."""
-    pairs = find_pairs(data_dir)
-    palette = None if multilabel else read_class_palette(data_dir, num_classes, ignore_index)
+                   show_progress: bool = True) -> PatchSet:
+    """Open, check and scan every pair of `data_dir` (see the module docstring)."""
+    found = survey(data_dir, in_channels, num_classes, ignore_index=ignore_index, multilabel=multilabel,
+                   measure=False, show_progress=show_progress)
+    return patch_set_of(found, num_classes, multilabel, seed)
+
+
+def patch_set_of(found: Survey, num_classes: int, multilabel: bool = False, seed: int = 0) -> PatchSet:
+    """The surveyed pairs as a PatchSet: each mask scanned once, band by band, for its class counts and
+    positions (data/patches.py::scan_mask, draws from `seed`)."""
     classes = tuple(range(1, num_classes + 1 if multilabel else max(num_classes, 2)))  # labels, or non-background
     rng = np.random.default_rng(seed)
-    sources: list[Source] = []
     counts, locations = [], []
-    for pair in tqdm(pairs, desc="scanning", unit="img", disable=None if show_progress else True, leave=False):
-        source = _open_source(pair, in_channels, num_classes, ignore_index, palette, multilabel, hashes)
-        found, count = scan_mask(source, classes, rng)
-        sources.append(source)
+    for source in found.sources:
+        located, count = scan_mask(source, classes, rng)
         counts.append(count)
-        locations.append(found)
-    return PatchSet([p.stem for p in pairs], pairs, sources, np.stack(counts), locations, classes, multilabel)
-
-
-def _open_source(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None,
-                 palette: ClassPalette | None, multilabel: bool, hashes: dict[Path, str] | None = None) -> Source:
-    """A FileSource for a large TIFF/.npy pair (header and size checked, read later by region), else the
-    pair decoded and checked whole (load_pair) as an ArraySource."""
-    if can_stream(pair.image):
-        height, width = image_size(pair.image)
-        if height * width > LARGE_PIXELS:
-            source = FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel)
-            if hashes is not None:
-                hashes.update({path: f"size:{path.stat().st_size}" for path in (pair.image, pair.mask)})
-            return source
-    image, mask = load_pair(pair, in_channels, num_classes, ignore_index, palette, multilabel, hashes)
-    return ArraySource(image, mask)
+        locations.append(located)
+    return PatchSet([p.stem for p in found.pairs], found.pairs, found.sources, np.stack(counts), locations, classes,
+                    multilabel)
 
 
 def validation_set(data: PatchSet, seed: int = 0) -> LabelledSet:

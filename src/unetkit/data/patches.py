@@ -26,9 +26,9 @@ from typing import Protocol
 
 import numpy as np
 
-from unetkit.data.dataset import Pair
 from unetkit.data.io import read_array
 from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel
+from unetkit.data.pairing import Pair
 from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.errors import UserError
 

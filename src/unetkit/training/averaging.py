@@ -28,8 +28,7 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from unetkit.data.loader import BatchIterator
-from unetkit.data.patch_batches import PatchBatches
+from unetkit.data.loader import Batches
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
 from unetkit.models.base import SegmentationNet
@@ -105,15 +104,13 @@ def swa_update(swa: AveragedModel | None, net: torch.nn.Module, progress: float,
         swa.update_parameters(net)
 
 
-def swa_model(swa: AveragedModel, batches: BatchIterator, device: torch.device) -> SegmentationNet | None:
+def swa_model(swa: AveragedModel, batches: Batches, device: torch.device) -> SegmentationNet | None:
     """The averaged net with batch-norm statistics recomputed over one epoch of the training batches
     (whole images in order without augmentation, or patches as drawn); None if nothing was averaged."""
     if int(swa.n_averaged) == 0:
         return None
     net: SegmentationNet = swa.module  # type: ignore[assignment]
-    if not isinstance(batches, PatchBatches):
-        batches = BatchIterator(batches.data, batches.preprocess, batches.batch_size, shuffle=False)
-    update_bn((batch.images.to(device, memory_format=torch.channels_last) for batch in batches.epoch(0)), net,
+    update_bn((batch.images.to(device, memory_format=torch.channels_last) for batch in batches.in_order().epoch(0)), net,
               device=None)
     return net.eval()
 

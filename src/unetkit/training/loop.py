@@ -34,19 +34,19 @@ import torch
 from unetkit import distributed
 from unetkit.config import TrainConfig, to_dict
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.device_batches import DeviceBatches
+from unetkit.data.device_batches import device_batches, device_nbytes
 from unetkit.data.fov import regions_for
-from unetkit.data.loader import BatchIterator, default_workers
+from unetkit.data.loader import Batches, default_workers, image_batches
 from unetkit.data.masks import class_table
 from unetkit.data.pairing import DataSource
-from unetkit.data.patch_batches import PatchBatches
+from unetkit.data.patch_batches import patch_batches
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.preprocess import Preprocess
 from unetkit.data.weights import border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import load_model, save_ensemble, save_model
 from unetkit.fileio import write_csv
-from unetkit.inference.engine import planned_tile
+from unetkit.inference.engine import DEFAULT_TILE
 from unetkit.measures import extra_columns, monitor_minimizes, parse_measures
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
@@ -58,6 +58,7 @@ from unetkit.training.diagnosis import run_warnings
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.observe import EpochObserver
 from unetkit.training.parts import Parts, build_parts
+from unetkit.training.plan import Plan
 from unetkit.training.step import enter_stage, stage_peak, train_step
 from unetkit.training.threshold import tune_on_validation
 from unetkit.training.validation import target_maps, validate
@@ -87,7 +88,7 @@ class TrainResult:
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
         preprocess: Preprocess, device: torch.device, resume: Checkpoint | None = None,
-        class_weights: tuple[float, ...] | None = None, augment: Any = None, plan: dict[str, Any] | None = None) -> TrainResult:
+        class_weights: tuple[float, ...] | None = None, augment: Any = None, plan: Plan | None = None) -> TrainResult:
     """Train per `config` on `device`, writing checkpoints, metrics.csv and curves.png into `run_dir` (rank 0).
 
     A PatchSet trains on patches (data/patch_batches.py), a LabelledSet on whole images; `val_set`
@@ -100,27 +101,26 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     if workers is None:
         workers = default_workers(device.type)
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
-    train_batches: BatchIterator
-    if isinstance(train_set, PatchSet):
+    if config.data.patch_size:  # the plan's patch mode: train_set is a PatchSet
         if config.runtime.device_batches == "on":
             raise UserError("runtime.device_batches: on does not support patch training yet (patches are read and "
                             "augmented by the CPU loader); use auto or off, or --patch-size 0 for whole images")
-        train_batches = PatchBatches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size or 0),
-                                     foreground_share=config.data.foreground_share or 0.0,
-                                     patches_per_epoch=config.data.patches_per_epoch, augment=augment, seed=config.seed,
-                                     rank=rank, world_size=world_size, workers=workers,
-                                     weight_map=_border_weight_map(config))
+        train_batches = patch_batches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size),
+                                      foreground_share=config.data.foreground_share or 0.0,
+                                      patches_per_epoch=config.data.patches_per_epoch, augment=augment, seed=config.seed,
+                                      rank=rank, world_size=world_size, workers=workers,
+                                      weight_map=_border_weight_map(config))
     elif _on_device(config, train_set, device, crop is not None):
-        train_batches = DeviceBatches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
-                                      augment=augment, seed=config.seed, rank=rank, world_size=world_size)
+        train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
+                                       augment=augment, seed=config.seed, rank=rank, world_size=world_size)
     else:
-        train_batches = BatchIterator(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
+        train_batches = image_batches(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
                                       seed=config.seed, rank=rank, world_size=world_size, workers=workers, pad_crop=crop)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
     share_regions = val_regions[rank::world_size] if val_regions is not None else None
     parts = build_parts(config, len(train_batches), resume, class_weights, device)
-    tile = planned_tile({"plan": plan})
+    tile = plan.predict_tile if plan is not None else DEFAULT_TILE
     if config.schedule.snapshots:
         parts.snapshots = Snapshots(run_dir / "checkpoints", preprocess, write=distributed.is_main())
     state = resume.state if resume else TrainState()
@@ -177,10 +177,10 @@ def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device
         return True
     if device.type != "cuda":
         return False
-    return DeviceBatches.nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4
+    return device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4
 
 
-def train_one_epoch(parts: Parts, batches: BatchIterator, epoch: int, state: TrainState,
+def train_one_epoch(parts: Parts, batches: Batches, epoch: int, state: TrainState,
                     deadline: float | None) -> tuple[float, int, bool]:
     """One pass over the training batches: (mean loss, images seen, whether the deadline cut it short).
 
@@ -254,7 +254,7 @@ def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index:
     return total / distributed.world_size(), late > 0
 
 
-def _run_epoch(parts: Parts, state: TrainState, train_batches: BatchIterator, val_share: LabelledSet,
+def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_share: LabelledSet,
                preprocess: Preprocess, deadline: float | None, tile: int,
                regions: list[np.ndarray] | None = None) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
@@ -310,7 +310,7 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     state.elapsed_s = distributed.from_main(state.elapsed_s)
 
 
-def _final_net(run_dir: Path, parts: Parts, train_batches: BatchIterator,
+def _final_net(run_dir: Path, parts: Parts, train_batches: Batches,
                state: TrainState) -> tuple[SegmentationNet | Ensemble, str]:
     """The net the model file will hold, and what it is: the SGDR snapshots' ensemble, the SWA
     average, or the best checkpoint (training/averaging.py)."""
@@ -327,8 +327,8 @@ def _final_net(run_dir: Path, parts: Parts, train_batches: BatchIterator,
 
 
 def _finish(config: TrainConfig, run_dir: Path, parts: Parts,
-            sets: tuple[BatchIterator, LabelledSet, list[np.ndarray] | None], preprocess: Preprocess, state: TrainState,
-            stop_reason: str, plan: dict[str, Any] | None) -> TrainResult:
+            sets: tuple[Batches, LabelledSet, list[np.ndarray] | None], preprocess: Preprocess, state: TrainState,
+            stop_reason: str, plan: Plan | None) -> TrainResult:
     """Choose the final weights, tune the decision rule on their validation predictions, write model.safetensors."""
     device = parts.device
     train_batches, val_set, regions = sets
@@ -337,7 +337,7 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts,
     threshold: float | None = None
     postprocess: dict[str, float] = {}
     ignore_index, names = config.data.ignore_index, _val_measures(config)
-    tile = planned_tile({"plan": plan})
+    tile = plan.predict_tile if plan is not None else DEFAULT_TILE
     val, probabilities = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size,
                                   keep_probabilities=binary, ignore_index=ignore_index, tile=tile, regions=regions,
                                   measures=() if binary else names)
@@ -352,7 +352,8 @@ def _finish(config: TrainConfig, run_dir: Path, parts: Parts,
     record = _record(config, best_row)
     warnings = run_warnings(config, state.history, val, threshold, [c["name"] for c in record["classes"]])
     record |= {"threshold_metric": config.decision.threshold_metric, "val_at_threshold": val, "epochs_done": state.epoch,
-               "stop_reason": stop_reason, "weights": made_of, "plan": plan, "warnings": warnings}
+               "stop_reason": stop_reason, "weights": made_of, "plan": plan.to_dict() if plan is not None else None,
+               "warnings": warnings}
     rule_args: dict[str, Any] = {"threshold": 0.5 if threshold is None else threshold, "postprocess": postprocess,
                                  "training": record}
     if isinstance(final, Ensemble):

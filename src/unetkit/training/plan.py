@@ -131,7 +131,7 @@ def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str
     per_pixel = BYTES_PER_PIXEL_PER_NEURON * neurons * (BATCH_NORM_FACTOR if model.batch_norm else 1.0)
     height, width = fingerprint.size_max
     whole_side = max(height, width)
-    whole = whole_by_size(fingerprint.same_size, whole_side)
+    whole = fingerprint.same_size and whole_side <= WHOLE_MAX_SIDE
     side = min(fingerprint.size_min) if whole else min(DEFAULT_PATCH, *fingerprint.size_median)
     depth = choose("depth", _depth(side, model.depth), _depth_why(side, model.depth))
     multiple = 2**depth
@@ -214,12 +214,6 @@ def _training_choices(fp: Fingerprint, mode: str, choose: Any) -> None:
     else:
         choose("balance_classes", "none", "binary masks: the loss's Dice term weighs the foreground as a whole"
                if fp.num_classes == 1 else "one class present: nothing to balance")
-
-
-def whole_by_size(same_size: bool, max_side: int) -> bool:
-    """The size rule of the whole-or-patch choice (memory may still ask for patches): one size, at most
-    WHOLE_MAX_SIDE a side. The runner applies it to image headers before the fingerprint exists."""
-    return same_size and max_side <= WHOLE_MAX_SIDE
 
 
 def _device_memory(device: str) -> tuple[str, int]:

@@ -21,15 +21,14 @@ import torch
 from unetkit import distributed
 from unetkit.config import AUTO, BALANCE_POWERS, TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
-from unetkit.data.dataset import LabelledSet, find_pairs, load_labelled
-from unetkit.data.fingerprint import fingerprint
+from unetkit.data.dataset import LabelledSet, Survey, survey
+from unetkit.data.fingerprint import Fingerprint
 from unetkit.data.io import dtype_range
 from unetkit.data.layout_hints import suspicious_masks
 from unetkit.data.masks import check_class_counts, check_class_coverage, class_table
 from unetkit.data.pairing import DataSource
-from unetkit.data.patch_set import PatchSet, load_patch_set, validation_set
+from unetkit.data.patch_set import PatchSet, patch_set_of
 from unetkit.data.preprocess import Preprocess, fit_preprocess
-from unetkit.data.regions import image_size
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
@@ -48,7 +47,7 @@ from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
-from unetkit.training.plan import Plan, make_plan, whole_by_size
+from unetkit.training.plan import Plan, make_plan
 from unetkit.training.recipes import describe_recipe, resolve_train_config
 from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
@@ -106,15 +105,18 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                         "--pairs FILE.csv)")
     check_run_folder(config)
     check_training_sizes(config)
-    # Loaded first (every file checked, each failure naming its file), then planned from a fingerprint;
-    # the likely kind of loading is known from the files' headers, and the plan rarely disagrees.
-    hashes: dict[Path, str] = {}  # every file's content, hashed as it is read
-    data = _load(config, _likely_patches(config), hashes)
-    plan = distributed.from_main(_training_plan(config, run_dir, device, resume))  # one batch size for all ranks
+    # One pass over the folder (every file checked, each failure naming its file; hashed and fingerprinted as it
+    # is read), a plan from its fingerprint (on --resume the run's own), then the set in the plan's mode.
+    plan = _stored_plan(run_dir) if resume else None
+    surveyed = _survey(config, whole=_set_mode(config) == "whole" or (plan is not None and plan.mode == "whole"),
+                       measure=plan is None)
+    if plan is None:
+        plan = _training_plan(config, device, surveyed.fingerprint)
+    plan = distributed.from_main(plan)  # one batch size for all ranks
     config = _with_plan(config, plan)
-    if bool(config.data.patch_size) != isinstance(data, PatchSet):
-        data = _load(config, bool(config.data.patch_size), hashes)
-    files = _files_record(data, hashes)
+    data = _load(config, surveyed)
+    files = _files_record(data, surveyed.hashes)
+    del surveyed  # whole images: the stacked set is then the only copy of the pixels
     split = None
     if resume:
         _check_same_data(run_dir, files, data, str(DataSource.from_fields(config.data)), config.data.allow_changed)
@@ -136,9 +138,9 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         if distributed.is_main():
             write_text(run_dir / SPLIT_RECORD, json.dumps({"folds": [[data.stems[i] for i in fold] for fold in split]},
                                                           indent=1))
-        return _train_folds(config, run_dir, data, split, resume, plan.to_dict(), device)
+        return _train_folds(config, run_dir, data, split, resume, plan, device)
     train_idx, val_idx = split
-    return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan.to_dict(), device)
+    return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan, device)
 
 
 def _check_scoring(config: TrainConfig) -> None:
@@ -165,31 +167,27 @@ def _set_mode(config: TrainConfig) -> str | None:
     return None if config.data.patch_size is None else "patch"
 
 
-def _likely_patches(config: TrainConfig) -> bool:
-    """Whether the plan will train on patches, from the config and the image headers alone (the plan's
-    size rule, training/plan.py::whole_by_size)."""
-    mode = _set_mode(config)
-    if mode is not None:
-        return mode == "patch"
-    sizes = {image_size(pair.image) for pair in find_pairs(DataSource.from_fields(config.data))}
-    return not whole_by_size(len(sizes) == 1, max(max(size) for size in sizes))
-
-
-def _load(config: TrainConfig, patches: bool, hashes: dict[Path, str]) -> LabelledSet | PatchSet:
-    """The folder as a PatchSet (patch training) or a stacked LabelledSet, checked for classes that never occur;
-    `hashes` collects every file's content hash (data/io.py::read_array)."""
+def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
+    """The one pass over the config's folder (data/dataset.py::survey): `whole` when the run trains on whole images,
+    `measure` when it needs a fingerprint."""
     data, model = config.data, config.model
-    source = DataSource.from_fields(data)
-    if patches:
-        found = load_patch_set(source, model.in_channels, model.num_classes, ignore_index=data.ignore_index,
-                               multilabel=model.multilabel, seed=config.seed, hashes=hashes)
+    return survey(DataSource.from_fields(data), model.in_channels, model.num_classes, ignore_index=data.ignore_index,
+                  multilabel=model.multilabel, seed=config.seed, measure=measure, whole=whole,
+                  resize_to=data.resize_to if data.size_policy == "resize" else None)
+
+
+def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
+    """The surveyed folder as a PatchSet (patch training) or a stacked LabelledSet, checked for classes that
+    never occur."""
+    data, model = config.data, config.model
+    source = surveyed.source
+    if data.patch_size:
+        found = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
         check_class_counts(found.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
                            model.multilabel)
         _warn_if_regions(found, source, data.ignore_index)
         return found
-    loaded = load_labelled(source, model.in_channels, model.num_classes,
-                           resize_to=data.resize_to if data.size_policy == "resize" else None,
-                           ignore_index=data.ignore_index, multilabel=model.multilabel, hashes=hashes)
+    loaded = surveyed.labelled()
     check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
     _warn_if_regions(loaded, source, data.ignore_index)
     _check_pad_to(config, loaded)
@@ -198,21 +196,28 @@ def _load(config: TrainConfig, patches: bool, hashes: dict[Path, str]) -> Labell
 
 def _warn_if_regions(data: LabelledSet | PatchSet, source: DataSource, ignore_index: int | None) -> None:
     """A warning before training when the masks look like a field of view or region, not labels."""
-    masks = data.masks if isinstance(data, LabelledSet) and data.masks.ndim == 3 else None
-    warning = suspicious_masks(data.coverage(ignore_index), masks, str(source))
+    warning = suspicious_masks(data.coverage(ignore_index), data.whole_masks, str(source))
     if warning:
         log.warning("warning: %s", warning)
 
 
-def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, resume: bool) -> Plan:
-    """The plan of training/plan.py for this run: made from a fingerprint of the data with the config's
-    choices as overrides, or on --resume the run's own plan.json (free memory may differ now, the
-    batches must not)."""
-    if resume and (run_dir / PLAN_RECORD).is_file():
-        try:
-            return Plan.from_dict(json.loads((run_dir / PLAN_RECORD).read_text(encoding="utf-8")))
-        except ValueError:
-            raise UserError(f"{run_dir / PLAN_RECORD}: is not a plan unetkit wrote (not JSON)") from None
+def _stored_plan(run_dir: Path) -> Plan | None:
+    """The run's own plan.json, kept on --resume (free memory may differ now, the batches must not); None
+    when the run recorded none."""
+    path = run_dir / PLAN_RECORD
+    if not path.is_file():
+        return None
+    try:
+        return Plan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except ValueError:
+        raise UserError(f"{path}: is not a plan unetkit wrote (not JSON)") from None
+
+
+def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint | None) -> Plan:
+    """The plan of training/plan.py for this run: made from the data's fingerprint with the config's choices
+    as overrides."""
+    if found is None:
+        raise ValueError("a new plan needs the data's fingerprint (survey with measure=True)")
     data = config.data
     mode = _set_mode(config)
     overrides: dict[str, Any] = {} if mode is None else {"mode": mode}
@@ -222,8 +227,6 @@ def _training_plan(config: TrainConfig, run_dir: Path, device: torch.device, res
         overrides["foreground_share"] = data.foreground_share
     if config.model.arch == "seed_unet":
         overrides["depth"] = config.model.depth  # the architecture is the config's; the plan only sizes around it
-    found = fingerprint(DataSource.from_fields(data), num_classes=None if config.model.multilabel else config.model.num_classes,
-                        ignore_index=data.ignore_index, seed=config.seed, multilabel=config.model.multilabel)
     return make_plan(found, device.type, overrides, model=config.model,
                      config_choices={"monitor": config.monitor, "augment": data.augment,
                                      "balance_classes": config.loss.balance_classes})
@@ -258,7 +261,7 @@ def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
         config.data, patch_size=plan.patch_size, foreground_share=plan.foreground_share))
 
 
-def training_preprocess(config: TrainConfig, images: np.ndarray, plan: dict[str, Any] | None = None) -> Preprocess:
+def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | None = None) -> Preprocess:
     """What the model file records about pixels: scaling, clipping, standardisation and the prediction size policy.
 
     A pretrained encoder expects its own statistics (ImageNet's for most): with model.pretrained
@@ -280,16 +283,16 @@ def training_preprocess(config: TrainConfig, images: np.ndarray, plan: dict[str,
                           resize_to=config.data.resize_to, clip=_planned_clip(plan))
 
 
-def _planned_clip(plan: dict[str, Any] | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+def _planned_clip(plan: Plan | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """The plan's clipping bounds in scaled units (file units over the bit depth's range), or None."""
-    if not plan or plan.get("normalization") != "clip_zscore" or plan.get("clip_low") is None:
+    if plan is None or plan.normalization != "clip_zscore" or plan.clip_low is None or plan.clip_high is None:
         return None
-    scales = {dtype_range(np.dtype(d)) for d in (plan.get("fingerprint") or {}).get("dtypes", ["float32"])}
+    scales = {dtype_range(np.dtype(d)) for d in (plan.fingerprint or {}).get("dtypes", ["float32"])}
     if len(scales) != 1:
         log.info("images of several bit depths: no percentile clipping (plan normalisation clip_zscore)")
         return None
     scale = scales.pop()
-    return tuple(v / scale for v in plan["clip_low"]), tuple(v / scale for v in plan["clip_high"])
+    return tuple(v / scale for v in plan.clip_low), tuple(v / scale for v in plan.clip_high)
 
 
 def _check_pad_to(config: TrainConfig, data: LabelledSet) -> None:
@@ -368,13 +371,13 @@ def _stored_split(run_dir: Path, stems: list[str], folds: int) -> list[np.ndarra
 
 
 def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, train_idx: np.ndarray,
-                 val_idx: np.ndarray, resume: bool, plan: dict[str, Any], device: torch.device,
+                 val_idx: np.ndarray, resume: bool, plan: Plan, device: torch.device,
                  preprocess: Preprocess | None = None) -> TrainResult:
     """Fit one model on data[train_idx], validated on data[val_idx] (predicted whole)."""
     checkpoint = None
     if resume and (run_dir / LAST_CHECKPOINT).is_file():  # the architecture was checked in run_training
         checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
-    train_set, val_set = data.subset(train_idx), _held_out(data, val_idx, config.seed)
+    train_set, val_set = data.subset(train_idx), data.held_out(val_idx, config.seed)
     if checkpoint:
         preprocess = checkpoint.preprocess
     elif preprocess is None:
@@ -384,12 +387,10 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
     class_weights = config.loss.class_weights
     power = BALANCE_POWERS.get(config.loss.balance_classes)
     if power is not None and class_weights is None:
-        counts = train_set.counts.sum(axis=0) if isinstance(train_set, PatchSet) else np.bincount(
-            train_set.masks.reshape(-1), minlength=256)
-        class_weights = balanced_class_weights(counts, config.model.num_classes, power)
+        class_weights = balanced_class_weights(train_set.class_counts(), config.model.num_classes, power)
         log.info("class weights (%s: inverse frequency ** %g): %s", config.loss.balance_classes, power,
                  ", ".join(f"{w:.3f}" for w in class_weights))
-    if config.loss.name in BORDER_WEIGHTED and isinstance(train_set, LabelledSet):  # patches: per patch, as drawn
+    if config.loss.name in BORDER_WEIGHTED and not config.data.patch_size:  # patches: per patch, as drawn
         train_set.weights = np.stack([border_weights(m, config.loss.border_w0, config.loss.border_sigma,
                                                      config.data.ignore_index)
                                       for m in train_set.masks])
@@ -401,21 +402,14 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
                augment=augment_config(config.data.augment, config.data.augment_params), plan=plan)
 
 
-def _held_out(data: LabelledSet | PatchSet, indices: np.ndarray, seed: int) -> LabelledSet:
-    """The images at `indices` as validation predicts them: whole (large ones in windows, data/patch_set.py)."""
-    return data.subset(indices) if isinstance(data, LabelledSet) else validation_set(data.subset(indices), seed)
-
-
 def _statistics_sample(config: TrainConfig, data: LabelledSet | PatchSet) -> np.ndarray:
     """The images the normalisation statistics are measured on: all of a stacked set, random patches of a patch set."""
-    if isinstance(data, LabelledSet):
-        return data.images
-    return data.sample_images(np.random.default_rng((config.seed, 5)), config.data.patch_size or 256,
-                              STATISTICS_PATCHES)
+    return data.statistics_images(np.random.default_rng((config.seed, 5)), config.data.patch_size or 256,
+                                  STATISTICS_PATCHES)
 
 
 def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
-                 resume: bool, plan: dict[str, Any], device: torch.device) -> TrainResult:
+                 resume: bool, plan: Plan, device: torch.device) -> TrainResult:
     """K folds (their held-out indices) into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
     preprocess = training_preprocess(config, _statistics_sample(config, data), plan)
     selected = range(config.folds) if config.fold is None else [config.fold]
@@ -451,14 +445,14 @@ def _finished_fold(fold_dir: Path) -> TrainResult:
 
 
 def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
-              results: list[TrainResult], preprocess: Preprocess, plan: dict[str, Any], device: torch.device) -> TrainResult:
+              results: list[TrainResult], preprocess: Preprocess, plan: Plan, device: torch.device) -> TrainResult:
     """Out-of-fold predictions -> decision rule and score; members -> one ensemble model file."""
     members = [load_model(result.model_path) for result in results]
     binary = is_binary(config.model)
     ignore_index = config.data.ignore_index
     oof, truths = [], []  # per held-out image: probabilities x 255 (binary) or classes; its truth
     for fold, saved in zip(folds, members):
-        held = _held_out(data, fold, config.seed)
+        held = data.held_out(fold, config.seed)
         engine = Predictor(saved, batch_size=config.batch_size, torch_device=device)
         items = ((i, held.images[i], held.masks[i]) for i in range(len(held)))
         for item in predict_labelled(engine, items, postprocess=False):
@@ -477,7 +471,7 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, 
         decision = Decision(0.5, {}, accumulator.summary())
     model_path = run_dir / "model.safetensors"
     record = {"config": dataclasses.asdict(config), "out_of_fold": decision.metrics, "folds": len(folds),
-              "fold_metrics": [r.val_metrics for r in results], "plan": plan,
+              "fold_metrics": [r.val_metrics for r in results], "plan": plan.to_dict(),
               "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
     save_ensemble(model_path, [m.net for m in members], preprocess, threshold=decision.threshold if binary else 0.5,
                   postprocess=decision.postprocess if binary else {}, training=record)
