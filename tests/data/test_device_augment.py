@@ -104,9 +104,10 @@ def test_the_two_executors_draw_each_step_as_often_and_from_the_same_ranges() ->
     assert float((ours["blur"]["ksize"] == 3).double().mean()) == pytest.approx(1 / 3, abs=0.04)  # sizes 3, 4 -> 5, 5
 
 
-def albumentations_image(name: str, config: AugmentConfig, image: np.ndarray, values: dict[str, float],
-                         field: np.ndarray | None, noise: np.ndarray | None) -> np.ndarray:
-    """image (H, W, C) through the albumentations transform of step `name` with the device executor's values."""
+def albumentations_image(name: str, config: AugmentConfig, image: np.ndarray, mask: np.ndarray, values: dict[str, float],
+                         field: np.ndarray | None, noise: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """image (H, W, C) and mask (H, W) through the albumentations transform of step `name` with the device
+    executor's values (the mask as it is for intensity steps)."""
     import albumentations.augmentations.blur.functional as fblur
     import albumentations.augmentations.geometric.functional as fgeometric
 
@@ -130,15 +131,17 @@ def albumentations_image(name: str, config: AugmentConfig, image: np.ndarray, va
     elif name == "blur":
         params = {"kernel": fblur.create_gaussian_kernel_1d(values["sigma"], int(values["ksize"]))}
     out = transform.apply(image, **params)
-    return out if out.ndim == 3 else out[..., None]
+    geometric = name in ("hflip", "vflip", "rotate90", "affine", "elastic")
+    return out if out.ndim == 3 else out[..., None], transform.apply_to_mask(mask, **params) if geometric else mask
 
 
 @pytest.mark.parametrize("name", list(STEPS))
 def test_the_same_drawn_values_give_the_same_image_in_both_executors(name: str) -> None:
     """Each step alone on 8 32 x 32 images of 1 and 3 channels: the device executor's output equals
-    albumentations' transform given the same values to 1e-5 (affine, elastic, flips, turns, intensity).
-    The elastic step is given the same displacement field: the executors cannot draw the same noise
-    (numpy's generator against torch's), and the device smooths it on a coarser grid
+    albumentations' transform given the same values to 1e-5 (affine, elastic, flips, turns, intensity),
+    and its masks equal albumentations' on at least 99.9% of the pixels. The elastic step is given the
+    same displacement field: the executors cannot draw the same noise (numpy's generator against
+    torch's), and the device smooths it on a coarser grid
     (test_elastic_displacements_have_albumentations_spread). Not 2 channels: OpenCV resamples those
     at 1/32 px (its fixed-point path), up to 0.02 from exact bilinear on noise images."""
     config = ONE_AT_A_TIME[name]
@@ -149,7 +152,7 @@ def test_the_same_drawn_values_give_the_same_image_in_both_executors(name: str) 
 def _assert_same_image(name: str, config: AugmentConfig, images: torch.Tensor, masks: torch.Tensor) -> None:
     seed = 21
     draws, field_seed = draw(describe(config), 8, 32, 32, torch.Generator().manual_seed(seed))
-    out = augment_batch(config, images, masks, None, seed)[0]
+    out, out_masks, _ = augment_batch(config, images, masks, None, seed)
     field = noise = None
     if name == "elastic":
         field = elastic_field(8, 32, 32, config.elastic_alpha, config.elastic_sigma,
@@ -157,13 +160,16 @@ def _assert_same_image(name: str, config: AugmentConfig, images: torch.Tensor, m
         assert float(np.abs(field).max()) > 0.5  # a field that moves pixels
     if name == "noise":
         noise = pixel_noise(images.shape, torch.device("cpu"), field_seed).permute(0, 2, 3, 1).numpy()
-    worst = 0.0
+    worst, mask_pixels_equal = 0.0, 0
     for i in range(8):
         values = {key: float(v[i]) for key, v in draws[name].items()}
-        theirs = albumentations_image(name, config, images[i].permute(1, 2, 0).numpy(), values,
-                                      field[i] if field is not None else None, noise[i] if noise is not None else None)
+        theirs, their_mask = albumentations_image(name, config, images[i].permute(1, 2, 0).numpy(), masks[i].numpy(),
+                                                  values, field[i] if field is not None else None,
+                                                  noise[i] if noise is not None else None)
         worst = max(worst, float(np.abs(out[i].permute(1, 2, 0).numpy() - theirs).max()))
+        mask_pixels_equal += int((out_masks[i].numpy() == their_mask).sum())
     assert worst <= 1e-5
+    assert mask_pixels_equal >= 0.999 * masks.numel()  # nearest neighbour: the same labels, ties aside
     assert not torch.equal(out, images)
 
 
