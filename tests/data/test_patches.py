@@ -10,7 +10,7 @@ import tifffile
 
 from tests.conftest import write_gray_png
 from unetkit.data.dataset import Pair
-from unetkit.data.patches import ArraySource, FileSource, PatchSampler, warp_margin
+from unetkit.data.patches import ArraySource, FileSource, PatchSampler
 
 
 def _source(h: int, w: int, seed: int = 0, classes: int = 2) -> ArraySource:
@@ -112,12 +112,6 @@ def test_file_source_reads_regions_like_memory(tmp_path: Path, mask_suffix: str)
     np.testing.assert_array_equal(on_disk.images, in_memory.images)
     np.testing.assert_array_equal(on_disk.masks, in_memory.masks)
     assert on_disk.masks[on_disk.centred == 1][:, 16:-16, 16:-16].any(axis=(1, 2)).all()
-
-
-def test_warp_margin_for_the_strong_preset() -> None:
-    """15 deg, zoom out to 0.9, shift 0.05, elastic 30/6: 64 px around a 256 patch, none without warps."""
-    assert warp_margin(256) == 64
-    assert warp_margin(256, rotate_deg=0, scale=0, shift=0, elastic_alpha=0) == 0
 
 
 def test_large_tiff_patches_in_bounded_memory(tmp_path: Path) -> None:

@@ -1,10 +1,15 @@
-"""Augmentation applied identically to images, masks and weight maps, through albumentations.
+"""Augmentation: one description (`describe`: steps, probabilities, ranges) and its CPU executor.
 
-albumentations rather than kornia, by measured throughput: the `strong` pipeline below on
-batches of 32 TGS-sized (101 x 101) images ran at 1475 images/s with albumentations and
-398 images/s with kornia 0.9 on the same 2 CPU cores (scripted comparison, 10 batches
-each), while the seed U-Net trains at ~28 images/s there; masks and weight maps are warped
-with nearest-neighbour interpolation, images with bilinear, all with the same parameters.
+The preset is data, `Op`s in order; two executors run it: `Augmenter` here, through albumentations,
+one NumPy image at a time on the CPU (masks and weight maps warped with nearest-neighbour
+interpolation, images with bilinear, all with the same draw), and data/device_augment.py, torch
+ops on a whole batch on its device. Both draw each value from the same range with the same
+probability, and give the same image for the same drawn values (tests/data/test_device_augment.py).
+The `pad_crop` size policy (`crop_op`) and the margin a patch is read with so that the warps find
+image everywhere (`warp_margin`) are read from the same description.
+
+albumentations rather than kornia on the CPU: several times kornia's throughput for the `strong`
+pipeline on TGS-sized batches (benchmarks/RESULTS.md).
 
 Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `flips` = horizontal and
 vertical flips; `d4` = flips and 90-degree rotations (all eight symmetries of the square, for
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -94,56 +99,119 @@ def augment_config(preset: str, params: dict[str, Any] | None = None) -> Augment
     return dataclasses.replace(base or AugmentConfig(p_hflip=0.0), **{k: float(v) for k, v in params.items()})
 
 
+@dataclass(frozen=True)
+class Op:
+    """One step of an augmentation, as both executors read it: applied to each image with probability
+    `p`; each of `ranges` drawn uniformly per image (int bounds: an integer, both ends included);
+    `settings` fixed."""
+
+    name: str
+    p: float
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    settings: dict[str, float] = field(default_factory=dict)
+
+
+def describe(config: AugmentConfig) -> tuple[Op, ...]:
+    """The augmentation as data, in the order it is applied; steps with p = 0 are left out.
+
+    The meaning of each drawn value, albumentations' in each case:
+    turns: quarter turns counter-clockwise. shift_x, shift_y: fractions of the width and height,
+    truncated to whole pixels. scale_x, scale_y: zoom of each axis. rotate: degrees; output pixels
+    come from input S^-1 R^-1 (p - c - t) + c with R = [[cos, sin], [-sin, cos]], c = ((W-1)/2,
+    (H-1)/2). elastic: a displacement field, N(0, 1) per pixel and axis, divided by its max |value|,
+    smoothed by a Gaussian of `sigma` px, times `alpha`. contrast: the factor is 1 + contrast.
+    gamma: x ** gamma. std: of Gaussian pixel noise. ksize: Gaussian blur taps, even sizes one more.
+    """
+    c = dataclasses.replace(config, **{f.name: float(getattr(config, f.name)) for f in dataclasses.fields(config)})
+    shift, scale = (-c.shift, c.shift), (1 - c.scale, 1 + c.scale)  # floats: int bounds mean whole numbers
+    ops = (Op("hflip", c.p_hflip), Op("vflip", c.p_vflip), Op("rotate90", c.p_rotate90, {"turns": (0, 3)}),
+           Op("affine", c.p_affine, {"shift_x": shift, "shift_y": shift, "scale_x": scale, "scale_y": scale,
+                                     "rotate": (-c.rotate_deg, c.rotate_deg)}),
+           Op("elastic", c.p_elastic, settings={"alpha": c.elastic_alpha, "sigma": c.elastic_sigma}),
+           Op("brightness_contrast", c.p_brightness_contrast,
+              {"contrast": (-c.contrast, c.contrast), "brightness": (-c.brightness, c.brightness)}),
+           Op("gamma", c.p_gamma, {"gamma": (0.8, 1.2)}),
+           Op("noise", c.p_noise, {"std": (c.noise_std / 2, c.noise_std)}),
+           Op("blur", c.p_blur, {"sigma": (0.5, 3.0), "ksize": (3, 5)}))
+    return tuple(op for op in ops if op.p > 0)
+
+
+def crop_op(pad_to: int, crop: int) -> Op:
+    """The `pad_crop` size policy's step: reflect-pad to pad_to x pad_to (centred, as the network pads at
+    prediction), then the crop x crop window at (top, left)."""
+    return Op("pad_crop", 1.0, {"top": (0, pad_to - crop), "left": (0, pad_to - crop)},
+              {"pad_to": pad_to, "crop": crop})
+
+
+def warp_margin(ops: tuple[Op, ...], patch: int) -> int:
+    """Pixels to read around a `patch`-sized crop so that the warps among `ops` find image everywhere: a
+    rotated, zoomed-out, shifted square reaches half-side * (cos + sin) / min(scale) + max(shift) * side;
+    the smoothed elastic displacement stays below alpha / sigma pixels. 0 without warps."""
+    reach = 0.0
+    for op in ops:
+        if op.name == "affine":
+            angle = math.radians(max(abs(v) for v in op.ranges["rotate"]))
+            zoom = min(*op.ranges["scale_x"], *op.ranges["scale_y"])
+            shift = max(abs(v) for v in (*op.ranges["shift_x"], *op.ranges["shift_y"]))
+            reach += patch / 2 * ((math.cos(angle) + math.sin(angle)) / zoom - 1) + shift * patch
+        elif op.name == "elastic":
+            reach += op.settings["alpha"] / max(op.settings["sigma"], 1e-6)
+    return max(0, math.ceil(reach))
+
+
 def pad_crop(images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, pad_to: int, crop: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The `pad_crop` size policy's training view: each (N, H, W, ...) array reflect-padded to
-    pad_to x pad_to, centred as the network pads at prediction, then one random crop x crop window
-    per image (the same window for its image, mask and weights).
+    """`crop_op(pad_to, crop)` on each (N, H, W, ...) array: one window per image, the same for its image,
+    mask and weights, drawn from `rng` (the batch's own stream).
 
-    Done with NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is
-    drawn from the batch's own generator, and masks and weight maps of any layout go along.
+    NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is drawn from the
+    batch's generator, and masks and weight maps of any layout go along.
     """
     height, width = images.shape[1:3]
     if max(height, width) > pad_to:
         raise ValueError(f"images of {width}x{height} do not fit data.pad_to {pad_to}")
     top, left = (pad_to - height) // 2, (pad_to - width) // 2
     sides = ((0, 0), (top, pad_to - height - top), (left, pad_to - width - left))
-
-    def padded(array: np.ndarray) -> np.ndarray:
-        return np.pad(array, sides + ((0, 0),) * (array.ndim - 3), mode="reflect")
-
-    ys = rng.integers(0, pad_to - crop + 1, size=len(images))
-    xs = rng.integers(0, pad_to - crop + 1, size=len(images))
+    ranges = crop_op(pad_to, crop).ranges
+    ys, xs = (rng.integers(ranges[k][0], ranges[k][1] + 1, size=len(images)) for k in ("top", "left"))
 
     def cropped(array: np.ndarray) -> np.ndarray:
-        return np.stack([a[y : y + crop, x : x + crop] for a, y, x in zip(padded(array), ys, xs)])
+        padded = np.pad(array, sides + ((0, 0),) * (array.ndim - 3), mode="reflect")
+        return np.stack([a[y : y + crop, x : x + crop] for a, y, x in zip(padded, ys, xs)])
 
     return cropped(images), cropped(masks), cropped(weights) if weights is not None else None
 
 
+def albumentations_step(op: Op) -> Any:
+    """The albumentations transform that executes `op` on the CPU."""
+    import albumentations as A  # noqa: N812 - the library's own idiom
+    import cv2
+
+    r, s, reflect = op.ranges, op.settings, {"border_mode": cv2.BORDER_REFLECT_101}
+    steps = {
+        "hflip": lambda: A.HorizontalFlip(p=op.p),
+        "vflip": lambda: A.VerticalFlip(p=op.p),
+        "rotate90": lambda: A.RandomRotate90(p=op.p),
+        "affine": lambda: A.Affine(scale={"x": r["scale_x"], "y": r["scale_y"]}, rotate=r["rotate"],
+                                   translate_percent={"x": r["shift_x"], "y": r["shift_y"]}, p=op.p, **reflect),
+        "elastic": lambda: A.ElasticTransform(alpha=s["alpha"], sigma=s["sigma"], p=op.p, **reflect),
+        "brightness_contrast": lambda: A.RandomBrightnessContrast(brightness_limit=r["brightness"],
+                                                                  contrast_limit=r["contrast"], p=op.p),
+        "gamma": lambda: A.RandomGamma(gamma_limit=tuple(round(v * 100) for v in r["gamma"]), p=op.p),
+        "noise": lambda: A.GaussNoise(std_range=r["std"], p=op.p),
+        "blur": lambda: A.GaussianBlur(blur_limit=r["ksize"], sigma_limit=r["sigma"], p=op.p),
+    }
+    return steps[op.name]()
+
+
 class Augmenter:
-    """Applies one random draw per sample to (image, mask[, weights]); reseeded per epoch for resume."""
+    """The CPU executor: applies one random draw per sample to (image, mask[, weights]) through
+    albumentations; reseeded per batch, so a batch's draws depend on its seed alone."""
 
     def __init__(self, config: AugmentConfig) -> None:
         import albumentations as A  # noqa: N812 - the library's own idiom
-        import cv2
 
-        c = config
-        reflect = {"border_mode": cv2.BORDER_REFLECT_101}
-        steps = [
-            A.HorizontalFlip(p=c.p_hflip),
-            A.VerticalFlip(p=c.p_vflip),
-            A.RandomRotate90(p=c.p_rotate90),
-            A.Affine(scale=(1 - c.scale, 1 + c.scale), rotate=(-c.rotate_deg, c.rotate_deg),
-                     translate_percent=(-c.shift, c.shift), p=c.p_affine, **reflect),
-            A.ElasticTransform(alpha=c.elastic_alpha, sigma=c.elastic_sigma, p=c.p_elastic, **reflect),
-            A.RandomBrightnessContrast(brightness_limit=c.brightness, contrast_limit=c.contrast,
-                                       p=c.p_brightness_contrast),
-            A.RandomGamma(gamma_limit=(80, 120), p=c.p_gamma),
-            A.GaussNoise(std_range=(c.noise_std / 2, c.noise_std), p=c.p_noise),
-            A.GaussianBlur(blur_limit=(3, 5), p=c.p_blur),
-        ]
-        self.pipeline = A.Compose([step for step in steps if step.p > 0],
+        self.pipeline = A.Compose([albumentations_step(op) for op in describe(config)],
                                   additional_targets={"weights": "mask"}, seed=0)
 
     def reseed(self, seed: int) -> None:

@@ -22,11 +22,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unetkit.data.augment import AugmentConfig, batch_seed
+from unetkit.data.augment import AugmentConfig, batch_seed, describe, warp_margin
 from unetkit.data.io import dtype_range
 from unetkit.data.loader import Batch, Batches, HostAugment, host_batch
 from unetkit.data.patch_set import PatchSet
-from unetkit.data.patches import PatchSampler, warp_margin
+from unetkit.data.patches import PatchSampler
 from unetkit.data.preprocess import Preprocess
 
 MAX_BATCHES_PER_EPOCH = 250  # nnU-Net's epoch is 250 batches too
@@ -41,10 +41,7 @@ class PatchSamples:
     def __init__(self, data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int,
                  foreground_share: float, patches_per_epoch: int = 0, augment: AugmentConfig | None = None,
                  seed: int = 0, weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        margin = 0
-        if augment is not None and (augment.p_affine > 0 or augment.p_elastic > 0):  # warps: read a margin
-            margin = warp_margin(patch_size, augment.rotate_deg, augment.scale, augment.shift, augment.elastic_alpha,
-                                 augment.elastic_sigma)
+        margin = warp_margin(describe(augment), patch_size) if augment is not None else 0  # warps: read a margin
         self.sampler = PatchSampler(data.sources, patch_size, classes=data.classes, foreground_share=foreground_share,
                                     margin=margin, locations=data.locations)
         self.preprocess, self.batch_size, self.patch_size, self.seed = preprocess, batch_size, patch_size, seed

@@ -36,17 +36,6 @@ BAND_PIXELS = 2**21  # mask pixels scanned at a time when locating classes
 MAX_LOCATIONS = 10_000  # pixel positions kept per class and image (nnU-Net keeps 10000 too)
 
 
-def warp_margin(patch: int, rotate_deg: float = 15.0, scale: float = 0.1, shift: float = 0.05,
-                elastic_alpha: float = 30.0, elastic_sigma: float = 6.0) -> int:
-    """Pixels to read around a `patch`-sized crop so the warp of data/augment.py's strong preset (the defaults)
-    finds image everywhere: a rotated, zoomed-out, shifted square reaches half-side * (cos + sin) / (1 - scale)
-    + shift * side; the smoothed elastic displacement stays below alpha / sigma pixels."""
-    half = patch / 2
-    angle = math.radians(rotate_deg)
-    reach = half * (math.cos(angle) + math.sin(angle)) / (1 - scale) + shift * patch
-    return max(0, math.ceil(reach - half + elastic_alpha / max(elastic_sigma, 1e-6)))
-
-
 class Source(Protocol):
     """One labelled image that patches are read from."""
 

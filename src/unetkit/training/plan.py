@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unetkit.config import AUTO, ModelConfig, _shown
+from unetkit.data.augment import PRESETS, describe, warp_margin
 from unetkit.data.fingerprint import Fingerprint
 from unetkit.data.memory import available_memory
-from unetkit.data.patches import warp_margin
 from unetkit.errors import UserError
 
 BYTES_PER_PIXEL_PER_NEURON = 100.0  # peak training-step bytes per input pixel per start_neuron (see above)
@@ -175,7 +175,7 @@ def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str
     else:
         choose("foreground_share", share, f"nnU-Net's third of patches centred on foreground ({foreground:.1%} of "
                "pixels are foreground)")
-    choose("margin", warp_margin(patch) if mode == "patch" else 0,
+    choose("margin", warp_margin(describe(PRESETS["strong"]), patch) if mode == "patch" else 0,
            "room for the strong preset's affine (15 deg, scale 0.1, shift 0.05) and elastic warps around a patch"
            if mode == "patch" else "whole images are warped with reflection at their borders")
     _training_choices(fingerprint, mode, choose)
