@@ -25,7 +25,7 @@ from unetkit.data.dataset import LabelledSet, find_pairs, load_labelled
 from unetkit.data.fingerprint import fingerprint
 from unetkit.data.io import dtype_range
 from unetkit.data.layout_hints import suspicious_masks
-from unetkit.data.masks import check_class_counts, check_class_coverage, class_table
+from unetkit.data.masks import check_class_counts, check_class_coverage
 from unetkit.data.pairing import DataSource
 from unetkit.data.patch_set import PatchSet, load_patch_set, validation_set
 from unetkit.data.preprocess import Preprocess, fit_preprocess
@@ -33,24 +33,22 @@ from unetkit.data.regions import image_size
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
-from unetkit.export.model_file import load_model, save_ensemble
-from unetkit.fileio import make_dir, write_csv, write_text
-from unetkit.inference.labelled import predict_labelled
-from unetkit.inference.predictor import Predictor
+from unetkit.export.model_file import load_model
+from unetkit.fileio import make_dir, write_text
 from unetkit.measures import parse_measures
-from unetkit.metrics import MetricAccumulator
+from unetkit.models.ensemble import Ensemble
 from unetkit.models.registry import build_model
-from unetkit.outputs import foreground, is_binary
+from unetkit.outputs import is_binary
 from unetkit.runtime import log, resolve_device
 from unetkit.tracking import require_mlflow
 from unetkit.training.checkpoint import load_checkpoint
+from unetkit.training.finish import Held, finish
 from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.plan import Plan, make_plan, whole_by_size
 from unetkit.training.recipes import check_train_config, describe_recipe, resolve_train_config
-from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
 DATA_RECORD = "data.json"  # which images the run was trained on, by name and content: --resume refuses other data
@@ -441,38 +439,12 @@ def _finished_fold(fold_dir: Path) -> TrainResult:
 
 def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
               results: list[TrainResult], preprocess: Preprocess, plan: dict[str, Any]) -> TrainResult:
-    """Out-of-fold predictions -> decision rule and score; members -> one ensemble model file."""
-    members = [load_model(result.model_path) for result in results]
-    binary = is_binary(config.model)
-    device = resolve_device(config.runtime.device)
-    ignore_index = config.data.ignore_index
-    oof, truths = [], []  # per held-out image: probabilities x 255 (binary) or classes; its truth
-    for fold, saved in zip(folds, members):
-        held = _held_out(data, fold, config.seed)
-        engine = Predictor(saved, batch_size=config.batch_size, torch_device=device)
-        items = ((i, held.images[i], held.masks[i]) for i in range(len(held)))
-        for item in predict_labelled(engine, items, postprocess=False):
-            oof.append(torch.from_numpy((foreground(item.probabilities[None], config.model)[0] * 255).round()
-                                        .astype(np.uint8) if binary else item.mask))
-            truths.append(torch.from_numpy(item.truth_maps))
-    if binary:
-        decision, table = tune_decision(oof, truths, config.decision.threshold_metric,
-                                        tune_postprocess=config.decision.tune_postprocess, ignore_index=ignore_index)
-        write_csv(table, run_dir / "threshold_sweep.csv")
-        warn_if_blind(decision, truths, ignore_index, "out-of-fold predictions")
-    else:
-        accumulator = MetricAccumulator(config.model.num_classes, ignore_index=ignore_index)
-        for predicted, truth in zip(oof, truths):
-            accumulator.update(predicted[None], truth[None])
-        decision = Decision(0.5, {}, accumulator.summary())
-    model_path = run_dir / "model.safetensors"
-    record = {"config": dataclasses.asdict(config), "out_of_fold": decision.metrics, "folds": len(folds),
-              "fold_metrics": [r.val_metrics for r in results], "plan": plan,
-              "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
-    save_ensemble(model_path, [m.net for m in members], preprocess, threshold=decision.threshold if binary else 0.5,
-                  postprocess=decision.postprocess if binary else {}, training=record)
-    log.info("out-of-fold (%d folds): IoU %.4f  Dice %.4f  TGS mAP %.4f", len(folds), decision.metrics["iou"],
-             decision.metrics["dice"], decision.metrics["tgs_map"])
-    return TrainResult(run_dir, model_path, decision.threshold if binary else None, decision.metrics,
-                       sum(r.epochs_done for r in results), 0, sum(r.images_per_s for r in results) / len(results),
-                       "folds", len(data), len(data), decision.postprocess if binary else {}, binary)
+    """The folds' members as one ensemble model file, its decision rule tuned on their out-of-fold predictions."""
+    members = [load_model(result.model_path).net for result in results]
+    held = [Held(net, _held_out(data, fold, config.seed)) for net, fold in zip(members, folds)]
+    done = finish(config, run_dir, Ensemble(members), held, preprocess,  # type: ignore[arg-type]
+                  resolve_device(config.runtime.device), made_of=f"ensemble of {len(folds)} folds",
+                  record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan})
+    return TrainResult(run_dir, done.model_path, done.threshold, done.figures, sum(r.epochs_done for r in results), 0,
+                       sum(r.images_per_s for r in results) / len(results), "folds", len(data), len(data),
+                       done.postprocess, is_binary(config.model), done.warnings)
