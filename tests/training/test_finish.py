@@ -40,7 +40,7 @@ def finishes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     def spy(config, run_dir, net, held, preprocess, device, **kw):  # noqa: ANN001, ANN003, ANN202
         done = finish_module.finish(config, run_dir, net, held, preprocess, device, **kw)
-        calls.append({"run_dir": run_dir, "held": len(held), "made_of": kw["made_of"], "done": done})
+        calls.append({"run_dir": run_dir, "held": len(held), "made_of": kw["made_of"], "result": done})
         return done
 
     monkeypatch.setattr(loop, "finish", spy)
@@ -80,7 +80,7 @@ def test_a_split_swa_and_folds_end_through_one_finish(data_32: Path, tmp_path: P
         (tmp_path / "folds" / "fold_1", 1), (tmp_path / "folds", 2)]  # the ensemble is scored out of fold
     assert finishes[0]["made_of"].startswith("best epoch") and finishes[1]["made_of"] == "SWA of 2 epochs"
     for call, result in zip([finishes[0], finishes[1], finishes[4]], [single, swa, folds]):
-        assert result.model_path == call["done"].model_path == call["run_dir"] / "model.safetensors"
+        assert result == call["result"] and result.model_path == call["run_dir"] / "model.safetensors"
         assert sorted(p.name for p in call["run_dir"].glob("*.safetensors")) == ["model.safetensors"]
         assert load_model(result.model_path).threshold == result.threshold
     for result in (single, swa):

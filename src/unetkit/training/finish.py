@@ -4,14 +4,13 @@ The kinds of run differ only in what the model file holds (the best checkpoint, 
 ensemble, the SWA average, the folds' ensemble) and in which images score it: the validation set,
 predicted by the final net, or out of fold, each fold's held-out images predicted by the member
 that never saw them. `finish` takes both, predicts them once, tunes the decision rule once on those
-probabilities (binary and multi-label models), and writes model.safetensors once, with the record
-the run report reads. `final_net` is a single split's choice of weights (training/averaging.py
-makes the averages).
+probabilities (binary and multi-label models) and writes model.safetensors once, with the record
+the run report reads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,9 @@ from unetkit.measures import parse_measures
 from unetkit.metrics import MetricAccumulator
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
-from unetkit.outputs import uses_sigmoid
+from unetkit.outputs import is_binary, uses_sigmoid
 from unetkit.runtime import log
-from unetkit.training.averaging import ensemble, swa_model
+from unetkit.training.averaging import swa_model
 from unetkit.training.checkpoint import TrainState
 from unetkit.training.diagnosis import run_warnings
 from unetkit.training.losses import LossFn, get_loss
@@ -45,24 +44,32 @@ Net = SegmentationNet | Ensemble
 
 
 @dataclass
+class TrainResult:
+    """A finished training run (for K folds: the ensemble and its out-of-fold figures)."""
+
+    run_dir: Path
+    model_path: Path
+    threshold: float | None  # chosen on validation; None for multi-class models
+    val_metrics: dict[str, Any]  # validation (or out-of-fold) figures at the chosen decision rule, best weights
+    epochs_done: int
+    best_epoch: int
+    images_per_s: float
+    stop_reason: str
+    n_train: int = 0
+    n_val: int = 0
+    postprocess: dict[str, float] = field(default_factory=dict)
+    binary: bool = True  # one foreground class: the TGS figures (mAP) mean something
+    warnings: list[str] = field(default_factory=list)  # why the model may be useless (training/diagnosis.py)
+
+
+@dataclass
 class Held:
-    """Images the final model is scored on and the net that predicts them: the final net itself, or for
-    out-of-fold scores the fold's member, which never saw them."""
+    """Images the final model is scored on and the net that predicts them: the final net itself, or out of
+    fold, the member that never saw them."""
 
     net: Net
     data: LabelledSet
     regions: list[np.ndarray] | None = None  # per image, the (H, W) pixels the figures count (data.fov_dir)
-
-
-@dataclass
-class Finished:
-    """What `finish` wrote and chose."""
-
-    model_path: Path
-    threshold: float | None  # None for multi-class models
-    figures: dict[str, Any]  # on the held-out images, at the decision rule
-    postprocess: dict[str, float]
-    warnings: list[str]
 
 
 def val_measures(config: TrainConfig) -> tuple[str, ...]:
@@ -77,11 +84,11 @@ def run_record(config: TrainConfig) -> dict[str, Any]:
 
 
 def final_net(run_dir: Path, parts: Parts, train_batches: BatchIterator, state: TrainState) -> tuple[Net, str]:
-    """A single split's final net and what it is: the SGDR snapshots' ensemble, the SWA average, or the
-    best checkpoint."""
+    """A single split's final net and what it is: the SGDR snapshots' ensemble, the SWA average
+    (training/averaging.py), or the best checkpoint."""
     device = parts.device
     if parts.snapshots is not None:
-        return ensemble(parts.snapshots.members(state.snapshots, device)), f"{state.snapshots} SGDR snapshots"
+        return Ensemble(parts.snapshots.members(state.snapshots, device)).eval(), f"{state.snapshots} SGDR snapshots"
     if parts.swa is not None:
         averaged = swa_model(parts.swa, train_batches, device)
         if averaged is not None:
@@ -92,58 +99,56 @@ def final_net(run_dir: Path, parts: Parts, train_batches: BatchIterator, state: 
 
 
 def finish(config: TrainConfig, run_dir: Path, net: Net, held: list[Held], preprocess: Preprocess,
-           device: torch.device, *, made_of: str, record: dict[str, Any], loss_fn: LossFn | None = None,
-           history: list[dict[str, float]] | None = None) -> Finished:
-    """Score `held`, tune the decision rule on it (threshold_sweep.csv), write run_dir/model.safetensors
-    holding `net` with that rule and `record` (what the kind of run adds: epochs, folds, the plan)
-    completed by `run_record`, the figures and the warnings.
+           device: torch.device, *, made_of: str, record: dict[str, Any], ran: dict[str, Any],
+           loss_fn: LossFn | None = None, history: list[dict[str, float]] | None = None) -> TrainResult:
+    """Score `held` (one set: validation; several: out of fold), tune the decision rule on it
+    (threshold_sweep.csv), write run_dir/model.safetensors holding `net`, and return the run's result.
 
-    One `held` set is validation; several are out of fold (`figures` over all their images). The
-    held-out images are predicted once; per-label figures (multi-label) and val_metrics take a second
-    pass at the tuned threshold. `loss_fn`: the run's validation loss (built from config.loss if None).
+    `record`: what the kind of run adds to the model file's record (`run_record`, the figures and the
+    warnings); `ran`: TrainResult's figures of the training (epochs_done, stop_reason, ...). Per-label
+    figures (multi-label) and val_metrics take a second pass at the tuned threshold.
     """
-    if loss_fn is None:
+    if loss_fn is None:  # the figures do not need it, `validate` does
         loss_fn = partial(get_loss(config.loss.name), options=config.loss, ignore_index=config.data.ignore_index)
     out_of_fold = len(held) > 1
     names = () if out_of_fold else val_measures(config)  # val_metrics are figures of one fold at a time
     tuned = uses_sigmoid(config.model)
-    record = run_record(config) | record | {"weights": made_of}
+    record = run_record(config) | record | {"weights": made_of, "epochs_done": ran["epochs_done"],
+                                            "stop_reason": ran["stop_reason"]}
     score = partial(_score, config, held, preprocess, loss_fn, device, planned_tile(record))
     figures, probabilities, targets = score(keep=tuned, measures=() if tuned else names)
     threshold: float | None = None
     postprocess: dict[str, float] = {}
     if tuned:
         regions = None if held[0].regions is None else [r for h in held for r in h.regions or []]
-        figures, threshold, postprocess = tune_on_validation(
-            config, run_dir, probabilities, targets, regions,  # type: ignore[arg-type]
-            scored_on="out-of-fold predictions" if out_of_fold else "validation")
+        figures, threshold, postprocess = tune_on_validation(config, run_dir, probabilities, targets, regions,
+                                                             "out-of-fold predictions" if out_of_fold else "validation")
         if config.model.multilabel or names:  # per-label figures (as during training) and the chosen ones, at the rule
             at_rule, _, _ = score(threshold=threshold, measures=names)
             figures = at_rule if config.model.multilabel else figures | {k: v for k, v in at_rule.items() if k not in figures}
     warnings = run_warnings(config, history or [], figures, threshold, [c["name"] for c in record["classes"]])
     record |= {"threshold_metric": config.decision.threshold_metric,
                "out_of_fold" if out_of_fold else "val_at_threshold": figures, "warnings": warnings}
-    model_path = run_dir / "model.safetensors"
     rule: dict[str, Any] = {"threshold": 0.5 if threshold is None else threshold, "postprocess": postprocess,
                             "training": record}
     if isinstance(net, Ensemble):
-        save_ensemble(model_path, list(net.cpu().members), preprocess, **rule)  # type: ignore[arg-type]
+        save_ensemble(run_dir / "model.safetensors", list(net.cpu().members), preprocess, **rule)  # type: ignore[arg-type]
     else:
-        save_model(model_path, net.cpu(), preprocess, **rule)
-    said = f"; threshold {threshold:.2f}" if threshold is not None else ""
-    said += "".join(f", {k} {v} px" for k, v in postprocess.items() if v)
-    log.info("model: %s%s; %s IoU %.4f  Dice %.4f  TGS mAP %.4f", made_of, said,
-             "out of fold" if out_of_fold else "validation", figures.get("iou", float("nan")),
-             figures.get("dice", float("nan")), figures.get("tgs_map", float("nan")))
-    return Finished(model_path, threshold, figures, postprocess, warnings)
+        save_model(run_dir / "model.safetensors", net.cpu(), preprocess, **rule)
+    said = "".join(f", {k} {v} px" for k, v in postprocess.items() if v)
+    log.info("model: %s%s%s; %s IoU %.4f  Dice %.4f  TGS mAP %.4f", made_of, f"; threshold {threshold:.2f}" if tuned
+             else "", said, "out of fold" if out_of_fold else "validation", *(figures.get(k, np.nan)
+                                                                                for k in ("iou", "dice", "tgs_map")))
+    return TrainResult(run_dir, run_dir / "model.safetensors", threshold, figures, postprocess=postprocess,
+                       binary=is_binary(config.model), warnings=warnings, **ran)
 
 
 def _score(config: TrainConfig, held: list[Held], preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
            tile: int, *, threshold: float = 0.5, keep: bool = False,
-           measures: tuple[str, ...] = ()) -> tuple[dict[str, Any], Maps | None, Maps | None]:
+           measures: tuple[str, ...] = ()) -> tuple[dict[str, Any], Maps, Maps]:
     """Figures over all the held-out images, each set predicted by its own net; with `keep`, their foreground
     probabilities and truths, in one layout (validation.target_maps), for the sweep."""
-    shared = None  # out of fold: the figures of every fold's images in one accumulator
+    shared = None  # out of fold: every fold's images in one accumulator
     if len(held) > 1:
         shared = MetricAccumulator(config.model.num_classes, ignore_index=config.data.ignore_index,
                                    multilabel=config.model.multilabel)
@@ -157,15 +162,7 @@ def _score(config: TrainConfig, held: list[Held], preprocess: Preprocess, loss_f
         if probabilities is not None:
             kept.append(probabilities)
             truths.append(target_maps(h.data))
-    if shared is not None:
-        figures.pop("loss")  # the last fold's alone: no out-of-fold figure
-    return figures, _joined(kept), _joined(truths)
-
-
-def _joined(maps: list[Maps]) -> Maps | None:
-    """Several sets' maps as one: stacked when every set is, with one size, else a list of (H, W) maps."""
-    if len(maps) <= 1:
-        return maps[0] if maps else None
-    if all(isinstance(m, torch.Tensor) for m in maps) and len({m.shape[1:] for m in maps}) == 1:  # type: ignore[union-attr]
-        return torch.cat(maps)  # type: ignore[arg-type]
-    return [m for block in maps for m in block]
+    if shared is None:
+        return figures, kept[0] if kept else [], truths[0] if truths else []
+    figures.pop("loss")  # the last fold's alone: no out-of-fold figure
+    return figures, [m for block in kept for m in block], [m for block in truths for m in block]

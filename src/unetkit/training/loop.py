@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from unetkit.outputs import is_binary
 from unetkit.runtime import log, progress, resolve_device
 from unetkit.training.averaging import Snapshots, ema_floor, swa_update
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
-from unetkit.training.finish import Held, final_net, finish, run_record, val_measures
+from unetkit.training.finish import Held, TrainResult, final_net, finish, run_record, val_measures
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.observe import EpochObserver
 from unetkit.training.parts import Parts, build_parts
@@ -59,25 +58,6 @@ from unetkit.training.validation import validate
 
 PROGRESS_EVERY = 10  # steps between progress-bar loss updates and torchrun's deadline checks (each waits for the GPU)
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "val_map", "lr", "seconds", "images_per_s")
-
-
-@dataclass
-class TrainResult:
-    """A finished training run (for K folds: the ensemble and its out-of-fold figures)."""
-
-    run_dir: Path
-    model_path: Path
-    threshold: float | None  # chosen on validation; None for multi-class models
-    val_metrics: dict[str, Any]  # validation (or out-of-fold) figures at the chosen decision rule, best weights
-    epochs_done: int
-    best_epoch: int
-    images_per_s: float
-    stop_reason: str
-    n_train: int = 0
-    n_val: int = 0
-    postprocess: dict[str, float] = field(default_factory=dict)
-    binary: bool = True  # one foreground class: the TGS figures (mAP) mean something
-    warnings: list[str] = field(default_factory=list)  # why the model may be useless (training/diagnosis.py)
 
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
@@ -148,14 +128,13 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         observer.close(state.history, parts.evaluated, parts.device)
         log.info("stopped after epoch %d: %s", state.epoch, stop_reason)
         net, made_of = final_net(run_dir, parts, train_batches, state)
-        best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
-        done = finish(config, run_dir, net, [Held(net, val_set, val_regions)], preprocess, parts.device, made_of=made_of,
-                      record={"best_epoch_metrics": best_row, "epochs_done": state.epoch, "stop_reason": stop_reason,
-                              "plan": plan}, loss_fn=parts.loss_fn, history=state.history)
         speeds = [row["images_per_s"] for row in state.history]
-        result = TrainResult(run_dir, done.model_path, done.threshold, done.figures, state.epoch, state.best_epoch,
-                             sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, len(train_set), len(val_set),
-                             done.postprocess, is_binary(config.model), done.warnings)
+        result = finish(config, run_dir, net, [Held(net, val_set, val_regions)], preprocess, parts.device, made_of=made_of,
+                        record={"best_epoch_metrics": state.history[state.best_epoch - 1] if state.best_epoch else {},
+                                "plan": plan},
+                        ran={"epochs_done": state.epoch, "best_epoch": state.best_epoch, "stop_reason": stop_reason,
+                             "images_per_s": sum(speeds) / len(speeds) if speeds else 0.0, "n_train": len(train_set),
+                             "n_val": len(val_set)}, loss_fn=parts.loss_fn, history=state.history)
     return distributed.from_main(result)
 
 

@@ -38,7 +38,6 @@ from unetkit.fileio import make_dir, write_text
 from unetkit.measures import parse_measures
 from unetkit.models.ensemble import Ensemble
 from unetkit.models.registry import build_model
-from unetkit.outputs import is_binary
 from unetkit.runtime import log, resolve_device
 from unetkit.tracking import require_mlflow
 from unetkit.training.checkpoint import load_checkpoint
@@ -442,9 +441,9 @@ def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, 
     """The folds' members as one ensemble model file, its decision rule tuned on their out-of-fold predictions."""
     members = [load_model(result.model_path).net for result in results]
     held = [Held(net, _held_out(data, fold, config.seed)) for net, fold in zip(members, folds)]
-    done = finish(config, run_dir, Ensemble(members), held, preprocess,  # type: ignore[arg-type]
+    return finish(config, run_dir, Ensemble(members), held, preprocess,  # type: ignore[arg-type]
                   resolve_device(config.runtime.device), made_of=f"ensemble of {len(folds)} folds",
-                  record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan})
-    return TrainResult(run_dir, done.model_path, done.threshold, done.figures, sum(r.epochs_done for r in results), 0,
-                       sum(r.images_per_s for r in results) / len(results), "folds", len(data), len(data),
-                       done.postprocess, is_binary(config.model), done.warnings)
+                  record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan},
+                  ran={"epochs_done": sum(r.epochs_done for r in results), "best_epoch": 0, "stop_reason": "folds",
+                       "images_per_s": sum(r.images_per_s for r in results) / len(results), "n_train": len(data),
+                       "n_val": len(data)})
