@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from unetkit.inference.evaluation import EvaluateResult
     from unetkit.inference.in_memory import LoadedModel
     from unetkit.review.server import ReviewServer
-    from unetkit.training.loop import TrainResult
+    from unetkit.training.finish import TrainResult
     from unetkit.training.plan import Plan
 
 __all__ = ["demo", "evaluate", "export", "load_model", "plan", "predict", "report", "resume", "review", "synth",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import unetkit.training.finish as finish
 import unetkit.training.loop as loop
 import unetkit.training.runner as runner
 from unetkit.api import resume, train
@@ -76,13 +77,13 @@ def test_the_threshold_is_tuned_for_iou_and_a_blind_rule_is_flagged(data: Path, 
                                                                     monkeypatch: pytest.MonkeyPatch,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
     assert TrainConfig().decision.threshold_metric == "iou"
-    real_validate = loop.validate
+    real_validate = finish.validate
 
     def blind(net, data, preprocess, loss_fn, device, batch_size, **kwargs):  # a model that predicts nothing
         summary, kept = real_validate(net, data, preprocess, loss_fn, device, batch_size, **kwargs)
         return summary, torch.zeros_like(kept) if kept is not None else None
 
-    monkeypatch.setattr(loop, "validate", blind)
+    monkeypatch.setattr(finish, "validate", blind)  # the final validation, the one the rule is tuned on
     with caplog.at_level(logging.WARNING, logger="unetkit"):
         result = train(config(data, tmp_path / "run"))
     assert result.val_metrics["iou"] == 0.0

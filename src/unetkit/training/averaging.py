@@ -32,7 +32,6 @@ from unetkit.data.loader import Batches
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
 from unetkit.models.base import SegmentationNet
-from unetkit.models.ensemble import Ensemble
 from unetkit.runtime import log
 
 EMA_RUN_SHARE = 0.2  # the EMA's horizon is at most this share of the run's (estimated) steps
@@ -113,8 +112,3 @@ def swa_model(swa: AveragedModel, batches: Batches, device: torch.device) -> Seg
     update_bn((batch.images.to(device, memory_format=torch.channels_last) for batch in batches.in_order().epoch(0)), net,
               device=None)
     return net.eval()
-
-
-def ensemble(members: list[SegmentationNet]) -> Ensemble:
-    """Snapshots as one network, in eval mode."""
-    return Ensemble(members).eval()

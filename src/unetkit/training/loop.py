@@ -2,14 +2,14 @@
 
 Adam, cross-entropy, random horizontal flips, validation every epoch, reduce-on-plateau
 (factor 0.1, patience 5, min lr 1e-5) and early stopping (patience 10) on the monitored
-value, best and last checkpoints, then the decision rule (threshold, small-component
-removal, empty-mask rule) tuned on validation and stored in the model file. A time budget
+value, best and last checkpoints; the run ends through training/finish.py, as every kind of run
+does (the decision rule tuned on validation, the model file written). A time budget
 ends training cleanly, mid-epoch if need be. Options (losses, optimisers, schedules, EMA,
 mixed precision, compile) are assembled once by `build_parts` (training/parts.py); one step
 and its objective are training/step.py. The TGS winners' options act here as the run
 progresses (a share of the epochs, or of the time budget, as the schedule measures it): the
 second stage's loss from `loss.second_at`, an SGDR snapshot at each cycle's end, SWA averages at
-epoch ends; training/averaging.py makes the final model of them.
+epoch ends; training/finish.py chooses the final model of them.
 
 Under torchrun the same loop runs on every rank with DistributedDataParallel: each rank
 trains on its share of every global batch (data/loader.py), validates its share of the
@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,58 +31,34 @@ import numpy as np
 import torch
 
 from unetkit import distributed
-from unetkit.config import TrainConfig, to_dict
+from unetkit.config import TrainConfig
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.device_batches import device_batches, device_nbytes
 from unetkit.data.fov import regions_for
 from unetkit.data.loader import Batches, default_workers, image_batches
-from unetkit.data.masks import class_table
-from unetkit.data.pairing import DataSource
 from unetkit.data.patch_batches import patch_batches
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.preprocess import Preprocess
 from unetkit.data.weights import border_weights
 from unetkit.errors import UserError
-from unetkit.export.model_file import load_model, save_ensemble, save_model
+from unetkit.export.model_file import save_model
 from unetkit.fileio import write_csv
 from unetkit.inference.engine import DEFAULT_TILE
-from unetkit.measures import extra_columns, monitor_minimizes, parse_measures
-from unetkit.models.base import SegmentationNet
-from unetkit.models.ensemble import Ensemble
-from unetkit.outputs import is_binary, uses_sigmoid
+from unetkit.measures import extra_columns, monitor_minimizes
+from unetkit.outputs import is_binary
 from unetkit.runtime import log, progress
-from unetkit.training.averaging import Snapshots, ema_floor, ensemble, swa_model, swa_update
+from unetkit.training.averaging import Snapshots, ema_floor, swa_update
 from unetkit.training.checkpoint import Checkpoint, TrainState, rng_state, save_checkpoint
-from unetkit.training.diagnosis import run_warnings
+from unetkit.training.finish import Held, TrainResult, final_net, finish, run_record, val_measures
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.observe import EpochObserver
 from unetkit.training.parts import Parts, build_parts
 from unetkit.training.plan import Plan
 from unetkit.training.step import enter_stage, stage_peak, train_step
-from unetkit.training.threshold import tune_on_validation
-from unetkit.training.validation import target_maps, validate
+from unetkit.training.validation import validate
 
 PROGRESS_EVERY = 10  # steps between progress-bar loss updates and torchrun's deadline checks (each waits for the GPU)
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "val_map", "lr", "seconds", "images_per_s")
-
-
-@dataclass
-class TrainResult:
-    """A finished training run (for K folds: the ensemble and its out-of-fold figures)."""
-
-    run_dir: Path
-    model_path: Path
-    threshold: float | None  # chosen on validation; None for multi-class models
-    val_metrics: dict[str, Any]  # validation (or out-of-fold) figures at the chosen decision rule, best weights
-    epochs_done: int
-    best_epoch: int
-    images_per_s: float
-    stop_reason: str
-    n_train: int = 0
-    n_val: int = 0
-    postprocess: dict[str, float] = field(default_factory=dict)
-    binary: bool = True  # one foreground class: the TGS figures (mAP) mean something
-    warnings: list[str] = field(default_factory=list)  # why the model may be useless (training/diagnosis.py)
 
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
@@ -150,9 +125,16 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     result = None
     if observer is not None:  # rank 0
         observer.close(state.history, parts.evaluated, parts.device)
-        result = _finish(config, run_dir, parts, (train_batches, val_set, val_regions), preprocess, state, stop_reason,
-                         plan)
-        result.n_train, result.n_val = len(train_set), len(val_set)
+        log.info("stopped after epoch %d: %s", state.epoch, stop_reason)
+        net, made_of = final_net(run_dir, parts, train_batches, state)
+        speeds = [row["images_per_s"] for row in state.history]
+        result = finish(config, run_dir, net, [Held(net, val_set, val_regions)], preprocess, parts.device, tile,
+                        made_of=made_of,
+                        record={"best_epoch_metrics": state.history[state.best_epoch - 1] if state.best_epoch else {},
+                                "plan": plan.to_dict() if plan is not None else None},
+                        ran={"epochs_done": state.epoch, "best_epoch": state.best_epoch, "stop_reason": stop_reason,
+                             "images_per_s": sum(speeds) / len(speeds) if speeds else 0.0, "n_train": len(train_set),
+                             "n_val": len(val_set)}, loss_fn=parts.loss_fn, history=state.history)
     return distributed.from_main(result)
 
 
@@ -260,7 +242,7 @@ def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_shar
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s = time.monotonic() - started
-    names = _val_measures(parts.config)
+    names = val_measures(parts.config)
     val, _ = validate(parts.evaluated, val_share, preprocess, parts.loss_fn, parts.device, parts.config.batch_size,
                       ignore_index=parts.config.data.ignore_index, across_ranks=True, tile=tile, regions=regions,
                       measures=names)
@@ -296,7 +278,8 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     rank_rngs = distributed.all_gather(rng_state(parts.device))  # each rank resumes its own dropout draws
     if observer is not None:
         if improved:
-            save_model(checkpoints / "best.safetensors", parts.evaluated, preprocess, training=_record(config, row))
+            save_model(checkpoints / "best.safetensors", parts.evaluated, preprocess,
+                       training=run_record(config) | {"best_epoch_metrics": row})
         write_metrics_csv(state.history, run_dir / "metrics.csv")
         observer.epoch_done(state.history, parts.evaluated, parts.device)
         observer.track(_csv_row(row, _metrics_columns(state.history)), state.epoch)
@@ -308,65 +291,6 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     # Rank 0's time (it also wrote the files) for every rank: budget and schedule stay in step, and
     # no rank runs ahead of the checkpoint it would resume from.
     state.elapsed_s = distributed.from_main(state.elapsed_s)
-
-
-def _final_net(run_dir: Path, parts: Parts, train_batches: Batches,
-               state: TrainState) -> tuple[SegmentationNet | Ensemble, str]:
-    """The net the model file will hold, and what it is: the SGDR snapshots' ensemble, the SWA
-    average, or the best checkpoint (training/averaging.py)."""
-    device = parts.device
-    if parts.snapshots is not None:
-        return ensemble(parts.snapshots.members(state.snapshots, device)), f"{state.snapshots} SGDR snapshots"
-    if parts.swa is not None:
-        averaged = swa_model(parts.swa, train_batches, device)
-        if averaged is not None:
-            return averaged, f"SWA of {int(parts.swa.n_averaged)} epochs"
-        log.info("SWA averaged nothing (the run ended before optim.swa_start); the model is the best epoch's")
-    best = load_model(run_dir / "checkpoints" / "best.safetensors").net
-    return best.to(device, memory_format=torch.channels_last), f"best epoch {state.best_epoch}"  # type: ignore[return-value]
-
-
-def _finish(config: TrainConfig, run_dir: Path, parts: Parts,
-            sets: tuple[Batches, LabelledSet, list[np.ndarray] | None], preprocess: Preprocess, state: TrainState,
-            stop_reason: str, plan: Plan | None) -> TrainResult:
-    """Choose the final weights, tune the decision rule on their validation predictions, write model.safetensors."""
-    device = parts.device
-    train_batches, val_set, regions = sets
-    final, made_of = _final_net(run_dir, parts, train_batches, state)
-    binary = uses_sigmoid(config.model)
-    threshold: float | None = None
-    postprocess: dict[str, float] = {}
-    ignore_index, names = config.data.ignore_index, _val_measures(config)
-    tile = plan.predict_tile if plan is not None else DEFAULT_TILE
-    val, probabilities = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size,
-                                  keep_probabilities=binary, ignore_index=ignore_index, tile=tile, regions=regions,
-                                  measures=() if binary else names)
-    if binary and probabilities is not None:
-        val, threshold, postprocess = tune_on_validation(config, run_dir, probabilities, target_maps(val_set), regions)
-        if config.model.multilabel or names:  # per-label figures (as during training) and the chosen ones, at the rule
-            at_rule, _ = validate(final, val_set, preprocess, parts.loss_fn, device, config.batch_size, threshold=threshold,
-                                  tile=tile, ignore_index=ignore_index, regions=regions, measures=names)
-            val = at_rule if config.model.multilabel else val | {k: v for k, v in at_rule.items() if k not in val}
-    best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
-    model_path = run_dir / "model.safetensors"
-    record = _record(config, best_row)
-    warnings = run_warnings(config, state.history, val, threshold, [c["name"] for c in record["classes"]])
-    record |= {"threshold_metric": config.decision.threshold_metric, "val_at_threshold": val, "epochs_done": state.epoch,
-               "stop_reason": stop_reason, "weights": made_of, "plan": plan.to_dict() if plan is not None else None,
-               "warnings": warnings}
-    rule_args: dict[str, Any] = {"threshold": 0.5 if threshold is None else threshold, "postprocess": postprocess,
-                                 "training": record}
-    if isinstance(final, Ensemble):
-        save_ensemble(model_path, list(final.cpu().members), preprocess, **rule_args)  # type: ignore[arg-type]
-    else:
-        save_model(model_path, final.cpu(), preprocess, **rule_args)
-    speeds = [row["images_per_s"] for row in state.history]
-    rule = f"; threshold {threshold:.2f}" if threshold is not None else ""
-    rule += "".join(f", {k} {v} px" for k, v in postprocess.items() if v)
-    log.info("stopped after epoch %d: %s; model: %s%s", state.epoch, stop_reason, made_of, rule)
-    return TrainResult(run_dir, model_path, threshold, val, state.epoch, state.best_epoch,
-                       sum(speeds) / len(speeds) if speeds else 0.0, stop_reason, postprocess=postprocess,
-                       binary=is_binary(config.model), warnings=warnings)
 
 
 def _deadline(config: TrainConfig, state: TrainState) -> float | None:
@@ -383,16 +307,6 @@ def _improved(monitor: str, value: float, best: float | None) -> bool:
     if best is None or math.isnan(best):  # the first epoch always becomes the best so far
         return True
     return value < best if monitor_minimizes(monitor) else value > best
-
-
-def _val_measures(config: TrainConfig) -> tuple[str, ...]:
-    """The extra validation figures of config.val_metrics (none when empty)."""
-    return parse_measures(config.val_metrics, "config field 'val_metrics'") if config.val_metrics else ()
-
-
-def _record(config: TrainConfig, row: dict[str, float]) -> dict[str, Any]:
-    return {"config": to_dict(config), "best_epoch_metrics": row,
-            "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
 
 
 def _log_epoch(config: TrainConfig, row: dict[str, float], elapsed_s: float) -> None:

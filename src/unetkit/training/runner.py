@@ -25,31 +25,28 @@ from unetkit.data.dataset import LabelledSet, Survey, survey
 from unetkit.data.fingerprint import Fingerprint
 from unetkit.data.io import dtype_range
 from unetkit.data.layout_hints import suspicious_masks
-from unetkit.data.masks import check_class_counts, check_class_coverage, class_table
+from unetkit.data.masks import check_class_counts, check_class_coverage
 from unetkit.data.pairing import DataSource
 from unetkit.data.patch_set import PatchSet, patch_set_of
 from unetkit.data.preprocess import Preprocess, fit_preprocess
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
-from unetkit.export.model_file import load_model, save_ensemble
-from unetkit.fileio import make_dir, write_csv, write_text
-from unetkit.inference.labelled import predict_labelled
-from unetkit.inference.predictor import Predictor
+from unetkit.export.model_file import load_model
+from unetkit.fileio import make_dir, write_text
 from unetkit.measures import parse_measures
-from unetkit.metrics import MetricAccumulator
+from unetkit.models.ensemble import Ensemble
 from unetkit.models.registry import build_model
-from unetkit.outputs import foreground, is_binary
 from unetkit.runtime import log, resolve_device
 from unetkit.tracking import require_mlflow
 from unetkit.training.checkpoint import load_checkpoint
+from unetkit.training.finish import Held, finish
 from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.plan import Plan, make_plan
 from unetkit.training.recipes import describe_recipe, resolve_train_config
-from unetkit.training.threshold import Decision, tune_decision, warn_if_blind
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
 DATA_RECORD = "data.json"  # which images the run was trained on, by name and content: --resume refuses other data
@@ -446,37 +443,12 @@ def _finished_fold(fold_dir: Path) -> TrainResult:
 
 def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
               results: list[TrainResult], preprocess: Preprocess, plan: Plan, device: torch.device) -> TrainResult:
-    """Out-of-fold predictions -> decision rule and score; members -> one ensemble model file."""
-    members = [load_model(result.model_path) for result in results]
-    binary = is_binary(config.model)
-    ignore_index = config.data.ignore_index
-    oof, truths = [], []  # per held-out image: probabilities x 255 (binary) or classes; its truth
-    for fold, saved in zip(folds, members):
-        held = data.held_out(fold, config.seed)
-        engine = Predictor(saved, batch_size=config.batch_size, torch_device=device)
-        items = ((i, held.images[i], held.masks[i]) for i in range(len(held)))
-        for item in predict_labelled(engine, items, postprocess=False):
-            oof.append(torch.from_numpy((foreground(item.probabilities[None], config.model)[0] * 255).round()
-                                        .astype(np.uint8) if binary else item.mask))
-            truths.append(torch.from_numpy(item.truth_maps))
-    if binary:
-        decision, table = tune_decision(oof, truths, config.decision.threshold_metric,
-                                        tune_postprocess=config.decision.tune_postprocess, ignore_index=ignore_index)
-        write_csv(table, run_dir / "threshold_sweep.csv")
-        warn_if_blind(decision, truths, ignore_index, "out-of-fold predictions")
-    else:
-        accumulator = MetricAccumulator(config.model.num_classes, ignore_index=ignore_index)
-        for predicted, truth in zip(oof, truths):
-            accumulator.update(predicted[None], truth[None])
-        decision = Decision(0.5, {}, accumulator.summary())
-    model_path = run_dir / "model.safetensors"
-    record = {"config": dataclasses.asdict(config), "out_of_fold": decision.metrics, "folds": len(folds),
-              "fold_metrics": [r.val_metrics for r in results], "plan": plan.to_dict(),
-              "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
-    save_ensemble(model_path, [m.net for m in members], preprocess, threshold=decision.threshold if binary else 0.5,
-                  postprocess=decision.postprocess if binary else {}, training=record)
-    log.info("out-of-fold (%d folds): IoU %.4f  Dice %.4f  TGS mAP %.4f", len(folds), decision.metrics["iou"],
-             decision.metrics["dice"], decision.metrics["tgs_map"])
-    return TrainResult(run_dir, model_path, decision.threshold if binary else None, decision.metrics,
-                       sum(r.epochs_done for r in results), 0, sum(r.images_per_s for r in results) / len(results),
-                       "folds", len(data), len(data), decision.postprocess if binary else {}, binary)
+    """The folds' members as one ensemble model file, its decision rule tuned on their out-of-fold predictions."""
+    members = [load_model(result.model_path).net for result in results]
+    held = [Held(net, data.held_out(fold, config.seed)) for net, fold in zip(members, folds)]
+    return finish(config, run_dir, Ensemble(members), held, preprocess,  # type: ignore[arg-type]
+                  device, plan.predict_tile, made_of=f"ensemble of {len(folds)} folds",
+                  record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan.to_dict()},
+                  ran={"epochs_done": sum(r.epochs_done for r in results), "best_epoch": 0, "stop_reason": "folds",
+                       "images_per_s": sum(r.images_per_s for r in results) / len(results), "n_train": len(data),
+                       "n_val": len(data)})

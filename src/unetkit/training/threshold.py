@@ -117,7 +117,8 @@ def warn_if_blind(decision: Decision, targets: Maps, ignore_index: int | None, s
 
 
 def tune_on_validation(config: TrainConfig, run_dir: Path, probabilities: Maps, targets: Maps,
-                       regions: list[np.ndarray] | None) -> tuple[dict[str, Any], float, dict[str, float]]:
+                       regions: list[np.ndarray] | None, scored_on: str = "validation",
+                       ) -> tuple[dict[str, Any], float, dict[str, float]]:
     """The decision rule tuned on validation (threshold_sweep.csv written): (its figures, threshold, postprocess).
     Pixels outside the `regions` take the ignored value, so the sweep counts only the pixels inside."""
     ignore_index = config.data.ignore_index
@@ -132,6 +133,6 @@ def tune_on_validation(config: TrainConfig, run_dir: Path, probabilities: Maps, 
     decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
                                     tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
                                     ignore_index=ignore_index)
-    warn_if_blind(decision, targets, ignore_index, "validation")
+    warn_if_blind(decision, targets, ignore_index, scored_on)
     write_csv(table, run_dir / "threshold_sweep.csv")
     return decision.metrics, decision.threshold, decision.postprocess

@@ -40,7 +40,8 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
              batch_size: int, *, threshold: float = 0.5, keep_probabilities: bool = False,
              ignore_index: int | None = None, across_ranks: bool = False, tile: int | None = None,
              regions: list[np.ndarray] | None = None,
-             measures: tuple[str, ...] = ()) -> tuple[dict[str, Any], torch.Tensor | list[torch.Tensor] | None]:
+             measures: tuple[str, ...] = (), into: MetricAccumulator | None = None,
+             ) -> tuple[dict[str, Any], torch.Tensor | list[torch.Tensor] | None]:
     """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (module docstring);
     optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models
     (a list of such maps for a ragged set).
@@ -51,10 +52,13 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
     tile images larger than it are predicted in (the planned one, so `evaluate` sees what validation saw).
     `regions`: per image of `data`, the (H, W) bool pixels the figures count (a field of view; the loss
     still sees every pixel). `measures`: more figures by name (unetkit/measures.py), added to the summary.
+    `into`: the accumulator the figures are added to, so that they are over every image it holds (out of fold,
+    each fold's images predicted by its own net).
     """
     config = net.config
     engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device, tile=tile)
-    accumulator = MetricAccumulator(config.num_classes, ignore_index=ignore_index, multilabel=config.multilabel)
+    accumulator = into if into is not None else MetricAccumulator(config.num_classes, ignore_index=ignore_index,
+                                                                  multilabel=config.multilabel)
     chosen = MeasureSet(measures, config.num_classes, config.multilabel, ignore_index) if measures else None
     loss_sum, seen, kept = torch.zeros((), dtype=torch.float64, device=device), 0, []
     for batch in _batches(data, batch_size, engine):
