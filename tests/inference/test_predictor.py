@@ -11,6 +11,7 @@ from unetkit import runtime
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.inference import Predictor
+from unetkit.inference import predictor as predictor_module
 from unetkit.models import UNet
 
 
@@ -62,12 +63,14 @@ def test_threshold_override_is_refused_for_multiclass_models() -> None:
 def test_auto_precision_is_bf16_on_a_cpu_with_bf16_instructions(monkeypatch: pytest.MonkeyPatch, flags: set[str],
                                                                  precision: str, expected: torch.dtype | None) -> None:
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(predictor_module, "has_bf16", runtime.has_bf16)  # conftest keeps other tests in fp32
     saved = SavedModel(UNet(start_neurons=2, depth=2).eval(), Preprocess((0.0,), (1.0,)))
     assert Predictor(saved, device="cpu", precision=precision).autocast_dtype == expected
 
 
 def test_auto_bf16_on_the_cpu_is_said_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(predictor_module, "has_bf16", runtime.has_bf16)
     runtime.log_once.cache_clear()
     saved = SavedModel(UNet(start_neurons=2, depth=2).eval(), Preprocess((0.0,), (1.0,)))
     with caplog.at_level(logging.INFO, logger="unetkit"):
