@@ -12,9 +12,7 @@ import torch
 from unetkit.data.preprocess import identity_preprocess
 from unetkit.data.synthetic import generate_synthetic
 from unetkit.export.model_file import save_model
-from unetkit.inference import predictor as predictor_module
 from unetkit.models import UNet
-from unetkit.runtime import has_bf16
 
 TGS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tgs-salt"
 
@@ -38,14 +36,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.manual_seed(0)
-
-
-@pytest.fixture(autouse=True)
-def _fp32_prediction_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--precision auto` predicts in bf16 on CPUs with bf16 instructions; tests compare predictions
-    exactly (tiled against whole, PyTorch against ONNX, resumed against clean), so in-process they
-    predict in fp32 on every CPU, as on one without (tests/inference/test_predictor.py lifts this)."""
-    monkeypatch.setattr(predictor_module, "has_bf16", lambda device: device.type == "cuda" and has_bf16(device))
 
 
 @pytest.fixture(autouse=True)

@@ -124,7 +124,7 @@ def test_distributed_predict_writes_what_one_process_writes(ddp_and_single: tupl
     Image.fromarray(big).save(images / "big.png")
     for out, ranks in (("pred_ddp", 2), ("pred_single", 0)):
         unetkit("predict", "--model", model, "--input", str(images), "--out", out, "--tile", "128",
-                "--rle", f"{out}.csv", "--device", "cpu", "--precision", "fp32", ranks=ranks, cwd=work)
+                "--rle", f"{out}.csv", "--device", "cpu", ranks=ranks, cwd=work)
     ddp_files = sorted(p.name for p in (work / "pred_ddp").iterdir())
     assert ddp_files == sorted(p.name for p in (work / "pred_single").iterdir())
     assert len([name for name in ddp_files if name.endswith(".png")]) == 8

@@ -366,7 +366,7 @@ class InferenceOptions:
     overlap: float = 0.25  # share of a tile that overlaps its neighbour
     blend: str = "gaussian"  # weights of overlapping tiles: gaussian (sigma = tile/8) or constant
     tta: str = "none"  # test-time augmentation: none, flips (4) or d4 (8 symmetries)
-    precision: str = "auto"  # auto = bf16 where native (CUDA GPUs from Ampere, CPUs with AVX512-BF16/AMX), else fp32
+    precision: str = "auto"  # auto = bf16 on CUDA GPUs that have it, else fp32; bf16 also on the CPU
 
     def __post_init__(self) -> None:
         _check_fields(self)

@@ -63,12 +63,6 @@ def progress(iterable: Iterable[T] | None = None, **options: Any) -> tqdm[T]:
                 **{k: v for k, v in options.items() if k != "leave"})
 
 
-@functools.cache
-def log_once(message: str) -> None:
-    """Log `message` at INFO the first time only: a choice made for every model or epoch is said once."""
-    log.info("%s", message)
-
-
 def has_bf16(device: torch.device) -> bool:
     """True where bf16 runs natively: CUDA GPUs of compute capability 8.0 (Ampere) and later, and
     CPUs with AVX512-BF16 or AMX instructions (Linux, read from /proc/cpuinfo).
@@ -80,12 +74,7 @@ def has_bf16(device: torch.device) -> bool:
 
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device)[0] >= 8
-    return device.type == "cpu" and bool(cpu_bf16_instructions())
-
-
-def cpu_bf16_instructions() -> str:
-    """The CPU's bf16 instruction sets by their /proc/cpuinfo names ("amx_bf16 avx512_bf16"); empty without."""
-    return " ".join(sorted(_cpu_flags() & {"avx512_bf16", "amx_bf16"}))
+    return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 @functools.cache

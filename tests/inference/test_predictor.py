@@ -1,17 +1,13 @@
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from unetkit import runtime
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.inference import Predictor
-from unetkit.inference import predictor as predictor_module
 from unetkit.models import UNet
 
 
@@ -55,27 +51,3 @@ def test_threshold_override_is_refused_for_multiclass_models() -> None:
     saved = SavedModel(UNet(num_classes=3, start_neurons=2, depth=2).eval(), Preprocess((0.0,), (1.0,)))
     with pytest.raises(UserError, match="threshold applies to binary and multi-label models only"):
         Predictor(saved, device="cpu", threshold=0.3)
-
-
-@pytest.mark.parametrize(("flags", "precision", "expected"), [
-    ({"avx512f", "avx512_bf16"}, "auto", torch.bfloat16), ({"amx_bf16"}, "auto", torch.bfloat16),
-    ({"avx512f"}, "auto", None), ({"avx512_bf16"}, "fp32", None), ({"avx512f"}, "bf16", torch.bfloat16)])
-def test_auto_precision_is_bf16_on_a_cpu_with_bf16_instructions(monkeypatch: pytest.MonkeyPatch, flags: set[str],
-                                                                 precision: str, expected: torch.dtype | None) -> None:
-    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset(flags))
-    monkeypatch.setattr(predictor_module, "has_bf16", runtime.has_bf16)  # conftest keeps other tests in fp32
-    saved = SavedModel(UNet(start_neurons=2, depth=2).eval(), Preprocess((0.0,), (1.0,)))
-    assert Predictor(saved, device="cpu", precision=precision).autocast_dtype == expected
-
-
-def test_auto_bf16_on_the_cpu_is_said_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
-    monkeypatch.setattr(predictor_module, "has_bf16", runtime.has_bf16)
-    runtime.log_once.cache_clear()
-    saved = SavedModel(UNet(start_neurons=2, depth=2).eval(), Preprocess((0.0,), (1.0,)))
-    with caplog.at_level(logging.INFO, logger="unetkit"):
-        for _ in range(3):
-            Predictor(saved, device="cpu")
-        Predictor(saved, device="cpu", precision="fp32")
-    said = [record.getMessage() for record in caplog.records if "bf16 on this CPU" in record.getMessage()]
-    assert said == ["bf16 on this CPU (avx512_bf16): fp32 is --precision fp32"]

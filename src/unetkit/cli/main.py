@@ -335,8 +335,8 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
                         help="test-time augmentation: average over the left-right mirror (hflip: images with an up and "
                         "down, like TGS), the 4 flips, or the 8 symmetries of the square (d4)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto (default): bf16 where it runs natively (CUDA GPUs from Ampere on, CPUs with "
-                        "AVX512-BF16 or AMX: faster, masks within the figures' noise of fp32's), fp32 elsewhere")
+                        help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise; bf16 on a CPU with "
+                        "AVX512-BF16/AMX is faster, probabilities within a few hundredths")
 
 
 def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:

@@ -18,7 +18,7 @@ from unetkit.export.model_file import SavedModel
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
 from unetkit.outputs import as_logits, probabilities
-from unetkit.runtime import cpu_bf16_instructions, has_bf16, log_once, resolve_device
+from unetkit.runtime import has_bf16, resolve_device
 
 
 class Predictor(PredictionEngine):
@@ -35,10 +35,9 @@ class Predictor(PredictionEngine):
         self.autocast_dtype = self._autocast_dtype(self.options.precision)
 
     def _autocast_dtype(self, precision: str) -> torch.dtype | None:
-        """auto: bf16 where the device runs it natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16
-        or AMX), fp32 elsewhere, where bf16 is emulated and slower. On such a CPU bf16 is much faster and
-        changes fewer mask pixels and held-out figures than their noise (benchmarks/prediction_precision.py
-        measures both); it is said once per process, since fp32 is one flag away."""
+        """auto: bf16 on CUDA GPUs that have it (Ampere and later), fp32 elsewhere. bf16 is opt-in on
+        the CPU: faster where the CPU has AVX512-BF16 or AMX, but probabilities move by up to a few
+        hundredths (benchmarks/inference.py measures both)."""
         if precision == "fp32":
             return None
         if self.device.type == "cuda":
@@ -47,10 +46,7 @@ class Predictor(PredictionEngine):
             if precision == "bf16":
                 raise UserError(f"precision bf16: this GPU ({torch.cuda.get_device_name(self.device)}) has no bf16")
             return None
-        native = has_bf16(self.device)
-        if precision == "auto" and native:
-            log_once(f"bf16 on this CPU ({cpu_bf16_instructions()}): fp32 is --precision fp32")
-        return torch.bfloat16 if precision == "bf16" or native else None
+        return torch.bfloat16 if precision == "bf16" else None
 
     @torch.inference_mode()
     def prepare(self, images: np.ndarray) -> torch.Tensor:
