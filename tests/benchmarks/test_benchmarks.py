@@ -188,3 +188,20 @@ def test_large_images_benchmark_measures_memory_throughput_and_quality(tmp_path:
     assert 0.0 <= patch_iou <= 1.0 and 0.0 <= whole_iou <= 1.0
     assert json.loads((tmp_path / "quality_patch" / "plan.json").read_text())["mode"] == "patch"
     assert json.loads((tmp_path / "quality_whole" / "plan.json").read_text())["mode"] == "whole"
+
+
+def test_prediction_precision_compares_fp32_and_bf16_masks_and_figures(tiny_model_file: Path, tmp_path: Path) -> None:
+    module = load("prediction_precision")
+    data = generate_synthetic(tmp_path / "d", 3, size=40, seed=2)
+    result = module.compare(module.SETS["isbi-train"], str(tiny_model_file), data, tmp_path)
+    assert result["n"] == 3 and result["pixels"] == 3 * 40 * 40
+    assert 0.0 <= result["flipped"] <= 1.0 and 0.0 <= result["max_abs"] <= 1.0
+    assert [row[0] for row in result["rows"]] == ["mean_iou", "membrane_iou", "cell_iou"]
+
+
+def test_tile_overlap_scores_each_setting(tiny_model_file: Path, tmp_path: Path) -> None:
+    module = load("tile_overlap")
+    data = generate_synthetic(tmp_path / "d", 2, size=40, seed=2)
+    images: list[np.ndarray] = []
+    figures = module.quality(module.SETS["isbi-train"], str(tiny_model_file), data, (16, 0.25), tmp_path, images)
+    assert len(images) == 2 and set(figures) == {"mean_iou", "membrane_iou", "cell_iou"}
