@@ -27,7 +27,7 @@ def test_plan_prints_fingerprint_and_choices(syn_101: Path, capsys: pytest.Captu
 def test_plan_explain_gives_a_reason_per_field(syn_101: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--data", str(syn_101), "--device", "cpu", "--explain"]) == 0
     out = capsys.readouterr().out
-    assert out.count("why: ") == 16  # every settable field
+    assert out.count("why: ") == 17  # every settable field
     assert "why: all images are 101x101" in out
 
 
