@@ -82,8 +82,13 @@ def binary_counts(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.
 def membrane_cell(counts: np.ndarray) -> tuple[float, float, float]:
     """(mean, membrane, cell IoU) of pooled tp, fp, fn, tn: the membranes are the background."""
     tp, fp, fn, tn = counts.sum(axis=0)
-    membrane, cell = tn / (tn + fp + fn), tp / (tp + fp + fn)
+    membrane, cell = _iou(tn, fp + fn), _iou(tp, fp + fn)
     return (membrane + cell) / 2, membrane, cell
+
+
+def _iou(hits: float, misses: float) -> float:
+    """hits / (hits + misses); 1 where a class is in neither the masks nor the predictions (nothing missed)."""
+    return float(hits / (hits + misses)) if hits + misses else 1.0
 
 
 def bootstrap(counts: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict[str, tuple[float, float]]:
