@@ -31,8 +31,6 @@ import os
 import sys
 import time
 import types
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,7 @@ from unetkit.data.pairing import find_pairs
 from unetkit.data.preprocess import Preprocess
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
-from unetkit.models.timm_encoder import torchvision_stand_in
+from unetkit.models.timm_encoder import NeedsTorchvision, torchvision_stand_in
 from unetkit.outputs import probabilities
 from unetkit.runtime import resolve_device
 
@@ -166,44 +164,18 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-class _NeedsTorchvision:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise ImportError(f"{type(self).__name__} needs torchvision, which is not installed beside this torch")
-
-
 def _models_stand_in() -> dict[str, types.ModuleType]:
     """torchvision.models and the submodules smp's encoders import from."""
     modules = {name: types.ModuleType(name) for name in (
         "torchvision.models", "torchvision.models.resnet", "torchvision.models.densenet", "torchvision.models.vgg")}
     resnet = modules["torchvision.models.resnet"]
     resnet.ResNet, resnet.BasicBlock = ResNet, BasicBlock  # type: ignore[attr-defined]
-    resnet.Bottleneck = type("Bottleneck", (_NeedsTorchvision, nn.Module), {"expansion": 4})  # type: ignore[attr-defined]
-    modules["torchvision.models.densenet"].DenseNet = type("DenseNet", (_NeedsTorchvision, nn.Module), {})  # type: ignore[attr-defined]
-    modules["torchvision.models.vgg"].VGG = type("VGG", (_NeedsTorchvision, nn.Module), {})  # type: ignore[attr-defined]
-    modules["torchvision.models.vgg"].make_layers = _NeedsTorchvision  # type: ignore[attr-defined]
-    modules["torchvision.models"].MobileNetV2 = type("MobileNetV2", (_NeedsTorchvision, nn.Module), {})  # type: ignore[attr-defined]
-    for name in ("resnet", "densenet", "vgg"):
-        setattr(modules["torchvision.models"], name, modules[f"torchvision.models.{name}"])
+    resnet.Bottleneck = type("Bottleneck", (NeedsTorchvision, nn.Module), {"expansion": 4})  # type: ignore[attr-defined]
+    modules["torchvision.models.densenet"].DenseNet = type("DenseNet", (NeedsTorchvision, nn.Module), {})  # type: ignore[attr-defined]
+    modules["torchvision.models.vgg"].VGG = type("VGG", (NeedsTorchvision, nn.Module), {})  # type: ignore[attr-defined]
+    modules["torchvision.models.vgg"].make_layers = NeedsTorchvision  # type: ignore[attr-defined]
+    modules["torchvision.models"].MobileNetV2 = type("MobileNetV2", (NeedsTorchvision, nn.Module), {})  # type: ignore[attr-defined]
     return modules
-
-
-@contextmanager
-def _smp_stand_in() -> Iterator[None]:
-    """timm's torchvision stand-in plus torchvision.models, while smp is imported (nothing if torchvision works)."""
-    with torchvision_stand_in():
-        stand_in = sys.modules.get("torchvision")
-        if stand_in is None or getattr(stand_in, "__file__", None):  # a real torchvision loaded
-            yield
-            return
-        modules = _models_stand_in()
-        sys.modules.update(modules)
-        stand_in.models = modules["torchvision.models"]  # type: ignore[attr-defined]
-        try:
-            yield
-        finally:
-            for name, module in modules.items():
-                if sys.modules.get(name) is module:
-                    del sys.modules[name]
 
 
 def import_smp() -> types.ModuleType:
@@ -211,7 +183,7 @@ def import_smp() -> types.ModuleType:
     if sys.modules.get("segmentation_models_pytorch") is not None:
         return sys.modules["segmentation_models_pytorch"]
     try:
-        with _smp_stand_in():
+        with torchvision_stand_in(_models_stand_in()):
             import segmentation_models_pytorch as smp
     except ImportError as exc:
         if exc.name != "segmentation_models_pytorch":

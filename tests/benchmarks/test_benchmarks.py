@@ -20,6 +20,7 @@ if str(BENCHMARKS) not in sys.path:  # quality.py imports its siblings, as `pyth
 def load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there, as `import` would have put it
     spec.loader.exec_module(module)
     return module
 

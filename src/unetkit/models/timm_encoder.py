@@ -75,7 +75,9 @@ class InterpolationMode(enum.Enum):
     LANCZOS = "lanczos"
 
 
-class _NeedsTorchvision:
+class NeedsTorchvision:
+    """Base of the stand-ins for torchvision classes that nothing here builds: building one is an ImportError."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise ImportError(f"{type(self).__name__} needs torchvision, which is not installed beside this torch")
 
@@ -88,12 +90,8 @@ def _stand_in_modules() -> dict[str, types.ModuleType]:
     modules["torchvision.ops.misc"].FrozenBatchNorm2d = FrozenBatchNorm2d  # type: ignore[attr-defined]
     modules["torchvision.transforms.functional"].InterpolationMode = InterpolationMode  # type: ignore[attr-defined]
     for name in ("CIFAR100", "CIFAR10", "MNIST", "KMNIST", "FashionMNIST", "ImageFolder"):
-        setattr(modules["torchvision.datasets"], name, type(name, (_NeedsTorchvision,), {}))
-    modules["torchvision.transforms"].ToTensor = type("ToTensor", (_NeedsTorchvision,), {})  # type: ignore[attr-defined]
-    for name, module in modules.items():
-        if "." in name:
-            parent, _, child = name.rpartition(".")
-            setattr(modules[parent], child, module)
+        setattr(modules["torchvision.datasets"], name, type(name, (NeedsTorchvision,), {}))
+    modules["torchvision.transforms"].ToTensor = type("ToTensor", (NeedsTorchvision,), {})  # type: ignore[attr-defined]
     return modules
 
 
@@ -106,13 +104,18 @@ def _torchvision_works() -> bool:
 
 
 @contextmanager
-def torchvision_stand_in() -> Iterator[None]:
-    """Stand-in torchvision modules in sys.modules while the block runs, when the real one does not load
-    (public: benchmarks/peer_smp.py imports segmentation_models_pytorch, which imports timm, under it)."""
+def torchvision_stand_in(extra: dict[str, types.ModuleType] | None = None) -> Iterator[None]:
+    """Stand-in torchvision modules in sys.modules while the block runs, when the real one does not load;
+    `extra`: more torchvision submodules by name (public: benchmarks/peer_smp.py adds torchvision.models,
+    which segmentation_models_pytorch imports beside timm)."""
     if _torchvision_works():
         yield
         return
-    modules = _stand_in_modules()
+    modules = _stand_in_modules() | (extra or {})
+    for name, module in modules.items():  # each submodule an attribute of its parent, as an import binds it
+        if "." in name:
+            parent, _, child = name.rpartition(".")
+            setattr(modules[parent], child, module)
     for name in [key for key in sys.modules if key == "torchvision" or key.startswith("torchvision.")]:
         del sys.modules[name]  # leftovers of a torchvision that failed half-way
     sys.modules.update(modules)
