@@ -51,13 +51,13 @@ class CacheSizedPasses:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.shape[0] == 1:
             return self.net(x)
-        key = (tuple(x.shape[1:]), x.dtype, torch.is_autocast_enabled("cpu"))
+        key = _shape_key(x)
         outputs, start = [], 0
         if key not in self._largest:
             largest, first = _largest_activation(self.net, x[:1])
             self._largest[key] = largest
             outputs, start = [first], 1
-        per_pass = max(1, int(self.budget // max(1, self._largest[key])))
+        per_pass = self._samples_per_pass(self._largest[key])
         if start == 0 and per_pass >= x.shape[0]:
             return self.net(x)
         outputs += [self.net(x[i : i + per_pass]) for i in range(start, x.shape[0], per_pass)]
@@ -65,8 +65,16 @@ class CacheSizedPasses:
 
     def per_pass(self, x: torch.Tensor) -> int | None:
         """Samples per pass for inputs like x, once a batch like it has run (None before)."""
-        largest = self._largest.get((tuple(x.shape[1:]), x.dtype, torch.is_autocast_enabled("cpu")))
-        return None if largest is None else max(1, int(self.budget // max(1, largest)))
+        largest = self._largest.get(_shape_key(x))
+        return None if largest is None else self._samples_per_pass(largest)
+
+    def _samples_per_pass(self, largest: int) -> int:
+        return max(1, int(self.budget // max(1, largest)))
+
+
+def _shape_key(x: torch.Tensor) -> tuple[object, ...]:
+    """What the largest activation per sample depends on: the sample's shape, its dtype and autocast."""
+    return tuple(x.shape[1:]), x.dtype, torch.is_autocast_enabled("cpu")
 
 
 def _largest_activation(net: nn.Module, sample: torch.Tensor) -> tuple[int, torch.Tensor]:
