@@ -29,8 +29,15 @@ def test_the_default_is_best_with_a_stated_length_and_seed_is_one_flag_away() ->
     assert (default.recipe, default.model.start_neurons, default.optim.ema_decay, default.batch_size) == \
         ("best-cpu", 8, 0.998, 16)
     assert default.time_budget_min == DEFAULT_BUDGET_MIN == 10  # neither --epochs nor --time-budget: a stated length
-    assert build_train_config(parse("--device", "cpu", "--epochs", "5")).time_budget_min is None
-    assert build_train_config(parse("--device", "cpu", "--time-budget", "3")).time_budget_min == 3
+    assert default.epochs is None  # the budget ends the run, not the seed's 200 epochs
+    capped = build_train_config(parse("--device", "cpu", "--epochs", "5"))
+    assert (capped.epochs, capped.time_budget_min) == (5, None)
+    budget = build_train_config(parse("--device", "cpu", "--time-budget", "3"))
+    assert (budget.epochs, budget.time_budget_min) == (None, 3)
+    both = build_train_config(parse("--device", "cpu", "--time-budget", "3", "--epochs", "7"))
+    assert (both.epochs, both.time_budget_min) == (7, 3)
+    with pytest.raises(UserError, match="'epochs': none .* needs time_budget_min"):
+        TrainConfig(epochs=None)
     config = build_train_config(parse("--recipe", "seed"))
     assert config.time_budget_min is None and config.epochs == 200  # the kernel's, early stopping and all
     assert config.model.arch == "seed_unet" and config.model.start_neurons == 16 and config.model.dropout == 0.5

@@ -357,7 +357,8 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    epochs: int = option(200, "the kernel's; early stopping usually ends sooner")
+    epochs: int | None = option(200, "the kernel's; early stopping usually ends sooner; none: as many as time_budget_min "
+        "allows (a recipe other than seed given a budget and no epochs)")
     batch_size: int = 32
     monitor: str = option("val_loss", "what early stopping, plateau and the best checkpoint watch; auto: the plan's choice "
         "(TGS mAP for data like TGS, else Dice, or mean IoU for classes; training/plan.py)")
@@ -375,7 +376,9 @@ class TrainConfig:
         _require(self.folds == 0 or self.folds >= 2, "folds", f"{self.folds} must be 0 (one split) or >= 2")
         _require(self.fold is None or (self.folds >= 2 and 0 <= self.fold < self.folds), "fold",
                  f"{self.fold} must lie in 0..folds-1 and needs folds >= 2")
-        _require(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
+        _require(self.epochs is None or self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
+        _require(self.epochs is not None or self.time_budget_min is not None, "epochs",
+                 "none (as many as fit) needs time_budget_min")
         _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
         weights = self.loss.class_weights
         _require(weights is None or len(weights) == max(self.model.num_classes, 2), "loss.class_weights",

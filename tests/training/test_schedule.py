@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 from unetkit.config import OptimConfig, ScheduleConfig, TrainConfig
 from unetkit.training.schedule import StepSchedule, lr_at
@@ -29,6 +32,17 @@ def test_time_budget_lays_out_the_schedule() -> None:
     schedule = StepSchedule(config, steps_per_epoch=10)
     assert schedule.progress(steps_done=10, elapsed_s=300) == pytest.approx(0.5)  # half the budget spent
     assert StepSchedule(TrainConfig(epochs=4), 10).progress(20, 1e6) == pytest.approx(0.5)  # no budget: steps
+
+
+def test_a_run_as_long_as_its_budget_warms_up_over_steps_then_follows_the_budget() -> None:
+    config = TrainConfig(schedule=ScheduleConfig(name="cosine", min_lr=0.0, warmup_epochs=0.5),
+                         optim=OptimConfig(lr=1.0), epochs=None, time_budget_min=10)
+    schedule = StepSchedule(config, steps_per_epoch=40)  # warm-up: the first 20 steps
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    schedule.apply(optimizer, steps_done=10, elapsed_s=6)  # half the warm-up, 1% of the budget
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.01)))
+    schedule.apply(optimizer, steps_done=10_000, elapsed_s=300)  # no epoch count: half the budget is half the run
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5)
 
 
 def test_sgdr_restarts_every_cycle_and_counts_them() -> None:

@@ -410,7 +410,8 @@ def make_parser() -> argparse.ArgumentParser:
                        "rotations), strong, or auto (the plan's symmetries from the masks; best's default)")
     train.add_argument("--set", action="append", metavar="FIELD=VALUE",
                        help="any config field below, e.g. --set schedule.name=cosine --set model.batch_norm=true")
-    train.add_argument("--epochs", type=int, help="maximum epochs (default 200; early stopping usually ends sooner)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (--recipe seed: 200, early stopping usually ends sooner; other "
+                       "recipes: as many as the time budget allows)")
     train.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly after this much training time")
     train.add_argument("--seed", type=int, help="seed for the split, initialisation, order and flips (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

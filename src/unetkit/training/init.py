@@ -22,7 +22,7 @@ from unetkit.models.base import SegmentationNet
 from unetkit.models.registry import build_model
 
 # Fields of the stored config that describe the earlier run, not the model: the new run sets its own.
-_RUN_FIELDS = ("out_dir", "folds", "fold", "init_model", "time_budget_min")
+_RUN_FIELDS = ("out_dir", "folds", "fold", "init_model", "time_budget_min", "epochs")
 
 
 def _single(path: str | os.PathLike[str]) -> SavedModel:

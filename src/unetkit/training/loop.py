@@ -103,7 +103,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
     observer = EpochObserver(run_dir, config, val_set, preprocess, tile) if distributed.is_main() else None
     stop_reason = "epochs"
-    while state.epoch < config.epochs:
+    while config.epochs is None or state.epoch < config.epochs:  # None: the time budget ends the run
         if config.early_stopping_patience and state.stale_epochs >= config.early_stopping_patience:
             stop_reason = f"early stopping (no {config.monitor} improvement in {state.stale_epochs} epochs)"
             break

@@ -114,8 +114,10 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     values: dict[str, Any] = {}
     _merge_into(values, RECIPES[recipe])
     _merge_into(values, merged)
-    if recipe != "seed" and "epochs" not in merged and "time_budget_min" not in merged:
-        values["time_budget_min"] = DEFAULT_BUDGET_MIN
+    if recipe != "seed" and "epochs" not in merged:  # the budget is the length, not the seed's 200 epochs
+        values["epochs"] = None
+        if "time_budget_min" not in merged:
+            values["time_budget_min"] = DEFAULT_BUDGET_MIN
     preset = values.get("preset", "seed")
     if not isinstance(preset, str):
         raise UserError(f"config field 'preset': {preset!r} must be a preset name")

@@ -91,16 +91,20 @@ class StepSchedule:
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
         self.config = config
-        self.total_steps = max(config.epochs * steps_per_epoch, 1)
-        self.warmup = min(config.schedule.warmup_epochs / config.epochs, 0.5) if config.epochs else 0.0
         self.budget_s = config.time_budget_min * 60 if config.time_budget_min else None
+        if config.epochs is None:  # as many epochs as the budget allows: warm up over steps, then the budget's share
+            self.total_steps, self.warmup = None, 0.0
+            self.warmup_steps = config.schedule.warmup_epochs * steps_per_epoch
+        else:
+            self.total_steps = max(config.epochs * steps_per_epoch, 1)
+            self.warmup, self.warmup_steps = min(config.schedule.warmup_epochs / config.epochs, 0.5), 0.0
 
     @property
     def active(self) -> bool:
         return self.config.schedule.name != "plateau"
 
     def progress(self, steps_done: int, elapsed_s: float) -> float:
-        by_steps = steps_done / self.total_steps
+        by_steps = steps_done / self.total_steps if self.total_steps else 0.0
         return max(by_steps, elapsed_s / self.budget_s) if self.budget_s else by_steps
 
     def cycles_done(self, progress: float) -> int:
@@ -113,5 +117,7 @@ class StepSchedule:
         if not self.active:
             return
         lr = lr_at(self.progress(steps_done, elapsed_s), self.config, self.warmup, peak)
+        if self.warmup_steps and self.config.schedule.name != "onecycle":  # onecycle warms up by its own rule
+            lr *= min(max(steps_done / self.warmup_steps, 0.01), 1.0)
         for group in optimizer.param_groups:
             group["lr"] = lr
