@@ -36,6 +36,7 @@ import dataclasses
 import json
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,10 +103,11 @@ class _Tally:
     sizes: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     dtypes: set[str] = dataclasses.field(default_factory=set)
     samples: list[tuple[np.ndarray, bool]] = dataclasses.field(default_factory=list)  # (n, C) raw, gray?
-    counts: list[np.ndarray] = dataclasses.field(default_factory=list)  # per mask, bincount of stored values
+    counts: list[Counter[int]] = dataclasses.field(default_factory=list)  # per mask, pixels per stored value
     widths: list[float] = dataclasses.field(default_factory=list)
     extents: list[float] = dataclasses.field(default_factory=list)
-    halves: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((4, 256), np.int64))  # top, bottom, left, right
+    halves: tuple[Counter[int], ...] = dataclasses.field(default_factory=lambda: tuple(Counter() for _ in range(4)))
+    # pixels per stored value in the top, bottom, left and right halves
 
 
 def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
@@ -202,7 +204,7 @@ def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_
                    rng: np.random.Generator, tally: _Tally, height: int, stride: int, n_bands: int = 1) -> None:
     """Fold (rows, W, C) bands of one mask of `height` rows into the tally; `stride` > 1 measures extents
     on a strided copy."""
-    counts = np.zeros(256, np.int64)
+    counts: Counter[int] = Counter()
     widths: list[np.ndarray] = []
     strided: list[np.ndarray] = []
     every = max(1, math.ceil(n_bands * BAND_PIXELS / WIDTH_PIXELS)) if n_bands > 1 else 1
@@ -211,7 +213,7 @@ def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_
         codes = palette.indices(band, pair.mask) if palette else _stored_codes(band, pair.mask)
         step = max(1, CHUNK_PIXELS // codes.shape[1])
         for piece in (codes[y:y + step] for y in range(0, len(codes), step)):
-            counts = _add(counts, np.bincount(piece.reshape(-1), minlength=len(counts)))
+            counts.update(_value_counts(piece))
             _count_halves(piece, offset, height, tally)
             foreground = piece != 0 if ignore_index is None else (piece != 0) & (piece != ignore_index)
             if index % every == 0 and foreground.any():
@@ -235,23 +237,34 @@ def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_
 def _count_halves(piece: np.ndarray, offset: int, height: int, tally: _Tally) -> None:
     """Add the code counts of the piece's rows in the top and bottom halves of the mask (the middle row
     of an odd height in neither) and of its left and right halves to tally.halves."""
-    rows = np.arange(offset, offset + len(piece))
+    top, bottom = max(0, min(len(piece), height // 2 - offset)), max(0, (height + 1) // 2 - offset)
     width = piece.shape[1]
-    parts = (piece[rows < height // 2], piece[rows >= (height + 1) // 2], piece[:, : width // 2],
-             piece[:, (width + 1) // 2 :])
-    counted = [np.bincount(part.reshape(-1), minlength=tally.halves.shape[1]) for part in parts]
-    longest = max(len(c) for c in counted)
-    if longest > tally.halves.shape[1]:
-        tally.halves = np.pad(tally.halves, ((0, 0), (0, longest - tally.halves.shape[1])))
-    for side, found in enumerate(counted):
-        tally.halves[side, : len(found)] += found
+    parts = (piece[:top], piece[bottom:], piece[:, : width // 2], piece[:, (width + 1) // 2 :])
+    for side, part in zip(tally.halves, parts):
+        side.update(_value_counts(part))
 
 
-def _difference(first: np.ndarray, second: np.ndarray) -> float:
-    """Total variation distance of two count vectors' distributions (0: the same shares, 1: disjoint)."""
-    if first.sum() == 0 or second.sum() == 0:
+def _value_counts(codes: np.ndarray) -> dict[int, int]:
+    """Pixels per value present: masks stored as 0/65535 would make a bincount 65536 long per mask."""
+    flat = codes.reshape(-1)
+    if flat.size == 0:
+        return {}
+    if int(flat.max()) < 256:
+        counted = np.bincount(flat)
+        present = np.flatnonzero(counted)
+        return dict(zip(present.tolist(), counted[present].tolist()))
+    values, counted = np.unique(flat, return_counts=True)
+    return dict(zip(values.tolist(), counted.tolist()))
+
+
+def _difference(first: Counter[int], second: Counter[int], ignore_index: int | None) -> float:
+    """Total variation distance of two value counts' distributions, the ignored value left out (0: the same
+    shares, 1: disjoint)."""
+    values = sorted((set(first) | set(second)) - {ignore_index})
+    a, b = (np.array([counts[v] for v in values], np.float64) for counts in (first, second))
+    if a.sum() == 0 or b.sum() == 0:
         return 0.0
-    return round(0.5 * float(np.abs(first / first.sum() - second / second.sum()).sum()), 6)
+    return round(0.5 * float(np.abs(a / a.sum() - b / b.sum()).sum()), 6)
 
 
 def _stored_codes(band: np.ndarray, path: Path) -> np.ndarray:
@@ -264,13 +277,6 @@ def _stored_codes(band: np.ndarray, path: Path) -> np.ndarray:
     if values.min() < 0:
         raise UserError(f"{path}: mask holds negative values; masks hold class indices or 0/1, 0/255, 0/65535")
     return values
-
-
-def _add(total: np.ndarray, more: np.ndarray) -> np.ndarray:
-    if len(more) > len(total):
-        total = np.pad(total, (0, len(more) - len(total)))
-    total[: len(more)] += more
-    return total
 
 
 def _component_widths(foreground: np.ndarray) -> np.ndarray:
@@ -308,42 +314,31 @@ def _summarise(data_dir: str, tally: _Tally, num_classes: int | None, ignore_ind
         foreground_width=float(np.median(widths)) if len(widths) else None,
         object_size_median=float(np.median(extents)) if len(extents) else None,
         object_size_p90=float(np.percentile(extents, 90)) if len(extents) else None,
-        up_down_difference=_difference(*_without(tally.halves[:2], ignore_index)),
-        left_right_difference=_difference(*_without(tally.halves[2:], ignore_index)),
+        up_down_difference=_difference(*tally.halves[:2], ignore_index),
+        left_right_difference=_difference(*tally.halves[2:], ignore_index),
     )
 
 
-def _without(halves: np.ndarray, ignore_index: int | None) -> np.ndarray:
-    """The halves' code counts without the ignored value's."""
-    if ignore_index is None or ignore_index >= halves.shape[1]:
-        return halves
-    kept = halves.copy()
-    kept[:, ignore_index] = 0
-    return kept
-
-
-def _class_counts(counts: list[np.ndarray], num_classes: int | None, ignore_index: int | None,
+def _class_counts(counts: list[Counter[int]], num_classes: int | None, ignore_index: int | None,
                   data_dir: str) -> np.ndarray:
     """(n_masks, K) pixel counts per class: binary when every mask fits a binary encoding, else indices."""
-    if ignore_index is not None:
-        counts = [np.where(np.arange(len(c)) == ignore_index, 0, c) for c in counts]
+    counts = [Counter({v: n for v, n in c.items() if v != ignore_index and n}) for c in counts]
     if num_classes in (None, 1, 2):
         binary = []
         for c in counts:
-            used = set(np.flatnonzero(c).tolist())
-            encoding = next((pair for pair in BINARY_ENCODINGS if used <= set(pair)), None)
+            encoding = next((pair for pair in BINARY_ENCODINGS if set(c) <= set(pair)), None)
             if encoding is None:
                 break
-            binary.append([c[0], c[encoding[1]] if encoding[1] < len(c) else 0])
+            binary.append([c[0], c[encoding[1]]])
         else:
             return np.array(binary, np.int64)
         if num_classes == 1:
             raise UserError(f"{data_dir}: masks hold values other than a binary encoding (0/1, 0/255, 0/65535)")
-    width = max(len(np.trim_zeros(c, "b")) for c in counts)
+    width = 1 + max((max(c) for c in counts if c), default=0)
     if width > 256:
         raise UserError(f"{data_dir}: masks hold values up to {width - 1}: neither binary masks nor class indices")
     width = max(width, num_classes or 2)
-    return np.array([np.pad(c, (0, max(0, width - len(c))))[:width] for c in counts], np.int64)
+    return np.array([[c[v] for v in range(width)] for c in counts], np.int64)
 
 
 def _pair(values: np.ndarray) -> tuple[int, int]:
