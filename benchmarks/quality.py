@@ -88,6 +88,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "fast-lovasz-second": ("fast", {"loss": {"second_name": "lovasz_elu", "second_at": 0.6}}),
     # `fast` at half the width: a quarter of the convolutions' work, so about 2.3 times the epochs on a CPU
     "fast-width-8": ("fast", {"model": {"start_neurons": 8}}),
+    # the CPU's `best` at the seed's width, for sets with more to learn than TGS (classes, thin structures)
+    "best-cpu-width-16": ("best-cpu", {"model": {"start_neurons": 16}}),
     "fast-width-8-lovasz": ("fast", {"model": {"start_neurons": 8},
                                      "loss": {"second_name": "lovasz_elu", "second_at": 0.6}}),
     "fast-width-8-ema": ("fast", {"model": {"start_neurons": 8}, "optim": {"ema_decay": 0.99}}),

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
-from unetkit.data.read_ahead import ReadAhead
+from unetkit.data.read_ahead import ReadAhead, in_order
 from unetkit.errors import UserError
 
 IMAGE = np.arange(100 * 7).reshape(100, 7)
@@ -47,3 +49,18 @@ def test_a_caller_that_stops_early_stops_the_reads() -> None:
         rows(0, 1)
     assert not rows._thread.is_alive()
     assert len(reads) <= 3  # the band asked for, one in the queue, one read waiting for room: never the 50
+
+
+def test_in_order_hands_back_reads_in_their_order_and_raises_at_the_failing_item() -> None:
+    def read(i: int) -> int:
+        time.sleep(0.002 * (i % 3))  # later items often finish first
+        if i == 7:
+            raise UserError(f"file {i}: unreadable")
+        return i * i
+
+    assert list(in_order(read, range(7), workers=3, ahead=2)) == [0, 1, 4, 9, 16, 25, 36]
+    got: list[int] = []
+    with pytest.raises(UserError, match="file 7: unreadable"):
+        for value in in_order(read, range(12), workers=3):
+            got.append(value)
+    assert got == [i * i for i in range(7)]  # everything before the bad file, nothing after it

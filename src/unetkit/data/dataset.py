@@ -36,6 +36,7 @@ from unetkit.data.naming import list_images
 from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.patches import ArraySource, FileSource, Source
 from unetkit.data.preprocess import resize_image, resize_mask
+from unetkit.data.read_ahead import in_order
 from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size
 from unetkit.errors import UserError
 
@@ -209,21 +210,30 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
     measured = Measure(len(pairs), palette, num_classes=None if multilabel else num_classes,
                        ignore_index=ignore_index, seed=seed, multilabel=multilabel) if measure else None
     hashes: dict[Path, str] = {}
-    sources: list[Source] = []
-    for pair in tqdm(pairs, desc="reading", unit="img", disable=None if show_progress else True, leave=False):
+
+    def read(pair: Pair) -> tuple[tuple[np.ndarray, np.ndarray], ArraySource] | None:
+        """The pair decoded (raw for the fingerprint, then as training takes it), or None to leave it on disk."""
         if not whole and _large(pair):
+            return None
+        raw = read_raw_pair(pair, palette, hashes)
+        image, mask = decode_pair(pair, raw, in_channels, num_classes, ignore_index, palette, multilabel)
+        if resize_to is not None:
+            image, mask = resize_image(image, resize_to, resize_to), resize_mask(mask, resize_to, resize_to)
+        return raw, ArraySource(image, mask)
+
+    sources: list[Source] = []
+    progress = tqdm(pairs, desc="reading", unit="img", disable=None if show_progress else True, leave=False)
+    for pair, found in zip(progress, in_order(read, pairs)):
+        if found is None:
             sources.append(FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel))
             hashes.update({path: f"size:{path.stat().st_size}" for path in (pair.image, pair.mask)})
             if measured is not None:
                 measured.add(pair)
             continue
-        raw = read_raw_pair(pair, palette, hashes)
-        image, mask = decode_pair(pair, raw, in_channels, num_classes, ignore_index, palette, multilabel)
+        raw, source = found
+        sources.append(source)
         if measured is not None:
             measured.add(pair, *raw)
-        if resize_to is not None:
-            image, mask = resize_image(image, resize_to, resize_to), resize_mask(mask, resize_to, resize_to)
-        sources.append(ArraySource(image, mask))
     return Survey(DataSource.of(data_dir), pairs, sources, hashes,
                   None if measured is None else measured.result(str(data_dir)), palette)
 

@@ -1,4 +1,10 @@
-"""Bands of rows read in a background thread while the caller works on the band before.
+"""Reads done in background threads while the caller works on what was read before.
+
+`in_order`: files decoded by a few threads (PIL's and NumPy's decoders release the GIL), handed to
+the caller in their order, so what the caller does with each (a seeded fingerprint, a stack) is the
+same as a serial read's; at most `ahead` results wait, so memory stays that of a few files.
+
+`ReadAhead`: bands of rows of one image read in a background thread while the caller works on the band before.
 
 A streamed image is read band by band in an order known in advance (the tile rows of a grid).
 Decoding a band of a compressed TIFF (tifffile's zlib and zarr's copies) releases the GIL, so
@@ -10,14 +16,35 @@ caller when it asks for that band, as the same exception a direct read would rai
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+S = TypeVar("S")
 Span = tuple[int, int]  # (y0, y1): rows y0 .. y1 - 1
+
+
+def in_order(read: Callable[[S], T], items: Iterable[S], *, workers: int | None = None, ahead: int = 16) -> Iterator[T]:
+    """`read(item)` for each item, by `workers` threads (default: the cores, at most 4), yielded in the items'
+    order; an error reaches the caller at its item, as the same exception a serial read would raise there."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="read")
+    pending: deque[Future[T]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(read, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # also when the caller stops early: nothing more is read
+        pool.shutdown(cancel_futures=True)
 
 
 class ReadAhead(Generic[T]):
