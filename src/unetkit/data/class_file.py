@@ -1,10 +1,9 @@
 """Reading classes.yaml: the classes a mask's stored colours or values stand for, and which mean "ignore".
 
-Two forms. The full one lists entries in class order:
-`classes: [{name: background, value: 0}, {name: road, color: [128, 64, 128]}, {name: border, value: 3, ignore: true}]`.
-The short one is a mapping, one line a class, with `ignore` naming the stored values to leave
-out of loss and metrics (a trimap: `background: 2`, `pet: 1`, `ignore: 3`). Ignored entries are no
-class: they map to data.ignore_index (255 unless set).
+Two forms. The full one lists entries in class order: `classes: [{name: background, value: 0}, {name: road, color:
+[128, 64, 128]}, {name: border, value: 3, ignore: true}]`. The short one is a mapping, one line a class, with
+`ignore` naming the stored values to leave out of loss and metrics (a trimap: `background: 2`, `pet: 1`, `ignore:
+3`). Ignored entries are no class: they map to data.ignore_index (255 unless set).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from unetkit.data.io import first_line
 from unetkit.errors import UserError
 
 IGNORE_NAME = "ignore"  # the short form's key for values to leave out
@@ -25,7 +25,7 @@ def read_entries(path: Path) -> list[dict[str, Any]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise UserError(f"{path}: not valid YAML ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected 'classes:' with a name and a color or value each, or 'name: value' lines")
     raw = data["classes"] if "classes" in data else _short_form(data)
@@ -48,15 +48,12 @@ def _short_form(data: dict[str, Any]) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for name, value in data.items():
         if str(name) == IGNORE_NAME:
-            for ignored in value if isinstance(value, list) else [value]:
-                entries.append({"name": IGNORE_NAME, "value": ignored, "ignore": True})
-        elif isinstance(value, list):
-            entries.append({"name": name, "color": value})
+            ignored = value if isinstance(value, list) else [value]
+            entries += [{"name": IGNORE_NAME, "value": v, "ignore": True} for v in ignored]
         else:
-            entries.append({"name": name, "value": value})
+            entries.append({"name": name, "color" if isinstance(value, list) else "value": value})
     return entries
 
 
 def has_ignored(path: Path | None) -> bool:
-    """True when classes.yaml at `path` names values or colours to ignore."""
     return path is not None and any(entry["ignore"] for entry in read_entries(path))

@@ -1,27 +1,21 @@
 """A labelled data set, read in one pass: the pairs data/pairing.py finds, hashed, fingerprinted, decoded, checked.
 
-Where the pairs come from (DIR/images + DIR/masks, folders named apart, name patterns, a pairs
-CSV) is data/pairing.py's business; `find_pairs`, `Pair` and `list_images` are re-exported here
-for the modules that have always imported them from this one.
+Where the pairs come from is data/pairing.py's business; `find_pairs`, `Pair` and `list_images` are re-exported here
+for the readers that import them from this module.
 
-Decoding every file once up front does three jobs: it validates the whole data set
-before any output is written (a bad file fails the run in seconds, not at epoch 30),
-it lets masks be inspected for coverage and class values, and it takes file decoding
-out of the training loop, so batches cost only an index and a copy.
-
-Training needs four things from the folder before its first step: the pairs, a content hash per
-file (what --resume compares), a fingerprint (data/fingerprint.py, what the plan is made from)
-and the decoded images and masks. `survey` reads each file once for all four: its bytes are hashed
-as they are decoded (io.read_array), the raw arrays measured for the fingerprint, then
-interpreted (channels, mask values) and kept. Large TIFF and .npy images are the exception when
-the run may train on patches: they stay on disk as region-read sources (data/patches.py), their
-fingerprint read by rows and their hash a size. The plan chooses between whole images and
-patches after the pass; `Survey.labelled` and data/patch_set.py::patch_set_of build the chosen
-set from the same sources without reading the folder again.
+Decoding every file once up front validates the whole set before any output is written (a bad file fails the run in
+seconds, not at epoch 30), lets masks be inspected for coverage and class values, and takes decoding out of the
+training loop. `survey` reads each file once for all that training needs before its first step: the pairs, a content
+hash per file (what --resume compares), the fingerprint (data/fingerprint.py, what the plan is made from) and the
+decoded arrays. Large TIFF and .npy images are the exception when the run may train on patches: they stay on disk as
+region-read sources (data/patches.py), fingerprinted by rows and hashed by size. The plan then chooses whole images
+or patches; `Survey.labelled` and data/patch_set.py::patch_set_of build the chosen set without reading the folder
+again.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +40,9 @@ __all__ = ["LabelledSet", "Pair", "Survey", "decode_pair", "find_pairs", "list_i
 
 @dataclass
 class LabelledSet:
-    """Decoded images (N, H, W, C) in their stored dtype, masks (N, H, W) uint8 class indices,
-    optional per-pixel loss weights (N, H, W) float32 (the border term of data/weights.py).
-
-    A set of mixed sizes (validation of patch training, data/patch_set.py) is `ragged`: images and
-    masks are object arrays of N arrays (H_i, W_i, C) and (H_i, W_i), indexed the same way.
-    """
+    """Decoded images (N, H, W, C) in their stored dtype, masks (N, H, W) uint8 class indices, optional per-pixel
+    loss weights (N, H, W) float32 (data/weights.py). A set of mixed sizes (validation of patch training) is
+    `ragged`: images and masks are object arrays of N arrays (H_i, W_i, C) and (H_i, W_i)."""
 
     stems: list[str]
     images: np.ndarray
@@ -63,7 +54,6 @@ class LabelledSet:
         return len(self.stems)
 
     def subset(self, indices: np.ndarray) -> LabelledSet:
-        """The examples at `indices`, in that order."""
         return LabelledSet([self.stems[i] for i in indices], self.images[indices], self.masks[indices],
                            [self.pairs[i] for i in indices], None if self.weights is None else self.weights[indices])
 
@@ -97,9 +87,7 @@ class LabelledSet:
 
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (non-zero, not ignored) pixels per mask, (N,)."""
-        if self.ragged:
-            return np.array([_foreground(mask, ignore_index).mean() for mask in self.masks], np.float64)
-        return _foreground(self.masks, ignore_index).reshape(len(self), -1).mean(axis=1)
+        return np.array([_foreground(mask, ignore_index).mean() for mask in self.masks], np.float64)
 
 
 def _objects(arrays: list[np.ndarray]) -> np.ndarray:
@@ -116,14 +104,19 @@ def _foreground(masks: np.ndarray, ignore_index: int | None) -> np.ndarray:
 def read_mask(path: str | os.PathLike[str], num_classes: int, ignore_index: int | None = None,
               palette: ClassPalette | None = None) -> np.ndarray:
     """One single-label mask file -> (H, W) uint8 class indices, read as `train` reads it (one line naming the file
-    otherwise): through classes.yaml's colours or values where it has one (`palette`), else decode_mask."""
-    raw = read_array(path, palette_indices=_mask_indices(palette))
+    otherwise)."""
+    return _indices(read_array(path, palette_indices=_mask_indices(palette)), path, num_classes, ignore_index, palette)
+
+
+def _indices(raw: np.ndarray, path: Path | str | os.PathLike[str], num_classes: int, ignore_index: int | None,
+             palette: ClassPalette | None) -> np.ndarray:
+    """Through classes.yaml's colours or values where it has one (`palette`), else decode_mask."""
     return palette.indices(raw, path) if palette else decode_mask(raw, num_classes, path, ignore_index)
 
 
 def _mask_indices(palette: ClassPalette | None) -> bool:
     """Palette PNGs are class indices, unless classes.yaml names colours: then their colours count."""
-    return not (palette is not None and all(c is not None for c in palette.colors))
+    return not (palette and palette.by_colour)
 
 
 def read_raw_pair(pair: Pair, palette: ClassPalette | None = None,
@@ -140,11 +133,8 @@ def decode_pair(pair: Pair, raw: tuple[np.ndarray, np.ndarray], in_channels: int
     """`read_raw_pair`'s arrays as training takes them: image (H, W, in_channels) in its dtype, mask (H, W) uint8
     indices ((H, W, K) 0/1 labels); sizes checked."""
     image = to_channels(raw[0], in_channels, pair.image)
-    if multilabel:
-        mask = decode_multilabel(raw[1], num_classes, pair.mask)
-    else:
-        mask = palette.indices(raw[1], pair.mask) if palette else decode_mask(raw[1], num_classes, pair.mask,
-                                                                              ignore_index)
+    mask = decode_multilabel(raw[1], num_classes, pair.mask) if multilabel else _indices(
+        raw[1], pair.mask, num_classes, ignore_index, palette)
     if image.shape[:2] != mask.shape[:2]:
         raise UserError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                         f"{image.shape[1]}x{image.shape[0]} (width x height)")
@@ -153,18 +143,14 @@ def decode_pair(pair: Pair, raw: tuple[np.ndarray, np.ndarray], in_channels: int
 
 def load_pair(pair: Pair, in_channels: int, num_classes: int, ignore_index: int | None = None,
               palette: ClassPalette | None = None, multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Read and decode one pair (`decode_pair`)."""
     return decode_pair(pair, read_raw_pair(pair, palette), in_channels, num_classes, ignore_index, palette, multilabel)
 
 
 def load_labelled(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int,
                   *, resize_to: int | None = None, ignore_index: int | None = None, multilabel: bool = False,
                   show_progress: bool = True) -> LabelledSet:
-    """Decode and validate the whole folder.
-
-    With `resize_to`, every pair is resized (images to float32 in [0, 1], masks by nearest
-    neighbour), so sizes and bit depths may be mixed; otherwise all must match.
-    """
+    """Decode and validate the whole folder; with `resize_to` every pair is resized (images to float32 in [0, 1],
+    masks by nearest neighbour), so sizes and bit depths may be mixed, otherwise all must match."""
     return survey(data_dir, in_channels, num_classes, ignore_index=ignore_index, multilabel=multilabel, measure=False,
                   whole=True, resize_to=resize_to, show_progress=show_progress).labelled()
 
@@ -198,13 +184,9 @@ class Survey:
 def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *, ignore_index: int | None = None,
            multilabel: bool = False, seed: int = 0, measure: bool = True, whole: bool = False,
            resize_to: int | None = None, show_progress: bool = True) -> Survey:
-    """Read, hash, check and (with `measure`) fingerprint every pair of `data_dir` once.
-
-    `whole`: the run trains on whole images, so every pair is decoded (none left on disk); `resize_to`
-    then resizes each pair after it is measured (images to float32 in [0, 1], masks by nearest
-    neighbour). The fingerprint reads masks as binary or class indices as `fingerprint(num_classes=K)`
-    does (multi-label: as `num_classes=None`), with `seed`'s draws.
-    """
+    """Read, hash, check and (with `measure`) fingerprint every pair of `data_dir` once. `whole`: every pair is
+    decoded (none left on disk); `resize_to` then resizes each after it is measured. The fingerprint reads masks as
+    `fingerprint(num_classes=K)` does (multi-label: `num_classes=None`), with `seed`'s draws."""
     pairs = find_pairs(data_dir)
     palette = None if multilabel else read_class_palette(data_dir, num_classes, ignore_index)
     measured = Measure(len(pairs), palette, num_classes=None if multilabel else num_classes,
@@ -227,21 +209,15 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
         if found is None:
             sources.append(FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel))
             hashes.update({path: f"size:{path.stat().st_size}" for path in (pair.image, pair.mask)})
-            if measured is not None:
-                measured.add(pair)
-            continue
-        raw, source = found
-        sources.append(source)
+        else:
+            sources.append(found[1])
         if measured is not None:
-            measured.add(pair, *raw)
+            measured.add(pair, *(found[0] if found else ()))
     return Survey(DataSource.of(data_dir), pairs, sources, hashes,
                   None if measured is None else measured.result(str(data_dir)), palette)
 
 
 def _large(pair: Pair) -> bool:
     """A TIFF or .npy image over LARGE_PIXELS: read by region from disk, never decoded whole."""
-    if not can_stream(pair.image):
-        return False
-    height, width = image_size(pair.image)
-    return height * width > LARGE_PIXELS
+    return can_stream(pair.image) and math.prod(image_size(pair.image)) > LARGE_PIXELS
 

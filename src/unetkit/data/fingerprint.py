@@ -1,33 +1,28 @@
 """A fingerprint of a labelled folder: what the data looks like, measured in bounded memory.
 
-The training plan (training/plan.py) chooses patch size, batch size, depth and normalisation
-from it, as nnU-Net does from its "dataset fingerprint". What is measured:
+The training plan (training/plan.py) chooses patch size, batch size, depth and normalisation from it, as nnU-Net
+does from its "dataset fingerprint". Measured:
 
-- sizes (min / median / max of height and width, whether all are equal), the channels the
-  images carry (a gray picture stored as RGB counts as gray, as `io.channels_equal` decides),
-  their dtypes;
-- intensity statistics per channel (mean, std, 0.5 and 99.5 percentiles) in the file's own
-  units, from a bounded random sample of pixels: `SAMPLE_BUDGET` over the folder, at least
-  `MIN_SAMPLES` per image;
-- class frequencies: the pixel share of every class, the share of images holding each class and
-  holding any foreground (binary masks 0/1, 0/255, 0/65535 as `masks.BINARY_ENCODINGS` reads them);
-- object scale: the median width of foreground components (the side of the largest inscribed
-  square, 2 * max chessboard distance - 1: exact for axis-aligned strips of odd width, close for
-  other strips and curves, so a thin-structure hint),
-  and the median / 90th-percentile extent of components (longer side of their bounding box);
-- orientation: how much the class distribution of the top half of the masks differs from the
-  bottom half's, and the left half's from the right's (total variation distance, pooled over the
-  folder). Street scenes (sky above, road below) differ a lot between top and bottom; retinal
-  vessels, cells and membranes do not: the plan lets only the latter be flipped upside down and rotated.
+- sizes (min / median / max, all equal?), the images' channels (a gray picture stored as RGB counts as gray, as
+  `io.channels_equal` decides), their dtypes;
+- intensity statistics per channel (mean, std, 0.5 and 99.5 percentiles) in the file's own units, from a random
+  sample of pixels: `SAMPLE_BUDGET` over the folder, at least `MIN_SAMPLES` per image;
+- class frequencies: the pixel share of every class, the share of images holding each class and any foreground
+  (binary masks as `masks.BINARY_ENCODINGS` reads them);
+- object scale: the median width of foreground components (the side of the largest inscribed square, 2 * max
+  chessboard distance - 1: exact for axis-aligned strips of odd width, close for other strips and curves, so a
+  thin-structure hint), and the median / 90th-percentile extent of components (longer side of their bounding box);
+- orientation: the total variation distance between the class distributions of the masks' top and bottom halves, and
+  of their left and right halves (pooled over the folder). Street scenes (sky above, road below) differ a lot
+  between top and bottom; vessels, cells and membranes do not: the plan lets only the latter be flipped upside down
+  and rotated.
 
-Bounded memory: TIFF and .npy files above `LARGE_PIXELS` are never decoded whole. Their pixels are
-sampled from `SAMPLE_ROWS` random rows, and their masks are read in bands of about `BAND_PIXELS`
-(data/regions.py), measured in pieces of `CHUNK_PIXELS`: class counts over every piece, widths on
-pieces spread over the image
-(`WIDTH_PIXELS` per image: widths are local, a band cut does not change them), extents on a
-strided copy of the mask of at most `EXTENT_SIDE` a side (extents need the whole object; the copy
-loses widths below its stride, which the bands measure). PNG, JPEG and GIF files cannot be read
-partially and are decoded whole, one at a time.
+Bounded memory: TIFF and .npy files above `LARGE_PIXELS` are never decoded whole. Their pixels are sampled from
+`SAMPLE_ROWS` random rows; their masks are read in bands of about `BAND_PIXELS` (data/regions.py) and measured in
+pieces of `CHUNK_PIXELS`: class counts over every piece, widths on pieces spread over the image (`WIDTH_PIXELS` per
+image: widths are local, a band cut does not change them), extents on a strided copy of at most `EXTENT_SIDE` a side
+(extents need the whole object; the copy loses widths below its stride, which the bands measure). PNG, JPEG and GIF
+cannot be read partially and are decoded whole, one at a time.
 """
 
 from __future__ import annotations
@@ -98,8 +93,6 @@ class Fingerprint:
 
 @dataclass
 class _Tally:
-    """What the walk over the folder accumulates."""
-
     sizes: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     dtypes: set[str] = dataclasses.field(default_factory=set)
     samples: list[tuple[np.ndarray, bool]] = dataclasses.field(default_factory=list)  # (n, C) raw, gray?
@@ -112,12 +105,9 @@ class _Tally:
 
 def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
                 seed: int = 0, multilabel: bool = False) -> Fingerprint:
-    """Measure DIR/images + DIR/masks (see the module docstring); deterministic for a `seed`.
-
-    `num_classes` None reads masks as binary when every mask fits a binary encoding, else as
-    class indices; K > 1 with DIR/classes.yaml reads masks through its colours or values.
-    `multilabel`: masks carry one 0/1 channel per label, measured as one foreground (any label set).
-    """
+    """Measure DIR/images + DIR/masks, deterministic for a `seed`. `num_classes` None reads masks as binary when
+    every mask fits a binary encoding, else as class indices; K > 1 with DIR/classes.yaml reads them through its
+    colours or values. `multilabel`: one 0/1 channel per label, measured as one foreground (any label set)."""
     pairs = find_pairs(data_dir)
     palette = read_class_palette(data_dir, num_classes, ignore_index) if num_classes else None
     measure = Measure(len(pairs), palette, num_classes=num_classes, ignore_index=ignore_index, seed=seed,
@@ -128,12 +118,9 @@ def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: i
 
 
 class Measure:
-    """The fingerprint of a folder, measured pair by pair in the folder's order.
-
-    A reader that decodes the pairs anyway (data/dataset.py::survey) hands over the arrays it read, so no
-    file is decoded twice; `fingerprint` lets this class read them. `palette` is classes.yaml's
-    (masks.read_class_palette), None for binary masks, class indices or multi-label masks.
-    """
+    """The fingerprint of a folder, measured pair by pair in the folder's order. A reader that decodes the pairs
+    anyway (data/dataset.py::survey) hands over its arrays, so no file is decoded twice. `palette`: classes.yaml's,
+    None for binary masks, class indices or multi-label masks."""
 
     def __init__(self, n_pairs: int, palette: ClassPalette | None, *, num_classes: int | None = None,
                  ignore_index: int | None = None, seed: int = 0, multilabel: bool = False) -> None:
@@ -145,93 +132,82 @@ class Measure:
     def add(self, pair: Pair, image: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
         """Measure one pair. `image` and `mask`: the arrays io.read_array gave for its files (the mask read
         as dataset.read_raw_pair reads it), or None to read them here (by rows when large)."""
-        _sample_image(pair.image, image, self.per_image, self.rng, self.tally)
-        _measure_mask(pair, mask, self.palette, self.ignore_index, self.rng, self.tally, self.multilabel)
+        self._sample_image(pair.image, image)
+        self._measure_mask(pair, mask)
 
     def result(self, data_dir: str) -> Fingerprint:
-        """The fingerprint of the pairs added so far."""
         return _summarise(data_dir, self.tally, self.num_classes, self.ignore_index)
 
+    def _sample_image(self, path: Path, pixels: np.ndarray | None) -> None:
+        """Up to `per_image` random pixels (n, C) of one image (`pixels` when given), read by rows when it is large."""
+        if pixels is None and can_stream(path):
+            with open_rows(path, None) as reader:
+                height, width, dtype = reader.height, reader.width, reader.dtype
+                if height * width > LARGE_PIXELS:
+                    rows = np.sort(self.rng.choice(height, size=min(height, SAMPLE_ROWS), replace=False))
+                    pixels = np.concatenate([reader(int(y), int(y) + 1) for y in rows])
+                else:
+                    pixels = reader(0, height)
+        else:
+            pixels = read_array(path) if pixels is None else pixels
+            (height, width), dtype = pixels.shape[:2], pixels.dtype
+        pixels = drop_uniform_alpha(pixels)
+        gray = channels_equal(pixels)
+        flat = pixels.reshape(-1, pixels.shape[2])
+        chosen = flat[self.rng.choice(len(flat), size=min(self.per_image, len(flat)), replace=False)]
+        self.tally.sizes.append((int(height), int(width)))
+        self.tally.dtypes.add(str(np.dtype(dtype)))
+        self.tally.samples.append((chosen[:, :1] if gray else chosen, gray))
 
-def _sample_image(path: Path, pixels: np.ndarray | None, n: int, rng: np.random.Generator, tally: _Tally) -> None:
-    """Up to `n` random pixels (n, C) of one image (`pixels` when given), read by rows when it is large."""
-    if pixels is None and can_stream(path):
-        with open_rows(path, None) as reader:
-            height, width, dtype = reader.height, reader.width, reader.dtype
-            if height * width > LARGE_PIXELS:
-                rows = np.sort(rng.choice(height, size=min(height, SAMPLE_ROWS), replace=False))
-                pixels = np.concatenate([reader(int(y), int(y) + 1) for y in rows])
-            else:
-                pixels = reader(0, height)
-    else:
-        pixels = read_array(path) if pixels is None else pixels
-        (height, width), dtype = pixels.shape[:2], pixels.dtype
-    pixels = drop_uniform_alpha(pixels)
-    gray = channels_equal(pixels)
-    flat = pixels.reshape(-1, pixels.shape[2])
-    chosen = flat[rng.choice(len(flat), size=min(n, len(flat)), replace=False)]
-    tally.sizes.append((int(height), int(width)))
-    tally.dtypes.add(str(np.dtype(dtype)))
-    tally.samples.append((chosen[:, :1] if gray else chosen, gray))
-
-
-def _measure_mask(pair: Pair, mask: np.ndarray | None, palette: ClassPalette | None, ignore_index: int | None,
-                  rng: np.random.Generator, tally: _Tally, multilabel: bool = False) -> None:
-    """Value counts over the whole mask (`mask` when given), component widths and extents, band by band
-    when large."""
-    by_colour = palette is not None and all(c is not None for c in palette.colors)
-
-    def measure(bands: Any, height: int, stride: int, n_bands: int = 1) -> None:
-        if multilabel:  # any label set counts as foreground
-            bands = (np.any(band != 0, axis=2, keepdims=True).astype(np.uint8) for band in bands)
-        _measure_bands(bands, pair, palette, ignore_index, rng, tally, height, stride, n_bands)
-
-    if mask is None and can_stream(pair.mask):
-        with open_rows(pair.mask, None if multilabel else 3 if by_colour else 1) as reader:
-            height, width = reader.height, reader.width
-            if height * width <= LARGE_PIXELS:
-                measure([reader(0, height)], height, 1)
-                return
-            step = max(1, BAND_PIXELS // width)
-            bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
-            measure(bands, height, math.ceil(max(height, width) / EXTENT_SIDE), math.ceil(height / step))
-    else:
+    def _measure_mask(self, pair: Pair, mask: np.ndarray | None) -> None:
+        """Value counts over the whole mask (`mask` when given), component widths and extents, band by band
+        when large."""
+        by_colour = self.palette is not None and self.palette.by_colour
+        if mask is None and can_stream(pair.mask):
+            with open_rows(pair.mask, None if self.multilabel else 3 if by_colour else 1) as reader:
+                height, width = reader.height, reader.width
+                if height * width <= LARGE_PIXELS:
+                    return self._measure_bands([reader(0, height)], pair.mask, height, 1)
+                step = max(1, BAND_PIXELS // width)
+                bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
+                stride = math.ceil(max(height, width) / EXTENT_SIDE)
+                return self._measure_bands(bands, pair.mask, height, stride, math.ceil(height / step))
         mask = read_array(pair.mask, palette_indices=not by_colour) if mask is None else mask
-        measure([mask], mask.shape[0], 1)
+        self._measure_bands([mask], pair.mask, mask.shape[0], 1)
 
-
-def _measure_bands(bands: Any, pair: Pair, palette: ClassPalette | None, ignore_index: int | None,
-                   rng: np.random.Generator, tally: _Tally, height: int, stride: int, n_bands: int = 1) -> None:
-    """Fold (rows, W, C) bands of one mask of `height` rows into the tally; `stride` > 1 measures extents
-    on a strided copy."""
-    counts: Counter[int] = Counter()
-    widths: list[np.ndarray] = []
-    strided: list[np.ndarray] = []
-    every = max(1, math.ceil(n_bands * BAND_PIXELS / WIDTH_PIXELS)) if n_bands > 1 else 1
-    offset = 0  # first row of the piece
-    for index, band in enumerate(bands):
-        codes = palette.indices(band, pair.mask) if palette else _stored_codes(band, pair.mask)
-        step = max(1, CHUNK_PIXELS // codes.shape[1])
-        for piece in (codes[y:y + step] for y in range(0, len(codes), step)):
-            counts.update(_value_counts(piece))
-            _count_halves(piece, offset, height, tally)
-            foreground = piece != 0 if ignore_index is None else (piece != 0) & (piece != ignore_index)
-            if index % every == 0 and foreground.any():
-                widths.append(_component_widths(foreground))
-            if stride == 1:
-                strided.append(foreground)
-            else:  # keep rows whose index is a multiple of the stride, every stride-th column
-                strided.append(foreground[(-offset) % stride::stride, ::stride].copy())  # not a view of the piece
-            offset += len(piece)
-    tally.counts.append(counts)
-    found = np.concatenate(widths) if widths else np.zeros(0)
-    tally.widths.extend(_subset(found, rng).tolist())
-    whole = np.concatenate(strided)
-    if whole.any():
-        labels, n = ndimage.label(whole)
-        boxes = ndimage.find_objects(labels, n)
-        extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes], float) * stride
-        tally.extents.extend(_subset(extents, rng).tolist())
+    def _measure_bands(self, bands: Any, path: Path, height: int, stride: int, n_bands: int = 1) -> None:
+        """Fold (rows, W, C) bands of one mask of `height` rows into the tally; `stride` > 1 measures extents
+        on a strided copy."""
+        if self.multilabel:  # any label set counts as foreground
+            bands = (np.any(band != 0, axis=2, keepdims=True).astype(np.uint8) for band in bands)
+        palette, ignore_index, tally = self.palette, self.ignore_index, self.tally
+        counts: Counter[int] = Counter()
+        widths: list[np.ndarray] = []
+        strided: list[np.ndarray] = []
+        every = max(1, math.ceil(n_bands * BAND_PIXELS / WIDTH_PIXELS)) if n_bands > 1 else 1
+        offset = 0  # first row of the piece
+        for index, band in enumerate(bands):
+            codes = palette.indices(band, path) if palette else _stored_codes(band, path)
+            step = max(1, CHUNK_PIXELS // codes.shape[1])
+            for piece in (codes[y:y + step] for y in range(0, len(codes), step)):
+                counts.update(_value_counts(piece))
+                _count_halves(piece, offset, height, tally)
+                foreground = piece != 0 if ignore_index is None else (piece != 0) & (piece != ignore_index)
+                if index % every == 0 and foreground.any():
+                    widths.append(_component_widths(foreground))
+                if stride == 1:
+                    strided.append(foreground)
+                else:  # keep rows whose index is a multiple of the stride, every stride-th column
+                    strided.append(foreground[(-offset) % stride::stride, ::stride].copy())  # not a view of the piece
+                offset += len(piece)
+        tally.counts.append(counts)
+        tally.widths.extend(_subset(np.concatenate(widths) if widths else np.zeros(0), self.rng).tolist())
+        whole = np.concatenate(strided)
+        if whole.any():
+            labels, n = ndimage.label(whole)
+            boxes = ndimage.find_objects(labels, n)
+            extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes], float) * stride
+            tally.extents.extend(_subset(extents, self.rng).tolist())
 
 
 def _count_halves(piece: np.ndarray, offset: int, height: int, tally: _Tally) -> None:
@@ -324,14 +300,9 @@ def _class_counts(counts: list[Counter[int]], num_classes: int | None, ignore_in
     """(n_masks, K) pixel counts per class: binary when every mask fits a binary encoding, else indices."""
     counts = [Counter({v: n for v, n in c.items() if v != ignore_index and n}) for c in counts]
     if num_classes in (None, 1, 2):
-        binary = []
-        for c in counts:
-            encoding = next((pair for pair in BINARY_ENCODINGS if set(c) <= set(pair)), None)
-            if encoding is None:
-                break
-            binary.append([c[0], c[encoding[1]]])
-        else:
-            return np.array(binary, np.int64)
+        encodings = [next((pair for pair in BINARY_ENCODINGS if set(c) <= set(pair)), None) for c in counts]
+        if None not in encodings:
+            return np.array([[c[0], c[encoding[1]]] for c, encoding in zip(counts, encodings)], np.int64)
         if num_classes == 1:
             raise UserError(f"{data_dir}: masks hold values other than a binary encoding (0/1, 0/255, 0/65535)")
     width = 1 + max((max(c) for c in counts if c), default=0)

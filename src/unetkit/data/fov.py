@@ -1,8 +1,8 @@
 """Region masks (a field of view): the pixels a figure is scored on, one mask per labelled image.
 
-Retinal and microscopy sets are scored inside a region: DRIVE's `fov/N.png` marks the camera's
-circular aperture, and pixels outside it count in no figure. A region folder is paired with the
-images the way masks are (data/dataset.py): `DIR/ID.*`, or `DIR/ID_mask.*`; non-zero is inside.
+Retinal and microscopy sets are scored inside a region: DRIVE's `fov/N.png` marks the camera's circular aperture,
+and pixels outside it count in no figure. A region folder is paired with the images the way masks are
+(data/dataset.py): `DIR/ID.*`, or `DIR/ID_mask.*`; non-zero is inside.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ def find_regions(fov_dir: str | os.PathLike[str], stems: Iterable[str]) -> dict[
 
 def read_region(path: str | os.PathLike[str], shape: tuple[int, ...]) -> np.ndarray:
     """The (H, W) bool region of `path` (non-zero in any channel is inside), checked against the image's shape."""
-    array = read_array(path)
-    region = array.any(axis=-1) if array.ndim == 3 else array != 0
+    region = read_array(path).any(axis=-1)
     if region.shape != tuple(shape[:2]):
         raise UserError(f"{path}: region mask is {region.shape[1]}x{region.shape[0]} but its image is "
                         f"{shape[1]}x{shape[0]} (width x height)")
@@ -55,9 +54,8 @@ def regions_for(data: LabelledSet, fov_dir: str | os.PathLike[str]) -> list[np.n
             out.append(read_region(found[base], (height, width)))
             continue
         y, x = (int(v) for v in stem.partition("@")[2].split(","))
-        array = read_array(found[base])
-        window = (array.any(axis=-1) if array.ndim == 3 else array != 0)[y : y + height, x : x + width]
-        if window.shape != (height, width):
-            raise UserError(f"{found[base]}: region mask is {array.shape[1]}x{array.shape[0]}, smaller than its image")
-        out.append(window)
+        region = read_array(found[base]).any(axis=-1)
+        if region[y : y + height, x : x + width].shape != (height, width):
+            raise UserError(f"{found[base]}: region mask is {region.shape[1]}x{region.shape[0]}, smaller than its image")
+        out.append(region[y : y + height, x : x + width])
     return out

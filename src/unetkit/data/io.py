@@ -1,23 +1,20 @@
 """Reading images and masks from disk, and writing masks back, with one-line errors.
 
-Pillow reads PNG/JPEG (8- and 16-bit, palette, RGB/RGBA); tifffile reads TIFF, which
-Pillow handles poorly beyond 8-bit (float32, multi-channel stacks); NumPy reads .npy arrays
-((H, W) or (H, W, C), never pickles). What is ours is the
-policy around them: arrays always come back as (H, W, C) in the file's own dtype, float
-arrays hold only finite values (NaN or infinity would train NaN weights or predict empty
-masks without a word), and every failure names the file. Nothing that is not a regular
-file is opened: a FIFO named like an image would block the reader forever.
+Pillow reads PNG/JPEG/GIF; tifffile reads TIFF, which Pillow handles poorly beyond 8-bit (float32, multi-channel
+stacks); NumPy reads .npy ((H, W) or (H, W, C), never pickles). What is ours is the policy: arrays come back as (H,
+W, C) in the file's own dtype, float arrays hold only finite values (NaN or infinity would train NaN weights or
+predict empty masks without a word), every failure names the file, and nothing that is not a regular file is opened
+(a FIFO named like an image would block the reader forever).
 
 Files as they come, by rule:
 - complex, structured (record) and zero-channel arrays are refused, naming the dtype or shape;
-- a 3-D .npy whose first axis has 1 to 4 entries and whose last more than 4 is channels-first
-  (C, H, W), as PyTorch and many scientific tools save it: it is read as (H, W, C), said once per folder;
-- EXIF orientation is applied (Pillow's `ImageOps.exif_transpose`) to every file Pillow reads,
-  images and masks alike, so both come upright as a viewer shows them, and masks are predicted so;
-- a PNG or GIF's transparency (alpha) is no picture: when the model expects fewer channels than
-  stored, a varying alpha is dropped (said once per folder), as OpenCV's and Pillow's conversions do;
-  `--in-channels 2` (gray + alpha) or 4 (RGBA) keeps it as an input. TIFF and .npy channels are data:
-  a 2nd or 4th channel there is never dropped unless uniform.
+- a 3-D .npy whose first axis has 1 to 4 entries and whose last more than 4 is channels-first (C, H, W), as PyTorch
+  and many scientific tools save it: read as (H, W, C), said once per folder;
+- EXIF orientation is applied (`ImageOps.exif_transpose`) to every file Pillow reads, images and masks alike, so
+  both come upright as a viewer shows them, and masks are predicted so;
+- a PNG or GIF's transparency (alpha) is no picture: when the model expects fewer channels than stored, a varying
+  alpha is dropped (said once per folder), as OpenCV's and Pillow's conversions do; `--in-channels 2` (gray + alpha)
+  or 4 (RGBA) keeps it. TIFF and .npy channels are data: a 2nd or 4th channel there is never dropped unless uniform.
 """
 
 from __future__ import annotations
@@ -46,13 +43,13 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 _EQUAL_CHANNEL_TOLERANCE = 0.02
 ALPHA_EXTENSIONS = (".png", ".gif")  # formats whose 2nd / 4th channel is transparency, not data
 MAX_CHANNELS_FIRST = 4  # (C, H, W) arrays are recognised for C up to this
-_ROTATING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+ROTATING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_MODE_DTYPES = {"I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16, "I": np.int64, "1": np.uint8}  # Pillow's
 log = logging.getLogger("unetkit")
 _told: set[tuple[str, Path]] = set()  # (what, folder) already said once
 
 
 def is_image_file(path: Path) -> bool:
-    """True when unetkit can read `path` as an image (by extension, case-insensitively)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
@@ -60,13 +57,10 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
                hashes: dict[Path, str] | None = None) -> np.ndarray:
     """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...).
 
-    Palette PNGs come back as their colours, or as their indices with `palette_indices`
-    (masks store class indices that way). GIFs are palette images whatever they hold: one
-    whose palette is gray comes back as its gray levels either way, so a Carvana mask reads
-    0/255 (or 0/1) whichever order its palette lists black and white in.
-    `hashes`: when given, the file's bytes are read once, their SHA-256 recorded under its path
-    (what --resume compares, training/runner.py) and decoded from memory, so hashing costs no
-    second read of the file.
+    Palette PNGs come back as their colours, or as their indices with `palette_indices` (masks store
+    class indices that way). A GIF whose palette is gray comes back as its gray levels either way, so
+    a Carvana mask reads 0/255 whichever order its palette lists black and white in.
+    `hashes`: the file's SHA-256 (what --resume compares) is recorded there, from the bytes decoded.
     """
     file = Path(path)
     suffix = file.suffix.lower()
@@ -85,8 +79,7 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure on a user's file is that file's problem
         raise UserError(f"{file}: cannot read image ({first_line(exc)})") from None
-    if array.ndim == 2:
-        array = array[:, :, None]
+    array = array[:, :, None] if array.ndim == 2 else array
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
         raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
     check_finite(array, file)
@@ -94,15 +87,13 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
 
 
 def _hashed_bytes(file: Path, hashes: dict[Path, str]) -> io.BytesIO:
-    """The file's bytes in memory, their SHA-256 recorded in `hashes` under `file`."""
     raw = file.read_bytes()
     hashes[file] = hashlib.sha256(raw).hexdigest()
     return io.BytesIO(raw)
 
 
 def _check_npy(array: np.ndarray, file: Path) -> np.ndarray:
-    """A .npy array as an image (H, W[, C]): refuse complex, structured and empty-channel arrays; move
-    channels-first (C, H, W) to channels-last."""
+    """A .npy array as an image (H, W[, C]), channels-first moved last; refuses what is no image."""
     if array.dtype.names is not None:
         raise UserError(f"{file}: array of structured dtype {array.dtype}; expected plain numbers (H, W) or (H, W, C) "
                         "(stack its fields: numpy.stack([a[name] for name in a.dtype.names], axis=-1))")
@@ -134,13 +125,12 @@ def say_once(what: str, folder: Path, message: str, *args: object) -> None:
 
 def upright(image: Image.Image) -> Image.Image:
     """`image` turned as its EXIF orientation says (a new image), or itself when it says nothing."""
-    orientation = image.getexif().get(0x0112, 1)
-    return ImageOps.exif_transpose(image) if orientation not in (0, 1) else image
+    return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) not in (0, 1) else image
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
     """(height, width) as `upright` would return the image, from the header alone."""
-    swap = image.getexif().get(0x0112, 1) in _ROTATING
+    swap = image.getexif().get(0x0112, 1) in ROTATING
     return (image.width, image.height) if swap else (image.height, image.width)
 
 
@@ -165,15 +155,20 @@ def check_regular_file(path: Path) -> None:
         raise UserError(f"{path}: is {kind}, not an image file; unetkit reads regular files only")
 
 
+def check_image_file(path: Path, where: str = "") -> None:
+    """`check_regular_file`, then an extension unetkit reads; `where` ends the message (" (listed in X)")."""
+    check_regular_file(path)
+    if not is_image_file(path):
+        raise UserError(f"{path}: unknown image extension '{path.suffix}'{where}")
+
+
 def check_finite(array: np.ndarray, path: str | os.PathLike[str], where: str = "") -> None:
     """Refuse float pixels that are NaN or infinite, counting them (a pixel counts once, whatever its channels)."""
     if not np.issubdtype(array.dtype, np.inexact):
         return
     bad = ~np.isfinite(array)
-    if bad.ndim == 3:
-        bad = bad.any(axis=2)
-    count = int(np.count_nonzero(bad))
-    if count:
+    bad = bad.any(axis=2) if bad.ndim == 3 else bad
+    if count := int(np.count_nonzero(bad)):
         raise UserError(f"{path}: {count} of {bad.size} pixels{where} are NaN or infinite; unetkit needs finite values "
                         "(replace them, e.g. with numpy.nan_to_num, and save the file again)")
 
@@ -206,12 +201,8 @@ def _read_pillow(file: Path, palette_indices: bool, source: Path | io.BytesIO) -
         if image.mode == "P":
             return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info
                                                                              else "RGB"))
-        if image.mode in ("I;16", "I;16B", "I;16L"):
-            return np.asarray(image).astype(np.uint16)
-        if image.mode == "I":
-            return np.asarray(image).astype(np.int64)
-        if image.mode == "1":
-            return np.asarray(image).astype(np.uint8)
+        if image.mode in _MODE_DTYPES:
+            return np.asarray(image).astype(_MODE_DTYPES[image.mode])
         if image.mode not in ("L", "RGB", "RGBA", "LA", "F"):
             image = image.convert("RGBA" if "A" in image.mode else "RGB")
         return np.asarray(image)
@@ -242,9 +233,7 @@ def _is_16_bit_colour_png(source: Path | io.BytesIO, image: Image.Image) -> bool
 def _read_tiff(file: Path | io.BytesIO) -> np.ndarray:
     """TIFF as (H, W, C): interleaved samples stay last; planar samples and page stacks become channels."""
     with tifffile.TiffFile(file) as tif:
-        series = tif.series[0]
-        axes = series.axes
-        array = series.asarray()
+        axes, array = tif.series[0].axes, tif.series[0].asarray()
     if array.ndim == 3 and axes[-1] not in "SC" and axes[-2:] == "YX":  # (C/S/Q/Z/I, Y, X): channels first
         array = np.moveaxis(array, 0, -1)
     return np.ascontiguousarray(array)
@@ -256,12 +245,8 @@ def first_line(exc: BaseException) -> str:
 
 
 def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) -> np.ndarray:
-    """Bring an (H, W, C) image to `channels` channels, refusing conversions that lose information.
-
-    Gray -> RGB repeats the channel; RGB whose channels are equal (a gray image stored as
-    RGB, like the TGS PNGs) -> gray keeps one; a fully opaque alpha channel is dropped.
-    A colour image for a grayscale model is an error, not a silent conversion.
-    """
+    """(H, W, C) to `channels` channels, refusing what loses information: gray repeats, RGB with equal channels
+    (the TGS PNGs) keeps one, a uniform alpha is dropped; colour for a gray model is an error, not a conversion."""
     have = array.shape[2]
     if have in (2, 4) and channels != have:  # LA / RGBA
         alpha = array[:, :, -1]
@@ -285,9 +270,8 @@ def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) 
 
 def drop_uniform_alpha(array: np.ndarray) -> np.ndarray:
     """(H, W, C) without its alpha channel (LA, RGBA) when that is uniform: it then says nothing."""
-    if array.shape[2] in (2, 4) and array[:, :, -1].min() == array[:, :, -1].max():
-        return array[:, :, :-1]
-    return array
+    uniform = array.shape[2] in (2, 4) and array[:, :, -1].min() == array[:, :, -1].max()
+    return array[:, :, :-1] if uniform else array
 
 
 def picture_channels(array: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
@@ -308,17 +292,12 @@ def channels_equal(array: np.ndarray) -> bool:
 
 def dtype_range(dtype: np.dtype) -> float:
     """The value that means "full intensity" for images of `dtype` (255, 65535, or 1.0 for floats)."""
-    if np.issubdtype(dtype, np.integer):
-        return float(np.iinfo(dtype).max) if np.iinfo(dtype).max <= 65535 else 65535.0
-    return 1.0
+    return float(min(np.iinfo(dtype).max, 65535)) if np.issubdtype(dtype, np.integer) else 1.0
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray, palette: np.ndarray | None = None) -> None:
-    """Write a (H, W) or (H, W, 3) uint8 array as PNG, atomically.
-
-    With `palette` ((n, 3) uint8 colours), a (H, W) array of class indices becomes a palette
-    PNG: viewers show the colours, and readers asking for indices get the classes back.
-    """
+    """Write a (H, W) or (H, W, 3) uint8 array as PNG, atomically; with `palette` ((n, 3) uint8), class indices
+    become a palette PNG: viewers show the colours, readers asking for indices get the classes back."""
     image = Image.fromarray(np.ascontiguousarray(array))
     if palette is not None:
         image = image.convert("P") if image.mode != "P" else image

@@ -1,11 +1,10 @@
 """What to tell a user whose layout is almost right, and what to warn about masks that look wrong.
 
-A hint must never point at the wrong folder: a public data set often ships a field-of-view or
-region mask beside its labels (DRIVE: `mask/` and `1st_manual/`), and "rename mask to masks"
-would train a field-of-view detector. So when DIR/masks is missing, every sibling folder holding
-image files is a candidate, listed with how many images its files pair with and what its values
-look like; a rename is suggested only when there is exactly one candidate, and otherwise the
-user chooses with `--masks`.
+A hint must never point at the wrong folder: a public data set often ships a field-of-view or region mask beside its
+labels (DRIVE: `mask/` and `1st_manual/`), and "rename mask to masks" would train a field-of-view detector. So when
+DIR/masks is missing, every sibling folder holding image files is a candidate, listed with how many images its files
+pair with and what its values look like; a rename is suggested only when there is exactly one candidate, and
+otherwise the user chooses with `--masks`.
 """
 
 from __future__ import annotations
@@ -65,8 +64,7 @@ def _describe(folder: Path, image_dir: Path, image_name: str, mask_names: tuple[
     """('20 files, pair with 20 of 20 images; binary, 12% foreground', pairs) for a candidate mask folder;
     when its names pair with nothing, the naming rule that would pair them."""
     try:
-        images = list_images(image_dir)
-        masks = list_images(folder)
+        images, masks = list_images(image_dir), list_images(folder)
         by_id = ids_by_pattern(images, NamePattern(image_name), image_dir) if image_name else images
     except UserError as exc:
         return f"unreadable: {exc}", 0
@@ -76,7 +74,7 @@ def _describe(folder: Path, image_dir: Path, image_name: str, mask_names: tuple[
         guessed = guess_patterns([p.name for p in images.values()], [p.name for p in masks.values()])
         if guessed:
             matched = match(ids_by_pattern(images, NamePattern(guessed[0]), image_dir), masks, (NamePattern(guessed[1]),))
-            text += (f", {len(matched.pairs)} with --image-name '{guessed[0]}' --mask-name '{guessed[1]}'")
+            text += f", {len(matched.pairs)} with --image-name '{guessed[0]}' --mask-name '{guessed[1]}'"
     return f"{text}; {value_kind(list(masks.values())[:SAMPLED_MASKS])}", len(matched.pairs)
 
 
@@ -97,9 +95,7 @@ def value_kind(paths: list[Path]) -> str:
 
 
 def _agreement(first: np.ndarray, other: np.ndarray) -> float:
-    if first.shape != other.shape:
-        return 0.0
-    return float(np.mean((first != 0) == (other != 0)))
+    return float(np.mean((first != 0) == (other != 0))) if first.shape == other.shape else 0.0
 
 
 def image_folder_hint(root: Path) -> str:
@@ -114,8 +110,7 @@ def image_folder_hint(root: Path) -> str:
             return f"; {sub} holds images/: pass that folder (--data {sub})"
     masks_beside = sorted(path for path in root.iterdir() if path.is_dir() and path.name.endswith(f"{MASK_SUFFIX}s"))
     if masks_beside:  # Carvana: DIR/train with the images, DIR/train_masks with the masks
-        masks = masks_beside[0]
-        pictures = root / masks.name.removesuffix(f"{MASK_SUFFIX}s")
+        masks, pictures = masks_beside[0], root / masks_beside[0].name.removesuffix(f"{MASK_SUFFIX}s")
         if pictures.is_dir():
             return (f"; {pictures} and {masks} look like images and masks: pass --images {pictures} --masks {masks} "
                     f"(or rename them to {root}/images and {root}/masks)")
@@ -128,13 +123,12 @@ def unpaired_hint(images: dict[str, Path], matched: Matched, mask_dir: Path, nam
     """What explains files left unpaired: masks among the images, names that differ by a suffix."""
     lonely_images, lonely_masks = matched.lonely_images, matched.lonely_masks
     for image in lonely_images:
-        mixed = images.get(f"{image.stem}{MASK_SUFFIX}")
-        if mixed is not None:
+        if (mixed := images.get(f"{image.stem}{MASK_SUFFIX}")) is not None:
             return f"; {mixed.name} is among the images: move the masks to {mask_dir}"
-    if not matched.pairs and not named:
-        guessed = guess_patterns([p.name for p in lonely_images], [p.name for p in lonely_masks])
-        if guessed:
-            return f"; the names differ around an id: pass --image-name '{guessed[0]}' --mask-name '{guessed[1]}'"
+    guessed = None if matched.pairs or named else guess_patterns([p.name for p in lonely_images],
+                                                                 [p.name for p in lonely_masks])
+    if guessed:
+        return f"; the names differ around an id: pass --image-name '{guessed[0]}' --mask-name '{guessed[1]}'"
     for mask in lonely_masks:
         stem = mask.stem.removesuffix(MASK_SUFFIX)
         near = sorted(i.name for i in images.values() if i.stem.startswith(f"{stem}_"))
@@ -153,9 +147,7 @@ def suspicious_masks(coverage: np.ndarray, masks: np.ndarray | None, where: str)
         return (f"{where}: every mask is at least {FULL_SHARE:.0%} foreground (mean {coverage.mean():.0%}); a field-of-"
                 "view or region mask instead of the labels? check the mask folder (--masks)")
     if masks is not None and len(masks) >= 2 and masks.dtype != object and coverage.max() > 0:
-        first = masks[0] != 0
-        same = all(float(np.mean((m != 0) == first)) >= SAME_SHARE for m in masks[1:])
-        if same:
+        if all(_agreement(masks[0], m) >= SAME_SHARE for m in masks[1:]):
             return (f"{where}: all {len(masks)} masks are the same (to {SAME_SHARE:.0%} of pixels); a field-of-view or "
                     "region mask instead of the labels? check the mask folder (--masks)")
     return None

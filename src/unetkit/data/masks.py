@@ -1,9 +1,9 @@
 """Turning stored mask values into class indices, and refusing values that don't fit.
 
-The peers' most common failure is a run that trains on masks whose values do not mean
-what the model thinks (0/255 read as 256 classes, colours as indices) and silently
-predicts all background. Every mask goes through `decode_mask`, which either maps its
-values to indices 0..num_classes-1 or stops with one line naming the file and values.
+The peers' most common failure is a run that trains on masks whose values do not mean what the model thinks (0/255
+read as 256 classes, colours as indices) and silently predicts all background. Every mask goes through
+`decode_mask`, which either maps its values to indices 0..num_classes-1 or stops with one line naming the file and
+values.
 """
 
 from __future__ import annotations
@@ -15,38 +15,30 @@ from typing import Any
 import numpy as np
 
 from unetkit.data.class_file import DEFAULT_IGNORE_INDEX, read_entries
-from unetkit.data.io import check_finite
+from unetkit.data.io import check_finite, drop_uniform_alpha
 from unetkit.data.pairing import DataSource
 from unetkit.errors import UserError
 
-# Value pairs that mean background/foreground in binary masks.
-BINARY_ENCODINGS = ((0, 1), (0, 255), (0, 65535))
+BINARY_ENCODINGS = ((0, 1), (0, 255), (0, 65535))  # (background, foreground) values of binary masks
 
 
 def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str],
                 ignore_index: int | None = None) -> np.ndarray:
-    """Map a stored mask (H, W) or (H, W, C) to uint8 class indices (H, W).
-
-    num_classes == 1 (binary): 0/1, 0/255 and 0/65535 (the TGS salt masks) all map to
-    0/1. num_classes > 1: values must already be indices below num_classes, except that
-    a two-class model also reads 0/255 and 0/65535 as binary. Pixels equal to `ignore_index`
-    keep that value (the loss and the metrics skip them).
-    """
+    """A stored mask (H, W) or (H, W, C) -> uint8 class indices (H, W). Binary: 0/1, 0/255 and 0/65535 (TGS) map
+    to 0/1; num_classes > 1 needs indices below it (a two-class model also reads 0/255, 0/65535 as binary).
+    Pixels equal to `ignore_index` keep that value (the loss and the metrics skip them)."""
     check_finite(raw, path)  # NaN != NaN would otherwise pass for a channel that differs from itself
-    if raw.ndim == 3 and raw.shape[2] in (2, 4) and raw[:, :, -1].min() == raw[:, :, -1].max():
-        raw = raw[:, :, :-1]  # a uniform alpha channel carries nothing
     if raw.ndim == 3:
+        raw = drop_uniform_alpha(raw)
         if raw.shape[2] > 1 and np.any(raw != raw[:, :, :1]):
             raise UserError(f"{path}: mask has {raw.shape[2]} different channels; masks must be single-channel "
                             "class indices or binary")
         raw = raw[:, :, 0]
     values = np.unique(raw)
-    ignored = raw == ignore_index if ignore_index is not None else None
-    if ignored is not None:
-        values = values[values != ignore_index]
-    decoded = _decode_values(raw, values, num_classes, path)
-    if ignored is not None:
-        decoded[ignored] = ignore_index
+    if ignore_index is None:
+        return _decode_values(raw, values, num_classes, path)
+    decoded = _decode_values(raw, values[values != ignore_index], num_classes, path)
+    decoded[raw == ignore_index] = ignore_index
     return decoded
 
 
@@ -117,9 +109,14 @@ class ClassPalette:
     ignored: tuple[int, ...] = ()
     ignore_to: int = DEFAULT_IGNORE_INDEX
 
+    @property
+    def by_colour(self) -> bool:
+        """Masks are read through colours (every class names one), else through stored values."""
+        return all(c is not None for c in self.colors)
+
     def indices(self, raw: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
         """Stored mask (H, W, C) -> uint8 class indices (H, W); unknown colours or values name the file."""
-        if raw.shape[2] >= 3 and all(c is not None for c in self.colors):
+        if raw.shape[2] >= 3 and self.by_colour:
             rgb = raw[:, :, :3].astype(np.int64)
             codes = rgb[:, :, 0] << 16 | rgb[:, :, 1] << 8 | rgb[:, :, 2]
             table = {r << 16 | g << 8 | b: i for i, (r, g, b) in enumerate(self.colors)}  # type: ignore[misc]
@@ -148,16 +145,14 @@ def read_class_palette(data_dir: DataSource | str | os.PathLike[str], num_classe
         return None
     entries = read_entries(path)
     kept = [entry for entry in entries if not entry["ignore"]]
-    names = tuple(entry["name"] for entry in kept)
+    if len(kept) != max(num_classes, 2):
+        raise UserError(f"{path}: names {len(kept)} classes but model.num_classes is {num_classes} "
+                        f"(set --num-classes {len(kept) if len(kept) > 2 else 1})")
     colors = tuple(entry["color"] for entry in kept)
-    values = tuple(entry["value"] for entry in kept)
-    by_colour = bool(kept) and all(c is not None for c in colors)
-    ignored = tuple(_code(entry, by_colour) for entry in entries if entry["ignore"])
-    expected = max(num_classes, 2)
-    if len(names) != expected:
-        raise UserError(f"{path}: names {len(names)} classes but model.num_classes is {num_classes} "
-                        f"(set --num-classes {len(names) if len(names) > 2 else 1})")
-    return ClassPalette(names, colors, values, ignored,  # type: ignore[arg-type]
+    by_colour = all(c is not None for c in colors)
+    return ClassPalette(tuple(entry["name"] for entry in kept), colors,  # type: ignore[arg-type]
+                        tuple(entry["value"] for entry in kept),
+                        tuple(_code(entry, by_colour) for entry in entries if entry["ignore"]),
                         DEFAULT_IGNORE_INDEX if ignore_index is None else ignore_index)
 
 
@@ -173,9 +168,8 @@ def class_table(data_dir: DataSource | str | os.PathLike[str], num_classes: int,
                 multilabel: bool = False) -> list[dict[str, Any]]:
     """The classes of DIR/classes.yaml as stored in model files: [{"name": ..., "color": [r, g, b] | None}]."""
     palette = None if multilabel or num_classes == 1 else read_class_palette(data_dir, num_classes)
-    if palette is None:
-        return []
-    return [{"name": name, "color": list(color) if color else None} for name, color in zip(palette.names, palette.colors)]
+    return [{"name": name, "color": list(color) if color else None}
+            for name, color in zip(palette.names, palette.colors)] if palette else []
 
 
 def check_class_coverage(masks: np.ndarray, num_classes: int, ignore_index: int | None, where: str) -> None:

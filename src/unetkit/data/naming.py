@@ -1,41 +1,35 @@
 """How file names pair: an image's id from its name, and the names its mask may carry.
 
-A pattern is a file name with `{id}` where the shared part stands (`{id}_training.tif`,
-`{id}_manual1.gif`) and `*` for any text (`{id}.*`: any extension). The default rule is the one
-unetkit has always read: the image is `{id}.*`, its mask `{id}.*` or `{id}_mask.*` (Carvana's).
-Matching is by regular expression built here rather than `fnmatch`, because the id must be
-captured, not only tested.
+A pattern is a file name with `{id}` where the shared part stands (`{id}_training.tif`, `{id}_manual1.gif`) and `*`
+for any text (`{id}.*`: any extension). The default rule is the one unetkit has always read: the image is `{id}.*`,
+its mask `{id}.*` or `{id}_mask.*` (Carvana's). Matching is by regular expression built here rather than `fnmatch`,
+because the id must be captured, not only tested.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from unetkit.data.io import check_regular_file, is_image_file
+from unetkit.data.io import check_image_file
 from unetkit.errors import UserError
 
-DEFAULT_IMAGE_NAME = "{id}.*"
 DEFAULT_MASK_NAMES = ("{id}.*", "{id}_mask.*")
 EXAMPLES = 2  # file names shown per side when files do not pair
 
 
 def list_images(folder: Path) -> dict[str, Path]:
-    """Image files of `folder` by stem; hidden files and folders are skipped, other entries are errors.
-
-    Nothing is opened here: a FIFO, socket, device, symbolic link loop or broken link is
-    refused by its kind (a FIFO named x.png would block its reader forever).
-    """
+    """Image files of `folder` by stem; hidden files and folders are skipped, other entries are errors, refused
+    by their kind without opening them (a FIFO named x.png would block its reader forever)."""
     if not folder.is_dir():
         raise UserError(f"{folder}: folder not found")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.is_dir():
             continue
-        check_regular_file(path)
-        if not is_image_file(path):
-            raise UserError(f"{path}: unknown image extension '{path.suffix}'")
+        check_image_file(path)
         if path.stem in found:
             raise UserError(f"{path}: two files share the stem '{path.stem}' (also {found[path.stem].name})")
         found[path.stem] = path
@@ -56,18 +50,10 @@ class NamePattern:
 
     @property
     def regex(self) -> re.Pattern[str]:
-        before, after = self.text.split("{id}")
-        escape = (lambda part: ".*".join(re.escape(piece) for piece in part.split("*")))  # noqa: E731
-        return re.compile(f"{escape(before)}(?P<id>.+){escape(after)}")
+        return re.compile("(?P<id>.+)".join(".*".join(map(re.escape, side.split("*"))) for side in self.text.split("{id}")))
 
     def id_of(self, name: str) -> str | None:
-        """The id in file name `name`, or None when the name does not fit."""
-        found = self.regex.fullmatch(name)
-        return found["id"] if found else None
-
-    def name_for(self, image_id: str) -> str:
-        """The name an id gives, `*` kept (shown in messages: 'looked for 21_manual1.gif')."""
-        return self.text.replace("{id}", image_id)
+        return found["id"] if (found := self.regex.fullmatch(name)) else None
 
 
 def examples(names: list[str]) -> str:
@@ -95,8 +81,6 @@ def ids_by_pattern(files: dict[str, Path], pattern: NamePattern, folder: Path) -
 
 @dataclass
 class Matched:
-    """Images and masks joined by id, with what is left on each side."""
-
     pairs: dict[str, tuple[Path, Path]]  # id -> (image, mask), in the images' order
     lonely_images: list[Path]
     lonely_masks: list[Path]
@@ -109,8 +93,7 @@ def match(images: dict[str, Path], masks: dict[str, Path], mask_names: tuple[Nam
     lonely_masks: list[Path] = []
     doubled = None
     for path in masks.values():
-        ids = [pattern.id_of(path.name) for pattern in mask_names]
-        image_id = next((i for i in ids if i is not None and i in images), None)
+        image_id = next((i for p in mask_names if (i := p.id_of(path.name)) is not None and i in images), None)
         if image_id is None:
             lonely_masks.append(path)
         elif image_id in mask_of:
@@ -137,8 +120,8 @@ def guess_patterns(image_names: list[str], mask_names: list[str]) -> tuple[str, 
 def _shared_frame(names: list[str]) -> str:
     """'{id}_training.tif' from ['21_training.tif', '22_training.tif']: the common prefix ending at a
     separator, {id}, the common suffix starting at one (a separator: any character not a letter or digit)."""
-    prefix = _common(names)
-    suffix = _common([name[::-1] for name in names])[::-1]
+    prefix = os.path.commonprefix(names)
+    suffix = os.path.commonprefix([name[::-1] for name in names])[::-1]
     prefix = prefix[: max((i + 1 for i, c in enumerate(prefix) if not c.isalnum()), default=0)]
     suffix = suffix[next((i for i, c in enumerate(suffix) if not c.isalnum()), len(suffix)):]
     if len(prefix) + len(suffix) >= min(len(name) for name in names):
@@ -146,21 +129,9 @@ def _shared_frame(names: list[str]) -> str:
     return f"{prefix}{{id}}{suffix}"
 
 
-def _common(texts: list[str]) -> str:
-    first = texts[0]
-    for i, char in enumerate(first):
-        if any(len(t) <= i or t[i] != char for t in texts):
-            return first[:i]
-    return first
-
-
-def stems_of(paths: list[Path]) -> list[str]:
-    return [path.name for path in paths]
-
-
 def unpaired_message(image_dir: Path, mask_dir: Path, images: int, masks: int, matched: Matched, rule: str) -> str:
     """One line: how many images lack a mask and masks an image, two names from each side, the rule used."""
-    lonely_i, lonely_m = matched.lonely_images, matched.lonely_masks
+    lonely_i, lonely_m = ([path.name for path in side] for side in (matched.lonely_images, matched.lonely_masks))
     return (f"{image_dir} and {mask_dir}: {len(lonely_i)} of {images} images without a mask"
-            f"{f' ({examples(stems_of(lonely_i))})' if lonely_i else ''}, {len(lonely_m)} of {masks} masks without an "
-            f"image{f' ({examples(stems_of(lonely_m))})' if lonely_m else ''}; {len(matched.pairs)} paired by {rule}")
+            f"{f' ({examples(lonely_i)})' if lonely_i else ''}, {len(lonely_m)} of {masks} masks without an "
+            f"image{f' ({examples(lonely_m)})' if lonely_m else ''}; {len(matched.pairs)} paired by {rule}")

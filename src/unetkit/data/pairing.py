@@ -1,12 +1,11 @@
 """Finding the labelled pairs of a data set, in any layout: the one function every reader calls.
 
-A data set is given by a `DataSource`: a folder DIR with DIR/images and DIR/masks (or
-DIR/labels), or the two folders named apart (`--images DIR --masks DIR`, which also override
-one side of DIR), or a CSV of pairs (`--pairs FILE.csv`, columns image,mask, paths relative to
-the file). Names pair by rule (data/naming.py): by default `ID.*` with `ID.*` or `ID_mask.*`;
-`--image-name '{id}_training.tif' --mask-name '{id}_manual1.gif'` for a public set's own naming.
-Every image needs exactly one mask and every mask an image: what is left over is one line with
-the counts and two names from each side, never a silent drop.
+A data set is given by a `DataSource`: a folder DIR with DIR/images and DIR/masks (or DIR/labels), or the two
+folders named apart (`--images DIR --masks DIR`, which also override one side of DIR), or a CSV of pairs (`--pairs
+FILE.csv`, columns image,mask, paths relative to the file). Names pair by rule (data/naming.py): by default `ID.*`
+with `ID.*` or `ID_mask.*`; `--image-name '{id}_training.tif' --mask-name '{id}_manual1.gif'` for a public set's own
+naming. Every image needs exactly one mask and every mask an image: what is left over is one line with the counts
+and two names from each side, never a silent drop.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from unetkit.data.io import check_regular_file, is_image_file
+from unetkit.data.io import check_image_file, check_regular_file
 from unetkit.data.layout_hints import image_folder_hint, mask_folder, unpaired_hint
 from unetkit.data.naming import (
     DEFAULT_MASK_NAMES,
@@ -35,8 +34,6 @@ CLASSES_FILE = "classes.yaml"
 
 @dataclass(frozen=True)
 class Pair:
-    """One labelled example on disk."""
-
     stem: str
     image: Path
     mask: Path
@@ -63,7 +60,6 @@ class DataSource:
 
     @classmethod
     def of(cls, where: DataSource | str | os.PathLike[str]) -> DataSource:
-        """A DataSource as given, or the one of a data folder DIR."""
         return where if isinstance(where, DataSource) else cls(data_dir=str(where))
 
     @classmethod
@@ -121,11 +117,7 @@ def find_pairs(where: DataSource | str | os.PathLike[str]) -> list[Pair]:
         mask_dir = mask_folder(Path(source.data_dir), image_dir, source.image_name, mask_names)
     else:
         raise UserError(f"--images {image_dir}: needs --masks DIR (the masks' folder) or --data DIR holding masks/")
-    images = list_images(image_dir)
-    if not images:
-        raise UserError(f"{image_dir}: no images found")
-    by_id = ids_by_pattern(images, NamePattern(source.image_name, "--image-name"), image_dir) if source.image_name \
-        else images
+    images, by_id = _images(image_dir, source.image_name)
     masks = list_images(mask_dir)
     matched = match(by_id, masks, mask_names)
     if matched.doubled:
@@ -137,6 +129,14 @@ def find_pairs(where: DataSource | str | os.PathLike[str]) -> list[Pair]:
         raise UserError(unpaired_message(image_dir, mask_dir, len(images), len(masks), matched, rule)
                         + unpaired_hint(images, matched, mask_dir, bool(source.image_name or source.mask_name)))
     return [Pair(image_id, image, mask) for image_id, (image, mask) in matched.pairs.items()]
+
+
+def _images(folder: Path, image_name: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The images of `folder` by stem, and by their id under --image-name `image_name` (by stem without one)."""
+    images = list_images(folder)
+    if not images:
+        raise UserError(f"{folder}: no images found")
+    return images, ids_by_pattern(images, NamePattern(image_name, "--image-name"), folder) if image_name else images
 
 
 def read_pairs_file(path: Path) -> list[Pair]:
@@ -156,11 +156,8 @@ def read_pairs_file(path: Path) -> list[Pair]:
     if missing:
         raise UserError(f"{path}: {len(missing)} listed files not found ({examples(missing)}); paths are relative "
                         f"to {path.parent}")
-    for pair in pairs:
-        for file in (pair.image, pair.mask):
-            check_regular_file(file)
-            if not is_image_file(file):
-                raise UserError(f"{file}: unknown image extension '{file.suffix}' (listed in {path})")
+    for file in (file for pair in pairs for file in (pair.image, pair.mask)):
+        check_image_file(file, f" (listed in {path})")
     return pairs
 
 
@@ -207,15 +204,8 @@ def find_images(input_path: str, image_name: str = "", pairs: str = "") -> list[
     if not input_path:
         raise UserError("no images given (--input FILE or DIR, --images DIR, or --pairs FILE.csv)")
     if path.is_dir():
-        files = list_images(path)
-        if not files:
-            raise UserError(f"{path}: no images found")
-        if image_name:
-            return list(ids_by_pattern(files, NamePattern(image_name, "--image-name"), path).values())
-        return list(files.values())
+        return list(_images(path, image_name)[1].values())
     if image_name:
         raise UserError(f"--image-name '{image_name}': selects files of a folder; --input {path} is one file")
-    check_regular_file(path)  # missing, a link loop, a FIFO: named, never opened
-    if not is_image_file(path):
-        raise UserError(f"{path}: unknown image extension '{path.suffix}'")
+    check_image_file(path)  # missing, a link loop, a FIFO: named, never opened
     return [path]

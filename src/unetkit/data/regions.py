@@ -1,9 +1,9 @@
 """Images too large for memory, read one band of rows at a time.
 
-TIFFs are opened through tifffile's zarr view, so a band reads and decodes only the tiles
-or strips it overlaps, compressed or not, TIFF or BigTIFF; .npy arrays are memory-mapped.
-Other formats (PNG, JPEG) cannot be read partially and are decoded whole. Float bands are
-checked for NaN and infinity as they are read, as `read_array` checks whole images.
+TIFFs are opened through tifffile's zarr view, so a band reads and decodes only the tiles or strips it overlaps,
+compressed or not, TIFF or BigTIFF; .npy arrays are memory-mapped. Other formats (PNG, JPEG) cannot be read
+partially and are decoded whole. Float bands are checked for NaN and infinity as they are read, as `read_array`
+checks whole images.
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ def head_or_whole(path: Path) -> np.ndarray:
 
 
 def can_stream(path: Path) -> bool:
-    """True when `path` can be read by row bands without decoding it whole."""
     return path.suffix.lower() in STREAMABLE_EXTENSIONS
 
 
@@ -87,13 +86,10 @@ def image_size(path: Path) -> tuple[int, int]:
         if suffix in TIFF_EXTENSIONS:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                height, width = _tiff_layout(series.shape, series.axes)[:2]
-                return height, width
+                return _layout(series.shape, _tiff_planar(series.shape, series.axes))[:2]
         if suffix == ".npy":
             shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-            if channels_first(shape):
-                return int(shape[1]), int(shape[2])
-            return int(shape[0]), int(shape[1] if len(shape) > 1 else 0)
+            return _layout(shape, channels_first(shape))[:2] if len(shape) > 1 else (int(shape[0]), 0)
         with open_pillow(path) as image:
             return upright_size(image)
     except UserError:
@@ -102,15 +98,16 @@ def image_size(path: Path) -> tuple[int, int]:
         raise UserError(f"{path}: cannot read image ({first_line(exc)})") from None
 
 
-def _tiff_layout(shape: tuple[int, ...], axes: str) -> tuple[int, int, bool]:
-    """(height, width, planar) of a TIFF series; planar = samples stored before the rows."""
-    if len(shape) == 2:
-        return shape[0], shape[1], False
-    if len(shape) == 3 and axes[-2:] == "YX":
-        return shape[1], shape[2], True
-    if len(shape) == 3:
-        return shape[0], shape[1], False
-    raise ValueError(f"expected a 2-D image, got axes {axes} of shape {shape}")
+def _tiff_planar(shape: tuple[int, ...], axes: str) -> bool:
+    """Whether a TIFF series stores its samples before the rows, (C, Y, X); a ValueError when it is no 2-D image."""
+    if len(shape) not in (2, 3):
+        raise ValueError(f"expected a 2-D image, got axes {axes} of shape {shape}")
+    return len(shape) == 3 and axes[-2:] == "YX"
+
+
+def _layout(shape: tuple[int, ...], planar: bool) -> tuple[int, int, int]:
+    """(height, width, channels) of an array stored (H, W[, C]), or (C, H, W) when `planar`."""
+    return (shape[1], shape[2], shape[0]) if planar else (shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
 
 
 @contextlib.contextmanager
@@ -120,40 +117,32 @@ def open_rows(path: str | os.PathLike[str], channels: int | None) -> Iterator[Ro
     file = Path(path)
     suffix = file.suffix.lower()
     check_regular_file(file)
-    if suffix in TIFF_EXTENSIONS:
-        import zarr  # imported here: only streamed TIFFs need it
-
-        with contextlib.ExitStack() as opened:
-            try:
-                tif = opened.enter_context(tifffile.TiffFile(file))
-                axes, store = tif.series[0].axes, tif.aszarr(series=0, level=0)
-            except Exception as exc:  # noqa: BLE001
-                raise UserError(f"{file}: cannot read image ({first_line(exc)})") from None
-            opened.pop_all()
-        try:
-            array = zarr.open(store, mode="r")
-            height, width, planar = _tiff_layout(tuple(array.shape), axes)
-            stored = 1 if array.ndim == 2 else array.shape[0] if planar else array.shape[2]
-            yield RowReader(file, height, width, np.dtype(array.dtype), channels or stored, array, planar)
-        except ValueError as exc:
-            raise UserError(f"{file}: {exc}") from None
-        finally:
-            store.close()
-            tif.close()
-    elif suffix == ".npy":
-        try:
-            array = np.load(file, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise UserError(f"{file}: cannot read array ({first_line(exc)})") from None
-        if array.ndim not in (2, 3) or array.dtype.names is not None or np.iscomplexobj(array):
-            read_array(file)  # the one-line refusal of what it holds
-            raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
-        planar = channels_first(array.shape)
-        stored = 1 if array.ndim == 2 else array.shape[0] if planar else array.shape[2]
-        height, width = array.shape[1:3] if planar else array.shape[:2]
-        yield RowReader(file, height, width, array.dtype, channels or stored, array, planar)
-        del array
-    else:
+    if suffix not in STREAMABLE_EXTENSIONS:
         image = read_array(file)
         yield RowReader(file, image.shape[0], image.shape[1], image.dtype, channels or image.shape[2], image)
+        return
+    with contextlib.ExitStack() as opened:
+        try:
+            if suffix == ".npy":
+                array = np.load(file, mmap_mode="r", allow_pickle=False)
+            else:
+                tif = opened.enter_context(tifffile.TiffFile(file))
+                axes, store = tif.series[0].axes, tif.aszarr(series=0, level=0)
+                opened.callback(store.close)
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{file}: cannot read {'array' if suffix == '.npy' else 'image'} ({first_line(exc)})") from None
+        if suffix == ".npy":
+            if array.ndim not in (2, 3) or array.dtype.names is not None or np.iscomplexobj(array):
+                read_array(file)  # the one-line refusal of what it holds
+                raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
+            planar = channels_first(array.shape)
+        else:
+            import zarr  # imported here: only streamed TIFFs need it
 
+            try:
+                array = zarr.open(store, mode="r")
+                planar = _tiff_planar(tuple(array.shape), axes)
+            except ValueError as exc:
+                raise UserError(f"{file}: {exc}") from None
+        height, width, stored = _layout(tuple(array.shape), planar)
+        yield RowReader(file, height, width, np.dtype(array.dtype), channels or stored, array, planar)

@@ -1,9 +1,9 @@
 """Run-length encoding of masks in the Kaggle format (TGS Salt, Carvana): the submission format
 that competition tooling and many shared notebooks read.
 
-Pixels are numbered from 1, top to bottom and then left to right (column-major), and a mask
-is written as "start length start length ...", an empty mask as "". Written here because it
-is ten lines of NumPy and every package that offers it pulls in a competition framework.
+Pixels are numbered from 1, top to bottom and then left to right (column-major), and a mask is written as "start
+length start length ...", an empty mask as "". Written here because it is ten lines of NumPy and every package that
+offers it pulls in a competition framework.
 """
 
 from __future__ import annotations
@@ -49,11 +49,8 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def write_rle_csv(path: str | os.PathLike[str], rows: list[tuple[str, str]]) -> None:
-    """Write (id, rle) rows under the header id,rle_mask, atomically."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(RLE_COLUMNS)
-    writer.writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerows([RLE_COLUMNS, *rows])
     write_text(path, buffer.getvalue())
 
 

@@ -1,24 +1,20 @@
 """The pixel size of an image file, so that boundary distances (HD95, ASSD, NSD) come in physical units.
 
 Where a file says its pixel size, in the order looked at:
-- OME-TIFF: `PhysicalSizeY` / `PhysicalSizeX` of the first image's Pixels (unit attributes, µm by
-  the OME schema's default);
-- ImageJ TIFF: the X/YResolution tags, pixels per the unit ImageJ names in its metadata (`unit=micron`);
-- other TIFF: X/YResolution with ResolutionUnit inch or centimetre (unit "none" is an aspect ratio, no size);
+- OME-TIFF: `PhysicalSizeY` / `PhysicalSizeX` of the first Pixels (µm by the OME schema's default);
+- ImageJ TIFF: X/YResolution, pixels per the unit ImageJ names in its metadata (`unit=micron`);
+- other TIFF: X/YResolution with ResolutionUnit inch or centimetre (unit "none" is an aspect ratio);
 - PNG pHYs (pixels per metre), JPEG's JFIF density: Pillow's `info["dpi"]`.
 
-A resolution is taken as a placeholder, not a measurement, and the file stays in pixels, when it is
-72 or 96 pixels per inch (to the nearest whole number: what image editors, screenshot tools and
-web exports write when they know nothing) or under 3 pixels per inch (1 per inch or per centimetre,
-other writers' "unset"). A scanner's 300 or 1200 dpi is a real size and kept.
+72 or 96 pixels per inch (rounded: what editors, screenshot tools and web exports write when they know nothing) and
+under 3 per inch (other writers' "unset") are placeholders: the file stays in pixels. A scanner's 300 or 1200 dpi is
+a real size. TIFF resolutions and PNG pHYs come out in millimetres; ImageJ and OME name their unit, which is kept
+(µm is written `um`). The mask's size counts only where the image has none (label maps saved by ImageJ, images
+exported as plain PNG).
 
-TIFF resolutions and PNG pHYs are encodings of a length and come out in millimetres; ImageJ and OME
-name their unit, which is kept (µm is written `um`). The image's size counts; the mask's only where
-the image has none (label maps saved by ImageJ, images exported as plain PNG).
-
-`spacings_for` gives every pair of one evaluation its size in one unit: a mix of physical units is
-converted to the finest of them; a mix of sized and unsized files is refused, because a mean of
-millimetres and pixels means nothing and either choice made silently would mislabel figures.
+`spacings_for` gives every pair of one evaluation its size in one unit: physical units are converted to the finest
+of them; a mix of sized and unsized files is refused, because a mean of millimetres and pixels means nothing and
+either choice made silently would mislabel figures.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ from pathlib import Path
 
 import tifffile
 
-from unetkit.data.io import TIFF_EXTENSIONS, check_regular_file, first_line, is_image_file, open_pillow
+from unetkit.data.io import ROTATING, TIFF_EXTENSIONS, check_regular_file, first_line, is_image_file, open_pillow
 from unetkit.data.pairing import Pair
 from unetkit.errors import UserError
 
@@ -68,7 +64,6 @@ class PixelSpacing:
         return (self.dy, self.dx)
 
     def to(self, unit: str) -> PixelSpacing:
-        """The same size in another length unit."""
         scale = UNITS[self.unit] / UNITS[unit]
         return PixelSpacing(self.dy * scale, self.dx * scale, unit, self.source)
 
@@ -168,16 +163,12 @@ def _ome_spacing(xml: str) -> PixelSpacing | None:
     """(PhysicalSizeY, PhysicalSizeX) of the first Pixels element; None when it has not both."""
     for element in ElementTree.fromstring(xml).iter():
         if element.tag.rsplit("}", 1)[-1] == "Pixels":
-            sizes, units = [], []
-            for axis in ("Y", "X"):
-                size = element.get(f"PhysicalSize{axis}")
-                if size is None:
-                    return None
-                sizes.append(float(size))
-                units.append(unit_name(element.get(f"PhysicalSize{axis}Unit", "µm")))
-            if units[0] is None or units[0] == PIXELS or units[0] != units[1] or min(sizes) <= 0:
+            found = [element.get(f"PhysicalSize{axis}") for axis in "YX"]
+            units = [unit_name(element.get(f"PhysicalSize{axis}Unit", "µm")) for axis in "YX"]
+            if None in found or units[0] in (None, PIXELS) or units[0] != units[1]:
                 return None
-            return PixelSpacing(sizes[0], sizes[1], units[0], "OME metadata")
+            sizes = [float(size) for size in found]  # type: ignore[arg-type]
+            return PixelSpacing(sizes[0], sizes[1], units[0], "OME metadata") if min(sizes) > 0 else None
     return None
 
 
@@ -187,7 +178,7 @@ def _pillow_spacing(file: Path) -> PixelSpacing:
         if not dpi or len(dpi) != 2:
             return PixelSpacing()
         per_x, per_y = float(dpi[0]), float(dpi[1])
-        if image.getexif().get(0x0112) in (5, 6, 7, 8):  # shown rotated a quarter turn: the axes swap
+        if image.getexif().get(0x0112) in ROTATING:  # shown rotated a quarter turn: the axes swap
             per_x, per_y = per_y, per_x
         source = f"{image.format} resolution"
     if per_x <= 0 or per_y <= 0:

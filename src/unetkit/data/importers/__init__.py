@@ -1,9 +1,8 @@
 """`unetkit import`: annotation-tool exports in, a labelled folder out (images/, masks/, classes.yaml).
 
-One module per format parses its file into records of shapes (shapes.py); writer.py checks them
-all, then writes the folder that `unetkit train --data OUT` reads. Formats: coco (instances and
-panoptic JSON), cvat (CVAT for images 1.1 XML), labelme (JSON, a file or a folder), labelstudio
-(JSON export), voc (SegmentationClass PNGs).
+One module per format parses its file into records of shapes (shapes.py); writer.py checks them all, then writes the
+folder that `unetkit train --data OUT` reads. Formats: coco (instances and panoptic JSON), cvat (CVAT for images 1.1
+XML), labelme (JSON, a file or a folder), labelstudio (JSON export), voc (SegmentationClass PNGs).
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from typing import Any
 
 from unetkit.config import ImportConfig
 from unetkit.data.importers import coco, cvat, labelme, labelstudio, voc
-from unetkit.data.importers.shapes import BACKGROUND_NAMES, read_json
-from unetkit.data.importers.writer import ImportResult, Problems, check_records, class_order, painted, write_dataset
+from unetkit.data.importers.shapes import BACKGROUND_NAMES, read_json, render
+from unetkit.data.importers.writer import ImportResult, Problems, check_records, class_order, write_dataset
 from unetkit.errors import UserError
 
 log = logging.getLogger("unetkit")
@@ -45,9 +44,8 @@ def import_annotations(config: ImportConfig) -> ImportResult:
     found, dropped = check_records(records, classes, images_dir, problems, config.drop_unknown)
     if problems.counts:
         raise UserError(problems.line(str(source)))
-    mask_for: Any = painted
-    if config.format == "voc":
-        mask_for = functools.partial(voc.voc_mask, classes=classes, drop=config.drop_unknown)
+    mask_for: Any = functools.partial(voc.voc_mask, classes=classes, drop=config.drop_unknown) \
+        if config.format == "voc" else lambda record, _, index_of, height, width: render(record, index_of, height, width)
     write_dataset(out_dir, found, classes, mask_for, link=not config.copy)
     for label, count in dropped.items():
         log.info("left out %d shapes labelled '%s' (--drop-unknown)", count, label)

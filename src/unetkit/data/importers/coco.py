@@ -1,11 +1,10 @@
 """COCO instances JSON (polygons, RLE) and COCO panoptic JSON (+ its PNG folder), via pycocotools.
 
-Instances: `images` [{id, file_name, width, height}], `categories` [{id, name}], `annotations`
-[{image_id, category_id, segmentation}] where a segmentation is a list of polygons [x, y, ...]
-(the parts of one object, united) or an RLE {size: [h, w], counts: [...] | "..."}. COCO has no
-z-order: annotations are painted in file order, later on top. Panoptic: `annotations`
-[{image_id, file_name, segments_info: [{id, category_id}]}] with the segment ids stored as
-R + 256 G + 256^2 B in FILE's sibling folder of the same stem (COCO's own layout).
+Instances: `images` [{id, file_name, width, height}], `categories` [{id, name}], `annotations` [{image_id,
+category_id, segmentation}] where a segmentation is a list of polygons [x, y, ...] (the parts of one object, united)
+or an RLE {size: [h, w], counts: [...] | "..."}. COCO has no z-order: annotations are painted in file order, later
+on top. Panoptic: `annotations` [{image_id, file_name, segments_info: [{id, category_id}]}] with the segment ids
+stored as R + 256 G + 256^2 B in FILE's sibling folder of the same stem (COCO's own layout).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """CVAT for images 1.1 XML: polygons, polylines (with a width), masks, boxes (filled rectangles).
 
-`<image name width height>` holds `<polygon label points="x,y;x,y;..." z_order>`, `<polyline ...>`
-(its width, in pixels, from an `<attribute name="width">`, else 1) and `<mask label rle left top width
-height z_order>`, whose `rle` counts alternate background and foreground runs over its box, row by
-row. A `<box>` is a filled rectangle (xtl, ytl to xbr, ybr); points, ellipses, skeletons and cuboids are
-refused (counted). Shapes are painted by z_order, then in the file's order.
+`<image name width height>` holds `<polygon label points="x,y;x,y;..." z_order>`, `<polyline ...>` (its width, in
+pixels, from an `<attribute name="width">`, else 1) and `<mask label rle left top width height z_order>`, whose
+`rle` counts alternate background and foreground runs over its box, row by row. A `<box>` is a filled rectangle
+(xtl, ytl to xbr, ybr); points, ellipses, skeletons and cuboids are refused (counted). Shapes are painted by
+z_order, then in the file's order.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ SKIPPED = ("points", "skeleton", "ellipse", "cuboid", "tag")
 
 
 def parse(text: str, path: Path, problems: Problems) -> tuple[list[ImageRecord], list[str]]:
-    """CVAT XML -> records and the labels its <meta> declares."""
     try:
         root = ElementTree.fromstring(text)
     except ElementTree.ParseError as exc:
@@ -39,8 +38,7 @@ def parse(text: str, path: Path, problems: Problems) -> tuple[list[ImageRecord],
         except (KeyError, ValueError) as exc:
             raise UserError(f"{path}: an <image> lacks {exc} (needs name, width, height)") from None
         for element in image:
-            shape = _shape(element, record, problems)
-            if shape is not None:
+            if (shape := _shape(element, record, problems)) is not None:
                 shape.z = int(element.get("z_order", 0))
                 record.shapes.append(shape)
         records.append(record)
@@ -59,8 +57,7 @@ def _shape(element: ElementTree.Element, record: ImageRecord, problems: Problems
         if element.tag == "polygon" and len(points) < 3 or element.tag == "polyline" and len(points) < 2:
             problems.add(f"{element.tag}s with too few points", where)
             return None
-        width = _width(element) if element.tag == "polyline" else None
-        return Shape(label, [points], width=width)
+        return Shape(label, [points], width=_width(element) if element.tag == "polyline" else None)
     if element.tag == "mask":
         try:
             counts = [int(v) for v in element.get("rle", "").replace(" ", "").split(",") if v]

@@ -1,9 +1,9 @@
 """LabelMe JSON: one file per image (or a folder of them) with `imagePath`, `imageHeight`, `imageWidth` and
 `shapes` [{label, points, shape_type}].
 
-polygon, rectangle (two corners), circle (centre, a point on the circle), line and linestrip (polylines
-of width 1) and mask (a base64 PNG over the box points[0]..points[1]) are painted in file order;
-`point` shapes are no segmentation and are refused (counted).
+polygon, rectangle (two corners), circle (centre, a point on the circle), line and linestrip (polylines of width 1)
+and mask (a base64 PNG over the box points[0]..points[1]) are painted in file order; `point` shapes are no
+segmentation and are refused (counted).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ CIRCLE_SIDES = 64  # a circle is painted as a polygon of this many sides
 
 
 def annotation_files(path: Path) -> list[Path]:
-    """FILE, or every *.json in a folder."""
     return sorted(path.glob("*.json")) if path.is_dir() else [path]
 
 
@@ -38,8 +37,7 @@ def parse(files: list[tuple[Path, Any]], problems: Problems) -> tuple[list[Image
         width, height = data.get("imageWidth"), data.get("imageHeight")
         record = ImageRecord(name, int(width) if width else None, int(height) if height else None, where=path.name)
         for number, item in enumerate(data["shapes"]):
-            shape = _shape(item, f"{path.name} shape {number} ('{item.get('label')}')", problems)
-            if shape is not None:
+            if (shape := _shape(item, f"{path.name} shape {number} ('{item.get('label')}')", problems)) is not None:
                 record.shapes.append(shape)
         records.append(record)
     return records, []

@@ -1,13 +1,12 @@
 """Label Studio JSON export: tasks with `data.image` and `annotations[].result[]` of polygons and brushes.
 
 Polygons (`polygonlabels`) give points in percent of `original_width` / `original_height`; rectangles
-(`rectanglelabels`: x, y, width, height in percent, unrotated) are filled; brushes (`brushlabels`,
-format "rle") are Label Studio's own run-length code of the (H, W, 4) RGBA brush layer, whose alpha is
-the mask. That code (rle-pack, as label-studio-converter's brush.py reads it) is decoded here rather
-than by installing label-studio-converter, which brings a web stack for one function: a 32-bit count
-of output values, a 5-bit word size - 1, four 4-bit run-length sizes - 1, then runs: a flag bit, a 2-bit
-size selector and a length - 1; flagged runs repeat one word, others list each word.
-The first annotation of a task is read (Label Studio lists the latest first); uploads named
+(`rectanglelabels`: x, y, width, height in percent, unrotated) are filled; brushes (`brushlabels`, format "rle") are
+Label Studio's own run-length code of the (H, W, 4) RGBA brush layer, whose alpha is the mask. That code (rle-pack,
+as label-studio-converter's brush.py reads it) is decoded here rather than by installing label-studio-converter,
+which brings a web stack for one function: a 32-bit count of output values, a 5-bit word size - 1, four 4-bit
+run-length sizes - 1, then runs: a flag bit, a 2-bit size selector and a length - 1; flagged runs repeat one word,
+others list each word. The first annotation of a task is read (Label Studio lists the latest first); uploads named
 `1a2b3c4d-name.png` are looked up as `name.png` when the prefixed name is not in DIR.
 """
 
@@ -41,16 +40,14 @@ def parse(data: Any, path: Path, problems: Problems, images_dir: Path) -> tuple[
         record = ImageRecord(_local_name(image, images_dir), where=f"task {task.get('id')}")
         annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         for number, result in enumerate(annotations[0].get("result", []) if annotations else []):
-            shape = _shape(result, f"task {task.get('id')} result {number}", record, problems)
-            if shape is not None:
+            if (shape := _shape(result, f"task {task.get('id')} result {number}", record, problems)) is not None:
                 record.shapes.append(shape)
         records.append(record)
     return records, []
 
 
 def _image_value(data: dict[str, Any]) -> str | None:
-    value = data.get("image")
-    if value is None:
+    if (value := data.get("image")) is None:
         value = next((v for v in data.values() if isinstance(v, str) and "." in v), None)
     return str(value) if value is not None else None
 
@@ -125,10 +122,6 @@ def decode_brush(data: list[int]) -> np.ndarray:
     while i < count:
         repeated = read(1)
         end = min(count, i + 1 + read(sizes[read(2)]))
-        if repeated:
-            out[i:end] = read(word)
-        else:
-            for j in range(i, end):
-                out[j] = read(word)
+        out[i:end] = read(word) if repeated else [read(word) for _ in range(i, end)]
         i = end
     return out

@@ -1,9 +1,8 @@
 """Pascal VOC SegmentationClass: palette PNGs whose indices are the classes (255 = ignore, the object borders).
 
---annotations is the SegmentationClass folder (or a VOC root holding it); each PNG's image is the
-file of the same stem in --images (JPEGImages). Class names are VOC's 21 in index order, or
---classes naming the indices 1.. in order (a subset of a VOC-style set: other indices are refused,
-or with --drop-unknown painted background).
+--annotations is the SegmentationClass folder (or a VOC root holding it); each PNG's image is the file of the same
+stem in --images (JPEGImages). Class names are VOC's 21 in index order, or --classes naming the indices 1.. in order
+(a subset of a VOC-style set: other indices are refused, or with --drop-unknown painted background).
 """
 
 from __future__ import annotations
@@ -38,8 +37,7 @@ def parse(path: Path, images_dir: Path, names: tuple[str, ...], problems: Proble
         image = next((images_dir / f"{png.stem}{ext}" for ext in (".jpg", *IMAGE_EXTENSIONS)
                       if (images_dir / f"{png.stem}{ext}").is_file()), None)
         records.append(ImageRecord(image.name if image else f"{png.stem}.jpg", where=png.name, source=png))
-        indices = np.unique(read_array(png, palette_indices=True)[:, :, 0])
-        for value in indices.tolist():
+        for value in np.unique(read_array(png, palette_indices=True)[:, :, 0]).tolist():
             if not drop and value not in (0, IGNORE_VALUE) and value > len(classes):
                 problems.add("mask indices beyond the classes", f"{value} in {png.name}")
     if not records:

@@ -1,14 +1,14 @@
 """From parsed records to a labelled folder (images/, masks/, classes.yaml) that `train --data` reads.
 
-Everything is checked before the first byte is written: unknown labels, images missing from
-DIR or named outside it, degenerate shapes and sizes that disagree are collected over the
-whole file, counted per kind with two examples each, and refused as one line. The folder is
-then written under a temporary name beside --out and renamed into place, so a failure halfway
-leaves nothing behind.
+Everything is checked before the first byte is written: unknown labels, images missing from DIR or named outside it,
+degenerate shapes and sizes that disagree are collected over the whole file, counted per kind with two examples
+each, and refused as one line. The folder is then written under a temporary name beside --out and renamed into
+place, so a failure halfway leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from unetkit.data.importers.shapes import BACKGROUND_NAMES, ImageRecord, render
+from unetkit.data.importers.shapes import BACKGROUND_NAMES, ImageRecord
 from unetkit.data.io import write_png
 from unetkit.data.naming import examples
 from unetkit.data.regions import image_size
@@ -45,8 +45,6 @@ class Problems:
 
 @dataclass
 class ImportResult:
-    """What `unetkit import` wrote."""
-
     out_dir: Path
     n_images: int
     classes: list[str]  # class 1.. (background is 0)
@@ -107,7 +105,7 @@ def write_dataset(out_dir: Path, found: list[tuple[ImageRecord, Path]], classes:
     staging = out_dir.parent / f".{out_dir.name}.importing-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     index_of = {name: i + 1 for i, name in enumerate(classes)} | {name: 0 for name in BACKGROUND_NAMES}
-    palette = _palette(len(classes) + 1)
+    palette = _palette()
     try:
         (staging / "images").mkdir(parents=True)
         (staging / "masks").mkdir()
@@ -133,22 +131,15 @@ def write_dataset(out_dir: Path, found: list[tuple[ImageRecord, Path]], classes:
         raise
 
 
-def painted(record: ImageRecord, path: Path, index_of: dict[str, int], height: int, width: int) -> np.ndarray:
-    """The mask of a record of shapes (every format but VOC's ready-made masks)."""
-    return render(record, index_of, height, width)
-
-
 def _place(source: Path, target: Path, link: bool) -> None:
     if link:
-        try:
+        with contextlib.suppress(OSError):  # another file system, or links not allowed: copy
             os.link(source, target)
             return
-        except OSError:
-            pass  # another file system, or links not allowed: copy
     shutil.copy2(source, target)
 
 
-def _palette(n: int) -> np.ndarray:
+def _palette() -> np.ndarray:
     """256 colours: background black, classes in distinct random colours, 255 (ignore) white."""
     colours = np.random.default_rng(PALETTE_SEED).integers(40, 256, (256, 3)).astype(np.uint8)
     colours[0] = 0
