@@ -1,9 +1,10 @@
 """Reading classes.yaml: the classes a mask's stored colours or values stand for, and which mean "ignore".
 
-Two forms. The full one lists entries in class order: `classes: [{name: background, value: 0}, {name: road, color:
-[128, 64, 128]}, {name: border, value: 3, ignore: true}]`. The short one is a mapping, one line a class, with
-`ignore` naming the stored values to leave out of loss and metrics (a trimap: `background: 2`, `pet: 1`, `ignore:
-3`). Ignored entries are no class: they map to data.ignore_index (255 unless set).
+Two forms. The full one lists entries in class order:
+`classes: [{name: background, value: 0}, {name: road, color: [128, 64, 128]}, {name: border, value: 3, ignore: true}]`.
+The short one is a mapping, one line a class, with `ignore` naming the stored values to leave out of loss and
+metrics (a trimap: `background: 2`, `pet: 1`, `ignore: 3`). Ignored entries are no class: they map to
+data.ignore_index (255 unless set).
 """
 
 from __future__ import annotations

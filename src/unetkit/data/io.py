@@ -1,8 +1,8 @@
 """Reading images and masks from disk, and writing masks back, with one-line errors.
 
 Pillow reads PNG/JPEG/GIF; tifffile reads TIFF, which Pillow handles poorly beyond 8-bit (float32, multi-channel
-stacks); NumPy reads .npy ((H, W) or (H, W, C), never pickles). What is ours is the policy: arrays come back as (H,
-W, C) in the file's own dtype, float arrays hold only finite values (NaN or infinity would train NaN weights or
+stacks); NumPy reads .npy ((H, W) or (H, W, C), never pickles). What is ours is the policy: arrays come back as
+(H, W, C) in the file's own dtype, float arrays hold only finite values (NaN or infinity would train NaN weights or
 predict empty masks without a word), every failure names the file, and nothing that is not a regular file is opened
 (a FIFO named like an image would block the reader forever).
 

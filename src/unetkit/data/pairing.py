@@ -186,8 +186,7 @@ def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
 def _listed(csv_path: Path, text: str) -> Path:
     if not text:
         raise UserError(f"{csv_path}: a row has an empty path")
-    path = Path(text)
-    return path if path.is_absolute() else csv_path.parent / path
+    return csv_path.parent / text  # an absolute path stays itself
 
 
 def find_images(input_path: str, image_name: str = "", pairs: str = "") -> list[Path]:

@@ -1,14 +1,13 @@
 """What every annotation format is read into, and how shapes become a mask of class indices.
 
 Each format module parses its file into `ImageRecord`s (an image's file name, its size if the file says, and its
-shapes in the file's z-order); `render` paints them in that order onto a background of 0, so a later shape covers an
-earlier one, and a shape labelled `background` (LabelMe's `_background_` too) paints 0: holes cut into what lies
-below.
+shapes in the file's z-order); `render` paints them in that order onto a background of 0, so a later shape covers
+an earlier one, and a shape labelled `background` (LabelMe's `_background_` too) paints 0: holes cut into it.
 
-The pixel rule is the one COCO's rasteriser (pycocotools) follows, so all formats agree: a pixel (x, y) spans [x, x
-+ 1) x [y, y + 1), and belongs to a polygon when its centre (x + 0.5, y + 0.5) lies inside; to a polyline of width w
-when its centre lies within w / 2 of it. Polygons are tested with matplotlib's `Path.contains_points` (a dependency
-already) rather than pycocotools, which only COCO's optional extra installs.
+The pixel rule is the one COCO's rasteriser (pycocotools) follows, so all formats agree: a pixel (x, y) spans
+[x, x + 1) x [y, y + 1), and belongs to a polygon when its centre (x + 0.5, y + 0.5) lies inside; to a polyline of
+width w when its centre lies within w / 2 of it. Polygons are tested with matplotlib's `Path.contains_points` (a
+dependency already) rather than pycocotools, which only COCO's optional extra installs.
 """
 
 from __future__ import annotations
