@@ -62,5 +62,4 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Calla
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -76,7 +76,6 @@ def build_model(config: ModelConfig, *, pretrained: bool = True) -> Segmentation
 
 
 def preset_config(name: str, **overrides: Any) -> ModelConfig:
-    """The ModelConfig of preset `name`, with fields replaced by `overrides`."""
     if name not in PRESETS:
         raise UserError(f"unknown model preset '{name}' (known: {', '.join(PRESETS)})")
     return dataclasses.replace(PRESETS[name], **overrides)
@@ -93,11 +92,8 @@ def create_model(name: str = "seed", **options: Any) -> SegmentationNet:
     or a preset ("seed", "seed-bn", "small"), with that architecture's options as keywords
     (`create_model("unet", encoder="resnet18", num_classes=3)`). It returns logits (B, K, H, W);
     an option the architecture does not take, or an unknown name, is one line."""
-    if name in PRESETS:
-        base = PRESETS[name]
-    elif name in ARCHITECTURES:
-        base = ModelConfig(arch=name)
-    else:
+    base = PRESETS.get(name) or (ModelConfig(arch=name) if name in ARCHITECTURES else None)
+    if base is None:
         raise UserError(f"unknown model '{name}' (architectures: {', '.join(ARCHITECTURES)}; presets: "
                         f"{', '.join(PRESETS)})")
     arch = options.get("arch", base.arch)

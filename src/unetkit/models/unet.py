@@ -3,9 +3,6 @@
 With the default (preset "seed": start_neurons=16, one input channel, one class) it has
 exactly 2,158,417 parameters, like the Keras model. `forward` returns logits: the sigmoid
 or softmax belongs to inference (outputs.py), so losses can use their numerically stable forms.
-
-Any input size works: `SegmentationNet.forward` reflect-pads the input to a multiple of
-2**depth and crops the logits back, so the output always has the input's height and width.
 """
 
 from __future__ import annotations
