@@ -1,28 +1,25 @@
 """The encoder U-Net (arch "unet"): a timm encoder, our decoder, the TGS winners' options.
 
-Encoder: `timm.create_model(model.encoder, features_only=True)`, e.g. a ResNet34 giving maps at
-strides 2, 4, 8, 16, 32 (64, 64, 128, 256, 512 channels). Decoder: one `DecoderBlock` per
-encoder level below the deepest, each upsampling to the next shallower map and concatenating it,
-then blocks without a skip down to stride 1 (one for a ResNet, two for a ConvNeXt, whose first
-map is at stride 4). The block ending at stride s has `model.start_neurons * s` channels: with
-the default 16 that is 256, 128, 64, 32, 16, smp's decoder widths, and the same meaning as
-for the seed U-Net ("filters at the first level, doubled every level down"). Options:
+Encoder: `timm.create_model(model.encoder, features_only=True)`, e.g. a ResNet34's maps at strides
+2..32. Decoder: one `DecoderBlock` per encoder level below the deepest, each upsampling to the next
+shallower map and concatenating it, then blocks without a skip down to stride 1 (one for a ResNet,
+two for a ConvNeXt, whose first map is at stride 4). The block ending at stride s has
+`model.start_neurons * s` channels: with the default 16, smp's decoder widths (256 ... 16), and the
+seed U-Net's meaning ("filters at the first level, doubled every level down"). Options:
 - attention "scse": concurrent spatial & channel squeeze-excitation after every decoder block;
 - hypercolumn: every decoder block's output upsampled (bilinear) to full size and concatenated,
   finest first, before the head;
-- deep_supervision: a 1x1 logits head on every decoder block but the last (whose logits are the
-  main output), returned by `training_outputs` upsampled to the input's size;
+- deep_supervision: a 1x1 logits head on every decoder block but the last, returned by
+  `training_outputs` upsampled to the input's size;
 - classification_head: global average of the deepest encoder map -> linear -> one logit per class
-  (for a binary model: "is there anything in this image?"). With `image_gate` (on by default) its
-  probability gates what `forward` predicts (`gate_logits`): an image (or tile) the head calls empty
-  predicts empty, and the stored threshold, small-component and empty-mask rules are tuned on the
-  gated maps. Training reads the ungated pixel logits and the image logit apart.
-The head is a 1x1 convolution at stride 1 (smp's is 3x3). There is no dropout (`model.dropout`, 0.5
-by default, is the seed's): the winners' decoders had none, and batch norm regularises.
+  ("is there anything in this image?"). With `image_gate` (on by default) its probability gates what
+  `forward` predicts (`gate_logits`): an image (or tile) the head calls empty predicts empty, and the
+  decision rule is tuned on the gated maps. Training reads the ungated logits and the image logit apart.
+The head is a 1x1 convolution (smp's is 3x3). No dropout (`model.dropout` is the seed's): the
+winners' decoders had none, and batch norm regularises.
 
-`forward` (inherited) returns the (gated) segmentation logits only, so tiling, TTA, ensembles and
-ONNX treat this net like the seed, the gate included; training reads the extras through
-`training_outputs`. The gate lives in the logits rather than in a second output for that reason:
+`forward` (inherited) returns the gated segmentation logits only, so tiling, TTA, ensembles and ONNX
+treat this net like the seed; the gate lives in the logits rather than in a second output so that
 every path that averages, stitches or exports per-pixel maps carries it without knowing of it.
 """
 
