@@ -2,25 +2,23 @@
 a team already runs.
 
 A training run becomes one MLflow run: the resolved config (config.yaml) as parameters, every
-metrics.csv row as metrics at step = epoch, then the model file, report, curves, plan and
-threshold sweep as artifacts and the validation figures at the tuned rule as `final_*` metrics.
-`evaluate --track mlflow --run-id ID` adds its figures (and their intervals) to run ID as
-`eval_*` metrics and its CSV as an artifact. The server is MLFLOW_TRACKING_URI (or the URI a
-Python caller set with `mlflow.set_tracking_uri`); the run id and that URI are kept in
-RUN_DIR/mlflow.json, so --resume continues the same MLflow run where it lives.
+metrics.csv row as metrics at step = epoch, then the run's files (RUN_ARTIFACTS) as artifacts and
+the validation figures at the tuned rule as `final_*` metrics. `evaluate --track mlflow --run-id ID`
+adds its figures (and their intervals) to run ID as `eval_*` metrics and its CSV as an artifact.
+The server is MLFLOW_TRACKING_URI (or `mlflow.set_tracking_uri`'s); RUN_DIR/mlflow.json keeps the
+run id and that URI, so --resume continues the same MLflow run where it lives.
 
-Unset, runs go to a local store under ./mlruns: the database ./mlruns/mlflow.db (SQLite) and the
-artifacts in ./mlruns/<experiment>/<run id>/artifacts, all in one folder as the `./mlruns`
-convention promises (`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db` shows them).
-Not MLflow 3's own default, `./mlflow.db` beside ./mlruns, which scatters one store over two
-names; and not the `./mlruns` file store, which MLflow 3 refuses with an error ("maintenance
-mode", unless MLFLOW_ALLOW_FILE_STORE is set) and which lacks features of the database stores.
+Unset, runs go to one folder, ./mlruns, as its convention promises: the database ./mlruns/mlflow.db
+(SQLite) and the artifacts in ./mlruns/<experiment>/<run id>/artifacts (`mlflow ui
+--backend-store-uri sqlite:///mlruns/mlflow.db` shows them). Not MLflow 3's own default,
+`./mlflow.db` beside ./mlruns, which scatters one store over two names; nor the `./mlruns` file
+store, which MLflow 3 refuses ("maintenance mode") and which lacks features of the database stores.
 
 The run folder stays the record: the tracker only copies it. A tracker that cannot be reached
 is one warning, then silence for the rest of the process, and training goes on; that is why
 every call into MLflow here is guarded by a broad `except Exception` (MLflow raises its own,
 requests' and the store's exceptions). MLflow's HTTP retries default to minutes of back-off; unless
-the environment sets them, a failing call here gives up after TRACKING_RETRIES quick retries.
+the environment sets them, a failing call here gives up after HTTP_DEFAULTS' quick retries.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from unetkit.data.io import first_line
 from unetkit.errors import UserError
 from unetkit.fileio import write_text
 from unetkit.runtime import log
@@ -42,18 +41,16 @@ RECORD = "mlflow.json"  # RUN_DIR/mlflow.json: {"run_id", "tracking_uri"}
 LOCAL_STORE = "mlruns"  # the local store's folder, in the current folder, when no tracking URI is set
 LOCAL_DATABASE = "mlflow.db"  # its SQLite database, inside LOCAL_STORE
 EXPERIMENT = "unetkit"  # the experiment runs go to, unless MLFLOW_EXPERIMENT_NAME says another
-TRACKING_RETRIES = "2"
-TRACKING_TIMEOUT_S = "10"
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # seconds
 RUN_ARTIFACTS = ("model.safetensors", "report.html", "curves.png", "config.yaml", "plan.json", "threshold_sweep.csv",
                  "metrics.csv")
 _FAILED: set[str] = set()  # tracking URIs that failed in this process: warned once, then skipped
 
 
 def require_mlflow() -> Any:
-    """The mlflow module, or a one-line UserError naming the install command."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", TRACKING_RETRIES)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", TRACKING_TIMEOUT_S)
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     try:
         import mlflow
     except ImportError:
@@ -83,10 +80,7 @@ def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config data as MLflow parameters: dotted names, values as text (MLflow stores text)."""
     out: dict[str, str] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out |= flat_params(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = str(value)
+        out |= flat_params(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}": str(value)}
     return out
 
 
@@ -102,14 +96,11 @@ class Tracker:
         """Run `run_id` (or a new run named `name` in the EXPERIMENT) at `uri` (default `tracking_uri()`);
         None when the tracker is unreachable."""
         mlflow = require_mlflow()
-        uri = uri or tracking_uri(mlflow)
-        if uri in _FAILED:
-            return None
-        tracker = cls(None, run_id, uri)
+        tracker = cls(None, run_id, uri or tracking_uri(mlflow))
 
         def connect() -> None:
-            local = _local_folder(uri)
-            tracker.client = mlflow.MlflowClient(uri)
+            local = _local_folder(tracker.uri)
+            tracker.client = mlflow.MlflowClient(tracker.uri)
             if run_id:
                 tracker.client.get_run(run_id)  # fails here for an unknown id
                 return
@@ -131,9 +122,8 @@ class Tracker:
             return True
         except Exception as exc:  # noqa: BLE001 -- a tracker must never stop the work it records
             _FAILED.add(self.uri)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.warning("warning: MLflow tracking at %s failed (%s); tracking stops here, the run folder keeps "
-                        "everything", self.uri, first[:200])
+                        "everything", self.uri, first_line(exc)[:200])
             return False
 
     def log_params(self, params: dict[str, str]) -> None:
@@ -154,9 +144,6 @@ class Tracker:
         for path in paths:
             if path.is_file():
                 self._guard(lambda path=path: self.client.log_artifact(self.run_id, str(path)))
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self._guard(lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
 
     def finish(self) -> None:
         self._guard(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
@@ -202,7 +189,7 @@ def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: s
         values |= {f"eval_{key}_low": low, f"eval_{key}_high": high}
     tracker.log_metrics(values, 0)
     if metrics.get("distance_unit"):  # a tag, not a parameter: a later evaluation in other units may change it
-        tracker.set_tags({"eval_distance_unit": str(metrics["distance_unit"])})
+        tracker._guard(lambda: tracker.client.set_tag(tracker.run_id, "eval_distance_unit", str(metrics["distance_unit"])))
     tracker.log_artifacts([csv_path])
     if not run_id:
         tracker.finish()

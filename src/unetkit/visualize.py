@@ -60,7 +60,6 @@ def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45, pale
 
 
 def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str]) -> None:
-    """curves_figure written to `path` as PNG."""
     _save(curves_figure(history), path)
 
 
@@ -70,13 +69,11 @@ def curves_figure(history: Sequence[dict[str, float]]) -> plt.Figure:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
     left.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation loss")
-    left.set_xlabel("epoch")
-    left.set_ylabel("loss")
+    left.set(xlabel="epoch", ylabel="loss")
     left.legend()
     for key, label in (("val_iou", "IoU"), ("val_dice", "Dice"), ("val_map", "TGS mAP")):
         right.plot(epochs, [r[key] for r in history], "o-", label=f"validation {label}")
-    right.set_xlabel("epoch")
-    right.set_ylim(0, 1)
+    right.set(xlabel="epoch", ylim=(0, 1))
     right.legend(loc="lower right")
     for axis in (left, right):
         axis.grid(alpha=0.3)
@@ -86,7 +83,6 @@ def curves_figure(history: Sequence[dict[str, float]]) -> plt.Figure:
 
 def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
                   titles: Sequence[str], path: str | os.PathLike[str]) -> None:
-    """overlay_figure written to `path` as PNG."""
     _save(overlay_figure(images, truths, predictions, titles), path)
 
 

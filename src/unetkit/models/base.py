@@ -11,6 +11,7 @@ data: a model file stores it and `build_model` rebuilds the net from it.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -41,27 +42,24 @@ class SegmentationNet(nn.Module):
         """(B, C, H, W) with H, W multiples of `multiple` -> logits (B, K, H, W)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        x, (top, left) = pad_to_multiple(x, self.multiple)
-        return self.logits(x)[..., top : top + height, left : left + width]
+        x, crop = pad_to_multiple(x, self.multiple)
+        return crop(self.logits(x))
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad (B, C, H, W) symmetrically to multiples of `multiple`; return it and the (top, left) offsets.
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """Pad (B, C, H, W) symmetrically to multiples of `multiple`; return it and the crop back to (H, W).
 
     Reflection keeps image statistics at the border (zeros would look like an edge); an
     image too small to reflect (e.g. 1xN) falls back to replicating its border.
     """
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x, (0, 0)
     top, left = pad_h // 2, pad_w // 2
-    pads = (left, pad_w - left, top, pad_h - top)
-    mode = "reflect" if max(top, pad_h - top) < height and max(left, pad_w - left) < width else "replicate"
-    return F.pad(x, pads, mode=mode), (top, left)
+    if pad_h or pad_w:
+        mode = "reflect" if max(top, pad_h - top) < height and max(left, pad_w - left) < width else "replicate"
+        x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode=mode)
+    return x, lambda t: t[..., top : top + height, left : left + width]
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,32 +1,25 @@
 """The encoder U-Net (arch "unet"): a timm encoder, our decoder, the TGS winners' options.
 
-Encoder: `timm.create_model(model.encoder, features_only=True)`, e.g. a ResNet34 giving maps at
-strides 2, 4, 8, 16, 32 (64, 64, 128, 256, 512 channels). Decoder: one `DecoderBlock` per
-encoder level below the deepest, each upsampling to the next shallower map and concatenating it,
-then blocks without a skip down to stride 1 (one for a ResNet, two for a ConvNeXt, whose first
-map is at stride 4). The block ending at stride s has `model.start_neurons * s` channels: with
-the default 16 that is 256, 128, 64, 32, 16, smp's decoder widths, and the same meaning as
-for the seed U-Net ("filters at the first level, doubled every level down"). Options:
+Encoder: `timm.create_model(model.encoder, features_only=True)`, e.g. a ResNet34's maps at strides
+2..32. Decoder: one `DecoderBlock` per encoder level below the deepest, each upsampling to the next
+shallower map and concatenating it, then blocks without a skip down to stride 1 (one for a ResNet,
+two for a ConvNeXt, whose first map is at stride 4). The block ending at stride s has
+`model.start_neurons * s` channels: with the default 16, smp's decoder widths (256 ... 16), and the
+seed U-Net's meaning ("filters at the first level, doubled every level down"). Options:
 - attention "scse": concurrent spatial & channel squeeze-excitation after every decoder block;
 - hypercolumn: every decoder block's output upsampled (bilinear) to full size and concatenated,
   finest first, before the head;
-- deep_supervision: a 1x1 logits head on every decoder block but the last (whose logits are the
-  main output), returned by `training_outputs` upsampled to the input's size;
+- deep_supervision: a 1x1 logits head on every decoder block but the last, returned by
+  `training_outputs` upsampled to the input's size;
 - classification_head: global average of the deepest encoder map -> linear -> one logit per class
-  (for a binary model: "is there anything in this image?"). With `image_gate` (on by default) its
-  probability gates what `forward` predicts (`gate_logits`): an image (or tile) the head calls empty
-  predicts empty, and the stored threshold, small-component and empty-mask rules are tuned on the
-  gated maps. Training reads the ungated pixel logits and the image logit apart.
-The head is a 1x1 convolution at stride 1. There is no dropout (`model.dropout`, 0.5 by
-default, is the seed's): the winners' decoders had none, and batch norm regularises.
+  ("is there anything in this image?"). With `image_gate` (on by default) its probability gates what
+  `forward` predicts (`gate_logits`): an image (or tile) the head calls empty predicts empty, and the
+  decision rule is tuned on the gated maps. Training reads the ungated logits and the image logit apart.
+The head is a 1x1 convolution (smp's is 3x3). No dropout (`model.dropout` is the seed's): the
+winners' decoders had none, and batch norm regularises.
 
-Parameter counts (1 input channel, 1 class; tests/models/test_encoder_unet.py checks them):
-resnet34 24,429,969; resnet18 14,321,809. With 3 input channels resnet34 has 24,436,241: smp's
-Unet("resnet34") less the difference between its 3x3 head on 16 channels and our 1x1.
-
-`forward` (inherited) returns the (gated) segmentation logits only, so tiling, TTA, ensembles and
-ONNX treat this net like the seed, the gate included; training reads the extras through
-`training_outputs`. The gate lives in the logits rather than in a second output for that reason:
+`forward` (inherited) returns the gated segmentation logits only, so tiling, TTA, ensembles and ONNX
+treat this net like the seed; the gate lives in the logits rather than in a second output so that
 every path that averages, stitches or exports per-pixel maps carries it without knowing of it.
 """
 
@@ -41,7 +34,8 @@ from torch import nn
 from unetkit.config import ModelConfig
 from unetkit.errors import UserError
 from unetkit.models.base import SegmentationNet, pad_to_multiple
-from unetkit.models.decoder_blocks import DecoderBlock
+from unetkit.models.blocks import DecoderBlock
+from unetkit.outputs import uses_sigmoid
 
 ATTENTIONS = ("none", "scse")  # model.attention
 
@@ -73,9 +67,11 @@ class EncoderUNet(SegmentationNet):
         channels: list[int] = self.encoder.feature_info.channels()
         reductions: list[int] = self.encoder.feature_info.reduction()
         self._multiple = max(reductions)
-        self._mean_std = encoder_mean_std(self.encoder, config.in_channels)
+        # Per-channel (mean, std) of [0, 1] pixels the pretrained encoder expects (ImageNet's for most),
+        # fitted to in_channels; meaningful only when `model.pretrained` is not "none".
+        self.input_mean_std = encoder_mean_std(self.encoder, config.in_channels)
 
-        blocks, self.strides = [], []  # strides[i]: output stride of decoder block i
+        blocks, widths, self.strides = [], [], []  # output width and stride of each decoder block
         width, stride = channels[-1], reductions[-1]
         targets = [(reductions[level], channels[level]) for level in reversed(range(len(channels) - 1))]
         while stride > 1:
@@ -86,11 +82,10 @@ class EncoderUNet(SegmentationNet):
             out = config.start_neurons * target
             blocks.append(DecoderBlock(width, skip, out, scale=stride // target, scse=config.attention == "scse"))
             width, stride = out, target
+            widths.append(width)
             self.strides.append(stride)
         self.decoder = nn.ModuleList(blocks)
-        widths = [block.conv2[0].out_channels for block in blocks]
-        head_in = sum(widths) if config.hypercolumn else widths[-1]
-        self.head = nn.Conv2d(head_in, config.num_classes, kernel_size=1)
+        self.head = nn.Conv2d(sum(widths) if config.hypercolumn else width, config.num_classes, kernel_size=1)
         self.aux_heads = nn.ModuleList(
             nn.Conv2d(w, config.num_classes, kernel_size=1) for w in widths[:-1]) if config.deep_supervision else None
         self.image_head = nn.Linear(channels[-1], config.num_classes) if config.classification_head else None
@@ -99,12 +94,6 @@ class EncoderUNet(SegmentationNet):
     def multiple(self) -> int:
         """The encoder's largest reduction (32 for ResNets, EfficientNets, ConvNeXts)."""
         return self._multiple
-
-    @property
-    def input_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel (mean, std) of [0, 1] pixels the pretrained encoder expects (ImageNet's for most),
-        fitted to in_channels; meaningful only when `model.pretrained` is not "none"."""
-        return self._mean_std
 
     def _decode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, C, H, W), H and W multiples of `multiple` -> deepest encoder map (B, C_deep, H/32, W/32)
@@ -125,36 +114,24 @@ class EncoderUNet(SegmentationNet):
                                   for y, s in zip(reversed(outputs[:-1]), reversed(self.strides[:-1]))]
         return self.head(torch.cat(levels, dim=1))
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        deepest, outputs = self._decode(x)
-        logits = self._segmentation_head(outputs)
-        image = self._image_logits(deepest) if self.config.image_gate else None
-        return logits if image is None else gate_logits(logits, image, exclusive=self.exclusive_classes)
-
     def _image_logits(self, deepest: torch.Tensor) -> torch.Tensor | None:
         """(B, K) image-level logits from the deepest encoder map's global average; None without the head."""
         return self.image_head(deepest.mean(dim=(2, 3))) if self.image_head is not None else None
 
-    @property
-    def exclusive_classes(self) -> bool:
-        """Softmax over classes (several classes, not multi-label) rather than a sigmoid per channel."""
-        return self.config.num_classes > 1 and not self.config.multilabel
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        deepest, outputs = self._decode(x)
+        logits = self._segmentation_head(outputs)
+        image = self._image_logits(deepest) if self.config.image_gate else None
+        return logits if image is None else gate_logits(logits, image, exclusive=not uses_sigmoid(self.config))
 
     def training_outputs(self, x: torch.Tensor) -> SegmentationOutputs:
         """(B, C, H, W) of any H, W -> logits, deep-supervision logits and image logits (SegmentationOutputs),
         padded and cropped as `forward` does; `logits` equals `forward(x)` but for the image gate, which
         is left out so that the pixel loss and the image loss each train their own head."""
-        height, width = x.shape[-2:]
-        x, (top, left) = pad_to_multiple(x, self.multiple)
+        x, crop = pad_to_multiple(x, self.multiple)
         deepest, outputs = self._decode(x)
-
-        def crop(t: torch.Tensor) -> torch.Tensor:
-            return t[..., top : top + height, left : left + width]
-
-        aux = []
-        if self.aux_heads is not None:
-            aux = [crop(F.interpolate(head(y), scale_factor=s, mode="bilinear", align_corners=False))
-                   for head, y, s in zip(self.aux_heads, outputs, self.strides)]
+        aux = [crop(F.interpolate(head(y), scale_factor=s, mode="bilinear", align_corners=False))
+               for head, y, s in zip(self.aux_heads, outputs, self.strides)] if self.aux_heads is not None else []
         return SegmentationOutputs(crop(self._segmentation_head(outputs)), aux, self._image_logits(deepest))
 
 

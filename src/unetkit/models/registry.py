@@ -34,6 +34,7 @@ PRESETS: dict[str, ModelConfig] = {
 
 # ModelConfig fields every architecture reads; the rest belong to the architectures that declare them.
 COMMON_OPTIONS = frozenset({"arch", "in_channels", "num_classes", "multilabel"})
+FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
 def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
@@ -48,7 +49,7 @@ def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
         raise UserError(f"config field 'model.arch': unknown architecture '{config.arch}' "
                         f"(known: {', '.join(ARCHITECTURES)})")
     default = ModelConfig()
-    foreign = [name for name in sorted(_foreign_fields(config.arch))
+    foreign = [name for name in sorted(FIELDS - options_of(config.arch))
                if name in given or getattr(config, name) != getattr(default, name)]
     if foreign:
         raise UserError(f"config field 'model.{foreign[0]}': architecture '{config.arch}' does not take it "
@@ -75,7 +76,6 @@ def build_model(config: ModelConfig, *, pretrained: bool = True) -> Segmentation
 
 
 def preset_config(name: str, **overrides: Any) -> ModelConfig:
-    """The ModelConfig of preset `name`, with fields replaced by `overrides`."""
     if name not in PRESETS:
         raise UserError(f"unknown model preset '{name}' (known: {', '.join(PRESETS)})")
     return dataclasses.replace(PRESETS[name], **overrides)
@@ -84,11 +84,7 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
 def options_of(arch: str) -> frozenset[str]:
     """The ModelConfig fields architecture `arch` reads (all of them where it declares none)."""
     declared = ARCHITECTURES[arch].OPTIONS if arch in ARCHITECTURES else None
-    return COMMON_OPTIONS | declared if declared is not None else frozenset(f.name for f in dataclasses.fields(ModelConfig))
-
-
-def _foreign_fields(arch: str) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(ModelConfig)) - options_of(arch)
+    return COMMON_OPTIONS | declared if declared is not None else FIELDS
 
 
 def create_model(name: str = "seed", **options: Any) -> SegmentationNet:
@@ -96,15 +92,12 @@ def create_model(name: str = "seed", **options: Any) -> SegmentationNet:
     or a preset ("seed", "seed-bn", "small"), with that architecture's options as keywords
     (`create_model("unet", encoder="resnet18", num_classes=3)`). It returns logits (B, K, H, W);
     an option the architecture does not take, or an unknown name, is one line."""
-    if name in PRESETS:
-        base = PRESETS[name]
-    elif name in ARCHITECTURES:
-        base = ModelConfig(arch=name)
-    else:
+    base = PRESETS.get(name) or (ModelConfig(arch=name) if name in ARCHITECTURES else None)
+    if base is None:
         raise UserError(f"unknown model '{name}' (architectures: {', '.join(ARCHITECTURES)}; presets: "
                         f"{', '.join(PRESETS)})")
     arch = options.get("arch", base.arch)
-    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(ModelConfig)})
+    unknown = sorted(set(options) - FIELDS)
     if unknown:
         raise UserError(f"create_model('{name}'): unknown option {unknown[0]} (its options: "
                         f"{', '.join(sorted(options_of(arch)))})")

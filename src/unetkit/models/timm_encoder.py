@@ -1,19 +1,14 @@
 """The one place that imports timm: encoders by name, with their weights and input statistics.
 
-Why a torchvision stand-in: timm imports torchvision at import time (`timm.layers` and
-`timm.utils` take `FrozenBatchNorm2d` from `torchvision.ops.misc`; `timm.data`, which every
-timm model file imports for the ImageNet constants, takes datasets, transforms and
-`InterpolationMode` from `torchvision`). We use none of timm's data pipeline, and a torchvision
-wheel only loads beside the exact torch build it was compiled for (a mismatched one fails with
-"operator torchvision::nms does not exist"), so unetkit installs timm without torchvision. When
-torchvision is missing or fails to import, `import_timm` registers small stand-in modules in
-`sys.modules` for the duration of `import timm` only, and removes them afterwards, so no other
-library is told that torchvision exists:
-- `torchvision.ops.misc.FrozenBatchNorm2d`: a faithful copy (below); timm uses it to freeze
-  batch-norm layers, so it must really work.
-- `torchvision.transforms(.functional)` and `torchvision.datasets`: the names timm's data
-  modules bind at import (`InterpolationMode` is the same enum); the classes raise ImportError
-  when instantiated, so timm's data pipeline says plainly that it needs torchvision.
+Why a torchvision stand-in: timm imports torchvision at import time (`FrozenBatchNorm2d` from
+`torchvision.ops.misc` in `timm.layers` and `timm.utils`; datasets, transforms and `InterpolationMode`
+in `timm.data`, which every timm model file imports for the ImageNet constants). We use none of timm's
+data pipeline, and a torchvision wheel only loads beside the exact torch build it was compiled for
+(else "operator torchvision::nms does not exist"), so unetkit installs timm without torchvision. When
+torchvision does not import, `import_timm` puts stand-in modules in `sys.modules` for the duration of
+`import timm` only, so no other library is told that torchvision exists: a faithful `FrozenBatchNorm2d`
+(timm freezes batch norm with it, so it must work) and the names timm's data modules bind, whose
+classes raise ImportError when built, so timm's data pipeline says plainly that it needs torchvision.
 A working torchvision is always preferred: then nothing here is used.
 """
 
@@ -32,6 +27,7 @@ import torch
 from torch import nn
 
 from unetkit.config import ModelConfig
+from unetkit.data.io import first_line
 from unetkit.errors import UserError
 
 
@@ -63,16 +59,9 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.__class__.__name__}({self.weight.shape[0]}, eps={self.eps})"
 
 
-class InterpolationMode(enum.Enum):
-    """torchvision.transforms.functional.InterpolationMode's members and values."""
-
-    NEAREST = "nearest"
-    NEAREST_EXACT = "nearest-exact"
-    BILINEAR = "bilinear"
-    BICUBIC = "bicubic"
-    BOX = "box"
-    HAMMING = "hamming"
-    LANCZOS = "lanczos"
+# torchvision.transforms.functional.InterpolationMode's members and values.
+InterpolationMode = enum.Enum("InterpolationMode", {value.upper().replace("-", "_"): value for value in (
+    "nearest", "nearest-exact", "bilinear", "bicubic", "box", "hamming", "lanczos")})
 
 
 class NeedsTorchvision:
@@ -95,20 +84,16 @@ def _stand_in_modules() -> dict[str, types.ModuleType]:
     return modules
 
 
-def _torchvision_works() -> bool:
-    try:
-        import torchvision  # noqa: F401
-    except (ImportError, RuntimeError, OSError):  # missing, or built for another torch (RuntimeError)
-        return False
-    return True
-
-
 @contextmanager
 def torchvision_stand_in(extra: dict[str, types.ModuleType] | None = None) -> Iterator[None]:
     """Stand-in torchvision modules in sys.modules while the block runs, when the real one does not load;
     `extra`: more torchvision submodules by name (public: benchmarks/peer_smp.py adds torchvision.models,
     which segmentation_models_pytorch imports beside timm)."""
-    if _torchvision_works():
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError, OSError):  # missing, or built for another torch (RuntimeError)
+        pass
+    else:
         yield
         return
     modules = _stand_in_modules() | (extra or {})
@@ -152,19 +137,17 @@ def create_encoder(config: ModelConfig) -> nn.Module:
         close = difflib.get_close_matches(config.encoder, timm.list_models(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else " (timm.list_models() lists the names)"
         raise UserError(f"config field 'model.encoder': unknown timm model '{config.encoder}'{hint}")
-    source = config.pretrained
     kwargs: dict[str, Any] = {"features_only": True, "in_chans": config.in_channels}
-    if source == "none":
+    if config.pretrained == "none":
         return _create(timm, config.encoder, pretrained=False, **kwargs)
-    if source == "imagenet":
-        try:
-            return _create(timm, config.encoder, pretrained=True, **kwargs)
-        except (OSError, RuntimeError, ValueError) as exc:  # no network, no cached copy, no published weights
-            raise UserError(
-                f"model.pretrained 'imagenet': could not get timm's weights for '{config.encoder}' "
-                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); offline, download the "
-                "model.safetensors of timm's hub entry elsewhere and set model.pretrained to its path") from None
-    return _from_file(timm, config.encoder, Path(source), **kwargs)
+    if config.pretrained != "imagenet":
+        return _from_file(timm, config.encoder, Path(config.pretrained), **kwargs)
+    try:
+        return _create(timm, config.encoder, pretrained=True, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:  # no network, no cached copy, no published weights
+        raise UserError(f"model.pretrained 'imagenet': could not get timm's weights for '{config.encoder}' "
+                        f"({first_line(exc)}); offline, download the model.safetensors of timm's hub entry "
+                        "elsewhere and set model.pretrained to its path") from None
 
 
 def _create(timm: types.ModuleType, name: str, **kwargs: Any) -> nn.Module:
@@ -191,7 +174,7 @@ def _from_file(timm: types.ModuleType, name: str, path: Path, **kwargs: Any) -> 
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"model.pretrained '{path}': not a safetensors file ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"model.pretrained '{path}': not a safetensors file ({first_line(exc)})") from None
     encoder = _create(timm, name, pretrained=False, **kwargs)
     try:
         if set(state) == set(encoder.state_dict()):
@@ -199,8 +182,7 @@ def _from_file(timm: types.ModuleType, name: str, path: Path, **kwargs: Any) -> 
             return encoder
         return _create(timm, name, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise UserError(f"model.pretrained '{path}': weights do not fit encoder '{name}' "
-                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise UserError(f"model.pretrained '{path}': weights do not fit encoder '{name}' ({first_line(exc)})") from None
 
 
 def encoder_mean_std(encoder: nn.Module, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -3,9 +3,6 @@
 With the default (preset "seed": start_neurons=16, one input channel, one class) it has
 exactly 2,158,417 parameters, like the Keras model. `forward` returns logits: the sigmoid
 or softmax belongs to inference (outputs.py), so losses can use their numerically stable forms.
-
-Any input size works: `SegmentationNet.forward` reflect-pads the input to a multiple of
-2**depth and crops the logits back, so the output always has the input's height and width.
 """
 
 from __future__ import annotations
@@ -18,10 +15,8 @@ from torch import nn
 
 from unetkit.config import ModelConfig
 from unetkit.errors import UserError
-from unetkit.models.base import SegmentationNet, count_parameters, pad_to_multiple
+from unetkit.models.base import SegmentationNet
 from unetkit.models.blocks import UPSAMPLINGS, DoubleConv, Down, Up
-
-__all__ = ["UNet", "count_parameters", "pad_to_multiple"]
 
 
 class UNet(SegmentationNet):
@@ -46,20 +41,14 @@ class UNet(SegmentationNet):
         self.check_config(config)
         self.config = config
         widths = [config.start_neurons * 2**level for level in range(config.depth + 1)]
-
-        self.encoders = nn.ModuleList()
-        self.downs = nn.ModuleList()
-        cin = config.in_channels
-        for level in range(config.depth):
-            self.encoders.append(DoubleConv(cin, widths[level], batch_norm=config.batch_norm))
-            self.downs.append(Down(config.dropout_first if level == 0 else config.dropout))
-            cin = widths[level]
-        self.middle = DoubleConv(cin, widths[-1], batch_norm=config.batch_norm)
-        self.ups = nn.ModuleList(
-            Up(widths[level + 1], widths[level], dropout=config.dropout, batch_norm=config.batch_norm,
-               mode=config.upsampling)
-            for level in reversed(range(config.depth))
-        )
+        inputs = [config.in_channels, *widths]  # inputs[level]: channels into encoder level `level`
+        self.encoders = nn.ModuleList(DoubleConv(inputs[level], widths[level], batch_norm=config.batch_norm)
+                                      for level in range(config.depth))
+        self.downs = nn.ModuleList(Down(config.dropout if level else config.dropout_first) for level in range(config.depth))
+        self.middle = DoubleConv(inputs[config.depth], widths[-1], batch_norm=config.batch_norm)
+        self.ups = nn.ModuleList(Up(widths[level + 1], widths[level], dropout=config.dropout,
+                                    batch_norm=config.batch_norm, mode=config.upsampling)
+                                 for level in reversed(range(config.depth)))
         self.head = nn.Conv2d(widths[0], config.num_classes, kernel_size=1)
 
     @staticmethod

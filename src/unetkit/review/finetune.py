@@ -34,9 +34,9 @@ class FinetuneJob:
     def status(self) -> dict[str, Any]:
         with self.lock:
             state = dict(self.state)
-        if state["status"] == "training":
-            budget = self.session.config.finetune_minutes * 60
-            state["progress"] = round(min((time.monotonic() - self.started) / budget, 0.99) * 0.9, 3)
+        if state["status"] == "training":  # 90% by the time budget, the rest for ranking again
+            seconds = self.session.config.finetune_minutes * 60
+            state["progress"] = round(min((time.monotonic() - self.started) / seconds, 0.99) * 0.9, 3)
         return state
 
     def _set(self, **fields: Any) -> None:

@@ -39,7 +39,6 @@ def parse_region(text: str, height: int, width: int) -> tuple[int, int, int, int
 
 
 def parse_reduce(text: str) -> int:
-    """The reduction factor of '?reduce=N' (1..MAX_REDUCE)."""
     if not text.isdigit() or not 1 <= int(text) <= MAX_REDUCE:
         raise RegionError(f"reduce {text!r} is not an integer factor 1..{MAX_REDUCE}")
     return int(text)
@@ -60,8 +59,7 @@ class DisplayImages:
                 self.kept.move_to_end(key)
                 return self.kept[key]
         rgb = display_gray(read_array(self.paths[key]))
-        array = rgb[:, :, 0].copy() if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and \
-            np.array_equal(rgb[:, :, 0], rgb[:, :, 2]) else rgb
+        array = rgb[:, :, 0].copy() if (rgb == rgb[:, :, :1]).all() else rgb
         with self.lock:
             self.kept[key] = array
             while len(self.kept) > self.capacity:
@@ -77,6 +75,4 @@ class DisplayImages:
             x, y, w, h = parse_region(region, array.shape[0], array.shape[1])
             return encode_png(array[y:y + h, x:x + w])
         factor = 1 if reduce is None else parse_reduce(reduce)
-        if factor == 1:
-            return encode_png(array)
-        return encode_png(np.asarray(Image.fromarray(array).reduce(factor)))
+        return encode_png(array if factor == 1 else np.asarray(Image.fromarray(array).reduce(factor)))

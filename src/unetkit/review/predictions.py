@@ -16,7 +16,6 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -84,10 +83,9 @@ class PredictionCache:
     def __init__(self, root: Path, model_path: Path, saved: SavedModel, options: InferenceOptions,
                  truth_palette: ClassPalette | None = None) -> None:
         self.model_path, self.saved, self.options, self.truth_palette = model_path, saved, options, truth_palette
-        record = {"model_sha256": file_sha256(model_path), "options": to_dict(options)}
-        self.key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+        self.record = {"model_sha256": file_sha256(model_path), "options": to_dict(options)}
+        self.key = hashlib.sha256(json.dumps(self.record, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = root / self.key
-        self.record = record
         self.entries: dict[str, Entry] = self._read_index()
 
     def _read_index(self) -> dict[str, Entry]:
@@ -117,18 +115,16 @@ class PredictionCache:
         make_dir(self.folder)
         log.info("predicting %d of %d images with %s (cached in %s)", len(todo), len(images), self.model_path, self.folder)
         predictor = Predictor(self.saved, self.options)
-        channels = self.saved.config.in_channels
         todo.sort(key=lambda key: image_size(images[key]))  # images of one size share batches
-        reads = ((key, to_channels(read_array(images[key]), channels, images[key])) for key in todo)
-        bar = progress(total=len(todo), desc="review: predict", unit="img")
+        reads = ((key, to_channels(read_array(images[key]), self.saved.config.in_channels, images[key])) for key in todo)
+        results = progress(predictor.run(reads), total=len(todo), desc="review: predict", unit="img")
         try:
-            for done, (key, image, prob) in enumerate(predictor.run(reads), 1):
+            for done, (key, image, prob) in enumerate(results, 1):
                 self._store(key, image, prob, predictor, file_stamp(images[key], truths.get(key)), truths.get(key))
-                bar.update()
                 if done % INDEX_EVERY == 0:
                     self._write_index()
         finally:
-            bar.close()
+            results.close()
             self._write_index()
         return len(todo)
 
@@ -149,6 +145,3 @@ class PredictionCache:
             except UserError as exc:
                 log.warning("%s", exc)
         self.entries[key] = Entry(doubt_score(prob), iou, stamp, int(mask.shape[0]), int(mask.shape[1]))
-
-    def summary(self) -> dict[str, Any]:
-        return {"key": self.key, "model": str(self.model_path), "n": len(self.entries)}

@@ -40,8 +40,8 @@ def mask_iou(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> floa
     classes = [1] if num_classes <= 2 else [c for c in range(1, num_classes) if c in present]
     if not classes:
         return 1.0
-    scores = [float(iou(torch.from_numpy(predicted == c)[None], torch.from_numpy(truth == c)[None])[0]) for c in classes]
-    return float(np.mean(scores))
+    return float(np.mean([iou(torch.from_numpy(predicted == c)[None], torch.from_numpy(truth == c)[None])[0].item()
+                          for c in classes]))
 
 
 def review_order(scores: dict[str, float]) -> list[str]:

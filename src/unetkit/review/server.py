@@ -18,6 +18,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -66,25 +67,40 @@ def _static(name: str) -> str:
 
 
 def build_app(session: ReviewSession, token: str) -> Starlette:
-    """The Starlette application of one review session."""
     job = FinetuneJob(session)
     cap = int(session.config.max_upload_mb * 2**20)
-
-    def item(request: Request) -> str | None:
-        key = request.path_params["id"]
-        if session.has(key):
-            return key
-        if "/" in key or "\\" in key or ".." in key or "\x00" in key:
-            log.warning("review: refused id %r from %s (outside the images folder)", key,
-                        request.client.host if request.client else "?")
-        return None
+    not_found = PlainTextResponse("no such image\n", status_code=404)
+    too_big = PlainTextResponse(f"mask upload over the {session.config.max_upload_mb:g} MB limit\n", status_code=413)
 
     def png(body: bytes | None) -> Response:
         if body is None:
             return PlainTextResponse("no mask for this image\n", status_code=404)
         return Response(body, media_type="image/png", headers=NO_STORE)
 
-    not_found = PlainTextResponse("no such image\n", status_code=404)
+    def per_image(handler: Callable[[Request, str], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """`handler(request, id)` for an id found at start, else 404; a refused upload or region is a 400."""
+        async def endpoint(request: Request) -> Response:
+            key = request.path_params["id"]
+            if key not in session.images:
+                if "/" in key or "\\" in key or ".." in key or "\x00" in key:
+                    log.warning("review: refused id %r from %s (outside the images folder)", key,
+                                request.client.host if request.client else "?")
+                return not_found
+            try:
+                return await handler(request, key)
+            except (RegionError, UploadError) as exc:
+                return PlainTextResponse(f"{exc}\n", status_code=400)
+        return endpoint
+
+    def reader(method: Callable[..., Any], *query: str) -> Callable[[Request], Awaitable[Response]]:
+        async def read(request: Request, key: str) -> Response:
+            return png(await run_in_threadpool(method, key, *(request.query_params.get(name) for name in query)))
+        return per_image(read)
+
+    def json_reader(method: Callable[[], Any]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return JSONResponse(await run_in_threadpool(method), headers=NO_STORE)
+        return endpoint
 
     async def index(request: Request) -> Response:
         page = _static("index.html").replace("__TOKEN__", token)
@@ -96,67 +112,37 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
             return not_found
         return Response(_static(name), media_type=STATIC[name], headers=NO_STORE)
 
-    async def items(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(session.items), headers=NO_STORE)
-
-    async def info(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(session.info), headers=NO_STORE)
-
-    def reader(method: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            key = item(request)
-            return not_found if key is None else png(await run_in_threadpool(method, key))
-        return endpoint
-
-    async def image(request: Request) -> Response:
-        key = item(request)
-        if key is None:
-            return not_found
-        query = request.query_params
-        try:
-            return png(await run_in_threadpool(session.image_png, key, query.get("reduce"), query.get("region")))
-        except RegionError as exc:
-            return PlainTextResponse(f"{exc}\n", status_code=400)
-
-    async def put_mask(request: Request) -> Response:
-        key = item(request)
-        if key is None:
-            return not_found
+    async def put_mask(request: Request, key: str) -> Response:
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > cap:
-            return PlainTextResponse(f"mask upload over the {session.config.max_upload_mb:g} MB limit\n", status_code=413)
+            return too_big
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > cap:
-                return PlainTextResponse(f"mask upload over the {session.config.max_upload_mb:g} MB limit\n",
-                                         status_code=413)
+                return too_big
         try:
             seconds = float(request.headers.get("x-seconds-spent", "nan"))
         except ValueError:
             seconds = float("nan")
         seconds_or_none = seconds if seconds == seconds and 0 <= seconds < 1e7 else None
-        try:
-            path = await run_in_threadpool(session.save, key, bytes(body), seconds_or_none)
-        except UploadError as exc:
-            return PlainTextResponse(f"{exc}\n", status_code=400)
+        path = await run_in_threadpool(session.save, key, bytes(body), seconds_or_none)
         return JSONResponse({"id": key, "path": path})
 
     async def train(request: Request) -> Response:
         return JSONResponse(job.start() if request.method == "POST" else job.status(), headers=NO_STORE)
 
     routes = [
-        Route("/", index), Route("/static/{name}", static), Route("/api/items", items), Route("/api/info", info),
-        Route("/api/train", train, methods=["GET", "POST"]),
-        Route("/api/items/{id:path}/image", image),
+        Route("/", index), Route("/static/{name}", static), Route("/api/items", json_reader(session.items)),
+        Route("/api/info", json_reader(session.info)), Route("/api/train", train, methods=["GET", "POST"]),
+        Route("/api/items/{id:path}/image", reader(session.pictures.png, "reduce", "region")),
         Route("/api/items/{id:path}/prediction", reader(session.prediction_png)),
         Route("/api/items/{id:path}/thumbnail", reader(session.thumbnail)),
         Route("/api/items/{id:path}/mask", reader(session.mask_png), methods=["GET"]),
-        Route("/api/items/{id:path}/mask", put_mask, methods=["PUT"]),
+        Route("/api/items/{id:path}/mask", per_image(put_mask), methods=["PUT"]),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(TokenGate, token=token)
-    app.state.finetune = job
     return app
 
 
@@ -184,10 +170,6 @@ class ReviewServer:
         self.thread.start()
         while not self.server.started and self.thread.is_alive():
             time.sleep(0.01)
-
-    @property
-    def finetune(self) -> FinetuneJob:
-        return self.app.state.finetune
 
     def wait(self) -> None:
         """Serve until Ctrl-C (KeyboardInterrupt in the main thread), then stop."""

@@ -16,7 +16,6 @@ import numpy as np
 
 from unetkit.config import InferenceOptions, ReviewConfig
 from unetkit.data.dataset import list_images
-from unetkit.data.io import read_array
 from unetkit.data.layout_hints import MASK_SUFFIX
 from unetkit.data.masks import read_class_palette
 from unetkit.data.pairing import DataSource
@@ -26,23 +25,15 @@ from unetkit.fileio import make_dir
 from unetkit.review.imagery import DisplayImages
 from unetkit.review.predictions import PredictionCache, encode_png, read_truth
 from unetkit.review.ranking import DOUBT_MARGIN, review_order
-from unetkit.review.store import LabelStore, parse_mask_png
+from unetkit.review.store import LabelStore, parse_mask_png, read_labels
 from unetkit.runtime import log
-
-
-def inference_options(config: ReviewConfig) -> InferenceOptions:
-    """The review's options for applying the model, as `predict` takes them."""
-    return InferenceOptions(**{f.name: getattr(config, f.name) for f in dataclasses.fields(InferenceOptions)})
 
 
 def _given_masks(masks_dir: Path, images: dict[str, Path]) -> dict[str, Path]:
     """--masks: the mask file of each image (ID.* or ID_mask.*), read only."""
-    found: dict[str, Path] = {}
-    for stem, path in list_images(masks_dir).items():
-        key = stem if stem in images else stem.removesuffix(MASK_SUFFIX)
-        if key in images:
-            found[key] = path
-    return found
+    masks = list_images(masks_dir)
+    keys = {stem: stem if stem in images else stem.removesuffix(MASK_SUFFIX) for stem in masks}
+    return {key: masks[stem] for stem, key in keys.items() if key in images}
 
 
 def _check_folders(config: ReviewConfig) -> tuple[Path, Path, Path | None]:
@@ -70,7 +61,7 @@ class ReviewSession:
             raise UserError(f"{images_dir}: no images found")
         self.truths = _given_masks(masks_dir, self.images) if masks_dir else {}
         self.pictures = DisplayImages(self.images)
-        self.options = inference_options(config)
+        self.options = InferenceOptions(**{f.name: getattr(config, f.name) for f in dataclasses.fields(InferenceOptions)})
         self.model_path = Path(config.model_path)
         self.saved = self._load(self.model_path)
         self.num_classes = self.saved.config.num_classes
@@ -80,7 +71,7 @@ class ReviewSession:
         make_dir(self.out_dir)
         self.store.prepare()
         self.lock = threading.RLock()
-        self.cache = self._predict(self.model_path, self.saved)
+        self.use_model(self.model_path, self.saved)
 
     @staticmethod
     def _load(path: Path) -> SavedModel:
@@ -89,20 +80,13 @@ class ReviewSession:
             raise UserError(f"{path}: multi-label models cannot be reviewed yet (one class per pixel only)")
         return saved
 
-    def _predict(self, path: Path, saved: SavedModel) -> PredictionCache:
+    def use_model(self, path: Path, saved: SavedModel | None = None) -> None:
+        """Predict with the model file `path` (`saved`: already loaded) and rank by it from now on."""
+        saved = saved or self._load(path)
         cache = PredictionCache(self.out_dir / "predictions", path, saved, self.options, self.truth_palette)
         cache.update(self.images, self.truths)
-        return cache
-
-    def use_model(self, path: Path) -> None:
-        """Predict with another model file (a fine-tune) and rank by it from now on."""
-        saved = self._load(path)
-        cache = self._predict(path, saved)
         with self.lock:
             self.model_path, self.saved, self.cache = path, saved, cache
-
-    def has(self, key: str) -> bool:
-        return key in self.images
 
     def items(self) -> list[dict[str, Any]]:
         """The review order: {"id", "score", "iou", "reviewed", "width", "height"} per image, most doubtful first."""
@@ -124,10 +108,6 @@ class ReviewSession:
                 "model": str(self.model_path), "n_images": len(self.images), "last_saved": journal[-1]["id"]
                 if journal else None, "score": f"share of pixels whose two most probable classes lie within "
                 f"{DOUBT_MARGIN} (binary: probability between {(1 - DOUBT_MARGIN) / 2:.1f} and {(1 + DOUBT_MARGIN) / 2:.1f})"}
-
-    def image_png(self, key: str, reduce: str | None = None, region: str | None = None) -> bytes:
-        """The image as 8-bit PNG: whole, reduced by a factor, or a region 'x,y,w,h' (RegionError: one line)."""
-        return self.pictures.png(key, reduce, region)
 
     def thumbnail(self, key: str) -> bytes:
         with self.lock:
@@ -152,10 +132,6 @@ class ReviewSession:
         mask = self.current_mask(key)
         return None if mask is None else encode_png(mask * 255 if self.num_classes == 1 else mask)
 
-    def predicted_mask(self, key: str) -> np.ndarray:
-        raw = read_array(self.cache.mask_path(key))[:, :, 0]
-        return (raw > 0).astype(np.uint8) if self.num_classes == 1 else raw
-
     def save(self, key: str, body: bytes, seconds: float | None) -> str:
         """Validate and store an uploaded mask; the saved path relative to --out (UploadError: one line)."""
         with self.lock:
@@ -164,6 +140,6 @@ class ReviewSession:
         with self.lock:  # one save at a time: two saves of one image each keep the version before them
             previous = self.current_mask(key)
             if previous is None:
-                previous = self.predicted_mask(key)
+                previous = read_labels(self.cache.mask_path(key), self.num_classes)
             path = self.store.save(key, self.images[key], mask, previous, seconds)
         return path.relative_to(self.out_dir).as_posix()

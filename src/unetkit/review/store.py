@@ -69,18 +69,19 @@ def parse_mask_png(body: bytes, height: int, width: int, num_classes: int) -> np
     return array.astype(np.uint8)
 
 
+def read_labels(path: Path, num_classes: int) -> np.ndarray:
+    """A mask PNG as a review writes it (binary: 0/255; classes: indices) -> (H, W) uint8 class indices."""
+    raw = read_array(path, palette_indices=True)[:, :, 0]
+    return (raw > 0).astype(np.uint8) if num_classes == 1 else raw.astype(np.uint8)
+
+
 class LabelStore:
     """LABELS: reviewed masks, their history, the image copies and the journal."""
 
     def __init__(self, out_dir: Path, images_dir: Path, num_classes: int, classes: list[dict[str, Any]]) -> None:
-        self.root = out_dir
-        self.masks = out_dir / "masks"
-        self.history = out_dir / "history"
-        self.images = out_dir / "images"
+        self.root, self.masks, self.history, self.images = out_dir, out_dir / "masks", out_dir / "history", out_dir / "images"
         self.copy_images = self.images.resolve() != images_dir.resolve()
-        self.num_classes = num_classes
-        self.palette = class_colours(classes, num_classes)
-        self.classes = classes
+        self.num_classes, self.classes, self.palette = num_classes, classes, class_colours(classes, num_classes)
 
     def prepare(self) -> None:
         """The folders, and for named classes a classes.yaml so `train --data LABELS` reads them alike."""
@@ -93,16 +94,12 @@ class LabelStore:
         return self.masks / f"{key}.png"
 
     def saved(self) -> set[str]:
-        """Ids with a reviewed mask."""
         return {path.stem for path in self.masks.glob("*.png")} if self.masks.is_dir() else set()
 
     def read(self, key: str) -> np.ndarray | None:
         """The reviewed mask of `key` as (H, W) class indices, or None."""
         path = self.mask_path(key)
-        if not path.is_file():
-            return None
-        raw = read_array(path, palette_indices=True)[:, :, 0]
-        return (raw > 0).astype(np.uint8) if self.num_classes == 1 else raw.astype(np.uint8)
+        return read_labels(path, self.num_classes) if path.is_file() else None
 
     def save(self, key: str, image_path: Path, mask: np.ndarray, previous: np.ndarray | None,
              seconds: float | None) -> Path:
@@ -114,10 +111,8 @@ class LabelStore:
                 shutil.copyfile(final, tmp)
         if self.copy_images:
             self._copy_image(image_path)
-        if self.num_classes == 1:
-            write_png(final, mask * 255)
-        else:
-            write_png(final, mask, palette=self.palette)
+        binary = self.num_classes == 1
+        write_png(final, mask * 255 if binary else mask, palette=None if binary else self.palette)
         changed = int(np.count_nonzero(mask != previous)) if previous is not None and previous.shape == mask.shape \
             else int(mask.size)
         self._journal({"id": key, "image": str(image_path), "mask": str(final.relative_to(self.root)),
