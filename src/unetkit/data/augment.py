@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,9 +91,8 @@ def augment_config(preset: str, params: dict[str, Any] | None = None) -> Augment
             raise UserError(f"config field 'data.augment_params.{str(key)[:200]}' is unknown (known: {', '.join(sorted(known))})")
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
             raise UserError(f"config field 'data.augment_params.{key}': {_shown(value)} must be a finite number >= 0")
-        upper = 1.0 if key.startswith("p_") or key in ("noise_std", "brightness", "contrast") else None
-        if key in ("scale", "shift"):
-            upper = 0.99
+        upper = 0.99 if key in ("scale", "shift") else 1.0 if key.startswith("p_") or key in (
+            "noise_std", "brightness", "contrast") else None
         if (upper is not None and value > upper) or (key in ("elastic_sigma", "elastic_alpha") and value == 0):
             raise UserError(f"config field 'data.augment_params.{key}': {_shown(value)} is out of range"
                             + (f" (at most {upper})" if upper is not None else " (must be > 0)"))
@@ -205,30 +205,28 @@ def albumentations_step(op: Op) -> Any:
 
 
 class Augmenter:
-    """The CPU executor: applies one random draw per sample to (image, mask[, weights]) through
-    albumentations; reseeded per batch, so a batch's draws depend on its seed alone."""
+    """The CPU executor: one random draw per sample of (image, mask[, weights]) through albumentations; one
+    pipeline per thread (its random state is its own), reseeded per call: the draws depend on the seed alone,
+    whichever thread asks."""
 
     def __init__(self, config: AugmentConfig) -> None:
-        import albumentations as A  # noqa: N812 - the library's own idiom
+        self.config = config
+        self._local = threading.local()
 
-        self.pipeline = A.Compose([albumentations_step(op) for op in describe(config)],
-                                  additional_targets={"weights": "mask"}, seed=0)
+    @property
+    def pipeline(self) -> Any:
+        if not hasattr(self._local, "pipeline"):
+            import albumentations as A  # noqa: N812 - the library's own idiom
 
-    def reseed(self, seed: int) -> None:
-        self.pipeline.set_random_seed(seed)
+            self._local.pipeline = A.Compose([albumentations_step(op) for op in describe(self.config)],
+                                             additional_targets={"weights": "mask"}, seed=0)
+        return self._local.pipeline
 
-    def __call__(self, images: np.ndarray, masks: np.ndarray,
-                 weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def __call__(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """images (N, H, W, C) float32 in [0, 1], masks (N, H, W) uint8, weights (N, H, W) float32 or None."""
-        out_images, out_masks, out_weights = [], [], []
-        for i in range(len(images)):
-            targets = {"image": images[i], "mask": masks[i]}
-            if weights is not None:
-                targets["weights"] = weights[i]
-            result = self.pipeline(**targets)
-            image = result["image"]
-            out_images.append(image if image.ndim == 3 else image[:, :, None])
-            out_masks.append(result["mask"])
-            if weights is not None:
-                out_weights.append(result["weights"])
-        return (np.stack(out_images), np.stack(out_masks), np.stack(out_weights) if weights is not None else None)
+        self.pipeline.set_random_seed(seed)
+        out = [self.pipeline(image=images[i], mask=masks[i], **({} if weights is None else {"weights": weights[i]}))
+               for i in range(len(images))]
+        return (np.stack([o["image"] if o["image"].ndim == 3 else o["image"][:, :, None] for o in out]),
+                np.stack([o["mask"] for o in out]), None if weights is None else np.stack([o["weights"] for o in out]))

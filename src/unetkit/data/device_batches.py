@@ -5,8 +5,8 @@ augmented image by image by albumentations, standardised and copied to the devic
 training set is small next to GPU memory (TGS: 4000 x 101 x 101 uint8, 40 MB), so here it is
 copied to the device once, as one tensor in its stored dtype (uint8 stays 1 byte per pixel;
 converted to float per batch), and each batch is an `index_select`, data/device_augment.py's
-batch-wide augmentation and the standardisation of `Preprocess.to_tensor`, all on the device:
-no host round trip, and no per-batch copy bigger than the batch's indices and draws.
+batch-wide augmentation and `Preprocess.standardise`, all on the device: no host round trip,
+and no per-batch copy bigger than the batch's indices and draws.
 
 The order (per (seed, epoch)) is ImageSamples' and the batcher (each global batch shared between
 torchrun's ranks, the loss scale of each share) is the one data/loader.py's `Batches`: both paths
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from unetkit.data.augment import AugmentConfig, batch_seed
 from unetkit.data.dataset import LabelledSet
@@ -48,15 +47,6 @@ def to_unit_range(x: torch.Tensor, stored: np.dtype) -> torch.Tensor:
     if x.dtype == torch.float32 and scale == 1.0:
         return x
     return x.to(torch.float32) / scale
-
-
-def standardise(x: torch.Tensor, preprocess: Preprocess, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """`Preprocess.to_tensor` after the scaling, on x (B, C, H, W) float32 in [0, 1] on any device: the
-    resize policy, the clipping, then (x - mean) / std with mean and std (1, C, 1, 1) on x's device."""
-    size = (preprocess.resize_to, preprocess.resize_to)
-    if preprocess.size_policy == "resize" and x.shape[-2:] != size:
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return (preprocess.clip_tensor(x) - mean) / std
 
 
 class DeviceSamples:
@@ -95,7 +85,7 @@ class DeviceSamples:
         if self.augment is not None:
             images, masks, weights = augment_batch(self.augment, images.contiguous(), masks, weights,
                                                    batch_seed(self.seed, epoch, number, rank))
-        return Batch(standardise(images, self.preprocess, self.mean, self.std), masks.long(), weights)
+        return Batch(self.preprocess.standardise(images, self.mean, self.std), masks.long(), weights)
 
     def in_order(self) -> ImageSamples:
         return ImageSamples(self.data, self.preprocess, shuffle=False)

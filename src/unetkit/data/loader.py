@@ -20,7 +20,6 @@ global batch, so N processes take the same optimiser steps as one process would.
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -122,24 +121,6 @@ class Batches:
         return index, len(index) * self.world_size / len(members)
 
 
-class HostAugment:
-    """data/augment.py's albumentations pipeline, one per thread (a pipeline's random state is its own),
-    reseeded with each draw's key: the draws depend on the key alone, whichever thread asks."""
-
-    def __init__(self, config: AugmentConfig) -> None:
-        self.config = config
-        self._local = threading.local()
-
-    def __call__(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None,
-                 key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """images (N, H, W, C) float32 in [0, 1], masks (N, H, W), weights (N, H, W) or None, augmented."""
-        augmenter = getattr(self._local, "augmenter", None)
-        if augmenter is None:
-            augmenter = self._local.augmenter = Augmenter(self.config)
-        augmenter.reseed(key)
-        return augmenter(images, masks, weights)
-
-
 def image_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     """Whole images' order in an epoch: a permutation drawn from (seed, epoch), or 0..n-1."""
     return np.random.default_rng((seed, epoch)).permutation(n) if shuffle else np.arange(n)
@@ -153,7 +134,7 @@ class ImageSamples:
         """`pad_crop` (pad_to, crop): the images are reflect-padded to pad_to and one random crop of crop x crop
         taken from each."""
         self.data, self.preprocess, self.shuffle, self.seed, self.pad_crop = data, preprocess, shuffle, seed, pad_crop
-        self.augment = HostAugment(augment) if augment is not None else None
+        self.augment = Augmenter(augment) if augment is not None else None
 
     def __len__(self) -> int:
         return len(self.data)

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unetkit.data.augment import AugmentConfig, batch_seed, describe, warp_margin
+from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, describe, warp_margin
 from unetkit.data.io import dtype_range
-from unetkit.data.loader import Batch, Batches, HostAugment, host_batch
+from unetkit.data.loader import Batch, Batches, host_batch
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.patches import PatchSampler
 from unetkit.data.preprocess import Preprocess
@@ -45,7 +45,7 @@ class PatchSamples:
         self.sampler = PatchSampler(data.sources, patch_size, classes=data.classes, foreground_share=foreground_share,
                                     margin=margin, locations=data.locations)
         self.preprocess, self.batch_size, self.patch_size, self.seed = preprocess, batch_size, patch_size, seed
-        self.augment = HostAugment(augment) if augment is not None else None
+        self.augment = Augmenter(augment) if augment is not None else None
         self.weight_map = weight_map
         auto = math.ceil(data.pixels / patch_size**2)
         self.patches_per_epoch = patches_per_epoch or min(max(auto, batch_size), MAX_BATCHES_PER_EPOCH * batch_size)

@@ -133,20 +133,6 @@ class FileSource:
         return self._whole_mask
 
 
-@dataclass(frozen=True)
-class PatchBatch:
-    """n patches with `margin` pixels around each: images (n, h + 2m, w + 2m, C), masks (n, h + 2m, w + 2m)
-    uint8; origins (n, 2) the inner patch's top-left (y, x) in its image (negative: padded by reflection);
-    sources (n,) the source index; centred (n,) the class a patch was centred on, -1 for a random position."""
-
-    images: np.ndarray
-    masks: np.ndarray
-    margin: int
-    origins: np.ndarray
-    sources: np.ndarray
-    centred: np.ndarray
-
-
 class PatchSampler:
     """Random `patch_size` crops of `sources`, `foreground_share` of each batch centred on foreground.
 
@@ -175,53 +161,30 @@ class PatchSampler:
         self.classes = [c for c in classes if any(len(found.get(c, ())) for found in self.locations)]
 
     def forced(self, n: int) -> int:
-        """How many of a batch of n patches are centred on a class (the first ones)."""
+        """How many of a batch of n patches are centred on a class (the first ones): a fixed count, as nnU-Net's,
+        so a batch never lacks foreground by chance."""
         return math.ceil(n * self.foreground_share - 1e-9) if self.classes else 0
 
     def draw(self, rng: np.random.Generator, forced: bool) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int], int]:
-        """One patch, centred on a class drawn uniformly when `forced`: (image, mask, source index, inner
-        top-left, the class it was centred on or -1). All draws come from `rng`."""
-        target = self.classes[int(rng.integers(len(self.classes)))] if forced and self.classes else None
-        image, mask, index, origin = self.sample(rng, target)
-        return image, mask, index, origin, -1 if target is None else target
-
-    def sample(self, rng: np.random.Generator,
-               centre_on: int | None = None) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int]]:
-        """One patch: (image (h+2m, w+2m, C), mask (h+2m, w+2m), source index, inner top-left (y, x)).
-        `centre_on` a class value forces a centre on one of its pixels; None is a random position."""
+        """One patch: (image (h+2m, w+2m, C), mask (h+2m, w+2m), source index, inner top-left (y, x), the class
+        it was centred on or -1). `forced`: centred on a pixel of a class drawn uniformly; else anywhere."""
         h, w = self.patch
-        if centre_on is None:
+        target = self.classes[int(rng.integers(len(self.classes)))] if forced and self.classes else None
+        if target is None:
             index = int(rng.integers(len(self.sources)))
             source = self.sources[index]
             y = int(rng.integers(min(0, source.height - h), max(0, source.height - h) + 1))
             x = int(rng.integers(min(0, source.width - w), max(0, source.width - w) + 1))
         else:
-            holding = [i for i, found in enumerate(self.locations) if len(found.get(centre_on, ()))]
-            if not holding:
-                raise ValueError(f"no image holds class {centre_on}")
+            holding = [i for i, found in enumerate(self.locations) if len(found.get(target, ()))]
             index = holding[int(rng.integers(len(holding)))]
             source = self.sources[index]
-            found = self.locations[index][centre_on]
+            found = self.locations[index][target]
             cy, cx = (int(v) for v in found[int(rng.integers(len(found)))])
             y = int(np.clip(cy - h // 2, min(0, source.height - h), max(0, source.height - h)))
             x = int(np.clip(cx - w // 2, min(0, source.width - w), max(0, source.width - w)))
         image, mask = self._read(source, y, x)
-        return image, mask, index, (y, x)
-
-    def batch(self, rng: np.random.Generator, n: int) -> PatchBatch:
-        """n patches, the first ceil(n * foreground_share) centred on a class drawn uniformly (nnU-Net
-        forces a fixed count per batch too, so a batch never lacks foreground by chance)."""
-        forced = self.forced(n)
-        images, masks, sources, origins, centred = [], [], [], [], []
-        for i in range(n):
-            image, mask, index, origin, target = self.draw(rng, i < forced)
-            images.append(image)
-            masks.append(mask)
-            sources.append(index)
-            origins.append(origin)
-            centred.append(target)
-        return PatchBatch(np.stack(images), np.stack(masks), self.margin, np.array(origins, np.int64),
-                          np.array(sources, np.int64), np.array(centred, np.int64))
+        return image, mask, index, (y, x), -1 if target is None else target
 
     def _read(self, source: Source, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
         """The window [y - m, y + h + m) x [x - m, x + w + m), reflected where it leaves the image."""
