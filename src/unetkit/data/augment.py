@@ -1,23 +1,19 @@
 """Augmentation: one description (`describe`: steps, probabilities, ranges) and its CPU executor.
 
-The preset is data, `Op`s in order; two executors run it: `Augmenter` here, through albumentations,
-one NumPy image at a time on the CPU (masks and weight maps warped with nearest-neighbour
-interpolation, images with bilinear, all with the same draw), and data/device_augment.py, torch
-ops on a whole batch on its device. Both draw each value from the same range with the same
-probability, and give the same image for the same drawn values (tests/data/test_device_augment.py).
-The `pad_crop` size policy (`crop_op`) and the margin a patch is read with so that the warps find
-image everywhere (`warp_margin`) are read from the same description.
+Two executors run the description: `Augmenter` here, through albumentations, one NumPy image at a time
+on the CPU (masks and weight maps warped nearest-neighbour, images bilinear, with the same draw), and
+data/device_augment.py, torch ops on a whole batch on its device. Both draw each value from the same
+range with the same probability, and give the same image for the same drawn values
+(tests/data/test_device_augment.py). The `pad_crop` size policy (`crop_op`) and the margin that lets
+warps find image everywhere (`warp_margin`) are read from the same description. albumentations rather
+than kornia on the CPU: several times its throughput for `strong` on TGS-sized batches (benchmarks/RESULTS.md).
 
-albumentations rather than kornia on the CPU: several times kornia's throughput for the `strong`
-pipeline on TGS-sized batches (benchmarks/RESULTS.md).
-
-Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `flips` = horizontal and
-vertical flips; `d4` = flips and 90-degree rotations (all eight symmetries of the square, for
-data without an up and down); `strong` = horizontal flips, affine (scale/rotate/shift), elastic
-deformation as in the U-Net paper, brightness/contrast/gamma, Gaussian noise and blur. `auto`
-leaves the symmetries to the training plan (training/plan.py), which looks at the masks. Vertical
-flips and 90-degree rotations are off in `seed` and `strong` (seismic images have an up and a
-down) and switched on, like every other magnitude and probability, from the config
+Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `flips` = horizontal and vertical;
+`d4` = flips and 90-degree rotations (the square's eight symmetries, for data without an up and down);
+`strong` = horizontal flips, affine, elastic deformation as in the U-Net paper, brightness/contrast/gamma,
+Gaussian noise and blur. `auto` leaves the symmetries to the training plan (training/plan.py), which looks
+at the masks. Vertical flips and quarter turns are off in `seed` and `strong` (seismic images have an up
+and a down) and, like every magnitude and probability, switched on from the config
 (`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
 """
 
@@ -162,11 +158,8 @@ def warp_margin(ops: tuple[Op, ...], patch: int) -> int:
 def pad_crop(images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, pad_to: int, crop: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """`crop_op(pad_to, crop)` on each (N, H, W, ...) array: one window per image, the same for its image,
-    mask and weights, drawn from `rng` (the batch's own stream).
-
-    NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is drawn from the
-    batch's generator, and masks and weight maps of any layout go along.
-    """
+    mask and weights. NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is drawn
+    from `rng` (the batch's own stream), and masks and weight maps of any layout go along."""
     height, width = images.shape[1:3]
     if max(height, width) > pad_to:
         raise ValueError(f"images of {width}x{height} do not fit data.pad_to {pad_to}")

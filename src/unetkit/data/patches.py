@@ -1,20 +1,18 @@
 """Patches for training: random crops, a share of them centred on foreground, from images of any size.
 
-The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a
-share of them onto foreground (on a class drawn in turn for several classes), or rare classes
-would hardly be seen. `PatchSampler` does that over `ArraySource`s (images decoded in memory) and
-`FileSource`s (large TIFF/.npy images read by region through data/regions.py, so a 20000^2 image
-costs the tiles a patch overlaps, not the image).
+The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a share of
+them onto foreground (on a class drawn in turn for several classes), or rare classes would hardly be
+seen. `PatchSampler` does that over `ArraySource`s (decoded in memory) and `FileSource`s (large
+TIFF/.npy images read by region through data/regions.py: a 20000^2 image costs the tiles a patch
+overlaps, not the image).
 
-- A patch is read with `margin` extra pixels on every side, so an affine or elastic warp applied
-  to it draws no border in: warp the (h + 2m, w + 2m) arrays, then keep the centre (h, w).
-- Pixels beyond the image (images smaller than the patch, margins at the borders) are filled by
-  reflection, numpy's "reflect" mode, and the mask by the same indices, so labels stay labels.
-- Draws come only from the `numpy.random.Generator` passed in: the same generator state gives
-  the same patches, whichever thread asks.
-- Masks of `FileSource`s are read by region when they are TIFF or .npy; a PNG (or GIF, JPEG) mask
-  cannot be read partially and is decoded whole, once, and held: (H, W) bytes, 400 MB at 20000^2.
-  Store masks of huge images as TIFF.
+- A patch is read with `margin` extra pixels on every side, so an affine or elastic warp draws no
+  border in: warp the (h + 2m, w + 2m) arrays, then keep the centre (h, w).
+- Pixels beyond the image are filled by reflection (numpy's "reflect"), the mask by the same indices,
+  so labels stay labels.
+- Draws come only from the generator passed in: the same state gives the same patches, whichever thread asks.
+- A PNG (or GIF, JPEG) mask cannot be read partially: it is decoded whole, once, and held ((H, W) bytes,
+  400 MB at 20000^2). Store masks of huge images as TIFF.
 """
 
 from __future__ import annotations
@@ -57,14 +55,11 @@ class ArraySource:
 
     image: np.ndarray
     mask: np.ndarray
+    height: int = field(init=False)
+    width: int = field(init=False)
 
-    @property
-    def height(self) -> int:
-        return self.image.shape[0]
-
-    @property
-    def width(self) -> int:
-        return self.image.shape[1]
+    def __post_init__(self) -> None:
+        self.height, self.width = self.image.shape[:2]
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
         return self.image[y0:y1, x0:x1], self.mask[y0:y1, x0:x1]
@@ -87,8 +82,12 @@ class FileSource:
     height: int = field(init=False)
     width: int = field(init=False)
     _whole_mask: np.ndarray | None = field(init=False, default=None, repr=False)
+    _by_colour: bool = field(init=False, repr=False)  # a palette of colours: masks are read as RGB
+    _mask_channels: int | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._by_colour = self.palette is not None and all(c is not None for c in self.palette.colors)
+        self._mask_channels = None if self.multilabel else 3 if self._by_colour else 1
         self.height, self.width = image_size(self.pair.image)
         mask_size = image_size(self.pair.mask)
         if mask_size != (self.height, self.width):
@@ -112,14 +111,6 @@ class FileSource:
             for y in range(0, self.height, step):
                 yield y, self._decode(reader(y, min(y + step, self.height)))
 
-    @property
-    def _by_colour(self) -> bool:
-        return self.palette is not None and all(c is not None for c in self.palette.colors)
-
-    @property
-    def _mask_channels(self) -> int | None:
-        return None if self.multilabel else 3 if self._by_colour else 1
-
     def _decode(self, raw: np.ndarray) -> np.ndarray:
         if self.multilabel:
             return decode_multilabel(raw if raw.ndim == 3 else raw[:, :, None], self.num_classes, self.pair.mask)
@@ -136,12 +127,9 @@ class FileSource:
 class PatchSampler:
     """Random `patch_size` crops of `sources`, `foreground_share` of each batch centred on foreground.
 
-    `classes` are the mask values patches may be centred on: (1,) for binary masks, 1..K-1 for K
-    classes (background is never forced). A forced patch first draws a class uniformly among the
-    classes found anywhere, then an image holding it, then one of its pixels (up to MAX_LOCATIONS per
-    class and image, located once here by scanning masks band by band), so every class is visited
-    equally often however rare it is.
-    """
+    `classes`: the mask values patches may be centred on ((1,) binary, 1..K-1 for K classes: background is
+    never forced). A forced patch draws a class uniformly among those found anywhere, then an image holding
+    it, then one of its located pixels, so every class is visited equally often however rare it is."""
 
     def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *, classes: Sequence[int] = (1,),
                  foreground_share: float = 0.33, margin: int = 0, seed: int = 0,

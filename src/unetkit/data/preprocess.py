@@ -24,12 +24,9 @@ MAX_RESIZE = 8192  # a side the resize policy may ask for; beyond it a model fil
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Scaling to [0, 1] by bit depth, per-channel standardisation, and the size policy.
-
-    size_policy "pad": images go to the network at their own size (the network pads to a
-    multiple of 2**depth and crops back). "resize": images are resized to
-    resize_to x resize_to and the probabilities resized back to the input's size.
-    """
+    """Scaling to [0, 1] by bit depth, per-channel standardisation, and the size policy: "pad" sends images at
+    their own size (the network pads to a multiple of 2**depth and crops back); "resize" resizes them to
+    resize_to x resize_to and the probabilities back to the input's size."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
