@@ -108,16 +108,13 @@ class Op:
 
 
 def describe(config: AugmentConfig) -> tuple[Op, ...]:
-    """The augmentation as data, in the order it is applied; steps with p = 0 are left out.
-
-    The meaning of each drawn value, albumentations' in each case:
-    turns: quarter turns counter-clockwise. shift_x, shift_y: fractions of the width and height,
-    truncated to whole pixels. scale_x, scale_y: zoom of each axis. rotate: degrees; output pixels
-    come from input S^-1 R^-1 (p - c - t) + c with R = [[cos, sin], [-sin, cos]], c = ((W-1)/2,
-    (H-1)/2). elastic: a displacement field, N(0, 1) per pixel and axis, divided by its max |value|,
-    smoothed by a Gaussian of `sigma` px, times `alpha`. contrast: the factor is 1 + contrast.
-    gamma: x ** gamma. std: of Gaussian pixel noise. ksize: Gaussian blur taps, even sizes one more.
-    """
+    """The augmentation as data, in the order it is applied; steps with p = 0 are left out. Each drawn value
+    means what it means to albumentations: turns: quarter turns counter-clockwise. shift_x, shift_y: fractions
+    of the width and height, truncated to whole pixels. scale_x, scale_y: zoom of each axis. rotate: degrees;
+    output pixels come from input S^-1 R^-1 (p - c - t) + c with R = [[cos, sin], [-sin, cos]], c = ((W-1)/2,
+    (H-1)/2). elastic: a displacement field, N(0, 1) per pixel and axis, divided by its max |value|, smoothed
+    by a Gaussian of `sigma` px, times `alpha`. contrast: the factor is 1 + contrast. gamma: x ** gamma.
+    std: of Gaussian pixel noise. ksize: Gaussian blur taps, even sizes one more."""
     c = dataclasses.replace(config, **{f.name: float(getattr(config, f.name)) for f in dataclasses.fields(config)})
     shift, scale = (-c.shift, c.shift), (1 - c.scale, 1 + c.scale)  # floats: int bounds mean whole numbers
     ops = (Op("hflip", c.p_hflip), Op("vflip", c.p_vflip), Op("rotate90", c.p_rotate90, {"turns": (0, 3)}),

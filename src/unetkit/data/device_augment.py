@@ -80,11 +80,10 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int, mode: str,
 
 def elastic_field(n: int, height: int, width: int, alpha: float, sigma: float, seed: int,
                   device: torch.device) -> torch.Tensor:
-    """(n, 2, H, W) displacements (dx, dy) in pixels: the elastic step's field, drawn on the device from `seed`
-    (Philox on CUDA: the same draws on every CUDA GPU). Full-resolution N(0, 1) noise per image, divided by
-    its max |value|, smoothed by a Gaussian of `sigma` px, times `alpha`; the smoothing runs on a grid coarser
-    by s = sigma // 3 (average-pooled noise, a Gaussian of sigma / s px, bilinear back): the field is smooth
-    over sigma px anyway, and it costs 1/s^2 as much."""
+    """(n, 2, H, W) displacements (dx, dy) in pixels: the elastic step's field (`describe`), drawn on the device
+    from `seed` (Philox on CUDA: the same draws on every CUDA GPU), smoothed on a grid coarser by s = sigma // 3
+    (average-pooled noise, a Gaussian of sigma / s px, bilinear back): the field is smooth over sigma px anyway,
+    and it costs 1/s^2 as much."""
     noise = torch.randn(n, 2, height, width, generator=torch.Generator(device=device).manual_seed(seed), device=device)
     noise = noise / noise.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     step = max(1, int(sigma // 3))
@@ -101,12 +100,10 @@ def elastic_field(n: int, height: int, width: int, alpha: float, sigma: float, s
 
 def source_pixels(draws: Draws, chosen: torch.Tensor, height: int, width: int, device: torch.device,
                   field: torch.Tensor | None = None) -> torch.Tensor:
-    """(n, H, W, 2) input pixel (x, y) each output pixel of the `chosen` images (n,) samples.
-
-    Output pixel p reads the input at S^-1 R^-1 (p + d(p) - c - t) + c: the elastic displacement d
-    (`field` (n, 2, H, W), zero where an image has none) of the affine output, undone through the
-    affine map (zoom S, rotation R about the centre c, shift t); without the affine step S = R = 1, t = 0.
-    """
+    """(n, H, W, 2) input pixel (x, y) each output pixel of the `chosen` images (n,) samples: output pixel p
+    reads the input at S^-1 R^-1 (p + d(p) - c - t) + c, the elastic displacement d (`field` (n, 2, H, W), zero
+    where an image has none) of the affine output undone through the affine map (zoom S, rotation R about the
+    centre c, shift t); without the affine step S = R = 1, t = 0."""
     n = len(chosen)
     centre = torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=torch.float64)
     rows = torch.tensor([[1.0, 0.0, 0.0, 1.0, *centre]], dtype=torch.float64).repeat(n, 1)

@@ -40,9 +40,7 @@ def to_unit_range(x: torch.Tensor, stored: np.dtype) -> torch.Tensor:
     scale = dtype_range(stored)
     if stored == np.uint16:
         x = x.to(torch.int32).bitwise_and(0xFFFF)
-    if x.dtype == torch.float32 and scale == 1.0:
-        return x
-    return x.to(torch.float32) / scale
+    return x if x.dtype == torch.float32 and scale == 1.0 else x.to(torch.float32) / scale
 
 
 class DeviceSamples:

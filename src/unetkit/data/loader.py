@@ -49,9 +49,7 @@ class Samples(Protocol):
 
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch: ...  # rank's share `keys`
 
-    def in_order(self) -> Samples:
-        """What SWA measures batch-norm statistics on: whole images in order, unaugmented; patches as drawn."""
-        ...
+    def in_order(self) -> Samples: ...  # SWA's batch-norm statistics: whole images in order, unaugmented; patches as drawn
 
 
 class Batches:
@@ -110,8 +108,7 @@ class ImageSamples:
     def __len__(self) -> int:
         return len(self.data)
 
-    def order(self, epoch: int) -> np.ndarray:
-        """A permutation drawn from (seed, epoch), or 0..n-1."""
+    def order(self, epoch: int) -> np.ndarray:  # a permutation drawn from (seed, epoch), or 0..n-1
         n = len(self.data)
         return np.random.default_rng((self.seed, epoch)).permutation(n) if self.shuffle else np.arange(n)
 

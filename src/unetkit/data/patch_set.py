@@ -33,11 +33,9 @@ VAL_WINDOWS = 4  # windows per such image
 
 @dataclass
 class PatchSet:
-    """Labelled images as patch sources, with what one scan of their masks found.
-
-    counts (N, 256): pixels of each mask value per image (multi-label: [0] no label, [k] label k-1);
-    locations[i][class] (n, 2): sampled (y, x) positions of that class in image i.
-    """
+    """Labelled images as patch sources, with what one scan of their masks found: counts (N, 256), pixels of
+    each mask value per image (multi-label: [0] no label, [k] label k-1); locations[i][class] (n, 2), sampled
+    (y, x) positions of that class in image i."""
 
     stems: list[str]
     pairs: list[Pair]

@@ -131,10 +131,10 @@ class PatchSampler:
     never forced). A forced patch draws a class uniformly among those found anywhere, then an image holding
     it, then one of its located pixels, so every class is visited equally often however rare it is."""
 
-    def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *, classes: Sequence[int] = (1,),
-                 foreground_share: float = 0.33, margin: int = 0, seed: int = 0,
-                 locations: Sequence[dict[int, np.ndarray]] | None = None) -> None:
-        """`locations`: each source's class positions as `scan_mask` found them (scanned here when None)."""
+    def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *,
+                 locations: Sequence[dict[int, np.ndarray]], classes: Sequence[int] = (1,),
+                 foreground_share: float = 0.33, margin: int = 0) -> None:
+        """`locations`: each source's class positions as `scan_mask` found them."""
         if not sources:
             raise ValueError("PatchSampler needs at least one source")
         if not 0.0 <= foreground_share <= 1.0:
@@ -142,9 +142,6 @@ class PatchSampler:
         self.sources = list(sources)
         self.patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
         self.foreground_share, self.margin = foreground_share, int(margin)
-        if locations is None:
-            rng = np.random.default_rng(seed)
-            locations = [scan_mask(source, classes, rng)[0] for source in self.sources]
         self.locations = list(locations)  # [source][class] -> (n, 2)
         self.classes = [c for c in classes if any(len(found.get(c, ())) for found in self.locations)]
 

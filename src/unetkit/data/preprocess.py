@@ -37,9 +37,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: dict, in_channels: int | None = None) -> Preprocess:
-        """The inverse of dataclasses.asdict, as stored in model files and ONNX metadata, checked as
-        strictly as a config (a tampered file must not predict silently wrong masks): ValueError
-        says what is wrong."""
+        """The inverse of dataclasses.asdict (model files, ONNX metadata), checked as strictly as a config (a
+        tampered file must not predict silently wrong masks): ValueError says what is wrong."""
         mean, std = tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
         if not all(math.isfinite(v) for v in mean + std) or min(std, default=0.0) <= 0:
             raise ValueError(f"preprocess mean {mean} and std {std} must be finite, std > 0")

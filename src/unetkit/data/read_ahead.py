@@ -46,10 +46,8 @@ def in_order(read: Callable[[S], T], items: Iterable[S], *, workers: int | None 
 
 class ReadAhead(Generic[T]):
     """`read(y0, y1)` for each span of `spans` in turn, by a thread at most `depth` + 1 spans ahead; call it with
-    those spans in that order.
-
-    Use as a context manager: leaving it (at the end, on an error, or when the caller stops early)
-    stops the thread and drops what it read ahead."""
+    those spans in that order, in a `with`: leaving it (at the end, on an error, or when the caller stops
+    early) stops the thread and drops what it read ahead."""
 
     def __init__(self, read: Callable[[int, int], T], spans: Sequence[Span], depth: int = 1) -> None:
         self._spans, self._next = list(spans), 0

@@ -34,18 +34,14 @@ class _Aborted(Exception):
 
 
 class TiledTiffWriter:
-    """Feed (rows, width[, samples]) bands top to bottom with `write`; `close` finishes the file.
-
-    `convert`, if given, turns each written band (rows, ...) into (rows, width[, samples]) in the
-    writer thread; the band is then handed over as it is, and must not change after `write`."""
+    """Feed (rows, width[, samples]) bands top to bottom with `write`; `close` finishes the file. `convert`, if
+    given, turns each band (rows, ...) into (rows, width[, samples]) in the writer thread: the band is then
+    handed over as it is, and must not change after `write`."""
 
     def __init__(self, path: str | os.PathLike[str], height: int, width: int, dtype: np.dtype | type,
                  samples: int = 1, convert: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        self.path = Path(path)
-        self.convert = convert
+        self.path, self.convert, self.dtype, self.rows_written = Path(path), convert, np.dtype(dtype), 0
         self.height, self.width, self.samples = height, width, samples
-        self.dtype = np.dtype(dtype)
-        self.rows_written = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"tiff-writer-{self.path.name}", daemon=True)

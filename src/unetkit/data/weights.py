@@ -47,10 +47,9 @@ def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
 
 
 def balanced_class_weights(counts: np.ndarray, num_classes: int, power: float = 1.0) -> tuple[float, ...]:
-    """Inverse-frequency class weights raised to `power`, normalised to mean 1, from the pixel count of
-    each mask value (np.bincount of the masks); absent classes get 1. Power 1 is the paper's w_c; a
-    power below 1 tempers them, so that the rarest classes are learned without the common ones being
-    given up (training/plan.py chooses it for class-index masks)."""
+    """Inverse-frequency class weights raised to `power`, normalised to mean 1, from the pixel count of each
+    mask value (np.bincount of the masks); absent classes get 1. Power 1 is the paper's w_c; below 1 tempers
+    them, so the rarest classes are learned without giving up the common ones (training/plan.py chooses it)."""
     counts = np.asarray(counts)[: max(num_classes, 2)].astype(np.float64)
     present = counts > 0
     weights = np.ones_like(counts)
