@@ -8,7 +8,7 @@ import torch
 
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.device_batches import device_batches, device_nbytes, standardise, stored_on_device, to_unit_range
+from unetkit.data.device_batches import device_batches, device_nbytes, stored_on_device, to_unit_range
 from unetkit.data.loader import image_batches
 from unetkit.data.preprocess import Preprocess, identity_preprocess
 
@@ -76,8 +76,8 @@ def test_standardising_on_the_device_matches_to_tensor_with_both_size_policies(d
                        Preprocess((0.1, 0.2, 0.3), (0.5, 0.6, 0.7), size_policy="resize", resize_to=16)):
         mean = torch.tensor(preprocess.mean).view(1, -1, 1, 1)
         std = torch.tensor(preprocess.std).view(1, -1, 1, 1)
-        ours = standardise(to_unit_range(stored_on_device(images, CPU), images.dtype).permute(0, 3, 1, 2),
-                           preprocess, mean, std)
+        ours = preprocess.standardise(to_unit_range(stored_on_device(images, CPU), images.dtype).permute(0, 3, 1, 2),
+                                      mean, std)
         theirs = preprocess.to_tensor(images)
         assert ours.shape == theirs.shape
         assert float((ours - theirs).abs().max()) <= 1e-6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import tifffile
 
 from tests.conftest import write_gray_png
 from unetkit.data.dataset import Pair
-from unetkit.data.patches import ArraySource, FileSource, PatchSampler
+from unetkit.data.patches import ArraySource, FileSource, PatchSampler, scan_mask
 
 
 def _source(h: int, w: int, seed: int = 0, classes: int = 2) -> ArraySource:
@@ -19,25 +20,40 @@ def _source(h: int, w: int, seed: int = 0, classes: int = 2) -> ArraySource:
                        rng.integers(0, classes, (h, w), dtype=np.uint8))
 
 
+def _sampler(sources: list, patch: int, *, classes: tuple[int, ...] = (1,), seed: int = 0, **kwargs: float) -> PatchSampler:
+    """A sampler over `sources`, their classes located as patch_set_of locates them (draws from `seed`)."""
+    rng = np.random.default_rng(seed)
+    return PatchSampler(sources, patch, classes=classes, locations=[scan_mask(s, classes, rng)[0] for s in sources],
+                        **kwargs)
+
+
+def _batch(sampler: PatchSampler, rng: np.random.Generator, n: int) -> SimpleNamespace:
+    """n patches as the training batches draw them: the first `sampler.forced(n)` centred on a class."""
+    drawn = [sampler.draw(rng, i < sampler.forced(n)) for i in range(n)]
+    images, masks, sources, origins, centred = zip(*drawn)
+    return SimpleNamespace(images=np.stack(images), masks=np.stack(masks), sources=np.array(sources),
+                           origins=np.array(origins), centred=np.array(centred))
+
+
 @pytest.mark.parametrize("shape", [(37, 50), (101, 101), (300, 517)])
 @pytest.mark.parametrize(("patch", "margin"), [(64, 0), (64, 12), (128, 20)])
 def test_patch_shapes_at_odd_sizes(shape: tuple[int, int], patch: int, margin: int) -> None:
     """(patch + 2 * margin) squares whatever the image size, smaller images included."""
-    sampler = PatchSampler([_source(*shape)], patch, foreground_share=0.5, margin=margin)
-    batch = sampler.batch(np.random.default_rng(0), 6)
+    sampler = _sampler([_source(*shape)], patch, foreground_share=0.5, margin=margin)
+    batch = _batch(sampler, np.random.default_rng(0), 6)
     side = patch + 2 * margin
     assert batch.images.shape == (6, side, side, 1) and batch.masks.shape == (6, side, side)
-    assert batch.images.dtype == np.uint8 and batch.margin == margin
+    assert batch.images.dtype == np.uint8 and sampler.margin == margin
     assert (batch.centred[:3] == 1).all() and (batch.centred[3:] == -1).all()
 
 
 def test_reflection_equals_numpy_pad_and_keeps_labels() -> None:
     """A 37 x 50 image in 64-px patches with margin 10: the window equals numpy's reflect-padded image, cropped."""
     source = _source(37, 50, classes=3)
-    sampler = PatchSampler([source], 64, classes=(1, 2), margin=10)
+    sampler = _sampler([source], 64, classes=(1, 2), margin=10)
     rng = np.random.default_rng(3)
     for _ in range(20):
-        image, mask, _, (y, x) = sampler.sample(rng)
+        image, mask, _, (y, x), _ = sampler.draw(rng, False)
         pad = 200
         padded_image = np.pad(source.image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
         padded_mask = np.pad(source.mask, pad, mode="reflect")
@@ -56,11 +72,11 @@ def test_foreground_share_is_met() -> None:
         y, x = rng.integers(0, 290), rng.integers(0, 507)
         mask[y:y + 10, x:x + 15] = 1  # 150 of 155100 pixels
         sources.append(ArraySource(np.zeros((300, 517, 1), np.uint8), mask))
-    sampler = PatchSampler(sources, 64, foreground_share=0.33, margin=8)
+    sampler = _sampler(sources, 64, foreground_share=0.33, margin=8)
     rng = np.random.default_rng(0)
     held = []
     for _ in range(10):
-        batch = sampler.batch(rng, 30)
+        batch = _batch(sampler, rng, 30)
         held += [bool(m[8:-8, 8:-8].any()) for m in batch.masks]
     assert len(held) == 300
     assert np.mean(held) >= 0.33
@@ -76,8 +92,8 @@ def test_class_balanced_sampling_visits_every_class() -> None:
         if seed == 2:
             mask[70:72, 70:72] = 3
         sources.append(ArraySource(np.zeros((120, 90, 3), np.uint8), mask))
-    sampler = PatchSampler(sources, 32, classes=(1, 2, 3), foreground_share=1.0)
-    batch = sampler.batch(np.random.default_rng(5), 300)
+    sampler = _sampler(sources, 32, classes=(1, 2, 3), foreground_share=1.0)
+    batch = _batch(sampler, np.random.default_rng(5), 300)
     counts = np.bincount(batch.centred, minlength=4)[1:]
     assert (counts >= 70).all(), counts  # 100 each expected
     inner = batch.masks[batch.centred == 3]
@@ -85,9 +101,9 @@ def test_class_balanced_sampling_visits_every_class() -> None:
 
 
 def test_same_generator_same_patches() -> None:
-    sampler = PatchSampler([_source(101, 101), _source(300, 517, seed=1)], 64, margin=4)
-    first = sampler.batch(np.random.default_rng(11), 8)
-    second = sampler.batch(np.random.default_rng(11), 8)
+    sampler = _sampler([_source(101, 101), _source(300, 517, seed=1)], 64, margin=4)
+    first = _batch(sampler, np.random.default_rng(11), 8)
+    second = _batch(sampler, np.random.default_rng(11), 8)
     np.testing.assert_array_equal(first.images, second.images)
     np.testing.assert_array_equal(first.origins, second.origins)
 
@@ -107,8 +123,8 @@ def test_file_source_reads_regions_like_memory(tmp_path: Path, mask_suffix: str)
         write_gray_png(tmp_path / "m.png", mask)
     disk = FileSource(Pair("a", tmp_path / "a.tif", tmp_path / f"m{mask_suffix}"), channels=3, num_classes=1)
     memory = ArraySource(image, (mask > 0).astype(np.uint8))
-    on_disk = PatchSampler([disk], 96, margin=16, seed=1).batch(np.random.default_rng(2), 6)
-    in_memory = PatchSampler([memory], 96, margin=16, seed=1).batch(np.random.default_rng(2), 6)
+    on_disk = _batch(_sampler([disk], 96, margin=16, seed=1), np.random.default_rng(2), 6)
+    in_memory = _batch(_sampler([memory], 96, margin=16, seed=1), np.random.default_rng(2), 6)
     np.testing.assert_array_equal(on_disk.images, in_memory.images)
     np.testing.assert_array_equal(on_disk.masks, in_memory.masks)
     assert on_disk.masks[on_disk.centred == 1][:, 16:-16, 16:-16].any(axis=(1, 2)).all()
@@ -130,7 +146,7 @@ def test_large_tiff_patches_in_bounded_memory(tmp_path: Path) -> None:
     tracemalloc.start()
     try:
         source = FileSource(Pair("big", tmp_path / "big.tif", tmp_path / "big_mask.tif"), channels=3, num_classes=1)
-        batch = PatchSampler([source], 256, margin=64, foreground_share=0.5).batch(np.random.default_rng(0), 16)
+        batch = _batch(_sampler([source], 256, margin=64, foreground_share=0.5), np.random.default_rng(0), 16)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -47,7 +47,7 @@ def test_a_caller_that_stops_early_stops_the_reads() -> None:
     spans = [(y, y + 1) for y in range(50)]
     with ReadAhead(lambda y0, y1: reads.append(y0) or IMAGE[y0:y1], spans, depth=1) as rows:
         rows(0, 1)
-    assert not rows._thread.is_alive()
+    assert not any(thread.is_alive() for thread in rows._pool._threads)
     assert len(reads) <= 3  # the band asked for, one in the queue, one read waiting for room: never the 50
 
 

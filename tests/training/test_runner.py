@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.synthetic_scenes import synthetic_cells, synthetic_classes, write_examples
 from unetkit.api import evaluate, resume, train
 from unetkit.config import (
     DataConfig,
@@ -22,7 +23,7 @@ from unetkit.config import (
 )
 from unetkit.data.dataset import load_labelled
 from unetkit.data.split import coverage_classes, stratified_split
-from unetkit.data.synthetic import generate_synthetic, synthetic_cells, synthetic_classes, write_examples
+from unetkit.data.synthetic import generate_synthetic
 from unetkit.errors import UserError
 from unetkit.export.model_file import load_model
 from unetkit.models.ensemble import Ensemble

@@ -1,23 +1,19 @@
 """Augmentation: one description (`describe`: steps, probabilities, ranges) and its CPU executor.
 
-The preset is data, `Op`s in order; two executors run it: `Augmenter` here, through albumentations,
-one NumPy image at a time on the CPU (masks and weight maps warped with nearest-neighbour
-interpolation, images with bilinear, all with the same draw), and data/device_augment.py, torch
-ops on a whole batch on its device. Both draw each value from the same range with the same
-probability, and give the same image for the same drawn values (tests/data/test_device_augment.py).
-The `pad_crop` size policy (`crop_op`) and the margin a patch is read with so that the warps find
-image everywhere (`warp_margin`) are read from the same description.
+Two executors run the description: `Augmenter` here, through albumentations, one NumPy image at a time
+on the CPU (masks and weight maps warped nearest-neighbour, images bilinear, with the same draw), and
+data/device_augment.py, torch ops on a whole batch on its device. Both draw each value from the same
+range with the same probability, and give the same image for the same drawn values
+(tests/data/test_device_augment.py). The `pad_crop` size policy (`crop_op`) and the margin that lets
+warps find image everywhere (`warp_margin`) are read from the same description. albumentations rather
+than kornia on the CPU: several times its throughput for `strong` on TGS-sized batches (benchmarks/RESULTS.md).
 
-albumentations rather than kornia on the CPU: several times kornia's throughput for the `strong`
-pipeline on TGS-sized batches (benchmarks/RESULTS.md).
-
-Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `flips` = horizontal and
-vertical flips; `d4` = flips and 90-degree rotations (all eight symmetries of the square, for
-data without an up and down); `strong` = horizontal flips, affine (scale/rotate/shift), elastic
-deformation as in the U-Net paper, brightness/contrast/gamma, Gaussian noise and blur. `auto`
-leaves the symmetries to the training plan (training/plan.py), which looks at the masks. Vertical
-flips and 90-degree rotations are off in `seed` and `strong` (seismic images have an up and a
-down) and switched on, like every other magnitude and probability, from the config
+Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `flips` = horizontal and vertical;
+`d4` = flips and 90-degree rotations (the square's eight symmetries, for data without an up and down);
+`strong` = horizontal flips, affine, elastic deformation as in the U-Net paper, brightness/contrast/gamma,
+Gaussian noise and blur. `auto` leaves the symmetries to the training plan (training/plan.py), which looks
+at the masks. Vertical flips and quarter turns are off in `seed` and `strong` (seismic images have an up
+and a down) and, like every magnitude and probability, switched on from the config
 (`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
 """
 
@@ -25,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,9 +87,8 @@ def augment_config(preset: str, params: dict[str, Any] | None = None) -> Augment
             raise UserError(f"config field 'data.augment_params.{str(key)[:200]}' is unknown (known: {', '.join(sorted(known))})")
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
             raise UserError(f"config field 'data.augment_params.{key}': {_shown(value)} must be a finite number >= 0")
-        upper = 1.0 if key.startswith("p_") or key in ("noise_std", "brightness", "contrast") else None
-        if key in ("scale", "shift"):
-            upper = 0.99
+        upper = 0.99 if key in ("scale", "shift") else 1.0 if key.startswith("p_") or key in (
+            "noise_std", "brightness", "contrast") else None
         if (upper is not None and value > upper) or (key in ("elastic_sigma", "elastic_alpha") and value == 0):
             raise UserError(f"config field 'data.augment_params.{key}': {_shown(value)} is out of range"
                             + (f" (at most {upper})" if upper is not None else " (must be > 0)"))
@@ -112,16 +108,13 @@ class Op:
 
 
 def describe(config: AugmentConfig) -> tuple[Op, ...]:
-    """The augmentation as data, in the order it is applied; steps with p = 0 are left out.
-
-    The meaning of each drawn value, albumentations' in each case:
-    turns: quarter turns counter-clockwise. shift_x, shift_y: fractions of the width and height,
-    truncated to whole pixels. scale_x, scale_y: zoom of each axis. rotate: degrees; output pixels
-    come from input S^-1 R^-1 (p - c - t) + c with R = [[cos, sin], [-sin, cos]], c = ((W-1)/2,
-    (H-1)/2). elastic: a displacement field, N(0, 1) per pixel and axis, divided by its max |value|,
-    smoothed by a Gaussian of `sigma` px, times `alpha`. contrast: the factor is 1 + contrast.
-    gamma: x ** gamma. std: of Gaussian pixel noise. ksize: Gaussian blur taps, even sizes one more.
-    """
+    """The augmentation as data, in the order it is applied; steps with p = 0 are left out. Each drawn value
+    means what it means to albumentations: turns: quarter turns counter-clockwise. shift_x, shift_y: fractions
+    of the width and height, truncated to whole pixels. scale_x, scale_y: zoom of each axis. rotate: degrees;
+    output pixels come from input S^-1 R^-1 (p - c - t) + c with R = [[cos, sin], [-sin, cos]], c = ((W-1)/2,
+    (H-1)/2). elastic: a displacement field, N(0, 1) per pixel and axis, divided by its max |value|, smoothed
+    by a Gaussian of `sigma` px, times `alpha`. contrast: the factor is 1 + contrast. gamma: x ** gamma.
+    std: of Gaussian pixel noise. ksize: Gaussian blur taps, even sizes one more."""
     c = dataclasses.replace(config, **{f.name: float(getattr(config, f.name)) for f in dataclasses.fields(config)})
     shift, scale = (-c.shift, c.shift), (1 - c.scale, 1 + c.scale)  # floats: int bounds mean whole numbers
     ops = (Op("hflip", c.p_hflip), Op("vflip", c.p_vflip), Op("rotate90", c.p_rotate90, {"turns": (0, 3)}),
@@ -162,11 +155,8 @@ def warp_margin(ops: tuple[Op, ...], patch: int) -> int:
 def pad_crop(images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, pad_to: int, crop: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """`crop_op(pad_to, crop)` on each (N, H, W, ...) array: one window per image, the same for its image,
-    mask and weights, drawn from `rng` (the batch's own stream).
-
-    NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is drawn from the
-    batch's generator, and masks and weight maps of any layout go along.
-    """
+    mask and weights. NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is drawn
+    from `rng` (the batch's own stream), and masks and weight maps of any layout go along."""
     height, width = images.shape[1:3]
     if max(height, width) > pad_to:
         raise ValueError(f"images of {width}x{height} do not fit data.pad_to {pad_to}")
@@ -205,30 +195,28 @@ def albumentations_step(op: Op) -> Any:
 
 
 class Augmenter:
-    """The CPU executor: applies one random draw per sample to (image, mask[, weights]) through
-    albumentations; reseeded per batch, so a batch's draws depend on its seed alone."""
+    """The CPU executor: one random draw per sample of (image, mask[, weights]) through albumentations; one
+    pipeline per thread (its random state is its own), reseeded per call: the draws depend on the seed alone,
+    whichever thread asks."""
 
     def __init__(self, config: AugmentConfig) -> None:
-        import albumentations as A  # noqa: N812 - the library's own idiom
+        self.config = config
+        self._local = threading.local()
 
-        self.pipeline = A.Compose([albumentations_step(op) for op in describe(config)],
-                                  additional_targets={"weights": "mask"}, seed=0)
+    @property
+    def pipeline(self) -> Any:
+        if not hasattr(self._local, "pipeline"):
+            import albumentations as A  # noqa: N812 - the library's own idiom
 
-    def reseed(self, seed: int) -> None:
-        self.pipeline.set_random_seed(seed)
+            self._local.pipeline = A.Compose([albumentations_step(op) for op in describe(self.config)],
+                                             additional_targets={"weights": "mask"}, seed=0)
+        return self._local.pipeline
 
-    def __call__(self, images: np.ndarray, masks: np.ndarray,
-                 weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def __call__(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """images (N, H, W, C) float32 in [0, 1], masks (N, H, W) uint8, weights (N, H, W) float32 or None."""
-        out_images, out_masks, out_weights = [], [], []
-        for i in range(len(images)):
-            targets = {"image": images[i], "mask": masks[i]}
-            if weights is not None:
-                targets["weights"] = weights[i]
-            result = self.pipeline(**targets)
-            image = result["image"]
-            out_images.append(image if image.ndim == 3 else image[:, :, None])
-            out_masks.append(result["mask"])
-            if weights is not None:
-                out_weights.append(result["weights"])
-        return (np.stack(out_images), np.stack(out_masks), np.stack(out_weights) if weights is not None else None)
+        self.pipeline.set_random_seed(seed)
+        out = [self.pipeline(image=images[i], mask=masks[i], **({} if weights is None else {"weights": weights[i]}))
+               for i in range(len(images))]
+        return (np.stack([o["image"] if o["image"].ndim == 3 else o["image"][:, :, None] for o in out]),
+                np.stack([o["mask"] for o in out]), None if weights is None else np.stack([o["weights"] for o in out]))

@@ -1,33 +1,27 @@
 """The device executor of data/augment.py's description: a whole batch of tensors at once, on its device.
 
-Hand-written with torch ops rather than taken from albumentations or kornia: albumentations
-works on one NumPy image at a time on the CPU, which is what a GPU waits for; kornia would be a
-dependency for a dozen lines of `grid_sample`, and was slower than albumentations on the CPU
-here (data/augment.py); and one sampling grid per image that holds the affine transform and
-the elastic field together resamples each image once, not once per transform. Everything runs
-on CPU tensors too (the tests, and `benchmarks/gpu_throughput.py --device cpu`).
+Hand-written with torch ops rather than albumentations (one NumPy image at a time on the CPU, what a
+GPU waits for) or kornia (a dependency for a dozen lines of `grid_sample`, slower than albumentations on
+the CPU here); one sampling grid per image holds the affine transform and the elastic field together, so
+each image is resampled once, not once per transform. Everything runs on CPU tensors too.
 
-Each step does what `describe` says, with the values it draws, as albumentations does with its
-own draws (tests/data/test_device_augment.py holds the two side by side): flips and quarter turns
-are exact (`flip`/`rot90`; a batch of non-square images turns by 0 or 180 degrees only, since a
-quarter turn would change one image's shape); intensity results are clipped to [0, 1]. The
-elastic field is smoothed on a grid coarser by sigma // 3 (`elastic_field`): the same spread as
-albumentations' full-resolution blur at 1/s^2 of its cost.
+Each step does what `describe` says with the values it draws, as albumentations does with its own
+(tests/data/test_device_augment.py holds the two side by side): flips and quarter turns are exact (a
+batch of non-square images turns by 0 or 180 degrees only: a quarter turn would change one image's
+shape); intensity results are clipped to [0, 1]. The elastic field is smoothed on a grid coarser by
+sigma // 3: the same spread as albumentations' full-resolution blur at 1/s^2 of its cost.
 
-Borders: images are sampled bilinearly with reflection about the edge pixels' centres
-(`align_corners=True`, albumentations' BORDER_REFLECT_101). Masks and weight maps are sampled
-with the same grid, nearest neighbour, also with reflection: every output pixel is a copy of one
-input pixel, so a mask holds only labels it already had, and an object touching the border is
-reflected, never shifted out of existence.
+Borders: images are sampled bilinearly with reflection about the edge pixels' centres (`align_corners`,
+albumentations' BORDER_REFLECT_101); masks and weight maps through the same grid, nearest neighbour, also
+reflected: a mask holds only labels it already had, and an object touching the border is reflected, never
+shifted out of existence.
 
-Randomness, deterministic and thread-free: `batch_seed(seed, epoch, batch, rank)` (the seed
-data/loader.py gives albumentations) seeds a CPU `torch.Generator` that draws, step by step,
-(B, 1 + number of ranges) uniforms per step; they move to the device in small copies. The two
-full-resolution fields (elastic displacements, pixel noise) are drawn on the tensors' device from
-a generator there seeded by the CPU generator: the same (seed, epoch, batch, rank) gives
-bit-identical batches on any CPU, and the same draws on any CUDA GPU, but CPU and CUDA draw
-different fields. Every Python branch (which images a step touches) reads the CPU draws, never a
-device tensor, so a batch queues its kernels without waiting for the GPU.
+Randomness, deterministic and thread-free: `batch_seed(seed, epoch, batch, rank)` seeds a CPU
+`torch.Generator` that draws (B, 1 + number of ranges) uniforms per step, moved to the device in small
+copies. The two full-resolution fields (elastic displacements, pixel noise) are drawn on the device by a
+generator seeded from the CPU one: the same (seed, epoch, batch, rank) gives bit-identical batches on any
+CPU and the same draws on any CUDA GPU, but CPU and CUDA draw different fields. Every Python branch reads
+the CPU draws, never a device tensor, so a batch queues its kernels without waiting for the GPU.
 """
 
 from __future__ import annotations
@@ -67,11 +61,6 @@ def draw(ops: tuple[Op, ...], batch: int, height: int, width: int,
     return draws, int(torch.randint(0, 2**62, (1,), generator=generator))
 
 
-def field_generator(device: torch.device, seed: int) -> torch.Generator:
-    """A generator on `device` (Philox on CUDA, the same draws on every CUDA GPU for a seed)."""
-    return torch.Generator(device=device).manual_seed(seed)
-
-
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int, mode: str,
                   support: torch.Tensor | None = None) -> torch.Tensor:
     """x (N, C, H, W) float blurred per image by a separable Gaussian of sigma (N,) px, `radius` taps each side
@@ -89,16 +78,13 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int, mode: str,
     return flat.view(n, c, h, w)
 
 
-def elastic_field(n: int, height: int, width: int, alpha: float, sigma: float,
-                  generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """(n, 2, H, W) displacements (dx, dy) in pixels: the elastic step's field, built on the device.
-
-    Full-resolution N(0, 1) noise per image, divided by its max |value|, smoothed by a Gaussian of
-    `sigma` px and times `alpha`. The smoothing runs on a grid coarser by s = sigma // 3
-    (average-pooled noise keeps the field's variance, a Gaussian of sigma / s px there, bilinear
-    back): the field is smooth over sigma px anyway, and it costs 1/s^2 as much.
-    """
-    noise = torch.randn(n, 2, height, width, generator=generator, device=device)
+def elastic_field(n: int, height: int, width: int, alpha: float, sigma: float, seed: int,
+                  device: torch.device) -> torch.Tensor:
+    """(n, 2, H, W) displacements (dx, dy) in pixels: the elastic step's field (`describe`), drawn on the device
+    from `seed` (Philox on CUDA: the same draws on every CUDA GPU), smoothed on a grid coarser by s = sigma // 3
+    (average-pooled noise, a Gaussian of sigma / s px, bilinear back): the field is smooth over sigma px anyway,
+    and it costs 1/s^2 as much."""
+    noise = torch.randn(n, 2, height, width, generator=torch.Generator(device=device).manual_seed(seed), device=device)
     noise = noise / noise.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     step = max(1, int(sigma // 3))
     if step > 1:
@@ -114,12 +100,10 @@ def elastic_field(n: int, height: int, width: int, alpha: float, sigma: float,
 
 def source_pixels(draws: Draws, chosen: torch.Tensor, height: int, width: int, device: torch.device,
                   field: torch.Tensor | None = None) -> torch.Tensor:
-    """(n, H, W, 2) input pixel (x, y) each output pixel of the `chosen` images (n,) samples.
-
-    Output pixel p reads the input at S^-1 R^-1 (p + d(p) - c - t) + c: the elastic displacement d
-    (`field` (n, 2, H, W), zero where an image has none) of the affine output, undone through the
-    affine map (zoom S, rotation R about the centre c, shift t); without the affine step S = R = 1, t = 0.
-    """
+    """(n, H, W, 2) input pixel (x, y) each output pixel of the `chosen` images (n,) samples: output pixel p
+    reads the input at S^-1 R^-1 (p + d(p) - c - t) + c, the elastic displacement d (`field` (n, 2, H, W), zero
+    where an image has none) of the affine output undone through the affine map (zoom S, rotation R about the
+    centre c, shift t); without the affine step S = R = 1, t = 0."""
     n = len(chosen)
     centre = torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=torch.float64)
     rows = torch.tensor([[1.0, 0.0, 0.0, 1.0, *centre]], dtype=torch.float64).repeat(n, 1)
@@ -172,9 +156,7 @@ def _turned(x: torch.Tensor, draws: Draws) -> torch.Tensor:
 def _warped(images: torch.Tensor, labels: list[torch.Tensor], draws: Draws, ops: tuple[Op, ...],
             field_seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """images (bilinear) and label maps (nearest) resampled through each warped image's one grid."""
-    warped = torch.zeros(len(images), dtype=torch.bool)
-    for name in {"affine", "elastic"} & draws.keys():
-        warped |= draws[name]["on"]
+    warped = sum((draws[name]["on"] for name in ("affine", "elastic") if name in draws), torch.zeros(len(images)))
     if not bool(warped.any()):
         return images, labels
     height, width, device = images.shape[-2], images.shape[-1], images.device
@@ -185,8 +167,7 @@ def _warped(images: torch.Tensor, labels: list[torch.Tensor], draws: Draws, ops:
         elastic = draws["elastic"]["on"][chosen]
         index = on_device(elastic.nonzero().flatten(), device)
         field = torch.zeros(len(chosen), 2, height, width, device=device).index_copy(0, index, elastic_field(
-            len(index), height, width, settings["alpha"], settings["sigma"], field_generator(device, field_seed),
-            device))
+            len(index), height, width, settings["alpha"], settings["sigma"], field_seed, device))
     grid = source_pixels(draws, chosen, height, width, device, field)
     # pixels -> grid_sample's [-1, 1] (align_corners: -1 and 1 are the edge pixels' centres)
     grid[..., 0].mul_(2 / max(width - 1, 1))
@@ -204,18 +185,16 @@ def _warped(images: torch.Tensor, labels: list[torch.Tensor], draws: Draws, ops:
 
 def pixel_noise(shape: torch.Size, device: torch.device, field_seed: int) -> torch.Tensor:
     """N(0, 1) per pixel for the images the noise step touches (shape (n, C, H, W)), on `device`."""
-    return torch.randn(shape, generator=field_generator(device, field_seed + 1), device=device)
+    return torch.randn(shape, generator=torch.Generator(device=device).manual_seed(field_seed + 1), device=device)
 
 
 def augment_batch(config: AugmentConfig, images: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor | None,
                   seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One random draw per image of `describe(config)`, the same for its image, mask and weight map.
 
-    images (B, C, H, W) float32 in [0, 1]; masks (B, H, W) or (B, K, H, W) integer labels;
-    weights (B, H, W) float32 or None; all on one device, returned on it, in their dtypes.
-    `seed`: `batch_seed(seed, epoch, batch, rank)`. Steps with no image drawn are skipped, so
-    with every p = 0 the tensors come back unchanged.
-    """
+    images (B, C, H, W) float32 in [0, 1]; masks (B, H, W) or (B, K, H, W) labels; weights (B, H, W) or None;
+    all on one device, returned on it, in their dtypes. Steps no image drew are skipped: with every p = 0
+    the tensors come back unchanged."""
     ops = describe(config)
     batch, _, height, width = images.shape
     draws, field_seed = draw(ops, batch, height, width, torch.Generator().manual_seed(seed))

@@ -1,29 +1,24 @@
 """Training batches cut, augmented and standardised where the network runs, from a set held there.
 
-On a GPU, data/loader.py's ImageSamples make the CPU the bottleneck: every batch is copied,
-augmented image by image by albumentations, standardised and copied to the device. A decoded
-training set is small next to GPU memory (TGS: 4000 x 101 x 101 uint8, 40 MB), so here it is
-copied to the device once, as one tensor in its stored dtype (uint8 stays 1 byte per pixel;
-converted to float per batch), and each batch is an `index_select`, data/device_augment.py's
-batch-wide augmentation and the standardisation of `Preprocess.to_tensor`, all on the device:
-no host round trip, and no per-batch copy bigger than the batch's indices and draws.
-
-The order (per (seed, epoch)) is ImageSamples' and the batcher (each global batch shared between
-torchrun's ranks, the loss scale of each share) is the one data/loader.py's `Batches`: both paths
-always train on the same images in the same order.
+On a GPU, data/loader.py's ImageSamples make the CPU the bottleneck (a copy, albumentations image by
+image, the standardisation, a copy to the device). A decoded training set is small next to GPU memory
+(TGS: 40 MB), so here it is copied to the device once, in its stored dtype (uint8 stays 1 byte per
+pixel), and each batch is an `index_select`, data/device_augment.py's batch-wide augmentation and
+`Preprocess.standardise`, all on the device: no host round trip, and no per-batch copy bigger than the
+batch's indices and draws. Order and batcher are ImageSamples' and `Batches`: both paths train on the
+same images in the same order.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from unetkit.data.augment import AugmentConfig, batch_seed
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.device_augment import augment_batch, on_device
 from unetkit.data.io import dtype_range
-from unetkit.data.loader import Batch, Batches, ImageSamples, image_order
+from unetkit.data.loader import Batch, Batches, ImageSamples
 from unetkit.data.preprocess import Preprocess
 
 
@@ -45,32 +40,19 @@ def to_unit_range(x: torch.Tensor, stored: np.dtype) -> torch.Tensor:
     scale = dtype_range(stored)
     if stored == np.uint16:
         x = x.to(torch.int32).bitwise_and(0xFFFF)
-    if x.dtype == torch.float32 and scale == 1.0:
-        return x
-    return x.to(torch.float32) / scale
-
-
-def standardise(x: torch.Tensor, preprocess: Preprocess, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """`Preprocess.to_tensor` after the scaling, on x (B, C, H, W) float32 in [0, 1] on any device: the
-    resize policy, the clipping, then (x - mean) / std with mean and std (1, C, 1, 1) on x's device."""
-    size = (preprocess.resize_to, preprocess.resize_to)
-    if preprocess.size_policy == "resize" and x.shape[-2:] != size:
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return (preprocess.clip_tensor(x) - mean) / std
+    return x if x.dtype == torch.float32 and scale == 1.0 else x.to(torch.float32) / scale
 
 
 class DeviceSamples:
-    """ImageSamples' whole images, made on `device` from a copy of `data` held there.
-
-    Batches hold `images (B, C, H, W) float32, masks (B, H, W) int64 or (B, K, H, W), weights (B, H, W)
-    float32 or None` on `device`, in ImageSamples' order. Without augmentation they equal ImageSamples'
-    (to float rounding on a GPU); with it, each batch's draws come from (seed, epoch, batch, rank) as
-    there, through data/device_augment.py instead of albumentations.
-    """
+    """ImageSamples' whole images and order, made on `device` from a copy of `data` held there: without
+    augmentation the same batches (to float rounding on a GPU); with it, each batch drawn from (seed, epoch,
+    batch, rank) as there, through data/device_augment.py instead of albumentations."""
 
     def __init__(self, data: LabelledSet, preprocess: Preprocess, *, shuffle: bool, device: torch.device,
                  augment: AugmentConfig | None = None, seed: int = 0) -> None:
-        self.data, self.preprocess, self.shuffle, self.augment, self.seed = data, preprocess, shuffle, augment, seed
+        self.data, self.preprocess, self.augment, self.seed = data, preprocess, augment, seed
+        host = ImageSamples(data, preprocess, shuffle=shuffle, seed=seed)
+        self.order, self.in_order = host.order, host.in_order  # ImageSamples' order: both paths see the same batches
         self.device = torch.device(device)
         self.stored = data.images.dtype
         self.images = stored_on_device(data.images, self.device)  # (N, H, W, C), stored dtype
@@ -83,9 +65,6 @@ class DeviceSamples:
     def __len__(self) -> int:
         return len(self.data)
 
-    def order(self, epoch: int) -> np.ndarray:
-        return image_order(len(self.data), self.seed, epoch, self.shuffle)
-
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
         """The images `keys` (this rank's share of global batch `number`), on the device."""
         picked = on_device(torch.from_numpy(np.ascontiguousarray(keys, dtype=np.int64)), self.device)
@@ -95,10 +74,7 @@ class DeviceSamples:
         if self.augment is not None:
             images, masks, weights = augment_batch(self.augment, images.contiguous(), masks, weights,
                                                    batch_seed(self.seed, epoch, number, rank))
-        return Batch(standardise(images, self.preprocess, self.mean, self.std), masks.long(), weights)
-
-    def in_order(self) -> ImageSamples:
-        return ImageSamples(self.data, self.preprocess, shuffle=False)
+        return Batch(self.preprocess.standardise(images, self.mean, self.std), masks.long(), weights)
 
 
 def device_nbytes(data: LabelledSet) -> int:

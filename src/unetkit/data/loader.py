@@ -1,29 +1,21 @@
 """Batches for training: the one batcher (`Batches`) over a kind of `Samples`, and whole images in host memory.
 
-No DataLoader worker processes: with decoded arrays in memory a batch is an index, a copy
-and an augmentation draw. On the CPU that costs far less than the network step
-(benchmarks/train_throughput.py), and extra workers would only take cores from the
-convolutions. A GPU consumes batches faster than one CPU thread augments them (the
-`strong` pipeline makes about 750 256 x 256 images/s on one core here), so on CUDA the
-batches are prepared by a pool of threads (albumentations and OpenCV release the GIL), a
-few batches ahead. Each batch's order and augmentation draws come from (seed, epoch,
-batch), so the batches are the same whatever the number of threads, and a resumed run sees
-the same batches as an uninterrupted one.
+No DataLoader worker processes: with decoded arrays in memory a batch is an index, a copy and an
+augmentation draw, far cheaper on the CPU than the network step (benchmarks/train_throughput.py), and
+workers would take cores from the convolutions. A GPU consumes batches faster than one CPU thread
+augments them, so on CUDA a pool of threads (albumentations and OpenCV release the GIL) prepares a few
+batches ahead. Each batch's order and draws come from (seed, epoch, batch), so the batches are the same
+whatever the number of threads, and a resumed run sees those of an uninterrupted one.
 
-Under torchrun the sampler is written here rather than taken from torch's
-DistributedSampler, which pads the last round with repeated images so every rank gets as
-many: here each global batch of `batch_size` images is split between the ranks, every
-image is seen exactly once per epoch, and each rank's loss is scaled by its share of the
-global batch, so N processes take the same optimiser steps as one process would.
+Under torchrun each global batch of `batch_size` images is split between the ranks, where torch's
+DistributedSampler pads the last round with repeated images: every image is seen once per epoch and each
+rank's loss is scaled by its share, so N processes take the optimiser steps one process would.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -33,14 +25,13 @@ from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, pad_crop
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.io import dtype_range
 from unetkit.data.preprocess import Preprocess
+from unetkit.data.read_ahead import in_order
 
 
 class Batch(NamedTuple):
-    """images (B, C, H, W) float32, masks (B, H, W) int64 (multi-label: (B, K, H, W)), weights or None.
-
-    loss_scale: this rank's images over the global batch's, times the number of ranks (1.0 for
-    one process); 0.0 marks a stand-in batch for a rank the last global batch left without images.
-    """
+    """images (B, C, H, W) float32, masks (B, H, W) int64 (multi-label: (B, K, H, W)), weights or None;
+    loss_scale: this rank's images over the global batch's, times the number of ranks (1.0 for one process;
+    0.0: a stand-in batch for a rank the last global batch left without images)."""
 
     images: torch.Tensor
     masks: torch.Tensor
@@ -50,22 +41,15 @@ class Batch(NamedTuple):
 
 class Samples(Protocol):
     """A kind of training sample (whole images, patches) behind the one batcher. Every draw is a function of
-    (seed, epoch, batch number, rank) and the keys alone, never of the thread or of earlier draws, so threads,
-    torchrun's ranks and a resumed run see the batches an uninterrupted single process would."""
+    (seed, epoch, batch number, rank) and the keys alone, never of the thread or of earlier draws."""
 
     def __len__(self) -> int: ...  # samples per epoch
 
-    def order(self, epoch: int) -> np.ndarray:
-        """The keys of the epoch's samples, (len(self),): the batcher cuts global batches of them in this order."""
-        ...
+    def order(self, epoch: int) -> np.ndarray: ...  # the epoch's keys, cut into global batches in this order
 
-    def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
-        """Rank `rank`'s share `keys` of global batch `number`, augmented, as tensors (loss_scale: the batcher's)."""
-        ...
+    def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch: ...  # rank's share `keys`
 
-    def in_order(self) -> Samples:
-        """What SWA measures batch-norm statistics on: whole images in order, unaugmented; patches as drawn."""
-        ...
+    def in_order(self) -> Samples: ...  # SWA's batch-norm statistics: whole images in order, unaugmented; patches as drawn
 
 
 class Batches:
@@ -75,10 +59,8 @@ class Batches:
     def __init__(self, samples: Samples, batch_size: int, *, rank: int = 0, world_size: int = 1,
                  workers: int = 0) -> None:
         """`batch_size` is the global batch: with `world_size` ranks this one takes its share of each."""
-        self.samples = samples
-        self.batch_size = batch_size
+        self.samples, self.batch_size, self.workers = samples, batch_size, workers
         self.rank, self.world_size = rank, world_size
-        self.workers = workers
 
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)
@@ -91,17 +73,9 @@ class Batches:
         """The batches of epoch `epoch` (0-based)."""
         plan = self._plan(epoch)
         if self.workers < 1:
-            for step in plan:
-                yield self._make(*step)
-            return
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="unetkit-batches") as pool:
-            ahead: deque[Future[Batch]] = deque()
-            for step in plan:
-                ahead.append(pool.submit(self._make, *step))
-                if len(ahead) > 2 * self.workers:
-                    yield ahead.popleft().result()
-            while ahead:
-                yield ahead.popleft().result()
+            yield from (self._make(*step) for step in plan)
+        else:
+            yield from in_order(lambda step: self._make(*step), plan, workers=self.workers, ahead=2 * self.workers)
 
     def _plan(self, epoch: int) -> list[tuple[int, int, np.ndarray, float]]:
         """(epoch, batch number, this rank's keys, loss scale) of each batch of the epoch."""
@@ -122,44 +96,21 @@ class Batches:
         return index, len(index) * self.world_size / len(members)
 
 
-class HostAugment:
-    """data/augment.py's albumentations pipeline, one per thread (a pipeline's random state is its own),
-    reseeded with each draw's key: the draws depend on the key alone, whichever thread asks."""
-
-    def __init__(self, config: AugmentConfig) -> None:
-        self.config = config
-        self._local = threading.local()
-
-    def __call__(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None,
-                 key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """images (N, H, W, C) float32 in [0, 1], masks (N, H, W), weights (N, H, W) or None, augmented."""
-        augmenter = getattr(self._local, "augmenter", None)
-        if augmenter is None:
-            augmenter = self._local.augmenter = Augmenter(self.config)
-        augmenter.reseed(key)
-        return augmenter(images, masks, weights)
-
-
-def image_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
-    """Whole images' order in an epoch: a permutation drawn from (seed, epoch), or 0..n-1."""
-    return np.random.default_rng((seed, epoch)).permutation(n) if shuffle else np.arange(n)
-
-
 class ImageSamples:
     """Whole images of a LabelledSet held in host memory, augmented by albumentations per batch and rank."""
 
     def __init__(self, data: LabelledSet, preprocess: Preprocess, *, shuffle: bool, augment: AugmentConfig | None = None,
                  seed: int = 0, pad_crop: tuple[int, int] | None = None) -> None:
-        """`pad_crop` (pad_to, crop): the images are reflect-padded to pad_to and one random crop of crop x crop
-        taken from each."""
+        """`pad_crop` (pad_to, crop): one random crop x crop window of each image reflect-padded to pad_to."""
         self.data, self.preprocess, self.shuffle, self.seed, self.pad_crop = data, preprocess, shuffle, seed, pad_crop
-        self.augment = HostAugment(augment) if augment is not None else None
+        self.augment = Augmenter(augment) if augment is not None else None
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def order(self, epoch: int) -> np.ndarray:
-        return image_order(len(self.data), self.seed, epoch, self.shuffle)
+    def order(self, epoch: int) -> np.ndarray:  # a permutation drawn from (seed, epoch), or 0..n-1
+        n = len(self.data)
+        return np.random.default_rng((self.seed, epoch)).permutation(n) if self.shuffle else np.arange(n)
 
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
         images, masks = self.data.images[keys], self.data.masks[keys]

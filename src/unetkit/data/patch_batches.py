@@ -1,18 +1,13 @@
 """Training samples of patches: `PatchSamples` draws each batch from a `PatchSampler` over a PatchSet.
 
-The batcher (data/loader.py's `Batches`) is the one whole images use: its thread pool prepares
-batches ahead and it shares each global batch between torchrun's ranks; the augmentation is the
-same albumentations pipeline. What differs is where a batch comes from: patch j of global batch b of an epoch is drawn,
-and augmented, by generators seeded with (seed, epoch, b, j) alone, so a rank draws only its own
-patches, N ranks together train on exactly the patches one process would (augmentation included:
-whole-image batches are augmented per rank), and a resumed run draws the batches an uninterrupted
-one would. The first `forced(n)` patches of each global batch are centred on a class (nnU-Net's
-foreground oversampling).
+Patch j of global batch b of an epoch is drawn, and augmented, by generators seeded with (seed, epoch,
+b, j) alone: a rank draws only its own patches, N ranks train on exactly the patches one process would
+(augmentation included), and a resumed run draws those of an uninterrupted one. The first `forced(n)`
+patches of each global batch are centred on a class (nnU-Net's foreground oversampling).
 
-With an affine or elastic warp in the augmentation each patch is read with a margin
-(`warp_margin`), warped, and cut back to its centre, so the warp never pulls reflected borders
-in; the border loss weights (weighted_ce) are computed on that larger patch too, so objects cut
-by the patch edge keep their true distances.
+With an affine or elastic warp each patch is read with a margin (`warp_margin`), warped and cut back to
+its centre, so the warp pulls no reflected border in; the border loss weights (weighted_ce) are computed
+on that larger patch too, so objects cut by the patch edge keep their true distances.
 """
 
 from __future__ import annotations
@@ -22,9 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unetkit.data.augment import AugmentConfig, batch_seed, describe, warp_margin
+from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, describe, warp_margin
 from unetkit.data.io import dtype_range
-from unetkit.data.loader import Batch, Batches, HostAugment, host_batch
+from unetkit.data.loader import Batch, Batches, host_batch
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.patches import PatchSampler
 from unetkit.data.preprocess import Preprocess
@@ -45,7 +40,7 @@ class PatchSamples:
         self.sampler = PatchSampler(data.sources, patch_size, classes=data.classes, foreground_share=foreground_share,
                                     margin=margin, locations=data.locations)
         self.preprocess, self.batch_size, self.patch_size, self.seed = preprocess, batch_size, patch_size, seed
-        self.augment = HostAugment(augment) if augment is not None else None
+        self.augment = Augmenter(augment) if augment is not None else None
         self.weight_map = weight_map
         auto = math.ceil(data.pixels / patch_size**2)
         self.patches_per_epoch = patches_per_epoch or min(max(auto, batch_size), MAX_BATCHES_PER_EPOCH * batch_size)

@@ -1,19 +1,16 @@
 """A labelled folder for patch training: images of any sizes, the large ones never decoded whole.
 
-`load_labelled` (data/dataset.py) stacks every image into one array, which needs one size and
-memory for all of it. Patch training needs neither: `patch_set_of` keeps each pair as the
-`Source` of data/patches.py that data/dataset.py::survey opened — decoded in memory when it is small (or cannot be read by region,
-like a PNG), read by region from disk when it is a TIFF or .npy over `LARGE_PIXELS` — and scans
-every mask once, band by band, for what training needs before the first step: the pixel count
-of each class (coverage for the split, class checks, class weights) and a sample of each
-class's positions (patches centred on foreground). Every file is opened and checked before
-anything is written, as `load_labelled` does: sizes, mask values, non-finite pixels of the
-images decoded here (those read by region are checked band by band as they are read).
+`load_labelled` (data/dataset.py) stacks every image into one array: one size, all in memory. Patch
+training needs neither: `patch_set_of` keeps each pair as the `Source` (data/patches.py) that
+data/dataset.py::survey opened (decoded when small or not readable by region, like a PNG; read by region
+when a TIFF or .npy over `LARGE_PIXELS`), and scans every mask once, band by band, for the pixel count
+of each class (coverage for the split, class checks, class weights) and a sample of each class's
+positions (patches centred on foreground).
 
-Validation images are predicted whole, as `unetkit predict` would (`validation_set`), except
-those over `VAL_WHOLE_PIXELS`: their probabilities alone would take gigabytes, so they are
-scored on `VAL_WINDOWS` fixed windows of `VAL_WINDOW` pixels a side, read by region (centred on
-foreground where there is some), and named `STEM@y,x`.
+Validation images are predicted whole, as `unetkit predict` would (`validation_set`), except those over
+`VAL_WHOLE_PIXELS`: their probabilities alone would take gigabytes, so they are scored on `VAL_WINDOWS`
+windows of `VAL_WINDOW` pixels a side, read by region (centred on foreground where there is some), and
+named `STEM@y,x`.
 """
 
 from __future__ import annotations
@@ -36,11 +33,9 @@ VAL_WINDOWS = 4  # windows per such image
 
 @dataclass
 class PatchSet:
-    """Labelled images as patch sources, with what one scan of their masks found.
-
-    counts (N, 256): pixels of each mask value per image (multi-label: [0] no label, [k] label k-1);
-    locations[i][class] (n, 2): sampled (y, x) positions of that class in image i.
-    """
+    """Labelled images as patch sources, with what one scan of their masks found: counts (N, 256), pixels of
+    each mask value per image (multi-label: [0] no label, [k] label k-1); locations[i][class] (n, 2), sampled
+    (y, x) positions of that class in image i."""
 
     stems: list[str]
     pairs: list[Pair]
@@ -100,8 +95,7 @@ class PatchSet:
             y, x = int(rng.integers(source.height - h + 1)), int(rng.integers(source.width - w + 1))
             image, _ = source.read(y, y + h, x, x + w)
             image = image.astype(np.float32) / dtype_range(image.dtype)
-            crops.append(np.pad(image, ((0, patch - h), (0, patch - w), (0, 0)), mode="reflect") if (h, w) != (
-                patch, patch) else image)
+            crops.append(np.pad(image, ((0, patch - h), (0, patch - w), (0, 0)), mode="reflect"))
         return np.stack(crops)
 
 
@@ -119,13 +113,9 @@ def patch_set_of(found: Survey, num_classes: int, multilabel: bool = False, seed
     positions (data/patches.py::scan_mask, draws from `seed`)."""
     classes = tuple(range(1, num_classes + 1 if multilabel else max(num_classes, 2)))  # labels, or non-background
     rng = np.random.default_rng(seed)
-    counts, locations = [], []
-    for source in found.sources:
-        located, count = scan_mask(source, classes, rng)
-        counts.append(count)
-        locations.append(located)
-    return PatchSet([p.stem for p in found.pairs], found.pairs, found.sources, np.stack(counts), locations, classes,
-                    multilabel)
+    locations, counts = zip(*(scan_mask(source, classes, rng) for source in found.sources))
+    return PatchSet([p.stem for p in found.pairs], found.pairs, found.sources, np.stack(counts), list(locations),
+                    classes, multilabel)
 
 
 def validation_set(data: PatchSet, seed: int = 0) -> LabelledSet:
@@ -134,10 +124,8 @@ def validation_set(data: PatchSet, seed: int = 0) -> LabelledSet:
     rng = np.random.default_rng((seed, 7))
     stems, images, masks, pairs = [], [], [], []
     for stem, pair, source, found in zip(data.stems, data.pairs, data.sources, data.locations):
-        if source.height * source.width <= VAL_WHOLE_PIXELS:
-            windows = [(0, 0, source.height, source.width)]
-        else:
-            windows = _windows(source, found, rng)
+        whole = source.height * source.width <= VAL_WHOLE_PIXELS
+        windows = [(0, 0, source.height, source.width)] if whole else _windows(source, found, rng)
         for y, x, h, w in windows:
             image, mask = source.read(y, y + h, x, x + w)
             stems.append(stem if len(windows) == 1 else f"{stem}@{y},{x}")

@@ -1,20 +1,18 @@
 """Patches for training: random crops, a share of them centred on foreground, from images of any size.
 
-The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a
-share of them onto foreground (on a class drawn in turn for several classes), or rare classes
-would hardly be seen. `PatchSampler` does that over `ArraySource`s (images decoded in memory) and
-`FileSource`s (large TIFF/.npy images read by region through data/regions.py, so a 20000^2 image
-costs the tiles a patch overlaps, not the image).
+The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a share of
+them onto foreground (on a class drawn in turn for several classes), or rare classes would hardly be
+seen. `PatchSampler` does that over `ArraySource`s (decoded in memory) and `FileSource`s (large
+TIFF/.npy images read by region through data/regions.py: a 20000^2 image costs the tiles a patch
+overlaps, not the image).
 
-- A patch is read with `margin` extra pixels on every side, so an affine or elastic warp applied
-  to it draws no border in: warp the (h + 2m, w + 2m) arrays, then keep the centre (h, w).
-- Pixels beyond the image (images smaller than the patch, margins at the borders) are filled by
-  reflection, numpy's "reflect" mode, and the mask by the same indices, so labels stay labels.
-- Draws come only from the `numpy.random.Generator` passed in: the same generator state gives
-  the same patches, whichever thread asks.
-- Masks of `FileSource`s are read by region when they are TIFF or .npy; a PNG (or GIF, JPEG) mask
-  cannot be read partially and is decoded whole, once, and held: (H, W) bytes, 400 MB at 20000^2.
-  Store masks of huge images as TIFF.
+- A patch is read with `margin` extra pixels on every side, so an affine or elastic warp draws no
+  border in: warp the (h + 2m, w + 2m) arrays, then keep the centre (h, w).
+- Pixels beyond the image are filled by reflection (numpy's "reflect"), the mask by the same indices,
+  so labels stay labels.
+- Draws come only from the generator passed in: the same state gives the same patches, whichever thread asks.
+- A PNG (or GIF, JPEG) mask cannot be read partially: it is decoded whole, once, and held ((H, W) bytes,
+  400 MB at 20000^2). Store masks of huge images as TIFF.
 """
 
 from __future__ import annotations
@@ -57,14 +55,11 @@ class ArraySource:
 
     image: np.ndarray
     mask: np.ndarray
+    height: int = field(init=False)
+    width: int = field(init=False)
 
-    @property
-    def height(self) -> int:
-        return self.image.shape[0]
-
-    @property
-    def width(self) -> int:
-        return self.image.shape[1]
+    def __post_init__(self) -> None:
+        self.height, self.width = self.image.shape[:2]
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
         return self.image[y0:y1, x0:x1], self.mask[y0:y1, x0:x1]
@@ -87,8 +82,12 @@ class FileSource:
     height: int = field(init=False)
     width: int = field(init=False)
     _whole_mask: np.ndarray | None = field(init=False, default=None, repr=False)
+    _by_colour: bool = field(init=False, repr=False)  # a palette of colours: masks are read as RGB
+    _mask_channels: int | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._by_colour = self.palette is not None and all(c is not None for c in self.palette.colors)
+        self._mask_channels = None if self.multilabel else 3 if self._by_colour else 1
         self.height, self.width = image_size(self.pair.image)
         mask_size = image_size(self.pair.mask)
         if mask_size != (self.height, self.width):
@@ -112,14 +111,6 @@ class FileSource:
             for y in range(0, self.height, step):
                 yield y, self._decode(reader(y, min(y + step, self.height)))
 
-    @property
-    def _by_colour(self) -> bool:
-        return self.palette is not None and all(c is not None for c in self.palette.colors)
-
-    @property
-    def _mask_channels(self) -> int | None:
-        return None if self.multilabel else 3 if self._by_colour else 1
-
     def _decode(self, raw: np.ndarray) -> np.ndarray:
         if self.multilabel:
             return decode_multilabel(raw if raw.ndim == 3 else raw[:, :, None], self.num_classes, self.pair.mask)
@@ -133,34 +124,17 @@ class FileSource:
         return self._whole_mask
 
 
-@dataclass(frozen=True)
-class PatchBatch:
-    """n patches with `margin` pixels around each: images (n, h + 2m, w + 2m, C), masks (n, h + 2m, w + 2m)
-    uint8; origins (n, 2) the inner patch's top-left (y, x) in its image (negative: padded by reflection);
-    sources (n,) the source index; centred (n,) the class a patch was centred on, -1 for a random position."""
-
-    images: np.ndarray
-    masks: np.ndarray
-    margin: int
-    origins: np.ndarray
-    sources: np.ndarray
-    centred: np.ndarray
-
-
 class PatchSampler:
     """Random `patch_size` crops of `sources`, `foreground_share` of each batch centred on foreground.
 
-    `classes` are the mask values patches may be centred on: (1,) for binary masks, 1..K-1 for K
-    classes (background is never forced). A forced patch first draws a class uniformly among the
-    classes found anywhere, then an image holding it, then one of its pixels (up to MAX_LOCATIONS per
-    class and image, located once here by scanning masks band by band), so every class is visited
-    equally often however rare it is.
-    """
+    `classes`: the mask values patches may be centred on ((1,) binary, 1..K-1 for K classes: background is
+    never forced). A forced patch draws a class uniformly among those found anywhere, then an image holding
+    it, then one of its located pixels, so every class is visited equally often however rare it is."""
 
-    def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *, classes: Sequence[int] = (1,),
-                 foreground_share: float = 0.33, margin: int = 0, seed: int = 0,
-                 locations: Sequence[dict[int, np.ndarray]] | None = None) -> None:
-        """`locations`: each source's class positions as `scan_mask` found them (scanned here when None)."""
+    def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *,
+                 locations: Sequence[dict[int, np.ndarray]], classes: Sequence[int] = (1,),
+                 foreground_share: float = 0.33, margin: int = 0) -> None:
+        """`locations`: each source's class positions as `scan_mask` found them."""
         if not sources:
             raise ValueError("PatchSampler needs at least one source")
         if not 0.0 <= foreground_share <= 1.0:
@@ -168,60 +142,34 @@ class PatchSampler:
         self.sources = list(sources)
         self.patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
         self.foreground_share, self.margin = foreground_share, int(margin)
-        if locations is None:
-            rng = np.random.default_rng(seed)
-            locations = [scan_mask(source, classes, rng)[0] for source in self.sources]
         self.locations = list(locations)  # [source][class] -> (n, 2)
         self.classes = [c for c in classes if any(len(found.get(c, ())) for found in self.locations)]
 
     def forced(self, n: int) -> int:
-        """How many of a batch of n patches are centred on a class (the first ones)."""
+        """How many of a batch of n patches are centred on a class (the first ones): a fixed count, as nnU-Net's,
+        so a batch never lacks foreground by chance."""
         return math.ceil(n * self.foreground_share - 1e-9) if self.classes else 0
 
     def draw(self, rng: np.random.Generator, forced: bool) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int], int]:
-        """One patch, centred on a class drawn uniformly when `forced`: (image, mask, source index, inner
-        top-left, the class it was centred on or -1). All draws come from `rng`."""
-        target = self.classes[int(rng.integers(len(self.classes)))] if forced and self.classes else None
-        image, mask, index, origin = self.sample(rng, target)
-        return image, mask, index, origin, -1 if target is None else target
-
-    def sample(self, rng: np.random.Generator,
-               centre_on: int | None = None) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int]]:
-        """One patch: (image (h+2m, w+2m, C), mask (h+2m, w+2m), source index, inner top-left (y, x)).
-        `centre_on` a class value forces a centre on one of its pixels; None is a random position."""
+        """One patch: (image (h+2m, w+2m, C), mask (h+2m, w+2m), source index, inner top-left (y, x), the class
+        it was centred on or -1). `forced`: centred on a pixel of a class drawn uniformly; else anywhere."""
         h, w = self.patch
-        if centre_on is None:
+        target = self.classes[int(rng.integers(len(self.classes)))] if forced and self.classes else None
+        if target is None:
             index = int(rng.integers(len(self.sources)))
             source = self.sources[index]
             y = int(rng.integers(min(0, source.height - h), max(0, source.height - h) + 1))
             x = int(rng.integers(min(0, source.width - w), max(0, source.width - w) + 1))
         else:
-            holding = [i for i, found in enumerate(self.locations) if len(found.get(centre_on, ()))]
-            if not holding:
-                raise ValueError(f"no image holds class {centre_on}")
+            holding = [i for i, found in enumerate(self.locations) if len(found.get(target, ()))]
             index = holding[int(rng.integers(len(holding)))]
             source = self.sources[index]
-            found = self.locations[index][centre_on]
+            found = self.locations[index][target]
             cy, cx = (int(v) for v in found[int(rng.integers(len(found)))])
             y = int(np.clip(cy - h // 2, min(0, source.height - h), max(0, source.height - h)))
             x = int(np.clip(cx - w // 2, min(0, source.width - w), max(0, source.width - w)))
         image, mask = self._read(source, y, x)
-        return image, mask, index, (y, x)
-
-    def batch(self, rng: np.random.Generator, n: int) -> PatchBatch:
-        """n patches, the first ceil(n * foreground_share) centred on a class drawn uniformly (nnU-Net
-        forces a fixed count per batch too, so a batch never lacks foreground by chance)."""
-        forced = self.forced(n)
-        images, masks, sources, origins, centred = [], [], [], [], []
-        for i in range(n):
-            image, mask, index, origin, target = self.draw(rng, i < forced)
-            images.append(image)
-            masks.append(mask)
-            sources.append(index)
-            origins.append(origin)
-            centred.append(target)
-        return PatchBatch(np.stack(images), np.stack(masks), self.margin, np.array(origins, np.int64),
-                          np.array(sources, np.int64), np.array(centred, np.int64))
+        return image, mask, index, (y, x), -1 if target is None else target
 
     def _read(self, source: Source, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
         """The window [y - m, y + h + m) x [x - m, x + w + m), reflected where it leaves the image."""

@@ -24,12 +24,9 @@ MAX_RESIZE = 8192  # a side the resize policy may ask for; beyond it a model fil
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Scaling to [0, 1] by bit depth, per-channel standardisation, and the size policy.
-
-    size_policy "pad": images go to the network at their own size (the network pads to a
-    multiple of 2**depth and crops back). "resize": images are resized to
-    resize_to x resize_to and the probabilities resized back to the input's size.
-    """
+    """Scaling to [0, 1] by bit depth, per-channel standardisation, and the size policy: "pad" sends images at
+    their own size (the network pads to a multiple of 2**depth and crops back); "resize" resizes them to
+    resize_to x resize_to and the probabilities back to the input's size."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -40,9 +37,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: dict, in_channels: int | None = None) -> Preprocess:
-        """The inverse of dataclasses.asdict, as stored in model files and ONNX metadata, checked as
-        strictly as a config (a tampered file must not predict silently wrong masks): ValueError
-        says what is wrong."""
+        """The inverse of dataclasses.asdict (model files, ONNX metadata), checked as strictly as a config (a
+        tampered file must not predict silently wrong masks): ValueError says what is wrong."""
         mean, std = tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
         if not all(math.isfinite(v) for v in mean + std) or min(std, default=0.0) <= 0:
             raise ValueError(f"preprocess mean {mean} and std {std} must be finite, std > 0")
@@ -66,28 +62,28 @@ class Preprocess:
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, C) array of any dtype -> standardised float32 tensor (N, C, H, W)."""
         import torch
-        import torch.nn.functional as F
 
         scale = dtype_range(images.dtype)
         x = torch.from_numpy(np.require(images, requirements="CW")).permute(0, 3, 1, 2)  # read-only rows: a copy
-        x = x.to(torch.float32) / scale if x.dtype != torch.float32 or scale != 1.0 else x
-        if self.size_policy == "resize" and x.shape[-2:] != (self.resize_to, self.resize_to):
-            x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", antialias=True,
-                              align_corners=False)
-        x = self.clip_tensor(x)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
-        return (x - mean) / std
+        return self.standardise(x.to(torch.float32) / scale if x.dtype != torch.float32 or scale != 1.0 else x)
 
-    def clip_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W) in scaled units, clipped per channel to [clip_low, clip_high] (as it is without bounds),
-        on x's device: what `to_tensor` and the device batches (data/device_batches.py) both apply."""
-        if self.clip_low is None or self.clip_high is None:
-            return x
+    def standardise(self, x: torch.Tensor, mean: torch.Tensor | None = None,
+                    std: torch.Tensor | None = None) -> torch.Tensor:
+        """`to_tensor` after the scaling, on x (B, C, H, W) float32 in [0, 1] on any device (the device batches of
+        data/device_batches.py): the resize policy, the clipping, then (x - mean) / std, mean and std (1, C, 1, 1)
+        on x's device (made on the CPU when not given)."""
         import torch
+        import torch.nn.functional as F
 
-        return torch.minimum(torch.maximum(x, x.new_tensor(self.clip_low).view(1, -1, 1, 1)),
-                             x.new_tensor(self.clip_high).view(1, -1, 1, 1))
+        size = (self.resize_to, self.resize_to)
+        if self.size_policy == "resize" and x.shape[-2:] != size:
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        if self.clip_low is not None and self.clip_high is not None:
+            x = torch.minimum(torch.maximum(x, x.new_tensor(self.clip_low).view(1, -1, 1, 1)),
+                              x.new_tensor(self.clip_high).view(1, -1, 1, 1))
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1) if mean is None else mean
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1) if std is None else std
+        return (x - mean) / std
 
     def to_array(self, images: np.ndarray) -> np.ndarray:
         """`to_tensor` in NumPy, float32 (N, C, H, W), for the pad policy (what ONNX prediction uses)."""

@@ -4,21 +4,18 @@
 the caller in their order, so what the caller does with each (a seeded fingerprint, a stack) is the
 same as a serial read's; at most `ahead` results wait, so memory stays that of a few files.
 
-`ReadAhead`: bands of rows of one image read in a background thread while the caller works on the band before.
+`ReadAhead`: the bands of rows of one streamed image, in an order known in advance (the tile rows of a
+grid), read by one thread while the network runs on the band before: decoding a compressed TIFF band
+(tifffile's zlib and zarr's copies) releases the GIL. The thread stays a few bands ahead, so memory
+stays that of a few bands however tall the image.
 
-A streamed image is read band by band in an order known in advance (the tile rows of a grid).
-Decoding a band of a compressed TIFF (tifffile's zlib and zarr's copies) releases the GIL, so
-one thread reading the next band while the network runs on this one takes the decoding off the
-path the network waits on. The thread stays at most `depth` bands ahead of the caller, so
-memory stays that of a few bands however tall the image; an error while reading reaches the
-caller when it asks for that band, as the same exception a direct read would raise.
+Either way an error while reading reaches the caller at its item, as the same exception a direct read
+would raise.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +29,7 @@ Span = tuple[int, int]  # (y0, y1): rows y0 .. y1 - 1
 
 def in_order(read: Callable[[S], T], items: Iterable[S], *, workers: int | None = None, ahead: int = 16) -> Iterator[T]:
     """`read(item)` for each item, by `workers` threads (default: the cores, at most 4), yielded in the items'
-    order; an error reaches the caller at its item, as the same exception a serial read would raise there."""
+    order."""
     workers = workers or min(4, os.cpu_count() or 1)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="read")
     pending: deque[Future[T]] = deque()
@@ -48,50 +45,29 @@ def in_order(read: Callable[[S], T], items: Iterable[S], *, workers: int | None 
 
 
 class ReadAhead(Generic[T]):
-    """`read(y0, y1)` for each span of `spans` in turn, a thread ahead; call it with those spans in that order.
-
-    Use as a context manager: leaving it (at the end, on an error, or when the caller stops early)
-    stops the thread and drops what it read ahead."""
+    """`read(y0, y1)` for each span of `spans` in turn, by a thread at most `depth` + 1 spans ahead; call it with
+    those spans in that order, in a `with`: leaving it (at the end, on an error, or when the caller stops
+    early) stops the thread and drops what it read ahead."""
 
     def __init__(self, read: Callable[[int, int], T], spans: Sequence[Span], depth: int = 1) -> None:
-        self._read = read
-        self._spans = list(spans)
-        self._next = 0
-        self._queue: queue.Queue[tuple[T | None, BaseException | None]] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        for span in self._spans:
-            try:
-                item: tuple[T | None, BaseException | None] = (self._read(*span), None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised where it asks for this band
-                item = (None, exc)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if self._stop.is_set() or item[1] is not None:
-                return
+        self._spans, self._next = list(spans), 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+        self._submit = lambda span: self._pool.submit(read, *span)
+        self._ahead = deque(self._submit(span) for span in self._spans[: depth + 1])
 
     def __call__(self, y0: int, y1: int) -> T:
         """The band of rows y0 .. y1 - 1, as `read` returns it."""
         if self._next >= len(self._spans) or self._spans[self._next] != (y0, y1):
             expected = self._spans[self._next] if self._next < len(self._spans) else "none"
             raise ValueError(f"rows {y0}-{y1} asked out of order: the next span read ahead is {expected}")
+        if self._next + len(self._ahead) < len(self._spans):
+            self._ahead.append(self._submit(self._spans[self._next + len(self._ahead)]))
         self._next += 1
-        rows, error = self._queue.get()
-        if error is not None:
-            raise error
-        return rows  # type: ignore[return-value]  # None only alongside an error
+        return self._ahead.popleft().result()
 
     def close(self) -> None:
         """Stop the thread; what it read ahead and nobody asked for is dropped."""
-        self._stop.set()  # a put waiting on the full queue gives up within its timeout
-        self._thread.join()
+        self._pool.shutdown(cancel_futures=True)
 
     def __enter__(self) -> ReadAhead[T]:
         return self

@@ -18,12 +18,9 @@ def coverage_classes(coverage: np.ndarray, bins: int = 10) -> np.ndarray:
 
 
 def stratified_split(strata: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices 0..N-1 into (train, val), each stratum in proportion.
-
-    The validation size is round(N * val_fraction) (at least 1, leaving at least one
-    training image); strata get their quota by largest remainder, so rare strata are
-    represented whenever the numbers allow.
-    """
+    """Split indices 0..N-1 into (train, val), each stratum in proportion: round(N * val_fraction) validation
+    images (at least 1, leaving at least one for training), quotas by largest remainder, so rare strata are
+    represented whenever the numbers allow."""
     strata = np.asarray(strata)
     n = len(strata)
     if n < 2:
@@ -35,21 +32,14 @@ def stratified_split(strata: np.ndarray, val_fraction: float, seed: int) -> tupl
     quota = np.floor(exact).astype(np.int64)
     remainder_order = np.argsort(-(exact - quota), kind="stable")
     quota[remainder_order[: n_val - quota.sum()]] += 1
-    val_parts = []
-    for label, take in zip(labels, quota):
-        members = np.flatnonzero(strata == label)
-        val_parts.append(rng.permutation(members)[:take])
-    val = np.sort(np.concatenate(val_parts))
-    train = np.setdiff1d(np.arange(n), val)
-    return train, val
+    val = np.sort(np.concatenate([rng.permutation(np.flatnonzero(strata == label))[:take]
+                                  for label, take in zip(labels, quota)]))
+    return np.setdiff1d(np.arange(n), val), val
 
 
 def stratified_folds(strata: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """K disjoint folds covering 0..N-1 (sorted index arrays), each stratum dealt evenly across them.
-
-    Strata are shuffled, then concatenated and dealt round-robin, so fold sizes differ by at
-    most one and every stratum with at least K members appears in every fold.
-    """
+    """K disjoint folds covering 0..N-1 (sorted index arrays): strata shuffled, concatenated and dealt
+    round-robin, so fold sizes differ by at most one and a stratum of at least K members is in every fold."""
     strata = np.asarray(strata)
     if not 2 <= k <= len(strata):
         raise UserError(f"folds: need 2 <= K <= number of images ({len(strata)}), got {k}")

@@ -59,11 +59,8 @@ def synthetic_example(index: int, *, size: int = 101, seed: int = 0,
 
 def generate_synthetic(out_dir: str | os.PathLike[str], n: int, *, size: int = 101, seed: int = 0,
                        empty_fraction: float = 0.3, prefix: str = "syn") -> Path:
-    """Write `n` examples to out_dir/images and out_dir/masks; return out_dir.
-
-    The arguments are checked before anything is written, each failure one line naming the
-    folder and the value (`unetkit synth --n/--size/--seed` pass them straight through).
-    """
+    """Write `n` examples to out_dir/images and out_dir/masks; return out_dir. The arguments are checked
+    before anything is written (`unetkit synth --n/--size/--seed` pass them straight through)."""
     root = Path(out_dir)
     check_synthetic_args(root, n, size=size, seed=seed, empty_fraction=empty_fraction)
     for index in range(n):
@@ -76,13 +73,11 @@ def generate_synthetic(out_dir: str | os.PathLike[str], n: int, *, size: int = 1
 
 def check_synthetic_args(root: Path, n: int, *, size: int, seed: int, empty_fraction: float = 0.3) -> None:
     """Refuse a count, size, seed or empty fraction that cannot make a synthetic set, before any file exists."""
-    problems = []
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        problems.append(f"the number of pairs (n, --n) must be at least 1, got {n}")
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < MIN_SIZE:
-        problems.append(f"the image size (--size) must be at least {MIN_SIZE} pixels, got {size}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        problems.append(f"the seed (--seed) must be a whole number of at least 0, got {seed}")
+    wholes = ((n, 1, "the number of pairs (n, --n) must be at least 1"),
+              (size, MIN_SIZE, f"the image size (--size) must be at least {MIN_SIZE} pixels"),
+              (seed, 0, "the seed (--seed) must be a whole number of at least 0"))
+    problems = [f"{text}, got {value}" for value, low, text in wholes
+                if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low]
     if not 0.0 <= empty_fraction <= 1.0:
         problems.append(f"empty_fraction must lie in [0, 1], got {empty_fraction}")
     if problems:
@@ -106,58 +101,11 @@ def _check_empty_target(root: Path) -> None:
                             "folders and never replaces a file: choose another --out")
 
 
-def synthetic_cells(index: int, *, size: int = 64, seed: int = 0, cells: int = 14) -> tuple[np.ndarray, np.ndarray]:
-    """Densely packed touching cells, the U-Net paper's case: image (size, size) uint8, mask 0/1.
-
-    Cells are bright textured discs, many touching; where two meet the image shows only a
-    faint darker membrane while the mask separates them by a 2-px background line, so a model
-    must learn the separations to score well. Brightness and contrast vary per image.
-    """
-    rng = np.random.default_rng((seed, index, 7))
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    centres = rng.uniform(size * 0.1, size * 0.9, (cells, 2))
-    radii = rng.uniform(size * 0.09, size * 0.14, cells)
-    distance = np.stack([np.hypot(y - cy, x - cx) - r for (cy, cx), r in zip(centres, radii)])  # < 0 inside
-    nearest = distance.argmin(0)
-    inside = distance.min(0) < 0
-    # A pixel lies on a border when a pixel within 1 step belongs to another cell.
-    border = np.zeros_like(inside)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            shifted = np.roll(nearest, (dy, dx), axis=(0, 1))
-            border |= np.roll(inside, (dy, dx), axis=(0, 1)) & (shifted != nearest)
-    mask = inside & ~border
-    texture = smooth_noise(rng, size, sigma=1.5)
-    image = 0.25 + 0.08 * smooth_noise(rng, size, sigma=4.0)
-    image = np.where(inside, 0.62 + 0.08 * texture, image)
-    image = np.where(inside & border, image - 0.12, image)  # faint membrane between touching cells
-    image += 0.05 * rng.standard_normal((size, size))
-    image = 0.5 + (image - 0.5) * rng.uniform(0.6, 1.4) + rng.uniform(-0.12, 0.12)  # microscopes differ
-    return (np.clip(image, 0, 1) * 255).astype(np.uint8), mask.astype(np.uint8)
-
-
-def synthetic_classes(index: int, *, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Three classes: layered background (0), calm bodies (1), bright speckled bodies (2); mask = indices."""
-    rng = np.random.default_rng((seed, index, 3))
-    image, _ = synthetic_example(index, size=size, seed=seed, empty_fraction=1.0)
-    signal = image.astype(np.float64) / 255
-    mask = np.zeros((size, size), np.uint8)
-    for cls, (level, speckle) in ((1, (0.5, 0.02)), (2, (0.85, 0.12))):
-        field = smooth_noise(rng, size, sigma=size / 7)
-        body = field > np.quantile(field, 1 - rng.uniform(0.1, 0.3))
-        mask[body] = cls
-        signal[body] = level + speckle * rng.standard_normal(int(body.sum()))
-    return (np.clip(signal, 0, 1) * 255).astype(np.uint8), mask
-
-
 def synthetic_large(index: int, *, side: int = 1024, seed: int = 0, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """A large-image scene: image (side, side) uint8, mask (side, side) class indices.
-
-    Class 1: bright textured bodies (about 15% of the area); with `classes` 3, class 2: thin dark
-    curvilinear lines, 2-4 px wide (level sets of a smooth field, like roads, vessels or cracks),
-    drawn over the bodies. The background is a slowly varying texture with noise, so a patch must
-    be read in its context: the brightness of a body varies from place to place.
-    """
+    """A large-image scene: image (side, side) uint8, mask (side, side) class indices. Class 1: bright
+    textured bodies (about 15% of the area); with `classes` 3, class 2: thin dark curvilinear lines, 2-4 px
+    wide (like roads, vessels or cracks), over the bodies. The background varies slowly, so a patch must be
+    read in its context: the brightness of a body varies from place to place."""
     rng = np.random.default_rng((seed, index, 11))
     image = 0.4 + 0.1 * smooth_noise(rng, side, sigma=side / 16) + 0.06 * smooth_noise(rng, side, sigma=2.0)
     mask = np.zeros((side, side), np.uint8)
@@ -182,29 +130,16 @@ def write_large_synthetic(out_dir: str | os.PathLike[str], n: int, *, side: int 
 
     root = Path(out_dir)
     check_synthetic_args(root, n, size=side, seed=seed)
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
     for index in range(n):
         name = f"{prefix}_{index:05d}.tif"
-        (root / "images").mkdir(parents=True, exist_ok=True)
-        (root / "masks").mkdir(parents=True, exist_ok=True)
-        image_writer = TiledTiffWriter(root / "images" / name, side, side, np.uint8)
-        mask_writer = TiledTiffWriter(root / "masks" / name, side, side, np.uint8)
-        for y in range(0, side, block):
-            rows = min(block, side - y)
-            pieces = [synthetic_large(index * 10_000 + (y // block) * 100 + x // block, side=block, seed=seed,
-                                      classes=classes) for x in range(0, side, block)]
-            image_writer.write(np.concatenate([p[0][:rows] for p in pieces], axis=1)[:, :side])
-            mask_writer.write(np.concatenate([p[1][:rows] for p in pieces], axis=1)[:, :side])
-        image_writer.close()
-        mask_writer.close()
-    return root
-
-
-def write_examples(out_dir: str | os.PathLike[str], examples: list[tuple[np.ndarray, np.ndarray]], *,
-                   prefix: str = "syn", mask_scale: int = 255) -> Path:
-    """Write (image, mask) pairs as images/<prefix>_NNNNN.png and masks/<prefix>_NNNNN.png (mask x mask_scale)."""
-    root = Path(out_dir)
-    for index, (image, mask) in enumerate(examples):
-        name = f"{prefix}_{index:05d}.png"
-        write_png(root / "images" / name, image)
-        write_png(root / "masks" / name, (mask * mask_scale).astype(np.uint8))
+        with (TiledTiffWriter(root / "images" / name, side, side, np.uint8) as image_writer,
+              TiledTiffWriter(root / "masks" / name, side, side, np.uint8) as mask_writer):
+            for y in range(0, side, block):
+                rows = min(block, side - y)
+                pieces = [synthetic_large(index * 10_000 + (y // block) * 100 + x // block, side=block, seed=seed,
+                                          classes=classes) for x in range(0, side, block)]
+                image_writer.write(np.concatenate([p[0][:rows] for p in pieces], axis=1)[:, :side])
+                mask_writer.write(np.concatenate([p[1][:rows] for p in pieces], axis=1)[:, :side])
     return root

@@ -1,14 +1,12 @@
 """Writing an image too large for memory as a tiled, compressed TIFF, band of rows by band.
 
-tifffile writes tiles pulled from an iterator; prediction pushes bands of rows as they are
-finished. A writer thread turns one into the other through a short queue, so at most a row of
-TIFF tiles and two bands are held, and the compression overlaps with the next tiles' network
-pass; so does `convert` where one is given (the mask decision, for a band of probabilities).
-Every tile handed to tifffile is its own array: newer tifffile releases read tiles ahead (and
-may hold them while compressing), so a view of the reused staging rows would be overwritten
-before it is written (2026.9.20 wrote corrupted masks that way). The file appears
-under its final name only when complete (atomic rename); an error or an interruption on either
-side removes the temporary file.
+tifffile writes tiles pulled from an iterator; prediction pushes bands of rows as they are finished. A
+writer thread turns one into the other through a short queue, so at most a row of TIFF tiles and two
+bands are held, and the compression (and `convert`, e.g. the mask decision) overlaps the next tiles'
+network pass. Every tile handed to tifffile is its own array: tifffile may read tiles ahead and hold
+them while compressing, so a view of the reused staging rows would be overwritten before it is written.
+The file appears under its final name only when complete (atomic rename); an error or an interruption
+on either side removes the temporary file.
 """
 
 from __future__ import annotations
@@ -36,18 +34,14 @@ class _Aborted(Exception):
 
 
 class TiledTiffWriter:
-    """Feed (rows, width[, samples]) bands top to bottom with `write`; `close` finishes the file.
-
-    `convert`, if given, turns each written band (rows, ...) into (rows, width[, samples]) in the
-    writer thread; the band is then handed over as it is, and must not change after `write`."""
+    """Feed (rows, width[, samples]) bands top to bottom with `write`; `close` finishes the file. `convert`, if
+    given, turns each band (rows, ...) into (rows, width[, samples]) in the writer thread: the band is then
+    handed over as it is, and must not change after `write`."""
 
     def __init__(self, path: str | os.PathLike[str], height: int, width: int, dtype: np.dtype | type,
                  samples: int = 1, convert: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        self.path = Path(path)
-        self.convert = convert
+        self.path, self.convert, self.dtype, self.rows_written = Path(path), convert, np.dtype(dtype), 0
         self.height, self.width, self.samples = height, width, samples
-        self.dtype = np.dtype(dtype)
-        self.rows_written = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"tiff-writer-{self.path.name}", daemon=True)

@@ -18,11 +18,8 @@ from scipy import ndimage
 
 def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
                    ignore_index: int | None = None) -> np.ndarray:
-    """Border term (H, W) float32 of a class-index mask (H, W).
-
-    Objects are connected regions of one foreground class (touching objects of different
-    classes stay apart); pixels equal to `ignore_index` belong to no object.
-    """
+    """Border term (H, W) float32 of a class-index mask (H, W). Objects are connected regions of one foreground
+    class (touching objects of different classes stay apart); pixels of `ignore_index` belong to none."""
     foreground = (mask > 0) if ignore_index is None else (mask > 0) & (mask != ignore_index)
     labels = np.zeros(mask.shape, dtype=np.int64)
     count = 0
@@ -50,10 +47,9 @@ def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
 
 
 def balanced_class_weights(counts: np.ndarray, num_classes: int, power: float = 1.0) -> tuple[float, ...]:
-    """Inverse-frequency class weights raised to `power`, normalised to mean 1, from the pixel count of
-    each mask value (np.bincount of the masks); absent classes get 1. Power 1 is the paper's w_c; a
-    power below 1 tempers them, so that the rarest classes are learned without the common ones being
-    given up (training/plan.py chooses it for class-index masks)."""
+    """Inverse-frequency class weights raised to `power`, normalised to mean 1, from the pixel count of each
+    mask value (np.bincount of the masks); absent classes get 1. Power 1 is the paper's w_c; below 1 tempers
+    them, so the rarest classes are learned without giving up the common ones (training/plan.py chooses it)."""
     counts = np.asarray(counts)[: max(num_classes, 2)].astype(np.float64)
     present = counts > 0
     weights = np.ones_like(counts)
