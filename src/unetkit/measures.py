@@ -75,16 +75,10 @@ def is_boundary(name: str) -> bool:
     return _BOUNDARY.fullmatch(name) is not None
 
 
-def higher_is_better(name: str) -> bool:
-    """Whether a larger value of `name` is better (hd95 and assd: smaller)."""
-    return MEASURES["nsd@TOL" if name.startswith("nsd@") else name][1]
-
-
 def monitor_minimizes(monitor: str) -> bool:
     """Whether a monitored value (val_loss, val_iou, val_hd95, ...) improves by going down."""
     name = monitor.removeprefix("val_")
-    key = "nsd@TOL" if name.startswith("nsd@") else name
-    return name == "loss" or (key in MEASURES and not MEASURES[key][1])
+    return name == "loss" or not MEASURES.get("nsd@TOL" if name.startswith("nsd@") else name, ("", True))[1]
 
 
 def extra_columns(names: Sequence[str]) -> tuple[str, ...]:
@@ -134,10 +128,11 @@ class MeasureSet:
             counts = np.array([_counts(self._binary(pred, c), self._binary(truth, c), inside)
                                for c in self.pooled_classes], np.int64)
             self.counts.append(counts)
-            own |= {name: _pooled_value(name, counts[None])[0] for name in self.names if name in _POOLED}
+            own |= {name: float(_mean_present(_per_class_pooled(name, counts[None]))[0]) for name in self.names
+                    if name in _POOLED}
         if "tgs_map" in self.names:
-            fg = _counts(self._any(pred), self._any(truth), inside)
-            self._value("tgs_map", np.array([_tgs(fg)]))
+            fg = [maps.any(axis=0) if self.multilabel else maps > 0 for maps in (pred, truth)]  # ignored: outside already
+            self._value("tgs_map", np.array([_tgs(_counts(*fg, inside))]))
         boundary = [name for name in self.names if is_boundary(name)]
         if boundary:
             from unetkit.boundary import boundary_figures  # scipy.ndimage: imported when used, not by --help
@@ -159,10 +154,6 @@ class MeasureSet:
 
     def _binary(self, maps: np.ndarray, c: int) -> np.ndarray:
         return maps[c].astype(bool) if self.multilabel else (maps == c) if self.num_classes > 1 else maps > 0
-
-    def _any(self, maps: np.ndarray) -> np.ndarray:
-        """Any foreground (ignored pixels lie outside the scored region already)."""
-        return maps.any(axis=0) if self.multilabel else maps > 0
 
     def _histogram(self, probabilities: np.ndarray, truth: np.ndarray, c: int, inside: np.ndarray) -> np.ndarray:
         index = 0 if probabilities.shape[0] == 1 else c
@@ -248,11 +239,6 @@ def _mean_present(per_class: np.ndarray) -> np.ndarray:
     present = ~np.isnan(per_class)
     total = np.where(present, per_class, 0.0).sum(axis=1)
     return np.where(present.any(axis=1), total / np.maximum(present.sum(axis=1), 1), 1.0)
-
-
-def _pooled_value(name: str, counts: np.ndarray) -> list[float]:
-    """One image's (1, C, 3) counts -> [its value]: mean over the classes present, 1.0 when none is."""
-    return [float(_mean_present(_per_class_pooled(name, counts))[0])]
 
 
 def _tgs(counts: tuple[int, int, int]) -> float:

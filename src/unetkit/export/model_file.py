@@ -23,10 +23,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from unetkit.config import ModelConfig, from_dict
+from unetkit.config import ModelConfig
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
-from unetkit.export.metadata import checked_rule
+from unetkit.export.metadata import checked_metadata
 from unetkit.fileio import atomic_path
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
@@ -124,12 +124,7 @@ def save_ensemble(path: str | os.PathLike[str], nets: list[SegmentationNet], pre
 def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> SavedModel:
     """Rebuild a SavedModel from weights and metadata, with one-line errors for inconsistent files."""
     try:
-        fields = json.loads(metadata["model"])
-        if isinstance(fields, dict):  # files from before model.image_gate predicted from the pixels alone
-            fields.setdefault("image_gate", False)
-        config = from_dict(ModelConfig, fields, where="model")
-        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]), config.in_channels)
-        threshold, postprocess, training = checked_rule(metadata)
+        config, preprocess, threshold, postprocess, training = checked_metadata(metadata)
         members = int(metadata.get("members", "0"))
         if not 0 <= members <= MAX_MEMBERS:
             raise ValueError(f"members {members} must lie in 0..{MAX_MEMBERS}")

@@ -21,9 +21,8 @@ _FLOAT = "__float__"
 def flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Move every tensor of `tree` into `tensors` (keys start with `prefix`); return the JSON-able rest."""
     if isinstance(tree, torch.Tensor):
-        key = f"{prefix}"
-        tensors[key] = tree.detach().cpu().contiguous()
-        return {_TENSOR: key}
+        tensors[prefix] = tree.detach().cpu().contiguous()
+        return {_TENSOR: prefix}
     if isinstance(tree, dict):
         return {"__dict__": [[_key(k), flatten(v, f"{prefix}.{i}", tensors)] for i, (k, v) in enumerate(tree.items())]}
     if isinstance(tree, list | tuple):

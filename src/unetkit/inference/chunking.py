@@ -15,6 +15,8 @@ there.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
 
 import torch
@@ -28,15 +30,10 @@ def last_level_cache_bytes(cpu_dir: Path = Path("/sys/devices/system/cpu/cpu0/ca
     """Size of the largest cache the first CPU reports (Linux sysfs), else FALLBACK_CACHE_BYTES."""
     sizes = []
     for index in cpu_dir.glob("index*"):
-        try:
-            text = (index / "size").read_text().strip()
-        except OSError:
-            continue
-        units = {"K": 2**10, "M": 2**20, "G": 2**30}
-        if text[:-1].isdigit() and text[-1] in units:
-            sizes.append(int(text[:-1]) * units[text[-1]])
-        elif text.isdigit():
-            sizes.append(int(text))
+        with contextlib.suppress(OSError):
+            found = re.fullmatch(r"(\d+)([KMG]?)", (index / "size").read_text().strip())
+            if found:
+                sizes.append(int(found[1]) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[found[2]])
     return max(sizes, default=FALLBACK_CACHE_BYTES)
 
 

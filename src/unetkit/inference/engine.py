@@ -59,26 +59,20 @@ def planned_tile(training: dict[str, Any]) -> int:
     return tile if isinstance(tile, int) and not isinstance(tile, bool) and tile >= 16 else DEFAULT_TILE
 
 
-def trained_views(training: dict[str, Any]) -> dict[str, bool] | None:
-    """Which mirrorings and quarter turns the training augmentation drew (None when the file does not say)."""
+def warn_unseen_views(tta: str, training: dict[str, Any]) -> None:
+    """One log line when test-time augmentation averages views the model was never trained on (none when
+    the file does not say which mirrorings and quarter turns its training augmentation drew)."""
     data = ((training.get("config") or {}).get("data") or {}) if isinstance(training, dict) else {}
     if not isinstance(data, dict) or not isinstance(data.get("augment"), str):
-        return None
+        return
     try:
         augment = augment_config(data["augment"], data.get("augment_params"))
     except UserError:
-        return None
-    return {"hflip": bool(augment and augment.p_hflip), "vflip": bool(augment and augment.p_vflip),
-            "rotate90": bool(augment and augment.p_rotate90)}
-
-
-def warn_unseen_views(tta: str, training: dict[str, Any]) -> None:
-    """One log line when test-time augmentation averages views the model was never trained on."""
-    views = trained_views(training)
-    unseen = unseen_views(tta, **views) if views else 0
-    if views and unseen:
-        drawn = [name for name, on in (("left-right flips", views["hflip"]), ("up-down flips", views["vflip"]),
-                                       ("quarter turns", views["rotate90"])) if on]
+        return
+    views = {name: bool(augment and getattr(augment, f"p_{name}")) for name in ("hflip", "vflip", "rotate90")}
+    unseen = unseen_views(tta, **views)
+    if unseen:
+        drawn = [name for name, on in zip(("left-right flips", "up-down flips", "quarter turns"), views.values()) if on]
         log.warning("TTA '%s' averages %d view(s) the model never saw in training (its augmentation drew %s) and "
                     "can lower the masks' quality; '%s' keeps to the views it saw", tta, unseen,
                     " and ".join(drawn) or "no mirrorings or turns", widest_seen(**views))

@@ -112,19 +112,14 @@ def _summary_rows(rows: list[dict[str, Any]], figures: dict[str, Any], intervals
     """The CSV's last rows: the data-set figure and the interval's ends, in the per-image columns
     (tgs_map under tgs_score), with the distance unit; columns without a data-set figure stay empty."""
     columns = list(rows[0]) if rows else ["stem"]
-    by_stem = {SUMMARY_STEMS[0]: {k: v for k, v in figures.items() if isinstance(v, float)},
-               SUMMARY_STEMS[1]: {k: low for k, (low, _) in intervals.items()},
-               SUMMARY_STEMS[2]: {k: high for k, (_, high) in intervals.items()}}
+    values = ({k: v for k, v in figures.items() if isinstance(v, float)}, {k: low for k, (low, _) in intervals.items()},
+              {k: high for k, (_, high) in intervals.items()})
     out = []
-    for stem, values in by_stem.items():
+    for stem, named in zip(SUMMARY_STEMS, values):
         row: dict[str, Any] = dict.fromkeys(columns, "") | {"stem": stem}
-        if "distance_unit" in row:
-            row["distance_unit"] = unit
-        for name, value in values.items():
-            column = "tgs_score" if name == "tgs_map" else name
-            if column in row:
-                row[column] = value
-        out.append(row)
+        named = {"tgs_score" if name == "tgs_map" else name: value for name, value in named.items()}
+        out.append(row | {column: value for column, value in named.items() if column in row}
+                   | ({"distance_unit": unit} if "distance_unit" in row else {}))
     return out
 
 

@@ -218,9 +218,8 @@ class PredictionJob:
 
     def _completed(self, record: dict[str, Any]) -> set[Path]:
         """Images finished by an earlier, interrupted run of this same job (same options and model)."""
-        earlier = self.earlier
-        if earlier is not None and "format" not in earlier:  # written before the tag: the same job all the same
-            earlier = {"format": RECORD_FORMAT, **earlier}
+        # a record written before the tag is the same job all the same
+        earlier = None if self.earlier is None else {"format": RECORD_FORMAT} | self.earlier
         if earlier is None or {k: earlier.get(k) for k in record} != record:
             return set()
         return {item.path for item in self.items if _newer_than(item.outputs, item.path)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -51,9 +51,3 @@ def predict_labelled(engine: PredictionEngine, items: Iterable[tuple[Key, np.nda
     for (key, truth), image, probabilities in engine.run(pairs):
         yield LabelledPrediction(key, image, truth, probabilities, engine.to_mask(probabilities, postprocess=postprocess))
 
-
-def stacked(predictions: Iterable[LabelledPrediction[Any]]) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
-    """(keys, probabilities (N, K, H, W), masks, truths in the masks' layout) of same-sized predictions."""
-    items = list(predictions)
-    return ([item.key for item in items], np.stack([item.probabilities for item in items]),
-            np.stack([item.mask for item in items]), np.stack([item.truth_maps for item in items]))

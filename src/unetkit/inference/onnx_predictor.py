@@ -12,14 +12,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from unetkit.config import InferenceOptions, ModelConfig, from_dict
+from unetkit.config import InferenceOptions, ModelConfig
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
-from unetkit.export.metadata import checked_rule
+from unetkit.export.metadata import checked_metadata
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
 
@@ -60,9 +61,7 @@ def load_onnx(path: str | os.PathLike[str], device: str = "auto") -> OnnxModel:
     if metadata.get("format") != ONNX_FORMAT:
         raise UserError(f"{file}: an ONNX model without unetkit's metadata (export it with unetkit export)")
     try:
-        config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
-        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]), config.in_channels)
-        threshold, postprocess, training = checked_rule(metadata)
+        config, preprocess, threshold, postprocess, training = checked_metadata(metadata)
         model = OnnxModel(session, config, preprocess, threshold, postprocess,
                           list(json.loads(metadata.get("classes", "[]"))), training)
     except (KeyError, TypeError, ValueError, UserError) as exc:
@@ -82,7 +81,8 @@ class OnnxPredictor(PredictionEngine):
         if self.options.precision == "bf16":
             raise UserError("--precision bf16 applies to PyTorch models; an ONNX model runs as exported (fp32)")
         self.session = model.session
-        self.device = _Device("cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu")
+        # where the session runs, named like torch.device so the prediction job can ask `.type`
+        self.device = SimpleNamespace(type="cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu")
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, C) raw images -> (N, C, H, W) standardised float32 (pad policy only: see load_onnx)."""
@@ -94,10 +94,3 @@ class OnnxPredictor(PredictionEngine):
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"image": np.ascontiguousarray(x)})[0]
-
-
-@dataclass(frozen=True)
-class _Device:
-    """Where the session runs, named like torch.device so the prediction job can ask `.type`."""
-
-    type: str

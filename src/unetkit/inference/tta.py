@@ -59,14 +59,8 @@ def symmetries(mode: str) -> tuple[Symmetry, ...]:
     """The transforms of a TTA mode, identity first."""
     if mode not in TTA_MODES:
         raise UserError(f"config field 'tta': '{mode}' is not one of {', '.join(TTA_MODES)}")
-    flips = tuple(Symmetry(False, h, w) for h in (False, True) for w in (False, True))
-    if mode == "none":
-        return flips[:1]
-    if mode == "hflip":
-        return flips[:2]
-    if mode == "flips":
-        return flips
-    return flips + tuple(Symmetry(True, h, w) for h in (False, True) for w in (False, True))
+    every = tuple(Symmetry(t, h, w) for t in (False, True) for h in (False, True) for w in (False, True))
+    return every[: 2 ** TTA_MODES.index(mode)]  # 1, 2, 4 or 8 views
 
 
 def averaged(forward: Callable[[Array], Array], x: Array, mode: str, finish: Callable[[Array], Array]) -> Array:
