@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unetkit.metrics import MetricAccumulator, confusion_matrix, counts_from_confusion, dice, iou, tgs_score_from_iou
+from unetkit.metrics import MetricAccumulator, class_counts, dice, iou, tgs_score
 
 
 def masks(*rows: list[list[int]]) -> torch.Tensor:
@@ -19,12 +19,12 @@ QUARTER = [[1, 0], [0, 0]]
 def test_empty_truth_and_empty_prediction_score_one() -> None:
     assert iou(masks(EMPTY), masks(EMPTY)).item() == 1.0
     assert dice(masks(EMPTY), masks(EMPTY)).item() == 1.0
-    assert tgs_score_from_iou(iou(masks(EMPTY), masks(EMPTY))).item() == 1.0
+    assert tgs_score(masks(EMPTY), masks(EMPTY)).item() == 1.0
 
 
 def test_empty_truth_with_a_prediction_scores_zero() -> None:
     assert iou(masks(QUARTER), masks(EMPTY)).item() == 0.0
-    assert tgs_score_from_iou(iou(masks(QUARTER), masks(EMPTY))).item() == 0.0
+    assert tgs_score(masks(QUARTER), masks(EMPTY)).item() == 0.0
 
 
 def test_missed_object_scores_zero() -> None:
@@ -37,7 +37,7 @@ def test_partial_overlap_by_hand() -> None:
     assert iou(masks(HALF), masks(QUARTER)).item() == pytest.approx(0.5)
     assert dice(masks(HALF), masks(QUARTER)).item() == pytest.approx(2 / 3)
     # IoU 0.5 is not > 0.5, so no threshold is hit.
-    assert tgs_score_from_iou(iou(masks(HALF), masks(QUARTER))).item() == 0.0
+    assert tgs_score(masks(HALF), masks(QUARTER)).item() == 0.0
 
 
 def test_tgs_score_counts_thresholds_strictly_above() -> None:
@@ -46,7 +46,7 @@ def test_tgs_score_counts_thresholds_strictly_above() -> None:
     pred = torch.zeros_like(truth)
     pred[0, :, :6] = 1  # 60 px inside: IoU 0.75 -> hits 0.50..0.70 = 5 of 10
     assert iou(pred, truth).item() == pytest.approx(0.75)
-    assert tgs_score_from_iou(iou(pred, truth)).item() == pytest.approx(0.5)
+    assert tgs_score(pred, truth).item() == pytest.approx(0.5)
 
 
 def test_accumulator_pools_pixels_and_averages_images() -> None:
@@ -63,7 +63,7 @@ def test_accumulator_pools_pixels_and_averages_images() -> None:
 def test_multiclass_counts_and_mean_iou() -> None:
     truth = masks([[0, 1], [2, 2]])
     pred = masks([[0, 1], [1, 2]])
-    counts = counts_from_confusion(confusion_matrix(pred, truth, 3))
+    counts = class_counts(pred, truth, 3)
     assert counts.tolist() == [[1, 0, 0, 3], [1, 1, 0, 2], [1, 0, 1, 2]]
     acc = MetricAccumulator(num_classes=3)
     acc.update(pred, truth)

@@ -35,27 +35,40 @@ def binary_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.stack([tp, fp, fn, p.shape[1] - tp - fp - fn], dim=1)
 
 
-def _from_counts(counts: torch.Tensor, dice: bool = False) -> torch.Tensor:
-    """IoU = TP / (TP + FP + FN), or Dice = 2TP / (2TP + FP + FN), per row of (..., 4) counts; 1.0 where
-    both masks are empty."""
-    tp, fp, fn = counts[..., 0].double() * (1 + dice), counts[..., 1].double(), counts[..., 2].double()
+def _ratio(counts: torch.Tensor, tp_weight: int) -> torch.Tensor:
+    tp, fp, fn = counts[..., 0].double() * tp_weight, counts[..., 1].double(), counts[..., 2].double()
     denominator = tp + fp + fn
     return torch.where(denominator > 0, tp / denominator.clamp(min=1), torch.ones_like(denominator))
 
 
+def iou_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    """IoU = TP / (TP + FP + FN) per row of (..., 4) counts; 1.0 where both masks are empty."""
+    return _ratio(counts, 1)
+
+
+def dice_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    """Dice = 2TP / (2TP + FP + FN) per row of (..., 4) counts; 1.0 where both masks are empty."""
+    return _ratio(counts, 2)
+
+
 def iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Foreground IoU per image, (B, H, W) -> (B,) float64."""
-    return _from_counts(binary_counts(pred, target))
+    return iou_from_counts(binary_counts(pred, target))
 
 
 def dice(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Foreground Dice per image, (B, H, W) -> (B,) float64."""
-    return _from_counts(binary_counts(pred, target), dice=True)
+    return dice_from_counts(binary_counts(pred, target))
 
 
 def tgs_score_from_iou(image_iou: torch.Tensor) -> torch.Tensor:
-    """TGS score per image from its IoU: mean over t in 0.50..0.95 of [IoU > t], (B,) -> (B,) float64."""
+    """TGS score per image from its IoU: mean over t in 0.50..0.95 of [IoU > t]."""
     return (image_iou.double()[:, None] > TGS_THRESHOLDS[None, :]).double().mean(1)
+
+
+def tgs_score(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """TGS challenge score per image, (B, H, W) -> (B,) float64 in {0, 0.1, ..., 1}."""
+    return tgs_score_from_iou(iou(pred, target))
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -73,6 +86,11 @@ def counts_from_confusion(confusion: torch.Tensor) -> torch.Tensor:
     tp = confusion.diagonal()
     fp, fn = confusion.sum(0) - tp, confusion.sum(1) - tp
     return torch.stack([tp, fp, fn, confusion.sum() - tp - fp - fn], dim=1)
+
+
+def class_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per class (TP, FP, FN, TN) summed over the batch: (B, H, W) class indices -> (K, 4) int64."""
+    return counts_from_confusion(confusion_matrix(pred, target, num_classes))
 
 
 @dataclass
@@ -118,16 +136,20 @@ class MetricAccumulator:
         self.image_dice += dice(pred, target).tolist()
         self.image_score += tgs_score_from_iou(image_iou).tolist()
 
+    def merge(self, other: MetricAccumulator) -> None:
+        """Add what `other` accumulated (another rank's share of the images)."""
+        self.confusion += other.confusion
+        self.label_counts += other.label_counts
+        self.image_iou += other.image_iou
+        self.image_dice += other.image_dice
+        self.image_score += other.image_score
+
     @staticmethod
     def merged(shares: list[MetricAccumulator]) -> MetricAccumulator:
         """One accumulator from the ranks' shares, merged in rank order (the same figures on every rank)."""
         combined = shares[0]
         for other in shares[1:]:
-            combined.confusion += other.confusion
-            combined.label_counts += other.label_counts
-            combined.image_iou += other.image_iou
-            combined.image_dice += other.image_dice
-            combined.image_score += other.image_score
+            combined.merge(other)
         return combined
 
     def summary(self) -> dict[str, Any]:
@@ -146,18 +168,18 @@ class MetricAccumulator:
         correct, pixels = ((totals[:, 0] + totals[:, 3]).sum(), totals.sum()) if self.multilabel else (
             self.confusion.diagonal().sum(), self.confusion.sum())
         out: dict[str, Any] = {
-            "iou": float(_from_counts(scored).mean()) if len(scored) else 1.0,
-            "dice": float(_from_counts(scored, dice=True).mean()) if len(scored) else 1.0,
+            "iou": float(iou_from_counts(scored).mean()) if len(scored) else 1.0,
+            "dice": float(dice_from_counts(scored).mean()) if len(scored) else 1.0,
             "pixel_accuracy": float(correct) / max(float(pixels), 1.0),
             "tgs_map": sum(self.image_score) / n if n else 0.0,
             "mean_image_iou": sum(self.image_iou) / n if n else 0.0,
             "n_images": n,
         }
         if self.multilabel or self.num_classes > 1:
-            out["class_iou"] = _from_counts(totals).tolist()
-            out["class_dice"] = _from_counts(totals, dice=True).tolist()
+            out["class_iou"] = iou_from_counts(totals).tolist()
+            out["class_dice"] = dice_from_counts(totals).tolist()
         if self.num_classes > 1 and not self.multilabel:
             foreground = totals[1:][present[1:]]
-            out["foreground_iou"] = float(_from_counts(foreground).mean()) if len(foreground) else 1.0
+            out["foreground_iou"] = float(iou_from_counts(foreground).mean()) if len(foreground) else 1.0
             out["confusion_matrix"] = self.confusion.tolist()
         return out

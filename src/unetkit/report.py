@@ -255,9 +255,8 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     iou = {stem: value for value, _, stem in scores}
     titles = [f"{'best' if item.pair.stem in best else 'worst'} {item.pair.stem} IoU {iou[item.pair.stem]:.3f}"
               for item in shown]
-    truths = [label_map(item.truth, channel_axis=-1) for item in shown]
-    preds = [label_map(item.prediction) for item in shown]
-    figure = overlay_figure([item.image for item in shown], truths, preds, titles)
+    figure = overlay_figure([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
+                            [label_map(item.prediction) for item in shown], titles)
     caption = "; ".join(html.escape(t) for t in titles)
     return (_intervals_section(measures, len(pairs), fov_dir if regions else "")
             + _figure_section("Best and worst validation images by IoU", figure)

@@ -10,6 +10,8 @@ from typing import Any
 from unetkit.config import ModelConfig, from_dict
 from unetkit.data.preprocess import Preprocess
 
+ONNX_FORMAT = "unetkit-onnx"  # the "format" of an ONNX export's metadata
+
 
 def checked_metadata(metadata: dict[str, str]) -> tuple[ModelConfig, Preprocess, float, dict[str, int], dict[str, Any]]:
     """(model config, preprocess, threshold, postprocess, training record) from model-file or ONNX metadata,

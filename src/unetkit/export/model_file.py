@@ -128,7 +128,11 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         members = int(metadata.get("members", "0"))
         if not 0 <= members <= MAX_MEMBERS:
             raise ValueError(f"members {members} must lie in 0..{MAX_MEMBERS}")
-        _check_tensors(state)
+        for name, tensor in state.items():  # batch norm's step counter is the one integer
+            if not tensor.is_floating_point() and not name.endswith("num_batches_tracked"):
+                raise ValueError(f"tensor {name} has dtype {tensor.dtype}; weights are floating point")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"tensor {name} holds NaN or infinite values")
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
     try:
@@ -148,17 +152,6 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         raise UserError(f"{path}: weights do not match the architecture in its metadata ({first})") from None
     net.eval()
     return SavedModel(net, preprocess, threshold, training, postprocess)
-
-
-def _check_tensors(state: dict[str, torch.Tensor]) -> None:
-    """Weights are floating point and finite (batch norm's step counter is the one integer)."""
-    for name, tensor in state.items():
-        if not tensor.is_floating_point():
-            if name.endswith("num_batches_tracked"):
-                continue
-            raise ValueError(f"tensor {name} has dtype {tensor.dtype}; weights are floating point")
-        if not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"tensor {name} holds NaN or infinite values")
 
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:

@@ -1,13 +1,10 @@
 """What every way of running a model shares: batching images of one size, tiling large ones,
-streaming rows, thresholds and masks. Subclasses only say how a batch goes through the network:
-`Predictor` (PyTorch) and `OnnxPredictor` (onnxruntime).
-
-An image no larger than the tile goes through the network whole, batched with neighbours of
-the same size. A larger one is cut into overlapping tiles that are blended back
-(inference/tiling.py); `stream` hands its rows on as they are finished, so the caller can
-write them without ever holding the image's probabilities. Test-time augmentation wraps the
-network in every path, so tiles and whole images are treated alike. This module imports no
-torch, so ONNX prediction runs where PyTorch is not installed.
+streaming rows, thresholds and masks; subclasses only say how a batch goes through the network
+(`Predictor`: PyTorch, `OnnxPredictor`: onnxruntime). An image larger than the tile is cut into
+overlapping tiles blended back (inference/tiling.py); `stream` hands its rows on as they are
+finished, so the caller can write them without ever holding the image's probabilities.
+Test-time augmentation wraps the network in every path, so tiles and whole images are treated
+alike. No torch here, so ONNX prediction runs where PyTorch is not installed.
 """
 
 from __future__ import annotations
@@ -84,14 +81,12 @@ class PredictionEngine(ABC):
     def __init__(self, saved: AppliedModel, options: InferenceOptions | None = None, **fields: Any) -> None:
         """`options` (or its fields as keywords: device="cpu", tile=512, tta="flips", ...) say how."""
         options = dataclasses.replace(options, **fields) if options else InferenceOptions(**fields)
-        self.saved = saved
-        self.options = options
+        self.saved, self.options = saved, options
         if options.threshold is not None and not uses_sigmoid(saved.config):
             raise UserError("a threshold applies to binary and multi-label models only; this model has "
                             f"{saved.config.num_classes} classes and predicts the most probable one")
         self.threshold = saved.threshold if uses_sigmoid(saved.config) and options.threshold is None else options.threshold
-        self.batch_size = options.batch_size
-        self.tile = options.tile or planned_tile(saved.training)
+        self.batch_size, self.tile = options.batch_size, options.tile or planned_tile(saved.training)
         self.overlap, self.blend, self.tta = options.overlap, options.blend, options.tta
         importance_map(1, 1, self.blend)  # unknown blend or TTA names: one line now, not at the first tile
         symmetries(self.tta)

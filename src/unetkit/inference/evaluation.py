@@ -65,9 +65,8 @@ def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = 
     regions = find_regions(config.fov_dir, [pair.stem for pair in pairs]) if config.fov_dir else None
     spacings, unit = spacings_for(pairs, given) if distances else ({}, "")
     csv_path = Path(config.csv_path or f"evaluation-{Path(str(source)).resolve().stem}.csv")
-    inputs = [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask))]
-    check_output(csv_path, [*inputs, *(regions or {}).values()], overwrite=config.overwrite, ours=_is_evaluation_csv,
-                 flag="--csv")
+    check_output(csv_path, [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask)),
+                            *(regions or {}).values()], overwrite=config.overwrite, ours=_is_evaluation_csv, flag="--csv")
     distributed.join(predictor.device.type)
     accumulator = accumulator_for(predictor.saved)
     model = predictor.saved.config
@@ -91,8 +90,7 @@ def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = 
         write_csv(rows + _summary_rows(rows, figures, intervals, unit), csv_path)
     metrics = accumulator.summary() | figures | {"threshold": predictor.threshold, "measures": list(names),
                                                  "intervals": {k: list(v) for k, v in intervals.items()}}
-    if distances:
-        metrics["distance_unit"] = unit
+    metrics |= {"distance_unit": unit} if distances else {}
     if config.track == "mlflow" and distributed.is_main():
         from unetkit.tracking import log_evaluation
 

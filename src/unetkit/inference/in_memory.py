@@ -1,9 +1,7 @@
-"""A loaded model file that predicts NumPy arrays in memory, through the engine `unetkit predict` uses.
-
-`unetkit.load_model(path)` returns a `LoadedModel`: `predict(images)` gives masks at the input's
-size with the stored threshold and post-processing applied, `probabilities(images)` the maps. The
-arrays go through the same `Predictor` (batching, tiles, TTA) and the same channel rules as image
-files, so a mask from memory equals the one `unetkit predict` writes for the same pixels.
+"""`unetkit.load_model(path)`: a model file that predicts NumPy arrays in memory (`predict`: masks
+with the stored threshold and post-processing, `probabilities`: the maps) through the same
+`Predictor` (batching, tiles, TTA) and channel rules as image files, so a mask from memory equals
+the one `unetkit predict` writes for the same pixels.
 """
 
 from __future__ import annotations

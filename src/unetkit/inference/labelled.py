@@ -1,22 +1,18 @@
 """Predicting labelled images: the one path that validation, the out-of-fold scores of k-fold
-runs, the training samples, `evaluate` and the run report all take.
-
-Images go through a PredictionEngine exactly as `unetkit predict` sends them (same batching,
-tiling, TTA, activation and decision rule), so a figure measured during training is the
-figure `evaluate` reports for the same model and options.
+runs, the training samples, `evaluate` and the run report all take. Images go through a
+PredictionEngine exactly as `unetkit predict` sends them (batching, tiling, TTA, activation,
+decision rule), so a figure measured during training is the one `evaluate` reports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic
 
 import numpy as np
 
-from unetkit.inference.engine import PredictionEngine
-
-Key = TypeVar("Key")
+from unetkit.inference.engine import Key, PredictionEngine
 
 
 @dataclass

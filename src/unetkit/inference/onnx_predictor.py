@@ -1,9 +1,7 @@
-"""Prediction through onnxruntime from a file written by `unetkit export --format onnx`, with no torch.
-
-The exported graph holds the network and its activation; the ONNX metadata holds the
-architecture, normalisation, threshold, post-processing rules and classes. Tiling, blending,
-TTA and masks come from the same engine as PyTorch prediction (inference/engine.py), on
-NumPy arrays, and nothing on this path imports torch (a test blocks it).
+"""Prediction through onnxruntime from a file written by `unetkit export --format onnx`, with no
+torch (a test blocks it): the graph holds the network and its activation, the ONNX metadata the
+rest; tiling, blending, TTA and masks come from the same engine as PyTorch prediction
+(inference/engine.py), on NumPy arrays.
 """
 
 from __future__ import annotations
@@ -20,11 +18,9 @@ import numpy as np
 from unetkit.config import InferenceOptions, ModelConfig
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
-from unetkit.export.metadata import checked_metadata
+from unetkit.export.metadata import ONNX_FORMAT, checked_metadata
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
-
-ONNX_FORMAT = "unetkit-onnx"
 
 
 @dataclass
@@ -90,7 +86,5 @@ class OnnxPredictor(PredictionEngine):
 
     def network(self, x: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """(N, C, H, W) from `prepare` -> (N, K, H, W) float32 probabilities (activation in the graph)."""
-        return averaged(self._run, x, self.tta, lambda probabilities: probabilities)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"image": np.ascontiguousarray(x)})[0]
+        return averaged(lambda view: self.session.run(None, {"image": np.ascontiguousarray(view)})[0], x, self.tta,
+                        lambda probabilities: probabilities)

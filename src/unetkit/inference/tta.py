@@ -36,23 +36,16 @@ class Symmetry:
     flip_h: bool = False
     flip_w: bool = False
 
-    def _dims(self) -> list[int]:
-        return [d for d, on in ((-2, self.flip_h), (-1, self.flip_w)) if on]
-
     def apply(self, x: Array) -> Array:
-        if self.transpose:
-            x = x.swapaxes(-2, -1)
-        return _flip(x, self._dims())
+        return self._flip(x.swapaxes(-2, -1) if self.transpose else x)
 
     def invert(self, x: Array) -> Array:
-        x = _flip(x, self._dims())
+        x = self._flip(x)
         return x.swapaxes(-2, -1) if self.transpose else x
 
-
-def _flip(x: Any, dims: list[int]) -> Any:
-    if not dims:
-        return x
-    return x.flip(dims) if hasattr(x, "flip") else np.flip(x, dims)
+    def _flip(self, x: Any) -> Any:
+        dims = [d for d, on in ((-2, self.flip_h), (-1, self.flip_w)) if on]
+        return x if not dims else x.flip(dims) if hasattr(x, "flip") else np.flip(x, dims)
 
 
 def symmetries(mode: str) -> tuple[Symmetry, ...]:
@@ -64,10 +57,8 @@ def symmetries(mode: str) -> tuple[Symmetry, ...]:
 
 
 def averaged(forward: Callable[[Array], Array], x: Array, mode: str, finish: Callable[[Array], Array]) -> Array:
-    """Mean over the symmetries of `mode` of finish(forward(.)), each result mapped back to x's frame.
-
-    `finish` (activation, resizing) runs after the inverse, so what is averaged is probabilities.
-    """
+    """Mean over the symmetries of `mode` of finish(forward(.)), each result mapped back to x's frame;
+    `finish` (activation, resizing) runs after the inverse, so what is averaged is probabilities."""
     transforms = symmetries(mode)
     total = finish(forward(x))
     for symmetry in transforms[1:]:
