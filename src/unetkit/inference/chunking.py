@@ -6,11 +6,10 @@ last-level cache: a batch of sixteen 256 x 256 tiles through a 16-wide first lev
 per layer, which goes to main memory and back, where a pass of two to four tiles stays in cache
 and runs markedly faster per tile (benchmarks/RESULTS.md, "the tiler against MONAI"). So the
 forward is split into passes whose largest activation fills about half the cache; the batch size
-a user sets keeps its meaning (how many tiles are cut, blended and copied together). The
-per-sample size of the largest activation is measured, not derived from the architecture, so the
-rule holds for any network: the first sample of a new input shape runs alone with forward hooks
-that record it. GPUs want the opposite (large batches to fill their cores), so nothing is split
-there.
+a user sets keeps its meaning (how many tiles are cut, blended and copied together). The largest
+activation per sample is measured (forward hooks on the first sample of a new input shape), not
+derived from the architecture, so the rule holds for any network. GPUs want the opposite (large
+batches to fill their cores): nothing is split there.
 """
 
 from __future__ import annotations

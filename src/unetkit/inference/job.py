@@ -9,10 +9,8 @@ tiled TIFF band by band, so memory follows the tile and the image width, not the
 Every output is written under a temporary name and renamed when complete. predict_args.json
 records the job (options and the model's SHA-256) before the first image; a re-run of the same
 job skips images whose outputs all exist and are newer than the image, so an interrupted folder
-is finished, not redone.
-
-Under torchrun each rank predicts its share of the images (balanced by pixel count) and
-writes their files; rank 0 writes the record and the run-length CSV for all of them.
+is finished, not redone. Under torchrun each rank predicts its share of the images (balanced by
+pixel count) and writes their files; rank 0 writes the record and the run-length CSV for all.
 """
 
 from __future__ import annotations

@@ -38,15 +38,10 @@ class Predictor(PredictionEngine):
         """auto: bf16 on CUDA GPUs that have it (Ampere and later), fp32 elsewhere. bf16 is opt-in on
         the CPU: faster where the CPU has AVX512-BF16 or AMX, but probabilities move by up to a few
         hundredths (benchmarks/inference.py measures both)."""
-        if precision == "fp32":
-            return None
-        if self.device.type == "cuda":
-            if has_bf16(self.device):
-                return torch.bfloat16
-            if precision == "bf16":
-                raise UserError(f"precision bf16: this GPU ({torch.cuda.get_device_name(self.device)}) has no bf16")
-            return None
-        return torch.bfloat16 if precision == "bf16" else None
+        cuda = self.device.type == "cuda"
+        if cuda and precision == "bf16" and not has_bf16(self.device):
+            raise UserError(f"precision bf16: this GPU ({torch.cuda.get_device_name(self.device)}) has no bf16")
+        return torch.bfloat16 if precision == "bf16" or precision == "auto" and cuda and has_bf16(self.device) else None
 
     @torch.inference_mode()
     def prepare(self, images: np.ndarray) -> torch.Tensor:

@@ -47,9 +47,8 @@ def accumulator_for(saved: AppliedModel) -> MetricAccumulator:
 
 def palette_for(saved: AppliedModel, data_dir: DataSource | str | os.PathLike[str]) -> ClassPalette | None:
     """DATA_DIR/classes.yaml, which says how its masks store classes (none for multi-label models)."""
-    if saved.config.multilabel:
-        return None
-    return read_class_palette(data_dir, saved.config.num_classes, training_ignore_index(saved))
+    return None if saved.config.multilabel else read_class_palette(data_dir, saved.config.num_classes,
+                                                                     training_ignore_index(saved))
 
 
 def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction,
