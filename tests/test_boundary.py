@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unetkit.boundary import assd, boundary, boundary_figures, hd95, nsd, worst_distance
+from unetkit.boundary import boundary, boundary_figures, worst_distance
 
 
 def _square(side: int, shift: int = 0, size: int = 64) -> np.ndarray:
@@ -27,8 +27,9 @@ def test_a_square_shifted_by_k_has_hd95_k_and_assd_k_over_2(k: int) -> None:
     truth, pred = _square(40), _square(40, shift=k)
     # Half the boundary (the two sides across the shift) sits k away, the rest 0..k: HD95 = k;
     # the distances sum to 2k(s-1) over 4(s-1) boundary pixels each way: ASSD = k / 2.
-    assert hd95(pred, truth) == pytest.approx(k, abs=1e-12)
-    assert assd(pred, truth) == pytest.approx(k / 2, abs=1e-12)
+    found = boundary_figures(pred, truth)
+    assert found["hd95"] == pytest.approx(k, abs=1e-12)
+    assert found["assd"] == pytest.approx(k / 2, abs=1e-12)
 
 
 @pytest.mark.parametrize("k,tau", [(3, 1), (3, 2), (5, 2), (5, 4)])
@@ -36,23 +37,25 @@ def test_nsd_of_a_shifted_square_counts_the_boundary_within_tau(k: int, tau: int
     side = 40
     truth, pred = _square(side), _square(side, shift=k)
     # Within tau < k each way: the s-k-1+tau top and bottom pixels and 2(tau+1) of the near side, of 4(s-1).
-    assert nsd(pred, truth, tau) == pytest.approx((2 * side - 2 * k + 4 * tau) / (4 * side - 4), abs=1e-12)
-    assert nsd(pred, truth, k) == 1.0
+    found = boundary_figures(pred, truth, tolerances=(tau, k))
+    assert found[f"nsd@{tau}"] == pytest.approx((2 * side - 2 * k + 4 * tau) / (4 * side - 4), abs=1e-12)
+    assert found[f"nsd@{k}"] == 1.0
 
 
 def test_spacing_scales_distances_along_their_axis() -> None:
     truth, pred = _square(40), _square(40, shift=2)  # shifted along x (columns)
-    assert hd95(pred, truth, spacing=(1.0, 0.5)) == pytest.approx(1.0, abs=1e-12)
-    assert hd95(pred, truth, spacing=(3.0, 1.0)) == pytest.approx(2.0, abs=1e-12)
+    assert boundary_figures(pred, truth, spacing=(1.0, 0.5))["hd95"] == pytest.approx(1.0, abs=1e-12)
+    assert boundary_figures(pred, truth, spacing=(3.0, 1.0))["hd95"] == pytest.approx(2.0, abs=1e-12)
 
 
 def test_a_disc_against_a_larger_concentric_disc_is_the_difference_of_radii() -> None:
     small, large = _disc(10), _disc(16)
     # Every boundary pixel lies within one pixel of its circle, so each distance is 6 +- 1.
-    assert abs(hd95(small, large) - 6) <= 1.0
-    assert abs(assd(small, large) - 6) <= 1.0
-    assert nsd(small, large, 4) == 0.0
-    assert nsd(small, large, 8) == 1.0
+    found = boundary_figures(small, large, tolerances=(4, 8))
+    assert abs(found["hd95"] - 6) <= 1.0
+    assert abs(found["assd"] - 6) <= 1.0
+    assert found["nsd@4"] == 0.0
+    assert found["nsd@8"] == 1.0
 
 
 def test_identical_masks_score_perfectly() -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -34,39 +33,10 @@ from scipy import ndimage
 CROSS = ndimage.generate_binary_structure(2, 1)
 
 
-@dataclass(frozen=True)
-class SurfaceDistances:
-    """Distances from each boundary pixel of the prediction to the truth's boundary, and back."""
-
-    pred_to_truth: np.ndarray  # (n_pred_boundary,) float64
-    truth_to_pred: np.ndarray  # (n_truth_boundary,) float64
-
-
 def boundary(mask: np.ndarray) -> np.ndarray:
     """(H, W) bool -> (H, W) bool: the pixels one 4-neighbour erosion removes (image border counts as outside)."""
     mask = np.asarray(mask, dtype=bool)
     return mask & ~ndimage.binary_erosion(mask, structure=CROSS, border_value=0)
-
-
-def surface_distances(pred: np.ndarray, truth: np.ndarray,
-                      spacing: Sequence[float] = (1.0, 1.0)) -> SurfaceDistances | None:
-    """Directed boundary distances of two (H, W) masks, or None when either mask is empty.
-
-    Both masks are cropped to the box around their union first: every boundary pixel lies inside
-    it, and so does the nearest boundary pixel of the other mask, so the distances are exact.
-    """
-    pred, truth = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
-    if pred.shape != truth.shape or pred.ndim != 2:
-        raise ValueError(f"expected two (H, W) masks of one shape, got {pred.shape} and {truth.shape}")
-    if not pred.any() or not truth.any():
-        return None
-    rows, cols = np.nonzero(pred | truth)
-    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    # Erosion is taken on the whole image (a mask touching the border has a boundary there), then cropped.
-    pred_edge, truth_edge = boundary(pred)[box], boundary(truth)[box]
-    to_truth = ndimage.distance_transform_edt(~truth_edge, sampling=tuple(spacing))
-    to_pred = ndimage.distance_transform_edt(~pred_edge, sampling=tuple(spacing))
-    return SurfaceDistances(to_truth[pred_edge].astype(np.float64), to_pred[truth_edge].astype(np.float64))
 
 
 def worst_distance(shape: Sequence[int], spacing: Sequence[float] = (1.0, 1.0)) -> float:
@@ -77,33 +47,24 @@ def worst_distance(shape: Sequence[int], spacing: Sequence[float] = (1.0, 1.0)) 
 def boundary_figures(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0),
                      tolerances: Sequence[float] = ()) -> dict[str, float]:
     """{"hd95", "assd", "nsd@TAU" for each tolerance} of two (H, W) masks, from one pair of distance
-    transforms (see the module docstring for the definitions and the empty cases)."""
-    found = surface_distances(pred, truth, spacing)
-    if found is None:
-        worst = worst_distance(np.shape(pred), spacing)
-        out = {"hd95": _empty(pred, truth, best=0.0, worst=worst), "assd": _empty(pred, truth, best=0.0, worst=worst)}
-        return out | {f"nsd@{tau:g}": _empty(pred, truth, best=1.0, worst=0.0) for tau in tolerances}
-    both = np.concatenate([found.pred_to_truth, found.truth_to_pred])
-    out = {"hd95": float(max(np.percentile(found.pred_to_truth, 95), np.percentile(found.truth_to_pred, 95))),
-           "assd": float(both.mean())}
+    transforms (see the module docstring for the definitions and the empty cases).
+
+    Both masks are cropped to the box around their union first: every boundary pixel lies inside
+    it, and so does the nearest boundary pixel of the other mask, so the distances are exact.
+    """
+    pred, truth = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
+    if pred.shape != truth.shape or pred.ndim != 2:
+        raise ValueError(f"expected two (H, W) masks of one shape, got {pred.shape} and {truth.shape}")
+    if not pred.any() or not truth.any():
+        both_empty = not pred.any() and not truth.any()  # Metrics Reloaded: best if both are, worst if one is
+        worst = 0.0 if both_empty else worst_distance(pred.shape, spacing)
+        return {"hd95": worst, "assd": worst} | {f"nsd@{tau:g}": float(both_empty) for tau in tolerances}
+    rows, cols = np.nonzero(pred | truth)
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    # Erosion is taken on the whole image (a mask touching the border has a boundary there), then cropped.
+    pred_edge, truth_edge = boundary(pred)[box], boundary(truth)[box]
+    to_truth = ndimage.distance_transform_edt(~truth_edge, sampling=tuple(spacing))[pred_edge].astype(np.float64)
+    to_pred = ndimage.distance_transform_edt(~pred_edge, sampling=tuple(spacing))[truth_edge].astype(np.float64)
+    both = np.concatenate([to_truth, to_pred])
+    out = {"hd95": float(max(np.percentile(to_truth, 95), np.percentile(to_pred, 95))), "assd": float(both.mean())}
     return out | {f"nsd@{tau:g}": float((both <= tau).sum()) / len(both) for tau in tolerances}
-
-
-def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0)) -> float:
-    """95th-percentile symmetric Hausdorff distance of two (H, W) masks (see the module docstring)."""
-    return boundary_figures(pred, truth, spacing)["hd95"]
-
-
-def assd(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0)) -> float:
-    """Average symmetric surface distance of two (H, W) masks (see the module docstring)."""
-    return boundary_figures(pred, truth, spacing)["assd"]
-
-
-def nsd(pred: np.ndarray, truth: np.ndarray, tolerance: float, spacing: Sequence[float] = (1.0, 1.0)) -> float:
-    """Normalised surface Dice at `tolerance` (in `spacing` units) of two (H, W) masks."""
-    return boundary_figures(pred, truth, spacing, (tolerance,))[f"nsd@{tolerance:g}"]
-
-
-def _empty(pred: np.ndarray, truth: np.ndarray, *, best: float, worst: float) -> float:
-    """The Metrics Reloaded value when a mask is empty: best if both are, worst if one is."""
-    return best if not np.any(pred) and not np.any(truth) else worst

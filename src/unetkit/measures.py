@@ -23,6 +23,7 @@ percentiles.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,19 +56,14 @@ def measure_names_help() -> str:
 
 def parse_measures(names: str | Sequence[str], where: str = "--metrics") -> tuple[str, ...]:
     """Validated names, in order, without repeats: "iou,dice,hd95,nsd@2" or a list of them."""
-    items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names)]
     out: list[str] = []
-    for name in items:
-        known = name in MEASURES and name != "nsd@TOL" or _BOUNDARY.fullmatch(name) is not None
-        if not known:
+    for name in (n.strip() for n in (names.split(",") if isinstance(names, str) else names)):
+        if not (name in MEASURES and name != "nsd@TOL" or _BOUNDARY.fullmatch(name)):
             raise UserError(f"{where}: unknown metric '{name}' (known: {', '.join(MEASURES)})")
-        if name.startswith("nsd@"):
-            name = f"nsd@{float(name[4:]):g}"
-        if name not in out:
-            out.append(name)
+        out.append(f"nsd@{float(name[4:]):g}" if name.startswith("nsd@") else name)
     if not out:
         raise UserError(f"{where}: name at least one metric (known: {', '.join(MEASURES)})")
-    return tuple(out)
+    return tuple(dict.fromkeys(out))
 
 
 def is_boundary(name: str) -> bool:
@@ -75,16 +71,10 @@ def is_boundary(name: str) -> bool:
     return _BOUNDARY.fullmatch(name) is not None
 
 
-def higher_is_better(name: str) -> bool:
-    """Whether a larger value of `name` is better (hd95 and assd: smaller)."""
-    return MEASURES["nsd@TOL" if name.startswith("nsd@") else name][1]
-
-
 def monitor_minimizes(monitor: str) -> bool:
     """Whether a monitored value (val_loss, val_iou, val_hd95, ...) improves by going down."""
     name = monitor.removeprefix("val_")
-    key = "nsd@TOL" if name.startswith("nsd@") else name
-    return name == "loss" or (key in MEASURES and not MEASURES[key][1])
+    return name == "loss" or not MEASURES.get("nsd@TOL" if name.startswith("nsd@") else name, ("", True))[1]
 
 
 def extra_columns(names: Sequence[str]) -> tuple[str, ...]:
@@ -112,9 +102,7 @@ class MeasureSet:
     @property
     def classes(self) -> list[int]:
         """The classes (labels) scored by every measure but iou and dice."""
-        if self.multilabel:
-            return list(range(self.num_classes))
-        return [1] if self.num_classes == 1 else list(range(1, self.num_classes))
+        return list(range(self.num_classes)) if self.multilabel else list(range(1, max(self.num_classes, 2)))
 
     @property
     def pooled_classes(self) -> list[int]:
@@ -134,10 +122,11 @@ class MeasureSet:
             counts = np.array([_counts(self._binary(pred, c), self._binary(truth, c), inside)
                                for c in self.pooled_classes], np.int64)
             self.counts.append(counts)
-            own |= {name: _pooled_value(name, counts[None])[0] for name in self.names if name in _POOLED}
+            own |= {name: float(_mean_present(_per_class_pooled(name, counts[None]))[0]) for name in self.names
+                    if name in _POOLED}
         if "tgs_map" in self.names:
-            fg = _counts(self._any(pred), self._any(truth), inside)
-            self._value("tgs_map", np.array([_tgs(fg)]))
+            fg = [maps.any(axis=0) if self.multilabel else maps > 0 for maps in (pred, truth)]  # ignored: outside already
+            self._value("tgs_map", np.array([_tgs(_counts(*fg, inside))]))
         boundary = [name for name in self.names if is_boundary(name)]
         if boundary:
             from unetkit.boundary import boundary_figures  # scipy.ndimage: imported when used, not by --help
@@ -160,13 +149,8 @@ class MeasureSet:
     def _binary(self, maps: np.ndarray, c: int) -> np.ndarray:
         return maps[c].astype(bool) if self.multilabel else (maps == c) if self.num_classes > 1 else maps > 0
 
-    def _any(self, maps: np.ndarray) -> np.ndarray:
-        """Any foreground (ignored pixels lie outside the scored region already)."""
-        return maps.any(axis=0) if self.multilabel else maps > 0
-
     def _histogram(self, probabilities: np.ndarray, truth: np.ndarray, c: int, inside: np.ndarray) -> np.ndarray:
-        index = 0 if probabilities.shape[0] == 1 else c
-        scores = probabilities[index][inside]
+        scores = probabilities[0 if probabilities.shape[0] == 1 else c][inside]
         positive = self._binary(truth, c)[inside]
         bins = np.clip((scores * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
         return np.stack([np.bincount(bins[~positive], minlength=AUC_BINS), np.bincount(bins[positive], minlength=AUC_BINS)])
@@ -175,18 +159,15 @@ class MeasureSet:
     def merged(shares: list[MeasureSet], order: Sequence[int]) -> MeasureSet:
         """One set from the ranks' shares, its images put in `order` (each record's place in the folder),
         so the bootstrap draws the same resamples however the images were shared out."""
-        first = shares[0]
         rank = np.argsort(np.asarray(order), kind="stable")
-        combined = MeasureSet(first.names, first.num_classes, first.multilabel, first.ignore_index, first.spacing)
 
         def ordered(records: list[np.ndarray]) -> list[np.ndarray]:
             return [records[i] for i in rank] if records else []
 
-        combined.counts = ordered([c for s in shares for c in s.counts])
-        combined.histograms = ordered([h for s in shares for h in s.histograms])
-        for name in dict.fromkeys(name for s in shares for name in s.values):
-            combined.values[name] = ordered([v for s in shares for v in s.values.get(name, [])])
-        return combined
+        names = dict.fromkeys(name for s in shares for name in s.values)
+        return dataclasses.replace(shares[0], counts=ordered([c for s in shares for c in s.counts]),
+                                   histograms=ordered([h for s in shares for h in s.histograms]),
+                                   values={n: ordered([v for s in shares for v in s.values.get(n, [])]) for n in names})
 
     def __len__(self) -> int:
         return max(len(self.counts), len(self.histograms), *(len(v) for v in self.values.values()), 0)
@@ -203,12 +184,9 @@ class MeasureSet:
             return {}
         weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
         tail = 100 * (1 - level) / 2
-        out = {}
-        for name, values in self._statistics(weights).items():
-            if not name.endswith("_per_class"):
-                low, high = np.percentile(np.asarray(values, np.float64), [tail, 100 - tail])
-                out[name] = (float(low), float(high))
-        return out
+        bounds = {name: np.percentile(np.asarray(values, np.float64), [tail, 100 - tail])
+                  for name, values in self._statistics(weights).items() if not name.endswith("_per_class")}
+        return {name: (float(low), float(high)) for name, (low, high) in bounds.items()}
 
     def _statistics(self, weights: np.ndarray) -> dict[str, list]:
         """Every figure for each row of image weights (R, N): name -> R values (per class: R lists)."""
@@ -248,11 +226,6 @@ def _mean_present(per_class: np.ndarray) -> np.ndarray:
     present = ~np.isnan(per_class)
     total = np.where(present, per_class, 0.0).sum(axis=1)
     return np.where(present.any(axis=1), total / np.maximum(present.sum(axis=1), 1), 1.0)
-
-
-def _pooled_value(name: str, counts: np.ndarray) -> list[float]:
-    """One image's (1, C, 3) counts -> [its value]: mean over the classes present, 1.0 when none is."""
-    return [float(_mean_present(_per_class_pooled(name, counts))[0])]
 
 
 def _tgs(counts: tuple[int, int, int]) -> float:

@@ -31,25 +31,24 @@ def binary_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per image (TP, FP, FN, TN) of foreground (non-zero) pixels: (B, H, W) or (B, K, H, W) -> (B, 4) int64."""
     _check(pred, target)
     p, t = pred.bool().flatten(1), target.bool().flatten(1)
-    tp = (p & t).sum(1)
-    fp = (p & ~t).sum(1)
-    fn = (~p & t).sum(1)
-    tn = p.shape[1] - tp - fp - fn
-    return torch.stack([tp, fp, fn, tn], dim=1)
+    tp, fp, fn = (p & t).sum(1), (p & ~t).sum(1), (~p & t).sum(1)
+    return torch.stack([tp, fp, fn, p.shape[1] - tp - fp - fn], dim=1)
+
+
+def _ratio(counts: torch.Tensor, tp_weight: int) -> torch.Tensor:
+    tp, fp, fn = counts[..., 0].double() * tp_weight, counts[..., 1].double(), counts[..., 2].double()
+    denominator = tp + fp + fn
+    return torch.where(denominator > 0, tp / denominator.clamp(min=1), torch.ones_like(denominator))
 
 
 def iou_from_counts(counts: torch.Tensor) -> torch.Tensor:
     """IoU = TP / (TP + FP + FN) per row of (..., 4) counts; 1.0 where both masks are empty."""
-    tp, fp, fn = counts[..., 0].double(), counts[..., 1].double(), counts[..., 2].double()
-    union = tp + fp + fn
-    return torch.where(union > 0, tp / union.clamp(min=1), torch.ones_like(union))
+    return _ratio(counts, 1)
 
 
 def dice_from_counts(counts: torch.Tensor) -> torch.Tensor:
     """Dice = 2TP / (2TP + FP + FN) per row of (..., 4) counts; 1.0 where both masks are empty."""
-    tp, fp, fn = counts[..., 0].double(), counts[..., 1].double(), counts[..., 2].double()
-    denominator = 2 * tp + fp + fn
-    return torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.ones_like(denominator))
+    return _ratio(counts, 2)
 
 
 def iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -85,10 +84,8 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 def counts_from_confusion(confusion: torch.Tensor) -> torch.Tensor:
     """Per class (TP, FP, FN, TN) from a (K, K) confusion matrix: (K, 4)."""
     tp = confusion.diagonal()
-    fp = confusion.sum(0) - tp
-    fn = confusion.sum(1) - tp
-    tn = confusion.sum() - tp - fp - fn
-    return torch.stack([tp, fp, fn, tn], dim=1)
+    fp, fn = confusion.sum(0) - tp, confusion.sum(1) - tp
+    return torch.stack([tp, fp, fn, confusion.sum() - tp - fp - fn], dim=1)
 
 
 def class_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -126,16 +123,18 @@ class MetricAccumulator:
             if outside is not None:  # the zeroed outside pixels are no true negatives
                 counts[:, 3] -= int(outside.sum())
             self.label_counts += counts
-            self._add_images(pred, target)
-            return
-        if outside is not None:  # outside: the ignored value, or one past the classes the confusion counts
-            target = target.masked_fill(outside, 255 if self.ignore_index is None else self.ignore_index)
-        self.confusion += confusion_matrix(pred, target, len(self.confusion), self.ignore_index)
-        if self.ignore_index is not None or outside is not None:  # per-image scores: ignored pixels count nowhere
-            ignored = target == (255 if self.ignore_index is None else self.ignore_index)
-            target = torch.where(ignored, torch.zeros_like(target), target)
-            pred = torch.where(ignored, torch.zeros_like(pred), pred)
-        self._add_images(pred, target)
+        else:
+            ignored_value = 255 if self.ignore_index is None else self.ignore_index
+            if outside is not None:  # outside: the ignored value, or one past the classes the confusion counts
+                target = target.masked_fill(outside, ignored_value)
+            self.confusion += confusion_matrix(pred, target, len(self.confusion), self.ignore_index)
+            if self.ignore_index is not None or outside is not None:  # per-image scores: ignored pixels count nowhere
+                ignored = target == ignored_value
+                target, pred = target.masked_fill(ignored, 0), pred.masked_fill(ignored, 0)
+        image_iou = iou(pred, target)
+        self.image_iou += image_iou.tolist()
+        self.image_dice += dice(pred, target).tolist()
+        self.image_score += tgs_score_from_iou(image_iou).tolist()
 
     def merge(self, other: MetricAccumulator) -> None:
         """Add what `other` accumulated (another rank's share of the images)."""
@@ -153,53 +152,34 @@ class MetricAccumulator:
             combined.merge(other)
         return combined
 
-    def _add_images(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        image_iou = iou(pred, target)
-        self.image_iou += image_iou.tolist()
-        self.image_dice += dice(pred, target).tolist()
-        self.image_score += tgs_score_from_iou(image_iou).tolist()
-
     def summary(self) -> dict[str, Any]:
         """iou, dice (pooled; mean over classes present for several), pixel_accuracy, tgs_map, ...
 
         For several classes also class_iou, class_dice (per class, NaN-free: 1.0 for a class
         absent from truth and prediction), foreground_iou (mean over classes 1..K-1 present)
-        and confusion_matrix (rows true, columns predicted).
+        and confusion_matrix (rows true, columns predicted); for several labels class_iou and class_dice.
         """
         n = len(self.image_iou)
-        if self.multilabel:
-            return self._multilabel_summary(n)
-        totals = counts_from_confusion(self.confusion)
-        # Binary: the foreground class alone. Several: every class that occurs in truth or prediction.
-        classes = totals[1:] if self.num_classes == 1 else totals
+        totals = self.label_counts if self.multilabel else counts_from_confusion(self.confusion)
+        # Binary: the foreground class alone. Several: every class (label) that occurs in truth or prediction.
+        classes = totals[1:] if self.num_classes == 1 and not self.multilabel else totals
         present = classes[:, :3].sum(1) > 0
         scored = classes[present]
+        correct, pixels = ((totals[:, 0] + totals[:, 3]).sum(), totals.sum()) if self.multilabel else (
+            self.confusion.diagonal().sum(), self.confusion.sum())
         out: dict[str, Any] = {
             "iou": float(iou_from_counts(scored).mean()) if len(scored) else 1.0,
             "dice": float(dice_from_counts(scored).mean()) if len(scored) else 1.0,
-            "pixel_accuracy": float(self.confusion.diagonal().sum()) / max(float(self.confusion.sum()), 1.0),
+            "pixel_accuracy": float(correct) / max(float(pixels), 1.0),
             "tgs_map": sum(self.image_score) / n if n else 0.0,
             "mean_image_iou": sum(self.image_iou) / n if n else 0.0,
             "n_images": n,
         }
-        if self.num_classes > 1:
-            foreground = totals[1:][present[1:]]
+        if self.multilabel or self.num_classes > 1:
             out["class_iou"] = iou_from_counts(totals).tolist()
             out["class_dice"] = dice_from_counts(totals).tolist()
+        if self.num_classes > 1 and not self.multilabel:
+            foreground = totals[1:][present[1:]]
             out["foreground_iou"] = float(iou_from_counts(foreground).mean()) if len(foreground) else 1.0
             out["confusion_matrix"] = self.confusion.tolist()
         return out
-
-    def _multilabel_summary(self, n: int) -> dict[str, Any]:
-        counts = self.label_counts
-        scored = counts[counts[:, :3].sum(1) > 0]
-        return {
-            "iou": float(iou_from_counts(scored).mean()) if len(scored) else 1.0,
-            "dice": float(dice_from_counts(scored).mean()) if len(scored) else 1.0,
-            "pixel_accuracy": float((counts[:, 0] + counts[:, 3]).sum()) / max(float(counts.sum()), 1.0),
-            "tgs_map": sum(self.image_score) / n if n else 0.0,
-            "mean_image_iou": sum(self.image_iou) / n if n else 0.0,
-            "n_images": n,
-            "class_iou": iou_from_counts(counts).tolist(),
-            "class_dice": dice_from_counts(counts).tolist(),
-        }

@@ -1,10 +1,9 @@
-"""The run report: one self-contained HTML page (images embedded) that shows how a training run went.
-
-Curves, the best epoch's figures, the decision rule and its threshold sweep, the resolved
-config, and the best and worst validation images by IoU, side by side with their truth. A
-K-fold run's own page shows the out-of-fold figures and every fold side by side.
-Written with the standard library (`html`, `base64`): one static page does not justify a
-template engine, and a page with no external resource opens anywhere, offline, forever.
+"""The run report: one self-contained HTML page (images embedded) that shows how a training run went:
+curves, the best epoch's figures, the decision rule and its threshold sweep, the resolved config,
+and the best and worst validation images by IoU beside their truth; a K-fold run's own page shows
+the out-of-fold figures and every fold side by side. Written with the standard library (`html`,
+`base64`): one static page does not justify a template engine, and a page with no external
+resource opens anywhere, offline, forever.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import base64
 import csv
 import html
 import io
+import itertools
 import json
 import math
 import os
@@ -53,7 +53,8 @@ def read_table(path: Path, needed: tuple[str, ...]) -> tuple[list[dict[str, str]
     """A CSV that training wrote, as its rows (the digits as written) and as numbers; anything else
     (edited by hand, truncated, another program's) is one line naming the file."""
     try:
-        rows = read_csv_rows(path)
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
         numbers = [{k: float(v) for k, v in row.items()} for row in rows]
     except (OSError, UnicodeDecodeError, csv.Error, TypeError, ValueError) as exc:
         raise UserError(f"{path}: not a table written by unetkit train ({exc})") from None
@@ -62,11 +63,6 @@ def read_table(path: Path, needed: tuple[str, ...]) -> tuple[list[dict[str, str]
         raise UserError(f"{path}: not a table written by unetkit train "
                         f"({'no rows' if not rows else 'no column ' + ', '.join(missing)})")
     return rows, numbers
-
-
-def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
@@ -81,17 +77,14 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
         raise UserError(f"{run}: not a finished training run (needs metrics.csv and model.safetensors)")
     rows, history = read_table(metrics_path, ("epoch", "val_loss", "val_iou"))
     saved = load_model(model_path)
-    sections = [_summary(run, saved.training, saved.threshold, saved.postprocess, history)]
-    sections.append(_figure_section("Training curves", curves_figure(history)))
-    sections.append("<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True))
+    sections = [_summary(run, saved.training, saved.threshold, saved.postprocess, history),
+                _figure_section("Training curves", curves_figure(history)),
+                "<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True)]
     sweep_path = run / "threshold_sweep.csv"
     if sweep_path.is_file():
         sections.append(_sweep_section(read_table(sweep_path, ("threshold",))[1], saved.threshold))
-    sections.append(_examples_section(run, saved, device))
-    config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
-    sections.append(f"<h2>Resolved config</h2>\n<pre>{html.escape(config_text)}</pre>")
-    page = _page(f"unetkit run {run.name}", sections)
-    write_text(run / REPORT_NAME, page)
+    sections += [_examples_section(run, saved, device), _config_section(run)]
+    write_text(run / REPORT_NAME, _page(f"unetkit run {run.name}", sections))
     return run / REPORT_NAME
 
 
@@ -118,27 +111,29 @@ def write_folds_report(run: Path) -> Path:
                 "<h2>Out of fold, at the tuned decision rule</h2>", _table([rule | oof] if oof else [])]
     monitor = (record.get("config") or {}).get("monitor", "val_loss")
     folds, histories = [], {}
+    chosen = min if monitor_minimizes(monitor) else max  # the epoch each fold kept (its best checkpoint)
     for fold_dir in sorted(run.glob("fold_*"), key=lambda path: int(path.name.split("_")[1])):
         if not (fold_dir / "metrics.csv").is_file():
             continue
-        history = read_table(fold_dir / "metrics.csv", ("epoch", "val_loss", "val_iou"))[1]
-        histories[fold_dir.name] = history
-        chosen = min if monitor_minimizes(monitor) else max  # the epoch the fold kept (its best checkpoint)
-        best = chosen(history, key=lambda row: row[monitor]) if history else {}
+        history = histories[fold_dir.name] = read_table(fold_dir / "metrics.csv", ("epoch", "val_loss", "val_iou"))[1]
+        best = chosen(history, key=lambda row: row[monitor])  # read_table refuses a table without rows
         link = (f'<a href="{fold_dir.name}/report.html">report</a>' if (fold_dir / "report.html").is_file()
                 else "no report")
-        best = best | ({"epoch": int(best["epoch"])} if best else {})
-        folds.append({"fold": fold_dir.name, "epochs": len(history)} | best | {"page": link})
+        folds.append({"fold": fold_dir.name, "epochs": len(history)} | best | {"epoch": int(best["epoch"]), "page": link})
     sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n" + _table(folds, markup=("page",)))
     if histories:
         sections.append(_figure_section("Validation curves of every fold", _folds_figure(histories)))
     if (run / "threshold_sweep.csv").is_file():
         sections.append(_sweep_section(read_table(run / "threshold_sweep.csv", ("threshold",))[1], saved.threshold,
                                        "out of fold"))
-    config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
-    sections.append(f"<h2>Resolved config</h2>\n<pre>{html.escape(config_text)}</pre>")
+    sections.append(_config_section(run))
     write_text(run / REPORT_NAME, _page(f"unetkit cross-validation {run.name}", sections))
     return run / REPORT_NAME
+
+
+def _config_section(run: Path) -> str:
+    text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
+    return f"<h2>Resolved config</h2>\n<pre>{html.escape(text)}</pre>"
 
 
 def _folds_figure(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
@@ -196,7 +191,7 @@ def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: d
              "<h2>Best epoch</h2>", _table([best] if best else [])]
     if at_threshold:
         scalars = {k: v for k, v in at_threshold.items() if isinstance(v, int | float)}
-        rule = {"threshold": threshold} | {k: v for k, v in postprocess.items()}
+        rule = {"threshold": threshold} | dict(postprocess)
         lines += ["<h2>Validation at the tuned decision rule</h2>", _table([rule | scalars])]
     return "\n".join(lines)
 
@@ -223,7 +218,8 @@ def _sweep_section(table: list[dict[str, float]], threshold: float, scored_on: s
 def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     """Best and worst validation images by IoU, predicted now by the run's model."""
     split_path = run / "split.json"
-    source = DataSource.from_fields((saved.training.get("config") or {}).get("data", {}))
+    config = saved.training.get("config") or {}
+    source = DataSource.from_fields(config.get("data", {}))
     data_dir = str(source)
     if not split_path.is_file() or not data_dir or not Path(data_dir).exists():
         return ("<h2>Best and worst validation images by IoU</h2>\n"
@@ -233,17 +229,15 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     pairs = [pair for pair in find_pairs(source) if pair.stem in val_stems]
     # images too large to predict in memory (validated in windows during training) are left out here
     limit = patch_set.VAL_WHOLE_PIXELS
-    fits = {pair.stem: math.prod(image_size(pair.image)) <= limit for pair in pairs}
-    large = [pair for pair in pairs if not fits[pair.stem]]
-    pairs = [pair for pair in pairs if fits[pair.stem]]
-    left_out = f"; {len(large)} over {limit / 2**20:.0f} Mpx not shown" if large else ""
+    fits = [math.prod(image_size(pair.image)) <= limit for pair in pairs]
+    large, pairs = fits.count(False), list(itertools.compress(pairs, fits))
+    left_out = f"; {large} over {limit / 2**20:.0f} Mpx not shown" if large else ""
     if not pairs:
         return ("<h2>Best and worst validation images by IoU</h2>\n"
-                f"<p>Not shown: the {len(large)} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
+                f"<p>Not shown: the {large} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
                 "predict whole here (training scored them in windows).</p>")
     predictor = Predictor(saved, device=device)
     palette = palette_for(saved, source)
-    config = saved.training.get("config") or {}
     fov_dir = (config.get("data") or {}).get("fov_dir") or ""
     regions = find_regions(fov_dir, [pair.stem for pair in pairs]) if fov_dir and Path(fov_dir).is_dir() else None
     accumulator = accumulator_for(saved)
@@ -260,9 +254,8 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     iou = {stem: value for value, _, stem in scores}
     titles = [f"{'best' if item.pair.stem in best else 'worst'} {item.pair.stem} IoU {iou[item.pair.stem]:.3f}"
               for item in shown]
-    truths = [label_map(item.truth, channel_axis=-1) for item in shown]
-    preds = [label_map(item.prediction) for item in shown]
-    figure = overlay_figure([item.image for item in shown], truths, preds, titles)
+    figure = overlay_figure([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
+                            [label_map(item.prediction) for item in shown], titles)
     caption = "; ".join(html.escape(t) for t in titles)
     return (_intervals_section(measures, len(pairs), fov_dir if regions else "")
             + _figure_section("Best and worst validation images by IoU", figure)

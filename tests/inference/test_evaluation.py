@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from unetkit.api import evaluate, predict
-from unetkit.boundary import hd95
+from unetkit.boundary import boundary_figures
 from unetkit.cli.main import main
 from unetkit.config import EvaluateConfig, PredictConfig
 from unetkit.data.io import read_array
@@ -156,8 +156,8 @@ def test_distances_come_in_the_pixel_size_the_files_declare(sized_sets: dict[str
         assert float(row["hd95"]) == pytest.approx(np.hypot(31 * spacing[0], 31 * spacing[1]), rel=1e-12)
     # everything predicted: the boundary distances between the image frame and the square, in mm
     for row in rows(0.02):
-        assert float(row["hd95"]) == pytest.approx(hd95(np.ones((32, 32), bool), SQUARE, spacing), rel=1e-12)
-        assert float(row["hd95"]) != pytest.approx(hd95(np.ones((32, 32), bool), SQUARE), rel=1e-3)
+        assert float(row["hd95"]) == pytest.approx(boundary_figures(np.ones((32, 32), bool), SQUARE, spacing)["hd95"], rel=1e-12)
+        assert float(row["hd95"]) != pytest.approx(boundary_figures(np.ones((32, 32), bool), SQUARE)["hd95"], rel=1e-3)
 
 
 def test_a_folder_mixing_sized_and_unsized_images_is_one_line_or_pixels(sized_sets: dict[str, Path],

@@ -1,16 +1,27 @@
-"""The decision rule and training record stored beside a network, read back from a model file or
-an ONNX export and checked the same way for both. No torch here: ONNX prediction uses it."""
+"""The architecture, preprocessing, decision rule and training record stored beside a network, read
+back from a model file or an ONNX export and checked the same way for both. No torch here: ONNX
+prediction uses it."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from unetkit.config import ModelConfig, from_dict
+from unetkit.data.preprocess import Preprocess
 
-def checked_rule(metadata: dict[str, str]) -> tuple[float, dict[str, int], dict[str, Any]]:
-    """(threshold, postprocess, training record) from model-file or ONNX metadata, refusing values no
-    training writes (ValueError): a threshold outside [0, 1] or NaN, unknown or negative rule areas,
-    classes that are not [{name, color}]."""
+ONNX_FORMAT = "unetkit-onnx"  # the "format" of an ONNX export's metadata
+
+
+def checked_metadata(metadata: dict[str, str]) -> tuple[ModelConfig, Preprocess, float, dict[str, int], dict[str, Any]]:
+    """(model config, preprocess, threshold, postprocess, training record) from model-file or ONNX metadata,
+    refusing values no training writes (KeyError, TypeError, ValueError, UserError): a threshold outside
+    [0, 1] or NaN, unknown or negative rule areas, classes that are not [{name, color}]."""
+    fields = json.loads(metadata["model"])
+    if isinstance(fields, dict):  # files from before model.image_gate predicted from the pixels alone
+        fields.setdefault("image_gate", False)
+    config = from_dict(ModelConfig, fields, where="model")
+    preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]), config.in_channels)
     threshold = float(metadata.get("threshold", "0.5"))
     if not 0.0 <= threshold <= 1.0:  # NaN fails this too
         raise ValueError(f"threshold {threshold} must lie in [0, 1]")
@@ -28,4 +39,4 @@ def checked_rule(metadata: dict[str, str]) -> tuple[float, dict[str, int], dict[
                 color is None or (isinstance(color, list) and len(color) == 3
                                   and all(isinstance(c, int) and 0 <= c <= 255 for c in color))):
             raise ValueError(f"training.classes entry {entry!r} must be {{name, color: [r, g, b] or null}}")
-    return threshold, rule, training
+    return config, preprocess, threshold, rule, training

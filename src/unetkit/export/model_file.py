@@ -23,10 +23,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from unetkit.config import ModelConfig, from_dict
+from unetkit.config import ModelConfig
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
-from unetkit.export.metadata import checked_rule
+from unetkit.export.metadata import checked_metadata
 from unetkit.fileio import atomic_path
 from unetkit.models.base import SegmentationNet
 from unetkit.models.ensemble import Ensemble
@@ -124,16 +124,15 @@ def save_ensemble(path: str | os.PathLike[str], nets: list[SegmentationNet], pre
 def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> SavedModel:
     """Rebuild a SavedModel from weights and metadata, with one-line errors for inconsistent files."""
     try:
-        fields = json.loads(metadata["model"])
-        if isinstance(fields, dict):  # files from before model.image_gate predicted from the pixels alone
-            fields.setdefault("image_gate", False)
-        config = from_dict(ModelConfig, fields, where="model")
-        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]), config.in_channels)
-        threshold, postprocess, training = checked_rule(metadata)
+        config, preprocess, threshold, postprocess, training = checked_metadata(metadata)
         members = int(metadata.get("members", "0"))
         if not 0 <= members <= MAX_MEMBERS:
             raise ValueError(f"members {members} must lie in 0..{MAX_MEMBERS}")
-        _check_tensors(state)
+        for name, tensor in state.items():  # batch norm's step counter is the one integer
+            if not tensor.is_floating_point() and not name.endswith("num_batches_tracked"):
+                raise ValueError(f"tensor {name} has dtype {tensor.dtype}; weights are floating point")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"tensor {name} holds NaN or infinite values")
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
     try:
@@ -153,17 +152,6 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         raise UserError(f"{path}: weights do not match the architecture in its metadata ({first})") from None
     net.eval()
     return SavedModel(net, preprocess, threshold, training, postprocess)
-
-
-def _check_tensors(state: dict[str, torch.Tensor]) -> None:
-    """Weights are floating point and finite (batch norm's step counter is the one integer)."""
-    for name, tensor in state.items():
-        if not tensor.is_floating_point():
-            if name.endswith("num_batches_tracked"):
-                continue
-            raise ValueError(f"tensor {name} has dtype {tensor.dtype}; weights are floating point")
-        if not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"tensor {name} holds NaN or infinite values")
 
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:

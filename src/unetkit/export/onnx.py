@@ -23,6 +23,7 @@ from torch import nn
 
 from unetkit.config import ExportConfig
 from unetkit.errors import UserError
+from unetkit.export.metadata import ONNX_FORMAT
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import atomic_path, check_output
 from unetkit.outputs import probabilities
@@ -43,7 +44,7 @@ class _WithActivation(nn.Module):
 def onnx_metadata(saved: SavedModel) -> dict[str, str]:
     """What a consumer needs besides the graph, as strings (ONNX metadata_props)."""
     return {
-        "format": "unetkit-onnx",
+        "format": ONNX_FORMAT,
         "model": json.dumps(dataclasses.asdict(saved.config)),
         "preprocess": json.dumps(dataclasses.asdict(saved.preprocess)),
         "threshold": repr(float(saved.threshold)),
@@ -77,7 +78,7 @@ def _is_unetkit_onnx(path: Path) -> bool:
         graph = onnx.load(str(path), load_external_data=False)
     except Exception:  # not ONNX at all (onnx raises protobuf's DecodeError among others)
         return False
-    return any(p.key == "format" and p.value == "unetkit-onnx" for p in graph.metadata_props)
+    return any(p.key == "format" and p.value == ONNX_FORMAT for p in graph.metadata_props)
 
 
 def export_onnx(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *, opset: int = OPSET) -> float:

@@ -1,9 +1,8 @@
 """Pickle-free storage of nested state (optimizer, scheduler, RNG) in one safetensors file.
 
-`torch.save` pickles, and a pickle can run code when loaded. A checkpoint needs nested
-dicts and lists mixing tensors with numbers and strings, which safetensors alone cannot
-hold, so tensors go into the safetensors payload under path-like keys and the rest into
-a JSON string in its metadata, with a placeholder where each tensor was.
+`torch.save` pickles, and a pickle can run code when loaded. safetensors alone cannot hold nested
+dicts and lists mixing tensors with numbers and strings, so tensors go into its payload under
+path-like keys and the rest into a JSON string in its metadata, a placeholder where each tensor was.
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ _FLOAT = "__float__"
 def flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Move every tensor of `tree` into `tensors` (keys start with `prefix`); return the JSON-able rest."""
     if isinstance(tree, torch.Tensor):
-        key = f"{prefix}"
-        tensors[key] = tree.detach().cpu().contiguous()
-        return {_TENSOR: key}
+        tensors[prefix] = tree.detach().cpu().contiguous()
+        return {_TENSOR: prefix}
     if isinstance(tree, dict):
         return {"__dict__": [[_key(k), flatten(v, f"{prefix}.{i}", tensors)] for i, (k, v) in enumerate(tree.items())]}
     if isinstance(tree, list | tuple):

@@ -6,15 +6,16 @@ last-level cache: a batch of sixteen 256 x 256 tiles through a 16-wide first lev
 per layer, which goes to main memory and back, where a pass of two to four tiles stays in cache
 and runs markedly faster per tile (benchmarks/RESULTS.md, "the tiler against MONAI"). So the
 forward is split into passes whose largest activation fills about half the cache; the batch size
-a user sets keeps its meaning (how many tiles are cut, blended and copied together). The
-per-sample size of the largest activation is measured, not derived from the architecture, so the
-rule holds for any network: the first sample of a new input shape runs alone with forward hooks
-that record it. GPUs want the opposite (large batches to fill their cores), so nothing is split
-there.
+a user sets keeps its meaning (how many tiles are cut, blended and copied together). The largest
+activation per sample is measured (forward hooks on the first sample of a new input shape), not
+derived from the architecture, so the rule holds for any network. GPUs want the opposite (large
+batches to fill their cores): nothing is split there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
 
 import torch
@@ -28,15 +29,10 @@ def last_level_cache_bytes(cpu_dir: Path = Path("/sys/devices/system/cpu/cpu0/ca
     """Size of the largest cache the first CPU reports (Linux sysfs), else FALLBACK_CACHE_BYTES."""
     sizes = []
     for index in cpu_dir.glob("index*"):
-        try:
-            text = (index / "size").read_text().strip()
-        except OSError:
-            continue
-        units = {"K": 2**10, "M": 2**20, "G": 2**30}
-        if text[:-1].isdigit() and text[-1] in units:
-            sizes.append(int(text[:-1]) * units[text[-1]])
-        elif text.isdigit():
-            sizes.append(int(text))
+        with contextlib.suppress(OSError):
+            found = re.fullmatch(r"(\d+)([KMG]?)", (index / "size").read_text().strip())
+            if found:
+                sizes.append(int(found[1]) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[found[2]])
     return max(sizes, default=FALLBACK_CACHE_BYTES)
 
 

@@ -1,13 +1,10 @@
 """What every way of running a model shares: batching images of one size, tiling large ones,
-streaming rows, thresholds and masks. Subclasses only say how a batch goes through the network:
-`Predictor` (PyTorch) and `OnnxPredictor` (onnxruntime).
-
-An image no larger than the tile goes through the network whole, batched with neighbours of
-the same size. A larger one is cut into overlapping tiles that are blended back
-(inference/tiling.py); `stream` hands its rows on as they are finished, so the caller can
-write them without ever holding the image's probabilities. Test-time augmentation wraps the
-network in every path, so tiles and whole images are treated alike. This module imports no
-torch, so ONNX prediction runs where PyTorch is not installed.
+streaming rows, thresholds and masks; subclasses only say how a batch goes through the network
+(`Predictor`: PyTorch, `OnnxPredictor`: onnxruntime). An image larger than the tile is cut into
+overlapping tiles blended back (inference/tiling.py); `stream` hands its rows on as they are
+finished, so the caller can write them without ever holding the image's probabilities.
+Test-time augmentation wraps the network in every path, so tiles and whole images are treated
+alike. No torch here, so ONNX prediction runs where PyTorch is not installed.
 """
 
 from __future__ import annotations
@@ -59,26 +56,20 @@ def planned_tile(training: dict[str, Any]) -> int:
     return tile if isinstance(tile, int) and not isinstance(tile, bool) and tile >= 16 else DEFAULT_TILE
 
 
-def trained_views(training: dict[str, Any]) -> dict[str, bool] | None:
-    """Which mirrorings and quarter turns the training augmentation drew (None when the file does not say)."""
+def warn_unseen_views(tta: str, training: dict[str, Any]) -> None:
+    """One log line when test-time augmentation averages views the model was never trained on (none when
+    the file does not say which mirrorings and quarter turns its training augmentation drew)."""
     data = ((training.get("config") or {}).get("data") or {}) if isinstance(training, dict) else {}
     if not isinstance(data, dict) or not isinstance(data.get("augment"), str):
-        return None
+        return
     try:
         augment = augment_config(data["augment"], data.get("augment_params"))
     except UserError:
-        return None
-    return {"hflip": bool(augment and augment.p_hflip), "vflip": bool(augment and augment.p_vflip),
-            "rotate90": bool(augment and augment.p_rotate90)}
-
-
-def warn_unseen_views(tta: str, training: dict[str, Any]) -> None:
-    """One log line when test-time augmentation averages views the model was never trained on."""
-    views = trained_views(training)
-    unseen = unseen_views(tta, **views) if views else 0
-    if views and unseen:
-        drawn = [name for name, on in (("left-right flips", views["hflip"]), ("up-down flips", views["vflip"]),
-                                       ("quarter turns", views["rotate90"])) if on]
+        return
+    views = {name: bool(augment and getattr(augment, f"p_{name}")) for name in ("hflip", "vflip", "rotate90")}
+    unseen = unseen_views(tta, **views)
+    if unseen:
+        drawn = [name for name, on in zip(("left-right flips", "up-down flips", "quarter turns"), views.values()) if on]
         log.warning("TTA '%s' averages %d view(s) the model never saw in training (its augmentation drew %s) and "
                     "can lower the masks' quality; '%s' keeps to the views it saw", tta, unseen,
                     " and ".join(drawn) or "no mirrorings or turns", widest_seen(**views))
@@ -90,14 +81,12 @@ class PredictionEngine(ABC):
     def __init__(self, saved: AppliedModel, options: InferenceOptions | None = None, **fields: Any) -> None:
         """`options` (or its fields as keywords: device="cpu", tile=512, tta="flips", ...) say how."""
         options = dataclasses.replace(options, **fields) if options else InferenceOptions(**fields)
-        self.saved = saved
-        self.options = options
+        self.saved, self.options = saved, options
         if options.threshold is not None and not uses_sigmoid(saved.config):
             raise UserError("a threshold applies to binary and multi-label models only; this model has "
                             f"{saved.config.num_classes} classes and predicts the most probable one")
         self.threshold = saved.threshold if uses_sigmoid(saved.config) and options.threshold is None else options.threshold
-        self.batch_size = options.batch_size
-        self.tile = options.tile or planned_tile(saved.training)
+        self.batch_size, self.tile = options.batch_size, options.tile or planned_tile(saved.training)
         self.overlap, self.blend, self.tta = options.overlap, options.blend, options.tta
         importance_map(1, 1, self.blend)  # unknown blend or TTA names: one line now, not at the first tile
         symmetries(self.tta)

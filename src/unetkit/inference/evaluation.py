@@ -65,9 +65,8 @@ def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = 
     regions = find_regions(config.fov_dir, [pair.stem for pair in pairs]) if config.fov_dir else None
     spacings, unit = spacings_for(pairs, given) if distances else ({}, "")
     csv_path = Path(config.csv_path or f"evaluation-{Path(str(source)).resolve().stem}.csv")
-    inputs = [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask))]
-    check_output(csv_path, [*inputs, *(regions or {}).values()], overwrite=config.overwrite, ours=_is_evaluation_csv,
-                 flag="--csv")
+    check_output(csv_path, [Path(config.model_path), *(path for pair in pairs for path in (pair.image, pair.mask)),
+                            *(regions or {}).values()], overwrite=config.overwrite, ours=_is_evaluation_csv, flag="--csv")
     distributed.join(predictor.device.type)
     accumulator = accumulator_for(predictor.saved)
     model = predictor.saved.config
@@ -91,8 +90,7 @@ def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = 
         write_csv(rows + _summary_rows(rows, figures, intervals, unit), csv_path)
     metrics = accumulator.summary() | figures | {"threshold": predictor.threshold, "measures": list(names),
                                                  "intervals": {k: list(v) for k, v in intervals.items()}}
-    if distances:
-        metrics["distance_unit"] = unit
+    metrics |= {"distance_unit": unit} if distances else {}
     if config.track == "mlflow" and distributed.is_main():
         from unetkit.tracking import log_evaluation
 
@@ -112,19 +110,14 @@ def _summary_rows(rows: list[dict[str, Any]], figures: dict[str, Any], intervals
     """The CSV's last rows: the data-set figure and the interval's ends, in the per-image columns
     (tgs_map under tgs_score), with the distance unit; columns without a data-set figure stay empty."""
     columns = list(rows[0]) if rows else ["stem"]
-    by_stem = {SUMMARY_STEMS[0]: {k: v for k, v in figures.items() if isinstance(v, float)},
-               SUMMARY_STEMS[1]: {k: low for k, (low, _) in intervals.items()},
-               SUMMARY_STEMS[2]: {k: high for k, (_, high) in intervals.items()}}
+    values = ({k: v for k, v in figures.items() if isinstance(v, float)}, {k: low for k, (low, _) in intervals.items()},
+              {k: high for k, (_, high) in intervals.items()})
     out = []
-    for stem, values in by_stem.items():
+    for stem, named in zip(SUMMARY_STEMS, values):
         row: dict[str, Any] = dict.fromkeys(columns, "") | {"stem": stem}
-        if "distance_unit" in row:
-            row["distance_unit"] = unit
-        for name, value in values.items():
-            column = "tgs_score" if name == "tgs_map" else name
-            if column in row:
-                row[column] = value
-        out.append(row)
+        named = {"tgs_score" if name == "tgs_map" else name: value for name, value in named.items()}
+        out.append(row | {column: value for column, value in named.items() if column in row}
+                   | ({"distance_unit": unit} if "distance_unit" in row else {}))
     return out
 
 

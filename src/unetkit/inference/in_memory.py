@@ -1,14 +1,13 @@
-"""A loaded model file that predicts NumPy arrays in memory, through the engine `unetkit predict` uses.
-
-`unetkit.load_model(path)` returns a `LoadedModel`: `predict(images)` gives masks at the input's
-size with the stored threshold and post-processing applied, `probabilities(images)` the maps. The
-arrays go through the same `Predictor` (batching, tiles, TTA) and the same channel rules as image
-files, so a mask from memory equals the one `unetkit predict` writes for the same pixels.
+"""`unetkit.load_model(path)`: a model file that predicts NumPy arrays in memory (`predict`: masks
+with the stored threshold and post-processing, `probabilities`: the maps) through the same
+`Predictor` (batching, tiles, TTA) and channel rules as image files, so a mask from memory equals
+the one `unetkit predict` writes for the same pixels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,28 +38,28 @@ class LoadedModel:
     def probabilities(self, images: np.ndarray | list[np.ndarray], **options: Any) -> np.ndarray | list[np.ndarray]:
         """Probability maps (K, H, W) float32 per image: (K, H, W) for one image, (N, K, H, W) for a
         batch, a list for a list. `options` are InferenceOptions fields (tile, tta, batch_size, ...)."""
-        predictor = self._predictor(options)
-        batch, shape = self._images(images)
-        maps = [prob for _, _, prob in predictor.run(enumerate(batch))]
-        return _shaped(maps, shape)
+        return self._run(images, options, lambda _, prob: prob)
 
     def predict(self, images: np.ndarray | list[np.ndarray], **options: Any) -> np.ndarray | list[np.ndarray]:
         """Masks at each image's size, as `unetkit predict` decides them: (H, W) uint8 0/1 for a binary
         model, class indices for several classes, (K, H, W) 0/1 for several labels; stacked for a
         batch, a list for a list."""
-        predictor = self._predictor(options)
-        batch, shape = self._images(images)
-        masks = [predictor.to_mask(prob) for _, _, prob in predictor.run(enumerate(batch))]
-        return _shaped(masks, shape)
+        return self._run(images, options, lambda predictor, prob: predictor.to_mask(prob))
 
-    def _predictor(self, options: dict[str, Any]) -> Predictor:
+    def _run(self, images: np.ndarray | list[np.ndarray], options: dict[str, Any],
+             answer: Callable[[Predictor, np.ndarray], np.ndarray]) -> np.ndarray | list[np.ndarray]:
         unknown = sorted(set(options) - _OPTIONS)
         if unknown:
             raise UserError(f"unknown prediction option {unknown[0]} (options: {', '.join(sorted(_OPTIONS))})")
         chosen = InferenceOptions(**options)
         if chosen not in self._predictors:
             self._predictors[chosen] = Predictor(self.saved, chosen)
-        return self._predictors[chosen]
+        predictor = self._predictors[chosen]
+        batch, shape = self._images(images)
+        answers = [answer(predictor, prob) for _, _, prob in predictor.run(enumerate(batch))]
+        if shape == "one":
+            return answers[0]
+        return np.stack(answers) if shape == "batch" else answers
 
     def _images(self, images: np.ndarray | list[np.ndarray]) -> tuple[list[np.ndarray], str]:
         """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped.
@@ -91,9 +90,3 @@ class LoadedModel:
                             f"(H, W, C): numpy.moveaxis(image, 0, -1)")
         check_finite(image, name)
         return to_channels(image, channels, name)
-
-
-def _shaped(arrays: list[np.ndarray], shape: str) -> np.ndarray | list[np.ndarray]:
-    if shape == "one":
-        return arrays[0]
-    return np.stack(arrays) if shape == "batch" else arrays

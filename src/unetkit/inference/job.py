@@ -9,10 +9,8 @@ tiled TIFF band by band, so memory follows the tile and the image width, not the
 Every output is written under a temporary name and renamed when complete. predict_args.json
 records the job (options and the model's SHA-256) before the first image; a re-run of the same
 job skips images whose outputs all exist and are newer than the image, so an interrupted folder
-is finished, not redone.
-
-Under torchrun each rank predicts its share of the images (balanced by pixel count) and
-writes their files; rank 0 writes the record and the run-length CSV for all of them.
+is finished, not redone. Under torchrun each rank predicts its share of the images (balanced by
+pixel count) and writes their files; rank 0 writes the record and the run-length CSV for all.
 """
 
 from __future__ import annotations
@@ -117,8 +115,7 @@ class PredictionJob:
         """Every output path, before the first byte: never over an input (the model, an image), and
         over an existing file only where an earlier prediction job wrote it (or with --overwrite)."""
         inputs = {item.path.resolve() for item in self.items}
-        earlier = self.earlier
-        in_job_folder = earlier is not None  # a folder an earlier job recorded holds that job's files
+        in_job_folder = self.earlier is not None  # a folder an earlier job recorded holds that job's files
         for item in self.items:
             if any(out.resolve() in inputs for out in item.outputs):
                 raise UserError(f"{item.path}: its mask would overwrite an input image; choose another --out")
@@ -133,7 +130,7 @@ class PredictionJob:
                 raise UserError(f"{item.path}: {item.height}x{item.width} is streamed, too large for --rle "
                                 f"(raise --stream-above above {item.height * item.width / 1e6:.0f} megapixels)")
         if self.config.rle:
-            same_csv = earlier is not None and earlier.get("rle") == self.config.rle
+            same_csv = self.earlier is not None and self.earlier.get("rle") == self.config.rle
             check_output(self.config.rle, [self.config.model_path, *inputs], overwrite=self.config.overwrite,
                          ours=lambda _: same_csv, flag="--rle")
 
@@ -175,17 +172,15 @@ class PredictionJob:
             raise
 
     def _predict(self, record: dict[str, Any], done: set[Path], started: float) -> PredictResult:
-        rle_rows: dict[Path, list[tuple[str, str]]] = {}
-        for item in self.items:
-            if item.path in done and self.config.rle and distributed.is_main():
-                rle_rows[item.path] = self._rle_rows(item.path.stem, self._read_back(item))
+        rle_rows: dict[Path, list[tuple[str, str]]] = {
+            item.path: self._rle_rows(item.path.stem, self._read_back(item)) for item in self.items
+            if item.path in done and self.config.rle and distributed.is_main()}
         todo = _share([item for item in self.items if item.path not in done])
         bar = progress(total=len(todo), desc="predict", unit="img")
         tiles = _TileProgress(self.predictor)
         try:
-            for item in todo:  # what a killed run was writing when it died
-                for out in item.outputs:
-                    remove_stale_temporaries(out)
+            for out in [out for item in todo for out in item.outputs]:  # what a killed run was writing when it died
+                remove_stale_temporaries(out)
             # same sizes next to each other, so they share batches
             in_memory = sorted((item for item in todo if not item.streamed), key=lambda item: (item.height, item.width))
             for item, image, prob in self.predictor.run(self._read(in_memory, tiles), on_tiles=tiles.update):
@@ -218,9 +213,8 @@ class PredictionJob:
 
     def _completed(self, record: dict[str, Any]) -> set[Path]:
         """Images finished by an earlier, interrupted run of this same job (same options and model)."""
-        earlier = self.earlier
-        if earlier is not None and "format" not in earlier:  # written before the tag: the same job all the same
-            earlier = {"format": RECORD_FORMAT, **earlier}
+        # a record written before the tag is the same job all the same
+        earlier = None if self.earlier is None else {"format": RECORD_FORMAT} | self.earlier
         if earlier is None or {k: earlier.get(k) for k in record} != record:
             return set()
         return {item.path for item in self.items if _newer_than(item.outputs, item.path)}
@@ -236,10 +230,8 @@ class PredictionJob:
         mask = self.predictor.to_mask(prob)
         if self.saved.config.multilabel:  # (K, H, W): one 0/255 page per label
             write_tiff(item.mask, mask * 255)
-        elif self.binary:
-            write_png(item.mask, mask * 255)
         else:
-            write_png(item.mask, mask, palette=self.palette)
+            write_png(item.mask, mask * 255 if self.binary else mask, palette=None if self.binary else self.palette)
         if item.probabilities:
             write_tiff(item.probabilities, prob)
         if item.overlay:
@@ -258,9 +250,8 @@ class PredictionJob:
             log.info("%s: streamed by rows; no overlay is written for it", item.path)
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(open_rows(item.path, model.in_channels))
-            samples = k if model.multilabel else 1
-            mask_out = stack.enter_context(TiledTiffWriter(item.mask, item.height, item.width, np.uint8, samples,
-                                                           convert=self._mask_rows))
+            mask_out = stack.enter_context(TiledTiffWriter(item.mask, item.height, item.width, np.uint8,
+                                                           k if model.multilabel else 1, convert=self._mask_rows))
             prob_out = stack.enter_context(TiledTiffWriter(item.probabilities, item.height, item.width, np.float32, k)) \
                 if item.probabilities else None
             for _, prob in self.predictor.stream(reader, item.height, item.width, on_tiles=tiles.update):

@@ -1,22 +1,18 @@
 """Predicting labelled images: the one path that validation, the out-of-fold scores of k-fold
-runs, the training samples, `evaluate` and the run report all take.
-
-Images go through a PredictionEngine exactly as `unetkit predict` sends them (same batching,
-tiling, TTA, activation and decision rule), so a figure measured during training is the
-figure `evaluate` reports for the same model and options.
+runs, the training samples, `evaluate` and the run report all take. Images go through a
+PredictionEngine exactly as `unetkit predict` sends them (batching, tiling, TTA, activation,
+decision rule), so a figure measured during training is the one `evaluate` reports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic
 
 import numpy as np
 
-from unetkit.inference.engine import PredictionEngine
-
-Key = TypeVar("Key")
+from unetkit.inference.engine import Key, PredictionEngine
 
 
 @dataclass
@@ -51,9 +47,3 @@ def predict_labelled(engine: PredictionEngine, items: Iterable[tuple[Key, np.nda
     for (key, truth), image, probabilities in engine.run(pairs):
         yield LabelledPrediction(key, image, truth, probabilities, engine.to_mask(probabilities, postprocess=postprocess))
 
-
-def stacked(predictions: Iterable[LabelledPrediction[Any]]) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
-    """(keys, probabilities (N, K, H, W), masks, truths in the masks' layout) of same-sized predictions."""
-    items = list(predictions)
-    return ([item.key for item in items], np.stack([item.probabilities for item in items]),
-            np.stack([item.mask for item in items]), np.stack([item.truth_maps for item in items]))

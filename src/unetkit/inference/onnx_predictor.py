@@ -1,9 +1,7 @@
-"""Prediction through onnxruntime from a file written by `unetkit export --format onnx`, with no torch.
-
-The exported graph holds the network and its activation; the ONNX metadata holds the
-architecture, normalisation, threshold, post-processing rules and classes. Tiling, blending,
-TTA and masks come from the same engine as PyTorch prediction (inference/engine.py), on
-NumPy arrays, and nothing on this path imports torch (a test blocks it).
+"""Prediction through onnxruntime from a file written by `unetkit export --format onnx`, with no
+torch (a test blocks it): the graph holds the network and its activation, the ONNX metadata the
+rest; tiling, blending, TTA and masks come from the same engine as PyTorch prediction
+(inference/engine.py), on NumPy arrays.
 """
 
 from __future__ import annotations
@@ -12,18 +10,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from unetkit.config import InferenceOptions, ModelConfig, from_dict
+from unetkit.config import InferenceOptions, ModelConfig
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
-from unetkit.export.metadata import checked_rule
+from unetkit.export.metadata import ONNX_FORMAT, checked_metadata
 from unetkit.inference.engine import PredictionEngine
 from unetkit.inference.tta import averaged
-
-ONNX_FORMAT = "unetkit-onnx"
 
 
 @dataclass
@@ -60,9 +57,7 @@ def load_onnx(path: str | os.PathLike[str], device: str = "auto") -> OnnxModel:
     if metadata.get("format") != ONNX_FORMAT:
         raise UserError(f"{file}: an ONNX model without unetkit's metadata (export it with unetkit export)")
     try:
-        config = from_dict(ModelConfig, json.loads(metadata["model"]), where="model")
-        preprocess = Preprocess.from_dict(json.loads(metadata["preprocess"]), config.in_channels)
-        threshold, postprocess, training = checked_rule(metadata)
+        config, preprocess, threshold, postprocess, training = checked_metadata(metadata)
         model = OnnxModel(session, config, preprocess, threshold, postprocess,
                           list(json.loads(metadata.get("classes", "[]"))), training)
     except (KeyError, TypeError, ValueError, UserError) as exc:
@@ -82,7 +77,8 @@ class OnnxPredictor(PredictionEngine):
         if self.options.precision == "bf16":
             raise UserError("--precision bf16 applies to PyTorch models; an ONNX model runs as exported (fp32)")
         self.session = model.session
-        self.device = _Device("cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu")
+        # where the session runs, named like torch.device so the prediction job can ask `.type`
+        self.device = SimpleNamespace(type="cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu")
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, C) raw images -> (N, C, H, W) standardised float32 (pad policy only: see load_onnx)."""
@@ -90,14 +86,5 @@ class OnnxPredictor(PredictionEngine):
 
     def network(self, x: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """(N, C, H, W) from `prepare` -> (N, K, H, W) float32 probabilities (activation in the graph)."""
-        return averaged(self._run, x, self.tta, lambda probabilities: probabilities)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"image": np.ascontiguousarray(x)})[0]
-
-
-@dataclass(frozen=True)
-class _Device:
-    """Where the session runs, named like torch.device so the prediction job can ask `.type`."""
-
-    type: str
+        return averaged(lambda view: self.session.run(None, {"image": np.ascontiguousarray(view)})[0], x, self.tta,
+                        lambda probabilities: probabilities)

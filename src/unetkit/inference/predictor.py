@@ -1,7 +1,5 @@
-"""Applying a saved model with PyTorch: on the GPU or CPU, channels-last, bf16 autocast where it pays.
-
-Batching, tiling, streaming and masks are shared with ONNX prediction (inference/engine.py);
-this class only runs a batch through the network.
+"""Applying a saved model with PyTorch: on the GPU or CPU, channels-last, bf16 autocast where it
+pays. Batching, tiling, streaming and masks are shared with ONNX prediction (inference/engine.py).
 """
 
 from __future__ import annotations
@@ -40,15 +38,10 @@ class Predictor(PredictionEngine):
         """auto: bf16 on CUDA GPUs that have it (Ampere and later), fp32 elsewhere. bf16 is opt-in on
         the CPU: faster where the CPU has AVX512-BF16 or AMX, but probabilities move by up to a few
         hundredths (benchmarks/inference.py measures both)."""
-        if precision == "fp32":
-            return None
-        if self.device.type == "cuda":
-            if has_bf16(self.device):
-                return torch.bfloat16
-            if precision == "bf16":
-                raise UserError(f"precision bf16: this GPU ({torch.cuda.get_device_name(self.device)}) has no bf16")
-            return None
-        return torch.bfloat16 if precision == "bf16" else None
+        cuda = self.device.type == "cuda"
+        if cuda and precision == "bf16" and not has_bf16(self.device):
+            raise UserError(f"precision bf16: this GPU ({torch.cuda.get_device_name(self.device)}) has no bf16")
+        return torch.bfloat16 if precision == "bf16" or precision == "auto" and cuda and has_bf16(self.device) else None
 
     @torch.inference_mode()
     def prepare(self, images: np.ndarray) -> torch.Tensor:
@@ -60,8 +53,9 @@ class Predictor(PredictionEngine):
     def network(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """(N, C, h, w) from `prepare` -> (N, K, H, W) float32 probabilities on the device; (H, W) is
         `size` (the resize policy's logits go back to the images' own size) or x's own."""
-        height, width = size or x.shape[-2:]
-        return averaged(self._logits, x, self.tta, lambda logits: self._activate(logits, height, width))
+        height, width = size or x.shape[-2:]  # resize policy: back from resize_to x resize_to
+        return averaged(self._logits, x, self.tta,
+                        lambda logits: probabilities(resize_logits(logits, height, width), self.saved.config))
 
     @torch.inference_mode()
     def logits(self, images: np.ndarray) -> torch.Tensor:
@@ -80,7 +74,3 @@ class Predictor(PredictionEngine):
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             return self.passes(x).float()
-
-    def _activate(self, logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        logits = resize_logits(logits, height, width)  # resize policy: back from resize_to x resize_to
-        return probabilities(logits, self.saved.config)

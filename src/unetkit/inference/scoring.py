@@ -47,9 +47,8 @@ def accumulator_for(saved: AppliedModel) -> MetricAccumulator:
 
 def palette_for(saved: AppliedModel, data_dir: DataSource | str | os.PathLike[str]) -> ClassPalette | None:
     """DATA_DIR/classes.yaml, which says how its masks store classes (none for multi-label models)."""
-    if saved.config.multilabel:
-        return None
-    return read_class_palette(data_dir, saved.config.num_classes, training_ignore_index(saved))
+    return None if saved.config.multilabel else read_class_palette(data_dir, saved.config.num_classes,
+                                                                     training_ignore_index(saved))
 
 
 def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction,
@@ -76,14 +75,9 @@ def scored_pairs(predictor: PredictionEngine, pairs: list[Pair], accumulator: Me
     scores; `regions` (stem -> region mask, data/fov.py) restrict every figure to their pixels; `spacings`
     (stem -> (dy, dx), data/spacing.py) are the pixel sizes of the boundary distances."""
     config = predictor.saved.config
-
-    def items() -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
-        for pair in pairs:
-            image, mask = load_pair(pair, config.in_channels, config.num_classes, accumulator.ignore_index, palette,
-                                    config.multilabel)
-            yield pair, image, mask
-
-    for predicted in predict_labelled(predictor, items()):
+    items = ((pair, *load_pair(pair, config.in_channels, config.num_classes, accumulator.ignore_index, palette,
+                               config.multilabel)) for pair in pairs)
+    for predicted in predict_labelled(predictor, items):
         region = read_region(regions[predicted.key.stem], predicted.truth.shape) if regions else None
         row: dict[str, float | str] = {"stem": predicted.key.stem} | add_scores(accumulator, predicted, region)
         if measures is not None:

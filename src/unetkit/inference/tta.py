@@ -1,12 +1,10 @@
 """Test-time augmentation: run the network on flipped/rotated copies and average the
-probabilities after undoing each transform.
+probabilities after undoing each transform (exact: flips and 90-degree rotations only move pixels).
 
 "hflip" is the identity and the left-right mirror, for images with a fixed up and down (seismic
 sections like TGS, street scenes). "flips" is the identity and the three mirrorings (nnU-Net's
-2-D mirroring); "d4" adds the four transposed variants, all eight symmetries of the square. Each
-inverse is exact (flips and 90-degree rotations only move pixels), which the tests check. The
-transforms take torch tensors or NumPy arrays (ONNX prediction), so this module does not import
-torch.
+2-D mirroring); "d4" adds the four transposed variants, all eight symmetries of the square. The
+transforms take torch tensors or NumPy arrays (ONNX prediction): no torch import here.
 
 A view the training augmentation never drew is not a free vote: on TGS, whose augmentation flips
 left-right only, "flips" scored well below "hflip" (benchmarks/RESULTS.md, `benchmarks/quality.py
@@ -36,44 +34,29 @@ class Symmetry:
     flip_h: bool = False
     flip_w: bool = False
 
-    def _dims(self) -> list[int]:
-        return [d for d, on in ((-2, self.flip_h), (-1, self.flip_w)) if on]
-
     def apply(self, x: Array) -> Array:
-        if self.transpose:
-            x = x.swapaxes(-2, -1)
-        return _flip(x, self._dims())
+        return self._flip(x.swapaxes(-2, -1) if self.transpose else x)
 
     def invert(self, x: Array) -> Array:
-        x = _flip(x, self._dims())
+        x = self._flip(x)
         return x.swapaxes(-2, -1) if self.transpose else x
 
-
-def _flip(x: Any, dims: list[int]) -> Any:
-    if not dims:
-        return x
-    return x.flip(dims) if hasattr(x, "flip") else np.flip(x, dims)
+    def _flip(self, x: Any) -> Any:
+        dims = [d for d, on in ((-2, self.flip_h), (-1, self.flip_w)) if on]
+        return x if not dims else x.flip(dims) if hasattr(x, "flip") else np.flip(x, dims)
 
 
 def symmetries(mode: str) -> tuple[Symmetry, ...]:
     """The transforms of a TTA mode, identity first."""
     if mode not in TTA_MODES:
         raise UserError(f"config field 'tta': '{mode}' is not one of {', '.join(TTA_MODES)}")
-    flips = tuple(Symmetry(False, h, w) for h in (False, True) for w in (False, True))
-    if mode == "none":
-        return flips[:1]
-    if mode == "hflip":
-        return flips[:2]
-    if mode == "flips":
-        return flips
-    return flips + tuple(Symmetry(True, h, w) for h in (False, True) for w in (False, True))
+    every = tuple(Symmetry(t, h, w) for t in (False, True) for h in (False, True) for w in (False, True))
+    return every[: 2 ** TTA_MODES.index(mode)]  # 1, 2, 4 or 8 views
 
 
 def averaged(forward: Callable[[Array], Array], x: Array, mode: str, finish: Callable[[Array], Array]) -> Array:
-    """Mean over the symmetries of `mode` of finish(forward(.)), each result mapped back to x's frame.
-
-    `finish` (activation, resizing) runs after the inverse, so what is averaged is probabilities.
-    """
+    """Mean over the symmetries of `mode` of finish(forward(.)), each result mapped back to x's frame;
+    `finish` (activation, resizing) runs after the inverse, so what is averaged is probabilities."""
     transforms = symmetries(mode)
     total = finish(forward(x))
     for symmetry in transforms[1:]:
