@@ -33,6 +33,7 @@ from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
 from unetkit.models.base import SegmentationNet
 from unetkit.runtime import log
+from unetkit.training.checkpoint import TrainState
 
 EMA_RUN_SHARE = 0.2  # the EMA's horizon is at most this share of the run's (estimated) steps
 
@@ -85,11 +86,12 @@ class Snapshots:
     def path(self, index: int) -> Path:
         return self.folder / f"snapshot_{index}.safetensors"
 
-    def take(self, net: torch.nn.Module, index: int) -> None:
-        """Save `net`'s weights as snapshot `index` (an ordinary model file)."""
+    def take(self, net: torch.nn.Module, state: TrainState) -> None:
+        """Save `net`'s weights as the next snapshot (an ordinary model file), counted in `state`."""
         if self.write:
-            save_model(self.path(index), net, self.preprocess, training={"snapshot": index})
-        log.info("snapshot %d saved", index + 1)
+            save_model(self.path(state.snapshots), net, self.preprocess, training={"snapshot": state.snapshots})
+        state.snapshots += 1
+        log.info("snapshot %d saved", state.snapshots)
 
     def members(self, count: int, device: torch.device) -> list[SegmentationNet]:
         """The first `count` snapshots, loaded onto `device`."""

@@ -111,9 +111,7 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
         raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")
     if recipe == "best":
         recipe = best_for_device(merged)
-    values: dict[str, Any] = {}
-    _merge_into(values, RECIPES[recipe])
-    _merge_into(values, merged)
+    values = _layered(RECIPES[recipe], merged)
     if recipe != "seed" and "epochs" not in merged:  # the budget is the length, not the seed's 200 epochs
         values["epochs"] = None
         if "time_budget_min" not in merged:
@@ -126,14 +124,13 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
         raise UserError("config section 'model' must be a mapping of field: value")
     given = merged.get("model") if isinstance(merged.get("model"), dict) else {}
     data_values = values.get("data") if isinstance(values.get("data"), dict) else {}
-    data_dir = str(DataSource.from_fields(data_values)) if data_values else ""
-    if "in_channels" not in given and data_dir:
-        detected = detected_channels(DataSource.from_fields(data_values))
+    source = DataSource.from_fields(data_values)
+    if "in_channels" not in given and source:
+        detected = detected_channels(source)
         if detected is not None and detected != preset_config(preset).in_channels:
-            log.info("model.in_channels %d: detected from the images of %s", detected, data_dir)
+            log.info("model.in_channels %d: detected from the images of %s", detected, source)
             model_values = {**model_values, "in_channels": detected}
-    if data_values and data_values.get("ignore_index") is None and has_ignored(
-            DataSource.from_fields(data_values).classes_file()):
+    if data_values and data_values.get("ignore_index") is None and has_ignored(source.classes_file()):
         log.info("data.ignore_index %d: classes.yaml names values to ignore", DEFAULT_IGNORE_INDEX)
         values["data"] = {**data_values, "ignore_index": DEFAULT_IGNORE_INDEX}
     values["model"] = {**dataclasses.asdict(preset_config(preset)), **model_values}
@@ -201,15 +198,10 @@ def detected_channels(data_dir: DataSource | str, sample: int = 8) -> int | None
     (the data checks that follow say why, with the file's name)."""
     source = DataSource.of(data_dir)
     try:
-        if source.pairs:
-            paths = [pair.image for pair in find_pairs(source)[:sample]]
-        else:
-            paths = find_images(str(source.image_folder()))[:sample]
-        found = 1
-        for path in paths:
-            image = picture_channels(head_or_whole(path), path)  # a 20000^2 TIFF is not decoded to count channels
-            found = max(found, 1 if channels_equal(image) else image.shape[2])
-        return found
+        paths = [pair.image for pair in find_pairs(source)] if source.pairs else find_images(str(source.image_folder()))
+        # head_or_whole: a 20000^2 TIFF is not decoded to count channels
+        images = (picture_channels(head_or_whole(path), path) for path in paths[:sample])
+        return max([1, *(1 if channels_equal(image) else image.shape[2] for image in images)])
     except (UserError, OSError):
         return None
 

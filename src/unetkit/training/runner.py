@@ -82,7 +82,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                         "leave it off for CPU training")
     distributed.join(device.type)
     if not resume and (run_dir / "config.yaml").exists():
-        if _has_checkpoint(run_dir):
+        if any((folder / LAST_CHECKPOINT).is_file() for folder in [run_dir, *run_dir.glob("fold_*")]):  # its, a fold's
             raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose "
                             "another --out")
         log.info("%s: an earlier run stopped before its first checkpoint; starting afresh", run_dir)
@@ -178,24 +178,22 @@ def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
     never occur."""
     data, model = config.data, config.model
     source = surveyed.source
+    loaded: LabelledSet | PatchSet
     if data.patch_size:
-        found = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
-        check_class_counts(found.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
+        loaded = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
+        check_class_counts(loaded.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
                            model.multilabel)
-        _warn_if_regions(found, source, data.ignore_index)
-        return found
-    loaded = surveyed.labelled()
-    check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
-    _warn_if_regions(loaded, source, data.ignore_index)
-    _check_pad_to(config, loaded)
-    return loaded
-
-
-def _warn_if_regions(data: LabelledSet | PatchSet, source: DataSource, ignore_index: int | None) -> None:
-    """A warning before training when the masks look like a field of view or region, not labels."""
-    warning = suspicious_masks(data.coverage(ignore_index), data.whole_masks, str(source))
-    if warning:
+    else:
+        loaded = surveyed.labelled()
+        check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
+    warning = suspicious_masks(loaded.coverage(data.ignore_index), loaded.whole_masks, str(source))
+    if warning:  # the masks look like a field of view or region, not labels
         log.warning("warning: %s", warning)
+    if data.size_policy == "pad_crop" and max(loaded.images.shape[1:3]) > data.pad_to:  # it pads, never shrinks
+        height, width = loaded.images.shape[1:3]
+        raise UserError(f"config field 'data.pad_to': {data.pad_to} is smaller than the images "
+                        f"({width}x{height}); set it to at least {max(height, width)}")
+    return loaded
 
 
 def _stored_plan(run_dir: Path) -> Plan | None:
@@ -290,19 +288,6 @@ def _planned_clip(plan: Plan | None) -> tuple[tuple[float, ...], tuple[float, ..
         return None
     scale = scales.pop()
     return tuple(v / scale for v in plan.clip_low), tuple(v / scale for v in plan.clip_high)
-
-
-def _check_pad_to(config: TrainConfig, data: LabelledSet) -> None:
-    """pad_crop pads, never shrinks: images larger than data.pad_to are refused before anything is written."""
-    height, width = data.images.shape[1:3]
-    if config.data.size_policy == "pad_crop" and max(height, width) > config.data.pad_to:
-        raise UserError(f"config field 'data.pad_to': {config.data.pad_to} is smaller than the images "
-                        f"({width}x{height}); set it to at least {max(height, width)}")
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    """A run that got as far as one checkpoint (its own, or a fold's) is worth resuming."""
-    return any((folder / LAST_CHECKPOINT).is_file() for folder in [run_dir, *run_dir.glob("fold_*")])
 
 
 def _files_record(data: LabelledSet | PatchSet, hashes: dict[Path, str]) -> dict[str, Any]:

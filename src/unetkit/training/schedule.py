@@ -40,11 +40,6 @@ def check_names(config: TrainConfig) -> None:
                         f"cycle), not {config.schedule.name}")
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (the seed), AdamW or SGD with Nesterov momentum 0.9."""
-    return OPTIMIZERS[config.optim.name](params, config.optim)
-
-
 def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
     """The seed's reduce-on-plateau on config.monitor (a no-op for other schedules: patience never runs out)."""
     schedule = config.schedule

@@ -1,13 +1,9 @@
 """Validation: the network's loss and figures on held-out images, predicted as `unetkit predict` would.
 
-Apart from the loop because it is prediction, not training: images go through the Predictor
-(inference/predictor.py) in the planned tile, whole, so the figures are the ones `evaluate`
-reports for the same model and options. The loss is the training objective's first stage on the
-network's logits, on the device; masks (and, when asked, probabilities) come to the host once per
-batch, for the figures. Images larger than the tile are predicted in blended tiles as `predict`
-does, so their loss is taken on the logits of the blended probabilities. Sets of mixed sizes (patch
-training's) are ragged: they are batched in runs of one size, and their kept probabilities come
-back as a list.
+Apart from the loop because it is prediction, not training: images go through the Predictor in the
+planned tile, whole, so the figures are the ones `evaluate` reports for the same model and options.
+Images larger than the tile are predicted in blended tiles as `predict` does, so their loss is taken
+on the logits of the blended probabilities. Sets of mixed sizes (patch training's) are ragged.
 """
 
 from __future__ import annotations
@@ -42,18 +38,14 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
              regions: list[np.ndarray] | None = None,
              measures: tuple[str, ...] = (), into: MetricAccumulator | None = None,
              ) -> tuple[dict[str, Any], torch.Tensor | list[torch.Tensor] | None]:
-    """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (module docstring);
-    optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models
-    (a list of such maps for a ragged set).
+    """Loss and metrics of `net` on `data`; optionally the foreground probabilities as uint8 (N, H, W),
+    (N * K, H, W) for multi-label models (a list of such maps for a ragged set).
 
-    The loss is `loss_fn` on the logits of each batch of up to `batch_size` images of one size (fewer when
-    they pass VALIDATION_CHUNK_PIXELS), weighted by the images it holds.
-    `across_ranks`: each rank holds a share of the images; the figures are over all shares. `tile`: the
-    tile images larger than it are predicted in (the planned one, so `evaluate` sees what validation saw).
-    `regions`: per image of `data`, the (H, W) bool pixels the figures count (a field of view; the loss
-    still sees every pixel). `measures`: more figures by name (unetkit/measures.py), added to the summary.
-    `into`: the accumulator the figures are added to, so that they are over every image it holds (out of fold,
-    each fold's images predicted by its own net).
+    The loss is `loss_fn` on the logits of each batch, weighted by the images it holds.
+    `across_ranks`: each rank holds a share of the images; the figures are over all shares. `regions`: per
+    image, the (H, W) bool pixels the figures count (a field of view; the loss still sees every pixel).
+    `measures`: more figures by name (unetkit/measures.py). `into`: the accumulator the figures are added to,
+    so that they are over every image it holds (out of fold, each fold's images predicted by its own net).
     """
     config = net.config
     engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device, tile=tile)
@@ -105,8 +97,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
 
 def _batches(data: LabelledSet, size: int, engine: Predictor) -> Iterator[list[int]]:
     """Indices of consecutive images of one size, `size` at most, fewer when they reach
-    VALIDATION_CHUNK_PIXELS (the loss holds a batch's logits and targets at once); an image that is
-    predicted in tiles alone."""
+    VALIDATION_CHUNK_PIXELS (the loss holds a batch's logits and targets at once); a tiled image alone."""
     batch: list[int] = []
     pixels = 0
     for i in range(len(data)):
