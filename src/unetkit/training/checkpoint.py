@@ -130,8 +130,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise UserError(f"{file}: checkpoint is incomplete ({exc}); format {FORMAT_VERSION}") from None
     except UserError as exc:
         raise UserError(f"{file}: stored {exc}") from None
-    cuda_rng = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_rng.")),
-                                           key=lambda k: int(k.split(".")[1]))]
+    cuda_rng = [tensors[f"cuda_rng.{i}"] for i in range(sum(k.startswith("cuda_rng.") for k in tensors))]
     rank_rng = {int(k.split(".")[1]): (v, tensors.get(f"rank_cuda_rng.{k.split('.')[1]}"))
                 for k, v in tensors.items() if k.startswith("rank_rng.")}
     return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, rng, cuda_rng, extras,

@@ -278,10 +278,8 @@ def _deadline(config: TrainConfig, state: TrainState) -> float | None:
     """Monotonic time by which this epoch's training must stop, leaving room for its validation."""
     if config.time_budget_min is None:
         return None
-    remaining = config.time_budget_min * 60 - state.elapsed_s
-    if state.history:  # keep the last epoch's validation time in reserve
-        remaining -= state.history[-1]["val_seconds"]
-    return time.monotonic() + remaining
+    reserve = state.history[-1]["val_seconds"] if state.history else 0.0  # the last epoch's validation time
+    return time.monotonic() + (config.time_budget_min * 60 - state.elapsed_s - reserve)
 
 
 def _improved(monitor: str, value: float, best: float | None) -> bool:

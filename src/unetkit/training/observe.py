@@ -38,13 +38,10 @@ class EpochObserver:
 
     def __init__(self, run_dir: Path, config: TrainConfig, val_set: LabelledSet, preprocess: Preprocess,
                  tile: int | None = None) -> None:
-        self.run_dir = run_dir
+        self.run_dir, self.val_set, self.preprocess, self.tile = run_dir, val_set, preprocess, tile
         # Fixed samples: the validation images with the most foreground, then some empty ones, chosen once.
         order = np.argsort(-val_set.coverage(), kind="stable")
         self.indices = np.concatenate([order[: SAMPLES - 1], order[-1:]])[:SAMPLES] if len(order) else order
-        self.val_set = val_set
-        self.preprocess = preprocess
-        self.tile = tile
         self.writer = _tensorboard(run_dir) if config.runtime.tensorboard else None
         self.tracker = tracking.start_training(run_dir, to_dict(config)) if config.runtime.track == "mlflow" else None
         self.drawn_at: float | None = None  # when the pictures were last drawn (time.monotonic)

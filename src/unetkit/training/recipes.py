@@ -27,13 +27,16 @@ from unetkit.training.init import init_layer
 from unetkit.training.losses import BORDER_WEIGHTED, get_loss
 
 
-def _merge_into(target: dict[str, Any], layer: dict[str, Any]) -> None:
-    """Merge `layer` into `target`, section by section (a section's fields merge, scalars replace)."""
-    for key, value in layer.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            target[key] = {**target[key], **value}
-        else:
-            target[key] = dict(value) if isinstance(value, dict) else value
+def _layered(*layers: dict[str, Any]) -> dict[str, Any]:
+    """The layers merged, later ones winning section by section (a section's fields merge, scalars replace)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = dict(value) if isinstance(value, dict) else value
+    return merged
 
 
 _FAST: dict[str, Any] = {
@@ -41,14 +44,6 @@ _FAST: dict[str, Any] = {
     "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
     "schedule": {"name": "cosine", "warmup_epochs": 0.5}, "loss": {"name": "bce_dice"},
     "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}}
-
-
-def _layered(*layers: dict[str, Any]) -> dict[str, Any]:
-    """The layers merged as resolution merges them (a recipe written as another plus its changes)."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        _merge_into(merged, layer)
-    return merged
 
 
 RECIPES: dict[str, dict[str, Any]] = {

@@ -131,13 +131,12 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         write_text(run_dir / "config.yaml", dump_yaml(config))
         write_text(run_dir / DATA_RECORD, json.dumps(files, indent=1))
         write_text(run_dir / PLAN_RECORD, json.dumps(plan.to_dict(), indent=1))
+        if config.folds >= 2:
+            folds = [[data.stems[i] for i in fold] for fold in split]
+            write_text(run_dir / SPLIT_RECORD, json.dumps({"folds": folds}, indent=1))
     if config.folds >= 2:
-        if distributed.is_main():
-            write_text(run_dir / SPLIT_RECORD, json.dumps({"folds": [[data.stems[i] for i in fold] for fold in split]},
-                                                          indent=1))
         return _train_folds(config, run_dir, data, split, resume, plan, device)
-    train_idx, val_idx = split
-    return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan, device)
+    return _train_split(config, run_dir, data, *split, resume, plan, device)
 
 
 def _check_scoring(config: TrainConfig) -> None:
@@ -231,40 +230,33 @@ def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
     """The config with the plan's choices written in (config.yaml then records what ran): the epoch-picking
     figure and the augmentation preset, patch size (0 for whole images), foreground share, and for patches
     a batch no larger than the plan's."""
-    if plan.monitor and plan.augment:  # a plan from before the plan chose them leaves the config's
+    top: dict[str, Any] = {}
+    data: dict[str, Any] = {"patch_size": 0}
+    balance = plan.balance_classes or ("none" if config.loss.balance_classes == AUTO else config.loss.balance_classes)
+    if plan.monitor and plan.augment:  # a plan from before the plan chose them leaves the config's (likewise below)
         for name, chosen in (("monitor", plan.monitor), ("augment", plan.augment)):
             if chosen != (config.monitor if name == "monitor" else config.data.augment):
                 log.info("%s %s: %s", name, chosen, plan.why.get(name, "the plan's choice"))
-        config = dataclasses.replace(config, monitor=plan.monitor,
-                                     data=dataclasses.replace(config.data, augment=plan.augment))
-    if plan.balance_classes:  # likewise
-        if plan.balance_classes != config.loss.balance_classes:
-            log.info("class weights %s: %s", plan.balance_classes, plan.why.get("balance_classes", "the plan's choice"))
-        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, balance_classes=plan.balance_classes))
-    elif config.loss.balance_classes == AUTO:
-        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, balance_classes="none"))
-    if plan.mode == "whole" or config.data.size_policy != "pad":  # a stored plan may predate a policy change
-        return dataclasses.replace(config, data=dataclasses.replace(config.data, patch_size=0))
-    batch = config.batch_size
-    if plan.batch_size < batch:
-        log.info("batch of %d patches of %d px: %d fit the memory (%s); set --batch-size to choose", plan.batch_size,
-                 plan.patch_size, plan.batch_size, plan.why.get("batch_size", "plan"))
-        batch = plan.batch_size
-    log.info("training on %d x %d patches (%s), %.0f%% centred on foreground", plan.patch_size, plan.patch_size,
-             plan.why.get("mode", ""), 100 * plan.foreground_share)
-    return dataclasses.replace(config, batch_size=batch, data=dataclasses.replace(
-        config.data, patch_size=plan.patch_size, foreground_share=plan.foreground_share))
+        top["monitor"], data["augment"] = plan.monitor, plan.augment
+    if plan.balance_classes and plan.balance_classes != config.loss.balance_classes:
+        log.info("class weights %s: %s", plan.balance_classes, plan.why.get("balance_classes", "the plan's choice"))
+    if plan.mode != "whole" and config.data.size_policy == "pad":  # a stored plan may predate a policy change
+        if plan.batch_size < config.batch_size:
+            log.info("batch of %d patches of %d px: %d fit the memory (%s); set --batch-size to choose",
+                     plan.batch_size, plan.patch_size, plan.batch_size, plan.why.get("batch_size", "plan"))
+            top["batch_size"] = plan.batch_size
+        log.info("training on %d x %d patches (%s), %.0f%% centred on foreground", plan.patch_size, plan.patch_size,
+                 plan.why.get("mode", ""), 100 * plan.foreground_share)
+        data |= {"patch_size": plan.patch_size, "foreground_share": plan.foreground_share}
+    return dataclasses.replace(config, **top, data=dataclasses.replace(config.data, **data),
+                               loss=dataclasses.replace(config.loss, balance_classes=balance))
 
 
 def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | None = None) -> Preprocess:
-    """What the model file records about pixels: scaling, clipping, standardisation and the prediction size policy.
-
-    A pretrained encoder expects its own statistics (ImageNet's for most): with model.pretrained
-    the net's `input_mean_std` replaces the training set's mean and std. `pad_crop` predicts as
-    `pad` (whole images, padded by the network), so the model file records `pad`. A plan whose
-    normalisation is clip_zscore (wide-range float data) clips to its percentiles first, and the
-    mean and std are those of the clipped images.
-    """
+    """What the model file records about pixels. A pretrained encoder expects its own statistics (ImageNet's
+    for most): the net's `input_mean_std` replaces the training set's. `pad_crop` predicts as `pad` (whole
+    images, padded by the network). A clip_zscore plan (wide-range float data) clips to its percentiles
+    first, and the mean and std are those of the clipped images."""
     initial = init_preprocess(config)  # a fine-tune keeps its model's normalisation
     if initial is not None:
         return initial
@@ -356,9 +348,8 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
                  val_idx: np.ndarray, resume: bool, plan: Plan, device: torch.device,
                  preprocess: Preprocess | None = None) -> TrainResult:
     """Fit one model on data[train_idx], validated on data[val_idx] (predicted whole)."""
-    checkpoint = None
-    if resume and (run_dir / LAST_CHECKPOINT).is_file():  # the architecture was checked in run_training
-        checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
+    last = run_dir / LAST_CHECKPOINT  # its architecture was checked in run_training
+    checkpoint = load_checkpoint(last) if resume and last.is_file() else None
     train_set, val_set = data.subset(train_idx), data.held_out(val_idx, config.seed)
     if checkpoint:
         preprocess = checkpoint.preprocess

@@ -52,7 +52,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
     accumulator = into if into is not None else MetricAccumulator(config.num_classes, ignore_index=ignore_index,
                                                                   multilabel=config.multilabel)
     chosen = MeasureSet(measures, config.num_classes, config.multilabel, ignore_index) if measures else None
-    loss_sum, seen, kept = torch.zeros((), dtype=torch.float64, device=device), 0, []
+    loss_sum, kept = torch.zeros((), dtype=torch.float64, device=device), []
     for batch in _batches(data, batch_size, engine):
         images = np.stack([data.images[i] for i in batch])
         check_finite(images.reshape(-1, *images.shape[2:]), "images")  # the rule image files keep (data/io.py)
@@ -65,7 +65,6 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
             probs = probabilities(logits, config)
         target = torch.from_numpy(truths).to(device).long()
         loss_sum += loss_fn(logits, target).double() * len(batch)
-        seen += len(batch)
         on_device = [hard_mask(probs, config, threshold)]
         if keep_probabilities:
             on_device.append((foreground(probs, config) * 255).round().to(torch.uint8))
@@ -80,7 +79,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
                        None if inside is None else inside[j])
         if keep_probabilities:
             kept.append(on_host[1])
-    loss, count = float(loss_sum), float(seen)
+    loss, count = float(loss_sum), float(len(data))  # every image is in one batch
     if across_ranks and distributed.launched():
         accumulator = MetricAccumulator.merged(distributed.all_gather(accumulator))
         if chosen is not None:
@@ -98,8 +97,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
 def _batches(data: LabelledSet, size: int, engine: Predictor) -> Iterator[list[int]]:
     """Indices of consecutive images of one size, `size` at most, fewer when they reach
     VALIDATION_CHUNK_PIXELS (the loss holds a batch's logits and targets at once); a tiled image alone."""
-    batch: list[int] = []
-    pixels = 0
+    batch, pixels = [], 0
     for i in range(len(data)):
         shape = data.images[i].shape
         if batch and (shape != data.images[batch[0]].shape or data.images[i].dtype != data.images[batch[0]].dtype
