@@ -404,10 +404,18 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
                                     preprocess))
     if config.fold is not None:
         return dataclasses.replace(results[0], run_dir=run_dir / f"fold_{config.fold}")
-    ensemble = None
-    if distributed.is_main():
-        ensemble = _ensemble(config, run_dir, data, folds, results, preprocess, plan, device)
-    return distributed.from_main(ensemble)
+    if not distributed.is_main():
+        return distributed.from_main(None)
+    # The folds' members as one ensemble model file, its decision rule tuned on their out-of-fold predictions.
+    members = [load_model(result.model_path).net for result in results]
+    held = [Held(net, data.held_out(fold, config.seed)) for net, fold in zip(members, folds)]
+    return distributed.from_main(finish(
+        config, run_dir, Ensemble(members), held, preprocess, device, plan.predict_tile,  # type: ignore[arg-type]
+        made_of=f"ensemble of {len(folds)} folds",
+        record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan.to_dict()},
+        ran={"epochs_done": sum(r.epochs_done for r in results), "best_epoch": 0, "stop_reason": "folds",
+             "images_per_s": sum(r.images_per_s for r in results) / len(results), "n_train": len(data),
+             "n_val": len(data)}))
 
 
 def _finished_fold(fold_dir: Path) -> TrainResult:
@@ -415,16 +423,3 @@ def _finished_fold(fold_dir: Path) -> TrainResult:
     record = saved.training
     return TrainResult(fold_dir, fold_dir / "model.safetensors", saved.threshold, record.get("val_at_threshold", {}),
                        record.get("epochs_done", 0), 0, 0.0, record.get("stop_reason", ""), postprocess=saved.postprocess)
-
-
-def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
-              results: list[TrainResult], preprocess: Preprocess, plan: Plan, device: torch.device) -> TrainResult:
-    """The folds' members as one ensemble model file, its decision rule tuned on their out-of-fold predictions."""
-    members = [load_model(result.model_path).net for result in results]
-    held = [Held(net, data.held_out(fold, config.seed)) for net, fold in zip(members, folds)]
-    return finish(config, run_dir, Ensemble(members), held, preprocess,  # type: ignore[arg-type]
-                  device, plan.predict_tile, made_of=f"ensemble of {len(folds)} folds",
-                  record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan.to_dict()},
-                  ran={"epochs_done": sum(r.epochs_done for r in results), "best_epoch": 0, "stop_reason": "folds",
-                       "images_per_s": sum(r.images_per_s for r in results) / len(results), "n_train": len(data),
-                       "n_val": len(data)})

@@ -86,6 +86,7 @@ class StepSchedule:
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
         self.config = config
+        self.active = config.schedule.name != "plateau"
         self.budget_s = config.time_budget_min * 60 if config.time_budget_min else None
         if config.epochs is None:  # as many epochs as the budget allows: warm up over steps, then the budget's share
             self.total_steps, self.warmup = None, 0.0
@@ -93,10 +94,6 @@ class StepSchedule:
         else:
             self.total_steps = max(config.epochs * steps_per_epoch, 1)
             self.warmup, self.warmup_steps = min(config.schedule.warmup_epochs / config.epochs, 0.5), 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.config.schedule.name != "plateau"
 
     def progress(self, steps_done: int, elapsed_s: float) -> float:
         by_steps = steps_done / self.total_steps if self.total_steps else 0.0
