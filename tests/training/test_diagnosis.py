@@ -1,4 +1,4 @@
-"""A run that ends useless says so: the warnings of training/finish.py::run_warnings, and a real run that cannot learn."""
+"""A run that ends useless says so: finish.py's run_warnings, and a real run that cannot learn."""
 
 from __future__ import annotations
 

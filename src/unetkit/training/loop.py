@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -71,11 +70,13 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         if config.runtime.device_batches == "on":
             raise UserError("runtime.device_batches: on does not support patch training yet (patches are read and "
                             "augmented by the CPU loader); use auto or off, or --patch-size 0 for whole images")
+        border = partial(border_weights, w0=config.loss.border_w0, sigma=config.loss.border_sigma,
+                         ignore_index=config.data.ignore_index)  # per patch, as drawn (whole images: the runner's)
         train_batches = patch_batches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size),
                                       foreground_share=config.data.foreground_share or 0.0,
                                       patches_per_epoch=config.data.patches_per_epoch, augment=augment, seed=config.seed,
                                       rank=rank, world_size=world_size, workers=workers,
-                                      weight_map=_border_weight_map(config))
+                                      weight_map=border if config.loss.name in BORDER_WEIGHTED else None)
     elif _on_device(config, train_set, device, crop is not None):
         train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
                                        augment=augment, seed=config.seed, rank=rank, world_size=world_size)
@@ -128,14 +129,6 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     return distributed.from_main(result)
 
 
-def _border_weight_map(config: TrainConfig) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The per-patch border weights of a border-weighted loss (whole images get theirs in the runner)."""
-    if config.loss.name not in BORDER_WEIGHTED:
-        return None
-    return partial(border_weights, w0=config.loss.border_w0, sigma=config.loss.border_sigma,
-                   ignore_index=config.data.ignore_index)
-
-
 def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device, cropped: bool) -> bool:
     """Whether the training set lives on the device and is cut and augmented there (data/device_batches.py):
     on a GPU the CPU cannot prepare batches fast enough; with `auto`, when a quarter of the
@@ -145,7 +138,8 @@ def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device
         raise UserError("runtime.device_batches: on does not support data.size_policy pad_crop yet")
     if choice == "off" or cropped:
         return False
-    return choice == "on" or (device.type == "cuda" and device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4)
+    on_gpu = device.type == "cuda"
+    return choice == "on" or (on_gpu and device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4)
 
 
 def train_one_epoch(parts: Parts, batches: Batches, epoch: int, state: TrainState,

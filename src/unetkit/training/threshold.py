@@ -43,7 +43,7 @@ def _groups(probabilities: Maps, targets: Maps) -> list[tuple[torch.Tensor, torc
         by_size: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for p, t in zip(probabilities, targets):
             by_size.setdefault(tuple(p.shape), []).append((p, t))
-        groups = [(torch.stack([p for p, _ in pairs]), torch.stack([t for _, t in pairs])) for pairs in by_size.values()]
+        groups = [(torch.stack([p for p, _ in pair]), torch.stack([t for _, t in pair])) for pair in by_size.values()]
     return [(p.float() / (255.0 if p.dtype == torch.uint8 else 1.0), t) for p, t in groups]  # type: ignore[misc]
 
 
