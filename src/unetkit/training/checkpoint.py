@@ -89,10 +89,8 @@ def rng_state(device: torch.device) -> RngState:
 def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: SegmentationNet, preprocess: Preprocess,
                     optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState,
                     extras: dict[str, Any] | None = None, rank_rngs: Sequence[RngState] = ()) -> None:
-    """Write a checkpoint atomically (the previous one stays valid until the rename).
-
-    `rank_rngs`: the generator states of torchrun ranks 1, 2, ... (rank 0 is this process).
-    """
+    """Write a checkpoint atomically (the previous one stays valid until the rename). `rank_rngs`: the
+    generator states of torchrun ranks 1, 2, ... (rank 0 is this process)."""
     tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
     metadata = model_metadata(net, preprocess, 0.5, {})
     metadata.update({

@@ -114,8 +114,7 @@ def run_warnings(config: TrainConfig, history: list[dict[str, float]], val: dict
 
 
 def final_net(run_dir: Path, parts: Parts, train_batches: Batches, state: TrainState) -> tuple[Net, str]:
-    """A single split's final net and what it is: the SGDR snapshots' ensemble, the SWA average
-    (training/averaging.py), or the best checkpoint."""
+    """A single split's final net and what it is: the SGDR snapshots' ensemble, the SWA average, or the best."""
     device = parts.device
     if parts.snapshots is not None:
         return Ensemble(parts.snapshots.members(state.snapshots, device)).eval(), f"{state.snapshots} SGDR snapshots"

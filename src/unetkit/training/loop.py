@@ -57,12 +57,8 @@ METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "va
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
         preprocess: Preprocess, device: torch.device, resume: Checkpoint | None = None,
         class_weights: tuple[float, ...] | None = None, augment: Any = None, plan: Plan | None = None) -> TrainResult:
-    """Train per `config` on `device`, writing checkpoints, metrics.csv and curves.png into `run_dir` (rank 0).
-
-    A PatchSet trains on patches, a LabelledSet on whole images; `val_set` is predicted whole either way,
-    in tiles of the `plan`'s predict_tile as `unetkit predict` will use them. Under torchrun every rank
-    calls this and gets rank 0's result.
-    """
+    """Train per `config` on `device` into `run_dir` (rank 0 writes). `val_set` is predicted whole, in tiles
+    of the `plan`'s predict_tile as `unetkit predict` will use them. Every torchrun rank gets rank 0's result."""
     rank, world_size = distributed.rank(), distributed.world_size()
     workers = default_workers(device.type) if config.runtime.loader_workers is None else config.runtime.loader_workers
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None

@@ -33,8 +33,7 @@ PICTURES_EVERY_S = 30.0  # least wall time between two drawings of curves.png an
 
 
 class EpochObserver:
-    """Writes curves.png and samples/epoch_NNNN.png (every PICTURES_EVERY_S at most) and (optionally)
-    TensorBoard events after each epoch."""
+    """curves.png and samples/epoch_NNNN.png (every PICTURES_EVERY_S at most), TensorBoard, MLflow."""
 
     def __init__(self, run_dir: Path, config: TrainConfig, val_set: LabelledSet, preprocess: Preprocess,
                  tile: int | None = None) -> None:

@@ -82,8 +82,7 @@ class Parts:
 
 def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
                 class_weights: tuple[float, ...] | None, device: torch.device) -> Parts:
-    """Network, optimiser, schedules, losses, EMA/SWA and precision settings for `config`, on `device`
-    (the run's, resolved once where it starts)."""
+    """The parts for `config` on `device` (the run's, resolved once where it starts)."""
     torch.manual_seed(config.seed)
     if config.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -93,11 +93,8 @@ BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
 
 
 def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
-    """One TrainConfig from layers of plain data, later layers winning field by field.
-
-    Under all layers lie the recipe they name (DEFAULT_RECIPE when none does) and, for the `model`
-    section, the model preset they name (default "seed").
-    """
+    """One TrainConfig from layers of plain data, later layers winning field by field. Under all layers lie
+    the recipe they name (DEFAULT_RECIPE when none does) and, for `model`, the preset they name ("seed")."""
     merged = _layered(*layers)
     if merged.get("init_model"):  # a fine-tune lies over the model file's own training config
         merged = _layered(init_layer(merged["init_model"]), *layers)
@@ -187,10 +184,9 @@ def describe_recipe(config: TrainConfig) -> str:
 
 
 def detected_channels(data_dir: DataSource | str, sample: int = 8) -> int | None:
-    """The channels the first few images of the data carry: 1 for gray (a gray picture saved
-    as RGB counts as gray), 3 for colour, 2 or 4 for TIFF/.npy stacks (a PNG's alpha is no picture
-    channel: io.picture_channels); None if unreadable
-    (the data checks that follow say why, with the file's name)."""
+    """The channels the first few images of the data carry: 1 for gray (a gray picture saved as RGB counts
+    as gray), 3 for colour, 2 or 4 for TIFF/.npy stacks (a PNG's alpha is no picture channel); None if
+    unreadable (the data checks that follow say why, with the file's name)."""
     source = DataSource.of(data_dir)
     try:
         paths = [pair.image for pair in find_pairs(source)] if source.pairs else find_images(str(source.image_folder()))

@@ -173,8 +173,7 @@ def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
 
 
 def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
-    """The surveyed folder as a PatchSet (patch training) or a stacked LabelledSet, checked for classes that
-    never occur."""
+    """The surveyed folder as a PatchSet or a stacked LabelledSet, checked for classes that never occur."""
     data, model = config.data, config.model
     source = surveyed.source
     loaded: LabelledSet | PatchSet
@@ -196,8 +195,7 @@ def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
 
 
 def _stored_plan(run_dir: Path) -> Plan | None:
-    """The run's own plan.json, kept on --resume (free memory may differ now, the batches must not); None
-    when the run recorded none."""
+    """The run's own plan.json (or None), kept on --resume: free memory may differ now, the batches must not."""
     path = run_dir / PLAN_RECORD
     if not path.is_file():
         return None
@@ -208,8 +206,7 @@ def _stored_plan(run_dir: Path) -> Plan | None:
 
 
 def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint | None) -> Plan:
-    """The plan of training/plan.py for this run: made from the data's fingerprint with the config's choices
-    as overrides."""
+    """The plan for this run, made from the data's fingerprint with the config's choices as overrides."""
     if found is None:
         raise ValueError("a new plan needs the data's fingerprint (survey with measure=True)")
     data = config.data
@@ -227,9 +224,8 @@ def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint
 
 
 def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
-    """The config with the plan's choices written in (config.yaml then records what ran): the epoch-picking
-    figure and the augmentation preset, patch size (0 for whole images), foreground share, and for patches
-    a batch no larger than the plan's."""
+    """The config with the plan's choices written in, so that config.yaml records what ran (for patches: a
+    batch no larger than the plan's)."""
     top: dict[str, Any] = {}
     data: dict[str, Any] = {"patch_size": 0}
     balance = plan.balance_classes or ("none" if config.loss.balance_classes == AUTO else config.loss.balance_classes)
