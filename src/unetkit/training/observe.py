@@ -41,7 +41,14 @@ class EpochObserver:
         # Fixed samples: the validation images with the most foreground, then some empty ones, chosen once.
         order = np.argsort(-val_set.coverage(), kind="stable")
         self.indices = np.concatenate([order[: SAMPLES - 1], order[-1:]])[:SAMPLES] if len(order) else order
-        self.writer = _tensorboard(run_dir) if config.runtime.tensorboard else None
+        self.writer: Any = None
+        if config.runtime.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UserError("tensorboard: true needs the tensorboard package "
+                                "(pip install 'unetkit[tensorboard]')") from None
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.tracker = tracking.start_training(run_dir, to_dict(config)) if config.runtime.track == "mlflow" else None
         self.drawn_at: float | None = None  # when the pictures were last drawn (time.monotonic)
         self.drawn_epoch = 0
@@ -88,11 +95,3 @@ class EpochObserver:
             self._draw(history, net, device)
         if self.writer is not None:
             self.writer.close()
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserError("tensorboard: true needs the tensorboard package (pip install 'unetkit[tensorboard]')") from None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))

@@ -49,14 +49,6 @@ def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch
         patience=patience, min_lr=schedule.min_lr)
 
 
-def cycles_done(progress: float, config: TrainConfig, warmup: float) -> tuple[int, float]:
-    """SGDR: (cycles completed, position in the current cycle in [0, 1)) at `progress`, after the warm-up."""
-    p = min(max(progress, 0.0), 1.0)
-    rest = max(p - warmup, 0.0) / (1 - warmup) if warmup < 1 else 1.0
-    done, position = divmod(rest * config.schedule.cycles, 1.0)
-    return int(done), position
-
-
 def lr_at(progress: float, config: TrainConfig, warmup: float, peak: float | None = None) -> float:
     """Learning rate at training progress `progress` in [0, 1]; `warmup` is the warm-up share of the run;
     `peak` replaces optim.lr (a second stage's loss.second_lr)."""
@@ -73,7 +65,7 @@ def lr_at(progress: float, config: TrainConfig, warmup: float, peak: float | Non
     if config.schedule.name == "cosine":
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * rest))
     if config.schedule.name == "sgdr":
-        done, position = cycles_done(p, config, warmup)
+        done, position = divmod(rest * config.schedule.cycles, 1.0)  # cycles completed, position in the current
         position = 1.0 if done >= config.schedule.cycles else position  # the very end: the last cycle's floor
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * position))
     if config.schedule.name == "poly":
@@ -100,8 +92,10 @@ class StepSchedule:
         return max(by_steps, elapsed_s / self.budget_s) if self.budget_s else by_steps
 
     def cycles_done(self, progress: float) -> int:
-        """SGDR cycles completed at `progress` (at most schedule.cycles)."""
-        return min(cycles_done(progress, self.config, self.warmup)[0], self.config.schedule.cycles)
+        """SGDR cycles completed at `progress` (at most schedule.cycles), after the warm-up."""
+        p = min(max(progress, 0.0), 1.0)
+        rest = max(p - self.warmup, 0.0) / (1 - self.warmup) if self.warmup < 1 else 1.0
+        return min(int(divmod(rest * self.config.schedule.cycles, 1.0)[0]), self.config.schedule.cycles)
 
     def apply(self, optimizer: torch.optim.Optimizer, steps_done: int, elapsed_s: float,
               peak: float | None = None) -> None:
