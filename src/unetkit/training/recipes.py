@@ -49,14 +49,10 @@ _FAST: dict[str, Any] = {
 RECIPES: dict[str, dict[str, Any]] = {
     # The TGS kernel's recipe, faithfully: the TrainConfig defaults.
     "seed": {},
-    # unetkit's best default for a time budget (benchmarks/quality.py): the seed's layers with batch
-    # norm and light dropout, AdamW with a cosine schedule laid over the budget, BCE + Dice, batch 16,
-    # the model chosen by TGS mAP, small components and the empty-mask rule tuned on validation.
+    # The seed's layers tuned for a time budget (benchmarks/quality.py): the schedule is laid over the budget.
     "fast": _FAST,
-    # The TGS winners' model and training (the GPU's `best`): a ResNet18 encoder U-Net with scSE,
-    # hypercolumns, deep supervision and the image-level head (gating the masks), its decoder at half
-    # smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on elu(x)+1 for the last 40%
-    # of the run; AdamW on a cosine over the budget.
+    # The TGS winners' model and training (the GPU's `best`), its decoder at half smp's widths
+    # (start_neurons 8: 128 .. 8 channels); the image-level head gates the masks.
     "winners": {"model": {"arch": "unet", "encoder": "resnet18", "start_neurons": 8, "attention": "scse",
                           "hypercolumn": True, "deep_supervision": True, "classification_head": True},
                 "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
@@ -67,13 +63,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The CPU's `best`, chosen by benchmarks/quality.py on TGS (benchmarks/RESULTS.md): `fast` at half
     # the width (a quarter of the work, so more epochs in the same minutes) without dropout (a short
     # budget still underfits) and with an exponential moving average of the weights (decay 0.998,
-    # about the last 500 steps), which validates and predicts; the winners' encoder, second stage and
-    # Lovász all scored lower in the same minutes. The same for longer budgets, where it overfits:
-    # dropout, strong augmentation and the Lovász second stage did not raise held-out mAP there.
-    # The epoch-picking figure, the augmentation's symmetries and the class weights are the plan's
-    # (training/plan.py): the TGS mAP and horizontal flips on data like TGS, as measured there; Dice or mean
-    # IoU, and vertical flips and rotations where the images have no up and down, elsewhere; tempered
-    # inverse-frequency weights for class-index masks.
+    # about the last 500 steps), which validates and predicts. The epoch-picking figure, the
+    # augmentation's symmetries and the class weights are the plan's (training/plan.py).
     "best-cpu": _layered(_FAST, {"model": {"start_neurons": 8, "dropout_first": 0.0, "dropout": 0.0},
                                  "optim": {"ema_decay": 0.998}, "monitor": "auto", "data": {"augment": "auto"},
                                  "loss": {"balance_classes": "auto"}}),
