@@ -1,6 +1,5 @@
 """What a person watches during training: curves, predictions on fixed validation samples,
-and optionally TensorBoard (learning rate, throughput and every metric per epoch) and MLflow
-(unetkit/tracking.py: the config once, then every metrics.csv row).
+and optionally TensorBoard and MLflow (unetkit/tracking.py).
 
 Pictures are redrawn at most every `PICTURES_EVERY_S` seconds (and after the first and the last
 epoch): drawing a sample sheet costs about as much as an epoch on a small data set, and a

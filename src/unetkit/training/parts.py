@@ -1,8 +1,5 @@
-"""Everything a training step touches, assembled once from the config by `build_parts`.
-
-Network (wrapped for torchrun and torch.compile), optimiser, schedules, the losses of both
-stages, EMA or SWA averages and the mixed-precision settings. Kept apart from the loop so
-`fit` reads as epochs, and so benchmarks can build the same parts the loop trains with.
+"""Everything a training step touches, assembled once from the config by `build_parts`: kept apart from
+the loop so `fit` reads as epochs, and so benchmarks can build the same parts the loop trains with.
 """
 
 from __future__ import annotations
