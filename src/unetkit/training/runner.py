@@ -187,10 +187,11 @@ def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
     warning = suspicious_masks(loaded.coverage(data.ignore_index), loaded.whole_masks, str(source))
     if warning:  # the masks look like a field of view or region, not labels
         log.warning("warning: %s", warning)
-    if data.size_policy == "pad_crop" and max(loaded.images.shape[1:3]) > data.pad_to:  # it pads, never shrinks
+    if data.size_policy == "pad_crop" and not data.patch_size:  # pad_crop pads, never shrinks
         height, width = loaded.images.shape[1:3]
-        raise UserError(f"config field 'data.pad_to': {data.pad_to} is smaller than the images "
-                        f"({width}x{height}); set it to at least {max(height, width)}")
+        if max(height, width) > data.pad_to:
+            raise UserError(f"config field 'data.pad_to': {data.pad_to} is smaller than the images "
+                            f"({width}x{height}); set it to at least {max(height, width)}")
     return loaded
 
 
