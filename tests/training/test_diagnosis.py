@@ -1,4 +1,4 @@
-"""A run that ends useless says so: the warnings of training/diagnosis.py, and a real run that cannot learn."""
+"""A run that ends useless says so: finish.py's run_warnings, and a real run that cannot learn."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import unetkit
 from unetkit.config import LossConfig, TrainConfig
 from unetkit.data.io import write_png
-from unetkit.training.diagnosis import run_warnings
+from unetkit.training.finish import run_warnings
 from unetkit.training.threshold import THRESHOLDS
 
 

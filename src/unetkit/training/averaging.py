@@ -2,21 +2,15 @@
 an exponential moving average of the weights.
 
 - Snapshots (`schedule.snapshots` with `schedule.name: sgdr`, Huang et al. 2017, as the TGS
-  winners did): the weights at the end of every cosine cycle are written as they are reached,
-  as model files `checkpoints/snapshot_<i>.safetensors` (the checkpoint counts them, so a resumed
-  run rewrites only those it had not recorded); a run that stops before its last cycle ends
-  (early stopping, the time budget) adds its final weights. They become one ensemble model file:
-  members' probabilities averaged, the decision rule tuned on the ensemble's validation predictions.
-- SWA (`optim.swa_start`, Izmailov et al. 2018, torch.optim.swa_utils): the weights at the end of
-  every epoch from that share of the run on are averaged; the average's batch-norm statistics are
-  recomputed on the training images (unaugmented, as prediction sees them) and it is saved as the
-  model. Its running average (tensors and count) is part of the checkpoint.
-- EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. It is a running
-  mean until it reaches its horizon of 1 / (1 - decay) steps (`warm_ema`), so a run shorter than
-  the horizon is not an echo of its first weights; and where a schedule is laid over the run (not
-  plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps (`ema_floor`), so that a
-  short run's average has settled on its last weights when it ends instead of lagging behind a
-  model that is still improving fast.
+  winners did): the weights at the end of every cosine cycle, written as they are reached (the
+  checkpoint counts them, so a resumed run rewrites only those it had not recorded); a run that
+  stops before its last cycle ends adds its final weights. They become one ensemble model file.
+- SWA (`optim.swa_start`, Izmailov et al. 2018): the weights at the end of every epoch from that
+  share of the run on, averaged; batch-norm statistics recomputed on the unaugmented training images.
+- EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. Where a schedule is
+  laid over the run (not plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps
+  (`ema_floor`), so that a short run's average has settled on its last weights when it ends instead
+  of lagging behind a model that is still improving fast.
 Otherwise the model is the best checkpoint.
 """
 
@@ -33,6 +27,7 @@ from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
 from unetkit.models.base import SegmentationNet
 from unetkit.runtime import log
+from unetkit.training.checkpoint import TrainState
 
 EMA_RUN_SHARE = 0.2  # the EMA's horizon is at most this share of the run's (estimated) steps
 
@@ -85,11 +80,12 @@ class Snapshots:
     def path(self, index: int) -> Path:
         return self.folder / f"snapshot_{index}.safetensors"
 
-    def take(self, net: torch.nn.Module, index: int) -> None:
-        """Save `net`'s weights as snapshot `index` (an ordinary model file)."""
+    def take(self, net: torch.nn.Module, state: TrainState) -> None:
+        """Save `net`'s weights as the next snapshot (an ordinary model file), counted in `state`."""
         if self.write:
-            save_model(self.path(index), net, self.preprocess, training={"snapshot": index})
-        log.info("snapshot %d saved", index + 1)
+            save_model(self.path(state.snapshots), net, self.preprocess, training={"snapshot": state.snapshots})
+        state.snapshots += 1
+        log.info("snapshot %d saved", state.snapshots)
 
     def members(self, count: int, device: torch.device) -> list[SegmentationNet]:
         """The first `count` snapshots, loaded onto `device`."""

@@ -89,10 +89,8 @@ def rng_state(device: torch.device) -> RngState:
 def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: SegmentationNet, preprocess: Preprocess,
                     optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState,
                     extras: dict[str, Any] | None = None, rank_rngs: Sequence[RngState] = ()) -> None:
-    """Write a checkpoint atomically (the previous one stays valid until the rename).
-
-    `rank_rngs`: the generator states of torchrun ranks 1, 2, ... (rank 0 is this process).
-    """
+    """Write a checkpoint atomically (the previous one stays valid until the rename). `rank_rngs`: the
+    generator states of torchrun ranks 1, 2, ... (rank 0 is this process)."""
     tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
     metadata = model_metadata(net, preprocess, 0.5, {})
     metadata.update({
@@ -130,8 +128,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise UserError(f"{file}: checkpoint is incomplete ({exc}); format {FORMAT_VERSION}") from None
     except UserError as exc:
         raise UserError(f"{file}: stored {exc}") from None
-    cuda_rng = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_rng.")),
-                                           key=lambda k: int(k.split(".")[1]))]
+    cuda_rng = [tensors[f"cuda_rng.{i}"] for i in range(sum(k.startswith("cuda_rng.") for k in tensors))]
     rank_rng = {int(k.split(".")[1]): (v, tensors.get(f"rank_cuda_rng.{k.split('.')[1]}"))
                 for k, v in tensors.items() if k.startswith("rank_rng.")}
     return Checkpoint(config, saved.net, saved.preprocess, optimizer, scheduler, state, rng, cuda_rng, extras,

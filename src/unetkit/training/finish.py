@@ -33,10 +33,9 @@ from unetkit.outputs import is_binary, uses_sigmoid
 from unetkit.runtime import log
 from unetkit.training.averaging import swa_model
 from unetkit.training.checkpoint import TrainState
-from unetkit.training.diagnosis import run_warnings
 from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.parts import Parts
-from unetkit.training.threshold import Maps, tune_on_validation
+from unetkit.training.threshold import THRESHOLDS, Maps, tune_on_validation
 from unetkit.training.validation import target_maps, validate
 
 Net = SegmentationNet | Ensemble
@@ -58,7 +57,7 @@ class TrainResult:
     n_val: int = 0
     postprocess: dict[str, float] = field(default_factory=dict)
     binary: bool = True  # one foreground class: the TGS figures (mAP) mean something
-    warnings: list[str] = field(default_factory=list)  # why the model may be useless (training/diagnosis.py)
+    warnings: list[str] = field(default_factory=list)  # why the model may be useless (run_warnings)
 
 
 @dataclass
@@ -82,9 +81,40 @@ def run_record(config: TrainConfig) -> dict[str, Any]:
             "classes": class_table(DataSource.from_fields(config.data), config.model.num_classes, config.model.multilabel)}
 
 
+def run_warnings(config: TrainConfig, history: list[dict[str, float]], val: dict[str, Any],
+                 threshold: float | None, class_names: list[str] | None = None) -> list[str]:
+    """What a finished run says about itself when its model is clearly not usable: it can end with exit 0 and
+    a model that never predicts foreground, a class it never learnt, or a decision threshold pinned to the edge
+    of the sweep. Each warning names what is wrong, the likely cause and a command to try; `unetkit.train` logs
+    them as the run's last lines, and the model file's record keeps them for the top of the run report."""
+    warnings: list[str] = []
+    stronger = "--recipe best" if config.recipe == "seed" else "a longer --time-budget"
+    if history and all(float(row.get("val_iou", 0.0)) == 0.0 for row in history):
+        warnings.append(f"validation IoU was 0 in every one of the {len(history)} epoch(s): the model never predicted "
+                        "the foreground it was shown. Likely causes: foreground too rare for the loss "
+                        f"({config.loss.name}) or a run too short; try {stronger} (BCE + Dice), or "
+                        "check that the masks mark the foreground (unetkit plan --data DIR)")
+    names = class_names or []
+    weighting = {"none": ("an unweighted loss", "--set loss.balance_classes=tempered, "),
+                 "tempered": ("tempered class weights", "--set loss.balance_classes=inverse (the rare classes weighed "
+                              "fully, at some cost to the common ones), ")}.get(config.loss.balance_classes,
+                                                                            ("the class weights", ""))
+    for index, value in enumerate(val.get("class_iou") or []):
+        if float(value) == 0.0:
+            name = names[index] if index < len(names) else f"class {index}"
+            warnings.append(f"{name} (class {index}) has IoU 0 on validation: the model never predicts it. Likely "
+                            f"cause: it covers too few pixels for {weighting[0]}; try {weighting[1]}or a longer "
+                            "--time-budget")
+    if threshold is not None and threshold in (THRESHOLDS[0], THRESHOLDS[-1]):
+        side = "lowest" if threshold == THRESHOLDS[0] else "highest"
+        warnings.append(f"the decision threshold {threshold:.2f} is the {side} the sweep tries: the probabilities are "
+                        "miscalibrated (the weights were still moving, or the loss over- or under-counts the "
+                        f"foreground); try a longer --time-budget, or {stronger}")
+    return warnings
+
+
 def final_net(run_dir: Path, parts: Parts, train_batches: Batches, state: TrainState) -> tuple[Net, str]:
-    """A single split's final net and what it is: the SGDR snapshots' ensemble, the SWA average
-    (training/averaging.py), or the best checkpoint."""
+    """A single split's final net and what it is: the SGDR snapshots' ensemble, the SWA average, or the best."""
     device = parts.device
     if parts.snapshots is not None:
         return Ensemble(parts.snapshots.members(state.snapshots, device)).eval(), f"{state.snapshots} SGDR snapshots"
@@ -100,14 +130,10 @@ def final_net(run_dir: Path, parts: Parts, train_batches: Batches, state: TrainS
 def finish(config: TrainConfig, run_dir: Path, net: Net, held: list[Held], preprocess: Preprocess,
            device: torch.device, tile: int, *, made_of: str, record: dict[str, Any], ran: dict[str, Any],
            loss_fn: LossFn | None = None, history: list[dict[str, float]] | None = None) -> TrainResult:
-    """Score `held` (one set: validation; several: out of fold), tune the decision rule on it
-    (threshold_sweep.csv), write run_dir/model.safetensors holding `net`, and return the run's result.
-
-    `tile`: the plan's predict_tile, the tiles large validation images are predicted in. `record`: what
-    the kind of run adds to the model file's record (`run_record`, the figures and the
-    warnings); `ran`: TrainResult's figures of the training (epochs_done, stop_reason, ...). Per-label
-    figures (multi-label) and val_metrics take a second pass at the tuned threshold.
-    """
+    """Score `held` (one set: validation; several: out of fold), tune the decision rule on it, write
+    run_dir/model.safetensors holding `net`. `record`: what the kind of run adds to the model file's record;
+    `ran`: TrainResult's figures of the training. Per-label figures (multi-label) and val_metrics take a
+    second pass at the tuned threshold."""
     if loss_fn is None:  # the figures do not need it, `validate` does
         loss_fn = partial(get_loss(config.loss.name), options=config.loss, ignore_index=config.data.ignore_index)
     out_of_fold = len(held) > 1
@@ -148,10 +174,8 @@ def _score(config: TrainConfig, held: list[Held], preprocess: Preprocess, loss_f
            measures: tuple[str, ...] = ()) -> tuple[dict[str, Any], Maps, Maps]:
     """Figures over all the held-out images, each set predicted by its own net; with `keep`, their foreground
     probabilities and truths, in one layout (validation.target_maps), for the sweep."""
-    shared = None  # out of fold: every fold's images in one accumulator
-    if len(held) > 1:
-        shared = MetricAccumulator(config.model.num_classes, ignore_index=config.data.ignore_index,
-                                   multilabel=config.model.multilabel)
+    shared = MetricAccumulator(config.model.num_classes, ignore_index=config.data.ignore_index,  # out of fold: one
+                               multilabel=config.model.multilabel) if len(held) > 1 else None  # for every fold's images
     figures: dict[str, Any] = {}
     kept, truths = [], []
     for h in held:

@@ -25,8 +25,7 @@ def check_run_folder(config: TrainConfig) -> None:
     out = Path(config.out_dir).resolve()
     data = config.data
     root = Path(data.data_dir) if data.data_dir else None
-    read = [("--data", root)] if root else []
-    read += [("--data", root / name) for name in ("images", "masks", "labels")] if root else []
+    read = [("--data", folder) for folder in (root, root / "images", root / "masks", root / "labels")] if root else []
     read += [(flag, Path(folder)) for flag, folder in (("--images", data.images_dir), ("--masks", data.masks_dir),
                                                        ("--fov", data.fov_dir)) if folder]
     for flag, folder in read:

@@ -1,15 +1,9 @@
 """The training loop: `fit` is a short sequence of small steps, the seed kernel's recipe by default.
 
-Adam, cross-entropy, random horizontal flips, validation every epoch, reduce-on-plateau
-(factor 0.1, patience 5, min lr 1e-5) and early stopping (patience 10) on the monitored
-value, best and last checkpoints; the run ends through training/finish.py, as every kind of run
-does (the decision rule tuned on validation, the model file written). A time budget
-ends training cleanly, mid-epoch if need be. Options (losses, optimisers, schedules, EMA,
-mixed precision, compile) are assembled once by `build_parts` (training/parts.py); one step
-and its objective are training/step.py. The TGS winners' options act here as the run
-progresses (a share of the epochs, or of the time budget, as the schedule measures it): the
-second stage's loss from `loss.second_at`, an SGDR snapshot at each cycle's end, SWA averages at
-epoch ends; training/finish.py chooses the final model of them.
+A time budget ends training cleanly, mid-epoch if need be. The TGS winners' options act here as
+the run progresses (a share of the epochs, or of the time budget, as the schedule measures it):
+the second stage's loss from `loss.second_at`, an SGDR snapshot at each cycle's end, SWA averages
+at epoch ends; training/finish.py chooses the final model of them.
 
 Under torchrun the same loop runs on every rank with DistributedDataParallel: each rank
 trains on its share of every global batch (data/loader.py), validates its share of the
@@ -22,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -64,27 +57,22 @@ METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "va
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
         preprocess: Preprocess, device: torch.device, resume: Checkpoint | None = None,
         class_weights: tuple[float, ...] | None = None, augment: Any = None, plan: Plan | None = None) -> TrainResult:
-    """Train per `config` on `device`, writing checkpoints, metrics.csv and curves.png into `run_dir` (rank 0).
-
-    A PatchSet trains on patches (data/patch_batches.py), a LabelledSet on whole images; `val_set`
-    is predicted whole either way (ragged when its sizes differ), in tiles of the `plan`'s predict_tile
-    as `unetkit predict` will use them; the plan goes into the model file. Under torchrun every rank
-    calls this and gets rank 0's result.
-    """
+    """Train per `config` on `device` into `run_dir` (rank 0 writes). `val_set` is predicted whole, in tiles
+    of the `plan`'s predict_tile as `unetkit predict` will use them. Every torchrun rank gets rank 0's result."""
     rank, world_size = distributed.rank(), distributed.world_size()
-    workers = config.runtime.loader_workers
-    if workers is None:
-        workers = default_workers(device.type)
+    workers = default_workers(device.type) if config.runtime.loader_workers is None else config.runtime.loader_workers
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
     if config.data.patch_size:  # the plan's patch mode: train_set is a PatchSet
         if config.runtime.device_batches == "on":
             raise UserError("runtime.device_batches: on does not support patch training yet (patches are read and "
                             "augmented by the CPU loader); use auto or off, or --patch-size 0 for whole images")
+        border = partial(border_weights, w0=config.loss.border_w0, sigma=config.loss.border_sigma,
+                         ignore_index=config.data.ignore_index)  # per patch, as drawn (whole images: the runner's)
         train_batches = patch_batches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size),
                                       foreground_share=config.data.foreground_share or 0.0,
                                       patches_per_epoch=config.data.patches_per_epoch, augment=augment, seed=config.seed,
                                       rank=rank, world_size=world_size, workers=workers,
-                                      weight_map=_border_weight_map(config))
+                                      weight_map=border if config.loss.name in BORDER_WEIGHTED else None)
     elif _on_device(config, train_set, device, crop is not None):
         train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
                                        augment=augment, seed=config.seed, rank=rank, world_size=world_size)
@@ -120,8 +108,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
             stop_reason = "time budget"
             break
     if parts.snapshots is not None and state.snapshots < config.schedule.cycles:  # stopped before the last cycle's end
-        parts.snapshots.take(parts.evaluated, state.snapshots)
-        state.snapshots += 1
+        parts.snapshots.take(parts.evaluated, state)
     result = None
     if observer is not None:  # rank 0
         observer.close(state.history, parts.evaluated, parts.device)
@@ -138,36 +125,23 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     return distributed.from_main(result)
 
 
-def _border_weight_map(config: TrainConfig) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The per-patch border weights of a border-weighted loss (whole images get theirs in the runner)."""
-    if config.loss.name not in BORDER_WEIGHTED:
-        return None
-    return partial(border_weights, w0=config.loss.border_w0, sigma=config.loss.border_sigma,
-                   ignore_index=config.data.ignore_index)
-
-
 def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device, cropped: bool) -> bool:
     """Whether the training set lives on the device and is cut and augmented there (data/device_batches.py):
     on a GPU the CPU cannot prepare batches fast enough; with `auto`, when a quarter of the
     free device memory holds the set, and not for pad_crop (its crops are the CPU loader's)."""
     choice = config.runtime.device_batches
+    if choice == "on" and cropped:
+        raise UserError("runtime.device_batches: on does not support data.size_policy pad_crop yet")
     if choice == "off" or cropped:
-        if choice == "on" and cropped:
-            raise UserError("runtime.device_batches: on does not support data.size_policy pad_crop yet")
         return False
-    if choice == "on":
-        return True
-    if device.type != "cuda":
-        return False
-    return device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4
+    on_gpu = device.type == "cuda"
+    return choice == "on" or (on_gpu and device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4)
 
 
 def train_one_epoch(parts: Parts, batches: Batches, epoch: int, state: TrainState,
                     deadline: float | None) -> tuple[float, int, bool]:
-    """One pass over the training batches: (mean loss, images seen, whether the deadline cut it short).
-
-    Under torchrun the loss and the count are over all ranks, and the ranks stop together.
-    """
+    """One pass over the training batches: (mean loss, images seen, whether the deadline cut it short),
+    over all ranks under torchrun, where the ranks stop together."""
     parts.net.train()
     # The loss stays on the device: reading it every step would make the CPU wait for the GPU,
     # and the next batch is prepared while the GPU still works on this one.
@@ -206,8 +180,7 @@ def _before_step(parts: Parts, state: TrainState, clock: float) -> None:
     parts.schedule.apply(parts.optimizer, state.steps, clock, stage_peak(parts))
     if parts.snapshots is not None:
         while state.snapshots < parts.schedule.cycles_done(done):  # the weights now end a cycle
-            parts.snapshots.take(parts.evaluated, state.snapshots)
-            state.snapshots += 1
+            parts.snapshots.take(parts.evaluated, state)
 
 
 def _check_finite(loss: torch.Tensor, epoch: int, index: int) -> None:
@@ -260,11 +233,8 @@ def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_shar
 
 def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: Preprocess, state: TrainState,
                  row: dict[str, float], observer: EpochObserver | None) -> None:
-    """Plateau step, best/last checkpoints, metrics.csv, curves and samples (observe.py: at intervals); the
-    budget counts this too.
-
-    Every rank steps the schedules; rank 0, the one with an observer, writes the files.
-    """
+    """Plateau step, best/last checkpoints, metrics.csv, curves and samples; the budget counts this too.
+    Every rank steps the schedules; rank 0, the one with an observer, writes the files."""
     started = time.monotonic()
     if not parts.schedule.active:
         parts.plateau.step(row[config.monitor])
@@ -280,9 +250,10 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
         if improved:
             save_model(checkpoints / "best.safetensors", parts.evaluated, preprocess,
                        training=run_record(config) | {"best_epoch_metrics": row})
-        write_metrics_csv(state.history, run_dir / "metrics.csv")
+        rows = _csv_rows(state.history)
+        write_csv(rows, run_dir / "metrics.csv")
         observer.epoch_done(state.history, parts.evaluated, parts.device)
-        observer.track(_csv_row(row, _metrics_columns(state.history)), state.epoch)
+        observer.track(rows[-1], state.epoch)
     state.elapsed_s += time.monotonic() - started
     if observer is not None:
         save_checkpoint(checkpoints / "last.safetensors", config, parts.net, preprocess, parts.optimizer,
@@ -297,16 +268,13 @@ def _deadline(config: TrainConfig, state: TrainState) -> float | None:
     """Monotonic time by which this epoch's training must stop, leaving room for its validation."""
     if config.time_budget_min is None:
         return None
-    remaining = config.time_budget_min * 60 - state.elapsed_s
-    if state.history:  # keep the last epoch's validation time in reserve
-        remaining -= state.history[-1]["val_seconds"]
-    return time.monotonic() + remaining
+    reserve = state.history[-1]["val_seconds"] if state.history else 0.0  # the last epoch's validation time
+    return time.monotonic() + (config.time_budget_min * 60 - state.elapsed_s - reserve)
 
 
 def _improved(monitor: str, value: float, best: float | None) -> bool:
-    if best is None or math.isnan(best):  # the first epoch always becomes the best so far
-        return True
-    return value < best if monitor_minimizes(monitor) else value > best
+    first = best is None or math.isnan(best)  # the first epoch always becomes the best so far
+    return first or (value < best if monitor_minimizes(monitor) else value > best)  # type: ignore[operator]
 
 
 def _log_epoch(config: TrainConfig, row: dict[str, float], elapsed_s: float) -> None:
@@ -319,17 +287,8 @@ def _log_epoch(config: TrainConfig, row: dict[str, float], elapsed_s: float) -> 
              row["seconds"])
 
 
-def write_metrics_csv(history: list[dict[str, float]], path: Path) -> None:
-    """metrics.csv: one row per epoch, columns METRICS_COLUMNS, then the val_metrics' val_NAME columns."""
-    columns = _metrics_columns(history)
-    write_csv([_csv_row(row, columns) for row in history], path)
-
-
-def _metrics_columns(history: list[dict[str, float]]) -> tuple[str, ...]:
-    extra = dict.fromkeys(k for row in history for k in row if k.startswith("val_") and k not in METRICS_COLUMNS
-                          and k != "val_seconds")
-    return METRICS_COLUMNS + tuple(extra)
-
-
-def _csv_row(row: dict[str, float], columns: tuple[str, ...]) -> dict[str, float]:
-    return {k: row.get(k, math.nan) for k in columns}
+def _csv_rows(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """metrics.csv's rows: columns METRICS_COLUMNS, then the val_metrics' val_NAME columns."""
+    columns = METRICS_COLUMNS + tuple(dict.fromkeys(k for row in history for k in row if k.startswith("val_")
+                                                    and k not in METRICS_COLUMNS and k != "val_seconds"))
+    return [{k: row.get(k, math.nan) for k in columns} for row in history]

@@ -52,8 +52,19 @@ def _pixel_weights(target: torch.Tensor, valid: torch.Tensor, weight_map: torch.
     return weights * valid
 
 
-def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return (values * weights).sum() / weights.sum().clamp(min=1e-6)
+def _mean_of(term: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, target: torch.Tensor,
+             weight_map: torch.Tensor | None, options: LossConfig, ignore_index: int | None) -> torch.Tensor:
+    """The mean of `term` of each pixel's cross-entropy (-log p_true): plain over multi-label channels,
+    else weighted by `_pixel_weights` over the pixels that count."""
+    if target.dim() == 4:  # multi-label: one binary cross-entropy per channel
+        return term(F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")).mean()
+    target, valid = _valid(target, ignore_index)
+    if logits.shape[1] == 1:
+        per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
+    else:
+        per_pixel = F.cross_entropy(logits, target, reduction="none")
+    weights = _pixel_weights(target, valid, weight_map, options)
+    return (term(per_pixel) * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
@@ -63,30 +74,17 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.
     With `weight_map` this is the U-Net paper's weighted cross-entropy (see data/weights.py).
     """
     _check(logits, target)
-    if target.dim() == 4:  # multi-label: one binary cross-entropy per channel
+    if target.dim() == 4:  # multi-label: torch's own mean, whose gradient rounds once
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
-    target, valid = _valid(target, ignore_index)
-    if logits.shape[1] == 1:
-        per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
-    else:
-        per_pixel = F.cross_entropy(logits, target, reduction="none")
-    return _weighted_mean(per_pixel, _pixel_weights(target, valid, weight_map, options))
+    return _mean_of(lambda ce: ce, logits, target, weight_map, options, ignore_index)
 
 
 def focal(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
           options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
     """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_true)^gamma, easy pixels fade."""
     _check(logits, target)
-    if target.dim() == 4:  # multi-label
-        log_p_true = -F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
-        return (-((1 - log_p_true.exp()) ** options.focal_gamma) * log_p_true).mean()
-    target, valid = _valid(target, ignore_index)
-    if logits.shape[1] == 1:
-        log_p_true = -F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
-    else:
-        log_p_true = torch.log_softmax(logits, dim=1).gather(1, target[:, None])[:, 0]
-    per_pixel = -((1 - log_p_true.exp()) ** options.focal_gamma) * log_p_true
-    return _weighted_mean(per_pixel, _pixel_weights(target, valid, weight_map, options))
+    return _mean_of(lambda ce: (1 - (-ce).exp()) ** options.focal_gamma * ce, logits, target, weight_map, options,
+                    ignore_index)
 
 
 def _soft_counts(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
@@ -94,16 +92,15 @@ def _soft_counts(logits: torch.Tensor, target: torch.Tensor, ignore_index: int |
     """Soft (TP, FP, FN) per class over the batch: (K,) each, foreground only for K=1."""
     if target.dim() == 4:  # multi-label: every channel is its own foreground
         prob, truth = torch.sigmoid(logits), target.to(logits.dtype)
-        tp = (prob * truth).sum((0, 2, 3))
-        return tp, (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
-    target, valid = _valid(target, ignore_index)
-    if logits.shape[1] == 1:
-        prob = torch.sigmoid(logits[:, 0])[:, None]
-        truth = target[:, None].to(prob.dtype)
     else:
-        prob = torch.softmax(logits, dim=1)
-        truth = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
-    prob, truth = prob * valid[:, None], truth * valid[:, None]
+        target, valid = _valid(target, ignore_index)
+        if logits.shape[1] == 1:
+            prob = torch.sigmoid(logits[:, 0])[:, None]
+            truth = target[:, None].to(prob.dtype)
+        else:
+            prob = torch.softmax(logits, dim=1)
+            truth = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+        prob, truth = prob * valid[:, None], truth * valid[:, None]
     tp = (prob * truth).sum((0, 2, 3))
     return tp, (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
 

@@ -1,6 +1,5 @@
 """What a person watches during training: curves, predictions on fixed validation samples,
-and optionally TensorBoard (learning rate, throughput and every metric per epoch) and MLflow
-(unetkit/tracking.py: the config once, then every metrics.csv row).
+and optionally TensorBoard and MLflow (unetkit/tracking.py).
 
 Pictures are redrawn at most every `PICTURES_EVERY_S` seconds (and after the first and the last
 epoch): drawing a sample sheet costs about as much as an epoch on a small data set, and a
@@ -33,19 +32,22 @@ PICTURES_EVERY_S = 30.0  # least wall time between two drawings of curves.png an
 
 
 class EpochObserver:
-    """Writes curves.png and samples/epoch_NNNN.png (every PICTURES_EVERY_S at most) and (optionally)
-    TensorBoard events after each epoch."""
+    """curves.png and samples/epoch_NNNN.png (every PICTURES_EVERY_S at most), TensorBoard, MLflow."""
 
     def __init__(self, run_dir: Path, config: TrainConfig, val_set: LabelledSet, preprocess: Preprocess,
                  tile: int | None = None) -> None:
-        self.run_dir = run_dir
+        self.run_dir, self.val_set, self.preprocess, self.tile = run_dir, val_set, preprocess, tile
         # Fixed samples: the validation images with the most foreground, then some empty ones, chosen once.
         order = np.argsort(-val_set.coverage(), kind="stable")
         self.indices = np.concatenate([order[: SAMPLES - 1], order[-1:]])[:SAMPLES] if len(order) else order
-        self.val_set = val_set
-        self.preprocess = preprocess
-        self.tile = tile
-        self.writer = _tensorboard(run_dir) if config.runtime.tensorboard else None
+        self.writer: Any = None
+        if config.runtime.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UserError("tensorboard: true needs the tensorboard package "
+                                "(pip install 'unetkit[tensorboard]')") from None
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.tracker = tracking.start_training(run_dir, to_dict(config)) if config.runtime.track == "mlflow" else None
         self.drawn_at: float | None = None  # when the pictures were last drawn (time.monotonic)
         self.drawn_epoch = 0
@@ -92,11 +94,3 @@ class EpochObserver:
             self._draw(history, net, device)
         if self.writer is not None:
             self.writer.close()
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserError("tensorboard: true needs the tensorboard package (pip install 'unetkit[tensorboard]')") from None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))

@@ -1,8 +1,5 @@
-"""Everything a training step touches, assembled once from the config by `build_parts`.
-
-Network (wrapped for torchrun and torch.compile), optimiser, schedules, the losses of both
-stages, EMA or SWA averages and the mixed-precision settings. Kept apart from the loop so
-`fit` reads as epochs, and so benchmarks can build the same parts the loop trains with.
+"""Everything a training step touches, assembled once from the config by `build_parts`: kept apart from
+the loop so `fit` reads as epochs, and so benchmarks can build the same parts the loop trains with.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from unetkit.training.averaging import warm_ema
 from unetkit.training.checkpoint import Checkpoint
 from unetkit.training.init import initial_net
 from unetkit.training.losses import LossFn, get_loss
-from unetkit.training.schedule import StepSchedule, make_optimizer, make_plateau
+from unetkit.training.schedule import OPTIMIZERS, StepSchedule, make_plateau
 
 if TYPE_CHECKING:
     from unetkit.training.averaging import Snapshots
@@ -42,11 +39,6 @@ class TrainingForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SegmentationOutputs:
         return self.net.training_outputs(x)  # type: ignore[operator]
-
-
-def has_training_outputs(net: nn.Module) -> bool:
-    """Whether the net predicts more than logits while training (deep supervision, image head)."""
-    return callable(getattr(net, "training_outputs", None))
 
 
 @dataclass
@@ -81,20 +73,13 @@ class Parts:
         return self.second_loss_fn if self.stage == 2 and self.second_loss_fn is not None else self.loss_fn
 
     def extras(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.ema is not None:
-            out["ema"] = self.ema.state_dict()
-        if self.swa is not None:
-            out["swa"] = self.swa.state_dict()
-        if self.scaler is not None:
-            out["scaler"] = self.scaler.state_dict()
-        return out
+        optional = {"ema": self.ema, "swa": self.swa, "scaler": self.scaler}
+        return {name: part.state_dict() for name, part in optional.items() if part is not None}
 
 
 def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
                 class_weights: tuple[float, ...] | None, device: torch.device) -> Parts:
-    """Network, optimiser, schedules, losses, EMA/SWA and precision settings for `config`, on `device`
-    (the run's, resolved once where it starts)."""
+    """The parts for `config` on `device` (the run's, resolved once where it starts)."""
     torch.manual_seed(config.seed)
     if config.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -107,7 +92,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     if distributed.rank():  # same initial weights (DDP broadcasts rank 0's anyway), different dropout draws
         torch.manual_seed(config.seed + distributed.rank())
-    optimizer = make_optimizer(net.parameters(), config)
+    optimizer = OPTIMIZERS[config.optim.name](net.parameters(), config.optim)
     plateau = make_plateau(optimizer, config)
     floor = torch.zeros((), device=device) if config.optim.ema_decay else None
     ema = AveragedModel(net, multi_avg_fn=warm_ema(config.optim.ema_decay, floor), use_buffers=True) \
@@ -119,21 +104,17 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     if resume:
         _restore(resume, config, optimizer, plateau, {"ema": ema, "swa": swa, "scaler": scaler}, device)
     options = dataclasses.replace(config.loss, class_weights=class_weights)
-    ignore_index = config.data.ignore_index
-    second = config.loss.second_name
+    losses = [partial(get_loss(name, field), options=options, ignore_index=config.data.ignore_index) if name else None
+              for name, field in ((config.loss.name, "loss.name"), (config.loss.second_name, "loss.second_name"))]
     autocast = partial(torch.autocast, device_type=device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
     # Nets with extra training outputs (deep supervision, image head) are trained through them; DDP and
     # compile wrap that call, so their gradients are synchronised like the logits'.
-    forward: torch.nn.Module = TrainingForward(net) if has_training_outputs(net) else net
+    forward: torch.nn.Module = TrainingForward(net) if callable(getattr(net, "training_outputs", None)) else net
     if distributed.launched():
         forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
     return Parts(config, net, torch.compile(forward) if config.runtime.compile else forward, ema, optimizer, plateau,
-                 StepSchedule(config, steps_per_epoch),
-                 partial(get_loss(config.loss.name), options=options, ignore_index=ignore_index), device,
-                 autocast, scaler,
-                 second_loss_fn=partial(get_loss(second, "loss.second_name"), options=options,
-                                        ignore_index=ignore_index) if second else None,
-                 swa=swa, stage=resume.state.stage if resume else 1, ema_floor=floor)
+                 StepSchedule(config, steps_per_epoch), losses[0], device, autocast, scaler,  # type: ignore[arg-type]
+                 second_loss_fn=losses[1], swa=swa, stage=resume.state.stage if resume else 1, ema_floor=floor)
 
 
 def _restore(resume: Checkpoint, config: TrainConfig, optimizer: torch.optim.Optimizer,

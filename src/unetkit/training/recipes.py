@@ -27,13 +27,16 @@ from unetkit.training.init import init_layer
 from unetkit.training.losses import BORDER_WEIGHTED, get_loss
 
 
-def _merge_into(target: dict[str, Any], layer: dict[str, Any]) -> None:
-    """Merge `layer` into `target`, section by section (a section's fields merge, scalars replace)."""
-    for key, value in layer.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            target[key] = {**target[key], **value}
-        else:
-            target[key] = dict(value) if isinstance(value, dict) else value
+def _layered(*layers: dict[str, Any]) -> dict[str, Any]:
+    """The layers merged, later ones winning section by section (a section's fields merge, scalars replace)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = dict(value) if isinstance(value, dict) else value
+    return merged
 
 
 _FAST: dict[str, Any] = {
@@ -43,25 +46,13 @@ _FAST: dict[str, Any] = {
     "monitor": "val_map", "early_stopping_patience": 0, "decision": {"tune_postprocess": True}}
 
 
-def _layered(*layers: dict[str, Any]) -> dict[str, Any]:
-    """The layers merged as resolution merges them (a recipe written as another plus its changes)."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        _merge_into(merged, layer)
-    return merged
-
-
 RECIPES: dict[str, dict[str, Any]] = {
     # The TGS kernel's recipe, faithfully: the TrainConfig defaults.
     "seed": {},
-    # unetkit's best default for a time budget (benchmarks/quality.py): the seed's layers with batch
-    # norm and light dropout, AdamW with a cosine schedule laid over the budget, BCE + Dice, batch 16,
-    # the model chosen by TGS mAP, small components and the empty-mask rule tuned on validation.
+    # The seed's layers tuned for a time budget (benchmarks/quality.py): the schedule is laid over the budget.
     "fast": _FAST,
-    # The TGS winners' model and training (the GPU's `best`): a ResNet18 encoder U-Net with scSE,
-    # hypercolumns, deep supervision and the image-level head (gating the masks), its decoder at half
-    # smp's widths (start_neurons 8: 128 .. 8 channels); BCE, then Lovász on elu(x)+1 for the last 40%
-    # of the run; AdamW on a cosine over the budget.
+    # The TGS winners' model and training (the GPU's `best`), its decoder at half smp's widths
+    # (start_neurons 8: 128 .. 8 channels); the image-level head gates the masks.
     "winners": {"model": {"arch": "unet", "encoder": "resnet18", "start_neurons": 8, "attention": "scse",
                           "hypercolumn": True, "deep_supervision": True, "classification_head": True},
                 "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
@@ -72,13 +63,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The CPU's `best`, chosen by benchmarks/quality.py on TGS (benchmarks/RESULTS.md): `fast` at half
     # the width (a quarter of the work, so more epochs in the same minutes) without dropout (a short
     # budget still underfits) and with an exponential moving average of the weights (decay 0.998,
-    # about the last 500 steps), which validates and predicts; the winners' encoder, second stage and
-    # Lovász all scored lower in the same minutes. The same for longer budgets, where it overfits:
-    # dropout, strong augmentation and the Lovász second stage did not raise held-out mAP there.
-    # The epoch-picking figure, the augmentation's symmetries and the class weights are the plan's
-    # (training/plan.py): the TGS mAP and horizontal flips on data like TGS, as measured there; Dice or mean
-    # IoU, and vertical flips and rotations where the images have no up and down, elsewhere; tempered
-    # inverse-frequency weights for class-index masks.
+    # about the last 500 steps), which validates and predicts. The epoch-picking figure, the
+    # augmentation's symmetries and the class weights are the plan's (training/plan.py).
     "best-cpu": _layered(_FAST, {"model": {"start_neurons": 8, "dropout_first": 0.0, "dropout": 0.0},
                                  "optim": {"ema_decay": 0.998}, "monitor": "auto", "data": {"augment": "auto"},
                                  "loss": {"balance_classes": "auto"}}),
@@ -98,11 +84,8 @@ BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
 
 
 def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
-    """One TrainConfig from layers of plain data, later layers winning field by field.
-
-    Under all layers lie the recipe they name (DEFAULT_RECIPE when none does) and, for the `model`
-    section, the model preset they name (default "seed").
-    """
+    """One TrainConfig from layers of plain data, later layers winning field by field. Under all layers lie
+    the recipe they name (DEFAULT_RECIPE when none does) and, for `model`, the preset they name ("seed")."""
     merged = _layered(*layers)
     if merged.get("init_model"):  # a fine-tune lies over the model file's own training config
         merged = _layered(init_layer(merged["init_model"]), *layers)
@@ -111,9 +94,7 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
         raise UserError(f"unknown recipe '{recipe}' (known: {', '.join(RECIPES)})")
     if recipe == "best":
         recipe = best_for_device(merged)
-    values: dict[str, Any] = {}
-    _merge_into(values, RECIPES[recipe])
-    _merge_into(values, merged)
+    values = _layered(RECIPES[recipe], merged)
     if recipe != "seed" and "epochs" not in merged:  # the budget is the length, not the seed's 200 epochs
         values["epochs"] = None
         if "time_budget_min" not in merged:
@@ -126,14 +107,13 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
         raise UserError("config section 'model' must be a mapping of field: value")
     given = merged.get("model") if isinstance(merged.get("model"), dict) else {}
     data_values = values.get("data") if isinstance(values.get("data"), dict) else {}
-    data_dir = str(DataSource.from_fields(data_values)) if data_values else ""
-    if "in_channels" not in given and data_dir:
-        detected = detected_channels(DataSource.from_fields(data_values))
+    source = DataSource.from_fields(data_values)
+    if "in_channels" not in given and source:
+        detected = detected_channels(source)
         if detected is not None and detected != preset_config(preset).in_channels:
-            log.info("model.in_channels %d: detected from the images of %s", detected, data_dir)
+            log.info("model.in_channels %d: detected from the images of %s", detected, source)
             model_values = {**model_values, "in_channels": detected}
-    if data_values and data_values.get("ignore_index") is None and has_ignored(
-            DataSource.from_fields(data_values).classes_file()):
+    if data_values and data_values.get("ignore_index") is None and has_ignored(source.classes_file()):
         log.info("data.ignore_index %d: classes.yaml names values to ignore", DEFAULT_IGNORE_INDEX)
         values["data"] = {**data_values, "ignore_index": DEFAULT_IGNORE_INDEX}
     values["model"] = {**dataclasses.asdict(preset_config(preset)), **model_values}
@@ -195,21 +175,15 @@ def describe_recipe(config: TrainConfig) -> str:
 
 
 def detected_channels(data_dir: DataSource | str, sample: int = 8) -> int | None:
-    """The channels the first few images of the data carry: 1 for gray (a gray picture saved
-    as RGB counts as gray), 3 for colour, 2 or 4 for TIFF/.npy stacks (a PNG's alpha is no picture
-    channel: io.picture_channels); None if unreadable
-    (the data checks that follow say why, with the file's name)."""
+    """The channels the first few images of the data carry: 1 for gray (a gray picture saved as RGB counts
+    as gray), 3 for colour, 2 or 4 for TIFF/.npy stacks (a PNG's alpha is no picture channel); None if
+    unreadable (the data checks that follow say why, with the file's name)."""
     source = DataSource.of(data_dir)
     try:
-        if source.pairs:
-            paths = [pair.image for pair in find_pairs(source)[:sample]]
-        else:
-            paths = find_images(str(source.image_folder()))[:sample]
-        found = 1
-        for path in paths:
-            image = picture_channels(head_or_whole(path), path)  # a 20000^2 TIFF is not decoded to count channels
-            found = max(found, 1 if channels_equal(image) else image.shape[2])
-        return found
+        paths = [pair.image for pair in find_pairs(source)] if source.pairs else find_images(str(source.image_folder()))
+        # head_or_whole: a 20000^2 TIFF is not decoded to count channels
+        images = (picture_channels(head_or_whole(path), path) for path in paths[:sample])
+        return max([1, *(1 if channels_equal(image) else image.shape[2] for image in images)])
     except (UserError, OSError):
         return None
 

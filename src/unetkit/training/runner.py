@@ -82,7 +82,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
                         "leave it off for CPU training")
     distributed.join(device.type)
     if not resume and (run_dir / "config.yaml").exists():
-        if _has_checkpoint(run_dir):
+        if any((folder / LAST_CHECKPOINT).is_file() for folder in [run_dir, *run_dir.glob("fold_*")]):  # its, a fold's
             raise UserError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose "
                             "another --out")
         log.info("%s: an earlier run stopped before its first checkpoint; starting afresh", run_dir)
@@ -131,13 +131,12 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         write_text(run_dir / "config.yaml", dump_yaml(config))
         write_text(run_dir / DATA_RECORD, json.dumps(files, indent=1))
         write_text(run_dir / PLAN_RECORD, json.dumps(plan.to_dict(), indent=1))
+        if config.folds >= 2:
+            folds = [[data.stems[i] for i in fold] for fold in split]
+            write_text(run_dir / SPLIT_RECORD, json.dumps({"folds": folds}, indent=1))
     if config.folds >= 2:
-        if distributed.is_main():
-            write_text(run_dir / SPLIT_RECORD, json.dumps({"folds": [[data.stems[i] for i in fold] for fold in split]},
-                                                          indent=1))
         return _train_folds(config, run_dir, data, split, resume, plan, device)
-    train_idx, val_idx = split
-    return _train_split(config, run_dir, data, train_idx, val_idx, resume, plan, device)
+    return _train_split(config, run_dir, data, *split, resume, plan, device)
 
 
 def _check_scoring(config: TrainConfig) -> None:
@@ -174,33 +173,30 @@ def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
 
 
 def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
-    """The surveyed folder as a PatchSet (patch training) or a stacked LabelledSet, checked for classes that
-    never occur."""
+    """The surveyed folder as a PatchSet or a stacked LabelledSet, checked for classes that never occur."""
     data, model = config.data, config.model
     source = surveyed.source
+    loaded: LabelledSet | PatchSet
     if data.patch_size:
-        found = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
-        check_class_counts(found.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
+        loaded = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
+        check_class_counts(loaded.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
                            model.multilabel)
-        _warn_if_regions(found, source, data.ignore_index)
-        return found
-    loaded = surveyed.labelled()
-    check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
-    _warn_if_regions(loaded, source, data.ignore_index)
-    _check_pad_to(config, loaded)
+    else:
+        loaded = surveyed.labelled()
+        check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
+    warning = suspicious_masks(loaded.coverage(data.ignore_index), loaded.whole_masks, str(source))
+    if warning:  # the masks look like a field of view or region, not labels
+        log.warning("warning: %s", warning)
+    if data.size_policy == "pad_crop" and not data.patch_size:  # pad_crop pads, never shrinks
+        height, width = loaded.images.shape[1:3]
+        if max(height, width) > data.pad_to:
+            raise UserError(f"config field 'data.pad_to': {data.pad_to} is smaller than the images "
+                            f"({width}x{height}); set it to at least {max(height, width)}")
     return loaded
 
 
-def _warn_if_regions(data: LabelledSet | PatchSet, source: DataSource, ignore_index: int | None) -> None:
-    """A warning before training when the masks look like a field of view or region, not labels."""
-    warning = suspicious_masks(data.coverage(ignore_index), data.whole_masks, str(source))
-    if warning:
-        log.warning("warning: %s", warning)
-
-
 def _stored_plan(run_dir: Path) -> Plan | None:
-    """The run's own plan.json, kept on --resume (free memory may differ now, the batches must not); None
-    when the run recorded none."""
+    """The run's own plan.json (or None), kept on --resume: free memory may differ now, the batches must not."""
     path = run_dir / PLAN_RECORD
     if not path.is_file():
         return None
@@ -211,8 +207,7 @@ def _stored_plan(run_dir: Path) -> Plan | None:
 
 
 def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint | None) -> Plan:
-    """The plan of training/plan.py for this run: made from the data's fingerprint with the config's choices
-    as overrides."""
+    """The plan for this run, made from the data's fingerprint with the config's choices as overrides."""
     if found is None:
         raise ValueError("a new plan needs the data's fingerprint (survey with measure=True)")
     data = config.data
@@ -230,43 +225,35 @@ def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint
 
 
 def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
-    """The config with the plan's choices written in (config.yaml then records what ran): the epoch-picking
-    figure and the augmentation preset, patch size (0 for whole images), foreground share, and for patches
-    a batch no larger than the plan's."""
-    if plan.monitor and plan.augment:  # a plan from before the plan chose them leaves the config's
+    """The config with the plan's choices written in, so that config.yaml records what ran (for patches: a
+    batch no larger than the plan's)."""
+    top: dict[str, Any] = {}
+    data: dict[str, Any] = {"patch_size": 0}
+    balance = plan.balance_classes or ("none" if config.loss.balance_classes == AUTO else config.loss.balance_classes)
+    if plan.monitor and plan.augment:  # a plan from before the plan chose them leaves the config's (likewise below)
         for name, chosen in (("monitor", plan.monitor), ("augment", plan.augment)):
             if chosen != (config.monitor if name == "monitor" else config.data.augment):
                 log.info("%s %s: %s", name, chosen, plan.why.get(name, "the plan's choice"))
-        config = dataclasses.replace(config, monitor=plan.monitor,
-                                     data=dataclasses.replace(config.data, augment=plan.augment))
-    if plan.balance_classes:  # likewise
-        if plan.balance_classes != config.loss.balance_classes:
-            log.info("class weights %s: %s", plan.balance_classes, plan.why.get("balance_classes", "the plan's choice"))
-        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, balance_classes=plan.balance_classes))
-    elif config.loss.balance_classes == AUTO:
-        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, balance_classes="none"))
-    if plan.mode == "whole" or config.data.size_policy != "pad":  # a stored plan may predate a policy change
-        return dataclasses.replace(config, data=dataclasses.replace(config.data, patch_size=0))
-    batch = config.batch_size
-    if plan.batch_size < batch:
-        log.info("batch of %d patches of %d px: %d fit the memory (%s); set --batch-size to choose", plan.batch_size,
-                 plan.patch_size, plan.batch_size, plan.why.get("batch_size", "plan"))
-        batch = plan.batch_size
-    log.info("training on %d x %d patches (%s), %.0f%% centred on foreground", plan.patch_size, plan.patch_size,
-             plan.why.get("mode", ""), 100 * plan.foreground_share)
-    return dataclasses.replace(config, batch_size=batch, data=dataclasses.replace(
-        config.data, patch_size=plan.patch_size, foreground_share=plan.foreground_share))
+        top["monitor"], data["augment"] = plan.monitor, plan.augment
+    if plan.balance_classes and plan.balance_classes != config.loss.balance_classes:
+        log.info("class weights %s: %s", plan.balance_classes, plan.why.get("balance_classes", "the plan's choice"))
+    if plan.mode != "whole" and config.data.size_policy == "pad":  # a stored plan may predate a policy change
+        if plan.batch_size < config.batch_size:
+            log.info("batch of %d patches of %d px: %d fit the memory (%s); set --batch-size to choose",
+                     plan.batch_size, plan.patch_size, plan.batch_size, plan.why.get("batch_size", "plan"))
+            top["batch_size"] = plan.batch_size
+        log.info("training on %d x %d patches (%s), %.0f%% centred on foreground", plan.patch_size, plan.patch_size,
+                 plan.why.get("mode", ""), 100 * plan.foreground_share)
+        data |= {"patch_size": plan.patch_size, "foreground_share": plan.foreground_share}
+    return dataclasses.replace(config, **top, data=dataclasses.replace(config.data, **data),
+                               loss=dataclasses.replace(config.loss, balance_classes=balance))
 
 
 def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | None = None) -> Preprocess:
-    """What the model file records about pixels: scaling, clipping, standardisation and the prediction size policy.
-
-    A pretrained encoder expects its own statistics (ImageNet's for most): with model.pretrained
-    the net's `input_mean_std` replaces the training set's mean and std. `pad_crop` predicts as
-    `pad` (whole images, padded by the network), so the model file records `pad`. A plan whose
-    normalisation is clip_zscore (wide-range float data) clips to its percentiles first, and the
-    mean and std are those of the clipped images.
-    """
+    """What the model file records about pixels. A pretrained encoder expects its own statistics (ImageNet's
+    for most): the net's `input_mean_std` replaces the training set's. `pad_crop` predicts as `pad` (whole
+    images, padded by the network). A clip_zscore plan (wide-range float data) clips to its percentiles
+    first, and the mean and std are those of the clipped images."""
     initial = init_preprocess(config)  # a fine-tune keeps its model's normalisation
     if initial is not None:
         return initial
@@ -290,19 +277,6 @@ def _planned_clip(plan: Plan | None) -> tuple[tuple[float, ...], tuple[float, ..
         return None
     scale = scales.pop()
     return tuple(v / scale for v in plan.clip_low), tuple(v / scale for v in plan.clip_high)
-
-
-def _check_pad_to(config: TrainConfig, data: LabelledSet) -> None:
-    """pad_crop pads, never shrinks: images larger than data.pad_to are refused before anything is written."""
-    height, width = data.images.shape[1:3]
-    if config.data.size_policy == "pad_crop" and max(height, width) > config.data.pad_to:
-        raise UserError(f"config field 'data.pad_to': {config.data.pad_to} is smaller than the images "
-                        f"({width}x{height}); set it to at least {max(height, width)}")
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    """A run that got as far as one checkpoint (its own, or a fold's) is worth resuming."""
-    return any((folder / LAST_CHECKPOINT).is_file() for folder in [run_dir, *run_dir.glob("fold_*")])
 
 
 def _files_record(data: LabelledSet | PatchSet, hashes: dict[Path, str]) -> dict[str, Any]:
@@ -371,9 +345,8 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
                  val_idx: np.ndarray, resume: bool, plan: Plan, device: torch.device,
                  preprocess: Preprocess | None = None) -> TrainResult:
     """Fit one model on data[train_idx], validated on data[val_idx] (predicted whole)."""
-    checkpoint = None
-    if resume and (run_dir / LAST_CHECKPOINT).is_file():  # the architecture was checked in run_training
-        checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
+    last = run_dir / LAST_CHECKPOINT  # its architecture was checked in run_training
+    checkpoint = load_checkpoint(last) if resume and last.is_file() else None
     train_set, val_set = data.subset(train_idx), data.held_out(val_idx, config.seed)
     if checkpoint:
         preprocess = checkpoint.preprocess
@@ -428,10 +401,18 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
                                     preprocess))
     if config.fold is not None:
         return dataclasses.replace(results[0], run_dir=run_dir / f"fold_{config.fold}")
-    ensemble = None
-    if distributed.is_main():
-        ensemble = _ensemble(config, run_dir, data, folds, results, preprocess, plan, device)
-    return distributed.from_main(ensemble)
+    if not distributed.is_main():
+        return distributed.from_main(None)
+    # The folds' members as one ensemble model file, its decision rule tuned on their out-of-fold predictions.
+    members = [load_model(result.model_path).net for result in results]
+    held = [Held(net, data.held_out(fold, config.seed)) for net, fold in zip(members, folds)]
+    return distributed.from_main(finish(
+        config, run_dir, Ensemble(members), held, preprocess, device, plan.predict_tile,  # type: ignore[arg-type]
+        made_of=f"ensemble of {len(folds)} folds",
+        record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan.to_dict()},
+        ran={"epochs_done": sum(r.epochs_done for r in results), "best_epoch": 0, "stop_reason": "folds",
+             "images_per_s": sum(r.images_per_s for r in results) / len(results), "n_train": len(data),
+             "n_val": len(data)}))
 
 
 def _finished_fold(fold_dir: Path) -> TrainResult:
@@ -439,16 +420,3 @@ def _finished_fold(fold_dir: Path) -> TrainResult:
     record = saved.training
     return TrainResult(fold_dir, fold_dir / "model.safetensors", saved.threshold, record.get("val_at_threshold", {}),
                        record.get("epochs_done", 0), 0, 0.0, record.get("stop_reason", ""), postprocess=saved.postprocess)
-
-
-def _ensemble(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
-              results: list[TrainResult], preprocess: Preprocess, plan: Plan, device: torch.device) -> TrainResult:
-    """The folds' members as one ensemble model file, its decision rule tuned on their out-of-fold predictions."""
-    members = [load_model(result.model_path).net for result in results]
-    held = [Held(net, data.held_out(fold, config.seed)) for net, fold in zip(members, folds)]
-    return finish(config, run_dir, Ensemble(members), held, preprocess,  # type: ignore[arg-type]
-                  device, plan.predict_tile, made_of=f"ensemble of {len(folds)} folds",
-                  record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan.to_dict()},
-                  ran={"epochs_done": sum(r.epochs_done for r in results), "best_epoch": 0, "stop_reason": "folds",
-                       "images_per_s": sum(r.images_per_s for r in results) / len(results), "n_train": len(data),
-                       "n_val": len(data)})

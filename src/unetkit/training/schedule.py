@@ -40,11 +40,6 @@ def check_names(config: TrainConfig) -> None:
                         f"cycle), not {config.schedule.name}")
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (the seed), AdamW or SGD with Nesterov momentum 0.9."""
-    return OPTIMIZERS[config.optim.name](params, config.optim)
-
-
 def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
     """The seed's reduce-on-plateau on config.monitor (a no-op for other schedules: patience never runs out)."""
     schedule = config.schedule
@@ -52,14 +47,6 @@ def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min" if monitor_minimizes(config.monitor) else "max", factor=schedule.plateau_factor,
         patience=patience, min_lr=schedule.min_lr)
-
-
-def cycles_done(progress: float, config: TrainConfig, warmup: float) -> tuple[int, float]:
-    """SGDR: (cycles completed, position in the current cycle in [0, 1)) at `progress`, after the warm-up."""
-    p = min(max(progress, 0.0), 1.0)
-    rest = max(p - warmup, 0.0) / (1 - warmup) if warmup < 1 else 1.0
-    done, position = divmod(rest * config.schedule.cycles, 1.0)
-    return int(done), position
 
 
 def lr_at(progress: float, config: TrainConfig, warmup: float, peak: float | None = None) -> float:
@@ -78,7 +65,7 @@ def lr_at(progress: float, config: TrainConfig, warmup: float, peak: float | Non
     if config.schedule.name == "cosine":
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * rest))
     if config.schedule.name == "sgdr":
-        done, position = cycles_done(p, config, warmup)
+        done, position = divmod(rest * config.schedule.cycles, 1.0)  # cycles completed, position in the current
         position = 1.0 if done >= config.schedule.cycles else position  # the very end: the last cycle's floor
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * position))
     if config.schedule.name == "poly":
@@ -91,6 +78,7 @@ class StepSchedule:
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
         self.config = config
+        self.active = config.schedule.name != "plateau"
         self.budget_s = config.time_budget_min * 60 if config.time_budget_min else None
         if config.epochs is None:  # as many epochs as the budget allows: warm up over steps, then the budget's share
             self.total_steps, self.warmup = None, 0.0
@@ -99,17 +87,15 @@ class StepSchedule:
             self.total_steps = max(config.epochs * steps_per_epoch, 1)
             self.warmup, self.warmup_steps = min(config.schedule.warmup_epochs / config.epochs, 0.5), 0.0
 
-    @property
-    def active(self) -> bool:
-        return self.config.schedule.name != "plateau"
-
     def progress(self, steps_done: int, elapsed_s: float) -> float:
         by_steps = steps_done / self.total_steps if self.total_steps else 0.0
         return max(by_steps, elapsed_s / self.budget_s) if self.budget_s else by_steps
 
     def cycles_done(self, progress: float) -> int:
-        """SGDR cycles completed at `progress` (at most schedule.cycles)."""
-        return min(cycles_done(progress, self.config, self.warmup)[0], self.config.schedule.cycles)
+        """SGDR cycles completed at `progress` (at most schedule.cycles), after the warm-up."""
+        p = min(max(progress, 0.0), 1.0)
+        rest = max(p - self.warmup, 0.0) / (1 - self.warmup) if self.warmup < 1 else 1.0
+        return min(int(divmod(rest * self.config.schedule.cycles, 1.0)[0]), self.config.schedule.cycles)
 
     def apply(self, optimizer: torch.optim.Optimizer, steps_done: int, elapsed_s: float,
               peak: float | None = None) -> None:

@@ -109,11 +109,9 @@ def train_step(parts: Parts, batch: Batch) -> torch.Tensor:
     loss = training_loss(outputs, masks, weights, parts.train_loss_fn, parts.config.loss,
                          parts.config.data.ignore_index)
     scaled = loss * batch.loss_scale if batch.loss_scale != 1.0 else loss  # DDP averages the ranks' gradients
+    (parts.scaler.scale(scaled) if parts.scaler is not None else scaled).backward()
     if parts.scaler is not None:
-        parts.scaler.scale(scaled).backward()
         parts.scaler.unscale_(parts.optimizer)
-    else:
-        scaled.backward()
     if parts.config.optim.grad_clip:
         torch.nn.utils.clip_grad_norm_(parts.net.parameters(), parts.config.optim.grad_clip)
     if parts.scaler is not None:

@@ -35,15 +35,16 @@ Maps = torch.Tensor | Sequence[torch.Tensor]  # (N, H, W), or N maps (H_i, W_i) 
 
 
 def _groups(probabilities: Maps, targets: Maps) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(probabilities, targets) stacked by size: one group for a stacked set, one per size for mixed sizes."""
+    """(probabilities as float in [0, 1], targets) stacked by size: one group for a stacked set, one per size
+    for mixed sizes. uint8 maps hold 0..255."""
     if isinstance(probabilities, torch.Tensor):
-        return [(probabilities, targets)]  # type: ignore[list-item]
-    by_size: dict[tuple[int, ...], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-    for p, t in zip(probabilities, targets):
-        group = by_size.setdefault(tuple(p.shape), ([], []))
-        group[0].append(p)
-        group[1].append(t)
-    return [(torch.stack(ps), torch.stack(ts)) for ps, ts in by_size.values()]
+        groups = [(probabilities, targets)]
+    else:
+        by_size: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for p, t in zip(probabilities, targets):
+            by_size.setdefault(tuple(p.shape), []).append((p, t))
+        groups = [(torch.stack([p for p, _ in pair]), torch.stack([t for _, t in pair])) for pair in by_size.values()]
+    return [(p.float() / (255.0 if p.dtype == torch.uint8 else 1.0), t) for p, t in groups]  # type: ignore[misc]
 
 
 def _score(groups: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int | None = None) -> dict[str, Any]:
@@ -55,44 +56,25 @@ def _score(groups: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int | 
     return accumulator.summary()
 
 
-def _unit_groups(probabilities: Maps, targets: Maps) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """`_groups` with the probabilities as float in [0, 1] (uint8 maps hold 0..255)."""
-    return [(p.float() / (255.0 if p.dtype == torch.uint8 else 1.0), t) for p, t in _groups(probabilities, targets)]
-
-
-def _sweep(groups: list[tuple[torch.Tensor, torch.Tensor]], metric: str, thresholds: tuple[float, ...],
-           ignore_index: int | None) -> tuple[float, list[dict[str, float]]]:
-    table = []
-    for t in thresholds:
-        summary = _score([((p > t).to(torch.uint8), target) for p, target in groups], ignore_index)
-        table.append({"threshold": t, "iou": summary["iou"], "dice": summary["dice"], "tgs_map": summary["tgs_map"]})
-    best = max(table, key=lambda row: (row[metric], -abs(row["threshold"] - 0.5)))
-    return float(best["threshold"]), table
-
-
-def sweep_threshold(probabilities: Maps, targets: Maps, metric: str, thresholds: tuple[float, ...] = THRESHOLDS,
-                    ignore_index: int | None = None) -> tuple[float, list[dict[str, float]]]:
-    """Best threshold for `metric` ("tgs_map", "iou", "dice") and the whole sweep table.
-
-    probabilities (N, H, W) foreground probability (float, or uint8 in 0..255), or a list of
-    such maps of mixed sizes; targets alike, 0/1. Ties go to the threshold nearest 0.5.
-    """
-    return _sweep(_unit_groups(probabilities, targets), metric, thresholds, ignore_index)
-
-
 def tune_decision(probabilities: Maps, targets: Maps, metric: str, *, tune_postprocess: bool = True,
                   ignore_index: int | None = None) -> tuple[Decision, list[dict[str, float]]]:
-    """Threshold by sweep, then (min_area, empty_below) by grid at that threshold; only strict gains count.
-    Candidate areas scale with the mean image area (AREAS are for 101 x 101)."""
-    float_groups = _unit_groups(probabilities, targets)  # stacked and converted once for the sweep and the grid
-    threshold, table = _sweep(float_groups, metric, THRESHOLDS, ignore_index)
-    groups = [(p.numpy(), t) for p, t in float_groups]
-    base = _score([(torch.from_numpy(p > threshold).to(torch.uint8), t) for p, t in groups], ignore_index)
-    decision = Decision(threshold, {"min_area": 0, "empty_below": 0}, base)
+    """The threshold best for `metric` ("tgs_map", "iou", "dice"; ties go to the one nearest 0.5), then
+    (min_area, empty_below) by grid at that threshold, only strict gains counting; and the sweep's table.
+
+    probabilities (N, H, W) foreground probability (float, or uint8 in 0..255), or a list of such maps
+    of mixed sizes; targets alike, 0/1. Candidate areas scale with the mean image area (AREAS are for 101 x 101).
+    """
+    float_groups = _groups(probabilities, targets)  # stacked and converted once for the sweep and the grid
+    table, summaries = [], {}
+    for t in THRESHOLDS:
+        summaries[t] = _score([((p > t).to(torch.uint8), target) for p, target in float_groups], ignore_index)
+        table.append({"threshold": t} | {k: summaries[t][k] for k in ("iou", "dice", "tgs_map")})
+    threshold = float(max(table, key=lambda row: (row[metric], -abs(row["threshold"] - 0.5)))["threshold"])
+    decision = Decision(threshold, {"min_area": 0, "empty_below": 0}, summaries[threshold])
     if not tune_postprocess:
         return decision, table
-    images = sum(len(p) for p, _ in groups)
-    factor = sum(p.shape[0] * p.shape[1] * p.shape[2] for p, _ in groups) / images / (101 * 101)
+    groups = [(p.numpy(), t) for p, t in float_groups]
+    factor = sum(p.size for p, _ in groups) / sum(len(p) for p, _ in groups) / (101 * 101)
     areas = sorted({int(round(a * factor)) for a in AREAS})
     for min_area in areas:
         # Components are labelled once per min_area; the empty rule then only compares areas.
@@ -104,16 +86,6 @@ def tune_decision(probabilities: Maps, targets: Maps, metric: str, *, tune_postp
             if summary[metric] > decision.metrics[metric] + 1e-12:
                 decision = Decision(threshold, {"min_area": min_area, "empty_below": empty_below}, summary)
     return decision, table
-
-
-def warn_if_blind(decision: Decision, targets: Maps, ignore_index: int | None, scored_on: str) -> None:
-    """Say so when the stored rule finds nothing where validation has foreground: a model that predicts
-    empty masks can still score well on TGS mAP (empty truths count 1), and must not pass unnoticed."""
-    maps = [targets] if isinstance(targets, torch.Tensor) else targets
-    labelled = any(bool(((t > 0) if ignore_index is None else (t > 0) & (t != ignore_index)).any()) for t in maps)
-    if labelled and decision.metrics.get("iou", 1.0) == 0.0:
-        log.warning("warning: under the stored decision rule the model finds no foreground on %s (IoU 0, "
-                    "TGS mAP %.4f): train longer, or check the masks", scored_on, decision.metrics.get("tgs_map", 0.0))
 
 
 def tune_on_validation(config: TrainConfig, run_dir: Path, probabilities: Maps, targets: Maps,
@@ -133,6 +105,11 @@ def tune_on_validation(config: TrainConfig, run_dir: Path, probabilities: Maps, 
     decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
                                     tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
                                     ignore_index=ignore_index)
-    warn_if_blind(decision, targets, ignore_index, scored_on)
+    # A model that predicts empty masks can still score well on TGS mAP (empty truths count 1): say so.
+    maps = [targets] if isinstance(targets, torch.Tensor) else targets
+    labelled = any(bool(((t > 0) if ignore_index is None else (t > 0) & (t != ignore_index)).any()) for t in maps)
+    if labelled and decision.metrics.get("iou", 1.0) == 0.0:
+        log.warning("warning: under the stored decision rule the model finds no foreground on %s (IoU 0, "
+                    "TGS mAP %.4f): train longer, or check the masks", scored_on, decision.metrics.get("tgs_map", 0.0))
     write_csv(table, run_dir / "threshold_sweep.csv")
     return decision.metrics, decision.threshold, decision.postprocess

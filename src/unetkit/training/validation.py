@@ -1,13 +1,9 @@
 """Validation: the network's loss and figures on held-out images, predicted as `unetkit predict` would.
 
-Apart from the loop because it is prediction, not training: images go through the Predictor
-(inference/predictor.py) in the planned tile, whole, so the figures are the ones `evaluate`
-reports for the same model and options. The loss is the training objective's first stage on the
-network's logits, on the device; masks (and, when asked, probabilities) come to the host once per
-batch, for the figures. Images larger than the tile are predicted in blended tiles as `predict`
-does, so their loss is taken on the logits of the blended probabilities. Sets of mixed sizes (patch
-training's) are ragged: they are batched in runs of one size, and their kept probabilities come
-back as a list.
+Apart from the loop because it is prediction, not training: images go through the Predictor in the
+planned tile, whole, so the figures are the ones `evaluate` reports for the same model and options.
+Images larger than the tile are predicted in blended tiles as `predict` does, so their loss is taken
+on the logits of the blended probabilities. Sets of mixed sizes (patch training's) are ragged.
 """
 
 from __future__ import annotations
@@ -42,25 +38,21 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
              regions: list[np.ndarray] | None = None,
              measures: tuple[str, ...] = (), into: MetricAccumulator | None = None,
              ) -> tuple[dict[str, Any], torch.Tensor | list[torch.Tensor] | None]:
-    """Loss and metrics of `net` on `data`, predicted as `unetkit predict` would (module docstring);
-    optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W) for multi-label models
-    (a list of such maps for a ragged set).
+    """Loss and metrics of `net` on `data`; optionally the foreground probabilities as uint8 (N, H, W),
+    (N * K, H, W) for multi-label models (a list of such maps for a ragged set).
 
-    The loss is `loss_fn` on the logits of each batch of up to `batch_size` images of one size (fewer when
-    they pass VALIDATION_CHUNK_PIXELS), weighted by the images it holds.
-    `across_ranks`: each rank holds a share of the images; the figures are over all shares. `tile`: the
-    tile images larger than it are predicted in (the planned one, so `evaluate` sees what validation saw).
-    `regions`: per image of `data`, the (H, W) bool pixels the figures count (a field of view; the loss
-    still sees every pixel). `measures`: more figures by name (unetkit/measures.py), added to the summary.
-    `into`: the accumulator the figures are added to, so that they are over every image it holds (out of fold,
-    each fold's images predicted by its own net).
+    The loss is `loss_fn` on the logits of each batch, weighted by the images it holds.
+    `across_ranks`: each rank holds a share of the images; the figures are over all shares. `regions`: per
+    image, the (H, W) bool pixels the figures count (a field of view; the loss still sees every pixel).
+    `measures`: more figures by name (unetkit/measures.py). `into`: the accumulator the figures are added to,
+    so that they are over every image it holds (out of fold, each fold's images predicted by its own net).
     """
     config = net.config
     engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device, tile=tile)
     accumulator = into if into is not None else MetricAccumulator(config.num_classes, ignore_index=ignore_index,
                                                                   multilabel=config.multilabel)
     chosen = MeasureSet(measures, config.num_classes, config.multilabel, ignore_index) if measures else None
-    loss_sum, seen, kept = torch.zeros((), dtype=torch.float64, device=device), 0, []
+    loss_sum, kept = torch.zeros((), dtype=torch.float64, device=device), []
     for batch in _batches(data, batch_size, engine):
         images = np.stack([data.images[i] for i in batch])
         check_finite(images.reshape(-1, *images.shape[2:]), "images")  # the rule image files keep (data/io.py)
@@ -73,7 +65,6 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
             probs = probabilities(logits, config)
         target = torch.from_numpy(truths).to(device).long()
         loss_sum += loss_fn(logits, target).double() * len(batch)
-        seen += len(batch)
         on_device = [hard_mask(probs, config, threshold)]
         if keep_probabilities:
             on_device.append((foreground(probs, config) * 255).round().to(torch.uint8))
@@ -88,7 +79,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
                        None if inside is None else inside[j])
         if keep_probabilities:
             kept.append(on_host[1])
-    loss, count = float(loss_sum), float(seen)
+    loss, count = float(loss_sum), float(len(data))  # every image is in one batch
     if across_ranks and distributed.launched():
         accumulator = MetricAccumulator.merged(distributed.all_gather(accumulator))
         if chosen is not None:
@@ -105,10 +96,8 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
 
 def _batches(data: LabelledSet, size: int, engine: Predictor) -> Iterator[list[int]]:
     """Indices of consecutive images of one size, `size` at most, fewer when they reach
-    VALIDATION_CHUNK_PIXELS (the loss holds a batch's logits and targets at once); an image that is
-    predicted in tiles alone."""
-    batch: list[int] = []
-    pixels = 0
+    VALIDATION_CHUNK_PIXELS (the loss holds a batch's logits and targets at once); a tiled image alone."""
+    batch, pixels = [], 0
     for i in range(len(data)):
         shape = data.images[i].shape
         if batch and (shape != data.images[batch[0]].shape or data.images[i].dtype != data.images[batch[0]].dtype
