@@ -1,12 +1,5 @@
-"""The operations unetkit offers; the CLI only parses arguments into configs and calls one of these.
-
-train(data, out, **fields) -> TrainResult (train_config(...) -> the TrainConfig it resolves),
-resume(run_dir, **fields), predict(model, input, out, **options) -> PredictResult, evaluate(model,
-data, **options) -> EvaluateResult, export(model, out, **options) -> ExportResult, report(run_dir)
--> Path, synth(out_dir, ...) -> Path, load_model(path) -> LoadedModel, demo(...). Each also takes
-its config object; the CLI calls the same functions with the same names, so both doors agree.
-Every user mistake surfaces as `UserError` before anything is written where possible,
-and every file is written atomically.
+"""The operations unetkit offers; the CLI only parses arguments into configs and calls one of these,
+with the same names, so both doors agree. Each takes its config object or the same fields as keywords.
 
 Each entry point imports the machinery it needs when called: `predict` with an ONNX model
 must run where PyTorch is not installed, so nothing here imports torch at module level.
@@ -284,13 +277,10 @@ def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
     from unetkit.visualize import overlay_sheet
 
     pairs = find_pairs(test_dir)[:count]
-    images, truths, preds = [], [], []
-    for pair in pairs:
-        image, truth = load_pair(pair, 1, 1)
-        images.append(image)
-        truths.append(truth)
-        preds.append((read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8))
-    overlay_sheet(images, truths, preds, [p.stem for p in pairs], root / "overlays.png")
+    loaded = [load_pair(pair, 1, 1) for pair in pairs]
+    preds = [(read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8) for pair in pairs]
+    overlay_sheet([image for image, _ in loaded], [truth for _, truth in loaded], preds, [p.stem for p in pairs],
+                  root / "overlays.png")
 
 
 def review(config: ReviewConfig) -> ReviewServer:

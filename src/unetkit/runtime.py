@@ -23,10 +23,7 @@ _CURSOR_UP = "\x1b[A"  # what tqdm writes to move back up after a nested bar's l
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; asking for CUDA without one is a user error.
-
-    Under torchrun each process takes the GPU of its LOCAL_RANK.
-    """
+    """"auto" -> CUDA when available, else CPU; under torchrun each process takes the GPU of its LOCAL_RANK."""
     import torch  # here, not at the top: the ONNX prediction path imports this module without torch
 
     if name == "auto":

@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from unetkit import distributed
 from unetkit.config import (
@@ -23,36 +23,22 @@ from unetkit.config import (
     PRECISIONS,
     SIZE_POLICIES,
     TRACKERS,
-    DataConfig,
-    DecisionConfig,
     EvaluateConfig,
     ExportConfig,
     ImportConfig,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
     PredictConfig,
     ReviewConfig,
-    RuntimeConfig,
-    ScheduleConfig,
     TrainConfig,
     layer_from_fields,
     parse_yaml,
 )
+from unetkit.data.importers import FORMATS
 from unetkit.errors import UserError
 from unetkit.inference.tiling import BLENDS
 from unetkit.inference.tta import TTA_MODES
+from unetkit.measures import measure_names_help
 
-SECTIONS = (("", TrainConfig), ("model.", ModelConfig), ("data.", DataConfig), ("loss.", LossConfig),
-            ("optim.", OptimConfig), ("schedule.", ScheduleConfig), ("decision.", DecisionConfig),
-            ("runtime.", RuntimeConfig))
-
-
-def _measure_help() -> str:
-    """The metric registry's names, read when --help is shown (unetkit.measures imports no torch)."""
-    from unetkit.measures import measure_names_help
-
-    return measure_names_help()
+T = TypeVar("T")
 
 
 class LazyChoices:
@@ -91,9 +77,7 @@ def train_fields(args: argparse.Namespace) -> dict[str, Any]:
     keywords of `unetkit.train`. A --set that contradicts a flag (or another --set) is refused."""
     named = [(f"--{dest.replace('_', '-')}", path, getattr(args, dest)) for dest, path in TRAIN_FLAGS.items()
              if getattr(args, dest) is not None]
-    for assignment in args.set or []:
-        name, value = _assignment(assignment)
-        named.append((f"--set {name}", name, value))
+    named += [(f"--set {name}", name, value) for name, value in map(_assignment, args.set or [])]
     layer_from_fields(named)  # only to refuse contradictions, naming both flags
     return {name: value for _, name, value in named}
 
@@ -116,8 +100,10 @@ def build_train_config(args: argparse.Namespace) -> TrainConfig:
 def _config_fields_help() -> str:
     """Every config field with its default and its help (the field's metadata), by section."""
     lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
-    for prefix, cls in SECTIONS:
-        for spec in dataclasses.fields(cls):
+    sections = [(f"{spec.name}.", spec.default_factory) for spec in dataclasses.fields(TrainConfig)
+                if dataclasses.is_dataclass(spec.default_factory)]
+    for prefix, cls in [("", TrainConfig), *sections]:
+        for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
             if dataclasses.is_dataclass(spec.default_factory):  # a section: listed under its own prefix
                 continue
             default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default  # type: ignore[misc]
@@ -131,10 +117,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume and args.init:
         raise UserError("--init starts a new run from a model file and --resume continues one: give one of them")
-    if args.resume:
-        result = resume(args.out, config=args.config, **train_fields(args))
-    else:
-        result = train(config=args.config, **train_fields(args))
+    result = (resume(args.out, config=args.config, **train_fields(args)) if args.resume
+              else train(config=args.config, **train_fields(args)))
     if not distributed.is_main():
         return 0
     metrics = result.val_metrics
@@ -152,38 +136,33 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from unetkit.api import predict
 
-    result = predict(PredictConfig(model_path=args.model, input_path=args.input or "", out_dir=args.out,
-                                   image_name=args.image_name or "", pairs=args.pairs or "",
-                                   probabilities=args.probabilities, overlay=args.overlay, rle=args.rle or "",
-                                   overwrite=args.overwrite,
-                                   stream_pixels=max(1, int(args.stream_above * 1e6)), **_inference_options(args)))
+    result = predict(_config(PredictConfig, args, stream_pixels=max(1, int(args.stream_above * 1e6))))
     if result.rle_path:
         logging.getLogger("unetkit").info("run-length CSV: %s", result.rle_path)
     return 0
 
 
-def _inference_options(args: argparse.Namespace) -> dict[str, object]:
-    return {"threshold": args.threshold, "batch_size": args.batch_size, "device": args.device, "tile": args.tile,
-            "overlap": args.overlap, "blend": args.blend, "tta": args.tta, "precision": args.precision}
+# The flags of predict, evaluate, review, export and import named otherwise than the config fields they set.
+FIELD_FLAGS = {"model_path": "model", "input_path": "input", "out_dir": "out", "out_path": "out", "data_dir": "data",
+               "images_dir": "images", "masks_dir": "masks", "csv_path": "csv", "fov_dir": "fov",
+               "resamples": "bootstrap", "seed": "bootstrap_seed"}
+
+
+def _config(cls: type[T], args: argparse.Namespace, **computed: Any) -> T:
+    """`cls` from the flags given (a flag left out, None, leaves the field's default) and `computed` fields."""
+    given = {spec.name: getattr(args, FIELD_FLAGS.get(spec.name, spec.name), None) for spec in dataclasses.fields(cls)}
+    return cls(**{name: value for name, value in given.items() if value is not None} | computed)  # type: ignore[call-arg]
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from unetkit.api import evaluate
 
-    fields = {name: value or "" for name, value in layout_fields(args).items()}
-    result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data or "", csv_path=args.csv or "", **fields,
-                                     overwrite=args.overwrite, metrics=args.metrics or "", fov_dir=args.fov or "",
-                                     spacing=args.spacing or "", resamples=args.bootstrap, seed=args.bootstrap_seed,
-                                     track=args.track, run_id=args.run_id or "", **_inference_options(args)))
+    result = evaluate(_config(EvaluateConfig, args))
     if not distributed.is_main():
         return 0
     m = result.metrics
-    if args.json:
-        print(json.dumps({k: m[k] for k in ("iou", "dice", "pixel_accuracy", "tgs_map", "n_images")}
-                         | {k: v for k, v in m.items() if k not in ("iou", "dice", "pixel_accuracy", "tgs_map",
-                                                                     "n_images")}))
-    else:
-        print(_evaluation_line(m, args.bootstrap))
+    first = ("iou", "dice", "pixel_accuracy", "tgs_map", "n_images")
+    print(json.dumps({k: m[k] for k in first} | m) if args.json else _evaluation_line(m, args.bootstrap))
     logging.getLogger("unetkit").info("per-image scores: %s", result.csv_path)
     return 0
 
@@ -214,8 +193,7 @@ def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
 def _export(args: argparse.Namespace) -> int:
     from unetkit.api import export
 
-    result = export(ExportConfig(model_path=args.model, out_path=args.out, format=args.format, opset=args.opset,
-                                 overwrite=args.overwrite))
+    result = export(_config(ExportConfig, args))
     print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities "
           f"{result.max_difference:.2e}")
     return 0
@@ -249,8 +227,9 @@ def _plan(args: argparse.Namespace) -> int:
 
     overrides = layer_from_fields((f"--set {name}", name, value)
                                   for name, value in map(_assignment, args.set or []))
-    result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes,
-                  layout=layout_fields(args))
+    layout = {name: value for name in ("images_dir", "masks_dir", "image_name", "mask_name", "pairs")
+              if (value := getattr(args, FIELD_FLAGS.get(name, name))) is not None}
+    result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes, layout=layout)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -285,9 +264,7 @@ def _describe_fingerprint(fp: dict[str, Any]) -> str:
 def _review(args: argparse.Namespace) -> int:
     from unetkit.api import review
 
-    server = review(ReviewConfig(model_path=args.model, images_dir=args.images, out_dir=args.out,
-                                 masks_dir=args.masks or "", host=args.host, port=args.port,
-                                 finetune_minutes=args.finetune_minutes, **_inference_options(args)))
+    server = review(_config(ReviewConfig, args))
     print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)",
           flush=True)
     try:
@@ -342,13 +319,6 @@ def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:
                             "(default '{id}.*' or '{id}_mask.*')")
     parser.add_argument("--pairs", metavar="CSV", help="a CSV with columns image,mask (paths relative to it)"
                         + ("" if masks else "; its image column is predicted"))
-
-
-def layout_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The layout flags given, by their config field names (data.images_dir, ...)."""
-    given = {"images_dir": getattr(args, "images", None), "masks_dir": getattr(args, "masks", None),
-             "image_name": args.image_name, "mask_name": getattr(args, "mask_name", None), "pairs": args.pairs}
-    return {name: value for name, value in given.items() if value is not None}
 
 
 class _TrainHelp(argparse.RawDescriptionHelpFormatter):
@@ -471,7 +441,7 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--csv", help="per-image CSV (default: evaluation-<data folder name>.csv in the current folder)")
     _overwrite_flag(evaluate, "an existing --csv that evaluate did not write")
     evaluate.add_argument("--metrics", metavar="NAMES", help="comma-separated figures (default iou,dice,tgs_map); "
-                          "boundary ones are slower. " + _measure_help())
+                          "boundary ones are slower. " + measure_names_help())
     evaluate.add_argument("--fov", metavar="DIR", help="region masks (field of view) paired like the labels "
                           "(DIR/ID.png): pixels outside count in no figure")
     evaluate.add_argument("--spacing", metavar="DY,DXUNIT", help="pixel size, e.g. 0.5,0.5mm (units nm, um, mm, "
@@ -519,7 +489,19 @@ def make_parser() -> argparse.ArgumentParser:
     plan.add_argument("--num-classes", type=int, help="read masks as K classes (default: binary if every mask is)")
     plan.set_defaults(run=_plan)
 
-    add_import_command(commands, quiet)
+    imports = commands.add_parser("import", parents=[quiet], help="turn an annotation tool's export (COCO, CVAT, "
+                                  "LabelMe, Label Studio, VOC) into images/, masks/ and classes.yaml")
+    imports.add_argument("--format", required=True, choices=FORMATS)
+    imports.add_argument("--annotations", required=True, help="the export: JSON or XML file (LabelMe: a folder of "
+                         "JSON files too; VOC: the SegmentationClass folder)")
+    imports.add_argument("--images", required=True, help="the folder of the images the export names")
+    imports.add_argument("--out", required=True, help="the labelled folder to write (new or empty)")
+    imports.add_argument("--classes", metavar="A,B,C", help="classes 1.. in this order (default: the file's)")
+    imports.add_argument("--drop-unknown", action="store_true", help="leave out shapes whose label is not in "
+                         "--classes (default: refuse them)")
+    imports.add_argument("--copy", action="store_true", help="copy the images (default: hard links where possible)")
+    imports.set_defaults(run=_import)
+
     review = commands.add_parser("review", parents=[quiet], help="a local web page: the model's most doubtful masks "
                                  "first, corrected in the browser, then trained on (needs unetkit[review])")
     _common_inference_flags(review)
@@ -546,30 +528,10 @@ def make_parser() -> argparse.ArgumentParser:
 def _import(args: argparse.Namespace) -> int:
     from unetkit.api import import_annotations
 
-    result = import_annotations(ImportConfig(format=args.format, annotations=args.annotations, images_dir=args.images,
-                                             out_dir=args.out, classes=tuple((args.classes or "").split(",")) if
-                                             args.classes else (), drop_unknown=args.drop_unknown, copy=args.copy))
+    result = import_annotations(_config(ImportConfig, args, classes=tuple(args.classes.split(",")) if args.classes else ()))
     print(f"{result.out_dir}: {result.n_images} images, {len(result.classes)} classes ({', '.join(result.classes)}); "
           f"train with --data {result.out_dir} --num-classes {result.num_classes}")
     return 0
-
-
-def add_import_command(commands: Any, quiet: argparse.ArgumentParser) -> None:
-    """`unetkit import`: an annotation tool's export in, a labelled folder out."""
-    from unetkit.data.importers import FORMATS
-
-    command = commands.add_parser("import", parents=[quiet], help="turn an annotation tool's export (COCO, CVAT, "
-                                  "LabelMe, Label Studio, VOC) into images/, masks/ and classes.yaml")
-    command.add_argument("--format", required=True, choices=FORMATS)
-    command.add_argument("--annotations", required=True, help="the export: JSON or XML file (LabelMe: a folder of "
-                         "JSON files too; VOC: the SegmentationClass folder)")
-    command.add_argument("--images", required=True, help="the folder of the images the export names")
-    command.add_argument("--out", required=True, help="the labelled folder to write (new or empty)")
-    command.add_argument("--classes", metavar="A,B,C", help="classes 1.. in this order (default: the file's)")
-    command.add_argument("--drop-unknown", action="store_true", help="leave out shapes whose label is not in "
-                         "--classes (default: refuse them)")
-    command.add_argument("--copy", action="store_true", help="copy the images (default: hard links where possible)")
-    command.set_defaults(run=_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
