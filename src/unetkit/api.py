@@ -86,8 +86,8 @@ def train(data: str | os.PathLike[str] | TrainConfig | None = None, out: str | o
     in `out` (`unetkit.resume` builds that config from the stored one). With folds = K, trains K
     folds and writes one ensemble model file (see training/runner.py).
     """
-    resolved = train_config(data, out, recipe=recipe, time_budget=time_budget, config=config, **fields)
-    return _train_resolved(resolved, resume=resume)
+    return _train_resolved(train_config(data, out, recipe=recipe, time_budget=time_budget, config=config, **fields),
+                           resume=resume)
 
 
 def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
@@ -109,11 +109,9 @@ def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
 
 def resume(run_dir: str | os.PathLike[str], *layers: dict[str, Any],
            config: str | os.PathLike[str] | dict[str, Any] | None = None, **fields: Any) -> TrainResult:
-    """Continue the killed or finished run in `run_dir` from its last checkpoint.
-
-    What may change (more epochs, a longer time budget) is given as in `train`: a `config` YAML or
-    mapping, then fields by name (`epochs=40`); `layers` are further mappings of fields.
-    """
+    """Continue the killed or finished run in `run_dir` from its last checkpoint. What may change (more
+    epochs, a longer time budget) is given as in `train`: a `config` YAML or mapping, then fields by name
+    (`epochs=40`); `layers` are further mappings of fields."""
     from unetkit.config import layer_from_fields, load_yaml
     from unetkit.training.runner import resumed_config
 
@@ -145,15 +143,12 @@ def _options(cls: type[_Config], given: Any, required: dict[str, Any], options: 
         return given
     if given is not None and not isinstance(given, (str, os.PathLike)):
         raise UserError(f"{door}: the first argument must be a {cls.__name__} or a path, not {type(given).__name__}")
-    values = dict(required)
     known = {f.name for f in dataclasses.fields(cls)}
-    for name in [*values, *options]:
-        if name not in known:
-            raise UserError(f"{door}: unknown option {name} (options: {', '.join(sorted(known))})")
-    missing = [name for name, value in values.items() if value is None]
-    if missing:
+    if unknown := [name for name in [*required, *options] if name not in known]:
+        raise UserError(f"{door}: unknown option {unknown[0]} (options: {', '.join(sorted(known))})")
+    if missing := [name for name, value in required.items() if value is None]:
         raise UserError(f"{door}: {missing[0]} is required")
-    return cls(**{k: str(v) if isinstance(v, os.PathLike) else v for k, v in values.items()}, **options)
+    return cls(**{k: str(v) if isinstance(v, os.PathLike) else v for k, v in required.items()}, **options)
 
 
 def predict(model: str | os.PathLike[str] | PredictConfig | None = None, input: str | os.PathLike[str] | None = None,
@@ -238,11 +233,8 @@ def synth(out_dir: str | os.PathLike[str], n: int = 600, *, size: int = 101, see
 def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n_test: int = 200,
          time_budget_min: float = 2.5, epochs: int = 40, batch_size: int = 8, seed: int = 0) -> EvaluateResult:
     """The main job on the embedded default: synthetic data -> seed U-Net -> held-out scores and masks.
-
-    Writes under `out_dir`: data/{train,test}, the run (model.safetensors, metrics.csv, curves.png,
-    checkpoints/), evaluation.csv, overlays.png (held-out image / truth / prediction) and
-    predictions/ (one mask per held-out image).
-    """
+    Writes under `out_dir`: data/{train,test}, the run, evaluation.csv, overlays.png (held-out image /
+    truth / prediction) and predictions/ (one mask per held-out image)."""
     root = Path(out_dir)
     if (root / DEMO_MARKER).is_file():
         log.info("replacing the previous demo in %s", root)
@@ -286,9 +278,7 @@ def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
 def review(config: ReviewConfig) -> ReviewServer:
     """Predict every image of config.images_dir once (cached under config.out_dir) and serve the review
     page on config.host:config.port in a background thread: `.url` (with its token), `.wait()`, `.stop()`.
-
-    Needs the `review` extra (Starlette and uvicorn); without it, one line naming the install command.
-    """
+    Needs the `review` extra (Starlette and uvicorn); without it, one line naming the install command."""
     try:
         from unetkit.review.server import ReviewServer
     except ModuleNotFoundError as exc:

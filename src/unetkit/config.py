@@ -126,12 +126,8 @@ def _checked_value(name: str, kind: Any, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The architecture as data; defaults are the seed (Keras TGS kernel, start_neurons=16).
-
-    `arch` names an entry of models/registry.py; the fields below it are read by the
-    architectures that use them (the seed U-Net: start_neurons .. upsampling; the encoder
-    U-Net "unet": encoder .. classification_head).
-    """
+    """The architecture as data; defaults are the seed (Keras TGS kernel, start_neurons=16). `arch` names an
+    entry of models/registry.py; the fields below it are read by the architectures that use them."""
 
     arch: str = option("seed_unet", "seed_unet (the kernel's U-Net) or another registered architecture")
     in_channels: int = option(1, "1 = grayscale (TGS), 3 = RGB")

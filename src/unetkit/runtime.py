@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 log = logging.getLogger("unetkit")
-_CURSOR_UP = "\x1b[A"  # what tqdm writes to move back up after a nested bar's line
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,7 +39,7 @@ class _LogLines:
     moves tqdm writes around a second, nested bar (the tiles of one image) are dropped."""
 
     def write(self, text: str) -> None:
-        line = text.replace(_CURSOR_UP, "").strip("\r\n ")
+        line = text.replace("\x1b[A", "").strip("\r\n ")  # cursor up: what tqdm writes after a nested bar
         if line:
             log.info("%s", line)
 

@@ -13,25 +13,10 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from unetkit import distributed
-from unetkit.config import (
-    DEVICES,
-    MONITORS,
-    PRECISIONS,
-    SIZE_POLICIES,
-    TRACKERS,
-    EvaluateConfig,
-    ExportConfig,
-    ImportConfig,
-    PredictConfig,
-    ReviewConfig,
-    TrainConfig,
-    layer_from_fields,
-    parse_yaml,
-)
+from unetkit import config, distributed
 from unetkit.data.importers import FORMATS
 from unetkit.errors import UserError
 from unetkit.inference.tiling import BLENDS
@@ -78,7 +63,7 @@ def train_fields(args: argparse.Namespace) -> dict[str, Any]:
     named = [(f"--{dest.replace('_', '-')}", path, getattr(args, dest)) for dest, path in TRAIN_FLAGS.items()
              if getattr(args, dest) is not None]
     named += [(f"--set {name}", name, value) for name, value in map(_assignment, args.set or [])]
-    layer_from_fields(named)  # only to refuse contradictions, naming both flags
+    config.layer_from_fields(named)  # only to refuse contradictions, naming both flags
     return {name: value for _, name, value in named}
 
 
@@ -87,10 +72,10 @@ def _assignment(assignment: str) -> tuple[str, Any]:
     key, equals, text = assignment.partition("=")
     if not key or not equals:
         raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
-    return key, parse_yaml(text, f"--set {key}") if text else ""
+    return key, config.parse_yaml(text, f"--set {key}") if text else ""
 
 
-def build_train_config(args: argparse.Namespace) -> TrainConfig:
+def build_train_config(args: argparse.Namespace) -> config.TrainConfig:
     """Flags (and --set) over the --config YAML over the recipe and preset over the defaults."""
     from unetkit.api import train_config
 
@@ -100,9 +85,9 @@ def build_train_config(args: argparse.Namespace) -> TrainConfig:
 def _config_fields_help() -> str:
     """Every config field with its default and its help (the field's metadata), by section."""
     lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
-    sections = [(f"{spec.name}.", spec.default_factory) for spec in dataclasses.fields(TrainConfig)
+    sections = [(f"{spec.name}.", spec.default_factory) for spec in dataclasses.fields(config.TrainConfig)
                 if dataclasses.is_dataclass(spec.default_factory)]
-    for prefix, cls in [("", TrainConfig), *sections]:
+    for prefix, cls in [("", config.TrainConfig), *sections]:
         for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
             if dataclasses.is_dataclass(spec.default_factory):  # a section: listed under its own prefix
                 continue
@@ -136,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from unetkit.api import predict
 
-    result = predict(_config(PredictConfig, args, stream_pixels=max(1, int(args.stream_above * 1e6))))
+    result = predict(_config(config.PredictConfig, args, stream_pixels=max(1, int(args.stream_above * 1e6))))
     if result.rle_path:
         logging.getLogger("unetkit").info("run-length CSV: %s", result.rle_path)
     return 0
@@ -151,13 +136,13 @@ FIELD_FLAGS = {"model_path": "model", "input_path": "input", "out_dir": "out", "
 def _config(cls: type[T], args: argparse.Namespace, **computed: Any) -> T:
     """`cls` from the flags given (a flag left out, None, leaves the field's default) and `computed` fields."""
     given = {spec.name: getattr(args, FIELD_FLAGS.get(spec.name, spec.name), None) for spec in dataclasses.fields(cls)}
-    return cls(**{name: value for name, value in given.items() if value is not None} | computed)  # type: ignore[call-arg]
+    return cls(**{name: value for name, value in given.items() if value is not None} | computed)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from unetkit.api import evaluate
 
-    result = evaluate(_config(EvaluateConfig, args))
+    result = evaluate(_config(config.EvaluateConfig, args))
     if not distributed.is_main():
         return 0
     m = result.metrics
@@ -193,7 +178,7 @@ def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
 def _export(args: argparse.Namespace) -> int:
     from unetkit.api import export
 
-    result = export(_config(ExportConfig, args))
+    result = export(_config(config.ExportConfig, args))
     print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities "
           f"{result.max_difference:.2e}")
     return 0
@@ -225,7 +210,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from unetkit.api import plan
 
-    overrides = layer_from_fields((f"--set {name}", name, value)
+    overrides = config.layer_from_fields((f"--set {name}", name, value)
                                   for name, value in map(_assignment, args.set or []))
     layout = {name: value for name in ("images_dir", "masks_dir", "image_name", "mask_name", "pairs")
               if (value := getattr(args, FIELD_FLAGS.get(name, name))) is not None}
@@ -264,7 +249,7 @@ def _describe_fingerprint(fp: dict[str, Any]) -> str:
 def _review(args: argparse.Namespace) -> int:
     from unetkit.api import review
 
-    server = review(_config(ReviewConfig, args))
+    server = review(_config(config.ReviewConfig, args))
     print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)",
           flush=True)
     try:
@@ -292,7 +277,7 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model file (model.safetensors)")
     parser.add_argument("--threshold", type=float, help="binary models: probability threshold (default: stored in the model)")
     parser.add_argument("--batch-size", type=int, default=16, help="images or tiles per forward pass (default 16)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--device", choices=config.DEVICES, default="auto")
     parser.add_argument("--tile", type=int, help="images larger than this (pixels, either side) are predicted in "
                         "overlapping tiles of this size (default: the model's planned tile, the patch size of patch "
                         "training; else 256)")
@@ -302,7 +287,7 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: average over the left-right mirror (hflip: images with an up and "
                         "down, like TGS), the 4 flips, or the 8 symmetries of the square (d4)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+    parser.add_argument("--precision", choices=config.PRECISIONS, default="auto",
                         help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise; bf16 on a CPU with "
                         "AVX512-BF16/AMX is faster, probabilities within a few hundredths")
 
@@ -358,8 +343,13 @@ def make_parser() -> argparse.ArgumentParser:
     quiet = argparse.ArgumentParser(add_help=False)  # -q also after the subcommand (unetkit train -q ...)
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and results")
 
-    train = commands.add_parser(
-        "train", parents=[quiet], help="train a U-Net on DIR/images + DIR/masks", formatter_class=_TrainHelp,
+    def command(name: str, run: Callable[[argparse.Namespace], int], **options: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[quiet], **options)
+        sub.set_defaults(run=run)
+        return sub
+
+    train = command(
+        "train", _train, help="train a U-Net on DIR/images + DIR/masks", formatter_class=_TrainHelp,
         description="Train a U-Net. Precedence: flags and --set > --config YAML > recipe and preset > defaults.",
         epilog=_TrainHelp.EPILOG)
     train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem); required, except "
@@ -397,27 +387,26 @@ def make_parser() -> argparse.ArgumentParser:
                        help="bce (default), bce_dice, dice, focal, tversky, lovasz, lovasz_elu, bce_lovasz, focal_dice, "
                        "weighted_ce")
     train.add_argument("--monitor", metavar="MONITOR", help=f"value for early stopping and the best checkpoint: "
-                       f"{', '.join(MONITORS)}, or val_NAME of a val_metrics figure (val_hd95: lower is better), or auto (the "
-                       "plan's: TGS mAP for data like TGS, else Dice, mean IoU for classes; best's default)")
+                       f"{', '.join(config.MONITORS)}, or val_NAME of a val_metrics figure (val_hd95: lower is better), "
+                       "or auto (the plan's: TGS mAP for data like TGS, else Dice, mean IoU for classes; best's default)")
     train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB, 4); default: detected from "
                        "the first images (a gray picture saved as RGB counts as gray)")
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
-    train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default), resize to data.resize_to, "
+    train.add_argument("--size-policy", choices=config.SIZE_POLICIES, help="pad (default), resize to data.resize_to, "
                        "or pad_crop (train on random data.crop windows of images padded to data.pad_to)")
     train.add_argument("--patch-size", type=int, metavar="N", help="train on random N x N patches (data.patch_size); "
                        "0: whole images; default: the plan's (patches for mixed sizes or sides over 384; see "
                        "`unetkit plan`)")
-    train.add_argument("--device", choices=DEVICES)
+    train.add_argument("--device", choices=config.DEVICES)
     train.add_argument("--compile", action="store_const", const=True, help="torch.compile the network (GPUs; "
                        "a slower first epoch)")
     train.add_argument("--fov", metavar="DIR", help="region masks (field of view) paired like the masks: validation "
                        "figures and the threshold sweep count only the pixels inside (data.fov_dir)")
-    train.add_argument("--track", choices=TRACKERS, help="mlflow: log config, metrics and artifacts to MLflow "
+    train.add_argument("--track", choices=config.TRACKERS, help="mlflow: log config, metrics and artifacts to MLflow "
                        "(runtime.track; MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
-    train.set_defaults(run=_train)
 
-    predict = commands.add_parser("predict", parents=[quiet], help="write masks for an image or a folder of images")
+    predict = command("predict", _predict, help="write masks for an image or a folder of images")
     _common_inference_flags(predict)
     predict.add_argument("--input", "--images", dest="input", help="an image file or a folder of images")
     layout_flags(predict, masks=False)
@@ -431,9 +420,8 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument("--stream-above", type=_megapixels, default=2**26 / 1e6, metavar="MEGAPIXELS",
                          help="TIFF and .npy inputs larger than this are streamed by rows into tiled TIFF masks, "
                          "with memory bounded by the tile (default 67.1)")
-    predict.set_defaults(run=_predict)
 
-    evaluate = commands.add_parser("evaluate", parents=[quiet], help="score a model on a labelled folder")
+    evaluate = command("evaluate", _evaluate, help="score a model on a labelled folder")
     _common_inference_flags(evaluate)
     evaluate.add_argument("--data", help="folder with images/ and masks/ (or --images/--masks, or --pairs)")
     layout_flags(evaluate)
@@ -450,47 +438,42 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples of the 95%% interval "
                           "over images (default 1000; 0: none)")
     evaluate.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="the bootstrap's seed (default 0)")
-    evaluate.add_argument("--track", choices=TRACKERS, default="none", help="mlflow: also log the figures to MLflow "
-                          "(MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
+    evaluate.add_argument("--track", choices=config.TRACKERS, default="none", help="mlflow: also log the figures to "
+                          "MLflow (MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
     evaluate.add_argument("--run-id", metavar="ID", help="with --track mlflow: add the figures to this MLflow run "
                           "(the training's, in RUN_DIR/mlflow.json)")
-    evaluate.set_defaults(run=_evaluate)
 
-    export = commands.add_parser("export", parents=[quiet],
-                                 help="write the model as ONNX (dynamic batch, height, width; metadata)")
+    export = command("export", _export, help="write the model as ONNX (dynamic batch, height, width; metadata)")
     export.add_argument("--model", required=True, help="model file (model.safetensors)")
     export.add_argument("--format", choices=("onnx",), default="onnx")
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--opset", type=int, default=17, help="ONNX operator set, 11..20 (default 17)")
     _overwrite_flag(export, "an existing --out that is not a unetkit ONNX export")
-    export.set_defaults(run=_export)
 
-    report = commands.add_parser("report", parents=[quiet], help="write RUN_DIR/report.html: curves, figures, config, sweep, "
-                                 "best and worst validation images (training writes it too)")
+    report = command("report", _report, help="write RUN_DIR/report.html: curves, figures, config, sweep, "
+                     "best and worst validation images (training writes it too)")
     report.add_argument("run_dir", metavar="RUN_DIR")
-    report.add_argument("--device", choices=DEVICES, default="auto")
-    report.set_defaults(run=_report)
+    report.add_argument("--device", choices=config.DEVICES, default="auto")
 
-    demo = commands.add_parser("demo", parents=[quiet], help="synthetic data -> train the seed -> held-out scores (make demo)")
+    demo = command("demo", _demo, help="synthetic data -> train the seed -> held-out scores (make demo)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--time-budget", type=float, default=2.5, metavar="MINUTES")
     demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(run=_demo)
 
-    plan = commands.add_parser("plan", parents=[quiet], help="fingerprint a labelled folder and print how to train on it "
-                               "(patch or whole images, patch and batch size, depth, normalisation, tile)")
+    plan = command("plan", _plan, help="fingerprint a labelled folder and print how to train on it "
+                   "(patch or whole images, patch and batch size, depth, normalisation, tile)")
     plan.add_argument("--data", help="folder with images/ and masks/ (or --images/--masks, or --pairs)")
     layout_flags(plan)
     plan.add_argument("--explain", action="store_true", help="say why each choice was made")
     plan.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fix a plan field (e.g. --set patch_size=256); "
                       "the choices after it follow")
     plan.add_argument("--json", action="store_true", help="print one JSON object: the plan, its whys and the fingerprint")
-    plan.add_argument("--device", choices=DEVICES, default="auto", help="the device whose memory the batch must fit")
+    plan.add_argument("--device", choices=config.DEVICES, default="auto",
+                      help="the device whose memory the batch must fit")
     plan.add_argument("--num-classes", type=int, help="read masks as K classes (default: binary if every mask is)")
-    plan.set_defaults(run=_plan)
 
-    imports = commands.add_parser("import", parents=[quiet], help="turn an annotation tool's export (COCO, CVAT, "
-                                  "LabelMe, Label Studio, VOC) into images/, masks/ and classes.yaml")
+    imports = command("import", _import, help="turn an annotation tool's export (COCO, CVAT, "
+                      "LabelMe, Label Studio, VOC) into images/, masks/ and classes.yaml")
     imports.add_argument("--format", required=True, choices=FORMATS)
     imports.add_argument("--annotations", required=True, help="the export: JSON or XML file (LabelMe: a folder of "
                          "JSON files too; VOC: the SegmentationClass folder)")
@@ -500,10 +483,9 @@ def make_parser() -> argparse.ArgumentParser:
     imports.add_argument("--drop-unknown", action="store_true", help="leave out shapes whose label is not in "
                          "--classes (default: refuse them)")
     imports.add_argument("--copy", action="store_true", help="copy the images (default: hard links where possible)")
-    imports.set_defaults(run=_import)
 
-    review = commands.add_parser("review", parents=[quiet], help="a local web page: the model's most doubtful masks "
-                                 "first, corrected in the browser, then trained on (needs unetkit[review])")
+    review = command("review", _review, help="a local web page: the model's most doubtful masks "
+                     "first, corrected in the browser, then trained on (needs unetkit[review])")
     _common_inference_flags(review)
     review.add_argument("--images", required=True, help="folder of images to review")
     review.add_argument("--out", required=True, help="LABELS folder: masks/ (what train reads), history/, review.jsonl, "
@@ -514,21 +496,20 @@ def make_parser() -> argparse.ArgumentParser:
     review.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     review.add_argument("--finetune-minutes", type=float, default=2.0, metavar="MINUTES",
                         help="time budget of the page's 'train on corrections' (default 2)")
-    review.set_defaults(run=_review)
 
-    synth = commands.add_parser("synth", parents=[quiet], help="write the embedded synthetic data set (images/ + masks/)")
+    synth = command("synth", _synth, help="write the embedded synthetic data set (images/ + masks/)")
     synth.add_argument("--out", required=True)
     synth.add_argument("--n", type=int, default=600)
     synth.add_argument("--size", type=int, default=101)
     synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(run=_synth)
     return parser
 
 
 def _import(args: argparse.Namespace) -> int:
     from unetkit.api import import_annotations
 
-    result = import_annotations(_config(ImportConfig, args, classes=tuple(args.classes.split(",")) if args.classes else ()))
+    classes = tuple(args.classes.split(",")) if args.classes else ()
+    result = import_annotations(_config(config.ImportConfig, args, classes=classes))
     print(f"{result.out_dir}: {result.n_images} images, {len(result.classes)} classes ({', '.join(result.classes)}); "
           f"train with --data {result.out_dir} --num-classes {result.num_classes}")
     return 0
