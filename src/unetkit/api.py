@@ -84,7 +84,7 @@ def train(data: str | os.PathLike[str] | TrainConfig | None = None, out: str | o
     out="runs/x", recipe="fast", time_budget=10, **{"optim.lr": 1e-3})` is `unetkit train --data DIR
     --out runs/x --recipe fast --time-budget 10 --set optim.lr=1e-3`. With `resume`, continue the run
     in `out` (`unetkit.resume` builds that config from the stored one). With folds = K, trains K
-    folds and writes one ensemble model file (see training/runner.py).
+    folds and writes one ensemble model file.
     """
     return _train_resolved(train_config(data, out, recipe=recipe, time_budget=time_budget, config=config, **fields),
                            resume=resume)
@@ -199,10 +199,10 @@ def report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
 
 def plan(data_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = None, *, device: str = "auto",
          num_classes: int | None = None, layout: dict[str, str] | None = None) -> Plan:
-    """Fingerprint the labelled folder `data_dir` (data/fingerprint.py, bounded memory) and choose how to
-    train on it for `device` (training/plan.py): the Plan, with a why per choice and the fingerprint.
-    `overrides` set plan fields (unknown names are a UserError); nothing is written. `layout`: the
-    DataConfig fields images_dir, masks_dir, image_name, mask_name, pairs (data/pairing.py)."""
+    """Fingerprint the labelled folder `data_dir` (bounded memory) and choose how to train on it for `device`:
+    the Plan, with a why per choice and the fingerprint; nothing is written. `overrides` set plan fields
+    (unknown names are a UserError); `layout`: the DataConfig fields images_dir, masks_dir, image_name,
+    mask_name, pairs."""
     from unetkit.data.fingerprint import fingerprint
     from unetkit.data.pairing import DataSource
     from unetkit.training.plan import make_plan

@@ -508,9 +508,8 @@ class ImportConfig:
 
 
 def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
-    """Build `cls` from plain data (a YAML file's, a stored record's), recursing into its sections by
-    the fields' types; unknown keys are errors naming the known ones. The config's own check
-    (`__post_init__`) checks the values."""
+    """`cls` from plain data (a YAML file's, a stored record's), recursing into its sections by the fields'
+    types; unknown keys are errors naming the known ones, the values are the config's own to check."""
     if not isinstance(values, dict):
         raise UserError(f"config section '{where or cls.__name__}' must be a mapping, got {type(values).__name__}")
     if cls is ModelConfig and isinstance(values.get("pretrained"), bool):  # YAML `pretrained: true|false`
@@ -540,13 +539,10 @@ def _from_yaml(kind: Any, value: Any) -> Any:
 
 
 def layer_from_fields(named: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
-    """A layer of config data from (origin, name, value) triples, as the API's keywords and the
-    CLI's flags and --set give them; `origin` is how the user wrote it (`--data`, `time_budget`).
-
-    A name is a field (`epochs`), a section given as a mapping (`model`, {"batch_norm": True}) or a
-    dotted path into a section (`optim.lr`). One field given twice with different values is
-    refused with one line naming both: no door contradicts itself silently.
-    """
+    """A layer of config data from (origin, name, value) triples, as the API's keywords and the CLI's
+    flags and --set give them; `origin` is how the user wrote it (`--data`, `time_budget`). A name is a
+    field (`epochs`), a section as a mapping (`model`, {"batch_norm": True}) or a dotted path (`optim.lr`).
+    One field given twice with different values is refused naming both: no door contradicts itself."""
     layer: dict[str, Any] = {}
     given: dict[str, tuple[str, Any]] = {}  # dotted path: (origin, value)
     for source, name, value in named:
@@ -610,9 +606,8 @@ MAX_YAML_NODES = 5000  # values in a config once YAML aliases are expanded; the 
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently).
-
-    Merge keys (`<<: *base`) still override as YAML says: only keys written twice are refused."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently);
+    merge keys (`<<: *base`) still override as YAML says."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
