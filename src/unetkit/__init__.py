@@ -1,13 +1,7 @@
 """unetkit: U-Net semantic segmentation from a folder of images and masks to masks on new images.
 
-The public API: `train` (and `train_config`, the TrainConfig it resolves), `resume`, `predict`,
-`evaluate`, `export`, `report`, `synth`, `plan` and `load_model` (in-memory `predict` and
-`probabilities` on NumPy arrays); every CLI command (`unetkit ...`) is one call of these. Networks:
-`create_model(name, **options)` (an architecture or preset by name, after timm), `UNet` (the seed)
-and `build_model(ModelConfig)`, plain `nn.Module`s returning logits. `unetkit.losses` and
-`unetkit.metrics` are pure functions for one's own training loop. `rle_encode`, `rle_decode` and
-`read_rle_csv` read and write the run-length CSV that `predict --rle` writes.
-
+The API (`unetkit.api`) is what every CLI command calls; networks (`create_model`, `UNet`, `build_model`)
+are plain `nn.Module`s returning logits; `losses` and `metrics` are pure functions for one's own loop.
 The names are resolved on first use (PEP 562), so `import unetkit` and `unetkit predict
 --model model.onnx` do not import PyTorch until something needs it.
 """

@@ -1,12 +1,5 @@
-"""The operations unetkit offers; the CLI only parses arguments into configs and calls one of these.
-
-train(data, out, **fields) -> TrainResult (train_config(...) -> the TrainConfig it resolves),
-resume(run_dir, **fields), predict(model, input, out, **options) -> PredictResult, evaluate(model,
-data, **options) -> EvaluateResult, export(model, out, **options) -> ExportResult, report(run_dir)
--> Path, synth(out_dir, ...) -> Path, load_model(path) -> LoadedModel, demo(...). Each also takes
-its config object; the CLI calls the same functions with the same names, so both doors agree.
-Every user mistake surfaces as `UserError` before anything is written where possible,
-and every file is written atomically.
+"""The operations unetkit offers; the CLI only parses arguments into configs and calls one of these,
+with the same names, so both doors agree. Each takes its config object or the same fields as keywords.
 
 Each entry point imports the machinery it needs when called: `predict` with an ONNX model
 must run where PyTorch is not installed, so nothing here imports torch at module level.
@@ -91,10 +84,10 @@ def train(data: str | os.PathLike[str] | TrainConfig | None = None, out: str | o
     out="runs/x", recipe="fast", time_budget=10, **{"optim.lr": 1e-3})` is `unetkit train --data DIR
     --out runs/x --recipe fast --time-budget 10 --set optim.lr=1e-3`. With `resume`, continue the run
     in `out` (`unetkit.resume` builds that config from the stored one). With folds = K, trains K
-    folds and writes one ensemble model file (see training/runner.py).
+    folds and writes one ensemble model file.
     """
-    resolved = train_config(data, out, recipe=recipe, time_budget=time_budget, config=config, **fields)
-    return _train_resolved(resolved, resume=resume)
+    return _train_resolved(train_config(data, out, recipe=recipe, time_budget=time_budget, config=config, **fields),
+                           resume=resume)
 
 
 def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
@@ -116,11 +109,9 @@ def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
 
 def resume(run_dir: str | os.PathLike[str], *layers: dict[str, Any],
            config: str | os.PathLike[str] | dict[str, Any] | None = None, **fields: Any) -> TrainResult:
-    """Continue the killed or finished run in `run_dir` from its last checkpoint.
-
-    What may change (more epochs, a longer time budget) is given as in `train`: a `config` YAML or
-    mapping, then fields by name (`epochs=40`); `layers` are further mappings of fields.
-    """
+    """Continue the killed or finished run in `run_dir` from its last checkpoint. What may change (more
+    epochs, a longer time budget) is given as in `train`: a `config` YAML or mapping, then fields by name
+    (`epochs=40`); `layers` are further mappings of fields."""
     from unetkit.config import layer_from_fields, load_yaml
     from unetkit.training.runner import resumed_config
 
@@ -152,15 +143,12 @@ def _options(cls: type[_Config], given: Any, required: dict[str, Any], options: 
         return given
     if given is not None and not isinstance(given, (str, os.PathLike)):
         raise UserError(f"{door}: the first argument must be a {cls.__name__} or a path, not {type(given).__name__}")
-    values = dict(required)
     known = {f.name for f in dataclasses.fields(cls)}
-    for name in [*values, *options]:
-        if name not in known:
-            raise UserError(f"{door}: unknown option {name} (options: {', '.join(sorted(known))})")
-    missing = [name for name, value in values.items() if value is None]
-    if missing:
+    if unknown := [name for name in [*required, *options] if name not in known]:
+        raise UserError(f"{door}: unknown option {unknown[0]} (options: {', '.join(sorted(known))})")
+    if missing := [name for name, value in required.items() if value is None]:
         raise UserError(f"{door}: {missing[0]} is required")
-    return cls(**{k: str(v) if isinstance(v, os.PathLike) else v for k, v in values.items()}, **options)
+    return cls(**{k: str(v) if isinstance(v, os.PathLike) else v for k, v in required.items()}, **options)
 
 
 def predict(model: str | os.PathLike[str] | PredictConfig | None = None, input: str | os.PathLike[str] | None = None,
@@ -211,10 +199,10 @@ def report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
 
 def plan(data_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = None, *, device: str = "auto",
          num_classes: int | None = None, layout: dict[str, str] | None = None) -> Plan:
-    """Fingerprint the labelled folder `data_dir` (data/fingerprint.py, bounded memory) and choose how to
-    train on it for `device` (training/plan.py): the Plan, with a why per choice and the fingerprint.
-    `overrides` set plan fields (unknown names are a UserError); nothing is written. `layout`: the
-    DataConfig fields images_dir, masks_dir, image_name, mask_name, pairs (data/pairing.py)."""
+    """Fingerprint the labelled folder `data_dir` (bounded memory) and choose how to train on it for `device`:
+    the Plan, with a why per choice and the fingerprint; nothing is written. `overrides` set plan fields
+    (unknown names are a UserError); `layout`: the DataConfig fields images_dir, masks_dir, image_name,
+    mask_name, pairs."""
     from unetkit.data.fingerprint import fingerprint
     from unetkit.data.pairing import DataSource
     from unetkit.training.plan import make_plan
@@ -245,11 +233,8 @@ def synth(out_dir: str | os.PathLike[str], n: int = 600, *, size: int = 101, see
 def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n_test: int = 200,
          time_budget_min: float = 2.5, epochs: int = 40, batch_size: int = 8, seed: int = 0) -> EvaluateResult:
     """The main job on the embedded default: synthetic data -> seed U-Net -> held-out scores and masks.
-
-    Writes under `out_dir`: data/{train,test}, the run (model.safetensors, metrics.csv, curves.png,
-    checkpoints/), evaluation.csv, overlays.png (held-out image / truth / prediction) and
-    predictions/ (one mask per held-out image).
-    """
+    Writes under `out_dir`: data/{train,test}, the run, evaluation.csv, overlays.png (held-out image /
+    truth / prediction) and predictions/ (one mask per held-out image)."""
     root = Path(out_dir)
     if (root / DEMO_MARKER).is_file():
         log.info("replacing the previous demo in %s", root)
@@ -284,21 +269,16 @@ def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
     from unetkit.visualize import overlay_sheet
 
     pairs = find_pairs(test_dir)[:count]
-    images, truths, preds = [], [], []
-    for pair in pairs:
-        image, truth = load_pair(pair, 1, 1)
-        images.append(image)
-        truths.append(truth)
-        preds.append((read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8))
-    overlay_sheet(images, truths, preds, [p.stem for p in pairs], root / "overlays.png")
+    loaded = [load_pair(pair, 1, 1) for pair in pairs]
+    preds = [(read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8) for pair in pairs]
+    overlay_sheet([image for image, _ in loaded], [truth for _, truth in loaded], preds, [p.stem for p in pairs],
+                  root / "overlays.png")
 
 
 def review(config: ReviewConfig) -> ReviewServer:
     """Predict every image of config.images_dir once (cached under config.out_dir) and serve the review
     page on config.host:config.port in a background thread: `.url` (with its token), `.wait()`, `.stop()`.
-
-    Needs the `review` extra (Starlette and uvicorn); without it, one line naming the install command.
-    """
+    Needs the `review` extra (Starlette and uvicorn); without it, one line naming the install command."""
     try:
         from unetkit.review.server import ReviewServer
     except ModuleNotFoundError as exc:

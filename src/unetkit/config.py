@@ -80,11 +80,9 @@ def _optional(kind: Any) -> tuple[Any, bool]:
 
 
 def _check_fields(config: Any) -> None:
-    """Every field of `config` checked against its type, the one type check of all configs
-    (YAML, --set, the API's keywords and hand-built objects alike): integer fields take integers
-    (not bools, not 2.5, not '2'), float fields finite real numbers, tuple fields lists of them, bool
-    fields bools, str fields strings (paths become strings) and section fields their section's class.
-    NumPy scalars are turned into Python ones, so every config stays JSON-able."""
+    """Every field of `config` checked against its type: the one type check of all configs (YAML, --set,
+    the API's keywords and hand-built objects alike). Integers are not bools, 2.5 or '2'; paths become
+    strings and NumPy scalars Python ones, so every config stays JSON-able."""
     prefix = _prefix(type(config))
     for name, kind in _types(type(config)).items():
         value = getattr(config, name)
@@ -107,7 +105,10 @@ def _checked_value(name: str, kind: Any, value: Any) -> Any:
         _require(-2**63 <= value < 2**63, name, f"{_shown(value)} is too large")  # sizes, counts, seeds: int64
         return value if type(value) is int else int(value)
     if kind is float:
-        return _finite(name, value)
+        _require(isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_), name,
+                 f"{_shown(value)} is not a number")
+        _require(math.isfinite(value), name, f"{_shown(value)} is not a finite number")
+        return float(value)
     if kind is bool:
         _require(isinstance(value, bool | np.bool_), name, f"{_shown(value)} is not true or false")
         return bool(value)
@@ -117,35 +118,16 @@ def _checked_value(name: str, kind: Any, value: Any) -> Any:
         return value
     if typing.get_origin(kind) is tuple:
         _require(isinstance(value, list | tuple), name, f"{_shown(value)} must be a list")
-        item = typing.get_args(kind)[0]
-        return tuple(_checked_value(f"{name}[{i}]", item, v) for i, v in enumerate(value))
+        return tuple(_checked_value(f"{name}[{i}]", typing.get_args(kind)[0], v) for i, v in enumerate(value))
     if typing.get_origin(kind) is dict:
         _require(isinstance(value, dict), name, "must be a mapping of field: value")
     return value
 
 
-def _finite(name: str, value: Any) -> float:
-    """A finite real number as a Python float; NaN and infinity are one line naming the field."""
-    _require(isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_), name,
-             f"{_shown(value)} is not a number")
-    number = float(value)
-    _require(math.isfinite(number), name, f"{_shown(value)} is not a finite number")
-    return number
-
-
-def _check_fraction(name: str, value: float, *, closed: bool = False) -> None:
-    ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
-    _require(ok, name, f"{value} must lie in [0, 1{']' if closed else ')'}")
-
-
 @dataclass(frozen=True)
 class ModelConfig:
-    """The architecture as data; defaults are the seed (Keras TGS kernel, start_neurons=16).
-
-    `arch` names an entry of models/registry.py; the fields below it are read by the
-    architectures that use them (the seed U-Net: start_neurons .. upsampling; the encoder
-    U-Net "unet": encoder .. classification_head).
-    """
+    """The architecture as data; defaults are the seed (Keras TGS kernel, start_neurons=16). `arch` names an
+    entry of models/registry.py; the fields below it are read by the architectures that use them."""
 
     arch: str = option("seed_unet", "seed_unet (the kernel's U-Net) or another registered architecture")
     in_channels: int = option(1, "1 = grayscale (TGS), 3 = RGB")
@@ -172,8 +154,8 @@ class ModelConfig:
         _require(1 <= self.num_classes <= 255, "model.num_classes", f"{self.num_classes} must lie in 1..255")
         _require(self.start_neurons >= 1, "model.start_neurons", f"{self.start_neurons} must be >= 1")
         _require(1 <= self.depth <= 7, "model.depth", f"{self.depth} must lie in 1..7")
-        _check_fraction("model.dropout_first", self.dropout_first)
-        _check_fraction("model.dropout", self.dropout)
+        for name in ("dropout_first", "dropout"):
+            _require(0.0 <= getattr(self, name) < 1.0, f"model.{name}", f"{getattr(self, name)} must lie in [0, 1)")
         _require(self.pretrained != "", "model.pretrained", "must be none, imagenet or a .safetensors path")
 
 
@@ -253,13 +235,11 @@ class LossConfig:
             object.__setattr__(self, "balance_classes", legacy[self.balance_classes])
         _check_fields(self)
         _check_choice("loss.balance_classes", self.balance_classes, CLASS_BALANCES + (AUTO,))
-        for name in ("focal_gamma", "tversky_alpha", "tversky_beta"):
+        for name in ("focal_gamma", "tversky_alpha", "tversky_beta", "image_weight", "aux_weight"):
             _require(getattr(self, name) >= 0, f"loss.{name}", f"{getattr(self, name)} must be >= 0")
         _require(self.class_weights is None or min(self.class_weights, default=0) >= 0, "loss.class_weights",
                  "must be non-negative numbers")
         _require(self.border_sigma > 0 and self.border_w0 >= 0, "loss.border_sigma", "sigma must be > 0 and w0 >= 0")
-        _require(self.image_weight >= 0, "loss.image_weight", f"{self.image_weight} must be >= 0")
-        _require(self.aux_weight >= 0, "loss.aux_weight", f"{self.aux_weight} must be >= 0")
         _require(0 < self.second_at < 1, "loss.second_at", f"{self.second_at} must lie in (0, 1)")
         _require(self.second_lr is None or self.second_lr > 0, "loss.second_lr", f"{self.second_lr} must be > 0")
 
@@ -416,7 +396,7 @@ class InferenceOptions:
         _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
         _check_choice("device", self.device, DEVICES)
         _require(self.tile is None or self.tile >= 16, "tile", f"{self.tile} must be >= 16")
-        _check_fraction("overlap", self.overlap)
+        _require(0.0 <= self.overlap < 1.0, "overlap", f"{self.overlap} must lie in [0, 1)")
         _check_choice("precision", self.precision, PRECISIONS)
 
 
@@ -528,9 +508,8 @@ class ImportConfig:
 
 
 def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
-    """Build `cls` from plain data (a YAML file's, a stored record's), recursing into its sections by
-    the fields' types; unknown keys are errors naming the known ones. The config's own check
-    (`__post_init__`) checks the values."""
+    """`cls` from plain data (a YAML file's, a stored record's), recursing into its sections by the fields'
+    types; unknown keys are errors naming the known ones, the values are the config's own to check."""
     if not isinstance(values, dict):
         raise UserError(f"config section '{where or cls.__name__}' must be a mapping, got {type(values).__name__}")
     if cls is ModelConfig and isinstance(values.get("pretrained"), bool):  # YAML `pretrained: true|false`
@@ -560,24 +539,20 @@ def _from_yaml(kind: Any, value: Any) -> Any:
 
 
 def layer_from_fields(named: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
-    """A layer of config data from (origin, name, value) triples, as the API's keywords and the
-    CLI's flags and --set give them; `origin` is how the user wrote it (`--data`, `time_budget`).
-
-    A name is a field (`epochs`), a section given as a mapping (`model`, {"batch_norm": True}) or a
-    dotted path into a section (`optim.lr`). One field given twice with different values is
-    refused with one line naming both: no door contradicts itself silently.
-    """
+    """A layer of config data from (origin, name, value) triples, as the API's keywords and the CLI's
+    flags and --set give them; `origin` is how the user wrote it (`--data`, `time_budget`). A name is a
+    field (`epochs`), a section as a mapping (`model`, {"batch_norm": True}) or a dotted path (`optim.lr`).
+    One field given twice with different values is refused naming both: no door contradicts itself."""
     layer: dict[str, Any] = {}
-    origin: dict[str, str] = {}
+    given: dict[str, tuple[str, Any]] = {}  # dotted path: (origin, value)
     for source, name, value in named:
         section = isinstance(value, dict) and dataclasses.is_dataclass(_types(TrainConfig).get(name))
-        flat = _flatten(value, name) if section else [(name, value)]
-        for path, leaf in flat:
-            if path in origin and _get_path(layer, path) != leaf:
-                raise UserError(f"{source} {_shown(leaf)} contradicts {origin[path]} {_shown(_get_path(layer, path))} "
+        for path, leaf in [(f"{name}.{key}", leaf) for key, leaf in value.items()] if section else [(name, value)]:
+            if path in given and given[path][1] != leaf:
+                raise UserError(f"{source} {_shown(leaf)} contradicts {given[path][0]} {_shown(given[path][1])} "
                                 f"(both set {path}); give one")
             _put_path(layer, path, leaf)
-            origin[path] = source
+            given[path] = (source, leaf)
     return layer
 
 
@@ -594,17 +569,6 @@ def _shown(value: Any, limit: int = 200) -> str:
     except ValueError:  # an int of over 4300 digits, which Python refuses to write out
         text = f"<{type(value).__name__} of {value.bit_length() if isinstance(value, int) else '?'} bits>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _flatten(section: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
-    """A section's mapping as (dotted path, value) pairs; mappings that are values stay whole."""
-    return [(f"{prefix}.{key}", value) for key, value in section.items()]
-
-
-def _get_path(layer: dict[str, Any], path: str) -> Any:
-    for part in path.split("."):
-        layer = layer.get(part) if isinstance(layer, dict) else None
-    return layer
 
 
 def _put_path(layer: dict[str, Any], path: str, value: Any) -> None:
@@ -628,11 +592,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise UserError(f"{file}: not valid YAML ({exc.reason} at byte {exc.start})") from None
     data = parse_yaml(text, str(file))
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise UserError(f"{file}: a config file must hold a mapping of field: value")
-    return data
+    return data or {}
 
 
 def dump_yaml(config: Any) -> str:
@@ -644,9 +606,8 @@ MAX_YAML_NODES = 5000  # values in a config once YAML aliases are expanded; the 
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently).
-
-    Merge keys (`<<: *base`) still override as YAML says: only keys written twice are refused."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently);
+    merge keys (`<<: *base`) still override as YAML says."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -694,27 +655,20 @@ def _yaml_problem(exc: BaseException) -> str:
 
 def _expanded_size(root: yaml.Node, limit: int) -> int:
     """How many nodes `root` stands for with every alias expanded, counting each shared node's size
-    once (so the work is linear in the text); stops early past `limit`. A node inside itself counts
-    as past the limit."""
+    once (so the work is linear in the text); stops early past `limit`."""
     sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
 
     def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in open_nodes:
-            return limit + 1
-        open_nodes.add(key)
-        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
-            node.value if isinstance(node, yaml.SequenceNode) else []
-        total = 1
-        for child in children:
-            total += size(child)
-            if total > limit:
-                break
-        open_nodes.discard(key)
-        sizes[key] = total
-        return total
+        if id(node) not in sizes:
+            sizes[id(node)] = limit + 1  # while it is counted: a node inside itself is past the limit
+            children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+                node.value if isinstance(node, yaml.SequenceNode) else []
+            total = 1
+            for child in children:
+                total += size(child)
+                if total > limit:
+                    break
+            sizes[id(node)] = total
+        return sizes[id(node)]
 
     return size(root)

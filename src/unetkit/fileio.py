@@ -1,17 +1,16 @@
 """Atomic file writes: every file unetkit writes appears complete or not at all.
 
-A killed process must never leave a half-written model, mask or CSV under its final
-name, so writers produce a temporary file in the destination folder (same filesystem,
-so the final `os.replace` is atomic) and rename it. The temporary file is flushed to disk
-(fsync) before the rename and the folder after it, so a power cut cannot leave an empty or
-partial file under the final name either (a rename can reach the disk before the data). Failures to write (read-only folder,
-a file where a folder should be, a full disk) are the user's to fix and become one line.
+A killed process must never leave a half-written model, mask or CSV under its final name: writers
+produce a temporary file in the destination folder (same filesystem, so `os.replace` is atomic),
+fsync it, rename it and fsync the folder (a rename can reach the disk before the data). Failures to
+write (read-only folder, a file in the way, a full disk) are the user's to fix and become one line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import hashlib
 import io
 import os
@@ -52,9 +51,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the usual permissions
-        _fsync_file(tmp)
+        _fsync(tmp)
         os.replace(tmp, final)
-        _fsync_folder(final.parent)
+        _fsync(final.parent, folder=True)
     except OSError as exc:
         raise UserError(f"{final}: cannot write ({exc.strerror or exc})") from None
     finally:
@@ -62,40 +61,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
-def _fsync_file(path: Path) -> None:
-    """Flush `path`'s data to disk (the writer may have closed it without doing so)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush a rename in `folder` to disk where the OS allows it (POSIX; Windows cannot open folders)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a folder; the file itself is already on disk
-        pass
-    finally:
-        os.close(fd)
+def _fsync(path: Path, *, folder: bool = False) -> None:
+    """Flush `path` to disk: a file's data (its writer may have closed it without doing so), or a folder's
+    rename where the OS allows it (Windows cannot open folders, some filesystems refuse to fsync one)."""
+    with contextlib.suppress(OSError) if folder else contextlib.nullcontext():
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY" if folder else "O_BINARY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def remove_stale_temporaries(path: str | os.PathLike[str]) -> int:
     """Delete temporary files that a killed writer of `path` left beside it; return how many."""
     final = Path(path)
-    stale = list(final.parent.glob(f".{glob_escape(final.name)}.*.tmp{glob_escape(final.suffix)}"))
+    stale = list(final.parent.glob(f".{glob.escape(final.name)}.*.tmp{glob.escape(final.suffix)}"))
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return len(stale)
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -118,11 +101,8 @@ def write_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
 def check_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], *, overwrite: bool = False,
                  ours: Callable[[Path], bool] | None = None, flag: str = "--out") -> Path:
     """Refuse, before anything is written, an output that would replace one of the command's inputs
-    (never allowed) or an existing file that unetkit did not write (allowed with --overwrite).
-
-    `ours(path)` says whether an existing file is one this command wrote earlier (a re-run may
-    replace it). Returns the output path.
-    """
+    (never allowed) or an existing file that unetkit did not write (allowed with --overwrite); `ours(path)`
+    says whether an existing file is one this command wrote earlier (a re-run may replace it)."""
     out = Path(path)
     if out.is_dir():
         raise UserError(f"{out}: is a folder; {flag} needs a file path")

@@ -1,12 +1,9 @@
 """What a network's output means, written once: logits -> probabilities -> hard masks.
 
-A model with one output channel is binary (sigmoid, then a threshold); with K > 1 channels it
-is multi-class (softmax, then argmax), unless `multilabel` makes every channel an independent
-sigmoid label (then each is thresholded). Validation, ensembles, training samples, scoring,
-the PyTorch and ONNX predictors and the export all ask this module, on torch tensors or NumPy
-arrays alike (as tta.py does), so it imports no torch: ONNX prediction runs without it.
-Every function takes (N, K, H, W) arrays; `config` is anything with `num_classes` and
-`multilabel` (a ModelConfig).
+One output channel is binary (sigmoid, threshold); K > 1 channels are classes (softmax, argmax),
+unless `multilabel` makes each an independent sigmoid label. Everything that reads outputs asks this
+module, on torch tensors or NumPy arrays alike, so it imports no torch: ONNX prediction runs without
+it. Every function takes (N, K, H, W) arrays and anything with `num_classes` and `multilabel`.
 """
 
 from __future__ import annotations
@@ -48,9 +45,7 @@ def probabilities(logits: Array, config: OutputSpec) -> Array:
 
 def as_logits(probs: Array, config: OutputSpec, eps: float = 1e-7) -> Array:
     """The inverse of `probabilities` (up to clamping at eps): what losses and ensembles take.
-
-    Clamping at 1e-7 is what Keras does before its cross-entropy on probabilities.
-    """
+    Clamping at 1e-7 is what Keras does before its cross-entropy on probabilities."""
     if _is_tensor(probs):
         if uses_sigmoid(config):
             return probs.clamp(eps, 1 - eps).logit()  # type: ignore[attr-defined]

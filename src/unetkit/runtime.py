@@ -19,14 +19,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 log = logging.getLogger("unetkit")
-_CURSOR_UP = "\x1b[A"  # what tqdm writes to move back up after a nested bar's line
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; asking for CUDA without one is a user error.
-
-    Under torchrun each process takes the GPU of its LOCAL_RANK.
-    """
+    """"auto" -> CUDA when available, else CPU; under torchrun each process takes the GPU of its LOCAL_RANK."""
     import torch  # here, not at the top: the ONNX prediction path imports this module without torch
 
     if name == "auto":
@@ -43,7 +39,7 @@ class _LogLines:
     moves tqdm writes around a second, nested bar (the tiles of one image) are dropped."""
 
     def write(self, text: str) -> None:
-        line = text.replace(_CURSOR_UP, "").strip("\r\n ")
+        line = text.replace("\x1b[A", "").strip("\r\n ")  # cursor up: what tqdm writes after a nested bar
         if line:
             log.info("%s", line)
 

@@ -13,46 +13,17 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
-from unetkit import distributed
-from unetkit.config import (
-    DEVICES,
-    MONITORS,
-    PRECISIONS,
-    SIZE_POLICIES,
-    TRACKERS,
-    DataConfig,
-    DecisionConfig,
-    EvaluateConfig,
-    ExportConfig,
-    ImportConfig,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    PredictConfig,
-    ReviewConfig,
-    RuntimeConfig,
-    ScheduleConfig,
-    TrainConfig,
-    layer_from_fields,
-    parse_yaml,
-)
+from unetkit import config, distributed
+from unetkit.data.importers import FORMATS
 from unetkit.errors import UserError
 from unetkit.inference.tiling import BLENDS
 from unetkit.inference.tta import TTA_MODES
+from unetkit.measures import measure_names_help
 
-SECTIONS = (("", TrainConfig), ("model.", ModelConfig), ("data.", DataConfig), ("loss.", LossConfig),
-            ("optim.", OptimConfig), ("schedule.", ScheduleConfig), ("decision.", DecisionConfig),
-            ("runtime.", RuntimeConfig))
-
-
-def _measure_help() -> str:
-    """The metric registry's names, read when --help is shown (unetkit.measures imports no torch)."""
-    from unetkit.measures import measure_names_help
-
-    return measure_names_help()
+T = TypeVar("T")
 
 
 class LazyChoices:
@@ -91,10 +62,8 @@ def train_fields(args: argparse.Namespace) -> dict[str, Any]:
     keywords of `unetkit.train`. A --set that contradicts a flag (or another --set) is refused."""
     named = [(f"--{dest.replace('_', '-')}", path, getattr(args, dest)) for dest, path in TRAIN_FLAGS.items()
              if getattr(args, dest) is not None]
-    for assignment in args.set or []:
-        name, value = _assignment(assignment)
-        named.append((f"--set {name}", name, value))
-    layer_from_fields(named)  # only to refuse contradictions, naming both flags
+    named += [(f"--set {name}", name, value) for name, value in map(_assignment, args.set or [])]
+    config.layer_from_fields(named)  # only to refuse contradictions, naming both flags
     return {name: value for _, name, value in named}
 
 
@@ -103,10 +72,10 @@ def _assignment(assignment: str) -> tuple[str, Any]:
     key, equals, text = assignment.partition("=")
     if not key or not equals:
         raise UserError(f"--set {assignment}: expected FIELD=VALUE (e.g. --set model.batch_norm=true)")
-    return key, parse_yaml(text, f"--set {key}") if text else ""
+    return key, config.parse_yaml(text, f"--set {key}") if text else ""
 
 
-def build_train_config(args: argparse.Namespace) -> TrainConfig:
+def build_train_config(args: argparse.Namespace) -> config.TrainConfig:
     """Flags (and --set) over the --config YAML over the recipe and preset over the defaults."""
     from unetkit.api import train_config
 
@@ -116,8 +85,10 @@ def build_train_config(args: argparse.Namespace) -> TrainConfig:
 def _config_fields_help() -> str:
     """Every config field with its default and its help (the field's metadata), by section."""
     lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
-    for prefix, cls in SECTIONS:
-        for spec in dataclasses.fields(cls):
+    sections = [(f"{spec.name}.", spec.default_factory) for spec in dataclasses.fields(config.TrainConfig)
+                if dataclasses.is_dataclass(spec.default_factory)]
+    for prefix, cls in [("", config.TrainConfig), *sections]:
+        for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
             if dataclasses.is_dataclass(spec.default_factory):  # a section: listed under its own prefix
                 continue
             default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default  # type: ignore[misc]
@@ -131,10 +102,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume and args.init:
         raise UserError("--init starts a new run from a model file and --resume continues one: give one of them")
-    if args.resume:
-        result = resume(args.out, config=args.config, **train_fields(args))
-    else:
-        result = train(config=args.config, **train_fields(args))
+    result = (resume(args.out, config=args.config, **train_fields(args)) if args.resume
+              else train(config=args.config, **train_fields(args)))
     if not distributed.is_main():
         return 0
     metrics = result.val_metrics
@@ -152,38 +121,33 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from unetkit.api import predict
 
-    result = predict(PredictConfig(model_path=args.model, input_path=args.input or "", out_dir=args.out,
-                                   image_name=args.image_name or "", pairs=args.pairs or "",
-                                   probabilities=args.probabilities, overlay=args.overlay, rle=args.rle or "",
-                                   overwrite=args.overwrite,
-                                   stream_pixels=max(1, int(args.stream_above * 1e6)), **_inference_options(args)))
+    result = predict(_config(config.PredictConfig, args, stream_pixels=max(1, int(args.stream_above * 1e6))))
     if result.rle_path:
         logging.getLogger("unetkit").info("run-length CSV: %s", result.rle_path)
     return 0
 
 
-def _inference_options(args: argparse.Namespace) -> dict[str, object]:
-    return {"threshold": args.threshold, "batch_size": args.batch_size, "device": args.device, "tile": args.tile,
-            "overlap": args.overlap, "blend": args.blend, "tta": args.tta, "precision": args.precision}
+# The flags of predict, evaluate, review, export and import named otherwise than the config fields they set.
+FIELD_FLAGS = {"model_path": "model", "input_path": "input", "out_dir": "out", "out_path": "out", "data_dir": "data",
+               "images_dir": "images", "masks_dir": "masks", "csv_path": "csv", "fov_dir": "fov",
+               "resamples": "bootstrap", "seed": "bootstrap_seed"}
+
+
+def _config(cls: type[T], args: argparse.Namespace, **computed: Any) -> T:
+    """`cls` from the flags given (a flag left out, None, leaves the field's default) and `computed` fields."""
+    given = {spec.name: getattr(args, FIELD_FLAGS.get(spec.name, spec.name), None) for spec in dataclasses.fields(cls)}
+    return cls(**{name: value for name, value in given.items() if value is not None} | computed)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from unetkit.api import evaluate
 
-    fields = {name: value or "" for name, value in layout_fields(args).items()}
-    result = evaluate(EvaluateConfig(model_path=args.model, data_dir=args.data or "", csv_path=args.csv or "", **fields,
-                                     overwrite=args.overwrite, metrics=args.metrics or "", fov_dir=args.fov or "",
-                                     spacing=args.spacing or "", resamples=args.bootstrap, seed=args.bootstrap_seed,
-                                     track=args.track, run_id=args.run_id or "", **_inference_options(args)))
+    result = evaluate(_config(config.EvaluateConfig, args))
     if not distributed.is_main():
         return 0
     m = result.metrics
-    if args.json:
-        print(json.dumps({k: m[k] for k in ("iou", "dice", "pixel_accuracy", "tgs_map", "n_images")}
-                         | {k: v for k, v in m.items() if k not in ("iou", "dice", "pixel_accuracy", "tgs_map",
-                                                                     "n_images")}))
-    else:
-        print(_evaluation_line(m, args.bootstrap))
+    first = ("iou", "dice", "pixel_accuracy", "tgs_map", "n_images")
+    print(json.dumps({k: m[k] for k in first} | m) if args.json else _evaluation_line(m, args.bootstrap))
     logging.getLogger("unetkit").info("per-image scores: %s", result.csv_path)
     return 0
 
@@ -214,8 +178,7 @@ def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
 def _export(args: argparse.Namespace) -> int:
     from unetkit.api import export
 
-    result = export(ExportConfig(model_path=args.model, out_path=args.out, format=args.format, opset=args.opset,
-                                 overwrite=args.overwrite))
+    result = export(_config(config.ExportConfig, args))
     print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities "
           f"{result.max_difference:.2e}")
     return 0
@@ -247,10 +210,11 @@ def _synth(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from unetkit.api import plan
 
-    overrides = layer_from_fields((f"--set {name}", name, value)
+    overrides = config.layer_from_fields((f"--set {name}", name, value)
                                   for name, value in map(_assignment, args.set or []))
-    result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes,
-                  layout=layout_fields(args))
+    layout = {name: value for name in ("images_dir", "masks_dir", "image_name", "mask_name", "pairs")
+              if (value := getattr(args, FIELD_FLAGS.get(name, name))) is not None}
+    result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes, layout=layout)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -285,9 +249,7 @@ def _describe_fingerprint(fp: dict[str, Any]) -> str:
 def _review(args: argparse.Namespace) -> int:
     from unetkit.api import review
 
-    server = review(ReviewConfig(model_path=args.model, images_dir=args.images, out_dir=args.out,
-                                 masks_dir=args.masks or "", host=args.host, port=args.port,
-                                 finetune_minutes=args.finetune_minutes, **_inference_options(args)))
+    server = review(_config(config.ReviewConfig, args))
     print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)",
           flush=True)
     try:
@@ -315,7 +277,7 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model file (model.safetensors)")
     parser.add_argument("--threshold", type=float, help="binary models: probability threshold (default: stored in the model)")
     parser.add_argument("--batch-size", type=int, default=16, help="images or tiles per forward pass (default 16)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--device", choices=config.DEVICES, default="auto")
     parser.add_argument("--tile", type=int, help="images larger than this (pixels, either side) are predicted in "
                         "overlapping tiles of this size (default: the model's planned tile, the patch size of patch "
                         "training; else 256)")
@@ -325,7 +287,7 @@ def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: average over the left-right mirror (hflip: images with an up and "
                         "down, like TGS), the 4 flips, or the 8 symmetries of the square (d4)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+    parser.add_argument("--precision", choices=config.PRECISIONS, default="auto",
                         help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise; bf16 on a CPU with "
                         "AVX512-BF16/AMX is faster, probabilities within a few hundredths")
 
@@ -342,13 +304,6 @@ def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:
                             "(default '{id}.*' or '{id}_mask.*')")
     parser.add_argument("--pairs", metavar="CSV", help="a CSV with columns image,mask (paths relative to it)"
                         + ("" if masks else "; its image column is predicted"))
-
-
-def layout_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The layout flags given, by their config field names (data.images_dir, ...)."""
-    given = {"images_dir": getattr(args, "images", None), "masks_dir": getattr(args, "masks", None),
-             "image_name": args.image_name, "mask_name": getattr(args, "mask_name", None), "pairs": args.pairs}
-    return {name: value for name, value in given.items() if value is not None}
 
 
 class _TrainHelp(argparse.RawDescriptionHelpFormatter):
@@ -388,8 +343,13 @@ def make_parser() -> argparse.ArgumentParser:
     quiet = argparse.ArgumentParser(add_help=False)  # -q also after the subcommand (unetkit train -q ...)
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and results")
 
-    train = commands.add_parser(
-        "train", parents=[quiet], help="train a U-Net on DIR/images + DIR/masks", formatter_class=_TrainHelp,
+    def command(name: str, run: Callable[[argparse.Namespace], int], **options: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[quiet], **options)
+        sub.set_defaults(run=run)
+        return sub
+
+    train = command(
+        "train", _train, help="train a U-Net on DIR/images + DIR/masks", formatter_class=_TrainHelp,
         description="Train a U-Net. Precedence: flags and --set > --config YAML > recipe and preset > defaults.",
         epilog=_TrainHelp.EPILOG)
     train.add_argument("--data", help="folder with images/ and masks/ (matched by file stem); required, except "
@@ -427,27 +387,26 @@ def make_parser() -> argparse.ArgumentParser:
                        help="bce (default), bce_dice, dice, focal, tversky, lovasz, lovasz_elu, bce_lovasz, focal_dice, "
                        "weighted_ce")
     train.add_argument("--monitor", metavar="MONITOR", help=f"value for early stopping and the best checkpoint: "
-                       f"{', '.join(MONITORS)}, or val_NAME of a val_metrics figure (val_hd95: lower is better), or auto (the "
-                       "plan's: TGS mAP for data like TGS, else Dice, mean IoU for classes; best's default)")
+                       f"{', '.join(config.MONITORS)}, or val_NAME of a val_metrics figure (val_hd95: lower is better), "
+                       "or auto (the plan's: TGS mAP for data like TGS, else Dice, mean IoU for classes; best's default)")
     train.add_argument("--in-channels", type=int, help="image channels (1 gray, 3 RGB, 4); default: detected from "
                        "the first images (a gray picture saved as RGB counts as gray)")
     train.add_argument("--num-classes", type=int, help="1 = binary (sigmoid); >1 = class-index masks (softmax)")
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
-    train.add_argument("--size-policy", choices=SIZE_POLICIES, help="pad (default), resize to data.resize_to, "
+    train.add_argument("--size-policy", choices=config.SIZE_POLICIES, help="pad (default), resize to data.resize_to, "
                        "or pad_crop (train on random data.crop windows of images padded to data.pad_to)")
     train.add_argument("--patch-size", type=int, metavar="N", help="train on random N x N patches (data.patch_size); "
                        "0: whole images; default: the plan's (patches for mixed sizes or sides over 384; see "
                        "`unetkit plan`)")
-    train.add_argument("--device", choices=DEVICES)
+    train.add_argument("--device", choices=config.DEVICES)
     train.add_argument("--compile", action="store_const", const=True, help="torch.compile the network (GPUs; "
                        "a slower first epoch)")
     train.add_argument("--fov", metavar="DIR", help="region masks (field of view) paired like the masks: validation "
                        "figures and the threshold sweep count only the pixels inside (data.fov_dir)")
-    train.add_argument("--track", choices=TRACKERS, help="mlflow: log config, metrics and artifacts to MLflow "
+    train.add_argument("--track", choices=config.TRACKERS, help="mlflow: log config, metrics and artifacts to MLflow "
                        "(runtime.track; MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
-    train.set_defaults(run=_train)
 
-    predict = commands.add_parser("predict", parents=[quiet], help="write masks for an image or a folder of images")
+    predict = command("predict", _predict, help="write masks for an image or a folder of images")
     _common_inference_flags(predict)
     predict.add_argument("--input", "--images", dest="input", help="an image file or a folder of images")
     layout_flags(predict, masks=False)
@@ -461,9 +420,8 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument("--stream-above", type=_megapixels, default=2**26 / 1e6, metavar="MEGAPIXELS",
                          help="TIFF and .npy inputs larger than this are streamed by rows into tiled TIFF masks, "
                          "with memory bounded by the tile (default 67.1)")
-    predict.set_defaults(run=_predict)
 
-    evaluate = commands.add_parser("evaluate", parents=[quiet], help="score a model on a labelled folder")
+    evaluate = command("evaluate", _evaluate, help="score a model on a labelled folder")
     _common_inference_flags(evaluate)
     evaluate.add_argument("--data", help="folder with images/ and masks/ (or --images/--masks, or --pairs)")
     layout_flags(evaluate)
@@ -471,7 +429,7 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--csv", help="per-image CSV (default: evaluation-<data folder name>.csv in the current folder)")
     _overwrite_flag(evaluate, "an existing --csv that evaluate did not write")
     evaluate.add_argument("--metrics", metavar="NAMES", help="comma-separated figures (default iou,dice,tgs_map); "
-                          "boundary ones are slower. " + _measure_help())
+                          "boundary ones are slower. " + measure_names_help())
     evaluate.add_argument("--fov", metavar="DIR", help="region masks (field of view) paired like the labels "
                           "(DIR/ID.png): pixels outside count in no figure")
     evaluate.add_argument("--spacing", metavar="DY,DXUNIT", help="pixel size, e.g. 0.5,0.5mm (units nm, um, mm, "
@@ -480,48 +438,54 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples of the 95%% interval "
                           "over images (default 1000; 0: none)")
     evaluate.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="the bootstrap's seed (default 0)")
-    evaluate.add_argument("--track", choices=TRACKERS, default="none", help="mlflow: also log the figures to MLflow "
-                          "(MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
+    evaluate.add_argument("--track", choices=config.TRACKERS, default="none", help="mlflow: also log the figures to "
+                          "MLflow (MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
     evaluate.add_argument("--run-id", metavar="ID", help="with --track mlflow: add the figures to this MLflow run "
                           "(the training's, in RUN_DIR/mlflow.json)")
-    evaluate.set_defaults(run=_evaluate)
 
-    export = commands.add_parser("export", parents=[quiet],
-                                 help="write the model as ONNX (dynamic batch, height, width; metadata)")
+    export = command("export", _export, help="write the model as ONNX (dynamic batch, height, width; metadata)")
     export.add_argument("--model", required=True, help="model file (model.safetensors)")
     export.add_argument("--format", choices=("onnx",), default="onnx")
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--opset", type=int, default=17, help="ONNX operator set, 11..20 (default 17)")
     _overwrite_flag(export, "an existing --out that is not a unetkit ONNX export")
-    export.set_defaults(run=_export)
 
-    report = commands.add_parser("report", parents=[quiet], help="write RUN_DIR/report.html: curves, figures, config, sweep, "
-                                 "best and worst validation images (training writes it too)")
+    report = command("report", _report, help="write RUN_DIR/report.html: curves, figures, config, sweep, "
+                     "best and worst validation images (training writes it too)")
     report.add_argument("run_dir", metavar="RUN_DIR")
-    report.add_argument("--device", choices=DEVICES, default="auto")
-    report.set_defaults(run=_report)
+    report.add_argument("--device", choices=config.DEVICES, default="auto")
 
-    demo = commands.add_parser("demo", parents=[quiet], help="synthetic data -> train the seed -> held-out scores (make demo)")
+    demo = command("demo", _demo, help="synthetic data -> train the seed -> held-out scores (make demo)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--time-budget", type=float, default=2.5, metavar="MINUTES")
     demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(run=_demo)
 
-    plan = commands.add_parser("plan", parents=[quiet], help="fingerprint a labelled folder and print how to train on it "
-                               "(patch or whole images, patch and batch size, depth, normalisation, tile)")
+    plan = command("plan", _plan, help="fingerprint a labelled folder and print how to train on it "
+                   "(patch or whole images, patch and batch size, depth, normalisation, tile)")
     plan.add_argument("--data", help="folder with images/ and masks/ (or --images/--masks, or --pairs)")
     layout_flags(plan)
     plan.add_argument("--explain", action="store_true", help="say why each choice was made")
     plan.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fix a plan field (e.g. --set patch_size=256); "
                       "the choices after it follow")
     plan.add_argument("--json", action="store_true", help="print one JSON object: the plan, its whys and the fingerprint")
-    plan.add_argument("--device", choices=DEVICES, default="auto", help="the device whose memory the batch must fit")
+    plan.add_argument("--device", choices=config.DEVICES, default="auto",
+                      help="the device whose memory the batch must fit")
     plan.add_argument("--num-classes", type=int, help="read masks as K classes (default: binary if every mask is)")
-    plan.set_defaults(run=_plan)
 
-    add_import_command(commands, quiet)
-    review = commands.add_parser("review", parents=[quiet], help="a local web page: the model's most doubtful masks "
-                                 "first, corrected in the browser, then trained on (needs unetkit[review])")
+    imports = command("import", _import, help="turn an annotation tool's export (COCO, CVAT, "
+                      "LabelMe, Label Studio, VOC) into images/, masks/ and classes.yaml")
+    imports.add_argument("--format", required=True, choices=FORMATS)
+    imports.add_argument("--annotations", required=True, help="the export: JSON or XML file (LabelMe: a folder of "
+                         "JSON files too; VOC: the SegmentationClass folder)")
+    imports.add_argument("--images", required=True, help="the folder of the images the export names")
+    imports.add_argument("--out", required=True, help="the labelled folder to write (new or empty)")
+    imports.add_argument("--classes", metavar="A,B,C", help="classes 1.. in this order (default: the file's)")
+    imports.add_argument("--drop-unknown", action="store_true", help="leave out shapes whose label is not in "
+                         "--classes (default: refuse them)")
+    imports.add_argument("--copy", action="store_true", help="copy the images (default: hard links where possible)")
+
+    review = command("review", _review, help="a local web page: the model's most doubtful masks "
+                     "first, corrected in the browser, then trained on (needs unetkit[review])")
     _common_inference_flags(review)
     review.add_argument("--images", required=True, help="folder of images to review")
     review.add_argument("--out", required=True, help="LABELS folder: masks/ (what train reads), history/, review.jsonl, "
@@ -532,44 +496,23 @@ def make_parser() -> argparse.ArgumentParser:
     review.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     review.add_argument("--finetune-minutes", type=float, default=2.0, metavar="MINUTES",
                         help="time budget of the page's 'train on corrections' (default 2)")
-    review.set_defaults(run=_review)
 
-    synth = commands.add_parser("synth", parents=[quiet], help="write the embedded synthetic data set (images/ + masks/)")
+    synth = command("synth", _synth, help="write the embedded synthetic data set (images/ + masks/)")
     synth.add_argument("--out", required=True)
     synth.add_argument("--n", type=int, default=600)
     synth.add_argument("--size", type=int, default=101)
     synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(run=_synth)
     return parser
 
 
 def _import(args: argparse.Namespace) -> int:
     from unetkit.api import import_annotations
 
-    result = import_annotations(ImportConfig(format=args.format, annotations=args.annotations, images_dir=args.images,
-                                             out_dir=args.out, classes=tuple((args.classes or "").split(",")) if
-                                             args.classes else (), drop_unknown=args.drop_unknown, copy=args.copy))
+    classes = tuple(args.classes.split(",")) if args.classes else ()
+    result = import_annotations(_config(config.ImportConfig, args, classes=classes))
     print(f"{result.out_dir}: {result.n_images} images, {len(result.classes)} classes ({', '.join(result.classes)}); "
           f"train with --data {result.out_dir} --num-classes {result.num_classes}")
     return 0
-
-
-def add_import_command(commands: Any, quiet: argparse.ArgumentParser) -> None:
-    """`unetkit import`: an annotation tool's export in, a labelled folder out."""
-    from unetkit.data.importers import FORMATS
-
-    command = commands.add_parser("import", parents=[quiet], help="turn an annotation tool's export (COCO, CVAT, "
-                                  "LabelMe, Label Studio, VOC) into images/, masks/ and classes.yaml")
-    command.add_argument("--format", required=True, choices=FORMATS)
-    command.add_argument("--annotations", required=True, help="the export: JSON or XML file (LabelMe: a folder of "
-                         "JSON files too; VOC: the SegmentationClass folder)")
-    command.add_argument("--images", required=True, help="the folder of the images the export names")
-    command.add_argument("--out", required=True, help="the labelled folder to write (new or empty)")
-    command.add_argument("--classes", metavar="A,B,C", help="classes 1.. in this order (default: the file's)")
-    command.add_argument("--drop-unknown", action="store_true", help="leave out shapes whose label is not in "
-                         "--classes (default: refuse them)")
-    command.add_argument("--copy", action="store_true", help="copy the images (default: hard links where possible)")
-    command.set_defaults(run=_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
