@@ -93,7 +93,7 @@ def test_every_quality_ablation_resolves_to_a_config_that_differs_from_its_recip
     for name, (base, _) in quality.ABLATIONS.items():
         changed = resolve_train_config(quality.recipe_layer(name))
         assert changed.recipe == base and changed != resolve_train_config({"recipe": base}), name
-    assert len(quality.ABLATIONS) == 26
+    assert len(quality.ABLATIONS) == 27
 
 
 def test_quality_refuses_an_unknown_recipe_before_training(tmp_path: Path) -> None:
