@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
-from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, read_class_palette
+from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, mask_channels, read_class_palette
 from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.regions import LARGE_PIXELS, can_stream, open_rows
 from unetkit.errors import UserError
@@ -164,7 +164,7 @@ class Measure:
         when large."""
         by_colour = self.palette is not None and self.palette.by_colour
         if mask is None and can_stream(pair.mask):
-            with open_rows(pair.mask, None if self.multilabel else 3 if by_colour else 1) as reader:
+            with open_rows(pair.mask, mask_channels(self.palette, self.multilabel)) as reader:
                 height, width = reader.height, reader.width
                 if height * width <= LARGE_PIXELS:
                     return self._measure_bands([reader(0, height)], pair.mask, height, 1)

@@ -198,3 +198,8 @@ def check_class_counts(counts: np.ndarray, num_classes: int, ignore_index: int |
     if missing:
         raise UserError(f"{where}: classes {missing} never occur in any mask, but model.num_classes (--num-classes) is "
                         f"{num_classes} (classes found: {[c for c in range(expected) if counts[c]]})")
+
+
+def mask_channels(palette: ClassPalette | None, multilabel: bool) -> int | None:
+    """The channels a mask is read with: all of them (multi-label), RGB through classes.yaml's colours, else one."""
+    return None if multilabel else 3 if palette is not None and palette.by_colour else 1

@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from unetkit.data.io import read_array
-from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel
+from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, mask_channels
 from unetkit.data.pairing import Pair
 from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.errors import UserError
@@ -86,8 +86,8 @@ class FileSource:
     _mask_channels: int | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_colour = self.palette is not None and all(c is not None for c in self.palette.colors)
-        self._mask_channels = None if self.multilabel else 3 if self._by_colour else 1
+        self._by_colour = self.palette is not None and self.palette.by_colour
+        self._mask_channels = mask_channels(self.palette, self.multilabel)
         self.height, self.width = image_size(self.pair.image)
         mask_size = image_size(self.pair.mask)
         if mask_size != (self.height, self.width):

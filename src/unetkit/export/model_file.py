@@ -24,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from unetkit.config import ModelConfig
+from unetkit.data.io import first_line
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.export.metadata import checked_metadata
@@ -146,7 +147,7 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
             net = build_model(config, pretrained=False)
             net.load_state_dict(state)
     except (RuntimeError, MemoryError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         if isinstance(exc, MemoryError) or "allocate" in first:
             raise UserError(f"{path}: the architecture in its metadata is too large to build here ({first})") from None
         raise UserError(f"{path}: weights do not match the architecture in its metadata ({first})") from None

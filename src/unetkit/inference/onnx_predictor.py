@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import InferenceOptions, ModelConfig
+from unetkit.data.io import first_line
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.export.metadata import ONNX_FORMAT, checked_metadata
@@ -52,7 +53,7 @@ def load_onnx(path: str | os.PathLike[str], device: str = "auto") -> OnnxModel:
     try:
         session = onnxruntime.InferenceSession(str(file), providers=[*providers, "CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
-        raise UserError(f"{file}: not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{file}: not a readable ONNX model ({first_line(exc)})") from None
     metadata = session.get_modelmeta().custom_metadata_map
     if metadata.get("format") != ONNX_FORMAT:
         raise UserError(f"{file}: an ONNX model without unetkit's metadata (export it with unetkit export)")

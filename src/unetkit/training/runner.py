@@ -201,9 +201,13 @@ def _stored_plan(run_dir: Path) -> Plan | None:
     if not path.is_file():
         return None
     try:
-        return Plan.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except ValueError:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
         raise UserError(f"{path}: is not a plan unetkit wrote (not JSON)") from None
+    try:
+        return Plan.from_dict(stored)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{path}: is not a plan unetkit wrote ({exc})") from None
 
 
 def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint | None) -> Plan:
