@@ -231,3 +231,9 @@ def test_the_default_recipe_trains_with_the_plans_monitor_and_symmetries(tmp_pat
     assert (ran["monitor"], ran["data"]["augment"]) == (plan["monitor"], plan["augment"])
     assert (plan["monitor"], plan["augment"]) == ("val_map", "seed")
     assert plan["why"]["monitor"].startswith("42% of the masks are empty")
+
+
+def test_the_width_reason_given_is_the_one_plan_json_records(gray_101: Fingerprint) -> None:
+    plan = make_plan(gray_101, "cpu", memory_bytes=8 * GIB, model=ModelConfig(start_neurons=16), width_why="classes")
+    assert plan.start_neurons == 16 and plan.to_dict()["why"]["start_neurons"] == "classes"
+    assert make_plan(gray_101, "cpu", memory_bytes=8 * GIB).why["start_neurons"] == "the model's start_neurons (16)"

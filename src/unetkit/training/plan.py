@@ -104,13 +104,14 @@ _INTS = ("patch_size", "batch_size", "depth", "start_neurons", "predict_tile", "
 
 def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str, Any] | None = None, *,
               model: ModelConfig | None = None, memory_bytes: int | None = None,
-              config_choices: dict[str, str] | None = None) -> Plan:
+              config_choices: dict[str, str] | None = None, width_why: str | None = None) -> Plan:
     """Choose how to train on the data `fingerprint` describes, on `device` ("cpu", "cuda", "auto").
 
     `model` gives start_neurons, depth and batch norm of the network (the seed by default);
     `memory_bytes` replaces the device's free memory (tests, or planning for another machine);
     `config_choices` the training config's monitor and augment where they are not AUTO (kept, as the
-    config's own: its recipe's or the user's).
+    config's own: its recipe's or the user's); `width_why` the reason for the model's width where the
+    recipe chose it from the kind of masks.
     """
     model = model or ModelConfig()
     chosen = _coerce(dict(overrides or {}))
@@ -127,7 +128,8 @@ def make_plan(fingerprint: Fingerprint, device: str = "cpu", overrides: dict[str
     kind, free = _device_memory(device) if memory_bytes is None else ("given", memory_bytes)
     budget = choose("memory_bytes", int(free * MEMORY_SHARE.get(kind, 0.5)),
                     f"{MEMORY_SHARE.get(kind, 0.5):.0%} of the {_gb(free)} free on {kind}")
-    neurons = choose("start_neurons", model.start_neurons, f"the model's start_neurons ({model.start_neurons})")
+    neurons = choose("start_neurons", model.start_neurons,
+                     width_why or f"the model's start_neurons ({model.start_neurons})")
     per_pixel = BYTES_PER_PIXEL_PER_NEURON * neurons * (BATCH_NORM_FACTOR if model.batch_norm else 1.0)
     height, width = fingerprint.size_max
     whole_side = max(height, width)

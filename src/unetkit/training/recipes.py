@@ -82,6 +82,11 @@ DEFAULT_BUDGET_MIN = 10
 # larger encoder and many more epochs fit the same minutes, the winners' model.
 BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
 
+# best-cpu's width for class-index masks: at its half width the rarer classes of a street scene collapse into
+# their neighbours (pavement into road) within a CPU budget, at the seed's width each is learned, though fewer
+# epochs fit (benchmarks/RESULTS.md, CamVid). Binary masks keep the half width, which measured better there.
+CLASS_INDEX_WIDTH = 16
+
 
 def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
     """One TrainConfig from layers of plain data, later layers winning field by field. Under all layers lie
@@ -117,6 +122,8 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
         log.info("data.ignore_index %d: classes.yaml names values to ignore", DEFAULT_IGNORE_INDEX)
         values["data"] = {**data_values, "ignore_index": DEFAULT_IGNORE_INDEX}
     values["model"] = {**dataclasses.asdict(preset_config(preset)), **model_values}
+    if recipe == "best-cpu" and "start_neurons" not in given and _class_index(values["model"]):
+        values["model"]["start_neurons"] = CLASS_INDEX_WIDTH
     values["recipe"] = recipe
     config = from_dict(TrainConfig, values)
     check_train_config(config)
@@ -127,6 +134,22 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
 # The configs resolve_train_config made, by identity: a resolved config equals a hand-built one of the
 # same fields, but only the first has had its recipe applied (an equal copy is resolved once more).
 _RESOLVED: weakref.WeakValueDictionary[int, TrainConfig] = weakref.WeakValueDictionary()
+
+
+def _class_index(model: dict[str, Any]) -> bool:
+    """Whether a model section (plain data, not yet checked) predicts class indices (softmax over classes)."""
+    classes = model.get("num_classes")
+    return isinstance(classes, int) and classes >= 2 and not model.get("multilabel")
+
+
+def width_reason(config: TrainConfig) -> str | None:
+    """Why the network has its width, where the recipe chose it from the data's kind (for plan.json)."""
+    model = config.model
+    if config.recipe == "best-cpu" and model.start_neurons == CLASS_INDEX_WIDTH and _class_index(
+            {"num_classes": model.num_classes, "multilabel": model.multilabel}):
+        return (f"class-index masks ({model.num_classes} classes): the seed's width {CLASS_INDEX_WIDTH} rather than "
+                "best-cpu's 8, at which rare classes collapse into their neighbours")
+    return None
 
 
 def is_resolved(config: TrainConfig) -> bool:
@@ -171,7 +194,8 @@ def describe_recipe(config: TrainConfig) -> str:
     length = (f"a {config.time_budget_min:g}-minute time budget" if config.time_budget_min is not None else
               f"up to {config.epochs} epochs" + (", stopping early" if config.early_stopping_patience else ""))
     kernel = "" if config.recipe == "seed" else "; --recipe seed trains the kernel's recipe"
-    return f"recipe {config.recipe} ({why}); {length}{kernel}"
+    width = f"; start_neurons {config.model.start_neurons} for class-index masks" if width_reason(config) else ""
+    return f"recipe {config.recipe} ({why}); {length}{width}{kernel}"
 
 
 def detected_channels(data_dir: DataSource | str, sample: int = 8) -> int | None:

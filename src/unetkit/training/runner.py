@@ -46,7 +46,7 @@ from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.plan import Plan, make_plan
-from unetkit.training.recipes import describe_recipe, resolve_train_config
+from unetkit.training.recipes import describe_recipe, resolve_train_config, width_reason
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
 DATA_RECORD = "data.json"  # which images the run was trained on, by name and content: --resume refuses other data
@@ -225,7 +225,8 @@ def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint
         overrides["depth"] = config.model.depth  # the architecture is the config's; the plan only sizes around it
     return make_plan(found, device.type, overrides, model=config.model,
                      config_choices={"monitor": config.monitor, "augment": data.augment,
-                                     "balance_classes": config.loss.balance_classes})
+                                     "balance_classes": config.loss.balance_classes},
+                     width_why=width_reason(config))
 
 
 def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
