@@ -1,16 +1,11 @@
 """A labelled data set, read in one pass: the pairs data/pairing.py finds, hashed, fingerprinted, decoded, checked.
 
-Where the pairs come from is data/pairing.py's business; `find_pairs`, `Pair` and `list_images` are re-exported here
-for the readers that import them from this module.
-
-Decoding every file once up front validates the whole set before any output is written (a bad file fails the run in
-seconds, not at epoch 30), lets masks be inspected for coverage and class values, and takes decoding out of the
-training loop. `survey` reads each file once for all that training needs before its first step: the pairs, a content
-hash per file (what --resume compares), the fingerprint (data/fingerprint.py, what the plan is made from) and the
-decoded arrays. Large TIFF and .npy images are the exception when the run may train on patches: they stay on disk as
-region-read sources (data/patches.py), fingerprinted by rows and hashed by size. The plan then chooses whole images
-or patches; `Survey.labelled` and data/patch_set.py::patch_set_of build the chosen set without reading the folder
-again.
+Decoding every file up front validates the whole set before any output is written (a bad file fails the run in
+seconds, not at epoch 30) and takes decoding out of the training loop. `survey` reads each file once for all that
+training needs before its first step: the pairs, a content hash per file (what --resume compares), the fingerprint
+(what the plan is made from) and the decoded arrays. Large TIFF and .npy images stay on disk as region-read sources
+(data/patches.py) when the run may train on patches. `find_pairs`, `Pair` and `list_images` are re-exported for the
+modules that import them from here.
 """
 
 from __future__ import annotations

@@ -149,14 +149,11 @@ def _tiff_spacing(file: Path) -> PixelSpacing:
         per_x, per_y = _ratio(tags["XResolution"].value), _ratio(tags["YResolution"].value)
         if tif.is_imagej:
             unit = unit_name(str((tif.imagej_metadata or {}).get("unit", "")))
-            if unit in (None, PIXELS) or not per_x or not per_y:
-                return PixelSpacing()
-            return _checked(PixelSpacing(1 / per_y, 1 / per_x, unit, "ImageJ resolution"))
+            return PixelSpacing() if unit in (None, PIXELS) else _per_unit(per_x, per_y, 1.0, unit, "ImageJ resolution")
         resolution_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2  # TIFF's default: inch
-    if resolution_unit not in _TIFF_UNIT_MM or not per_x or not per_y:
+    if resolution_unit not in _TIFF_UNIT_MM:
         return PixelSpacing()
-    unit_mm = _TIFF_UNIT_MM[resolution_unit]
-    return _checked(PixelSpacing(unit_mm / per_y, unit_mm / per_x, "mm", "TIFF resolution"))
+    return _per_unit(per_x, per_y, _TIFF_UNIT_MM[resolution_unit], "mm", "TIFF resolution")
 
 
 def _ome_spacing(xml: str) -> PixelSpacing | None:
@@ -181,14 +178,16 @@ def _pillow_spacing(file: Path) -> PixelSpacing:
         if image.getexif().get(0x0112) in ROTATING:  # shown rotated a quarter turn: the axes swap
             per_x, per_y = per_y, per_x
         source = f"{image.format} resolution"
+    return _per_unit(per_x, per_y, 25.4, "mm", source)
+
+
+def _per_unit(per_x: float, per_y: float, size: float, unit: str, source: str) -> PixelSpacing:
+    """Pixels per `size` `unit` as a pixel size; pixels when undefined (0) or an editor's placeholder (see the
+    module docstring)."""
     if per_x <= 0 or per_y <= 0:
         return PixelSpacing()
-    return _checked(PixelSpacing(25.4 / per_y, 25.4 / per_x, "mm", source))
-
-
-def _checked(spacing: PixelSpacing) -> PixelSpacing:
-    """`spacing`, or pixels when it is an editor's placeholder (see the module docstring)."""
-    per_inch = [UNITS["in"] / (size * UNITS[spacing.unit]) for size in spacing.yx]
+    spacing = PixelSpacing(size / per_y, size / per_x, unit, source)
+    per_inch = [UNITS["in"] / (s * UNITS[unit]) for s in spacing.yx]
     if any(round(d) in PLACEHOLDER_DPI or d < MIN_DPI for d in per_inch):
         return PixelSpacing(source=f"{per_inch[1]:.0f} dpi: an editor's default, not a measured size")
     return spacing

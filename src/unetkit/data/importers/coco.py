@@ -54,12 +54,10 @@ def _instance(annotation: dict[str, Any], number: int, names: dict[int, str], re
               problems: Problems) -> None:
     record = records.get(annotation.get("image_id"))  # type: ignore[arg-type]
     if record is None:
-        problems.add("annotations of unknown image ids", f"annotation {annotation.get('id', number)}")
-        return
+        return problems.add("annotations of unknown image ids", f"annotation {annotation.get('id', number)}")
     label = names.get(annotation.get("category_id"))  # type: ignore[arg-type]
     if label is None:
-        problems.add("unknown category ids", f"{annotation.get('category_id')} in {record.name}")
-        return
+        return problems.add("unknown category ids", f"{annotation.get('category_id')} in {record.name}")
     segmentation = annotation.get("segmentation")
     where = f"{record.name} annotation {annotation.get('id', number)}"
     api = _mask_api()
@@ -67,17 +65,14 @@ def _instance(annotation: dict[str, Any], number: int, names: dict[int, str], re
     if isinstance(segmentation, list):
         parts = [part for part in segmentation if isinstance(part, list)]
         if not parts or any(len(part) < 6 or len(part) % 2 for part in parts):
-            problems.add("polygons with fewer than 3 points", where)
-            return
+            return problems.add("polygons with fewer than 3 points", where)
         rle = api.merge(api.frPyObjects(parts, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation:
         if list(segmentation.get("size", [])) != [height, width]:
-            problems.add("RLE sizes that differ from their image's", where)
-            return
+            return problems.add("RLE sizes that differ from their image's", where)
         rle = api.frPyObjects(segmentation, height, width) if isinstance(segmentation["counts"], list) else segmentation
     else:
-        problems.add("annotations without a segmentation", where)
-        return
+        return problems.add("annotations without a segmentation", where)
     record.shapes.append(Shape(label, load=lambda: _decode(api, rle)))
 
 
