@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from unetkit.data.dataset import LabelledSet, list_images
+from unetkit.data.dataset import LabelledSet
 from unetkit.data.io import read_array
 from unetkit.data.layout_hints import MASK_SUFFIX
+from unetkit.data.naming import list_images
 from unetkit.errors import UserError
 
 

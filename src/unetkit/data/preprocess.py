@@ -1,9 +1,8 @@
 """What happens to pixels between the file and the network, identically in training and inference.
 
-A `Preprocess` is stored in every model file, so prediction scales, standardises and
-resizes exactly as training did, without the user repeating any setting. torch is imported
-only by the functions that resize or build tensors: ONNX prediction standardises with
-`to_array` and never imports torch.
+A `Preprocess` is stored in every model file, so prediction scales, standardises and resizes exactly as training did,
+without the user repeating any setting. torch is imported only by the functions that resize or build tensors: ONNX
+prediction standardises with `to_array` and never imports torch.
 """
 
 from __future__ import annotations

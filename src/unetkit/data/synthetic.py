@@ -1,10 +1,9 @@
 """The embedded synthetic data set: seismic-like images with salt-like bodies, deterministic by seed.
 
-It stands in for TGS Salt wherever the real data is absent (the demo, the tests, a
-user's first try): 8-bit gray images of tilted, warped sedimentary layers with noise,
-and smooth blob-shaped bodies of varying coverage whose texture is calmer than the
-layers around them; about a third of the masks are empty, as in TGS. It is written
-in the same folder layout users bring (images/*.png + masks/*.png, masks 0/255).
+It stands in for TGS Salt wherever the real data is absent (the demo, the tests, a user's first try): 8-bit gray images
+of tilted, warped sedimentary layers with noise, and smooth blob-shaped bodies of varying coverage whose texture is
+calmer than the layers around them; about a third of the masks are empty, as in TGS. It is written in the same folder
+layout users bring (images/*.png + masks/*.png, masks 0/255).
 """
 
 from __future__ import annotations

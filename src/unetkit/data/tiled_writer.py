@@ -1,12 +1,11 @@
 """Writing an image too large for memory as a tiled, compressed TIFF, band of rows by band.
 
-tifffile writes tiles pulled from an iterator; prediction pushes bands of rows as they are finished. A
-writer thread turns one into the other through a short queue, so at most a row of TIFF tiles and two
-bands are held, and the compression (and `convert`, e.g. the mask decision) overlaps the next tiles'
-network pass. Every tile handed to tifffile is its own array: tifffile may read tiles ahead and hold
-them while compressing, so a view of the reused staging rows would be overwritten before it is written.
-The file appears under its final name only when complete (atomic rename); an error or an interruption
-on either side removes the temporary file.
+tifffile writes tiles pulled from an iterator; prediction pushes bands of rows as they are finished. A writer thread
+turns one into the other through a short queue, so at most a row of TIFF tiles and two bands are held, and the
+compression (and `convert`, e.g. the mask decision) overlaps the next tiles' network pass. Every tile handed to tifffile
+is its own array: tifffile may read tiles ahead and hold them while compressing, so a view of the reused staging rows
+would be overwritten before it is written. The file appears under its final name only when complete (atomic rename); an
+error or an interruption on either side removes the temporary file.
 """
 
 from __future__ import annotations
