@@ -169,8 +169,7 @@ class Measure:
         self.samples.append((chosen[:, :1] if gray else chosen, gray))
 
     def _measure_mask(self, pair: Pair, mask: np.ndarray | None) -> None:
-        """Value counts over the whole mask (`mask` when given), component widths and extents, band by band
-        when large."""
+        """Value counts, component widths and extents of one mask (`mask` when given), band by band when large."""
         if mask is None and can_stream(pair.mask):
             with open_rows(pair.mask, mask_channels(self.palette, self.multilabel)) as reader:
                 height, width = reader.height, reader.width
@@ -185,8 +184,7 @@ class Measure:
         self._measure_bands([mask], pair.mask, mask.shape[0], 1)
 
     def _measure_bands(self, bands: Any, path: Path, height: int, stride: int, n_bands: int = 1) -> None:
-        """Fold (rows, W, C) bands of one mask of `height` rows into the measures; `stride` > 1 measures extents
-        on a strided copy."""
+        """Fold (rows, W, C) bands of one mask into the measures; `stride` > 1 measures extents on a strided copy."""
         if self.multilabel:  # any label set counts as foreground
             bands = (np.any(band != 0, axis=2, keepdims=True).astype(np.uint8) for band in bands)
         palette, ignore_index = self.palette, self.ignore_index
@@ -241,13 +239,10 @@ def _value_counts(codes: np.ndarray) -> dict[int, int]:
 
 
 def _difference(first: Counter[int], second: Counter[int], ignore_index: int | None) -> float:
-    """Total variation distance of two value counts' distributions, the ignored value left out (0: the same
-    shares, 1: disjoint)."""
+    """Total variation distance of two value counts' distributions (0: the same, 1: disjoint), ignored value left out."""
     values = sorted((set(first) | set(second)) - {ignore_index})
     a, b = (np.array([counts[v] for v in values], np.float64) for counts in (first, second))
-    if a.sum() == 0 or b.sum() == 0:
-        return 0.0
-    return round(0.5 * float(np.abs(a / a.sum() - b / b.sum()).sum()), 6)
+    return 0.0 if a.sum() == 0 or b.sum() == 0 else round(0.5 * float(np.abs(a / a.sum() - b / b.sum()).sum()), 6)
 
 
 def _stored_codes(band: np.ndarray, path: Path) -> np.ndarray:

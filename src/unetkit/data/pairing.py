@@ -141,11 +141,10 @@ def _images(folder: Path, image_name: str) -> tuple[dict[str, Path], dict[str, P
 
 def read_pairs_file(path: Path) -> list[Pair]:
     """FILE.csv with columns image,mask (paths relative to FILE's folder), one pair a row."""
-    rows = _csv_rows(path, ("image", "mask"))
     pairs: list[Pair] = []
     seen: dict[str, int] = {}
     missing: list[str] = []
-    for number, row in rows:
+    for number, row in _csv_rows(path, ("image", "mask")):
         image, mask = (_listed(path, row[column]) for column in ("image", "mask"))
         missing += [str(file) for file in (image, mask) if not file.exists() and not file.is_symlink()]
         if image.stem in seen:

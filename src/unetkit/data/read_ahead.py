@@ -57,12 +57,9 @@ class ReadAhead(Generic[T]):
         self._next += 1
         return self._ahead.popleft().result()
 
-    def close(self) -> None:
-        """Stop the thread; what it read ahead and nobody asked for is dropped."""
-        self._pool.shutdown(cancel_futures=True)
-
     def __enter__(self) -> ReadAhead[T]:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        """Stop the thread; what it read ahead and nobody asked for is dropped."""
+        self._pool.shutdown(cancel_futures=True)

@@ -182,8 +182,7 @@ def _pillow_spacing(file: Path) -> PixelSpacing:
 
 
 def _per_unit(per_x: float, per_y: float, size: float, unit: str, source: str) -> PixelSpacing:
-    """Pixels per `size` `unit` as a pixel size; pixels when undefined (0) or an editor's placeholder (see the
-    module docstring)."""
+    """Pixels per `size` `unit` as a pixel size; pixels when undefined (0) or a placeholder (module docstring)."""
     if per_x <= 0 or per_y <= 0:
         return PixelSpacing()
     spacing = PixelSpacing(size / per_y, size / per_x, unit, source)

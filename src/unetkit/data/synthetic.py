@@ -129,8 +129,6 @@ def write_large_synthetic(out_dir: str | os.PathLike[str], n: int, *, side: int 
 
     root = Path(out_dir)
     check_synthetic_args(root, n, size=side, seed=seed)
-    for folder in ("images", "masks"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
     for index in range(n):
         name = f"{prefix}_{index:05d}.tif"
         with (TiledTiffWriter(root / "images" / name, side, side, np.uint8) as image_writer,

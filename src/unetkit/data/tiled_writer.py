@@ -10,6 +10,7 @@ error or an interruption on either side removes the temporary file.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
@@ -56,11 +57,9 @@ class TiledTiffWriter:
                                  planarconfig="contig" if self.samples > 1 else None)
         except BaseException as exc:  # noqa: BLE001 - handed to the producing thread in close()
             self._error = exc
-            while True:  # unblock a producer waiting on a full queue
-                try:
+            with contextlib.suppress(queue.Empty):  # unblock a producer waiting on a full queue
+                while True:
                     self._queue.get_nowait()
-                except queue.Empty:
-                    break
 
     def _tiles(self) -> Iterator[np.ndarray]:
         columns = math.ceil(self.width / TIFF_TILE)
@@ -92,11 +91,8 @@ class TiledTiffWriter:
 
     def _put(self, item: object) -> None:
         while self._thread.is_alive():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+            with contextlib.suppress(queue.Full):
+                return self._queue.put(item, timeout=0.5)
 
     def write(self, band: np.ndarray) -> None:
         """Append the next rows: (rows, width) or (rows, width, samples), cast to the file's dtype (with

@@ -9,6 +9,7 @@ stored as R + 256 G + 256^2 B in FILE's sibling folder of the same stem (COCO's 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -102,12 +103,10 @@ def _panoptic(annotations: list[dict[str, Any]], names: dict[int, str], records:
             if label is None:
                 problems.add("unknown category ids", f"{segment.get('category_id')} in {png.name}")
                 continue
-            record.shapes.append(Shape(label, load=_segment(png, int(segment["id"]))))
+            record.shapes.append(Shape(label, load=functools.partial(_segment, png, int(segment["id"]))))
 
 
-def _segment(png: Path, segment_id: int) -> Any:
-    """A loader of one panoptic segment's pixels: (H, W) bool where the PNG's R + 256 G + 256^2 B is its id."""
-    def load() -> np.ndarray:
-        rgb = read_array(png).astype(np.int64)
-        return (rgb[:, :, 0] + 256 * rgb[:, :, 1] + 65536 * rgb[:, :, 2]) == segment_id
-    return load
+def _segment(png: Path, segment_id: int) -> np.ndarray:
+    """One panoptic segment's pixels: (H, W) bool where the PNG's R + 256 G + 256^2 B is its id."""
+    rgb = read_array(png).astype(np.int64)
+    return (rgb[:, :, 0] + 256 * rgb[:, :, 1] + 65536 * rgb[:, :, 2]) == segment_id

@@ -23,10 +23,6 @@ from unetkit.errors import UserError
 CIRCLE_SIDES = 64  # a circle is painted as a polygon of this many sides
 
 
-def annotation_files(path: Path) -> list[Path]:
-    return sorted(path.glob("*.json")) if path.is_dir() else [path]
-
-
 def parse(files: list[tuple[Path, Any]], problems: Problems) -> tuple[list[ImageRecord], list[str]]:
     """(file, its JSON) of each image -> records; LabelMe declares no label list."""
     records = []
