@@ -177,7 +177,7 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
 
     def read(pair: Pair) -> tuple[tuple[np.ndarray, np.ndarray], ArraySource] | None:
         """The pair decoded (raw for the fingerprint, then as training takes it), or None to leave it on disk."""
-        if not whole and _large(pair):
+        if not whole and can_stream(pair.image) and math.prod(image_size(pair.image)) > LARGE_PIXELS:
             return None
         raw = read_raw_pair(pair, palette, hashes)
         image, mask = decode_pair(pair, raw, in_channels, num_classes, ignore_index, palette, multilabel)
@@ -197,9 +197,4 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
             measured.add(pair, *(found[0] if found else ()))
     return Survey(DataSource.of(data_dir), pairs, sources, hashes,
                   None if measured is None else measured.result(str(data_dir)), palette)
-
-
-def _large(pair: Pair) -> bool:
-    """A TIFF or .npy image over LARGE_PIXELS: read by region from disk, never decoded whole."""
-    return can_stream(pair.image) and math.prod(image_size(pair.image)) > LARGE_PIXELS
 

@@ -8,9 +8,8 @@ Where a file says its pixel size, in the order looked at:
 
 72 or 96 pixels per inch (rounded: what editors, screenshot tools and web exports write when they know nothing) and
 under 3 per inch (other writers' "unset") are placeholders: the file stays in pixels. A scanner's 300 or 1200 dpi is
-a real size. TIFF resolutions and PNG pHYs come out in millimetres; ImageJ and OME name their unit, which is kept
-(µm is written `um`). The mask's size counts only where the image has none (label maps saved by ImageJ, images
-exported as plain PNG).
+a real size. The mask's size counts only where the image has none (label maps saved by ImageJ, images exported as
+plain PNG).
 
 `spacings_for` gives every pair of one evaluation its size in one unit: physical units are converted to the finest
 of them; a mix of sized and unsized files is refused, because a mean of millimetres and pixels means nothing and
@@ -109,18 +108,15 @@ def read_spacing(path: str | os.PathLike[str]) -> PixelSpacing:
     return PixelSpacing()
 
 
-def pair_spacing(pair: Pair) -> PixelSpacing:
-    """The image's pixel size; the mask's where the image has none."""
-    found = read_spacing(pair.image)
-    return found if found.physical else read_spacing(pair.mask)
-
-
 def spacings_for(pairs: Sequence[Pair], given: PixelSpacing | None = None) -> tuple[dict[str, PixelSpacing], str]:
     """stem -> pixel size of every pair, all in one unit, and that unit: `given` (--spacing) for all, else
     each file's own. A mix of sized and unsized files is one UserError naming one of each."""
     if given is not None:
         return {pair.stem: given for pair in pairs}, given.unit
-    found = {pair.stem: (pair, pair_spacing(pair)) for pair in pairs}
+    found: dict[str, tuple[Pair, PixelSpacing]] = {}
+    for pair in pairs:  # the mask's size counts where the image has none
+        spacing = read_spacing(pair.image)
+        found[pair.stem] = (pair, spacing if spacing.physical else read_spacing(pair.mask))
     sized = [(pair, s) for pair, s in found.values() if s.physical]
     if not sized:
         return {stem: s for stem, (_, s) in found.items()}, PIXELS

@@ -82,12 +82,7 @@ def check_synthetic_args(root: Path, n: int, *, size: int, seed: int, empty_frac
     if problems:
         raise UserError(f"{root}: cannot make a synthetic set: {'; '.join(problems)}")
     check_side_fits("--size", int(size), SYNTH_BYTES_PER_PIXEL, "making one synthetic image")
-    _check_empty_target(root)
-
-
-def _check_empty_target(root: Path) -> None:
-    """A synthetic set goes into new or empty folders only: a file already there may be a user's
-    own (an image named syn_00000.png is not ours because of its name)."""
+    # new or empty folders only: a file already there may be a user's own (syn_00000.png is not ours by its name)
     if root.exists() and not root.is_dir():
         raise UserError(f"{root}: exists and is not a folder; choose another --out")
     for folder in (root / "images", root / "masks"):

@@ -54,7 +54,7 @@ def _image_value(data: dict[str, Any]) -> str | None:
 
 def _local_name(url: str, images_dir: Path) -> str:
     """'/data/upload/3/1a2b3c4d-cat.png' -> 'cat.png' when only that exists in DIR; a relative path stays."""
-    name = unquote(url.split("?d=")[-1] if "?d=" in url else url)
+    name = unquote(url.split("?d=")[-1])
     if "://" in name or name.startswith("/data/"):
         name = name.rsplit("/", 1)[-1]
     plain = UPLOAD_PREFIX.sub("", Path(name).name)
