@@ -2,10 +2,9 @@
 
 A data set is given by a `DataSource`: a folder DIR with DIR/images and DIR/masks (or DIR/labels), or the two
 folders named apart (`--images DIR --masks DIR`, which also override one side of DIR), or a CSV of pairs (`--pairs
-FILE.csv`, columns image,mask, paths relative to the file). Names pair by rule (data/naming.py): by default `ID.*`
-with `ID.*` or `ID_mask.*`; `--image-name '{id}_training.tif' --mask-name '{id}_manual1.gif'` for a public set's own
-naming. Every image needs exactly one mask and every mask an image: what is left over is one line with the counts
-and two names from each side, never a silent drop.
+FILE.csv`, columns image,mask, paths relative to the file). Names pair by data/naming.py's rules. Every image needs
+exactly one mask and every mask an image: what is left over is one line with the counts and two names from each
+side, never a silent drop.
 """
 
 from __future__ import annotations
