@@ -54,7 +54,7 @@ from quality_sets import SETS, QualitySet, find_set, held_out_folds, synthetic_l
 
 from unetkit.api import train
 from unetkit.config import EvaluateConfig, TrainConfig, to_dict
-from unetkit.data.dataset import Pair, find_pairs
+from unetkit.data.pairing import Pair, find_pairs
 from unetkit.fileio import write_text
 from unetkit.inference.evaluation import run_evaluation
 from unetkit.inference.tta import TTA_MODES

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.data.dataset import Pair, find_pairs
 from unetkit.data.io import read_array, write_png
 from unetkit.data.masks import decode_mask
+from unetkit.data.pairing import Pair, find_pairs
 from unetkit.data.split import coverage_classes, stratified_folds, stratified_split
 from unetkit.data.synthetic import generate_synthetic
 

@@ -23,8 +23,9 @@ import torch
 
 from unetkit.config import TrainConfig
 from unetkit.data.augment import augment_config
-from unetkit.data.dataset import find_pairs, load_labelled
+from unetkit.data.dataset import load_labelled
 from unetkit.data.loader import Batch, image_batches
+from unetkit.data.pairing import find_pairs
 from unetkit.data.preprocess import fit_preprocess
 from unetkit.data.split import coverage_classes, stratified_split
 from unetkit.data.synthetic import generate_synthetic

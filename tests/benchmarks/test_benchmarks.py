@@ -38,7 +38,7 @@ def test_cpu_precision_times_both_precisions_on_the_same_step() -> None:
 
 
 def test_quality_links_a_labelled_subset(tmp_path: Path) -> None:
-    from unetkit.data.dataset import find_pairs
+    from unetkit.data.pairing import find_pairs
 
     data = generate_synthetic(tmp_path / "d", 6, size=16, seed=1)
     pairs = find_pairs(data)
@@ -136,8 +136,8 @@ def test_the_peer_is_smps_resnet18_unet_under_the_torchvision_stand_in() -> None
 
 
 def test_quality_sets_split_and_score_as_their_readmes_say(tmp_path: Path) -> None:
-    from unetkit.data.dataset import find_pairs
     from unetkit.data.io import write_png
+    from unetkit.data.pairing import find_pairs
 
     sets = load("quality_sets")
     # ISBI: the membranes' IoU from the cells' IoU and the accuracy: TP 30, FP 10, FN 10, TN 50 of 100

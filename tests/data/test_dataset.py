@@ -7,7 +7,8 @@ import pytest
 
 from tests.conftest import TGS_DIR, write_gray_png
 from tests.data.special_files import call_or_unblock, make_special
-from unetkit.data.dataset import find_pairs, load_labelled
+from unetkit.data.dataset import load_labelled
+from unetkit.data.pairing import find_pairs
 from unetkit.data.synthetic import generate_synthetic, synthetic_example
 from unetkit.errors import UserError
 
@@ -77,7 +78,7 @@ def test_real_tgs_masks_16_bit_and_8_bit_empty() -> None:
 @pytest.mark.parametrize("folder", ["images", "masks"])
 def test_special_files_in_a_data_folder_are_named_and_never_opened(synthetic_dir: Path, kind: str, folder: str) -> None:
     """A FIFO named x.png hung predict forever; loops and FIFOs read "file not found" in train."""
-    from unetkit.data.dataset import list_images
+    from unetkit.data.naming import list_images
 
     expected = make_special(synthetic_dir / folder / "x.png", kind)
     for function, argument in ((find_pairs, synthetic_dir), (list_images, synthetic_dir / folder)):

@@ -9,7 +9,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unetkit.data.dataset import find_pairs, load_labelled
+from unetkit.data.dataset import load_labelled
+from unetkit.data.pairing import find_pairs
 from unetkit.errors import UserError
 
 TRUTH = np.zeros((3, 12, 10), np.uint8)

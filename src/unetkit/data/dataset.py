@@ -1,16 +1,10 @@
 """A labelled data set, read in one pass: the pairs data/pairing.py finds, hashed, fingerprinted, decoded, checked.
 
-Where the pairs come from is data/pairing.py's business; `find_pairs`, `Pair` and `list_images` are re-exported here
-for the readers that import them from this module.
-
-Decoding every file once up front validates the whole set before any output is written (a bad file fails the run in
-seconds, not at epoch 30), lets masks be inspected for coverage and class values, and takes decoding out of the
-training loop. `survey` reads each file once for all that training needs before its first step: the pairs, a content
-hash per file (what --resume compares), the fingerprint (data/fingerprint.py, what the plan is made from) and the
-decoded arrays. Large TIFF and .npy images are the exception when the run may train on patches: they stay on disk as
-region-read sources (data/patches.py), fingerprinted by rows and hashed by size. The plan then chooses whole images
-or patches; `Survey.labelled` and data/patch_set.py::patch_set_of build the chosen set without reading the folder
-again.
+Decoding every file up front validates the whole set before any output is written (a bad file fails the run in
+seconds, not at epoch 30) and takes decoding out of the training loop. `survey` reads each file once for all that
+training needs before its first step: the pairs, a content hash per file (what --resume compares), the fingerprint
+(what the plan is made from) and the decoded arrays. Large TIFF and .npy images stay on disk as region-read sources
+(data/patches.py) when the run may train on patches.
 """
 
 from __future__ import annotations
@@ -26,16 +20,13 @@ from tqdm import tqdm
 from unetkit.data.fingerprint import Fingerprint, Measure
 from unetkit.data.io import read_array, to_channels
 from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, read_class_palette
-from unetkit.data.naming import list_images
+from unetkit.data.naming import list_images as list_images  # re-exported for review/session.py
 from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.patches import ArraySource, FileSource, Source
 from unetkit.data.preprocess import resize_image, resize_mask
 from unetkit.data.read_ahead import in_order
 from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size
 from unetkit.errors import UserError
-
-__all__ = ["LabelledSet", "Pair", "Survey", "decode_pair", "find_pairs", "list_images", "load_labelled", "load_pair",
-           "read_raw_pair", "survey"]
 
 
 @dataclass
@@ -62,7 +53,8 @@ class LabelledSet:
         """Stacked when every image has one shape and dtype, else ragged."""
         if all(i.shape == images[0].shape and i.dtype == images[0].dtype for i in images):
             return cls(stems, np.stack(images), np.stack(masks), pairs)
-        return cls(stems, _objects(images), _objects(masks), pairs)
+        # fromiter: np.array would read a list of equal shapes as one nested array
+        return cls(stems, np.fromiter(images, object, len(images)), np.fromiter(masks, object, len(masks)), pairs)
 
     @property
     def ragged(self) -> bool:
@@ -90,21 +82,13 @@ class LabelledSet:
         return np.array([_foreground(mask, ignore_index).mean() for mask in self.masks], np.float64)
 
 
-def _objects(arrays: list[np.ndarray]) -> np.ndarray:
-    out = np.empty(len(arrays), dtype=object)
-    for i, array in enumerate(arrays):  # one by one: a list of equal shapes would be read as one nested array
-        out[i] = array
-    return out
-
-
 def _foreground(masks: np.ndarray, ignore_index: int | None) -> np.ndarray:
     return masks > 0 if ignore_index is None else (masks > 0) & (masks != ignore_index)
 
 
 def read_mask(path: str | os.PathLike[str], num_classes: int, ignore_index: int | None = None,
               palette: ClassPalette | None = None) -> np.ndarray:
-    """One single-label mask file -> (H, W) uint8 class indices, read as `train` reads it (one line naming the file
-    otherwise)."""
+    """One single-label mask file -> (H, W) uint8 class indices, read as `train` reads it."""
     return _indices(read_array(path, palette_indices=_mask_indices(palette)), path, num_classes, ignore_index, palette)
 
 
@@ -130,8 +114,7 @@ def read_raw_pair(pair: Pair, palette: ClassPalette | None = None,
 def decode_pair(pair: Pair, raw: tuple[np.ndarray, np.ndarray], in_channels: int, num_classes: int,
                 ignore_index: int | None = None, palette: ClassPalette | None = None,
                 multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """`read_raw_pair`'s arrays as training takes them: image (H, W, in_channels) in its dtype, mask (H, W) uint8
-    indices ((H, W, K) 0/1 labels); sizes checked."""
+    """`read_raw_pair`'s arrays as training takes them: image (H, W, in_channels), mask (H, W) indices or (H, W, K)."""
     image = to_channels(raw[0], in_channels, pair.image)
     mask = decode_multilabel(raw[1], num_classes, pair.mask) if multilabel else _indices(
         raw[1], pair.mask, num_classes, ignore_index, palette)
@@ -157,9 +140,8 @@ def load_labelled(data_dir: DataSource | str | os.PathLike[str], in_channels: in
 
 @dataclass
 class Survey:
-    """What one pass over a folder found: per pair (in `pairs`' order) its `Source`, decoded in memory
-    (ArraySource) or left on disk for reads by region (FileSource); the files' content hashes; the
-    fingerprint when it was measured."""
+    """What one pass over a folder found: per pair (in `pairs`' order) its `Source`, decoded in memory (ArraySource) or
+    left on disk for reads by region (FileSource); the files' content hashes; the fingerprint when it was measured."""
 
     source: DataSource
     pairs: list[Pair]
@@ -195,7 +177,7 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
 
     def read(pair: Pair) -> tuple[tuple[np.ndarray, np.ndarray], ArraySource] | None:
         """The pair decoded (raw for the fingerprint, then as training takes it), or None to leave it on disk."""
-        if not whole and _large(pair):
+        if not whole and can_stream(pair.image) and math.prod(image_size(pair.image)) > LARGE_PIXELS:
             return None
         raw = read_raw_pair(pair, palette, hashes)
         image, mask = decode_pair(pair, raw, in_channels, num_classes, ignore_index, palette, multilabel)
@@ -215,9 +197,4 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
             measured.add(pair, *(found[0] if found else ()))
     return Survey(DataSource.of(data_dir), pairs, sources, hashes,
                   None if measured is None else measured.result(str(data_dir)), palette)
-
-
-def _large(pair: Pair) -> bool:
-    """A TIFF or .npy image over LARGE_PIXELS: read by region from disk, never decoded whole."""
-    return can_stream(pair.image) and math.prod(image_size(pair.image)) > LARGE_PIXELS
 

@@ -1,28 +1,18 @@
 """A fingerprint of a labelled folder: what the data looks like, measured in bounded memory.
 
 The training plan (training/plan.py) chooses patch size, batch size, depth and normalisation from it, as nnU-Net
-does from its "dataset fingerprint". Measured:
-
-- sizes (min / median / max, all equal?), the images' channels (a gray picture stored as RGB counts as gray, as
-  `io.channels_equal` decides), their dtypes;
-- intensity statistics per channel (mean, std, 0.5 and 99.5 percentiles) in the file's own units, from a random
-  sample of pixels: `SAMPLE_BUDGET` over the folder, at least `MIN_SAMPLES` per image;
-- class frequencies: the pixel share of every class, the share of images holding each class and any foreground
-  (binary masks as `masks.BINARY_ENCODINGS` reads them);
-- object scale: the median width of foreground components (the side of the largest inscribed square, 2 * max
-  chessboard distance - 1: exact for axis-aligned strips of odd width, close for other strips and curves, so a
-  thin-structure hint), and the median / 90th-percentile extent of components (longer side of their bounding box);
-- orientation: the total variation distance between the class distributions of the masks' top and bottom halves, and
-  of their left and right halves (pooled over the folder). Street scenes (sky above, road below) differ a lot
-  between top and bottom; vessels, cells and membranes do not: the plan lets only the latter be flipped upside down
-  and rotated.
+does from its "dataset fingerprint". Intensities come from a random sample of pixels, in the file's own units.
+Object scale: a foreground component's width is the side of its largest inscribed square, 2 * max chessboard
+distance - 1 (exact for axis-aligned strips of odd width, close for other strips and curves: a thin-structure hint);
+its extent is the longer side of its bounding box. Orientation: street scenes (sky above, road below) differ a lot
+between the masks' top and bottom halves; vessels, cells and membranes do not, and the plan lets only the latter be
+flipped upside down and rotated.
 
 Bounded memory: TIFF and .npy files above `LARGE_PIXELS` are never decoded whole. Their pixels are sampled from
-`SAMPLE_ROWS` random rows; their masks are read in bands of about `BAND_PIXELS` (data/regions.py) and measured in
-pieces of `CHUNK_PIXELS`: class counts over every piece, widths on pieces spread over the image (`WIDTH_PIXELS` per
-image: widths are local, a band cut does not change them), extents on a strided copy of at most `EXTENT_SIDE` a side
-(extents need the whole object; the copy loses widths below its stride, which the bands measure). PNG, JPEG and GIF
-cannot be read partially and are decoded whole, one at a time.
+`SAMPLE_ROWS` random rows; their masks are read in bands (data/regions.py) and measured in pieces: class counts over
+every piece, widths on pieces spread over the image (widths are local, a band cut does not change them), extents on a
+strided copy (extents need the whole object; the copy loses widths below its stride, which the bands measure). PNG,
+JPEG and GIF cannot be read partially and are decoded whole, one at a time.
 """
 
 from __future__ import annotations
@@ -91,18 +81,6 @@ class Fingerprint:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-@dataclass
-class _Tally:
-    sizes: list[tuple[int, int]] = dataclasses.field(default_factory=list)
-    dtypes: set[str] = dataclasses.field(default_factory=set)
-    samples: list[tuple[np.ndarray, bool]] = dataclasses.field(default_factory=list)  # (n, C) raw, gray?
-    counts: list[Counter[int]] = dataclasses.field(default_factory=list)  # per mask, pixels per stored value
-    widths: list[float] = dataclasses.field(default_factory=list)
-    extents: list[float] = dataclasses.field(default_factory=list)
-    halves: tuple[Counter[int], ...] = dataclasses.field(default_factory=lambda: tuple(Counter() for _ in range(4)))
-    # pixels per stored value in the top, bottom, left and right halves
-
-
 def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
                 seed: int = 0, multilabel: bool = False) -> Fingerprint:
     """Measure DIR/images + DIR/masks, deterministic for a `seed`. `num_classes` None reads masks as binary when
@@ -126,7 +104,13 @@ class Measure:
                  ignore_index: int | None = None, seed: int = 0, multilabel: bool = False) -> None:
         self.palette, self.num_classes, self.ignore_index, self.multilabel = palette, num_classes, ignore_index, multilabel
         self.rng = np.random.default_rng(seed)
-        self.tally = _Tally()
+        self.sizes: list[tuple[int, int]] = []
+        self.dtypes: set[str] = set()
+        self.samples: list[tuple[np.ndarray, bool]] = []  # (n, C) raw pixels, gray?
+        self.counts: list[Counter[int]] = []  # per mask, pixels per stored value
+        self.widths: list[float] = []
+        self.extents: list[float] = []
+        self.halves: tuple[Counter[int], ...] = tuple(Counter() for _ in range(4))  # top, bottom, left, right
         self.per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // max(n_pairs, 1))
 
     def add(self, pair: Pair, image: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
@@ -136,7 +120,32 @@ class Measure:
         self._measure_mask(pair, mask)
 
     def result(self, data_dir: str) -> Fingerprint:
-        return _summarise(data_dir, self.tally, self.num_classes, self.ignore_index)
+        num_classes, ignore_index = self.num_classes, self.ignore_index
+        sizes = np.array(self.sizes)
+        channels = max(1 if gray else sample.shape[1] for sample, gray in self.samples)
+        values = np.concatenate([np.repeat(s, channels, axis=1) if s.shape[1] == 1 else s for s, _ in self.samples]
+                                ).astype(np.float64)
+        class_counts = _class_counts(self.counts, num_classes, ignore_index, data_dir)
+        present = np.array([counts > 0 for counts in class_counts])
+        total = class_counts.sum(axis=0)
+        widths, extents = np.array(self.widths), np.array(self.extents)
+        return Fingerprint(
+            data_dir=data_dir, n_images=len(sizes),
+            size_min=_pair(sizes.min(axis=0)), size_median=_pair(np.median(sizes, axis=0)),
+            size_max=_pair(sizes.max(axis=0)), same_size=bool((sizes == sizes[0]).all()), channels=int(channels),
+            dtypes=tuple(sorted(self.dtypes)),
+            mean=_floats(values.mean(axis=0)), std=_floats(values.std(axis=0)),
+            percentile_00_5=_floats(np.percentile(values, 0.5, axis=0)),
+            percentile_99_5=_floats(np.percentile(values, 99.5, axis=0)), sampled_pixels=len(values),
+            num_classes=1 if class_counts.shape[1] == 2 and num_classes in (None, 1) else class_counts.shape[1],
+            class_share=_floats(total / max(1, total.sum())), class_image_share=_floats(present.mean(axis=0)),
+            foreground_image_share=float(present[:, 1:].any(axis=1).mean()),
+            foreground_width=float(np.median(widths)) if len(widths) else None,
+            object_size_median=float(np.median(extents)) if len(extents) else None,
+            object_size_p90=float(np.percentile(extents, 90)) if len(extents) else None,
+            up_down_difference=_difference(*self.halves[:2], ignore_index),
+            left_right_difference=_difference(*self.halves[2:], ignore_index),
+        )
 
     def _sample_image(self, path: Path, pixels: np.ndarray | None) -> None:
         """Up to `per_image` random pixels (n, C) of one image (`pixels` when given), read by rows when it is large."""
@@ -155,14 +164,12 @@ class Measure:
         gray = channels_equal(pixels)
         flat = pixels.reshape(-1, pixels.shape[2])
         chosen = flat[self.rng.choice(len(flat), size=min(self.per_image, len(flat)), replace=False)]
-        self.tally.sizes.append((int(height), int(width)))
-        self.tally.dtypes.add(str(np.dtype(dtype)))
-        self.tally.samples.append((chosen[:, :1] if gray else chosen, gray))
+        self.sizes.append((int(height), int(width)))
+        self.dtypes.add(str(np.dtype(dtype)))
+        self.samples.append((chosen[:, :1] if gray else chosen, gray))
 
     def _measure_mask(self, pair: Pair, mask: np.ndarray | None) -> None:
-        """Value counts over the whole mask (`mask` when given), component widths and extents, band by band
-        when large."""
-        by_colour = self.palette is not None and self.palette.by_colour
+        """Value counts, component widths and extents of one mask (`mask` when given), band by band when large."""
         if mask is None and can_stream(pair.mask):
             with open_rows(pair.mask, mask_channels(self.palette, self.multilabel)) as reader:
                 height, width = reader.height, reader.width
@@ -172,15 +179,15 @@ class Measure:
                 bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
                 stride = math.ceil(max(height, width) / EXTENT_SIDE)
                 return self._measure_bands(bands, pair.mask, height, stride, math.ceil(height / step))
-        mask = read_array(pair.mask, palette_indices=not by_colour) if mask is None else mask
+        if mask is None:
+            mask = read_array(pair.mask, palette_indices=not (self.palette and self.palette.by_colour))
         self._measure_bands([mask], pair.mask, mask.shape[0], 1)
 
     def _measure_bands(self, bands: Any, path: Path, height: int, stride: int, n_bands: int = 1) -> None:
-        """Fold (rows, W, C) bands of one mask of `height` rows into the tally; `stride` > 1 measures extents
-        on a strided copy."""
+        """Fold (rows, W, C) bands of one mask into the measures; `stride` > 1 measures extents on a strided copy."""
         if self.multilabel:  # any label set counts as foreground
             bands = (np.any(band != 0, axis=2, keepdims=True).astype(np.uint8) for band in bands)
-        palette, ignore_index, tally = self.palette, self.ignore_index, self.tally
+        palette, ignore_index = self.palette, self.ignore_index
         counts: Counter[int] = Counter()
         widths: list[np.ndarray] = []
         strided: list[np.ndarray] = []
@@ -191,7 +198,7 @@ class Measure:
             step = max(1, CHUNK_PIXELS // codes.shape[1])
             for piece in (codes[y:y + step] for y in range(0, len(codes), step)):
                 counts.update(_value_counts(piece))
-                _count_halves(piece, offset, height, tally)
+                _count_halves(piece, offset, height, self.halves)
                 foreground = piece != 0 if ignore_index is None else (piece != 0) & (piece != ignore_index)
                 if index % every == 0 and foreground.any():
                     widths.append(_component_widths(foreground))
@@ -200,32 +207,30 @@ class Measure:
                 else:  # keep rows whose index is a multiple of the stride, every stride-th column
                     strided.append(foreground[(-offset) % stride::stride, ::stride].copy())  # not a view of the piece
                 offset += len(piece)
-        tally.counts.append(counts)
-        tally.widths.extend(_subset(np.concatenate(widths) if widths else np.zeros(0), self.rng).tolist())
+        self.counts.append(counts)
+        self.widths.extend(_subset(np.concatenate(widths) if widths else np.zeros(0), self.rng).tolist())
         whole = np.concatenate(strided)
         if whole.any():
             labels, n = ndimage.label(whole)
             boxes = ndimage.find_objects(labels, n)
             extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes], float) * stride
-            tally.extents.extend(_subset(extents, self.rng).tolist())
+            self.extents.extend(_subset(extents, self.rng).tolist())
 
 
-def _count_halves(piece: np.ndarray, offset: int, height: int, tally: _Tally) -> None:
+def _count_halves(piece: np.ndarray, offset: int, height: int, halves: tuple[Counter[int], ...]) -> None:
     """Add the code counts of the piece's rows in the top and bottom halves of the mask (the middle row
-    of an odd height in neither) and of its left and right halves to tally.halves."""
+    of an odd height in neither) and of its left and right halves to `halves`."""
     top, bottom = max(0, min(len(piece), height // 2 - offset)), max(0, (height + 1) // 2 - offset)
     width = piece.shape[1]
     parts = (piece[:top], piece[bottom:], piece[:, : width // 2], piece[:, (width + 1) // 2 :])
-    for side, part in zip(tally.halves, parts):
+    for side, part in zip(halves, parts):
         side.update(_value_counts(part))
 
 
 def _value_counts(codes: np.ndarray) -> dict[int, int]:
     """Pixels per value present: masks stored as 0/65535 would make a bincount 65536 long per mask."""
     flat = codes.reshape(-1)
-    if flat.size == 0:
-        return {}
-    if int(flat.max()) < 256:
+    if flat.size and int(flat.max()) < 256:
         counted = np.bincount(flat)
         present = np.flatnonzero(counted)
         return dict(zip(present.tolist(), counted[present].tolist()))
@@ -234,13 +239,10 @@ def _value_counts(codes: np.ndarray) -> dict[int, int]:
 
 
 def _difference(first: Counter[int], second: Counter[int], ignore_index: int | None) -> float:
-    """Total variation distance of two value counts' distributions, the ignored value left out (0: the same
-    shares, 1: disjoint)."""
+    """Total variation distance of two value counts' distributions (0: the same, 1: disjoint), ignored value left out."""
     values = sorted((set(first) | set(second)) - {ignore_index})
     a, b = (np.array([counts[v] for v in values], np.float64) for counts in (first, second))
-    if a.sum() == 0 or b.sum() == 0:
-        return 0.0
-    return round(0.5 * float(np.abs(a / a.sum() - b / b.sum()).sum()), 6)
+    return 0.0 if a.sum() == 0 or b.sum() == 0 else round(0.5 * float(np.abs(a / a.sum() - b / b.sum()).sum()), 6)
 
 
 def _stored_codes(band: np.ndarray, path: Path) -> np.ndarray:
@@ -265,34 +267,6 @@ def _component_widths(foreground: np.ndarray) -> np.ndarray:
 
 def _subset(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return values if len(values) <= MAX_COMPONENTS else rng.choice(values, MAX_COMPONENTS, replace=False)
-
-
-def _summarise(data_dir: str, tally: _Tally, num_classes: int | None, ignore_index: int | None) -> Fingerprint:
-    sizes = np.array(tally.sizes)
-    channels = max(1 if gray else sample.shape[1] for sample, gray in tally.samples)
-    stacked = np.concatenate([np.repeat(s, channels, axis=1) if s.shape[1] == 1 else s for s, _ in tally.samples])
-    values = stacked.astype(np.float64)
-    class_counts = _class_counts(tally.counts, num_classes, ignore_index, data_dir)
-    present = np.array([counts > 0 for counts in class_counts])
-    total = class_counts.sum(axis=0)
-    widths, extents = np.array(tally.widths), np.array(tally.extents)
-    return Fingerprint(
-        data_dir=data_dir, n_images=len(sizes),
-        size_min=_pair(sizes.min(axis=0)), size_median=_pair(np.median(sizes, axis=0)),
-        size_max=_pair(sizes.max(axis=0)), same_size=bool((sizes == sizes[0]).all()), channels=int(channels),
-        dtypes=tuple(sorted(tally.dtypes)),
-        mean=_floats(values.mean(axis=0)), std=_floats(values.std(axis=0)),
-        percentile_00_5=_floats(np.percentile(values, 0.5, axis=0)),
-        percentile_99_5=_floats(np.percentile(values, 99.5, axis=0)), sampled_pixels=len(values),
-        num_classes=1 if class_counts.shape[1] == 2 and num_classes in (None, 1) else class_counts.shape[1],
-        class_share=_floats(total / max(1, total.sum())), class_image_share=_floats(present.mean(axis=0)),
-        foreground_image_share=float(present[:, 1:].any(axis=1).mean()),
-        foreground_width=float(np.median(widths)) if len(widths) else None,
-        object_size_median=float(np.median(extents)) if len(extents) else None,
-        object_size_p90=float(np.percentile(extents, 90)) if len(extents) else None,
-        up_down_difference=_difference(*tally.halves[:2], ignore_index),
-        left_right_difference=_difference(*tally.halves[2:], ignore_index),
-    )
 
 
 def _class_counts(counts: list[Counter[int]], num_classes: int | None, ignore_index: int | None,

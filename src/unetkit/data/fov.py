@@ -2,7 +2,7 @@
 
 Retinal and microscopy sets are scored inside a region: DRIVE's `fov/N.png` marks the camera's circular aperture,
 and pixels outside it count in no figure. A region folder is paired with the images the way masks are
-(data/dataset.py): `DIR/ID.*`, or `DIR/ID_mask.*`; non-zero is inside.
+(data/naming.py): `DIR/ID.*`, or `DIR/ID_mask.*`; non-zero is inside.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from unetkit.data.dataset import LabelledSet, list_images
+from unetkit.data.dataset import LabelledSet
 from unetkit.data.io import read_array
 from unetkit.data.layout_hints import MASK_SUFFIX
+from unetkit.data.naming import list_images
 from unetkit.errors import UserError
 
 

@@ -6,15 +6,12 @@ stacks); NumPy reads .npy ((H, W) or (H, W, C), never pickles). What is ours is 
 predict empty masks without a word), every failure names the file, and nothing that is not a regular file is opened
 (a FIFO named like an image would block the reader forever).
 
-Files as they come, by rule:
-- complex, structured (record) and zero-channel arrays are refused, naming the dtype or shape;
-- a 3-D .npy whose first axis has 1 to 4 entries and whose last more than 4 is channels-first (C, H, W), as PyTorch
-  and many scientific tools save it: read as (H, W, C), said once per folder;
-- EXIF orientation is applied (`ImageOps.exif_transpose`) to every file Pillow reads, images and masks alike, so
-  both come upright as a viewer shows them, and masks are predicted so;
-- a PNG or GIF's transparency (alpha) is no picture: when the model expects fewer channels than stored, a varying
-  alpha is dropped (said once per folder), as OpenCV's and Pillow's conversions do; `--in-channels 2` (gray + alpha)
-  or 4 (RGBA) keeps it. TIFF and .npy channels are data: a 2nd or 4th channel there is never dropped unless uniform.
+- A channels-first .npy (C, H, W), as PyTorch and many scientific tools save it, is read as (H, W, C).
+- EXIF orientation is applied to every file Pillow reads, images and masks alike, so both come upright as a viewer
+  shows them, and masks are predicted so.
+- A PNG or GIF's transparency (alpha) is no picture: when the model expects fewer channels than stored, a varying
+  alpha is dropped (said once per folder), as OpenCV's and Pillow's conversions do; `--in-channels 2` or 4 keeps it.
+  TIFF and .npy channels are data: a 2nd or 4th channel there is never dropped unless uniform.
 """
 
 from __future__ import annotations
@@ -39,8 +36,7 @@ from unetkit.fileio import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".gif")
 TIFF_EXTENSIONS = (".tif", ".tiff")
-# JPEG turns a gray image saved as RGB into channels that differ by a few levels.
-_EQUAL_CHANNEL_TOLERANCE = 0.02
+_EQUAL_CHANNEL_TOLERANCE = 0.02  # JPEG turns a gray image saved as RGB into channels a few levels apart
 ALPHA_EXTENSIONS = (".png", ".gif")  # formats whose 2nd / 4th channel is transparency, not data
 MAX_CHANNELS_FIRST = 4  # (C, H, W) arrays are recognised for C up to this
 ROTATING = (5, 6, 7, 8)  # EXIF orientations that swap width and height

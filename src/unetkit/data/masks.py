@@ -1,9 +1,8 @@
 """Turning stored mask values into class indices, and refusing values that don't fit.
 
-The peers' most common failure is a run that trains on masks whose values do not mean what the model thinks (0/255
-read as 256 classes, colours as indices) and silently predicts all background. Every mask goes through
-`decode_mask`, which either maps its values to indices 0..num_classes-1 or stops with one line naming the file and
-values.
+The peers' most common failure is a run that trains on masks whose values do not mean what the model thinks (0/255 read
+as 256 classes, colours as indices) and silently predicts all background. Every mask goes through `decode_mask`, which
+either maps its values to indices 0..num_classes-1 or stops with one line naming the file and values.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 A data set is given by a `DataSource`: a folder DIR with DIR/images and DIR/masks (or DIR/labels), or the two
 folders named apart (`--images DIR --masks DIR`, which also override one side of DIR), or a CSV of pairs (`--pairs
-FILE.csv`, columns image,mask, paths relative to the file). Names pair by rule (data/naming.py): by default `ID.*`
-with `ID.*` or `ID_mask.*`; `--image-name '{id}_training.tif' --mask-name '{id}_manual1.gif'` for a public set's own
-naming. Every image needs exactly one mask and every mask an image: what is left over is one line with the counts
-and two names from each side, never a silent drop.
+FILE.csv`, columns image,mask, paths relative to the file). Names pair by data/naming.py's rules. Every image needs
+exactly one mask and every mask an image: what is left over is one line with the counts and two names from each
+side, never a silent drop.
 """
 
 from __future__ import annotations
@@ -141,11 +140,10 @@ def _images(folder: Path, image_name: str) -> tuple[dict[str, Path], dict[str, P
 
 def read_pairs_file(path: Path) -> list[Pair]:
     """FILE.csv with columns image,mask (paths relative to FILE's folder), one pair a row."""
-    rows = _csv_rows(path, ("image", "mask"))
     pairs: list[Pair] = []
     seen: dict[str, int] = {}
     missing: list[str] = []
-    for number, row in rows:
+    for number, row in _csv_rows(path, ("image", "mask")):
         image, mask = (_listed(path, row[column]) for column in ("image", "mask"))
         missing += [str(file) for file in (image, mask) if not file.exists() and not file.is_symlink()]
         if image.stem in seen:

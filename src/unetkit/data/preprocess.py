@@ -1,9 +1,8 @@
 """What happens to pixels between the file and the network, identically in training and inference.
 
-A `Preprocess` is stored in every model file, so prediction scales, standardises and
-resizes exactly as training did, without the user repeating any setting. torch is imported
-only by the functions that resize or build tensors: ONNX prediction standardises with
-`to_array` and never imports torch.
+A `Preprocess` is stored in every model file, so prediction scales, standardises and resizes exactly as training did,
+without the user repeating any setting. torch is imported only by the functions that resize or build tensors: ONNX
+prediction standardises with `to_array` and never imports torch.
 """
 
 from __future__ import annotations
@@ -89,10 +88,7 @@ class Preprocess:
         """`to_tensor` in NumPy, float32 (N, C, H, W), for the pad policy (what ONNX prediction uses)."""
         if self.size_policy != "pad":
             raise ValueError("to_array standardises only; resizing needs to_tensor")
-        x = np.moveaxis(images, -1, 1).astype(np.float32, copy=False)
-        scale = dtype_range(images.dtype)
-        if images.dtype != np.float32 or scale != 1.0:
-            x = x / np.float32(scale)
+        x = np.moveaxis(images, -1, 1).astype(np.float32) / np.float32(dtype_range(images.dtype))
         if self.clip_low is not None and self.clip_high is not None:
             x = np.clip(x, np.asarray(self.clip_low, np.float32).reshape(1, -1, 1, 1),
                         np.asarray(self.clip_high, np.float32).reshape(1, -1, 1, 1))

@@ -1,16 +1,9 @@
 """Reads done in background threads while the caller works on what was read before.
 
-`in_order`: files decoded by a few threads (PIL's and NumPy's decoders release the GIL), handed to
-the caller in their order, so what the caller does with each (a seeded fingerprint, a stack) is the
-same as a serial read's; at most `ahead` results wait, so memory stays that of a few files.
-
-`ReadAhead`: the bands of rows of one streamed image, in an order known in advance (the tile rows of a
-grid), read by one thread while the network runs on the band before: decoding a compressed TIFF band
-(tifffile's zlib and zarr's copies) releases the GIL. The thread stays a few bands ahead, so memory
-stays that of a few bands however tall the image.
-
-Either way an error while reading reaches the caller at its item, as the same exception a direct read
-would raise.
+Decoders release the GIL (PIL's, NumPy's, tifffile's zlib and zarr's copies), so a few threads overlap reading with
+the caller's work. Results reach the caller in a fixed order, so what it does with each (a seeded fingerprint, a
+stack) is the same as a serial read's, and only a few wait, so memory stays that of a few files or bands. An error
+while reading reaches the caller at its item, as the same exception a direct read would raise.
 """
 
 from __future__ import annotations
@@ -28,8 +21,7 @@ Span = tuple[int, int]  # (y0, y1): rows y0 .. y1 - 1
 
 
 def in_order(read: Callable[[S], T], items: Iterable[S], *, workers: int | None = None, ahead: int = 16) -> Iterator[T]:
-    """`read(item)` for each item, by `workers` threads (default: the cores, at most 4), yielded in the items'
-    order."""
+    """`read(item)` for each item, by `workers` threads (default: the cores, at most 4), yielded in the items' order."""
     workers = workers or min(4, os.cpu_count() or 1)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="read")
     pending: deque[Future[T]] = deque()
@@ -45,9 +37,9 @@ def in_order(read: Callable[[S], T], items: Iterable[S], *, workers: int | None 
 
 
 class ReadAhead(Generic[T]):
-    """`read(y0, y1)` for each span of `spans` in turn, by a thread at most `depth` + 1 spans ahead; call it with
-    those spans in that order, in a `with`: leaving it (at the end, on an error, or when the caller stops
-    early) stops the thread and drops what it read ahead."""
+    """The bands of rows of one streamed image, in an order known in advance (the tile rows of a grid): `read(y0, y1)`
+    for each span of `spans`, by a thread at most `depth` + 1 spans ahead, while the network runs on the band before.
+    Call it with those spans in that order, in a `with`: leaving it stops the thread and drops what it read ahead."""
 
     def __init__(self, read: Callable[[int, int], T], spans: Sequence[Span], depth: int = 1) -> None:
         self._spans, self._next = list(spans), 0
@@ -65,12 +57,9 @@ class ReadAhead(Generic[T]):
         self._next += 1
         return self._ahead.popleft().result()
 
-    def close(self) -> None:
-        """Stop the thread; what it read ahead and nobody asked for is dropped."""
-        self._pool.shutdown(cancel_futures=True)
-
     def __enter__(self) -> ReadAhead[T]:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        """Stop the thread; what it read ahead and nobody asked for is dropped."""
+        self._pool.shutdown(cancel_futures=True)

@@ -8,9 +8,8 @@ Where a file says its pixel size, in the order looked at:
 
 72 or 96 pixels per inch (rounded: what editors, screenshot tools and web exports write when they know nothing) and
 under 3 per inch (other writers' "unset") are placeholders: the file stays in pixels. A scanner's 300 or 1200 dpi is
-a real size. TIFF resolutions and PNG pHYs come out in millimetres; ImageJ and OME name their unit, which is kept
-(µm is written `um`). The mask's size counts only where the image has none (label maps saved by ImageJ, images
-exported as plain PNG).
+a real size. The mask's size counts only where the image has none (label maps saved by ImageJ, images exported as
+plain PNG).
 
 `spacings_for` gives every pair of one evaluation its size in one unit: physical units are converted to the finest
 of them; a mix of sized and unsized files is refused, because a mean of millimetres and pixels means nothing and
@@ -109,18 +108,15 @@ def read_spacing(path: str | os.PathLike[str]) -> PixelSpacing:
     return PixelSpacing()
 
 
-def pair_spacing(pair: Pair) -> PixelSpacing:
-    """The image's pixel size; the mask's where the image has none."""
-    found = read_spacing(pair.image)
-    return found if found.physical else read_spacing(pair.mask)
-
-
 def spacings_for(pairs: Sequence[Pair], given: PixelSpacing | None = None) -> tuple[dict[str, PixelSpacing], str]:
     """stem -> pixel size of every pair, all in one unit, and that unit: `given` (--spacing) for all, else
     each file's own. A mix of sized and unsized files is one UserError naming one of each."""
     if given is not None:
         return {pair.stem: given for pair in pairs}, given.unit
-    found = {pair.stem: (pair, pair_spacing(pair)) for pair in pairs}
+    found: dict[str, tuple[Pair, PixelSpacing]] = {}
+    for pair in pairs:  # the mask's size counts where the image has none
+        spacing = read_spacing(pair.image)
+        found[pair.stem] = (pair, spacing if spacing.physical else read_spacing(pair.mask))
     sized = [(pair, s) for pair, s in found.values() if s.physical]
     if not sized:
         return {stem: s for stem, (_, s) in found.items()}, PIXELS
@@ -149,14 +145,11 @@ def _tiff_spacing(file: Path) -> PixelSpacing:
         per_x, per_y = _ratio(tags["XResolution"].value), _ratio(tags["YResolution"].value)
         if tif.is_imagej:
             unit = unit_name(str((tif.imagej_metadata or {}).get("unit", "")))
-            if unit in (None, PIXELS) or not per_x or not per_y:
-                return PixelSpacing()
-            return _checked(PixelSpacing(1 / per_y, 1 / per_x, unit, "ImageJ resolution"))
+            return PixelSpacing() if unit in (None, PIXELS) else _per_unit(per_x, per_y, 1.0, unit, "ImageJ resolution")
         resolution_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2  # TIFF's default: inch
-    if resolution_unit not in _TIFF_UNIT_MM or not per_x or not per_y:
+    if resolution_unit not in _TIFF_UNIT_MM:
         return PixelSpacing()
-    unit_mm = _TIFF_UNIT_MM[resolution_unit]
-    return _checked(PixelSpacing(unit_mm / per_y, unit_mm / per_x, "mm", "TIFF resolution"))
+    return _per_unit(per_x, per_y, _TIFF_UNIT_MM[resolution_unit], "mm", "TIFF resolution")
 
 
 def _ome_spacing(xml: str) -> PixelSpacing | None:
@@ -181,14 +174,15 @@ def _pillow_spacing(file: Path) -> PixelSpacing:
         if image.getexif().get(0x0112) in ROTATING:  # shown rotated a quarter turn: the axes swap
             per_x, per_y = per_y, per_x
         source = f"{image.format} resolution"
+    return _per_unit(per_x, per_y, 25.4, "mm", source)
+
+
+def _per_unit(per_x: float, per_y: float, size: float, unit: str, source: str) -> PixelSpacing:
+    """Pixels per `size` `unit` as a pixel size; pixels when undefined (0) or a placeholder (module docstring)."""
     if per_x <= 0 or per_y <= 0:
         return PixelSpacing()
-    return _checked(PixelSpacing(25.4 / per_y, 25.4 / per_x, "mm", source))
-
-
-def _checked(spacing: PixelSpacing) -> PixelSpacing:
-    """`spacing`, or pixels when it is an editor's placeholder (see the module docstring)."""
-    per_inch = [UNITS["in"] / (size * UNITS[spacing.unit]) for size in spacing.yx]
+    spacing = PixelSpacing(size / per_y, size / per_x, unit, source)
+    per_inch = [UNITS["in"] / (s * UNITS[unit]) for s in spacing.yx]
     if any(round(d) in PLACEHOLDER_DPI or d < MIN_DPI for d in per_inch):
         return PixelSpacing(source=f"{per_inch[1]:.0f} dpi: an editor's default, not a measured size")
     return spacing

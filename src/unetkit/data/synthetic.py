@@ -1,10 +1,9 @@
 """The embedded synthetic data set: seismic-like images with salt-like bodies, deterministic by seed.
 
-It stands in for TGS Salt wherever the real data is absent (the demo, the tests, a
-user's first try): 8-bit gray images of tilted, warped sedimentary layers with noise,
-and smooth blob-shaped bodies of varying coverage whose texture is calmer than the
-layers around them; about a third of the masks are empty, as in TGS. It is written
-in the same folder layout users bring (images/*.png + masks/*.png, masks 0/255).
+It stands in for TGS Salt wherever the real data is absent (the demo, the tests, a user's first try): 8-bit gray images
+of tilted, warped sedimentary layers with noise, and smooth blob-shaped bodies of varying coverage whose texture is
+calmer than the layers around them; about a third of the masks are empty, as in TGS. It is written in the same folder
+layout users bring (images/*.png + masks/*.png, masks 0/255).
 """
 
 from __future__ import annotations
@@ -83,12 +82,7 @@ def check_synthetic_args(root: Path, n: int, *, size: int, seed: int, empty_frac
     if problems:
         raise UserError(f"{root}: cannot make a synthetic set: {'; '.join(problems)}")
     check_side_fits("--size", int(size), SYNTH_BYTES_PER_PIXEL, "making one synthetic image")
-    _check_empty_target(root)
-
-
-def _check_empty_target(root: Path) -> None:
-    """A synthetic set goes into new or empty folders only: a file already there may be a user's
-    own (an image named syn_00000.png is not ours because of its name)."""
+    # new or empty folders only: a file already there may be a user's own (syn_00000.png is not ours by its name)
     if root.exists() and not root.is_dir():
         raise UserError(f"{root}: exists and is not a folder; choose another --out")
     for folder in (root / "images", root / "masks"):
@@ -130,8 +124,6 @@ def write_large_synthetic(out_dir: str | os.PathLike[str], n: int, *, side: int 
 
     root = Path(out_dir)
     check_synthetic_args(root, n, size=side, seed=seed)
-    for folder in ("images", "masks"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
     for index in range(n):
         name = f"{prefix}_{index:05d}.tif"
         with (TiledTiffWriter(root / "images" / name, side, side, np.uint8) as image_writer,

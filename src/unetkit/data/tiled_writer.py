@@ -1,16 +1,16 @@
 """Writing an image too large for memory as a tiled, compressed TIFF, band of rows by band.
 
-tifffile writes tiles pulled from an iterator; prediction pushes bands of rows as they are finished. A
-writer thread turns one into the other through a short queue, so at most a row of TIFF tiles and two
-bands are held, and the compression (and `convert`, e.g. the mask decision) overlaps the next tiles'
-network pass. Every tile handed to tifffile is its own array: tifffile may read tiles ahead and hold
-them while compressing, so a view of the reused staging rows would be overwritten before it is written.
-The file appears under its final name only when complete (atomic rename); an error or an interruption
-on either side removes the temporary file.
+tifffile writes tiles pulled from an iterator; prediction pushes bands of rows as they are finished. A writer thread
+turns one into the other through a short queue, so at most a row of TIFF tiles and two bands are held, and the
+compression (and `convert`, e.g. the mask decision) overlaps the next tiles' network pass. Every tile handed to tifffile
+is its own array: tifffile may read tiles ahead and hold them while compressing, so a view of the reused staging rows
+would be overwritten before it is written. The file appears under its final name only when complete (atomic rename); an
+error or an interruption on either side removes the temporary file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
@@ -57,11 +57,9 @@ class TiledTiffWriter:
                                  planarconfig="contig" if self.samples > 1 else None)
         except BaseException as exc:  # noqa: BLE001 - handed to the producing thread in close()
             self._error = exc
-            while True:  # unblock a producer waiting on a full queue
-                try:
+            with contextlib.suppress(queue.Empty):  # unblock a producer waiting on a full queue
+                while True:
                     self._queue.get_nowait()
-                except queue.Empty:
-                    break
 
     def _tiles(self) -> Iterator[np.ndarray]:
         columns = math.ceil(self.width / TIFF_TILE)
@@ -93,11 +91,8 @@ class TiledTiffWriter:
 
     def _put(self, item: object) -> None:
         while self._thread.is_alive():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+            with contextlib.suppress(queue.Full):
+                return self._queue.put(item, timeout=0.5)
 
     def write(self, band: np.ndarray) -> None:
         """Append the next rows: (rows, width) or (rows, width, samples), cast to the file's dtype (with

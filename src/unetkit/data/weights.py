@@ -1,13 +1,12 @@
 """The U-Net paper's weight map, which teaches the network to separate touching objects.
 
-w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2)), where d1 and d2 are the
-distances to the nearest and second-nearest object (Ronneberger et al. 2015, eq. 2). The
-class term w_c comes from the loss's class weights; this module computes the border term,
-on background pixels, once per training mask.
+w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2)), where d1 and d2 are the distances to the nearest and
+second-nearest object (Ronneberger et al. 2015, eq. 2). The class term w_c comes from the loss's class weights; this
+module computes the border term, on background pixels, once per training mask.
 
-Each object's distance transform is taken only in its bounding box grown by the distance
-at which the term has vanished (d1 + d2 > 4 sigma gives < exp(-8) of w0), so memory stays
-O(H x W) and time O(objects x their surroundings) even for masks with thousands of cells.
+Each object's distance transform is taken only in its bounding box grown by the distance at which the term has vanished
+(d1 + d2 > 4 sigma gives < exp(-8) of w0), so memory stays O(H x W) and time O(objects x their surroundings) even for
+masks with thousands of cells.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _parse(fmt: str, source: Path, images_dir: Path, chosen: tuple[str, ...], pr
     if fmt == "voc":
         return voc.parse(source, images_dir, chosen, problems, drop)
     if fmt == "labelme":
-        files = labelme.annotation_files(source)
+        files = sorted(source.glob("*.json")) if source.is_dir() else [source]
         if not files:
             raise UserError(f"{source}: no LabelMe .json files found")
         return labelme.parse([(path, read_json(path)) for path in files], problems)

@@ -9,6 +9,7 @@ stored as R + 256 G + 256^2 B in FILE's sibling folder of the same stem (COCO's 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,10 @@ def _instance(annotation: dict[str, Any], number: int, names: dict[int, str], re
               problems: Problems) -> None:
     record = records.get(annotation.get("image_id"))  # type: ignore[arg-type]
     if record is None:
-        problems.add("annotations of unknown image ids", f"annotation {annotation.get('id', number)}")
-        return
+        return problems.add("annotations of unknown image ids", f"annotation {annotation.get('id', number)}")
     label = names.get(annotation.get("category_id"))  # type: ignore[arg-type]
     if label is None:
-        problems.add("unknown category ids", f"{annotation.get('category_id')} in {record.name}")
-        return
+        return problems.add("unknown category ids", f"{annotation.get('category_id')} in {record.name}")
     segmentation = annotation.get("segmentation")
     where = f"{record.name} annotation {annotation.get('id', number)}"
     api = _mask_api()
@@ -67,17 +66,14 @@ def _instance(annotation: dict[str, Any], number: int, names: dict[int, str], re
     if isinstance(segmentation, list):
         parts = [part for part in segmentation if isinstance(part, list)]
         if not parts or any(len(part) < 6 or len(part) % 2 for part in parts):
-            problems.add("polygons with fewer than 3 points", where)
-            return
+            return problems.add("polygons with fewer than 3 points", where)
         rle = api.merge(api.frPyObjects(parts, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation:
         if list(segmentation.get("size", [])) != [height, width]:
-            problems.add("RLE sizes that differ from their image's", where)
-            return
+            return problems.add("RLE sizes that differ from their image's", where)
         rle = api.frPyObjects(segmentation, height, width) if isinstance(segmentation["counts"], list) else segmentation
     else:
-        problems.add("annotations without a segmentation", where)
-        return
+        return problems.add("annotations without a segmentation", where)
     record.shapes.append(Shape(label, load=lambda: _decode(api, rle)))
 
 
@@ -107,12 +103,10 @@ def _panoptic(annotations: list[dict[str, Any]], names: dict[int, str], records:
             if label is None:
                 problems.add("unknown category ids", f"{segment.get('category_id')} in {png.name}")
                 continue
-            record.shapes.append(Shape(label, load=_segment(png, int(segment["id"]))))
+            record.shapes.append(Shape(label, load=functools.partial(_segment, png, int(segment["id"]))))
 
 
-def _segment(png: Path, segment_id: int) -> Any:
-    """A loader of one panoptic segment's pixels: (H, W) bool where the PNG's R + 256 G + 256^2 B is its id."""
-    def load() -> np.ndarray:
-        rgb = read_array(png).astype(np.int64)
-        return (rgb[:, :, 0] + 256 * rgb[:, :, 1] + 65536 * rgb[:, :, 2]) == segment_id
-    return load
+def _segment(png: Path, segment_id: int) -> np.ndarray:
+    """One panoptic segment's pixels: (H, W) bool where the PNG's R + 256 G + 256^2 B is its id."""
+    rgb = read_array(png).astype(np.int64)
+    return (rgb[:, :, 0] + 256 * rgb[:, :, 1] + 65536 * rgb[:, :, 2]) == segment_id

@@ -52,30 +52,25 @@ def _shape(element: ElementTree.Element, record: ImageRecord, problems: Problems
         try:
             points = points_of([[float(v) for v in pair.split(",")] for pair in element.get("points", "").split(";")])
         except ValueError:
-            problems.add("shapes with unreadable points", where)
-            return None
+            return problems.add("shapes with unreadable points", where)
         if element.tag == "polygon" and len(points) < 3 or element.tag == "polyline" and len(points) < 2:
-            problems.add(f"{element.tag}s with too few points", where)
-            return None
+            return problems.add(f"{element.tag}s with too few points", where)
         return Shape(label, [points], width=_width(element) if element.tag == "polyline" else None)
     if element.tag == "mask":
         try:
             counts = [int(v) for v in element.get("rle", "").replace(" ", "").split(",") if v]
             left, top, width, height = (int(float(element.get(k, ""))) for k in ("left", "top", "width", "height"))
         except ValueError:
-            problems.add("masks with unreadable rle or box", where)
-            return None
+            return problems.add("masks with unreadable rle or box", where)
         if sum(counts) != width * height:
-            problems.add("masks whose rle does not fill their box", where)
-            return None
+            return problems.add("masks whose rle does not fill their box", where)
         runs = np.repeat(np.arange(len(counts)) % 2, counts).astype(bool)
         return Shape(label, bitmap=runs.reshape(height, width), offset=(left, top))
     if element.tag == "box":
         try:
             x0, y0, x1, y1 = (float(element.get(k, "")) for k in ("xtl", "ytl", "xbr", "ybr"))
         except ValueError:
-            problems.add("boxes with unreadable corners", where)
-            return None
+            return problems.add("boxes with unreadable corners", where)
         return Shape(label, [points_of([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])])
     if element.tag in SKIPPED:
         problems.add(f"<{element.tag}> shapes (not segmentation; delete or convert them in CVAT)", where)

@@ -23,10 +23,6 @@ from unetkit.errors import UserError
 CIRCLE_SIDES = 64  # a circle is painted as a polygon of this many sides
 
 
-def annotation_files(path: Path) -> list[Path]:
-    return sorted(path.glob("*.json")) if path.is_dir() else [path]
-
-
 def parse(files: list[tuple[Path, Any]], problems: Problems) -> tuple[list[ImageRecord], list[str]]:
     """(file, its JSON) of each image -> records; LabelMe declares no label list."""
     records = []
@@ -49,15 +45,12 @@ def _shape(item: dict[str, Any], where: str, problems: Problems) -> Shape | None
     try:
         points = points_of(item.get("points") or [])
     except ValueError:
-        problems.add("shapes with unreadable points", where)
-        return None
+        return problems.add("shapes with unreadable points", where)
     needed = {"polygon": 3, "rectangle": 2, "circle": 2, "line": 2, "linestrip": 2, "mask": 2}.get(kind)
     if needed is None:
-        problems.add(f"'{kind}' shapes (not segmentation)", where)
-        return None
+        return problems.add(f"'{kind}' shapes (not segmentation)", where)
     if len(points) < needed:
-        problems.add(f"{kind}s with too few points", where)
-        return None
+        return problems.add(f"{kind}s with too few points", where)
     if kind == "rectangle":
         (x0, y0), (x1, y1) = points[:2]
         return Shape(label, [points_of([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])])
@@ -72,7 +65,6 @@ def _shape(item: dict[str, Any], where: str, problems: Problems) -> Shape | None
         try:
             bitmap = np.asarray(Image.open(io.BytesIO(base64.b64decode(item["mask"]))).convert("L")) > 0
         except (KeyError, ValueError, OSError):
-            problems.add("masks whose image cannot be decoded", where)
-            return None
+            return problems.add("masks whose image cannot be decoded", where)
         return Shape(label, bitmap=bitmap, offset=(int(round(points[0][0])), int(round(points[0][1]))))
     return Shape(label, [points])

@@ -54,7 +54,7 @@ def _image_value(data: dict[str, Any]) -> str | None:
 
 def _local_name(url: str, images_dir: Path) -> str:
     """'/data/upload/3/1a2b3c4d-cat.png' -> 'cat.png' when only that exists in DIR; a relative path stays."""
-    name = unquote(url.split("?d=")[-1] if "?d=" in url else url)
+    name = unquote(url.split("?d=")[-1])
     if "://" in name or name.startswith("/data/"):
         name = name.rsplit("/", 1)[-1]
     plain = UPLOAD_PREFIX.sub("", Path(name).name)
@@ -65,16 +65,14 @@ def _shape(result: dict[str, Any], where: str, record: ImageRecord, problems: Pr
     kind, value = result.get("type"), result.get("value") or {}
     width, height = result.get("original_width"), result.get("original_height")
     if not width or not height:
-        problems.add("results without original_width/original_height", where)
-        return None
+        return problems.add("results without original_width/original_height", where)
     record.width, record.height = int(width), int(height)
     labels = value.get(kind) or value.get("labels") or []
     label = str(labels[0]) if labels else ""
     if kind == "polygonlabels":
         points = points_of(value.get("points") or []) * [width / 100.0, height / 100.0]
         if len(points) < 3:
-            problems.add("polygons with fewer than 3 points", where)
-            return None
+            return problems.add("polygons with fewer than 3 points", where)
         return Shape(label, [points])
     if kind == "rectanglelabels":
         x, y = value["x"] * width / 100.0, value["y"] * height / 100.0
@@ -82,22 +80,18 @@ def _shape(result: dict[str, Any], where: str, record: ImageRecord, problems: Pr
         return Shape(label, [points_of([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])])
     if kind == "brushlabels":
         return _brush(value, label, int(width), int(height), where, problems)
-    problems.add(f"'{kind}' results (not segmentation)", where)
-    return None
+    return problems.add(f"'{kind}' results (not segmentation)", where)
 
 
 def _brush(value: dict[str, Any], label: str, width: int, height: int, where: str, problems: Problems) -> Shape | None:
     if value.get("format") != "rle" or not isinstance(value.get("rle"), list):
-        problems.add("brushes not in rle format", where)
-        return None
+        return problems.add("brushes not in rle format", where)
     try:
         decoded = decode_brush(value["rle"])
     except (ValueError, IndexError):
-        problems.add("brushes whose rle cannot be decoded", where)
-        return None
+        return problems.add("brushes whose rle cannot be decoded", where)
     if decoded.size != width * height * 4:
-        problems.add("brushes whose rle does not match their image size", where)
-        return None
+        return problems.add("brushes whose rle does not match their image size", where)
     return Shape(label, bitmap=decoded.reshape(height, width, 4)[:, :, 3] > ALPHA_THRESHOLD)
 
 

@@ -20,17 +20,12 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 
-def mask_folder(path: Path) -> Path:
-    folder = path / "SegmentationClass" if (path / "SegmentationClass").is_dir() else path
-    if not folder.is_dir():
-        raise UserError(f"{path}: VOC import reads a SegmentationClass folder of PNGs (--annotations DIR)")
-    return folder
-
-
 def parse(path: Path, images_dir: Path, names: tuple[str, ...], problems: Problems,
           drop: bool) -> tuple[list[ImageRecord], list[str]]:
     """A record per mask PNG (no shapes: the PNG is the mask), named after its image in DIR."""
-    folder = mask_folder(path)
+    folder = path / "SegmentationClass" if (path / "SegmentationClass").is_dir() else path
+    if not folder.is_dir():
+        raise UserError(f"{path}: VOC import reads a SegmentationClass folder of PNGs (--annotations DIR)")
     classes = list(names or VOC_CLASSES)
     records = []
     for png in sorted(folder.glob("*.png")):

@@ -36,6 +36,7 @@ class Problems:
     counts: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, kind: str, example: str) -> None:
+        """None, so that a parser reports and skips what is wrong in one `return problems.add(...)`."""
         self.counts.setdefault(kind, []).append(example)
 
     def line(self, where: str) -> str:
