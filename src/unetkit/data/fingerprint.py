@@ -262,7 +262,9 @@ def _component_widths(foreground: np.ndarray) -> np.ndarray:
     largest inscribed square (px). Chessboard distances are int32 (the Euclidean map takes 4x the memory)."""
     labels, n = ndimage.label(foreground)
     distance = ndimage.distance_transform_cdt(foreground, metric="chessboard")
-    return 2 * np.asarray(ndimage.maximum(distance, labels, np.arange(1, n + 1)), float) - 1
+    largest = np.zeros(n + 1, distance.dtype)  # ndimage.maximum's per-call overhead outweighs a small mask's work
+    np.maximum.at(largest, labels[foreground], distance[foreground])
+    return 2 * largest[1:].astype(float) - 1
 
 
 def _subset(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -279,7 +279,7 @@ def picture_channels(array: np.ndarray, path: str | os.PathLike[str]) -> np.ndar
 
 def channels_equal(array: np.ndarray) -> bool:
     """True when all channels of (H, W, C) carry the same picture (up to JPEG noise)."""
-    if array.shape[2] == 1:
+    if array.shape[2] == 1 or (array == array[:, :, :1]).all():  # exact copies: no float copy of the image
         return True
     first = array[:, :, :1].astype(np.float32)
     spread = float(np.abs(array.astype(np.float32) - first).max())

@@ -84,7 +84,7 @@ BEST_BY_DEVICE = {"cpu": "best-cpu", "cuda": "winners"}
 
 # best-cpu's width for class-index masks: at its half width the rarer classes of a street scene collapse into
 # their neighbours (pavement into road) within a CPU budget, at the seed's width each is learned, though fewer
-# epochs fit (benchmarks/RESULTS.md, CamVid). Binary masks keep the half width, which measured better there.
+# epochs fit (benchmarks/RESULTS.md, CamVid). Binary masks keep the half width, the measured choice on TGS.
 CLASS_INDEX_WIDTH = 16
 
 
