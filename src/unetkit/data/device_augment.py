@@ -92,8 +92,7 @@ def elastic_field(n: int, height: int, width: int, alpha: float, sigma: float, s
     coarse = sigma / step
     field = gaussian_blur(noise, torch.full((n,), coarse, device=device), max(1, math.ceil(4 * coarse)), "replicate")
     if step > 1:
-        rows, cols = field.shape[-2:]
-        field = F.interpolate(field, size=(rows * step, cols * step), mode="bilinear",
+        field = F.interpolate(field, size=(field.shape[-2] * step, field.shape[-1] * step), mode="bilinear",
                               align_corners=False)[..., :height, :width]
     return field * alpha
 
@@ -125,9 +124,7 @@ def source_pixels(draws: Draws, chosen: torch.Tensor, height: int, width: int, d
 
 def on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A small CPU tensor on `device`, copied without blocking (from page-locked memory on CUDA)."""
-    if device.type == "cuda":
-        x = x.pin_memory()
-    return x.to(device, non_blocking=True)
+    return (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
 
 
 def _subset(x: torch.Tensor, on: torch.Tensor, step: Callable[..., torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
@@ -168,11 +165,9 @@ def _warped(images: torch.Tensor, labels: list[torch.Tensor], draws: Draws, ops:
         index = on_device(elastic.nonzero().flatten(), device)
         field = torch.zeros(len(chosen), 2, height, width, device=device).index_copy(0, index, elastic_field(
             len(index), height, width, settings["alpha"], settings["sigma"], field_seed, device))
-    grid = source_pixels(draws, chosen, height, width, device, field)
     # pixels -> grid_sample's [-1, 1] (align_corners: -1 and 1 are the edge pixels' centres)
-    grid[..., 0].mul_(2 / max(width - 1, 1))
-    grid[..., 1].mul_(2 / max(height - 1, 1))
-    grid.sub_(1)
+    grid = source_pixels(draws, chosen, height, width, device, field)
+    grid = grid * torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=device) - 1
     index = on_device(chosen, device)
 
     def sample(x: torch.Tensor, mode: str) -> torch.Tensor:

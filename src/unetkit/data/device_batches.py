@@ -27,10 +27,8 @@ def stored_on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     lacks `index_select` even on the CPU), float16/float64 become float32 (what to_tensor makes of them)."""
     if array.dtype == np.uint16:
         array = array.view(np.int16)
-    elif array.dtype == np.uint32:
-        array = array.astype(np.int64)
-    elif array.dtype.kind == "f" and array.dtype != np.float32:
-        array = array.astype(np.float32)
+    elif array.dtype == np.uint32 or array.dtype.kind == "f":
+        array = array.astype(np.int64 if array.dtype == np.uint32 else np.float32, copy=False)
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
@@ -53,8 +51,7 @@ class DeviceSamples:
         self.data, self.preprocess, self.augment, self.seed = data, preprocess, augment, seed
         host = ImageSamples(data, preprocess, shuffle=shuffle, seed=seed)
         self.order, self.in_order = host.order, host.in_order  # ImageSamples' order: both paths see the same batches
-        self.device = torch.device(device)
-        self.stored = data.images.dtype
+        self.device, self.stored = torch.device(device), data.images.dtype
         self.images = stored_on_device(data.images, self.device)  # (N, H, W, C), stored dtype
         masks = data.masks if data.masks.ndim == 3 else np.moveaxis(data.masks, -1, 1)  # multi-label: (N, K, H, W)
         self.masks = stored_on_device(masks, self.device)

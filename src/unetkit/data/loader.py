@@ -71,25 +71,18 @@ class Batches:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of epoch `epoch` (0-based)."""
-        plan = self._plan(epoch)
-        if self.workers < 1:
-            yield from (self._make(*step) for step in plan)
-        else:
-            yield from in_order(lambda step: self._make(*step), plan, workers=self.workers, ahead=2 * self.workers)
-
-    def _plan(self, epoch: int) -> list[tuple[int, int, np.ndarray, float]]:
-        """(epoch, batch number, this rank's keys, loss scale) of each batch of the epoch."""
         order = self.samples.order(epoch)
-        return [(epoch, number, *self._share(order[start : start + self.batch_size]))
+        plan = [(epoch, number, *self._share(order[start : start + self.batch_size]))
                 for number, start in enumerate(range(0, len(order), self.batch_size))]
+        yield from (map(self._make, plan) if self.workers < 1
+                    else in_order(self._make, plan, workers=self.workers, ahead=2 * self.workers))
 
-    def _make(self, epoch: int, number: int, keys: np.ndarray, loss_scale: float) -> Batch:
-        return self.samples.batch(epoch, number, keys, self.rank)._replace(loss_scale=loss_scale)
+    def _make(self, step: tuple[int, int, np.ndarray, float]) -> Batch:
+        """A batch of the epoch's plan: (epoch, batch number, this rank's keys, loss scale)."""
+        return self.samples.batch(*step[:3], self.rank)._replace(loss_scale=step[3])
 
     def _share(self, members: np.ndarray) -> tuple[np.ndarray, float]:
         """This rank's part of one global batch, and the scale that makes its loss count by size."""
-        if self.world_size == 1:
-            return members, 1.0
         index = members[self.rank :: self.world_size]
         if not len(index):  # every rank must step together: run one image whose loss counts zero
             return members[:1], 0.0
@@ -147,7 +140,5 @@ def image_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *,
 def default_workers(device_type: str) -> int:
     """Batch-preparing threads: none on the CPU (its cores run the network); on a GPU the cores
     this process has (torchrun's ranks on one machine share them) less one, at most 8."""
-    if device_type != "cuda":
-        return 0
-    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device_type == "cuda" else 1
     return max(0, min(8, per_process - 1))

@@ -49,7 +49,6 @@ class PatchSet:
         return len(self.stems)
 
     def subset(self, indices: np.ndarray) -> PatchSet:
-        """The images at `indices`, in that order."""
         return PatchSet([self.stems[i] for i in indices], [self.pairs[i] for i in indices],
                         [self.sources[i] for i in indices], self.counts[indices],
                         [self.locations[i] for i in indices], self.classes, self.multilabel)
@@ -63,13 +62,11 @@ class PatchSet:
         return (pixels - self.counts[:, 0] - ignored) / pixels
 
     @property
-    def areas(self) -> np.ndarray:
-        """Pixels per image, (N,)."""
+    def areas(self) -> np.ndarray:  # pixels per image, (N,)
         return np.array([source.height * source.width for source in self.sources], np.int64)
 
     @property
     def pixels(self) -> int:
-        """Pixels of all images together."""
         return int(self.areas.sum())
 
     def held_out(self, indices: np.ndarray, seed: int = 0) -> LabelledSet:

@@ -42,11 +42,9 @@ class Source(Protocol):
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (y1-y0, x1-x0, C) in its dtype and mask (y1-y0, x1-x0) uint8, inside the image."""
-        ...
 
     def mask_bands(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, mask rows (rows, W) uint8) covering the mask, in bounded pieces."""
-        ...
 
 
 @dataclass
@@ -82,11 +80,9 @@ class FileSource:
     height: int = field(init=False)
     width: int = field(init=False)
     _whole_mask: np.ndarray | None = field(init=False, default=None, repr=False)
-    _by_colour: bool = field(init=False, repr=False)  # a palette of colours: masks are read as RGB
-    _mask_channels: int | None = field(init=False, repr=False)
+    _mask_channels: int | None = field(init=False, repr=False)  # 3: classes.yaml colours, masks read as RGB
 
     def __post_init__(self) -> None:
-        self._by_colour = self.palette is not None and self.palette.by_colour
         self._mask_channels = mask_channels(self.palette, self.multilabel)
         self.height, self.width = image_size(self.pair.image)
         mask_size = image_size(self.pair.mask)
@@ -120,7 +116,7 @@ class FileSource:
 
     def _mask_whole(self) -> np.ndarray:
         if self._whole_mask is None:  # PNG/JPEG/GIF: no partial reads, decoded once and kept
-            self._whole_mask = self._decode(read_array(self.pair.mask, palette_indices=not self._by_colour))
+            self._whole_mask = self._decode(read_array(self.pair.mask, palette_indices=self._mask_channels != 3))
         return self._whole_mask
 
 
@@ -153,28 +149,25 @@ class PatchSampler:
     def draw(self, rng: np.random.Generator, forced: bool) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int], int]:
         """One patch: (image (h+2m, w+2m, C), mask (h+2m, w+2m), source index, inner top-left (y, x), the class
         it was centred on or -1). `forced`: centred on a pixel of a class drawn uniformly; else anywhere."""
-        h, w = self.patch
         target = self.classes[int(rng.integers(len(self.classes)))] if forced and self.classes else None
+        holding = range(len(self.sources)) if target is None else [
+            i for i, found in enumerate(self.locations) if len(found.get(target, ()))]
+        index = holding[int(rng.integers(len(holding)))]
+        source = self.sources[index]
+        sizes = zip((source.height, source.width), self.patch)
+        bounds = [(min(0, size - side), max(0, size - side)) for size, side in sizes]
         if target is None:
-            index = int(rng.integers(len(self.sources)))
-            source = self.sources[index]
-            y = int(rng.integers(min(0, source.height - h), max(0, source.height - h) + 1))
-            x = int(rng.integers(min(0, source.width - w), max(0, source.width - w) + 1))
+            y, x = (int(rng.integers(low, high + 1)) for low, high in bounds)
         else:
-            holding = [i for i, found in enumerate(self.locations) if len(found.get(target, ()))]
-            index = holding[int(rng.integers(len(holding)))]
-            source = self.sources[index]
             found = self.locations[index][target]
-            cy, cx = (int(v) for v in found[int(rng.integers(len(found)))])
-            y = int(np.clip(cy - h // 2, min(0, source.height - h), max(0, source.height - h)))
-            x = int(np.clip(cx - w // 2, min(0, source.width - w), max(0, source.width - w)))
+            centre = found[int(rng.integers(len(found)))]
+            y, x = (int(np.clip(int(c) - s // 2, low, high)) for c, s, (low, high) in zip(centre, self.patch, bounds))
         image, mask = self._read(source, y, x)
         return image, mask, index, (y, x), -1 if target is None else target
 
     def _read(self, source: Source, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
         """The window [y - m, y + h + m) x [x - m, x + w + m), reflected where it leaves the image."""
-        h, w = self.patch
-        m = self.margin
+        (h, w), m = self.patch, self.margin
         rows = _reflect(np.arange(y - m, y + h + m), source.height)
         cols = _reflect(np.arange(x - m, x + w + m), source.width)
         y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
