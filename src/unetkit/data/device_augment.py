@@ -8,8 +8,7 @@ each image is resampled once, not once per transform. Everything runs on CPU ten
 Each step does what `describe` says with the values it draws, as albumentations does with its own
 (tests/data/test_device_augment.py holds the two side by side): flips and quarter turns are exact (a
 batch of non-square images turns by 0 or 180 degrees only: a quarter turn would change one image's
-shape); intensity results are clipped to [0, 1]. The elastic field is smoothed on a grid coarser by
-sigma // 3: the same spread as albumentations' full-resolution blur at 1/s^2 of its cost.
+shape); intensity results are clipped to [0, 1].
 
 Borders: images are sampled bilinearly with reflection about the edge pixels' centres (`align_corners`,
 albumentations' BORDER_REFLECT_101); masks and weight maps through the same grid, nearest neighbour, also

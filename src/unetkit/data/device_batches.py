@@ -63,7 +63,6 @@ class DeviceSamples:
         return len(self.data)
 
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
-        """The images `keys` (this rank's share of global batch `number`), on the device."""
         picked = on_device(torch.from_numpy(np.ascontiguousarray(keys, dtype=np.int64)), self.device)
         images = to_unit_range(self.images.index_select(0, picked), self.stored).permute(0, 3, 1, 2)
         masks = self.masks.index_select(0, picked)

@@ -44,11 +44,8 @@ class Samples(Protocol):
     (seed, epoch, batch number, rank) and the keys alone, never of the thread or of earlier draws."""
 
     def __len__(self) -> int: ...  # samples per epoch
-
     def order(self, epoch: int) -> np.ndarray: ...  # the epoch's keys, cut into global batches in this order
-
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch: ...  # rank's share `keys`
-
     def in_order(self) -> Samples: ...  # SWA's batch-norm statistics: whole images in order, unaugmented; patches as drawn
 
 
@@ -69,8 +66,7 @@ class Batches:
         """One process's batches of `Samples.in_order`, made in the caller's thread."""
         return Batches(self.samples.in_order(), self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
-        """The batches of epoch `epoch` (0-based)."""
+    def epoch(self, epoch: int) -> Iterator[Batch]:  # epochs count from 0
         order = self.samples.order(epoch)
         plan = [(epoch, number, *self._share(order[start : start + self.batch_size]))
                 for number, start in enumerate(range(0, len(order), self.batch_size))]

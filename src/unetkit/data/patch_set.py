@@ -106,8 +106,7 @@ def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: i
 
 
 def patch_set_of(found: Survey, num_classes: int, multilabel: bool = False, seed: int = 0) -> PatchSet:
-    """The surveyed pairs as a PatchSet: each mask scanned once, band by band, for its class counts and
-    positions (data/patches.py::scan_mask, draws from `seed`)."""
+    """The surveyed pairs as a PatchSet, their masks scanned by data/patches.py::scan_mask (draws from `seed`)."""
     classes = tuple(range(1, num_classes + 1 if multilabel else max(num_classes, 2)))  # labels, or non-background
     rng = np.random.default_rng(seed)
     locations, counts = zip(*(scan_mask(source, classes, rng) for source in found.sources))

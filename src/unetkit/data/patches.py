@@ -1,13 +1,11 @@
 """Patches for training: random crops, a share of them centred on foreground, from images of any size.
 
 The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a share of
-them onto foreground (on a class drawn in turn for several classes), or rare classes would hardly be
-seen. `PatchSampler` does that over `ArraySource`s (decoded in memory) and `FileSource`s (large
-TIFF/.npy images read by region through data/regions.py: a 20000^2 image costs the tiles a patch
-overlaps, not the image).
+them onto foreground, or rare classes would hardly be seen. `PatchSampler` does that over `ArraySource`s
+(decoded in memory) and `FileSource`s (large TIFF/.npy images read by region through data/regions.py: a
+20000^2 image costs the tiles a patch overlaps, not the image).
 
-- A patch is read with `margin` extra pixels on every side, so an affine or elastic warp draws no
-  border in: warp the (h + 2m, w + 2m) arrays, then keep the centre (h, w).
+- A patch is read with `margin` extra pixels on every side, for the warps (data/patch_batches.py).
 - Pixels beyond the image are filled by reflection (numpy's "reflect"), the mask by the same indices,
   so labels stay labels.
 - Draws come only from the generator passed in: the same state gives the same patches, whichever thread asks.
@@ -201,8 +199,6 @@ def scan_mask(source: Source, classes: Sequence[int],
             counts += np.bincount(band.reshape(-1), minlength=256)[:256]
         for value in classes:
             ys, xs = np.nonzero(band == value if band.ndim == 2 else band[:, :, value - 1] > 0)
-            if not len(ys):
-                continue
             positions = np.concatenate([kept[value][0], np.stack([ys + y0, xs], axis=1).astype(np.int32)])
             keys = np.concatenate([kept[value][1], rng.random(len(ys))])
             if len(keys) > MAX_LOCATIONS:
