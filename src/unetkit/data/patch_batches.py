@@ -40,8 +40,7 @@ class PatchSamples:
         self.sampler = PatchSampler(data.sources, patch_size, classes=data.classes, foreground_share=foreground_share,
                                     margin=margin, locations=data.locations)
         self.preprocess, self.batch_size, self.patch_size, self.seed = preprocess, batch_size, patch_size, seed
-        self.augment = Augmenter(augment) if augment is not None else None
-        self.weight_map = weight_map
+        self.augment, self.weight_map = Augmenter(augment) if augment is not None else None, weight_map
         auto = math.ceil(data.pixels / patch_size**2)
         self.patches_per_epoch = patches_per_epoch or min(max(auto, batch_size), MAX_BATCHES_PER_EPOCH * batch_size)
 

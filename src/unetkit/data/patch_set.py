@@ -55,19 +55,15 @@ class PatchSet:
 
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (labelled, not ignored) pixels per image, (N,), as LabelledSet.coverage."""
-        pixels = self.areas.astype(np.float64)
+        pixels = np.array([source.height * source.width for source in self.sources], np.float64)
         if self.multilabel:
             return 1.0 - self.counts[:, 0] / pixels
         ignored = self.counts[:, ignore_index] if ignore_index not in (None, 0) else 0
         return (pixels - self.counts[:, 0] - ignored) / pixels
 
     @property
-    def areas(self) -> np.ndarray:  # pixels per image, (N,)
-        return np.array([source.height * source.width for source in self.sources], np.int64)
-
-    @property
     def pixels(self) -> int:
-        return int(self.areas.sum())
+        return sum(source.height * source.width for source in self.sources)
 
     def held_out(self, indices: np.ndarray, seed: int = 0) -> LabelledSet:
         """The images at `indices` as validation predicts them: whole, large ones in windows (`validation_set`)."""
@@ -99,7 +95,7 @@ class PatchSet:
 def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *,
                    ignore_index: int | None = None, multilabel: bool = False, seed: int = 0,
                    show_progress: bool = True) -> PatchSet:
-    """Open, check and scan every pair of `data_dir` (see the module docstring)."""
+    """Open, check and scan every pair of `data_dir`."""
     found = survey(data_dir, in_channels, num_classes, ignore_index=ignore_index, multilabel=multilabel,
                    measure=False, show_progress=show_progress)
     return patch_set_of(found, num_classes, multilabel, seed)
