@@ -149,17 +149,22 @@ def warp_margin(ops: tuple[Op, ...], patch: int) -> int:
     return max(0, math.ceil(reach))
 
 
+def crop_windows(n: int, pad_to: int, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The (top, left) of n windows of `crop_op(pad_to, crop)`, (n,) each, drawn from `rng` for both executors."""
+    ys, xs = (rng.integers(low, high + 1, size=n) for low, high in crop_op(pad_to, crop).ranges.values())
+    return ys, xs
+
+
 def pad_crop(images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, pad_to: int, crop: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """`crop_op(pad_to, crop)` on each (N, H, W, ...) array: one window per image, the same for its image,
-    mask and weights. NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is drawn
-    from `rng` (the batch's own stream), and masks and weight maps of any layout go along."""
+             ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """`crop_op(pad_to, crop)` on each (N, H, W, ...) array: the window at (ys[i], xs[i]), the same for image i,
+    its mask and weights. NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the windows come
+    from the batch's own stream (`crop_windows`), and masks and weight maps of any layout go along."""
     height, width = images.shape[1:3]
     if max(height, width) > pad_to:
         raise ValueError(f"images of {width}x{height} do not fit data.pad_to {pad_to}")
     top, left = (pad_to - height) // 2, (pad_to - width) // 2
     sides = ((0, 0), (top, pad_to - height - top), (left, pad_to - width - left))
-    ys, xs = (rng.integers(low, high + 1, size=len(images)) for low, high in crop_op(pad_to, crop).ranges.values())
 
     def cropped(array: np.ndarray) -> np.ndarray:
         padded = np.pad(array, sides + ((0, 0),) * (array.ndim - 3), mode="reflect")

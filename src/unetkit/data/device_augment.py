@@ -28,10 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from unetkit.data.augment import AugmentConfig, Op, describe
+from unetkit.data.patches import reflected
 
 Draws = dict[str, dict[str, torch.Tensor]]  # step name -> {"on": (B,) bool, value name -> (B,) float64}
 
@@ -206,3 +208,14 @@ def augment_batch(config: AugmentConfig, images: torch.Tensor, masks: torch.Tens
             images = _subset(images, draws[name]["on"], step, *(draws[name][v] for v in values))
     masks = labels[0] if masks.dim() == 4 else labels[0].squeeze(1)
     return images, masks, (labels[1].squeeze(1) if weights is not None else None)
+
+
+def pad_crop_batch(x: torch.Tensor, pad_to: int, crop: int, ys: np.ndarray, xs: np.ndarray) -> torch.Tensor:
+    """The device executor of `crop_op`: x (B, ..., H, W) reflect-padded to pad_to (centred) and cut at (ys, xs)
+    (B,), as data/augment.py::pad_crop cuts arrays, by one gather of mirrored indices: no padded copy."""
+    rows, cols = (reflected(start[:, None] + np.arange(crop) - (pad_to - size) // 2, size)
+                  for start, size in ((ys, x.shape[-2]), (xs, x.shape[-1])))
+    index = (np.arange(len(x))[:, None, None], rows[:, :, None], cols[:, None, :])
+    b, r, c = (on_device(torch.from_numpy(i), x.device) for i in index)
+    window = x[b, ..., r, c]  # indices apart: (B, crop, crop) first, then any channels
+    return window if x.dim() == 3 else window.movedim(-1, 1)

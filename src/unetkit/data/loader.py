@@ -21,7 +21,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 
-from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, pad_crop
+from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, crop_windows, pad_crop
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.io import dtype_range
 from unetkit.data.preprocess import Preprocess
@@ -104,9 +104,9 @@ class ImageSamples:
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
         images, masks = self.data.images[keys], self.data.masks[keys]
         weights = self.data.weights[keys] if self.data.weights is not None else None
-        if self.pad_crop is not None:  # its own stream: the augmentation draws stay those of the pad policy
-            rng = np.random.default_rng((self.seed, epoch, number, rank, 1))
-            images, masks, weights = pad_crop(images, masks, weights, *self.pad_crop, rng)
+        if self.pad_crop is not None:
+            windows = self.windows(epoch, number, rank, len(keys))
+            images, masks, weights = pad_crop(images, masks, weights, *self.pad_crop, *windows)
         if self.augment is not None:  # every batch (and every rank) its own draws, whichever thread makes it
             images = images.astype(np.float32) / dtype_range(images.dtype)
             images, masks, weights = self.augment(images, masks, weights, batch_seed(self.seed, epoch, number, rank))
@@ -114,6 +114,10 @@ class ImageSamples:
 
     def in_order(self) -> ImageSamples:
         return ImageSamples(self.data, self.preprocess, shuffle=False)
+
+    def windows(self, epoch: int, number: int, rank: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch's pad_crop windows, from their own stream: the augmentation draws stay those of the pad policy."""
+        return crop_windows(n, *self.pad_crop, np.random.default_rng((self.seed, epoch, number, rank, 1)))
 
 
 def host_batch(preprocess: Preprocess, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None) -> Batch:

@@ -166,15 +166,15 @@ class PatchSampler:
     def _read(self, source: Source, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
         """The window [y - m, y + h + m) x [x - m, x + w + m), reflected where it leaves the image."""
         (h, w), m = self.patch, self.margin
-        rows = _reflect(np.arange(y - m, y + h + m), source.height)
-        cols = _reflect(np.arange(x - m, x + w + m), source.width)
+        rows = reflected(np.arange(y - m, y + h + m), source.height)
+        cols = reflected(np.arange(x - m, x + w + m), source.width)
         y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
         image, mask = source.read(y0, y1, x0, x1)
         grid = np.ix_(rows - y0, cols - x0)
         return image[grid], mask[grid]
 
 
-def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+def reflected(index: np.ndarray, size: int) -> np.ndarray:
     """Indices mirrored into [0, size) without repeating the edge (numpy.pad's "reflect")."""
     if size == 1:
         return np.zeros_like(index)
