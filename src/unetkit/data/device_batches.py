@@ -42,8 +42,8 @@ def to_unit_range(x: torch.Tensor, stored: np.dtype) -> torch.Tensor:
 
 
 class DeviceSamples:
-    """ImageSamples' whole images and order, made on `device` from a copy of `data` held there: without
-    augmentation the same batches (to float rounding on a GPU); with it, each batch drawn from (seed, epoch,
+    """ImageSamples' images (or pad_crop windows) and order, made on `device` from a copy of `data` held there:
+    without augmentation the same batches (to float rounding on a GPU); with it, each batch drawn from (seed, epoch,
     batch, rank) as there, through data/device_augment.py instead of albumentations."""
 
     def __init__(self, data: LabelledSet, preprocess: Preprocess, *, shuffle: bool, device: torch.device,
