@@ -78,10 +78,13 @@ def test_warp_margin_is_read_from_the_warps_in_the_description() -> None:
 
 
 def test_pad_crop_draws_its_windows_from_its_step_ranges() -> None:
+    from unetkit.data.augment import crop_windows
+
     step = crop_op(40, 32)
     assert step.ranges == {"top": (0, 8), "left": (0, 8)} and step.settings == {"pad_to": 40, "crop": 32}
     images = np.arange(30 * 30, dtype=np.float32).reshape(1, 30, 30, 1).repeat(400, 0)
-    out, _, _ = pad_crop(images, np.zeros((400, 30, 30), np.uint8), None, 40, 32, np.random.default_rng(0))
+    windows = crop_windows(400, 40, 32, np.random.default_rng(0))
+    out, _, _ = pad_crop(images, np.zeros((400, 30, 30), np.uint8), None, 40, 32, *windows)
     padded = np.pad(images[0, :, :, 0], 5, mode="reflect")  # centred: 5 px each side
     windows = {padded[y : y + 32, x : x + 32].tobytes(): (y, x) for y in range(9) for x in range(9)}
     drawn = {windows[window[:, :, 0].tobytes()] for window in out}  # every window one of the 81 of the range

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from unetkit.data.augment import AugmentConfig, Augmenter, albumentations_step, augment_config, batch_seed, describe
-from unetkit.data.device_augment import augment_batch, draw, elastic_field, pixel_noise
+from unetkit.data.device_augment import augment_batch, draw, elastic_field, pad_crop_batch, pixel_noise
 
 EVERYTHING = AugmentConfig(p_hflip=0.5, p_vflip=0.5, p_rotate90=0.5, p_affine=1.0, p_elastic=1.0,
                            p_brightness_contrast=1.0, p_gamma=1.0, p_noise=1.0, p_blur=1.0)
@@ -244,3 +244,25 @@ def test_an_object_touching_the_border_survives_shifts_and_elastic_warps() -> No
     # reads the reflected object, never a fill value, so the corner stays the object's in all 32 images.
     assert bool((out[:, 0, 0] == 1).all())
     assert float(out.flatten(1).sum(1).min()) >= 0.25 * 256  # at least (16 - 6 - elastic)^2 of its 256 px
+
+
+@pytest.mark.parametrize(("pad_to", "crop"), [(40, 24), (80, 70)])
+def test_the_same_drawn_windows_give_the_same_pad_crop_in_both_executors(pad_to: int, crop: int) -> None:
+    """crop_op on 8 images of 32 x 20 (3 channels), their class masks, multi-label masks and weights, padded to 40
+    (crops of 24) or 80 (crops of 70: the padding wider than the image, reflected twice): for the same drawn
+    windows the device executor's tensors equal the CPU executor's arrays to 1e-5, masks exactly."""
+    from unetkit.data.augment import crop_windows, pad_crop
+
+    images, masks, weights = (x[..., :20] for x in example(channels=3))
+    multilabel = torch.stack([masks == 3, masks == 7], dim=1).to(torch.uint8)  # (B, K, H, W)
+    windows = crop_windows(8, pad_to, crop, np.random.default_rng(3))
+    assert len(set(windows[0].tolist())) > 1  # each image its own window
+    theirs = pad_crop(images.permute(0, 2, 3, 1).numpy(), masks.numpy(), weights.numpy(), pad_to, crop, *windows)
+    their_multi = pad_crop(images.permute(0, 2, 3, 1).numpy(), multilabel.permute(0, 2, 3, 1).numpy(), None, pad_to,
+                           crop, *windows)[1]
+    ours = [pad_crop_batch(x, pad_to, crop, *windows) for x in (images, masks, weights, multilabel)]
+    assert ours[0].shape == (8, 3, crop, crop) and ours[3].shape == (8, 2, crop, crop)
+    assert float(np.abs(ours[0].permute(0, 2, 3, 1).numpy() - theirs[0]).max()) <= 1e-5
+    assert np.array_equal(ours[1].numpy(), theirs[1]) and ours[1].dtype == torch.uint8
+    assert float(np.abs(ours[2].numpy() - theirs[2]).max()) <= 1e-5
+    assert np.array_equal(ours[3].permute(0, 2, 3, 1).numpy(), their_multi)

@@ -52,15 +52,17 @@ def test_plans_exactly_the_batches_and_shares_of_batch_iterator(n: int, batch_si
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
 @pytest.mark.parametrize(("n", "batch_size", "world_size"), [(11, 4, 1), (10, 4, 3), (7, 8, 3)])
+@pytest.mark.parametrize("pad_crop", [None, (16, 10)])
 def test_yields_the_tensors_of_batch_iterator_without_augmentation(dtype: type, n: int, batch_size: int,
-                                                                     world_size: int) -> None:
+                                                                     world_size: int, pad_crop: tuple | None) -> None:
+    """pad_crop (12 px padded to 16, crops of 10): the device cuts the windows the host loader cuts."""
     data = random_set(n, dtype, multilabel=dtype == np.float32)
     preprocess = Preprocess((0.2, 0.5, 0.4), (0.3, 0.1, 0.25))
     for rank in range(world_size):
         ours = list(device_batches(data, preprocess, batch_size, shuffle=True, device=CPU, seed=1, rank=rank,
-                                  world_size=world_size).epoch(4))
+                                  world_size=world_size, pad_crop=pad_crop).epoch(4))
         theirs = list(image_batches(data, preprocess, batch_size, shuffle=True, seed=1, rank=rank,
-                                    world_size=world_size).epoch(4))
+                                    world_size=world_size, pad_crop=pad_crop).epoch(4))
         assert len(ours) == len(theirs)
         for a, b in zip(ours, theirs):
             assert a.images.shape == b.images.shape and a.images.dtype == torch.float32

@@ -79,12 +79,13 @@ def test_threads_only_where_a_gpu_waits_for_batches(monkeypatch: pytest.MonkeyPa
 
 
 def test_pad_crop_pads_by_reflection_and_crops_one_window_per_image() -> None:
-    from unetkit.data.augment import pad_crop
+    from unetkit.data.augment import crop_windows, pad_crop
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (3, 101, 101, 1), dtype=np.uint8)
     masks = (images[..., 0] > 127).astype(np.uint8)
-    out_images, out_masks, out_weights = pad_crop(images, masks, None, 148, 128, np.random.default_rng(4))
+    out_images, out_masks, out_weights = pad_crop(images, masks, None, 148, 128,
+                                                  *crop_windows(3, 148, 128, np.random.default_rng(4)))
     assert out_images.shape == (3, 128, 128, 1) and out_masks.shape == (3, 128, 128) and out_weights is None
     assert np.array_equal(out_masks, (out_images[..., 0] > 127).astype(np.uint8))  # one window for image and mask
     padded = np.pad(images[0, :, :, 0], ((23, 24), (23, 24)), mode="reflect")  # 101 -> 148, centred

@@ -1,20 +1,17 @@
 """Augmentation: one description (`describe`: steps, probabilities, ranges) and its CPU executor.
 
-Two executors run the description: `Augmenter` here, through albumentations, one NumPy image at a time
-on the CPU (masks and weight maps warped nearest-neighbour, images bilinear, with the same draw), and
-data/device_augment.py, torch ops on a whole batch on its device. Both draw each value from the same
-range with the same probability, and give the same image for the same drawn values
-(tests/data/test_device_augment.py). The `pad_crop` size policy (`crop_op`) and the margin that lets
-warps find image everywhere (`warp_margin`) are read from the same description. albumentations rather
-than kornia on the CPU: several times its throughput for `strong` on TGS-sized batches (benchmarks/RESULTS.md).
+Two executors run it: `Augmenter` here, albumentations on one NumPy image at a time on the CPU (masks and
+weight maps nearest-neighbour, images bilinear, with the same draw), and data/device_augment.py, torch ops
+on a whole batch on its device; both draw each value from the same range with the same probability and give
+the same image for the same drawn values (tests/data/test_device_augment.py). `crop_op` (the `pad_crop` size
+policy) and `warp_margin` read the same description. albumentations rather than kornia on the CPU: several
+times its throughput for `strong` on TGS-sized batches (benchmarks/RESULTS.md).
 
-Presets: `none`; `seed` = random horizontal flips (the TGS kernel's); `flips` = horizontal and vertical;
-`d4` = flips and 90-degree rotations (the square's eight symmetries, for data without an up and down);
-`strong` = horizontal flips, affine, elastic deformation as in the U-Net paper, brightness/contrast/gamma,
-Gaussian noise and blur. `auto` leaves the symmetries to the training plan (training/plan.py), which looks
-at the masks. Vertical flips and quarter turns are off in `seed` and `strong` (seismic images have an up
-and a down) and, like every magnitude and probability, switched on from the config
-(`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
+Presets: `seed` = horizontal flips (the TGS kernel's); `d4` = the square's eight symmetries, for data without
+an up and down; `strong` = flips, affine, intensity and elastic deformation as in the U-Net paper. `auto`
+leaves the symmetries to the training plan (training/plan.py), which looks at the masks. Vertical flips and
+quarter turns are off in `seed` and `strong` (seismic images have an up and a down) and, like every
+magnitude and probability, switched on from the config (`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
 """
 
 from __future__ import annotations
@@ -152,18 +149,22 @@ def warp_margin(ops: tuple[Op, ...], patch: int) -> int:
     return max(0, math.ceil(reach))
 
 
+def crop_windows(n: int, pad_to: int, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The (top, left) of n windows of `crop_op(pad_to, crop)`, (n,) each, drawn from `rng` for both executors."""
+    ys, xs = (rng.integers(low, high + 1, size=n) for low, high in crop_op(pad_to, crop).ranges.values())
+    return ys, xs
+
+
 def pad_crop(images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, pad_to: int, crop: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """`crop_op(pad_to, crop)` on each (N, H, W, ...) array: one window per image, the same for its image,
-    mask and weights. NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the window is drawn
-    from `rng` (the batch's own stream), and masks and weight maps of any layout go along."""
+             ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """`crop_op(pad_to, crop)` on each (N, H, W, ...) array: the window at (ys[i], xs[i]), the same for image i,
+    its mask and weights. NumPy slices rather than albumentations' PadIfNeeded + RandomCrop: the windows come
+    from the batch's own stream (`crop_windows`), and masks and weight maps of any layout go along."""
     height, width = images.shape[1:3]
     if max(height, width) > pad_to:
         raise ValueError(f"images of {width}x{height} do not fit data.pad_to {pad_to}")
     top, left = (pad_to - height) // 2, (pad_to - width) // 2
     sides = ((0, 0), (top, pad_to - height - top), (left, pad_to - width - left))
-    ranges = crop_op(pad_to, crop).ranges
-    ys, xs = (rng.integers(ranges[k][0], ranges[k][1] + 1, size=len(images)) for k in ("top", "left"))
 
     def cropped(array: np.ndarray) -> np.ndarray:
         padded = np.pad(array, sides + ((0, 0),) * (array.ndim - 3), mode="reflect")
@@ -173,7 +174,6 @@ def pad_crop(images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, 
 
 
 def albumentations_step(op: Op) -> Any:
-    """The albumentations transform that executes `op` on the CPU."""
     import albumentations as A  # noqa: N812 - the library's own idiom
     import cv2
 

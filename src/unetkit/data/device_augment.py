@@ -8,8 +8,7 @@ each image is resampled once, not once per transform. Everything runs on CPU ten
 Each step does what `describe` says with the values it draws, as albumentations does with its own
 (tests/data/test_device_augment.py holds the two side by side): flips and quarter turns are exact (a
 batch of non-square images turns by 0 or 180 degrees only: a quarter turn would change one image's
-shape); intensity results are clipped to [0, 1]. The elastic field is smoothed on a grid coarser by
-sigma // 3: the same spread as albumentations' full-resolution blur at 1/s^2 of its cost.
+shape); intensity results are clipped to [0, 1].
 
 Borders: images are sampled bilinearly with reflection about the edge pixels' centres (`align_corners`,
 albumentations' BORDER_REFLECT_101); masks and weight maps through the same grid, nearest neighbour, also
@@ -29,10 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from unetkit.data.augment import AugmentConfig, Op, describe
+from unetkit.data.patches import reflected
 
 Draws = dict[str, dict[str, torch.Tensor]]  # step name -> {"on": (B,) bool, value name -> (B,) float64}
 
@@ -92,8 +93,7 @@ def elastic_field(n: int, height: int, width: int, alpha: float, sigma: float, s
     coarse = sigma / step
     field = gaussian_blur(noise, torch.full((n,), coarse, device=device), max(1, math.ceil(4 * coarse)), "replicate")
     if step > 1:
-        rows, cols = field.shape[-2:]
-        field = F.interpolate(field, size=(rows * step, cols * step), mode="bilinear",
+        field = F.interpolate(field, size=(field.shape[-2] * step, field.shape[-1] * step), mode="bilinear",
                               align_corners=False)[..., :height, :width]
     return field * alpha
 
@@ -125,9 +125,7 @@ def source_pixels(draws: Draws, chosen: torch.Tensor, height: int, width: int, d
 
 def on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A small CPU tensor on `device`, copied without blocking (from page-locked memory on CUDA)."""
-    if device.type == "cuda":
-        x = x.pin_memory()
-    return x.to(device, non_blocking=True)
+    return (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
 
 
 def _subset(x: torch.Tensor, on: torch.Tensor, step: Callable[..., torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
@@ -168,11 +166,9 @@ def _warped(images: torch.Tensor, labels: list[torch.Tensor], draws: Draws, ops:
         index = on_device(elastic.nonzero().flatten(), device)
         field = torch.zeros(len(chosen), 2, height, width, device=device).index_copy(0, index, elastic_field(
             len(index), height, width, settings["alpha"], settings["sigma"], field_seed, device))
-    grid = source_pixels(draws, chosen, height, width, device, field)
     # pixels -> grid_sample's [-1, 1] (align_corners: -1 and 1 are the edge pixels' centres)
-    grid[..., 0].mul_(2 / max(width - 1, 1))
-    grid[..., 1].mul_(2 / max(height - 1, 1))
-    grid.sub_(1)
+    grid = source_pixels(draws, chosen, height, width, device, field)
+    grid = grid * torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=device) - 1
     index = on_device(chosen, device)
 
     def sample(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -212,3 +208,14 @@ def augment_batch(config: AugmentConfig, images: torch.Tensor, masks: torch.Tens
             images = _subset(images, draws[name]["on"], step, *(draws[name][v] for v in values))
     masks = labels[0] if masks.dim() == 4 else labels[0].squeeze(1)
     return images, masks, (labels[1].squeeze(1) if weights is not None else None)
+
+
+def pad_crop_batch(x: torch.Tensor, pad_to: int, crop: int, ys: np.ndarray, xs: np.ndarray) -> torch.Tensor:
+    """The device executor of `crop_op`: x (B, ..., H, W) reflect-padded to pad_to (centred) and cut at (ys, xs)
+    (B,), as data/augment.py::pad_crop cuts arrays, by one gather of mirrored indices: no padded copy."""
+    rows, cols = (reflected(start[:, None] + np.arange(crop) - (pad_to - size) // 2, size)
+                  for start, size in ((ys, x.shape[-2]), (xs, x.shape[-1])))
+    index = (np.arange(len(x))[:, None, None], rows[:, :, None], cols[:, None, :])
+    b, r, c = (on_device(torch.from_numpy(i), x.device) for i in index)
+    window = x[b, ..., r, c]  # indices apart: (B, crop, crop) first, then any channels
+    return window if x.dim() == 3 else window.movedim(-1, 1)

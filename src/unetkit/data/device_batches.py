@@ -16,7 +16,7 @@ import torch
 
 from unetkit.data.augment import AugmentConfig, batch_seed
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.device_augment import augment_batch, on_device
+from unetkit.data.device_augment import augment_batch, on_device, pad_crop_batch
 from unetkit.data.io import dtype_range
 from unetkit.data.loader import Batch, Batches, ImageSamples
 from unetkit.data.preprocess import Preprocess
@@ -27,10 +27,8 @@ def stored_on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     lacks `index_select` even on the CPU), float16/float64 become float32 (what to_tensor makes of them)."""
     if array.dtype == np.uint16:
         array = array.view(np.int16)
-    elif array.dtype == np.uint32:
-        array = array.astype(np.int64)
-    elif array.dtype.kind == "f" and array.dtype != np.float32:
-        array = array.astype(np.float32)
+    elif array.dtype == np.uint32 or array.dtype.kind == "f":
+        array = array.astype(np.int64 if array.dtype == np.uint32 else np.float32, copy=False)
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
@@ -44,17 +42,16 @@ def to_unit_range(x: torch.Tensor, stored: np.dtype) -> torch.Tensor:
 
 
 class DeviceSamples:
-    """ImageSamples' whole images and order, made on `device` from a copy of `data` held there: without
-    augmentation the same batches (to float rounding on a GPU); with it, each batch drawn from (seed, epoch,
+    """ImageSamples' images (or pad_crop windows) and order, made on `device` from a copy of `data` held there:
+    without augmentation the same batches (to float rounding on a GPU); with it, each batch drawn from (seed, epoch,
     batch, rank) as there, through data/device_augment.py instead of albumentations."""
 
     def __init__(self, data: LabelledSet, preprocess: Preprocess, *, shuffle: bool, device: torch.device,
-                 augment: AugmentConfig | None = None, seed: int = 0) -> None:
-        self.data, self.preprocess, self.augment, self.seed = data, preprocess, augment, seed
-        host = ImageSamples(data, preprocess, shuffle=shuffle, seed=seed)
-        self.order, self.in_order = host.order, host.in_order  # ImageSamples' order: both paths see the same batches
-        self.device = torch.device(device)
-        self.stored = data.images.dtype
+                 augment: AugmentConfig | None = None, seed: int = 0, pad_crop: tuple[int, int] | None = None) -> None:
+        self.data, self.preprocess, self.augment, self.seed, self.pad_crop = data, preprocess, augment, seed, pad_crop
+        host = ImageSamples(data, preprocess, shuffle=shuffle, seed=seed, pad_crop=pad_crop)
+        self.order, self.in_order, self.windows = host.order, host.in_order, host.windows  # the same batches as host's
+        self.device, self.stored = torch.device(device), data.images.dtype
         self.images = stored_on_device(data.images, self.device)  # (N, H, W, C), stored dtype
         masks = data.masks if data.masks.ndim == 3 else np.moveaxis(data.masks, -1, 1)  # multi-label: (N, K, H, W)
         self.masks = stored_on_device(masks, self.device)
@@ -66,11 +63,14 @@ class DeviceSamples:
         return len(self.data)
 
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
-        """The images `keys` (this rank's share of global batch `number`), on the device."""
         picked = on_device(torch.from_numpy(np.ascontiguousarray(keys, dtype=np.int64)), self.device)
         images = to_unit_range(self.images.index_select(0, picked), self.stored).permute(0, 3, 1, 2)
         masks = self.masks.index_select(0, picked)
         weights = self.weights.index_select(0, picked) if self.weights is not None else None
+        if self.pad_crop is not None:
+            windows = (*self.pad_crop, *self.windows(epoch, number, rank, len(keys)))
+            images, masks = pad_crop_batch(images, *windows), pad_crop_batch(masks, *windows)
+            weights = pad_crop_batch(weights, *windows) if weights is not None else None
         if self.augment is not None:
             images, masks, weights = augment_batch(self.augment, images.contiguous(), masks, weights,
                                                    batch_seed(self.seed, epoch, number, rank))
@@ -86,7 +86,8 @@ def device_nbytes(data: LabelledSet) -> int:
 
 def device_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
                    device: torch.device, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
-                   world_size: int = 1) -> Batches:
+                   world_size: int = 1, pad_crop: tuple[int, int] | None = None) -> Batches:
     """Batches of `DeviceSamples`, made in the caller's thread (the device works asynchronously)."""
-    samples = DeviceSamples(data, preprocess, shuffle=shuffle, device=device, augment=augment, seed=seed)
+    samples = DeviceSamples(data, preprocess, shuffle=shuffle, device=device, augment=augment, seed=seed,
+                            pad_crop=pad_crop)
     return Batches(samples, batch_size, rank=rank, world_size=world_size)

@@ -21,7 +21,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 
-from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, pad_crop
+from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, crop_windows, pad_crop
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.io import dtype_range
 from unetkit.data.preprocess import Preprocess
@@ -44,11 +44,8 @@ class Samples(Protocol):
     (seed, epoch, batch number, rank) and the keys alone, never of the thread or of earlier draws."""
 
     def __len__(self) -> int: ...  # samples per epoch
-
     def order(self, epoch: int) -> np.ndarray: ...  # the epoch's keys, cut into global batches in this order
-
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch: ...  # rank's share `keys`
-
     def in_order(self) -> Samples: ...  # SWA's batch-norm statistics: whole images in order, unaugmented; patches as drawn
 
 
@@ -69,27 +66,19 @@ class Batches:
         """One process's batches of `Samples.in_order`, made in the caller's thread."""
         return Batches(self.samples.in_order(), self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
-        """The batches of epoch `epoch` (0-based)."""
-        plan = self._plan(epoch)
-        if self.workers < 1:
-            yield from (self._make(*step) for step in plan)
-        else:
-            yield from in_order(lambda step: self._make(*step), plan, workers=self.workers, ahead=2 * self.workers)
-
-    def _plan(self, epoch: int) -> list[tuple[int, int, np.ndarray, float]]:
-        """(epoch, batch number, this rank's keys, loss scale) of each batch of the epoch."""
+    def epoch(self, epoch: int) -> Iterator[Batch]:  # epochs count from 0
         order = self.samples.order(epoch)
-        return [(epoch, number, *self._share(order[start : start + self.batch_size]))
+        plan = [(epoch, number, *self._share(order[start : start + self.batch_size]))
                 for number, start in enumerate(range(0, len(order), self.batch_size))]
+        yield from (map(self._make, plan) if self.workers < 1
+                    else in_order(self._make, plan, workers=self.workers, ahead=2 * self.workers))
 
-    def _make(self, epoch: int, number: int, keys: np.ndarray, loss_scale: float) -> Batch:
-        return self.samples.batch(epoch, number, keys, self.rank)._replace(loss_scale=loss_scale)
+    def _make(self, step: tuple[int, int, np.ndarray, float]) -> Batch:
+        """A batch of the epoch's plan: (epoch, batch number, this rank's keys, loss scale)."""
+        return self.samples.batch(*step[:3], self.rank)._replace(loss_scale=step[3])
 
     def _share(self, members: np.ndarray) -> tuple[np.ndarray, float]:
         """This rank's part of one global batch, and the scale that makes its loss count by size."""
-        if self.world_size == 1:
-            return members, 1.0
         index = members[self.rank :: self.world_size]
         if not len(index):  # every rank must step together: run one image whose loss counts zero
             return members[:1], 0.0
@@ -115,9 +104,9 @@ class ImageSamples:
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
         images, masks = self.data.images[keys], self.data.masks[keys]
         weights = self.data.weights[keys] if self.data.weights is not None else None
-        if self.pad_crop is not None:  # its own stream: the augmentation draws stay those of the pad policy
-            rng = np.random.default_rng((self.seed, epoch, number, rank, 1))
-            images, masks, weights = pad_crop(images, masks, weights, *self.pad_crop, rng)
+        if self.pad_crop is not None:
+            windows = self.windows(epoch, number, rank, len(keys))
+            images, masks, weights = pad_crop(images, masks, weights, *self.pad_crop, *windows)
         if self.augment is not None:  # every batch (and every rank) its own draws, whichever thread makes it
             images = images.astype(np.float32) / dtype_range(images.dtype)
             images, masks, weights = self.augment(images, masks, weights, batch_seed(self.seed, epoch, number, rank))
@@ -125,6 +114,10 @@ class ImageSamples:
 
     def in_order(self) -> ImageSamples:
         return ImageSamples(self.data, self.preprocess, shuffle=False)
+
+    def windows(self, epoch: int, number: int, rank: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch's pad_crop windows, from their own stream: the augmentation draws stay those of the pad policy."""
+        return crop_windows(n, *self.pad_crop, np.random.default_rng((self.seed, epoch, number, rank, 1)))
 
 
 def host_batch(preprocess: Preprocess, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None) -> Batch:
@@ -147,7 +140,5 @@ def image_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *,
 def default_workers(device_type: str) -> int:
     """Batch-preparing threads: none on the CPU (its cores run the network); on a GPU the cores
     this process has (torchrun's ranks on one machine share them) less one, at most 8."""
-    if device_type != "cuda":
-        return 0
-    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device_type == "cuda" else 1
     return max(0, min(8, per_process - 1))

@@ -40,8 +40,7 @@ class PatchSamples:
         self.sampler = PatchSampler(data.sources, patch_size, classes=data.classes, foreground_share=foreground_share,
                                     margin=margin, locations=data.locations)
         self.preprocess, self.batch_size, self.patch_size, self.seed = preprocess, batch_size, patch_size, seed
-        self.augment = Augmenter(augment) if augment is not None else None
-        self.weight_map = weight_map
+        self.augment, self.weight_map = Augmenter(augment) if augment is not None else None, weight_map
         auto = math.ceil(data.pixels / patch_size**2)
         self.patches_per_epoch = patches_per_epoch or min(max(auto, batch_size), MAX_BATCHES_PER_EPOCH * batch_size)
 
@@ -55,21 +54,17 @@ class PatchSamples:
         size = min(self.batch_size, self.patches_per_epoch - number * self.batch_size)
         forced = self.sampler.forced(size)
         inner = slice(self.sampler.margin, self.sampler.margin + self.patch_size)  # the patch inside its margin
-        images, masks, weights = [], [], []
-        for position in keys:
-            rng = np.random.default_rng((self.seed, epoch, number, int(position), PATCH_STREAM))
+        drawn = []
+        for position in map(int, keys):
+            rng = np.random.default_rng((self.seed, epoch, number, position, PATCH_STREAM))
             image, mask, *_ = self.sampler.draw(rng, position < forced)
-            image = image.astype(np.float32)[None] / dtype_range(image.dtype)  # bit depths may differ between images
             weight = self.weight_map(mask)[None] if self.weight_map is not None else None
+            image, mask = image.astype(np.float32)[None] / dtype_range(image.dtype), mask[None]  # bit depths may differ
             if self.augment is not None:  # seeded by the patch, not the rank: N ranks draw what one process draws
-                image, mask, weight = self.augment(image, mask[None], weight,
-                                                   batch_seed(self.seed, epoch, number, int(position)))
-                mask = mask[0]
-            images.append(image[0, inner, inner])
-            masks.append(mask[inner, inner])
-            if weight is not None:
-                weights.append(weight[0, inner, inner])
-        return host_batch(self.preprocess, np.stack(images), np.stack(masks), np.stack(weights) if weights else None)
+                image, mask, weight = self.augment(image, mask, weight, batch_seed(self.seed, epoch, number, position))
+            drawn.append([a[0, inner, inner] for a in (image, mask, weight) if a is not None])
+        images, masks, *weights = (np.stack(arrays) for arrays in zip(*drawn))
+        return host_batch(self.preprocess, images, masks, weights[0] if weights else None)
 
     def in_order(self) -> PatchSamples:
         return self

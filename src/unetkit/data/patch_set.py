@@ -49,28 +49,21 @@ class PatchSet:
         return len(self.stems)
 
     def subset(self, indices: np.ndarray) -> PatchSet:
-        """The images at `indices`, in that order."""
         return PatchSet([self.stems[i] for i in indices], [self.pairs[i] for i in indices],
                         [self.sources[i] for i in indices], self.counts[indices],
                         [self.locations[i] for i in indices], self.classes, self.multilabel)
 
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (labelled, not ignored) pixels per image, (N,), as LabelledSet.coverage."""
-        pixels = self.areas.astype(np.float64)
+        pixels = np.array([source.height * source.width for source in self.sources], np.float64)
         if self.multilabel:
             return 1.0 - self.counts[:, 0] / pixels
         ignored = self.counts[:, ignore_index] if ignore_index not in (None, 0) else 0
         return (pixels - self.counts[:, 0] - ignored) / pixels
 
     @property
-    def areas(self) -> np.ndarray:
-        """Pixels per image, (N,)."""
-        return np.array([source.height * source.width for source in self.sources], np.int64)
-
-    @property
     def pixels(self) -> int:
-        """Pixels of all images together."""
-        return int(self.areas.sum())
+        return sum(source.height * source.width for source in self.sources)
 
     def held_out(self, indices: np.ndarray, seed: int = 0) -> LabelledSet:
         """The images at `indices` as validation predicts them: whole, large ones in windows (`validation_set`)."""
@@ -102,15 +95,14 @@ class PatchSet:
 def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *,
                    ignore_index: int | None = None, multilabel: bool = False, seed: int = 0,
                    show_progress: bool = True) -> PatchSet:
-    """Open, check and scan every pair of `data_dir` (see the module docstring)."""
+    """Open, check and scan every pair of `data_dir`."""
     found = survey(data_dir, in_channels, num_classes, ignore_index=ignore_index, multilabel=multilabel,
                    measure=False, show_progress=show_progress)
     return patch_set_of(found, num_classes, multilabel, seed)
 
 
 def patch_set_of(found: Survey, num_classes: int, multilabel: bool = False, seed: int = 0) -> PatchSet:
-    """The surveyed pairs as a PatchSet: each mask scanned once, band by band, for its class counts and
-    positions (data/patches.py::scan_mask, draws from `seed`)."""
+    """The surveyed pairs as a PatchSet, their masks scanned by data/patches.py::scan_mask (draws from `seed`)."""
     classes = tuple(range(1, num_classes + 1 if multilabel else max(num_classes, 2)))  # labels, or non-background
     rng = np.random.default_rng(seed)
     locations, counts = zip(*(scan_mask(source, classes, rng) for source in found.sources))

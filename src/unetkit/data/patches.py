@@ -1,13 +1,11 @@
 """Patches for training: random crops, a share of them centred on foreground, from images of any size.
 
 The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a share of
-them onto foreground (on a class drawn in turn for several classes), or rare classes would hardly be
-seen. `PatchSampler` does that over `ArraySource`s (decoded in memory) and `FileSource`s (large
-TIFF/.npy images read by region through data/regions.py: a 20000^2 image costs the tiles a patch
-overlaps, not the image).
+them onto foreground, or rare classes would hardly be seen. `PatchSampler` does that over `ArraySource`s
+(decoded in memory) and `FileSource`s (large TIFF/.npy images read by region through data/regions.py: a
+20000^2 image costs the tiles a patch overlaps, not the image).
 
-- A patch is read with `margin` extra pixels on every side, so an affine or elastic warp draws no
-  border in: warp the (h + 2m, w + 2m) arrays, then keep the centre (h, w).
+- A patch is read with `margin` extra pixels on every side, for the warps (data/patch_batches.py).
 - Pixels beyond the image are filled by reflection (numpy's "reflect"), the mask by the same indices,
   so labels stay labels.
 - Draws come only from the generator passed in: the same state gives the same patches, whichever thread asks.
@@ -42,11 +40,9 @@ class Source(Protocol):
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (y1-y0, x1-x0, C) in its dtype and mask (y1-y0, x1-x0) uint8, inside the image."""
-        ...
 
     def mask_bands(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, mask rows (rows, W) uint8) covering the mask, in bounded pieces."""
-        ...
 
 
 @dataclass
@@ -82,11 +78,9 @@ class FileSource:
     height: int = field(init=False)
     width: int = field(init=False)
     _whole_mask: np.ndarray | None = field(init=False, default=None, repr=False)
-    _by_colour: bool = field(init=False, repr=False)  # a palette of colours: masks are read as RGB
-    _mask_channels: int | None = field(init=False, repr=False)
+    _mask_channels: int | None = field(init=False, repr=False)  # 3: classes.yaml colours, masks read as RGB
 
     def __post_init__(self) -> None:
-        self._by_colour = self.palette is not None and self.palette.by_colour
         self._mask_channels = mask_channels(self.palette, self.multilabel)
         self.height, self.width = image_size(self.pair.image)
         mask_size = image_size(self.pair.mask)
@@ -120,7 +114,7 @@ class FileSource:
 
     def _mask_whole(self) -> np.ndarray:
         if self._whole_mask is None:  # PNG/JPEG/GIF: no partial reads, decoded once and kept
-            self._whole_mask = self._decode(read_array(self.pair.mask, palette_indices=not self._by_colour))
+            self._whole_mask = self._decode(read_array(self.pair.mask, palette_indices=self._mask_channels != 3))
         return self._whole_mask
 
 
@@ -153,37 +147,34 @@ class PatchSampler:
     def draw(self, rng: np.random.Generator, forced: bool) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int], int]:
         """One patch: (image (h+2m, w+2m, C), mask (h+2m, w+2m), source index, inner top-left (y, x), the class
         it was centred on or -1). `forced`: centred on a pixel of a class drawn uniformly; else anywhere."""
-        h, w = self.patch
         target = self.classes[int(rng.integers(len(self.classes)))] if forced and self.classes else None
+        holding = range(len(self.sources)) if target is None else [
+            i for i, found in enumerate(self.locations) if len(found.get(target, ()))]
+        index = holding[int(rng.integers(len(holding)))]
+        source = self.sources[index]
+        sizes = zip((source.height, source.width), self.patch)
+        bounds = [(min(0, size - side), max(0, size - side)) for size, side in sizes]
         if target is None:
-            index = int(rng.integers(len(self.sources)))
-            source = self.sources[index]
-            y = int(rng.integers(min(0, source.height - h), max(0, source.height - h) + 1))
-            x = int(rng.integers(min(0, source.width - w), max(0, source.width - w) + 1))
+            y, x = (int(rng.integers(low, high + 1)) for low, high in bounds)
         else:
-            holding = [i for i, found in enumerate(self.locations) if len(found.get(target, ()))]
-            index = holding[int(rng.integers(len(holding)))]
-            source = self.sources[index]
             found = self.locations[index][target]
-            cy, cx = (int(v) for v in found[int(rng.integers(len(found)))])
-            y = int(np.clip(cy - h // 2, min(0, source.height - h), max(0, source.height - h)))
-            x = int(np.clip(cx - w // 2, min(0, source.width - w), max(0, source.width - w)))
+            centre = found[int(rng.integers(len(found)))]
+            y, x = (int(np.clip(int(c) - s // 2, low, high)) for c, s, (low, high) in zip(centre, self.patch, bounds))
         image, mask = self._read(source, y, x)
         return image, mask, index, (y, x), -1 if target is None else target
 
     def _read(self, source: Source, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
         """The window [y - m, y + h + m) x [x - m, x + w + m), reflected where it leaves the image."""
-        h, w = self.patch
-        m = self.margin
-        rows = _reflect(np.arange(y - m, y + h + m), source.height)
-        cols = _reflect(np.arange(x - m, x + w + m), source.width)
+        (h, w), m = self.patch, self.margin
+        rows = reflected(np.arange(y - m, y + h + m), source.height)
+        cols = reflected(np.arange(x - m, x + w + m), source.width)
         y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
         image, mask = source.read(y0, y1, x0, x1)
         grid = np.ix_(rows - y0, cols - x0)
         return image[grid], mask[grid]
 
 
-def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+def reflected(index: np.ndarray, size: int) -> np.ndarray:
     """Indices mirrored into [0, size) without repeating the edge (numpy.pad's "reflect")."""
     if size == 1:
         return np.zeros_like(index)
@@ -208,8 +199,6 @@ def scan_mask(source: Source, classes: Sequence[int],
             counts += np.bincount(band.reshape(-1), minlength=256)[:256]
         for value in classes:
             ys, xs = np.nonzero(band == value if band.ndim == 2 else band[:, :, value - 1] > 0)
-            if not len(ys):
-                continue
             positions = np.concatenate([kept[value][0], np.stack([ys + y0, xs], axis=1).astype(np.int32)])
             keys = np.concatenate([kept[value][1], rng.random(len(ys))])
             if len(keys) > MAX_LOCATIONS:
