@@ -1,13 +1,10 @@
 """Segmentation metrics as pure functions of predicted and true class-index maps.
 
-Conventions (shared by training, `evaluate` and the tests):
-- per image, IoU and Dice of the foreground; an image where truth and prediction are
-  both empty scores 1 (nothing to find, nothing found), as in the TGS challenge;
-- data-set IoU and Dice are pooled: totals of TP, FP, FN over all pixels, so big and
-  small images weigh by their pixels (for several classes: the mean over classes);
-- TGS mAP is the challenge's metric (../shared/data/tgs-salt/README.md): per image the
-  mean over t in 0.50, 0.55, ..., 0.95 of [IoU > t], averaged over images. For several
-  classes it is computed on "any foreground" vs background.
+Conventions (shared by training, `evaluate` and the tests): per image, IoU and Dice of the
+foreground, 1 where truth and prediction are both empty (as in the TGS challenge); data-set IoU
+and Dice pooled over pixels (totals of TP, FP, FN), so images weigh by their pixels (several
+classes: the mean over classes); TGS mAP is the challenge's metric (../shared/data/tgs-salt/README.md),
+per image the mean over t in 0.50, ..., 0.95 of [IoU > t], for several classes on any foreground.
 """
 
 from __future__ import annotations

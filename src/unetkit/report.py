@@ -16,8 +16,6 @@ import itertools
 import json
 import math
 import os
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +26,13 @@ from unetkit.data.fov import find_regions
 from unetkit.data.pairing import DataSource, find_pairs
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
+from unetkit.export import answer_calls
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.scoring import Scored, accumulator_for, palette_for, scored_pairs
 from unetkit.measures import RESAMPLES, MeasureSet, is_boundary, monitor_minimizes, parse_measures
-from unetkit.visualize import curves_figure, label_map, overlay_figure
+from unetkit.visualize import label_map, overlay_sheet, plot_curves
 
 REPORT_NAME = "report.html"
 # Marks the page when every picture decoded (body data-images="ok"), or puts a red line on top when
@@ -78,7 +77,7 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
     rows, history = read_table(metrics_path, ("epoch", "val_loss", "val_iou"))
     saved = load_model(model_path)
     sections = [_summary(run, saved.training, saved.threshold, saved.postprocess, history),
-                _figure_section("Training curves", curves_figure(history)),
+                _figure_section("Training curves", plot_curves(history)),
                 "<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True)]
     sweep_path = run / "threshold_sweep.csv"
     if sweep_path.is_file():
@@ -138,13 +137,10 @@ def _config_section(run: Path) -> str:
 
 def _folds_figure(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for name, history in histories.items():
-        epochs = [row["epoch"] for row in history]
-        axes[0].plot(epochs, [row["val_loss"] for row in history], label=name)
-        axes[1].plot(epochs, [row["val_iou"] for row in history], label=name)
-    for axis, label in zip(axes, ("validation loss", "validation IoU")):
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(label)
+    for axis, key, label in zip(axes, ("val_loss", "val_iou"), ("validation loss", "validation IoU")):
+        for name, history in histories.items():
+            axis.plot([row["epoch"] for row in history], [row[key] for row in history], label=name)
+        axis.set(xlabel="epoch", ylabel=label)
         axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -209,7 +205,7 @@ def _sweep_section(table: list[dict[str, float]], threshold: float, scored_on: s
     for name in [k for k in table[0] if k != "threshold"]:
         axis.plot([r["threshold"] for r in table], [r[name] for r in table], label=name)
     axis.axvline(threshold, color="k", linestyle=":", label=f"chosen {threshold:.2f}")
-    axis.set_xlabel("threshold")
+    axis.set(xlabel="threshold")
     axis.legend(fontsize=8)
     figure.tight_layout()
     return _figure_section(f"Threshold sweep ({scored_on})", figure)
@@ -217,13 +213,12 @@ def _sweep_section(table: list[dict[str, float]], threshold: float, scored_on: s
 
 def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     """Best and worst validation images by IoU, predicted now by the run's model."""
-    split_path = run / "split.json"
+    split_path, heading = run / "split.json", "<h2>Best and worst validation images by IoU</h2>\n"
     config = saved.training.get("config") or {}
     source = DataSource.from_fields(config.get("data", {}))
     data_dir = str(source)
     if not split_path.is_file() or not data_dir or not Path(data_dir).exists():
-        return ("<h2>Best and worst validation images by IoU</h2>\n"
-                f"<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>")
+        return f"{heading}<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>"
     split = json.loads(split_path.read_text(encoding="utf-8"))  # folds: every image is held out once
     val_stems = set(split["val"] if "val" in split else [stem for fold in split.get("folds", []) for stem in fold])
     pairs = [pair for pair in find_pairs(source) if pair.stem in val_stems]
@@ -233,8 +228,7 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     large, pairs = fits.count(False), list(itertools.compress(pairs, fits))
     left_out = f"; {large} over {limit / 2**20:.0f} Mpx not shown" if large else ""
     if not pairs:
-        return ("<h2>Best and worst validation images by IoU</h2>\n"
-                f"<p>Not shown: the {large} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
+        return (f"{heading}<p>Not shown: the {large} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
                 "predict whole here (training scored them in windows).</p>")
     predictor = Predictor(saved, device=device)
     palette = palette_for(saved, source)
@@ -254,7 +248,7 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     iou = {stem: value for value, _, stem in scores}
     titles = [f"{'best' if item.pair.stem in best else 'worst'} {item.pair.stem} IoU {iou[item.pair.stem]:.3f}"
               for item in shown]
-    figure = overlay_figure([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
+    figure = overlay_sheet([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
                             [label_map(item.prediction) for item in shown], titles)
     caption = "; ".join(html.escape(t) for t in titles)
     return (_intervals_section(measures, len(pairs), fov_dir if regions else "")
@@ -274,12 +268,4 @@ def _intervals_section(measures: MeasureSet, n_images: int, fov_dir: str) -> str
             f"{RESAMPLES} resamples, seed 0 (docs/metrics.md).{unit}</p>\n" + _table(rows) + "\n")
 
 
-class _CallableModule(types.ModuleType):
-    """`unetkit.report(run_dir)` is a public API function; once this module is imported, Python
-    binds the name `unetkit.report` to the module, so the module answers that call too."""
-
-    def __call__(self, run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
-        return write_reports(run_dir, device=device)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+answer_calls(__name__, write_reports)

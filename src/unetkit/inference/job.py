@@ -1,16 +1,14 @@
 """A prediction job over a file or folder: which path each image takes, what is written, and
 how a killed job is finished by running it again.
 
-Images no larger than the model's tile are batched whole; larger ones are tiled in memory and
-get the same outputs (PNG mask with the stored post-processing, overlay, run-length CSV). TIFF
-and .npy inputs above `stream_pixels` are streamed: rows are read, predicted and written as
-tiled TIFF band by band, so memory follows the tile and the image width, not the image.
+Images up to the model's tile are batched whole, larger ones tiled in memory, with the same outputs
+(PNG mask with the stored post-processing, overlay, run-length CSV); TIFF and .npy inputs above
+`stream_pixels` are streamed band by band into tiled TIFF, so memory follows the tile and the width.
 
-Every output is written under a temporary name and renamed when complete. predict_args.json
-records the job (options and the model's SHA-256) before the first image; a re-run of the same
-job skips images whose outputs all exist and are newer than the image, so an interrupted folder
-is finished, not redone. Under torchrun each rank predicts its share of the images (balanced by
-pixel count) and writes their files; rank 0 writes the record and the run-length CSV for all.
+predict_args.json records the job (options, the model's SHA-256) before the first image; a re-run
+of the same job skips images whose outputs all exist and are newer than the image, so an interrupted
+folder is finished, not redone. Under torchrun each rank predicts its share (balanced by pixels) and
+writes its files; rank 0 writes the record and the run-length CSV for all.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ from unetkit.inference.backends import open_predictor
 from unetkit.inference.engine import AppliedModel, PredictionEngine
 from unetkit.outputs import is_binary
 from unetkit.runtime import log, progress
-from unetkit.visualize import PALETTE, blend_overlay, label_map
+from unetkit.visualize import blend_overlay, class_colours, label_map
 
 RECORD_NAME = "predict_args.json"
 RECORD_FORMAT = "unetkit-predict"  # the tag that marks a predict_args.json as unetkit's
@@ -100,8 +98,7 @@ class PredictionJob:
         self.earlier = self._earlier_record()  # read once, before this job writes its own
         self.items = [self._plan(path) for path in find_images(config.input_path, config.image_name, config.pairs)]
         self._check()
-        colours = [c.get("color") for c in self.saved.classes]
-        self.palette = np.array(colours, np.uint8) if colours and all(colours) else PALETTE[: max(model.num_classes, 2)]
+        self.palette = class_colours(self.saved.classes, model.num_classes)
 
     def _plan(self, path: Path) -> _Item:
         height, width = image_size(path)

@@ -2,16 +2,14 @@
 handed on as finished bands of rows.
 
 Written here rather than taken from MONAI (`sliding_window_inference`) or nnU-Net because both
-hold a float output and a weight map as large as the whole image; a 20000 x 20000 slide then
-needs 3 GB before the network runs. Here only the rows that a tile not yet run can still touch
-stay open, so memory depends on the tile, the batch and the image width, never its height,
-and the same engine serves in-memory images, memory-mapped arrays and tiled TIFFs. The grid and
-the weights follow the convention MONAI and nnU-Net share, so results agree with theirs: step
-int(tile * (1 - overlap)), the last tile flush with the border, Gaussian weights with sigma =
-tile / 8 clamped below at 1e-3 of the peak (no pixel gets zero weight).
+hold a float output and a weight map as large as the whole image (3 GB for a 20000 x 20000 slide);
+here only the rows a tile not yet run can still touch stay open, so memory follows the tile, the
+batch and the image width, never its height. The grid and the weights follow MONAI's and nnU-Net's
+convention, so results agree with theirs: step int(tile * (1 - overlap)), the last tile flush with
+the border, Gaussian weights with sigma = tile / 8 clamped below at 1e-3 of the peak.
 
-Arrays are whatever the network returns: torch tensors (blended on the network's device) or
-NumPy arrays (ONNX prediction, which never imports torch); the small helpers at the end differ.
+Arrays are torch tensors (blended on the network's device) or NumPy arrays (ONNX prediction, which
+never imports torch); the small helpers at the end differ.
 """
 
 from __future__ import annotations
