@@ -1,25 +1,20 @@
 """Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD).
 
-Definitions are MONAI's (`monai.metrics.compute_hausdorff_distance`, `..._average_surface_distance`,
-`compute_surface_dice` with `use_subvoxels=False`), so figures agree with a MONAI pipeline:
-- the boundary of a mask is its pixels removed by one binary erosion with the 4-neighbour cross
-  (pixels on the image border count as boundary: outside the image is background);
-- d(A -> B): for every boundary pixel of A, the Euclidean distance (in `spacing` units) to the
-  nearest boundary pixel of B;
-- HD95 = max(95th percentile of d(P -> T), 95th percentile of d(T -> P)), linear interpolation;
-- ASSD = mean of d(P -> T) and d(T -> P) taken together;
-- NSD at tolerance tau = (#{d(P -> T) <= tau} + #{d(T -> P) <= tau}) / (#boundary P + #boundary T).
+Definitions are MONAI's (`compute_hausdorff_distance`, `compute_average_surface_distance`,
+`compute_surface_dice` with `use_subvoxels=False`), so figures agree with a MONAI pipeline: a mask's
+boundary is what one erosion with the 4-neighbour cross removes (outside the image is background);
+d(A -> B) is, per boundary pixel of A, the Euclidean distance (in `spacing` units) to the nearest
+boundary pixel of B; HD95 = max of the 95th percentiles (linear interpolation) of d(P -> T) and
+d(T -> P); ASSD = the mean of both together; NSD at tau = the share of both within tau.
 
-Empty masks follow the Metrics Reloaded recommendations (docs/metrics.md): both empty is a
-correct "nothing there" and scores best (HD95 0, ASSD 0, NSD 1); one of them empty scores worst:
-NSD 0 and, since a distance to nothing is unbounded, HD95 and ASSD take the largest distance the
-image allows (its diagonal), which keeps means and intervals finite (MONAI returns inf or NaN).
+Empty masks follow Metrics Reloaded (docs/metrics.md): both empty scores best (HD95 0, ASSD 0,
+NSD 1); one empty scores worst: NSD 0 and, since a distance to nothing is unbounded, HD95 and ASSD
+the image's diagonal, which keeps means and intervals finite (MONAI returns inf or NaN).
 
-Written here on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing
-MONAI, medpy or surface-distance: each of those pulls a second copy of the array stack (MONAI
-brings its own torch requirements, medpy needs a compiled extension, surface-distance is not on
-PyPI), for about forty lines of code. benchmarks/boundary_agreement.py checks the figures against
-MONAI's to 1e-6 and times both.
+Written on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing MONAI,
+medpy or surface-distance: each pulls a second array stack (MONAI its own torch requirements, medpy
+a compiled extension; surface-distance is not on PyPI), for about forty lines of code.
+benchmarks/boundary_agreement.py checks the figures against MONAI's to 1e-6 and times both.
 """
 
 from __future__ import annotations

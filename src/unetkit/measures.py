@@ -1,24 +1,21 @@
-"""The named figures `evaluate --metrics` and `train.val_metrics` choose from, per class and pooled,
-with bootstrap intervals over images.
+"""The named figures `evaluate --metrics` and `train.val_metrics` choose from (`MEASURES`), per class
+and pooled, with bootstrap intervals over images.
 
-Names (the one registry, `MEASURES`): iou, dice (pooled over pixels: totals of TP, FP, FN, as
-metrics.py counts them), tgs_map (mean over images of the TGS score), hd95, assd, nsd@TOL
-(boundary.py; mean over images; distances and TOL in pixels, or in the unit of the pixel sizes) and auc (ROC AUC over
-the pooled pixels, from probability histograms of AUC_BINS bins: bounded memory and a bootstrap
-that only sums histograms). Boundary figures and AUC are opt-in: a distance transform per image
-and class, a histogram per image.
+iou and dice are pooled over pixels (as metrics.py counts them); tgs_map, hd95, assd and nsd@TOL
+(boundary.py; distances and TOL in pixels, or in the unit of the pixel sizes) are means over images;
+auc is the ROC AUC over the pooled pixels, from histograms of AUC_BINS bins (bounded memory, and a
+bootstrap that only sums histograms). Boundary figures and AUC are opt-in: a distance transform per
+image and class, a histogram per image.
 
-Classes: a binary model scores its foreground; a multi-label model each label; a multi-class model
-every class for iou and dice (as metrics.py does) and the foreground classes 1..K-1 for the others.
-The pooled figure is the mean over the scored classes (for iou and dice over those present in
-truth or prediction, as metrics.py does). Pixels outside `region` (a field of view) or under
-`ignore_index` count nowhere: they are excluded from the counts and the histograms, and set to
-background in both masks before boundaries are taken.
+A binary model scores its foreground, a multi-label model each label, a multi-class model every class
+for iou and dice (as metrics.py does) and the classes 1..K-1 for the others; the pooled figure is the
+mean over the scored classes (iou, dice: over those present in truth or prediction). Pixels outside
+`region` (a field of view) or under `ignore_index` count nowhere, and are background in both masks
+before boundaries are taken.
 
-Intervals: the percentile bootstrap over images (Efron): resample the images with replacement
-`resamples` times (seeded), recompute each data-set figure from the resampled per-image records
-(counts, values or histograms, so pooled figures stay pooled), and take the 2.5th and 97.5th
-percentiles.
+Intervals: the percentile bootstrap over images (Efron): `resamples` seeded resamplings of the images,
+each figure recomputed from the per-image records (counts, values or histograms, so pooled figures
+stay pooled), then the 2.5th and 97.5th percentiles.
 """
 
 from __future__ import annotations

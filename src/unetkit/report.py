@@ -1,9 +1,8 @@
-"""The run report: one self-contained HTML page (images embedded) that shows how a training run went:
-curves, the best epoch's figures, the decision rule and its threshold sweep, the resolved config,
-and the best and worst validation images by IoU beside their truth; a K-fold run's own page shows
-the out-of-fold figures and every fold side by side. Written with the standard library (`html`,
-`base64`): one static page does not justify a template engine, and a page with no external
-resource opens anywhere, offline, forever.
+"""The run report: one self-contained HTML page (images embedded) showing how a training run went:
+curves, the best epoch, the decision rule and its threshold sweep, the config, and the best and worst
+validation images; a K-fold run's page shows the out-of-fold figures and every fold side by side.
+Written with the standard library (`html`, `base64`): one static page does not justify a template
+engine, and a page with no external resource opens anywhere, offline, forever.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""ONNX export: the network with its activation, dynamic batch/height/width, and everything needed
-to apply it (normalisation, threshold, post-processing rules, classes) in the ONNX metadata.
+"""ONNX export: the network with its activation (standardised float32 (N, C, H, W) in, probabilities
+(N, K, H, W) out), dynamic batch, height and width, and what applying it needs in the ONNX metadata.
 
-The graph takes standardised float32 images (N, C, H, W) and returns probabilities (N, K, H, W):
-sigmoid for binary and multi-label models, softmax over classes otherwise. Any H and W work,
-because the reflect padding to a multiple of 2**depth is traced with the input's shape.
-PyTorch's TorchScript-based exporter is used (`dynamo=False`): the dynamo exporter cannot trace
-the data-dependent padding mode. onnx and onnxruntime are an optional extra (`unetkit[onnx]`).
+Any H and W work because the reflect padding to the net's multiple is traced with the input's shape;
+hence PyTorch's TorchScript-based exporter (`dynamo=False`): the dynamo exporter cannot trace the
+data-dependent padding mode. onnx and onnxruntime are an optional extra (`unetkit[onnx]`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""What every way of running a model shares: batching images of one size, tiling large ones,
-streaming rows, thresholds and masks; subclasses only say how a batch goes through the network
-(`Predictor`: PyTorch, `OnnxPredictor`: onnxruntime). An image larger than the tile is cut into
-overlapping tiles blended back (inference/tiling.py); `stream` hands its rows on as they are
-finished, so the caller can write them without ever holding the image's probabilities.
-Test-time augmentation wraps the network in every path, so tiles and whole images are treated
-alike. No torch here, so ONNX prediction runs where PyTorch is not installed.
+"""What every way of running a model shares: batching images of one size, tiling large ones
+(inference/tiling.py), streaming rows, TTA, thresholds and masks; subclasses only say how a batch
+goes through the network (`Predictor`: PyTorch, `OnnxPredictor`: onnxruntime). `stream` hands rows
+on as they are finished, so the caller can write them without ever holding the image's
+probabilities. No torch here, so ONNX prediction runs where PyTorch is not installed.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """Scoring a model on a labelled folder: data-set figures plus a per-image CSV.
 
-Images are predicted exactly as `predict` would (inference/labelled.py). Under torchrun each
-rank scores its share of the folder and every rank gets the figures of all; rank 0 writes
-the CSV. The figures are the chosen measures (unetkit/measures.py: per class and pooled, with a
-95% bootstrap interval over images), inside the region masks of `fov_dir` when given. Distance
-figures are in the unit of the pixel sizes (`--spacing`, else each file's own, data/spacing.py), one
-unit per evaluation, named in the CSV (`distance_unit`, with each image's `spacing_dy/_dx`) and in
-the figures (`distance_unit`). The CSV keeps one row per image and ends with three rows: the
-data-set figure (stem `#all`) and the interval's ends (`#ci95_low`, `#ci95_high`).
+Images are predicted exactly as `predict` would (inference/labelled.py); the figures are the chosen
+measures (measures.py: per class and pooled, with a 95% bootstrap interval), inside the region masks
+of `fov_dir` when given. Under torchrun each rank scores its share and every rank gets the figures of
+all; rank 0 writes the CSV. Distances are in the unit of the pixel sizes (`--spacing`, else each
+file's own, data/spacing.py), named in the CSV and the figures (`distance_unit`). The CSV has one row
+per image, then the data-set figure (stem `#all`) and the interval's ends (`#ci95_low`, `#ci95_high`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,14 +47,10 @@ _RECORD_KEYS = ("model_path", "input_path", "out_dir", "status")  # what records
 def is_prediction_record(record: Any) -> bool:
     """Whether `record` (predict_args.json, parsed) was written by a unetkit prediction job: the
     format tag and the model's SHA-256, or, from before the tag, the hash and the job's fields."""
-    if not isinstance(record, dict):
+    sha = record.get("model_sha256") if isinstance(record, dict) else None
+    if not (isinstance(sha, str) and re.fullmatch("[0-9a-f]{64}", sha)):
         return False
-    sha = record.get("model_sha256")
-    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
-        return False
-    if "format" in record:
-        return record["format"] == RECORD_FORMAT
-    return all(key in record for key in _RECORD_KEYS)
+    return record["format"] == RECORD_FORMAT if "format" in record else all(key in record for key in _RECORD_KEYS)
 
 
 @dataclass
@@ -93,12 +90,11 @@ class PredictionJob:
         self.predictor = open_predictor(config.model_path, config)
         self.saved: AppliedModel = self.predictor.saved
         self.out_dir = Path(config.out_dir)
-        model = self.saved.config
-        self.binary = is_binary(model)
+        self.binary = is_binary(self.saved.config)
         self.earlier = self._earlier_record()  # read once, before this job writes its own
         self.items = [self._plan(path) for path in find_images(config.input_path, config.image_name, config.pairs)]
         self._check()
-        self.palette = class_colours(self.saved.classes, model.num_classes)
+        self.palette = class_colours(self.saved.classes, self.saved.config.num_classes)
 
     def _plan(self, path: Path) -> _Item:
         height, width = image_size(path)

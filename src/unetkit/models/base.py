@@ -1,11 +1,9 @@
-"""What every architecture is to the rest of unetkit: a `SegmentationNet`.
+"""What every architecture is to the rest of unetkit: a `SegmentationNet`, (B, in_channels, H, W) of
+any H, W -> logits (B, num_classes, H, W).
 
-A net maps (B, in_channels, H, W) images of any H, W to logits (B, num_classes, H, W). Each
-architecture only writes `logits` for inputs whose sides are multiples of its `multiple`
-(the product of its down-sampling strides); the padding to that multiple, and the crop of the
-logits back to the input's size, is written once here, so every architecture, the ensemble,
-the tiler and the ONNX export treat sizes alike. The configuration is the architecture as
-data: a model file stores it and `build_model` rebuilds the net from it.
+An architecture only writes `logits` for sides that are multiples of its `multiple`; the padding to
+it and the crop back are written once here, so architectures, the ensemble, the tiler and the ONNX
+export treat sizes alike. The config is the architecture as data: `build_model` rebuilds the net from it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Architectures and model presets, created by name (after timm's registry, without import side effects).
 
-`ARCHITECTURES` maps `model.arch` to the class that builds it from a ModelConfig; a new
-architecture is one new file in models/ and one line here. `PRESETS` are named ModelConfigs
-(the `--preset` flag). `build_model` is the one constructor every caller uses.
+A new architecture is one new file in models/ and one line in `ARCHITECTURES`; `PRESETS` are named
+ModelConfigs (`--preset`); `build_model` is the one constructor every caller uses.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """The one place that imports timm: encoders by name, with their weights and input statistics.
 
-Why a torchvision stand-in: timm imports torchvision at import time (`FrozenBatchNorm2d` from
-`torchvision.ops.misc` in `timm.layers` and `timm.utils`; datasets, transforms and `InterpolationMode`
-in `timm.data`, which every timm model file imports for the ImageNet constants). We use none of timm's
-data pipeline, and a torchvision wheel only loads beside the exact torch build it was compiled for
-(else "operator torchvision::nms does not exist"), so unetkit installs timm without torchvision. When
-torchvision does not import, `import_timm` puts stand-in modules in `sys.modules` for the duration of
-`import timm` only, so no other library is told that torchvision exists: a faithful `FrozenBatchNorm2d`
-(timm freezes batch norm with it, so it must work) and the names timm's data modules bind, whose
-classes raise ImportError when built, so timm's data pipeline says plainly that it needs torchvision.
-A working torchvision is always preferred: then nothing here is used.
+Why a torchvision stand-in: timm imports torchvision at import time (`FrozenBatchNorm2d` in
+`timm.layers`; datasets, transforms and `InterpolationMode` in `timm.data`, which every timm model
+file imports). We use none of timm's data pipeline, and a torchvision wheel only loads beside the
+exact torch build it was compiled for, so unetkit installs timm without torchvision. When torchvision
+does not import, `import_timm` puts stand-ins in `sys.modules` for the duration of `import timm` only:
+a faithful `FrozenBatchNorm2d` (timm freezes batch norm with it) and the names timm's data modules
+bind, whose classes raise ImportError when built. A working torchvision is always preferred.
 """
 
 from __future__ import annotations
