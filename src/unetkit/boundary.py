@@ -42,11 +42,8 @@ def worst_distance(shape: Sequence[int], spacing: Sequence[float] = (1.0, 1.0)) 
 def boundary_figures(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0),
                      tolerances: Sequence[float] = ()) -> dict[str, float]:
     """{"hd95", "assd", "nsd@TAU" for each tolerance} of two (H, W) masks, from one pair of distance
-    transforms (see the module docstring for the definitions and the empty cases).
-
-    Both masks are cropped to the box around their union first: every boundary pixel lies inside
-    it, and so does the nearest boundary pixel of the other mask, so the distances are exact.
-    """
+    transforms. Both masks are cropped to the box around their union first: every boundary pixel lies
+    inside it, and so does the nearest boundary pixel of the other mask, so the distances are exact."""
     pred, truth = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
     if pred.shape != truth.shape or pred.ndim != 2:
         raise ValueError(f"expected two (H, W) masks of one shape, got {pred.shape} and {truth.shape}")

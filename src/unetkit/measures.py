@@ -82,10 +82,7 @@ def extra_columns(names: Sequence[str]) -> tuple[str, ...]:
 @dataclass
 class MeasureSet:
     """Per-image records of the chosen measures; `summary()` and `intervals()` give the data-set figures.
-
-    `num_classes` and `multilabel` as in ModelConfig; `spacing` (dy, dx) the pixel size for distances
-    (an image's own, given to `add`, wins; all in one unit, data/spacing.py).
-    """
+    `spacing` (dy, dx): the pixel size for distances (an image's own, given to `add`, wins; data/spacing.py)."""
 
     names: tuple[str, ...]
     num_classes: int = 1
@@ -101,11 +98,6 @@ class MeasureSet:
         """The classes (labels) scored by every measure but iou and dice."""
         return list(range(self.num_classes)) if self.multilabel else list(range(1, max(self.num_classes, 2)))
 
-    @property
-    def pooled_classes(self) -> list[int]:
-        """The classes iou and dice are scored on."""
-        return self.classes if self.multilabel or self.num_classes == 1 else list(range(self.num_classes))
-
     def add(self, pred: np.ndarray, truth: np.ndarray, probabilities: np.ndarray | None = None,
             region: np.ndarray | None = None, spacing: tuple[float, float] | None = None) -> dict[str, float]:
         """One image: pred and truth (H, W) class indices, or (K, H, W) 0/1 labels; probabilities (K, H, W)
@@ -115,9 +107,9 @@ class MeasureSet:
         if self.ignore_index is not None and not self.multilabel:
             inside = inside & (truth != self.ignore_index)
         own: dict[str, float] = {}
-        if any(name in _POOLED for name in self.names):
-            counts = np.array([_counts(self._binary(pred, c), self._binary(truth, c), inside)
-                               for c in self.pooled_classes], np.int64)
+        if any(name in _POOLED for name in self.names):  # for several classes every class, as metrics.py
+            pooled = self.classes if self.multilabel or self.num_classes == 1 else range(self.num_classes)
+            counts = np.array([_counts(self._binary(pred, c), self._binary(truth, c), inside) for c in pooled], np.int64)
             self.counts.append(counts)
             own |= {name: float(_mean_present(_per_class_pooled(name, counts[None]))[0]) for name in self.names
                     if name in _POOLED}

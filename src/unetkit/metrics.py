@@ -145,12 +145,9 @@ class MetricAccumulator:
         return combined
 
     def summary(self) -> dict[str, Any]:
-        """iou, dice (pooled; mean over classes present for several), pixel_accuracy, tgs_map, ...
-
-        For several classes also class_iou, class_dice (per class, NaN-free: 1.0 for a class
-        absent from truth and prediction), foreground_iou (mean over classes 1..K-1 present)
-        and confusion_matrix (rows true, columns predicted); for several labels class_iou and class_dice.
-        """
+        """iou, dice (pooled; mean over classes present for several), pixel_accuracy, tgs_map, ...; for
+        several classes or labels also class_iou, class_dice (1.0 for a class absent from truth and
+        prediction), for several classes foreground_iou (over classes 1..K-1 present) and confusion_matrix."""
         n = len(self.image_iou)
         totals = self.label_counts if self.multilabel else counts_from_confusion(self.confusion)
         # Binary: the foreground class alone. Several: every class (label) that occurs in truth or prediction.

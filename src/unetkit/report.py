@@ -64,9 +64,7 @@ def read_table(path: Path, needed: tuple[str, ...]) -> tuple[list[dict[str, str]
 
 
 def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
-    """Write RUN_DIR/report.html from what the run left on disk; return its path.
-
-    A --folds run gets the out-of-fold page (`write_folds_report`); each fold has its own report."""
+    """Write RUN_DIR/report.html from what the run left on disk (a --folds run: the out-of-fold page)."""
     run = Path(run_dir)
     metrics_path, model_path = run / "metrics.csv", run / "model.safetensors"
     if not metrics_path.is_file() and model_path.is_file() and sorted(run.glob("fold_*/metrics.csv")):
@@ -77,13 +75,9 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
     saved = load_model(model_path)
     sections = [_summary(run, saved.training, saved.threshold, saved.postprocess, history),
                 _figure_section("Training curves", plot_curves(history)),
-                "<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True)]
-    sweep_path = run / "threshold_sweep.csv"
-    if sweep_path.is_file():
-        sections.append(_sweep_section(read_table(sweep_path, ("threshold",))[1], saved.threshold))
-    sections += [_examples_section(run, saved, device), _config_section(run)]
-    write_text(run / REPORT_NAME, _page(f"unetkit run {run.name}", sections))
-    return run / REPORT_NAME
+                "<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True), _sweep_section(run, saved.threshold),
+                _examples_section(run, saved, device), _config_section(run)]
+    return _write_page(run, f"unetkit run {run.name}", sections)
 
 
 def write_reports(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
@@ -121,12 +115,8 @@ def write_folds_report(run: Path) -> Path:
     sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n" + _table(folds, markup=("page",)))
     if histories:
         sections.append(_figure_section("Validation curves of every fold", _folds_figure(histories)))
-    if (run / "threshold_sweep.csv").is_file():
-        sections.append(_sweep_section(read_table(run / "threshold_sweep.csv", ("threshold",))[1], saved.threshold,
-                                       "out of fold"))
-    sections.append(_config_section(run))
-    write_text(run / REPORT_NAME, _page(f"unetkit cross-validation {run.name}", sections))
-    return run / REPORT_NAME
+    sections += [_sweep_section(run, saved.threshold, "out of fold"), _config_section(run)]
+    return _write_page(run, f"unetkit cross-validation {run.name}", sections)
 
 
 def _config_section(run: Path) -> str:
@@ -145,15 +135,16 @@ def _folds_figure(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
     return figure
 
 
-def _page(title: str, sections: list[str]) -> str:
+def _write_page(run: Path, title: str, sections: list[str]) -> Path:
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
              "th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}"
              ".warning{background:#fff3f3;border-left:4px solid #b00;padding:.5em 1em;color:#700}")
-    body = "\n".join(sections)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
-            f"<script>{_IMAGE_CHECK}</script>\n</body></html>\n")
+    body = "\n".join(section for section in sections if section)
+    write_text(run / REPORT_NAME, f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+               f"<title>{html.escape(title)}</title><style>{style}</style></head>\n<body>\n"
+               f"<h1>{html.escape(title)}</h1>\n{body}\n<script>{_IMAGE_CHECK}</script>\n</body></html>\n")
+    return run / REPORT_NAME
 
 
 def _table(rows: list[dict[str, Any]], *, raw: bool = False, markup: tuple[str, ...] = ()) -> str:
@@ -199,7 +190,11 @@ def _figure_section(title: str, figure: plt.Figure) -> str:
     return f"<h2>{html.escape(title)}</h2>\n<img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">"
 
 
-def _sweep_section(table: list[dict[str, float]], threshold: float, scored_on: str = "validation") -> str:
+def _sweep_section(run: Path, threshold: float, scored_on: str = "validation") -> str:
+    """The run's threshold_sweep.csv as a plot ("" when it has none)."""
+    if not (run / "threshold_sweep.csv").is_file():
+        return ""
+    table = read_table(run / "threshold_sweep.csv", ("threshold",))[1]
     figure, axis = plt.subplots(figsize=(6, 3.2))
     for name in [k for k in table[0] if k != "threshold"]:
         axis.plot([r["threshold"] for r in table], [r[name] for r in table], label=name)

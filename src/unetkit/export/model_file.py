@@ -117,9 +117,8 @@ def save_ensemble(path: str | os.PathLike[str], nets: list[SegmentationNet], pre
                   postprocess: dict[str, int] | None = None, training: dict[str, Any] | None = None) -> None:
     """One model file holding K members (tensors member{i}.*), averaged at prediction time."""
     tensors = {f"member{i}.{k}": v for i, net in enumerate(nets) for k, v in net.state_dict().items()}
-    metadata = model_metadata(nets[0], preprocess, threshold, training or {}, postprocess)
-    metadata["members"] = str(len(nets))
-    write_safetensors(path, tensors, metadata)
+    write_safetensors(path, tensors, model_metadata(nets[0], preprocess, threshold, training or {}, postprocess)
+                      | {"members": str(len(nets))})
 
 
 def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> SavedModel:

@@ -41,10 +41,8 @@ class EvaluateResult:
 
 
 def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = None) -> EvaluateResult:
-    """Score config.model_path on the labelled data config names (see `unetkit.evaluate`).
-
-    `predictor`: an engine already open for config.model_path, scored instead of opening the file
-    (benchmarks/quality.py scores its peer network through this very path, so both get one scorer)."""
+    """Score config.model_path on the labelled data config names (see `unetkit.evaluate`). `predictor`: an
+    engine already open for it (benchmarks/quality.py scores its peer network here, so both get one scorer)."""
     source = DataSource.from_fields(config)
     if not source:
         raise UserError("no labelled data given (--data DIR, --images DIR with --masks DIR, or --pairs FILE.csv)")

@@ -62,11 +62,9 @@ class LoadedModel:
         return np.stack(answers) if shape == "batch" else answers
 
     def _images(self, images: np.ndarray | list[np.ndarray]) -> tuple[list[np.ndarray], str]:
-        """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped.
-
-        Three axes are one image when the last holds 1 to 4 channels (gray, gray + alpha, RGB, RGBA),
-        else a batch of (H, W) images: no photograph is 4 pixels wide.
-        """
+        """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped. Three axes
+        are one image when the last holds 1 to 4 channels, else a batch of (H, W) images: no photograph is
+        4 pixels wide."""
         channels = self.saved.config.in_channels
         if isinstance(images, (list, tuple)):
             return [self._image(np.asarray(image), channels, f"images[{i}]") for i, image in enumerate(images)], "list"

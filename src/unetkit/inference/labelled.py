@@ -38,11 +38,8 @@ def truth_maps(truth: np.ndarray) -> np.ndarray:
 
 def predict_labelled(engine: PredictionEngine, items: Iterable[tuple[Key, np.ndarray, np.ndarray]], *,
                      postprocess: bool = True) -> Iterator[LabelledPrediction[Key]]:
-    """(key, (H, W, C) image, truth) in order -> their predictions, in the same order.
-
-    `postprocess` applies the model's stored min-area and empty-mask rules to binary masks
-    (off while those rules are being tuned).
-    """
+    """(key, (H, W, C) image, truth) in order -> their predictions, in the same order. `postprocess`: the
+    stored min-area and empty-mask rules on binary masks (off while those rules are being tuned)."""
     pairs: Iterable[tuple[tuple[Key, np.ndarray], np.ndarray]] = (((key, truth), image) for key, image, truth in items)
     for (key, truth), image, probabilities in engine.run(pairs):
         yield LabelledPrediction(key, image, truth, probabilities, engine.to_mask(probabilities, postprocess=postprocess))

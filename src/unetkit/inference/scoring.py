@@ -59,9 +59,8 @@ def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction,
     truth, ignore_index = predicted.truth, accumulator.ignore_index
     labelled = truth > 0 if ignore_index is None else (truth > 0) & (truth != ignore_index)
     predicted_any = predicted.mask > 0
-    if region is not None:  # coverage of the region: (H, W) masks, or (K, H, W) and (H, W, K) label maps
-        labelled = labelled[region] if labelled.ndim == 2 else labelled[region, :]
-        predicted_any = predicted_any[region] if predicted_any.ndim == 2 else predicted_any[:, region]
+    if region is not None:  # coverage of the region: (H, W) masks, or (H, W, K) truths and (K, H, W) masks
+        labelled, predicted_any = labelled[region], predicted_any[..., region]
     return {"iou": accumulator.image_iou[-1], "dice": accumulator.image_dice[-1],
             "tgs_score": accumulator.image_score[-1], "true_coverage": float(labelled.mean()) if labelled.size else 0.0,
             "predicted_coverage": float(predicted_any.mean()) if predicted_any.size else 0.0}

@@ -85,15 +85,12 @@ def blended_rows(read_rows: ReadRows, grid: TileGrid, predict: PredictTiles, num
                  on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (y0, probabilities (K, rows, W) float32 NumPy) for consecutive finished bands.
 
-    `read_rows` returns network-ready rows (C, rows, W): standardised once per tile row, and cut
-    into tiles by copying into one batch buffer that every batch reuses. `weights`: the tile's
-    importance map (`importance_map`), as the same kind of array `predict` returns, on the same
-    device. Tiles run in row-major batches (a batch may span tile rows); each is added into the
-    open rows in place (one fused multiply-add per tile). After each batch, the rows above the
-    first tile not yet run are final: they are divided by their weight sum, yielded and dropped.
-    The weight sum is not accumulated tile by tile: every tile row has the same columns, so one
-    row of weights summed over the columns (th, W) serves all of them.
-    """
+    `read_rows` gives network-ready rows (C, rows, W), standardised once per tile row; `weights` is the
+    tile's importance map, the kind of array `predict` returns, on its device. Tiles run in row-major
+    batches through one reused buffer and are added into the open rows in place (one fused multiply-add
+    per tile); after each batch the rows above the first tile not yet run are final: divided by their
+    weight sum, yielded and dropped. Every tile row has the same columns, so one row of weights summed
+    over the columns (th, W) serves all of them."""
     th, tw, width = grid.tile_h, grid.tile_w, grid.width
     tiles = [(y, x) for y in grid.ys for x in grid.xs]
     batches = [(start, min(start + batch_size, len(tiles))) for start in range(0, len(tiles), batch_size)]

@@ -20,10 +20,8 @@ from unetkit.config import ModelConfig
 
 
 class SegmentationNet(nn.Module):
-    """Base of every architecture: (B, C, H, W) of any H, W -> logits (B, K, H, W).
-
-    Subclasses set `self.config` and implement `multiple` and `logits`.
-    """
+    """Base of every architecture: (B, C, H, W) of any H, W -> logits (B, K, H, W). Subclasses set
+    `self.config` and implement `multiple` and `logits`."""
 
     config: ModelConfig
     # The ModelConfig fields this architecture reads besides the common ones (registry.COMMON_OPTIONS);
@@ -46,10 +44,8 @@ class SegmentationNet(nn.Module):
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """Pad (B, C, H, W) symmetrically to multiples of `multiple`; return it and the crop back to (H, W).
-
-    Reflection keeps image statistics at the border (zeros would look like an edge); an
-    image too small to reflect (e.g. 1xN) falls back to replicating its border.
-    """
+    Reflection keeps image statistics at the border (zeros would look like an edge); an image too
+    small to reflect (e.g. 1xN) replicates its border."""
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
     top, left = pad_h // 2, pad_w // 2

@@ -128,13 +128,10 @@ class EncoderUNet(SegmentationNet):
 
 def gate_logits(logits: torch.Tensor, image_logits: torch.Tensor, *, exclusive: bool) -> torch.Tensor:
     """Pixel logits (B, K, H, W) gated by image logits (B, K): the logits whose probabilities are the
-    pixel's times the image's.
-
-    Sigmoid outputs: logit(sigmoid(a) * sigmoid(c)), from softplus alone so that it is exact for any
+    pixel's times the image's. Sigmoid outputs: logit(sigmoid(a) * sigmoid(c)), from softplus alone so that it is exact for any
     a, c (a confident head leaves `a`; one sure of "nothing here" drives every pixel below any
     threshold) and exports to ONNX as it stands. Softmax outputs: every foreground class k >= 1 gets
-    log sigmoid(c_k) added before the softmax, so an absent class gives its pixels to the others.
-    """
+    log sigmoid(c_k) added before the softmax, so an absent class gives its pixels to the others."""
     c = image_logits[:, :, None, None]
     if exclusive:
         return torch.cat([logits[:, :1], logits[:, 1:] - F.softplus(-c[:, 1:])], dim=1)

@@ -37,13 +37,10 @@ FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
 def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
-    """Refuse an unknown `model.arch`, or options its architecture does not take, with one line;
-    an architecture checks its own options' values in an optional `check_config(config)`.
-
-    ModelConfig is the stored, flat form of every architecture's options, so a foreign field is
-    recognised by a value other than ModelConfig's default, or by its name in `given` (the fields
-    a user named: keywords, a YAML file's model section, --set).
-    """
+    """Refuse an unknown `model.arch`, or options its architecture does not take, with one line; an
+    architecture checks its own options' values in an optional `check_config(config)`. ModelConfig is
+    the flat form of every architecture's options, so a foreign field is recognised by a value other
+    than the default, or by its name in `given` (the fields a user named: keywords, YAML, --set)."""
     if config.arch not in ARCHITECTURES:
         raise UserError(f"config field 'model.arch': unknown architecture '{config.arch}' "
                         f"(known: {', '.join(ARCHITECTURES)})")
@@ -59,13 +56,10 @@ def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
 
 
 def build_model(config: ModelConfig, *, pretrained: bool = True) -> SegmentationNet:
-    """A fresh network of the architecture `config` describes, randomly initialised except for the
-    encoder weights `config.pretrained` names.
-
-    pretrained=False skips those (no download, no file read) for callers that load a state dict
-    right after: model files and checkpoints carry every weight, and must load offline and without
-    the original weights file. The net still records `config` as given.
-    """
+    """A fresh network of the architecture `config` describes, random but for the encoder weights
+    `config.pretrained` names. pretrained=False skips those (no download, no file read) for callers that
+    load a state dict right after: model files and checkpoints carry every weight and must load offline;
+    the net still records `config` as given."""
     check_arch(config)
     if pretrained or config.pretrained == "none":
         return ARCHITECTURES[config.arch](config)

@@ -29,11 +29,8 @@ from unetkit.errors import UserError
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """Batch norm with fixed statistics and affine parameters (torchvision.ops.misc's, line for line).
-
-    (B, C, H, W) -> (B, C, H, W): x * weight / sqrt(running_var + eps) + bias - running_mean * scale.
-    All four are buffers, so nothing trains and the state dict matches torchvision's.
-    """
+    """Batch norm with fixed statistics and affine parameters (torchvision.ops.misc's, line for line):
+    (B, C, H, W) -> (B, C, H, W). All four are buffers, so nothing trains and the state dict matches."""
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -124,11 +121,8 @@ def import_timm() -> types.ModuleType:
 
 
 def create_encoder(config: ModelConfig) -> nn.Module:
-    """The timm model `config.encoder` with features_only=True, weights as `config.pretrained` says.
-
-    Called as encoder(x) on (B, in_channels, H, W) it returns one feature map per level,
-    (B, C_i, H / r_i, W / r_i); `encoder.feature_info.channels()` and `.reduction()` give C_i and r_i.
-    """
+    """The timm model `config.encoder` with features_only=True, weights as `config.pretrained` says:
+    (B, in_channels, H, W) -> one map per level, (B, C_i, H / r_i, W / r_i) (`feature_info` gives C_i, r_i)."""
     timm = import_timm()
     if not timm.is_model(config.encoder):
         close = difflib.get_close_matches(config.encoder, timm.list_models(), n=3)
@@ -184,11 +178,8 @@ def _from_file(timm: types.ModuleType, name: str, path: Path, **kwargs: Any) -> 
 
 def encoder_mean_std(encoder: nn.Module, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std (pixels scaled to [0, 1]) that the encoder's pretrained weights expect.
-
-    timm fits pretrained RGB weights to other channel counts (`adapt_input_conv`): one channel gets
-    the sum of the three filters, so it is normalised with the RGB average; n channels reuse the
-    RGB filters cyclically (channel i takes channel i % 3), and so do their statistics.
-    """
+    timm fits RGB weights to other channel counts (`adapt_input_conv`): one channel gets the sum of the
+    three filters, hence the RGB average; n channels reuse them cyclically (i % 3), and so do the statistics."""
     cfg = getattr(encoder, "pretrained_cfg", None) or {}
     mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))  # ImageNet's, timm's default
     std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
