@@ -1,10 +1,9 @@
 """Who this process is in a torchrun job, and the few collective steps training and prediction need.
 
 unetkit ships no launcher: `torchrun` starts one process per GPU or CPU slot and sets RANK,
-WORLD_SIZE, LOCAL_RANK and the rendezvous. Outside torchrun every function here is a no-op for a
-single process, so callers never branch on "distributed or not". torch is imported inside the
-functions: the ONNX prediction path asks `rank()` and `world_size()` without importing torch.
-"""
+WORLD_SIZE, LOCAL_RANK and the rendezvous. Outside torchrun every function here is a no-op, so
+callers never branch on "distributed or not". torch is imported inside the functions: the ONNX
+prediction path asks `rank()` and `world_size()` without importing torch."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Pictures a person looks at: training curves, image/truth/prediction sheets, overlays.
-
-matplotlib with the Agg backend (no display needed); every file is written atomically.
-"""
+"""Pictures a person looks at: training curves, image/truth/prediction sheets, overlays; matplotlib
+with the Agg backend (no display needed), every file written atomically."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""Pickle-free storage of nested state (optimizer, scheduler, RNG) in one safetensors file.
-
-`torch.save` pickles, and a pickle can run code when loaded. safetensors alone cannot hold nested
-dicts and lists mixing tensors with numbers and strings, so tensors go into its payload under
-path-like keys and the rest into a JSON string in its metadata, a placeholder where each tensor was.
-"""
+"""Pickle-free storage of nested state (optimizer, scheduler, RNG) in one safetensors file: `torch.save`
+pickles, and a pickle can run code when loaded. safetensors alone cannot hold nested dicts and lists
+mixing tensors with numbers and strings, so tensors go into its payload under path-like keys and the
+rest into a JSON string in its metadata, a placeholder where each tensor was."""
 
 from __future__ import annotations
 

@@ -6,8 +6,7 @@ batch of sixteen 256 x 256 tiles through a 16-wide first level writes 64 MB per 
 of two to four tiles stays in cache and runs markedly faster per tile (benchmarks/RESULTS.md, "the
 tiler against MONAI"). The batch size a user sets keeps its meaning (tiles cut, blended and copied
 together). The largest activation per sample is measured (forward hooks), not derived from the
-architecture, so the rule holds for any network. GPUs want large batches: nothing is split there.
-"""
+architecture, so the rule holds for any network. GPUs want large batches: nothing is split there."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """`unetkit.load_model(path)`: a model file that predicts NumPy arrays in memory (`predict`: masks
 with the stored threshold and post-processing, `probabilities`: the maps) through the same
 `Predictor` (batching, tiles, TTA) and channel rules as image files, so a mask from memory equals
-the one `unetkit predict` writes for the same pixels.
-"""
+the one `unetkit predict` writes for the same pixels."""
 
 from __future__ import annotations
 

@@ -1,15 +1,12 @@
 """A prediction job over a file or folder: which path each image takes, what is written, and
 how a killed job is finished by running it again.
 
-Images up to the model's tile are batched whole, larger ones tiled in memory, with the same outputs
-(PNG mask with the stored post-processing, overlay, run-length CSV); TIFF and .npy inputs above
-`stream_pixels` are streamed band by band into tiled TIFF, so memory follows the tile and the width.
-
-predict_args.json records the job (options, the model's SHA-256) before the first image; a re-run
-of the same job skips images whose outputs all exist and are newer than the image, so an interrupted
-folder is finished, not redone. Under torchrun each rank predicts its share (balanced by pixels) and
-writes its files; rank 0 writes the record and the run-length CSV for all.
-"""
+Images up to the model's tile are batched whole, larger ones tiled in memory, both with the same
+outputs; TIFF and .npy inputs above `stream_pixels` are streamed band by band into tiled TIFF, so
+memory follows the tile and the width. predict_args.json records the job (options, the model's
+SHA-256) before the first image; a re-run of the same job skips images whose outputs all exist and
+are newer than the image, so an interrupted folder is finished, not redone. Under torchrun each rank
+predicts its share (balanced by pixels); rank 0 writes the record and the run-length CSV for all."""
 
 from __future__ import annotations
 

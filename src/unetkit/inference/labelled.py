@@ -1,8 +1,7 @@
 """Predicting labelled images: the one path that validation, the out-of-fold scores of k-fold
 runs, the training samples, `evaluate` and the run report all take. Images go through a
 PredictionEngine exactly as `unetkit predict` sends them (batching, tiling, TTA, activation,
-decision rule), so a figure measured during training is the one `evaluate` reports.
-"""
+decision rule), so a figure measured during training is the one `evaluate` reports."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""The networks' building blocks.
-
-DoubleConv, Down and Up each mirror one stanza of the Keras TGS kernel (`build_model`), so the
-assembly in `unet.py` reads like the original listing. ConvBnReLU, SCSE and DecoderBlock make the
-encoder U-Net's decoder (`encoder_unet.py`) after the TGS winners' and smp's instead: batch norm
-always, nearest upsampling, no dropout.
-"""
+"""The networks' building blocks. DoubleConv, Down and Up each mirror one stanza of the Keras TGS
+kernel (`build_model`), so `unet.py` reads like the original listing; ConvBnReLU, SCSE and DecoderBlock
+make the encoder U-Net's decoder after the TGS winners' and smp's: batch norm always, nearest
+upsampling, no dropout."""
 
 from __future__ import annotations
 
