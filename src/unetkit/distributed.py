@@ -60,10 +60,9 @@ def join(device_type: str) -> None:
 
 
 def leave() -> None:
-    """At the end of a successful command: wait for every rank, then tear the process group down.
-    Without the wait a rank that finished early (rank 0 still writing the report) destroys its end
-    of the group under the others, and gloo aborts. After an error the failing rank exits and
-    torchrun stops the rest."""
+    """At the end of a successful command: wait for every rank, then tear the process group down. Without
+    the wait a rank that finished early destroys its end of the group under the others (rank 0 still
+    writing the report), and gloo aborts. After an error torchrun stops the rest."""
     if (dist := _group()) is not None:
         dist.barrier()
         dist.destroy_process_group()

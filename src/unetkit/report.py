@@ -34,10 +34,9 @@ from unetkit.measures import RESAMPLES, MeasureSet, is_boundary, monitor_minimiz
 from unetkit.visualize import label_map, overlay_sheet, plot_curves
 
 REPORT_NAME = "report.html"
-# Marks the page when every picture decoded (body data-images="ok"), or puts a red line on top when
-# one did not: the reader sees it, and `make test-browser` reads it from the rendered page. Checked
-# synchronously at the load event (a picture that failed has no natural width by then): the
-# promise of img.decode() settled after headless Chromium had already dumped the page, half the time.
+# body data-images="ok" when every picture decoded, else a red line on top, for the reader and `make
+# test-browser`. Checked at the load event (a failed picture has no natural width by then): the promise
+# of img.decode() settled after headless Chromium had already dumped the page, half the time.
 _IMAGE_CHECK = """window.addEventListener("load", () => {
   const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length;
   document.body.dataset.images = broken ? "broken" : "ok";
@@ -154,17 +153,15 @@ def _table(rows: list[dict[str, Any]], *, raw: bool = False, markup: tuple[str, 
         return "<p>(none)</p>"
 
     def cell(key: str, value: Any) -> str:
-        return str(value) if key in markup else html.escape(str(value) if raw else _fmt(value))
+        if key in markup:
+            return str(value)
+        if raw or not isinstance(value, float):
+            return html.escape(str(value))
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.0f}"
 
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{cell(k, v)}</td>" for k, v in row.items()) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.0f}"
-    return str(value)
 
 
 def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: dict[str, int],

@@ -170,10 +170,9 @@ def finish_training(run_dir: Path, final: dict[str, Any], step: int) -> None:
 
 def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str,
                    model_dir: Path | None = None) -> str | None:
-    """An evaluation's figures (eval_NAME, eval_NAME_low/_high for intervals) into run `run_id`, or a new
-    run named `name`; its CSV as an artifact. Run `run_id` is looked for where MODEL_DIR/mlflow.json
-    says it lives when that record names it (a training's run in a local store, evaluated from
-    another folder), else at `tracking_uri()`. Returns the run id (None when unreachable)."""
+    """An evaluation's figures (eval_NAME, eval_NAME_low/_high) and CSV into run `run_id`, or a new run named
+    `name`; the run id, None when unreachable. Run `run_id` is looked for where MODEL_DIR/mlflow.json says
+    it lives (a training's run in a local store, evaluated from elsewhere), else at `tracking_uri()`."""
     record = _read_record(model_dir) if run_id and model_dir is not None else {}
     uri = str(record.get("tracking_uri") or "") if record.get("run_id") == run_id else ""
     tracker = Tracker.open(run_id, name=name, uri=uri)

@@ -76,10 +76,9 @@ def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = 
         shares = distributed.all_gather((rows, accumulator, measures))
         accumulator = MetricAccumulator.merged([share for _, share, _ in shares])
         place = {pair.stem: i for i, pair in enumerate(pairs)}
-        ranked = [(place[row["stem"]], row) for share, _, _ in shares for row in share]
         measures = MeasureSet.merged([share for _, _, share in shares],
                                      [place[row["stem"]] for share, _, _ in shares for row in share])
-        rows = [row for _, row in sorted(ranked, key=lambda item: item[0])]
+        rows = sorted((row for share, _, _ in shares for row in share), key=lambda row: place[row["stem"]])
     figures = measures.summary()
     intervals = measures.intervals(config.resamples, config.seed) if config.resamples else {}
     if distributed.is_main():

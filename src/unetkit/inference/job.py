@@ -125,9 +125,8 @@ class PredictionJob:
                          ours=lambda _: same_csv, flag="--rle")
 
     def _earlier_record(self) -> dict[str, Any] | None:
-        """What an earlier prediction job into this folder recorded, if one did. A predict_args.json
-        that unetkit did not write (no format tag and model hash) is the user's: never read as a
-        job's record, never replaced."""
+        """What an earlier prediction job into this folder recorded, if one did. A predict_args.json unetkit
+        did not write is the user's: never read as a job's record, never replaced."""
         path = self.out_dir / RECORD_NAME
         if not path.exists() and not path.is_symlink():
             return None
