@@ -9,13 +9,10 @@ image and class, a histogram per image.
 
 A binary model scores its foreground, a multi-label model each label, a multi-class model every class
 for iou and dice (as metrics.py does) and the classes 1..K-1 for the others; the pooled figure is the
-mean over the scored classes (iou, dice: over those present in truth or prediction). Pixels outside
-`region` (a field of view) or under `ignore_index` count nowhere, and are background in both masks
-before boundaries are taken.
-
-Intervals: the percentile bootstrap over images (Efron): `resamples` seeded resamplings of the images,
-each figure recomputed from the per-image records (counts, values or histograms, so pooled figures
-stay pooled), then the 2.5th and 97.5th percentiles.
+mean over the scored classes (iou, dice: those present in truth or prediction). Pixels outside `region`
+(a field of view) or under `ignore_index` count nowhere. Intervals: the percentile bootstrap over images
+(Efron), each figure recomputed from the resampled per-image records (counts, values or histograms, so
+pooled figures stay pooled).
 """
 
 from __future__ import annotations

@@ -46,8 +46,7 @@ class CacheSizedPasses:
         key = _shape_key(x)
         outputs, start = [], 0
         if key not in self._largest:
-            largest, first = _largest_activation(self.net, x[:1])
-            self._largest[key] = largest
+            self._largest[key], first = _largest_activation(self.net, x[:1])
             outputs, start = [first], 1
         per_pass = self._samples_per_pass(self._largest[key])
         if start == 0 and per_pass >= x.shape[0]:

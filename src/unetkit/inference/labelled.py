@@ -24,11 +24,6 @@ class LabelledPrediction(Generic[Key]):
     probabilities: np.ndarray  # (K, H, W) float32
     mask: np.ndarray  # (H, W) uint8 by the model's decision rule, or (K, H, W) for multi-label models
 
-    @property
-    def truth_maps(self) -> np.ndarray:
-        """The truth in the layout of `mask`: (H, W), or (K, H, W) for multi-label models."""
-        return truth_maps(self.truth)
-
 
 def truth_maps(truth: np.ndarray) -> np.ndarray:
     """A truth in the layout of the masks: (H, W) as it is, (H, W, K) labels as (K, H, W)."""
