@@ -133,15 +133,20 @@ class MetricAccumulator:
         self.image_dice += dice(pred, target).tolist()
         self.image_score += tgs_score_from_iou(image_iou).tolist()
 
+    def merge(self, other: MetricAccumulator) -> None:
+        """Add what `other` accumulated (another rank's share of the images)."""
+        self.confusion += other.confusion
+        self.label_counts += other.label_counts
+        self.image_iou += other.image_iou
+        self.image_dice += other.image_dice
+        self.image_score += other.image_score
+
     @staticmethod
     def merged(shares: list[MetricAccumulator]) -> MetricAccumulator:
         """One accumulator from the ranks' shares, merged in rank order (the same figures on every rank)."""
         combined = shares[0]
         for other in shares[1:]:
-            combined.confusion += other.confusion
-            combined.label_counts += other.label_counts
-            for name in ("image_iou", "image_dice", "image_score"):
-                getattr(combined, name).extend(getattr(other, name))
+            combined.merge(other)
         return combined
 
     def summary(self) -> dict[str, Any]:
