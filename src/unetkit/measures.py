@@ -110,9 +110,10 @@ class MeasureSet:
             self.counts.append(counts)
             own |= {name: float(_mean_present(_per_class_pooled(name, counts[None]))[0]) for name in self.names
                     if name in _POOLED}
-        if "tgs_map" in self.names:
+        if "tgs_map" in self.names:  # the TGS score of the foreground's IoU, 1 where both are empty
             fg = [maps.any(axis=0) if self.multilabel else maps > 0 for maps in (pred, truth)]  # ignored: outside already
-            self._value("tgs_map", np.array([_tgs(_counts(*fg, inside))]))
+            iou = np.nan_to_num(_per_class_pooled("iou", np.array(_counts(*fg, inside))), nan=1.0)
+            self._value("tgs_map", np.array([np.mean(iou > np.arange(0.5, 1.0, 0.05)[:10])]))
         boundary = [name for name in self.names if is_boundary(name)]
         if boundary:
             from unetkit.boundary import boundary_figures  # scipy.ndimage: imported when used, not by --help
@@ -180,15 +181,13 @@ class MeasureSet:
         for name in self.names:
             if name in _POOLED:
                 per_class = _per_class_pooled(name, np.einsum("rn,nck->rck", weights, np.stack(self.counts)))
-                out[name] = list(_mean_present(per_class))
             elif name == "auc":
                 hist = np.stack(self.histograms)
                 per_class = np.concatenate([_auc(np.einsum("rn,nckb->rckb", weights[i:i + 64], hist))
                                             for i in range(0, len(weights), 64)])
-                out[name] = list(per_class.mean(axis=1))
             else:
                 per_class = weights @ np.stack(self.values[name]) / weights.sum(axis=1, keepdims=True)
-                out[name] = list(per_class.mean(axis=1))
+            out[name] = list(_mean_present(per_class) if name in _POOLED else per_class.mean(axis=1))
             if len(per_class[0]) > 1:
                 out[f"{name}_per_class"] = [list(row) for row in np.nan_to_num(per_class, nan=1.0)]
         return out
@@ -212,12 +211,6 @@ def _mean_present(per_class: np.ndarray) -> np.ndarray:
     present = ~np.isnan(per_class)
     total = np.where(present, per_class, 0.0).sum(axis=1)
     return np.where(present.any(axis=1), total / np.maximum(present.sum(axis=1), 1), 1.0)
-
-
-def _tgs(counts: tuple[int, int, int]) -> float:
-    tp, fp, fn = counts
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
-    return float(np.mean([iou > t for t in np.arange(0.5, 1.0, 0.05)[:10]]))
 
 
 def _auc(hist: np.ndarray) -> np.ndarray:
