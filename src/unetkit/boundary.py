@@ -1,15 +1,7 @@
-"""Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD).
-
-Definitions are MONAI's (`compute_hausdorff_distance`, `compute_average_surface_distance`,
-`compute_surface_dice` with `use_subvoxels=False`), so figures agree with a MONAI pipeline: a mask's
-boundary is what one erosion with the 4-neighbour cross removes (outside the image is background);
-d(A -> B) is, per boundary pixel of A, the Euclidean distance (in `spacing` units) to the nearest
-boundary pixel of B; HD95 = max of the 95th percentiles (linear interpolation) of d(P -> T) and
-d(T -> P); ASSD = the mean of both together; NSD at tau = the share of both within tau.
-
-Empty masks follow Metrics Reloaded (docs/metrics.md): both empty scores best (HD95 0, ASSD 0,
-NSD 1); one empty scores worst: NSD 0 and, since a distance to nothing is unbounded, HD95 and ASSD
-the image's diagonal, which keeps means and intervals finite (MONAI returns inf or NaN).
+"""Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD), with
+MONAI's definitions (`use_subvoxels=False`) and the Metrics Reloaded empty cases (one mask empty: the
+image's diagonal, which keeps means and intervals finite where MONAI returns inf or NaN); both in
+docs/metrics.md.
 
 Written on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing MONAI,
 medpy or surface-distance: each pulls a second array stack (MONAI its own torch requirements, medpy

@@ -1,18 +1,9 @@
 """The named figures `evaluate --metrics` and `train.val_metrics` choose from (`MEASURES`), per class
-and pooled, with bootstrap intervals over images.
-
-iou and dice are pooled over pixels (as metrics.py counts them); tgs_map, hd95, assd and nsd@TOL
-(boundary.py; distances and TOL in pixels, or in the unit of the pixel sizes) are means over images;
-auc is the ROC AUC over the pooled pixels, from histograms of AUC_BINS bins (bounded memory, and a
-bootstrap that only sums histograms). Boundary figures and AUC are opt-in: a distance transform per
-image and class, a histogram per image.
-
-A binary model scores its foreground, a multi-label model each label, a multi-class model every class
-for iou and dice (as metrics.py does) and the classes 1..K-1 for the others; the pooled figure is the
-mean over the scored classes (iou, dice: those present in truth or prediction). Pixels outside `region`
-(a field of view) or under `ignore_index` count nowhere. Intervals: the percentile bootstrap over images
-(Efron), each figure recomputed from the resampled per-image records (counts, values or histograms, so
-pooled figures stay pooled).
+and pooled, with percentile-bootstrap intervals over images (which classes each scores, regions,
+intervals: docs/metrics.md). Records are kept per image (counts for the pooled iou and dice, values
+for the means over images, AUC_BINS-bin histograms for auc), so that each bootstrap resample
+recomputes every figure as the data set's, pooled figures pooled, in bounded memory. Boundary
+figures and AUC are opt-in: a distance transform per image and class, a histogram per image.
 """
 
 from __future__ import annotations

@@ -1,12 +1,5 @@
 """MLflow tracking (`runtime.track: mlflow`, `--track mlflow`): the run folder, mirrored into the tracker
-a team already runs.
-
-A training run becomes one MLflow run: config.yaml as parameters, metrics.csv rows as metrics at
-step = epoch, RUN_ARTIFACTS as artifacts, the figures at the tuned rule as `final_*`; `evaluate
---track mlflow --run-id ID` adds `eval_*` metrics and its CSV to run ID. RUN_DIR/mlflow.json keeps
-the run id and the tracking URI, so --resume continues the same MLflow run where it lives. Unset, runs
-go to one folder, ./mlruns (database ./mlruns/mlflow.db): not MLflow 3's default, `./mlflow.db` beside
-./mlruns, which scatters one store over two names, nor the file store MLflow 3 refuses.
+a team already runs (what is logged, and where runs go without a server: docs/metrics.md).
 
 The run folder stays the record: the tracker only copies it. A tracker that cannot be reached is
 one warning, then silence, and training goes on; hence the broad `except Exception` around every
