@@ -1,25 +1,12 @@
-"""Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD).
+"""Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD), with
+MONAI's definitions (`use_subvoxels=False`) and the Metrics Reloaded empty cases (one mask empty: the
+image's diagonal, which keeps means and intervals finite where MONAI returns inf or NaN); both in
+docs/metrics.md.
 
-Definitions are MONAI's (`monai.metrics.compute_hausdorff_distance`, `..._average_surface_distance`,
-`compute_surface_dice` with `use_subvoxels=False`), so figures agree with a MONAI pipeline:
-- the boundary of a mask is its pixels removed by one binary erosion with the 4-neighbour cross
-  (pixels on the image border count as boundary: outside the image is background);
-- d(A -> B): for every boundary pixel of A, the Euclidean distance (in `spacing` units) to the
-  nearest boundary pixel of B;
-- HD95 = max(95th percentile of d(P -> T), 95th percentile of d(T -> P)), linear interpolation;
-- ASSD = mean of d(P -> T) and d(T -> P) taken together;
-- NSD at tolerance tau = (#{d(P -> T) <= tau} + #{d(T -> P) <= tau}) / (#boundary P + #boundary T).
-
-Empty masks follow the Metrics Reloaded recommendations (docs/metrics.md): both empty is a
-correct "nothing there" and scores best (HD95 0, ASSD 0, NSD 1); one of them empty scores worst:
-NSD 0 and, since a distance to nothing is unbounded, HD95 and ASSD take the largest distance the
-image allows (its diagonal), which keeps means and intervals finite (MONAI returns inf or NaN).
-
-Written here on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing
-MONAI, medpy or surface-distance: each of those pulls a second copy of the array stack (MONAI
-brings its own torch requirements, medpy needs a compiled extension, surface-distance is not on
-PyPI), for about forty lines of code. benchmarks/boundary_agreement.py checks the figures against
-MONAI's to 1e-6 and times both.
+Written on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing MONAI,
+medpy or surface-distance: each pulls a second array stack (MONAI its own torch requirements, medpy
+a compiled extension; surface-distance is not on PyPI), for about forty lines of code.
+benchmarks/boundary_agreement.py checks the figures against MONAI's to 1e-6 and times both.
 """
 
 from __future__ import annotations
@@ -47,11 +34,8 @@ def worst_distance(shape: Sequence[int], spacing: Sequence[float] = (1.0, 1.0)) 
 def boundary_figures(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0),
                      tolerances: Sequence[float] = ()) -> dict[str, float]:
     """{"hd95", "assd", "nsd@TAU" for each tolerance} of two (H, W) masks, from one pair of distance
-    transforms (see the module docstring for the definitions and the empty cases).
-
-    Both masks are cropped to the box around their union first: every boundary pixel lies inside
-    it, and so does the nearest boundary pixel of the other mask, so the distances are exact.
-    """
+    transforms. Both masks are cropped to the box around their union first: every boundary pixel lies
+    inside it, and so does the nearest boundary pixel of the other mask, so the distances are exact."""
     pred, truth = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
     if pred.shape != truth.shape or pred.ndim != 2:
         raise ValueError(f"expected two (H, W) masks of one shape, got {pred.shape} and {truth.shape}")

@@ -1,10 +1,9 @@
 """Who this process is in a torchrun job, and the few collective steps training and prediction need.
 
 unetkit ships no launcher: `torchrun` starts one process per GPU or CPU slot and sets RANK,
-WORLD_SIZE, LOCAL_RANK and the rendezvous. Outside torchrun every function here is a no-op for a
-single process, so callers never branch on "distributed or not". torch is imported inside the
-functions: the ONNX prediction path asks `rank()` and `world_size()` without importing torch.
-"""
+WORLD_SIZE, LOCAL_RANK and the rendezvous. Outside torchrun every function here is a no-op, so
+callers never branch on "distributed or not". torch is imported inside the functions: the ONNX
+prediction path asks `rank()` and `world_size()` without importing torch."""
 
 from __future__ import annotations
 
@@ -61,10 +60,9 @@ def join(device_type: str) -> None:
 
 
 def leave() -> None:
-    """At the end of a successful command: wait for every rank, then tear the process group down.
-    Without the wait a rank that finished early (rank 0 still writing the report) destroys its end
-    of the group under the others, and gloo aborts. After an error the failing rank exits and
-    torchrun stops the rest."""
+    """At the end of a successful command: wait for every rank, then tear the process group down. Without
+    the wait a rank that finished early destroys its end of the group under the others (rank 0 still
+    writing the report), and gloo aborts. After an error torchrun stops the rest."""
     if (dist := _group()) is not None:
         dist.barrier()
         dist.destroy_process_group()

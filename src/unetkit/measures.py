@@ -1,24 +1,9 @@
-"""The named figures `evaluate --metrics` and `train.val_metrics` choose from, per class and pooled,
-with bootstrap intervals over images.
-
-Names (the one registry, `MEASURES`): iou, dice (pooled over pixels: totals of TP, FP, FN, as
-metrics.py counts them), tgs_map (mean over images of the TGS score), hd95, assd, nsd@TOL
-(boundary.py; mean over images; distances and TOL in pixels, or in the unit of the pixel sizes) and auc (ROC AUC over
-the pooled pixels, from probability histograms of AUC_BINS bins: bounded memory and a bootstrap
-that only sums histograms). Boundary figures and AUC are opt-in: a distance transform per image
-and class, a histogram per image.
-
-Classes: a binary model scores its foreground; a multi-label model each label; a multi-class model
-every class for iou and dice (as metrics.py does) and the foreground classes 1..K-1 for the others.
-The pooled figure is the mean over the scored classes (for iou and dice over those present in
-truth or prediction, as metrics.py does). Pixels outside `region` (a field of view) or under
-`ignore_index` count nowhere: they are excluded from the counts and the histograms, and set to
-background in both masks before boundaries are taken.
-
-Intervals: the percentile bootstrap over images (Efron): resample the images with replacement
-`resamples` times (seeded), recompute each data-set figure from the resampled per-image records
-(counts, values or histograms, so pooled figures stay pooled), and take the 2.5th and 97.5th
-percentiles.
+"""The named figures `evaluate --metrics` and `train.val_metrics` choose from (`MEASURES`), per class
+and pooled, with percentile-bootstrap intervals over images (which classes each scores, regions,
+intervals: docs/metrics.md). Records are kept per image (counts for the pooled iou and dice, values
+for the means over images, AUC_BINS-bin histograms for auc), so that each bootstrap resample
+recomputes every figure as the data set's, pooled figures pooled, in bounded memory. Boundary
+figures and AUC are opt-in: a distance transform per image and class, a histogram per image.
 """
 
 from __future__ import annotations
@@ -85,10 +70,7 @@ def extra_columns(names: Sequence[str]) -> tuple[str, ...]:
 @dataclass
 class MeasureSet:
     """Per-image records of the chosen measures; `summary()` and `intervals()` give the data-set figures.
-
-    `num_classes` and `multilabel` as in ModelConfig; `spacing` (dy, dx) the pixel size for distances
-    (an image's own, given to `add`, wins; all in one unit, data/spacing.py).
-    """
+    `spacing` (dy, dx): the pixel size for distances (an image's own, given to `add`, wins; data/spacing.py)."""
 
     names: tuple[str, ...]
     num_classes: int = 1
@@ -104,11 +86,6 @@ class MeasureSet:
         """The classes (labels) scored by every measure but iou and dice."""
         return list(range(self.num_classes)) if self.multilabel else list(range(1, max(self.num_classes, 2)))
 
-    @property
-    def pooled_classes(self) -> list[int]:
-        """The classes iou and dice are scored on."""
-        return self.classes if self.multilabel or self.num_classes == 1 else list(range(self.num_classes))
-
     def add(self, pred: np.ndarray, truth: np.ndarray, probabilities: np.ndarray | None = None,
             region: np.ndarray | None = None, spacing: tuple[float, float] | None = None) -> dict[str, float]:
         """One image: pred and truth (H, W) class indices, or (K, H, W) 0/1 labels; probabilities (K, H, W)
@@ -118,15 +95,16 @@ class MeasureSet:
         if self.ignore_index is not None and not self.multilabel:
             inside = inside & (truth != self.ignore_index)
         own: dict[str, float] = {}
-        if any(name in _POOLED for name in self.names):
-            counts = np.array([_counts(self._binary(pred, c), self._binary(truth, c), inside)
-                               for c in self.pooled_classes], np.int64)
+        if any(name in _POOLED for name in self.names):  # for several classes every class, as metrics.py
+            pooled = self.classes if self.multilabel or self.num_classes == 1 else range(self.num_classes)
+            counts = np.array([_counts(self._binary(pred, c), self._binary(truth, c), inside) for c in pooled], np.int64)
             self.counts.append(counts)
             own |= {name: float(_mean_present(_per_class_pooled(name, counts[None]))[0]) for name in self.names
                     if name in _POOLED}
-        if "tgs_map" in self.names:
+        if "tgs_map" in self.names:  # the TGS score of the foreground's IoU, 1 where both are empty
             fg = [maps.any(axis=0) if self.multilabel else maps > 0 for maps in (pred, truth)]  # ignored: outside already
-            self._value("tgs_map", np.array([_tgs(_counts(*fg, inside))]))
+            iou = np.nan_to_num(_per_class_pooled("iou", np.array(_counts(*fg, inside))), nan=1.0)
+            self._value("tgs_map", np.array([np.mean(iou > np.arange(0.5, 1.0, 0.05)[:10])]))
         boundary = [name for name in self.names if is_boundary(name)]
         if boundary:
             from unetkit.boundary import boundary_figures  # scipy.ndimage: imported when used, not by --help
@@ -194,15 +172,13 @@ class MeasureSet:
         for name in self.names:
             if name in _POOLED:
                 per_class = _per_class_pooled(name, np.einsum("rn,nck->rck", weights, np.stack(self.counts)))
-                out[name] = list(_mean_present(per_class))
             elif name == "auc":
                 hist = np.stack(self.histograms)
                 per_class = np.concatenate([_auc(np.einsum("rn,nckb->rckb", weights[i:i + 64], hist))
                                             for i in range(0, len(weights), 64)])
-                out[name] = list(per_class.mean(axis=1))
             else:
                 per_class = weights @ np.stack(self.values[name]) / weights.sum(axis=1, keepdims=True)
-                out[name] = list(per_class.mean(axis=1))
+            out[name] = list(_mean_present(per_class) if name in _POOLED else per_class.mean(axis=1))
             if len(per_class[0]) > 1:
                 out[f"{name}_per_class"] = [list(row) for row in np.nan_to_num(per_class, nan=1.0)]
         return out
@@ -226,12 +202,6 @@ def _mean_present(per_class: np.ndarray) -> np.ndarray:
     present = ~np.isnan(per_class)
     total = np.where(present, per_class, 0.0).sum(axis=1)
     return np.where(present.any(axis=1), total / np.maximum(present.sum(axis=1), 1), 1.0)
-
-
-def _tgs(counts: tuple[int, int, int]) -> float:
-    tp, fp, fn = counts
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
-    return float(np.mean([iou > t for t in np.arange(0.5, 1.0, 0.05)[:10]]))
 
 
 def _auc(hist: np.ndarray) -> np.ndarray:

@@ -1,13 +1,10 @@
 """Segmentation metrics as pure functions of predicted and true class-index maps.
 
-Conventions (shared by training, `evaluate` and the tests):
-- per image, IoU and Dice of the foreground; an image where truth and prediction are
-  both empty scores 1 (nothing to find, nothing found), as in the TGS challenge;
-- data-set IoU and Dice are pooled: totals of TP, FP, FN over all pixels, so big and
-  small images weigh by their pixels (for several classes: the mean over classes);
-- TGS mAP is the challenge's metric (../shared/data/tgs-salt/README.md): per image the
-  mean over t in 0.50, 0.55, ..., 0.95 of [IoU > t], averaged over images. For several
-  classes it is computed on "any foreground" vs background.
+Conventions (shared by training, `evaluate` and the tests): per image, IoU and Dice of the
+foreground, 1 where truth and prediction are both empty (as in the TGS challenge); data-set IoU
+and Dice pooled over pixels (totals of TP, FP, FN), so images weigh by their pixels (several
+classes: the mean over classes); TGS mAP is the challenge's metric (../shared/data/tgs-salt/README.md),
+per image the mean over t in 0.50, ..., 0.95 of [IoU > t], for several classes on any foreground.
 """
 
 from __future__ import annotations
@@ -153,12 +150,9 @@ class MetricAccumulator:
         return combined
 
     def summary(self) -> dict[str, Any]:
-        """iou, dice (pooled; mean over classes present for several), pixel_accuracy, tgs_map, ...
-
-        For several classes also class_iou, class_dice (per class, NaN-free: 1.0 for a class
-        absent from truth and prediction), foreground_iou (mean over classes 1..K-1 present)
-        and confusion_matrix (rows true, columns predicted); for several labels class_iou and class_dice.
-        """
+        """iou, dice (pooled; mean over classes present for several), pixel_accuracy, tgs_map, ...; for
+        several classes or labels also class_iou, class_dice (1.0 for a class absent from truth and
+        prediction), for several classes foreground_iou (over classes 1..K-1 present) and confusion_matrix."""
         n = len(self.image_iou)
         totals = self.label_counts if self.multilabel else counts_from_confusion(self.confusion)
         # Binary: the foreground class alone. Several: every class (label) that occurs in truth or prediction.

@@ -1,9 +1,8 @@
-"""The run report: one self-contained HTML page (images embedded) that shows how a training run went:
-curves, the best epoch's figures, the decision rule and its threshold sweep, the resolved config,
-and the best and worst validation images by IoU beside their truth; a K-fold run's own page shows
-the out-of-fold figures and every fold side by side. Written with the standard library (`html`,
-`base64`): one static page does not justify a template engine, and a page with no external
-resource opens anywhere, offline, forever.
+"""The run report: one self-contained HTML page (images embedded) showing how a training run went:
+curves, the best epoch, the decision rule and its threshold sweep, the config, and the best and worst
+validation images; a K-fold run's page shows the out-of-fold figures and every fold side by side.
+Written with the standard library (`html`, `base64`): one static page does not justify a template
+engine, and a page with no external resource opens anywhere, offline, forever.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ import itertools
 import json
 import math
 import os
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +25,18 @@ from unetkit.data.fov import find_regions
 from unetkit.data.pairing import DataSource, find_pairs
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
+from unetkit.export import answer_calls
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.scoring import Scored, accumulator_for, palette_for, scored_pairs
 from unetkit.measures import RESAMPLES, MeasureSet, is_boundary, monitor_minimizes, parse_measures
-from unetkit.visualize import curves_figure, label_map, overlay_figure
+from unetkit.visualize import label_map, overlay_sheet, plot_curves
 
 REPORT_NAME = "report.html"
-# Marks the page when every picture decoded (body data-images="ok"), or puts a red line on top when
-# one did not: the reader sees it, and `make test-browser` reads it from the rendered page. Checked
-# synchronously at the load event (a picture that failed has no natural width by then): the
-# promise of img.decode() settled after headless Chromium had already dumped the page, half the time.
+# body data-images="ok" when every picture decoded, else a red line on top, for the reader and `make
+# test-browser`. Checked at the load event (a failed picture has no natural width by then): the promise
+# of img.decode() settled after headless Chromium had already dumped the page, half the time.
 _IMAGE_CHECK = """window.addEventListener("load", () => {
   const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length;
   document.body.dataset.images = broken ? "broken" : "ok";
@@ -66,9 +63,7 @@ def read_table(path: Path, needed: tuple[str, ...]) -> tuple[list[dict[str, str]
 
 
 def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
-    """Write RUN_DIR/report.html from what the run left on disk; return its path.
-
-    A --folds run gets the out-of-fold page (`write_folds_report`); each fold has its own report."""
+    """Write RUN_DIR/report.html from what the run left on disk (a --folds run: the out-of-fold page)."""
     run = Path(run_dir)
     metrics_path, model_path = run / "metrics.csv", run / "model.safetensors"
     if not metrics_path.is_file() and model_path.is_file() and sorted(run.glob("fold_*/metrics.csv")):
@@ -78,14 +73,10 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
     rows, history = read_table(metrics_path, ("epoch", "val_loss", "val_iou"))
     saved = load_model(model_path)
     sections = [_summary(run, saved.training, saved.threshold, saved.postprocess, history),
-                _figure_section("Training curves", curves_figure(history)),
-                "<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True)]
-    sweep_path = run / "threshold_sweep.csv"
-    if sweep_path.is_file():
-        sections.append(_sweep_section(read_table(sweep_path, ("threshold",))[1], saved.threshold))
-    sections += [_examples_section(run, saved, device), _config_section(run)]
-    write_text(run / REPORT_NAME, _page(f"unetkit run {run.name}", sections))
-    return run / REPORT_NAME
+                _figure_section("Training curves", plot_curves(history)),
+                "<h2>Every epoch (metrics.csv)</h2>\n" + _table(rows, raw=True), _sweep_section(run, saved.threshold),
+                _examples_section(run, saved, device), _config_section(run)]
+    return _write_page(run, f"unetkit run {run.name}", sections)
 
 
 def write_reports(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
@@ -123,12 +114,8 @@ def write_folds_report(run: Path) -> Path:
     sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n" + _table(folds, markup=("page",)))
     if histories:
         sections.append(_figure_section("Validation curves of every fold", _folds_figure(histories)))
-    if (run / "threshold_sweep.csv").is_file():
-        sections.append(_sweep_section(read_table(run / "threshold_sweep.csv", ("threshold",))[1], saved.threshold,
-                                       "out of fold"))
-    sections.append(_config_section(run))
-    write_text(run / REPORT_NAME, _page(f"unetkit cross-validation {run.name}", sections))
-    return run / REPORT_NAME
+    sections += [_sweep_section(run, saved.threshold, "out of fold"), _config_section(run)]
+    return _write_page(run, f"unetkit cross-validation {run.name}", sections)
 
 
 def _config_section(run: Path) -> str:
@@ -138,27 +125,25 @@ def _config_section(run: Path) -> str:
 
 def _folds_figure(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for name, history in histories.items():
-        epochs = [row["epoch"] for row in history]
-        axes[0].plot(epochs, [row["val_loss"] for row in history], label=name)
-        axes[1].plot(epochs, [row["val_iou"] for row in history], label=name)
-    for axis, label in zip(axes, ("validation loss", "validation IoU")):
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(label)
+    for axis, key, label in zip(axes, ("val_loss", "val_iou"), ("validation loss", "validation IoU")):
+        for name, history in histories.items():
+            axis.plot([row["epoch"] for row in history], [row[key] for row in history], label=name)
+        axis.set(xlabel="epoch", ylabel=label)
         axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
 
 
-def _page(title: str, sections: list[str]) -> str:
+def _write_page(run: Path, title: str, sections: list[str]) -> Path:
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
              "th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}"
              ".warning{background:#fff3f3;border-left:4px solid #b00;padding:.5em 1em;color:#700}")
-    body = "\n".join(sections)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
-            f"<script>{_IMAGE_CHECK}</script>\n</body></html>\n")
+    body = "\n".join(section for section in sections if section)
+    write_text(run / REPORT_NAME, f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+               f"<title>{html.escape(title)}</title><style>{style}</style></head>\n<body>\n"
+               f"<h1>{html.escape(title)}</h1>\n{body}\n<script>{_IMAGE_CHECK}</script>\n</body></html>\n")
+    return run / REPORT_NAME
 
 
 def _table(rows: list[dict[str, Any]], *, raw: bool = False, markup: tuple[str, ...] = ()) -> str:
@@ -168,17 +153,15 @@ def _table(rows: list[dict[str, Any]], *, raw: bool = False, markup: tuple[str, 
         return "<p>(none)</p>"
 
     def cell(key: str, value: Any) -> str:
-        return str(value) if key in markup else html.escape(str(value) if raw else _fmt(value))
+        if key in markup:
+            return str(value)
+        if raw or not isinstance(value, float):
+            return html.escape(str(value))
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.0f}"
 
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{cell(k, v)}</td>" for k, v in row.items()) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.0f}"
-    return str(value)
 
 
 def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: dict[str, int],
@@ -204,12 +187,16 @@ def _figure_section(title: str, figure: plt.Figure) -> str:
     return f"<h2>{html.escape(title)}</h2>\n<img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">"
 
 
-def _sweep_section(table: list[dict[str, float]], threshold: float, scored_on: str = "validation") -> str:
+def _sweep_section(run: Path, threshold: float, scored_on: str = "validation") -> str:
+    """The run's threshold_sweep.csv as a plot ("" when it has none)."""
+    if not (run / "threshold_sweep.csv").is_file():
+        return ""
+    table = read_table(run / "threshold_sweep.csv", ("threshold",))[1]
     figure, axis = plt.subplots(figsize=(6, 3.2))
     for name in [k for k in table[0] if k != "threshold"]:
         axis.plot([r["threshold"] for r in table], [r[name] for r in table], label=name)
     axis.axvline(threshold, color="k", linestyle=":", label=f"chosen {threshold:.2f}")
-    axis.set_xlabel("threshold")
+    axis.set(xlabel="threshold")
     axis.legend(fontsize=8)
     figure.tight_layout()
     return _figure_section(f"Threshold sweep ({scored_on})", figure)
@@ -217,13 +204,12 @@ def _sweep_section(table: list[dict[str, float]], threshold: float, scored_on: s
 
 def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     """Best and worst validation images by IoU, predicted now by the run's model."""
-    split_path = run / "split.json"
+    split_path, heading = run / "split.json", "<h2>Best and worst validation images by IoU</h2>\n"
     config = saved.training.get("config") or {}
     source = DataSource.from_fields(config.get("data", {}))
     data_dir = str(source)
     if not split_path.is_file() or not data_dir or not Path(data_dir).exists():
-        return ("<h2>Best and worst validation images by IoU</h2>\n"
-                f"<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>")
+        return f"{heading}<p>Not shown: the validation split or its data folder ({html.escape(data_dir)}) is missing.</p>"
     split = json.loads(split_path.read_text(encoding="utf-8"))  # folds: every image is held out once
     val_stems = set(split["val"] if "val" in split else [stem for fold in split.get("folds", []) for stem in fold])
     pairs = [pair for pair in find_pairs(source) if pair.stem in val_stems]
@@ -233,8 +219,7 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     large, pairs = fits.count(False), list(itertools.compress(pairs, fits))
     left_out = f"; {large} over {limit / 2**20:.0f} Mpx not shown" if large else ""
     if not pairs:
-        return ("<h2>Best and worst validation images by IoU</h2>\n"
-                f"<p>Not shown: the {large} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
+        return (f"{heading}<p>Not shown: the {large} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
                 "predict whole here (training scored them in windows).</p>")
     predictor = Predictor(saved, device=device)
     palette = palette_for(saved, source)
@@ -254,7 +239,7 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     iou = {stem: value for value, _, stem in scores}
     titles = [f"{'best' if item.pair.stem in best else 'worst'} {item.pair.stem} IoU {iou[item.pair.stem]:.3f}"
               for item in shown]
-    figure = overlay_figure([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
+    figure = overlay_sheet([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
                             [label_map(item.prediction) for item in shown], titles)
     caption = "; ".join(html.escape(t) for t in titles)
     return (_intervals_section(measures, len(pairs), fov_dir if regions else "")
@@ -274,12 +259,4 @@ def _intervals_section(measures: MeasureSet, n_images: int, fov_dir: str) -> str
             f"{RESAMPLES} resamples, seed 0 (docs/metrics.md).{unit}</p>\n" + _table(rows) + "\n")
 
 
-class _CallableModule(types.ModuleType):
-    """`unetkit.report(run_dir)` is a public API function; once this module is imported, Python
-    binds the name `unetkit.report` to the module, so the module answers that call too."""
-
-    def __call__(self, run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
-        return write_reports(run_dir, device=device)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+answer_calls(__name__, write_reports)

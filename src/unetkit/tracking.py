@@ -1,24 +1,10 @@
 """MLflow tracking (`runtime.track: mlflow`, `--track mlflow`): the run folder, mirrored into the tracker
-a team already runs.
+a team already runs (what is logged, and where runs go without a server: docs/metrics.md).
 
-A training run becomes one MLflow run: the resolved config (config.yaml) as parameters, every
-metrics.csv row as metrics at step = epoch, then the run's files (RUN_ARTIFACTS) as artifacts and
-the validation figures at the tuned rule as `final_*` metrics. `evaluate --track mlflow --run-id ID`
-adds its figures (and their intervals) to run ID as `eval_*` metrics and its CSV as an artifact.
-The server is MLFLOW_TRACKING_URI (or `mlflow.set_tracking_uri`'s); RUN_DIR/mlflow.json keeps the
-run id and that URI, so --resume continues the same MLflow run where it lives.
-
-Unset, runs go to one folder, ./mlruns, as its convention promises: the database ./mlruns/mlflow.db
-(SQLite) and the artifacts in ./mlruns/<experiment>/<run id>/artifacts (`mlflow ui
---backend-store-uri sqlite:///mlruns/mlflow.db` shows them). Not MLflow 3's own default,
-`./mlflow.db` beside ./mlruns, which scatters one store over two names; nor the `./mlruns` file
-store, which MLflow 3 refuses ("maintenance mode") and which lacks features of the database stores.
-
-The run folder stays the record: the tracker only copies it. A tracker that cannot be reached
-is one warning, then silence for the rest of the process, and training goes on; that is why
-every call into MLflow here is guarded by a broad `except Exception` (MLflow raises its own,
-requests' and the store's exceptions). MLflow's HTTP retries default to minutes of back-off; unless
-the environment sets them, a failing call here gives up after HTTP_DEFAULTS' quick retries.
+The run folder stays the record: the tracker only copies it. A tracker that cannot be reached is
+one warning, then silence, and training goes on; hence the broad `except Exception` around every
+MLflow call (it raises its own, requests' and the store's exceptions). MLflow's HTTP retries default
+to minutes of back-off; unless the environment sets them, HTTP_DEFAULTS' quick retries apply.
 """
 
 from __future__ import annotations
@@ -175,10 +161,9 @@ def finish_training(run_dir: Path, final: dict[str, Any], step: int) -> None:
 
 def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str,
                    model_dir: Path | None = None) -> str | None:
-    """An evaluation's figures (eval_NAME, eval_NAME_low/_high for intervals) into run `run_id`, or a new
-    run named `name`; its CSV as an artifact. Run `run_id` is looked for where MODEL_DIR/mlflow.json
-    says it lives when that record names it (a training's run in a local store, evaluated from
-    another folder), else at `tracking_uri()`. Returns the run id (None when unreachable)."""
+    """An evaluation's figures (eval_NAME, eval_NAME_low/_high) and CSV into run `run_id`, or a new run named
+    `name`; the run id, None when unreachable. Run `run_id` is looked for where MODEL_DIR/mlflow.json says
+    it lives (a training's run in a local store, evaluated from elsewhere), else at `tracking_uri()`."""
     record = _read_record(model_dir) if run_id and model_dir is not None else {}
     uri = str(record.get("tracking_uri") or "") if record.get("run_id") == run_id else ""
     tracker = Tracker.open(run_id, name=name, uri=uri)

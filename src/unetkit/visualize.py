@@ -1,7 +1,5 @@
-"""Pictures a person looks at: training curves, image/truth/prediction sheets, overlays.
-
-matplotlib with the Agg backend (no display needed); every file is written atomically.
-"""
+"""Pictures a person looks at: training curves, image/truth/prediction sheets, overlays; matplotlib
+with the Agg backend (no display needed), every file written atomically."""
 
 from __future__ import annotations
 
@@ -59,12 +57,8 @@ def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45, pale
     return rgb.astype(np.uint8)
 
 
-def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str]) -> None:
-    _save(curves_figure(history), path)
-
-
-def curves_figure(history: Sequence[dict[str, float]]) -> plt.Figure:
-    """Loss (train/val) and validation metrics per epoch, two panels side by side."""
+def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str] | None = None) -> plt.Figure:
+    """Loss (train/val) and validation metrics per epoch, two panels side by side; written to `path` if given."""
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
@@ -77,18 +71,12 @@ def curves_figure(history: Sequence[dict[str, float]]) -> plt.Figure:
     right.legend(loc="lower right")
     for axis in (left, right):
         axis.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, path)
 
 
 def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
-                  titles: Sequence[str], path: str | os.PathLike[str]) -> None:
-    _save(overlay_figure(images, truths, predictions, titles), path)
-
-
-def overlay_figure(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
-                   titles: Sequence[str]) -> plt.Figure:
-    """One row per example: image, truth overlay, prediction overlay."""
+                  titles: Sequence[str], path: str | os.PathLike[str] | None = None) -> plt.Figure:
+    """One row per example: image, truth overlay, prediction overlay; written to `path` if given."""
     rows = len(images)
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
     for row, (image, truth, pred, title) in enumerate(zip(images, truths, predictions, titles)):
@@ -97,11 +85,13 @@ def overlay_figure(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], p
             axes[row, col].imshow(panel, interpolation="nearest")
             axes[row, col].set_title(f"{title}: {name}" if col == 0 else name, fontsize=8)
             axes[row, col].axis("off")
+    return _finish(fig, path)
+
+
+def _finish(fig: plt.Figure, path: str | os.PathLike[str] | None) -> plt.Figure:
     fig.tight_layout()
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
     return fig
-
-
-def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)

@@ -23,6 +23,7 @@ from unetkit.inference import engine as engine_module
 from unetkit.inference import job as job_module
 from unetkit.inference.predictor import Predictor
 from unetkit.models import UNet
+from unetkit.visualize import PALETTE
 
 RNG = np.random.default_rng(0)
 
@@ -95,6 +96,16 @@ def test_multiclass_masks_are_palette_pngs_of_the_training_colours(tmp_path: Pat
     rows = read_rle_csv(tmp_path / "sub.csv")
     assert sorted(rows) == ["x_rock", "x_salt"]
     assert np.array_equal(rle_decode(rows["x_salt"], indices.shape), indices == 2)
+
+
+def test_classes_beyond_the_palette_take_its_last_colour(tmp_path: Path) -> None:
+    model = tmp_path / "m.safetensors"  # 11 classes, no classes.yaml: the colours overlays use (class_colours)
+    save_model(model, UNet(num_classes=11, start_neurons=4, depth=2), identity_preprocess(1))
+    write_gray_png(tmp_path / "in" / "x.png", _image(40, 40))
+    predict(_config(model, tmp_path / "in", tmp_path / "out"))
+    with Image.open(tmp_path / "out" / "x.png") as png:
+        colours = np.array(png.getpalette()[:33]).reshape(11, 3).tolist()
+    assert colours == PALETTE.tolist() + [PALETTE[-1].tolist()] * 2
 
 
 def test_a_killed_folder_is_finished_by_running_it_again(tiny_model_file: Path, tmp_path: Path,

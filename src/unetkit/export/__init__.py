@@ -1,25 +1,20 @@
-"""Writing and reading models: the pickle-free model file, and exports to other formats (ONNX).
-
-`unetkit.export(ExportConfig)` is a public API function. Once this package is imported, Python
-binds the name `unetkit.export` to the package itself, so the package answers that call too.
-"""
+"""Writing and reading models: the pickle-free model file, and exports to other formats (ONNX)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from unetkit.config import ExportConfig
-    from unetkit.export.onnx import ExportResult
+from collections.abc import Callable
+from typing import Any
 
 
-class _CallablePackage(types.ModuleType):
-    def __call__(self, config: ExportConfig) -> ExportResult:
-        from unetkit.export.onnx import export_model
+def answer_calls(module_name: str, call: Callable[..., Any]) -> None:
+    """Make module `module_name` callable as `call`. `unetkit.export(...)` and `unetkit.report(...)` are
+    public API functions; once the module of that name is imported, Python binds the name on `unetkit`
+    to the module, so the module must answer the call too."""
+    sys.modules[module_name].__class__ = type("CallableModule", (types.ModuleType,),
+                                              {"__call__": lambda _, *args, **kwargs: call(*args, **kwargs)})
 
-        return export_model(config)
 
-
-sys.modules[__name__].__class__ = _CallablePackage
+answer_calls(__name__, lambda config: importlib.import_module("unetkit.export.onnx").export_model(config))

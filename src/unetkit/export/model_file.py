@@ -1,13 +1,6 @@
-"""The unetkit model file: one safetensors file, weights plus JSON metadata, no pickle.
-
-Metadata keys (all strings, as safetensors requires):
-- "format": "unetkit", "format_version": "1"
-- "model": ModelConfig as JSON; the network is rebuilt from it, nothing else
-- "preprocess": Preprocess as JSON (scaling, mean/std, size policy)
-- "threshold": the probability threshold chosen on validation (binary models)
-- "postprocess": {"min_area", "empty_below"} in pixels, chosen on validation (binary models)
-- "training": JSON record of how the model was made (resolved config, validation figures)
-- "members": K for a k-fold ensemble (tensors member0.* .. member{K-1}.*), absent for one network
+"""The unetkit model file: one safetensors file, weights plus JSON metadata, no pickle. Its keys
+(format, format_version, model, preprocess, threshold, postprocess, training, members): docs/model-file.md.
+The network is rebuilt from "model" alone; an ensemble's members are tensors member0.* .. member{K-1}.*.
 """
 
 from __future__ import annotations
@@ -117,9 +110,8 @@ def save_ensemble(path: str | os.PathLike[str], nets: list[SegmentationNet], pre
                   postprocess: dict[str, int] | None = None, training: dict[str, Any] | None = None) -> None:
     """One model file holding K members (tensors member{i}.*), averaged at prediction time."""
     tensors = {f"member{i}.{k}": v for i, net in enumerate(nets) for k, v in net.state_dict().items()}
-    metadata = model_metadata(nets[0], preprocess, threshold, training or {}, postprocess)
-    metadata["members"] = str(len(nets))
-    write_safetensors(path, tensors, metadata)
+    write_safetensors(path, tensors, model_metadata(nets[0], preprocess, threshold, training or {}, postprocess)
+                      | {"members": str(len(nets))})
 
 
 def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> SavedModel:

@@ -1,16 +1,13 @@
-"""ONNX export: the network with its activation, dynamic batch/height/width, and everything needed
-to apply it (normalisation, threshold, post-processing rules, classes) in the ONNX metadata.
+"""ONNX export: the network with its activation (standardised float32 (N, C, H, W) in, probabilities
+(N, K, H, W) out), dynamic batch, height and width, and what applying it needs in the ONNX metadata.
 
-The graph takes standardised float32 images (N, C, H, W) and returns probabilities (N, K, H, W):
-sigmoid for binary and multi-label models, softmax over classes otherwise. Any H and W work,
-because the reflect padding to a multiple of 2**depth is traced with the input's shape.
-PyTorch's TorchScript-based exporter is used (`dynamo=False`): the dynamo exporter cannot trace
-the data-dependent padding mode. onnx and onnxruntime are an optional extra (`unetkit[onnx]`).
+Any H and W work because the reflect padding to the net's multiple is traced with the input's shape;
+hence PyTorch's TorchScript-based exporter (`dynamo=False`): the dynamo exporter cannot trace the
+data-dependent padding mode. onnx and onnxruntime are an optional extra (`unetkit[onnx]`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import warnings
@@ -24,7 +21,7 @@ from torch import nn
 from unetkit.config import ExportConfig
 from unetkit.errors import UserError
 from unetkit.export.metadata import ONNX_FORMAT
-from unetkit.export.model_file import SavedModel, load_model
+from unetkit.export.model_file import SavedModel, load_model, model_metadata
 from unetkit.fileio import atomic_path, check_output
 from unetkit.outputs import probabilities
 
@@ -43,14 +40,10 @@ class _WithActivation(nn.Module):
 
 def onnx_metadata(saved: SavedModel) -> dict[str, str]:
     """What a consumer needs besides the graph, as strings (ONNX metadata_props)."""
-    return {
+    stored = model_metadata(saved.net, saved.preprocess, saved.threshold, saved.training, saved.postprocess)
+    return {k: v for k, v in stored.items() if k != "format_version"} | {
         "format": ONNX_FORMAT,
-        "model": json.dumps(dataclasses.asdict(saved.config)),
-        "preprocess": json.dumps(dataclasses.asdict(saved.preprocess)),
-        "threshold": repr(float(saved.threshold)),
-        "postprocess": json.dumps(saved.postprocess),
         "classes": json.dumps(saved.classes),
-        "training": json.dumps(saved.training),
         "input": "image: float32 (N, C, H, W), pixels scaled to [0, 1] by bit depth, then (x - mean) / std",
         "output": "probabilities: float32 (N, K, H, W)",
     }

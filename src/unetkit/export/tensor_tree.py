@@ -1,9 +1,7 @@
-"""Pickle-free storage of nested state (optimizer, scheduler, RNG) in one safetensors file.
-
-`torch.save` pickles, and a pickle can run code when loaded. safetensors alone cannot hold nested
-dicts and lists mixing tensors with numbers and strings, so tensors go into its payload under
-path-like keys and the rest into a JSON string in its metadata, a placeholder where each tensor was.
-"""
+"""Pickle-free storage of nested state (optimizer, scheduler, RNG) in one safetensors file: `torch.save`
+pickles, and a pickle can run code when loaded. safetensors alone cannot hold nested dicts and lists
+mixing tensors with numbers and strings, so tensors go into its payload under path-like keys and the
+rest into a JSON string in its metadata, a placeholder where each tensor was."""
 
 from __future__ import annotations
 
@@ -23,7 +21,10 @@ def flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
         tensors[prefix] = tree.detach().cpu().contiguous()
         return {_TENSOR: prefix}
     if isinstance(tree, dict):
-        return {"__dict__": [[_key(k), flatten(v, f"{prefix}.{i}", tensors)] for i, (k, v) in enumerate(tree.items())]}
+        for key in tree:
+            if not (key is None or isinstance(key, bool | int | str)):
+                raise TypeError(f"cannot store dict key of type {type(key).__name__}")
+        return {"__dict__": [[k, flatten(v, f"{prefix}.{i}", tensors)] for i, (k, v) in enumerate(tree.items())]}
     if isinstance(tree, list | tuple):
         items = [flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(tree)]
         return {"__tuple__": items} if isinstance(tree, tuple) else items
@@ -32,12 +33,6 @@ def flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     if tree is None or isinstance(tree, bool | int | float | str):
         return tree
     raise TypeError(f"cannot store {type(tree).__name__} at {prefix}")
-
-
-def _key(key: Any) -> Any:
-    if isinstance(key, bool | int | str) or key is None:
-        return key
-    raise TypeError(f"cannot store dict key of type {type(key).__name__}")
 
 
 def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:

@@ -1,16 +1,12 @@
 """Running a batch through a network a few samples at a time, so that each layer's activations stay
 in the CPU's last-level cache.
 
-On a CPU a convolution is bound by memory traffic as soon as its input and output outgrow the
-last-level cache: a batch of sixteen 256 x 256 tiles through a 16-wide first level writes 64 MB
-per layer, which goes to main memory and back, where a pass of two to four tiles stays in cache
-and runs markedly faster per tile (benchmarks/RESULTS.md, "the tiler against MONAI"). So the
-forward is split into passes whose largest activation fills about half the cache; the batch size
-a user sets keeps its meaning (how many tiles are cut, blended and copied together). The largest
-activation per sample is measured (forward hooks on the first sample of a new input shape), not
-derived from the architecture, so the rule holds for any network. GPUs want the opposite (large
-batches to fill their cores): nothing is split there.
-"""
+On a CPU a convolution is bound by memory traffic once its input and output outgrow the cache: a
+batch of sixteen 256 x 256 tiles through a 16-wide first level writes 64 MB per layer, where a pass
+of two to four tiles stays in cache and runs markedly faster per tile (benchmarks/RESULTS.md, "the
+tiler against MONAI"). The batch size a user sets keeps its meaning (tiles cut, blended and copied
+together). The largest activation per sample is measured (forward hooks), not derived from the
+architecture, so the rule holds for any network. GPUs want large batches: nothing is split there."""
 
 from __future__ import annotations
 
@@ -50,8 +46,7 @@ class CacheSizedPasses:
         key = _shape_key(x)
         outputs, start = [], 0
         if key not in self._largest:
-            largest, first = _largest_activation(self.net, x[:1])
-            self._largest[key] = largest
+            self._largest[key], first = _largest_activation(self.net, x[:1])
             outputs, start = [first], 1
         per_pass = self._samples_per_pass(self._largest[key])
         if start == 0 and per_pass >= x.shape[0]:

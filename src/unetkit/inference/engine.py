@@ -1,10 +1,8 @@
-"""What every way of running a model shares: batching images of one size, tiling large ones,
-streaming rows, thresholds and masks; subclasses only say how a batch goes through the network
-(`Predictor`: PyTorch, `OnnxPredictor`: onnxruntime). An image larger than the tile is cut into
-overlapping tiles blended back (inference/tiling.py); `stream` hands its rows on as they are
-finished, so the caller can write them without ever holding the image's probabilities.
-Test-time augmentation wraps the network in every path, so tiles and whole images are treated
-alike. No torch here, so ONNX prediction runs where PyTorch is not installed.
+"""What every way of running a model shares: batching images of one size, tiling large ones
+(inference/tiling.py), streaming rows, TTA, thresholds and masks; subclasses only say how a batch
+goes through the network (`Predictor`: PyTorch, `OnnxPredictor`: onnxruntime). `stream` hands rows
+on as they are finished, so the caller can write them without ever holding the image's
+probabilities. No torch here, so ONNX prediction runs where PyTorch is not installed.
 """
 
 from __future__ import annotations
@@ -136,10 +134,8 @@ class PredictionEngine(ABC):
                on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Blended tiles of an image read by rows: yields (y0, (K, rows, W) probabilities) top to bottom,
         each band its own array: a caller may hand it to another thread and keep it while the next is made.
-
-        Each tile row's pixels are prepared (standardised) once and cut into tiles afterwards: a
-        pixel under several tiles is not standardised again for each. The next tile row is read
-        (decoded, for a file) in a background thread while the network runs on this one."""
+        Each tile row is prepared (standardised) once, then cut into tiles; the next one is read (decoded,
+        for a file) in a background thread while the network runs on this one."""
         grid = TileGrid.plan(height, width, self.tile, self.overlap)
         with ReadAhead(read_rows, [(y, y + grid.tile_h) for y in grid.ys]) as rows:
             yield from blended_rows(lambda y0, y1: self.prepare(rows(y0, y1)[None])[0], grid, self.network,
@@ -170,10 +166,8 @@ class PredictionEngine(ABC):
 
     def run(self, items: Iterable[tuple[Key, np.ndarray]],
             on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[Key, np.ndarray, np.ndarray]]:
-        """(key, image) in order -> (key, image, probabilities) in the same order.
-
-        Consecutive images of one size no larger than the tile share batches; larger ones are tiled.
-        """
+        """(key, image) in order -> (key, image, probabilities) in the same order. Consecutive images of one
+        size no larger than the tile share batches; larger ones are tiled."""
         pending: list[tuple[Key, np.ndarray]] = []
         for key, image in items:
             check_finite(image, getattr(key, "path", f"images[{key}]"))  # the rule image files keep (data/io.py)

@@ -1,13 +1,11 @@
 """Scoring a model on a labelled folder: data-set figures plus a per-image CSV.
 
-Images are predicted exactly as `predict` would (inference/labelled.py). Under torchrun each
-rank scores its share of the folder and every rank gets the figures of all; rank 0 writes
-the CSV. The figures are the chosen measures (unetkit/measures.py: per class and pooled, with a
-95% bootstrap interval over images), inside the region masks of `fov_dir` when given. Distance
-figures are in the unit of the pixel sizes (`--spacing`, else each file's own, data/spacing.py), one
-unit per evaluation, named in the CSV (`distance_unit`, with each image's `spacing_dy/_dx`) and in
-the figures (`distance_unit`). The CSV keeps one row per image and ends with three rows: the
-data-set figure (stem `#all`) and the interval's ends (`#ci95_low`, `#ci95_high`).
+Images are predicted exactly as `predict` would (inference/labelled.py); the figures are the chosen
+measures (measures.py: per class and pooled, with a 95% bootstrap interval), inside the region masks
+of `fov_dir` when given. Under torchrun each rank scores its share and every rank gets the figures of
+all; rank 0 writes the CSV. Distances are in the unit of the pixel sizes (`--spacing`, else each
+file's own, data/spacing.py), named in the CSV and the figures (`distance_unit`). The CSV has one row
+per image, then the data-set figure (stem `#all`) and the interval's ends (`#ci95_low`, `#ci95_high`).
 """
 
 from __future__ import annotations
@@ -43,10 +41,8 @@ class EvaluateResult:
 
 
 def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = None) -> EvaluateResult:
-    """Score config.model_path on the labelled data config names (see `unetkit.evaluate`).
-
-    `predictor`: an engine already open for config.model_path, scored instead of opening the file
-    (benchmarks/quality.py scores its peer network through this very path, so both get one scorer)."""
+    """Score config.model_path on the labelled data config names (see `unetkit.evaluate`). `predictor`: an
+    engine already open for it (benchmarks/quality.py scores its peer network here, so both get one scorer)."""
     source = DataSource.from_fields(config)
     if not source:
         raise UserError("no labelled data given (--data DIR, --images DIR with --masks DIR, or --pairs FILE.csv)")
@@ -80,10 +76,9 @@ def run_evaluation(config: EvaluateConfig, predictor: PredictionEngine | None = 
         shares = distributed.all_gather((rows, accumulator, measures))
         accumulator = MetricAccumulator.merged([share for _, share, _ in shares])
         place = {pair.stem: i for i, pair in enumerate(pairs)}
-        ranked = [(place[row["stem"]], row) for share, _, _ in shares for row in share]
         measures = MeasureSet.merged([share for _, _, share in shares],
                                      [place[row["stem"]] for share, _, _ in shares for row in share])
-        rows = [row for _, row in sorted(ranked, key=lambda item: item[0])]
+        rows = sorted((row for share, _, _ in shares for row in share), key=lambda row: place[row["stem"]])
     figures = measures.summary()
     intervals = measures.intervals(config.resamples, config.seed) if config.resamples else {}
     if distributed.is_main():

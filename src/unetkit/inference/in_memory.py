@@ -1,8 +1,7 @@
 """`unetkit.load_model(path)`: a model file that predicts NumPy arrays in memory (`predict`: masks
 with the stored threshold and post-processing, `probabilities`: the maps) through the same
 `Predictor` (batching, tiles, TTA) and channel rules as image files, so a mask from memory equals
-the one `unetkit predict` writes for the same pixels.
-"""
+the one `unetkit predict` writes for the same pixels."""
 
 from __future__ import annotations
 
@@ -62,11 +61,9 @@ class LoadedModel:
         return np.stack(answers) if shape == "batch" else answers
 
     def _images(self, images: np.ndarray | list[np.ndarray]) -> tuple[list[np.ndarray], str]:
-        """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped.
-
-        Three axes are one image when the last holds 1 to 4 channels (gray, gray + alpha, RGB, RGBA),
-        else a batch of (H, W) images: no photograph is 4 pixels wide.
-        """
+        """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped. Three axes
+        are one image when the last holds 1 to 4 channels, else a batch of (H, W) images: no photograph is
+        4 pixels wide."""
         channels = self.saved.config.in_channels
         if isinstance(images, (list, tuple)):
             return [self._image(np.asarray(image), channels, f"images[{i}]") for i, image in enumerate(images)], "list"

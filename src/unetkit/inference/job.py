@@ -1,22 +1,18 @@
 """A prediction job over a file or folder: which path each image takes, what is written, and
 how a killed job is finished by running it again.
 
-Images no larger than the model's tile are batched whole; larger ones are tiled in memory and
-get the same outputs (PNG mask with the stored post-processing, overlay, run-length CSV). TIFF
-and .npy inputs above `stream_pixels` are streamed: rows are read, predicted and written as
-tiled TIFF band by band, so memory follows the tile and the image width, not the image.
-
-Every output is written under a temporary name and renamed when complete. predict_args.json
-records the job (options and the model's SHA-256) before the first image; a re-run of the same
-job skips images whose outputs all exist and are newer than the image, so an interrupted folder
-is finished, not redone. Under torchrun each rank predicts its share of the images (balanced by
-pixel count) and writes their files; rank 0 writes the record and the run-length CSV for all.
-"""
+Images up to the model's tile are batched whole, larger ones tiled in memory, both with the same
+outputs; TIFF and .npy inputs above `stream_pixels` are streamed band by band into tiled TIFF, so
+memory follows the tile and the width. predict_args.json records the job (options, the model's
+SHA-256) before the first image; a re-run of the same job skips images whose outputs all exist and
+are newer than the image, so an interrupted folder is finished, not redone. Under torchrun each rank
+predicts its share (balanced by pixels); rank 0 writes the record and the run-length CSV for all."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +34,7 @@ from unetkit.inference.backends import open_predictor
 from unetkit.inference.engine import AppliedModel, PredictionEngine
 from unetkit.outputs import is_binary
 from unetkit.runtime import log, progress
-from unetkit.visualize import PALETTE, blend_overlay, label_map
+from unetkit.visualize import blend_overlay, class_colours, label_map
 
 RECORD_NAME = "predict_args.json"
 RECORD_FORMAT = "unetkit-predict"  # the tag that marks a predict_args.json as unetkit's
@@ -48,14 +44,10 @@ _RECORD_KEYS = ("model_path", "input_path", "out_dir", "status")  # what records
 def is_prediction_record(record: Any) -> bool:
     """Whether `record` (predict_args.json, parsed) was written by a unetkit prediction job: the
     format tag and the model's SHA-256, or, from before the tag, the hash and the job's fields."""
-    if not isinstance(record, dict):
+    sha = record.get("model_sha256") if isinstance(record, dict) else None
+    if not (isinstance(sha, str) and re.fullmatch("[0-9a-f]{64}", sha)):
         return False
-    sha = record.get("model_sha256")
-    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
-        return False
-    if "format" in record:
-        return record["format"] == RECORD_FORMAT
-    return all(key in record for key in _RECORD_KEYS)
+    return record["format"] == RECORD_FORMAT if "format" in record else all(key in record for key in _RECORD_KEYS)
 
 
 @dataclass
@@ -95,13 +87,11 @@ class PredictionJob:
         self.predictor = open_predictor(config.model_path, config)
         self.saved: AppliedModel = self.predictor.saved
         self.out_dir = Path(config.out_dir)
-        model = self.saved.config
-        self.binary = is_binary(model)
+        self.binary = is_binary(self.saved.config)
         self.earlier = self._earlier_record()  # read once, before this job writes its own
         self.items = [self._plan(path) for path in find_images(config.input_path, config.image_name, config.pairs)]
         self._check()
-        colours = [c.get("color") for c in self.saved.classes]
-        self.palette = np.array(colours, np.uint8) if colours and all(colours) else PALETTE[: max(model.num_classes, 2)]
+        self.palette = class_colours(self.saved.classes, self.saved.config.num_classes)
 
     def _plan(self, path: Path) -> _Item:
         height, width = image_size(path)
@@ -135,9 +125,8 @@ class PredictionJob:
                          ours=lambda _: same_csv, flag="--rle")
 
     def _earlier_record(self) -> dict[str, Any] | None:
-        """What an earlier prediction job into this folder recorded, if one did. A predict_args.json
-        that unetkit did not write (no format tag and model hash) is the user's: never read as a
-        job's record, never replaced."""
+        """What an earlier prediction job into this folder recorded, if one did. A predict_args.json unetkit
+        did not write is the user's: never read as a job's record, never replaced."""
         path = self.out_dir / RECORD_NAME
         if not path.exists() and not path.is_symlink():
             return None

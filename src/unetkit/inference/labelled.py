@@ -1,8 +1,7 @@
 """Predicting labelled images: the one path that validation, the out-of-fold scores of k-fold
 runs, the training samples, `evaluate` and the run report all take. Images go through a
 PredictionEngine exactly as `unetkit predict` sends them (batching, tiling, TTA, activation,
-decision rule), so a figure measured during training is the one `evaluate` reports.
-"""
+decision rule), so a figure measured during training is the one `evaluate` reports."""
 
 from __future__ import annotations
 
@@ -25,11 +24,6 @@ class LabelledPrediction(Generic[Key]):
     probabilities: np.ndarray  # (K, H, W) float32
     mask: np.ndarray  # (H, W) uint8 by the model's decision rule, or (K, H, W) for multi-label models
 
-    @property
-    def truth_maps(self) -> np.ndarray:
-        """The truth in the layout of `mask`: (H, W), or (K, H, W) for multi-label models."""
-        return truth_maps(self.truth)
-
 
 def truth_maps(truth: np.ndarray) -> np.ndarray:
     """A truth in the layout of the masks: (H, W) as it is, (H, W, K) labels as (K, H, W)."""
@@ -38,11 +32,8 @@ def truth_maps(truth: np.ndarray) -> np.ndarray:
 
 def predict_labelled(engine: PredictionEngine, items: Iterable[tuple[Key, np.ndarray, np.ndarray]], *,
                      postprocess: bool = True) -> Iterator[LabelledPrediction[Key]]:
-    """(key, (H, W, C) image, truth) in order -> their predictions, in the same order.
-
-    `postprocess` applies the model's stored min-area and empty-mask rules to binary masks
-    (off while those rules are being tuned).
-    """
+    """(key, (H, W, C) image, truth) in order -> their predictions, in the same order. `postprocess`: the
+    stored min-area and empty-mask rules on binary masks (off while those rules are being tuned)."""
     pairs: Iterable[tuple[tuple[Key, np.ndarray], np.ndarray]] = (((key, truth), image) for key, image, truth in items)
     for (key, truth), image, probabilities in engine.run(pairs):
         yield LabelledPrediction(key, image, truth, probabilities, engine.to_mask(probabilities, postprocess=postprocess))

@@ -1,8 +1,6 @@
 """Prediction through onnxruntime from a file written by `unetkit export --format onnx`, with no
 torch (a test blocks it): the graph holds the network and its activation, the ONNX metadata the
-rest; tiling, blending, TTA and masks come from the same engine as PyTorch prediction
-(inference/engine.py), on NumPy arrays.
-"""
+rest; tiling, blending, TTA and masks come from the same engine as PyTorch prediction, on NumPy arrays."""
 
 from __future__ import annotations
 

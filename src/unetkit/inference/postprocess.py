@@ -1,8 +1,7 @@
 """Turning binary probabilities into a mask: threshold, small-component removal, empty-mask rule,
 all three tuned on validation (training/threshold.py) and stored in the model file. The last two
 won TGS: small spurious blobs cost little IoU but a whole image's score when the truth is empty,
-so predicting "no object" when the predicted area is tiny pays off.
-"""
+so predicting "no object" when the predicted area is tiny pays off."""
 
 from __future__ import annotations
 

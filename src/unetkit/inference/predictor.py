@@ -1,6 +1,5 @@
 """Applying a saved model with PyTorch: on the GPU or CPU, channels-last, bf16 autocast where it
-pays. Batching, tiling, streaming and masks are shared with ONNX prediction (inference/engine.py).
-"""
+pays. Batching, tiling, streaming and masks are shared with ONNX prediction (inference/engine.py)."""
 
 from __future__ import annotations
 

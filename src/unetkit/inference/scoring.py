@@ -15,7 +15,7 @@ from unetkit.data.fov import read_region
 from unetkit.data.masks import ClassPalette, read_class_palette
 from unetkit.data.pairing import DataSource
 from unetkit.inference.engine import AppliedModel, PredictionEngine
-from unetkit.inference.labelled import LabelledPrediction, predict_labelled
+from unetkit.inference.labelled import LabelledPrediction, predict_labelled, truth_maps
 from unetkit.measures import MeasureSet
 from unetkit.metrics import MetricAccumulator
 
@@ -54,14 +54,13 @@ def palette_for(saved: AppliedModel, data_dir: DataSource | str | os.PathLike[st
 def add_scores(accumulator: MetricAccumulator, predicted: LabelledPrediction,
                region: np.ndarray | None = None) -> dict[str, float]:
     """Add one prediction to `accumulator`; its own iou, dice, tgs_score and coverages (inside `region`)."""
-    accumulator.update(torch.from_numpy(predicted.mask)[None], torch.from_numpy(predicted.truth_maps)[None],
+    accumulator.update(torch.from_numpy(predicted.mask)[None], torch.from_numpy(truth_maps(predicted.truth))[None],
                        None if region is None else torch.from_numpy(region)[None])
     truth, ignore_index = predicted.truth, accumulator.ignore_index
     labelled = truth > 0 if ignore_index is None else (truth > 0) & (truth != ignore_index)
     predicted_any = predicted.mask > 0
-    if region is not None:  # coverage of the region: (H, W) masks, or (K, H, W) and (H, W, K) label maps
-        labelled = labelled[region] if labelled.ndim == 2 else labelled[region, :]
-        predicted_any = predicted_any[region] if predicted_any.ndim == 2 else predicted_any[:, region]
+    if region is not None:  # coverage of the region: (H, W) masks, or (H, W, K) truths and (K, H, W) masks
+        labelled, predicted_any = labelled[region], predicted_any[..., region]
     return {"iou": accumulator.image_iou[-1], "dice": accumulator.image_dice[-1],
             "tgs_score": accumulator.image_score[-1], "true_coverage": float(labelled.mean()) if labelled.size else 0.0,
             "predicted_coverage": float(predicted_any.mean()) if predicted_any.size else 0.0}
@@ -82,6 +81,6 @@ def scored_pairs(predictor: PredictionEngine, pairs: list[Pair], accumulator: Me
         row: dict[str, float | str] = {"stem": predicted.key.stem} | add_scores(accumulator, predicted, region)
         if measures is not None:
             spacing = spacings[predicted.key.stem] if spacings else None
-            own = measures.add(predicted.mask, predicted.truth_maps, predicted.probabilities, region, spacing)
+            own = measures.add(predicted.mask, truth_maps(predicted.truth), predicted.probabilities, region, spacing)
             row |= {name: value for name, value in own.items() if name not in row and name != "tgs_map"}
         yield Scored(predicted.key, predicted.image, predicted.truth, predicted.mask, row, region)

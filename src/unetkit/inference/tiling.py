@@ -2,16 +2,14 @@
 handed on as finished bands of rows.
 
 Written here rather than taken from MONAI (`sliding_window_inference`) or nnU-Net because both
-hold a float output and a weight map as large as the whole image; a 20000 x 20000 slide then
-needs 3 GB before the network runs. Here only the rows that a tile not yet run can still touch
-stay open, so memory depends on the tile, the batch and the image width, never its height,
-and the same engine serves in-memory images, memory-mapped arrays and tiled TIFFs. The grid and
-the weights follow the convention MONAI and nnU-Net share, so results agree with theirs: step
-int(tile * (1 - overlap)), the last tile flush with the border, Gaussian weights with sigma =
-tile / 8 clamped below at 1e-3 of the peak (no pixel gets zero weight).
+hold a float output and a weight map as large as the whole image (3 GB for a 20000 x 20000 slide);
+here only the rows a tile not yet run can still touch stay open, so memory follows the tile, the
+batch and the image width, never its height. The grid and the weights follow MONAI's and nnU-Net's
+convention, so results agree with theirs: step int(tile * (1 - overlap)), the last tile flush with
+the border, Gaussian weights with sigma = tile / 8 clamped below at 1e-3 of the peak.
 
-Arrays are whatever the network returns: torch tensors (blended on the network's device) or
-NumPy arrays (ONNX prediction, which never imports torch); the small helpers at the end differ.
+Arrays are torch tensors (blended on the network's device) or NumPy arrays (ONNX prediction, which
+never imports torch); the small helpers at the end differ.
 """
 
 from __future__ import annotations
@@ -87,15 +85,12 @@ def blended_rows(read_rows: ReadRows, grid: TileGrid, predict: PredictTiles, num
                  on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (y0, probabilities (K, rows, W) float32 NumPy) for consecutive finished bands.
 
-    `read_rows` returns network-ready rows (C, rows, W): standardised once per tile row, and cut
-    into tiles by copying into one batch buffer that every batch reuses. `weights`: the tile's
-    importance map (`importance_map`), as the same kind of array `predict` returns, on the same
-    device. Tiles run in row-major batches (a batch may span tile rows); each is added into the
-    open rows in place (one fused multiply-add per tile). After each batch, the rows above the
-    first tile not yet run are final: they are divided by their weight sum, yielded and dropped.
-    The weight sum is not accumulated tile by tile: every tile row has the same columns, so one
-    row of weights summed over the columns (th, W) serves all of them.
-    """
+    `read_rows` gives network-ready rows (C, rows, W), standardised once per tile row; `weights` is the
+    tile's importance map, the kind of array `predict` returns, on its device. Tiles run in row-major
+    batches through one reused buffer and are added into the open rows in place (one fused multiply-add
+    per tile); after each batch the rows above the first tile not yet run are final: divided by their
+    weight sum, yielded and dropped. Every tile row has the same columns, so one row of weights summed
+    over the columns (th, W) serves all of them."""
     th, tw, width = grid.tile_h, grid.tile_w, grid.width
     tiles = [(y, x) for y in grid.ys for x in grid.xs]
     batches = [(start, min(start + batch_size, len(tiles))) for start in range(0, len(tiles), batch_size)]

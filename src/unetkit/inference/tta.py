@@ -1,15 +1,11 @@
-"""Test-time augmentation: run the network on flipped/rotated copies and average the
-probabilities after undoing each transform (exact: flips and 90-degree rotations only move pixels).
-
-"hflip" is the identity and the left-right mirror, for images with a fixed up and down (seismic
-sections like TGS, street scenes). "flips" is the identity and the three mirrorings (nnU-Net's
-2-D mirroring); "d4" adds the four transposed variants, all eight symmetries of the square. The
-transforms take torch tensors or NumPy arrays (ONNX prediction): no torch import here.
+"""Test-time augmentation: the probabilities of flipped/rotated copies averaged after undoing each
+transform (exact: flips and 90-degree rotations only move pixels). "hflip" adds the left-right mirror,
+for images with a fixed up and down (TGS, street scenes); "flips" the three mirrorings (nnU-Net's 2-D
+mirroring); "d4" all eight symmetries of the square. Arrays are torch tensors or NumPy (ONNX prediction).
 
 A view the training augmentation never drew is not a free vote: on TGS, whose augmentation flips
 left-right only, "flips" scored well below "hflip" (benchmarks/RESULTS.md, `benchmarks/quality.py
---tta`). `unseen_views` counts such views, so prediction can say so.
-"""
+--tta`); `unseen_views` counts such views, so prediction can say so."""
 
 from __future__ import annotations
 

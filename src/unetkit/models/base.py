@@ -1,11 +1,9 @@
-"""What every architecture is to the rest of unetkit: a `SegmentationNet`.
+"""What every architecture is to the rest of unetkit: a `SegmentationNet`, (B, in_channels, H, W) of
+any H, W -> logits (B, num_classes, H, W).
 
-A net maps (B, in_channels, H, W) images of any H, W to logits (B, num_classes, H, W). Each
-architecture only writes `logits` for inputs whose sides are multiples of its `multiple`
-(the product of its down-sampling strides); the padding to that multiple, and the crop of the
-logits back to the input's size, is written once here, so every architecture, the ensemble,
-the tiler and the ONNX export treat sizes alike. The configuration is the architecture as
-data: a model file stores it and `build_model` rebuilds the net from it.
+An architecture only writes `logits` for sides that are multiples of its `multiple`; the padding to
+it and the crop back are written once here, so architectures, the ensemble, the tiler and the ONNX
+export treat sizes alike. The config is the architecture as data: `build_model` rebuilds the net from it.
 """
 
 from __future__ import annotations
@@ -22,10 +20,8 @@ from unetkit.config import ModelConfig
 
 
 class SegmentationNet(nn.Module):
-    """Base of every architecture: (B, C, H, W) of any H, W -> logits (B, K, H, W).
-
-    Subclasses set `self.config` and implement `multiple` and `logits`.
-    """
+    """Base of every architecture: (B, C, H, W) of any H, W -> logits (B, K, H, W). Subclasses set
+    `self.config` and implement `multiple` and `logits`."""
 
     config: ModelConfig
     # The ModelConfig fields this architecture reads besides the common ones (registry.COMMON_OPTIONS);
@@ -48,10 +44,8 @@ class SegmentationNet(nn.Module):
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """Pad (B, C, H, W) symmetrically to multiples of `multiple`; return it and the crop back to (H, W).
-
-    Reflection keeps image statistics at the border (zeros would look like an edge); an
-    image too small to reflect (e.g. 1xN) falls back to replicating its border.
-    """
+    Reflection keeps image statistics at the border (zeros would look like an edge); an image too
+    small to reflect (e.g. 1xN) replicates its border."""
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
     top, left = pad_h // 2, pad_w // 2

@@ -1,10 +1,7 @@
-"""The networks' building blocks.
-
-DoubleConv, Down and Up each mirror one stanza of the Keras TGS kernel (`build_model`), so the
-assembly in `unet.py` reads like the original listing. ConvBnReLU, SCSE and DecoderBlock make the
-encoder U-Net's decoder (`encoder_unet.py`) after the TGS winners' and smp's instead: batch norm
-always, nearest upsampling, no dropout.
-"""
+"""The networks' building blocks. DoubleConv, Down and Up each mirror one stanza of the Keras TGS
+kernel (`build_model`), so `unet.py` reads like the original listing; ConvBnReLU, SCSE and DecoderBlock
+make the encoder U-Net's decoder after the TGS winners' and smp's: batch norm always, nearest
+upsampling, no dropout."""
 
 from __future__ import annotations
 
@@ -36,12 +33,9 @@ class Down(nn.Sequential):
 
 
 class Up(nn.Module):
-    """Upsample x2, concatenate the skip, dropout, double conv.
-
-    (B, Cin, H, W) + skip (B, Cout, 2H, 2W) -> (B, Cout, 2H, 2W). "transpose" is the
-    kernel's 3x3 stride-2 transposed convolution (Keras padding="same"); "bilinear" is
-    interpolation followed by a 3x3 convolution, which avoids checkerboard artefacts.
-    """
+    """Upsample x2, concatenate the skip, dropout, double conv: (B, Cin, H, W) + skip (B, Cout, 2H, 2W)
+    -> (B, Cout, 2H, 2W). "transpose" is the kernel's 3x3 stride-2 transposed convolution (Keras
+    padding="same"); "bilinear", interpolation then a 3x3 convolution, avoids checkerboard artefacts."""
 
     def __init__(self, in_channels: int, out_channels: int, *, dropout: float, batch_norm: bool, mode: str) -> None:
         super().__init__()
@@ -70,11 +64,9 @@ class ConvBnReLU(nn.Sequential):
 
 
 class SCSE(nn.Module):
-    """Concurrent spatial and channel squeeze & excitation (Roy et al. 2018): (B, C, H, W) -> (B, C, H, W).
-
-    x * channel_gate(x) + x * spatial_gate(x): the channel gate is a bottleneck MLP (C -> C/16 -> C)
-    on the global average, the spatial gate a 1x1 convolution to one map; both sigmoids.
-    """
+    """Concurrent spatial and channel squeeze & excitation (Roy et al. 2018): (B, C, H, W) -> (B, C, H, W),
+    x * channel_gate(x) + x * spatial_gate(x): a bottleneck MLP (C -> C/16 -> C) on the global average,
+    and a 1x1 convolution to one map; both sigmoids."""
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
@@ -88,12 +80,10 @@ class SCSE(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """Upsample by `scale` (nearest), concatenate the skip, two ConvBnReLU, then scSE if asked.
-
-    (B, Cin, H, W) + skip (B, Cskip, sH, sW) -> (B, Cout, sH, sW). `skip_channels=0`: no skip
-    (the steps below the encoder's first feature map, e.g. stride 2 -> 1 for a ResNet).
-    Nearest upsampling is smp's choice: the convolutions after it smooth, and it costs nothing.
-    """
+    """Upsample by `scale` (nearest), concatenate the skip, two ConvBnReLU, then scSE if asked:
+    (B, Cin, H, W) + skip (B, Cskip, sH, sW) -> (B, Cout, sH, sW); `skip_channels=0` below the encoder's
+    first map (e.g. stride 2 -> 1 for a ResNet). Nearest is smp's choice: the convolutions after it
+    smooth, and it costs nothing."""
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int, *, scale: int, scse: bool) -> None:
         super().__init__()

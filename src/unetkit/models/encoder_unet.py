@@ -1,26 +1,17 @@
 """The encoder U-Net (arch "unet"): a timm encoder, our decoder, the TGS winners' options.
 
-Encoder: `timm.create_model(model.encoder, features_only=True)`, e.g. a ResNet34's maps at strides
-2..32. Decoder: one `DecoderBlock` per encoder level below the deepest, each upsampling to the next
-shallower map and concatenating it, then blocks without a skip down to stride 1 (one for a ResNet,
-two for a ConvNeXt, whose first map is at stride 4). The block ending at stride s has
-`model.start_neurons * s` channels: with the default 16, smp's decoder widths (256 ... 16), and the
-seed U-Net's meaning ("filters at the first level, doubled every level down"). Options:
-- attention "scse": concurrent spatial & channel squeeze-excitation after every decoder block;
-- hypercolumn: every decoder block's output upsampled (bilinear) to full size and concatenated,
-  finest first, before the head;
-- deep_supervision: a 1x1 logits head on every decoder block but the last, returned by
-  `training_outputs` upsampled to the input's size;
-- classification_head: global average of the deepest encoder map -> linear -> one logit per class
-  ("is there anything in this image?"). With `image_gate` (on by default) its probability gates what
-  `forward` predicts (`gate_logits`): an image (or tile) the head calls empty predicts empty, and the
-  decision rule is tuned on the gated maps. Training reads the ungated logits and the image logit apart.
-The head is a 1x1 convolution (smp's is 3x3). No dropout (`model.dropout` is the seed's): the
-winners' decoders had none, and batch norm regularises.
+Decoder: one `DecoderBlock` per encoder level below the deepest, then blocks without a skip down to
+stride 1 (one for a ResNet, two for a ConvNeXt, whose first map is at stride 4). The block ending at
+stride s has `model.start_neurons * s` channels: with the default 16, smp's decoder widths (256 ... 16),
+and the seed U-Net's meaning ("filters at the first level, doubled every level down"). Options: scSE
+attention, hypercolumn (every block's output upsampled and concatenated, finest first, before the head),
+deep supervision (a 1x1 head on every block but the last, read by `training_outputs`), and a
+classification head ("is there anything in this image?") whose probability, with `image_gate`, gates
+what `forward` predicts (`gate_logits`). The head is 1x1 (smp's is 3x3). No dropout: the winners'
+decoders had none, and batch norm regularises.
 
-`forward` (inherited) returns the gated segmentation logits only, so tiling, TTA, ensembles and ONNX
-treat this net like the seed; the gate lives in the logits rather than in a second output so that
-every path that averages, stitches or exports per-pixel maps carries it without knowing of it.
+The gate lives in the logits rather than in a second output so that every path that averages,
+stitches or exports per-pixel maps (tiling, TTA, ensembles, ONNX) carries it without knowing of it.
 """
 
 from __future__ import annotations
@@ -137,13 +128,10 @@ class EncoderUNet(SegmentationNet):
 
 def gate_logits(logits: torch.Tensor, image_logits: torch.Tensor, *, exclusive: bool) -> torch.Tensor:
     """Pixel logits (B, K, H, W) gated by image logits (B, K): the logits whose probabilities are the
-    pixel's times the image's.
-
-    Sigmoid outputs: logit(sigmoid(a) * sigmoid(c)), from softplus alone so that it is exact for any
+    pixel's times the image's. Sigmoid outputs: logit(sigmoid(a) * sigmoid(c)), from softplus alone so that it is exact for any
     a, c (a confident head leaves `a`; one sure of "nothing here" drives every pixel below any
     threshold) and exports to ONNX as it stands. Softmax outputs: every foreground class k >= 1 gets
-    log sigmoid(c_k) added before the softmax, so an absent class gives its pixels to the others.
-    """
+    log sigmoid(c_k) added before the softmax, so an absent class gives its pixels to the others."""
     c = image_logits[:, :, None, None]
     if exclusive:
         return torch.cat([logits[:, :1], logits[:, 1:] - F.softplus(-c[:, 1:])], dim=1)

@@ -1,8 +1,6 @@
-"""Several trained networks of one architecture acting as one (k-fold ensembles, snapshots).
-
-Members' probabilities are averaged and returned as logits again (outputs.py), so everything
-downstream (thresholds, argmax, TTA, the ONNX export) treats an ensemble like one network.
-"""
+"""Several trained networks of one architecture acting as one (k-fold ensembles, snapshots). Members'
+probabilities are averaged and returned as logits again (outputs.py), so everything downstream
+(thresholds, argmax, TTA, the ONNX export) treats an ensemble like one network."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Architectures and model presets, created by name (after timm's registry, without import side effects).
 
-`ARCHITECTURES` maps `model.arch` to the class that builds it from a ModelConfig; a new
-architecture is one new file in models/ and one line here. `PRESETS` are named ModelConfigs
-(the `--preset` flag). `build_model` is the one constructor every caller uses.
+A new architecture is one new file in models/ and one line in `ARCHITECTURES`; `PRESETS` are named
+ModelConfigs (`--preset`); `build_model` is the one constructor every caller uses.
 """
 
 from __future__ import annotations
@@ -38,13 +37,10 @@ FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
 def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
-    """Refuse an unknown `model.arch`, or options its architecture does not take, with one line;
-    an architecture checks its own options' values in an optional `check_config(config)`.
-
-    ModelConfig is the stored, flat form of every architecture's options, so a foreign field is
-    recognised by a value other than ModelConfig's default, or by its name in `given` (the fields
-    a user named: keywords, a YAML file's model section, --set).
-    """
+    """Refuse an unknown `model.arch`, or options its architecture does not take, with one line; an
+    architecture checks its own options' values in an optional `check_config(config)`. ModelConfig is
+    the flat form of every architecture's options, so a foreign field is recognised by a value other
+    than the default, or by its name in `given` (the fields a user named: keywords, YAML, --set)."""
     if config.arch not in ARCHITECTURES:
         raise UserError(f"config field 'model.arch': unknown architecture '{config.arch}' "
                         f"(known: {', '.join(ARCHITECTURES)})")
@@ -60,13 +56,10 @@ def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
 
 
 def build_model(config: ModelConfig, *, pretrained: bool = True) -> SegmentationNet:
-    """A fresh network of the architecture `config` describes, randomly initialised except for the
-    encoder weights `config.pretrained` names.
-
-    pretrained=False skips those (no download, no file read) for callers that load a state dict
-    right after: model files and checkpoints carry every weight, and must load offline and without
-    the original weights file. The net still records `config` as given.
-    """
+    """A fresh network of the architecture `config` describes, random but for the encoder weights
+    `config.pretrained` names. pretrained=False skips those (no download, no file read) for callers that
+    load a state dict right after: model files and checkpoints carry every weight and must load offline;
+    the net still records `config` as given."""
     check_arch(config)
     if pretrained or config.pretrained == "none":
         return ARCHITECTURES[config.arch](config)

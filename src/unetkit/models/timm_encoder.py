@@ -1,15 +1,12 @@
 """The one place that imports timm: encoders by name, with their weights and input statistics.
 
-Why a torchvision stand-in: timm imports torchvision at import time (`FrozenBatchNorm2d` from
-`torchvision.ops.misc` in `timm.layers` and `timm.utils`; datasets, transforms and `InterpolationMode`
-in `timm.data`, which every timm model file imports for the ImageNet constants). We use none of timm's
-data pipeline, and a torchvision wheel only loads beside the exact torch build it was compiled for
-(else "operator torchvision::nms does not exist"), so unetkit installs timm without torchvision. When
-torchvision does not import, `import_timm` puts stand-in modules in `sys.modules` for the duration of
-`import timm` only, so no other library is told that torchvision exists: a faithful `FrozenBatchNorm2d`
-(timm freezes batch norm with it, so it must work) and the names timm's data modules bind, whose
-classes raise ImportError when built, so timm's data pipeline says plainly that it needs torchvision.
-A working torchvision is always preferred: then nothing here is used.
+Why a torchvision stand-in: timm imports torchvision at import time (`FrozenBatchNorm2d` in
+`timm.layers`; datasets, transforms and `InterpolationMode` in `timm.data`, which every timm model
+file imports). We use none of timm's data pipeline, and a torchvision wheel only loads beside the
+exact torch build it was compiled for, so unetkit installs timm without torchvision. When torchvision
+does not import, `import_timm` puts stand-ins in `sys.modules` for the duration of `import timm` only:
+a faithful `FrozenBatchNorm2d` (timm freezes batch norm with it) and the names timm's data modules
+bind, whose classes raise ImportError when built. A working torchvision is always preferred.
 """
 
 from __future__ import annotations
@@ -32,11 +29,8 @@ from unetkit.errors import UserError
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """Batch norm with fixed statistics and affine parameters (torchvision.ops.misc's, line for line).
-
-    (B, C, H, W) -> (B, C, H, W): x * weight / sqrt(running_var + eps) + bias - running_mean * scale.
-    All four are buffers, so nothing trains and the state dict matches torchvision's.
-    """
+    """Batch norm with fixed statistics and affine parameters (torchvision.ops.misc's, line for line):
+    (B, C, H, W) -> (B, C, H, W). All four are buffers, so nothing trains and the state dict matches."""
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -127,11 +121,8 @@ def import_timm() -> types.ModuleType:
 
 
 def create_encoder(config: ModelConfig) -> nn.Module:
-    """The timm model `config.encoder` with features_only=True, weights as `config.pretrained` says.
-
-    Called as encoder(x) on (B, in_channels, H, W) it returns one feature map per level,
-    (B, C_i, H / r_i, W / r_i); `encoder.feature_info.channels()` and `.reduction()` give C_i and r_i.
-    """
+    """The timm model `config.encoder` with features_only=True, weights as `config.pretrained` says:
+    (B, in_channels, H, W) -> one map per level, (B, C_i, H / r_i, W / r_i) (`feature_info` gives C_i, r_i)."""
     timm = import_timm()
     if not timm.is_model(config.encoder):
         close = difflib.get_close_matches(config.encoder, timm.list_models(), n=3)
@@ -187,11 +178,8 @@ def _from_file(timm: types.ModuleType, name: str, path: Path, **kwargs: Any) -> 
 
 def encoder_mean_std(encoder: nn.Module, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std (pixels scaled to [0, 1]) that the encoder's pretrained weights expect.
-
-    timm fits pretrained RGB weights to other channel counts (`adapt_input_conv`): one channel gets
-    the sum of the three filters, so it is normalised with the RGB average; n channels reuse the
-    RGB filters cyclically (channel i takes channel i % 3), and so do their statistics.
-    """
+    timm fits RGB weights to other channel counts (`adapt_input_conv`): one channel gets the sum of the
+    three filters, hence the RGB average; n channels reuse them cyclically (i % 3), and so do the statistics."""
     cfg = getattr(encoder, "pretrained_cfg", None) or {}
     mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))  # ImageNet's, timm's default
     std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))

@@ -1,9 +1,7 @@
 """The U-Net, assembled from `blocks.py` after the Keras TGS kernel's `build_model` (arch "seed_unet").
 
-With the default (preset "seed": start_neurons=16, one input channel, one class) it has
-exactly 2,158,417 parameters, like the Keras model. `forward` returns logits: the sigmoid
-or softmax belongs to inference (outputs.py), so losses can use their numerically stable forms.
-"""
+With the default (preset "seed") it has exactly 2,158,417 parameters, like the Keras model. `forward`
+returns logits: sigmoid or softmax belong to inference (outputs.py), so losses can use their stable forms."""
 
 from __future__ import annotations
 

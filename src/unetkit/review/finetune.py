@@ -1,11 +1,8 @@
-"""The page's "train on corrections": a time-budgeted fine-tune on LABELS in a background thread,
-then the images predicted and ranked again with the new model.
-
-It is `train --data LABELS --init MODEL --time-budget M --out LABELS/runs/finetune-<time>`,
-resolved by the same code as the command (training/recipes.py, training/init.py). A thread keeps
-the model, the cache and the page in one process; PyTorch releases the interpreter during its
-kernels, so the page stays usable while it trains. One fine-tune runs at a time.
-"""
+"""The page's "train on corrections": `train --data LABELS --init MODEL --time-budget M --out
+LABELS/runs/finetune-<time>`, resolved by the same code as the command, in a background thread, then
+the images predicted and ranked again with the new model. A thread keeps the model, the cache and the
+page in one process; PyTorch releases the interpreter during its kernels, so the page stays usable
+while it trains. One fine-tune runs at a time."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """The pictures the editor draws: an image reduced by a factor, or one region of it, as 8-bit PNG.
 
-A large image is never sent whole to a page that shows it zoomed out: the page asks for a reduced
-copy (its longer side about the screen's) and, zoomed in, for the tiles in view. Decoding a large
-file costs far more than cutting it, so the display copies of the last few images opened stay in
-memory (a gray image is kept and sent as one channel, a third of the bytes of RGB).
-"""
+A page that shows a large image zoomed out asks for a reduced copy (its longer side about the
+screen's), zoomed in for the tiles in view. Decoding costs far more than cutting, so the display
+copies of the last few images stay in memory (a gray one as one channel, a third of RGB's bytes)."""
 
 from __future__ import annotations
 

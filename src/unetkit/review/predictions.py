@@ -1,11 +1,9 @@
 """The model's masks, doubt scores and thumbnails for every image of a review, computed once and cached.
 
-The cache lives in LABELS/predictions/<key>/, where the key hashes the model file's bytes and the
-inference options: a fine-tuned model or other options get a folder of their own, and starting
-`review` again with the same model reads index.json instead of predicting (an image whose file
-changed since is predicted again). Each image gets its mask in the format `train` reads (binary:
-0/255; classes: their indices) and a small overlay thumbnail; index.json keeps the scores. The
-index is rewritten every few hundred images, so an interrupted first start resumes, not restarts.
+The cache is LABELS/predictions/<key>/, the key a hash of the model file's bytes and the inference
+options: another model or other options get a folder of their own, and a restart with the same model
+reads index.json instead of predicting (images changed since are predicted again). index.json is
+rewritten every INDEX_EVERY images, so an interrupted first start resumes, not restarts.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """The review order: how doubtful the model is about an image, and how far its mask is from a given one.
 
-The doubt score is the share of an image's pixels on which the model hesitates: the two most
-probable classes lie within 0.6 of each other, which for a binary model means a foreground
-probability between 0.2 and 0.8. It is chosen over the alternatives because it
-- needs the one prediction the page shows anyway (TTA disagreement would cost 2-8 more passes,
-  and is zero for a model predicted without TTA);
-- reads as a plain fact ("12% of the pixels are doubtful") that a labeller can check on the overlay;
-- grows both with a wavering boundary and with whole regions the model cannot decide, which are
-  the masks worth correcting first; a confident mistake scores low, which is why the list also
-  shows the IoU against an existing mask where one is given.
-Mean entropy ranks nearly alike but counts the near-certain pixels of every image a little.
+The doubt score is the share of pixels whose two most probable classes lie within 0.6 of each other
+(binary: a probability between 0.2 and 0.8). It needs only the one prediction the page shows (TTA
+disagreement would cost 2-8 more passes), reads as a fact a labeller can check on the overlay, and
+grows both with a wavering boundary and with whole regions the model cannot decide: the masks worth
+correcting first. A confident mistake scores low, hence the IoU against a given mask beside it. Mean
+entropy ranks nearly alike but counts the near-certain pixels of every image a little.
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
-"""The review's HTTP interface (Starlette on uvicorn): the page, its static files and the JSON/PNG API.
-
-    GET  /api/items                    review order: [{"id", "score", "iou", "reviewed", "width", "height"}]
-    GET  /api/items/{id}/image         the image as PNG (8-bit for display); ?reduce=N or ?region=x,y,w,h
-    GET  /api/items/{id}/prediction    the model's mask as PNG (binary 0/255; classes: gray indices)
-    GET  /api/items/{id}/mask          the mask the editor starts from (reviewed, else --masks), 404 if none
-    GET  /api/items/{id}/thumbnail     a small overlay for the list
-    PUT  /api/items/{id}/mask          a PNG body -> saved; answers {"path": "masks/ID.png"} (relative to --out)
-    GET  /api/info, GET|POST /api/train  classes and colours; the fine-tune's state, or start one
-
-Every request carries the token (`?token=` or `Authorization: Bearer`), else 403. An id that
-was not an image at start is 404, and one that tries to leave its folder is logged as well.
+"""The review's HTTP interface (Starlette on uvicorn): the page, its static files and the JSON/PNG API
+(the requests and their answers: docs/review.md). Every request carries the token (`?token=` or
+`Authorization: Bearer`), else 403. An id that was not an image at start is 404, and one that tries
+to leave its folder is logged as well.
 """
 
 from __future__ import annotations

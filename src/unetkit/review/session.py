@@ -1,9 +1,8 @@
 """One review: the images, the model and its cached predictions, the label store; no HTTP here.
 
-Ids are the image files' stems. Every request names an id, and only ids found when the review
-started resolve to a file: a path is never built from what a request sent, so nothing outside
-the images, masks and output folders can be read or written (server.py logs what does not resolve).
-"""
+Ids are the image files' stems, and only ids found when the review started resolve to a file: a path
+is never built from what a request sent, so nothing outside the images, masks and output folders can
+be read or written (server.py logs what does not resolve)."""
 
 from __future__ import annotations
 

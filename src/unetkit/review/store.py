@@ -1,11 +1,9 @@
 """What a review writes under LABELS, and nothing it may lose: masks, their earlier versions, a journal.
 
-LABELS/masks/ID.png is the mask in the format `train` reads (binary: 0/255 gray; classes: a palette
-PNG of class indices), written under a temporary name and renamed. Before a mask is replaced, the
-version on disk is copied to LABELS/history/ID/<time>.png. LABELS/images/ holds a copy of each
-reviewed image (none when --images is LABELS/images itself), so `train --data LABELS` finds the
-pairs. LABELS/review.jsonl gets one line per save (image, time, seconds spent, pixels changed),
-appended and flushed to disk before the save answers; a later start reads it to resume.
+LABELS/masks/ID.png is the mask in the format `train` reads, written atomically; the version it
+replaces goes to LABELS/history/ID/<time>.png. LABELS/images/ holds a copy of each reviewed image (none
+when --images is LABELS/images), so `train --data LABELS` finds the pairs. LABELS/review.jsonl gets a
+line per save, flushed to disk before the save answers; a later start reads it to resume.
 """
 
 from __future__ import annotations
