@@ -185,11 +185,11 @@ class DataConfig:
         _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
         _require(1 <= self.crop <= self.pad_to, "data.crop", f"{self.crop} must lie in 1..data.pad_to ({self.pad_to})")
         _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "data.ignore_index", "must lie in 0..255")
-        _require(self.patch_size is None or (isinstance(self.patch_size, int) and 0 <= self.patch_size <= 8192),
+        _require(self.patch_size is None or 0 <= self.patch_size <= 8192,
                  "data.patch_size", f"{self.patch_size!r} must be 0 (whole images) or a side in 1..8192")
         _require(self.foreground_share is None or 0.0 <= self.foreground_share <= 1.0, "data.foreground_share",
                  f"{self.foreground_share!r} must lie in [0, 1]")
-        _require(isinstance(self.patches_per_epoch, int) and self.patches_per_epoch >= 0, "data.patches_per_epoch",
+        _require(self.patches_per_epoch >= 0, "data.patches_per_epoch",
                  f"{self.patches_per_epoch!r} must be an integer >= 0")
 
 
@@ -429,8 +429,6 @@ class EvaluateConfig(InferenceOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.resamples >= 0, "resamples", f"{self.resamples} must be >= 0")
-        _require(isinstance(self.spacing, str), "spacing", f"{self.spacing!r} must be text: 'DY,DXUNIT' "
-                 "(e.g. '0.5,0.5mm') or 'px'")
         _check_choice("track", self.track, TRACKERS)
         _require(not self.run_id or self.track == "mlflow", "run_id", "needs track mlflow (--track mlflow)")
 

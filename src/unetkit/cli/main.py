@@ -7,6 +7,7 @@ other exception is a bug and keeps its traceback (exit 1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -242,13 +243,10 @@ def _overwrite_flag(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _megapixels(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:  # 0: stream every TIFF and .npy input
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of megapixels >= 0")
-    return value
+    with contextlib.suppress(ValueError):
+        if math.isfinite(value := float(text)) and value >= 0:  # 0: stream every TIFF and .npy input
+            return value
+    raise argparse.ArgumentTypeError(f"{text!r} must be a number of megapixels >= 0")
 
 
 def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
@@ -307,14 +305,11 @@ class _TrainHelp(argparse.RawDescriptionHelpFormatter):
 
 
 def _flat(layer: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in layer.items():
-        out += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
-    return out
+    return [pair for key, value in layer.items()
+            for pair in (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)])]
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The `unetkit` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="unetkit", description="U-Net semantic segmentation: train, evaluate, predict.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     commands = parser.add_subparsers(dest="command", required=True)
