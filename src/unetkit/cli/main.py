@@ -72,16 +72,15 @@ def _assignment(assignment: str) -> tuple[str, Any]:
 
 def _config_fields_help() -> str:
     """Every config field with its default and its help (the field's metadata), by section."""
+    defaults = config.TrainConfig()
+    sections = [("", defaults)] + [(f"{name}.", value) for name, value in vars(defaults).items()
+                                   if dataclasses.is_dataclass(value)]
     lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
-    sections = [(f"{spec.name}.", spec.default_factory) for spec in dataclasses.fields(config.TrainConfig)
-                if dataclasses.is_dataclass(spec.default_factory)]
-    for prefix, cls in [("", config.TrainConfig), *sections]:
-        for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if dataclasses.is_dataclass(spec.default_factory):  # a section: listed under its own prefix
-                continue
-            default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default  # type: ignore[misc]
-            text = spec.metadata.get("help", "")
-            lines.append(f"  {prefix}{spec.name} = {json.dumps(default)}" + (f"  ({text})" if text else ""))
+    for prefix, section in sections:
+        for spec in dataclasses.fields(section):
+            value, text = getattr(section, spec.name), spec.metadata.get("help")
+            if not dataclasses.is_dataclass(value):  # a section: listed under its own prefix
+                lines.append(f"  {prefix}{spec.name} = {json.dumps(value)}" + (f"  ({text})" if text else ""))
     return "\n".join(lines)
 
 
