@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 import unetkit
-from unetkit.api import demo
-from unetkit.cli.main import build_train_config, main, make_parser
+from unetkit.api import demo, train_config
+from unetkit.cli.main import main, make_parser, train_fields
 from unetkit.config import TrainConfig
 from unetkit.data.io import read_array
 from unetkit.data.synthetic import generate_synthetic
@@ -43,7 +43,8 @@ def test_demo_writes_every_promised_file(tmp_path: Path) -> None:
 # --- Two doors, one house: the Python API resolves, refuses and predicts as the CLI does ------------
 
 def _cli_config(*argv: str) -> TrainConfig:
-    return build_train_config(make_parser().parse_args(["train", *argv]))
+    args = make_parser().parse_args(["train", *argv])
+    return train_config(config=args.config, **train_fields(args))  # what `unetkit train` trains
 
 
 @pytest.fixture(scope="module")

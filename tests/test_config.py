@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unetkit.cli.main import build_train_config, make_parser
+from unetkit.api import train_config
+from unetkit.cli.main import make_parser, train_fields
 from unetkit.config import DataConfig, TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.errors import UserError
 from unetkit.training.recipes import DEFAULT_BUDGET_MIN
@@ -13,6 +14,11 @@ from unetkit.training.recipes import DEFAULT_BUDGET_MIN
 
 def parse(*argv: str):
     return make_parser().parse_args(["train", "--out", "run", *argv])
+
+
+def build_train_config(args) -> TrainConfig:
+    """The config `unetkit train` with these flags trains."""
+    return train_config(config=args.config, **train_fields(args))
 
 
 def test_flags_override_yaml_which_overrides_the_preset(tmp_path: Path) -> None:

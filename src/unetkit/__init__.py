@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from unetkit.models.unet import UNet
     from unetkit.training import losses
 
-_API = ("evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train", "train_config")
-_HOMES = {"UNet": "unetkit.models.unet", "build_model": "unetkit.models.registry",
-          "create_model": "unetkit.models.registry", **dict.fromkeys(_API, "unetkit.api"),
-          "read_rle_csv": "unetkit.data.rle", "rle_decode": "unetkit.data.rle", "rle_encode": "unetkit.data.rle"}
+_HOMES = {"UNet": "unetkit.models.unet", "build_model": "unetkit.models.registry", "create_model": "unetkit.models.registry",
+          **dict.fromkeys(("evaluate", "export", "load_model", "plan", "predict", "report", "resume", "synth", "train",
+                           "train_config"), "unetkit.api"),
+          **dict.fromkeys(("read_rle_csv", "rle_decode", "rle_encode"), "unetkit.data.rle")}
 _MODULES = {"losses": "unetkit.training.losses", "metrics": "unetkit.metrics"}
 
 __all__ = ["UNet", "build_model", "create_model", "evaluate", "export", "load_model", "losses", "metrics", "plan",

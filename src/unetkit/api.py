@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from unetkit import distributed
-from unetkit.config import EvaluateConfig, ExportConfig, ImportConfig, PredictConfig, ReviewConfig, TrainConfig
+from unetkit.config import DataConfig, EvaluateConfig, ExportConfig, ImportConfig, PredictConfig, ReviewConfig, TrainConfig
 from unetkit.errors import UserError
-from unetkit.fileio import make_dir, write_text
+from unetkit.fileio import write_text
 from unetkit.inference.job import PredictionJob, PredictResult
 from unetkit.runtime import log
 
@@ -241,7 +241,6 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
         shutil.rmtree(root)
     elif root.exists() and any(root.iterdir()):
         raise UserError(f"{root}: folder exists and is not an earlier demo; choose another --out")
-    make_dir(root)
     write_text(root / DEMO_MARKER, "written by unetkit demo; the next demo replaces this folder\n")
     log.info("generating the synthetic data set (%d training, %d held-out images)", n_train, n_test)
     train_dir = synth(root / "data" / "train", n_train, seed=seed)
@@ -249,7 +248,7 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     # Batch 8 instead of the seed's 32: on 2 CPU cores it is faster per image and takes 4x more steps
     # in the demo's few minutes; the network is the seed's, unchanged.
     config = TrainConfig(out_dir=str(root), epochs=epochs, time_budget_min=time_budget_min, seed=seed,
-                         batch_size=batch_size, data=dataclasses.replace(TrainConfig().data, data_dir=str(train_dir)))
+                         batch_size=batch_size, data=DataConfig(data_dir=str(train_dir)))
     log.info("demo: training the seed U-Net, the TGS kernel's model and recipe (on your own data `unetkit train` "
              "uses --recipe best unless told otherwise)")
     result = train(config)
@@ -269,10 +268,9 @@ def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
     from unetkit.visualize import overlay_sheet
 
     pairs = find_pairs(test_dir)[:count]
-    loaded = [load_pair(pair, 1, 1) for pair in pairs]
+    images, truths = zip(*(load_pair(pair, 1, 1) for pair in pairs))
     preds = [(read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8) for pair in pairs]
-    overlay_sheet([image for image, _ in loaded], [truth for _, truth in loaded], preds, [p.stem for p in pairs],
-                  root / "overlays.png")
+    overlay_sheet(images, truths, preds, [p.stem for p in pairs], root / "overlays.png")
 
 
 def review(config: ReviewConfig) -> ReviewServer:

@@ -7,6 +7,7 @@ raises `UserError` naming the field, because configs come from users (YAML, CLI 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -14,7 +15,7 @@ import numbers
 import os
 import reprlib
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,48 +52,31 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _require(value in choices, name, f"{_shown(value)} is not one of {', '.join(choices)}")
 
 
-def option(default: Any = None, text: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
+def option(default: Any = None, text: str = "") -> Any:
     """A config field with its help text in the field's metadata (`unetkit train --help` lists it)."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": text})
     return field(default=default, metadata={"help": text})
 
 
 @functools.cache
-def _types(cls: type) -> dict[str, Any]:
-    """The fields of a config class by name, with their real types (annotations are strings here)."""
+def _types(cls: type) -> dict[str, tuple[Any, bool]]:
+    """The fields of a config class by name as (real type, None allowed): `X | None` is (X, True). Real types:
+    the annotations are strings here."""
     hints = typing.get_type_hints(cls)
-    return {spec.name: hints[spec.name] for spec in fields(cls)}
+    unwrapped = {name: typing.get_args(kind)[0] for name, kind in hints.items() if type(None) in typing.get_args(kind)}
+    return {spec.name: (unwrapped.get(spec.name, hints[spec.name]), spec.name in unwrapped) for spec in fields(cls)}
 
 
-@functools.cache
-def _prefix(cls: type) -> str:
-    """How a message names the fields of `cls`: 'model.' for TrainConfig's model section, '' elsewhere."""
-    return next((f"{name}." for name, kind in _types(TrainConfig).items() if kind is cls), "")
-
-
-def _optional(kind: Any) -> tuple[Any, bool]:
-    """`X | None` as (X, True); any other type as (it, False)."""
-    args = typing.get_args(kind)
-    if type(None) in args and len(args) == 2:
-        return next(arg for arg in args if arg is not type(None)), True
-    return kind, False
-
-
-def _check_fields(config: Any) -> None:
+def _check_fields(config: Any, prefix: str = "") -> None:
     """Every field of `config` checked against its type: the one type check of all configs (YAML, --set,
     the API's keywords and hand-built objects alike). Integers are not bools, 2.5 or '2'; paths become
-    strings and NumPy scalars Python ones, so every config stays JSON-able."""
-    prefix = _prefix(type(config))
-    for name, kind in _types(type(config)).items():
+    strings and NumPy scalars Python ones, so every config stays JSON-able. `prefix` names the section."""
+    for name, (kind, optional) in _types(type(config)).items():
         value = getattr(config, name)
-        checked = _checked_value(f"{prefix}{name}", kind, value)
-        if checked is not value:
+        if (checked := _checked_value(f"{prefix}{name}", kind, value, optional)) is not value:
             object.__setattr__(config, name, checked)
 
 
-def _checked_value(name: str, kind: Any, value: Any) -> Any:
-    kind, optional = _optional(kind)
+def _checked_value(name: str, kind: Any, value: Any, optional: bool = False) -> Any:
     if value is None and optional:
         return None
     if dataclasses.is_dataclass(kind):
@@ -148,7 +132,7 @@ class ModelConfig:
     image_gate: bool = option(True, "with classification_head: predicted masks gated by its probability (empty if it says so)")
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        _check_fields(self, "model.")
         _require(self.in_channels >= 1, "model.in_channels", f"{self.in_channels} must be >= 1")
         # Masks and predicted class maps are 8-bit PNGs.
         _require(1 <= self.num_classes <= 255, "model.num_classes", f"{self.num_classes} must lie in 1..255")
@@ -182,7 +166,8 @@ class DataConfig:
     ignore_index: int | None = option(None, "mask value excluded from loss and metrics (e.g. 255 = unlabelled)")
     augment: str = option("seed", "seed = random horizontal flips (the kernel's), flips, d4, strong "
         "(data/augment.py), none, or auto: the plan's choice of symmetries from the masks (training/plan.py)")
-    augment_params: dict[str, float] = option(factory=dict, text="AugmentConfig fields over the preset")
+    augment_params: dict[str, float] = field(default_factory=dict, metadata={
+        "help": "AugmentConfig fields over the preset"})
     images_dir: str = option("", "the images, when not data_dir/images (data/pairing.py)")
     masks_dir: str = option("", "the masks, when not data_dir/masks or data_dir/labels")
     image_name: str = option("", "how an image's file name holds its id, e.g. '{id}_training.tif' (default '{id}.*')")
@@ -194,17 +179,17 @@ class DataConfig:
         "masks; refused by default); the run keeps its stored split. Taken once, not stored")
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        _check_fields(self, "data.")
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"{self.val_fraction} must lie in (0, 1)")
         _check_choice("data.size_policy", self.size_policy, SIZE_POLICIES)
         _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
         _require(1 <= self.crop <= self.pad_to, "data.crop", f"{self.crop} must lie in 1..data.pad_to ({self.pad_to})")
         _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "data.ignore_index", "must lie in 0..255")
-        _require(self.patch_size is None or (isinstance(self.patch_size, int) and 0 <= self.patch_size <= 8192),
+        _require(self.patch_size is None or 0 <= self.patch_size <= 8192,
                  "data.patch_size", f"{self.patch_size!r} must be 0 (whole images) or a side in 1..8192")
         _require(self.foreground_share is None or 0.0 <= self.foreground_share <= 1.0, "data.foreground_share",
                  f"{self.foreground_share!r} must lie in [0, 1]")
-        _require(isinstance(self.patches_per_epoch, int) and self.patches_per_epoch >= 0, "data.patches_per_epoch",
+        _require(self.patches_per_epoch >= 0, "data.patches_per_epoch",
                  f"{self.patches_per_epoch!r} must be an integer >= 0")
 
 
@@ -233,7 +218,7 @@ class LossConfig:
         legacy = {True: "inverse", "on": "inverse", False: "none", "off": "none"}  # files from before the choices
         if isinstance(self.balance_classes, (bool, str)) and self.balance_classes in legacy:
             object.__setattr__(self, "balance_classes", legacy[self.balance_classes])
-        _check_fields(self)
+        _check_fields(self, "loss.")
         _check_choice("loss.balance_classes", self.balance_classes, CLASS_BALANCES + (AUTO,))
         for name in ("focal_gamma", "tversky_alpha", "tversky_beta", "image_weight", "aux_weight"):
             _require(getattr(self, name) >= 0, f"loss.{name}", f"{getattr(self, name)} must be >= 0")
@@ -256,7 +241,7 @@ class OptimConfig:
     swa_start: float | None = option(None, "SWA from this share of the run: epoch-end weights averaged, saved as the model")
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        _check_fields(self, "optim.")
         _require(self.lr > 0, "optim.lr", f"{self.lr} must be > 0")
         _require(self.weight_decay >= 0, "optim.weight_decay", f"{self.weight_decay} must be >= 0")
         _require(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "must be > 0")
@@ -279,7 +264,7 @@ class ScheduleConfig:
     min_lr: float = 1e-5
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        _check_fields(self, "schedule.")
         _require(self.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0")
         _require(self.cycles >= 1, "schedule.cycles", f"{self.cycles} must be >= 1")
         _require(self.plateau_patience >= 0, "schedule.plateau_patience", "must be >= 0")
@@ -295,7 +280,7 @@ class DecisionConfig:
     tune_postprocess: bool = option(False, "also choose min component area and the empty-mask rule on validation")
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        _check_fields(self, "decision.")
         _check_choice("decision.threshold_metric", self.threshold_metric, THRESHOLD_METRICS)
 
 
@@ -315,7 +300,7 @@ class RuntimeConfig:
     track: str = option("none", '"mlflow": log config, metrics and artifacts to MLFLOW_TRACKING_URI (the mlflow extra)')
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        _check_fields(self, "runtime.")
         _check_choice("runtime.device", self.device, DEVICES)
         _check_choice("runtime.amp", self.amp, AMP_MODES)
         _check_choice("runtime.device_batches", self.device_batches, ("auto", "on", "off"))
@@ -444,8 +429,6 @@ class EvaluateConfig(InferenceOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.resamples >= 0, "resamples", f"{self.resamples} must be >= 0")
-        _require(isinstance(self.spacing, str), "spacing", f"{self.spacing!r} must be text: 'DY,DXUNIT' "
-                 "(e.g. '0.5,0.5mm') or 'px'")
         _check_choice("track", self.track, TRACKERS)
         _require(not self.run_id or self.track == "mlflow", "run_id", "needs track mlflow (--track mlflow)")
 
@@ -471,9 +454,7 @@ class ReviewConfig(InferenceOptions):
         _require(self.max_upload_mb > 0, "max_upload_mb", f"{self.max_upload_mb} must be > 0")
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """A config as plain JSON/YAML-able data."""
-    return dataclasses.asdict(config)
+to_dict = dataclasses.asdict  # a config as plain JSON/YAML-able data
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -520,7 +501,7 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -> T:
         name = f"{where}.{str(key)[:200]}" if where else str(key)[:200]
         if key not in known:
             raise UserError(f"config field '{name}' is unknown (known: {', '.join(known)})")
-        kind = _optional(known[key])[0]
+        kind = known[key][0]
         kwargs[key] = from_dict(kind, value, where=name) if dataclasses.is_dataclass(kind) else _from_yaml(kind, value)
     return cls(**kwargs)
 
@@ -529,10 +510,8 @@ def _from_yaml(kind: Any, value: Any) -> Any:
     """What YAML 1.1 (PyYAML) reads otherwise than it is meant: 1e-3 (no dot) as a string, off/on/no/yes as
     booleans; undone where the field's type says so."""
     if kind is float and isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             return float(value)
-        except ValueError:
-            return value
     if kind is str and isinstance(value, bool):
         return "on" if value else "off"
     return value
@@ -546,7 +525,7 @@ def layer_from_fields(named: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
     layer: dict[str, Any] = {}
     given: dict[str, tuple[str, Any]] = {}  # dotted path: (origin, value)
     for source, name, value in named:
-        section = isinstance(value, dict) and dataclasses.is_dataclass(_types(TrainConfig).get(name))
+        section = isinstance(value, dict) and dataclasses.is_dataclass(_types(TrainConfig).get(name, (None,))[0])
         for path, leaf in [(f"{name}.{key}", leaf) for key, leaf in value.items()] if section else [(name, value)]:
             if path in given and given[path][1] != leaf:
                 raise UserError(f"{source} {_shown(leaf)} contradicts {given[path][0]} {_shown(given[path][1])} "
@@ -616,13 +595,12 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             try:
-                twice = key in seen
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
             except TypeError:  # an unhashable key: PyYAML's own error follows
                 break
-            if twice:
-                raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice",
-                                                        key_node.start_mark)
-            seen.add(key)
         return super().construct_mapping(node, deep)
 
 
@@ -640,22 +618,16 @@ def parse_yaml(text: str, where: str) -> Any:
                             "expanded; a config holds far fewer")
         return loader.construct_document(node)
     except (yaml.YAMLError, RecursionError, ValueError) as exc:  # ValueError: an integer of over 4300 digits
-        raise UserError(f"{where}: not valid YAML ({_yaml_problem(exc)})") from None
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        line = f", line {mark.line + 1}" if (mark := getattr(exc, "problem_mark", None)) is not None else ""
+        raise UserError(f"{where}: not valid YAML ({problem[:200]}{line})") from None
     finally:
         loader.dispose()
 
 
-def _yaml_problem(exc: BaseException) -> str:
-    """What PyYAML found wrong, and on which line, at most 200 characters."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-    where = f", line {mark.line + 1}" if mark is not None else ""
-    return f"{problem[:200]}{where}"
-
-
 def _expanded_size(root: yaml.Node, limit: int) -> int:
     """How many nodes `root` stands for with every alias expanded, counting each shared node's size
-    once (so the work is linear in the text); stops early past `limit`."""
+    once (so the work is linear in the text); at most `limit` + 1."""
     sizes: dict[int, int] = {}
 
     def size(node: yaml.Node) -> int:
@@ -663,12 +635,7 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
             sizes[id(node)] = limit + 1  # while it is counted: a node inside itself is past the limit
             children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
                 node.value if isinstance(node, yaml.SequenceNode) else []
-            total = 1
-            for child in children:
-                total += size(child)
-                if total > limit:
-                    break
-            sizes[id(node)] = total
+            sizes[id(node)] = min(limit + 1, 1 + sum(size(child) for child in children))
         return sizes[id(node)]
 
     return size(root)

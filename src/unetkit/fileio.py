@@ -114,8 +114,7 @@ def check_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLik
         if not overwrite and not (ours is not None and ours(out)):
             raise UserError(f"{out}: already exists and was not written by this command; choose another {flag} "
                             "or pass --overwrite")
-    parent = out.parent if str(out.parent) else Path(".")
-    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+    existing = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise UserError(f"{existing}: cannot create output folder (a file of that name is in the way)")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -79,9 +80,7 @@ def has_bf16(device: torch.device) -> bool:
 @functools.cache
 def _cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (Linux); empty elsewhere, where the CPU then trains in fp32."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    return frozenset(next((line.split(":", 1)[1].split() for line in text.splitlines()
-                           if line.startswith("flags")), []))
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return frozenset(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    return frozenset()

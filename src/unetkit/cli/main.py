@@ -7,6 +7,7 @@ other exception is a bug and keeps its traceback (exit 1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -34,14 +35,8 @@ class LazyChoices:
     def __init__(self, module: str, name: str) -> None:
         self.module, self.name = module, name
 
-    def _names(self) -> list[str]:
-        return list(getattr(importlib.import_module(self.module), self.name))
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._names()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
+    def __iter__(self) -> Iterator[str]:  # `in`, which argparse asks, iterates too
+        return iter(getattr(importlib.import_module(self.module), self.name))
 
 
 # Each train flag and the config field it sets (argparse dest -> dotted field).
@@ -75,29 +70,21 @@ def _assignment(assignment: str) -> tuple[str, Any]:
     return key, config.parse_yaml(text, f"--set {key}") if text else ""
 
 
-def build_train_config(args: argparse.Namespace) -> config.TrainConfig:
-    """Flags (and --set) over the --config YAML over the recipe and preset over the defaults."""
-    from unetkit.api import train_config
-
-    return train_config(config=args.config, **train_fields(args))
-
-
 def _config_fields_help() -> str:
     """Every config field with its default and its help (the field's metadata), by section."""
+    defaults = config.TrainConfig()
+    sections = [("", defaults)] + [(f"{name}.", value) for name, value in vars(defaults).items()
+                                   if dataclasses.is_dataclass(value)]
     lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
-    sections = [(f"{spec.name}.", spec.default_factory) for spec in dataclasses.fields(config.TrainConfig)
-                if dataclasses.is_dataclass(spec.default_factory)]
-    for prefix, cls in [("", config.TrainConfig), *sections]:
-        for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if dataclasses.is_dataclass(spec.default_factory):  # a section: listed under its own prefix
-                continue
-            default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default  # type: ignore[misc]
-            text = spec.metadata.get("help", "")
-            lines.append(f"  {prefix}{spec.name} = {json.dumps(default)}" + (f"  ({text})" if text else ""))
+    for prefix, section in sections:
+        for spec in dataclasses.fields(section):
+            value, text = getattr(section, spec.name), spec.metadata.get("help")
+            if not dataclasses.is_dataclass(value):  # a section: listed under its own prefix
+                lines.append(f"  {prefix}{spec.name} = {json.dumps(value)}" + (f"  ({text})" if text else ""))
     return "\n".join(lines)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace) -> None:
     from unetkit.api import resume, train
 
     if args.resume and args.init:
@@ -105,7 +92,7 @@ def _train(args: argparse.Namespace) -> int:
     result = (resume(args.out, config=args.config, **train_fields(args)) if args.resume
               else train(config=args.config, **train_fields(args)))
     if not distributed.is_main():
-        return 0
+        return
     metrics = result.val_metrics
     threshold = f"threshold {result.threshold:.2f}, " if result.threshold is not None else ""
     print(f"model: {result.model_path}  ({threshold}best epoch {result.best_epoch} of {result.epochs_done}, "
@@ -115,16 +102,14 @@ def _train(args: argparse.Namespace) -> int:
     if result.warnings:
         print(f"unetkit: the run ended with {len(result.warnings)} warning(s), above and at the top of "
               f"{result.run_dir / 'report.html'}", file=sys.stderr)
-    return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _predict(args: argparse.Namespace) -> None:
     from unetkit.api import predict
 
     result = predict(_config(config.PredictConfig, args, stream_pixels=max(1, int(args.stream_above * 1e6))))
     if result.rle_path:
         logging.getLogger("unetkit").info("run-length CSV: %s", result.rle_path)
-    return 0
 
 
 # The flags of predict, evaluate, review, export and import named otherwise than the config fields they set.
@@ -139,17 +124,16 @@ def _config(cls: type[T], args: argparse.Namespace, **computed: Any) -> T:
     return cls(**{name: value for name, value in given.items() if value is not None} | computed)
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _evaluate(args: argparse.Namespace) -> None:
     from unetkit.api import evaluate
 
     result = evaluate(_config(config.EvaluateConfig, args))
     if not distributed.is_main():
-        return 0
+        return
     m = result.metrics
     first = ("iou", "dice", "pixel_accuracy", "tgs_map", "n_images")
     print(json.dumps({k: m[k] for k in first} | m) if args.json else _evaluation_line(m, args.bootstrap))
     logging.getLogger("unetkit").info("per-image scores: %s", result.csv_path)
-    return 0
 
 
 FIGURE_LABELS = {"iou": "IoU", "dice": "Dice", "tgs_map": "TGS mAP", "hd95": "HD95", "assd": "ASSD", "auc": "AUC"}
@@ -175,39 +159,35 @@ def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
     return line + (f"; [95% interval over images, {resamples} bootstrap resamples]" if intervals else "")
 
 
-def _export(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace) -> None:
     from unetkit.api import export
 
     result = export(_config(config.ExportConfig, args))
     print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities "
           f"{result.max_difference:.2e}")
-    return 0
 
 
-def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace) -> None:
     from unetkit.api import report
 
     print(report(args.run_dir, device=args.device))
-    return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace) -> None:
     from unetkit.api import demo
 
     result = demo(args.out, time_budget_min=args.time_budget, seed=args.seed)
     print(f"held-out IoU {result.metrics['iou']:.4f} Dice {result.metrics['dice']:.4f}")
-    return 0
 
 
-def _synth(args: argparse.Namespace) -> int:
+def _synth(args: argparse.Namespace) -> None:
     from unetkit.api import synth
 
     out = synth(args.out, args.n, size=args.size, seed=args.seed)
     print(f"{args.n} synthetic image/mask pairs written to {out / 'images'} and {out / 'masks'}")
-    return 0
 
 
-def _plan(args: argparse.Namespace) -> int:
+def _plan(args: argparse.Namespace) -> None:
     from unetkit.api import plan
 
     overrides = config.layer_from_fields((f"--set {name}", name, value)
@@ -217,7 +197,7 @@ def _plan(args: argparse.Namespace) -> int:
     result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes, layout=layout)
     if args.json:
         print(json.dumps(result.to_dict()))
-        return 0
+        return
     print(_describe_fingerprint(result.fingerprint or {}))
     print("plan:")
     for name, value in result.to_dict().items():
@@ -225,7 +205,6 @@ def _plan(args: argparse.Namespace) -> int:
             print(f"  {name:<17}{value}")
             if args.explain:
                 print(f"  {'':<17}why: {result.why.get(name, '')}")
-    return 0
 
 
 def _describe_fingerprint(fp: dict[str, Any]) -> str:
@@ -246,7 +225,7 @@ def _describe_fingerprint(fp: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _review(args: argparse.Namespace) -> int:
+def _review(args: argparse.Namespace) -> None:
     from unetkit.api import review
 
     server = review(_config(config.ReviewConfig, args))
@@ -256,7 +235,6 @@ def _review(args: argparse.Namespace) -> int:
         server.wait()
     except KeyboardInterrupt:  # the way to stop a server: say what is kept, exit 0
         print(f"review stopped; {len(server.session.store.saved())} reviewed masks in {args.out}/masks", flush=True)
-    return 0
 
 
 def _overwrite_flag(parser: argparse.ArgumentParser, what: str) -> None:
@@ -264,13 +242,10 @@ def _overwrite_flag(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _megapixels(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:  # 0: stream every TIFF and .npy input
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of megapixels >= 0")
-    return value
+    with contextlib.suppress(ValueError):
+        if math.isfinite(value := float(text)) and value >= 0:  # 0: stream every TIFF and .npy input
+            return value
+    raise argparse.ArgumentTypeError(f"{text!r} must be a number of megapixels >= 0")
 
 
 def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
@@ -329,21 +304,18 @@ class _TrainHelp(argparse.RawDescriptionHelpFormatter):
 
 
 def _flat(layer: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in layer.items():
-        out += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
-    return out
+    return [pair for key, value in layer.items()
+            for pair in (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)])]
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The `unetkit` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="unetkit", description="U-Net semantic segmentation: train, evaluate, predict.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     commands = parser.add_subparsers(dest="command", required=True)
     quiet = argparse.ArgumentParser(add_help=False)  # -q also after the subcommand (unetkit train -q ...)
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and results")
 
-    def command(name: str, run: Callable[[argparse.Namespace], int], **options: Any) -> argparse.ArgumentParser:
+    def command(name: str, run: Callable[[argparse.Namespace], None], **options: Any) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[quiet], **options)
         sub.set_defaults(run=run)
         return sub
@@ -505,14 +477,13 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import(args: argparse.Namespace) -> int:
+def _import(args: argparse.Namespace) -> None:
     from unetkit.api import import_annotations
 
     classes = tuple(args.classes.split(",")) if args.classes else ()
     result = import_annotations(_config(config.ImportConfig, args, classes=classes))
     print(f"{result.out_dir}: {result.n_images} images, {len(result.classes)} classes ({', '.join(result.classes)}); "
           f"train with --data {result.out_dir} --num-classes {result.num_classes}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -522,9 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr, force=True)
     try:
-        code = args.run(args)
+        args.run(args)
         distributed.leave()
-        return code
+        return 0
     except UserError as exc:
         print(f"unetkit: error: {exc}", file=sys.stderr)
         return exc.exit_code

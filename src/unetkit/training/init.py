@@ -60,9 +60,9 @@ def check_init(config: TrainConfig) -> None:
 
 def initial_net(config: TrainConfig) -> SegmentationNet:
     """The network a new run starts from: the --init model's weights, else a fresh one from the registry."""
-    if not config.init_model:
-        return build_model(config.model)
-    return _single(config.init_model).net.train()  # type: ignore[return-value]  # _single refused ensembles
+    if config.init_model:
+        return _single(config.init_model).net.train()  # type: ignore[return-value]  # _single refused ensembles
+    return build_model(config.model)
 
 
 def init_preprocess(config: TrainConfig) -> Preprocess | None:
