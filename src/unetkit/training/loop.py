@@ -36,7 +36,6 @@ from unetkit.data.weights import border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import save_model
 from unetkit.fileio import write_csv
-from unetkit.inference.engine import DEFAULT_TILE
 from unetkit.measures import extra_columns, monitor_minimizes
 from unetkit.outputs import is_binary
 from unetkit.runtime import log, progress
@@ -56,7 +55,7 @@ METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "va
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
         preprocess: Preprocess, device: torch.device, resume: Checkpoint | None = None,
-        class_weights: tuple[float, ...] | None = None, augment: Any = None, plan: Plan | None = None) -> TrainResult:
+        class_weights: tuple[float, ...] | None = None, augment: Any = None, *, plan: Plan) -> TrainResult:
     """Train per `config` on `device` into `run_dir` (rank 0 writes). `val_set` is predicted whole, in tiles
     of the `plan`'s predict_tile as `unetkit predict` will use them. Every torchrun rank gets rank 0's result."""
     rank, world_size = distributed.rank(), distributed.world_size()
@@ -83,7 +82,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
     share_regions = val_regions[rank::world_size] if val_regions is not None else None
     parts = build_parts(config, len(train_batches), resume, class_weights, device)
-    tile = plan.predict_tile if plan is not None else DEFAULT_TILE
+    tile = plan.predict_tile
     if config.schedule.snapshots:
         parts.snapshots = Snapshots(run_dir / "checkpoints", preprocess, write=distributed.is_main())
     state = resume.state if resume else TrainState()
@@ -118,7 +117,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         result = finish(config, run_dir, net, [Held(net, val_set, val_regions)], preprocess, parts.device, tile,
                         made_of=made_of,
                         record={"best_epoch_metrics": state.history[state.best_epoch - 1] if state.best_epoch else {},
-                                "plan": plan.to_dict() if plan is not None else None},
+                                "plan": plan.to_dict()},
                         ran={"epochs_done": state.epoch, "best_epoch": state.best_epoch, "stop_reason": stop_reason,
                              "images_per_s": sum(speeds) / len(speeds) if speeds else 0.0, "n_train": len(train_set),
                              "n_val": len(val_set)}, loss_fn=parts.loss_fn, history=state.history)
@@ -134,8 +133,7 @@ def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device
         raise UserError("runtime.device_batches: on does not support data.size_policy pad_crop yet")
     if choice == "off" or cropped:
         return False
-    on_gpu = device.type == "cuda"
-    return choice == "on" or (on_gpu and device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4)
+    return choice == "on" or (device.type == "cuda" and device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4)
 
 
 def train_one_epoch(parts: Parts, batches: Batches, epoch: int, state: TrainState,
@@ -214,8 +212,7 @@ def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_shar
                regions: list[np.ndarray] | None = None) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
-    train_s = time.monotonic() - started
-    names = val_measures(parts.config)
+    train_s, names = time.monotonic() - started, val_measures(parts.config)
     val, _ = validate(parts.evaluated, val_share, preprocess, parts.loss_fn, parts.device, parts.config.batch_size,
                       ignore_index=parts.config.data.ignore_index, across_ranks=True, tile=tile, regions=regions,
                       measures=names)
@@ -239,7 +236,6 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     if not parts.schedule.active:
         parts.plateau.step(row[config.monitor])
     swa_update(parts.swa, parts.net, parts.schedule.progress(state.steps, state.elapsed_s), config.optim.swa_start)
-    checkpoints = run_dir / "checkpoints"
     improved = _improved(config.monitor, row[config.monitor], state.best_value)
     if improved:
         state.best_value, state.best_epoch, state.stale_epochs = row[config.monitor], state.epoch, 0
@@ -248,15 +244,14 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     rank_rngs = distributed.all_gather(rng_state(parts.device))  # each rank resumes its own dropout draws
     if observer is not None:
         if improved:
-            save_model(checkpoints / "best.safetensors", parts.evaluated, preprocess,
+            save_model(run_dir / "checkpoints" / "best.safetensors", parts.evaluated, preprocess,
                        training=run_record(config) | {"best_epoch_metrics": row})
-        rows = _csv_rows(state.history)
-        write_csv(rows, run_dir / "metrics.csv")
+        write_csv(rows := _csv_rows(state.history), run_dir / "metrics.csv")
         observer.epoch_done(state.history, parts.evaluated, parts.device)
         observer.track(rows[-1], state.epoch)
     state.elapsed_s += time.monotonic() - started
     if observer is not None:
-        save_checkpoint(checkpoints / "last.safetensors", config, parts.net, preprocess, parts.optimizer,
+        save_checkpoint(run_dir / "checkpoints" / "last.safetensors", config, parts.net, preprocess, parts.optimizer,
                         parts.plateau, state, parts.extras(), rank_rngs[1:])
         _log_epoch(config, row, state.elapsed_s)
     # Rank 0's time (it also wrote the files) for every rank: budget and schedule stay in step, and

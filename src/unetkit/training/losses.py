@@ -13,6 +13,7 @@ ignore_index and the binary/multi-class switch across every loss.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +91,7 @@ def focal(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor |
 def _soft_counts(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft (TP, FP, FN) per class over the batch: (K,) each, foreground only for K=1."""
+    _check(logits, target)
     if target.dim() == 4:  # multi-label: every channel is its own foreground
         prob, truth = torch.sigmoid(logits), target.to(logits.dtype)
     else:
@@ -115,7 +117,6 @@ def _class_mean(per_class: torch.Tensor, options: LossConfig) -> torch.Tensor:
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
                    options: LossConfig = DEFAULTS, ignore_index: int | None = None, smooth: float = 1.0) -> torch.Tensor:
     """1 - soft Dice over the whole batch per class (so empty images do not dominate)."""
-    _check(logits, target)
     tp, fp, fn = _soft_counts(logits, target, ignore_index)
     return _class_mean(1 - (2 * tp + smooth) / (2 * tp + fp + fn + smooth), options)
 
@@ -123,7 +124,6 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch
 def tversky(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
             options: LossConfig = DEFAULTS, ignore_index: int | None = None, smooth: float = 1.0) -> torch.Tensor:
     """1 - Tversky index TP / (TP + alpha FP + beta FN): beta > alpha favours recall (small objects)."""
-    _check(logits, target)
     tp, fp, fn = _soft_counts(logits, target, ignore_index)
     index = (tp + smooth) / (tp + options.tversky_alpha * fp + options.tversky_beta * fn + smooth)
     return _class_mean(1 - index, options)
@@ -139,32 +139,20 @@ def _lovasz_gradient(truth_sorted: torch.Tensor) -> torch.Tensor:
 
 
 def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-           options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
+           options: LossConfig = DEFAULTS, ignore_index: int | None = None, *, elu: bool = False) -> torch.Tensor:
     """Lovász hinge per image (K=1, as the TGS winners used it) or Lovász-softmax (K>1).
 
     A convex surrogate that optimises IoU directly; best used to fine-tune after BCE.
-    """
-    return _lovasz(logits, target, ignore_index, elu=False)
-
-
-def lovasz_elu(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-               options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
-    """The Lovász hinge on elu(x) + 1 instead of x, as several TGS top teams trained their second stage.
-
-    elu(x) + 1 is positive and smooth: a background pixel's hinge error 1 + elu(x) + 1 never
+    `elu` ("lovasz_elu"): the hinge on elu(x) + 1 instead of x, as several TGS top teams trained their second
+    stage. elu(x) + 1 is positive and smooth: a background pixel's hinge error 1 + elu(x) + 1 never
     vanishes, so every background pixel keeps a (fading, as x -> -inf) push downwards, where the
     plain hinge stops at x = -1; foreground pixels see x + 1 for x > 0 (the hinge shifted by one).
     Sigmoid outputs only (binary, multi-label); softmax outputs get the plain Lovász-softmax.
     """
-    return _lovasz(logits, target, ignore_index, elu=True)
-
-
-def _lovasz(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None, *, elu: bool) -> torch.Tensor:
     _check(logits, target)
     if target.dim() == 4:  # multi-label: the hinge per (image, label) map
         flat = target.shape[0] * target.shape[1]
-        return _lovasz(logits.reshape(flat, 1, *logits.shape[2:]), target.reshape(flat, *target.shape[2:]), None,
-                       elu=elu)
+        return lovasz(logits.reshape(flat, 1, *logits.shape[2:]), target.reshape(flat, *target.shape[2:]), elu=elu)
     if elu and logits.shape[1] == 1:
         logits = F.elu(logits) + 1
     target, valid = _valid(target, ignore_index)
@@ -206,7 +194,7 @@ LOSSES: dict[str, LossFn] = {
     "focal": focal,
     "tversky": tversky,
     "lovasz": lovasz,
-    "lovasz_elu": lovasz_elu,  # the hinge on elu(x) + 1 (TGS winners' second stage)
+    "lovasz_elu": partial(lovasz, elu=True),  # the hinge on elu(x) + 1 (TGS winners' second stage)
     "bce_lovasz": _sum_of(cross_entropy, lovasz),
     "focal_dice": _sum_of(focal, soft_dice_loss),
 }

@@ -156,16 +156,14 @@ def _check_scoring(config: TrainConfig) -> None:
 
 
 def _set_mode(config: TrainConfig) -> str | None:
-    """"whole" or "patch" when the config decides it (another size policy than pad, or data.patch_size
-    given), None when the plan does."""
+    """"whole" or "patch" when the config decides it (a size policy other than pad, data.patch_size), else None."""
     if config.data.size_policy != "pad" or config.data.patch_size == 0:
         return "whole"
     return None if config.data.patch_size is None else "patch"
 
 
 def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
-    """The one pass over the config's folder (data/dataset.py::survey): `whole` when the run trains on whole images,
-    `measure` when it needs a fingerprint."""
+    """The one pass over the config's folder (data/dataset.py::survey); `measure`: fingerprint it too."""
     data, model = config.data, config.model
     return survey(DataSource.from_fields(data), model.in_channels, model.num_classes, ignore_index=data.ignore_index,
                   multilabel=model.multilabel, seed=config.seed, measure=measure, whole=whole,
@@ -174,17 +172,15 @@ def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
 
 def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
     """The surveyed folder as a PatchSet or a stacked LabelledSet, checked for classes that never occur."""
-    data, model = config.data, config.model
-    source = surveyed.source
+    data, model, source = config.data, config.model, str(surveyed.source)
     loaded: LabelledSet | PatchSet
     if data.patch_size:
         loaded = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
-        check_class_counts(loaded.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
-                           model.multilabel)
+        check_class_counts(loaded.counts.sum(axis=0), model.num_classes, data.ignore_index, source, model.multilabel)
     else:
         loaded = surveyed.labelled()
-        check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
-    warning = suspicious_masks(loaded.coverage(data.ignore_index), loaded.whole_masks, str(source))
+        check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, source)
+    warning = suspicious_masks(loaded.coverage(data.ignore_index), loaded.whole_masks, source)
     if warning:  # the masks look like a field of view or region, not labels
         log.warning("warning: %s", warning)
     if data.size_policy == "pad_crop" and not data.patch_size:  # pad_crop pads, never shrinks
@@ -195,19 +191,23 @@ def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
     return loaded
 
 
-def _stored_plan(run_dir: Path) -> Plan | None:
-    """The run's own plan.json (or None), kept on --resume: free memory may differ now, the batches must not."""
-    path = run_dir / PLAN_RECORD
+def _record(path: Path, what: str) -> Any:
+    """A JSON record of the run folder, None when absent; one line when it is not JSON."""
     if not path.is_file():
         return None
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise UserError(f"{path}: is not a plan unetkit wrote (not JSON)") from None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserError(f"{path}: is not {what} unetkit wrote (not JSON)") from None
+
+
+def _stored_plan(run_dir: Path) -> Plan | None:
+    """The run's own plan.json (or None), kept on --resume: free memory may differ now, the batches must not."""
+    stored = _record(run_dir / PLAN_RECORD, "a plan")
     try:
-        return Plan.from_dict(stored)
+        return None if stored is None else Plan.from_dict(stored)
     except (ValueError, TypeError, KeyError) as exc:
-        raise UserError(f"{path}: is not a plan unetkit wrote ({exc})") from None
+        raise UserError(f"{run_dir / PLAN_RECORD}: is not a plan unetkit wrote ({exc})") from None
 
 
 def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint | None) -> Plan:
@@ -303,10 +303,6 @@ def _check_same_data(run_dir: Path, files: dict[str, Any], data: LabelledSet | P
         raise UserError(f"{data_dir}: is not the data {run_dir} was trained on ({files['n_images']} images "
                         f"here, {stored.get('n_images')} in the run, other file names); --resume needs the same "
                         "--data, or start a new run with another --out")
-    if "content_sha256" not in stored:
-        log.info("%s: records file names only (written before content hashes); the data is checked by name",
-                 run_dir / DATA_RECORD)
-        return
     changed = [path for pair, before, now in zip(data.pairs, stored["content_sha256"], files["content_sha256"])
                for path, old, new in zip((pair.image, pair.mask), before, now) if old != new]
     if not changed:
@@ -320,16 +316,10 @@ def _check_same_data(run_dir: Path, files: dict[str, Any], data: LabelledSet | P
 
 def _stored_split(run_dir: Path, stems: list[str], folds: int) -> list[np.ndarray] | None:
     """The split run_dir/split.json records, as sorted indices into `stems`: [train, val], or the K folds'
-    held-out images; None when the run recorded none (it stopped before, or its folds predate the record)."""
+    held-out images; None when the run stopped before recording one."""
     path = run_dir / SPLIT_RECORD
-    if not path.is_file():
-        if folds >= 2:
-            log.info("%s: no stored fold assignment (a run from before it was recorded); folds made again", path)
+    if (stored := _record(path, "a split")) is None:
         return None
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise UserError(f"{path}: is not a split unetkit wrote (not JSON)") from None
     groups = stored.get("folds") if folds >= 2 else [stored.get("train"), stored.get("val")]
     if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups) or (
             folds >= 2 and len(groups) != folds):
