@@ -1,11 +1,10 @@
 """How every training run ends: one function for a single split, SGDR snapshots, SWA and K folds.
 
-The kinds of run differ only in what the model file holds (the best checkpoint, the snapshots'
-ensemble, the SWA average, the folds' ensemble) and in which images score it: the validation set,
-predicted by the final net, or out of fold, each fold's held-out images predicted by the member
-that never saw them. `finish` takes both, predicts them once, tunes the decision rule once on those
-probabilities (binary and multi-label models) and writes model.safetensors once, with the record
-the run report reads.
+The kinds of run differ only in what the model file holds (the best checkpoint, the snapshots' ensemble, the SWA
+average, the folds' ensemble) and in which images score it: the validation set, predicted by the final net, or out
+of fold, each fold's held-out images predicted by the member that never saw them. `finish` takes both, predicts them
+once, tunes the decision rule once on those probabilities (binary and multi-label models) and writes
+model.safetensors once, with the record the run report reads.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """The training loop: `fit` is a short sequence of small steps, the seed kernel's recipe by default.
 
-A time budget ends training cleanly, mid-epoch if need be. The TGS winners' options act here as
-the run progresses (a share of the epochs, or of the time budget, as the schedule measures it):
-the second stage's loss from `loss.second_at`, an SGDR snapshot at each cycle's end, SWA averages
-at epoch ends; training/finish.py chooses the final model of them.
+A time budget ends training cleanly, mid-epoch if need be. The TGS winners' options act here as the run progresses
+(a share of the epochs, or of the time budget, as the schedule measures it): the second stage's loss from
+`loss.second_at`, an SGDR snapshot at each cycle's end, SWA averages at epoch ends; training/finish.py chooses the
+final model of them.
 
-Under torchrun the same loop runs on every rank with DistributedDataParallel: each rank
-trains on its share of every global batch (data/loader.py), validates its share of the
-validation set, and the figures are summed over the ranks, so every rank takes the same
-decisions (plateau, early stopping, best epoch, time budget). Rank 0 alone writes files and
-tunes the decision rule at the end.
+Under torchrun the same loop runs on every rank with DistributedDataParallel: each rank trains on its share of every
+global batch (data/loader.py), validates its share of the validation set, and the figures are summed over the ranks,
+so every rank takes the same decisions (plateau, early stopping, best epoch, time budget). Rank 0 alone writes files
+and tunes the decision rule at the end.
 """
 
 from __future__ import annotations
@@ -133,7 +132,8 @@ def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device
         raise UserError("runtime.device_batches: on does not support data.size_policy pad_crop yet")
     if choice == "off" or cropped:
         return False
-    return choice == "on" or (device.type == "cuda" and device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4)
+    on_gpu = device.type == "cuda"
+    return choice == "on" or (on_gpu and device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4)
 
 
 def train_one_epoch(parts: Parts, batches: Batches, epoch: int, state: TrainState,

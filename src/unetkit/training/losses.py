@@ -1,13 +1,11 @@
 """Losses on logits, for binary (K=1, sigmoid) and multi-class (K>1, softmax) outputs.
 
-All take logits (B, K, H, W) and class-index targets (B, H, W) (or, multi-label, 0/1 targets
-(B, K, H, W) with an independent sigmoid per channel) and return a scalar; an
-optional per-pixel weight map (B, H, W) scales each pixel's term where the loss is a sum
-over pixels (cross-entropy, focal). Pixels equal to `ignore_index` count nowhere.
+All take logits (B, K, H, W) and class-index targets (B, H, W) (or, multi-label, 0/1 targets (B, K, H, W) with an
+independent sigmoid per channel) and return a scalar; an optional per-pixel weight map (B, H, W) scales each pixel's
+term where the loss is a sum over pixels (cross-entropy, focal). Pixels equal to `ignore_index` count nowhere.
 
-Written here rather than taken from segmentation_models.pytorch: these few functions
-are all unetkit needs from it, and the same definitions must hold for weight maps,
-ignore_index and the binary/multi-class switch across every loss.
+Written here rather than taken from segmentation_models.pytorch: these few functions are all unetkit needs from it,
+and the same definitions must hold for weight maps, ignore_index and the binary/multi-class switch in every loss.
 """
 
 from __future__ import annotations

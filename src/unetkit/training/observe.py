@@ -1,10 +1,9 @@
-"""What a person watches during training: curves, predictions on fixed validation samples,
-and optionally TensorBoard and MLflow (unetkit/tracking.py).
+"""What a person watches during training: curves, predictions on fixed validation samples, and optionally
+TensorBoard and MLflow (unetkit/tracking.py).
 
-Pictures are redrawn at most every `PICTURES_EVERY_S` seconds (and after the first and the last
-epoch): drawing a sample sheet costs about as much as an epoch on a small data set, and a
-time-budget run pays for it in training steps. Numbers (metrics.csv, TensorBoard, MLflow) are
-written every epoch.
+Pictures are redrawn at most every `PICTURES_EVERY_S` seconds (and after the first and the last epoch): drawing a
+sample sheet costs about as much as an epoch on a small data set, and a time-budget run pays for it in training
+steps. Numbers (metrics.csv, TensorBoard, MLflow) are written every epoch.
 """
 
 from __future__ import annotations

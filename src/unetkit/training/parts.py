@@ -43,8 +43,6 @@ class TrainingForward(nn.Module):
 
 @dataclass
 class Parts:
-    """Everything a training step touches, built once from the config."""
-
     config: TrainConfig
     net: SegmentationNet  # the weights being trained (never wrapped: its state_dict keys stay clean)
     forward: torch.nn.Module  # net (or its training_outputs), wrapped in DDP under torchrun, optionally compiled
@@ -69,7 +67,6 @@ class Parts:
 
     @property
     def train_loss_fn(self) -> LossFn:
-        """The loss of the current stage."""
         return self.second_loss_fn if self.stage == 2 and self.second_loss_fn is not None else self.loss_fn
 
     def extras(self) -> dict[str, Any]:
@@ -79,7 +76,6 @@ class Parts:
 
 def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
                 class_weights: tuple[float, ...] | None, device: torch.device) -> Parts:
-    """The parts for `config` on `device` (the run's, resolved once where it starts)."""
     torch.manual_seed(config.seed)
     if config.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -101,8 +97,15 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     swa = AveragedModel(net) if config.optim.swa_start is not None else None
     amp_dtype = _amp_dtype(config.runtime.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    if resume:
-        _restore(resume, config, optimizer, plateau, {"ema": ema, "swa": swa, "scaler": scaler}, device)
+    if resume:  # the optimizer, the plateau's counters (its settings stay the config's), the optional parts, the RNG
+        optimizer.load_state_dict(resume.optimizer)
+        plateau.load_state_dict(resume.scheduler)
+        fresh = make_plateau(optimizer, config)
+        plateau.patience, plateau.factor, plateau.min_lrs = fresh.patience, fresh.factor, fresh.min_lrs
+        for name, part in {"ema": ema, "swa": swa, "scaler": scaler}.items():
+            if part is not None and name in resume.extras:
+                part.load_state_dict(resume.extras[name])
+        resume.restore_rng(distributed.rank(), config.seed, device)
     options = dataclasses.replace(config.loss, class_weights=class_weights)
     losses = [partial(get_loss(name, field), options=options, ignore_index=config.data.ignore_index) if name else None
               for name, field in ((config.loss.name, "loss.name"), (config.loss.second_name, "loss.second_name"))]
@@ -115,20 +118,6 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     return Parts(config, net, torch.compile(forward) if config.runtime.compile else forward, ema, optimizer, plateau,
                  StepSchedule(config, steps_per_epoch), losses[0], device, autocast, scaler,  # type: ignore[arg-type]
                  second_loss_fn=losses[1], swa=swa, stage=resume.state.stage if resume else 1, ema_floor=floor)
-
-
-def _restore(resume: Checkpoint, config: TrainConfig, optimizer: torch.optim.Optimizer,
-             plateau: torch.optim.lr_scheduler.ReduceLROnPlateau, optional: dict[str, Any],
-             device: torch.device) -> None:
-    """Optimizer, plateau counters, the optional parts' state and the RNG from a checkpoint."""
-    optimizer.load_state_dict(resume.optimizer)
-    plateau.load_state_dict(resume.scheduler)
-    fresh = make_plateau(optimizer, config)  # settings come from the (possibly changed) config, counters stay
-    plateau.patience, plateau.factor, plateau.min_lrs = fresh.patience, fresh.factor, fresh.min_lrs
-    for name, part in optional.items():
-        if part is not None and name in resume.extras:
-            part.load_state_dict(resume.extras[name])
-    resume.restore_rng(distributed.rank(), config.seed, device)
 
 
 def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:

@@ -24,8 +24,6 @@ AREAS = (0, 5, 10, 20, 40, 80, 160)
 
 @dataclass
 class Decision:
-    """The tuned rule and the validation figures it gives."""
-
     threshold: float
     postprocess: dict[str, int] = field(default_factory=dict)  # min_area, empty_below
     metrics: dict[str, Any] = field(default_factory=dict)
