@@ -1,16 +1,15 @@
 """The model a run ends with when it averages: SGDR snapshots, stochastic weight averaging, or an exponential moving
 average of the weights.
 
-- Snapshots (`schedule.snapshots` with `schedule.name: sgdr`, Huang et al. 2017, as the TGS winners did): the
-  weights at the end of every cosine cycle, written as they are reached (the checkpoint counts them, so a resumed
-  run rewrites only those it had not recorded); a run that stops before its last cycle ends adds its final weights.
-  They become one ensemble model file.
-- SWA (`optim.swa_start`, Izmailov et al. 2018): the weights at the end of every epoch from that share of the run
-  on, averaged; batch-norm statistics recomputed on the unaugmented training images.
-- EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. Where a schedule is laid over the
-  run (not plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps (`ema_floor`), so that a short run's
-  average has settled on its last weights when it ends instead of lagging behind a model that is still improving
-  fast.
+- Snapshots (`schedule.snapshots` with `schedule.name: sgdr`, Huang et al. 2017, as the TGS winners did): the weights
+  at the end of every cosine cycle, written as they are reached (the checkpoint counts them, so a resumed run rewrites
+  only those it had not recorded); a run that stops before its last cycle ends adds its final weights. They become one
+  ensemble model file.
+- SWA (`optim.swa_start`, Izmailov et al. 2018): the weights at the end of every epoch from that share of the run on,
+  averaged; batch-norm statistics recomputed on the unaugmented training images.
+- EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. Where a schedule is laid over the run
+  (not plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps (`ema_floor`), so that a short run's
+  average has settled on its last weights when it ends instead of lagging behind a model that is still improving fast.
 Otherwise the model is the best checkpoint.
 """
 

@@ -207,9 +207,8 @@ def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index:
     return total / distributed.world_size(), late > 0
 
 
-def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_share: LabelledSet,
-               preprocess: Preprocess, deadline: float | None, tile: int,
-               regions: list[np.ndarray] | None = None) -> tuple[dict[str, float], bool]:
+def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_share: LabelledSet, preprocess: Preprocess,
+               deadline: float | None, tile: int, regions: list[np.ndarray] | None) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s, names = time.monotonic() - started, val_measures(parts.config)

@@ -44,8 +44,7 @@ def _pixel_weights(target: torch.Tensor, valid: torch.Tensor, weight_map: torch.
     """w(x) = w_c(x) + border(x): class weight of the true class plus the additive border term."""
     weights = torch.ones_like(valid)
     if options.class_weights is not None:
-        table = torch.tensor(options.class_weights, dtype=valid.dtype, device=valid.device)
-        weights = table[target]
+        weights = torch.tensor(options.class_weights, dtype=valid.dtype, device=valid.device)[target]
     if weight_map is not None:
         weights = weights + weight_map
     return weights * valid
@@ -140,12 +139,11 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor 
            options: LossConfig = DEFAULTS, ignore_index: int | None = None, *, elu: bool = False) -> torch.Tensor:
     """Lovász hinge per image (K=1, as the TGS winners used it) or Lovász-softmax (K>1).
 
-    A convex surrogate that optimises IoU directly; best used to fine-tune after BCE.
-    `elu` ("lovasz_elu"): the hinge on elu(x) + 1 instead of x, as several TGS top teams trained their second
-    stage. elu(x) + 1 is positive and smooth: a background pixel's hinge error 1 + elu(x) + 1 never
-    vanishes, so every background pixel keeps a (fading, as x -> -inf) push downwards, where the
-    plain hinge stops at x = -1; foreground pixels see x + 1 for x > 0 (the hinge shifted by one).
-    Sigmoid outputs only (binary, multi-label); softmax outputs get the plain Lovász-softmax.
+    A convex surrogate that optimises IoU directly; best used to fine-tune after BCE. `elu` ("lovasz_elu"): the hinge
+    on elu(x) + 1 instead of x, as several TGS top teams trained their second stage. elu(x) + 1 is positive and
+    smooth: a background pixel's hinge error 1 + elu(x) + 1 never vanishes, so every background pixel keeps a (fading,
+    as x -> -inf) push downwards, where the plain hinge stops at x = -1; foreground pixels see x + 1 for x > 0 (the
+    hinge shifted by one). Sigmoid outputs only (binary, multi-label); softmax outputs get the plain Lovász-softmax.
     """
     _check(logits, target)
     if target.dim() == 4:  # multi-label: the hinge per (image, label) map

@@ -1,9 +1,8 @@
-"""A training run from a config: load and check the data, split it (or fold it), fit, and for
-K folds assemble the out-of-fold score and one ensemble model file.
+"""A training run from a config: load and check the data, split it (or fold it), fit, and for K folds assemble the
+out-of-fold score and one ensemble model file.
 
-Kept apart from the loop so `fit` stays about epochs, and apart from the API so the API
-stays a list of entry points. Under torchrun every rank runs all of this on the same data
-and split; only rank 0 writes into the run folder.
+Kept apart from the loop so `fit` stays about epochs, and apart from the API so the API stays a list of entry points.
+Under torchrun every rank runs all of this on the same data and split; only rank 0 writes into the run folder.
 """
 
 from __future__ import annotations
@@ -258,13 +257,11 @@ def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | No
     for most): the net's `input_mean_std` replaces the training set's. `pad_crop` predicts as `pad` (whole
     images, padded by the network). A clip_zscore plan (wide-range float data) clips to its percentiles
     first, and the mean and std are those of the clipped images."""
-    initial = init_preprocess(config)  # a fine-tune keeps its model's normalisation
-    if initial is not None:
+    if (initial := init_preprocess(config)) is not None:  # a fine-tune keeps its model's normalisation
         return initial
     policy = "pad" if config.data.size_policy == "pad_crop" else config.data.size_policy
     if config.data.normalize and config.model.pretrained != "none":
-        stats = getattr(build_model(config.model, pretrained=False), "input_mean_std", None)
-        if stats is not None:
+        if (stats := getattr(build_model(config.model, pretrained=False), "input_mean_std", None)) is not None:
             log.info("normalising with the pretrained encoder's mean %s and std %s", *stats)
             return Preprocess(stats[0], stats[1], policy, config.data.resize_to)
     return fit_preprocess(images, normalize=config.data.normalize, size_policy=policy,

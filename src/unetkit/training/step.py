@@ -1,15 +1,14 @@
 """One optimiser step, and the objective it minimises.
 
-The objective is the segmentation loss of the current stage on the logits, plus, for nets
-whose `training_outputs` carry them (the encoder U-Net), the TGS winners' extra terms:
-- deep supervision: the same segmentation loss on every auxiliary map, each weighted
-  `loss.aux_weight`; with `loss.aux_nonempty_only` (default) on the images with foreground only,
-  as the winners did: emptiness is the image head's question, and a coarse map learns shapes
-  better when empty images do not pull it towards "nothing anywhere";
-- the image-level head: binary cross-entropy of its logits (B, K) against "does class k
-  (the foreground, for a binary model) occur in this image", weighted `loss.image_weight`.
-Nets without `training_outputs` (the seed) take the path they always took: `forward`, then the
-loss on its logits, with the same operations and so the same numbers.
+The objective is the segmentation loss of the current stage on the logits, plus, for nets whose `training_outputs`
+carry them (the encoder U-Net), the TGS winners' extra terms:
+- deep supervision: the same segmentation loss on every auxiliary map, each weighted `loss.aux_weight`; with
+  `loss.aux_nonempty_only` (default) on the images with foreground only, as the winners did: emptiness is the image
+  head's question, and a coarse map learns shapes better when empty images do not pull it towards "nothing anywhere";
+- the image-level head: binary cross-entropy of its logits (B, K) against "does class k (the foreground, for a binary
+  model) occur in this image", weighted `loss.image_weight`.
+Nets without `training_outputs` (the seed) take the path they always took: `forward`, then the loss on its logits,
+with the same operations and so the same numbers.
 """
 
 from __future__ import annotations

@@ -96,10 +96,8 @@ def tune_on_validation(config: TrainConfig, run_dir: Path, probabilities: Maps, 
         ignore_index = 255 if ignore_index is None else ignore_index  # binary truths are 0/1: 255 is free
         labels = config.model.num_classes if config.model.multilabel else 1
         expanded = [region for region in regions for _ in range(labels)]  # multi-label: one map per label
-        if isinstance(targets, torch.Tensor):
-            targets = targets.masked_fill(~torch.from_numpy(np.stack(expanded)), ignore_index)
-        else:
-            targets = [t.masked_fill(~torch.from_numpy(r), ignore_index) for t, r in zip(targets, expanded)]
+        masked = [t.masked_fill(~torch.from_numpy(r), ignore_index) for t, r in zip(targets, expanded)]
+        targets = torch.stack(masked) if isinstance(targets, torch.Tensor) else masked
     decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
                                     tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
                                     ignore_index=ignore_index)
