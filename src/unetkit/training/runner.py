@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from unetkit import distributed
-from unetkit.config import AUTO, BALANCE_POWERS, TrainConfig, dump_yaml, from_dict, load_yaml
+from unetkit.config import BALANCE_POWERS, TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, Survey, survey
 from unetkit.data.fingerprint import Fingerprint
@@ -230,16 +230,12 @@ def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint
 def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
     """The config with the plan's choices written in, so that config.yaml records what ran (for patches: a
     batch no larger than the plan's)."""
-    top: dict[str, Any] = {}
-    data: dict[str, Any] = {"patch_size": 0}
-    balance = plan.balance_classes or ("none" if config.loss.balance_classes == AUTO else config.loss.balance_classes)
-    if plan.monitor and plan.augment:  # a plan from before the plan chose them leaves the config's (likewise below)
-        for name, chosen in (("monitor", plan.monitor), ("augment", plan.augment)):
-            if chosen != (config.monitor if name == "monitor" else config.data.augment):
-                log.info("%s %s: %s", name, chosen, plan.why.get(name, "the plan's choice"))
-        top["monitor"], data["augment"] = plan.monitor, plan.augment
-    if plan.balance_classes and plan.balance_classes != config.loss.balance_classes:
-        log.info("class weights %s: %s", plan.balance_classes, plan.why.get("balance_classes", "the plan's choice"))
+    top: dict[str, Any] = {"monitor": plan.monitor}
+    data: dict[str, Any] = {"patch_size": 0, "augment": plan.augment}
+    for said, name, given in (("monitor", "monitor", config.monitor), ("augment", "augment", config.data.augment),
+                              ("class weights", "balance_classes", config.loss.balance_classes)):
+        if getattr(plan, name) != given:
+            log.info("%s %s: %s", said, getattr(plan, name), plan.why.get(name, "the plan's choice"))
     if plan.mode != "whole" and config.data.size_policy == "pad":  # a stored plan may predate a policy change
         if plan.batch_size < config.batch_size:
             log.info("batch of %d patches of %d px: %d fit the memory (%s); set --batch-size to choose",
@@ -249,7 +245,7 @@ def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
                  plan.why.get("mode", ""), 100 * plan.foreground_share)
         data |= {"patch_size": plan.patch_size, "foreground_share": plan.foreground_share}
     return dataclasses.replace(config, **top, data=dataclasses.replace(config.data, **data),
-                               loss=dataclasses.replace(config.loss, balance_classes=balance))
+                               loss=dataclasses.replace(config.loss, balance_classes=plan.balance_classes))
 
 
 def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | None = None) -> Preprocess:
