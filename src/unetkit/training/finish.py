@@ -61,8 +61,7 @@ class TrainResult:
 
 @dataclass
 class Held:
-    """Images the final model is scored on and the net that predicts them: the final net itself, or out of
-    fold, the member that never saw them."""
+    """Images to score and the net that predicts them: the final net, or out of fold the member that never saw them."""
 
     net: Net
     data: LabelledSet
@@ -129,10 +128,8 @@ def final_net(run_dir: Path, parts: Parts, train_batches: Batches, state: TrainS
 def finish(config: TrainConfig, run_dir: Path, net: Net, held: list[Held], preprocess: Preprocess,
            device: torch.device, tile: int, *, made_of: str, record: dict[str, Any], ran: dict[str, Any],
            loss_fn: LossFn | None = None, history: list[dict[str, float]] | None = None) -> TrainResult:
-    """Score `held` (one set: validation; several: out of fold), tune the decision rule on it, write
-    run_dir/model.safetensors holding `net`. `record`: what the kind of run adds to the model file's record;
-    `ran`: TrainResult's figures of the training. Per-label figures (multi-label) and val_metrics take a
-    second pass at the tuned threshold."""
+    """`held`: one set (validation) or several (out of fold); `record`: what the kind of run adds to the model file's
+    record; `ran`: TrainResult's figures. Per-label figures and val_metrics take a second pass at the tuned rule."""
     if loss_fn is None:  # the figures do not need it, `validate` does
         loss_fn = partial(get_loss(config.loss.name), options=config.loss, ignore_index=config.data.ignore_index)
     out_of_fold = len(held) > 1

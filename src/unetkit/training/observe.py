@@ -76,10 +76,9 @@ class EpochObserver:
         engine = Predictor(SavedModel(net, self.preprocess), torch_device=device, tile=self.tile)
         items = ((i, self.val_set.images[i], self.val_set.masks[i]) for i in self.indices)
         shown = list(predict_labelled(engine, items, postprocess=False))
-        truths = [label_map(item.truth, channel_axis=-1) for item in shown]
-        preds = [label_map(item.mask) for item in shown]
         path = self.run_dir / "samples" / f"epoch_{epoch:04d}.png"
-        overlay_sheet([item.image for item in shown], truths, preds,
+        overlay_sheet([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
+                      [label_map(item.mask) for item in shown],
                       [f"{self.val_set.stems[i]} (epoch {epoch})" for i in self.indices], path)
         if self.writer is not None:
             from PIL import Image

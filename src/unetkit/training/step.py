@@ -30,10 +30,8 @@ if TYPE_CHECKING:
 
 
 def presence(masks: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
-    """Which classes occur in each image, (B, K) float 0/1: the image head's target.
-
-    masks (B, H, W) class indices (K = 1: "any foreground pixel"), or multi-label (B, K, H, W) 0/1.
-    """
+    """Which classes occur in each image, (B, K) float 0/1: the image head's target. masks (B, H, W) class indices
+    (K = 1: "any foreground pixel"), or multi-label (B, K, H, W) 0/1."""
     if masks.dim() == 4:
         return masks.flatten(2).amax(2).gt(0).float()
     valid = masks != ignore_index if ignore_index is not None else torch.ones_like(masks, dtype=torch.bool)
