@@ -130,6 +130,4 @@ def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
         if mode == "fp16":  # a GPU config run on a laptop: trains, as auto would
             log.info("runtime.amp fp16 is for GPUs; on the CPU it means auto (bf16 where the CPU has it, else fp32)")
         return torch.bfloat16 if mode == "bf16" or has_bf16(device) else None
-    if mode == "fp16" or (mode == "auto" and not has_bf16(device)):
-        return torch.float16
-    return torch.bfloat16
+    return torch.float16 if mode == "fp16" or (mode == "auto" and not has_bf16(device)) else torch.bfloat16

@@ -33,13 +33,12 @@ from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import load_model
 from unetkit.fileio import make_dir, write_text
-from unetkit.measures import parse_measures
 from unetkit.models.ensemble import Ensemble
 from unetkit.models.registry import build_model
 from unetkit.runtime import log, resolve_device
 from unetkit.tracking import require_mlflow
 from unetkit.training.checkpoint import load_checkpoint
-from unetkit.training.finish import Held, finish
+from unetkit.training.finish import Held, finish, val_measures
 from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
@@ -140,8 +139,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
 
 def _check_scoring(config: TrainConfig) -> None:
     """val_metrics names, the region folder and the tracker, refused in one line before any work."""
-    if config.val_metrics:
-        parse_measures(config.val_metrics, "config field 'val_metrics'")
+    val_measures(config)
     if config.data.fov_dir:
         if config.data.size_policy == "resize":
             raise UserError("config field 'data.fov_dir': region masks need the images at their own size "
