@@ -44,11 +44,9 @@ def warm_ema(decay: float, floor: torch.Tensor | None = None
     """The EMA update for AveragedModel(multi_avg_fn=...), with decay min(decay, n / (n + 1)) after n models: the
     plain mean of the weights so far, until the mean is as long as the EMA's horizon; `floor` (a 0-d tensor the loop
     sets from the run's progress, `ema_floor`) bounds the new weights' share from below, capping the horizon.
-
     torch's own EMA (get_ema_multi_avg_fn) starts from a copy of the first weights and decays them: after n steps
     they still weigh decay**n, which is 0.67 after 200 steps at decay 0.998. A short run would then save mostly its
-    first weights.
-    """
+    first weights."""
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:

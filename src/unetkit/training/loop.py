@@ -191,13 +191,10 @@ def _check_finite(loss: torch.Tensor, epoch: int, index: int) -> None:
 
 def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index: int,
                   device: torch.device) -> tuple[float, bool]:
-    """(training time for the schedule, whether to stop for the time budget) after a step.
-
-    One process: its own clock. Under torchrun the ranks' clocks differ by milliseconds, and a
-    time-driven learning rate must not (their weights would drift apart), so every few steps
-    they agree on the mean of their clocks and on stopping; between agreements nothing changes.
-    Agreeing is a collective that waits for the GPU, hence not every step.
-    """
+    """(training time for the schedule, whether to stop for the time budget) after a step. One process: its own
+    clock. Under torchrun the ranks' clocks differ by milliseconds, and a time-driven learning rate must not (their
+    weights would drift apart), so every few steps they agree on the mean of their clocks and on stopping; between
+    agreements nothing changes. Agreeing is a collective that waits for the GPU, hence not every step."""
     if not distributed.launched():
         return elapsed_s, deadline is not None and time.monotonic() >= deadline
     if index % PROGRESS_EVERY:

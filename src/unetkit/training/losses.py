@@ -67,10 +67,8 @@ def _mean_of(term: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor,
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
                   options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
-    """Binary cross-entropy with logits for K=1 (the seed's loss), softmax cross-entropy for K>1.
-
-    With `weight_map` this is the U-Net paper's weighted cross-entropy (see data/weights.py).
-    """
+    """Binary cross-entropy with logits for K=1 (the seed's loss), softmax cross-entropy for K>1; with `weight_map`
+    the U-Net paper's weighted cross-entropy (see data/weights.py)."""
     _check(logits, target)
     if target.dim() == 4:  # multi-label: torch's own mean, whose gradient rounds once
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))

@@ -56,12 +56,10 @@ def _score(groups: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int | 
 
 def tune_decision(probabilities: Maps, targets: Maps, metric: str, *, tune_postprocess: bool = True,
                   ignore_index: int | None = None) -> tuple[Decision, list[dict[str, float]]]:
-    """The threshold best for `metric` ("tgs_map", "iou", "dice"; ties go to the one nearest 0.5), then
-    (min_area, empty_below) by grid at that threshold, only strict gains counting; and the sweep's table.
-
-    probabilities (N, H, W) foreground probability (float, or uint8 in 0..255), or a list of such maps
-    of mixed sizes; targets alike, 0/1. Candidate areas scale with the mean image area (AREAS are for 101 x 101).
-    """
+    """The threshold best for `metric` ("tgs_map", "iou", "dice"; ties go to the one nearest 0.5), then (min_area,
+    empty_below) by grid at that threshold, only strict gains counting; and the sweep's table. probabilities
+    (N, H, W) foreground probability (float, or uint8 in 0..255), or a list of such maps of mixed sizes; targets
+    alike, 0/1. Candidate areas scale with the mean image area (AREAS are for 101 x 101)."""
     float_groups = _groups(probabilities, targets)  # stacked and converted once for the sweep and the grid
     table, summaries = [], {}
     for t in THRESHOLDS:
