@@ -60,6 +60,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     rank, world_size = distributed.rank(), distributed.world_size()
     workers = default_workers(device.type) if config.runtime.loader_workers is None else config.runtime.loader_workers
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
+    drawn = {"augment": augment, "seed": config.seed, "rank": rank, "world_size": world_size}  # every batcher's
     if config.data.patch_size:  # the plan's patch mode: train_set is a PatchSet
         if config.runtime.device_batches == "on":
             raise UserError("runtime.device_batches: on does not support patch training yet (patches are read and "
@@ -68,15 +69,13 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
                          ignore_index=config.data.ignore_index)  # per patch, as drawn (whole images: the runner's)
         train_batches = patch_batches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size),
                                       foreground_share=config.data.foreground_share or 0.0,
-                                      patches_per_epoch=config.data.patches_per_epoch, augment=augment, seed=config.seed,
-                                      rank=rank, world_size=world_size, workers=workers,
-                                      weight_map=border if config.loss.name in BORDER_WEIGHTED else None)
+                                      patches_per_epoch=config.data.patches_per_epoch, workers=workers,
+                                      weight_map=border if config.loss.name in BORDER_WEIGHTED else None, **drawn)
     elif _on_device(config, train_set, device, crop is not None):
-        train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
-                                       augment=augment, seed=config.seed, rank=rank, world_size=world_size)
+        train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device, **drawn)
     else:
-        train_batches = image_batches(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
-                                      seed=config.seed, rank=rank, world_size=world_size, workers=workers, pad_crop=crop)
+        train_batches = image_batches(train_set, preprocess, config.batch_size, shuffle=True, workers=workers,
+                                      pad_crop=crop, **drawn)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
     share_regions = val_regions[rank::world_size] if val_regions is not None else None

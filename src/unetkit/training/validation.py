@@ -62,8 +62,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
         else:
             logits = engine.logits(images)
             probs = probabilities(logits, config)
-        target = torch.from_numpy(truths).to(device).long()
-        loss_sum += loss_fn(logits, target).double() * len(batch)
+        loss_sum += loss_fn(logits, torch.from_numpy(truths).to(device).long()).double() * len(batch)
         on_device = [hard_mask(probs, config, threshold)]
         if keep_probabilities:
             on_device.append((foreground(probs, config) * 255).round().to(torch.uint8))
