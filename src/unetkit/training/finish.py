@@ -117,8 +117,7 @@ def final_net(run_dir: Path, parts: Parts, train_batches: Batches, state: TrainS
     if parts.snapshots is not None:
         return Ensemble(parts.snapshots.members(state.snapshots, device)).eval(), f"{state.snapshots} SGDR snapshots"
     if parts.swa is not None:
-        averaged = swa_model(parts.swa, train_batches, device)
-        if averaged is not None:
+        if (averaged := swa_model(parts.swa, train_batches, device)) is not None:
             return averaged, f"SWA of {int(parts.swa.n_averaged)} epochs"
         log.info("SWA averaged nothing (the run ended before optim.swa_start); the model is the best epoch's")
     best = load_model(run_dir / "checkpoints" / "best.safetensors").net

@@ -155,8 +155,7 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor 
         keep = valid[image].flatten() > 0
         if logits.shape[1] == 1:
             truth = target[image].flatten()[keep].to(logits.dtype)
-            errors = 1 - logits[image, 0].flatten()[keep] * (2 * truth - 1)
-            errors_sorted, order = torch.sort(errors, descending=True)
+            errors_sorted, order = torch.sort(1 - logits[image, 0].flatten()[keep] * (2 * truth - 1), descending=True)
             losses.append(torch.dot(F.relu(errors_sorted), _lovasz_gradient(truth[order])))
         else:
             prob = torch.softmax(logits[image], dim=0).flatten(1)[:, keep]
