@@ -172,11 +172,7 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor 
 
 
 def _sum_of(*parts: LossFn) -> LossFn:
-    def combined(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-                 options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
-        return sum(part(logits, target, weight_map, options, ignore_index) for part in parts)  # type: ignore[return-value]
-
-    return combined
+    return lambda *args, **kwargs: sum(part(*args, **kwargs) for part in parts)
 
 
 LOSSES: dict[str, LossFn] = {

@@ -47,8 +47,7 @@ def training_loss(outputs: torch.Tensor | SegmentationOutputs, masks: torch.Tens
     image-head terms when `outputs` carries them (see the module's docstring)."""
     if isinstance(outputs, torch.Tensor):  # a plain SegmentationNet: exactly the seed's path
         return loss_fn(outputs.float(), masks, weights)
-    logits = outputs.logits
-    loss = loss_fn(logits.float(), masks, weights)
+    loss = loss_fn(outputs.logits.float(), masks, weights)
     if outputs.aux_logits:
         # The images with foreground, found once per step: finding them waits for the device, once.
         keep = (presence(masks, 1, ignore_index).amax(1) > 0).nonzero().squeeze(1) if options.aux_nonempty_only \
@@ -56,7 +55,7 @@ def training_loss(outputs: torch.Tensor | SegmentationOutputs, masks: torch.Tens
         loss = loss + options.aux_weight * sum(_aux_term(aux.float(), masks, weights, loss_fn, keep)
                                                for aux in outputs.aux_logits)
     if outputs.image_logit is not None:
-        target = presence(masks, logits.shape[1], ignore_index)
+        target = presence(masks, outputs.logits.shape[1], ignore_index)
         loss = loss + options.image_weight * F.binary_cross_entropy_with_logits(outputs.image_logit.float(), target)
     return loss
 
