@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,14 +20,11 @@ from unetkit.config import TrainConfig
 from unetkit.models.base import SegmentationNet
 from unetkit.models.encoder_unet import SegmentationOutputs
 from unetkit.runtime import has_bf16, log
-from unetkit.training.averaging import warm_ema
+from unetkit.training.averaging import Snapshots, warm_ema
 from unetkit.training.checkpoint import Checkpoint
 from unetkit.training.init import initial_net
 from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.schedule import OPTIMIZERS, StepSchedule, make_plateau
-
-if TYPE_CHECKING:
-    from unetkit.training.averaging import Snapshots
 
 
 class TrainingForward(nn.Module):

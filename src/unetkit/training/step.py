@@ -13,8 +13,6 @@ with the same operations and so the same numbers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
@@ -22,11 +20,9 @@ from unetkit.config import LossConfig
 from unetkit.data.loader import Batch
 from unetkit.models.encoder_unet import SegmentationOutputs
 from unetkit.runtime import log
+from unetkit.training.checkpoint import TrainState
 from unetkit.training.losses import LossFn
 from unetkit.training.parts import Parts
-
-if TYPE_CHECKING:
-    from unetkit.training.checkpoint import TrainState
 
 
 def presence(masks: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
