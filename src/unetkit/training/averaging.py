@@ -34,9 +34,7 @@ EMA_RUN_SHARE = 0.2  # the EMA's horizon is at most this share of the run's (est
 def ema_floor(steps_done: int, progress: float) -> float:
     """The least weight of the newest weights in the EMA when `steps_done` steps are `progress` of the
     run: one over EMA_RUN_SHARE of the run's steps as estimated from them (0 before the first step)."""
-    if steps_done <= 0 or progress <= 0:
-        return 0.0
-    return min(1.0, progress / (EMA_RUN_SHARE * steps_done))
+    return 0.0 if steps_done <= 0 or progress <= 0 else min(1.0, progress / (EMA_RUN_SHARE * steps_done))
 
 
 def warm_ema(decay: float, floor: torch.Tensor | None = None
