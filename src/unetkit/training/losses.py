@@ -98,8 +98,7 @@ def _soft_counts(logits: torch.Tensor, target: torch.Tensor, ignore_index: int |
             prob = torch.softmax(logits, dim=1)
             truth = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
         prob, truth = prob * valid[:, None], truth * valid[:, None]
-    tp = (prob * truth).sum((0, 2, 3))
-    return tp, (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
+    return (prob * truth).sum((0, 2, 3)), (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
 
 
 def _class_mean(per_class: torch.Tensor, options: LossConfig) -> torch.Tensor:
