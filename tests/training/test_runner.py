@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -189,19 +188,6 @@ def test_resume_on_changed_masks_is_refused_naming_a_file_and_allowed_keeps_the_
     assert _split(run) == before
     assert "allow_changed: false" in (run / "config.yaml").read_text()  # the consent is not stored
     assert resume(run, {"epochs": 3}).epochs_done == 3  # data.json now records the corrected masks
-
-
-def test_a_data_record_without_content_hashes_resumes_by_name(tmp_path: Path,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
-    data = generate_synthetic(tmp_path / "d", 12, size=32, seed=5)
-    run = tmp_path / "run"
-    train(TrainConfig(out_dir=str(run), data=DataConfig(data_dir=str(data)), model=TINY, epochs=1, batch_size=4))
-    record = json.loads((run / "data.json").read_text())
-    (run / "data.json").write_text(json.dumps({k: record[k] for k in ("n_images", "files_sha256")}))
-    with caplog.at_level(logging.INFO, logger="unetkit"):
-        assert resume(run, {"epochs": 2}).epochs_done == 2
-    assert sum("records file names only" in r.getMessage() for r in caplog.records) == 1
-    assert len(json.loads((run / "data.json").read_text())["content_sha256"]) == 12
 
 
 def test_folds_resume_with_their_stored_assignment(tmp_path: Path) -> None:

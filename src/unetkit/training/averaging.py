@@ -1,16 +1,15 @@
-"""The model a run ends with when it averages: SGDR snapshots, stochastic weight averaging, or
-an exponential moving average of the weights.
+"""The model a run ends with when it averages: SGDR snapshots, stochastic weight averaging, or an exponential moving
+average of the weights.
 
-- Snapshots (`schedule.snapshots` with `schedule.name: sgdr`, Huang et al. 2017, as the TGS
-  winners did): the weights at the end of every cosine cycle, written as they are reached (the
-  checkpoint counts them, so a resumed run rewrites only those it had not recorded); a run that
-  stops before its last cycle ends adds its final weights. They become one ensemble model file.
-- SWA (`optim.swa_start`, Izmailov et al. 2018): the weights at the end of every epoch from that
-  share of the run on, averaged; batch-norm statistics recomputed on the unaugmented training images.
-- EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. Where a schedule is
-  laid over the run (not plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps
-  (`ema_floor`), so that a short run's average has settled on its last weights when it ends instead
-  of lagging behind a model that is still improving fast.
+- Snapshots (`schedule.snapshots` with `schedule.name: sgdr`, Huang et al. 2017, as the TGS winners did): the weights
+  at the end of every cosine cycle, written as they are reached (the checkpoint counts them, so a resumed run rewrites
+  only those it had not recorded); a run that stops before its last cycle ends adds its final weights. They become one
+  ensemble model file.
+- SWA (`optim.swa_start`, Izmailov et al. 2018): the weights at the end of every epoch from that share of the run on,
+  averaged; batch-norm statistics recomputed on the unaugmented training images.
+- EMA (`optim.ema_decay`): the average validates, is checkpointed and is saved. Where a schedule is laid over the run
+  (not plateau), its horizon is at most `EMA_RUN_SHARE` of the run's steps (`ema_floor`), so that a short run's
+  average has settled on its last weights when it ends instead of lagging behind a model that is still improving fast.
 Otherwise the model is the best checkpoint.
 """
 
@@ -35,22 +34,17 @@ EMA_RUN_SHARE = 0.2  # the EMA's horizon is at most this share of the run's (est
 def ema_floor(steps_done: int, progress: float) -> float:
     """The least weight of the newest weights in the EMA when `steps_done` steps are `progress` of the
     run: one over EMA_RUN_SHARE of the run's steps as estimated from them (0 before the first step)."""
-    if steps_done <= 0 or progress <= 0:
-        return 0.0
-    return min(1.0, progress / (EMA_RUN_SHARE * steps_done))
+    return 0.0 if steps_done <= 0 or progress <= 0 else min(1.0, progress / (EMA_RUN_SHARE * steps_done))
 
 
 def warm_ema(decay: float, floor: torch.Tensor | None = None
              ) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """The EMA update for AveragedModel(multi_avg_fn=...), with decay min(decay, n / (n + 1)) after n
-    models: the plain mean of the weights so far, until the mean is as long as the EMA's horizon;
-    `floor` (a 0-d tensor the loop sets from the run's progress, `ema_floor`) bounds the new weights'
-    share from below, capping the horizon.
-
-    torch's own EMA (get_ema_multi_avg_fn) starts from a copy of the first weights and decays them:
-    after n steps they still weigh decay**n, which is 0.67 after 200 steps at decay 0.998. A short
-    run would then save mostly its first weights.
-    """
+    """The EMA update for AveragedModel(multi_avg_fn=...), with decay min(decay, n / (n + 1)) after n models: the
+    plain mean of the weights so far, until the mean is as long as the EMA's horizon; `floor` (a 0-d tensor the loop
+    sets from the run's progress, `ema_floor`) bounds the new weights' share from below, capping the horizon.
+    torch's own EMA (get_ema_multi_avg_fn) starts from a copy of the first weights and decays them: after n steps
+    they still weigh decay**n, which is 0.67 after 200 steps at decay 0.998. A short run would then save mostly its
+    first weights."""
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
@@ -88,13 +82,11 @@ class Snapshots:
         log.info("snapshot %d saved", state.snapshots)
 
     def members(self, count: int, device: torch.device) -> list[SegmentationNet]:
-        """The first `count` snapshots, loaded onto `device`."""
         return [load_model(self.path(i)).net.to(device, memory_format=torch.channels_last)  # type: ignore[misc]
                 for i in range(count)]
 
 
 def swa_update(swa: AveragedModel | None, net: torch.nn.Module, progress: float, start: float | None) -> None:
-    """Add `net`'s weights to the SWA average once the run's progress has reached `start`."""
     if swa is not None and start is not None and progress >= start:
         swa.update_parameters(net)
 

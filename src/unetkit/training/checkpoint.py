@@ -1,10 +1,9 @@
 """Resumable checkpoints: weights, optimizer, scheduler, loop state and RNG, pickle-free.
 
-Resume must restore everything that shapes the next epoch, not only the weights (the
-peers' most common resume complaint): Adam's moments and step counts, the plateau
-scheduler's counters, early-stopping state, elapsed time for the budget, the metrics
-history and the torch RNG that drives dropout (every torchrun rank's own), the training stage,
-the SWA average (tensors, with its count) and how many SGDR snapshots are written.
+Resume must restore everything that shapes the next epoch, not only the weights (the peers' most common resume
+complaint): Adam's moments and step counts, the plateau scheduler's counters, early-stopping state, elapsed time for
+the budget, the metrics history and the torch RNG that drives dropout (every torchrun rank's own), the training
+stage, the SWA average (tensors, with its count) and how many SGDR snapshots are written.
 """
 
 from __future__ import annotations
@@ -112,7 +111,6 @@ def save_checkpoint(path: str | os.PathLike[str], config: TrainConfig, net: Segm
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint`."""
     file = Path(path)
     tensors, metadata = read_safetensors(file, CHECKPOINT_FORMAT)
     try:

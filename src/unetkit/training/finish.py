@@ -1,11 +1,10 @@
 """How every training run ends: one function for a single split, SGDR snapshots, SWA and K folds.
 
-The kinds of run differ only in what the model file holds (the best checkpoint, the snapshots'
-ensemble, the SWA average, the folds' ensemble) and in which images score it: the validation set,
-predicted by the final net, or out of fold, each fold's held-out images predicted by the member
-that never saw them. `finish` takes both, predicts them once, tunes the decision rule once on those
-probabilities (binary and multi-label models) and writes model.safetensors once, with the record
-the run report reads.
+The kinds of run differ only in what the model file holds (the best checkpoint, the snapshots' ensemble, the SWA
+average, the folds' ensemble) and in which images score it: the validation set, predicted by the final net, or out
+of fold, each fold's held-out images predicted by the member that never saw them. `finish` takes both, predicts them
+once, tunes the decision rule once on those probabilities (binary and multi-label models) and writes
+model.safetensors once, with the record the run report reads.
 """
 
 from __future__ import annotations
@@ -62,8 +61,7 @@ class TrainResult:
 
 @dataclass
 class Held:
-    """Images the final model is scored on and the net that predicts them: the final net itself, or out of
-    fold, the member that never saw them."""
+    """Images to score and the net that predicts them: the final net, or out of fold the member that never saw them."""
 
     net: Net
     data: LabelledSet
@@ -119,8 +117,7 @@ def final_net(run_dir: Path, parts: Parts, train_batches: Batches, state: TrainS
     if parts.snapshots is not None:
         return Ensemble(parts.snapshots.members(state.snapshots, device)).eval(), f"{state.snapshots} SGDR snapshots"
     if parts.swa is not None:
-        averaged = swa_model(parts.swa, train_batches, device)
-        if averaged is not None:
+        if (averaged := swa_model(parts.swa, train_batches, device)) is not None:
             return averaged, f"SWA of {int(parts.swa.n_averaged)} epochs"
         log.info("SWA averaged nothing (the run ended before optim.swa_start); the model is the best epoch's")
     best = load_model(run_dir / "checkpoints" / "best.safetensors").net
@@ -130,10 +127,8 @@ def final_net(run_dir: Path, parts: Parts, train_batches: Batches, state: TrainS
 def finish(config: TrainConfig, run_dir: Path, net: Net, held: list[Held], preprocess: Preprocess,
            device: torch.device, tile: int, *, made_of: str, record: dict[str, Any], ran: dict[str, Any],
            loss_fn: LossFn | None = None, history: list[dict[str, float]] | None = None) -> TrainResult:
-    """Score `held` (one set: validation; several: out of fold), tune the decision rule on it, write
-    run_dir/model.safetensors holding `net`. `record`: what the kind of run adds to the model file's record;
-    `ran`: TrainResult's figures of the training. Per-label figures (multi-label) and val_metrics take a
-    second pass at the tuned threshold."""
+    """`held`: one set (validation) or several (out of fold); `record`: what the kind of run adds to the model file's
+    record; `ran`: TrainResult's figures. Per-label figures and val_metrics take a second pass at the tuned rule."""
     if loss_fn is None:  # the figures do not need it, `validate` does
         loss_fn = partial(get_loss(config.loss.name), options=config.loss, ignore_index=config.data.ignore_index)
     out_of_fold = len(held) > 1

@@ -43,7 +43,7 @@ def check_training_sizes(config: TrainConfig) -> None:
     per_image = 2 * (4 * channels + 1)  # bytes per pixel of an image (float32) and its mask, twice while stacked
     if data.size_policy == "resize":
         count = len(find_pairs(DataSource.from_fields(data)))
-        step = BYTES_PER_PIXEL_PER_NEURON * config.model.start_neurons
+        step = BYTES_PER_PIXEL_PER_NEURON * config.model.start_neurons  # bytes per pixel of one training step
         check_side_fits("data.resize_to", data.resize_to, count * per_image + step,
                         f"the {count} images resized and one training step")
     elif data.size_policy == "pad_crop":

@@ -1,11 +1,10 @@
 """Fine-tuning: a run that starts from a model file's weights and normalisation (`train --init MODEL`).
 
-The model file is the whole starting point. Its stored training config is the base the run's
-flags lie over (so `train --data LABELS --init RUN/model.safetensors` trains the reviewed model's
-architecture with its recipe), its weights replace the random initialisation, and its
-normalisation replaces the statistics a new run would measure on the new data: the network keeps
-seeing pixels as it learned them. A run whose model section differs from the file's is refused
-with one line naming the fields, before anything is written.
+The model file is the whole starting point. Its stored training config is the base the run's flags lie over (so
+`train --data LABELS --init RUN/model.safetensors` trains the reviewed model's architecture with its recipe), its
+weights replace the random initialisation, and its normalisation replaces the statistics a new run would measure on
+the new data: the network keeps seeing pixels as it learned them. A run whose model section differs from the file's
+is refused with one line naming the fields, before anything is written.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """The training loop: `fit` is a short sequence of small steps, the seed kernel's recipe by default.
 
-A time budget ends training cleanly, mid-epoch if need be. The TGS winners' options act here as
-the run progresses (a share of the epochs, or of the time budget, as the schedule measures it):
-the second stage's loss from `loss.second_at`, an SGDR snapshot at each cycle's end, SWA averages
-at epoch ends; training/finish.py chooses the final model of them.
+A time budget ends training cleanly, mid-epoch if need be. The TGS winners' options act here as the run progresses
+(a share of the epochs, or of the time budget, as the schedule measures it): the second stage's loss from
+`loss.second_at`, an SGDR snapshot at each cycle's end, SWA averages at epoch ends; training/finish.py chooses the
+final model of them.
 
-Under torchrun the same loop runs on every rank with DistributedDataParallel: each rank
-trains on its share of every global batch (data/loader.py), validates its share of the
-validation set, and the figures are summed over the ranks, so every rank takes the same
-decisions (plateau, early stopping, best epoch, time budget). Rank 0 alone writes files and
-tunes the decision rule at the end.
+Under torchrun the same loop runs on every rank with DistributedDataParallel: each rank trains on its share of every
+global batch (data/loader.py), validates its share of the validation set, and the figures are summed over the ranks,
+so every rank takes the same decisions (plateau, early stopping, best epoch, time budget). Rank 0 alone writes files
+and tunes the decision rule at the end.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ from unetkit.data.weights import border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import save_model
 from unetkit.fileio import write_csv
-from unetkit.inference.engine import DEFAULT_TILE
 from unetkit.measures import extra_columns, monitor_minimizes
 from unetkit.outputs import is_binary
 from unetkit.runtime import log, progress
@@ -56,12 +54,13 @@ METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "va
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
         preprocess: Preprocess, device: torch.device, resume: Checkpoint | None = None,
-        class_weights: tuple[float, ...] | None = None, augment: Any = None, plan: Plan | None = None) -> TrainResult:
+        class_weights: tuple[float, ...] | None = None, augment: Any = None, *, plan: Plan) -> TrainResult:
     """Train per `config` on `device` into `run_dir` (rank 0 writes). `val_set` is predicted whole, in tiles
     of the `plan`'s predict_tile as `unetkit predict` will use them. Every torchrun rank gets rank 0's result."""
     rank, world_size = distributed.rank(), distributed.world_size()
     workers = default_workers(device.type) if config.runtime.loader_workers is None else config.runtime.loader_workers
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
+    drawn = {"augment": augment, "seed": config.seed, "rank": rank, "world_size": world_size}  # every batcher's
     if config.data.patch_size:  # the plan's patch mode: train_set is a PatchSet
         if config.runtime.device_batches == "on":
             raise UserError("runtime.device_batches: on does not support patch training yet (patches are read and "
@@ -70,20 +69,18 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
                          ignore_index=config.data.ignore_index)  # per patch, as drawn (whole images: the runner's)
         train_batches = patch_batches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size),
                                       foreground_share=config.data.foreground_share or 0.0,
-                                      patches_per_epoch=config.data.patches_per_epoch, augment=augment, seed=config.seed,
-                                      rank=rank, world_size=world_size, workers=workers,
-                                      weight_map=border if config.loss.name in BORDER_WEIGHTED else None)
+                                      patches_per_epoch=config.data.patches_per_epoch, workers=workers,
+                                      weight_map=border if config.loss.name in BORDER_WEIGHTED else None, **drawn)
     elif _on_device(config, train_set, device, crop is not None):
-        train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
-                                       augment=augment, seed=config.seed, rank=rank, world_size=world_size)
+        train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device, **drawn)
     else:
-        train_batches = image_batches(train_set, preprocess, config.batch_size, shuffle=True, augment=augment,
-                                      seed=config.seed, rank=rank, world_size=world_size, workers=workers, pad_crop=crop)
+        train_batches = image_batches(train_set, preprocess, config.batch_size, shuffle=True, workers=workers,
+                                      pad_crop=crop, **drawn)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
     share_regions = val_regions[rank::world_size] if val_regions is not None else None
     parts = build_parts(config, len(train_batches), resume, class_weights, device)
-    tile = plan.predict_tile if plan is not None else DEFAULT_TILE
+    tile = plan.predict_tile
     if config.schedule.snapshots:
         parts.snapshots = Snapshots(run_dir / "checkpoints", preprocess, write=distributed.is_main())
     state = resume.state if resume else TrainState()
@@ -118,7 +115,7 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         result = finish(config, run_dir, net, [Held(net, val_set, val_regions)], preprocess, parts.device, tile,
                         made_of=made_of,
                         record={"best_epoch_metrics": state.history[state.best_epoch - 1] if state.best_epoch else {},
-                                "plan": plan.to_dict() if plan is not None else None},
+                                "plan": plan.to_dict()},
                         ran={"epochs_done": state.epoch, "best_epoch": state.best_epoch, "stop_reason": stop_reason,
                              "images_per_s": sum(speeds) / len(speeds) if speeds else 0.0, "n_train": len(train_set),
                              "n_val": len(val_set)}, loss_fn=parts.loss_fn, history=state.history)
@@ -193,13 +190,10 @@ def _check_finite(loss: torch.Tensor, epoch: int, index: int) -> None:
 
 def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index: int,
                   device: torch.device) -> tuple[float, bool]:
-    """(training time for the schedule, whether to stop for the time budget) after a step.
-
-    One process: its own clock. Under torchrun the ranks' clocks differ by milliseconds, and a
-    time-driven learning rate must not (their weights would drift apart), so every few steps
-    they agree on the mean of their clocks and on stopping; between agreements nothing changes.
-    Agreeing is a collective that waits for the GPU, hence not every step.
-    """
+    """(training time for the schedule, whether to stop for the time budget) after a step. One process: its own
+    clock. Under torchrun the ranks' clocks differ by milliseconds, and a time-driven learning rate must not (their
+    weights would drift apart), so every few steps they agree on the mean of their clocks and on stopping; between
+    agreements nothing changes. Agreeing is a collective that waits for the GPU, hence not every step."""
     if not distributed.launched():
         return elapsed_s, deadline is not None and time.monotonic() >= deadline
     if index % PROGRESS_EVERY:
@@ -209,13 +203,11 @@ def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index:
     return total / distributed.world_size(), late > 0
 
 
-def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_share: LabelledSet,
-               preprocess: Preprocess, deadline: float | None, tile: int,
-               regions: list[np.ndarray] | None = None) -> tuple[dict[str, float], bool]:
+def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_share: LabelledSet, preprocess: Preprocess,
+               deadline: float | None, tile: int, regions: list[np.ndarray] | None) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
-    train_s = time.monotonic() - started
-    names = val_measures(parts.config)
+    train_s, names = time.monotonic() - started, val_measures(parts.config)
     val, _ = validate(parts.evaluated, val_share, preprocess, parts.loss_fn, parts.device, parts.config.batch_size,
                       ignore_index=parts.config.data.ignore_index, across_ranks=True, tile=tile, regions=regions,
                       measures=names)
@@ -239,7 +231,6 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     if not parts.schedule.active:
         parts.plateau.step(row[config.monitor])
     swa_update(parts.swa, parts.net, parts.schedule.progress(state.steps, state.elapsed_s), config.optim.swa_start)
-    checkpoints = run_dir / "checkpoints"
     improved = _improved(config.monitor, row[config.monitor], state.best_value)
     if improved:
         state.best_value, state.best_epoch, state.stale_epochs = row[config.monitor], state.epoch, 0
@@ -248,15 +239,14 @@ def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: P
     rank_rngs = distributed.all_gather(rng_state(parts.device))  # each rank resumes its own dropout draws
     if observer is not None:
         if improved:
-            save_model(checkpoints / "best.safetensors", parts.evaluated, preprocess,
+            save_model(run_dir / "checkpoints" / "best.safetensors", parts.evaluated, preprocess,
                        training=run_record(config) | {"best_epoch_metrics": row})
-        rows = _csv_rows(state.history)
-        write_csv(rows, run_dir / "metrics.csv")
+        write_csv(rows := _csv_rows(state.history), run_dir / "metrics.csv")
         observer.epoch_done(state.history, parts.evaluated, parts.device)
         observer.track(rows[-1], state.epoch)
     state.elapsed_s += time.monotonic() - started
     if observer is not None:
-        save_checkpoint(checkpoints / "last.safetensors", config, parts.net, preprocess, parts.optimizer,
+        save_checkpoint(run_dir / "checkpoints" / "last.safetensors", config, parts.net, preprocess, parts.optimizer,
                         parts.plateau, state, parts.extras(), rank_rngs[1:])
         _log_epoch(config, row, state.elapsed_s)
     # Rank 0's time (it also wrote the files) for every rank: budget and schedule stay in step, and

@@ -1,18 +1,17 @@
 """Losses on logits, for binary (K=1, sigmoid) and multi-class (K>1, softmax) outputs.
 
-All take logits (B, K, H, W) and class-index targets (B, H, W) (or, multi-label, 0/1 targets
-(B, K, H, W) with an independent sigmoid per channel) and return a scalar; an
-optional per-pixel weight map (B, H, W) scales each pixel's term where the loss is a sum
-over pixels (cross-entropy, focal). Pixels equal to `ignore_index` count nowhere.
+All take logits (B, K, H, W) and class-index targets (B, H, W) (or, multi-label, 0/1 targets (B, K, H, W) with an
+independent sigmoid per channel) and return a scalar; an optional per-pixel weight map (B, H, W) scales each pixel's
+term where the loss is a sum over pixels (cross-entropy, focal). Pixels equal to `ignore_index` count nowhere.
 
-Written here rather than taken from segmentation_models.pytorch: these few functions
-are all unetkit needs from it, and the same definitions must hold for weight maps,
-ignore_index and the binary/multi-class switch across every loss.
+Written here rather than taken from segmentation_models.pytorch: these few functions are all unetkit needs from it,
+and the same definitions must hold for weight maps, ignore_index and the binary/multi-class switch in every loss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +44,7 @@ def _pixel_weights(target: torch.Tensor, valid: torch.Tensor, weight_map: torch.
     """w(x) = w_c(x) + border(x): class weight of the true class plus the additive border term."""
     weights = torch.ones_like(valid)
     if options.class_weights is not None:
-        table = torch.tensor(options.class_weights, dtype=valid.dtype, device=valid.device)
-        weights = table[target]
+        weights = torch.tensor(options.class_weights, dtype=valid.dtype, device=valid.device)[target]
     if weight_map is not None:
         weights = weights + weight_map
     return weights * valid
@@ -69,10 +67,8 @@ def _mean_of(term: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor,
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
                   options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
-    """Binary cross-entropy with logits for K=1 (the seed's loss), softmax cross-entropy for K>1.
-
-    With `weight_map` this is the U-Net paper's weighted cross-entropy (see data/weights.py).
-    """
+    """Binary cross-entropy with logits for K=1 (the seed's loss), softmax cross-entropy for K>1; with `weight_map`
+    the U-Net paper's weighted cross-entropy (see data/weights.py)."""
     _check(logits, target)
     if target.dim() == 4:  # multi-label: torch's own mean, whose gradient rounds once
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
@@ -90,6 +86,7 @@ def focal(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor |
 def _soft_counts(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft (TP, FP, FN) per class over the batch: (K,) each, foreground only for K=1."""
+    _check(logits, target)
     if target.dim() == 4:  # multi-label: every channel is its own foreground
         prob, truth = torch.sigmoid(logits), target.to(logits.dtype)
     else:
@@ -101,8 +98,7 @@ def _soft_counts(logits: torch.Tensor, target: torch.Tensor, ignore_index: int |
             prob = torch.softmax(logits, dim=1)
             truth = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
         prob, truth = prob * valid[:, None], truth * valid[:, None]
-    tp = (prob * truth).sum((0, 2, 3))
-    return tp, (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
+    return (prob * truth).sum((0, 2, 3)), (prob * (1 - truth)).sum((0, 2, 3)), ((1 - prob) * truth).sum((0, 2, 3))
 
 
 def _class_mean(per_class: torch.Tensor, options: LossConfig) -> torch.Tensor:
@@ -115,7 +111,6 @@ def _class_mean(per_class: torch.Tensor, options: LossConfig) -> torch.Tensor:
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
                    options: LossConfig = DEFAULTS, ignore_index: int | None = None, smooth: float = 1.0) -> torch.Tensor:
     """1 - soft Dice over the whole batch per class (so empty images do not dominate)."""
-    _check(logits, target)
     tp, fp, fn = _soft_counts(logits, target, ignore_index)
     return _class_mean(1 - (2 * tp + smooth) / (2 * tp + fp + fn + smooth), options)
 
@@ -123,7 +118,6 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch
 def tversky(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
             options: LossConfig = DEFAULTS, ignore_index: int | None = None, smooth: float = 1.0) -> torch.Tensor:
     """1 - Tversky index TP / (TP + alpha FP + beta FN): beta > alpha favours recall (small objects)."""
-    _check(logits, target)
     tp, fp, fn = _soft_counts(logits, target, ignore_index)
     index = (tp + smooth) / (tp + options.tversky_alpha * fp + options.tversky_beta * fn + smooth)
     return _class_mean(1 - index, options)
@@ -139,32 +133,19 @@ def _lovasz_gradient(truth_sorted: torch.Tensor) -> torch.Tensor:
 
 
 def lovasz(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-           options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
+           options: LossConfig = DEFAULTS, ignore_index: int | None = None, *, elu: bool = False) -> torch.Tensor:
     """Lovász hinge per image (K=1, as the TGS winners used it) or Lovász-softmax (K>1).
 
-    A convex surrogate that optimises IoU directly; best used to fine-tune after BCE.
+    A convex surrogate that optimises IoU directly; best used to fine-tune after BCE. `elu` ("lovasz_elu"): the hinge
+    on elu(x) + 1 instead of x, as several TGS top teams trained their second stage. elu(x) + 1 is positive and
+    smooth: a background pixel's hinge error 1 + elu(x) + 1 never vanishes, so every background pixel keeps a (fading,
+    as x -> -inf) push downwards, where the plain hinge stops at x = -1; foreground pixels see x + 1 for x > 0 (the
+    hinge shifted by one). Sigmoid outputs only (binary, multi-label); softmax outputs get the plain Lovász-softmax.
     """
-    return _lovasz(logits, target, ignore_index, elu=False)
-
-
-def lovasz_elu(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-               options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
-    """The Lovász hinge on elu(x) + 1 instead of x, as several TGS top teams trained their second stage.
-
-    elu(x) + 1 is positive and smooth: a background pixel's hinge error 1 + elu(x) + 1 never
-    vanishes, so every background pixel keeps a (fading, as x -> -inf) push downwards, where the
-    plain hinge stops at x = -1; foreground pixels see x + 1 for x > 0 (the hinge shifted by one).
-    Sigmoid outputs only (binary, multi-label); softmax outputs get the plain Lovász-softmax.
-    """
-    return _lovasz(logits, target, ignore_index, elu=True)
-
-
-def _lovasz(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None, *, elu: bool) -> torch.Tensor:
     _check(logits, target)
     if target.dim() == 4:  # multi-label: the hinge per (image, label) map
         flat = target.shape[0] * target.shape[1]
-        return _lovasz(logits.reshape(flat, 1, *logits.shape[2:]), target.reshape(flat, *target.shape[2:]), None,
-                       elu=elu)
+        return lovasz(logits.reshape(flat, 1, *logits.shape[2:]), target.reshape(flat, *target.shape[2:]), elu=elu)
     if elu and logits.shape[1] == 1:
         logits = F.elu(logits) + 1
     target, valid = _valid(target, ignore_index)
@@ -173,8 +154,7 @@ def _lovasz(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
         keep = valid[image].flatten() > 0
         if logits.shape[1] == 1:
             truth = target[image].flatten()[keep].to(logits.dtype)
-            errors = 1 - logits[image, 0].flatten()[keep] * (2 * truth - 1)
-            errors_sorted, order = torch.sort(errors, descending=True)
+            errors_sorted, order = torch.sort(1 - logits[image, 0].flatten()[keep] * (2 * truth - 1), descending=True)
             losses.append(torch.dot(F.relu(errors_sorted), _lovasz_gradient(truth[order])))
         else:
             prob = torch.softmax(logits[image], dim=0).flatten(1)[:, keep]
@@ -191,11 +171,7 @@ def _lovasz(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
 
 
 def _sum_of(*parts: LossFn) -> LossFn:
-    def combined(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor | None = None,
-                 options: LossConfig = DEFAULTS, ignore_index: int | None = None) -> torch.Tensor:
-        return sum(part(logits, target, weight_map, options, ignore_index) for part in parts)  # type: ignore[return-value]
-
-    return combined
+    return lambda *args, **kwargs: sum(part(*args, **kwargs) for part in parts)
 
 
 LOSSES: dict[str, LossFn] = {
@@ -206,7 +182,7 @@ LOSSES: dict[str, LossFn] = {
     "focal": focal,
     "tversky": tversky,
     "lovasz": lovasz,
-    "lovasz_elu": lovasz_elu,  # the hinge on elu(x) + 1 (TGS winners' second stage)
+    "lovasz_elu": partial(lovasz, elu=True),  # the hinge on elu(x) + 1 (TGS winners' second stage)
     "bce_lovasz": _sum_of(cross_entropy, lovasz),
     "focal_dice": _sum_of(focal, soft_dice_loss),
 }

@@ -1,10 +1,9 @@
-"""What a person watches during training: curves, predictions on fixed validation samples,
-and optionally TensorBoard and MLflow (unetkit/tracking.py).
+"""What a person watches during training: curves, predictions on fixed validation samples, and optionally
+TensorBoard and MLflow (unetkit/tracking.py).
 
-Pictures are redrawn at most every `PICTURES_EVERY_S` seconds (and after the first and the last
-epoch): drawing a sample sheet costs about as much as an epoch on a small data set, and a
-time-budget run pays for it in training steps. Numbers (metrics.csv, TensorBoard, MLflow) are
-written every epoch.
+Pictures are redrawn at most every `PICTURES_EVERY_S` seconds (and after the first and the last epoch): drawing a
+sample sheet costs about as much as an epoch on a small data set, and a time-budget run pays for it in training
+steps. Numbers (metrics.csv, TensorBoard, MLflow) are written every epoch.
 """
 
 from __future__ import annotations
@@ -77,10 +76,9 @@ class EpochObserver:
         engine = Predictor(SavedModel(net, self.preprocess), torch_device=device, tile=self.tile)
         items = ((i, self.val_set.images[i], self.val_set.masks[i]) for i in self.indices)
         shown = list(predict_labelled(engine, items, postprocess=False))
-        truths = [label_map(item.truth, channel_axis=-1) for item in shown]
-        preds = [label_map(item.mask) for item in shown]
         path = self.run_dir / "samples" / f"epoch_{epoch:04d}.png"
-        overlay_sheet([item.image for item in shown], truths, preds,
+        overlay_sheet([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
+                      [label_map(item.mask) for item in shown],
                       [f"{self.val_set.stems[i]} (epoch {epoch})" for i in self.indices], path)
         if self.writer is not None:
             from PIL import Image

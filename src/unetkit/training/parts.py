@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,14 +20,11 @@ from unetkit.config import TrainConfig
 from unetkit.models.base import SegmentationNet
 from unetkit.models.encoder_unet import SegmentationOutputs
 from unetkit.runtime import has_bf16, log
-from unetkit.training.averaging import warm_ema
+from unetkit.training.averaging import Snapshots, warm_ema
 from unetkit.training.checkpoint import Checkpoint
 from unetkit.training.init import initial_net
 from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.schedule import OPTIMIZERS, StepSchedule, make_plateau
-
-if TYPE_CHECKING:
-    from unetkit.training.averaging import Snapshots
 
 
 class TrainingForward(nn.Module):
@@ -43,8 +40,6 @@ class TrainingForward(nn.Module):
 
 @dataclass
 class Parts:
-    """Everything a training step touches, built once from the config."""
-
     config: TrainConfig
     net: SegmentationNet  # the weights being trained (never wrapped: its state_dict keys stay clean)
     forward: torch.nn.Module  # net (or its training_outputs), wrapped in DDP under torchrun, optionally compiled
@@ -69,7 +64,6 @@ class Parts:
 
     @property
     def train_loss_fn(self) -> LossFn:
-        """The loss of the current stage."""
         return self.second_loss_fn if self.stage == 2 and self.second_loss_fn is not None else self.loss_fn
 
     def extras(self) -> dict[str, Any]:
@@ -79,7 +73,6 @@ class Parts:
 
 def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
                 class_weights: tuple[float, ...] | None, device: torch.device) -> Parts:
-    """The parts for `config` on `device` (the run's, resolved once where it starts)."""
     torch.manual_seed(config.seed)
     if config.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -101,8 +94,15 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     swa = AveragedModel(net) if config.optim.swa_start is not None else None
     amp_dtype = _amp_dtype(config.runtime.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    if resume:
-        _restore(resume, config, optimizer, plateau, {"ema": ema, "swa": swa, "scaler": scaler}, device)
+    if resume:  # the optimizer, the plateau's counters (its settings stay the config's), the optional parts, the RNG
+        optimizer.load_state_dict(resume.optimizer)
+        plateau.load_state_dict(resume.scheduler)
+        fresh = make_plateau(optimizer, config)
+        plateau.patience, plateau.factor, plateau.min_lrs = fresh.patience, fresh.factor, fresh.min_lrs
+        for name, part in {"ema": ema, "swa": swa, "scaler": scaler}.items():
+            if part is not None and name in resume.extras:
+                part.load_state_dict(resume.extras[name])
+        resume.restore_rng(distributed.rank(), config.seed, device)
     options = dataclasses.replace(config.loss, class_weights=class_weights)
     losses = [partial(get_loss(name, field), options=options, ignore_index=config.data.ignore_index) if name else None
               for name, field in ((config.loss.name, "loss.name"), (config.loss.second_name, "loss.second_name"))]
@@ -117,20 +117,6 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
                  second_loss_fn=losses[1], swa=swa, stage=resume.state.stage if resume else 1, ema_floor=floor)
 
 
-def _restore(resume: Checkpoint, config: TrainConfig, optimizer: torch.optim.Optimizer,
-             plateau: torch.optim.lr_scheduler.ReduceLROnPlateau, optional: dict[str, Any],
-             device: torch.device) -> None:
-    """Optimizer, plateau counters, the optional parts' state and the RNG from a checkpoint."""
-    optimizer.load_state_dict(resume.optimizer)
-    plateau.load_state_dict(resume.scheduler)
-    fresh = make_plateau(optimizer, config)  # settings come from the (possibly changed) config, counters stay
-    plateau.patience, plateau.factor, plateau.min_lrs = fresh.patience, fresh.factor, fresh.min_lrs
-    for name, part in optional.items():
-        if part is not None and name in resume.extras:
-            part.load_state_dict(resume.extras[name])
-    resume.restore_rng(distributed.rank(), config.seed, device)
-
-
 def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """Autocast's dtype. GPUs: bf16 where native, else fp16 (with a grad scaler). CPUs: bf16 where the
     CPU has bf16 instructions (AVX512-BF16, AMX), which trains faster than fp32 there
@@ -141,6 +127,4 @@ def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
         if mode == "fp16":  # a GPU config run on a laptop: trains, as auto would
             log.info("runtime.amp fp16 is for GPUs; on the CPU it means auto (bf16 where the CPU has it, else fp32)")
         return torch.bfloat16 if mode == "bf16" or has_bf16(device) else None
-    if mode == "fp16" or (mode == "auto" and not has_bf16(device)):
-        return torch.float16
-    return torch.bfloat16
+    return torch.float16 if mode == "fp16" or (mode == "auto" and not has_bf16(device)) else torch.bfloat16

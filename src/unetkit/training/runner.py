@@ -1,9 +1,8 @@
-"""A training run from a config: load and check the data, split it (or fold it), fit, and for
-K folds assemble the out-of-fold score and one ensemble model file.
+"""A training run from a config: load and check the data, split it (or fold it), fit, and for K folds assemble the
+out-of-fold score and one ensemble model file.
 
-Kept apart from the loop so `fit` stays about epochs, and apart from the API so the API
-stays a list of entry points. Under torchrun every rank runs all of this on the same data
-and split; only rank 0 writes into the run folder.
+Kept apart from the loop so `fit` stays about epochs, and apart from the API so the API stays a list of entry points.
+Under torchrun every rank runs all of this on the same data and split; only rank 0 writes into the run folder.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from unetkit import distributed
-from unetkit.config import AUTO, BALANCE_POWERS, TrainConfig, dump_yaml, from_dict, load_yaml
+from unetkit.config import BALANCE_POWERS, TrainConfig, dump_yaml, from_dict, load_yaml
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet, Survey, survey
 from unetkit.data.fingerprint import Fingerprint
@@ -34,13 +33,12 @@ from unetkit.data.weights import balanced_class_weights, border_weights
 from unetkit.errors import UserError
 from unetkit.export.model_file import load_model
 from unetkit.fileio import make_dir, write_text
-from unetkit.measures import parse_measures
 from unetkit.models.ensemble import Ensemble
 from unetkit.models.registry import build_model
 from unetkit.runtime import log, resolve_device
 from unetkit.tracking import require_mlflow
 from unetkit.training.checkpoint import load_checkpoint
-from unetkit.training.finish import Held, finish
+from unetkit.training.finish import Held, finish, val_measures
 from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
@@ -141,8 +139,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
 
 def _check_scoring(config: TrainConfig) -> None:
     """val_metrics names, the region folder and the tracker, refused in one line before any work."""
-    if config.val_metrics:
-        parse_measures(config.val_metrics, "config field 'val_metrics'")
+    val_measures(config)
     if config.data.fov_dir:
         if config.data.size_policy == "resize":
             raise UserError("config field 'data.fov_dir': region masks need the images at their own size "
@@ -156,16 +153,14 @@ def _check_scoring(config: TrainConfig) -> None:
 
 
 def _set_mode(config: TrainConfig) -> str | None:
-    """"whole" or "patch" when the config decides it (another size policy than pad, or data.patch_size
-    given), None when the plan does."""
+    """"whole" or "patch" when the config decides it (a size policy other than pad, data.patch_size), else None."""
     if config.data.size_policy != "pad" or config.data.patch_size == 0:
         return "whole"
     return None if config.data.patch_size is None else "patch"
 
 
 def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
-    """The one pass over the config's folder (data/dataset.py::survey): `whole` when the run trains on whole images,
-    `measure` when it needs a fingerprint."""
+    """The one pass over the config's folder (data/dataset.py::survey); `measure`: fingerprint it too."""
     data, model = config.data, config.model
     return survey(DataSource.from_fields(data), model.in_channels, model.num_classes, ignore_index=data.ignore_index,
                   multilabel=model.multilabel, seed=config.seed, measure=measure, whole=whole,
@@ -174,17 +169,15 @@ def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
 
 def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
     """The surveyed folder as a PatchSet or a stacked LabelledSet, checked for classes that never occur."""
-    data, model = config.data, config.model
-    source = surveyed.source
+    data, model, source = config.data, config.model, str(surveyed.source)
     loaded: LabelledSet | PatchSet
     if data.patch_size:
         loaded = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
-        check_class_counts(loaded.counts.sum(axis=0), model.num_classes, data.ignore_index, str(source),
-                           model.multilabel)
+        check_class_counts(loaded.counts.sum(axis=0), model.num_classes, data.ignore_index, source, model.multilabel)
     else:
         loaded = surveyed.labelled()
-        check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, str(source))
-    warning = suspicious_masks(loaded.coverage(data.ignore_index), loaded.whole_masks, str(source))
+        check_class_coverage(loaded.masks, model.num_classes, data.ignore_index, source)
+    warning = suspicious_masks(loaded.coverage(data.ignore_index), loaded.whole_masks, source)
     if warning:  # the masks look like a field of view or region, not labels
         log.warning("warning: %s", warning)
     if data.size_policy == "pad_crop" and not data.patch_size:  # pad_crop pads, never shrinks
@@ -195,19 +188,23 @@ def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
     return loaded
 
 
-def _stored_plan(run_dir: Path) -> Plan | None:
-    """The run's own plan.json (or None), kept on --resume: free memory may differ now, the batches must not."""
-    path = run_dir / PLAN_RECORD
+def _record(path: Path, what: str) -> Any:
+    """A JSON record of the run folder, None when absent; one line when it is not JSON."""
     if not path.is_file():
         return None
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise UserError(f"{path}: is not a plan unetkit wrote (not JSON)") from None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserError(f"{path}: is not {what} unetkit wrote (not JSON)") from None
+
+
+def _stored_plan(run_dir: Path) -> Plan | None:
+    """The run's own plan.json (or None), kept on --resume: free memory may differ now, the batches must not."""
+    stored = _record(run_dir / PLAN_RECORD, "a plan")
     try:
-        return Plan.from_dict(stored)
+        return None if stored is None else Plan.from_dict(stored)
     except (ValueError, TypeError, KeyError) as exc:
-        raise UserError(f"{path}: is not a plan unetkit wrote ({exc})") from None
+        raise UserError(f"{run_dir / PLAN_RECORD}: is not a plan unetkit wrote ({exc})") from None
 
 
 def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint | None) -> Plan:
@@ -232,16 +229,12 @@ def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint
 def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
     """The config with the plan's choices written in, so that config.yaml records what ran (for patches: a
     batch no larger than the plan's)."""
-    top: dict[str, Any] = {}
-    data: dict[str, Any] = {"patch_size": 0}
-    balance = plan.balance_classes or ("none" if config.loss.balance_classes == AUTO else config.loss.balance_classes)
-    if plan.monitor and plan.augment:  # a plan from before the plan chose them leaves the config's (likewise below)
-        for name, chosen in (("monitor", plan.monitor), ("augment", plan.augment)):
-            if chosen != (config.monitor if name == "monitor" else config.data.augment):
-                log.info("%s %s: %s", name, chosen, plan.why.get(name, "the plan's choice"))
-        top["monitor"], data["augment"] = plan.monitor, plan.augment
-    if plan.balance_classes and plan.balance_classes != config.loss.balance_classes:
-        log.info("class weights %s: %s", plan.balance_classes, plan.why.get("balance_classes", "the plan's choice"))
+    top: dict[str, Any] = {"monitor": plan.monitor}
+    data: dict[str, Any] = {"patch_size": 0, "augment": plan.augment}
+    for said, name, given in (("monitor", "monitor", config.monitor), ("augment", "augment", config.data.augment),
+                              ("class weights", "balance_classes", config.loss.balance_classes)):
+        if getattr(plan, name) != given:
+            log.info("%s %s: %s", said, getattr(plan, name), plan.why.get(name, "the plan's choice"))
     if plan.mode != "whole" and config.data.size_policy == "pad":  # a stored plan may predate a policy change
         if plan.batch_size < config.batch_size:
             log.info("batch of %d patches of %d px: %d fit the memory (%s); set --batch-size to choose",
@@ -251,7 +244,7 @@ def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
                  plan.why.get("mode", ""), 100 * plan.foreground_share)
         data |= {"patch_size": plan.patch_size, "foreground_share": plan.foreground_share}
     return dataclasses.replace(config, **top, data=dataclasses.replace(config.data, **data),
-                               loss=dataclasses.replace(config.loss, balance_classes=balance))
+                               loss=dataclasses.replace(config.loss, balance_classes=plan.balance_classes))
 
 
 def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | None = None) -> Preprocess:
@@ -259,13 +252,11 @@ def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | No
     for most): the net's `input_mean_std` replaces the training set's. `pad_crop` predicts as `pad` (whole
     images, padded by the network). A clip_zscore plan (wide-range float data) clips to its percentiles
     first, and the mean and std are those of the clipped images."""
-    initial = init_preprocess(config)  # a fine-tune keeps its model's normalisation
-    if initial is not None:
+    if (initial := init_preprocess(config)) is not None:  # a fine-tune keeps its model's normalisation
         return initial
     policy = "pad" if config.data.size_policy == "pad_crop" else config.data.size_policy
     if config.data.normalize and config.model.pretrained != "none":
-        stats = getattr(build_model(config.model, pretrained=False), "input_mean_std", None)
-        if stats is not None:
+        if (stats := getattr(build_model(config.model, pretrained=False), "input_mean_std", None)) is not None:
             log.info("normalising with the pretrained encoder's mean %s and std %s", *stats)
             return Preprocess(stats[0], stats[1], policy, config.data.resize_to)
     return fit_preprocess(images, normalize=config.data.normalize, size_policy=policy,
@@ -304,10 +295,6 @@ def _check_same_data(run_dir: Path, files: dict[str, Any], data: LabelledSet | P
         raise UserError(f"{data_dir}: is not the data {run_dir} was trained on ({files['n_images']} images "
                         f"here, {stored.get('n_images')} in the run, other file names); --resume needs the same "
                         "--data, or start a new run with another --out")
-    if "content_sha256" not in stored:
-        log.info("%s: records file names only (written before content hashes); the data is checked by name",
-                 run_dir / DATA_RECORD)
-        return
     changed = [path for pair, before, now in zip(data.pairs, stored["content_sha256"], files["content_sha256"])
                for path, old, new in zip((pair.image, pair.mask), before, now) if old != new]
     if not changed:
@@ -321,16 +308,10 @@ def _check_same_data(run_dir: Path, files: dict[str, Any], data: LabelledSet | P
 
 def _stored_split(run_dir: Path, stems: list[str], folds: int) -> list[np.ndarray] | None:
     """The split run_dir/split.json records, as sorted indices into `stems`: [train, val], or the K folds'
-    held-out images; None when the run recorded none (it stopped before, or its folds predate the record)."""
+    held-out images; None when the run stopped before recording one."""
     path = run_dir / SPLIT_RECORD
-    if not path.is_file():
-        if folds >= 2:
-            log.info("%s: no stored fold assignment (a run from before it was recorded); folds made again", path)
+    if (stored := _record(path, "a split")) is None:
         return None
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise UserError(f"{path}: is not a split unetkit wrote (not JSON)") from None
     groups = stored.get("folds") if folds >= 2 else [stored.get("train"), stored.get("val")]
     if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups) or (
             folds >= 2 and len(groups) != folds):

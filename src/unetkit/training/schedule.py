@@ -1,12 +1,11 @@
 """Optimisers and learning-rate schedules, laid out over the run's length or its time budget.
 
-Schedules are functions of training progress p in [0, 1]. With a time budget, p is the
-share of the budget spent (when it exceeds the share of epochs done), so a cosine or poly
-schedule ends its decay when the budget ends instead of at a guessed epoch count.
-"plateau" is the seed's ReduceLROnPlateau, stepped per epoch on the monitored value.
-"sgdr" (Loshchilov & Hutter 2017, as the TGS winners used it) is `schedule.cycles` equal cosine
-cycles over the run, each restarting at the peak; with `schedule.snapshots` the weights at the
-end of every cycle become the members of one ensemble (training/averaging.py).
+Schedules are functions of training progress p in [0, 1]. With a time budget, p is the share of the budget spent
+(when it exceeds the share of epochs done), so a cosine or poly schedule ends its decay when the budget ends instead
+of at a guessed epoch count. "plateau" is the seed's ReduceLROnPlateau, stepped per epoch on the monitored value.
+"sgdr" (Loshchilov & Hutter 2017, as the TGS winners used it) is `schedule.cycles` equal cosine cycles over the run,
+each restarting at the peak; with `schedule.snapshots` the weights at the end of every cycle become the members of
+one ensemble (training/averaging.py).
 """
 
 from __future__ import annotations

@@ -1,20 +1,17 @@
 """One optimiser step, and the objective it minimises.
 
-The objective is the segmentation loss of the current stage on the logits, plus, for nets
-whose `training_outputs` carry them (the encoder U-Net), the TGS winners' extra terms:
-- deep supervision: the same segmentation loss on every auxiliary map, each weighted
-  `loss.aux_weight`; with `loss.aux_nonempty_only` (default) on the images with foreground only,
-  as the winners did: emptiness is the image head's question, and a coarse map learns shapes
-  better when empty images do not pull it towards "nothing anywhere";
-- the image-level head: binary cross-entropy of its logits (B, K) against "does class k
-  (the foreground, for a binary model) occur in this image", weighted `loss.image_weight`.
-Nets without `training_outputs` (the seed) take the path they always took: `forward`, then the
-loss on its logits, with the same operations and so the same numbers.
+The objective is the segmentation loss of the current stage on the logits, plus, for nets whose `training_outputs`
+carry them (the encoder U-Net), the TGS winners' extra terms:
+- deep supervision: the same segmentation loss on every auxiliary map, each weighted `loss.aux_weight`; with
+  `loss.aux_nonempty_only` (default) on the images with foreground only, as the winners did: emptiness is the image
+  head's question, and a coarse map learns shapes better when empty images do not pull it towards "nothing anywhere";
+- the image-level head: binary cross-entropy of its logits (B, K) against "does class k (the foreground, for a binary
+  model) occur in this image", weighted `loss.image_weight`.
+Nets without `training_outputs` (the seed) take the path they always took: `forward`, then the loss on its logits,
+with the same operations and so the same numbers.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,18 +20,14 @@ from unetkit.config import LossConfig
 from unetkit.data.loader import Batch
 from unetkit.models.encoder_unet import SegmentationOutputs
 from unetkit.runtime import log
+from unetkit.training.checkpoint import TrainState
 from unetkit.training.losses import LossFn
 from unetkit.training.parts import Parts
 
-if TYPE_CHECKING:
-    from unetkit.training.checkpoint import TrainState
-
 
 def presence(masks: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
-    """Which classes occur in each image, (B, K) float 0/1: the image head's target.
-
-    masks (B, H, W) class indices (K = 1: "any foreground pixel"), or multi-label (B, K, H, W) 0/1.
-    """
+    """Which classes occur in each image, (B, K) float 0/1: the image head's target. masks (B, H, W) class indices
+    (K = 1: "any foreground pixel"), or multi-label (B, K, H, W) 0/1."""
     if masks.dim() == 4:
         return masks.flatten(2).amax(2).gt(0).float()
     valid = masks != ignore_index if ignore_index is not None else torch.ones_like(masks, dtype=torch.bool)
@@ -50,8 +43,7 @@ def training_loss(outputs: torch.Tensor | SegmentationOutputs, masks: torch.Tens
     image-head terms when `outputs` carries them (see the module's docstring)."""
     if isinstance(outputs, torch.Tensor):  # a plain SegmentationNet: exactly the seed's path
         return loss_fn(outputs.float(), masks, weights)
-    logits = outputs.logits
-    loss = loss_fn(logits.float(), masks, weights)
+    loss = loss_fn(outputs.logits.float(), masks, weights)
     if outputs.aux_logits:
         # The images with foreground, found once per step: finding them waits for the device, once.
         keep = (presence(masks, 1, ignore_index).amax(1) > 0).nonzero().squeeze(1) if options.aux_nonempty_only \
@@ -59,7 +51,7 @@ def training_loss(outputs: torch.Tensor | SegmentationOutputs, masks: torch.Tens
         loss = loss + options.aux_weight * sum(_aux_term(aux.float(), masks, weights, loss_fn, keep)
                                                for aux in outputs.aux_logits)
     if outputs.image_logit is not None:
-        target = presence(masks, logits.shape[1], ignore_index)
+        target = presence(masks, outputs.logits.shape[1], ignore_index)
         loss = loss + options.image_weight * F.binary_cross_entropy_with_logits(outputs.image_logit.float(), target)
     return loss
 

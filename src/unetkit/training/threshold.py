@@ -24,8 +24,6 @@ AREAS = (0, 5, 10, 20, 40, 80, 160)
 
 @dataclass
 class Decision:
-    """The tuned rule and the validation figures it gives."""
-
     threshold: float
     postprocess: dict[str, int] = field(default_factory=dict)  # min_area, empty_below
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -58,12 +56,10 @@ def _score(groups: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int | 
 
 def tune_decision(probabilities: Maps, targets: Maps, metric: str, *, tune_postprocess: bool = True,
                   ignore_index: int | None = None) -> tuple[Decision, list[dict[str, float]]]:
-    """The threshold best for `metric` ("tgs_map", "iou", "dice"; ties go to the one nearest 0.5), then
-    (min_area, empty_below) by grid at that threshold, only strict gains counting; and the sweep's table.
-
-    probabilities (N, H, W) foreground probability (float, or uint8 in 0..255), or a list of such maps
-    of mixed sizes; targets alike, 0/1. Candidate areas scale with the mean image area (AREAS are for 101 x 101).
-    """
+    """The threshold best for `metric` ("tgs_map", "iou", "dice"; ties go to the one nearest 0.5), then (min_area,
+    empty_below) by grid at that threshold, only strict gains counting; and the sweep's table. probabilities
+    (N, H, W) foreground probability (float, or uint8 in 0..255), or a list of such maps of mixed sizes; targets
+    alike, 0/1. Candidate areas scale with the mean image area (AREAS are for 101 x 101)."""
     float_groups = _groups(probabilities, targets)  # stacked and converted once for the sweep and the grid
     table, summaries = [], {}
     for t in THRESHOLDS:
@@ -98,10 +94,8 @@ def tune_on_validation(config: TrainConfig, run_dir: Path, probabilities: Maps, 
         ignore_index = 255 if ignore_index is None else ignore_index  # binary truths are 0/1: 255 is free
         labels = config.model.num_classes if config.model.multilabel else 1
         expanded = [region for region in regions for _ in range(labels)]  # multi-label: one map per label
-        if isinstance(targets, torch.Tensor):
-            targets = targets.masked_fill(~torch.from_numpy(np.stack(expanded)), ignore_index)
-        else:
-            targets = [t.masked_fill(~torch.from_numpy(r), ignore_index) for t, r in zip(targets, expanded)]
+        masked = [t.masked_fill(~torch.from_numpy(r), ignore_index) for t, r in zip(targets, expanded)]
+        targets = torch.stack(masked) if isinstance(targets, torch.Tensor) else masked
     decision, table = tune_decision(probabilities, targets, config.decision.threshold_metric,
                                     tune_postprocess=config.decision.tune_postprocess and not config.model.multilabel,
                                     ignore_index=ignore_index)

@@ -38,15 +38,14 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
              regions: list[np.ndarray] | None = None,
              measures: tuple[str, ...] = (), into: MetricAccumulator | None = None,
              ) -> tuple[dict[str, Any], torch.Tensor | list[torch.Tensor] | None]:
-    """Loss and metrics of `net` on `data`; optionally the foreground probabilities as uint8 (N, H, W),
-    (N * K, H, W) for multi-label models (a list of such maps for a ragged set).
+    """Loss and metrics of `net` on `data`; optionally the foreground probabilities as uint8 (N, H, W), (N * K, H, W)
+    for multi-label models (a list of such maps for a ragged set). The loss is `loss_fn` on the logits of each batch,
+    weighted by the images it holds.
 
-    The loss is `loss_fn` on the logits of each batch, weighted by the images it holds.
-    `across_ranks`: each rank holds a share of the images; the figures are over all shares. `regions`: per
-    image, the (H, W) bool pixels the figures count (a field of view; the loss still sees every pixel).
-    `measures`: more figures by name (unetkit/measures.py). `into`: the accumulator the figures are added to,
-    so that they are over every image it holds (out of fold, each fold's images predicted by its own net).
-    """
+    `across_ranks`: each rank holds a share of the images; the figures are over all shares. `regions`: per image, the
+    (H, W) bool pixels the figures count (a field of view; the loss still sees every pixel). `measures`: more figures
+    by name (unetkit/measures.py). `into`: the accumulator the figures are added to, so that they are over every
+    image it holds (out of fold, each fold's images predicted by its own net)."""
     config = net.config
     engine = Predictor(SavedModel(net, preprocess, threshold), batch_size=batch_size, torch_device=device, tile=tile)
     accumulator = into if into is not None else MetricAccumulator(config.num_classes, ignore_index=ignore_index,
@@ -63,8 +62,7 @@ def validate(net: SegmentationNet | Ensemble, data: LabelledSet, preprocess: Pre
         else:
             logits = engine.logits(images)
             probs = probabilities(logits, config)
-        target = torch.from_numpy(truths).to(device).long()
-        loss_sum += loss_fn(logits, target).double() * len(batch)
+        loss_sum += loss_fn(logits, torch.from_numpy(truths).to(device).long()).double() * len(batch)
         on_device = [hard_mask(probs, config, threshold)]
         if keep_probabilities:
             on_device.append((foreground(probs, config) * 255).round().to(torch.uint8))
