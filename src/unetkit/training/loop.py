@@ -71,8 +71,9 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
                                       foreground_share=config.data.foreground_share or 0.0,
                                       patches_per_epoch=config.data.patches_per_epoch, workers=workers,
                                       weight_map=border if config.loss.name in BORDER_WEIGHTED else None, **drawn)
-    elif _on_device(config, train_set, device, crop is not None):
-        train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device, **drawn)
+    elif _on_device(config, train_set, device):
+        train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
+                                       pad_crop=crop, **drawn)
     else:
         train_batches = image_batches(train_set, preprocess, config.batch_size, shuffle=True, workers=workers,
                                       pad_crop=crop, **drawn)
@@ -122,14 +123,12 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     return distributed.from_main(result)
 
 
-def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device, cropped: bool) -> bool:
+def _on_device(config: TrainConfig, train_set: LabelledSet, device: torch.device) -> bool:
     """Whether the training set lives on the device and is cut and augmented there (data/device_batches.py):
     on a GPU the CPU cannot prepare batches fast enough; with `auto`, when a quarter of the
-    free device memory holds the set, and not for pad_crop (its crops are the CPU loader's)."""
+    free device memory holds the set."""
     choice = config.runtime.device_batches
-    if choice == "on" and cropped:
-        raise UserError("runtime.device_batches: on does not support data.size_policy pad_crop yet")
-    if choice == "off" or cropped:
+    if choice == "off":
         return False
     on_gpu = device.type == "cuda"
     return choice == "on" or (on_gpu and device_nbytes(train_set) < torch.cuda.mem_get_info(device)[0] // 4)

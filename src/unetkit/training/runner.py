@@ -295,6 +295,9 @@ def _check_same_data(run_dir: Path, files: dict[str, Any], data: LabelledSet | P
         raise UserError(f"{data_dir}: is not the data {run_dir} was trained on ({files['n_images']} images "
                         f"here, {stored.get('n_images')} in the run, other file names); --resume needs the same "
                         "--data, or start a new run with another --out")
+    if "content_sha256" not in stored:
+        raise UserError(f"{run_dir / DATA_RECORD}: holds no content hashes (written before unetkit recorded them); "
+                        "start a new run with another --out")
     changed = [path for pair, before, now in zip(data.pairs, stored["content_sha256"], files["content_sha256"])
                for path, old, new in zip((pair.image, pair.mask), before, now) if old != new]
     if not changed:
