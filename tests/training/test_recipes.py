@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from unetkit.cli.main import build_train_config, make_parser
+from unetkit.api import train_config
+from unetkit.cli.main import make_parser, train_fields
 from unetkit.config import TrainConfig
 from unetkit.training.recipes import CLASS_INDEX_WIDTH, describe_recipe, width_reason
 
 
 def _config(*argv: str) -> TrainConfig:
-    return build_train_config(make_parser().parse_args(["train", "--out", "run", "--device", "cpu", *argv]))
+    args = make_parser().parse_args(["train", "--out", "run", "--device", "cpu", *argv])
+    return train_config(config=args.config, **train_fields(args))  # as `unetkit train` resolves it
 
 
 def test_class_index_masks_train_at_the_seed_width_on_the_cpu_default() -> None:
