@@ -122,7 +122,9 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
         log.info("data.ignore_index %d: classes.yaml names values to ignore", DEFAULT_IGNORE_INDEX)
         values["data"] = {**data_values, "ignore_index": DEFAULT_IGNORE_INDEX}
     values["model"] = {**dataclasses.asdict(preset_config(preset)), **model_values}
-    if recipe == "best-cpu" and "start_neurons" not in given and _class_index(values["model"]):
+    model = values["model"]
+    if recipe == "best-cpu" and "start_neurons" not in given and _class_index(model.get("num_classes"),
+                                                                               model.get("multilabel")):
         values["model"]["start_neurons"] = CLASS_INDEX_WIDTH
     values["recipe"] = recipe
     config = from_dict(TrainConfig, values)
@@ -136,17 +138,16 @@ def resolve_train_config(*layers: dict[str, Any]) -> TrainConfig:
 _RESOLVED: weakref.WeakValueDictionary[int, TrainConfig] = weakref.WeakValueDictionary()
 
 
-def _class_index(model: dict[str, Any]) -> bool:
-    """Whether a model section (plain data, not yet checked) predicts class indices (softmax over classes)."""
-    classes = model.get("num_classes")
-    return isinstance(classes, int) and classes >= 2 and not model.get("multilabel")
+def _class_index(num_classes: Any, multilabel: Any) -> bool:
+    """Whether a model predicts class indices (softmax over classes); the values may be unchecked plain data."""
+    return isinstance(num_classes, int) and num_classes >= 2 and not multilabel
 
 
 def width_reason(config: TrainConfig) -> str | None:
     """Why the network has its width, where the recipe chose it from the data's kind (for plan.json)."""
     model = config.model
     if config.recipe == "best-cpu" and model.start_neurons == CLASS_INDEX_WIDTH and _class_index(
-            {"num_classes": model.num_classes, "multilabel": model.multilabel}):
+            model.num_classes, model.multilabel):
         return (f"class-index masks ({model.num_classes} classes): the seed's width {CLASS_INDEX_WIDTH} rather than "
                 "best-cpu's 8, at which rare classes collapse into their neighbours")
     return None
