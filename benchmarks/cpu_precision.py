@@ -29,7 +29,8 @@ def step_parts(amp: str, model: dict[str, Any], batch_size: int) -> Parts:
     """The `fast` recipe's training parts on the CPU, in the given precision."""
     config = resolve_train_config({"recipe": "fast", "batch_size": batch_size, "model": model,
                                    "runtime": {"device": "cpu", "amp": amp}})
-    return build_parts(config, steps_per_epoch=1, resume=None, class_weights=None, device=torch.device("cpu"))
+    return build_parts(config, steps_per_epoch=1, resume=None, class_weights=None, device=torch.device("cpu"),
+                       monitor="val_loss")
 
 
 def timed_steps(parts: Parts, batch: Batch, steps: int) -> float:

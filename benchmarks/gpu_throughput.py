@@ -98,7 +98,7 @@ def eager_train_rate(batches: Iterator[Batch], device: torch.device, batch_size:
 
 def fast_train_rate(batches: Iterator[Batch], config: TrainConfig, steps: int, warmup: int) -> float:
     parts = build_parts(config, steps_per_epoch=steps + warmup, resume=None, class_weights=None,
-                        device=resolve_device(config.runtime.device))
+                        device=resolve_device(config.runtime.device), monitor="val_loss")
     parts.net.train()
     return rate(lambda: train_step(parts, next(batches)), config.batch_size, steps, warmup, parts.device)
 

@@ -70,7 +70,8 @@ def throughput(work: Path, images: int, side: int, patch: int, batch_size: int, 
     """(pipeline, ceiling) patches/s for the seed U-Net on `images` scenes of side^2 read by region."""
     data_dir = scenes(work, "throughput", images, side, seed=3)
     config = TrainConfig(batch_size=batch_size, model=ModelConfig(num_classes=CLASSES))
-    parts = build_parts(config, steps_per_epoch=steps, resume=None, class_weights=None, device=torch.device("cpu"))
+    parts = build_parts(config, steps_per_epoch=steps, resume=None, class_weights=None, device=torch.device("cpu"),
+                        monitor="val_loss")
     shape = (batch_size, 1, patch, patch)
     bare = Batch(torch.randn(shape), torch.randint(0, CLASSES, (batch_size, patch, patch)), None)
 

@@ -66,7 +66,7 @@ def ceiling(parts: Parts, batch_size: int, size: int, steps: int) -> tuple[int, 
 def measure(data_dir: Path, batch_size: int, max_images: int | None) -> tuple[int, float, float]:
     """(images, pipeline images/s, ceiling images/s) for the seed model and recipe."""
     parts = build_parts(TrainConfig(batch_size=batch_size), steps_per_epoch=1, resume=None, class_weights=None,
-                        device=resolve_device("auto"))
+                        device=resolve_device("auto"), monitor="val_loss")
     ceiling(parts, batch_size, 101, steps=3)  # warm-up: allocator, kernels
     images = max_images or round(len(find_pairs(data_dir)) * (1 - TrainConfig().data.val_fraction))
     steps = -(-images // batch_size)

@@ -100,7 +100,7 @@ def write_folds_report(run: Path) -> Path:
     sections = [f"<p>Run folder <code>{html.escape(str(run))}</code>: {record.get('folds', '?')} folds, one "
                 "ensemble model (the members' probabilities averaged).</p>",
                 "<h2>Out of fold, at the tuned decision rule</h2>", _table([rule | oof] if oof else [])]
-    monitor = (record.get("config") or {}).get("monitor", "val_loss")
+    monitor = (record.get("plan") or {}).get("monitor") or (record.get("config") or {}).get("monitor", "val_loss")
     folds, histories = [], {}
     chosen = min if monitor_minimizes(monitor) else max  # the epoch each fold kept (its best checkpoint)
     for fold_dir in sorted(run.glob("fold_*"), key=lambda path: int(path.name.split("_")[1])):

@@ -31,8 +31,7 @@ def test_a_class_at_iou_zero_is_named() -> None:
     warnings = run_warnings(config, _history(0.3), {"class_iou": [0.9, 0.0, 0.4, 0.0]}, None, ["sky", "pole", "road"])
     assert [w.split(" has IoU 0")[0] for w in warnings] == ["pole (class 1)", "class 3 (class 3)"]
     assert "an unweighted loss; try --set loss.balance_classes=tempered" in warnings[0]
-    tempered = TrainConfig(loss=LossConfig(balance_classes="tempered"))
-    advice = run_warnings(tempered, _history(0.3), {"class_iou": [0.9, 0.0]}, None)[0]
+    advice = run_warnings(TrainConfig(), _history(0.3), {"class_iou": [0.9, 0.0]}, None, balance_classes="tempered")[0]
     assert "tempered class weights; try --set loss.balance_classes=inverse" in advice
 
 

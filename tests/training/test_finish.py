@@ -38,8 +38,8 @@ def finishes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Every call of `finish` (from the loop and from the fold runner), with what it was given and wrote."""
     calls: list[dict[str, Any]] = []
 
-    def spy(config, run_dir, net, held, preprocess, device, tile, **kw):  # noqa: ANN001, ANN003, ANN202
-        done = finish_module.finish(config, run_dir, net, held, preprocess, device, tile, **kw)
+    def spy(config, run_dir, net, held, preprocess, device, settings, **kw):  # noqa: ANN001, ANN003, ANN202
+        done = finish_module.finish(config, run_dir, net, held, preprocess, device, settings, **kw)
         calls.append({"run_dir": run_dir, "held": len(held), "made_of": kw["made_of"], "result": done})
         return done
 

@@ -61,7 +61,7 @@ def test_mixed_sizes_train_on_planned_patches_and_validate_like_evaluate(mixed: 
     assert plan["why"]["mode"].startswith("sizes differ (57x")
     saved = load_model(result.model_path)
     assert saved.training["plan"]["predict_tile"] == 88 and Predictor(saved).tile == 88
-    assert saved.training["config"]["data"]["patch_size"] == 88
+    assert saved.training["config"]["data"]["patch_size"] is None  # what was asked: the plan chose (not copied in)
     val_stems = json.loads((tmp_path / "run" / "split.json").read_text())["val"]
     held = tmp_path / "held"
     for folder in ("images", "masks"):

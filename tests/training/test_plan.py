@@ -217,20 +217,23 @@ def test_the_configs_own_monitor_and_augment_are_kept(gray_101: Fingerprint) -> 
 
 
 def test_the_default_recipe_trains_with_the_plans_monitor_and_symmetries(tmp_path: Path) -> None:
-    """`best` leaves both to the plan: config.yaml records what ran, plan.json why (never "auto"). The
-    synthetic set's masks are 42% empty, like TGS's."""
+    """`best` leaves three choices to the plan: config.yaml keeps what was asked ("auto"), plan.json and the
+    model file's record what was chosen and why; nothing copies the plan into the config. The synthetic set's
+    masks are 42% empty, like TGS's."""
     import yaml
 
     from unetkit.api import train
+    from unetkit.export.model_file import load_model
 
     data = generate_synthetic(tmp_path / "syn", 12, size=40, seed=2)
     train(data, tmp_path / "run", epochs=1, runtime={"device": "cpu"})
-    ran = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    asked = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     plan = json.loads((tmp_path / "run" / "plan.json").read_text())
-    assert ran["recipe"] == "best-cpu"
-    assert (ran["monitor"], ran["data"]["augment"]) == (plan["monitor"], plan["augment"])
-    assert (plan["monitor"], plan["augment"]) == ("val_map", "seed")
+    assert asked["recipe"] == "best-cpu"
+    assert (asked["monitor"], asked["data"]["augment"], asked["loss"]["balance_classes"]) == ("auto", "auto", "auto")
+    assert (plan["monitor"], plan["augment"], plan["balance_classes"]) == ("val_map", "seed", "none")
     assert plan["why"]["monitor"].startswith("42% of the masks are empty")
+    assert load_model(tmp_path / "run" / "model.safetensors").training["plan"] == plan
 
 
 def test_the_width_reason_given_is_the_one_plan_json_records(gray_101: Fingerprint) -> None:

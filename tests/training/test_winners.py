@@ -50,8 +50,8 @@ def test_snapshots_with_a_second_stage_resume_exactly_into_one_ensemble(data_32:
 
     after_epoch = loop._after_epoch
 
-    def killed_after_two(config, run_dir, parts, preprocess, state, row, observer):  # noqa: ANN001, ANN202
-        after_epoch(config, run_dir, parts, preprocess, state, row, observer)
+    def killed_after_two(config, monitor, run_dir, parts, preprocess, state, row, observer):  # noqa: ANN001, ANN202
+        after_epoch(config, monitor, run_dir, parts, preprocess, state, row, observer)
         if state.epoch == 2:
             raise KeyboardInterrupt
 

@@ -34,6 +34,7 @@ from unetkit.training.averaging import swa_model
 from unetkit.training.checkpoint import TrainState
 from unetkit.training.losses import LossFn, get_loss
 from unetkit.training.parts import Parts
+from unetkit.training.plan import Settings
 from unetkit.training.threshold import THRESHOLDS, Maps, tune_on_validation
 from unetkit.training.validation import target_maps, validate
 
@@ -80,11 +81,13 @@ def run_record(config: TrainConfig) -> dict[str, Any]:
 
 
 def run_warnings(config: TrainConfig, history: list[dict[str, float]], val: dict[str, Any],
-                 threshold: float | None, class_names: list[str] | None = None) -> list[str]:
+                 threshold: float | None, class_names: list[str] | None = None,
+                 balance_classes: str = "none") -> list[str]:
     """What a finished run says about itself when its model is clearly not usable: it can end with exit 0 and
     a model that never predicts foreground, a class it never learnt, or a decision threshold pinned to the edge
     of the sweep. Each warning names what is wrong, the likely cause and a command to try; `unetkit.train` logs
-    them as the run's last lines, and the model file's record keeps them for the top of the run report."""
+    them as the run's last lines, and the model file's record keeps them for the top of the run report.
+    `balance_classes`: the class weights the run trained with (the plan's choice)."""
     warnings: list[str] = []
     stronger = "--recipe best" if config.recipe == "seed" else "a longer --time-budget"
     if history and all(float(row.get("val_iou", 0.0)) == 0.0 for row in history):
@@ -95,7 +98,7 @@ def run_warnings(config: TrainConfig, history: list[dict[str, float]], val: dict
     names = class_names or []
     weighting = {"none": ("an unweighted loss", "--set loss.balance_classes=tempered, "),
                  "tempered": ("tempered class weights", "--set loss.balance_classes=inverse (the rare classes weighed "
-                              "fully, at some cost to the common ones), ")}.get(config.loss.balance_classes,
+                              "fully, at some cost to the common ones), ")}.get(balance_classes,
                                                                             ("the class weights", ""))
     for index, value in enumerate(val.get("class_iou") or []):
         if float(value) == 0.0:
@@ -125,18 +128,19 @@ def final_net(run_dir: Path, parts: Parts, train_batches: Batches, state: TrainS
 
 
 def finish(config: TrainConfig, run_dir: Path, net: Net, held: list[Held], preprocess: Preprocess,
-           device: torch.device, tile: int, *, made_of: str, record: dict[str, Any], ran: dict[str, Any],
+           device: torch.device, settings: Settings, *, made_of: str, record: dict[str, Any], ran: dict[str, Any],
            loss_fn: LossFn | None = None, history: list[dict[str, float]] | None = None) -> TrainResult:
     """`held`: one set (validation) or several (out of fold); `record`: what the kind of run adds to the model file's
-    record; `ran`: TrainResult's figures. Per-label figures and val_metrics take a second pass at the tuned rule."""
+    record (which also keeps the plan); `ran`: TrainResult's figures. Per-label figures and val_metrics take a
+    second pass at the tuned rule."""
     if loss_fn is None:  # the figures do not need it, `validate` does
         loss_fn = partial(get_loss(config.loss.name), options=config.loss, ignore_index=config.data.ignore_index)
     out_of_fold = len(held) > 1
     names = () if out_of_fold else val_measures(config)  # val_metrics are figures of one fold at a time
     tuned = uses_sigmoid(config.model)
-    record = run_record(config) | record | {"weights": made_of, "epochs_done": ran["epochs_done"],
-                                            "stop_reason": ran["stop_reason"]}
-    score = partial(_score, config, held, preprocess, loss_fn, device, tile)
+    record = run_record(config) | record | {"plan": settings.plan.to_dict(), "weights": made_of,
+                                            "epochs_done": ran["epochs_done"], "stop_reason": ran["stop_reason"]}
+    score = partial(_score, config, held, preprocess, loss_fn, device, settings)
     figures, probabilities, targets = score(keep=tuned, measures=() if tuned else names)
     threshold: float | None = None
     postprocess: dict[str, float] = {}
@@ -147,7 +151,8 @@ def finish(config: TrainConfig, run_dir: Path, net: Net, held: list[Held], prepr
         if config.model.multilabel or names:  # per-label figures (as during training) and the chosen ones, at the rule
             at_rule, _, _ = score(threshold=threshold, measures=names)
             figures = at_rule if config.model.multilabel else figures | {k: v for k, v in at_rule.items() if k not in figures}
-    warnings = run_warnings(config, history or [], figures, threshold, [c["name"] for c in record["classes"]])
+    warnings = run_warnings(config, history or [], figures, threshold, [c["name"] for c in record["classes"]],
+                            settings.balance_classes)
     record |= {"threshold_metric": config.decision.threshold_metric,
                "out_of_fold" if out_of_fold else "val_at_threshold": figures, "warnings": warnings}
     rule: dict[str, Any] = {"threshold": 0.5 if threshold is None else threshold, "postprocess": postprocess,
@@ -165,7 +170,7 @@ def finish(config: TrainConfig, run_dir: Path, net: Net, held: list[Held], prepr
 
 
 def _score(config: TrainConfig, held: list[Held], preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
-           tile: int, *, threshold: float = 0.5, keep: bool = False,
+           settings: Settings, *, threshold: float = 0.5, keep: bool = False,
            measures: tuple[str, ...] = ()) -> tuple[dict[str, Any], Maps, Maps]:
     """Figures over all the held-out images, each set predicted by its own net; with `keep`, their foreground
     probabilities and truths, in one layout (validation.target_maps), for the sweep."""
@@ -174,10 +179,10 @@ def _score(config: TrainConfig, held: list[Held], preprocess: Preprocess, loss_f
     figures: dict[str, Any] = {}
     kept, truths = [], []
     for h in held:
-        figures, probabilities = validate(h.net, h.data, preprocess, loss_fn, device, config.batch_size,
+        figures, probabilities = validate(h.net, h.data, preprocess, loss_fn, device, settings.batch_size,
                                           threshold=threshold, keep_probabilities=keep,
-                                          ignore_index=config.data.ignore_index, tile=tile, regions=h.regions,
-                                          measures=measures, into=shared)
+                                          ignore_index=config.data.ignore_index, tile=settings.plan.predict_tile,
+                                          regions=h.regions, measures=measures, into=shared)
         if probabilities is not None:
             kept.append(probabilities)
             truths.append(target_maps(h.data))

@@ -44,7 +44,7 @@ from unetkit.training.finish import Held, TrainResult, final_net, finish, run_re
 from unetkit.training.losses import BORDER_WEIGHTED
 from unetkit.training.observe import EpochObserver
 from unetkit.training.parts import Parts, build_parts
-from unetkit.training.plan import Plan
+from unetkit.training.plan import Settings
 from unetkit.training.step import enter_stage, stage_peak, train_step
 from unetkit.training.validation import validate
 
@@ -54,34 +54,35 @@ METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "va
 
 def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, val_set: LabelledSet,
         preprocess: Preprocess, device: torch.device, resume: Checkpoint | None = None,
-        class_weights: tuple[float, ...] | None = None, augment: Any = None, *, plan: Plan) -> TrainResult:
-    """Train per `config` on `device` into `run_dir` (rank 0 writes). `val_set` is predicted whole, in tiles
-    of the `plan`'s predict_tile as `unetkit predict` will use them. Every torchrun rank gets rank 0's result."""
+        class_weights: tuple[float, ...] | None = None, augment: Any = None, *, settings: Settings) -> TrainResult:
+    """Train per `config` and the plan's `settings` on `device` into `run_dir` (rank 0 writes). `val_set` is
+    predicted whole, in tiles of the plan's predict_tile as `unetkit predict` will use them. Every torchrun rank
+    gets rank 0's result."""
     rank, world_size = distributed.rank(), distributed.world_size()
     workers = default_workers(device.type) if config.runtime.loader_workers is None else config.runtime.loader_workers
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
     drawn = {"augment": augment, "seed": config.seed, "rank": rank, "world_size": world_size}  # every batcher's
-    if config.data.patch_size:  # the plan's patch mode: train_set is a PatchSet
+    if settings.patch_size:  # the plan's patch mode: train_set is a PatchSet
         if config.runtime.device_batches == "on":
             raise UserError("runtime.device_batches: on does not support patch training yet (patches are read and "
                             "augmented by the CPU loader); use auto or off, or --patch-size 0 for whole images")
         border = partial(border_weights, w0=config.loss.border_w0, sigma=config.loss.border_sigma,
                          ignore_index=config.data.ignore_index)  # per patch, as drawn (whole images: the runner's)
-        train_batches = patch_batches(train_set, preprocess, config.batch_size, patch_size=int(config.data.patch_size),
-                                      foreground_share=config.data.foreground_share or 0.0,
+        train_batches = patch_batches(train_set, preprocess, settings.batch_size, patch_size=settings.patch_size,
+                                      foreground_share=settings.foreground_share,
                                       patches_per_epoch=config.data.patches_per_epoch, workers=workers,
                                       weight_map=border if config.loss.name in BORDER_WEIGHTED else None, **drawn)
     elif _on_device(config, train_set, device):
-        train_batches = device_batches(train_set, preprocess, config.batch_size, shuffle=True, device=device,
+        train_batches = device_batches(train_set, preprocess, settings.batch_size, shuffle=True, device=device,
                                        pad_crop=crop, **drawn)
     else:
-        train_batches = image_batches(train_set, preprocess, config.batch_size, shuffle=True, workers=workers,
+        train_batches = image_batches(train_set, preprocess, settings.batch_size, shuffle=True, workers=workers,
                                       pad_crop=crop, **drawn)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
     share_regions = val_regions[rank::world_size] if val_regions is not None else None
-    parts = build_parts(config, len(train_batches), resume, class_weights, device)
-    tile = plan.predict_tile
+    parts = build_parts(config, len(train_batches), resume, class_weights, device, monitor=settings.monitor)
+    tile = settings.plan.predict_tile
     if config.schedule.snapshots:
         parts.snapshots = Snapshots(run_dir / "checkpoints", preprocess, write=distributed.is_main())
     state = resume.state if resume else TrainState()
@@ -91,14 +92,15 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     stop_reason = "epochs"
     while config.epochs is None or state.epoch < config.epochs:  # None: the time budget ends the run
         if config.early_stopping_patience and state.stale_epochs >= config.early_stopping_patience:
-            stop_reason = f"early stopping (no {config.monitor} improvement in {state.stale_epochs} epochs)"
+            stop_reason = f"early stopping (no {settings.monitor} improvement in {state.stale_epochs} epochs)"
             break
         deadline = _deadline(config, state)
         if deadline is not None and distributed.any_rank(deadline <= time.monotonic(), parts.device):
             stop_reason = "time budget"
             break
-        row, hit_deadline = _run_epoch(parts, state, train_batches, val_share, preprocess, deadline, tile, share_regions)
-        _after_epoch(config, run_dir, parts, preprocess, state, row, observer)
+        row, hit_deadline = _run_epoch(parts, state, train_batches, val_share, preprocess, deadline, settings,
+                                       share_regions)
+        _after_epoch(config, settings.monitor, run_dir, parts, preprocess, state, row, observer)
         if state.epoch == 1 and config.time_budget_min and not hit_deadline:
             log.info("the run's length: epoch 1 took %.0f s here, so about %d epochs fit the %g-minute budget",
                      row["seconds"], config.time_budget_min * 60 // max(row["seconds"], 1e-9), config.time_budget_min)
@@ -113,10 +115,9 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
         log.info("stopped after epoch %d: %s", state.epoch, stop_reason)
         net, made_of = final_net(run_dir, parts, train_batches, state)
         speeds = [row["images_per_s"] for row in state.history]
-        result = finish(config, run_dir, net, [Held(net, val_set, val_regions)], preprocess, parts.device, tile,
+        result = finish(config, run_dir, net, [Held(net, val_set, val_regions)], preprocess, parts.device, settings,
                         made_of=made_of,
-                        record={"best_epoch_metrics": state.history[state.best_epoch - 1] if state.best_epoch else {},
-                                "plan": plan.to_dict()},
+                        record={"best_epoch_metrics": state.history[state.best_epoch - 1] if state.best_epoch else {}},
                         ran={"epochs_done": state.epoch, "best_epoch": state.best_epoch, "stop_reason": stop_reason,
                              "images_per_s": sum(speeds) / len(speeds) if speeds else 0.0, "n_train": len(train_set),
                              "n_val": len(val_set)}, loss_fn=parts.loss_fn, history=state.history)
@@ -203,12 +204,14 @@ def _agreed_clock(clock: float, elapsed_s: float, deadline: float | None, index:
 
 
 def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_share: LabelledSet, preprocess: Preprocess,
-               deadline: float | None, tile: int, regions: list[np.ndarray] | None) -> tuple[dict[str, float], bool]:
+               deadline: float | None, settings: Settings,
+               regions: list[np.ndarray] | None) -> tuple[dict[str, float], bool]:
     started = time.monotonic()
     train_loss, seen, hit_deadline = train_one_epoch(parts, train_batches, state.epoch, state, deadline)
     train_s, names = time.monotonic() - started, val_measures(parts.config)
-    val, _ = validate(parts.evaluated, val_share, preprocess, parts.loss_fn, parts.device, parts.config.batch_size,
-                      ignore_index=parts.config.data.ignore_index, across_ranks=True, tile=tile, regions=regions,
+    val, _ = validate(parts.evaluated, val_share, preprocess, parts.loss_fn, parts.device, settings.batch_size,
+                      ignore_index=parts.config.data.ignore_index, across_ranks=True, tile=settings.plan.predict_tile,
+                      regions=regions,
                       measures=names)
     parts.net.train()
     seconds = time.monotonic() - started
@@ -222,17 +225,17 @@ def _run_epoch(parts: Parts, state: TrainState, train_batches: Batches, val_shar
     return row, hit_deadline
 
 
-def _after_epoch(config: TrainConfig, run_dir: Path, parts: Parts, preprocess: Preprocess, state: TrainState,
-                 row: dict[str, float], observer: EpochObserver | None) -> None:
+def _after_epoch(config: TrainConfig, monitor: str, run_dir: Path, parts: Parts, preprocess: Preprocess,
+                 state: TrainState, row: dict[str, float], observer: EpochObserver | None) -> None:
     """Plateau step, best/last checkpoints, metrics.csv, curves and samples; the budget counts this too.
     Every rank steps the schedules; rank 0, the one with an observer, writes the files."""
     started = time.monotonic()
     if not parts.schedule.active:
-        parts.plateau.step(row[config.monitor])
+        parts.plateau.step(row[monitor])
     swa_update(parts.swa, parts.net, parts.schedule.progress(state.steps, state.elapsed_s), config.optim.swa_start)
-    improved = _improved(config.monitor, row[config.monitor], state.best_value)
+    improved = _improved(monitor, row[monitor], state.best_value)
     if improved:
-        state.best_value, state.best_epoch, state.stale_epochs = row[config.monitor], state.epoch, 0
+        state.best_value, state.best_epoch, state.stale_epochs = row[monitor], state.epoch, 0
     else:
         state.stale_epochs += 1
     rank_rngs = distributed.all_gather(rng_state(parts.device))  # each rank resumes its own dropout draws

@@ -72,7 +72,7 @@ class Parts:
 
 
 def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | None,
-                class_weights: tuple[float, ...] | None, device: torch.device) -> Parts:
+                class_weights: tuple[float, ...] | None, device: torch.device, *, monitor: str) -> Parts:
     torch.manual_seed(config.seed)
     if config.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -86,7 +86,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     if distributed.rank():  # same initial weights (DDP broadcasts rank 0's anyway), different dropout draws
         torch.manual_seed(config.seed + distributed.rank())
     optimizer = OPTIMIZERS[config.optim.name](net.parameters(), config.optim)
-    plateau = make_plateau(optimizer, config)
+    plateau = make_plateau(optimizer, config, monitor)
     floor = torch.zeros((), device=device) if config.optim.ema_decay else None
     ema = AveragedModel(net, multi_avg_fn=warm_ema(config.optim.ema_decay, floor), use_buffers=True) \
         if config.optim.ema_decay else None
@@ -97,7 +97,7 @@ def build_parts(config: TrainConfig, steps_per_epoch: int, resume: Checkpoint | 
     if resume:  # the optimizer, the plateau's counters (its settings stay the config's), the optional parts, the RNG
         optimizer.load_state_dict(resume.optimizer)
         plateau.load_state_dict(resume.scheduler)
-        fresh = make_plateau(optimizer, config)
+        fresh = make_plateau(optimizer, config, monitor)
         plateau.patience, plateau.factor, plateau.min_lrs = fresh.patience, fresh.factor, fresh.min_lrs
         for name, part in {"ema": ema, "swa": swa, "scaler": scaler}.items():
             if part is not None and name in resume.extras:

@@ -94,6 +94,22 @@ class Plan:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What a run trains with where config and plan both speak, made once per run (runner): the plan's
+    choices (the config's own where it did not leave them to the plan) and, for patches, a batch no larger
+    than fits the memory. config.yaml keeps what was asked and plan.json what was chosen and why, so nothing
+    is copied into the config."""
+
+    plan: Plan
+    monitor: str
+    augment: str
+    balance_classes: str
+    batch_size: int
+    patch_size: int  # 0: whole images
+    foreground_share: float
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(Plan)}
 _MEASURED = ("why", "fingerprint")  # recorded with a plan, never chosen or overridden
 # Sides as DataConfig takes them (data.patch_size: at most 8192); depth as ModelConfig takes it.

@@ -43,7 +43,7 @@ from unetkit.training.guards import check_run_folder, check_training_sizes
 from unetkit.training.init import check_init, init_preprocess
 from unetkit.training.loop import TrainResult, fit
 from unetkit.training.losses import BORDER_WEIGHTED
-from unetkit.training.plan import Plan, make_plan
+from unetkit.training.plan import Plan, Settings, make_plan
 from unetkit.training.recipes import describe_recipe, resolve_train_config, width_reason
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -108,8 +108,8 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     if plan is None:
         plan = _training_plan(config, device, surveyed.fingerprint)
     plan = distributed.from_main(plan)  # one batch size for all ranks
-    config = _with_plan(config, plan)
-    data = _load(config, surveyed)
+    settings = _settings(config, plan)
+    data = _load(config, settings, surveyed)
     files = _files_record(data, surveyed.hashes)
     del surveyed  # whole images: the stacked set is then the only copy of the pixels
     split = None
@@ -133,8 +133,8 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
             folds = [[data.stems[i] for i in fold] for fold in split]
             write_text(run_dir / SPLIT_RECORD, json.dumps({"folds": folds}, indent=1))
     if config.folds >= 2:
-        return _train_folds(config, run_dir, data, split, resume, plan, device)
-    return _train_split(config, run_dir, data, *split, resume, plan, device)
+        return _train_folds(config, run_dir, data, split, resume, settings, device)
+    return _train_split(config, run_dir, data, *split, resume, settings, device)
 
 
 def _check_scoring(config: TrainConfig) -> None:
@@ -167,11 +167,11 @@ def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
                   resize_to=data.resize_to if data.size_policy == "resize" else None)
 
 
-def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
+def _load(config: TrainConfig, settings: Settings, surveyed: Survey) -> LabelledSet | PatchSet:
     """The surveyed folder as a PatchSet or a stacked LabelledSet, checked for classes that never occur."""
     data, model, source = config.data, config.model, str(surveyed.source)
     loaded: LabelledSet | PatchSet
-    if data.patch_size:
+    if settings.patch_size:
         loaded = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
         check_class_counts(loaded.counts.sum(axis=0), model.num_classes, data.ignore_index, source, model.multilabel)
     else:
@@ -180,7 +180,7 @@ def _load(config: TrainConfig, surveyed: Survey) -> LabelledSet | PatchSet:
     warning = suspicious_masks(loaded.coverage(data.ignore_index), loaded.whole_masks, source)
     if warning:  # the masks look like a field of view or region, not labels
         log.warning("warning: %s", warning)
-    if data.size_policy == "pad_crop" and not data.patch_size:  # pad_crop pads, never shrinks
+    if data.size_policy == "pad_crop":  # pad_crop pads, never shrinks (and trains whole images)
         height, width = loaded.images.shape[1:3]
         if max(height, width) > data.pad_to:
             raise UserError(f"config field 'data.pad_to': {data.pad_to} is smaller than the images "
@@ -226,25 +226,22 @@ def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint
                      width_why=width_reason(config))
 
 
-def _with_plan(config: TrainConfig, plan: Plan) -> TrainConfig:
-    """The config with the plan's choices written in, so that config.yaml records what ran (for patches: a
-    batch no larger than the plan's)."""
-    top: dict[str, Any] = {"monitor": plan.monitor}
-    data: dict[str, Any] = {"patch_size": 0, "augment": plan.augment}
+def _settings(config: TrainConfig, plan: Plan) -> Settings:
+    """What the run trains with (plan.Settings), each choice the plan made for it said once."""
     for said, name, given in (("monitor", "monitor", config.monitor), ("augment", "augment", config.data.augment),
                               ("class weights", "balance_classes", config.loss.balance_classes)):
         if getattr(plan, name) != given:
             log.info("%s %s: %s", said, getattr(plan, name), plan.why.get(name, "the plan's choice"))
+    batch, patch, share = config.batch_size, 0, 0.0
     if plan.mode != "whole" and config.data.size_policy == "pad":  # a stored plan may predate a policy change
-        if plan.batch_size < config.batch_size:
+        if plan.batch_size < batch:
             log.info("batch of %d patches of %d px: %d fit the memory (%s); set --batch-size to choose",
                      plan.batch_size, plan.patch_size, plan.batch_size, plan.why.get("batch_size", "plan"))
-            top["batch_size"] = plan.batch_size
+            batch = plan.batch_size
         log.info("training on %d x %d patches (%s), %.0f%% centred on foreground", plan.patch_size, plan.patch_size,
                  plan.why.get("mode", ""), 100 * plan.foreground_share)
-        data |= {"patch_size": plan.patch_size, "foreground_share": plan.foreground_share}
-    return dataclasses.replace(config, **top, data=dataclasses.replace(config.data, **data),
-                               loss=dataclasses.replace(config.loss, balance_classes=plan.balance_classes))
+        patch, share = plan.patch_size, plan.foreground_share
+    return Settings(plan, plan.monitor, plan.augment, plan.balance_classes, batch, patch, share)
 
 
 def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | None = None) -> Preprocess:
@@ -287,10 +284,8 @@ def _check_same_data(run_dir: Path, files: dict[str, Any], data: LabelledSet | P
                      allow_changed: bool) -> None:
     """--resume on other files is refused; on changed content (same names) too, unless data.allow_changed
     (corrected masks). Either way the run keeps its stored split (`_stored_split`)."""
-    try:
-        stored = json.loads((run_dir / DATA_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # a run from before data.json was written
+    if (stored := _record(run_dir / DATA_RECORD, "a data record")) is None:
+        return  # stopped before writing it
     if stored.get("files_sha256") != files["files_sha256"]:
         raise UserError(f"{data_dir}: is not the data {run_dir} was trained on ({files['n_images']} images "
                         f"here, {stored.get('n_images')} in the run, other file names); --resume needs the same "
@@ -331,7 +326,7 @@ def _stored_split(run_dir: Path, stems: list[str], folds: int) -> list[np.ndarra
 
 
 def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, train_idx: np.ndarray,
-                 val_idx: np.ndarray, resume: bool, plan: Plan, device: torch.device,
+                 val_idx: np.ndarray, resume: bool, settings: Settings, device: torch.device,
                  preprocess: Preprocess | None = None) -> TrainResult:
     """Fit one model on data[train_idx], validated on data[val_idx] (predicted whole)."""
     last = run_dir / LAST_CHECKPOINT  # its architecture was checked in run_training
@@ -340,16 +335,16 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
     if checkpoint:
         preprocess = checkpoint.preprocess
     elif preprocess is None:
-        preprocess = training_preprocess(config, _statistics_sample(config, train_set), plan)
+        preprocess = training_preprocess(config, _statistics_sample(config, settings, train_set), settings.plan)
     log.info("%s: %d images for training, %d for validation (stratified by coverage, seed %d)",
              run_dir, len(train_set), len(val_idx), config.seed)
     class_weights = config.loss.class_weights
-    power = BALANCE_POWERS.get(config.loss.balance_classes)
+    power = BALANCE_POWERS.get(settings.balance_classes)
     if power is not None and class_weights is None:
         class_weights = balanced_class_weights(train_set.class_counts(), config.model.num_classes, power)
-        log.info("class weights (%s: inverse frequency ** %g): %s", config.loss.balance_classes, power,
+        log.info("class weights (%s: inverse frequency ** %g): %s", settings.balance_classes, power,
                  ", ".join(f"{w:.3f}" for w in class_weights))
-    if config.loss.name in BORDER_WEIGHTED and not config.data.patch_size:  # patches: per patch, as drawn
+    if config.loss.name in BORDER_WEIGHTED and not settings.patch_size:  # patches: per patch, as drawn
         train_set.weights = np.stack([border_weights(m, config.loss.border_w0, config.loss.border_sigma,
                                                      config.data.ignore_index)
                                       for m in train_set.masks])
@@ -358,19 +353,19 @@ def _train_split(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
         write_text(run_dir / SPLIT_RECORD, json.dumps({"train": train_set.stems, "val": [data.stems[i] for i in val_idx]},
                                                       indent=1))
     return fit(config, run_dir, train_set, val_set, preprocess, device, resume=checkpoint, class_weights=class_weights,
-               augment=augment_config(config.data.augment, config.data.augment_params), plan=plan)
+               augment=augment_config(settings.augment, config.data.augment_params), settings=settings)
 
 
-def _statistics_sample(config: TrainConfig, data: LabelledSet | PatchSet) -> np.ndarray:
+def _statistics_sample(config: TrainConfig, settings: Settings, data: LabelledSet | PatchSet) -> np.ndarray:
     """The images the normalisation statistics are measured on: all of a stacked set, random patches of a patch set."""
-    return data.statistics_images(np.random.default_rng((config.seed, 5)), config.data.patch_size or 256,
+    return data.statistics_images(np.random.default_rng((config.seed, 5)), settings.patch_size or 256,
                                   STATISTICS_PATCHES)
 
 
 def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSet, folds: list[np.ndarray],
-                 resume: bool, plan: Plan, device: torch.device) -> TrainResult:
+                 resume: bool, settings: Settings, device: torch.device) -> TrainResult:
     """K folds (their held-out indices) into run_dir/fold_i; out-of-fold score; one ensemble model file in run_dir."""
-    preprocess = training_preprocess(config, _statistics_sample(config, data), plan)
+    preprocess = training_preprocess(config, _statistics_sample(config, settings, data), settings.plan)
     selected = range(config.folds) if config.fold is None else [config.fold]
     per_fold = dataclasses.replace(config, folds=0, fold=None, time_budget_min=(
         config.time_budget_min / len(selected) if config.time_budget_min else None))
@@ -386,7 +381,7 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
         if distributed.is_main():
             make_dir(fold_dir)
             write_text(fold_dir / "config.yaml", dump_yaml(fold_config))
-        results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, plan, device,
+        results.append(_train_split(fold_config, fold_dir, data, train_idx, folds[index], resume, settings, device,
                                     preprocess))
     if config.fold is not None:
         return dataclasses.replace(results[0], run_dir=run_dir / f"fold_{config.fold}")
@@ -396,9 +391,9 @@ def _train_folds(config: TrainConfig, run_dir: Path, data: LabelledSet | PatchSe
     members = [load_model(result.model_path).net for result in results]
     held = [Held(net, data.held_out(fold, config.seed)) for net, fold in zip(members, folds)]
     return distributed.from_main(finish(
-        config, run_dir, Ensemble(members), held, preprocess, device, plan.predict_tile,  # type: ignore[arg-type]
+        config, run_dir, Ensemble(members), held, preprocess, device, settings,  # type: ignore[arg-type]
         made_of=f"ensemble of {len(folds)} folds",
-        record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results], "plan": plan.to_dict()},
+        record={"folds": len(folds), "fold_metrics": [r.val_metrics for r in results]},
         ran={"epochs_done": sum(r.epochs_done for r in results), "best_epoch": 0, "stop_reason": "folds",
              "images_per_s": sum(r.images_per_s for r in results) / len(results), "n_train": len(data),
              "n_val": len(data)}))

@@ -39,12 +39,13 @@ def check_names(config: TrainConfig) -> None:
                         f"cycle), not {config.schedule.name}")
 
 
-def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
-    """The seed's reduce-on-plateau on config.monitor (a no-op for other schedules: patience never runs out)."""
+def make_plateau(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                 monitor: str) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """The seed's reduce-on-plateau on the run's monitor (a no-op for other schedules: patience never runs out)."""
     schedule = config.schedule
     patience = schedule.plateau_patience if schedule.name == "plateau" else 10**9
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min" if monitor_minimizes(config.monitor) else "max", factor=schedule.plateau_factor,
+        optimizer, mode="min" if monitor_minimizes(monitor) else "max", factor=schedule.plateau_factor,
         patience=patience, min_lr=schedule.min_lr)
 
 
