@@ -22,11 +22,8 @@ MIN_SIZE = 8  # smaller images cannot show layers and a body
 
 def smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
     """White noise low-passed by a Gaussian of `sigma` pixels (via FFT), scaled to unit std."""
-    noise = rng.standard_normal((size, size))
-    freq_y = np.fft.fftfreq(size)[:, None]
-    freq_x = np.fft.rfftfreq(size)[None, :]
-    response = np.exp(-2 * (np.pi * sigma) ** 2 * (freq_y**2 + freq_x**2))
-    field = np.fft.irfft2(np.fft.rfft2(noise) * response, s=(size, size))
+    response = np.exp(-2 * (np.pi * sigma) ** 2 * (np.fft.fftfreq(size)[:, None] ** 2 + np.fft.rfftfreq(size)[None, :] ** 2))
+    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((size, size))) * response, s=(size, size))
     return (field - field.mean()) / (field.std() + 1e-12)
 
 
@@ -46,8 +43,7 @@ def synthetic_example(index: int, *, size: int = 101, seed: int = 0,
     mask = np.zeros((size, size), dtype=bool)
     if rng.random() >= empty_fraction:
         field = smooth_noise(rng, size, sigma=size / rng.uniform(5.0, 9.0))
-        coverage = rng.uniform(0.03, 0.9)
-        mask = field > np.quantile(field, 1.0 - coverage)
+        mask = field > np.quantile(field, 1.0 - rng.uniform(0.03, 0.9))  # coverage
     body = 0.12 * smooth_noise(rng, size, sigma=1.5) + 0.1 * layers + rng.uniform(-0.15, 0.15)
 
     signal = np.where(mask, body, background) + 0.06 * rng.standard_normal((size, size))
@@ -89,8 +85,7 @@ def check_synthetic_args(root: Path, n: int, *, size: int, seed: int, empty_frac
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
             raise UserError(f"{folder}: exists and is not a plain folder; synth writes only into new or empty "
                             "folders: choose another --out")
-        first = next(iter(sorted(folder.iterdir())), None) if folder.is_dir() else None
-        if first is not None:
+        if folder.is_dir() and (first := min(folder.iterdir(), default=None)) is not None:
             raise UserError(f"{folder}: is not empty (holds {first.name}); synth writes only into new or empty "
                             "folders and never replaces a file: choose another --out")
 
