@@ -48,12 +48,9 @@ class NamePattern:
             raise UserError(f"{self.flag or 'name pattern'} '{self.text}': a file name with {{id}} once "
                             "(e.g. '{id}_manual1.gif'; * matches any text)")
 
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return re.compile("(?P<id>.+)".join(".*".join(map(re.escape, side.split("*"))) for side in self.text.split("{id}")))
-
     def id_of(self, name: str) -> str | None:
-        return found["id"] if (found := self.regex.fullmatch(name)) else None
+        regex = "(?P<id>.+)".join(".*".join(map(re.escape, side.split("*"))) for side in self.text.split("{id}"))
+        return found["id"] if (found := re.fullmatch(regex, name)) else None
 
 
 def examples(names: list[str]) -> str:
@@ -66,8 +63,7 @@ def ids_by_pattern(files: dict[str, Path], pattern: NamePattern, folder: Path) -
     found: dict[str, Path] = {}
     misfits = []
     for path in files.values():
-        image_id = pattern.id_of(path.name)
-        if image_id is None:
+        if (image_id := pattern.id_of(path.name)) is None:
             misfits.append(path.name)
         elif image_id in found:
             raise UserError(f"{path}: id '{image_id}' under {pattern.flag} '{pattern.text}' is also {found[image_id].name}")

@@ -54,8 +54,7 @@ def synthetic_example(index: int, *, size: int = 101, seed: int = 0,
 
 def generate_synthetic(out_dir: str | os.PathLike[str], n: int, *, size: int = 101, seed: int = 0,
                        empty_fraction: float = 0.3, prefix: str = "syn") -> Path:
-    """Write `n` examples to out_dir/images and out_dir/masks; return out_dir. The arguments are checked
-    before anything is written (`unetkit synth --n/--size/--seed` pass them straight through)."""
+    """`n` examples in out_dir/images and /masks, all arguments checked before the first write (`unetkit synth` relies on it)."""
     root = Path(out_dir)
     check_synthetic_args(root, n, size=size, seed=seed, empty_fraction=empty_fraction)
     for index in range(n):
@@ -124,9 +123,8 @@ def write_large_synthetic(out_dir: str | os.PathLike[str], n: int, *, side: int 
         with (TiledTiffWriter(root / "images" / name, side, side, np.uint8) as image_writer,
               TiledTiffWriter(root / "masks" / name, side, side, np.uint8) as mask_writer):
             for y in range(0, side, block):
-                rows = min(block, side - y)
                 pieces = [synthetic_large(index * 10_000 + (y // block) * 100 + x // block, side=block, seed=seed,
                                           classes=classes) for x in range(0, side, block)]
-                image_writer.write(np.concatenate([p[0][:rows] for p in pieces], axis=1)[:, :side])
-                mask_writer.write(np.concatenate([p[1][:rows] for p in pieces], axis=1)[:, :side])
+                image_writer.write(np.concatenate([p[0][:side - y] for p in pieces], axis=1)[:, :side])
+                mask_writer.write(np.concatenate([p[1][:side - y] for p in pieces], axis=1)[:, :side])
     return root

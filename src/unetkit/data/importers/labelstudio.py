@@ -33,8 +33,7 @@ def parse(data: Any, path: Path, problems: Problems, images_dir: Path) -> tuple[
         raise UserError(f"{path}: not a Label Studio JSON export (expected a list of tasks with 'data')")
     records = []
     for task in data:
-        image = _image_value(task["data"])
-        if image is None:
+        if (image := _image_value(task["data"])) is None:
             problems.add("tasks without an image", f"task {task.get('id')}")
             continue
         record = ImageRecord(_local_name(image, images_dir), where=f"task {task.get('id')}")
@@ -67,8 +66,7 @@ def _shape(result: dict[str, Any], where: str, record: ImageRecord, problems: Pr
     if not width or not height:
         return problems.add("results without original_width/original_height", where)
     record.width, record.height = int(width), int(height)
-    labels = value.get(kind) or value.get("labels") or []
-    label = str(labels[0]) if labels else ""
+    label = str((value.get(kind) or value.get("labels") or [""])[0])
     if kind == "polygonlabels":
         points = points_of(value.get("points") or []) * [width / 100.0, height / 100.0]
         if len(points) < 3:

@@ -95,8 +95,7 @@ def check_records(records: list[ImageRecord], classes: list[str], images_dir: Pa
 
 def write_dataset(out_dir: Path, found: list[tuple[ImageRecord, Path]], classes: list[str],
                   mask_for: Callable[[ImageRecord, dict[str, int], int, int], np.ndarray], link: bool = True) -> None:
-    """images/ (hard links where the file system allows, else copies), masks/ (palette PNGs), classes.yaml;
-    written beside `out_dir` and renamed into place."""
+    """images/ (hard links where the file system allows, else copies), masks/ (palette PNGs) and classes.yaml."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(f"{out_dir}: exists and is not empty; import writes a new folder (choose another --out)")
     staging = out_dir.parent / f".{out_dir.name}.importing-{os.getpid()}"
