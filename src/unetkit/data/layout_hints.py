@@ -30,15 +30,13 @@ SAME_SHARE = 0.99  # masks agreeing with the first on this share of pixels count
 
 
 def mask_folder(root: Path, image_dir: Path, image_name: str, mask_names: tuple[NamePattern, ...]) -> Path:
-    """DIR/masks or DIR/labels: the one that holds images (both doing so is refused); else one line listing
-    the candidate folders (or saying where the masks seem to be)."""
+    """DIR/masks or DIR/labels, whichever holds images (both: refused); else one line naming the candidate folders."""
     present = [root / name for name in MASK_FOLDERS if (root / name).is_dir()]
     if len(present) == 2 and all(_holds_images(folder) for folder in present):
         raise UserError(f"{root}: holds both masks/ and labels/ with image files; unetkit reads masks from one of them, "
                         "rename or move the other (or choose one with --masks)")
-    present = [folder for folder in present if _holds_images(folder)] or present
     if present:
-        return present[0]
+        return next((folder for folder in present if _holds_images(folder)), present[0])
     wanted = f"{root / 'masks'}: folder not found (masks are read from {root}/masks or {root}/labels)"
     candidates = [path for path in sorted(root.iterdir()) if path.is_dir() and path != image_dir
                   and not path.name.startswith(".") and _holds_images(path)]
@@ -130,8 +128,7 @@ def unpaired_hint(images: dict[str, Path], matched: Matched, mask_dir: Path, nam
 
 
 def suspicious_masks(coverage: np.ndarray, masks: np.ndarray | None, where: str) -> str | None:
-    """A warning when the masks look like a field of view or a region rather than labels: foreground on
-    nearly all of every image, or (stacked masks) the same mask on every image. None when they look fine."""
+    """A warning when the masks look like a field of view, not labels: each nearly all foreground, or (stacked) all alike."""
     if len(coverage) == 0:
         return None
     if float(coverage.min()) >= FULL_SHARE:

@@ -96,9 +96,8 @@ def match(images: dict[str, Path], masks: dict[str, Path], mask_names: tuple[Nam
             doubled = doubled or (images[image_id], mask_of[image_id], path)
         else:
             mask_of[image_id] = path
-    pairs = {i: (path, mask_of[i]) for i, path in images.items() if i in mask_of}
-    lonely_images = [path for i, path in images.items() if i not in mask_of]
-    return Matched(pairs, lonely_images, lonely_masks, doubled)
+    return Matched({i: (path, mask_of[i]) for i, path in images.items() if i in mask_of},
+                   [path for i, path in images.items() if i not in mask_of], lonely_masks, doubled)
 
 
 def guess_patterns(image_names: list[str], mask_names: list[str]) -> tuple[str, str] | None:
@@ -120,9 +119,7 @@ def _shared_frame(names: list[str]) -> str:
     suffix = os.path.commonprefix([name[::-1] for name in names])[::-1]
     prefix = prefix[: max((i + 1 for i, c in enumerate(prefix) if not c.isalnum()), default=0)]
     suffix = suffix[next((i for i, c in enumerate(suffix) if not c.isalnum()), len(suffix)):]
-    if len(prefix) + len(suffix) >= min(len(name) for name in names):
-        return "{id}" + suffix
-    return f"{prefix}{{id}}{suffix}"
+    return f"{prefix}{{id}}{suffix}" if len(prefix) + len(suffix) < min(len(name) for name in names) else "{id}" + suffix
 
 
 def unpaired_message(image_dir: Path, mask_dir: Path, images: int, masks: int, matched: Matched, rule: str) -> str:

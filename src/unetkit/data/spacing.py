@@ -35,11 +35,10 @@ from unetkit.errors import UserError
 log = logging.getLogger("unetkit")
 
 PIXELS = "px"
-# length units by the name unetkit writes -> metres
-UNITS: dict[str, float] = {"nm": 1e-9, "um": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0, "in": 0.0254}
-_ALIASES = {"nanometer": "nm", "nanometre": "nm", "µm": "um", "μm": "um", "\\u00b5m": "um", "micron": "um",
-            "microns": "um", "micrometer": "um", "micrometre": "um", "millimeter": "mm", "millimetre": "mm",
-            "centimeter": "cm", "centimetre": "cm", "meter": "m", "metre": "m", "inch": "in", "inches": "in"}
+UNITS: dict[str, float] = {"nm": 1e-9, "um": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0, "in": 0.0254}  # unetkit's names -> metres
+_ALIASES = {"nanometer": "nm", "nanometre": "nm", "µm": "um", "μm": "um", "\\u00b5m": "um", "micron": "um", "microns": "um",
+            "micrometer": "um", "micrometre": "um", "millimeter": "mm", "millimetre": "mm", "centimeter": "cm",
+            "centimetre": "cm", "meter": "m", "metre": "m", "inch": "in", "inches": "in", "pixel": PIXELS, "pixels": PIXELS}
 PLACEHOLDER_DPI = (72, 96)  # editors' default resolutions, in whole pixels per inch
 MIN_DPI = 3.0  # below this many pixels per inch a resolution is a writer's "unset" (1 per inch or per cm)
 _TIFF_UNIT_MM = {2: 25.4, 3: 10.0}  # ResolutionUnit inch, centimetre -> millimetres
@@ -69,8 +68,7 @@ class PixelSpacing:
 
 def unit_name(text: str) -> str | None:
     """The unit unetkit writes for `text` ("micron", "µm", "mm", "px", ...), None when it is no length unit."""
-    name = text.strip().lower()
-    name = PIXELS if name in ("pixel", "pixels") else _ALIASES.get(name, name)
+    name = _ALIASES.get(text.strip().lower(), text.strip().lower())
     return name if name in UNITS or name == PIXELS else None
 
 
@@ -176,6 +174,5 @@ def _per_unit(per_x: float, per_y: float, size: float, unit: str, source: str) -
 def _ratio(value: object) -> float:
     """A TIFF RATIONAL tag value ((numerator, denominator) or a number) as a float; 0 when undefined."""
     if isinstance(value, tuple):
-        numerator, denominator = (float(v) for v in value[:2])
-        return numerator / denominator if denominator else 0.0
+        return float(value[0]) / float(value[1]) if value[1] else 0.0
     return float(value)  # type: ignore[arg-type]

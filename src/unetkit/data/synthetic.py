@@ -32,8 +32,7 @@ def synthetic_example(index: int, *, size: int = 101, seed: int = 0,
     """Image (size, size) uint8 and mask (size, size) uint8 0/255 of example `index`."""
     rng = np.random.default_rng((seed, index))
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    angle = rng.uniform(-0.4, 0.4)
-    period = rng.uniform(5.0, 12.0)
+    angle, period = rng.uniform(-0.4, 0.4), rng.uniform(5.0, 12.0)
     warp = smooth_noise(rng, size, sigma=size / 8) * rng.uniform(1.0, 4.0)
     depth_axis = y * np.cos(angle) + x * np.sin(angle) + warp
     layers = np.sin(2 * np.pi * depth_axis / period + rng.uniform(0, 2 * np.pi))
@@ -96,10 +95,9 @@ def synthetic_large(index: int, *, side: int = 1024, seed: int = 0, classes: int
     read in its context: the brightness of a body varies from place to place."""
     rng = np.random.default_rng((seed, index, 11))
     image = 0.4 + 0.1 * smooth_noise(rng, side, sigma=side / 16) + 0.06 * smooth_noise(rng, side, sigma=2.0)
-    mask = np.zeros((side, side), np.uint8)
     field = smooth_noise(rng, side, sigma=24.0)
     bodies = field > np.quantile(field, 0.85)
-    mask[bodies] = 1
+    mask = bodies.astype(np.uint8)
     image[bodies] += 0.25 + 0.05 * smooth_noise(rng, side, sigma=1.5)[bodies]
     if classes >= 3:
         level = smooth_noise(rng, side, sigma=40.0)

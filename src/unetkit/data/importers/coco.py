@@ -56,11 +56,10 @@ def _instance(annotation: dict[str, Any], number: int, names: dict[int, str], re
         return problems.add("annotations of unknown image ids", f"annotation {annotation.get('id', number)}")
     if (label := names.get(annotation.get("category_id"))) is None:  # type: ignore[arg-type]
         return problems.add("unknown category ids", f"{annotation.get('category_id')} in {record.name}")
-    segmentation = annotation.get("segmentation")
     where = f"{record.name} annotation {annotation.get('id', number)}"
     api = _mask_api()
     height, width = record.height or 0, record.width or 0
-    if isinstance(segmentation, list):
+    if isinstance(segmentation := annotation.get("segmentation"), list):
         parts = [part for part in segmentation if isinstance(part, list)]
         if not parts or any(len(part) < 6 or len(part) % 2 for part in parts):
             return problems.add("polygons with fewer than 3 points", where)
@@ -101,5 +100,4 @@ def _panoptic(annotations: list[dict[str, Any]], names: dict[int, str], records:
 
 def _segment(png: Path, segment_id: int) -> np.ndarray:
     """One panoptic segment's pixels: (H, W) bool where the PNG's R + 256 G + 256^2 B is its id."""
-    rgb = read_array(png).astype(np.int64)
-    return (rgb[:, :, 0] + 256 * rgb[:, :, 1] + 65536 * rgb[:, :, 2]) == segment_id
+    return read_array(png).astype(np.int64)[:, :, :3] @ np.array([1, 256, 65536]) == segment_id

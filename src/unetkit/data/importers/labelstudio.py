@@ -46,9 +46,8 @@ def parse(data: Any, path: Path, problems: Problems, images_dir: Path) -> tuple[
 
 
 def _image_value(data: dict[str, Any]) -> str | None:
-    if (value := data.get("image")) is None:
-        value = next((v for v in data.values() if isinstance(v, str) and "." in v), None)
-    return str(value) if value is not None else None
+    value = data.get("image")
+    return str(value) if value is not None else next((v for v in data.values() if isinstance(v, str) and "." in v), None)
 
 
 def _local_name(url: str, images_dir: Path) -> str:
@@ -100,11 +99,10 @@ def decode_brush(data: list[int]) -> np.ndarray:
 
     def read(n: int) -> int:
         nonlocal position
-        if position + n > len(bits):
-            raise ValueError("rle ends early")
-        chunk = bits[position:position + n]
         position += n
-        return int(chunk.dot(1 << np.arange(n - 1, -1, -1, dtype=np.int64))) if n else 0
+        if position > len(bits):
+            raise ValueError("rle ends early")
+        return int(bits[position - n:position].dot(1 << np.arange(n - 1, -1, -1, dtype=np.int64)))
 
     count = read(32)
     word = read(5) + 1
