@@ -22,14 +22,6 @@ from unetkit.data.io import read_array
 from unetkit.errors import UserError
 
 
-def _mask_api() -> Any:
-    try:
-        from pycocotools import mask
-    except ImportError:
-        raise UserError("COCO import needs pycocotools: pip install 'unetkit[import]'") from None
-    return mask
-
-
 def parse(data: Any, path: Path, problems: Problems) -> tuple[list[ImageRecord], list[str]]:
     """COCO JSON -> records (shapes as bitmaps decoded by pycocotools) and the declared category names."""
     if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in ("images", "categories")):
@@ -57,7 +49,10 @@ def _instance(annotation: dict[str, Any], number: int, names: dict[int, str], re
     if (label := names.get(annotation.get("category_id"))) is None:  # type: ignore[arg-type]
         return problems.add("unknown category ids", f"{annotation.get('category_id')} in {record.name}")
     where = f"{record.name} annotation {annotation.get('id', number)}"
-    api = _mask_api()
+    try:
+        from pycocotools import mask as api
+    except ImportError:
+        raise UserError("COCO import needs pycocotools: pip install 'unetkit[import]'") from None
     height, width = record.height or 0, record.width or 0
     if isinstance(segmentation := annotation.get("segmentation"), list):
         parts = [part for part in segmentation if isinstance(part, list)]
