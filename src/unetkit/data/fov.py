@@ -26,8 +26,7 @@ def find_regions(fov_dir: str | os.PathLike[str], stems: Iterable[str]) -> dict[
     files = list_images(folder)
     found: dict[str, Path] = {}
     for stem in stems:
-        path = files.get(stem) or files.get(stem + MASK_SUFFIX)
-        if path is None:
+        if (path := files.get(stem) or files.get(stem + MASK_SUFFIX)) is None:
             raise UserError(f"{folder}: no region mask for image '{stem}' (expected {stem}.png or "
                             f"{stem}{MASK_SUFFIX}.png there, like its mask)")
         found[stem] = path

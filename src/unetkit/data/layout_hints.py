@@ -30,22 +30,19 @@ SAME_SHARE = 0.99  # masks agreeing with the first on this share of pixels count
 
 
 def mask_folder(root: Path, image_dir: Path, image_name: str, mask_names: tuple[NamePattern, ...]) -> Path:
-    """DIR/masks or DIR/labels: the one that holds images (both doing so is refused); else one line listing
-    the candidate folders (or saying where the masks seem to be)."""
+    """DIR/masks or DIR/labels, whichever holds images (both: refused); else one line naming the candidate folders."""
     present = [root / name for name in MASK_FOLDERS if (root / name).is_dir()]
     if len(present) == 2 and all(_holds_images(folder) for folder in present):
         raise UserError(f"{root}: holds both masks/ and labels/ with image files; unetkit reads masks from one of them, "
                         "rename or move the other (or choose one with --masks)")
-    present = [folder for folder in present if _holds_images(folder)] or present
     if present:
-        return present[0]
+        return next((folder for folder in present if _holds_images(folder)), present[0])
     wanted = f"{root / 'masks'}: folder not found (masks are read from {root}/masks or {root}/labels)"
     candidates = [path for path in sorted(root.iterdir()) if path.is_dir() and path != image_dir
                   and not path.name.startswith(".") and _holds_images(path)]
     if not candidates:
-        mixed = [path.name for path in sorted(image_dir.iterdir()) if is_image_file(path)
-                 and path.stem.endswith(MASK_SUFFIX)]
-        hint = f"; {image_dir} holds masks ({mixed[0]}): move them to {root / 'masks'}" if mixed else ""
+        mixed = min((p.name for p in image_dir.iterdir() if is_image_file(p) and p.stem.endswith(MASK_SUFFIX)), default=None)
+        hint = f"; {image_dir} holds masks ({mixed}): move them to {root / 'masks'}" if mixed else ""
         raise UserError(f"{wanted}{hint}")
     described = [_describe(folder, image_dir, image_name, mask_names) for folder in candidates]
     if len(candidates) == 1 and described[0][1] > 0:
@@ -70,11 +67,9 @@ def _describe(folder: Path, image_dir: Path, image_name: str, mask_names: tuple[
         return f"unreadable: {exc}", 0
     matched = match(by_id, masks, mask_names)
     text = f"{len(masks)} file{'s' if len(masks) != 1 else ''}, pair with {len(matched.pairs)} of {len(images)} images"
-    if not matched.pairs:
-        guessed = guess_patterns([p.name for p in images.values()], [p.name for p in masks.values()])
-        if guessed:
-            matched = match(ids_by_pattern(images, NamePattern(guessed[0]), image_dir), masks, (NamePattern(guessed[1]),))
-            text += f", {len(matched.pairs)} with --image-name '{guessed[0]}' --mask-name '{guessed[1]}'"
+    if not matched.pairs and (guessed := guess_patterns([p.name for p in images.values()], [p.name for p in masks.values()])):
+        matched = match(ids_by_pattern(images, NamePattern(guessed[0]), image_dir), masks, (NamePattern(guessed[1]),))
+        text += f", {len(matched.pairs)} with --image-name '{guessed[0]}' --mask-name '{guessed[1]}'"
     return f"{text}; {value_kind(list(masks.values())[:SAMPLED_MASKS])}", len(matched.pairs)
 
 
@@ -103,17 +98,14 @@ def image_folder_hint(root: Path) -> str:
     for path in sorted(root.iterdir()):
         if path.is_dir() and path.name.lower() in _IMAGE_FOLDER_LOOKALIKES and path.name != "images":
             return f"; found {path}: rename it to images (or pass --images {path})"
-    subfolders = sorted((path for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")),
-                        key=lambda path: (path.name != "train", path.name))
-    for sub in subfolders:
-        if (sub / "images").is_dir():
-            return f"; {sub} holds images/: pass that folder (--data {sub})"
-    masks_beside = sorted(path for path in root.iterdir() if path.is_dir() and path.name.endswith(f"{MASK_SUFFIX}s"))
-    if masks_beside:  # Carvana: DIR/train with the images, DIR/train_masks with the masks
-        masks, pictures = masks_beside[0], root / masks_beside[0].name.removesuffix(f"{MASK_SUFFIX}s")
-        if pictures.is_dir():
-            return (f"; {pictures} and {masks} look like images and masks: pass --images {pictures} --masks {masks} "
-                    f"(or rename them to {root}/images and {root}/masks)")
+    if holders := sorted((path for path in root.iterdir() if (path / "images").is_dir() and not path.name.startswith(".")),
+                         key=lambda path: (path.name != "train", path.name)):
+        return f"; {holders[0]} holds images/: pass that folder (--data {holders[0]})"
+    # Carvana: DIR/train with the images, DIR/train_masks with the masks
+    masks = min((path for path in root.iterdir() if path.is_dir() and path.name.endswith(f"{MASK_SUFFIX}s")), default=None)
+    if masks is not None and (pictures := root / masks.name.removesuffix(f"{MASK_SUFFIX}s")).is_dir():
+        return (f"; {pictures} and {masks} look like images and masks: pass --images {pictures} --masks {masks} "
+                f"(or rename them to {root}/images and {root}/masks)")
     if any(is_image_file(path) for path in root.iterdir() if path.is_file()):
         return f"; {root} holds image files itself: put the images in {root}/images and the masks in {root}/masks"
     return ""
@@ -121,26 +113,22 @@ def image_folder_hint(root: Path) -> str:
 
 def unpaired_hint(images: dict[str, Path], matched: Matched, mask_dir: Path, named: bool) -> str:
     """What explains files left unpaired: masks among the images, names that differ by a suffix."""
-    lonely_images, lonely_masks = matched.lonely_images, matched.lonely_masks
-    for image in lonely_images:
+    for image in matched.lonely_images:
         if (mixed := images.get(f"{image.stem}{MASK_SUFFIX}")) is not None:
             return f"; {mixed.name} is among the images: move the masks to {mask_dir}"
-    guessed = None if matched.pairs or named else guess_patterns([p.name for p in lonely_images],
-                                                                 [p.name for p in lonely_masks])
-    if guessed:
+    names = [[p.name for p in side] for side in (matched.lonely_images, matched.lonely_masks)]
+    if not (matched.pairs or named) and (guessed := guess_patterns(*names)):
         return f"; the names differ around an id: pass --image-name '{guessed[0]}' --mask-name '{guessed[1]}'"
-    for mask in lonely_masks:
+    for mask in matched.lonely_masks:
         stem = mask.stem.removesuffix(MASK_SUFFIX)
-        near = sorted(i.name for i in images.values() if i.stem.startswith(f"{stem}_"))
-        if near:
+        if near := sorted(i.name for i in images.values() if i.stem.startswith(f"{stem}_")):
             return (f"; {near[0]} matches {mask.name} only up to a suffix: name images ID.* and masks ID.* or "
                     f"ID{MASK_SUFFIX}.*, or pass --image-name/--mask-name")
     return ""
 
 
 def suspicious_masks(coverage: np.ndarray, masks: np.ndarray | None, where: str) -> str | None:
-    """A warning when the masks look like a field of view or a region rather than labels: foreground on
-    nearly all of every image, or (stacked masks) the same mask on every image. None when they look fine."""
+    """A warning when the masks look like a field of view, not labels: each nearly all foreground, or (stacked) all alike."""
     if len(coverage) == 0:
         return None
     if float(coverage.min()) >= FULL_SHARE:

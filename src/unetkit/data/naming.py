@@ -48,12 +48,9 @@ class NamePattern:
             raise UserError(f"{self.flag or 'name pattern'} '{self.text}': a file name with {{id}} once "
                             "(e.g. '{id}_manual1.gif'; * matches any text)")
 
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return re.compile("(?P<id>.+)".join(".*".join(map(re.escape, side.split("*"))) for side in self.text.split("{id}")))
-
     def id_of(self, name: str) -> str | None:
-        return found["id"] if (found := self.regex.fullmatch(name)) else None
+        regex = "(?P<id>.+)".join(".*".join(map(re.escape, side.split("*"))) for side in self.text.split("{id}"))
+        return found["id"] if (found := re.fullmatch(regex, name)) else None
 
 
 def examples(names: list[str]) -> str:
@@ -66,8 +63,7 @@ def ids_by_pattern(files: dict[str, Path], pattern: NamePattern, folder: Path) -
     found: dict[str, Path] = {}
     misfits = []
     for path in files.values():
-        image_id = pattern.id_of(path.name)
-        if image_id is None:
+        if (image_id := pattern.id_of(path.name)) is None:
             misfits.append(path.name)
         elif image_id in found:
             raise UserError(f"{path}: id '{image_id}' under {pattern.flag} '{pattern.text}' is also {found[image_id].name}")
@@ -100,9 +96,8 @@ def match(images: dict[str, Path], masks: dict[str, Path], mask_names: tuple[Nam
             doubled = doubled or (images[image_id], mask_of[image_id], path)
         else:
             mask_of[image_id] = path
-    pairs = {i: (path, mask_of[i]) for i, path in images.items() if i in mask_of}
-    lonely_images = [path for i, path in images.items() if i not in mask_of]
-    return Matched(pairs, lonely_images, lonely_masks, doubled)
+    return Matched({i: (path, mask_of[i]) for i, path in images.items() if i in mask_of},
+                   [path for i, path in images.items() if i not in mask_of], lonely_masks, doubled)
 
 
 def guess_patterns(image_names: list[str], mask_names: list[str]) -> tuple[str, str] | None:
@@ -124,9 +119,7 @@ def _shared_frame(names: list[str]) -> str:
     suffix = os.path.commonprefix([name[::-1] for name in names])[::-1]
     prefix = prefix[: max((i + 1 for i, c in enumerate(prefix) if not c.isalnum()), default=0)]
     suffix = suffix[next((i for i, c in enumerate(suffix) if not c.isalnum()), len(suffix)):]
-    if len(prefix) + len(suffix) >= min(len(name) for name in names):
-        return "{id}" + suffix
-    return f"{prefix}{{id}}{suffix}"
+    return f"{prefix}{{id}}{suffix}" if len(prefix) + len(suffix) < min(len(name) for name in names) else "{id}" + suffix
 
 
 def unpaired_message(image_dir: Path, mask_dir: Path, images: int, masks: int, matched: Matched, rule: str) -> str:

@@ -35,11 +35,10 @@ from unetkit.errors import UserError
 log = logging.getLogger("unetkit")
 
 PIXELS = "px"
-# length units by the name unetkit writes -> metres
-UNITS: dict[str, float] = {"nm": 1e-9, "um": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0, "in": 0.0254}
-_ALIASES = {"nanometer": "nm", "nanometre": "nm", "µm": "um", "μm": "um", "\\u00b5m": "um", "micron": "um",
-            "microns": "um", "micrometer": "um", "micrometre": "um", "millimeter": "mm", "millimetre": "mm",
-            "centimeter": "cm", "centimetre": "cm", "meter": "m", "metre": "m", "inch": "in", "inches": "in"}
+UNITS: dict[str, float] = {"nm": 1e-9, "um": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0, "in": 0.0254}  # unetkit's names -> metres
+_ALIASES = {"nanometer": "nm", "nanometre": "nm", "µm": "um", "μm": "um", "\\u00b5m": "um", "micron": "um", "microns": "um",
+            "micrometer": "um", "micrometre": "um", "millimeter": "mm", "millimetre": "mm", "centimeter": "cm",
+            "centimetre": "cm", "meter": "m", "metre": "m", "inch": "in", "inches": "in", "pixel": PIXELS, "pixels": PIXELS}
 PLACEHOLDER_DPI = (72, 96)  # editors' default resolutions, in whole pixels per inch
 MIN_DPI = 3.0  # below this many pixels per inch a resolution is a writer's "unset" (1 per inch or per cm)
 _TIFF_UNIT_MM = {2: 25.4, 3: 10.0}  # ResolutionUnit inch, centimetre -> millimetres
@@ -66,14 +65,10 @@ class PixelSpacing:
         scale = UNITS[self.unit] / UNITS[unit]
         return PixelSpacing(self.dy * scale, self.dx * scale, unit, self.source)
 
-    def describe(self) -> str:
-        return f"{self.dy:g} x {self.dx:g} {self.unit} ({self.source})"
-
 
 def unit_name(text: str) -> str | None:
     """The unit unetkit writes for `text` ("micron", "µm", "mm", "px", ...), None when it is no length unit."""
-    name = text.strip().lower()
-    name = PIXELS if name in ("pixel", "pixels") else _ALIASES.get(name, name)
+    name = _ALIASES.get(text.strip().lower(), text.strip().lower())
     return name if name in UNITS or name == PIXELS else None
 
 
@@ -113,56 +108,45 @@ def spacings_for(pairs: Sequence[Pair], given: PixelSpacing | None = None) -> tu
     each file's own. A mix of sized and unsized files is one UserError naming one of each."""
     if given is not None:
         return {pair.stem: given for pair in pairs}, given.unit
-    found: dict[str, tuple[Pair, PixelSpacing]] = {}
-    for pair in pairs:  # the mask's size counts where the image has none
-        spacing = read_spacing(pair.image)
-        found[pair.stem] = (pair, spacing if spacing.physical else read_spacing(pair.mask))
+    # the mask's size counts where the image has none
+    found = {pair.stem: (pair, s if (s := read_spacing(pair.image)).physical else read_spacing(pair.mask)) for pair in pairs}
     sized = [(pair, s) for pair, s in found.values() if s.physical]
     if not sized:
         return {stem: s for stem, (_, s) in found.items()}, PIXELS
-    unsized = [pair for pair, s in found.values() if not s.physical]
-    if unsized:
-        pair, spacing = sized[0]
-        raise UserError(f"{pair.image}: pixel size {spacing.describe()}, but {unsized[0].image} has none "
-                        f"({len(unsized)} of {len(pairs)} images): distances would mix {spacing.unit} and pixels; "
+    if unsized := [pair for pair, s in found.values() if not s.physical]:
+        pair, s = sized[0]
+        raise UserError(f"{pair.image}: pixel size {s.dy:g} x {s.dx:g} {s.unit} ({s.source}), but {unsized[0].image} "
+                        f"has none ({len(unsized)} of {len(pairs)} images): distances would mix {s.unit} and pixels; "
                         f"give every image's size with --spacing DY,DXUNIT, or score in pixels with --spacing px")
     unit = min({s.unit for _, s in sized}, key=UNITS.__getitem__)
     if any(s.unit != unit for _, s in sized):
-        log.info("pixel sizes come in %s; distances are given in %s",
-                 ", ".join(sorted({s.unit for _, s in sized})), unit)
+        log.info("pixel sizes come in %s; distances are given in %s", ", ".join(sorted({s.unit for _, s in sized})), unit)
     return {pair.stem: s.to(unit) for pair, s in sized}, unit
 
 
 def _tiff_spacing(file: Path) -> PixelSpacing:
     with tifffile.TiffFile(file) as tif:
-        if tif.is_ome and tif.ome_metadata:
-            found = _ome_spacing(tif.ome_metadata)
-            if found is not None:
-                return found
-        tags = tif.pages.first.tags
-        if "XResolution" not in tags or "YResolution" not in tags:
-            return PixelSpacing()
-        per_x, per_y = _ratio(tags["XResolution"].value), _ratio(tags["YResolution"].value)
+        if tif.is_ome and tif.ome_metadata and (found := _ome_spacing(tif.ome_metadata)) is not None:
+            return found
+        tags = tif.pages.first.tags  # a missing resolution reads 0: pixels
+        per_x, per_y = (_ratio(tags.valueof(name, 0)) for name in ("XResolution", "YResolution"))
         if tif.is_imagej:
             unit = unit_name(str((tif.imagej_metadata or {}).get("unit", "")))
             return PixelSpacing() if unit in (None, PIXELS) else _per_unit(per_x, per_y, 1.0, unit, "ImageJ resolution")
-        resolution_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2  # TIFF's default: inch
-    if resolution_unit not in _TIFF_UNIT_MM:
-        return PixelSpacing()
-    return _per_unit(per_x, per_y, _TIFF_UNIT_MM[resolution_unit], "mm", "TIFF resolution")
+        size = _TIFF_UNIT_MM.get(int(tags.valueof("ResolutionUnit", 2)))  # TIFF's default unit: inch
+        return PixelSpacing() if size is None else _per_unit(per_x, per_y, size, "mm", "TIFF resolution")
 
 
 def _ome_spacing(xml: str) -> PixelSpacing | None:
     """(PhysicalSizeY, PhysicalSizeX) of the first Pixels element; None when it has not both."""
-    for element in ElementTree.fromstring(xml).iter():
-        if element.tag.rsplit("}", 1)[-1] == "Pixels":
-            found = [element.get(f"PhysicalSize{axis}") for axis in "YX"]
-            units = [unit_name(element.get(f"PhysicalSize{axis}Unit", "µm")) for axis in "YX"]
-            if None in found or units[0] in (None, PIXELS) or units[0] != units[1]:
-                return None
-            sizes = [float(size) for size in found]  # type: ignore[arg-type]
-            return PixelSpacing(sizes[0], sizes[1], units[0], "OME metadata") if min(sizes) > 0 else None
-    return None
+    pixels = ElementTree.fromstring(xml).find(".//{*}Pixels")
+    attributes = {} if pixels is None else pixels.attrib
+    found = [attributes.get(f"PhysicalSize{axis}") for axis in "YX"]
+    units = [unit_name(attributes.get(f"PhysicalSize{axis}Unit", "µm")) for axis in "YX"]
+    if None in found or units[0] in (None, PIXELS) or units[0] != units[1]:
+        return None
+    sizes = [float(size) for size in found]  # type: ignore[arg-type]
+    return PixelSpacing(sizes[0], sizes[1], units[0], "OME metadata") if min(sizes) > 0 else None
 
 
 def _pillow_spacing(file: Path) -> PixelSpacing:
@@ -173,8 +157,7 @@ def _pillow_spacing(file: Path) -> PixelSpacing:
         per_x, per_y = float(dpi[0]), float(dpi[1])
         if image.getexif().get(0x0112) in ROTATING:  # shown rotated a quarter turn: the axes swap
             per_x, per_y = per_y, per_x
-        source = f"{image.format} resolution"
-    return _per_unit(per_x, per_y, 25.4, "mm", source)
+        return _per_unit(per_x, per_y, 25.4, "mm", f"{image.format} resolution")
 
 
 def _per_unit(per_x: float, per_y: float, size: float, unit: str, source: str) -> PixelSpacing:
@@ -191,6 +174,5 @@ def _per_unit(per_x: float, per_y: float, size: float, unit: str, source: str) -
 def _ratio(value: object) -> float:
     """A TIFF RATIONAL tag value ((numerator, denominator) or a number) as a float; 0 when undefined."""
     if isinstance(value, tuple):
-        numerator, denominator = (float(v) for v in value[:2])
-        return numerator / denominator if denominator else 0.0
+        return float(value[0]) / float(value[1]) if value[1] else 0.0
     return float(value)  # type: ignore[arg-type]

@@ -22,11 +22,8 @@ MIN_SIZE = 8  # smaller images cannot show layers and a body
 
 def smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
     """White noise low-passed by a Gaussian of `sigma` pixels (via FFT), scaled to unit std."""
-    noise = rng.standard_normal((size, size))
-    freq_y = np.fft.fftfreq(size)[:, None]
-    freq_x = np.fft.rfftfreq(size)[None, :]
-    response = np.exp(-2 * (np.pi * sigma) ** 2 * (freq_y**2 + freq_x**2))
-    field = np.fft.irfft2(np.fft.rfft2(noise) * response, s=(size, size))
+    response = np.exp(-2 * (np.pi * sigma) ** 2 * (np.fft.fftfreq(size)[:, None] ** 2 + np.fft.rfftfreq(size)[None, :] ** 2))
+    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((size, size))) * response, s=(size, size))
     return (field - field.mean()) / (field.std() + 1e-12)
 
 
@@ -35,8 +32,7 @@ def synthetic_example(index: int, *, size: int = 101, seed: int = 0,
     """Image (size, size) uint8 and mask (size, size) uint8 0/255 of example `index`."""
     rng = np.random.default_rng((seed, index))
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    angle = rng.uniform(-0.4, 0.4)
-    period = rng.uniform(5.0, 12.0)
+    angle, period = rng.uniform(-0.4, 0.4), rng.uniform(5.0, 12.0)
     warp = smooth_noise(rng, size, sigma=size / 8) * rng.uniform(1.0, 4.0)
     depth_axis = y * np.cos(angle) + x * np.sin(angle) + warp
     layers = np.sin(2 * np.pi * depth_axis / period + rng.uniform(0, 2 * np.pi))
@@ -46,8 +42,7 @@ def synthetic_example(index: int, *, size: int = 101, seed: int = 0,
     mask = np.zeros((size, size), dtype=bool)
     if rng.random() >= empty_fraction:
         field = smooth_noise(rng, size, sigma=size / rng.uniform(5.0, 9.0))
-        coverage = rng.uniform(0.03, 0.9)
-        mask = field > np.quantile(field, 1.0 - coverage)
+        mask = field > np.quantile(field, 1.0 - rng.uniform(0.03, 0.9))  # coverage
     body = 0.12 * smooth_noise(rng, size, sigma=1.5) + 0.1 * layers + rng.uniform(-0.15, 0.15)
 
     signal = np.where(mask, body, background) + 0.06 * rng.standard_normal((size, size))
@@ -58,8 +53,7 @@ def synthetic_example(index: int, *, size: int = 101, seed: int = 0,
 
 def generate_synthetic(out_dir: str | os.PathLike[str], n: int, *, size: int = 101, seed: int = 0,
                        empty_fraction: float = 0.3, prefix: str = "syn") -> Path:
-    """Write `n` examples to out_dir/images and out_dir/masks; return out_dir. The arguments are checked
-    before anything is written (`unetkit synth --n/--size/--seed` pass them straight through)."""
+    """`n` examples in out_dir/images and /masks, all arguments checked before the first write (`unetkit synth` relies on it)."""
     root = Path(out_dir)
     check_synthetic_args(root, n, size=size, seed=seed, empty_fraction=empty_fraction)
     for index in range(n):
@@ -89,8 +83,7 @@ def check_synthetic_args(root: Path, n: int, *, size: int, seed: int, empty_frac
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
             raise UserError(f"{folder}: exists and is not a plain folder; synth writes only into new or empty "
                             "folders: choose another --out")
-        first = next(iter(sorted(folder.iterdir())), None) if folder.is_dir() else None
-        if first is not None:
+        if folder.is_dir() and (first := min(folder.iterdir(), default=None)) is not None:
             raise UserError(f"{folder}: is not empty (holds {first.name}); synth writes only into new or empty "
                             "folders and never replaces a file: choose another --out")
 
@@ -102,10 +95,9 @@ def synthetic_large(index: int, *, side: int = 1024, seed: int = 0, classes: int
     read in its context: the brightness of a body varies from place to place."""
     rng = np.random.default_rng((seed, index, 11))
     image = 0.4 + 0.1 * smooth_noise(rng, side, sigma=side / 16) + 0.06 * smooth_noise(rng, side, sigma=2.0)
-    mask = np.zeros((side, side), np.uint8)
     field = smooth_noise(rng, side, sigma=24.0)
     bodies = field > np.quantile(field, 0.85)
-    mask[bodies] = 1
+    mask = bodies.astype(np.uint8)
     image[bodies] += 0.25 + 0.05 * smooth_noise(rng, side, sigma=1.5)[bodies]
     if classes >= 3:
         level = smooth_noise(rng, side, sigma=40.0)
@@ -129,9 +121,8 @@ def write_large_synthetic(out_dir: str | os.PathLike[str], n: int, *, side: int 
         with (TiledTiffWriter(root / "images" / name, side, side, np.uint8) as image_writer,
               TiledTiffWriter(root / "masks" / name, side, side, np.uint8) as mask_writer):
             for y in range(0, side, block):
-                rows = min(block, side - y)
                 pieces = [synthetic_large(index * 10_000 + (y // block) * 100 + x // block, side=block, seed=seed,
                                           classes=classes) for x in range(0, side, block)]
-                image_writer.write(np.concatenate([p[0][:rows] for p in pieces], axis=1)[:, :side])
-                mask_writer.write(np.concatenate([p[1][:rows] for p in pieces], axis=1)[:, :side])
+                image_writer.write(np.concatenate([p[0][:side - y] for p in pieces], axis=1)[:, :side])
+                mask_writer.write(np.concatenate([p[1][:side - y] for p in pieces], axis=1)[:, :side])
     return root

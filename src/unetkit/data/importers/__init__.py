@@ -32,8 +32,7 @@ def import_annotations(config: ImportConfig) -> ImportResult:
         raise UserError(f"{source}: annotations not found (--annotations)")
     if not images_dir.is_dir():
         raise UserError(f"{images_dir}: images folder not found (--images)")
-    if out_dir.resolve() in (images_dir.resolve(), source.resolve()) or images_dir.resolve().is_relative_to(
-            out_dir.resolve()):
+    if out_dir.resolve() == source.resolve() or images_dir.resolve().is_relative_to(out_dir.resolve()):
         raise UserError(f"{out_dir}: would write over the input; choose another --out")
     chosen = _chosen(config.classes)
     problems = Problems()
@@ -44,8 +43,7 @@ def import_annotations(config: ImportConfig) -> ImportResult:
     found, dropped = check_records(records, classes, images_dir, problems, config.drop_unknown)
     if problems.counts:
         raise UserError(problems.line(str(source)))
-    mask_for: Any = functools.partial(voc.voc_mask, classes=classes, drop=config.drop_unknown) \
-        if config.format == "voc" else lambda record, _, index_of, height, width: render(record, index_of, height, width)
+    mask_for = functools.partial(voc.voc_mask, classes=classes, drop=config.drop_unknown) if config.format == "voc" else render
     write_dataset(out_dir, found, classes, mask_for, link=not config.copy)
     for label, count in dropped.items():
         log.info("left out %d shapes labelled '%s' (--drop-unknown)", count, label)

@@ -22,26 +22,17 @@ from unetkit.data.io import read_array
 from unetkit.errors import UserError
 
 
-def _mask_api() -> Any:
-    try:
-        from pycocotools import mask
-    except ImportError:
-        raise UserError("COCO import needs pycocotools: pip install 'unetkit[import]'") from None
-    return mask
-
-
 def parse(data: Any, path: Path, problems: Problems) -> tuple[list[ImageRecord], list[str]]:
     """COCO JSON -> records (shapes as bitmaps decoded by pycocotools) and the declared category names."""
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
-            data.get("categories"), list):
+    if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in ("images", "categories")):
         raise UserError(f"{path}: not COCO JSON (expected 'images', 'categories' and 'annotations' lists)")
     try:
         names = {int(c["id"]): str(c["name"]) for c in data["categories"]}
         records = {int(i["id"]): ImageRecord(str(i["file_name"]), int(i["width"]), int(i["height"]),
                                              where=f"image id {i['id']}") for i in data["images"]}
     except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: an image or category lacks {exc} (COCO needs id, file_name, width, height; id, name)") \
-            from None
+        raise UserError(f"{path}: an image or category lacks {exc} "
+                        "(COCO needs id, file_name, width, height; id, name)") from None
     annotations = data.get("annotations") or []
     if annotations and "segments_info" in annotations[0]:
         _panoptic(annotations, names, records, path, problems)
@@ -53,17 +44,17 @@ def parse(data: Any, path: Path, problems: Problems) -> tuple[list[ImageRecord],
 
 def _instance(annotation: dict[str, Any], number: int, names: dict[int, str], records: dict[int, ImageRecord],
               problems: Problems) -> None:
-    record = records.get(annotation.get("image_id"))  # type: ignore[arg-type]
-    if record is None:
+    if (record := records.get(annotation.get("image_id"))) is None:  # type: ignore[arg-type]
         return problems.add("annotations of unknown image ids", f"annotation {annotation.get('id', number)}")
-    label = names.get(annotation.get("category_id"))  # type: ignore[arg-type]
-    if label is None:
+    if (label := names.get(annotation.get("category_id"))) is None:  # type: ignore[arg-type]
         return problems.add("unknown category ids", f"{annotation.get('category_id')} in {record.name}")
-    segmentation = annotation.get("segmentation")
     where = f"{record.name} annotation {annotation.get('id', number)}"
-    api = _mask_api()
+    try:
+        from pycocotools import mask as api
+    except ImportError:
+        raise UserError("COCO import needs pycocotools: pip install 'unetkit[import]'") from None
     height, width = record.height or 0, record.width or 0
-    if isinstance(segmentation, list):
+    if isinstance(segmentation := annotation.get("segmentation"), list):
         parts = [part for part in segmentation if isinstance(part, list)]
         if not parts or any(len(part) < 6 or len(part) % 2 for part in parts):
             return problems.add("polygons with fewer than 3 points", where)
@@ -90,23 +81,18 @@ def _panoptic(annotations: list[dict[str, Any]], names: dict[int, str], records:
     if not folder.is_dir():
         raise UserError(f"{path}: panoptic JSON needs its PNG folder {folder} (COCO's layout)")
     for annotation in annotations:
-        record = records.get(annotation.get("image_id"))  # type: ignore[arg-type]
-        if record is None:
+        if (record := records.get(annotation.get("image_id"))) is None:  # type: ignore[arg-type]
             problems.add("annotations of unknown image ids", str(annotation.get("file_name")))
-            continue
-        png = folder / str(annotation["file_name"])
-        if not png.is_file():
+        elif not (png := folder / str(annotation["file_name"])).is_file():
             problems.add(f"panoptic PNGs not found in {folder}", png.name)
-            continue
-        for segment in annotation.get("segments_info", []):
-            label = names.get(segment.get("category_id"))
-            if label is None:
-                problems.add("unknown category ids", f"{segment.get('category_id')} in {png.name}")
-                continue
-            record.shapes.append(Shape(label, load=functools.partial(_segment, png, int(segment["id"]))))
+        else:
+            for segment in annotation.get("segments_info", []):
+                if (label := names.get(segment.get("category_id"))) is None:
+                    problems.add("unknown category ids", f"{segment.get('category_id')} in {png.name}")
+                else:
+                    record.shapes.append(Shape(label, load=functools.partial(_segment, png, int(segment["id"]))))
 
 
 def _segment(png: Path, segment_id: int) -> np.ndarray:
     """One panoptic segment's pixels: (H, W) bool where the PNG's R + 256 G + 256^2 B is its id."""
-    rgb = read_array(png).astype(np.int64)
-    return (rgb[:, :, 0] + 256 * rgb[:, :, 1] + 65536 * rgb[:, :, 2]) == segment_id
+    return read_array(png).astype(np.int64)[:, :, :3] @ np.array([1, 256, 65536]) == segment_id

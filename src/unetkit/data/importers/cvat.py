@@ -78,10 +78,8 @@ def _shape(element: ElementTree.Element, record: ImageRecord, problems: Problems
 
 
 def _width(element: ElementTree.Element) -> float:
-    for attribute in element.iter("attribute"):
-        if attribute.get("name", "").lower() in WIDTH_ATTRIBUTES:
-            try:
-                return max(1.0, float(attribute.text or 1))
-            except ValueError:
-                return 1.0
-    return 1.0
+    texts = [a.text for a in element.iter("attribute") if a.get("name", "").lower() in WIDTH_ATTRIBUTES]
+    try:
+        return max(1.0, float(texts[0] or 1)) if texts else 1.0
+    except ValueError:
+        return 1.0

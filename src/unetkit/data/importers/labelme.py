@@ -46,8 +46,7 @@ def _shape(item: dict[str, Any], where: str, problems: Problems) -> Shape | None
         points = points_of(item.get("points") or [])
     except ValueError:
         return problems.add("shapes with unreadable points", where)
-    needed = {"polygon": 3, "rectangle": 2, "circle": 2, "line": 2, "linestrip": 2, "mask": 2}.get(kind)
-    if needed is None:
+    if (needed := {"polygon": 3, "rectangle": 2, "circle": 2, "line": 2, "linestrip": 2, "mask": 2}.get(kind)) is None:
         return problems.add(f"'{kind}' shapes (not segmentation)", where)
     if len(points) < needed:
         return problems.add(f"{kind}s with too few points", where)
@@ -55,10 +54,9 @@ def _shape(item: dict[str, Any], where: str, problems: Problems) -> Shape | None
         (x0, y0), (x1, y1) = points[:2]
         return Shape(label, [points_of([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])])
     if kind == "circle":
-        (cx, cy), (px, py) = points[:2]
+        radius = np.hypot(*(points[1] - points[0]))
         angles = np.linspace(0, 2 * np.pi, CIRCLE_SIDES, endpoint=False)
-        radius = float(np.hypot(px - cx, py - cy))
-        return Shape(label, [np.column_stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)])])
+        return Shape(label, [points[0] + radius * np.column_stack([np.cos(angles), np.sin(angles)])])
     if kind in ("line", "linestrip"):
         return Shape(label, [points], width=1.0)
     if kind == "mask":

@@ -33,8 +33,7 @@ def parse(data: Any, path: Path, problems: Problems, images_dir: Path) -> tuple[
         raise UserError(f"{path}: not a Label Studio JSON export (expected a list of tasks with 'data')")
     records = []
     for task in data:
-        image = _image_value(task["data"])
-        if image is None:
+        if (image := _image_value(task["data"])) is None:
             problems.add("tasks without an image", f"task {task.get('id')}")
             continue
         record = ImageRecord(_local_name(image, images_dir), where=f"task {task.get('id')}")
@@ -47,9 +46,8 @@ def parse(data: Any, path: Path, problems: Problems, images_dir: Path) -> tuple[
 
 
 def _image_value(data: dict[str, Any]) -> str | None:
-    if (value := data.get("image")) is None:
-        value = next((v for v in data.values() if isinstance(v, str) and "." in v), None)
-    return str(value) if value is not None else None
+    value = data.get("image")
+    return str(value) if value is not None else next((v for v in data.values() if isinstance(v, str) and "." in v), None)
 
 
 def _local_name(url: str, images_dir: Path) -> str:
@@ -67,8 +65,7 @@ def _shape(result: dict[str, Any], where: str, record: ImageRecord, problems: Pr
     if not width or not height:
         return problems.add("results without original_width/original_height", where)
     record.width, record.height = int(width), int(height)
-    labels = value.get(kind) or value.get("labels") or []
-    label = str(labels[0]) if labels else ""
+    label = str((value.get(kind) or value.get("labels") or [""])[0])
     if kind == "polygonlabels":
         points = points_of(value.get("points") or []) * [width / 100.0, height / 100.0]
         if len(points) < 3:
@@ -102,11 +99,10 @@ def decode_brush(data: list[int]) -> np.ndarray:
 
     def read(n: int) -> int:
         nonlocal position
-        if position + n > len(bits):
-            raise ValueError("rle ends early")
-        chunk = bits[position:position + n]
         position += n
-        return int(chunk.dot(1 << np.arange(n - 1, -1, -1, dtype=np.int64))) if n else 0
+        if position > len(bits):
+            raise ValueError("rle ends early")
+        return int(bits[position - n:position].dot(1 << np.arange(n - 1, -1, -1, dtype=np.int64)))
 
     count = read(32)
     word = read(5) + 1

@@ -53,8 +53,7 @@ class ImageRecord:
 
 
 def render(record: ImageRecord, index_of: dict[str, int], height: int, width: int) -> np.ndarray:
-    """The record's shapes painted in z-order: (H, W) uint8 class indices (shapes whose label is not in
-    `index_of` are left out: the caller has reported or refused them)."""
+    """Shapes in z-order as (H, W) uint8 class indices; labels not in `index_of` (reported or refused by the caller) stay out."""
     mask = np.zeros((height, width), np.uint8)
     for shape in sorted((s for s in record.shapes if s.label in index_of), key=lambda s: s.z):  # stable: file order
         mask[_covered(shape, height, width)] = index_of[shape.label]
@@ -62,8 +61,7 @@ def render(record: ImageRecord, index_of: dict[str, int], height: int, width: in
 
 
 def _covered(shape: Shape, height: int, width: int) -> np.ndarray:
-    """(H, W) bool: the bitmap placed at its offset, or the pixels whose centre lies inside a polygon part
-    ((n, 2) x, y), or within width / 2 of a polyline part."""
+    """(H, W) bool: the bitmap at its offset, or the pixels a polygon or polyline part covers (the module docstring's rule)."""
     out = np.zeros((height, width), bool)
     bitmap = shape.load() if shape.load is not None else shape.bitmap
     if bitmap is not None:

@@ -40,14 +40,14 @@ def parse(path: Path, images_dir: Path, names: tuple[str, ...], problems: Proble
     return records, classes
 
 
-def voc_mask(record: ImageRecord, path: Path, index_of: dict[str, int], height: int, width: int,
-             classes: list[str], drop: bool) -> np.ndarray:
+def voc_mask(record: ImageRecord, index_of: dict[str, int], height: int, width: int, classes: list[str],
+             drop: bool) -> np.ndarray:
     """The PNG's indices, with classes left out by --classes/--drop-unknown painted background."""
     png = record.source
     assert png is not None  # every VOC record has its PNG
     mask = read_array(png, palette_indices=True)[:, :, 0].astype(np.uint8)
     if mask.shape != (height, width):
-        raise UserError(f"{png}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {path.name} is {width}x{height}")
+        raise UserError(f"{png}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {record.name} is {width}x{height}")
     if drop:
         mask[(mask > len(classes)) & (mask != IGNORE_VALUE)] = 0
     return mask

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from unetkit.errors import UserError
 from unetkit.fileio import write_text
 
 IGNORE_VALUE = 255  # mask value of pixels to leave out (VOC's); named `ignore` in classes.yaml
-PALETTE_SEED = 7  # colours of the written palette PNGs (background black)
+PALETTE_SEED = 7  # classes' random colours in the written palette PNGs (background black, ignore white)
 
 
 @dataclass
@@ -61,10 +62,8 @@ def class_order(records: list[ImageRecord], declared: list[str], chosen: tuple[s
     """Class names 1..K: --classes as given, else the file's declared labels, then others in order of use."""
     if chosen:
         return list(chosen)
-    names = [name for name in declared if name not in BACKGROUND_NAMES]
-    for record in records:
-        names += [s.label for s in record.shapes if s.label not in names and s.label not in BACKGROUND_NAMES]
-    return list(dict.fromkeys(names))
+    names = dict.fromkeys(declared + [shape.label for record in records for shape in record.shapes])
+    return [name for name in names if name not in BACKGROUND_NAMES]
 
 
 def check_records(records: list[ImageRecord], classes: list[str], images_dir: Path, problems: Problems,
@@ -72,17 +71,15 @@ def check_records(records: list[ImageRecord], classes: list[str], images_dir: Pa
     """Each record with its image file; unknown labels, missing or outside images into `problems`."""
     known = set(classes) | set(BACKGROUND_NAMES)
     found: list[tuple[ImageRecord, Path]] = []
-    dropped: dict[str, int] = {}
+    dropped: Counter[str] = Counter()
     stems: dict[str, str] = {}
     root = images_dir.resolve()
     for record in records:
-        for shape in record.shapes:
-            if shape.label not in known:
-                if drop_unknown:
-                    dropped[shape.label] = dropped.get(shape.label, 0) + 1
-                else:
-                    problems.add("labels not in --classes" if classes else "unknown labels",
-                                 f"'{shape.label}' in {record.name}")
+        for label in (shape.label for shape in record.shapes if shape.label not in known):
+            if drop_unknown:
+                dropped[label] += 1
+            else:
+                problems.add("labels not in --classes" if classes else "unknown labels", f"'{label}' in {record.name}")
         path = images_dir / record.name
         if not path.resolve().is_relative_to(root):
             problems.add(f"image paths outside {images_dir}", record.name)
@@ -93,20 +90,19 @@ def check_records(records: list[ImageRecord], classes: list[str], images_dir: Pa
         else:
             stems[path.stem] = record.name
             found.append((record, path))
-    return found, dropped
+    return found, dict(dropped)
 
 
 def write_dataset(out_dir: Path, found: list[tuple[ImageRecord, Path]], classes: list[str],
-                  mask_for: Callable[[ImageRecord, Path, dict[str, int], int, int], np.ndarray], link: bool = True) -> None:
-    """images/ (hard links where the file system allows, else copies), masks/ (palette PNGs), classes.yaml;
-    written beside `out_dir` and renamed into place."""
+                  mask_for: Callable[[ImageRecord, dict[str, int], int, int], np.ndarray], link: bool = True) -> None:
+    """images/ (hard links where the file system allows, else copies), masks/ (palette PNGs) and classes.yaml."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(f"{out_dir}: exists and is not empty; import writes a new folder (choose another --out)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.importing-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     index_of = {name: i + 1 for i, name in enumerate(classes)} | {name: 0 for name in BACKGROUND_NAMES}
-    palette = _palette()
+    palette = np.random.default_rng(PALETTE_SEED).integers(40, 256, (256, 3)).astype(np.uint8)
+    palette[0], palette[IGNORE_VALUE] = 0, 255
     try:
         (staging / "images").mkdir(parents=True)
         (staging / "masks").mkdir()
@@ -116,7 +112,7 @@ def write_dataset(out_dir: Path, found: list[tuple[ImageRecord, Path]], classes:
             if (record.width, record.height) != (None, None) and (record.width, record.height) != (width, height):
                 raise UserError(f"{path}: image is {width}x{height} but the annotations say {record.width}x"
                                 f"{record.height} ({record.where or record.name})")
-            mask = mask_for(record, path, index_of, height, width)
+            mask = mask_for(record, index_of, height, width)
             ignored |= bool((mask == IGNORE_VALUE).any())
             write_png(staging / "masks" / f"{path.stem}.png", mask, palette)
             _place(path, staging / "images" / path.name, link)
@@ -138,11 +134,3 @@ def _place(source: Path, target: Path, link: bool) -> None:
             os.link(source, target)
             return
     shutil.copy2(source, target)
-
-
-def _palette() -> np.ndarray:
-    """256 colours: background black, classes in distinct random colours, 255 (ignore) white."""
-    colours = np.random.default_rng(PALETTE_SEED).integers(40, 256, (256, 3)).astype(np.uint8)
-    colours[0] = 0
-    colours[IGNORE_VALUE] = 255
-    return colours
