@@ -129,15 +129,11 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
     try:
-        if members:
-            nets = [build_model(config, pretrained=False) for _ in range(members)]
-            for i, member in enumerate(nets):
-                member.load_state_dict({k.removeprefix(f"member{i}."): v for k, v in state.items()
-                                        if k.startswith(f"member{i}.")})
-            net: SegmentationNet | Ensemble = Ensemble(nets)
-        else:
-            net = build_model(config, pretrained=False)
-            net.load_state_dict(state)
+        nets = [build_model(config, pretrained=False) for _ in range(max(members, 1))]
+        for i, member in enumerate(nets):
+            prefix = f"member{i}." if members else ""
+            member.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+        net: SegmentationNet | Ensemble = Ensemble(nets) if members else nets[0]
     except (RuntimeError, MemoryError) as exc:
         first = first_line(exc)
         if isinstance(exc, MemoryError) or "allocate" in first:
