@@ -43,17 +43,16 @@ class FinetuneJob:
     def start(self) -> dict[str, Any]:
         """Start a fine-tune unless one runs; refused (status stays) with fewer than MIN_MASKS reviewed masks."""
         with self.lock:
-            if self.state["status"] in ("training", "ranking"):
-                return dict(self.state)
-            count = len(self.session.store.saved())
-            if count < MIN_MASKS:
-                self.state = {"status": "refused", "progress": 0.0,
-                              "message": f"{count} reviewed mask(s); save at least {MIN_MASKS} before training on them"}
-                return dict(self.state)
-            self.state = {"status": "training", "progress": 0.0, "message": f"fine-tuning on {count} masks"}
-            self.started = time.monotonic()
-            self.thread = threading.Thread(target=self._run, name="unetkit-finetune", daemon=True)
-            self.thread.start()
+            if self.state["status"] not in ("training", "ranking"):
+                count = len(self.session.store.saved())
+                if count < MIN_MASKS:
+                    self.state = {"status": "refused", "progress": 0.0,
+                                  "message": f"{count} reviewed mask(s); save at least {MIN_MASKS} before training on them"}
+                else:
+                    self.state = {"status": "training", "progress": 0.0, "message": f"fine-tuning on {count} masks"}
+                    self.started = time.monotonic()
+                    self.thread = threading.Thread(target=self._run, name="unetkit-finetune", daemon=True)
+                    self.thread.start()
             return dict(self.state)
 
     def _run(self) -> None:

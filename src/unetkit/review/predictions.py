@@ -25,7 +25,7 @@ from unetkit.data.masks import ClassPalette
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
-from unetkit.fileio import atomic_path, file_sha256, make_dir, write_text
+from unetkit.fileio import file_sha256, make_dir, write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.review.ranking import doubt_score, mask_iou
 from unetkit.runtime import log, progress
@@ -133,8 +133,7 @@ class PredictionCache:
         write_png(self.mask_path(key), mask * 255 if k == 1 else mask)
         thumb = Image.fromarray(blend_overlay(image, mask, palette=class_colours(self.saved.classes, k)))
         thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        with atomic_path(self.thumb_path(key)) as tmp:
-            thumb.save(tmp, format="PNG")
+        write_png(self.thumb_path(key), np.asarray(thumb))
         iou = None
         if truth_path is not None:
             try:

@@ -64,11 +64,6 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
     not_found = PlainTextResponse("no such image\n", status_code=404)
     too_big = PlainTextResponse(f"mask upload over the {session.config.max_upload_mb:g} MB limit\n", status_code=413)
 
-    def png(body: bytes | None) -> Response:
-        if body is None:
-            return PlainTextResponse("no mask for this image\n", status_code=404)
-        return Response(body, media_type="image/png", headers=NO_STORE)
-
     def per_image(handler: Callable[[Request, str], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         """`handler(request, id)` for an id found at start, else 404; a refused upload or region is a 400."""
         async def endpoint(request: Request) -> Response:
@@ -86,7 +81,10 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
 
     def reader(method: Callable[..., Any], *query: str) -> Callable[[Request], Awaitable[Response]]:
         async def read(request: Request, key: str) -> Response:
-            return png(await run_in_threadpool(method, key, *(request.query_params.get(name) for name in query)))
+            body = await run_in_threadpool(method, key, *(request.query_params.get(name) for name in query))
+            if body is None:
+                return PlainTextResponse("no mask for this image\n", status_code=404)
+            return Response(body, media_type="image/png", headers=NO_STORE)
         return per_image(read)
 
     def json_reader(method: Callable[[], Any]) -> Callable[[Request], Awaitable[Response]]:
@@ -117,8 +115,7 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
             seconds = float(request.headers.get("x-seconds-spent", "nan"))
         except ValueError:
             seconds = float("nan")
-        seconds_or_none = seconds if seconds == seconds and 0 <= seconds < 1e7 else None
-        path = await run_in_threadpool(session.save, key, bytes(body), seconds_or_none)
+        path = await run_in_threadpool(session.save, key, bytes(body), seconds if 0 <= seconds < 1e7 else None)  # NaN fails too
         return JSONResponse({"id": key, "path": path})
 
     async def train(request: Request) -> Response:

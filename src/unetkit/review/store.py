@@ -8,6 +8,7 @@ line per save, flushed to disk before the save answers; a later start reads it t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -120,13 +121,11 @@ class LabelStore:
 
     def _copy_image(self, image_path: Path) -> None:
         target = self.images / image_path.name
-        try:
-            same = target.stat().st_size == image_path.stat().st_size and target.stat().st_mtime >= image_path.stat().st_mtime
-        except OSError:
-            same = False
-        if not same:
-            with atomic_path(target) as tmp:
-                shutil.copyfile(image_path, tmp)
+        with contextlib.suppress(OSError):  # no copy yet
+            if target.stat().st_size == image_path.stat().st_size and target.stat().st_mtime >= image_path.stat().st_mtime:
+                return
+        with atomic_path(target) as tmp:
+            shutil.copyfile(image_path, tmp)
 
     def _journal(self, record: dict[str, Any]) -> None:
         make_dir(self.root)
@@ -143,8 +142,6 @@ class LabelStore:
             return []
         out = []
         for line in lines:
-            try:
+            with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
-            except ValueError:
-                continue
         return out
