@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import InferenceOptions, ReviewConfig
-from unetkit.data.dataset import list_images
 from unetkit.data.layout_hints import MASK_SUFFIX
 from unetkit.data.masks import read_class_palette
+from unetkit.data.naming import list_images
 from unetkit.data.pairing import DataSource
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
