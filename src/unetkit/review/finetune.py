@@ -77,7 +77,3 @@ class FinetuneJob:
         except Exception as exc:  # noqa: BLE001 - a background thread has no caller: the page must hear of it
             log.exception("fine-tune failed")
             self._set(status="failed", message=f"{type(exc).__name__}: {exc}")
-
-    def join(self, timeout: float | None = None) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout)

@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -87,14 +88,11 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
             return Response(body, media_type="image/png", headers=NO_STORE)
         return per_image(read)
 
-    def json_reader(method: Callable[[], Any]) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            return JSONResponse(await run_in_threadpool(method), headers=NO_STORE)
-        return endpoint
+    def json_reader(method: Callable[[], Any]) -> Callable[[Request], Response]:
+        return lambda request: JSONResponse(method(), headers=NO_STORE)  # a plain function: Starlette runs it in a thread
 
     async def index(request: Request) -> Response:
-        page = _static("index.html").replace("__TOKEN__", token)
-        return Response(page, media_type="text/html", headers=NO_STORE)
+        return Response(_static("index.html").replace("__TOKEN__", token), media_type="text/html", headers=NO_STORE)
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
@@ -121,7 +119,7 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
     async def train(request: Request) -> Response:
         return JSONResponse(job.start() if request.method == "POST" else job.status(), headers=NO_STORE)
 
-    routes = [
+    return Starlette(routes=[
         Route("/", index), Route("/static/{name}", static), Route("/api/items", json_reader(session.items)),
         Route("/api/info", json_reader(session.info)), Route("/api/train", train, methods=["GET", "POST"]),
         Route("/api/items/{id:path}/image", reader(session.pictures.png, "reduce", "region")),
@@ -129,10 +127,7 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
         Route("/api/items/{id:path}/thumbnail", reader(session.thumbnail)),
         Route("/api/items/{id:path}/mask", reader(session.mask_png), methods=["GET"]),
         Route("/api/items/{id:path}/mask", per_image(put_mask), methods=["PUT"]),
-    ]
-    app = Starlette(routes=routes)
-    app.add_middleware(TokenGate, token=token)
-    return app
+    ], middleware=[Middleware(TokenGate, token=token)])
 
 
 class ReviewServer:
