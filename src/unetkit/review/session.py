@@ -98,15 +98,14 @@ class ReviewSession:
                  "height": entries[key].height} for key in review_order(scores)]
 
     def info(self) -> dict[str, Any]:
-        """What the page needs to know once: classes and colours, the model, where to resume."""
+        """What the page needs to know once: classes and colours, the model, what the score counts."""
         names = [c.get("name") for c in self.saved.classes] or (["background", "foreground"] if self.num_classes == 1
                                                                 else [f"class {i}" for i in range(self.num_classes)])
         colours = self.store.palette.tolist()
-        journal = self.store.journal()
         return {"num_classes": self.num_classes, "classes": [{"name": n, "color": c} for n, c in zip(names, colours)],
-                "model": str(self.model_path), "n_images": len(self.images), "last_saved": journal[-1]["id"]
-                if journal else None, "score": f"share of pixels whose two most probable classes lie within "
-                f"{DOUBT_MARGIN} (binary: probability between {(1 - DOUBT_MARGIN) / 2:.1f} and {(1 + DOUBT_MARGIN) / 2:.1f})"}
+                "model": str(self.model_path), "n_images": len(self.images), "score": "share of pixels whose two most "
+                f"probable classes lie within {DOUBT_MARGIN} (binary: probability between {(1 - DOUBT_MARGIN) / 2:.1f} "
+                f"and {(1 + DOUBT_MARGIN) / 2:.1f})"}
 
     def thumbnail(self, key: str) -> bytes:
         with self.lock:

@@ -3,7 +3,7 @@
 LABELS/masks/ID.png is the mask in the format `train` reads, written atomically; the version it
 replaces goes to LABELS/history/ID/<time>.png. LABELS/images/ holds a copy of each reviewed image (none
 when --images is LABELS/images), so `train --data LABELS` finds the pairs. LABELS/review.jsonl gets a
-line per save, flushed to disk before the save answers; a later start reads it to resume.
+line per save, flushed to disk before the save answers.
 """
 
 from __future__ import annotations
@@ -133,15 +133,3 @@ class LabelStore:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-
-    def journal(self) -> list[dict[str, Any]]:
-        """The saves so far (a line cut short by a crash is skipped)."""
-        try:
-            lines = (self.root / JOURNAL).read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        out = []
-        for line in lines:
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-        return out
