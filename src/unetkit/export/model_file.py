@@ -139,8 +139,7 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
         if isinstance(exc, MemoryError) or "allocate" in first:
             raise UserError(f"{path}: the architecture in its metadata is too large to build here ({first})") from None
         raise UserError(f"{path}: weights do not match the architecture in its metadata ({first})") from None
-    net.eval()
-    return SavedModel(net, preprocess, threshold, training, postprocess)
+    return SavedModel(net.eval(), preprocess, threshold, training, postprocess)
 
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:

@@ -62,10 +62,9 @@ class FinetuneJob:
         session = self.session
         run_dir = session.out_dir / "runs" / time.strftime("finetune-%Y%m%dT%H%M%S", time.gmtime())
         try:
-            config = resolve_train_config({
+            result = run_training(resolve_train_config({
                 "init_model": str(session.model_path), "out_dir": str(run_dir), "data": {"data_dir": str(session.out_dir)},
-                "time_budget_min": session.config.finetune_minutes, "runtime": {"device": session.options.device}})
-            result = run_training(config)
+                "time_budget_min": session.config.finetune_minutes, "runtime": {"device": session.options.device}}))
             iou = result.val_metrics.get("iou")
             self._set(status="ranking", progress=0.9, message=f"predicting again with {result.model_path}")
             session.use_model(Path(result.model_path))

@@ -51,10 +51,9 @@ def file_stamp(*paths: Path | None) -> list[int]:
     out: list[int] = []
     for path in paths:
         try:
-            info = path.stat() if path is not None else None
+            out += [(info := path.stat()).st_size, info.st_mtime_ns] if path is not None else [0, 0]
         except OSError:
-            info = None
-        out += [info.st_size, info.st_mtime_ns] if info else [0, 0]
+            out += [0, 0]
     return out
 
 

@@ -50,7 +50,8 @@ def _check_folders(config: ReviewConfig) -> tuple[Path, Path, Path | None]:
 
 
 class ReviewSession:
-    """The state the page works on. Methods are called from server threads; `lock` guards model swaps."""
+    """The state the page works on, from server threads. `lock` keeps a model swap whole and saves one at a time;
+    a lone read of `cache` needs none (a swap replaces the object, never changes the old one)."""
 
     def __init__(self, config: ReviewConfig) -> None:
         self.config = config
@@ -89,8 +90,7 @@ class ReviewSession:
 
     def items(self) -> list[dict[str, Any]]:
         """The review order: {"id", "score", "iou", "reviewed", "width", "height"} per image, most doubtful first."""
-        with self.lock:
-            entries = dict(self.cache.entries)
+        entries = self.cache.entries
         saved = self.store.saved()
         scores = {key: entries[key].score for key in self.images if key in entries}
         return [{"id": key, "score": round(scores[key], 6), "iou": None if entries[key].iou is None
@@ -108,13 +108,11 @@ class ReviewSession:
                 f"and {(1 + DOUBT_MARGIN) / 2:.1f})"}
 
     def thumbnail(self, key: str) -> bytes:
-        with self.lock:
-            return self.cache.thumb_path(key).read_bytes()
+        return self.cache.thumb_path(key).read_bytes()
 
     def prediction_png(self, key: str) -> bytes:
         """The predicted mask in the wire format: binary 0/255, classes as gray indices."""
-        with self.lock:
-            return self.cache.mask_path(key).read_bytes()
+        return self.cache.mask_path(key).read_bytes()
 
     def current_mask(self, key: str) -> np.ndarray | None:
         """(H, W) class indices the editor starts from: the reviewed mask, else the given one, else None."""
@@ -132,8 +130,7 @@ class ReviewSession:
 
     def save(self, key: str, body: bytes, seconds: float | None) -> str:
         """Validate and store an uploaded mask; the saved path relative to --out (UploadError: one line)."""
-        with self.lock:
-            entry = self.cache.entries[key]
+        entry = self.cache.entries[key]
         mask = parse_mask_png(body, entry.height, entry.width, self.num_classes)
         with self.lock:  # one save at a time: two saves of one image each keep the version before them
             previous = self.current_mask(key)
