@@ -89,15 +89,9 @@ def read_safetensors(path: str | os.PathLike[str], expected_format: str) -> tupl
 def model_metadata(net: SegmentationNet | Ensemble, preprocess: Preprocess, threshold: float, training: dict[str, Any],
                    postprocess: dict[str, int] | None = None) -> dict[str, str]:
     """The metadata strings describing `net` (shared by model files and checkpoints)."""
-    return {
-        "postprocess": json.dumps(postprocess or {}),
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": json.dumps(dataclasses.asdict(net.config)),
-        "preprocess": json.dumps(dataclasses.asdict(preprocess)),
-        "threshold": repr(float(threshold)),
-        "training": json.dumps(training),
-    }
+    return {"postprocess": json.dumps(postprocess or {}), "format": FORMAT, "format_version": FORMAT_VERSION,
+            "model": json.dumps(dataclasses.asdict(net.config)), "preprocess": json.dumps(dataclasses.asdict(preprocess)),
+            "threshold": repr(float(threshold)), "training": json.dumps(training)}
 
 
 def save_model(path: str | os.PathLike[str], net: SegmentationNet | Ensemble, preprocess: Preprocess, *, threshold: float = 0.5,

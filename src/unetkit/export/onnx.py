@@ -42,11 +42,9 @@ def onnx_metadata(saved: SavedModel) -> dict[str, str]:
     """What a consumer needs besides the graph, as strings (ONNX metadata_props)."""
     stored = model_metadata(saved.net, saved.preprocess, saved.threshold, saved.training, saved.postprocess)
     return {k: v for k, v in stored.items() if k != "format_version"} | {
-        "format": ONNX_FORMAT,
-        "classes": json.dumps(saved.classes),
+        "format": ONNX_FORMAT, "classes": json.dumps(saved.classes),
         "input": "image: float32 (N, C, H, W), pixels scaled to [0, 1] by bit depth, then (x - mean) / std",
-        "output": "probabilities: float32 (N, K, H, W)",
-    }
+        "output": "probabilities: float32 (N, K, H, W)"}
 
 
 @dataclass

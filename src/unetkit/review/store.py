@@ -38,11 +38,10 @@ def parse_mask_png(body: bytes, height: int, width: int, num_classes: int) -> np
     before any pixel is decoded, so a huge image is refused without being expanded in memory."""
     try:
         image = Image.open(io.BytesIO(body))
-        kind = image.format
     except Exception:  # noqa: BLE001 - whatever Pillow makes of the bytes, they are not a PNG
         raise UploadError("the body is not a PNG image") from None
-    if kind != "PNG":
-        raise UploadError(f"the body is a {kind} image; masks are uploaded as PNG")
+    if image.format != "PNG":
+        raise UploadError(f"the body is a {image.format} image; masks are uploaded as PNG")
     if image.size != (width, height):
         raise UploadError(f"the mask is {image.size[0]}x{image.size[1]} but the image is {width}x{height} (width x height)")
     try:
