@@ -136,7 +136,6 @@ class ReviewServer:
     def __init__(self, config: ReviewConfig) -> None:
         self.session = ReviewSession(config)
         self.token = config.token or secrets.token_urlsafe(18)
-        self.app = build_app(self.session, self.token)
         self.socket = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -148,7 +147,7 @@ class ReviewServer:
         self.port = self.socket.getsockname()[1]
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.url = f"http://{host}:{self.port}/?token={self.token}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(uvicorn.Config(build_app(self.session, self.token), log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, name="unetkit-review",
                                        daemon=True)
         self.thread.start()

@@ -62,8 +62,7 @@ class ReviewSession:
         self.truths = _given_masks(masks_dir, self.images) if masks_dir else {}
         self.pictures = DisplayImages(self.images)
         self.options = InferenceOptions(**{f.name: getattr(config, f.name) for f in dataclasses.fields(InferenceOptions)})
-        self.model_path = Path(config.model_path)
-        self.saved = self._load(self.model_path)
+        self.saved = self._load(Path(config.model_path))
         self.num_classes = self.saved.config.num_classes
         self.truth_palette = read_class_palette(DataSource(masks_dir=str(masks_dir)), self.num_classes) \
             if masks_dir and self.num_classes > 1 else None  # --masks as `train` reads them: classes.yaml beside
@@ -71,7 +70,7 @@ class ReviewSession:
         make_dir(self.out_dir)
         self.store.prepare()
         self.lock = threading.RLock()
-        self.use_model(self.model_path, self.saved)
+        self.use_model(Path(config.model_path), self.saved)
 
     @staticmethod
     def _load(path: Path) -> SavedModel:
