@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from unetkit.data.preprocess import Preprocess
 from unetkit.errors import UserError
 from unetkit.export import tensor_tree
-from unetkit.export.model_file import load_model, save_model
+from unetkit.export.model_file import load_model, save_ensemble, save_model
 from unetkit.models import UNet
 
 
@@ -150,3 +150,15 @@ def test_a_full_disk_is_one_line_and_leaves_no_file(tmp_path: Path, monkeypatch:
     with pytest.raises(UserError, match="m.safetensors: cannot write .*No space left on device"):
         save_model(tmp_path / "m.safetensors", UNet(start_neurons=2, depth=2), Preprocess((0.5,), (0.25,)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ensemble_file_loads_its_members_in_order(tmp_path: Path) -> None:
+    from unetkit.models.ensemble import Ensemble
+
+    torch.manual_seed(0)
+    nets = [UNet(start_neurons=2, depth=2).eval() for _ in range(2)]
+    save_ensemble(tmp_path / "e.safetensors", nets, Preprocess((0.5,), (0.25,)), threshold=0.3)
+    loaded = load_model(tmp_path / "e.safetensors")
+    x = torch.randn(1, 1, 16, 16)
+    assert isinstance(loaded.net, Ensemble) and len(loaded.net.members) == 2 and loaded.threshold == 0.3
+    assert torch.equal(loaded.net.members[1](x), nets[1](x)) and torch.equal(loaded.net(x), Ensemble(nets)(x))

@@ -33,7 +33,7 @@ def test_training_on_corrections_fine_tunes_and_ranks_again(tmp_path: Path) -> N
         session.save(key, _png(read_array(data / "masks" / f"{key}.png")[:, :, 0]), seconds=1.0)
     job = FinetuneJob(session)
     assert job.start()["status"] == "training"
-    job.join(600)
+    job.thread.join(600)
     state = job.status()
     assert state["status"] == "done", state
     assert Path(state["model"]).is_file() and session.model_path == Path(state["model"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -50,5 +51,5 @@ def test_a_class_mask_is_saved_as_train_reads_it_with_the_class_colours(tmp_path
     assert palette is not None and palette.names == ("sky", "tree", "road")
     _, decoded = load_pair(find_pairs(tmp_path / "labels")[0], 1, 3, palette=palette)
     assert np.array_equal(decoded, mask)
-    assert store.journal()[0]["pixels_changed"] == 8
+    assert json.loads((tmp_path / "labels" / "review.jsonl").read_text())["pixels_changed"] == 8
     assert np.array_equal(store.read("a"), mask)

@@ -89,15 +89,9 @@ def read_safetensors(path: str | os.PathLike[str], expected_format: str) -> tupl
 def model_metadata(net: SegmentationNet | Ensemble, preprocess: Preprocess, threshold: float, training: dict[str, Any],
                    postprocess: dict[str, int] | None = None) -> dict[str, str]:
     """The metadata strings describing `net` (shared by model files and checkpoints)."""
-    return {
-        "postprocess": json.dumps(postprocess or {}),
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": json.dumps(dataclasses.asdict(net.config)),
-        "preprocess": json.dumps(dataclasses.asdict(preprocess)),
-        "threshold": repr(float(threshold)),
-        "training": json.dumps(training),
-    }
+    return {"postprocess": json.dumps(postprocess or {}), "format": FORMAT, "format_version": FORMAT_VERSION,
+            "model": json.dumps(dataclasses.asdict(net.config)), "preprocess": json.dumps(dataclasses.asdict(preprocess)),
+            "threshold": repr(float(threshold)), "training": json.dumps(training)}
 
 
 def save_model(path: str | os.PathLike[str], net: SegmentationNet | Ensemble, preprocess: Preprocess, *, threshold: float = 0.5,
@@ -129,22 +123,17 @@ def model_from_parts(path: Path, state: dict[str, torch.Tensor], metadata: dict[
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{path}: model metadata is incomplete or invalid ({exc})") from None
     try:
-        if members:
-            nets = [build_model(config, pretrained=False) for _ in range(members)]
-            for i, member in enumerate(nets):
-                member.load_state_dict({k.removeprefix(f"member{i}."): v for k, v in state.items()
-                                        if k.startswith(f"member{i}.")})
-            net: SegmentationNet | Ensemble = Ensemble(nets)
-        else:
-            net = build_model(config, pretrained=False)
-            net.load_state_dict(state)
+        nets = [build_model(config, pretrained=False) for _ in range(max(members, 1))]
+        for i, member in enumerate(nets):
+            prefix = f"member{i}." if members else ""
+            member.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+        net: SegmentationNet | Ensemble = Ensemble(nets) if members else nets[0]
     except (RuntimeError, MemoryError) as exc:
         first = first_line(exc)
         if isinstance(exc, MemoryError) or "allocate" in first:
             raise UserError(f"{path}: the architecture in its metadata is too large to build here ({first})") from None
         raise UserError(f"{path}: weights do not match the architecture in its metadata ({first})") from None
-    net.eval()
-    return SavedModel(net, preprocess, threshold, training, postprocess)
+    return SavedModel(net.eval(), preprocess, threshold, training, postprocess)
 
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:

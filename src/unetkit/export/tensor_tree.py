@@ -11,15 +11,12 @@ from typing import Any
 
 import torch
 
-_TENSOR = "__tensor__"
-_FLOAT = "__float__"
-
 
 def flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Move every tensor of `tree` into `tensors` (keys start with `prefix`); return the JSON-able rest."""
     if isinstance(tree, torch.Tensor):
         tensors[prefix] = tree.detach().cpu().contiguous()
-        return {_TENSOR: prefix}
+        return {"__tensor__": prefix}
     if isinstance(tree, dict):
         for key in tree:
             if not (key is None or isinstance(key, bool | int | str)):
@@ -29,7 +26,7 @@ def flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
         items = [flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(tree)]
         return {"__tuple__": items} if isinstance(tree, tuple) else items
     if isinstance(tree, float) and not math.isfinite(tree):
-        return {_FLOAT: repr(tree)}
+        return {"__float__": repr(tree)}
     if tree is None or isinstance(tree, bool | int | float | str):
         return tree
     raise TypeError(f"cannot store {type(tree).__name__} at {prefix}")
@@ -40,10 +37,10 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(tree, list):
         return [unflatten(v, tensors) for v in tree]
     if isinstance(tree, dict):
-        if _TENSOR in tree:
-            return tensors[tree[_TENSOR]]
-        if _FLOAT in tree:
-            return float(tree[_FLOAT])
+        if "__tensor__" in tree:
+            return tensors[tree["__tensor__"]]
+        if "__float__" in tree:
+            return float(tree["__float__"])
         if "__tuple__" in tree:
             return tuple(unflatten(v, tensors) for v in tree["__tuple__"])
         return {k: unflatten(v, tensors) for k, v in tree["__dict__"]}

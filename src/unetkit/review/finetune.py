@@ -43,17 +43,16 @@ class FinetuneJob:
     def start(self) -> dict[str, Any]:
         """Start a fine-tune unless one runs; refused (status stays) with fewer than MIN_MASKS reviewed masks."""
         with self.lock:
-            if self.state["status"] in ("training", "ranking"):
-                return dict(self.state)
-            count = len(self.session.store.saved())
-            if count < MIN_MASKS:
-                self.state = {"status": "refused", "progress": 0.0,
-                              "message": f"{count} reviewed mask(s); save at least {MIN_MASKS} before training on them"}
-                return dict(self.state)
-            self.state = {"status": "training", "progress": 0.0, "message": f"fine-tuning on {count} masks"}
-            self.started = time.monotonic()
-            self.thread = threading.Thread(target=self._run, name="unetkit-finetune", daemon=True)
-            self.thread.start()
+            if self.state["status"] not in ("training", "ranking"):
+                count = len(self.session.store.saved())
+                if count < MIN_MASKS:
+                    self.state = {"status": "refused", "progress": 0.0,
+                                  "message": f"{count} reviewed mask(s); save at least {MIN_MASKS} before training on them"}
+                else:
+                    self.state = {"status": "training", "progress": 0.0, "message": f"fine-tuning on {count} masks"}
+                    self.started = time.monotonic()
+                    self.thread = threading.Thread(target=self._run, name="unetkit-finetune", daemon=True)
+                    self.thread.start()
             return dict(self.state)
 
     def _run(self) -> None:
@@ -63,10 +62,9 @@ class FinetuneJob:
         session = self.session
         run_dir = session.out_dir / "runs" / time.strftime("finetune-%Y%m%dT%H%M%S", time.gmtime())
         try:
-            config = resolve_train_config({
+            result = run_training(resolve_train_config({
                 "init_model": str(session.model_path), "out_dir": str(run_dir), "data": {"data_dir": str(session.out_dir)},
-                "time_budget_min": session.config.finetune_minutes, "runtime": {"device": session.options.device}})
-            result = run_training(config)
+                "time_budget_min": session.config.finetune_minutes, "runtime": {"device": session.options.device}}))
             iou = result.val_metrics.get("iou")
             self._set(status="ranking", progress=0.9, message=f"predicting again with {result.model_path}")
             session.use_model(Path(result.model_path))
@@ -78,7 +76,3 @@ class FinetuneJob:
         except Exception as exc:  # noqa: BLE001 - a background thread has no caller: the page must hear of it
             log.exception("fine-tune failed")
             self._set(status="failed", message=f"{type(exc).__name__}: {exc}")
-
-    def join(self, timeout: float | None = None) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout)

@@ -25,7 +25,7 @@ from unetkit.data.masks import ClassPalette
 from unetkit.data.regions import image_size
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel
-from unetkit.fileio import atomic_path, file_sha256, make_dir, write_text
+from unetkit.fileio import file_sha256, make_dir, write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.review.ranking import doubt_score, mask_iou
 from unetkit.runtime import log, progress
@@ -51,10 +51,9 @@ def file_stamp(*paths: Path | None) -> list[int]:
     out: list[int] = []
     for path in paths:
         try:
-            info = path.stat() if path is not None else None
+            out += [(info := path.stat()).st_size, info.st_mtime_ns] if path is not None else [0, 0]
         except OSError:
-            info = None
-        out += [info.st_size, info.st_mtime_ns] if info else [0, 0]
+            out += [0, 0]
     return out
 
 
@@ -133,8 +132,7 @@ class PredictionCache:
         write_png(self.mask_path(key), mask * 255 if k == 1 else mask)
         thumb = Image.fromarray(blend_overlay(image, mask, palette=class_colours(self.saved.classes, k)))
         thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        with atomic_path(self.thumb_path(key)) as tmp:
-            thumb.save(tmp, format="PNG")
+        write_png(self.thumb_path(key), np.asarray(thumb))
         iou = None
         if truth_path is not None:
             try:

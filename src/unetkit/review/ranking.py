@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unetkit.metrics import iou
+from unetkit.metrics import class_counts, iou_from_counts
 
 DOUBT_MARGIN = 0.6  # pixels whose top two class probabilities lie closer than this are doubtful
 
@@ -32,12 +32,9 @@ def doubt_score(probabilities: np.ndarray) -> float:
 def mask_iou(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
     """IoU of two (H, W) class-index maps: of the foreground (binary), else the mean over the classes
     1..K-1 present in either; 1.0 where both are empty (unetkit.metrics' convention)."""
-    present = set(np.unique(predicted).tolist()) | set(np.unique(truth).tolist())
-    classes = [1] if num_classes <= 2 else [c for c in range(1, num_classes) if c in present]
-    if not classes:
-        return 1.0
-    return float(np.mean([iou(torch.from_numpy(predicted == c)[None], torch.from_numpy(truth == c)[None])[0].item()
-                          for c in classes]))
+    counts = class_counts(torch.from_numpy(predicted)[None], torch.from_numpy(truth)[None], max(num_classes, 2))[1:]
+    present = counts[:, :3].sum(1) > 0  # TP + FP + FN: the class is in either map
+    return float(iou_from_counts(counts[present]).mean()) if present.any() else 1.0
 
 
 def review_order(scores: dict[str, float]) -> list[str]:

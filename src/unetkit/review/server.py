@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -64,11 +65,6 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
     not_found = PlainTextResponse("no such image\n", status_code=404)
     too_big = PlainTextResponse(f"mask upload over the {session.config.max_upload_mb:g} MB limit\n", status_code=413)
 
-    def png(body: bytes | None) -> Response:
-        if body is None:
-            return PlainTextResponse("no mask for this image\n", status_code=404)
-        return Response(body, media_type="image/png", headers=NO_STORE)
-
     def per_image(handler: Callable[[Request, str], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         """`handler(request, id)` for an id found at start, else 404; a refused upload or region is a 400."""
         async def endpoint(request: Request) -> Response:
@@ -86,17 +82,17 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
 
     def reader(method: Callable[..., Any], *query: str) -> Callable[[Request], Awaitable[Response]]:
         async def read(request: Request, key: str) -> Response:
-            return png(await run_in_threadpool(method, key, *(request.query_params.get(name) for name in query)))
+            body = await run_in_threadpool(method, key, *(request.query_params.get(name) for name in query))
+            if body is None:
+                return PlainTextResponse("no mask for this image\n", status_code=404)
+            return Response(body, media_type="image/png", headers=NO_STORE)
         return per_image(read)
 
-    def json_reader(method: Callable[[], Any]) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            return JSONResponse(await run_in_threadpool(method), headers=NO_STORE)
-        return endpoint
+    def json_reader(method: Callable[[], Any]) -> Callable[[Request], Response]:
+        return lambda request: JSONResponse(method(), headers=NO_STORE)  # a plain function: Starlette runs it in a thread
 
     async def index(request: Request) -> Response:
-        page = _static("index.html").replace("__TOKEN__", token)
-        return Response(page, media_type="text/html", headers=NO_STORE)
+        return Response(_static("index.html").replace("__TOKEN__", token), media_type="text/html", headers=NO_STORE)
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
@@ -117,14 +113,13 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
             seconds = float(request.headers.get("x-seconds-spent", "nan"))
         except ValueError:
             seconds = float("nan")
-        seconds_or_none = seconds if seconds == seconds and 0 <= seconds < 1e7 else None
-        path = await run_in_threadpool(session.save, key, bytes(body), seconds_or_none)
+        path = await run_in_threadpool(session.save, key, bytes(body), seconds if 0 <= seconds < 1e7 else None)  # NaN fails too
         return JSONResponse({"id": key, "path": path})
 
     async def train(request: Request) -> Response:
         return JSONResponse(job.start() if request.method == "POST" else job.status(), headers=NO_STORE)
 
-    routes = [
+    return Starlette(routes=[
         Route("/", index), Route("/static/{name}", static), Route("/api/items", json_reader(session.items)),
         Route("/api/info", json_reader(session.info)), Route("/api/train", train, methods=["GET", "POST"]),
         Route("/api/items/{id:path}/image", reader(session.pictures.png, "reduce", "region")),
@@ -132,10 +127,7 @@ def build_app(session: ReviewSession, token: str) -> Starlette:
         Route("/api/items/{id:path}/thumbnail", reader(session.thumbnail)),
         Route("/api/items/{id:path}/mask", reader(session.mask_png), methods=["GET"]),
         Route("/api/items/{id:path}/mask", per_image(put_mask), methods=["PUT"]),
-    ]
-    app = Starlette(routes=routes)
-    app.add_middleware(TokenGate, token=token)
-    return app
+    ], middleware=[Middleware(TokenGate, token=token)])
 
 
 class ReviewServer:
@@ -144,7 +136,6 @@ class ReviewServer:
     def __init__(self, config: ReviewConfig) -> None:
         self.session = ReviewSession(config)
         self.token = config.token or secrets.token_urlsafe(18)
-        self.app = build_app(self.session, self.token)
         self.socket = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -156,7 +147,7 @@ class ReviewServer:
         self.port = self.socket.getsockname()[1]
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.url = f"http://{host}:{self.port}/?token={self.token}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(uvicorn.Config(build_app(self.session, self.token), log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, name="unetkit-review",
                                        daemon=True)
         self.thread.start()

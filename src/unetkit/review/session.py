@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import InferenceOptions, ReviewConfig
-from unetkit.data.dataset import list_images
 from unetkit.data.layout_hints import MASK_SUFFIX
 from unetkit.data.masks import read_class_palette
+from unetkit.data.naming import list_images
 from unetkit.data.pairing import DataSource
 from unetkit.errors import UserError
 from unetkit.export.model_file import SavedModel, load_model
@@ -50,7 +50,8 @@ def _check_folders(config: ReviewConfig) -> tuple[Path, Path, Path | None]:
 
 
 class ReviewSession:
-    """The state the page works on. Methods are called from server threads; `lock` guards model swaps."""
+    """The state the page works on, from server threads. `lock` keeps a model swap whole and saves one at a time;
+    a lone read of `cache` needs none (a swap replaces the object, never changes the old one)."""
 
     def __init__(self, config: ReviewConfig) -> None:
         self.config = config
@@ -61,8 +62,7 @@ class ReviewSession:
         self.truths = _given_masks(masks_dir, self.images) if masks_dir else {}
         self.pictures = DisplayImages(self.images)
         self.options = InferenceOptions(**{f.name: getattr(config, f.name) for f in dataclasses.fields(InferenceOptions)})
-        self.model_path = Path(config.model_path)
-        self.saved = self._load(self.model_path)
+        self.saved = self._load(Path(config.model_path))
         self.num_classes = self.saved.config.num_classes
         self.truth_palette = read_class_palette(DataSource(masks_dir=str(masks_dir)), self.num_classes) \
             if masks_dir and self.num_classes > 1 else None  # --masks as `train` reads them: classes.yaml beside
@@ -70,7 +70,7 @@ class ReviewSession:
         make_dir(self.out_dir)
         self.store.prepare()
         self.lock = threading.RLock()
-        self.use_model(self.model_path, self.saved)
+        self.use_model(Path(config.model_path), self.saved)
 
     @staticmethod
     def _load(path: Path) -> SavedModel:
@@ -89,8 +89,7 @@ class ReviewSession:
 
     def items(self) -> list[dict[str, Any]]:
         """The review order: {"id", "score", "iou", "reviewed", "width", "height"} per image, most doubtful first."""
-        with self.lock:
-            entries = dict(self.cache.entries)
+        entries = self.cache.entries
         saved = self.store.saved()
         scores = {key: entries[key].score for key in self.images if key in entries}
         return [{"id": key, "score": round(scores[key], 6), "iou": None if entries[key].iou is None
@@ -98,24 +97,21 @@ class ReviewSession:
                  "height": entries[key].height} for key in review_order(scores)]
 
     def info(self) -> dict[str, Any]:
-        """What the page needs to know once: classes and colours, the model, where to resume."""
+        """What the page needs to know once: classes and colours, the model, what the score counts."""
         names = [c.get("name") for c in self.saved.classes] or (["background", "foreground"] if self.num_classes == 1
                                                                 else [f"class {i}" for i in range(self.num_classes)])
         colours = self.store.palette.tolist()
-        journal = self.store.journal()
         return {"num_classes": self.num_classes, "classes": [{"name": n, "color": c} for n, c in zip(names, colours)],
-                "model": str(self.model_path), "n_images": len(self.images), "last_saved": journal[-1]["id"]
-                if journal else None, "score": f"share of pixels whose two most probable classes lie within "
-                f"{DOUBT_MARGIN} (binary: probability between {(1 - DOUBT_MARGIN) / 2:.1f} and {(1 + DOUBT_MARGIN) / 2:.1f})"}
+                "model": str(self.model_path), "n_images": len(self.images), "score": "share of pixels whose two most "
+                f"probable classes lie within {DOUBT_MARGIN} (binary: probability between {(1 - DOUBT_MARGIN) / 2:.1f} "
+                f"and {(1 + DOUBT_MARGIN) / 2:.1f})"}
 
     def thumbnail(self, key: str) -> bytes:
-        with self.lock:
-            return self.cache.thumb_path(key).read_bytes()
+        return self.cache.thumb_path(key).read_bytes()
 
     def prediction_png(self, key: str) -> bytes:
         """The predicted mask in the wire format: binary 0/255, classes as gray indices."""
-        with self.lock:
-            return self.cache.mask_path(key).read_bytes()
+        return self.cache.mask_path(key).read_bytes()
 
     def current_mask(self, key: str) -> np.ndarray | None:
         """(H, W) class indices the editor starts from: the reviewed mask, else the given one, else None."""
@@ -133,8 +129,7 @@ class ReviewSession:
 
     def save(self, key: str, body: bytes, seconds: float | None) -> str:
         """Validate and store an uploaded mask; the saved path relative to --out (UploadError: one line)."""
-        with self.lock:
-            entry = self.cache.entries[key]
+        entry = self.cache.entries[key]
         mask = parse_mask_png(body, entry.height, entry.width, self.num_classes)
         with self.lock:  # one save at a time: two saves of one image each keep the version before them
             previous = self.current_mask(key)

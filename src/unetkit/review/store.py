@@ -3,11 +3,12 @@
 LABELS/masks/ID.png is the mask in the format `train` reads, written atomically; the version it
 replaces goes to LABELS/history/ID/<time>.png. LABELS/images/ holds a copy of each reviewed image (none
 when --images is LABELS/images), so `train --data LABELS` finds the pairs. LABELS/review.jsonl gets a
-line per save, flushed to disk before the save answers; a later start reads it to resume.
+line per save, flushed to disk before the save answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -37,11 +38,10 @@ def parse_mask_png(body: bytes, height: int, width: int, num_classes: int) -> np
     before any pixel is decoded, so a huge image is refused without being expanded in memory."""
     try:
         image = Image.open(io.BytesIO(body))
-        kind = image.format
     except Exception:  # noqa: BLE001 - whatever Pillow makes of the bytes, they are not a PNG
         raise UploadError("the body is not a PNG image") from None
-    if kind != "PNG":
-        raise UploadError(f"the body is a {kind} image; masks are uploaded as PNG")
+    if image.format != "PNG":
+        raise UploadError(f"the body is a {image.format} image; masks are uploaded as PNG")
     if image.size != (width, height):
         raise UploadError(f"the mask is {image.size[0]}x{image.size[1]} but the image is {width}x{height} (width x height)")
     try:
@@ -120,13 +120,11 @@ class LabelStore:
 
     def _copy_image(self, image_path: Path) -> None:
         target = self.images / image_path.name
-        try:
-            same = target.stat().st_size == image_path.stat().st_size and target.stat().st_mtime >= image_path.stat().st_mtime
-        except OSError:
-            same = False
-        if not same:
-            with atomic_path(target) as tmp:
-                shutil.copyfile(image_path, tmp)
+        with contextlib.suppress(OSError):  # no copy yet
+            if target.stat().st_size == image_path.stat().st_size and target.stat().st_mtime >= image_path.stat().st_mtime:
+                return
+        with atomic_path(target) as tmp:
+            shutil.copyfile(image_path, tmp)
 
     def _journal(self, record: dict[str, Any]) -> None:
         make_dir(self.root)
@@ -134,17 +132,3 @@ class LabelStore:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-
-    def journal(self) -> list[dict[str, Any]]:
-        """The saves so far (a line cut short by a crash is skipped)."""
-        try:
-            lines = (self.root / JOURNAL).read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
