@@ -104,7 +104,7 @@ class MeasureSet:
         if "tgs_map" in self.names:  # the TGS score of the foreground's IoU, 1 where both are empty
             fg = [maps.any(axis=0) if self.multilabel else maps > 0 for maps in (pred, truth)]  # ignored: outside already
             iou = np.nan_to_num(_per_class_pooled("iou", np.array(_counts(*fg, inside))), nan=1.0)
-            self._value("tgs_map", np.array([np.mean(iou > np.arange(0.5, 1.0, 0.05)[:10])]))
+            self.values.setdefault("tgs_map", []).append(np.array([np.mean(iou > np.arange(0.5, 1.0, 0.05)[:10])]))
         boundary = [name for name in self.names if is_boundary(name)]
         if boundary:
             from unetkit.boundary import boundary_figures  # scipy.ndimage: imported when used, not by --help
@@ -113,16 +113,13 @@ class MeasureSet:
             figures = [boundary_figures(self._binary(pred, c) & inside, self._binary(truth, c) & inside,
                                         spacing or self.spacing, tolerances) for c in self.classes]
             for name in boundary:
-                self._value(name, np.array([f[name] for f in figures]))
+                self.values.setdefault(name, []).append(np.array([f[name] for f in figures]))
         if "auc" in self.names:
             if probabilities is None:
                 raise ValueError("auc needs the probabilities")
             self.histograms.append(np.stack([self._histogram(probabilities, truth, c, inside) for c in self.classes]))
             own["auc"] = float(np.mean(_auc(self.histograms[-1][None])[0]))
         return own | {name: float(np.mean(self.values[name][-1])) for name in self.values}
-
-    def _value(self, name: str, value: np.ndarray) -> None:
-        self.values.setdefault(name, []).append(value)
 
     def _binary(self, maps: np.ndarray, c: int) -> np.ndarray:
         return maps[c].astype(bool) if self.multilabel else (maps == c) if self.num_classes > 1 else maps > 0
