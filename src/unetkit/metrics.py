@@ -116,9 +116,8 @@ class MetricAccumulator:
         if self.multilabel:
             if outside is not None:
                 pred, target = pred.masked_fill(outside[:, None], 0), target.masked_fill(outside[:, None], 0)
-            counts = torch.stack([binary_counts(pred[:, k], target[:, k]).sum(0) for k in range(self.num_classes)])
-            if outside is not None:  # the zeroed outside pixels are no true negatives
-                counts[:, 3] -= int(outside.sum())
+            counts = binary_counts(pred.transpose(0, 1), target.transpose(0, 1))  # (K, 4): each label over the batch
+            counts[:, 3] -= 0 if outside is None else int(outside.sum())  # the zeroed outside pixels are no true negatives
             self.label_counts += counts
         else:
             ignored_value = 255 if self.ignore_index is None else self.ignore_index

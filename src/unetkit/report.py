@@ -52,12 +52,11 @@ def read_table(path: Path, needed: tuple[str, ...]) -> tuple[list[dict[str, str]
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         numbers = [{k: float(v) for k, v in row.items()} for row in rows]
+        missing = [name for name in needed if rows and name not in rows[0]]
+        if not rows or missing:
+            raise ValueError("no rows" if not rows else "no column " + ", ".join(missing))
     except (OSError, UnicodeDecodeError, csv.Error, TypeError, ValueError) as exc:
         raise UserError(f"{path}: not a table written by unetkit train ({exc})") from None
-    missing = [name for name in needed if rows and name not in rows[0]]
-    if not rows or missing:
-        raise UserError(f"{path}: not a table written by unetkit train "
-                        f"({'no rows' if not rows else 'no column ' + ', '.join(missing)})")
     return rows, numbers
 
 
@@ -96,14 +95,12 @@ def write_folds_report(run: Path) -> Path:
     monitor = (record.get("config") or {}).get("monitor", "val_loss")
     folds, histories = [], {}
     chosen = min if monitor_minimizes(monitor) else max  # the epoch each fold kept (its best checkpoint)
-    for fold_dir in sorted(run.glob("fold_*"), key=lambda path: int(path.name.split("_")[1])):
-        if not (fold_dir / "metrics.csv").is_file():
-            continue
-        history = histories[fold_dir.name] = read_table(fold_dir / "metrics.csv", ("epoch", "val_loss", "val_iou"))[1]
+    for table in sorted(run.glob("fold_*/metrics.csv"), key=lambda path: int(path.parent.name.split("_")[1])):
+        fold = table.parent.name
+        history = histories[fold] = read_table(table, ("epoch", "val_loss", "val_iou"))[1]
         best = chosen(history, key=lambda row: row[monitor])  # read_table refuses a table without rows
-        link = (f'<a href="{fold_dir.name}/report.html">report</a>' if (fold_dir / "report.html").is_file()
-                else "no report")
-        folds.append({"fold": fold_dir.name, "epochs": len(history)} | best | {"epoch": int(best["epoch"]), "page": link})
+        link = f'<a href="{fold}/report.html">report</a>' if (table.parent / "report.html").is_file() else "no report"
+        folds.append({"fold": fold, "epochs": len(history)} | best | {"epoch": int(best["epoch"]), "page": link})
     sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n" + _table(folds, markup=("page",)))
     if histories:
         figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -156,14 +153,13 @@ def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: d
              history: list[dict[str, float]]) -> str:
     best = record.get("best_epoch_metrics") or {}
     at_threshold = record.get("val_at_threshold") or record.get("out_of_fold") or {}
-    warnings = [f'<p class="warning">Warning: {html.escape(str(w))}</p>' for w in record.get("warnings") or []]
-    lines = [*warnings, f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
+    lines = [*(f'<p class="warning">Warning: {html.escape(str(w))}</p>' for w in record.get("warnings") or []),
+             f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
              f"{html.escape(str(record.get('stop_reason', 'n/a')))}.</p>",
              "<h2>Best epoch</h2>", _table([best] if best else [])]
     if at_threshold:
-        scalars = {k: v for k, v in at_threshold.items() if isinstance(v, int | float)}
-        rule = {"threshold": threshold} | dict(postprocess)
-        lines += ["<h2>Validation at the tuned decision rule</h2>", _table([rule | scalars])]
+        row = {"threshold": threshold} | dict(postprocess) | {k: v for k, v in at_threshold.items() if isinstance(v, int | float)}
+        lines += ["<h2>Validation at the tuned decision rule</h2>", _table([row])]
     return "\n".join(lines)
 
 
