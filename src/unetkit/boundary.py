@@ -1,12 +1,11 @@
-"""Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD), with
-MONAI's definitions (`use_subvoxels=False`) and the Metrics Reloaded empty cases (one mask empty: the
-image's diagonal, which keeps means and intervals finite where MONAI returns inf or NaN); both in
-docs/metrics.md.
+"""Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD), with MONAI's
+definitions (`use_subvoxels=False`) and the Metrics Reloaded empty cases (one mask empty: the image's
+diagonal, which keeps means and intervals finite where MONAI returns inf or NaN); both in docs/metrics.md.
 
-Written on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing MONAI,
-medpy or surface-distance: each pulls a second array stack (MONAI its own torch requirements, medpy
-a compiled extension; surface-distance is not on PyPI), for about forty lines of code.
-benchmarks/boundary_agreement.py checks the figures against MONAI's to 1e-6 and times both.
+Written on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing MONAI, medpy or
+surface-distance: each pulls a second array stack (MONAI its own torch requirements, medpy a compiled
+extension; surface-distance is not on PyPI), for about forty lines of code. benchmarks/boundary_agreement.py
+checks the figures against MONAI's to 1e-6 and times both.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""The run report: one self-contained HTML page (images embedded) showing how a training run went:
-curves, the best epoch, the decision rule and its threshold sweep, the config, and the best and worst
-validation images; a K-fold run's page shows the out-of-fold figures and every fold side by side.
-Written with the standard library (`html`, `base64`): one static page does not justify a template
-engine, and a page with no external resource opens anywhere, offline, forever.
+"""The run report: one self-contained HTML page (images embedded) showing how a training run went (a
+K-fold run's: the out-of-fold figures and every fold side by side). Written with the standard library
+(`html`, `base64`): one static page does not justify a template engine, and a page with no external
+resource opens anywhere, offline, forever.
 """
 
 from __future__ import annotations
@@ -83,8 +82,7 @@ def write_reports(run_dir: str | os.PathLike[str], *, device: str = "auto") -> P
 
 
 def write_folds_report(run: Path) -> Path:
-    """RUN_DIR/report.html of a K-fold run: out-of-fold figures and decision rule, every fold's best
-    epoch and curves side by side, the out-of-fold threshold sweep, links to the folds' own reports."""
+    """RUN_DIR/report.html of a K-fold run, its fold rows linking to the folds' own pages."""
     saved = load_model(run / "model.safetensors")
     record = saved.training
     oof = {k: v for k, v in (record.get("out_of_fold") or {}).items() if isinstance(v, int | float)}
