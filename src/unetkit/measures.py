@@ -154,8 +154,7 @@ class MeasureSet:
     def intervals(self, resamples: int = RESAMPLES, seed: int = 0,
                   level: float = 0.95) -> dict[str, tuple[float, float]]:
         """name -> (low, high): the percentile bootstrap interval over images of each pooled figure."""
-        n = len(self)
-        if n == 0:
+        if (n := len(self)) == 0:
             return {}
         weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
         tail = 100 * (1 - level) / 2
