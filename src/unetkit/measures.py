@@ -151,8 +151,7 @@ class MeasureSet:
         """name -> the data-set figure (pooled over classes); name_per_class -> per class, for several classes."""
         return {key: value[0] for key, value in self._statistics(np.ones((1, len(self)))).items()}
 
-    def intervals(self, resamples: int = RESAMPLES, seed: int = 0,
-                  level: float = 0.95) -> dict[str, tuple[float, float]]:
+    def intervals(self, resamples: int = RESAMPLES, seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
         """name -> (low, high): the percentile bootstrap interval over images of each pooled figure."""
         if (n := len(self)) == 0:
             return {}

@@ -68,14 +68,12 @@ def tgs_score(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return tgs_score_from_iou(iou(pred, target))
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int | None = None) -> torch.Tensor:
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
     """(K, K) int64 pixel counts, rows = true class, columns = predicted class; ignored pixels excluded."""
     _check(pred, target)
     p, t = pred.flatten().long(), target.flatten().long()
     keep = (t < num_classes) & (p < num_classes) if ignore_index is None else (t != ignore_index) & (p < num_classes)
-    return torch.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).view(
-        num_classes, num_classes)
+    return torch.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def counts_from_confusion(confusion: torch.Tensor) -> torch.Tensor:

@@ -46,10 +46,9 @@ class _LogLines:
 
 
 def progress(iterable: Iterable[T] | None = None, **options: Any) -> tqdm[T]:
-    """A tqdm bar where a person watches: on rank 0 only; on a terminal or in a notebook as a live
-    bar, and elsewhere (stderr sent to a file) as a log line every 30 seconds, from the first 30 on,
-    so a long run's progress shows in its log too, and a short one (or an error) adds no line. None
-    where logging is set to keep only warnings (`-q`)."""
+    """A tqdm bar where a person watches, on rank 0 only: live on a terminal or in a notebook; elsewhere (stderr
+    sent to a file) a log line every 30 seconds from the first 30 on, so a long run's progress shows in its log
+    too and a short one (or an error) adds no line. Silent where logging keeps only warnings (`-q`)."""
     from tqdm import tqdm
 
     if not distributed.is_main() or (log.hasHandlers() and not log.isEnabledFor(logging.INFO)):

@@ -66,8 +66,7 @@ class Tracker:
         self.client, self.run_id, self.uri = client, run_id, uri
 
     @classmethod
-    def open(cls, run_id: str = "", name: str = "", tags: dict[str, str] | None = None,
-             uri: str = "") -> Tracker | None:
+    def open(cls, run_id: str = "", name: str = "", tags: dict[str, str] | None = None, uri: str = "") -> Tracker | None:
         """Run `run_id` (or a new run named `name` in the EXPERIMENT) at `uri` (default `tracking_uri()`);
         None when the tracker is unreachable."""
         mlflow = require_mlflow()
@@ -107,8 +106,7 @@ class Tracker:
         from mlflow.entities import Param
 
         items = [Param(k, v) for k, v in params.items()]
-        self._guard(lambda: [self.client.log_batch(self.run_id, params=items[i : i + 100])
-                             for i in range(0, len(items), 100)])
+        self._guard(lambda: [self.client.log_batch(self.run_id, params=items[i : i + 100]) for i in range(0, len(items), 100)])
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -149,8 +147,7 @@ def finish_training(run_dir: Path, final: dict[str, Any], step: int) -> None:
     tracker.finish()
 
 
-def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str,
-                   model_dir: Path | None = None) -> str | None:
+def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str, model_dir: Path | None = None) -> str | None:
     """An evaluation's figures (eval_NAME, eval_NAME_low/_high) and CSV into run `run_id`, or a new run named
     `name`; the run id, None when unreachable. Run `run_id` is looked for where MODEL_DIR/mlflow.json says
     it lives (a training's run in a local store, evaluated from elsewhere), else at `tracking_uri()`."""
