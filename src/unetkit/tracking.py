@@ -47,8 +47,9 @@ def require_mlflow() -> Any:
 def tracking_uri(mlflow: Any) -> str:
     """The tracking URI set (MLFLOW_TRACKING_URI, mlflow.set_tracking_uri), else the local store's:
     sqlite:///CWD/mlruns/mlflow.db (absolute, so a later --resume from elsewhere finds the same store)."""
-    local = f"sqlite:///{(Path.cwd() / LOCAL_STORE / LOCAL_DATABASE).as_posix()}"
-    return str(mlflow.get_tracking_uri()) if mlflow.is_tracking_uri_set() else local
+    if mlflow.is_tracking_uri_set():
+        return str(mlflow.get_tracking_uri())
+    return f"sqlite:///{(Path.cwd() / LOCAL_STORE / LOCAL_DATABASE).as_posix()}"
 
 
 def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
