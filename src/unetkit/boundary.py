@@ -1,12 +1,11 @@
-"""Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD), with
-MONAI's definitions (`use_subvoxels=False`) and the Metrics Reloaded empty cases (one mask empty: the
-image's diagonal, which keeps means and intervals finite where MONAI returns inf or NaN); both in
-docs/metrics.md.
+"""Boundary metrics of one binary mask pair: HD95, ASSD and normalised surface Dice (NSD), with MONAI's
+definitions (`use_subvoxels=False`) and the Metrics Reloaded empty cases (one mask empty: the image's
+diagonal, which keeps means and intervals finite where MONAI returns inf or NaN); both in docs/metrics.md.
 
-Written on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing MONAI,
-medpy or surface-distance: each pulls a second array stack (MONAI its own torch requirements, medpy
-a compiled extension; surface-distance is not on PyPI), for about forty lines of code.
-benchmarks/boundary_agreement.py checks the figures against MONAI's to 1e-6 and times both.
+Written on `scipy.ndimage` (an exact Euclidean distance transform) rather than importing MONAI, medpy or
+surface-distance: each pulls a second array stack (MONAI its own torch requirements, medpy a compiled
+extension; surface-distance is not on PyPI), for about forty lines of code. benchmarks/boundary_agreement.py
+checks the figures against MONAI's to 1e-6 and times both.
 """
 
 from __future__ import annotations
@@ -17,18 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-CROSS = ndimage.generate_binary_structure(2, 1)
-
 
 def boundary(mask: np.ndarray) -> np.ndarray:
-    """(H, W) bool -> (H, W) bool: the pixels one 4-neighbour erosion removes (image border counts as outside)."""
+    """(H, W) bool -> (H, W) bool: the pixels one 4-neighbour erosion (scipy's default) removes; the border is outside."""
     mask = np.asarray(mask, dtype=bool)
-    return mask & ~ndimage.binary_erosion(mask, structure=CROSS, border_value=0)
-
-
-def worst_distance(shape: Sequence[int], spacing: Sequence[float] = (1.0, 1.0)) -> float:
-    """The largest distance inside an image of `shape`: its diagonal in `spacing` units."""
-    return math.hypot(*((n - 1) * s for n, s in zip(shape, spacing))) if min(shape) > 0 else 0.0
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
 def boundary_figures(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0),
@@ -40,8 +32,8 @@ def boundary_figures(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[floa
     if pred.shape != truth.shape or pred.ndim != 2:
         raise ValueError(f"expected two (H, W) masks of one shape, got {pred.shape} and {truth.shape}")
     if not pred.any() or not truth.any():
-        both_empty = not pred.any() and not truth.any()  # Metrics Reloaded: best if both are, worst if one is
-        worst = 0.0 if both_empty else worst_distance(pred.shape, spacing)
+        both_empty = not pred.any() and not truth.any()  # Metrics Reloaded: best if both are, worst (the diagonal) if one is
+        worst = 0.0 if both_empty else math.hypot(*((n - 1) * s for n, s in zip(pred.shape, spacing)))
         return {"hd95": worst, "assd": worst} | {f"nsd@{tau:g}": float(both_empty) for tau in tolerances}
     rows, cols = np.nonzero(pred | truth)
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))

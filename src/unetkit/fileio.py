@@ -42,13 +42,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     make_dir(final.parent)
     if final.is_dir():
         raise UserError(f"{final}: is a folder, cannot write a file there")
+    tmp = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
-    except OSError as exc:
-        raise UserError(f"{final}: cannot write ({exc.strerror or exc})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the usual permissions
         _fsync(tmp)
@@ -57,7 +55,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as exc:
         raise UserError(f"{final}: cannot write ({exc.strerror or exc})") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 

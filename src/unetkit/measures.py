@@ -104,7 +104,7 @@ class MeasureSet:
         if "tgs_map" in self.names:  # the TGS score of the foreground's IoU, 1 where both are empty
             fg = [maps.any(axis=0) if self.multilabel else maps > 0 for maps in (pred, truth)]  # ignored: outside already
             iou = np.nan_to_num(_per_class_pooled("iou", np.array(_counts(*fg, inside))), nan=1.0)
-            self._value("tgs_map", np.array([np.mean(iou > np.arange(0.5, 1.0, 0.05)[:10])]))
+            self.values.setdefault("tgs_map", []).append(np.array([np.mean(iou > np.arange(0.5, 1.0, 0.05)[:10])]))
         boundary = [name for name in self.names if is_boundary(name)]
         if boundary:
             from unetkit.boundary import boundary_figures  # scipy.ndimage: imported when used, not by --help
@@ -113,16 +113,13 @@ class MeasureSet:
             figures = [boundary_figures(self._binary(pred, c) & inside, self._binary(truth, c) & inside,
                                         spacing or self.spacing, tolerances) for c in self.classes]
             for name in boundary:
-                self._value(name, np.array([f[name] for f in figures]))
+                self.values.setdefault(name, []).append(np.array([f[name] for f in figures]))
         if "auc" in self.names:
             if probabilities is None:
                 raise ValueError("auc needs the probabilities")
             self.histograms.append(np.stack([self._histogram(probabilities, truth, c, inside) for c in self.classes]))
             own["auc"] = float(np.mean(_auc(self.histograms[-1][None])[0]))
         return own | {name: float(np.mean(self.values[name][-1])) for name in self.values}
-
-    def _value(self, name: str, value: np.ndarray) -> None:
-        self.values.setdefault(name, []).append(value)
 
     def _binary(self, maps: np.ndarray, c: int) -> np.ndarray:
         return maps[c].astype(bool) if self.multilabel else (maps == c) if self.num_classes > 1 else maps > 0
@@ -154,11 +151,9 @@ class MeasureSet:
         """name -> the data-set figure (pooled over classes); name_per_class -> per class, for several classes."""
         return {key: value[0] for key, value in self._statistics(np.ones((1, len(self)))).items()}
 
-    def intervals(self, resamples: int = RESAMPLES, seed: int = 0,
-                  level: float = 0.95) -> dict[str, tuple[float, float]]:
+    def intervals(self, resamples: int = RESAMPLES, seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
         """name -> (low, high): the percentile bootstrap interval over images of each pooled figure."""
-        n = len(self)
-        if n == 0:
+        if (n := len(self)) == 0:
             return {}
         weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
         tail = 100 * (1 - level) / 2

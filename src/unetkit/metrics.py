@@ -68,14 +68,12 @@ def tgs_score(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return tgs_score_from_iou(iou(pred, target))
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int | None = None) -> torch.Tensor:
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
     """(K, K) int64 pixel counts, rows = true class, columns = predicted class; ignored pixels excluded."""
     _check(pred, target)
     p, t = pred.flatten().long(), target.flatten().long()
     keep = (t < num_classes) & (p < num_classes) if ignore_index is None else (t != ignore_index) & (p < num_classes)
-    return torch.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).view(
-        num_classes, num_classes)
+    return torch.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def counts_from_confusion(confusion: torch.Tensor) -> torch.Tensor:
@@ -116,9 +114,8 @@ class MetricAccumulator:
         if self.multilabel:
             if outside is not None:
                 pred, target = pred.masked_fill(outside[:, None], 0), target.masked_fill(outside[:, None], 0)
-            counts = torch.stack([binary_counts(pred[:, k], target[:, k]).sum(0) for k in range(self.num_classes)])
-            if outside is not None:  # the zeroed outside pixels are no true negatives
-                counts[:, 3] -= int(outside.sum())
+            counts = binary_counts(pred.transpose(0, 1), target.transpose(0, 1))  # (K, 4): each label over the batch
+            counts[:, 3] -= 0 if outside is None else int(outside.sum())  # the zeroed outside pixels are no true negatives
             self.label_counts += counts
         else:
             ignored_value = 255 if self.ignore_index is None else self.ignore_index

@@ -47,25 +47,16 @@ def as_logits(probs: Array, config: OutputSpec, eps: float = 1e-7) -> Array:
     """The inverse of `probabilities` (up to clamping at eps): what losses and ensembles take.
     Clamping at 1e-7 is what Keras does before its cross-entropy on probabilities."""
     if _is_tensor(probs):
-        if uses_sigmoid(config):
-            return probs.clamp(eps, 1 - eps).logit()  # type: ignore[attr-defined]
-        return probs.clamp(min=eps).log()  # type: ignore[attr-defined]
+        return probs.clamp(eps, 1 - eps).logit() if uses_sigmoid(config) else probs.clamp(min=eps).log()  # type: ignore[attr-defined]
     clipped = np.clip(probs, eps, 1 - eps if uses_sigmoid(config) else 1.0)
     return (np.log(clipped / (1 - clipped)) if uses_sigmoid(config) else np.log(clipped)).astype(np.float32)  # type: ignore[return-value]
-
-
-def _uint8(x: Any) -> Any:
-    return x.byte() if _is_tensor(x) else x.astype(np.uint8)
 
 
 def hard_mask(probs: Array, config: OutputSpec, threshold: float = 0.5) -> Array:
     """(N, K, H, W) probabilities -> uint8 masks: (N, H, W) 0/1 (binary) or class indices (argmax),
     or (N, K, H, W) 0/1 for multi-label models."""
-    if config.multilabel:
-        return _uint8(probs > threshold)
-    if config.num_classes == 1:
-        return _uint8(probs[:, 0] > threshold)  # type: ignore[index]
-    return _uint8(probs.argmax(1))  # type: ignore[attr-defined]
+    mask: Any = (probs if config.multilabel else probs[:, 0]) > threshold if uses_sigmoid(config) else probs.argmax(1)  # type: ignore[index, attr-defined]
+    return mask.byte() if _is_tensor(mask) else mask.astype(np.uint8)
 
 
 def foreground(probs: Array, config: OutputSpec) -> Array:

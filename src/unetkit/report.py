@@ -1,8 +1,7 @@
-"""The run report: one self-contained HTML page (images embedded) showing how a training run went:
-curves, the best epoch, the decision rule and its threshold sweep, the config, and the best and worst
-validation images; a K-fold run's page shows the out-of-fold figures and every fold side by side.
-Written with the standard library (`html`, `base64`): one static page does not justify a template
-engine, and a page with no external resource opens anywhere, offline, forever.
+"""The run report: one self-contained HTML page (images embedded) showing how a training run went (a
+K-fold run's: the out-of-fold figures and every fold side by side). Written with the standard library
+(`html`, `base64`): one static page does not justify a template engine, and a page with no external
+resource opens anywhere, offline, forever.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import base64
 import csv
 import html
 import io
-import itertools
 import json
 import math
 import os
@@ -29,7 +27,7 @@ from unetkit.export import answer_calls
 from unetkit.export.model_file import SavedModel, load_model
 from unetkit.fileio import write_text
 from unetkit.inference.predictor import Predictor
-from unetkit.inference.scoring import Scored, accumulator_for, palette_for, scored_pairs
+from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
 from unetkit.measures import RESAMPLES, MeasureSet, is_boundary, monitor_minimizes, parse_measures
 from unetkit.visualize import label_map, overlay_sheet, plot_curves
 
@@ -53,21 +51,25 @@ def read_table(path: Path, needed: tuple[str, ...]) -> tuple[list[dict[str, str]
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         numbers = [{k: float(v) for k, v in row.items()} for row in rows]
+        missing = [name for name in needed if rows and name not in rows[0]]
+        if not rows or missing:
+            raise ValueError("no rows" if not rows else "no column " + ", ".join(missing))
     except (OSError, UnicodeDecodeError, csv.Error, TypeError, ValueError) as exc:
         raise UserError(f"{path}: not a table written by unetkit train ({exc})") from None
-    missing = [name for name in needed if rows and name not in rows[0]]
-    if not rows or missing:
-        raise UserError(f"{path}: not a table written by unetkit train "
-                        f"({'no rows' if not rows else 'no column ' + ', '.join(missing)})")
     return rows, numbers
 
 
-def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
-    """Write RUN_DIR/report.html from what the run left on disk (a --folds run: the out-of-fold page)."""
+def write_reports(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
+    """RUN_DIR/report.html; for a --folds run, every fold's page first, then the out-of-fold page
+    that links to them. Returns the top page's path."""
     run = Path(run_dir)
     metrics_path, model_path = run / "metrics.csv", run / "model.safetensors"
-    if not metrics_path.is_file() and model_path.is_file() and sorted(run.glob("fold_*/metrics.csv")):
-        return write_folds_report(run)
+    if not metrics_path.is_file():
+        for fold_dir in sorted(run.glob("fold_*/")):
+            if (fold_dir / "metrics.csv").is_file() and (fold_dir / "model.safetensors").is_file():
+                write_reports(fold_dir, device=device)
+        if model_path.is_file() and sorted(run.glob("fold_*/metrics.csv")):
+            return write_folds_report(run)
     if not metrics_path.is_file() or not model_path.is_file():
         raise UserError(f"{run}: not a finished training run (needs metrics.csv and model.safetensors)")
     rows, history = read_table(metrics_path, ("epoch", "val_loss", "val_iou"))
@@ -79,20 +81,8 @@ def write_report(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Pa
     return _write_page(run, f"unetkit run {run.name}", sections)
 
 
-def write_reports(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Path:
-    """RUN_DIR/report.html; for a --folds run, every fold's page first, then the out-of-fold page
-    that links to them. Returns the top page's path."""
-    run = Path(run_dir)
-    if not (run / "metrics.csv").is_file():
-        for fold_dir in sorted(run.glob("fold_*/")):
-            if (fold_dir / "metrics.csv").is_file() and (fold_dir / "model.safetensors").is_file():
-                write_report(fold_dir, device=device)
-    return write_report(run, device=device)
-
-
 def write_folds_report(run: Path) -> Path:
-    """RUN_DIR/report.html of a K-fold run: out-of-fold figures and decision rule, every fold's best
-    epoch and curves side by side, the out-of-fold threshold sweep, links to the folds' own reports."""
+    """RUN_DIR/report.html of a K-fold run, its fold rows linking to the folds' own pages."""
     saved = load_model(run / "model.safetensors")
     record = saved.training
     oof = {k: v for k, v in (record.get("out_of_fold") or {}).items() if isinstance(v, int | float)}
@@ -103,17 +93,21 @@ def write_folds_report(run: Path) -> Path:
     monitor = (record.get("plan") or {}).get("monitor") or (record.get("config") or {}).get("monitor", "val_loss")
     folds, histories = [], {}
     chosen = min if monitor_minimizes(monitor) else max  # the epoch each fold kept (its best checkpoint)
-    for fold_dir in sorted(run.glob("fold_*"), key=lambda path: int(path.name.split("_")[1])):
-        if not (fold_dir / "metrics.csv").is_file():
-            continue
-        history = histories[fold_dir.name] = read_table(fold_dir / "metrics.csv", ("epoch", "val_loss", "val_iou"))[1]
+    for table in sorted(run.glob("fold_*/metrics.csv"), key=lambda path: int(path.parent.name.split("_")[1])):
+        fold = table.parent.name
+        history = histories[fold] = read_table(table, ("epoch", "val_loss", "val_iou"))[1]
         best = chosen(history, key=lambda row: row[monitor])  # read_table refuses a table without rows
-        link = (f'<a href="{fold_dir.name}/report.html">report</a>' if (fold_dir / "report.html").is_file()
-                else "no report")
-        folds.append({"fold": fold_dir.name, "epochs": len(history)} | best | {"epoch": int(best["epoch"]), "page": link})
+        link = f'<a href="{fold}/report.html">report</a>' if (table.parent / "report.html").is_file() else "no report"
+        folds.append({"fold": fold, "epochs": len(history)} | best | {"epoch": int(best["epoch"]), "page": link})
     sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n" + _table(folds, markup=("page",)))
     if histories:
-        sections.append(_figure_section("Validation curves of every fold", _folds_figure(histories)))
+        figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        for axis, key, label in zip(axes, ("val_loss", "val_iou"), ("validation loss", "validation IoU")):
+            for name, history in histories.items():
+                axis.plot([row["epoch"] for row in history], [row[key] for row in history], label=name)
+            axis.set(xlabel="epoch", ylabel=label)
+            axis.legend(fontsize=8)
+        sections.append(_figure_section("Validation curves of every fold", figure))
     sections += [_sweep_section(run, saved.threshold, "out of fold"), _config_section(run)]
     return _write_page(run, f"unetkit cross-validation {run.name}", sections)
 
@@ -121,17 +115,6 @@ def write_folds_report(run: Path) -> Path:
 def _config_section(run: Path) -> str:
     text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
     return f"<h2>Resolved config</h2>\n<pre>{html.escape(text)}</pre>"
-
-
-def _folds_figure(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for axis, key, label in zip(axes, ("val_loss", "val_iou"), ("validation loss", "validation IoU")):
-        for name, history in histories.items():
-            axis.plot([row["epoch"] for row in history], [row[key] for row in history], label=name)
-        axis.set(xlabel="epoch", ylabel=label)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
 
 
 def _write_page(run: Path, title: str, sections: list[str]) -> Path:
@@ -168,19 +151,19 @@ def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: d
              history: list[dict[str, float]]) -> str:
     best = record.get("best_epoch_metrics") or {}
     at_threshold = record.get("val_at_threshold") or record.get("out_of_fold") or {}
-    warnings = [f'<p class="warning">Warning: {html.escape(str(w))}</p>' for w in record.get("warnings") or []]
-    lines = [*warnings, f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
+    lines = [*(f'<p class="warning">Warning: {html.escape(str(w))}</p>' for w in record.get("warnings") or []),
+             f"<p>Run folder <code>{html.escape(str(run))}</code>: {len(history)} epochs, stopped by "
              f"{html.escape(str(record.get('stop_reason', 'n/a')))}.</p>",
              "<h2>Best epoch</h2>", _table([best] if best else [])]
     if at_threshold:
-        scalars = {k: v for k, v in at_threshold.items() if isinstance(v, int | float)}
-        rule = {"threshold": threshold} | dict(postprocess)
-        lines += ["<h2>Validation at the tuned decision rule</h2>", _table([rule | scalars])]
+        row = {"threshold": threshold} | dict(postprocess) | {k: v for k, v in at_threshold.items() if isinstance(v, int | float)}
+        lines += ["<h2>Validation at the tuned decision rule</h2>", _table([row])]
     return "\n".join(lines)
 
 
 def _figure_section(title: str, figure: plt.Figure) -> str:
     buffer = io.BytesIO()
+    figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -198,13 +181,13 @@ def _sweep_section(run: Path, threshold: float, scored_on: str = "validation") -
     axis.axvline(threshold, color="k", linestyle=":", label=f"chosen {threshold:.2f}")
     axis.set(xlabel="threshold")
     axis.legend(fontsize=8)
-    figure.tight_layout()
     return _figure_section(f"Threshold sweep ({scored_on})", figure)
 
 
 def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     """Best and worst validation images by IoU, predicted now by the run's model."""
-    split_path, heading = run / "split.json", "<h2>Best and worst validation images by IoU</h2>\n"
+    split_path, title = run / "split.json", "Best and worst validation images by IoU"
+    heading = f"<h2>{title}</h2>\n"
     config = saved.training.get("config") or {}
     source = DataSource.from_fields(config.get("data", {}))
     data_dir = str(source)
@@ -214,12 +197,11 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     val_stems = set(split["val"] if "val" in split else [stem for fold in split.get("folds", []) for stem in fold])
     pairs = [pair for pair in find_pairs(source) if pair.stem in val_stems]
     # images too large to predict in memory (validated in windows during training) are left out here
-    limit = patch_set.VAL_WHOLE_PIXELS
-    fits = [math.prod(image_size(pair.image)) <= limit for pair in pairs]
-    large, pairs = fits.count(False), list(itertools.compress(pairs, fits))
-    left_out = f"; {large} over {limit / 2**20:.0f} Mpx not shown" if large else ""
+    fits = [pair for pair in pairs if math.prod(image_size(pair.image)) <= patch_set.VAL_WHOLE_PIXELS]
+    large, pairs, megapixels = len(pairs) - len(fits), fits, patch_set.VAL_WHOLE_PIXELS / 2**20
+    left_out = f"; {large} over {megapixels:.0f} Mpx not shown" if large else ""
     if not pairs:
-        return (f"{heading}<p>Not shown: the {large} validation image(s) are over {limit / 2**20:.0f} Mpx, too large to "
+        return (f"{heading}<p>Not shown: the {large} validation image(s) are over {megapixels:.0f} Mpx, too large to "
                 "predict whole here (training scored them in windows).</p>")
     predictor = Predictor(saved, device=device)
     palette = palette_for(saved, source)
@@ -235,16 +217,14 @@ def _examples_section(run: Path, saved: SavedModel, device: str) -> str:
     best = [stem for _, _, stem in scores[::-1][:EXAMPLES] if stem not in worst]
     chosen = [pair for stem in best + worst for pair in pairs if pair.stem == stem]
     # the chosen few are predicted again rather than every validation image kept in memory
-    shown: list[Scored] = list(scored_pairs(predictor, chosen, accumulator_for(saved), palette))
+    shown = list(scored_pairs(predictor, chosen, accumulator_for(saved), palette))
     iou = {stem: value for value, _, stem in scores}
     titles = [f"{'best' if item.pair.stem in best else 'worst'} {item.pair.stem} IoU {iou[item.pair.stem]:.3f}"
               for item in shown]
     figure = overlay_sheet([item.image for item in shown], [label_map(item.truth, channel_axis=-1) for item in shown],
                             [label_map(item.prediction) for item in shown], titles)
-    caption = "; ".join(html.escape(t) for t in titles)
-    return (_intervals_section(measures, len(pairs), fov_dir if regions else "")
-            + _figure_section("Best and worst validation images by IoU", figure)
-            + f"\n<p>{caption} (of {len(pairs)} validation images{left_out})</p>")
+    return (_intervals_section(measures, len(pairs), fov_dir if regions else "") + _figure_section(title, figure)
+            + f"\n<p>{'; '.join(html.escape(t) for t in titles)} (of {len(pairs)} validation images{left_out})</p>")
 
 
 def _intervals_section(measures: MeasureSet, n_images: int, fov_dir: str) -> str:

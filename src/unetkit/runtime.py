@@ -30,9 +30,7 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU (use --device cpu or auto)")
-    if name == "cuda" and distributed.launched():
-        return torch.device("cuda", distributed.local_rank())
-    return torch.device(name)
+    return torch.device("cuda", distributed.local_rank()) if name == "cuda" and distributed.launched() else torch.device(name)
 
 
 class _LogLines:
@@ -40,8 +38,7 @@ class _LogLines:
     moves tqdm writes around a second, nested bar (the tiles of one image) are dropped."""
 
     def write(self, text: str) -> None:
-        line = text.replace("\x1b[A", "").strip("\r\n ")  # cursor up: what tqdm writes after a nested bar
-        if line:
+        if line := text.replace("\x1b[A", "").strip("\r\n "):  # cursor up: what tqdm writes after a nested bar
             log.info("%s", line)
 
     def flush(self) -> None:
@@ -49,10 +46,9 @@ class _LogLines:
 
 
 def progress(iterable: Iterable[T] | None = None, **options: Any) -> tqdm[T]:
-    """A tqdm bar where a person watches: on rank 0 only; on a terminal or in a notebook as a live
-    bar, and elsewhere (stderr sent to a file) as a log line every 30 seconds, from the first 30 on,
-    so a long run's progress shows in its log too, and a short one (or an error) adds no line. None
-    where logging is set to keep only warnings (`-q`)."""
+    """A tqdm bar where a person watches, on rank 0 only: live on a terminal or in a notebook; elsewhere (stderr
+    sent to a file) a log line every 30 seconds from the first 30 on, so a long run's progress shows in its log
+    too and a short one (or an error) adds no line. Silent where logging keeps only warnings (`-q`)."""
     from tqdm import tqdm
 
     if not distributed.is_main() or (log.hasHandlers() and not log.isEnabledFor(logging.INFO)):

@@ -52,16 +52,6 @@ def tracking_uri(mlflow: Any) -> str:
     return f"sqlite:///{(Path.cwd() / LOCAL_STORE / LOCAL_DATABASE).as_posix()}"
 
 
-def _local_folder(uri: str) -> Path | None:
-    """The folder of the local store `uri` names (made if missing: SQLite creates a database file, not
-    its folder), else None."""
-    if not uri.startswith("sqlite:///") or not uri.endswith(f"/{LOCAL_STORE}/{LOCAL_DATABASE}"):
-        return None
-    folder = Path(uri.removeprefix("sqlite:///")).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config data as MLflow parameters: dotted names, values as text (MLflow stores text)."""
     out: dict[str, str] = {}
@@ -77,24 +67,25 @@ class Tracker:
         self.client, self.run_id, self.uri = client, run_id, uri
 
     @classmethod
-    def open(cls, run_id: str = "", name: str = "", tags: dict[str, str] | None = None,
-             uri: str = "") -> Tracker | None:
+    def open(cls, run_id: str = "", name: str = "", tags: dict[str, str] | None = None, uri: str = "") -> Tracker | None:
         """Run `run_id` (or a new run named `name` in the EXPERIMENT) at `uri` (default `tracking_uri()`);
         None when the tracker is unreachable."""
         mlflow = require_mlflow()
         tracker = cls(None, run_id, uri or tracking_uri(mlflow))
 
         def connect() -> None:
-            local = _local_folder(tracker.uri)
+            folder = Path(tracker.uri.removeprefix("sqlite:///")).parent
+            local = tracker.uri.startswith("sqlite:///") and tracker.uri.endswith(f"/{LOCAL_STORE}/{LOCAL_DATABASE}")
+            if local:  # SQLite creates a database file, not its folder
+                folder.mkdir(parents=True, exist_ok=True)
             tracker.client = mlflow.MlflowClient(tracker.uri)
             if run_id:
                 tracker.client.get_run(run_id)  # fails here for an unknown id
                 return
             experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
             found = tracker.client.get_experiment_by_name(experiment)
-            experiment_id = (found.experiment_id if found else
-                             tracker.client.create_experiment(experiment, artifact_location=(local / experiment).as_uri()
-                                                              if local else None))
+            experiment_id = found.experiment_id if found else tracker.client.create_experiment(
+                experiment, artifact_location=(folder / experiment).as_uri() if local else None)
             tracker.run_id = tracker.client.create_run(experiment_id, run_name=name or None, tags=tags or {}).info.run_id
 
         return tracker if tracker._guard(connect) else None
@@ -116,8 +107,7 @@ class Tracker:
         from mlflow.entities import Param
 
         items = [Param(k, v) for k, v in params.items()]
-        self._guard(lambda: [self.client.log_batch(self.run_id, params=items[i : i + 100])
-                             for i in range(0, len(items), 100)])
+        self._guard(lambda: [self.client.log_batch(self.run_id, params=items[i : i + 100]) for i in range(0, len(items), 100)])
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -127,9 +117,8 @@ class Tracker:
         self._guard(lambda: self.client.log_batch(self.run_id, metrics=items))
 
     def log_artifacts(self, paths: Iterable[Path]) -> None:
-        for path in paths:
-            if path.is_file():
-                self._guard(lambda path=path: self.client.log_artifact(self.run_id, str(path)))
+        for path in filter(Path.is_file, paths):
+            self._guard(lambda path=path: self.client.log_artifact(self.run_id, str(path)))
 
     def finish(self) -> None:
         self._guard(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
@@ -159,8 +148,7 @@ def finish_training(run_dir: Path, final: dict[str, Any], step: int) -> None:
     tracker.finish()
 
 
-def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str,
-                   model_dir: Path | None = None) -> str | None:
+def log_evaluation(run_id: str, metrics: dict[str, Any], csv_path: Path, name: str, model_dir: Path | None = None) -> str | None:
     """An evaluation's figures (eval_NAME, eval_NAME_low/_high) and CSV into run `run_id`, or a new run named
     `name`; the run id, None when unreachable. Run `run_id` is looked for where MODEL_DIR/mlflow.json says
     it lives (a training's run in a local store, evaluated from elsewhere), else at `tracking_uri()`."""

@@ -77,8 +77,7 @@ def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str
 def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
                   titles: Sequence[str], path: str | os.PathLike[str] | None = None) -> plt.Figure:
     """One row per example: image, truth overlay, prediction overlay; written to `path` if given."""
-    rows = len(images)
-    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), squeeze=False)
     for row, (image, truth, pred, title) in enumerate(zip(images, truths, predictions, titles)):
         panels = (display_gray(image), blend_overlay(image, truth), blend_overlay(image, pred))
         for col, (panel, name) in enumerate(zip(panels, ("image", "truth", "prediction"))):
