@@ -53,7 +53,7 @@ def test_field_of_view_masks_get_a_warning_before_training(caplog: pytest.LogCap
                                          image_name="{id}_training.tif", mask_name="{id}_training_mask.gif"),
                          model=ModelConfig(in_channels=3))
     with caplog.at_level("WARNING", logger="unetkit"):
-        _load(config, _survey(config, whole=True, measure=False))
+        _load(config, _survey(config, whole=True, measure=False), patches=False)
     assert [r.getMessage() for r in caplog.records] == [
         f"warning: {training}: all 4 masks are the same (to 99% of pixels); a field-of-view or region mask instead "
         "of the labels? check the mask folder (--masks)"]

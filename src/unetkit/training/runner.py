@@ -109,7 +109,7 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         plan = _training_plan(config, device, surveyed.fingerprint)
     plan = distributed.from_main(plan)  # one batch size for all ranks
     settings = _settings(config, plan)
-    data = _load(config, settings, surveyed)
+    data = _load(config, surveyed, patches=settings.patch_size > 0)
     files = _files_record(data, surveyed.hashes)
     del surveyed  # whole images: the stacked set is then the only copy of the pixels
     split = None
@@ -167,11 +167,11 @@ def _survey(config: TrainConfig, *, whole: bool, measure: bool) -> Survey:
                   resize_to=data.resize_to if data.size_policy == "resize" else None)
 
 
-def _load(config: TrainConfig, settings: Settings, surveyed: Survey) -> LabelledSet | PatchSet:
+def _load(config: TrainConfig, surveyed: Survey, *, patches: bool) -> LabelledSet | PatchSet:
     """The surveyed folder as a PatchSet or a stacked LabelledSet, checked for classes that never occur."""
     data, model, source = config.data, config.model, str(surveyed.source)
     loaded: LabelledSet | PatchSet
-    if settings.patch_size:
+    if patches:
         loaded = patch_set_of(surveyed, model.num_classes, model.multilabel, config.seed)
         check_class_counts(loaded.counts.sum(axis=0), model.num_classes, data.ignore_index, source, model.multilabel)
     else:
