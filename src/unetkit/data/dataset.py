@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from unetkit.data.fingerprint import Fingerprint, Measure
 from unetkit.data.io import read_array, to_channels
-from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, read_class_palette
+from unetkit.data.masks import ClassPalette, read_class_palette, read_raw_mask, to_classes
 from unetkit.data.naming import list_images as list_images  # re-exported for review/session.py
 from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.patches import ArraySource, FileSource, Source
@@ -89,26 +89,14 @@ def _foreground(masks: np.ndarray, ignore_index: int | None) -> np.ndarray:
 def read_mask(path: str | os.PathLike[str], num_classes: int, ignore_index: int | None = None,
               palette: ClassPalette | None = None) -> np.ndarray:
     """One single-label mask file -> (H, W) uint8 class indices, read as `train` reads it."""
-    return _indices(read_array(path, palette_indices=_mask_indices(palette)), path, num_classes, ignore_index, palette)
-
-
-def _indices(raw: np.ndarray, path: Path | str | os.PathLike[str], num_classes: int, ignore_index: int | None,
-             palette: ClassPalette | None) -> np.ndarray:
-    """Through classes.yaml's colours or values where it has one (`palette`), else decode_mask."""
-    return palette.indices(raw, path) if palette else decode_mask(raw, num_classes, path, ignore_index)
-
-
-def _mask_indices(palette: ClassPalette | None) -> bool:
-    """Palette PNGs are class indices, unless classes.yaml names colours: then their colours count."""
-    return not (palette and palette.by_colour)
+    return to_classes(read_raw_mask(path, palette), path, num_classes, ignore_index, palette)
 
 
 def read_raw_pair(pair: Pair, palette: ClassPalette | None = None,
                   hashes: dict[Path, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The image and mask files of `pair` as io.read_array decodes them (the mask as palette indices unless
-    `palette` names colours), before channels and mask values are interpreted (`decode_pair`)."""
-    return read_array(pair.image, hashes=hashes), read_array(pair.mask, palette_indices=_mask_indices(palette),
-                                                             hashes=hashes)
+    """The image and mask files of `pair` as io.read_array decodes them, before channels and mask values are
+    interpreted (`decode_pair`)."""
+    return read_array(pair.image, hashes=hashes), read_raw_mask(pair.mask, palette, hashes)
 
 
 def decode_pair(pair: Pair, raw: tuple[np.ndarray, np.ndarray], in_channels: int, num_classes: int,
@@ -116,8 +104,7 @@ def decode_pair(pair: Pair, raw: tuple[np.ndarray, np.ndarray], in_channels: int
                 multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """`read_raw_pair`'s arrays as training takes them: image (H, W, in_channels), mask (H, W) indices or (H, W, K)."""
     image = to_channels(raw[0], in_channels, pair.image)
-    mask = decode_multilabel(raw[1], num_classes, pair.mask) if multilabel else _indices(
-        raw[1], pair.mask, num_classes, ignore_index, palette)
+    mask = to_classes(raw[1], pair.mask, num_classes, ignore_index, palette, multilabel)
     if image.shape[:2] != mask.shape[:2]:
         raise UserError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                         f"{image.shape[1]}x{image.shape[0]} (width x height)")
@@ -148,7 +135,6 @@ class Survey:
     sources: list[Source]
     hashes: dict[Path, str]
     fingerprint: Fingerprint | None
-    palette: ClassPalette | None
 
     def labelled(self) -> LabelledSet:
         """The folder as one stack of whole images (a source left on disk is read whole here)."""
@@ -196,5 +182,5 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
         if measured is not None:
             measured.add(pair, *(found[0] if found else ()))
     return Survey(DataSource.of(data_dir), pairs, sources, hashes,
-                  None if measured is None else measured.result(str(data_dir)), palette)
+                  None if measured is None else measured.result(str(data_dir)))
 

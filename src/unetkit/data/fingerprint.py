@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
-from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, mask_channels, read_class_palette
+from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, mask_channels, read_class_palette, read_raw_mask
 from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.regions import LARGE_PIXELS, can_stream, open_rows
 from unetkit.errors import UserError
@@ -115,7 +115,7 @@ class Measure:
 
     def add(self, pair: Pair, image: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
         """Measure one pair. `image` and `mask`: the arrays io.read_array gave for its files (the mask read
-        as dataset.read_raw_pair reads it), or None to read them here (by rows when large)."""
+        as masks.read_raw_mask reads it), or None to read them here (by rows when large)."""
         self._sample_image(pair.image, image)
         self._measure_mask(pair, mask)
 
@@ -180,7 +180,7 @@ class Measure:
                 stride = math.ceil(max(height, width) / EXTENT_SIDE)
                 return self._measure_bands(bands, pair.mask, height, stride, math.ceil(height / step))
         if mask is None:
-            mask = read_array(pair.mask, palette_indices=not (self.palette and self.palette.by_colour))
+            mask = read_raw_mask(pair.mask, self.palette)
         self._measure_bands([mask], pair.mask, mask.shape[0], 1)
 
     def _measure_bands(self, bands: Any, path: Path, height: int, stride: int, n_bands: int = 1) -> None:

@@ -22,8 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from unetkit.data.io import read_array
-from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, mask_channels
+from unetkit.data.masks import ClassPalette, mask_channels, read_raw_mask, to_classes
 from unetkit.data.pairing import Pair
 from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.errors import UserError
@@ -106,15 +105,11 @@ class FileSource:
                 yield y, self._decode(reader(y, min(y + step, self.height)))
 
     def _decode(self, raw: np.ndarray) -> np.ndarray:
-        if self.multilabel:
-            return decode_multilabel(raw if raw.ndim == 3 else raw[:, :, None], self.num_classes, self.pair.mask)
-        if self.palette is not None:
-            return self.palette.indices(raw, self.pair.mask)
-        return decode_mask(raw, self.num_classes, self.pair.mask, self.ignore_index)
+        return to_classes(raw, self.pair.mask, self.num_classes, self.ignore_index, self.palette, self.multilabel)
 
     def _mask_whole(self) -> np.ndarray:
         if self._whole_mask is None:  # PNG/JPEG/GIF: no partial reads, decoded once and kept
-            self._whole_mask = self._decode(read_array(self.pair.mask, palette_indices=self._mask_channels != 3))
+            self._whole_mask = self._decode(read_raw_mask(self.pair.mask, self.palette))
         return self._whole_mask
 
 
