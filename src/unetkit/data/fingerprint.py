@@ -81,15 +81,12 @@ class Fingerprint:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
-                seed: int = 0, multilabel: bool = False) -> Fingerprint:
-    """Measure DIR/images + DIR/masks, deterministic for a `seed`. `num_classes` None reads masks as binary when
-    every mask fits a binary encoding, else as class indices; K > 1 with DIR/classes.yaml reads them through its
-    colours or values. `multilabel`: one 0/1 channel per label, measured as one foreground (any label set)."""
+def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None) -> Fingerprint:
+    """Measure DIR/images + DIR/masks in bounded memory. `num_classes` None reads masks as binary when every mask
+    fits a binary encoding, else as class indices; K > 1 with DIR/classes.yaml reads them through its colours or values."""
     pairs = find_pairs(data_dir)
-    palette = read_class_palette(data_dir, num_classes, ignore_index) if num_classes else None
-    measure = Measure(len(pairs), palette, num_classes=num_classes, ignore_index=ignore_index, seed=seed,
-                      multilabel=multilabel)
+    measure = Measure(len(pairs), read_class_palette(data_dir, num_classes) if num_classes else None,
+                      num_classes=num_classes)
     for pair in pairs:
         measure.add(pair)
     return measure.result(str(data_dir))

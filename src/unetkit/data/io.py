@@ -64,7 +64,10 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
         raise UserError(f"{file}: unknown image extension '{file.suffix}' (readable: {', '.join(IMAGE_EXTENSIONS)})")
     check_regular_file(file)
     try:
-        source = file if hashes is None else _hashed_bytes(file, hashes)
+        source: Path | io.BytesIO = file
+        if hashes is not None:  # the bytes hashed are the bytes decoded
+            source = io.BytesIO(file.read_bytes())
+            hashes[file] = hashlib.sha256(source.getbuffer()).hexdigest()
         if suffix in TIFF_EXTENSIONS:
             array = _read_tiff(source)
         elif suffix == ".npy":
@@ -80,12 +83,6 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
         raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
     check_finite(array, file)
     return array
-
-
-def _hashed_bytes(file: Path, hashes: dict[Path, str]) -> io.BytesIO:
-    raw = file.read_bytes()
-    hashes[file] = hashlib.sha256(raw).hexdigest()
-    return io.BytesIO(raw)
 
 
 def _check_npy(array: np.ndarray, file: Path) -> np.ndarray:
@@ -119,13 +116,8 @@ def say_once(what: str, folder: Path, message: str, *args: object) -> None:
         log.info(message, *args)
 
 
-def upright(image: Image.Image) -> Image.Image:
-    """`image` turned as its EXIF orientation says (a new image), or itself when it says nothing."""
-    return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) not in (0, 1) else image
-
-
 def upright_size(image: Image.Image) -> tuple[int, int]:
-    """(height, width) as `upright` would return the image, from the header alone."""
+    """(height, width) as read_array returns the image (EXIF orientation applied), from the header alone."""
     swap = image.getexif().get(0x0112, 1) in ROTATING
     return (image.width, image.height) if swap else (image.height, image.width)
 
@@ -191,7 +183,8 @@ def _read_pillow(file: Path, palette_indices: bool, source: Path | io.BytesIO) -
                             "save it as 16-bit TIFF")
         image.load()  # decodes now, so truncated files fail here
         gif = image.format == "GIF"
-        image = upright(image)
+        if image.getexif().get(0x0112, 1) not in (0, 1):  # an EXIF orientation: turned (a new image)
+            image = ImageOps.exif_transpose(image)
         if image.mode == "P" and gif and _gray_palette(image):
             return np.asarray(image.convert("L"))
         if image.mode == "P":
