@@ -51,13 +51,10 @@ def is_image_file(path: Path) -> bool:
 
 def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
                hashes: dict[Path, str] | None = None) -> np.ndarray:
-    """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...).
-
-    Palette PNGs come back as their colours, or as their indices with `palette_indices` (masks store
-    class indices that way). A GIF whose palette is gray comes back as its gray levels either way, so
-    a Carvana mask reads 0/255 whichever order its palette lists black and white in.
-    `hashes`: the file's SHA-256 (what --resume compares) is recorded there, from the bytes decoded.
-    """
+    """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...). Palette PNGs come back as
+    their colours, or as their indices with `palette_indices` (masks store class indices that way). A GIF whose palette
+    is gray comes back as its gray levels either way, so a Carvana mask reads 0/255 whichever order its palette lists
+    black and white in. `hashes`: the file's SHA-256 (what --resume compares) is recorded there, from the bytes read."""
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:

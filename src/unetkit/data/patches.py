@@ -1,16 +1,15 @@
 """Patches for training: random crops, a share of them centred on foreground, from images of any size.
 
-The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a share of
-them onto foreground, or rare classes would hardly be seen. `PatchSampler` does that over `ArraySource`s
-(decoded in memory) and `FileSource`s (large TIFF/.npy images read by region through data/regions.py: a
-20000^2 image costs the tiles a patch overlaps, not the image).
+The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a share of them onto
+foreground, or rare classes would hardly be seen. `PatchSampler` does that over `ArraySource`s (decoded in memory) and
+`FileSource`s (large TIFF/.npy images read by region through data/regions.py: a 20000^2 image costs the tiles a patch
+overlaps, not the image).
 
 - A patch is read with `margin` extra pixels on every side, for the warps (data/patch_batches.py).
-- Pixels beyond the image are filled by reflection (numpy's "reflect"), the mask by the same indices,
-  so labels stay labels.
+- Pixels beyond the image are filled by reflection (numpy's "reflect"), the mask by the same indices: labels stay labels.
 - Draws come only from the generator passed in: the same state gives the same patches, whichever thread asks.
-- A PNG (or GIF, JPEG) mask cannot be read partially: it is decoded whole, once, and held ((H, W) bytes,
-  400 MB at 20000^2). Store masks of huge images as TIFF.
+- A PNG (or GIF, JPEG) mask cannot be read partially: it is decoded whole, once, and held ((H, W) bytes, 400 MB at
+  20000^2). Store masks of huge images as TIFF.
 """
 
 from __future__ import annotations
@@ -65,8 +64,7 @@ class ArraySource:
 
 @dataclass
 class FileSource:
-    """A labelled pair on disk, read by region: image as `channels` channels, mask decoded like
-    dataset.load_pair (binary encodings, class indices, classes.yaml colours or values)."""
+    """A labelled pair on disk, read by region: the image as `channels` channels, the mask through masks.to_classes."""
 
     pair: Pair
     channels: int
@@ -114,11 +112,10 @@ class FileSource:
 
 
 class PatchSampler:
-    """Random `patch_size` crops of `sources`, `foreground_share` of each batch centred on foreground.
-
-    `classes`: the mask values patches may be centred on ((1,) binary, 1..K-1 for K classes: background is
-    never forced). A forced patch draws a class uniformly among those found anywhere, then an image holding
-    it, then one of its located pixels, so every class is visited equally often however rare it is."""
+    """Random `patch_size` crops of `sources`, `foreground_share` of each batch centred on foreground. `classes`: the
+    mask values patches may be centred on ((1,) binary, 1..K-1 for K classes: background is never forced). A forced
+    patch draws a class uniformly among those found anywhere, then an image holding it, then one of its located
+    pixels, so every class is visited equally often however rare it is."""
 
     def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *,
                  locations: Sequence[dict[int, np.ndarray]], classes: Sequence[int] = (1,),
@@ -135,8 +132,7 @@ class PatchSampler:
         self.classes = [c for c in classes if any(len(found.get(c, ())) for found in self.locations)]
 
     def forced(self, n: int) -> int:
-        """How many of a batch of n patches are centred on a class (the first ones): a fixed count, as nnU-Net's,
-        so a batch never lacks foreground by chance."""
+        """How many of n patches (the first) are centred on a class: a fixed count, as nnU-Net's, never short by chance."""
         return math.ceil(n * self.foreground_share - 1e-9) if self.classes else 0
 
     def draw(self, rng: np.random.Generator, forced: bool) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int], int]:
