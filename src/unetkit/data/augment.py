@@ -128,8 +128,7 @@ def describe(config: AugmentConfig) -> tuple[Op, ...]:
 def crop_op(pad_to: int, crop: int) -> Op:
     """The `pad_crop` size policy's step: reflect-pad to pad_to x pad_to (centred, as the network pads at
     prediction), then the crop x crop window at (top, left)."""
-    return Op("pad_crop", 1.0, {"top": (0, pad_to - crop), "left": (0, pad_to - crop)},
-              {"pad_to": pad_to, "crop": crop})
+    return Op("pad_crop", 1.0, {"top": (0, pad_to - crop), "left": (0, pad_to - crop)}, {"pad_to": pad_to, "crop": crop})
 
 
 def warp_margin(ops: tuple[Op, ...], patch: int) -> int:

@@ -174,11 +174,9 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
     sources: list[Source] = []
     progress = tqdm(pairs, desc="reading", unit="img", disable=None if show_progress else True, leave=False)
     for pair, found in zip(progress, in_order(read, pairs)):
-        if found is None:
-            sources.append(FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel))
+        sources.append(found[1] if found else FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel))
+        if found is None:  # left on disk: hashed by size, not read
             hashes.update({path: f"size:{path.stat().st_size}" for path in (pair.image, pair.mask)})
-        else:
-            sources.append(found[1])
         if measured is not None:
             measured.add(pair, *(found[0] if found else ()))
     return Survey(DataSource.of(data_dir), pairs, sources, hashes,

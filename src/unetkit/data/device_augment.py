@@ -34,8 +34,7 @@ from unetkit.data.patches import reflected
 Draws = dict[str, dict[str, torch.Tensor]]  # step name -> {"on": (B,) bool, value name -> (B,) float64}
 
 
-def draw(ops: tuple[Op, ...], batch: int, height: int, width: int,
-         generator: torch.Generator) -> tuple[Draws, int]:
+def draw(ops: tuple[Op, ...], batch: int, height: int, width: int, generator: torch.Generator) -> tuple[Draws, int]:
     """Every step's per-image values for `batch` images of height x width, on the CPU, as the step applies
     them (shifts in whole pixels, odd blur sizes), and the seed of the full-resolution fields."""
     draws: Draws = {}

@@ -87,6 +87,5 @@ def device_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *
                    device: torch.device, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
                    world_size: int = 1, pad_crop: tuple[int, int] | None = None) -> Batches:
     """Batches of `DeviceSamples`, made in the caller's thread (the device works asynchronously)."""
-    samples = DeviceSamples(data, preprocess, shuffle=shuffle, device=device, augment=augment, seed=seed,
-                            pad_crop=pad_crop)
+    samples = DeviceSamples(data, preprocess, shuffle=shuffle, device=device, augment=augment, seed=seed, pad_crop=pad_crop)
     return Batches(samples, batch_size, rank=rank, world_size=world_size)

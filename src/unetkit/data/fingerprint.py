@@ -176,8 +176,7 @@ class Measure:
                 bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
                 stride = math.ceil(max(height, width) / EXTENT_SIDE)
                 return self._measure_bands(bands, pair.mask, height, stride, math.ceil(height / step))
-        if mask is None:
-            mask = read_raw_mask(pair.mask, self.palette)
+        mask = read_raw_mask(pair.mask, self.palette) if mask is None else mask
         self._measure_bands([mask], pair.mask, mask.shape[0], 1)
 
     def _measure_bands(self, bands: Any, path: Path, height: int, stride: int, n_bands: int = 1) -> None:

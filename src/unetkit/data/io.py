@@ -238,8 +238,7 @@ def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) 
         alpha = array[:, :, -1]
         if alpha.min() != alpha.max() and Path(path).suffix.lower() in ALPHA_EXTENSIONS:
             say_once("alpha", Path(path).parent, "%s: transparency (alpha) dropped: the model expects %d channel(s); "
-                     "so is every varying alpha in %s (--in-channels %d keeps it)", path, channels, Path(path).parent,
-                     have)
+                     "so is every varying alpha in %s (--in-channels %d keeps it)", path, channels, Path(path).parent, have)
         elif alpha.min() != alpha.max():
             raise UserError(f"{path}: image has a transparency channel that is not uniform; the model expects "
                             f"{channels} channel(s)")

@@ -174,8 +174,7 @@ def reflected(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(folded > size - 1, period - folded, folded)
 
 
-def scan_mask(source: Source, classes: Sequence[int],
-              rng: np.random.Generator) -> tuple[dict[int, np.ndarray], np.ndarray]:
+def scan_mask(source: Source, classes: Sequence[int], rng: np.random.Generator) -> tuple[dict[int, np.ndarray], np.ndarray]:
     """One pass over a source's mask, band by band: up to MAX_LOCATIONS (y, x) positions per class (a uniform
     sample of its pixels, by bottom-k random keys) and the pixel count of every value, (256,) for class
     indices; for multi-label masks (H, W, K), class k means label k - 1 and counts[k] its pixels, counts[0]

@@ -15,8 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
-                   ignore_index: int | None = None) -> np.ndarray:
+def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ignore_index: int | None = None) -> np.ndarray:
     """Border term (H, W) float32 of a class-index mask (H, W). Objects are connected regions of one foreground
     class (touching objects of different classes stay apart); pixels of `ignore_index` belong to none."""
     foreground = (mask > 0) if ignore_index is None else (mask > 0) & (mask != ignore_index)
