@@ -175,7 +175,8 @@ def open_pillow(file: Path, source: Path | io.BytesIO | None = None) -> Iterator
 
 def _read_pillow(file: Path, palette_indices: bool, source: Path | io.BytesIO) -> np.ndarray:
     with open_pillow(file, source) as image:
-        if _is_16_bit_colour_png(source, image):
+        # Pillow decodes 16-bit RGB/RGBA/LA PNGs to 8 bits; the raw mode it would decode them from tells
+        if image.format == "PNG" and image.tile and image.tile[0][3] in ("RGB;16B", "RGBA;16B", "LA;16B"):
             raise UserError(f"{file}: 16-bit colour PNG is not supported (Pillow would drop to 8 bits); "
                             "save it as 16-bit TIFF")
         image.load()  # decodes now, so truncated files fail here
@@ -185,8 +186,7 @@ def _read_pillow(file: Path, palette_indices: bool, source: Path | io.BytesIO) -
         if image.mode == "P" and gif and _gray_palette(image):
             return np.asarray(image.convert("L"))
         if image.mode == "P":
-            return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info
-                                                                             else "RGB"))
+            return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info else "RGB"))
         if image.mode in _MODE_DTYPES:
             return np.asarray(image).astype(_MODE_DTYPES[image.mode])
         if image.mode not in ("L", "RGB", "RGBA", "LA", "F"):
@@ -202,18 +202,6 @@ def _gray_palette(image: Image.Image) -> bool:
     if len(used) == 0 or used.max() >= len(colours):
         return False
     return bool((colours[used] == colours[used][:, :1]).all())
-
-
-def _is_16_bit_colour_png(source: Path | io.BytesIO, image: Image.Image) -> bool:
-    """Pillow decodes 16-bit RGB/RGBA/LA PNGs to 8 bits; the IHDR chunk tells the truth."""
-    if image.format != "PNG":
-        return False
-    if isinstance(source, io.BytesIO):
-        header = source.getvalue()[:26]
-    else:
-        with source.open("rb") as handle:
-            header = handle.read(26)
-    return len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
 
 
 def _read_tiff(file: Path | io.BytesIO) -> np.ndarray:
