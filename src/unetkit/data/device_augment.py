@@ -167,8 +167,7 @@ def _warped(images: torch.Tensor, labels: list[torch.Tensor], draws: Draws, ops:
     index = on_device(chosen, device)
 
     def sample(x: torch.Tensor, mode: str) -> torch.Tensor:
-        out = F.grid_sample(x.index_select(0, index).float(), grid, mode=mode, padding_mode="reflection",
-                            align_corners=True)
+        out = F.grid_sample(x.index_select(0, index).float(), grid, mode=mode, padding_mode="reflection", align_corners=True)
         return x.index_copy(0, index, out.to(x.dtype))
 
     return sample(images, "bilinear"), [sample(t, "nearest") for t in labels]

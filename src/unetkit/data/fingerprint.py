@@ -85,8 +85,7 @@ def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: i
     """Measure DIR/images + DIR/masks in bounded memory. `num_classes` None reads masks as binary when every mask
     fits a binary encoding, else as class indices; K > 1 with DIR/classes.yaml reads them through its colours or values."""
     pairs = find_pairs(data_dir)
-    measure = Measure(len(pairs), read_class_palette(data_dir, num_classes) if num_classes else None,
-                      num_classes=num_classes)
+    measure = Measure(len(pairs), read_class_palette(data_dir, num_classes) if num_classes else None, num_classes=num_classes)
     for pair in pairs:
         measure.add(pair)
     return measure.result(str(data_dir))
@@ -267,8 +266,7 @@ def _subset(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return values if len(values) <= MAX_COMPONENTS else rng.choice(values, MAX_COMPONENTS, replace=False)
 
 
-def _class_counts(counts: list[Counter[int]], num_classes: int | None, ignore_index: int | None,
-                  data_dir: str) -> np.ndarray:
+def _class_counts(counts: list[Counter[int]], num_classes: int | None, ignore_index: int | None, data_dir: str) -> np.ndarray:
     """(n_masks, K) pixel counts per class: binary when every mask fits a binary encoding, else indices."""
     counts = [Counter({v: n for v, n in c.items() if v != ignore_index and n}) for c in counts]
     if num_classes in (None, 1, 2):

@@ -69,10 +69,9 @@ class PatchSamples:
         return self
 
 
-def patch_batches(data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int,
-                  foreground_share: float, patches_per_epoch: int = 0, augment: AugmentConfig | None = None,
-                  seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
-                  weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> Batches:
+def patch_batches(data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int, foreground_share: float,
+                  patches_per_epoch: int = 0, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
+                  world_size: int = 1, workers: int = 0, weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> Batches:
     """Batches of `PatchSamples`; `workers` threads prepare them ahead."""
     samples = PatchSamples(data, preprocess, batch_size, patch_size=patch_size, foreground_share=foreground_share,
                            patches_per_epoch=patches_per_epoch, augment=augment, seed=seed, weight_map=weight_map)

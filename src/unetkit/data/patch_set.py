@@ -45,9 +45,8 @@ class PatchSet:
         return len(self.stems)
 
     def subset(self, indices: np.ndarray) -> PatchSet:
-        return PatchSet([self.stems[i] for i in indices], [self.pairs[i] for i in indices],
-                        [self.sources[i] for i in indices], self.counts[indices],
-                        [self.locations[i] for i in indices], self.classes, self.multilabel)
+        return PatchSet([self.stems[i] for i in indices], [self.pairs[i] for i in indices], [self.sources[i] for i in indices],
+                        self.counts[indices], [self.locations[i] for i in indices], self.classes, self.multilabel)
 
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (labelled, not ignored) pixels per image, (N,), as LabelledSet.coverage."""
