@@ -94,8 +94,7 @@ def read_mask(path: str | os.PathLike[str], num_classes: int, ignore_index: int 
 
 def read_raw_pair(pair: Pair, palette: ClassPalette | None = None,
                   hashes: dict[Path, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The image and mask files of `pair` as io.read_array decodes them, before channels and mask values are
-    interpreted (`decode_pair`)."""
+    """The image and mask files of `pair` as io.read_array decodes them, before `decode_pair` interprets them."""
     return read_array(pair.image, hashes=hashes), read_raw_mask(pair.mask, palette, hashes)
 
 

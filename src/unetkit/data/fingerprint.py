@@ -126,13 +126,12 @@ class Measure:
         total = class_counts.sum(axis=0)
         widths, extents = np.array(self.widths), np.array(self.extents)
         return Fingerprint(
-            data_dir=data_dir, n_images=len(sizes),
-            size_min=_pair(sizes.min(axis=0)), size_median=_pair(np.median(sizes, axis=0)),
-            size_max=_pair(sizes.max(axis=0)), same_size=bool((sizes == sizes[0]).all()), channels=int(channels),
-            dtypes=tuple(sorted(self.dtypes)),
-            mean=_floats(values.mean(axis=0)), std=_floats(values.std(axis=0)),
+            data_dir=data_dir, n_images=len(sizes), size_min=_pair(sizes.min(axis=0)),
+            size_median=_pair(np.median(sizes, axis=0)), size_max=_pair(sizes.max(axis=0)),
+            same_size=bool((sizes == sizes[0]).all()), channels=int(channels), dtypes=tuple(sorted(self.dtypes)),
+            mean=_floats(values.mean(axis=0)), std=_floats(values.std(axis=0)), sampled_pixels=len(values),
             percentile_00_5=_floats(np.percentile(values, 0.5, axis=0)),
-            percentile_99_5=_floats(np.percentile(values, 99.5, axis=0)), sampled_pixels=len(values),
+            percentile_99_5=_floats(np.percentile(values, 99.5, axis=0)),
             num_classes=1 if class_counts.shape[1] == 2 and num_classes in (None, 1) else class_counts.shape[1],
             class_share=_floats(total / max(1, total.sum())), class_image_share=_floats(present.mean(axis=0)),
             foreground_image_share=float(present[:, 1:].any(axis=1).mean()),

@@ -96,8 +96,7 @@ class ImageSamples:
         return len(self.data)
 
     def order(self, epoch: int) -> np.ndarray:  # a permutation drawn from (seed, epoch), or 0..n-1
-        n = len(self.data)
-        return np.random.default_rng((self.seed, epoch)).permutation(n) if self.shuffle else np.arange(n)
+        return np.random.default_rng((self.seed, epoch)).permutation(len(self)) if self.shuffle else np.arange(len(self))
 
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
         images, masks = self.data.images[keys], self.data.masks[keys]
