@@ -110,8 +110,7 @@ class Measure:
         self.per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // max(n_pairs, 1))
 
     def add(self, pair: Pair, image: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
-        """Measure one pair. `image` and `mask`: the arrays io.read_array gave for its files (the mask read
-        as masks.read_raw_mask reads it), or None to read them here (by rows when large)."""
+        """`image`, `mask`: as io.read_array and masks.read_raw_mask read them, or None to read here (by rows when large)."""
         self._sample_image(pair.image, image)
         self._measure_mask(pair, mask)
 
