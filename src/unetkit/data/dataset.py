@@ -137,15 +137,14 @@ class Survey:
 
     def labelled(self) -> LabelledSet:
         """The folder as one stack of whole images (a source left on disk is read whole here)."""
-        read = [source.read(0, source.height, 0, source.width) for source in self.sources]
-        for pair, (image, _) in zip(self.pairs, read):
-            if image.shape != read[0][0].shape or image.dtype != read[0][0].dtype:
+        images, masks = zip(*(source.read(0, source.height, 0, source.width) for source in self.sources))
+        for pair, image in zip(self.pairs, images):
+            if image.shape != images[0].shape or image.dtype != images[0].dtype:
                 raise UserError(f"{pair.image}: image is {image.shape[1]}x{image.shape[0]} {image.dtype}, but "
-                                f"{self.pairs[0].image.name} is {read[0][0].shape[1]}x{read[0][0].shape[0]} "
-                                f"{read[0][0].dtype}; whole-image training needs one size and bit depth (train on "
+                                f"{self.pairs[0].image.name} is {images[0].shape[1]}x{images[0].shape[0]} "
+                                f"{images[0].dtype}; whole-image training needs one size and bit depth (train on "
                                 "patches: leave --patch-size unset or give one; or --size-policy resize)")
-        return LabelledSet([p.stem for p in self.pairs], np.stack([image for image, _ in read]),
-                           np.stack([mask for _, mask in read]), self.pairs)
+        return LabelledSet([p.stem for p in self.pairs], np.stack(images), np.stack(masks), self.pairs)
 
 
 def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *, ignore_index: int | None = None,
