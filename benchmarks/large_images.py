@@ -33,9 +33,10 @@ import torch
 from unetkit.api import train
 from unetkit.config import DataConfig, ModelConfig, TrainConfig
 from unetkit.data.augment import augment_config
+from unetkit.data.dataset import survey
 from unetkit.data.loader import Batch
 from unetkit.data.patch_batches import patch_batches
-from unetkit.data.patch_set import load_patch_set
+from unetkit.data.patch_set import patch_set_of
 from unetkit.data.preprocess import fit_preprocess
 from unetkit.data.synthetic import write_large_synthetic
 from unetkit.training.checkpoint import TrainState
@@ -82,7 +83,7 @@ def throughput(work: Path, images: int, side: int, patch: int, batch_size: int, 
         return n * batch_size, time.perf_counter() - started
 
     started = time.perf_counter()
-    patch_set = load_patch_set(data_dir, 1, CLASSES, show_progress=False)
+    patch_set = patch_set_of(survey(data_dir, 1, CLASSES, measure=False, show_progress=False), CLASSES)
     preprocess = fit_preprocess(patch_set.statistics_images(np.random.default_rng(0), patch, 32), normalize=True,
                                 size_policy="pad", resize_to=128)
     print(f"throughput: {images} scenes of {side}^2 opened and their masks scanned in "

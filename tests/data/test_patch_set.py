@@ -9,9 +9,9 @@ import pytest
 import tifffile
 
 from unetkit.data import patch_set
-from unetkit.data.dataset import load_pair
+from unetkit.data.dataset import load_pair, survey
 from unetkit.data.io import write_png
-from unetkit.data.patch_set import load_patch_set, validation_set
+from unetkit.data.patch_set import PatchSet, patch_set_of, validation_set
 from unetkit.data.patches import ArraySource, FileSource
 from unetkit.data.synthetic import synthetic_large, write_large_synthetic
 
@@ -25,10 +25,15 @@ def _mixed_folder(root: Path, sizes: list[tuple[int, int]], classes: int = 2) ->
     return root
 
 
+def _opened(root: Path, num_classes: int, ignore_index: int | None = None) -> PatchSet:
+    """The folder as patch training opens it: one survey, then every mask scanned."""
+    return patch_set_of(survey(root, 1, num_classes, ignore_index=ignore_index, measure=False, show_progress=False), num_classes)
+
+
 def test_mixed_sizes_are_scanned_into_counts_and_coverage(tmp_path: Path) -> None:
     """Four sizes (37x50 to 130x90): per-image pixel counts and coverage equal the decoded masks'."""
     sizes = [(37, 50), (64, 64), (130, 90), (101, 101)]
-    data = load_patch_set(_mixed_folder(tmp_path / "d", sizes), 1, 1, show_progress=False)
+    data = _opened(_mixed_folder(tmp_path / "d", sizes), 1)
     assert len(data) == 4 and all(isinstance(s, ArraySource) for s in data.sources)
     assert [(s.height, s.width) for s in data.sources] == sizes
     assert data.pixels == sum(h * w for h, w in sizes)
@@ -42,11 +47,11 @@ def test_mixed_sizes_are_scanned_into_counts_and_coverage(tmp_path: Path) -> Non
 def test_class_masks_count_every_class_and_ignore_index(tmp_path: Path) -> None:
     """Three classes: counts per value; coverage leaves the ignored value out of the foreground."""
     root = _mixed_folder(tmp_path / "d", [(80, 80), (60, 100)], classes=3)
-    data = load_patch_set(root, 1, 3, show_progress=False)
+    data = _opened(root, 3)
     assert data.classes == (1, 2)
     _, mask = load_pair(data.pairs[0], 1, 3)
     assert list(data.counts[0, :3]) == list(np.bincount(mask.ravel(), minlength=3))
-    ignoring = load_patch_set(root, 1, 3, ignore_index=2, show_progress=False)
+    ignoring = _opened(root, 3, ignore_index=2)
     assert ignoring.coverage(2)[0] == pytest.approx(((mask > 0) & (mask != 2)).mean())
 
 
@@ -56,7 +61,7 @@ def test_large_tiffs_stay_on_disk_and_validate_in_windows(tmp_path: Path, monkey
     root = write_large_synthetic(tmp_path / "big", 1, side=2100, block=1024)
     write_png(root / "images" / "small.png", synthetic_large(5, side=96)[0])
     write_png(root / "masks" / "small.png", synthetic_large(5, side=96)[1] * 255)
-    data = load_patch_set(root, 1, 1, show_progress=False)
+    data = _opened(root, 1)
     assert [type(s) for s in data.sources] == [FileSource, ArraySource]
     assert data.counts[0].sum() == 2100 * 2100
     monkeypatch.setattr(patch_set, "VAL_WHOLE_PIXELS", 1000**2)

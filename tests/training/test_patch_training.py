@@ -16,8 +16,9 @@ import torch
 from unetkit.api import evaluate, train
 from unetkit.config import DataConfig, EvaluateConfig, ModelConfig, TrainConfig
 from unetkit.data import patch_set
+from unetkit.data.dataset import survey
 from unetkit.data.io import write_png
-from unetkit.data.patch_set import load_patch_set, validation_set
+from unetkit.data.patch_set import patch_set_of, validation_set
 from unetkit.data.synthetic import synthetic_large, write_large_synthetic
 from unetkit.export.model_file import load_model, save_model
 from unetkit.inference.predictor import Predictor
@@ -68,7 +69,7 @@ def test_mixed_sizes_train_on_planned_patches_and_validate_like_evaluate(mixed: 
         (held / folder).mkdir(parents=True)
         for stem in val_stems:
             shutil.copy(mixed / folder / f"{stem}.png", held / folder)
-    val_set = validation_set(load_patch_set(held, 1, 1, show_progress=False))
+    val_set = validation_set(patch_set_of(survey(held, 1, 1, measure=False, show_progress=False), 1))
     assert val_set.ragged and len({m.shape for m in val_set.masks}) >= 2
     figures, kept = validate(saved.net, val_set, saved.preprocess, get_loss("bce"), torch.device("cpu"), 4,
                              threshold=saved.threshold, keep_probabilities=True, tile=88)

@@ -1,17 +1,16 @@
 """Augmentation: one description (`describe`: steps, probabilities, ranges) and its CPU executor.
 
-Two executors run it: `Augmenter` here, albumentations on one NumPy image at a time on the CPU (masks and
-weight maps nearest-neighbour, images bilinear, with the same draw), and data/device_augment.py, torch ops
-on a whole batch on its device; both draw each value from the same range with the same probability and give
-the same image for the same drawn values (tests/data/test_device_augment.py). `crop_op` (the `pad_crop` size
-policy) and `warp_margin` read the same description. albumentations rather than kornia on the CPU: several
-times its throughput for `strong` on TGS-sized batches (benchmarks/RESULTS.md).
+Two executors run it: `Augmenter` here, albumentations on one NumPy image at a time on the CPU (masks and weight maps
+nearest-neighbour, images bilinear, with the same draw), and data/device_augment.py, torch ops on a whole batch on its
+device; both draw each value from the same range with the same probability and give the same image for the same drawn
+values (tests/data/test_device_augment.py). albumentations rather than kornia on the CPU: several times its throughput
+for `strong` on TGS-sized batches (benchmarks/RESULTS.md).
 
-Presets: `seed` = horizontal flips (the TGS kernel's); `d4` = the square's eight symmetries, for data without
-an up and down; `strong` = flips, affine, intensity and elastic deformation as in the U-Net paper. `auto`
-leaves the symmetries to the training plan (training/plan.py), which looks at the masks. Vertical flips and
-quarter turns are off in `seed` and `strong` (seismic images have an up and a down) and, like every
-magnitude and probability, switched on from the config (`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
+Presets: `seed` = horizontal flips (the TGS kernel's); `d4` = the square's eight symmetries, for data without an up and
+down; `strong` = flips, affine, intensity and elastic deformation as in the U-Net paper. `auto` leaves the symmetries
+to the training plan (training/plan.py), which looks at the masks. Vertical flips and quarter turns are off in `seed`
+and `strong` (seismic images have an up and a down) and, like every magnitude and probability, switched on from the
+config (`data.augment_params: {p_vflip: 0.5, p_rotate90: 0.5}`).
 """
 
 from __future__ import annotations
@@ -129,8 +128,7 @@ def describe(config: AugmentConfig) -> tuple[Op, ...]:
 def crop_op(pad_to: int, crop: int) -> Op:
     """The `pad_crop` size policy's step: reflect-pad to pad_to x pad_to (centred, as the network pads at
     prediction), then the crop x crop window at (top, left)."""
-    return Op("pad_crop", 1.0, {"top": (0, pad_to - crop), "left": (0, pad_to - crop)},
-              {"pad_to": pad_to, "crop": crop})
+    return Op("pad_crop", 1.0, {"top": (0, pad_to - crop), "left": (0, pad_to - crop)}, {"pad_to": pad_to, "crop": crop})
 
 
 def warp_margin(ops: tuple[Op, ...], patch: int) -> int:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from unetkit.data.fingerprint import Fingerprint, Measure
 from unetkit.data.io import read_array, to_channels
-from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, read_class_palette
+from unetkit.data.masks import ClassPalette, read_class_palette, read_raw_mask, to_classes
 from unetkit.data.naming import list_images as list_images  # re-exported for review/session.py
 from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.patches import ArraySource, FileSource, Source
@@ -89,26 +89,13 @@ def _foreground(masks: np.ndarray, ignore_index: int | None) -> np.ndarray:
 def read_mask(path: str | os.PathLike[str], num_classes: int, ignore_index: int | None = None,
               palette: ClassPalette | None = None) -> np.ndarray:
     """One single-label mask file -> (H, W) uint8 class indices, read as `train` reads it."""
-    return _indices(read_array(path, palette_indices=_mask_indices(palette)), path, num_classes, ignore_index, palette)
-
-
-def _indices(raw: np.ndarray, path: Path | str | os.PathLike[str], num_classes: int, ignore_index: int | None,
-             palette: ClassPalette | None) -> np.ndarray:
-    """Through classes.yaml's colours or values where it has one (`palette`), else decode_mask."""
-    return palette.indices(raw, path) if palette else decode_mask(raw, num_classes, path, ignore_index)
-
-
-def _mask_indices(palette: ClassPalette | None) -> bool:
-    """Palette PNGs are class indices, unless classes.yaml names colours: then their colours count."""
-    return not (palette and palette.by_colour)
+    return to_classes(read_raw_mask(path, palette), path, num_classes, ignore_index, palette)
 
 
 def read_raw_pair(pair: Pair, palette: ClassPalette | None = None,
                   hashes: dict[Path, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The image and mask files of `pair` as io.read_array decodes them (the mask as palette indices unless
-    `palette` names colours), before channels and mask values are interpreted (`decode_pair`)."""
-    return read_array(pair.image, hashes=hashes), read_array(pair.mask, palette_indices=_mask_indices(palette),
-                                                             hashes=hashes)
+    """The image and mask files of `pair` as io.read_array decodes them, before `decode_pair` interprets them."""
+    return read_array(pair.image, hashes=hashes), read_raw_mask(pair.mask, palette, hashes)
 
 
 def decode_pair(pair: Pair, raw: tuple[np.ndarray, np.ndarray], in_channels: int, num_classes: int,
@@ -116,8 +103,7 @@ def decode_pair(pair: Pair, raw: tuple[np.ndarray, np.ndarray], in_channels: int
                 multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """`read_raw_pair`'s arrays as training takes them: image (H, W, in_channels), mask (H, W) indices or (H, W, K)."""
     image = to_channels(raw[0], in_channels, pair.image)
-    mask = decode_multilabel(raw[1], num_classes, pair.mask) if multilabel else _indices(
-        raw[1], pair.mask, num_classes, ignore_index, palette)
+    mask = to_classes(raw[1], pair.mask, num_classes, ignore_index, palette, multilabel)
     if image.shape[:2] != mask.shape[:2]:
         raise UserError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                         f"{image.shape[1]}x{image.shape[0]} (width x height)")
@@ -148,19 +134,17 @@ class Survey:
     sources: list[Source]
     hashes: dict[Path, str]
     fingerprint: Fingerprint | None
-    palette: ClassPalette | None
 
     def labelled(self) -> LabelledSet:
         """The folder as one stack of whole images (a source left on disk is read whole here)."""
-        read = [source.read(0, source.height, 0, source.width) for source in self.sources]
-        for pair, (image, _) in zip(self.pairs, read):
-            if image.shape != read[0][0].shape or image.dtype != read[0][0].dtype:
+        images, masks = zip(*(source.read(0, source.height, 0, source.width) for source in self.sources))
+        for pair, image in zip(self.pairs, images):
+            if image.shape != images[0].shape or image.dtype != images[0].dtype:
                 raise UserError(f"{pair.image}: image is {image.shape[1]}x{image.shape[0]} {image.dtype}, but "
-                                f"{self.pairs[0].image.name} is {read[0][0].shape[1]}x{read[0][0].shape[0]} "
-                                f"{read[0][0].dtype}; whole-image training needs one size and bit depth (train on "
+                                f"{self.pairs[0].image.name} is {images[0].shape[1]}x{images[0].shape[0]} "
+                                f"{images[0].dtype}; whole-image training needs one size and bit depth (train on "
                                 "patches: leave --patch-size unset or give one; or --size-policy resize)")
-        return LabelledSet([p.stem for p in self.pairs], np.stack([image for image, _ in read]),
-                           np.stack([mask for _, mask in read]), self.pairs)
+        return LabelledSet([p.stem for p in self.pairs], np.stack(images), np.stack(masks), self.pairs)
 
 
 def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *, ignore_index: int | None = None,
@@ -188,13 +172,11 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
     sources: list[Source] = []
     progress = tqdm(pairs, desc="reading", unit="img", disable=None if show_progress else True, leave=False)
     for pair, found in zip(progress, in_order(read, pairs)):
-        if found is None:
-            sources.append(FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel))
+        sources.append(found[1] if found else FileSource(pair, in_channels, num_classes, ignore_index, palette, multilabel))
+        if found is None:  # left on disk: hashed by size, not read
             hashes.update({path: f"size:{path.stat().st_size}" for path in (pair.image, pair.mask)})
-        else:
-            sources.append(found[1])
         if measured is not None:
             measured.add(pair, *(found[0] if found else ()))
     return Survey(DataSource.of(data_dir), pairs, sources, hashes,
-                  None if measured is None else measured.result(str(data_dir)), palette)
+                  None if measured is None else measured.result(str(data_dir)))
 

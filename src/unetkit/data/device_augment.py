@@ -1,26 +1,22 @@
 """The device executor of data/augment.py's description: a whole batch of tensors at once, on its device.
 
-Hand-written with torch ops rather than albumentations (one NumPy image at a time on the CPU, what a
-GPU waits for) or kornia (a dependency for a dozen lines of `grid_sample`, slower than albumentations on
-the CPU here); one sampling grid per image holds the affine transform and the elastic field together, so
-each image is resampled once, not once per transform. Everything runs on CPU tensors too.
+Hand-written with torch ops rather than albumentations (one NumPy image at a time on the CPU, what a GPU waits for) or
+kornia (a dependency for a dozen lines of `grid_sample`, slower than albumentations on the CPU here); one sampling
+grid per image holds the affine transform and the elastic field together, so each image is resampled once, not once
+per transform. Everything runs on CPU tensors too.
 
-Each step does what `describe` says with the values it draws, as albumentations does with its own
-(tests/data/test_device_augment.py holds the two side by side): flips and quarter turns are exact (a
-batch of non-square images turns by 0 or 180 degrees only: a quarter turn would change one image's
-shape); intensity results are clipped to [0, 1].
+Each step gives, for the values it draws, the image albumentations gives (tests/data/test_device_augment.py): flips and
+quarter turns are exact (non-square images turn by 0 or 180 degrees only: a quarter turn would change one image's
+shape); intensity results are clipped to [0, 1]. Borders reflect about the edge pixels' centres (`align_corners`,
+albumentations' BORDER_REFLECT_101), for masks and weight maps too (nearest neighbour, through the same grid): a mask
+holds only labels it already had, and an object touching the border is reflected, never shifted out of existence.
 
-Borders: images are sampled bilinearly with reflection about the edge pixels' centres (`align_corners`,
-albumentations' BORDER_REFLECT_101); masks and weight maps through the same grid, nearest neighbour, also
-reflected: a mask holds only labels it already had, and an object touching the border is reflected, never
-shifted out of existence.
-
-Randomness, deterministic and thread-free: `batch_seed(seed, epoch, batch, rank)` seeds a CPU
-`torch.Generator` that draws (B, 1 + number of ranges) uniforms per step, moved to the device in small
-copies. The two full-resolution fields (elastic displacements, pixel noise) are drawn on the device by a
-generator seeded from the CPU one: the same (seed, epoch, batch, rank) gives bit-identical batches on any
-CPU and the same draws on any CUDA GPU, but CPU and CUDA draw different fields. Every Python branch reads
-the CPU draws, never a device tensor, so a batch queues its kernels without waiting for the GPU.
+Randomness, deterministic and thread-free: `batch_seed(seed, epoch, batch, rank)` seeds a CPU `torch.Generator` that
+draws (B, 1 + number of ranges) uniforms per step, moved to the device in small copies. The two full-resolution fields
+(elastic displacements, pixel noise) are drawn on the device by a generator seeded from the CPU one: the same (seed,
+epoch, batch, rank) gives bit-identical batches on any CPU and the same draws on any CUDA GPU, but CPU and CUDA draw
+different fields. Every Python branch reads the CPU draws, never a device tensor, so a batch queues its kernels
+without waiting for the GPU.
 """
 
 from __future__ import annotations
@@ -38,8 +34,7 @@ from unetkit.data.patches import reflected
 Draws = dict[str, dict[str, torch.Tensor]]  # step name -> {"on": (B,) bool, value name -> (B,) float64}
 
 
-def draw(ops: tuple[Op, ...], batch: int, height: int, width: int,
-         generator: torch.Generator) -> tuple[Draws, int]:
+def draw(ops: tuple[Op, ...], batch: int, height: int, width: int, generator: torch.Generator) -> tuple[Draws, int]:
     """Every step's per-image values for `batch` images of height x width, on the CPU, as the step applies
     them (shifts in whole pixels, odd blur sizes), and the seed of the full-resolution fields."""
     draws: Draws = {}
@@ -172,8 +167,7 @@ def _warped(images: torch.Tensor, labels: list[torch.Tensor], draws: Draws, ops:
     index = on_device(chosen, device)
 
     def sample(x: torch.Tensor, mode: str) -> torch.Tensor:
-        out = F.grid_sample(x.index_select(0, index).float(), grid, mode=mode, padding_mode="reflection",
-                            align_corners=True)
+        out = F.grid_sample(x.index_select(0, index).float(), grid, mode=mode, padding_mode="reflection", align_corners=True)
         return x.index_copy(0, index, out.to(x.dtype))
 
     return sample(images, "bilinear"), [sample(t, "nearest") for t in labels]
@@ -186,11 +180,9 @@ def pixel_noise(shape: torch.Size, device: torch.device, field_seed: int) -> tor
 
 def augment_batch(config: AugmentConfig, images: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor | None,
                   seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One random draw per image of `describe(config)`, the same for its image, mask and weight map.
-
-    images (B, C, H, W) float32 in [0, 1]; masks (B, H, W) or (B, K, H, W) labels; weights (B, H, W) or None;
-    all on one device, returned on it, in their dtypes. Steps no image drew are skipped: with every p = 0
-    the tensors come back unchanged."""
+    """One random draw per image of `describe(config)`, the same for its image, mask and weight map: images (B, C, H, W)
+    float32 in [0, 1]; masks (B, H, W) or (B, K, H, W) labels; weights (B, H, W) or None; all on one device, returned on
+    it, in their dtypes. Steps no image drew are skipped: with every p = 0 the tensors come back unchanged."""
     ops = describe(config)
     batch, _, height, width = images.shape
     draws, field_seed = draw(ops, batch, height, width, torch.Generator().manual_seed(seed))

@@ -1,12 +1,11 @@
 """Training batches cut, augmented and standardised where the network runs, from a set held there.
 
-On a GPU, data/loader.py's ImageSamples make the CPU the bottleneck (a copy, albumentations image by
-image, the standardisation, a copy to the device). A decoded training set is small next to GPU memory
-(TGS: 40 MB), so here it is copied to the device once, in its stored dtype (uint8 stays 1 byte per
-pixel), and each batch is an `index_select`, data/device_augment.py's batch-wide augmentation and
-`Preprocess.standardise`, all on the device: no host round trip, and no per-batch copy bigger than the
-batch's indices and draws. Order and batcher are ImageSamples' and `Batches`: both paths train on the
-same images in the same order.
+On a GPU, data/loader.py's ImageSamples make the CPU the bottleneck (a copy, albumentations image by image, the
+standardisation, a copy to the device). A decoded training set is small next to GPU memory (TGS: 40 MB), so here it
+is copied to the device once, in its stored dtype (uint8 stays 1 byte per pixel), and each batch is an
+`index_select`, data/device_augment.py's batch-wide augmentation and `Preprocess.standardise`, all on the device: no
+host round trip, and no per-batch copy bigger than the batch's indices and draws. Order and batcher are
+ImageSamples' and `Batches`: both paths train on the same images in the same order.
 """
 
 from __future__ import annotations
@@ -88,6 +87,5 @@ def device_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *
                    device: torch.device, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
                    world_size: int = 1, pad_crop: tuple[int, int] | None = None) -> Batches:
     """Batches of `DeviceSamples`, made in the caller's thread (the device works asynchronously)."""
-    samples = DeviceSamples(data, preprocess, shuffle=shuffle, device=device, augment=augment, seed=seed,
-                            pad_crop=pad_crop)
+    samples = DeviceSamples(data, preprocess, shuffle=shuffle, device=device, augment=augment, seed=seed, pad_crop=pad_crop)
     return Batches(samples, batch_size, rank=rank, world_size=world_size)

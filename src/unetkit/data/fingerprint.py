@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
-from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, mask_channels, read_class_palette
+from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, mask_channels, read_class_palette, read_raw_mask
 from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.regions import LARGE_PIXELS, can_stream, open_rows
 from unetkit.errors import UserError
@@ -81,15 +81,11 @@ class Fingerprint:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None, ignore_index: int | None = None,
-                seed: int = 0, multilabel: bool = False) -> Fingerprint:
-    """Measure DIR/images + DIR/masks, deterministic for a `seed`. `num_classes` None reads masks as binary when
-    every mask fits a binary encoding, else as class indices; K > 1 with DIR/classes.yaml reads them through its
-    colours or values. `multilabel`: one 0/1 channel per label, measured as one foreground (any label set)."""
+def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: int | None = None) -> Fingerprint:
+    """Measure DIR/images + DIR/masks in bounded memory. `num_classes` None reads masks as binary when every mask
+    fits a binary encoding, else as class indices; K > 1 with DIR/classes.yaml reads them through its colours or values."""
     pairs = find_pairs(data_dir)
-    palette = read_class_palette(data_dir, num_classes, ignore_index) if num_classes else None
-    measure = Measure(len(pairs), palette, num_classes=num_classes, ignore_index=ignore_index, seed=seed,
-                      multilabel=multilabel)
+    measure = Measure(len(pairs), read_class_palette(data_dir, num_classes) if num_classes else None, num_classes=num_classes)
     for pair in pairs:
         measure.add(pair)
     return measure.result(str(data_dir))
@@ -114,8 +110,7 @@ class Measure:
         self.per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // max(n_pairs, 1))
 
     def add(self, pair: Pair, image: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
-        """Measure one pair. `image` and `mask`: the arrays io.read_array gave for its files (the mask read
-        as dataset.read_raw_pair reads it), or None to read them here (by rows when large)."""
+        """`image`, `mask`: as io.read_array and masks.read_raw_mask read them, or None to read here (by rows when large)."""
         self._sample_image(pair.image, image)
         self._measure_mask(pair, mask)
 
@@ -130,13 +125,12 @@ class Measure:
         total = class_counts.sum(axis=0)
         widths, extents = np.array(self.widths), np.array(self.extents)
         return Fingerprint(
-            data_dir=data_dir, n_images=len(sizes),
-            size_min=_pair(sizes.min(axis=0)), size_median=_pair(np.median(sizes, axis=0)),
-            size_max=_pair(sizes.max(axis=0)), same_size=bool((sizes == sizes[0]).all()), channels=int(channels),
-            dtypes=tuple(sorted(self.dtypes)),
-            mean=_floats(values.mean(axis=0)), std=_floats(values.std(axis=0)),
+            data_dir=data_dir, n_images=len(sizes), size_min=_pair(sizes.min(axis=0)),
+            size_median=_pair(np.median(sizes, axis=0)), size_max=_pair(sizes.max(axis=0)),
+            same_size=bool((sizes == sizes[0]).all()), channels=int(channels), dtypes=tuple(sorted(self.dtypes)),
+            mean=_floats(values.mean(axis=0)), std=_floats(values.std(axis=0)), sampled_pixels=len(values),
             percentile_00_5=_floats(np.percentile(values, 0.5, axis=0)),
-            percentile_99_5=_floats(np.percentile(values, 99.5, axis=0)), sampled_pixels=len(values),
+            percentile_99_5=_floats(np.percentile(values, 99.5, axis=0)),
             num_classes=1 if class_counts.shape[1] == 2 and num_classes in (None, 1) else class_counts.shape[1],
             class_share=_floats(total / max(1, total.sum())), class_image_share=_floats(present.mean(axis=0)),
             foreground_image_share=float(present[:, 1:].any(axis=1).mean()),
@@ -179,8 +173,7 @@ class Measure:
                 bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
                 stride = math.ceil(max(height, width) / EXTENT_SIDE)
                 return self._measure_bands(bands, pair.mask, height, stride, math.ceil(height / step))
-        if mask is None:
-            mask = read_array(pair.mask, palette_indices=not (self.palette and self.palette.by_colour))
+        mask = read_raw_mask(pair.mask, self.palette) if mask is None else mask
         self._measure_bands([mask], pair.mask, mask.shape[0], 1)
 
     def _measure_bands(self, bands: Any, path: Path, height: int, stride: int, n_bands: int = 1) -> None:
@@ -271,8 +264,7 @@ def _subset(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return values if len(values) <= MAX_COMPONENTS else rng.choice(values, MAX_COMPONENTS, replace=False)
 
 
-def _class_counts(counts: list[Counter[int]], num_classes: int | None, ignore_index: int | None,
-                  data_dir: str) -> np.ndarray:
+def _class_counts(counts: list[Counter[int]], num_classes: int | None, ignore_index: int | None, data_dir: str) -> np.ndarray:
     """(n_masks, K) pixel counts per class: binary when every mask fits a binary encoding, else indices."""
     counts = [Counter({v: n for v, n in c.items() if v != ignore_index and n}) for c in counts]
     if num_classes in (None, 1, 2):

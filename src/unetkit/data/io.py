@@ -51,20 +51,20 @@ def is_image_file(path: Path) -> bool:
 
 def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
                hashes: dict[Path, str] | None = None) -> np.ndarray:
-    """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...).
-
-    Palette PNGs come back as their colours, or as their indices with `palette_indices` (masks store
-    class indices that way). A GIF whose palette is gray comes back as its gray levels either way, so
-    a Carvana mask reads 0/255 whichever order its palette lists black and white in.
-    `hashes`: the file's SHA-256 (what --resume compares) is recorded there, from the bytes decoded.
-    """
+    """Decode an image file to (H, W, C) in its stored dtype (uint8, uint16, float32, ...). Palette PNGs come back as
+    their colours, or as their indices with `palette_indices` (masks store class indices that way). A GIF whose palette
+    is gray comes back as its gray levels either way, so a Carvana mask reads 0/255 whichever order its palette lists
+    black and white in. `hashes`: the file's SHA-256 (what --resume compares) is recorded there, from the bytes read."""
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         raise UserError(f"{file}: unknown image extension '{file.suffix}' (readable: {', '.join(IMAGE_EXTENSIONS)})")
     check_regular_file(file)
     try:
-        source = file if hashes is None else _hashed_bytes(file, hashes)
+        source: Path | io.BytesIO = file
+        if hashes is not None:  # the bytes hashed are the bytes decoded
+            source = io.BytesIO(file.read_bytes())
+            hashes[file] = hashlib.sha256(source.getbuffer()).hexdigest()
         if suffix in TIFF_EXTENSIONS:
             array = _read_tiff(source)
         elif suffix == ".npy":
@@ -80,12 +80,6 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
         raise UserError(f"{file}: expected a 2-D image, got an array of shape {array.shape}")
     check_finite(array, file)
     return array
-
-
-def _hashed_bytes(file: Path, hashes: dict[Path, str]) -> io.BytesIO:
-    raw = file.read_bytes()
-    hashes[file] = hashlib.sha256(raw).hexdigest()
-    return io.BytesIO(raw)
 
 
 def _check_npy(array: np.ndarray, file: Path) -> np.ndarray:
@@ -119,13 +113,8 @@ def say_once(what: str, folder: Path, message: str, *args: object) -> None:
         log.info(message, *args)
 
 
-def upright(image: Image.Image) -> Image.Image:
-    """`image` turned as its EXIF orientation says (a new image), or itself when it says nothing."""
-    return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) not in (0, 1) else image
-
-
 def upright_size(image: Image.Image) -> tuple[int, int]:
-    """(height, width) as `upright` would return the image, from the header alone."""
+    """(height, width) as read_array returns the image (EXIF orientation applied), from the header alone."""
     swap = image.getexif().get(0x0112, 1) in ROTATING
     return (image.width, image.height) if swap else (image.height, image.width)
 
@@ -186,17 +175,18 @@ def open_pillow(file: Path, source: Path | io.BytesIO | None = None) -> Iterator
 
 def _read_pillow(file: Path, palette_indices: bool, source: Path | io.BytesIO) -> np.ndarray:
     with open_pillow(file, source) as image:
-        if _is_16_bit_colour_png(source, image):
+        # Pillow decodes 16-bit RGB/RGBA/LA PNGs to 8 bits; the raw mode it would decode them from tells
+        if image.format == "PNG" and image.tile and image.tile[0][3] in ("RGB;16B", "RGBA;16B", "LA;16B"):
             raise UserError(f"{file}: 16-bit colour PNG is not supported (Pillow would drop to 8 bits); "
                             "save it as 16-bit TIFF")
         image.load()  # decodes now, so truncated files fail here
         gif = image.format == "GIF"
-        image = upright(image)
+        if image.getexif().get(0x0112, 1) not in (0, 1):  # an EXIF orientation: turned (a new image)
+            image = ImageOps.exif_transpose(image)
         if image.mode == "P" and gif and _gray_palette(image):
             return np.asarray(image.convert("L"))
         if image.mode == "P":
-            return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info
-                                                                             else "RGB"))
+            return np.asarray(image if palette_indices else image.convert("RGBA" if "transparency" in image.info else "RGB"))
         if image.mode in _MODE_DTYPES:
             return np.asarray(image).astype(_MODE_DTYPES[image.mode])
         if image.mode not in ("L", "RGB", "RGBA", "LA", "F"):
@@ -212,18 +202,6 @@ def _gray_palette(image: Image.Image) -> bool:
     if len(used) == 0 or used.max() >= len(colours):
         return False
     return bool((colours[used] == colours[used][:, :1]).all())
-
-
-def _is_16_bit_colour_png(source: Path | io.BytesIO, image: Image.Image) -> bool:
-    """Pillow decodes 16-bit RGB/RGBA/LA PNGs to 8 bits; the IHDR chunk tells the truth."""
-    if image.format != "PNG":
-        return False
-    if isinstance(source, io.BytesIO):
-        header = source.getvalue()[:26]
-    else:
-        with source.open("rb") as handle:
-            header = handle.read(26)
-    return len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
 
 
 def _read_tiff(file: Path | io.BytesIO) -> np.ndarray:
@@ -248,8 +226,7 @@ def to_channels(array: np.ndarray, channels: int, path: str | os.PathLike[str]) 
         alpha = array[:, :, -1]
         if alpha.min() != alpha.max() and Path(path).suffix.lower() in ALPHA_EXTENSIONS:
             say_once("alpha", Path(path).parent, "%s: transparency (alpha) dropped: the model expects %d channel(s); "
-                     "so is every varying alpha in %s (--in-channels %d keeps it)", path, channels, Path(path).parent,
-                     have)
+                     "so is every varying alpha in %s (--in-channels %d keeps it)", path, channels, Path(path).parent, have)
         elif alpha.min() != alpha.max():
             raise UserError(f"{path}: image has a transparency channel that is not uniform; the model expects "
                             f"{channels} channel(s)")

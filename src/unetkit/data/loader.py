@@ -1,15 +1,15 @@
 """Batches for training: the one batcher (`Batches`) over a kind of `Samples`, and whole images in host memory.
 
-No DataLoader worker processes: with decoded arrays in memory a batch is an index, a copy and an
-augmentation draw, far cheaper on the CPU than the network step (benchmarks/train_throughput.py), and
-workers would take cores from the convolutions. A GPU consumes batches faster than one CPU thread
-augments them, so on CUDA a pool of threads (albumentations and OpenCV release the GIL) prepares a few
-batches ahead. Each batch's order and draws come from (seed, epoch, batch), so the batches are the same
-whatever the number of threads, and a resumed run sees those of an uninterrupted one.
+No DataLoader worker processes: with decoded arrays in memory a batch is an index, a copy and an augmentation draw, far
+cheaper on the CPU than the network step (benchmarks/train_throughput.py), and workers would take cores from the
+convolutions. A GPU consumes batches faster than one CPU thread augments them, so on CUDA a pool of threads
+(albumentations and OpenCV release the GIL) prepares a few batches ahead. Each batch's order and draws come from (seed,
+epoch, batch), so the batches are the same whatever the number of threads, and a resumed run sees those of an
+uninterrupted one.
 
-Under torchrun each global batch of `batch_size` images is split between the ranks, where torch's
-DistributedSampler pads the last round with repeated images: every image is seen once per epoch and each
-rank's loss is scaled by its share, so N processes take the optimiser steps one process would.
+Under torchrun each global batch of `batch_size` images is split between the ranks, where torch's DistributedSampler
+pads the last round with repeated images: every image is seen once per epoch and each rank's loss is scaled by its
+share, so N processes take the optimiser steps one process would.
 """
 
 from __future__ import annotations
@@ -53,11 +53,9 @@ class Batches:
     """The one batcher: a `Samples` cut into global batches, each shared between torchrun's ranks, made in the
     caller's thread or `workers` threads ahead (the samples' own placement: host arrays or device tensors)."""
 
-    def __init__(self, samples: Samples, batch_size: int, *, rank: int = 0, world_size: int = 1,
-                 workers: int = 0) -> None:
+    def __init__(self, samples: Samples, batch_size: int, *, rank: int = 0, world_size: int = 1, workers: int = 0) -> None:
         """`batch_size` is the global batch: with `world_size` ranks this one takes its share of each."""
-        self.samples, self.batch_size, self.workers = samples, batch_size, workers
-        self.rank, self.world_size = rank, world_size
+        self.samples, self.batch_size, self.rank, self.world_size, self.workers = samples, batch_size, rank, world_size, workers
 
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)
@@ -98,8 +96,7 @@ class ImageSamples:
         return len(self.data)
 
     def order(self, epoch: int) -> np.ndarray:  # a permutation drawn from (seed, epoch), or 0..n-1
-        n = len(self.data)
-        return np.random.default_rng((self.seed, epoch)).permutation(n) if self.shuffle else np.arange(n)
+        return np.random.default_rng((self.seed, epoch)).permutation(len(self)) if self.shuffle else np.arange(len(self))
 
     def batch(self, epoch: int, number: int, keys: np.ndarray, rank: int) -> Batch:
         images, masks = self.data.images[keys], self.data.masks[keys]

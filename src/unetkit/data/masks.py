@@ -1,24 +1,47 @@
-"""Turning stored mask values into class indices, and refusing values that don't fit.
+"""Turning stored mask values into class indices, and refusing values that don't fit; reading classes.yaml.
 
 The peers' most common failure is a run that trains on masks whose values do not mean what the model thinks (0/255 read
 as 256 classes, colours as indices) and silently predicts all background. Every mask goes through `decode_mask`, which
 either maps its values to indices 0..num_classes-1 or stops with one line naming the file and values.
+
+classes.yaml names the classes a mask's stored colours or values stand for, in two forms. The full one lists entries in
+class order: `classes: [{name: background, value: 0}, {name: road, color: [128, 64, 128]}, {name: border, value: 3,
+ignore: true}]`. The short one is a mapping, one line a class, with `ignore` naming the stored values to leave out of
+loss and metrics (a trimap: `background: 2`, `pet: 1`, `ignore: 3`). Ignored entries are no class: they map to
+data.ignore_index (255 unless set).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from unetkit.data.class_file import DEFAULT_IGNORE_INDEX, read_entries
-from unetkit.data.io import check_finite, drop_uniform_alpha
+from unetkit.data.io import check_finite, drop_uniform_alpha, first_line, read_array
 from unetkit.data.pairing import DataSource
 from unetkit.errors import UserError
 
 BINARY_ENCODINGS = ((0, 1), (0, 255), (0, 65535))  # (background, foreground) values of binary masks
+IGNORE_NAME = "ignore"  # classes.yaml's short form's key for values to leave out
+DEFAULT_IGNORE_INDEX = 255  # what ignored pixels become when data.ignore_index is not set
+
+
+def read_raw_mask(path: str | os.PathLike[str], palette: ClassPalette | None = None,
+                  hashes: dict[Path, str] | None = None) -> np.ndarray:
+    """A mask file as io.read_array decodes it: palette PNGs as their indices, unless classes.yaml names colours."""
+    return read_array(path, palette_indices=not (palette and palette.by_colour), hashes=hashes)
+
+
+def to_classes(raw: np.ndarray, path: str | os.PathLike[str], num_classes: int, ignore_index: int | None = None,
+               palette: ClassPalette | None = None, multilabel: bool = False) -> np.ndarray:
+    """`read_raw_mask`'s array as training takes it: (H, W, K) labels, or (H, W) indices (classes.yaml's, decode_mask's)."""
+    if multilabel:
+        return decode_multilabel(raw, num_classes, path)
+    return palette.indices(raw, path) if palette else decode_mask(raw, num_classes, path, ignore_index)
 
 
 def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str],
@@ -43,6 +66,7 @@ def decode_mask(raw: np.ndarray, num_classes: int, path: str | os.PathLike[str],
 
 def decode_multilabel(raw: np.ndarray, labels: int, path: str | os.PathLike[str]) -> np.ndarray:
     """A mask with one channel per label (multi-page TIFF, or PNG for up to 4) -> (H, W, labels) uint8 0/1."""
+    raw = raw if raw.ndim == 3 else raw[:, :, None]  # a one-channel region read comes back (H, W)
     if raw.shape[2] != labels:
         raise UserError(f"{path}: mask has {raw.shape[2]} channels but the model has {labels} labels "
                         "(multi-label masks carry one binary channel per label)")
@@ -60,17 +84,17 @@ def _decode_values(raw: np.ndarray, values: np.ndarray, num_classes: int, path: 
         raise UserError(f"{path}: mask values {_show(values)} are not a binary mask (binary masks hold 0 for "
                         f"background and one of 1, 255 or 65535 for foreground){_binary_hint(values, integral)}")
     if not integral or (len(values) and (values.min() < 0 or values.max() >= num_classes)):
-        hint = (f"; they look like class indices: train with --num-classes {int(values.max()) + 1}"
-                if integral and _look_like_indices(values) else "")
-        raise UserError(f"{path}: mask values {_show(values)} do not fit num_classes={num_classes} "
-                        f"(expected class indices 0..{num_classes - 1}, or a classes.yaml naming colours or values){hint}")
+        raise UserError(f"{path}: mask values {_show(values)} do not fit num_classes={num_classes} (expected class "
+                        f"indices 0..{num_classes - 1}, or a classes.yaml naming colours or values)"
+                        f"{_indices_hint(values) if integral else ''}")
     return raw.astype(np.uint8)
 
 
-def _look_like_indices(values: np.ndarray) -> bool:
-    """Values 0..K-1 with most of them present (0, 1, 2 or 0, 1, 3), not a few levels spread over 0..255."""
+def _indices_hint(values: np.ndarray) -> str:
+    """The fix for values 0..K-1 with most of them present (0, 1, 2 or 0, 1, 3), not a few levels over 0..255."""
     top = int(values.max()) if len(values) else 0
-    return bool(len(values) >= 3 and values.min() >= 0 and top < 256 and top + 1 <= 2 * len(values))
+    looks = len(values) >= 3 and values.min() >= 0 and top < 256 and top + 1 <= 2 * len(values)
+    return f"; they look like class indices: train with --num-classes {top + 1}" if looks else ""
 
 
 def _binary_hint(values: np.ndarray, integral: bool) -> str:
@@ -80,8 +104,8 @@ def _binary_hint(values: np.ndarray, integral: bool) -> str:
         return f"; if {_show_one(others[0])} marks the foreground, save the masks with 255 (or 1) there"
     if not integral:
         return "; float masks must hold exactly 0 and 1"
-    if _look_like_indices(values):
-        return f"; they look like class indices: train with --num-classes {int(values.max()) + 1}"
+    if hint := _indices_hint(values):
+        return hint
     if len(values) > 16:
         return "; an antialiased or JPEG-compressed mask? save masks losslessly (PNG) with 0 and 255 only"
     return (f"; if each value is a class, train with --num-classes {len(values)} and name the values in "
@@ -135,10 +159,49 @@ class ClassPalette:
         return lookup[inverse].reshape(codes.shape)
 
 
+def read_entries(path: Path) -> list[dict[str, Any]]:
+    """The entries of `path` as [{name, color | value, ignore}], in class order, checked."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid YAML ({first_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected 'classes:' with a name and a color or value each, or 'name: value' lines")
+    raw = data["classes"] if "classes" in data else _short_form(data)
+    try:
+        entries = [{"name": str(entry["name"]),
+                    "color": tuple(int(c) for c in entry["color"]) if entry.get("color") is not None else None,
+                    "value": int(entry["value"]) if entry.get("value") is not None else None,
+                    "ignore": bool(entry.get("ignore", False))} for entry in raw]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: expected 'classes:' with a name and a color [r, g, b] or a value each ({exc})") from None
+    if any(e["color"] is not None and len(e["color"]) != 3 for e in entries):
+        raise UserError(f"{path}: every color must be [r, g, b]")
+    if any(e["ignore"] and e["color"] is None and e["value"] is None for e in entries):
+        raise UserError(f"{path}: an ignored entry needs the value or color it ignores")
+    return entries
+
+
+def _short_form(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """`name: value` (or `name: [r, g, b]`) lines; `ignore: v` or `ignore: [v, w]` for values to leave out."""
+    entries: list[dict[str, Any]] = []
+    for name, value in data.items():
+        if str(name) == IGNORE_NAME:
+            ignored = value if isinstance(value, list) else [value]
+            entries += [{"name": IGNORE_NAME, "value": v, "ignore": True} for v in ignored]
+        else:
+            entries.append({"name": name, "color" if isinstance(value, list) else "value": value})
+    return entries
+
+
+def has_ignored(path: Path | None) -> bool:
+    return path is not None and any(entry["ignore"] for entry in read_entries(path))
+
+
 def read_class_palette(data_dir: DataSource | str | os.PathLike[str], num_classes: int,
                        ignore_index: int | None = None) -> ClassPalette | None:
-    """DIR/classes.yaml if present (DataSource.classes_file says where, for other layouts; data/class_file.py
-    reads its two forms). Ignored entries map to `ignore_index` (DEFAULT_IGNORE_INDEX when None)."""
+    """DIR/classes.yaml if present (DataSource.classes_file says where, for other layouts). Ignored entries map to
+    `ignore_index` (DEFAULT_IGNORE_INDEX when None)."""
     path = DataSource.of(data_dir).classes_file()
     if path is None:
         return None

@@ -39,9 +39,5 @@ def check_side_fits(name: str, side: int, bytes_per_pixel: float, what: str, *, 
     if needed <= available:
         return
     fits = max(0, math.isqrt(int(available / bytes_per_pixel)))
-    raise UserError(f"{name} {side}: {what} at {side}x{side} needs {_gib(needed)}, more than the {_gib(available)} "
-                    f"of memory available here; at most {fits} fits")
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    raise UserError(f"{name} {side}: {what} at {side}x{side} needs {needed / 2**30:.1f} GiB, more than the "
+                    f"{available / 2**30:.1f} GiB of memory available here; at most {fits} fits")

@@ -17,15 +17,7 @@ from typing import Any
 
 from unetkit.data.io import check_image_file, check_regular_file
 from unetkit.data.layout_hints import image_folder_hint, mask_folder, unpaired_hint
-from unetkit.data.naming import (
-    DEFAULT_MASK_NAMES,
-    NamePattern,
-    examples,
-    ids_by_pattern,
-    list_images,
-    match,
-    unpaired_message,
-)
+from unetkit.data.naming import DEFAULT_MASK_NAMES, NamePattern, examples, ids_by_pattern, list_images, match, unpaired_message
 from unetkit.errors import UserError
 
 CLASSES_FILE = "classes.yaml"

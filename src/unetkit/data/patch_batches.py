@@ -1,13 +1,13 @@
 """Training samples of patches: `PatchSamples` draws each batch from a `PatchSampler` over a PatchSet.
 
-Patch j of global batch b of an epoch is drawn, and augmented, by generators seeded with (seed, epoch,
-b, j) alone: a rank draws only its own patches, N ranks train on exactly the patches one process would
-(augmentation included), and a resumed run draws those of an uninterrupted one. The first `forced(n)`
-patches of each global batch are centred on a class (nnU-Net's foreground oversampling).
+Patch j of global batch b of an epoch is drawn, and augmented, by generators seeded with (seed, epoch, b, j) alone: a
+rank draws only its own patches, N ranks train on exactly the patches one process would (augmentation included), and
+a resumed run draws those of an uninterrupted one. The first `forced(n)` patches of each global batch are centred on a
+class (nnU-Net's foreground oversampling).
 
-With an affine or elastic warp each patch is read with a margin (`warp_margin`), warped and cut back to
-its centre, so the warp pulls no reflected border in; the border loss weights (weighted_ce) are computed
-on that larger patch too, so objects cut by the patch edge keep their true distances.
+With an affine or elastic warp each patch is read with a margin (`warp_margin`), warped and cut back to its centre, so
+the warp pulls no reflected border in; the border loss weights (weighted_ce) are computed on that larger patch too, so
+objects cut by the patch edge keep their true distances.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ PATCH_STREAM = 3  # a patch's generator key after (seed, epoch, batch, patch): a
 
 
 class PatchSamples:
-    """Epochs of `patches_per_epoch` random patches (0: the training pixels over a patch's, at least one
-    batch and at most MAX_BATCHES_PER_EPOCH batches) in global batches of `batch_size`; a sample's key is
-    its position in its global batch."""
+    """Epochs of `patches_per_epoch` random patches (0: the training pixels over a patch's, at least one batch and at
+    most MAX_BATCHES_PER_EPOCH batches) in global batches of `batch_size`; a sample's key is its position in its batch."""
 
     def __init__(self, data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int,
                  foreground_share: float, patches_per_epoch: int = 0, augment: AugmentConfig | None = None,
@@ -70,10 +69,9 @@ class PatchSamples:
         return self
 
 
-def patch_batches(data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int,
-                  foreground_share: float, patches_per_epoch: int = 0, augment: AugmentConfig | None = None,
-                  seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
-                  weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> Batches:
+def patch_batches(data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int, foreground_share: float,
+                  patches_per_epoch: int = 0, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
+                  world_size: int = 1, workers: int = 0, weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> Batches:
     """Batches of `PatchSamples`; `workers` threads prepare them ahead."""
     samples = PatchSamples(data, preprocess, batch_size, patch_size=patch_size, foreground_share=foreground_share,
                            patches_per_epoch=patches_per_epoch, augment=augment, seed=seed, weight_map=weight_map)

@@ -1,29 +1,25 @@
 """A labelled folder for patch training: images of any sizes, the large ones never decoded whole.
 
-`load_labelled` (data/dataset.py) stacks every image into one array: one size, all in memory. Patch
-training needs neither: `patch_set_of` keeps each pair as the `Source` (data/patches.py) that
-data/dataset.py::survey opened (decoded when small or not readable by region, like a PNG; read by region
-when a TIFF or .npy over `LARGE_PIXELS`), and scans every mask once, band by band, for the pixel count
-of each class (coverage for the split, class checks, class weights) and a sample of each class's
-positions (patches centred on foreground).
+`patch_set_of` keeps each pair as the `Source` (data/patches.py) that data/dataset.py::survey opened (decoded when
+small or not readable by region, like a PNG; read by region when a TIFF or .npy over `LARGE_PIXELS`), and scans every
+mask once, band by band, for the pixel count of each class (coverage for the split, class checks, class weights) and a
+sample of each class's positions (patches centred on foreground).
 
 Validation images are predicted whole, as `unetkit predict` would (`validation_set`), except those over
-`VAL_WHOLE_PIXELS`: their probabilities alone would take gigabytes, so they are scored on `VAL_WINDOWS`
-windows of `VAL_WINDOW` pixels a side, read by region (centred on foreground where there is some), and
-named `STEM@y,x`.
+`VAL_WHOLE_PIXELS`: their probabilities alone would take gigabytes, so they are scored on `VAL_WINDOWS` windows of
+`VAL_WINDOW` pixels a side, read by region (centred on foreground where there is some), and named `STEM@y,x`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from unetkit.data.dataset import LabelledSet, Survey, survey
+from unetkit.data.dataset import LabelledSet, Survey
 from unetkit.data.io import dtype_range
-from unetkit.data.pairing import DataSource, Pair
+from unetkit.data.pairing import Pair
 from unetkit.data.patches import Source, scan_mask
 
 VAL_WHOLE_PIXELS = 2**24  # validation images up to this (4096^2) are predicted whole
@@ -49,9 +45,8 @@ class PatchSet:
         return len(self.stems)
 
     def subset(self, indices: np.ndarray) -> PatchSet:
-        return PatchSet([self.stems[i] for i in indices], [self.pairs[i] for i in indices],
-                        [self.sources[i] for i in indices], self.counts[indices],
-                        [self.locations[i] for i in indices], self.classes, self.multilabel)
+        return PatchSet([self.stems[i] for i in indices], [self.pairs[i] for i in indices], [self.sources[i] for i in indices],
+                        self.counts[indices], [self.locations[i] for i in indices], self.classes, self.multilabel)
 
     def coverage(self, ignore_index: int | None = None) -> np.ndarray:
         """Fraction of foreground (labelled, not ignored) pixels per image, (N,), as LabelledSet.coverage."""
@@ -90,15 +85,6 @@ class PatchSet:
             image = image.astype(np.float32) / dtype_range(image.dtype)
             crops.append(np.pad(image, ((0, patch - h), (0, patch - w), (0, 0)), mode="reflect"))
         return np.stack(crops)
-
-
-def load_patch_set(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_classes: int, *,
-                   ignore_index: int | None = None, multilabel: bool = False, seed: int = 0,
-                   show_progress: bool = True) -> PatchSet:
-    """Open, check and scan every pair of `data_dir`."""
-    found = survey(data_dir, in_channels, num_classes, ignore_index=ignore_index, multilabel=multilabel,
-                   measure=False, show_progress=show_progress)
-    return patch_set_of(found, num_classes, multilabel, seed)
 
 
 def patch_set_of(found: Survey, num_classes: int, multilabel: bool = False, seed: int = 0) -> PatchSet:

@@ -1,16 +1,15 @@
 """Patches for training: random crops, a share of them centred on foreground, from images of any size.
 
-The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a share of
-them onto foreground, or rare classes would hardly be seen. `PatchSampler` does that over `ArraySource`s
-(decoded in memory) and `FileSource`s (large TIFF/.npy images read by region through data/regions.py: a
-20000^2 image costs the tiles a patch overlaps, not the image).
+The U-Net paper trained on tiles cut from large images; nnU-Net samples patches and forces a share of them onto
+foreground, or rare classes would hardly be seen. `PatchSampler` does that over `ArraySource`s (decoded in memory) and
+`FileSource`s (large TIFF/.npy images read by region through data/regions.py: a 20000^2 image costs the tiles a patch
+overlaps, not the image).
 
 - A patch is read with `margin` extra pixels on every side, for the warps (data/patch_batches.py).
-- Pixels beyond the image are filled by reflection (numpy's "reflect"), the mask by the same indices,
-  so labels stay labels.
+- Pixels beyond the image are filled by reflection (numpy's "reflect"), the mask by the same indices: labels stay labels.
 - Draws come only from the generator passed in: the same state gives the same patches, whichever thread asks.
-- A PNG (or GIF, JPEG) mask cannot be read partially: it is decoded whole, once, and held ((H, W) bytes,
-  400 MB at 20000^2). Store masks of huge images as TIFF.
+- A PNG (or GIF, JPEG) mask cannot be read partially: it is decoded whole, once, and held ((H, W) bytes, 400 MB at
+  20000^2). Store masks of huge images as TIFF.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from unetkit.data.io import read_array
-from unetkit.data.masks import ClassPalette, decode_mask, decode_multilabel, mask_channels
+from unetkit.data.masks import ClassPalette, mask_channels, read_raw_mask, to_classes
 from unetkit.data.pairing import Pair
 from unetkit.data.regions import can_stream, image_size, open_rows
 from unetkit.errors import UserError
@@ -66,8 +64,7 @@ class ArraySource:
 
 @dataclass
 class FileSource:
-    """A labelled pair on disk, read by region: image as `channels` channels, mask decoded like
-    dataset.load_pair (binary encodings, class indices, classes.yaml colours or values)."""
+    """A labelled pair on disk, read by region: the image as `channels` channels, the mask through masks.to_classes."""
 
     pair: Pair
     channels: int
@@ -106,24 +103,19 @@ class FileSource:
                 yield y, self._decode(reader(y, min(y + step, self.height)))
 
     def _decode(self, raw: np.ndarray) -> np.ndarray:
-        if self.multilabel:
-            return decode_multilabel(raw if raw.ndim == 3 else raw[:, :, None], self.num_classes, self.pair.mask)
-        if self.palette is not None:
-            return self.palette.indices(raw, self.pair.mask)
-        return decode_mask(raw, self.num_classes, self.pair.mask, self.ignore_index)
+        return to_classes(raw, self.pair.mask, self.num_classes, self.ignore_index, self.palette, self.multilabel)
 
     def _mask_whole(self) -> np.ndarray:
         if self._whole_mask is None:  # PNG/JPEG/GIF: no partial reads, decoded once and kept
-            self._whole_mask = self._decode(read_array(self.pair.mask, palette_indices=self._mask_channels != 3))
+            self._whole_mask = self._decode(read_raw_mask(self.pair.mask, self.palette))
         return self._whole_mask
 
 
 class PatchSampler:
-    """Random `patch_size` crops of `sources`, `foreground_share` of each batch centred on foreground.
-
-    `classes`: the mask values patches may be centred on ((1,) binary, 1..K-1 for K classes: background is
-    never forced). A forced patch draws a class uniformly among those found anywhere, then an image holding
-    it, then one of its located pixels, so every class is visited equally often however rare it is."""
+    """Random `patch_size` crops of `sources`, `foreground_share` of each batch centred on foreground. `classes`: the
+    mask values patches may be centred on ((1,) binary, 1..K-1 for K classes: background is never forced). A forced
+    patch draws a class uniformly among those found anywhere, then an image holding it, then one of its located
+    pixels, so every class is visited equally often however rare it is."""
 
     def __init__(self, sources: Sequence[Source], patch_size: int | tuple[int, int], *,
                  locations: Sequence[dict[int, np.ndarray]], classes: Sequence[int] = (1,),
@@ -140,8 +132,7 @@ class PatchSampler:
         self.classes = [c for c in classes if any(len(found.get(c, ())) for found in self.locations)]
 
     def forced(self, n: int) -> int:
-        """How many of a batch of n patches are centred on a class (the first ones): a fixed count, as nnU-Net's,
-        so a batch never lacks foreground by chance."""
+        """How many of n patches (the first) are centred on a class: a fixed count, as nnU-Net's, never short by chance."""
         return math.ceil(n * self.foreground_share - 1e-9) if self.classes else 0
 
     def draw(self, rng: np.random.Generator, forced: bool) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int], int]:
@@ -183,8 +174,7 @@ def reflected(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(folded > size - 1, period - folded, folded)
 
 
-def scan_mask(source: Source, classes: Sequence[int],
-              rng: np.random.Generator) -> tuple[dict[int, np.ndarray], np.ndarray]:
+def scan_mask(source: Source, classes: Sequence[int], rng: np.random.Generator) -> tuple[dict[int, np.ndarray], np.ndarray]:
     """One pass over a source's mask, band by band: up to MAX_LOCATIONS (y, x) positions per class (a uniform
     sample of its pixels, by bottom-k random keys) and the pixel count of every value, (256,) for class
     indices; for multi-label masks (H, W, K), class k means label k - 1 and counts[k] its pixels, counts[0]

@@ -66,8 +66,7 @@ class Preprocess:
         x = torch.from_numpy(np.require(images, requirements="CW")).permute(0, 3, 1, 2)  # read-only rows: a copy
         return self.standardise(x.to(torch.float32) / scale if x.dtype != torch.float32 or scale != 1.0 else x)
 
-    def standardise(self, x: torch.Tensor, mean: torch.Tensor | None = None,
-                    std: torch.Tensor | None = None) -> torch.Tensor:
+    def standardise(self, x: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> torch.Tensor:
         """`to_tensor` after the scaling, on x (B, C, H, W) float32 in [0, 1] on any device (the device batches of
         data/device_batches.py): the resize policy, the clipping, then (x - mean) / std, mean and std (1, C, 1, 1)
         on x's device (made on the CPU when not given)."""

@@ -29,10 +29,6 @@ _BIGTIFF_BYTES = 2**31  # classic TIFF offsets are 32-bit; stay well clear of th
 _DONE, _ABORT = object(), object()
 
 
-class _Aborted(Exception):
-    pass
-
-
 class TiledTiffWriter:
     """Feed (rows, width[, samples]) bands top to bottom with `write`; `close` finishes the file. `convert`, if
     given, turns each band (rows, ...) into (rows, width[, samples]) in the writer thread: the band is then
@@ -68,7 +64,7 @@ class TiledTiffWriter:
         while True:
             item = self._queue.get()
             if item is _ABORT:
-                raise _Aborted
+                raise InterruptedError(f"{self.path}: writing aborted")  # unwinds tifffile; the temporary file goes
             if item is _DONE:
                 break
             band = np.asarray(self.convert(item) if self.convert else item).reshape(-1, self.width, self.samples)

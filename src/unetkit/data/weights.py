@@ -15,8 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
-                   ignore_index: int | None = None) -> np.ndarray:
+def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ignore_index: int | None = None) -> np.ndarray:
     """Border term (H, W) float32 of a class-index mask (H, W). Objects are connected regions of one foreground
     class (touching objects of different classes stay apart); pixels of `ignore_index` belong to none."""
     foreground = (mask > 0) if ignore_index is None else (mask > 0) & (mask != ignore_index)
@@ -30,8 +29,7 @@ def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
     if count < 2:
         return result
     reach = int(np.ceil(4 * sigma))
-    nearest = np.full(mask.shape, np.inf, dtype=np.float32)
-    second = np.full(mask.shape, np.inf, dtype=np.float32)
+    nearest, second = np.full((2, *mask.shape), np.inf, dtype=np.float32)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         rows = slice(max(box[0].start - reach, 0), min(box[0].stop + reach, mask.shape[0]))
         cols = slice(max(box[1].start - reach, 0), min(box[1].stop + reach, mask.shape[1]))
