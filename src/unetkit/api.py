@@ -261,15 +261,13 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
 
 
 def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
-    import numpy as np
-
     from unetkit.data.dataset import find_pairs, load_pair
     from unetkit.data.io import read_array
     from unetkit.visualize import overlay_sheet
 
     pairs = find_pairs(test_dir)[:count]
     images, truths = zip(*(load_pair(pair, 1, 1) for pair in pairs))
-    preds = [(read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8) for pair in pairs]
+    preds = [(read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype("uint8") for pair in pairs]
     overlay_sheet(images, truths, preds, [p.stem for p in pairs], root / "overlays.png")
 
 
