@@ -170,8 +170,7 @@ class DataConfig:
     ignore_index: int | None = option(None, "mask value excluded from loss and metrics (e.g. 255 = unlabelled)")
     augment: str = option("seed", "seed = random horizontal flips (the kernel's), flips, d4, strong "
         "(data/augment.py), none, or auto: the plan's choice of symmetries from the masks (training/plan.py)")
-    augment_params: dict[str, float] = field(default_factory=dict, metadata={
-        "help": "AugmentConfig fields over the preset"})
+    augment_params: dict[str, float] = field(default_factory=dict, metadata={"help": "AugmentConfig fields over the preset"})
     images_dir: str = option("", "the images, when not data_dir/images (data/pairing.py)")
     masks_dir: str = option("", "the masks, when not data_dir/masks or data_dir/labels")
     image_name: str = option("", "how an image's file name holds its id, e.g. '{id}_training.tif' (default '{id}.*')")
@@ -585,8 +584,7 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             try:
                 if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice",
-                                                            key_node.start_mark)
+                    raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice", key_node.start_mark)
                 seen.add(key)
             except TypeError:  # an unhashable key: PyYAML's own error follows
                 break

@@ -74,8 +74,7 @@ def _assignment(assignment: str) -> tuple[str, Any]:
 def _config_fields_help() -> str:
     """Every config field with its default and its help (the field's metadata), by section."""
     defaults = config.TrainConfig()
-    sections = [("", defaults)] + [(f"{name}.", value) for name, value in vars(defaults).items()
-                                   if dataclasses.is_dataclass(value)]
+    sections = [("", defaults), *((f"{name}.", v) for name, v in vars(defaults).items() if dataclasses.is_dataclass(v))]
     lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
     for prefix, section in sections:
         for spec in dataclasses.fields(section):
@@ -92,12 +91,11 @@ def _train(args: argparse.Namespace) -> None:
               else api.train(config=args.config, **train_fields(args)))
     if not distributed.is_main():
         return
-    metrics = result.val_metrics
     threshold = f"threshold {result.threshold:.2f}, " if result.threshold is not None else ""
     print(f"model: {result.model_path}  ({threshold}best epoch {result.best_epoch} of {result.epochs_done}, "
           f"{result.stop_reason})")
-    tgs = f" TGS mAP {metrics['tgs_map']:.4f}" if result.binary else ""
-    print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f}{tgs}")
+    tgs = f" TGS mAP {result.val_metrics['tgs_map']:.4f}" if result.binary else ""
+    print(f"validation IoU {result.val_metrics['iou']:.4f} Dice {result.val_metrics['dice']:.4f}{tgs}")
     if result.warnings:
         print(f"unetkit: the run ended with {len(result.warnings)} warning(s), above and at the top of "
               f"{result.run_dir / 'report.html'}", file=sys.stderr)
@@ -154,8 +152,7 @@ def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
 
 def _export(args: argparse.Namespace) -> None:
     result = api.export(_config(config.ExportConfig, args))
-    print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities "
-          f"{result.max_difference:.2e}")
+    print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities {result.max_difference:.2e}")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -173,8 +170,7 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _plan(args: argparse.Namespace) -> None:
-    overrides = config.layer_from_fields((f"--set {name}", name, value)
-                                  for name, value in map(_assignment, args.set or []))
+    overrides = config.layer_from_fields((f"--set {name}", name, value) for name, value in map(_assignment, args.set or []))
     layout = {name: value for name in ("images_dir", "masks_dir", "image_name", "mask_name", "pairs")
               if (value := getattr(args, FIELD_FLAGS.get(name, name))) is not None}
     result = api.plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes, layout=layout)
@@ -210,8 +206,7 @@ def _describe_fingerprint(fp: dict[str, Any]) -> str:
 
 def _review(args: argparse.Namespace) -> None:
     server = api.review(_config(config.ReviewConfig, args))
-    print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)",
-          flush=True)
+    print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)", flush=True)
     try:
         server.wait()
     except KeyboardInterrupt:  # the way to stop a server: say what is kept, exit 0
@@ -304,11 +299,10 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
-                       help="training recipe: best (default: the strongest for a time budget on the device that trains: "
-                       "on a CPU best-cpu, chosen by benchmarks/quality.py; on a GPU winners), seed (the 2015 TGS "
-                       "kernel's recipe, exactly), fast (the seed's layers tuned for a time budget), "
-                       "winners (an encoder U-Net with the TGS winners' training) or best-cpu (fast at half the "
-                       "width, without dropout, with an average of the weights)")
+                       help="training recipe: best (default: the strongest for a time budget on the device that trains: on a "
+                       "CPU best-cpu, chosen by benchmarks/quality.py; on a GPU winners), seed (the 2015 TGS kernel's recipe, "
+                       "exactly), fast (the seed's layers tuned for a time budget), winners (an encoder U-Net with the TGS "
+                       "winners' training) or best-cpu (fast at half the width, without dropout, with an average of the weights)")
     train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",
                        help="model preset: seed (default), seed-bn, small")
     train.add_argument("--augment", choices=LazyChoices("unetkit.data.augment", "PRESET_NAMES"), metavar="AUGMENT",
@@ -321,9 +315,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly after this much training time")
     train.add_argument("--seed", type=int, help="seed for the split, initialisation, order and flips (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    train.add_argument("--init", metavar="MODEL", help="fine-tune: start from this model file's weights, "
-                       "normalisation and training config (the architecture must stay the same), e.g. on the "
-                       "masks corrected with `unetkit review`")
+    train.add_argument("--init", metavar="MODEL", help="fine-tune: start from this model file's weights, normalisation and "
+                       "training config (the architecture must stay the same), e.g. on the masks corrected with `unetkit review`")
     train.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: out-of-fold score and one "
                        "ensemble model file (the time budget is shared by the folds)")
     train.add_argument("--fold", type=int, metavar="I", help="with --folds: train only fold I (0-based)")
@@ -341,9 +334,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
     train.add_argument("--size-policy", choices=config.SIZE_POLICIES, help="pad (default), resize to data.resize_to, "
                        "or pad_crop (train on random data.crop windows of images padded to data.pad_to)")
-    train.add_argument("--patch-size", type=int, metavar="N", help="train on random N x N patches (data.patch_size); "
-                       "0: whole images; default: the plan's (patches for mixed sizes or sides over 384; see "
-                       "`unetkit plan`)")
+    train.add_argument("--patch-size", type=int, metavar="N", help="train on random N x N patches (data.patch_size); 0: "
+                       "whole images; default: the plan's (patches for mixed sizes or sides over 384; see `unetkit plan`)")
     train.add_argument("--device", choices=config.DEVICES)
     train.add_argument("--compile", action="store_const", const=True, help="torch.compile the network (GPUs; "
                        "a slower first epoch)")
@@ -414,8 +406,7 @@ def make_parser() -> argparse.ArgumentParser:
     plan.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fix a plan field (e.g. --set patch_size=256); "
                       "the choices after it follow")
     plan.add_argument("--json", action="store_true", help="print one JSON object: the plan, its whys and the fingerprint")
-    plan.add_argument("--device", choices=config.DEVICES, default="auto",
-                      help="the device whose memory the batch must fit")
+    plan.add_argument("--device", choices=config.DEVICES, default="auto", help="the device whose memory the batch must fit")
     plan.add_argument("--num-classes", type=int, help="read masks as K classes (default: binary if every mask is)")
 
     imports = command("import", _import, help="turn an annotation tool's export (COCO, CVAT, "
@@ -462,8 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 2 user error)."""
     args = make_parser().parse_args(argv)
     quiet = args.quiet or not distributed.is_main()  # under torchrun rank 0 alone logs progress
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
-                        stream=sys.stderr, force=True)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     try:
         args.run(args)
         distributed.leave()
