@@ -174,10 +174,9 @@ def evaluate(model: str | os.PathLike[str] | EvaluateConfig | None = None, data:
     or an EvaluateConfig. Under torchrun every rank gets the figures of all."""
     from unetkit.inference.evaluation import run_evaluation
 
-    given = {"data_dir": str(data)} if data is not None else {}  # or images_dir/masks_dir, pairs
-    if not isinstance(model, EvaluateConfig) and not given and not any(
-            options.get(name) for name in ("images_dir", "pairs")):
+    if data is None and not isinstance(model, EvaluateConfig) and not (options.get("images_dir") or options.get("pairs")):
         raise UserError("evaluate: data_dir is required (or images_dir and masks_dir, or pairs)")
+    given = {"data_dir": str(data)} if data is not None else {}
     return run_evaluation(_options(EvaluateConfig, model, {"model_path": model}, {**given, **options}, "evaluate"))
 
 

@@ -69,9 +69,9 @@ def _types(cls: type) -> dict[str, tuple[Any, bool, tuple[str, ...]]]:
 
 
 def _check_fields(config: Any, prefix: str = "") -> None:
-    """Every field of `config` checked against its type: the one type check of all configs (YAML, --set,
-    the API's keywords and hand-built objects alike). Integers are not bools, 2.5 or '2'; paths become
-    strings and NumPy scalars Python ones, so every config stays JSON-able. `prefix` names the section."""
+    """Every field of `config` checked against its type and choices: the one such check of all configs (YAML, --set, the
+    API's keywords and hand-built objects alike). Integers are not bools, 2.5 or '2'; paths become strings and NumPy scalars
+    Python ones, so every config stays JSON-able. `prefix` names the section."""
     for name, (kind, optional, choices) in _types(type(config)).items():
         value = getattr(config, name)
         if (checked := _checked_value(f"{prefix}{name}", kind, value, optional)) is not value:

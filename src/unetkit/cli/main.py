@@ -41,16 +41,14 @@ class LazyChoices:
 
 
 # Each train flag and the config field it sets (argparse dest -> dotted field).
-TRAIN_FLAGS = {
-    "out": "out_dir", "recipe": "recipe", "preset": "preset", "epochs": "epochs", "batch_size": "batch_size",
-    "monitor": "monitor", "time_budget": "time_budget_min", "seed": "seed", "folds": "folds", "fold": "fold",
-    "in_channels": "model.in_channels", "num_classes": "model.num_classes", "data": "data.data_dir",
-    "val_fraction": "data.val_fraction", "size_policy": "data.size_policy", "augment": "data.augment",
-    "patch_size": "data.patch_size", "loss": "loss.name", "lr": "optim.lr", "device": "runtime.device",
-    "compile": "runtime.compile", "images": "data.images_dir", "masks": "data.masks_dir",
-    "image_name": "data.image_name", "mask_name": "data.mask_name", "pairs": "data.pairs",
-    "fov": "data.fov_dir", "track": "runtime.track", "init": "init_model",
-}
+TRAIN_FLAGS = {"out": "out_dir", "recipe": "recipe", "preset": "preset", "epochs": "epochs", "batch_size": "batch_size",
+               "monitor": "monitor", "time_budget": "time_budget_min", "seed": "seed", "folds": "folds", "fold": "fold",
+               "in_channels": "model.in_channels", "num_classes": "model.num_classes", "data": "data.data_dir",
+               "val_fraction": "data.val_fraction", "size_policy": "data.size_policy", "augment": "data.augment",
+               "patch_size": "data.patch_size", "loss": "loss.name", "lr": "optim.lr", "device": "runtime.device",
+               "compile": "runtime.compile", "images": "data.images_dir", "masks": "data.masks_dir",
+               "image_name": "data.image_name", "mask_name": "data.mask_name", "pairs": "data.pairs",
+               "fov": "data.fov_dir", "track": "runtime.track", "init": "init_model"}
 
 
 def train_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -256,9 +254,8 @@ def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:
 
 
 class _TrainHelp(argparse.RawDescriptionHelpFormatter):
-    """`train --help` ends with every config field and what each recipe sets. The recipes live with
-    the training code, which imports torch: they are read when the help is shown, not when a
-    parser is built (predicting through ONNX builds one too)."""
+    """`train --help` ends with every config field and what each recipe sets. The recipes live with the training code,
+    which imports torch: they are read when the help is shown, not when a parser is built (predicting through ONNX builds one)."""
 
     EPILOG = "@config-fields-and-recipes"
 
@@ -266,23 +263,21 @@ class _TrainHelp(argparse.RawDescriptionHelpFormatter):
         if text == self.EPILOG:
             from unetkit.training.recipes import BEST_BY_DEVICE, RECIPES
 
-            def sets(name: str, layer: dict[str, Any]) -> str:
-                if name == "best":
-                    return "; ".join(f"on {'a GPU' if device == 'cuda' else 'the CPU'} {recipe}"
-                                     for device, recipe in BEST_BY_DEVICE.items())
-                return ", ".join(f"{k}={v}" for k, v in flat_params(layer).items()) or "the defaults above"
-
-            recipes = [f"  {name}: {sets(name, layer)}" for name, layer in RECIPES.items()]
-            return _config_fields_help() + "\nrecipes (what each sets over the defaults):\n" + "\n".join(recipes) + "\n"
+            sets = {name: ", ".join(f"{k}={v}" for k, v in flat_params(layer).items()) or "the defaults above"
+                    for name, layer in RECIPES.items()}
+            sets["best"] = "; ".join(f"on {'a GPU' if device == 'cuda' else 'the CPU'} {name}"
+                                     for device, name in BEST_BY_DEVICE.items())
+            recipes = "".join(f"  {name}: {text}\n" for name, text in sets.items())
+            return _config_fields_help() + "\nrecipes (what each sets over the defaults):\n" + recipes
         return super()._format_text(text)
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unetkit", description="U-Net semantic segmentation: train, evaluate, predict.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
-    commands = parser.add_subparsers(dest="command", required=True)
-    quiet = argparse.ArgumentParser(add_help=False)  # -q also after the subcommand (unetkit train -q ...)
+    quiet = argparse.ArgumentParser(add_help=False)  # -q before and after the subcommand (unetkit train -q ...)
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and results")
+    parser = argparse.ArgumentParser(prog="unetkit", description="U-Net semantic segmentation: train, evaluate, predict.",
+                                     parents=[quiet])
+    commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, run: Callable[[argparse.Namespace], None], **options: Any) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[quiet], **options)
@@ -452,7 +447,7 @@ def _import(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 2 user error)."""
     args = make_parser().parse_args(argv)
-    quiet = args.quiet or not distributed.is_main()  # under torchrun rank 0 alone logs progress
+    quiet = getattr(args, "quiet", False) or not distributed.is_main()  # under torchrun rank 0 alone logs progress
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     try:
         args.run(args)
