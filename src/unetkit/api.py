@@ -174,10 +174,9 @@ def evaluate(model: str | os.PathLike[str] | EvaluateConfig | None = None, data:
     or an EvaluateConfig. Under torchrun every rank gets the figures of all."""
     from unetkit.inference.evaluation import run_evaluation
 
-    given = {"data_dir": str(data)} if data is not None else {}  # or images_dir/masks_dir, pairs
-    if not isinstance(model, EvaluateConfig) and not given and not any(
-            options.get(name) for name in ("images_dir", "pairs")):
+    if data is None and not isinstance(model, EvaluateConfig) and not (options.get("images_dir") or options.get("pairs")):
         raise UserError("evaluate: data_dir is required (or images_dir and masks_dir, or pairs)")
+    given = {"data_dir": str(data)} if data is not None else {}
     return run_evaluation(_options(EvaluateConfig, model, {"model_path": model}, {**given, **options}, "evaluate"))
 
 
@@ -235,6 +234,10 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     """The main job on the embedded default: synthetic data -> seed U-Net -> held-out scores and masks.
     Writes under `out_dir`: data/{train,test}, the run, evaluation.csv, overlays.png (held-out image /
     truth / prediction) and predictions/ (one mask per held-out image)."""
+    from unetkit.data.dataset import find_pairs, load_pair
+    from unetkit.data.io import read_array
+    from unetkit.visualize import overlay_sheet
+
     root = Path(out_dir)
     if (root / DEMO_MARKER).is_file():
         log.info("replacing the previous demo in %s", root)
@@ -245,32 +248,21 @@ def demo(out_dir: str | os.PathLike[str] = "runs/demo", *, n_train: int = 600, n
     log.info("generating the synthetic data set (%d training, %d held-out images)", n_train, n_test)
     train_dir = synth(root / "data" / "train", n_train, seed=seed)
     test_dir = synth(root / "data" / "test", n_test, seed=seed + 1000)
-    # Batch 8 instead of the seed's 32: on 2 CPU cores it is faster per image and takes 4x more steps
-    # in the demo's few minutes; the network is the seed's, unchanged.
-    config = TrainConfig(out_dir=str(root), epochs=epochs, time_budget_min=time_budget_min, seed=seed,
-                         batch_size=batch_size, data=DataConfig(data_dir=str(train_dir)))
     log.info("demo: training the seed U-Net, the TGS kernel's model and recipe (on your own data `unetkit train` "
              "uses --recipe best unless told otherwise)")
-    result = train(config)
+    # Batch 8 instead of the seed's 32: on 2 CPU cores it is faster per image and takes 4x more steps
+    # in the demo's few minutes; the network is the seed's, unchanged.
+    result = train(TrainConfig(out_dir=str(root), epochs=epochs, time_budget_min=time_budget_min, seed=seed,
+                               batch_size=batch_size, data=DataConfig(data_dir=str(train_dir))))
     evaluation = evaluate(EvaluateConfig(model_path=str(result.model_path), data_dir=str(test_dir),
                                          csv_path=str(root / "evaluation.csv")))
     predict(PredictConfig(model_path=str(result.model_path), input_path=str(test_dir / "images"),
                           out_dir=str(root / "predictions")))
-    _demo_sheet(root, test_dir, count=6)
-    return evaluation
-
-
-def _demo_sheet(root: Path, test_dir: Path, count: int) -> None:
-    import numpy as np
-
-    from unetkit.data.dataset import find_pairs, load_pair
-    from unetkit.data.io import read_array
-    from unetkit.visualize import overlay_sheet
-
-    pairs = find_pairs(test_dir)[:count]
+    pairs = find_pairs(test_dir)[:6]
     images, truths = zip(*(load_pair(pair, 1, 1) for pair in pairs))
-    preds = [(read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype(np.uint8) for pair in pairs]
+    preds = [(read_array(root / "predictions" / f"{pair.stem}.png")[:, :, 0] > 0).astype("uint8") for pair in pairs]
     overlay_sheet(images, truths, preds, [p.stem for p in pairs], root / "overlays.png")
+    return evaluation
 
 
 def review(config: ReviewConfig) -> ReviewServer:

@@ -26,6 +26,7 @@ import yaml
 from unetkit.errors import UserError
 
 T = TypeVar("T")
+to_dict = dataclasses.asdict  # a config as plain JSON/YAML-able data
 
 # Small closed enumerations of the schema. Names with an implementation behind them (losses,
 # optimisers, schedules, augmentation presets, blends, TTA modes, architectures) are owned by
@@ -41,6 +42,7 @@ THRESHOLD_METRICS = ("tgs_map", "iou", "dice")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 TRACKERS = ("none", "mlflow")  # where runs and evaluations are also logged (unetkit/tracking.py)
+MAX_YAML_NODES = 5000  # values in a config once YAML aliases are expanded; the largest real ones hold a few hundred
 
 
 def _require(ok: bool, name: str, message: str) -> None:
@@ -52,28 +54,30 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _require(value in choices, name, f"{_shown(value)} is not one of {', '.join(choices)}")
 
 
-def option(default: Any = None, text: str = "") -> Any:
-    """A config field with its help text in the field's metadata (`unetkit train --help` lists it)."""
-    return field(default=default, metadata={"help": text})
+def option(default: Any = None, text: str = "", choices: tuple[str, ...] = ()) -> Any:
+    """A config field with its help text (`unetkit train --help` lists it) and the names it may hold, if a closed set."""
+    return field(default=default, metadata={"help": text, "choices": choices})
 
 
 @functools.cache
-def _types(cls: type) -> dict[str, tuple[Any, bool]]:
-    """The fields of a config class by name as (real type, None allowed): `X | None` is (X, True). Real types:
-    the annotations are strings here."""
+def _types(cls: type) -> dict[str, tuple[Any, bool, tuple[str, ...]]]:
+    """Each field's (real type, None allowed, choices), `X | None` as (X, True, ...): the annotations are strings."""
     hints = typing.get_type_hints(cls)
     unwrapped = {name: typing.get_args(kind)[0] for name, kind in hints.items() if type(None) in typing.get_args(kind)}
-    return {spec.name: (unwrapped.get(spec.name, hints[spec.name]), spec.name in unwrapped) for spec in fields(cls)}
+    return {spec.name: (unwrapped.get(spec.name, hints[spec.name]), spec.name in unwrapped, spec.metadata.get("choices", ()))
+            for spec in fields(cls)}
 
 
 def _check_fields(config: Any, prefix: str = "") -> None:
-    """Every field of `config` checked against its type: the one type check of all configs (YAML, --set,
-    the API's keywords and hand-built objects alike). Integers are not bools, 2.5 or '2'; paths become
-    strings and NumPy scalars Python ones, so every config stays JSON-able. `prefix` names the section."""
-    for name, (kind, optional) in _types(type(config)).items():
+    """Every field of `config` checked against its type and choices: the one such check of all configs (YAML, --set, the
+    API's keywords and hand-built objects alike). Integers are not bools, 2.5 or '2'; paths become strings and NumPy scalars
+    Python ones, so every config stays JSON-able. `prefix` names the section."""
+    for name, (kind, optional, choices) in _types(type(config)).items():
         value = getattr(config, name)
         if (checked := _checked_value(f"{prefix}{name}", kind, value, optional)) is not value:
             object.__setattr__(config, name, checked)
+        if choices:
+            _check_choice(f"{prefix}{name}", checked, choices)
 
 
 def _checked_value(name: str, kind: Any, value: Any, optional: bool = False) -> Any:
@@ -151,7 +155,7 @@ class DataConfig:
     val_fraction: float = option(0.2, "held out for validation, stratified by mask coverage")
     size_policy: str = option("pad", "pad: reflect-pad to a multiple of 2**depth inside the model; resize: resize to "
         "resize_to x resize_to (the kernel's 101 -> 128); pad_crop: training on random crop x crop windows of the images "
-        "reflect-padded to pad_to x pad_to (the TGS winners' 101 -> 148, crops of 128), prediction as pad")
+        "reflect-padded to pad_to x pad_to (the TGS winners' 101 -> 148, crops of 128), prediction as pad", choices=SIZE_POLICIES)
     resize_to: int = 128
     pad_to: int = option(148, "pad_crop: side the training images are reflect-padded to (>= the images' sides)")
     crop: int = option(128, "pad_crop: side of the random training crops (<= pad_to)")
@@ -166,8 +170,7 @@ class DataConfig:
     ignore_index: int | None = option(None, "mask value excluded from loss and metrics (e.g. 255 = unlabelled)")
     augment: str = option("seed", "seed = random horizontal flips (the kernel's), flips, d4, strong "
         "(data/augment.py), none, or auto: the plan's choice of symmetries from the masks (training/plan.py)")
-    augment_params: dict[str, float] = field(default_factory=dict, metadata={
-        "help": "AugmentConfig fields over the preset"})
+    augment_params: dict[str, float] = field(default_factory=dict, metadata={"help": "AugmentConfig fields over the preset"})
     images_dir: str = option("", "the images, when not data_dir/images (data/pairing.py)")
     masks_dir: str = option("", "the masks, when not data_dir/masks or data_dir/labels")
     image_name: str = option("", "how an image's file name holds its id, e.g. '{id}_training.tif' (default '{id}.*')")
@@ -181,7 +184,6 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_fields(self, "data.")
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"{self.val_fraction} must lie in (0, 1)")
-        _check_choice("data.size_policy", self.size_policy, SIZE_POLICIES)
         _require(self.resize_to >= 1, "data.resize_to", f"{self.resize_to} must be >= 1")
         _require(1 <= self.crop <= self.pad_to, "data.crop", f"{self.crop} must lie in 1..data.pad_to ({self.pad_to})")
         _require(self.ignore_index is None or 0 <= self.ignore_index <= 255, "data.ignore_index", "must lie in 0..255")
@@ -189,8 +191,7 @@ class DataConfig:
                  "data.patch_size", f"{self.patch_size!r} must be 0 (whole images) or a side in 1..8192")
         _require(self.foreground_share is None or 0.0 <= self.foreground_share <= 1.0, "data.foreground_share",
                  f"{self.foreground_share!r} must lie in [0, 1]")
-        _require(self.patches_per_epoch >= 0, "data.patches_per_epoch",
-                 f"{self.patches_per_epoch!r} must be an integer >= 0")
+        _require(self.patches_per_epoch >= 0, "data.patches_per_epoch", f"{self.patches_per_epoch!r} must be an integer >= 0")
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ class LossConfig:
     class_weights: tuple[float, ...] | None = option(None, "per class (K=1: background, foreground)")
     balance_classes: str = option("none", "class weights from the training set's pixel shares: none; inverse (inverse "
                                   "frequency, the paper's w_c); tempered (inverse frequency ** 0.75); auto (the plan's "
-                                  "choice). true and false read as inverse and none")
+                                  "choice). true and false read as inverse and none", choices=(*CLASS_BALANCES, AUTO))
     focal_gamma: float = 2.0
     tversky_alpha: float = option(0.3, "false-positive weight")
     tversky_beta: float = option(0.7, "false-negative weight")
@@ -219,7 +220,6 @@ class LossConfig:
         if isinstance(self.balance_classes, (bool, str)) and self.balance_classes in legacy:
             object.__setattr__(self, "balance_classes", legacy[self.balance_classes])
         _check_fields(self, "loss.")
-        _check_choice("loss.balance_classes", self.balance_classes, CLASS_BALANCES + (AUTO,))
         for name in ("focal_gamma", "tversky_alpha", "tversky_beta", "image_weight", "aux_weight"):
             _require(getattr(self, name) >= 0, f"loss.{name}", f"{getattr(self, name)} must be >= 0")
         _require(self.class_weights is None or min(self.class_weights, default=0) >= 0, "loss.class_weights",
@@ -276,36 +276,34 @@ class ScheduleConfig:
 class DecisionConfig:
     """How the stored decision rule is chosen on validation after training (training/threshold.py)."""
 
-    threshold_metric: str = option("iou", 'what the threshold sweep maximises; "tgs_map" rewards empty masks, ask for it')
+    threshold_metric: str = option("iou", 'what the threshold sweep maximises; "tgs_map" rewards empty masks, ask for it',
+                                   choices=THRESHOLD_METRICS)
     tune_postprocess: bool = option(False, "also choose min component area and the empty-mask rule on validation")
 
     def __post_init__(self) -> None:
         _check_fields(self, "decision.")
-        _check_choice("decision.threshold_metric", self.threshold_metric, THRESHOLD_METRICS)
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Where and how fast training runs; none of it changes what is learnt (deterministic aside)."""
 
-    device: str = "auto"
+    device: str = option("auto", choices=DEVICES)
     amp: str = option("auto", "mixed precision. auto: on a GPU bf16 where supported, else fp16 with a grad scaler; on a "
-        "CPU bf16 where it has bf16 instructions (AVX512-BF16, AMX), else fp32. off: fp32 everywhere")
+        "CPU bf16 where it has bf16 instructions (AVX512-BF16, AMX), else fp32. off: fp32 everywhere", choices=AMP_MODES)
     compile: bool = option(False, "torch.compile the network")
     sync_batchnorm: bool = option(False, "under torchrun on GPUs: batch-norm statistics over every rank's images")
     loader_workers: int | None = option(None, "threads preparing batches; None: 0 on the CPU, up to 8 on a GPU")
     deterministic: bool = option(False, "deterministic kernels (slower on GPU)")
-    device_batches: str = option("auto", "training set and augmentation on the device: auto = on CUDA when it fits; on; off")
+    device_batches: str = option("auto", "training set and augmentation on the device: auto = on CUDA when it fits; on; off",
+                                 choices=("auto", "on", "off"))
     tensorboard: bool = option(False, "also write TensorBoard event files (needs the tensorboard package)")
-    track: str = option("none", '"mlflow": log config, metrics and artifacts to MLFLOW_TRACKING_URI (the mlflow extra)')
+    track: str = option("none", '"mlflow": log config, metrics and artifacts to MLFLOW_TRACKING_URI (the mlflow extra)',
+                        choices=TRACKERS)
 
     def __post_init__(self) -> None:
         _check_fields(self, "runtime.")
-        _check_choice("runtime.device", self.device, DEVICES)
-        _check_choice("runtime.amp", self.amp, AMP_MODES)
-        _check_choice("runtime.device_batches", self.device_batches, ("auto", "on", "off"))
         _require(self.loader_workers is None or self.loader_workers >= 0, "runtime.loader_workers", "must be >= 0")
-        _check_choice("runtime.track", self.track, TRACKERS)
 
 
 @dataclass(frozen=True)
@@ -367,22 +365,20 @@ class InferenceOptions:
 
     threshold: float | None = None  # override the threshold stored in the model (binary, multi-label)
     batch_size: int = 16  # images or tiles per forward pass
-    device: str = "auto"
+    device: str = option("auto", choices=DEVICES)
     tile: int | None = None  # images larger than tile x tile are predicted in overlapping tiles; None: the model's
     #                          planned tile (the patch size for patch training, training/plan.py), else 256
     overlap: float = 0.25  # share of a tile that overlaps its neighbour
     blend: str = "gaussian"  # weights of overlapping tiles: gaussian (sigma = tile/8) or constant
     tta: str = "none"  # test-time augmentation: none, flips (4) or d4 (8 symmetries)
-    precision: str = "auto"  # auto = bf16 on CUDA GPUs that have it, else fp32; bf16 also on the CPU
+    precision: str = option("auto", choices=PRECISIONS)  # auto = bf16 on CUDA GPUs that have it, else fp32; bf16 also on the CPU
 
     def __post_init__(self) -> None:
         _check_fields(self)
         _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "must lie in [0, 1]")
         _require(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
-        _check_choice("device", self.device, DEVICES)
         _require(self.tile is None or self.tile >= 16, "tile", f"{self.tile} must be >= 16")
         _require(0.0 <= self.overlap < 1.0, "overlap", f"{self.overlap} must lie in [0, 1)")
-        _check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -423,13 +419,12 @@ class EvaluateConfig(InferenceOptions):
     spacing: str = ""  # pixel size "DY,DXUNIT" (e.g. "0.5,0.5mm") or "px" for distances; empty: each file's own
     resamples: int = 1000  # bootstrap resamples over images for the 95% intervals; 0: no intervals
     seed: int = 0  # the bootstrap's seed
-    track: str = "none"  # "mlflow": also log the figures to MLflow (MLFLOW_TRACKING_URI)
+    track: str = option("none", choices=TRACKERS)  # "mlflow": also log the figures to MLflow (MLFLOW_TRACKING_URI)
     run_id: str = ""  # with track mlflow: add the figures to this run (a training's); empty: a new run
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.resamples >= 0, "resamples", f"{self.resamples} must be >= 0")
-        _check_choice("track", self.track, TRACKERS)
         _require(not self.run_id or self.track == "mlflow", "run_id", "needs track mlflow (--track mlflow)")
 
 
@@ -454,22 +449,18 @@ class ReviewConfig(InferenceOptions):
         _require(self.max_upload_mb > 0, "max_upload_mb", f"{self.max_upload_mb} must be > 0")
 
 
-to_dict = dataclasses.asdict  # a config as plain JSON/YAML-able data
-
-
 @dataclass(frozen=True, kw_only=True)
 class ExportConfig:
     """Writing a model file in another format (ONNX)."""
 
     model_path: str
     out_path: str
-    format: str = "onnx"
+    format: str = option("onnx", choices=("onnx",))
     opset: int = 17  # ONNX operator set
     overwrite: bool = False  # replace an existing file that is not a unetkit ONNX export
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        _check_choice("format", self.format, ("onnx",))
         # 11: the first with dynamic Pad sizes (reflect padding to the multiple); 20: the newest
         # PyTorch's TorchScript exporter writes.
         _require(11 <= self.opset <= 20, "opset", f"{self.opset} must lie in 11..20 (17 is the tested default)")
@@ -581,9 +572,6 @@ def dump_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
-MAX_YAML_NODES = 5000  # values in a config once YAML aliases are expanded; the largest real ones hold a few hundred
-
-
 class _StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently);
     merge keys (`<<: *base`) still override as YAML says."""
@@ -596,8 +584,7 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             try:
                 if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice",
-                                                            key_node.start_mark)
+                    raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice", key_node.start_mark)
                 seen.add(key)
             except TypeError:  # an unhashable key: PyYAML's own error follows
                 break

@@ -17,12 +17,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from unetkit import config, distributed
+from unetkit import api, config, distributed
 from unetkit.data.importers import FORMATS
 from unetkit.errors import UserError
 from unetkit.inference.tiling import BLENDS
 from unetkit.inference.tta import TTA_MODES
-from unetkit.measures import measure_names_help
+from unetkit.measures import is_boundary, measure_names_help
+from unetkit.tracking import flat_params
 
 T = TypeVar("T")
 
@@ -40,16 +41,14 @@ class LazyChoices:
 
 
 # Each train flag and the config field it sets (argparse dest -> dotted field).
-TRAIN_FLAGS = {
-    "out": "out_dir", "recipe": "recipe", "preset": "preset", "epochs": "epochs", "batch_size": "batch_size",
-    "monitor": "monitor", "time_budget": "time_budget_min", "seed": "seed", "folds": "folds", "fold": "fold",
-    "in_channels": "model.in_channels", "num_classes": "model.num_classes", "data": "data.data_dir",
-    "val_fraction": "data.val_fraction", "size_policy": "data.size_policy", "augment": "data.augment",
-    "patch_size": "data.patch_size", "loss": "loss.name", "lr": "optim.lr", "device": "runtime.device",
-    "compile": "runtime.compile", "images": "data.images_dir", "masks": "data.masks_dir",
-    "image_name": "data.image_name", "mask_name": "data.mask_name", "pairs": "data.pairs",
-    "fov": "data.fov_dir", "track": "runtime.track", "init": "init_model",
-}
+TRAIN_FLAGS = {"out": "out_dir", "recipe": "recipe", "preset": "preset", "epochs": "epochs", "batch_size": "batch_size",
+               "monitor": "monitor", "time_budget": "time_budget_min", "seed": "seed", "folds": "folds", "fold": "fold",
+               "in_channels": "model.in_channels", "num_classes": "model.num_classes", "data": "data.data_dir",
+               "val_fraction": "data.val_fraction", "size_policy": "data.size_policy", "augment": "data.augment",
+               "patch_size": "data.patch_size", "loss": "loss.name", "lr": "optim.lr", "device": "runtime.device",
+               "compile": "runtime.compile", "images": "data.images_dir", "masks": "data.masks_dir",
+               "image_name": "data.image_name", "mask_name": "data.mask_name", "pairs": "data.pairs",
+               "fov": "data.fov_dir", "track": "runtime.track", "init": "init_model"}
 
 
 def train_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,8 +72,7 @@ def _assignment(assignment: str) -> tuple[str, Any]:
 def _config_fields_help() -> str:
     """Every config field with its default and its help (the field's metadata), by section."""
     defaults = config.TrainConfig()
-    sections = [("", defaults)] + [(f"{name}.", value) for name, value in vars(defaults).items()
-                                   if dataclasses.is_dataclass(value)]
+    sections = [("", defaults), *((f"{name}.", v) for name, v in vars(defaults).items() if dataclasses.is_dataclass(v))]
     lines = ["config fields (YAML keys, sections nest; --set SECTION.FIELD=VALUE):"]
     for prefix, section in sections:
         for spec in dataclasses.fields(section):
@@ -85,29 +83,24 @@ def _config_fields_help() -> str:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from unetkit.api import resume, train
-
     if args.resume and args.init:
         raise UserError("--init starts a new run from a model file and --resume continues one: give one of them")
-    result = (resume(args.out, config=args.config, **train_fields(args)) if args.resume
-              else train(config=args.config, **train_fields(args)))
+    result = (api.resume(args.out, config=args.config, **train_fields(args)) if args.resume
+              else api.train(config=args.config, **train_fields(args)))
     if not distributed.is_main():
         return
-    metrics = result.val_metrics
     threshold = f"threshold {result.threshold:.2f}, " if result.threshold is not None else ""
     print(f"model: {result.model_path}  ({threshold}best epoch {result.best_epoch} of {result.epochs_done}, "
           f"{result.stop_reason})")
-    tgs = f" TGS mAP {metrics['tgs_map']:.4f}" if result.binary else ""
-    print(f"validation IoU {metrics['iou']:.4f} Dice {metrics['dice']:.4f}{tgs}")
+    tgs = f" TGS mAP {result.val_metrics['tgs_map']:.4f}" if result.binary else ""
+    print(f"validation IoU {result.val_metrics['iou']:.4f} Dice {result.val_metrics['dice']:.4f}{tgs}")
     if result.warnings:
         print(f"unetkit: the run ended with {len(result.warnings)} warning(s), above and at the top of "
               f"{result.run_dir / 'report.html'}", file=sys.stderr)
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from unetkit.api import predict
-
-    result = predict(_config(config.PredictConfig, args, stream_pixels=max(1, int(args.stream_above * 1e6))))
+    result = api.predict(_config(config.PredictConfig, args, stream_pixels=max(1, int(args.stream_above * 1e6))))
     if result.rle_path:
         logging.getLogger("unetkit").info("run-length CSV: %s", result.rle_path)
 
@@ -125,9 +118,7 @@ def _config(cls: type[T], args: argparse.Namespace, **computed: Any) -> T:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from unetkit.api import evaluate
-
-    result = evaluate(_config(config.EvaluateConfig, args))
+    result = api.evaluate(_config(config.EvaluateConfig, args))
     if not distributed.is_main():
         return
     m = result.metrics
@@ -142,8 +133,6 @@ FIGURE_LABELS = {"iou": "IoU", "dice": "Dice", "tgs_map": "TGS mAP", "hd95": "HD
 def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
     """The summary line: each chosen figure with its 95% interval [low, high], pixel accuracy, threshold;
     distances followed by their unit (HD95 3.1000 [2.5000, 3.9000] mm) and NSD's tolerance with it (NSD@2mm)."""
-    from unetkit.measures import is_boundary
-
     intervals = m.get("intervals") or {}
     unit = m.get("distance_unit", "px")
     parts = []
@@ -160,41 +149,29 @@ def _evaluation_line(m: dict[str, Any], resamples: int) -> str:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from unetkit.api import export
-
-    result = export(_config(config.ExportConfig, args))
-    print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities "
-          f"{result.max_difference:.2e}")
+    result = api.export(_config(config.ExportConfig, args))
+    print(f"{result.path}: written; onnxruntime vs PyTorch, max abs difference of probabilities {result.max_difference:.2e}")
 
 
 def _report(args: argparse.Namespace) -> None:
-    from unetkit.api import report
-
-    print(report(args.run_dir, device=args.device))
+    print(api.report(args.run_dir, device=args.device))
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from unetkit.api import demo
-
-    result = demo(args.out, time_budget_min=args.time_budget, seed=args.seed)
+    result = api.demo(args.out, time_budget_min=args.time_budget, seed=args.seed)
     print(f"held-out IoU {result.metrics['iou']:.4f} Dice {result.metrics['dice']:.4f}")
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from unetkit.api import synth
-
-    out = synth(args.out, args.n, size=args.size, seed=args.seed)
+    out = api.synth(args.out, args.n, size=args.size, seed=args.seed)
     print(f"{args.n} synthetic image/mask pairs written to {out / 'images'} and {out / 'masks'}")
 
 
 def _plan(args: argparse.Namespace) -> None:
-    from unetkit.api import plan
-
-    overrides = config.layer_from_fields((f"--set {name}", name, value)
-                                  for name, value in map(_assignment, args.set or []))
+    overrides = config.layer_from_fields((f"--set {name}", name, value) for name, value in map(_assignment, args.set or []))
     layout = {name: value for name in ("images_dir", "masks_dir", "image_name", "mask_name", "pairs")
               if (value := getattr(args, FIELD_FLAGS.get(name, name))) is not None}
-    result = plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes, layout=layout)
+    result = api.plan(args.data or "", overrides, device=args.device, num_classes=args.num_classes, layout=layout)
     if args.json:
         print(json.dumps(result.to_dict()))
         return
@@ -226,11 +203,8 @@ def _describe_fingerprint(fp: dict[str, Any]) -> str:
 
 
 def _review(args: argparse.Namespace) -> None:
-    from unetkit.api import review
-
-    server = review(_config(config.ReviewConfig, args))
-    print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)",
-          flush=True)
+    server = api.review(_config(config.ReviewConfig, args))
+    print(f"review {len(server.session.images)} images: open {server.url}  (Ctrl-C stops; saved masks are kept)", flush=True)
     try:
         server.wait()
     except KeyboardInterrupt:  # the way to stop a server: say what is kept, exit 0
@@ -249,22 +223,20 @@ def _megapixels(text: str) -> float:
 
 
 def _common_inference_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag left out is None, which leaves the InferenceOptions field at its default (see _config)."""
     parser.add_argument("--model", required=True, help="model file (model.safetensors)")
     parser.add_argument("--threshold", type=float, help="binary models: probability threshold (default: stored in the model)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images or tiles per forward pass (default 16)")
-    parser.add_argument("--device", choices=config.DEVICES, default="auto")
-    parser.add_argument("--tile", type=int, help="images larger than this (pixels, either side) are predicted in "
-                        "overlapping tiles of this size (default: the model's planned tile, the patch size of patch "
-                        "training; else 256)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="share of a tile overlapping the next (default 0.25)")
-    parser.add_argument("--blend", choices=BLENDS, default="gaussian",
-                        help="weights of overlapping tiles: gaussian (sigma = tile/8, default) or constant")
-    parser.add_argument("--tta", choices=TTA_MODES, default="none",
-                        help="test-time augmentation: average over the left-right mirror (hflip: images with an up and "
-                        "down, like TGS), the 4 flips, or the 8 symmetries of the square (d4)")
-    parser.add_argument("--precision", choices=config.PRECISIONS, default="auto",
-                        help="auto (default): bf16 on CUDA GPUs that support it, fp32 otherwise; bf16 on a CPU with "
-                        "AVX512-BF16/AMX is faster, probabilities within a few hundredths")
+    parser.add_argument("--batch-size", type=int, help="images or tiles per forward pass (default 16)")
+    parser.add_argument("--device", choices=config.DEVICES)
+    parser.add_argument("--tile", type=int, help="images larger than this (pixels, either side) are predicted in overlapping "
+                        "tiles of this size (default: the model's planned tile, the patch size of patch training; else 256)")
+    parser.add_argument("--overlap", type=float, help="share of a tile overlapping the next (default 0.25)")
+    parser.add_argument("--blend", choices=BLENDS, help="weights of overlapping tiles: gaussian (sigma = tile/8, default) "
+                        "or constant")
+    parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation: average over the left-right mirror (hflip: "
+                        "images with an up and down, like TGS), the 4 flips, or the 8 symmetries of the square (d4)")
+    parser.add_argument("--precision", choices=config.PRECISIONS, help="auto (default): bf16 on CUDA GPUs that support it, "
+                        "fp32 otherwise; bf16 on a CPU with AVX512-BF16/AMX is faster, probabilities within a few hundredths")
 
 
 def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:
@@ -282,9 +254,8 @@ def layout_flags(parser: argparse.ArgumentParser, masks: bool = True) -> None:
 
 
 class _TrainHelp(argparse.RawDescriptionHelpFormatter):
-    """`train --help` ends with every config field and what each recipe sets. The recipes live with
-    the training code, which imports torch: they are read when the help is shown, not when a
-    parser is built (predicting through ONNX builds one too)."""
+    """`train --help` ends with every config field and what each recipe sets. The recipes live with the training code,
+    which imports torch: they are read when the help is shown, not when a parser is built (predicting through ONNX builds one)."""
 
     EPILOG = "@config-fields-and-recipes"
 
@@ -292,28 +263,21 @@ class _TrainHelp(argparse.RawDescriptionHelpFormatter):
         if text == self.EPILOG:
             from unetkit.training.recipes import BEST_BY_DEVICE, RECIPES
 
-            def sets(name: str, layer: dict[str, Any]) -> str:
-                if name == "best":
-                    return "; ".join(f"on {'a GPU' if device == 'cuda' else 'the CPU'} {recipe}"
-                                     for device, recipe in BEST_BY_DEVICE.items())
-                return ", ".join(f"{k}={v}" for k, v in _flat(layer)) or "the defaults above"
-
-            recipes = [f"  {name}: {sets(name, layer)}" for name, layer in RECIPES.items()]
-            return _config_fields_help() + "\nrecipes (what each sets over the defaults):\n" + "\n".join(recipes) + "\n"
+            sets = {name: ", ".join(f"{k}={v}" for k, v in flat_params(layer).items()) or "the defaults above"
+                    for name, layer in RECIPES.items()}
+            sets["best"] = "; ".join(f"on {'a GPU' if device == 'cuda' else 'the CPU'} {name}"
+                                     for device, name in BEST_BY_DEVICE.items())
+            recipes = "".join(f"  {name}: {text}\n" for name, text in sets.items())
+            return _config_fields_help() + "\nrecipes (what each sets over the defaults):\n" + recipes
         return super()._format_text(text)
 
 
-def _flat(layer: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    return [pair for key, value in layer.items()
-            for pair in (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)])]
-
-
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unetkit", description="U-Net semantic segmentation: train, evaluate, predict.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
-    commands = parser.add_subparsers(dest="command", required=True)
-    quiet = argparse.ArgumentParser(add_help=False)  # -q also after the subcommand (unetkit train -q ...)
+    quiet = argparse.ArgumentParser(add_help=False)  # -q before and after the subcommand (unetkit train -q ...)
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and results")
+    parser = argparse.ArgumentParser(prog="unetkit", description="U-Net semantic segmentation: train, evaluate, predict.",
+                                     parents=[quiet])
+    commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, run: Callable[[argparse.Namespace], None], **options: Any) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[quiet], **options)
@@ -330,11 +294,10 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder: model.safetensors, metrics.csv, curves.png, checkpoints/")
     train.add_argument("--config", help="YAML file of config fields (sections model:, data:, loss:, optim:, ... nest)")
     train.add_argument("--recipe", choices=LazyChoices("unetkit.training.recipes", "RECIPES"), metavar="RECIPE",
-                       help="training recipe: best (default: the strongest for a time budget on the device that trains: "
-                       "on a CPU best-cpu, chosen by benchmarks/quality.py; on a GPU winners), seed (the 2015 TGS "
-                       "kernel's recipe, exactly), fast (the seed's layers tuned for a time budget), "
-                       "winners (an encoder U-Net with the TGS winners' training) or best-cpu (fast at half the "
-                       "width, without dropout, with an average of the weights)")
+                       help="training recipe: best (default: the strongest for a time budget on the device that trains: on a "
+                       "CPU best-cpu, chosen by benchmarks/quality.py; on a GPU winners), seed (the 2015 TGS kernel's recipe, "
+                       "exactly), fast (the seed's layers tuned for a time budget), winners (an encoder U-Net with the TGS "
+                       "winners' training) or best-cpu (fast at half the width, without dropout, with an average of the weights)")
     train.add_argument("--preset", choices=LazyChoices("unetkit.models.registry", "PRESETS"), metavar="PRESET",
                        help="model preset: seed (default), seed-bn, small")
     train.add_argument("--augment", choices=LazyChoices("unetkit.data.augment", "PRESET_NAMES"), metavar="AUGMENT",
@@ -347,9 +310,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly after this much training time")
     train.add_argument("--seed", type=int, help="seed for the split, initialisation, order and flips (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    train.add_argument("--init", metavar="MODEL", help="fine-tune: start from this model file's weights, "
-                       "normalisation and training config (the architecture must stay the same), e.g. on the "
-                       "masks corrected with `unetkit review`")
+    train.add_argument("--init", metavar="MODEL", help="fine-tune: start from this model file's weights, normalisation and "
+                       "training config (the architecture must stay the same), e.g. on the masks corrected with `unetkit review`")
     train.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: out-of-fold score and one "
                        "ensemble model file (the time budget is shared by the folds)")
     train.add_argument("--fold", type=int, metavar="I", help="with --folds: train only fold I (0-based)")
@@ -367,9 +329,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
     train.add_argument("--size-policy", choices=config.SIZE_POLICIES, help="pad (default), resize to data.resize_to, "
                        "or pad_crop (train on random data.crop windows of images padded to data.pad_to)")
-    train.add_argument("--patch-size", type=int, metavar="N", help="train on random N x N patches (data.patch_size); "
-                       "0: whole images; default: the plan's (patches for mixed sizes or sides over 384; see "
-                       "`unetkit plan`)")
+    train.add_argument("--patch-size", type=int, metavar="N", help="train on random N x N patches (data.patch_size); 0: "
+                       "whole images; default: the plan's (patches for mixed sizes or sides over 384; see `unetkit plan`)")
     train.add_argument("--device", choices=config.DEVICES)
     train.add_argument("--compile", action="store_const", const=True, help="torch.compile the network (GPUs; "
                        "a slower first epoch)")
@@ -409,17 +370,17 @@ def make_parser() -> argparse.ArgumentParser:
                           "file declares, TIFF/PNG resolution, ImageJ, OME; pixels where none)")
     evaluate.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples of the 95%% interval "
                           "over images (default 1000; 0: none)")
-    evaluate.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="the bootstrap's seed (default 0)")
-    evaluate.add_argument("--track", choices=config.TRACKERS, default="none", help="mlflow: also log the figures to "
+    evaluate.add_argument("--bootstrap-seed", type=int, metavar="SEED", help="the bootstrap's seed (default 0)")
+    evaluate.add_argument("--track", choices=config.TRACKERS, help="mlflow: also log the figures to "
                           "MLflow (MLFLOW_TRACKING_URI; needs unetkit[mlflow])")
     evaluate.add_argument("--run-id", metavar="ID", help="with --track mlflow: add the figures to this MLflow run "
                           "(the training's, in RUN_DIR/mlflow.json)")
 
     export = command("export", _export, help="write the model as ONNX (dynamic batch, height, width; metadata)")
     export.add_argument("--model", required=True, help="model file (model.safetensors)")
-    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--format", choices=("onnx",))
     export.add_argument("--out", required=True, help="the .onnx file to write")
-    export.add_argument("--opset", type=int, default=17, help="ONNX operator set, 11..20 (default 17)")
+    export.add_argument("--opset", type=int, help="ONNX operator set, 11..20 (default 17)")
     _overwrite_flag(export, "an existing --out that is not a unetkit ONNX export")
 
     report = command("report", _report, help="write RUN_DIR/report.html: curves, figures, config, sweep, "
@@ -440,8 +401,7 @@ def make_parser() -> argparse.ArgumentParser:
     plan.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fix a plan field (e.g. --set patch_size=256); "
                       "the choices after it follow")
     plan.add_argument("--json", action="store_true", help="print one JSON object: the plan, its whys and the fingerprint")
-    plan.add_argument("--device", choices=config.DEVICES, default="auto",
-                      help="the device whose memory the batch must fit")
+    plan.add_argument("--device", choices=config.DEVICES, default="auto", help="the device whose memory the batch must fit")
     plan.add_argument("--num-classes", type=int, help="read masks as K classes (default: binary if every mask is)")
 
     imports = command("import", _import, help="turn an annotation tool's export (COCO, CVAT, "
@@ -464,10 +424,10 @@ def make_parser() -> argparse.ArgumentParser:
                         "images/ (copies), predictions/ (cache), runs/ (fine-tunes); starting again resumes")
     review.add_argument("--masks", help="existing masks (read, never written): the editor starts from them and the "
                         "list shows the model's IoU against them")
-    review.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    review.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
-    review.add_argument("--finetune-minutes", type=float, default=2.0, metavar="MINUTES",
-                        help="time budget of the page's 'train on corrections' (default 2)")
+    review.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
+    review.add_argument("--port", type=int, help="port (default 0: a free one)")
+    review.add_argument("--finetune-minutes", type=float, metavar="MINUTES", help="time budget of the page's 'train on "
+                        "corrections' (default 2)")
 
     synth = command("synth", _synth, help="write the embedded synthetic data set (images/ + masks/)")
     synth.add_argument("--out", required=True)
@@ -478,10 +438,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _import(args: argparse.Namespace) -> None:
-    from unetkit.api import import_annotations
-
     classes = tuple(args.classes.split(",")) if args.classes else ()
-    result = import_annotations(_config(config.ImportConfig, args, classes=classes))
+    result = api.import_annotations(_config(config.ImportConfig, args, classes=classes))
     print(f"{result.out_dir}: {result.n_images} images, {len(result.classes)} classes ({', '.join(result.classes)}); "
           f"train with --data {result.out_dir} --num-classes {result.num_classes}")
 
@@ -489,9 +447,8 @@ def _import(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 2 user error)."""
     args = make_parser().parse_args(argv)
-    quiet = args.quiet or not distributed.is_main()  # under torchrun rank 0 alone logs progress
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
-                        stream=sys.stderr, force=True)
+    quiet = getattr(args, "quiet", False) or not distributed.is_main()  # under torchrun rank 0 alone logs progress
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     try:
         args.run(args)
         distributed.leave()
