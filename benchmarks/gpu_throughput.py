@@ -5,7 +5,7 @@ fp32 eager: the seed U-Net in PyTorch's default memory layout, fp32, a plain tra
 unetkit's own `train_step` with the parts `unetkit train` builds on this device (bf16 autocast
 where the GPU has it, else fp16 with a grad scaler; channels_last; pinned memory and non-
 blocking copies; `--compile` adds torch.compile). Both train on the same 256 x 256 crops, batch
-32 (issue 6), fed by unetkit's image_batches (standardisation and flips, or --augment strong,
+32 (issue 6), fed by unetkit's ImageSamples (standardisation and flips, or --augment strong,
 on the CPU): in the caller's thread for the reference, in the threads `unetkit train` uses on
 this device for the fast path. A CPU that cannot keep up shows as a ceiling: `loader` is the
 iterator alone, in images/s. The
@@ -14,7 +14,7 @@ speed-up is not flattered by a slow fp32. Inference: a batch of 256 x 256 tiles 
 network in fp32 eager against `Predictor` (precision auto). Runs on the CPU too (where the fast
 path is channels_last alone); the target (fast >= 3 x fp32 eager for training) is for CUDA
 GPUs. Augmentation alone: the `strong` pipeline at the same shape and batch through
-image_batches (albumentations on the CPU, in the caller's thread) against device_batches
+ImageSamples (albumentations on the CPU, in the caller's thread) against DeviceSamples
 (data/device_augment.py's torch ops on this device, the set held there), images/s.
 
 Last line: gpu_throughput: device=NAME fp32_train=X fast_train=Y train_speedup=Z fp32_infer=U
@@ -33,8 +33,8 @@ import torch
 from unetkit.config import DataConfig, InferenceOptions, ModelConfig, RuntimeConfig, TrainConfig
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.device_batches import device_batches
-from unetkit.data.loader import Batch, Batches, default_workers, image_batches
+from unetkit.data.device_batches import DeviceSamples
+from unetkit.data.loader import Batch, Batches, ImageSamples, default_workers
 from unetkit.data.preprocess import identity_preprocess
 from unetkit.export.model_file import SavedModel
 from unetkit.inference.predictor import Predictor
@@ -124,13 +124,13 @@ def infer_rates(device_name: str, batch_size: int, size: int, steps: int, warmup
 
 def augment_rates(data: LabelledSet, device: torch.device, batch_size: int, steps: int,
                   warmup: int) -> tuple[float, float]:
-    """images/s of the `strong` pipeline: albumentations (image_batches, the CPU, one thread) and
-    device_batches on `device`; both cut, augment and standardise, neither trains."""
+    """images/s of the `strong` pipeline: albumentations (ImageSamples, the CPU, one thread) and
+    DeviceSamples on `device`; both cut, augment and standardise, neither trains."""
     strong = augment_config("strong")
-    on_cpu = endless(image_batches(data, identity_preprocess(1), batch_size, shuffle=True, augment=strong, seed=0))
+    on_cpu = endless(Batches(ImageSamples(data, identity_preprocess(1), shuffle=True, augment=strong, seed=0), batch_size))
     cpu = rate(lambda: next(on_cpu), batch_size, steps, 1, torch.device("cpu"))
-    held = endless(device_batches(data, identity_preprocess(1), batch_size, shuffle=True, device=device,
-                                 augment=strong, seed=0))
+    held = endless(Batches(DeviceSamples(data, identity_preprocess(1), shuffle=True, device=device, augment=strong,
+                                         seed=0), batch_size))
     return cpu, rate(lambda: next(held), batch_size, steps, warmup, device)
 
 
@@ -152,8 +152,8 @@ def main() -> None:
                          model=ModelConfig(), data=DataConfig(augment=args.augment))
 
     def feed(workers: int = 0) -> Iterator[Batch]:
-        return endless(image_batches(data, identity_preprocess(1), args.batch_size, shuffle=True,
-                                     augment=augment_config(args.augment), seed=0, workers=workers))
+        return endless(Batches(ImageSamples(data, identity_preprocess(1), shuffle=True, augment=augment_config(args.augment),
+                                            seed=0), args.batch_size, workers=workers))
 
     workers = default_workers(device.type)  # what `unetkit train` uses on this device
     batches = feed(workers)
@@ -162,7 +162,7 @@ def main() -> None:
     fast_train = fast_train_rate(feed(workers), config, args.steps, args.warmup + (20 if args.compile else 0))
     fp32_infer, fast_infer = infer_rates(args.device, args.batch_size, args.size, args.steps, args.warmup)
     cpu_augment, device_augment = augment_rates(data, device, args.batch_size, args.steps, args.warmup)
-    print(f"loader (image_batches alone, {args.augment} augmentation, {workers} threads): {loader:.1f} images/s")
+    print(f"loader (ImageSamples alone, {args.augment} augmentation, {workers} threads): {loader:.1f} images/s")
     print(f"training, {args.size}x{args.size} batch {args.batch_size}: fp32 eager {fp32_train:.1f} images/s, "
           f"fast path {fast_train:.1f} images/s (amp {config.runtime.amp}, channels_last, compile {args.compile})")
     print(f"inference, {args.size}x{args.size} batch {args.batch_size}: fp32 eager {fp32_infer:.1f} images/s, "

@@ -4,7 +4,7 @@ and patch training against whole-image training at equal time.
 memory: `unetkit train` in a child process on a folder of 20000 x 20000 tiled TIFFs (one scene for
 training, one for validation; thin curvilinear lines and bodies, 3 classes), patches of 256, one
 epoch; the child's peak RSS (ru_maxrss) is the figure. Target: <= 2 GB.
-throughput: on a set of 4096^2 TIFFs (read by region), `train_one_epoch` over patch_batches (patch
+throughput: on a set of 4096^2 TIFFs (read by region), `train_one_epoch` over PatchSamples (patch
 reads, foreground centring, the seed recipe's flips, standardisation) against the same `train_step`
 on patches already in memory, same batch, half measured before and half after. Target: ratio >= 0.9.
 Opening the files and scanning their masks happens once per run and is reported apart.
@@ -34,8 +34,8 @@ from unetkit.api import train
 from unetkit.config import DataConfig, ModelConfig, TrainConfig
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import survey
-from unetkit.data.loader import Batch
-from unetkit.data.patch_batches import patch_batches
+from unetkit.data.loader import Batch, Batches
+from unetkit.data.patch_batches import PatchSamples
 from unetkit.data.patch_set import patch_set_of
 from unetkit.data.preprocess import fit_preprocess
 from unetkit.data.synthetic import write_large_synthetic
@@ -88,8 +88,8 @@ def throughput(work: Path, images: int, side: int, patch: int, batch_size: int, 
                                 size_policy="pad", resize_to=128)
     print(f"throughput: {images} scenes of {side}^2 opened and their masks scanned in "
           f"{time.perf_counter() - started:.1f} s (once per run, before the first step)", flush=True)
-    batches = patch_batches(patch_set, preprocess, batch_size, patch_size=patch, foreground_share=0.33,
-                           patches_per_epoch=steps * batch_size, augment=augment_config("seed"))
+    batches = Batches(PatchSamples(patch_set, preprocess, batch_size, patch_size=patch, foreground_share=0.33,
+                                   patches_per_epoch=steps * batch_size, augment=augment_config("seed")), batch_size)
     ceiling(2)  # warm-up
     before, before_s = ceiling(steps // 2)
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 pipeline: what `unetkit train` does for its first epoch, decoding of every file included:
 load_labelled (decode + validate all images and masks) -> split -> preprocessing ->
-image_batches (index, standardise, random flips) -> fwd + bwd + Adam step, through the
+ImageSamples in Batches (index, standardise, random flips) -> fwd + bwd + Adam step, through the
 same `train_one_epoch` the trainer uses.
 ceiling: the same model's fwd + bwd + Adam step on tensors already in memory, same batch
 size, same threads, same number of steps.
@@ -24,7 +24,7 @@ import torch
 from unetkit.config import TrainConfig
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import load_labelled
-from unetkit.data.loader import Batch, image_batches
+from unetkit.data.loader import Batch, Batches, ImageSamples
 from unetkit.data.pairing import find_pairs
 from unetkit.data.preprocess import fit_preprocess
 from unetkit.data.split import coverage_classes, stratified_split
@@ -48,7 +48,7 @@ def pipeline_epoch(data_dir: Path, parts: Parts, batch_size: int, max_images: in
         train_idx = train_idx[:max_images]
     train_set = data.subset(train_idx)
     preprocess = fit_preprocess(train_set.images, normalize=True, size_policy="pad", resize_to=128)
-    batches = image_batches(train_set, preprocess, batch_size, shuffle=True, augment=augment_config("seed"), seed=0)
+    batches = Batches(ImageSamples(train_set, preprocess, shuffle=True, augment=augment_config("seed"), seed=0), batch_size)
     _, seen, _ = train_one_epoch(parts, batches, 0, TrainState(), deadline=None)
     return seen, time.perf_counter() - started
 

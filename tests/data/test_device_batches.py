@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.data.batching import device_batches, image_batches
 from unetkit.data.augment import augment_config
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.device_batches import device_batches, device_nbytes, stored_on_device, to_unit_range
-from unetkit.data.loader import image_batches
+from unetkit.data.device_batches import device_nbytes, stored_on_device, to_unit_range
 from unetkit.data.preprocess import Preprocess, identity_preprocess
 
 CPU = torch.device("cpu")

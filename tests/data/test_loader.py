@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.data.batching import image_batches
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.loader import image_batches
 from unetkit.data.preprocess import identity_preprocess
 
 

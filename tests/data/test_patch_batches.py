@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.data.batching import patch_batches
 from unetkit.data.augment import PRESETS
 from unetkit.data.dataset import Pair
 from unetkit.data.loader import Batches
-from unetkit.data.patch_batches import patch_batches
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.patches import ArraySource, scan_mask
 from unetkit.data.preprocess import identity_preprocess

@@ -17,7 +17,7 @@ from unetkit.data.augment import AugmentConfig, batch_seed
 from unetkit.data.dataset import LabelledSet
 from unetkit.data.device_augment import augment_batch, on_device, pad_crop_batch
 from unetkit.data.io import dtype_range
-from unetkit.data.loader import Batch, Batches, ImageSamples
+from unetkit.data.loader import Batch, ImageSamples
 from unetkit.data.preprocess import Preprocess
 
 
@@ -81,11 +81,3 @@ def device_nbytes(data: LabelledSet) -> int:
     kind = data.images.dtype
     itemsize = 4 if kind.kind == "f" else 8 if kind == np.uint32 else kind.itemsize  # as stored_on_device keeps it
     return data.images.size * itemsize + data.masks.nbytes + (data.weights.nbytes if data.weights is not None else 0)
-
-
-def device_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
-                   device: torch.device, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
-                   world_size: int = 1, pad_crop: tuple[int, int] | None = None) -> Batches:
-    """Batches of `DeviceSamples`, made in the caller's thread (the device works asynchronously)."""
-    samples = DeviceSamples(data, preprocess, shuffle=shuffle, device=device, augment=augment, seed=seed, pad_crop=pad_crop)
-    return Batches(samples, batch_size, rank=rank, world_size=world_size)

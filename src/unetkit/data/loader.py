@@ -126,14 +126,6 @@ def host_batch(preprocess: Preprocess, images: np.ndarray, masks: np.ndarray, we
                  torch.from_numpy(np.ascontiguousarray(weights)) if weights is not None else None)
 
 
-def image_batches(data: LabelledSet, preprocess: Preprocess, batch_size: int, *, shuffle: bool,
-                  augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
-                  workers: int = 0, pad_crop: tuple[int, int] | None = None) -> Batches:
-    """Batches of whole images from host memory (`ImageSamples`); `workers` threads prepare them ahead."""
-    samples = ImageSamples(data, preprocess, shuffle=shuffle, augment=augment, seed=seed, pad_crop=pad_crop)
-    return Batches(samples, batch_size, rank=rank, world_size=world_size, workers=workers)
-
-
 def default_workers(device_type: str) -> int:
     """Batch-preparing threads: none on the CPU (its cores run the network); on a GPU the cores
     this process has (torchrun's ranks on one machine share them) less one, at most 8."""

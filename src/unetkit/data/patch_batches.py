@@ -19,7 +19,7 @@ import numpy as np
 
 from unetkit.data.augment import AugmentConfig, Augmenter, batch_seed, describe, warp_margin
 from unetkit.data.io import dtype_range
-from unetkit.data.loader import Batch, Batches, host_batch
+from unetkit.data.loader import Batch, host_batch
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.patches import PatchSampler
 from unetkit.data.preprocess import Preprocess
@@ -67,12 +67,3 @@ class PatchSamples:
 
     def in_order(self) -> PatchSamples:
         return self
-
-
-def patch_batches(data: PatchSet, preprocess: Preprocess, batch_size: int, *, patch_size: int, foreground_share: float,
-                  patches_per_epoch: int = 0, augment: AugmentConfig | None = None, seed: int = 0, rank: int = 0,
-                  world_size: int = 1, workers: int = 0, weight_map: Callable[[np.ndarray], np.ndarray] | None = None) -> Batches:
-    """Batches of `PatchSamples`; `workers` threads prepare them ahead."""
-    samples = PatchSamples(data, preprocess, batch_size, patch_size=patch_size, foreground_share=foreground_share,
-                           patches_per_epoch=patches_per_epoch, augment=augment, seed=seed, weight_map=weight_map)
-    return Batches(samples, batch_size, rank=rank, world_size=world_size, workers=workers)

@@ -25,10 +25,10 @@ import torch
 from unetkit import distributed
 from unetkit.config import TrainConfig
 from unetkit.data.dataset import LabelledSet
-from unetkit.data.device_batches import device_batches, device_nbytes
+from unetkit.data.device_batches import DeviceSamples, device_nbytes
 from unetkit.data.fov import regions_for
-from unetkit.data.loader import Batches, default_workers, image_batches
-from unetkit.data.patch_batches import patch_batches
+from unetkit.data.loader import Batches, ImageSamples, Samples, default_workers
+from unetkit.data.patch_batches import PatchSamples
 from unetkit.data.patch_set import PatchSet
 from unetkit.data.preprocess import Preprocess
 from unetkit.data.weights import border_weights
@@ -61,23 +61,24 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     rank, world_size = distributed.rank(), distributed.world_size()
     workers = default_workers(device.type) if config.runtime.loader_workers is None else config.runtime.loader_workers
     crop = (config.data.pad_to, config.data.crop) if config.data.size_policy == "pad_crop" else None
-    drawn = {"augment": augment, "seed": config.seed, "rank": rank, "world_size": world_size}  # every batcher's
+    # One batcher over one of three sample sources, each drawn from (seed, epoch, batch, rank) with `augment`.
+    samples: Samples
     if settings.patch_size:  # the plan's patch mode: train_set is a PatchSet
         if config.runtime.device_batches == "on":
             raise UserError("runtime.device_batches: on does not support patch training yet (patches are read and "
                             "augmented by the CPU loader); use auto or off, or --patch-size 0 for whole images")
         border = partial(border_weights, w0=config.loss.border_w0, sigma=config.loss.border_sigma,
                          ignore_index=config.data.ignore_index)  # per patch, as drawn (whole images: the runner's)
-        train_batches = patch_batches(train_set, preprocess, settings.batch_size, patch_size=settings.patch_size,
-                                      foreground_share=settings.foreground_share,
-                                      patches_per_epoch=config.data.patches_per_epoch, workers=workers,
-                                      weight_map=border if config.loss.name in BORDER_WEIGHTED else None, **drawn)
-    elif _on_device(config, train_set, device):
-        train_batches = device_batches(train_set, preprocess, settings.batch_size, shuffle=True, device=device,
-                                       pad_crop=crop, **drawn)
+        samples = PatchSamples(train_set, preprocess, settings.batch_size, patch_size=settings.patch_size,
+                               foreground_share=settings.foreground_share, augment=augment, seed=config.seed,
+                               patches_per_epoch=config.data.patches_per_epoch,
+                               weight_map=border if config.loss.name in BORDER_WEIGHTED else None)
+    elif _on_device(config, train_set, device):  # made in this thread: the device works asynchronously
+        samples, workers = DeviceSamples(train_set, preprocess, shuffle=True, device=device, augment=augment,
+                                         seed=config.seed, pad_crop=crop), 0
     else:
-        train_batches = image_batches(train_set, preprocess, settings.batch_size, shuffle=True, workers=workers,
-                                      pad_crop=crop, **drawn)
+        samples = ImageSamples(train_set, preprocess, shuffle=True, augment=augment, seed=config.seed, pad_crop=crop)
+    train_batches = Batches(samples, settings.batch_size, rank=rank, world_size=world_size, workers=workers)
     val_share = val_set if world_size == 1 else val_set.subset(np.arange(rank, len(val_set), world_size))
     val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
     share_regions = val_regions[rank::world_size] if val_regions is not None else None

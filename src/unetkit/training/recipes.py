@@ -15,8 +15,8 @@ from typing import Any
 
 from unetkit.config import TrainConfig, from_dict
 from unetkit.data.augment import augment_config
-from unetkit.data.class_file import DEFAULT_IGNORE_INDEX, has_ignored
 from unetkit.data.io import channels_equal, picture_channels
+from unetkit.data.masks import DEFAULT_IGNORE_INDEX, has_ignored
 from unetkit.data.pairing import DataSource, find_images, find_pairs
 from unetkit.data.regions import head_or_whole
 from unetkit.errors import UserError
