@@ -118,6 +118,8 @@ def resume(run_dir: str | os.PathLike[str], *layers: dict[str, Any],
     if isinstance(config, (str, os.PathLike)):
         config = load_yaml(config)
     keywords = layer_from_fields((name, name, value) for name, value in fields.items())
+    if any(layer.get("init_model") for layer in (*layers, config or {}, keywords)):
+        raise UserError("--init starts a new run from a model file and --resume continues one: give one of them")
     resolved = resumed_config(run_dir, *layers, config or {}, keywords)
     if Path(resolved.out_dir) != Path(run_dir):
         resolved = dataclasses.replace(resolved, out_dir=str(run_dir))

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unetkit.api import evaluate
+from unetkit.api import evaluate, resume
 from unetkit.cli.main import main
 from unetkit.config import EvaluateConfig
 from unetkit.data.preprocess import identity_preprocess
 from unetkit.data.synthetic import generate_synthetic
+from unetkit.errors import UserError
 from unetkit.export.model_file import load_model, save_ensemble
 from unetkit.models import UNet
 from unetkit.training.recipes import resolve_train_config
@@ -80,3 +81,5 @@ def test_an_ensemble_or_a_resume_is_refused_with_one_line(synthetic_dir: Path, t
     assert "is an ensemble of 2 models" in capsys.readouterr().err
     assert main(["train", "--resume", "--init", str(ensemble), "--out", str(tmp_path / "b")]) == 2
     assert "--init starts a new run" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--init starts a new run"):  # the same refusal through the API's door
+        resume(tmp_path / "b", init_model=str(ensemble))

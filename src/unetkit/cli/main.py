@@ -83,8 +83,6 @@ def _config_fields_help() -> str:
 
 
 def _train(args: argparse.Namespace) -> None:
-    if args.resume and args.init:
-        raise UserError("--init starts a new run from a model file and --resume continues one: give one of them")
     result = (api.resume(args.out, config=args.config, **train_fields(args)) if args.resume
               else api.train(config=args.config, **train_fields(args)))
     if not distributed.is_main():
