@@ -50,8 +50,7 @@ class LoadedModel:
         unknown = sorted(set(options) - _OPTIONS)
         if unknown:
             raise UserError(f"unknown prediction option {unknown[0]} (options: {', '.join(sorted(_OPTIONS))})")
-        chosen = InferenceOptions(**options)
-        if chosen not in self._predictors:
+        if (chosen := InferenceOptions(**options)) not in self._predictors:
             self._predictors[chosen] = Predictor(self.saved, chosen)
         predictor = self._predictors[chosen]
         batch, shape = self._images(images)

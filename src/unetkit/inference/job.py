@@ -177,10 +177,9 @@ class PredictionJob:
                 if self.config.rle:
                     rle_rows[item.path] = self._rle_rows(item.path.stem, mask)
                 bar.update()
-            for item in todo:
-                if item.streamed:
-                    self._write_streamed(item, tiles)
-                    bar.update()
+            for item in [item for item in todo if item.streamed]:
+                self._write_streamed(item, tiles)
+                bar.update()
         finally:
             bar.close()
             tiles.close()
@@ -202,9 +201,8 @@ class PredictionJob:
 
     def _completed(self, record: dict[str, Any]) -> set[Path]:
         """Images finished by an earlier, interrupted run of this same job (same options and model)."""
-        # a record written before the tag is the same job all the same
-        earlier = None if self.earlier is None else {"format": RECORD_FORMAT} | self.earlier
-        if earlier is None or {k: earlier.get(k) for k in record} != record:
+        earlier = {"format": RECORD_FORMAT} | (self.earlier or {})  # one written before the tag: the same job all the same
+        if self.earlier is None or {k: earlier.get(k) for k in record} != record:
             return set()
         return {item.path for item in self.items if _newer_than(item.outputs, item.path)}
 
@@ -276,8 +274,6 @@ class PredictionJob:
 
 def _share(items: list[_Item]) -> list[_Item]:
     """This torchrun rank's images: largest first to the least-loaded rank (the same plan on every rank)."""
-    if distributed.world_size() == 1:
-        return items
     loads = [0] * distributed.world_size()
     mine = set()
     for item in sorted(items, key=lambda item: (-item.height * item.width, str(item.path))):

@@ -69,8 +69,6 @@ class TileGrid:
     @classmethod
     def plan(cls, height: int, width: int, tile: int, overlap: float) -> TileGrid:
         """Tiles of `tile` x `tile` (clipped to the image) overlapping by `overlap` of a tile."""
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must lie in [0, 1), not {overlap}")
         tile_h, tile_w = min(tile, height), min(tile, width)
         return cls(height, width, tile_h, tile_w, tuple(axis_starts(height, tile_h, overlap)),
                    tuple(axis_starts(width, tile_w, overlap)))

@@ -55,15 +55,13 @@ def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
         check(config)
 
 
-def build_model(config: ModelConfig, *, pretrained: bool = True) -> SegmentationNet:
+def build_model(config: ModelConfig, *, pretrained: bool = True, given: Iterable[str] = ()) -> SegmentationNet:
     """A fresh network of the architecture `config` describes, random but for the encoder weights
     `config.pretrained` names. pretrained=False skips those (no download, no file read) for callers that
     load a state dict right after: model files and checkpoints carry every weight and must load offline;
-    the net still records `config` as given."""
-    check_arch(config)
-    if pretrained or config.pretrained == "none":
-        return ARCHITECTURES[config.arch](config)
-    net = ARCHITECTURES[config.arch](dataclasses.replace(config, pretrained="none"))
+    the net still records `config` as given. `given`: as for `check_arch`."""
+    check_arch(config, given)
+    net = ARCHITECTURES[config.arch](config if pretrained else dataclasses.replace(config, pretrained="none"))
     net.config = config
     return net
 
@@ -89,11 +87,8 @@ def create_model(name: str = "seed", **options: Any) -> SegmentationNet:
     if base is None:
         raise UserError(f"unknown model '{name}' (architectures: {', '.join(ARCHITECTURES)}; presets: "
                         f"{', '.join(PRESETS)})")
-    arch = options.get("arch", base.arch)
     unknown = sorted(set(options) - FIELDS)
     if unknown:
         raise UserError(f"create_model('{name}'): unknown option {unknown[0]} (its options: "
-                        f"{', '.join(sorted(options_of(arch)))})")
-    config = dataclasses.replace(base, **options)
-    check_arch(config, given=options)
-    return build_model(config)
+                        f"{', '.join(sorted(options_of(options.get('arch', base.arch))))})")
+    return build_model(dataclasses.replace(base, **options), given=options)
