@@ -1,12 +1,11 @@
-"""Running a batch through a network a few samples at a time, so that each layer's activations stay
-in the CPU's last-level cache.
+"""Running a batch through a network a few samples at a time, so that each layer's activations stay in the CPU's
+last-level cache.
 
-On a CPU a convolution is bound by memory traffic once its input and output outgrow the cache: a
-batch of sixteen 256 x 256 tiles through a 16-wide first level writes 64 MB per layer, where a pass
-of two to four tiles stays in cache and runs markedly faster per tile (benchmarks/RESULTS.md, "the
-tiler against MONAI"). The batch size a user sets keeps its meaning (tiles cut, blended and copied
-together). The largest activation per sample is measured (forward hooks), not derived from the
-architecture, so the rule holds for any network. GPUs want large batches: nothing is split there."""
+On a CPU a convolution is bound by memory traffic once its input and output outgrow the cache: a batch of sixteen
+256 x 256 tiles through a 16-wide first level writes 64 MB per layer, where a pass of two to four tiles stays in cache
+and runs markedly faster per tile (benchmarks/RESULTS.md, "the tiler against MONAI"). The batch size a user sets keeps
+its meaning (tiles cut, blended and copied together). The largest activation per sample is measured (forward hooks),
+not derived from the architecture, so the rule holds for any network. GPUs want large batches: nothing is split there."""
 
 from __future__ import annotations
 

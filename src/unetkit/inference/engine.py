@@ -1,9 +1,7 @@
-"""What every way of running a model shares: batching images of one size, tiling large ones
-(inference/tiling.py), streaming rows, TTA, thresholds and masks; subclasses only say how a batch
-goes through the network (`Predictor`: PyTorch, `OnnxPredictor`: onnxruntime). `stream` hands rows
-on as they are finished, so the caller can write them without ever holding the image's
-probabilities. No torch here, so ONNX prediction runs where PyTorch is not installed.
-"""
+"""What every way of running a model shares: batching images of one size, tiling large ones (inference/tiling.py),
+streaming rows, TTA, thresholds and masks; subclasses only say how a batch goes through the network (`Predictor`:
+PyTorch, `OnnxPredictor`: onnxruntime). `stream` hands rows on as they are finished, so the caller can write them
+without ever holding the image's probabilities. No torch here, so ONNX prediction runs where PyTorch is not installed."""
 
 from __future__ import annotations
 
@@ -97,9 +95,8 @@ class PredictionEngine(ABC):
 
     @abstractmethod
     def network(self, x: Any, size: tuple[int, int] | None = None) -> Any:
-        """(N, C, h, w) network input from `prepare` -> (N, K, H, W) float32 probabilities (test-time
-        augmentation included), as the network's array type; (H, W) is `size` where `prepare`
-        resized the images, else x's own."""
+        """(N, C, h, w) network input from `prepare` -> (N, K, H, W) float32 probabilities (test-time augmentation
+        included), as the network's array type; (H, W) is `size` where `prepare` resized the images, else x's own."""
 
     def forward(self, images: np.ndarray) -> Any:
         """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 probabilities, as the network's

@@ -65,9 +65,8 @@ _PROBE = np.arange(9).reshape(1, 1, 3, 3)  # a view is told apart by where it mo
 
 @functools.cache
 def _drawn_views(hflip: bool, vflip: bool, rotate90: bool) -> frozenset[bytes]:
-    """The views (as a 3 x 3 probe's bytes) of the group that random left-right flips, up-down flips
-    and quarter turns generate. Worked out, not read off the flags: an up-down flip composed with a
-    quarter turn is a transpose."""
+    """The views (as a 3 x 3 probe's bytes) of the group that random left-right flips, up-down flips and quarter turns
+    generate. Worked out, not read off the flags: an up-down flip composed with a quarter turn is a transpose."""
     moves = [m for m, on in ((lambda x: np.flip(x, -1), hflip), (lambda x: np.flip(x, -2), vflip),
                              (lambda x: np.rot90(x, axes=(-2, -1)), rotate90)) if on]
     seen, frontier = {_PROBE.tobytes()}, [_PROBE]

@@ -1,7 +1,6 @@
-"""The networks' building blocks. DoubleConv, Down and Up each mirror one stanza of the Keras TGS
-kernel (`build_model`), so `unet.py` reads like the original listing; ConvBnReLU, SCSE and DecoderBlock
-make the encoder U-Net's decoder after the TGS winners' and smp's: batch norm always, nearest
-upsampling, no dropout."""
+"""The networks' building blocks. DoubleConv, Down and Up each mirror one stanza of the Keras TGS kernel
+(`build_model`), so `unet.py` reads like the original listing; ConvBnReLU, SCSE and DecoderBlock make the encoder
+U-Net's decoder after the TGS winners' and smp's: batch norm always, nearest upsampling, no dropout."""
 
 from __future__ import annotations
 
@@ -80,10 +79,9 @@ class SCSE(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """Upsample by `scale` (nearest), concatenate the skip, two ConvBnReLU, then scSE if asked:
-    (B, Cin, H, W) + skip (B, Cskip, sH, sW) -> (B, Cout, sH, sW); `skip_channels=0` below the encoder's
-    first map (e.g. stride 2 -> 1 for a ResNet). Nearest is smp's choice: the convolutions after it
-    smooth, and it costs nothing."""
+    """Upsample by `scale` (nearest), concatenate the skip, two ConvBnReLU, then scSE if asked: (B, Cin, H, W) +
+    skip (B, Cskip, sH, sW) -> (B, Cout, sH, sW); `skip_channels=0` below the encoder's first map (e.g. stride
+    2 -> 1 for a ResNet). Nearest is smp's choice: the convolutions after it smooth, and it costs nothing."""
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int, *, scale: int, scse: bool) -> None:
         super().__init__()
