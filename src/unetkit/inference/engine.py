@@ -63,8 +63,7 @@ def warn_unseen_views(tta: str, training: dict[str, Any]) -> None:
     except UserError:
         return
     views = {name: bool(augment and getattr(augment, f"p_{name}")) for name in ("hflip", "vflip", "rotate90")}
-    unseen = unseen_views(tta, **views)
-    if unseen:
+    if unseen := unseen_views(tta, **views):
         drawn = [name for name, on in zip(("left-right flips", "up-down flips", "quarter turns"), views.values()) if on]
         log.warning("TTA '%s' averages %d view(s) the model never saw in training (its augmentation drew %s) and "
                     "can lower the masks' quality; '%s' keeps to the views it saw", tta, unseen,

@@ -251,9 +251,7 @@ class PredictionJob:
         """(rows, W, K) probabilities of a streamed band -> its mask rows as the TIFF stores them:
         (rows, W) 0/255 (binary) or class indices, multi-label (rows, W, K) 0/255."""
         mask = self.predictor.to_mask(np.moveaxis(rows, -1, 0), postprocess=False)
-        if self.saved.config.multilabel:
-            return np.moveaxis(mask, 0, -1) * 255
-        return mask * 255 if self.binary else mask
+        return np.moveaxis(mask, 0, -1) * 255 if self.saved.config.multilabel else mask * 255 if self.binary else mask
 
     def _read_back(self, item: _Item) -> np.ndarray:
         """The mask an earlier run wrote, for the run-length CSV."""
@@ -303,14 +301,12 @@ class _TileProgress:
     def start(self, item: _Item) -> None:
         self.close()
         count = self.predictor.tile_count(item.height, item.width)
-        if count > 1:
-            self.bar = progress(total=count, desc=item.path.name, unit="tile", leave=False)
+        self.bar = progress(total=count, desc=item.path.name, unit="tile", leave=False) if count > 1 else None
 
     def update(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
 
-    def close(self) -> None:
+    def close(self) -> None:  # tqdm's close is idempotent: a closed bar neither updates nor closes again
         if self.bar is not None:
             self.bar.close()
-            self.bar = None

@@ -39,9 +39,8 @@ class Up(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, dropout: float, batch_norm: bool, mode: str) -> None:
         super().__init__()
         if mode == "transpose":
-            self.upsample: nn.Module = nn.ConvTranspose2d(
-                in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1
-            )
+            self.upsample: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1,
+                                                          output_padding=1)
         else:
             self.upsample = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),

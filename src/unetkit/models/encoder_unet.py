@@ -55,7 +55,6 @@ class EncoderUNet(SegmentationNet):
         self.encoder = create_encoder(config)
         channels: list[int] = self.encoder.feature_info.channels()
         reductions: list[int] = self.encoder.feature_info.reduction()
-        self._multiple = max(reductions)
         # Per-channel (mean, std) of [0, 1] pixels the pretrained encoder expects (ImageNet's for most),
         # fitted to in_channels; meaningful only when `model.pretrained` is not "none".
         self.input_mean_std = encoder_mean_std(self.encoder, config.in_channels)
@@ -82,7 +81,7 @@ class EncoderUNet(SegmentationNet):
     @property
     def multiple(self) -> int:
         """The encoder's largest reduction (32 for ResNets, EfficientNets, ConvNeXts)."""
-        return self._multiple
+        return max(self.encoder.feature_info.reduction())
 
     def _decode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, C, H, W), H and W multiples of `multiple` -> deepest encoder map (B, C_deep, H/32, W/32)

@@ -22,12 +22,9 @@ ARCHITECTURES: dict[str, Callable[[ModelConfig], SegmentationNet]] = {
 }
 
 PRESETS: dict[str, ModelConfig] = {
-    # The Keras TGS kernel's build_model(input_layer, 16): 2,158,417 parameters.
-    "seed": ModelConfig(),
-    # The seed with batch normalisation after every convolution: trains faster at higher rates.
-    "seed-bn": ModelConfig(batch_norm=True),
-    # A quarter of the seed's width, for quick experiments and CPU smoke tests.
-    "small": ModelConfig(start_neurons=8),
+    "seed": ModelConfig(),  # the Keras TGS kernel's build_model(input_layer, 16): 2,158,417 parameters
+    "seed-bn": ModelConfig(batch_norm=True),  # batch norm after every convolution: trains faster at higher rates
+    "small": ModelConfig(start_neurons=8),  # a quarter of the seed's width, for quick experiments and CPU smoke tests
 }
 
 
