@@ -153,9 +153,8 @@ class PredictionEngine(ABC):
         min-area and empty-mask rules (binary); bands of a streamed image go without them."""
         if is_binary(self.saved.config):
             rule = self.saved.postprocess if postprocess else {}
-            pre = self.saved.preprocess
-            if pre.size_policy == "resize" and rule:  # areas were tuned on resize_to x resize_to maps
-                factor = probabilities.shape[1] * probabilities.shape[2] / pre.resize_to**2
+            if self.saved.preprocess.size_policy == "resize" and rule:  # areas were tuned on resize_to x resize_to maps
+                factor = probabilities[0].size / self.saved.preprocess.resize_to**2
                 rule = {name: int(round(area * factor)) for name, area in rule.items()}
             return binary_decision(probabilities[0], self.threshold, **rule)
         return hard_mask(probabilities[None], self.saved.config, self.threshold or 0.5)[0]

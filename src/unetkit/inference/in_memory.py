@@ -53,9 +53,7 @@ class LoadedModel:
         predictor = self._predictors[chosen]
         batch, shape = self._images(images)
         answers = [answer(predictor, prob) for _, _, prob in predictor.run(enumerate(batch))]
-        if shape == "one":
-            return answers[0]
-        return np.stack(answers) if shape == "batch" else answers
+        return answers[0] if shape == "one" else np.stack(answers) if shape == "batch" else answers
 
     def _images(self, images: np.ndarray | list[np.ndarray]) -> tuple[list[np.ndarray], str]:
         """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped. Three axes are one

@@ -60,8 +60,7 @@ class Predictor(PredictionEngine):
         averaged as probabilities, they are the logits of that average."""
         if self.tta != "none":
             return as_logits(self.forward(images), self.saved.config)
-        height, width = images.shape[1:3]
-        return resize_logits(self._logits(self.prepare(images)), height, width)
+        return resize_logits(self._logits(self.prepare(images)), *images.shape[1:3])
 
     def tile_weights(self, height: int, width: int) -> torch.Tensor:
         return torch.from_numpy(super().tile_weights(height, width)).to(self.device)

@@ -17,10 +17,8 @@ class DoubleConv(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, *, batch_norm: bool = False) -> None:
         layers: list[nn.Module] = []
         for cin in (in_channels, out_channels):
-            layers.append(nn.Conv2d(cin, out_channels, kernel_size=3, padding=1, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(out_channels))
-            layers.append(nn.ReLU(inplace=True))
+            layers += [nn.Conv2d(cin, out_channels, kernel_size=3, padding=1, bias=not batch_norm),
+                       *([nn.BatchNorm2d(out_channels)] if batch_norm else []), nn.ReLU(inplace=True)]
         super().__init__(*layers)
 
 
