@@ -9,8 +9,7 @@ attention, hypercolumn (finest first), deep supervision (a 1x1 head on every blo
 (`gate_logits`). The head is 1x1 (smp's is 3x3). No dropout: the winners' decoders had none; batch norm regularises.
 
 The gate lives in the logits rather than in a second output so that every path that averages, stitches or exports
-per-pixel maps (tiling, TTA, ensembles, ONNX) carries it without knowing of it.
-"""
+per-pixel maps (tiling, TTA, ensembles, ONNX) carries it without knowing of it."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Architectures and model presets, created by name (after timm's registry, without import side effects).
 
 A new architecture is one new file in models/ and one line in `ARCHITECTURES`; `PRESETS` are named
-ModelConfigs (`--preset`); `build_model` is the one constructor every caller uses.
-"""
+ModelConfigs (`--preset`); `build_model` is the one constructor every caller uses."""
 
 from __future__ import annotations
 
