@@ -25,8 +25,6 @@ from unetkit.outputs import hard_mask, is_binary, uses_sigmoid
 from unetkit.runtime import log
 
 Key = TypeVar("Key")
-
-
 DEFAULT_TILE = 256  # tile side for models whose training made no plan (whole images)
 
 

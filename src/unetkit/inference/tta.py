@@ -20,6 +20,7 @@ from unetkit.errors import UserError
 
 TTA_MODES = ("none", "hflip", "flips", "d4")  # identity; + left-right; + the three mirrorings; + the transposed four
 Array = TypeVar("Array")  # torch.Tensor or np.ndarray, (N, C, H, W)
+_PROBE = np.arange(9).reshape(1, 1, 3, 3)  # a view is told apart by where it moves these nine values (unseen_views)
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,6 @@ def averaged(forward: Callable[[Array], Array], x: Array, mode: str, finish: Cal
     for symmetry in transforms[1:]:
         total = total + finish(symmetry.invert(forward(symmetry.apply(x))))
     return total / len(transforms) if len(transforms) > 1 else total
-
-
-_PROBE = np.arange(9).reshape(1, 1, 3, 3)  # a view is told apart by where it moves these nine values
 
 
 @functools.cache

@@ -26,7 +26,6 @@ PRESETS: dict[str, ModelConfig] = {
     "small": ModelConfig(start_neurons=8),  # a quarter of the seed's width, for quick experiments and CPU smoke tests
 }
 
-
 # ModelConfig fields every architecture reads; the rest belong to the architectures that declare them.
 COMMON_OPTIONS = frozenset({"arch", "in_channels", "num_classes", "multilabel"})
 FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
