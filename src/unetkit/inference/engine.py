@@ -118,9 +118,8 @@ class PredictionEngine(ABC):
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, C) images of one size -> (N, K, H, W) float32 probabilities, tiled if large."""
-        check_finite(images.reshape(-1, *images.shape[2:]) if images.ndim == 4 else images, "images")
-        height, width = images.shape[1:3]
-        if self.needs_tiles(height, width):
+        check_finite(images.reshape(-1, *images.shape[2:]), "images")  # (N * H, W, C): a pixel counts once
+        if self.needs_tiles(*images.shape[1:3]):
             return np.stack([self.tiled(image) for image in images])
         return host_array(self.forward(images))
 
