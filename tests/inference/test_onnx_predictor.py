@@ -14,8 +14,8 @@ from unetkit.cli.main import main
 from unetkit.data.io import read_array
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import load_model, save_model
-from unetkit.inference import Predictor
 from unetkit.inference.onnx_predictor import OnnxPredictor, load_onnx
+from unetkit.inference.predictor import Predictor
 from unetkit.models import UNet
 
 # Runs the CLI with every `import torch` failing: the ONNX path must not need PyTorch at all.

@@ -7,7 +7,7 @@ import pytest
 
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import SavedModel, load_model
-from unetkit.inference import Predictor
+from unetkit.inference.predictor import Predictor
 from unetkit.models import UNet
 
 

@@ -6,7 +6,7 @@ import torch
 
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import SavedModel
-from unetkit.inference import Predictor
+from unetkit.inference.predictor import Predictor
 from unetkit.inference.tiling import TileGrid, assemble, axis_starts, blended_rows, importance_map
 from unetkit.models import UNet
 

@@ -8,7 +8,7 @@ import torch
 
 from unetkit.data.preprocess import Preprocess
 from unetkit.export.model_file import SavedModel
-from unetkit.inference import Predictor
+from unetkit.inference.predictor import Predictor
 from unetkit.inference.tta import TTA_MODES, averaged, symmetries, unseen_views, widest_seen
 from unetkit.models import UNet
 

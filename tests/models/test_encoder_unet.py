@@ -106,7 +106,7 @@ def test_the_image_gate_decides_empty_images(bias: float, empty: bool) -> None:
 
 
 def test_the_gate_reaches_tiled_and_flipped_predictions(tmp_path: Path) -> None:
-    from unetkit.inference import Predictor
+    from unetkit.inference.predictor import Predictor
 
     net = EncoderUNet(dataclasses.replace(RESNET18, classification_head=True)).eval()
     with torch.no_grad():
@@ -237,7 +237,7 @@ def test_onnx_parity(tmp_path: Path, config: ModelConfig) -> None:
 
 
 def test_tiled_prediction(tmp_path: Path) -> None:
-    from unetkit.inference import Predictor
+    from unetkit.inference.predictor import Predictor
 
     save_model(tmp_path / "m.safetensors", EncoderUNet(RESNET18).eval(), identity_preprocess(1))
     predictor = Predictor(load_model(tmp_path / "m.safetensors"), device="cpu", tile=128)

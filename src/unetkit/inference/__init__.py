@@ -1,16 +1,2 @@
-"""Applying saved models to new images. `Predictor` (PyTorch) is imported on first use, so ONNX
-prediction (inference/onnx_predictor.py) runs without torch."""
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["Predictor"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "Predictor":
-        from unetkit.inference.predictor import Predictor
-
-        return Predictor
-    raise AttributeError(f"module 'unetkit.inference' has no attribute {name!r}")
+"""Applying saved models to new images: `predictor.Predictor` (PyTorch) and `onnx_predictor.OnnxPredictor`
+(onnxruntime, no torch) run on one engine (engine.py); backends.py picks one for a model file."""

@@ -16,11 +16,10 @@ from unetkit.inference.engine import PredictionEngine
 def open_predictor(model_path: str | os.PathLike[str], options: InferenceOptions) -> PredictionEngine:
     """A model file -> its predictor: `.onnx` through onnxruntime (no torch), else PyTorch."""
     if Path(model_path).suffix.lower() == ".onnx":
-        from unetkit.inference.onnx_predictor import OnnxPredictor, load_onnx
-
         if distributed.launched():
             raise UserError(f"{model_path}: ONNX models are predicted by one process (torchrun coordinates "
                             "PyTorch processes); run without torchrun, or give the .safetensors model")
+        from unetkit.inference.onnx_predictor import OnnxPredictor, load_onnx
 
         return OnnxPredictor(load_onnx(model_path, options.device), options)
     from unetkit.export.model_file import load_model

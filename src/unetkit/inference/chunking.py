@@ -1,12 +1,11 @@
-"""Running a batch through a network a few samples at a time, so that each layer's activations stay
-in the CPU's last-level cache.
+"""Running a batch through a network a few samples at a time, so that each layer's activations stay in the CPU's
+last-level cache.
 
-On a CPU a convolution is bound by memory traffic once its input and output outgrow the cache: a
-batch of sixteen 256 x 256 tiles through a 16-wide first level writes 64 MB per layer, where a pass
-of two to four tiles stays in cache and runs markedly faster per tile (benchmarks/RESULTS.md, "the
-tiler against MONAI"). The batch size a user sets keeps its meaning (tiles cut, blended and copied
-together). The largest activation per sample is measured (forward hooks), not derived from the
-architecture, so the rule holds for any network. GPUs want large batches: nothing is split there."""
+On a CPU a convolution is bound by memory traffic once its input and output outgrow the cache: a batch of sixteen
+256 x 256 tiles through a 16-wide first level writes 64 MB per layer, where a pass of two to four tiles stays in cache
+and runs markedly faster per tile (benchmarks/RESULTS.md, "the tiler against MONAI"). The batch size a user sets keeps
+its meaning (tiles cut, blended and copied together). The largest activation per sample is measured (forward hooks),
+not derived from the architecture, so the rule holds for any network. GPUs want large batches: nothing is split there."""
 
 from __future__ import annotations
 
@@ -43,12 +42,11 @@ class CacheSizedPasses:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.shape[0] == 1:
             return self.net(x)
-        key = _shape_key(x)
         outputs, start = [], 0
-        if key not in self._largest:
-            self._largest[key], first = _largest_activation(self.net, x[:1])
+        if self.per_pass(x) is None:
+            self._largest[_shape_key(x)], first = _largest_activation(self.net, x[:1])
             outputs, start = [first], 1
-        per_pass = self._samples_per_pass(self._largest[key])
+        per_pass = self.per_pass(x) or 1
         if start == 0 and per_pass >= x.shape[0]:
             return self.net(x)
         outputs += [self.net(x[i : i + per_pass]) for i in range(start, x.shape[0], per_pass)]
@@ -57,10 +55,7 @@ class CacheSizedPasses:
     def per_pass(self, x: torch.Tensor) -> int | None:
         """Samples per pass for inputs like x, once a batch like it has run (None before)."""
         largest = self._largest.get(_shape_key(x))
-        return None if largest is None else self._samples_per_pass(largest)
-
-    def _samples_per_pass(self, largest: int) -> int:
-        return max(1, int(self.budget // max(1, largest)))
+        return None if largest is None else max(1, int(self.budget // max(1, largest)))
 
 
 def _shape_key(x: torch.Tensor) -> tuple[object, ...]:

@@ -1,9 +1,7 @@
-"""What every way of running a model shares: batching images of one size, tiling large ones
-(inference/tiling.py), streaming rows, TTA, thresholds and masks; subclasses only say how a batch
-goes through the network (`Predictor`: PyTorch, `OnnxPredictor`: onnxruntime). `stream` hands rows
-on as they are finished, so the caller can write them without ever holding the image's
-probabilities. No torch here, so ONNX prediction runs where PyTorch is not installed.
-"""
+"""What every way of running a model shares: batching images of one size, tiling large ones (inference/tiling.py),
+streaming rows, TTA, thresholds and masks; subclasses only say how a batch goes through the network (`Predictor`:
+PyTorch, `OnnxPredictor`: onnxruntime). `stream` hands rows on as they are finished, so the caller can write them
+without ever holding the image's probabilities. No torch here, so ONNX prediction runs where PyTorch is not installed."""
 
 from __future__ import annotations
 
@@ -27,8 +25,6 @@ from unetkit.outputs import hard_mask, is_binary, uses_sigmoid
 from unetkit.runtime import log
 
 Key = TypeVar("Key")
-
-
 DEFAULT_TILE = 256  # tile side for models whose training made no plan (whole images)
 
 
@@ -65,8 +61,7 @@ def warn_unseen_views(tta: str, training: dict[str, Any]) -> None:
     except UserError:
         return
     views = {name: bool(augment and getattr(augment, f"p_{name}")) for name in ("hflip", "vflip", "rotate90")}
-    unseen = unseen_views(tta, **views)
-    if unseen:
+    if unseen := unseen_views(tta, **views):
         drawn = [name for name, on in zip(("left-right flips", "up-down flips", "quarter turns"), views.values()) if on]
         log.warning("TTA '%s' averages %d view(s) the model never saw in training (its augmentation drew %s) and "
                     "can lower the masks' quality; '%s' keeps to the views it saw", tta, unseen,
@@ -97,9 +92,8 @@ class PredictionEngine(ABC):
 
     @abstractmethod
     def network(self, x: Any, size: tuple[int, int] | None = None) -> Any:
-        """(N, C, h, w) network input from `prepare` -> (N, K, H, W) float32 probabilities (test-time
-        augmentation included), as the network's array type; (H, W) is `size` where `prepare`
-        resized the images, else x's own."""
+        """(N, C, h, w) network input from `prepare` -> (N, K, H, W) float32 probabilities (test-time augmentation
+        included), as the network's array type; (H, W) is `size` where `prepare` resized the images, else x's own."""
 
     def forward(self, images: np.ndarray) -> Any:
         """(N, H, W, C) raw images of one size -> (N, K, H, W) float32 probabilities, as the network's
@@ -124,9 +118,8 @@ class PredictionEngine(ABC):
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, C) images of one size -> (N, K, H, W) float32 probabilities, tiled if large."""
-        check_finite(images.reshape(-1, *images.shape[2:]) if images.ndim == 4 else images, "images")
-        height, width = images.shape[1:3]
-        if self.needs_tiles(height, width):
+        check_finite(images.reshape(-1, *images.shape[2:]), "images")  # (N * H, W, C): a pixel counts once
+        if self.needs_tiles(*images.shape[1:3]):
             return np.stack([self.tiled(image) for image in images])
         return host_array(self.forward(images))
 
@@ -157,9 +150,8 @@ class PredictionEngine(ABC):
         min-area and empty-mask rules (binary); bands of a streamed image go without them."""
         if is_binary(self.saved.config):
             rule = self.saved.postprocess if postprocess else {}
-            pre = self.saved.preprocess
-            if pre.size_policy == "resize" and rule:  # areas were tuned on resize_to x resize_to maps
-                factor = probabilities.shape[1] * probabilities.shape[2] / pre.resize_to**2
+            if self.saved.preprocess.size_policy == "resize" and rule:  # areas were tuned on resize_to x resize_to maps
+                factor = probabilities[0].size / self.saved.preprocess.resize_to**2
                 rule = {name: int(round(area * factor)) for name, area in rule.items()}
             return binary_decision(probabilities[0], self.threshold, **rule)
         return hard_mask(probabilities[None], self.saved.config, self.threshold or 0.5)[0]

@@ -5,8 +5,7 @@ measures (measures.py: per class and pooled, with a 95% bootstrap interval), ins
 of `fov_dir` when given. Under torchrun each rank scores its share and every rank gets the figures of
 all; rank 0 writes the CSV. Distances are in the unit of the pixel sizes (`--spacing`, else each
 file's own, data/spacing.py), named in the CSV and the figures (`distance_unit`). The CSV has one row
-per image, then the data-set figure (stem `#all`) and the interval's ends (`#ci95_low`, `#ci95_high`).
-"""
+per image, then the data-set figure (stem `#all`) and the interval's ends (`#ci95_low`, `#ci95_high`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""`unetkit.load_model(path)`: a model file that predicts NumPy arrays in memory (`predict`: masks
-with the stored threshold and post-processing, `probabilities`: the maps) through the same
-`Predictor` (batching, tiles, TTA) and channel rules as image files, so a mask from memory equals
-the one `unetkit predict` writes for the same pixels."""
+"""`unetkit.load_model(path)`: a model file that predicts NumPy arrays in memory (`predict`: masks with the stored
+threshold and post-processing, `probabilities`: the maps) through the same `Predictor` (batching, tiles, TTA) and
+channel rules as image files, so a mask from memory equals the one `unetkit predict` writes for the same pixels."""
 
 from __future__ import annotations
 
@@ -40,9 +39,8 @@ class LoadedModel:
         return self._run(images, options, lambda _, prob: prob)
 
     def predict(self, images: np.ndarray | list[np.ndarray], **options: Any) -> np.ndarray | list[np.ndarray]:
-        """Masks at each image's size, as `unetkit predict` decides them: (H, W) uint8 0/1 for a binary
-        model, class indices for several classes, (K, H, W) 0/1 for several labels; stacked for a
-        batch, a list for a list."""
+        """Masks at each image's size, as `unetkit predict` decides them: (H, W) uint8 0/1 for a binary model, class
+        indices for several classes, (K, H, W) 0/1 for several labels; stacked for a batch, a list for a list."""
         return self._run(images, options, lambda predictor, prob: predictor.to_mask(prob))
 
     def _run(self, images: np.ndarray | list[np.ndarray], options: dict[str, Any],
@@ -50,20 +48,16 @@ class LoadedModel:
         unknown = sorted(set(options) - _OPTIONS)
         if unknown:
             raise UserError(f"unknown prediction option {unknown[0]} (options: {', '.join(sorted(_OPTIONS))})")
-        chosen = InferenceOptions(**options)
-        if chosen not in self._predictors:
+        if (chosen := InferenceOptions(**options)) not in self._predictors:
             self._predictors[chosen] = Predictor(self.saved, chosen)
         predictor = self._predictors[chosen]
         batch, shape = self._images(images)
         answers = [answer(predictor, prob) for _, _, prob in predictor.run(enumerate(batch))]
-        if shape == "one":
-            return answers[0]
-        return np.stack(answers) if shape == "batch" else answers
+        return answers[0] if shape == "one" else np.stack(answers) if shape == "batch" else answers
 
     def _images(self, images: np.ndarray | list[np.ndarray]) -> tuple[list[np.ndarray], str]:
-        """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped. Three axes
-        are one image when the last holds 1 to 4 channels, else a batch of (H, W) images: no photograph is
-        4 pixels wide."""
+        """The images as (H, W, C) arrays of the model's channels, and how the answer is shaped. Three axes are one
+        image when the last holds 1 to 4 channels, else a batch of (H, W) images: no photograph is 4 pixels wide."""
         channels = self.saved.config.in_channels
         if isinstance(images, (list, tuple)):
             return [self._image(np.asarray(image), channels, f"images[{i}]") for i, image in enumerate(images)], "list"

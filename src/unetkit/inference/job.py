@@ -177,10 +177,9 @@ class PredictionJob:
                 if self.config.rle:
                     rle_rows[item.path] = self._rle_rows(item.path.stem, mask)
                 bar.update()
-            for item in todo:
-                if item.streamed:
-                    self._write_streamed(item, tiles)
-                    bar.update()
+            for item in [item for item in todo if item.streamed]:
+                self._write_streamed(item, tiles)
+                bar.update()
         finally:
             bar.close()
             tiles.close()
@@ -202,9 +201,8 @@ class PredictionJob:
 
     def _completed(self, record: dict[str, Any]) -> set[Path]:
         """Images finished by an earlier, interrupted run of this same job (same options and model)."""
-        # a record written before the tag is the same job all the same
-        earlier = None if self.earlier is None else {"format": RECORD_FORMAT} | self.earlier
-        if earlier is None or {k: earlier.get(k) for k in record} != record:
+        earlier = {"format": RECORD_FORMAT} | (self.earlier or {})  # one written before the tag: the same job all the same
+        if self.earlier is None or {k: earlier.get(k) for k in record} != record:
             return set()
         return {item.path for item in self.items if _newer_than(item.outputs, item.path)}
 
@@ -253,9 +251,7 @@ class PredictionJob:
         """(rows, W, K) probabilities of a streamed band -> its mask rows as the TIFF stores them:
         (rows, W) 0/255 (binary) or class indices, multi-label (rows, W, K) 0/255."""
         mask = self.predictor.to_mask(np.moveaxis(rows, -1, 0), postprocess=False)
-        if self.saved.config.multilabel:
-            return np.moveaxis(mask, 0, -1) * 255
-        return mask * 255 if self.binary else mask
+        return np.moveaxis(mask, 0, -1) * 255 if self.saved.config.multilabel else mask * 255 if self.binary else mask
 
     def _read_back(self, item: _Item) -> np.ndarray:
         """The mask an earlier run wrote, for the run-length CSV."""
@@ -276,8 +272,6 @@ class PredictionJob:
 
 def _share(items: list[_Item]) -> list[_Item]:
     """This torchrun rank's images: largest first to the least-loaded rank (the same plan on every rank)."""
-    if distributed.world_size() == 1:
-        return items
     loads = [0] * distributed.world_size()
     mine = set()
     for item in sorted(items, key=lambda item: (-item.height * item.width, str(item.path))):
@@ -307,14 +301,12 @@ class _TileProgress:
     def start(self, item: _Item) -> None:
         self.close()
         count = self.predictor.tile_count(item.height, item.width)
-        if count > 1:
-            self.bar = progress(total=count, desc=item.path.name, unit="tile", leave=False)
+        self.bar = progress(total=count, desc=item.path.name, unit="tile", leave=False) if count > 1 else None
 
     def update(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
 
-    def close(self) -> None:
+    def close(self) -> None:  # tqdm's close is idempotent: a closed bar neither updates nor closes again
         if self.bar is not None:
             self.bar.close()
-            self.bar = None

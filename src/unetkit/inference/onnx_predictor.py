@@ -31,8 +31,8 @@ class OnnxModel:
     preprocess: Preprocess
     threshold: float = 0.5
     postprocess: dict[str, int] = field(default_factory=dict)
-    classes: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)  # the training record (config, figures)
+    classes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_onnx(path: str | os.PathLike[str], device: str = "auto") -> OnnxModel:
@@ -56,12 +56,10 @@ def load_onnx(path: str | os.PathLike[str], device: str = "auto") -> OnnxModel:
     if metadata.get("format") != ONNX_FORMAT:
         raise UserError(f"{file}: an ONNX model without unetkit's metadata (export it with unetkit export)")
     try:
-        config, preprocess, threshold, postprocess, training = checked_metadata(metadata)
-        model = OnnxModel(session, config, preprocess, threshold, postprocess,
-                          list(json.loads(metadata.get("classes", "[]"))), training)
+        model = OnnxModel(session, *checked_metadata(metadata), list(json.loads(metadata.get("classes", "[]"))))
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"{file}: unetkit metadata is incomplete or invalid ({exc})") from None
-    if preprocess.size_policy != "pad":
+    if (preprocess := model.preprocess).size_policy != "pad":
         raise UserError(f"{file}: the model resizes images to {preprocess.resize_to}x{preprocess.resize_to} "
                         "(size_policy resize), which ONNX prediction does not reproduce; predict with the "
                         ".safetensors model")

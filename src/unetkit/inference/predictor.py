@@ -24,8 +24,7 @@ class Predictor(PredictionEngine):
 
     def __init__(self, saved: SavedModel, options: InferenceOptions | None = None, *,
                  torch_device: torch.device | None = None, **fields: Any) -> None:
-        """`options` (or its fields as keywords: device="cpu", tile=512, tta="flips", ...) say how;
-        `torch_device` places the network on that exact device (training validates on its own)."""
+        """`torch_device` places the network on that exact device (training validates on its own)."""
         super().__init__(saved, options, **fields)
         self.saved: SavedModel = saved
         self.device = torch_device or resolve_device(self.options.device)
@@ -50,8 +49,6 @@ class Predictor(PredictionEngine):
 
     @torch.inference_mode()
     def network(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """(N, C, h, w) from `prepare` -> (N, K, H, W) float32 probabilities on the device; (H, W) is
-        `size` (the resize policy's logits go back to the images' own size) or x's own."""
         height, width = size or x.shape[-2:]  # resize policy: back from resize_to x resize_to
         return averaged(self._logits, x, self.tta,
                         lambda logits: probabilities(resize_logits(logits, height, width), self.saved.config))
@@ -63,8 +60,7 @@ class Predictor(PredictionEngine):
         averaged as probabilities, they are the logits of that average."""
         if self.tta != "none":
             return as_logits(self.forward(images), self.saved.config)
-        height, width = images.shape[1:3]
-        return resize_logits(self._logits(self.prepare(images)), height, width)
+        return resize_logits(self._logits(self.prepare(images)), *images.shape[1:3])
 
     def tile_weights(self, height: int, width: int) -> torch.Tensor:
         return torch.from_numpy(super().tile_weights(height, width)).to(self.device)

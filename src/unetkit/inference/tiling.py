@@ -1,16 +1,14 @@
-"""Overlap-tile prediction: tiles cut row by row, batched, blended with importance weights, and
-handed on as finished bands of rows.
+"""Overlap-tile prediction: tiles cut row by row, batched, blended with importance weights, and handed on as finished
+bands of rows.
 
-Written here rather than taken from MONAI (`sliding_window_inference`) or nnU-Net because both
-hold a float output and a weight map as large as the whole image (3 GB for a 20000 x 20000 slide);
-here only the rows a tile not yet run can still touch stay open, so memory follows the tile, the
-batch and the image width, never its height. The grid and the weights follow MONAI's and nnU-Net's
-convention, so results agree with theirs: step int(tile * (1 - overlap)), the last tile flush with
-the border, Gaussian weights with sigma = tile / 8 clamped below at 1e-3 of the peak.
+Written here rather than taken from MONAI (`sliding_window_inference`) or nnU-Net because both hold a float output and
+a weight map as large as the whole image (3 GB for a 20000 x 20000 slide); here only the rows a tile not yet run can
+still touch stay open, so memory follows the tile, the batch and the image width, never its height. The grid and the
+weights follow MONAI's and nnU-Net's convention, so results agree with theirs: step int(tile * (1 - overlap)), the
+last tile flush with the border, Gaussian weights with sigma = tile / 8 clamped below at 1e-3 of the peak.
 
-Arrays are torch tensors (blended on the network's device) or NumPy arrays (ONNX prediction, which
-never imports torch); the small helpers at the end differ.
-"""
+Arrays are torch tensors (blended on the network's device) or NumPy arrays (ONNX prediction, which never imports
+torch); the small helpers at the end differ."""
 
 from __future__ import annotations
 
@@ -69,8 +67,6 @@ class TileGrid:
     @classmethod
     def plan(cls, height: int, width: int, tile: int, overlap: float) -> TileGrid:
         """Tiles of `tile` x `tile` (clipped to the image) overlapping by `overlap` of a tile."""
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must lie in [0, 1), not {overlap}")
         tile_h, tile_w = min(tile, height), min(tile, width)
         return cls(height, width, tile_h, tile_w, tuple(axis_starts(height, tile_h, overlap)),
                    tuple(axis_starts(width, tile_w, overlap)))
@@ -85,12 +81,11 @@ def blended_rows(read_rows: ReadRows, grid: TileGrid, predict: PredictTiles, num
                  on_tiles: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (y0, probabilities (K, rows, W) float32 NumPy) for consecutive finished bands.
 
-    `read_rows` gives network-ready rows (C, rows, W), standardised once per tile row; `weights` is the
-    tile's importance map, the kind of array `predict` returns, on its device. Tiles run in row-major
-    batches through one reused buffer and are added into the open rows in place (one fused multiply-add
-    per tile); after each batch the rows above the first tile not yet run are final: divided by their
-    weight sum, yielded and dropped. Every tile row has the same columns, so one row of weights summed
-    over the columns (th, W) serves all of them."""
+    `read_rows` gives network-ready rows (C, rows, W), standardised once per tile row; `weights` is the tile's
+    importance map, the kind of array `predict` returns, on its device. Tiles run in row-major batches through one
+    reused buffer and are added into the open rows in place (one fused multiply-add per tile); after each batch the
+    rows above the first tile not yet run are final: divided by their weight sum, yielded and dropped. Every tile row
+    has the same columns, so one row of weights summed over the columns (th, W) serves all of them."""
     th, tw, width = grid.tile_h, grid.tile_w, grid.width
     tiles = [(y, x) for y in grid.ys for x in grid.xs]
     batches = [(start, min(start + batch_size, len(tiles))) for start in range(0, len(tiles), batch_size)]

@@ -20,6 +20,7 @@ from unetkit.errors import UserError
 
 TTA_MODES = ("none", "hflip", "flips", "d4")  # identity; + left-right; + the three mirrorings; + the transposed four
 Array = TypeVar("Array")  # torch.Tensor or np.ndarray, (N, C, H, W)
+_PROBE = np.arange(9).reshape(1, 1, 3, 3)  # a view is told apart by where it moves these nine values (unseen_views)
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,10 @@ def averaged(forward: Callable[[Array], Array], x: Array, mode: str, finish: Cal
     return total / len(transforms) if len(transforms) > 1 else total
 
 
-_PROBE = np.arange(9).reshape(1, 1, 3, 3)  # a view is told apart by where it moves these nine values
-
-
 @functools.cache
 def _drawn_views(hflip: bool, vflip: bool, rotate90: bool) -> frozenset[bytes]:
-    """The views (as a 3 x 3 probe's bytes) of the group that random left-right flips, up-down flips
-    and quarter turns generate. Worked out, not read off the flags: an up-down flip composed with a
-    quarter turn is a transpose."""
+    """The views (as a 3 x 3 probe's bytes) of the group that random left-right flips, up-down flips and quarter turns
+    generate. Worked out, not read off the flags: an up-down flip composed with a quarter turn is a transpose."""
     moves = [m for m, on in ((lambda x: np.flip(x, -1), hflip), (lambda x: np.flip(x, -2), vflip),
                              (lambda x: np.rot90(x, axes=(-2, -1)), rotate90)) if on]
     seen, frontier = {_PROBE.tobytes()}, [_PROBE]

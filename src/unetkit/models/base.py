@@ -3,8 +3,7 @@ any H, W -> logits (B, num_classes, H, W).
 
 An architecture only writes `logits` for sides that are multiples of its `multiple`; the padding to
 it and the crop back are written once here, so architectures, the ensemble, the tiler and the ONNX
-export treat sizes alike. The config is the architecture as data: `build_model` rebuilds the net from it.
-"""
+export treat sizes alike. The config is the architecture as data: `build_model` rebuilds the net from it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""The networks' building blocks. DoubleConv, Down and Up each mirror one stanza of the Keras TGS
-kernel (`build_model`), so `unet.py` reads like the original listing; ConvBnReLU, SCSE and DecoderBlock
-make the encoder U-Net's decoder after the TGS winners' and smp's: batch norm always, nearest
-upsampling, no dropout."""
+"""The networks' building blocks. DoubleConv, Down and Up each mirror one stanza of the Keras TGS kernel
+(`build_model`), so `unet.py` reads like the original listing; ConvBnReLU, SCSE and DecoderBlock make the encoder
+U-Net's decoder after the TGS winners' and smp's: batch norm always, nearest upsampling, no dropout."""
 
 from __future__ import annotations
 
@@ -18,10 +17,8 @@ class DoubleConv(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, *, batch_norm: bool = False) -> None:
         layers: list[nn.Module] = []
         for cin in (in_channels, out_channels):
-            layers.append(nn.Conv2d(cin, out_channels, kernel_size=3, padding=1, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(out_channels))
-            layers.append(nn.ReLU(inplace=True))
+            layers += [nn.Conv2d(cin, out_channels, kernel_size=3, padding=1, bias=not batch_norm),
+                       *([nn.BatchNorm2d(out_channels)] if batch_norm else []), nn.ReLU(inplace=True)]
         super().__init__(*layers)
 
 
@@ -40,9 +37,8 @@ class Up(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, dropout: float, batch_norm: bool, mode: str) -> None:
         super().__init__()
         if mode == "transpose":
-            self.upsample: nn.Module = nn.ConvTranspose2d(
-                in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1
-            )
+            self.upsample: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1,
+                                                          output_padding=1)
         else:
             self.upsample = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
@@ -80,10 +76,9 @@ class SCSE(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """Upsample by `scale` (nearest), concatenate the skip, two ConvBnReLU, then scSE if asked:
-    (B, Cin, H, W) + skip (B, Cskip, sH, sW) -> (B, Cout, sH, sW); `skip_channels=0` below the encoder's
-    first map (e.g. stride 2 -> 1 for a ResNet). Nearest is smp's choice: the convolutions after it
-    smooth, and it costs nothing."""
+    """Upsample by `scale` (nearest), concatenate the skip, two ConvBnReLU, then scSE if asked: (B, Cin, H, W) +
+    skip (B, Cskip, sH, sW) -> (B, Cout, sH, sW); `skip_channels=0` below the encoder's first map (e.g. stride
+    2 -> 1 for a ResNet). Nearest is smp's choice: the convolutions after it smooth, and it costs nothing."""
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int, *, scale: int, scse: bool) -> None:
         super().__init__()

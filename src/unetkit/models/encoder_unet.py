@@ -1,18 +1,15 @@
 """The encoder U-Net (arch "unet"): a timm encoder, our decoder, the TGS winners' options.
 
-Decoder: one `DecoderBlock` per encoder level below the deepest, then blocks without a skip down to
-stride 1 (one for a ResNet, two for a ConvNeXt, whose first map is at stride 4). The block ending at
-stride s has `model.start_neurons * s` channels: with the default 16, smp's decoder widths (256 ... 16),
-and the seed U-Net's meaning ("filters at the first level, doubled every level down"). Options: scSE
-attention, hypercolumn (every block's output upsampled and concatenated, finest first, before the head),
-deep supervision (a 1x1 head on every block but the last, read by `training_outputs`), and a
-classification head ("is there anything in this image?") whose probability, with `image_gate`, gates
-what `forward` predicts (`gate_logits`). The head is 1x1 (smp's is 3x3). No dropout: the winners'
-decoders had none, and batch norm regularises.
+Decoder: one `DecoderBlock` per encoder level below the deepest, then blocks without a skip down to stride 1 (one
+for a ResNet, two for a ConvNeXt, whose first map is at stride 4). The block ending at stride s has
+`model.start_neurons * s` channels: with the default 16, smp's decoder widths (256 ... 16), and the seed U-Net's
+meaning ("filters at the first level, doubled every level down"). Options (config.py says what each adds): scSE
+attention, hypercolumn (finest first), deep supervision (a 1x1 head on every block but the last, read by
+`training_outputs`) and a classification head whose probability, with `image_gate`, gates what `forward` predicts
+(`gate_logits`). The head is 1x1 (smp's is 3x3). No dropout: the winners' decoders had none; batch norm regularises.
 
-The gate lives in the logits rather than in a second output so that every path that averages,
-stitches or exports per-pixel maps (tiling, TTA, ensembles, ONNX) carries it without knowing of it.
-"""
+The gate lives in the logits rather than in a second output so that every path that averages, stitches or exports
+per-pixel maps (tiling, TTA, ensembles, ONNX) carries it without knowing of it."""
 
 from __future__ import annotations
 
@@ -57,7 +54,6 @@ class EncoderUNet(SegmentationNet):
         self.encoder = create_encoder(config)
         channels: list[int] = self.encoder.feature_info.channels()
         reductions: list[int] = self.encoder.feature_info.reduction()
-        self._multiple = max(reductions)
         # Per-channel (mean, std) of [0, 1] pixels the pretrained encoder expects (ImageNet's for most),
         # fitted to in_channels; meaningful only when `model.pretrained` is not "none".
         self.input_mean_std = encoder_mean_std(self.encoder, config.in_channels)
@@ -84,7 +80,7 @@ class EncoderUNet(SegmentationNet):
     @property
     def multiple(self) -> int:
         """The encoder's largest reduction (32 for ResNets, EfficientNets, ConvNeXts)."""
-        return self._multiple
+        return max(self.encoder.feature_info.reduction())
 
     def _decode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, C, H, W), H and W multiples of `multiple` -> deepest encoder map (B, C_deep, H/32, W/32)
@@ -127,11 +123,11 @@ class EncoderUNet(SegmentationNet):
 
 
 def gate_logits(logits: torch.Tensor, image_logits: torch.Tensor, *, exclusive: bool) -> torch.Tensor:
-    """Pixel logits (B, K, H, W) gated by image logits (B, K): the logits whose probabilities are the
-    pixel's times the image's. Sigmoid outputs: logit(sigmoid(a) * sigmoid(c)), from softplus alone so that it is exact for any
-    a, c (a confident head leaves `a`; one sure of "nothing here" drives every pixel below any
-    threshold) and exports to ONNX as it stands. Softmax outputs: every foreground class k >= 1 gets
-    log sigmoid(c_k) added before the softmax, so an absent class gives its pixels to the others."""
+    """Pixel logits (B, K, H, W) gated by image logits (B, K): the logits whose probabilities are the pixel's times
+    the image's. Sigmoid outputs: logit(sigmoid(a) * sigmoid(c)), from softplus alone so that it is exact for any a, c
+    (a confident head leaves `a`; one sure of "nothing here" drives every pixel below any threshold) and exports to
+    ONNX as it stands. Softmax outputs: every foreground class k >= 1 gets log sigmoid(c_k) added before the softmax,
+    so an absent class gives its pixels to the others."""
     c = image_logits[:, :, None, None]
     if exclusive:
         return torch.cat([logits[:, :1], logits[:, 1:] - F.softplus(-c[:, 1:])], dim=1)

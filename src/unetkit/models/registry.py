@@ -1,8 +1,7 @@
 """Architectures and model presets, created by name (after timm's registry, without import side effects).
 
 A new architecture is one new file in models/ and one line in `ARCHITECTURES`; `PRESETS` are named
-ModelConfigs (`--preset`); `build_model` is the one constructor every caller uses.
-"""
+ModelConfigs (`--preset`); `build_model` is the one constructor every caller uses."""
 
 from __future__ import annotations
 
@@ -22,14 +21,10 @@ ARCHITECTURES: dict[str, Callable[[ModelConfig], SegmentationNet]] = {
 }
 
 PRESETS: dict[str, ModelConfig] = {
-    # The Keras TGS kernel's build_model(input_layer, 16): 2,158,417 parameters.
-    "seed": ModelConfig(),
-    # The seed with batch normalisation after every convolution: trains faster at higher rates.
-    "seed-bn": ModelConfig(batch_norm=True),
-    # A quarter of the seed's width, for quick experiments and CPU smoke tests.
-    "small": ModelConfig(start_neurons=8),
+    "seed": ModelConfig(),  # the Keras TGS kernel's build_model(input_layer, 16): 2,158,417 parameters
+    "seed-bn": ModelConfig(batch_norm=True),  # batch norm after every convolution: trains faster at higher rates
+    "small": ModelConfig(start_neurons=8),  # a quarter of the seed's width, for quick experiments and CPU smoke tests
 }
-
 
 # ModelConfig fields every architecture reads; the rest belong to the architectures that declare them.
 COMMON_OPTIONS = frozenset({"arch", "in_channels", "num_classes", "multilabel"})
@@ -55,15 +50,13 @@ def check_arch(config: ModelConfig, given: Iterable[str] = ()) -> None:
         check(config)
 
 
-def build_model(config: ModelConfig, *, pretrained: bool = True) -> SegmentationNet:
+def build_model(config: ModelConfig, *, pretrained: bool = True, given: Iterable[str] = ()) -> SegmentationNet:
     """A fresh network of the architecture `config` describes, random but for the encoder weights
     `config.pretrained` names. pretrained=False skips those (no download, no file read) for callers that
     load a state dict right after: model files and checkpoints carry every weight and must load offline;
-    the net still records `config` as given."""
-    check_arch(config)
-    if pretrained or config.pretrained == "none":
-        return ARCHITECTURES[config.arch](config)
-    net = ARCHITECTURES[config.arch](dataclasses.replace(config, pretrained="none"))
+    the net still records `config` as given. `given`: as for `check_arch`."""
+    check_arch(config, given)
+    net = ARCHITECTURES[config.arch](config if pretrained else dataclasses.replace(config, pretrained="none"))
     net.config = config
     return net
 
@@ -89,11 +82,8 @@ def create_model(name: str = "seed", **options: Any) -> SegmentationNet:
     if base is None:
         raise UserError(f"unknown model '{name}' (architectures: {', '.join(ARCHITECTURES)}; presets: "
                         f"{', '.join(PRESETS)})")
-    arch = options.get("arch", base.arch)
     unknown = sorted(set(options) - FIELDS)
     if unknown:
         raise UserError(f"create_model('{name}'): unknown option {unknown[0]} (its options: "
-                        f"{', '.join(sorted(options_of(arch)))})")
-    config = dataclasses.replace(base, **options)
-    check_arch(config, given=options)
-    return build_model(config)
+                        f"{', '.join(sorted(options_of(options.get('arch', base.arch))))})")
+    return build_model(dataclasses.replace(base, **options), given=options)

@@ -1,13 +1,11 @@
 """The one place that imports timm: encoders by name, with their weights and input statistics.
 
-Why a torchvision stand-in: timm imports torchvision at import time (`FrozenBatchNorm2d` in
-`timm.layers`; datasets, transforms and `InterpolationMode` in `timm.data`, which every timm model
-file imports). We use none of timm's data pipeline, and a torchvision wheel only loads beside the
-exact torch build it was compiled for, so unetkit installs timm without torchvision. When torchvision
-does not import, `import_timm` puts stand-ins in `sys.modules` for the duration of `import timm` only:
-a faithful `FrozenBatchNorm2d` (timm freezes batch norm with it) and the names timm's data modules
-bind, whose classes raise ImportError when built. A working torchvision is always preferred.
-"""
+Why a torchvision stand-in: timm imports torchvision at import time (`FrozenBatchNorm2d` in `timm.layers`; datasets,
+transforms and `InterpolationMode` in `timm.data`, which every timm model file imports). We use none of timm's data
+pipeline, and a torchvision wheel only loads beside the exact torch build it was compiled for, so unetkit installs
+timm without torchvision. When torchvision does not import, `import_timm` puts stand-ins in `sys.modules` for the
+duration of `import timm` only: a faithful `FrozenBatchNorm2d` (timm freezes batch norm with it) and the names timm's
+data modules bind, whose classes raise ImportError when built. A working torchvision is always preferred."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""The U-Net, assembled from `blocks.py` after the Keras TGS kernel's `build_model` (arch "seed_unet").
-
-With the default (preset "seed") it has exactly 2,158,417 parameters, like the Keras model. `forward`
-returns logits: sigmoid or softmax belong to inference (outputs.py), so losses can use their stable forms."""
+"""The U-Net, assembled from `blocks.py` after the Keras TGS kernel's `build_model` (arch "seed_unet"). With the
+default (preset "seed") it has exactly 2,158,417 parameters, like the Keras model. `forward` returns logits: sigmoid
+or softmax belong to inference (outputs.py), so losses can use their stable forms."""
 
 from __future__ import annotations
 
@@ -18,11 +17,8 @@ from unetkit.models.blocks import UPSAMPLINGS, DoubleConv, Down, Up
 
 
 class UNet(SegmentationNet):
-    """U-Net segmentation network.
-
-    `UNet()` is the seed; `UNet(num_classes=3)` or `UNet(ModelConfig(...))` change it.
-    Input (B, in_channels, H, W) float; output logits (B, num_classes, H, W).
-    """
+    """U-Net: (B, in_channels, H, W) float -> logits (B, num_classes, H, W). `UNet()` is the seed;
+    `UNet(num_classes=3)` or `UNet(ModelConfig(...))` change it."""
 
     OPTIONS = frozenset({"start_neurons", "depth", "dropout_first", "dropout", "batch_norm", "upsampling"})
 
