@@ -215,10 +215,14 @@ def _count_regions(piece: np.ndarray, offset: int, height: int, whole: Counter[i
                    halves: tuple[Counter[int], ...]) -> None:
     """Add the piece's code counts to `whole`, and those of its rows in the top and bottom halves of the mask (the
     middle row of an odd height in neither) and of its left and right halves to `halves`. Codes under 256 (nearly
-    every mask) take one bincount of the codes tagged by region instead of five counts."""
+    every mask) take one bincount of the codes tagged by region instead of five counts, and so do 0/65535 masks,
+    counted as 0/1 with the 1s reported under their stored value."""
     rows, width = piece.shape
     top, bottom = max(0, min(rows, height // 2 - offset)), min(rows, max(0, (height + 1) // 2 - offset))
-    if piece.size == 0 or int(piece.max()) >= 256:
+    high, scale = int(piece.max()) if piece.size else 0, 1
+    if high >= 256 and np.count_nonzero(piece) == np.count_nonzero(single := piece == high):
+        piece, scale = single.view(np.uint8), high
+    elif piece.size == 0 or high >= 256:
         parts = (piece, piece[:top], piece[bottom:], piece[:, : width // 2], piece[:, (width + 1) // 2 :])
         for counter, part in zip((whole, *halves), parts):
             counter.update(_value_counts(part))
@@ -229,7 +233,7 @@ def _count_regions(piece: np.ndarray, offset: int, height: int, whole: Counter[i
     sums = (tagged.sum((0, 1)), tagged[0].sum(0), tagged[2].sum(0), tagged[:, 0].sum(0), tagged[:, 2].sum(0))
     for counter, counted in zip((whole, *halves), sums):
         present = np.flatnonzero(counted)
-        counter.update(dict(zip(present.tolist(), counted[present].tolist())))
+        counter.update(dict(zip((present * scale).tolist(), counted[present].tolist())))
 
 
 def _value_counts(codes: np.ndarray) -> dict[int, int]:
