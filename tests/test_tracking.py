@@ -122,7 +122,10 @@ def test_a_training_and_its_evaluation_read_back_through_the_client(server, data
     client = MlflowClient(uri)
     stored = client.get_run(run_id)
     assert stored.info.status == "FINISHED"
-    assert stored.data.params == _flat(yaml.safe_load((run / "config.yaml").read_text()))
+    plan = json.loads((run / "plan.json").read_text())  # the plan's choices beside the config as asked
+    chosen = {k: v for k, v in plan.items() if k not in ("why", "fingerprint")}
+    assert stored.data.params == _flat(yaml.safe_load((run / "config.yaml").read_text()) | {"plan": chosen})
+    assert stored.data.params["plan.monitor"] == plan["monitor"] != ""
     with (run / "metrics.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     for column in rows[0]:

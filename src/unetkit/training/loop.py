@@ -83,13 +83,12 @@ def fit(config: TrainConfig, run_dir: Path, train_set: LabelledSet | PatchSet, v
     val_regions = regions_for(val_set, config.data.fov_dir) if config.data.fov_dir else None
     share_regions = val_regions[rank::world_size] if val_regions is not None else None
     parts = build_parts(config, len(train_batches), resume, class_weights, device, monitor=settings.monitor)
-    tile = settings.plan.predict_tile
     if config.schedule.snapshots:
         parts.snapshots = Snapshots(run_dir / "checkpoints", preprocess, write=distributed.is_main())
     state = resume.state if resume else TrainState()
     if resume:
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
-    observer = EpochObserver(run_dir, config, val_set, preprocess, tile) if distributed.is_main() else None
+    observer = EpochObserver(run_dir, config, val_set, preprocess, settings.plan) if distributed.is_main() else None
     stop_reason = "epochs"
     while config.epochs is None or state.epoch < config.epochs:  # None: the time budget ends the run
         if config.early_stopping_patience and state.stale_epochs >= config.early_stopping_patience:

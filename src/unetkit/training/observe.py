@@ -24,6 +24,7 @@ from unetkit.export.model_file import SavedModel
 from unetkit.inference.labelled import predict_labelled
 from unetkit.inference.predictor import Predictor
 from unetkit.models.base import SegmentationNet
+from unetkit.training.plan import Plan
 from unetkit.visualize import label_map, overlay_sheet, plot_curves
 
 SAMPLES = 4
@@ -34,8 +35,8 @@ class EpochObserver:
     """curves.png and samples/epoch_NNNN.png (every PICTURES_EVERY_S at most), TensorBoard, MLflow."""
 
     def __init__(self, run_dir: Path, config: TrainConfig, val_set: LabelledSet, preprocess: Preprocess,
-                 tile: int | None = None) -> None:
-        self.run_dir, self.val_set, self.preprocess, self.tile = run_dir, val_set, preprocess, tile
+                 plan: Plan) -> None:
+        self.run_dir, self.val_set, self.preprocess, self.tile = run_dir, val_set, preprocess, plan.predict_tile
         # Fixed samples: the validation images with the most foreground, then some empty ones, chosen once.
         order = np.argsort(-val_set.coverage(), kind="stable")
         self.indices = np.concatenate([order[: SAMPLES - 1], order[-1:]])[:SAMPLES] if len(order) else order
@@ -47,7 +48,10 @@ class EpochObserver:
                 raise UserError("tensorboard: true needs the tensorboard package "
                                 "(pip install 'unetkit[tensorboard]')") from None
             self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-        self.tracker = tracking.start_training(run_dir, to_dict(config)) if config.runtime.track == "mlflow" else None
+        # MLflow's parameters: the config as asked (config.yaml) and the plan's choices ("auto" in the config)
+        chosen = {k: v for k, v in plan.to_dict().items() if k not in ("why", "fingerprint")}
+        self.tracker = (tracking.start_training(run_dir, to_dict(config) | {"plan": chosen})
+                        if config.runtime.track == "mlflow" else None)
         self.drawn_at: float | None = None  # when the pictures were last drawn (time.monotonic)
         self.drawn_epoch = 0
 
