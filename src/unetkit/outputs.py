@@ -55,7 +55,10 @@ def as_logits(probs: Array, config: OutputSpec, eps: float = 1e-7) -> Array:
 def hard_mask(probs: Array, config: OutputSpec, threshold: float = 0.5) -> Array:
     """(N, K, H, W) probabilities -> uint8 masks: (N, H, W) 0/1 (binary) or class indices (argmax),
     or (N, K, H, W) 0/1 for multi-label models."""
-    mask: Any = (probs if config.multilabel else probs[:, 0]) > threshold if uses_sigmoid(config) else probs.argmax(1)  # type: ignore[index, attr-defined]
+    if uses_sigmoid(config):  # binary: the one foreground channel; multi-label: every label
+        mask: Any = (probs if config.multilabel else probs[:, 0]) > threshold  # type: ignore[index]
+    else:
+        mask = probs.argmax(1)  # type: ignore[attr-defined]
     return mask.byte() if _is_tensor(mask) else mask.astype(np.uint8)
 
 

@@ -68,7 +68,7 @@ def write_reports(run_dir: str | os.PathLike[str], *, device: str = "auto") -> P
         for fold_dir in sorted(run.glob("fold_*/")):
             if (fold_dir / "metrics.csv").is_file() and (fold_dir / "model.safetensors").is_file():
                 write_reports(fold_dir, device=device)
-        if model_path.is_file() and sorted(run.glob("fold_*/metrics.csv")):
+        if model_path.is_file() and any(run.glob("fold_*/metrics.csv")):
             return write_folds_report(run)
     if not metrics_path.is_file() or not model_path.is_file():
         raise UserError(f"{run}: not a finished training run (needs metrics.csv and model.safetensors)")

@@ -200,3 +200,20 @@ def test_folds_resume_with_their_stored_assignment(tmp_path: Path) -> None:
     _with_other_masks(data, tmp_path / "other")
     resume(run, {"fold": 1, "data": {"allow_changed": True}})
     assert _split(run)["folds"] == folds and _split(run / "fold_1")["val"] == folds[1]
+
+
+def test_a_plan_from_before_the_plan_chose_keeps_the_configs_choices(tmp_path: Path) -> None:
+    """A plan.json written before the plan picked the monitor, augmentation and class weights holds "" for them:
+    the resumed run trains with its config.yaml's values, as it did before."""
+    import dataclasses
+
+    from unetkit.data.fingerprint import fingerprint
+    from unetkit.training.plan import make_plan
+    from unetkit.training.runner import _settings
+
+    plan = make_plan(fingerprint(generate_synthetic(tmp_path / "syn", 4, size=32, seed=1)), "cpu", memory_bytes=2**30)
+    old = dataclasses.replace(plan, monitor="", augment="", balance_classes="")
+    config = TrainConfig(monitor="val_iou", data=DataConfig(augment="flips"), loss=LossConfig(balance_classes="none"))
+    settings = _settings(config, old)
+    assert (settings.monitor, settings.augment, settings.balance_classes) == ("val_iou", "flips", "none")
+    assert _settings(config, plan).monitor == plan.monitor != ""

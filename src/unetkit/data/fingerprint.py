@@ -237,13 +237,8 @@ def _count_regions(piece: np.ndarray, offset: int, height: int, whole: Counter[i
 
 
 def _value_counts(codes: np.ndarray) -> dict[int, int]:
-    """Pixels per value present: masks stored as 0/65535 would make a bincount 65536 long per mask."""
-    flat = codes.reshape(-1)
-    if flat.size and int(flat.max()) < 256:
-        counted = np.bincount(flat)
-        present = np.flatnonzero(counted)
-        return dict(zip(present.tolist(), counted[present].tolist()))
-    values, counted = np.unique(flat, return_counts=True)
+    """Pixels per value present, for the rare masks `_count_regions` cannot tag (16-bit values of several kinds)."""
+    values, counted = np.unique(codes, return_counts=True)
     return dict(zip(values.tolist(), counted.tolist()))
 
 

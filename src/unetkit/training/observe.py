@@ -49,8 +49,7 @@ class EpochObserver:
                                 "(pip install 'unetkit[tensorboard]')") from None
             self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         # MLflow's parameters: the config as asked (config.yaml) and the plan's choices ("auto" in the config)
-        chosen = {k: v for k, v in plan.to_dict().items() if k not in ("why", "fingerprint")}
-        self.tracker = (tracking.start_training(run_dir, to_dict(config) | {"plan": chosen})
+        self.tracker = (tracking.start_training(run_dir, to_dict(config) | {"plan": plan.choices()})
                         if config.runtime.track == "mlflow" else None)
         self.drawn_at: float | None = None  # when the pictures were last drawn (time.monotonic)
         self.drawn_epoch = 0

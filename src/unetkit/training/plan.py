@@ -84,6 +84,10 @@ class Plan:
         """Plain JSON data (tuples become lists): what plan.json holds."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    def choices(self) -> dict[str, Any]:
+        """`to_dict` without what the choices were made from and why (`_MEASURED`)."""
+        return {name: value for name, value in self.to_dict().items() if name not in _MEASURED}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         """A stored plan (plan.json), checked field by field like overrides."""

@@ -227,11 +227,14 @@ def _training_plan(config: TrainConfig, device: torch.device, found: Fingerprint
 
 
 def _settings(config: TrainConfig, plan: Plan) -> Settings:
-    """What the run trains with (plan.Settings), each choice the plan made for it said once."""
+    """What the run trains with (plan.Settings), each choice the plan made for it said once. A plan.json written
+    before the plan made a choice holds "" there: the resumed run keeps its config.yaml's value."""
+    chosen = {}
     for said, name, given in (("monitor", "monitor", config.monitor), ("augment", "augment", config.data.augment),
                               ("class weights", "balance_classes", config.loss.balance_classes)):
-        if getattr(plan, name) != given:
-            log.info("%s %s: %s", said, getattr(plan, name), plan.why.get(name, "the plan's choice"))
+        chosen[name] = getattr(plan, name) or given
+        if chosen[name] != given:
+            log.info("%s %s: %s", said, chosen[name], plan.why.get(name, "the plan's choice"))
     batch, patch, share = config.batch_size, 0, 0.0
     if plan.mode != "whole" and config.data.size_policy == "pad":  # a stored plan may predate a policy change
         if plan.batch_size < batch:
@@ -241,7 +244,7 @@ def _settings(config: TrainConfig, plan: Plan) -> Settings:
         log.info("training on %d x %d patches (%s), %.0f%% centred on foreground", plan.patch_size, plan.patch_size,
                  plan.why.get("mode", ""), 100 * plan.foreground_share)
         patch, share = plan.patch_size, plan.foreground_share
-    return Settings(plan, plan.monitor, plan.augment, plan.balance_classes, batch, patch, share)
+    return Settings(plan, batch_size=batch, patch_size=patch, foreground_share=share, **chosen)
 
 
 def training_preprocess(config: TrainConfig, images: np.ndarray, plan: Plan | None = None) -> Preprocess:
