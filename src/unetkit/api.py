@@ -17,7 +17,6 @@ from unetkit import distributed
 from unetkit.config import DataConfig, EvaluateConfig, ExportConfig, ImportConfig, PredictConfig, ReviewConfig, TrainConfig
 from unetkit.errors import UserError
 from unetkit.fileio import write_text
-from unetkit.inference.job import PredictionJob, PredictResult
 from unetkit.runtime import log
 
 _Config = TypeVar("_Config", PredictConfig, EvaluateConfig, ExportConfig)
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from unetkit.export.onnx import ExportResult
     from unetkit.inference.evaluation import EvaluateResult
     from unetkit.inference.in_memory import LoadedModel
+    from unetkit.inference.job import PredictResult
     from unetkit.review.server import ReviewServer
     from unetkit.training.finish import TrainResult
     from unetkit.training.plan import Plan
@@ -35,6 +35,15 @@ __all__ = ["demo", "evaluate", "export", "load_model", "plan", "predict", "repor
            "train", "train_config", "PredictResult", "import_annotations"]
 
 DEMO_MARKER = ".unetkit-demo"
+
+
+def __getattr__(name: str) -> Any:
+    """`PredictResult` on first use: the prediction machinery (and matplotlib's colours) load only for predict."""
+    if name == "PredictResult":
+        from unetkit.inference.job import PredictResult
+
+        return PredictResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def train_config(data: str | os.PathLike[str] | TrainConfig | None = None, out: str | os.PathLike[str] | None = None,
@@ -166,6 +175,8 @@ def predict(model: str | os.PathLike[str] | PredictConfig | None = None, input: 
     """
     given = {"input_path": str(input)} if input is not None else {}  # or images by image_name / pairs
     config = _options(PredictConfig, model, {"model_path": model, "out_dir": out}, {**given, **options}, "predict")
+    from unetkit.inference.job import PredictionJob
+
     return PredictionJob(config).run()
 
 

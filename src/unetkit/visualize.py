@@ -1,19 +1,20 @@
 """Pictures a person looks at: training curves, image/truth/prediction sheets, overlays; matplotlib
-with the Agg backend (no display needed), every file written atomically."""
+with the Agg backend (no display needed), every file written atomically. pyplot is imported by the
+functions that draw figures: the overlays (prediction, review) are NumPy alone and need not wait for it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from unetkit.data.io import dtype_range
+from unetkit.fileio import atomic_path
 
-from unetkit.data.io import dtype_range  # noqa: E402
-from unetkit.fileio import atomic_path  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Class colours for overlays: class 1 red, then distinct hues.
 PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48],
@@ -57,10 +58,10 @@ def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45, pale
     return rgb.astype(np.uint8)
 
 
-def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str] | None = None) -> plt.Figure:
+def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str] | None = None) -> Figure:
     """Loss (train/val) and validation metrics per epoch, two panels side by side; written to `path` if given."""
     epochs = [row["epoch"] for row in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(11, 4))
     left.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
     left.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation loss")
     left.set(xlabel="epoch", ylabel="loss")
@@ -75,9 +76,9 @@ def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str
 
 
 def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
-                  titles: Sequence[str], path: str | os.PathLike[str] | None = None) -> plt.Figure:
+                  titles: Sequence[str], path: str | os.PathLike[str] | None = None) -> Figure:
     """One row per example: image, truth overlay, prediction overlay; written to `path` if given."""
-    fig, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), squeeze=False)
+    fig, axes = _pyplot().subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), squeeze=False)
     for row, (image, truth, pred, title) in enumerate(zip(images, truths, predictions, titles)):
         panels = (display_gray(image), blend_overlay(image, truth), blend_overlay(image, pred))
         for col, (panel, name) in enumerate(zip(panels, ("image", "truth", "prediction"))):
@@ -87,10 +88,19 @@ def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], pr
     return _finish(fig, path)
 
 
-def _finish(fig: plt.Figure, path: str | os.PathLike[str] | None) -> plt.Figure:
+def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
     fig.tight_layout()
     if path is not None:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=100, format="png")
-        plt.close(fig)
+        _pyplot().close(fig)
     return fig
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -239,7 +239,9 @@ def check_class_coverage(masks: np.ndarray, num_classes: int, ignore_index: int 
     if masks.ndim == 4:  # multi-label: (N, H, W, labels)
         counts = np.concatenate([[0], np.count_nonzero(masks, axis=(0, 1, 2))])
         return check_class_counts(counts, num_classes, ignore_index, where, multilabel=True)
-    return check_class_counts(np.bincount(masks.reshape(-1), minlength=256), num_classes, ignore_index, where)
+    counts = np.zeros(256, np.int64)  # only the classes checked are counted: a full bincount casts every pixel to intp
+    counts[:max(num_classes, 2)] = [np.count_nonzero(masks == c) for c in range(max(num_classes, 2))]
+    return check_class_counts(counts, num_classes, ignore_index, where)
 
 
 def check_class_counts(counts: np.ndarray, num_classes: int, ignore_index: int | None, where: str,
