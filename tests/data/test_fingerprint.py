@@ -141,3 +141,26 @@ def test_a_band_read_mask_measures_its_halves_like_a_whole_one(tmp_path: Path) -
     tifffile.imwrite(tmp_path / "big" / "masks" / "b.tif", mask)
     found = fingerprint(tmp_path / "big")
     assert found.up_down_difference == pytest.approx(0.5) and found.left_right_difference == 0.0
+
+
+def test_masks_measured_as_one_stack_give_what_one_at_a_time_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve 64x80 masks: random blobs (many touching the border), an empty mask, a checkerboard of 2560 one-pixel
+    components (over MAX_COMPONENTS: a random subset is drawn) and two 16-bit 0/65535 TIFFs. Measured as one stack
+    and as stacks of one mask, every figure is the same, random samples included."""
+    import unetkit.data.fingerprint as module
+
+    rng = np.random.default_rng(3)
+    masks = [(rng.random((64, 80)) > 0.6).astype(np.uint8) * 255 for _ in range(8)]
+    masks += [np.zeros((64, 80), np.uint8), (np.indices((64, 80)).sum(axis=0) % 2).astype(np.uint8)]
+    for i, mask in enumerate(masks):
+        write_gray_png(tmp_path / "images" / f"m{i:02d}.png", rng.integers(0, 256, (64, 80), dtype=np.uint8))
+        write_gray_png(tmp_path / "masks" / f"m{i:02d}.png", mask)
+    for i in range(2):  # 16-bit masks are stored as TIFF
+        tifffile.imwrite(tmp_path / "images" / f"w{i}.tif", rng.integers(0, 256, (64, 80), dtype=np.uint8))
+        tifffile.imwrite(tmp_path / "masks" / f"w{i}.tif", (rng.random((64, 80)) > 0.5).astype(np.uint16) * 65535)
+    monkeypatch.setattr(module, "SAMPLE_BUDGET", 0)  # 256 random pixels per image: the draws' order shows in the mean
+    stacked = fingerprint(tmp_path)
+    monkeypatch.setattr(module, "STACK_PIXELS", 64 * 80)  # every mask is a stack of its own
+    alone = fingerprint(tmp_path)
+    assert stacked.to_dict() == alone.to_dict()
+    assert stacked.n_images == 12 and stacked.num_classes == 1 and stacked.object_size_median is not None

@@ -13,6 +13,10 @@ Bounded memory: TIFF and .npy files above `LARGE_PIXELS` are never decoded whole
 every piece, widths on pieces spread over the image (widths are local, a band cut does not change them), extents on a
 strided copy (extents need the whole object; the copy loses widths below its stride, which the bands measure). PNG,
 JPEG and GIF cannot be read partially and are decoded whole, one at a time.
+
+Small masks of one size wait in a stack of up to `STACK_PIXELS` and are counted, labelled and measured as one 3-D
+array whose neighbourhoods lie in the image plane: a folder of thousands of small masks costs a few array operations
+per stack instead of per mask, with the same figures and the same random draws, in the folder's order.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from scipy import ndimage
 from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
 from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, mask_channels, read_class_palette, read_raw_mask
 from unetkit.data.pairing import DataSource, Pair, find_pairs
-from unetkit.data.regions import LARGE_PIXELS, can_stream, open_rows
+from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size, open_rows
 from unetkit.errors import UserError
 
 SAMPLE_BUDGET = 1_000_000  # intensity samples over the folder (per channel)
@@ -43,6 +47,11 @@ CHUNK_PIXELS = 2**19  # pixels per piece of a band that is counted and measured 
 WIDTH_PIXELS = 2**24  # full-resolution mask pixels per image measured for component widths
 EXTENT_SIDE = 1024  # longest side of the strided mask copy on which extents are measured
 MAX_COMPONENTS = 2000  # component measures kept per image (a random subset beyond)
+STACK_PIXELS = 2**22  # mask pixels measured as one stack
+_PLANE_CROSS = np.zeros((3, 3, 3), bool)  # 4-neighbours within each mask of a stack (ndimage.label's 2-D default)
+_PLANE_CROSS[1] = ndimage.generate_binary_structure(2, 1)
+_PLANE_SQUARE = np.zeros((3, 3, 3), bool)  # 8-neighbours within each mask: the chessboard metric of one plane
+_PLANE_SQUARE[1] = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,10 @@ def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: i
     return measure.result(str(data_dir))
 
 
+def _large(path: Path) -> bool:
+    return can_stream(path) and math.prod(image_size(path)) > LARGE_PIXELS
+
+
 class Measure:
     """The fingerprint of a folder, measured pair by pair in the folder's order. A reader that decodes the pairs
     anyway (data/dataset.py::survey) hands over its arrays, so no file is decoded twice. `palette`: classes.yaml's,
@@ -108,13 +121,23 @@ class Measure:
         self.extents: list[float] = []
         self.halves: tuple[Counter[int], ...] = tuple(Counter() for _ in range(4))  # top, bottom, left, right
         self.per_image = max(MIN_SAMPLES, SAMPLE_BUDGET // max(n_pairs, 1))
+        self.stack: list[tuple[Pair, np.ndarray, np.ndarray]] = []  # whole pairs whose masks wait to be measured
 
     def add(self, pair: Pair, image: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
         """`image`, `mask`: as io.read_array and masks.read_raw_mask read them, or None to read here (by rows when large)."""
-        self._sample_image(pair.image, image)
-        self._measure_mask(pair, mask)
+        image = read_array(pair.image) if image is None and not _large(pair.image) else image
+        mask = read_raw_mask(pair.mask, self.palette) if mask is None and not _large(pair.mask) else mask
+        if image is None or mask is None or mask.shape[0] > max(1, CHUNK_PIXELS // mask.shape[1]):  # not one piece
+            self._measure_stack()
+            self._sample_image(pair.image, image)
+            return self._measure_mask(pair, mask)
+        if self.stack and (mask.shape[:2] != self.stack[0][2].shape[:2]
+                           or (len(self.stack) + 1) * math.prod(mask.shape[:2]) > STACK_PIXELS):
+            self._measure_stack()
+        self.stack.append((pair, image, mask))
 
     def result(self, data_dir: str) -> Fingerprint:
+        self._measure_stack()
         num_classes, ignore_index = self.num_classes, self.ignore_index
         sizes = np.array(self.sizes)
         channels = max(1 if gray else sample.shape[1] for sample, gray in self.samples)
@@ -142,17 +165,13 @@ class Measure:
         )
 
     def _sample_image(self, path: Path, pixels: np.ndarray | None) -> None:
-        """Up to `per_image` random pixels (n, C) of one image (`pixels` when given), read by rows when it is large."""
-        if pixels is None and can_stream(path):
+        """Up to `per_image` random pixels (n, C) of one image (`pixels`; None: a large one, read by rows)."""
+        if pixels is None:
             with open_rows(path, None) as reader:
                 height, width, dtype = reader.height, reader.width, reader.dtype
-                if height * width > LARGE_PIXELS:
-                    rows = np.sort(self.rng.choice(height, size=min(height, SAMPLE_ROWS), replace=False))
-                    pixels = np.concatenate([reader(int(y), int(y) + 1) for y in rows])
-                else:
-                    pixels = reader(0, height)
+                rows = np.sort(self.rng.choice(height, size=min(height, SAMPLE_ROWS), replace=False))
+                pixels = np.concatenate([reader(int(y), int(y) + 1) for y in rows])
         else:
-            pixels = read_array(path) if pixels is None else pixels
             (height, width), dtype = pixels.shape[:2], pixels.dtype
         pixels = drop_uniform_alpha(pixels)
         gray = channels_equal(pixels)
@@ -163,24 +182,44 @@ class Measure:
         self.samples.append((chosen[:, :1] if gray else chosen, gray))
 
     def _measure_mask(self, pair: Pair, mask: np.ndarray | None) -> None:
-        """Value counts, component widths and extents of one mask (`mask` when given), band by band when large."""
-        if mask is None and can_stream(pair.mask):
+        """Value counts, component widths and extents of one mask (`mask`; None: a large one, read band by band)."""
+        if mask is None:
             with open_rows(pair.mask, mask_channels(self.palette, self.multilabel)) as reader:
                 height, width = reader.height, reader.width
-                if height * width <= LARGE_PIXELS:
-                    return self._measure_bands([reader(0, height)], pair.mask, height, 1)
                 step = max(1, BAND_PIXELS // width)
                 bands = (reader(y, min(y + step, height)) for y in range(0, height, step))
                 stride = math.ceil(max(height, width) / EXTENT_SIDE)
                 return self._measure_bands(bands, pair.mask, height, stride, math.ceil(height / step))
-        mask = read_raw_mask(pair.mask, self.palette) if mask is None else mask
         self._measure_bands([mask], pair.mask, mask.shape[0], 1)
+
+    def _measure_stack(self) -> None:
+        """The waiting pairs measured as one stack of masks, recorded pair by pair as `add` would one at a time."""
+        if not self.stack:
+            return
+        waiting, self.stack = self.stack, []
+        codes = np.stack([self._codes(mask, pair.mask) for pair, _, mask in waiting])
+        counts = _count_regions(codes, 0, codes.shape[1], self.halves)
+        foreground = self._foreground(codes)
+        labels, n = ndimage.label(foreground, _PLANE_CROSS)
+        widths, extents = _component_widths(foreground, labels, n), _extents(labels, n)
+        ends = np.maximum.accumulate(labels.reshape(len(codes), -1).max(axis=1))  # labels run mask by mask
+        for (pair, image, _), counted, start, end in zip(waiting, counts, [0, *ends[:-1].tolist()], ends.tolist()):
+            self._sample_image(pair.image, image)
+            self.counts.append(counted)
+            self.widths.extend(_subset(widths[start:end], self.rng).tolist())
+            self.extents.extend(_subset(extents[start:end], self.rng).tolist())
+
+    def _codes(self, band: np.ndarray, path: Path) -> np.ndarray:
+        """A mask band (rows, W, C) as read -> (rows, W) codes: palette indices, stored values, or any label set."""
+        if self.multilabel:
+            band = np.any(band != 0, axis=2, keepdims=True).astype(np.uint8)
+        return self.palette.indices(band, path) if self.palette else _stored_codes(band, path)
+
+    def _foreground(self, codes: np.ndarray) -> np.ndarray:
+        return codes != 0 if self.ignore_index is None else (codes != 0) & (codes != self.ignore_index)
 
     def _measure_bands(self, bands: Any, path: Path, height: int, stride: int, n_bands: int = 1) -> None:
         """Fold (rows, W, C) bands of one mask into the measures; `stride` > 1 measures extents on a strided copy."""
-        if self.multilabel:  # any label set counts as foreground
-            bands = (np.any(band != 0, axis=2, keepdims=True).astype(np.uint8) for band in bands)
-        palette, ignore_index = self.palette, self.ignore_index
         counts: Counter[int] = Counter()
         widths: list[np.ndarray] = []
         strided: list[np.ndarray] = []
@@ -188,52 +227,57 @@ class Measure:
         offset = 0  # first row of the piece
         labelled = None  # the last piece's components: a mask of one piece is labelled once, for widths and extents
         for index, band in enumerate(bands):
-            codes = palette.indices(band, path) if palette else _stored_codes(band, path)
+            codes = self._codes(band, path)
             step = max(1, CHUNK_PIXELS // codes.shape[1])
-            for piece in (codes[y:y + step] for y in range(0, len(codes), step)):
-                _count_regions(piece, offset, height, counts, self.halves)
-                foreground = piece != 0 if ignore_index is None else (piece != 0) & (piece != ignore_index)
+            for piece in (codes[y:y + step][None] for y in range(0, len(codes), step)):  # a stack of one
+                counts.update(_count_regions(piece, offset, height, self.halves)[0])
+                foreground = self._foreground(piece)
                 if index % every == 0 and foreground.any():
-                    labelled = ndimage.label(foreground)
+                    labelled = ndimage.label(foreground, _PLANE_CROSS)
                     widths.append(_component_widths(foreground, *labelled))
                 if stride == 1:
-                    strided.append(foreground)
+                    strided.append(foreground[0])
                 else:  # keep rows whose index is a multiple of the stride, every stride-th column
-                    strided.append(foreground[(-offset) % stride::stride, ::stride].copy())  # not a view of the piece
-                offset += len(piece)
+                    strided.append(foreground[0, (-offset) % stride::stride, ::stride].copy())  # not a view of the piece
+                offset += piece.shape[1]
         self.counts.append(counts)
         self.widths.extend(_subset(np.concatenate(widths) if widths else np.zeros(0), self.rng).tolist())
-        whole = np.concatenate(strided)
+        whole = np.concatenate(strided)[None]
         if whole.any():
-            labels, n = labelled if len(strided) == 1 and stride == 1 and labelled is not None else ndimage.label(whole)
-            boxes = ndimage.find_objects(labels, n)
-            extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes], float) * stride
-            self.extents.extend(_subset(extents, self.rng).tolist())
+            labels, n = labelled if len(strided) == 1 and stride == 1 and labelled is not None else \
+                ndimage.label(whole, _PLANE_CROSS)
+            self.extents.extend(_subset(_extents(labels, n) * stride, self.rng).tolist())
 
 
-def _count_regions(piece: np.ndarray, offset: int, height: int, whole: Counter[int],
-                   halves: tuple[Counter[int], ...]) -> None:
-    """Add the piece's code counts to `whole`, and those of its rows in the top and bottom halves of the mask (the
-    middle row of an odd height in neither) and of its left and right halves to `halves`. Codes under 256 (nearly
-    every mask) take one bincount of the codes tagged by region instead of five counts, and so do 0/65535 masks,
-    counted as 0/1 with the 1s reported under their stored value."""
-    rows, width = piece.shape
+def _count_regions(pieces: np.ndarray, offset: int, height: int, halves: tuple[Counter[int], ...]) -> list[Counter[int]]:
+    """The code counts of each piece of a stack (N, rows, W); those of its rows in the top and bottom halves of the
+    masks (the middle row of an odd height in neither) and of its left and right halves are added to `halves`. Codes
+    under 256 (nearly every mask) take one bincount of the codes tagged by piece and region instead of five counts
+    each, and so do 0/65535 masks, counted as 0/1 with the 1s reported under their stored value."""
+    n, rows, width = pieces.shape
     top, bottom = max(0, min(rows, height // 2 - offset)), min(rows, max(0, (height + 1) // 2 - offset))
-    high, scale = int(piece.max()) if piece.size else 0, 1
-    if high >= 256 and np.count_nonzero(piece) == np.count_nonzero(single := piece == high):
-        piece, scale = single.view(np.uint8), high
-    elif piece.size == 0 or high >= 256:
-        parts = (piece, piece[:top], piece[bottom:], piece[:, : width // 2], piece[:, (width + 1) // 2 :])
-        for counter, part in zip((whole, *halves), parts):
-            counter.update(_value_counts(part))
-        return
+    high, scale = int(pieces.max()) if pieces.size else 0, 1
+    if high >= 256 and np.count_nonzero(pieces) == np.count_nonzero(single := pieces == high):
+        pieces, scale = single.view(np.uint8), high
+    elif pieces.size == 0 or high >= 256:
+        for piece in pieces:
+            parts = (piece[:top], piece[bottom:], piece[:, : width // 2], piece[:, (width + 1) // 2 :])
+            for counter, part in zip(halves, parts):
+                counter.update(_value_counts(part))
+        return [Counter(_value_counts(piece)) for piece in pieces]
     region = np.repeat([0, 3, 6], [top, bottom - top, rows - bottom])[:, None] + np.repeat([0, 1, 2], [
         width // 2, width % 2, width // 2])  # 3 * row third + column third
-    tagged = np.bincount((region * 256 + piece).reshape(-1), minlength=9 * 256).reshape(3, 3, 256)
-    sums = (tagged.sum((0, 1)), tagged[0].sum(0), tagged[2].sum(0), tagged[:, 0].sum(0), tagged[:, 2].sum(0))
-    for counter, counted in zip((whole, *halves), sums):
-        present = np.flatnonzero(counted)
-        counter.update(dict(zip((present * scale).tolist(), counted[present].tolist())))
+    tagged = np.bincount(((np.arange(n)[:, None, None] * 9 + region) * 256 + pieces).reshape(-1),
+                         minlength=n * 9 * 256).reshape(n, 3, 3, 256)
+    sums = (tagged[:, 0].sum((0, 1)), tagged[:, 2].sum((0, 1)), tagged[:, :, 0].sum((0, 1)), tagged[:, :, 2].sum((0, 1)))
+    for counter, counted in zip(halves, sums):
+        counter.update(_present(counted, scale))
+    return [Counter(_present(counted, scale)) for counted in tagged.sum((1, 2))]
+
+
+def _present(counted: np.ndarray, scale: int) -> dict[int, int]:
+    present = np.flatnonzero(counted)
+    return dict(zip((present * scale).tolist(), counted[present].tolist()))
 
 
 def _value_counts(codes: np.ndarray) -> dict[int, int]:
@@ -262,13 +306,18 @@ def _stored_codes(band: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _component_widths(foreground: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    """2 * (largest chessboard distance to background) - 1 per connected component (`labels`, `n`: ndimage.label's):
-    the side of its largest inscribed square (px). Chessboard distances are int32 (the Euclidean map takes 4x the
-    memory)."""
-    distance = ndimage.distance_transform_cdt(foreground, metric="chessboard")
+    """2 * (largest chessboard distance to background) - 1 per connected component of a stack (`labels`, `n`:
+    ndimage.label's): the side of its largest inscribed square (px). Chessboard distances are int32 (the Euclidean map
+    takes 4x the memory)."""
+    distance = ndimage.distance_transform_cdt(foreground, metric=_PLANE_SQUARE)
     largest = np.zeros(n + 1, distance.dtype)  # ndimage.maximum's per-call overhead outweighs a small mask's work
     np.maximum.at(largest, labels[foreground], distance[foreground])
     return 2 * largest[1:].astype(float) - 1
+
+
+def _extents(labels: np.ndarray, n: int) -> np.ndarray:
+    """The longer bounding-box side of each component of a stack (`labels`, `n`: ndimage.label's)."""
+    return np.array([max(b[1].stop - b[1].start, b[2].stop - b[2].start) for b in ndimage.find_objects(labels, n)], float)
 
 
 def _subset(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -256,8 +256,8 @@ def picture_channels(array: np.ndarray, path: str | os.PathLike[str]) -> np.ndar
 
 def channels_equal(array: np.ndarray) -> bool:
     """True when all channels of (H, W, C) carry the same picture (up to JPEG noise)."""
-    if array.shape[2] == 1 or (array == array[:, :, :1]).all():  # exact copies: no float copy of the image
-        return True
+    if all((array[:, :, c] == array[:, :, 0]).all() for c in range(1, array.shape[2])):  # exact copies: no float copy
+        return True  # (channel by channel: a broadcast over the last axis runs a 3-element inner loop per pixel)
     first = array[:, :, :1].astype(np.float32)
     spread = float(np.abs(array.astype(np.float32) - first).max())
     return spread <= _EQUAL_CHANNEL_TOLERANCE * dtype_range(array.dtype)
