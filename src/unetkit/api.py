@@ -100,11 +100,12 @@ def train(data: str | os.PathLike[str] | TrainConfig | None = None, out: str | o
 
 
 def _train_resolved(config: TrainConfig, *, resume: bool) -> TrainResult:
-    from unetkit.report import write_reports
     from unetkit.training.runner import run_training
 
     result = run_training(config, resume=resume)
     if distributed.is_main():
+        from unetkit.report import write_reports
+
         log.info("run report: %s", write_reports(result.run_dir, device=config.runtime.device))
         if config.runtime.track == "mlflow":
             from unetkit.tracking import finish_training

@@ -14,9 +14,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
-
-import matplotlib.pyplot as plt  # the Agg backend is chosen by unetkit.visualize, imported below
+from typing import TYPE_CHECKING, Any
 
 from unetkit.data import patch_set
 from unetkit.data.fov import find_regions
@@ -29,7 +27,10 @@ from unetkit.fileio import write_text
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.scoring import accumulator_for, palette_for, scored_pairs
 from unetkit.measures import RESAMPLES, MeasureSet, is_boundary, monitor_minimizes, parse_measures
-from unetkit.visualize import label_map, overlay_sheet, plot_curves
+from unetkit.visualize import label_map, overlay_sheet, plot_curves, pyplot
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPORT_NAME = "report.html"
 # body data-images="ok" when every picture decoded, else a red line on top, for the reader and `make
@@ -101,7 +102,7 @@ def write_folds_report(run: Path) -> Path:
         folds.append({"fold": fold, "epochs": len(history)} | best | {"epoch": int(best["epoch"]), "page": link})
     sections.append(f"<h2>Folds (best epoch by {html.escape(monitor)})</h2>\n" + _table(folds, markup=("page",)))
     if histories:
-        figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        figure, axes = pyplot().subplots(1, 2, figsize=(10, 3.4))
         for axis, key, label in zip(axes, ("val_loss", "val_iou"), ("validation loss", "validation IoU")):
             for name, history in histories.items():
                 axis.plot([row["epoch"] for row in history], [row[key] for row in history], label=name)
@@ -161,11 +162,11 @@ def _summary(run: Path, record: dict[str, Any], threshold: float, postprocess: d
     return "\n".join(lines)
 
 
-def _figure_section(title: str, figure: plt.Figure) -> str:
+def _figure_section(title: str, figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
+    pyplot().close(figure)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"<h2>{html.escape(title)}</h2>\n<img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">"
 
@@ -175,7 +176,7 @@ def _sweep_section(run: Path, threshold: float, scored_on: str = "validation") -
     if not (run / "threshold_sweep.csv").is_file():
         return ""
     table = read_table(run / "threshold_sweep.csv", ("threshold",))[1]
-    figure, axis = plt.subplots(figsize=(6, 3.2))
+    figure, axis = pyplot().subplots(figsize=(6, 3.2))
     for name in [k for k in table[0] if k != "threshold"]:
         axis.plot([r["threshold"] for r in table], [r[name] for r in table], label=name)
     axis.axvline(threshold, color="k", linestyle=":", label=f"chosen {threshold:.2f}")

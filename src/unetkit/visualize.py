@@ -61,7 +61,7 @@ def blend_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45, pale
 def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str] | None = None) -> Figure:
     """Loss (train/val) and validation metrics per epoch, two panels side by side; written to `path` if given."""
     epochs = [row["epoch"] for row in history]
-    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4))
     left.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
     left.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation loss")
     left.set(xlabel="epoch", ylabel="loss")
@@ -78,7 +78,7 @@ def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike[str
 def overlay_sheet(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
                   titles: Sequence[str], path: str | os.PathLike[str] | None = None) -> Figure:
     """One row per example: image, truth overlay, prediction overlay; written to `path` if given."""
-    fig, axes = _pyplot().subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), squeeze=False)
+    fig, axes = pyplot().subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), squeeze=False)
     for row, (image, truth, pred, title) in enumerate(zip(images, truths, predictions, titles)):
         panels = (display_gray(image), blend_overlay(image, truth), blend_overlay(image, pred))
         for col, (panel, name) in enumerate(zip(panels, ("image", "truth", "prediction"))):
@@ -93,11 +93,12 @@ def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
     if path is not None:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=100, format="png")
-        _pyplot().close(fig)
+        pyplot().close(fig)
     return fig
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot with the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")

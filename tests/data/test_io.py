@@ -63,6 +63,42 @@ def test_truncated_png_names_the_file(tmp_path: Path) -> None:
         read_array(tmp_path / "t.png")
 
 
+def test_plain_pngs_decode_as_pillow_does_and_others_go_to_pillow(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Gray, RGB, 16-bit gray and interlaced PNGs take OpenCV's decoder (`_decode_plain_png` answers) and read exactly as
+    Pillow reads them; a text chunk, a palette and a damaged IDAT (a flipped byte: its CRC fails) go to Pillow, the
+    damaged one as a one-line error naming the file, with nothing printed by libpng."""
+    from unetkit.data.io import _decode_plain_png
+
+    rng = np.random.default_rng(4)
+    gray, rgb = rng.integers(0, 256, (37, 53), dtype=np.uint8), rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    plain = {"gray.png": (Image.fromarray(gray), {}), "rgb.png": (Image.fromarray(rgb), {}),
+             "deep.png": (Image.fromarray(gray.astype(np.uint16) * 257), {}),
+             "interlaced.png": (Image.fromarray(rgb), {"interlace": 1})}
+    for name, (image, options) in plain.items():
+        image.save(tmp_path / name, **options)
+        data = (tmp_path / name).read_bytes()
+        assert _decode_plain_png(data) is not None, name
+        with Image.open(tmp_path / name) as pillow:
+            expected = np.asarray(pillow).astype(np.uint16 if name == "deep.png" else np.uint8)
+        array = read_array(tmp_path / name)
+        assert array.dtype == expected.dtype and np.array_equal(array[..., 0] if expected.ndim == 2 else array, expected)
+    from PIL.PngImagePlugin import PngInfo
+
+    text = PngInfo()
+    text.add_text("Software", "test")
+    Image.fromarray(gray).save(tmp_path / "text.png", pnginfo=text)
+    Image.fromarray(gray).convert("P").save(tmp_path / "palette.png")
+    assert _decode_plain_png((tmp_path / "text.png").read_bytes()) is None
+    assert _decode_plain_png((tmp_path / "palette.png").read_bytes()) is None
+    damaged = bytearray((tmp_path / "gray.png").read_bytes())
+    damaged[damaged.index(b"IDAT") + 20] ^= 0xFF
+    (tmp_path / "damaged.png").write_bytes(bytes(damaged))
+    capfd.readouterr()
+    with pytest.raises(UserError, match=r"damaged\.png: cannot read image") as error:
+        read_array(tmp_path / "damaged.png")
+    assert "\n" not in str(error.value) and capfd.readouterr() == ("", "")
+
+
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.bmp").write_bytes(b"BM")
     with pytest.raises(UserError, match="unknown image extension '.bmp'"):

@@ -1,10 +1,10 @@
 """Reading images and masks from disk, and writing masks back, with one-line errors.
 
-Pillow reads PNG/JPEG/GIF; tifffile reads TIFF, which Pillow handles poorly beyond 8-bit (float32, multi-channel
-stacks); NumPy reads .npy ((H, W) or (H, W, C), never pickles). What is ours is the policy: arrays come back as
-(H, W, C) in the file's own dtype, float arrays hold only finite values (NaN or infinity would train NaN weights or
-predict empty masks without a word), every failure names the file, and nothing that is not a regular file is opened
-(a FIFO named like an image would block the reader forever).
+Pillow reads PNG/JPEG/GIF (OpenCV the plainest PNGs, see `_decode_plain_png`); tifffile reads TIFF, which Pillow
+handles poorly beyond 8-bit (float32, multi-channel stacks); NumPy reads .npy ((H, W) or (H, W, C), never pickles).
+What is ours is the policy: arrays come back as (H, W, C) in the file's own dtype, float arrays hold only finite values
+(NaN or infinity would train NaN weights or predict empty masks without a word), every failure names the file, and
+nothing that is not a regular file is opened (a FIFO named like an image would block the reader forever).
 
 - A channels-first .npy (C, H, W), as PyTorch and many scientific tools save it, is read as (H, W, C).
 - EXIF orientation is applied to every file Pillow reads, images and masks alike, so both come upright as a viewer
@@ -23,7 +23,9 @@ import io
 import logging
 import os
 import stat
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,15 +63,15 @@ def read_array(path: str | os.PathLike[str], *, palette_indices: bool = False,
         raise UserError(f"{file}: unknown image extension '{file.suffix}' (readable: {', '.join(IMAGE_EXTENSIONS)})")
     check_regular_file(file)
     try:
-        source: Path | io.BytesIO = file
-        if hashes is not None:  # the bytes hashed are the bytes decoded
-            source = io.BytesIO(file.read_bytes())
-            hashes[file] = hashlib.sha256(source.getbuffer()).hexdigest()
+        data = file.read_bytes() if hashes is not None or suffix == ".png" else None
+        if data is not None and hashes is not None:  # the bytes hashed are the bytes decoded
+            hashes[file] = hashlib.sha256(data).hexdigest()
+        source = file if data is None else io.BytesIO(data)
         if suffix in TIFF_EXTENSIONS:
             array = _read_tiff(source)
         elif suffix == ".npy":
             array = _check_npy(np.load(source, allow_pickle=False), file)
-        else:
+        elif data is None or (array := _decode_plain_png(data)) is None:
             array = _read_pillow(file, palette_indices, source)
     except UserError:
         raise
@@ -192,6 +194,36 @@ def _read_pillow(file: Path, palette_indices: bool, source: Path | io.BytesIO) -
         if image.mode not in ("L", "RGB", "RGBA", "LA", "F"):
             image = image.convert("RGBA" if "A" in image.mode else "RGB")
         return np.asarray(image)
+
+
+_PLAIN_PNG = {(8, 0), (8, 2), (16, 0)}  # (bit depth, colour type): 8-bit gray and RGB, 16-bit gray
+_PLAIN_CHUNKS = {b"IHDR", b"IDAT", b"IEND", b"pHYs", b"tIME"}  # none of them changes the pixels Pillow returns
+
+
+def _decode_plain_png(data: bytes) -> np.ndarray | None:
+    """A gray or RGB PNG holding nothing that Pillow interprets (palette, transparency, EXIF, colour profiles),
+    decoded by OpenCV; None for any other file. OpenCV decodes without holding the GIL, so a folder's reader threads
+    decode in parallel, where Pillow's PNG decoding runs one file at a time. The pixels are Pillow's. Every chunk's
+    CRC is checked first: a damaged file goes to Pillow, whose error names it, and libpng prints nothing."""
+    if len(data) < 33 or data[:8] != b"\x89PNG\r\n\x1a\n" or (data[24], data[25]) not in _PLAIN_PNG:
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    if width * height > (Image.MAX_IMAGE_PIXELS or 0):  # Pillow's decompression-bomb guard says why
+        return None
+    view, offset = memoryview(data), 8
+    while offset + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", view[offset:offset + 8])
+        end = offset + 12 + length
+        if kind not in _PLAIN_CHUNKS or end > len(data) or zlib.crc32(view[offset + 4:end - 4]) != int.from_bytes(
+                view[end - 4:end], "big"):
+            return None
+        if kind == b"IEND":
+            import cv2
+
+            array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            return None if array is None else cv2.cvtColor(array, cv2.COLOR_BGR2RGB) if array.ndim == 3 else array
+        offset = end
+    return None  # truncated before IEND
 
 
 def _gray_palette(image: Image.Image) -> bool:
