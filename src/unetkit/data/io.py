@@ -142,9 +142,11 @@ def check_regular_file(path: Path) -> None:
         raise UserError(f"{path}: is {kind}, not an image file; unetkit reads regular files only")
 
 
-def check_image_file(path: Path, where: str = "") -> None:
-    """`check_regular_file`, then an extension unetkit reads; `where` ends the message (" (listed in X)")."""
-    check_regular_file(path)
+def check_image_file(path: Path, where: str = "", *, regular: bool = False) -> None:
+    """`check_regular_file` (unless the caller knows the file is `regular`: a scandir entry), then an extension
+    unetkit reads; `where` ends the message (" (listed in X)")."""
+    if not regular:
+        check_regular_file(path)
     if not is_image_file(path):
         raise UserError(f"{path}: unknown image extension '{path.suffix}'{where}")
 

@@ -26,10 +26,13 @@ def list_images(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise UserError(f"{folder}: folder not found")
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_dir():
+    with os.scandir(folder) as entries:  # scandir's entries know their kind: no stat per ordinary file
+        listed = sorted(entries, key=lambda entry: entry.name)
+    for entry in listed:
+        if entry.name.startswith(".") or entry.is_dir():
             continue
-        check_image_file(path)
+        path = folder / entry.name
+        check_image_file(path, regular=entry.is_file())  # a FIFO, socket or broken link: named by its kind
         if path.stem in found:
             raise UserError(f"{path}: two files share the stem '{path.stem}' (also {found[path.stem].name})")
         found[path.stem] = path
