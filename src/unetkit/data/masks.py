@@ -75,7 +75,11 @@ def decode_multilabel(raw: np.ndarray, labels: int, path: str | os.PathLike[str]
 
 
 def _distinct(raw: np.ndarray) -> np.ndarray:
-    """np.unique(raw); 8-bit masks by a count of their 256 values, which is faster than unique's hashing."""
+    """np.unique(raw), sooner for the common masks than unique's hashing: a binary mask by counting its lowest and
+    highest value, another 8-bit one by a count of its 256 values."""
+    low, high = raw.min(), raw.max()
+    if low == high or np.count_nonzero(raw == low) + np.count_nonzero(raw == high) == raw.size:
+        return np.array([low] if low == high else [low, high], raw.dtype)
     if raw.dtype == np.uint8:
         return np.flatnonzero(np.bincount(raw.reshape(-1), minlength=256)).astype(np.uint8)
     return np.unique(raw)

@@ -29,10 +29,14 @@ def list_images(folder: Path) -> dict[str, Path]:
     with os.scandir(folder) as entries:  # scandir's entries know their kind: no stat per ordinary file
         listed = sorted(entries, key=lambda entry: entry.name)
     for entry in listed:
-        if entry.name.startswith(".") or entry.is_dir():
+        try:
+            folder_or_file = entry.is_dir(), entry.is_file()
+        except OSError:  # a symbolic link loop
+            folder_or_file = False, False
+        if entry.name.startswith(".") or folder_or_file[0]:
             continue
         path = folder / entry.name
-        check_image_file(path, regular=entry.is_file())  # a FIFO, socket or broken link: named by its kind
+        check_image_file(path, regular=folder_or_file[1])  # a FIFO, socket or broken link: named by its kind
         if path.stem in found:
             raise UserError(f"{path}: two files share the stem '{path.stem}' (also {found[path.stem].name})")
         found[path.stem] = path

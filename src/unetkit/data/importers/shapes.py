@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.path import Path as PolygonPath
 
 from unetkit.errors import UserError
 
@@ -62,6 +61,8 @@ def render(record: ImageRecord, index_of: dict[str, int], height: int, width: in
 
 def _covered(shape: Shape, height: int, width: int) -> np.ndarray:
     """(H, W) bool: the bitmap at its offset, or the pixels a polygon or polyline part covers (the module docstring's rule)."""
+    from matplotlib.path import Path as PolygonPath  # here: the CLI lists the import formats without loading matplotlib
+
     out = np.zeros((height, width), bool)
     bitmap = shape.load() if shape.load is not None else shape.bitmap
     if bitmap is not None:
