@@ -219,13 +219,13 @@ class Measure:
         return codes != 0 if self.ignore_index is None else (codes != 0) & (codes != self.ignore_index)
 
     def _measure_bands(self, bands: Any, path: Path, height: int, stride: int, n_bands: int = 1) -> None:
-        """Fold (rows, W, C) bands of one mask into the measures; `stride` > 1 measures extents on a strided copy."""
+        """Fold (rows, W, C) bands of one mask of several pieces into the measures; `stride` > 1 measures extents on a
+        strided copy."""
         counts: Counter[int] = Counter()
         widths: list[np.ndarray] = []
         strided: list[np.ndarray] = []
         every = max(1, math.ceil(n_bands * BAND_PIXELS / WIDTH_PIXELS)) if n_bands > 1 else 1
         offset = 0  # first row of the piece
-        labelled = None  # the last piece's components: a mask of one piece is labelled once, for widths and extents
         for index, band in enumerate(bands):
             codes = self._codes(band, path)
             step = max(1, CHUNK_PIXELS // codes.shape[1])
@@ -233,8 +233,7 @@ class Measure:
                 counts.update(_count_regions(piece, offset, height, self.halves)[0])
                 foreground = self._foreground(piece)
                 if index % every == 0 and foreground.any():
-                    labelled = ndimage.label(foreground, _PLANE_CROSS)
-                    widths.append(_component_widths(foreground, *labelled))
+                    widths.append(_component_widths(foreground, *ndimage.label(foreground, _PLANE_CROSS)))
                 if stride == 1:
                     strided.append(foreground[0])
                 else:  # keep rows whose index is a multiple of the stride, every stride-th column
@@ -244,8 +243,7 @@ class Measure:
         self.widths.extend(_subset(np.concatenate(widths) if widths else np.zeros(0), self.rng).tolist())
         whole = np.concatenate(strided)[None]
         if whole.any():
-            labels, n = labelled if len(strided) == 1 and stride == 1 and labelled is not None else \
-                ndimage.label(whole, _PLANE_CROSS)
+            labels, n = ndimage.label(whole, _PLANE_CROSS)
             self.extents.extend(_subset(_extents(labels, n) * stride, self.rng).tolist())
 
 
