@@ -38,7 +38,7 @@ DEMO_MARKER = ".unetkit-demo"
 
 
 def __getattr__(name: str) -> Any:
-    """`PredictResult` on first use: the prediction machinery (and matplotlib's colours) load only for predict."""
+    """`PredictResult` on first use: the prediction machinery loads when predicting, not with the CLI."""
     if name == "PredictResult":
         from unetkit.inference.job import PredictResult
 

@@ -251,8 +251,8 @@ def check_class_coverage(masks: np.ndarray, num_classes: int, ignore_index: int 
     if masks.ndim == 4:  # multi-label: (N, H, W, labels)
         counts = np.concatenate([[0], np.count_nonzero(masks, axis=(0, 1, 2))])
         return check_class_counts(counts, num_classes, ignore_index, where, multilabel=True)
-    counts = np.zeros(256, np.int64)  # only the classes checked are counted: a full bincount casts every pixel to intp
-    counts[:max(num_classes, 2)] = [np.count_nonzero(masks == c) for c in range(max(num_classes, 2))]
+    flat, step = masks.reshape(-1), 2**20  # counted by chunks: one bincount would cast every pixel to intp at once
+    counts = sum(np.bincount(flat[i:i + step], minlength=256) for i in range(0, flat.size, step))
     return check_class_counts(counts, num_classes, ignore_index, where)
 
 

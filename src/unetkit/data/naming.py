@@ -30,13 +30,13 @@ def list_images(folder: Path) -> dict[str, Path]:
         listed = sorted(entries, key=lambda entry: entry.name)
     for entry in listed:
         try:
-            folder_or_file = entry.is_dir(), entry.is_file()
-        except OSError:  # a symbolic link loop
-            folder_or_file = False, False
-        if entry.name.startswith(".") or folder_or_file[0]:
+            is_folder, is_file = entry.is_dir(), entry.is_file()
+        except OSError:  # a symbolic link loop: check_image_file names it
+            is_folder = is_file = False
+        if entry.name.startswith(".") or is_folder:
             continue
         path = folder / entry.name
-        check_image_file(path, regular=folder_or_file[1])  # a FIFO, socket or broken link: named by its kind
+        check_image_file(path, regular=is_file)  # a FIFO, socket or broken link: named by its kind
         if path.stem in found:
             raise UserError(f"{path}: two files share the stem '{path.stem}' (also {found[path.stem].name})")
         found[path.stem] = path
