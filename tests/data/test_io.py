@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from tests.data.special_files import call_or_unblock, make_special
-from unetkit.data.io import read_array, to_channels, write_png, write_tiff
+from unetkit.data.io import _decode_plain_png, read_array, to_channels, write_png, write_tiff
 from unetkit.errors import UserError
 from unetkit.fileio import file_sha256
 
@@ -67,8 +68,6 @@ def test_plain_pngs_decode_as_pillow_does_and_others_go_to_pillow(tmp_path: Path
     """Gray, RGB, 16-bit gray and interlaced PNGs take OpenCV's decoder (`_decode_plain_png` answers) and read exactly as
     Pillow reads them; a text chunk, a palette and a damaged IDAT (a flipped byte: its CRC fails) go to Pillow, the
     damaged one as a one-line error naming the file, with nothing printed by libpng."""
-    from unetkit.data.io import _decode_plain_png
-
     rng = np.random.default_rng(4)
     gray, rgb = rng.integers(0, 256, (37, 53), dtype=np.uint8), rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     plain = {"gray.png": (Image.fromarray(gray), {}), "rgb.png": (Image.fromarray(rgb), {}),
@@ -82,8 +81,6 @@ def test_plain_pngs_decode_as_pillow_does_and_others_go_to_pillow(tmp_path: Path
             expected = np.asarray(pillow).astype(np.uint16 if name == "deep.png" else np.uint8)
         array = read_array(tmp_path / name)
         assert array.dtype == expected.dtype and np.array_equal(array[..., 0] if expected.ndim == 2 else array, expected)
-    from PIL.PngImagePlugin import PngInfo
-
     text = PngInfo()
     text.add_text("Software", "test")
     Image.fromarray(gray).save(tmp_path / "text.png", pnginfo=text)

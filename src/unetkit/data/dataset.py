@@ -9,7 +9,6 @@ training needs before its first step: the pairs, a content hash per file (what -
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from unetkit.data.pairing import DataSource, Pair, find_pairs
 from unetkit.data.patches import ArraySource, FileSource, Source
 from unetkit.data.preprocess import resize_image, resize_mask
 from unetkit.data.read_ahead import in_order
-from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size
+from unetkit.data.regions import is_large
 from unetkit.errors import UserError
 
 
@@ -161,7 +160,7 @@ def survey(data_dir: DataSource | str | os.PathLike[str], in_channels: int, num_
 
     def read(pair: Pair) -> tuple[tuple[np.ndarray, np.ndarray], ArraySource] | None:
         """The pair decoded (raw for the fingerprint, then as training takes it), or None to leave it on disk."""
-        if not whole and can_stream(pair.image) and math.prod(image_size(pair.image)) > LARGE_PIXELS:
+        if not whole and is_large(pair.image):
             return None
         raw = read_raw_pair(pair, palette, hashes)
         image, mask = decode_pair(pair, raw, in_channels, num_classes, ignore_index, palette, multilabel)

@@ -36,7 +36,7 @@ from scipy import ndimage
 from unetkit.data.io import channels_equal, drop_uniform_alpha, read_array
 from unetkit.data.masks import BINARY_ENCODINGS, ClassPalette, mask_channels, read_class_palette, read_raw_mask
 from unetkit.data.pairing import DataSource, Pair, find_pairs
-from unetkit.data.regions import LARGE_PIXELS, can_stream, image_size, open_rows
+from unetkit.data.regions import is_large, open_rows
 from unetkit.errors import UserError
 
 SAMPLE_BUDGET = 1_000_000  # intensity samples over the folder (per channel)
@@ -100,10 +100,6 @@ def fingerprint(data_dir: DataSource | str | os.PathLike[str], *, num_classes: i
     return measure.result(str(data_dir))
 
 
-def _large(path: Path) -> bool:
-    return can_stream(path) and math.prod(image_size(path)) > LARGE_PIXELS
-
-
 class Measure:
     """The fingerprint of a folder, measured pair by pair in the folder's order. A reader that decodes the pairs
     anyway (data/dataset.py::survey) hands over its arrays, so no file is decoded twice. `palette`: classes.yaml's,
@@ -125,8 +121,8 @@ class Measure:
 
     def add(self, pair: Pair, image: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
         """`image`, `mask`: as io.read_array and masks.read_raw_mask read them, or None to read here (by rows when large)."""
-        image = read_array(pair.image) if image is None and not _large(pair.image) else image
-        mask = read_raw_mask(pair.mask, self.palette) if mask is None and not _large(pair.mask) else mask
+        image = read_array(pair.image) if image is None and not is_large(pair.image) else image
+        mask = read_raw_mask(pair.mask, self.palette) if mask is None and not is_large(pair.mask) else mask
         if image is None or mask is None or mask.shape[0] > max(1, CHUNK_PIXELS // mask.shape[1]):  # not one piece
             self._measure_stack()
             self._sample_image(pair.image, image)

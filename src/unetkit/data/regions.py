@@ -9,6 +9,7 @@ checks whole images.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,6 +77,11 @@ def head_or_whole(path: Path) -> np.ndarray:
 
 def can_stream(path: Path) -> bool:
     return path.suffix.lower() in STREAMABLE_EXTENSIONS
+
+
+def is_large(path: Path) -> bool:
+    """A TIFF or .npy over LARGE_PIXELS (known from its header): read by rows or regions, never decoded whole."""
+    return can_stream(path) and math.prod(image_size(path)) > LARGE_PIXELS
 
 
 def image_size(path: Path) -> tuple[int, int]:
